@@ -1,0 +1,56 @@
+"""offnadir: change detection between off-nadir VHR satellite images.
+
+Public API (imported lazily so ``import offnadir`` stays cheap):
+
+* :func:`read_camera`, :class:`Camera`, :class:`RPC` — the RFM camera core;
+* :func:`fit_bias`, :func:`read_gcps` — affine bias compensation from ground control points;
+* errors in :mod:`offnadir.errors`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from offnadir._version import __version__
+from offnadir.errors import (
+    ConfigError,
+    ConvergenceError,
+    DataError,
+    GCPError,
+    InputFileError,
+    InvalidModelError,
+    NoCameraModelError,
+    OffnadirError,
+    OutputExistsError,
+    UnsupportedFormatError,
+)
+
+_LAZY = {
+    "Camera": "offnadir.camera.camera",
+    "RPC": "offnadir.camera.rpc",
+    "read_camera": "offnadir.camera.readers",
+    "fit_bias": "offnadir.camera.bias",
+    "read_gcps": "offnadir.camera.bias",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'offnadir' has no attribute {name!r}")
+
+
+__all__ = [
+    "__version__",
+    *_LAZY,
+    "OffnadirError",
+    "InputFileError",
+    "NoCameraModelError",
+    "UnsupportedFormatError",
+    "InvalidModelError",
+    "ConvergenceError",
+    "GCPError",
+    "ConfigError",
+    "DataError",
+    "OutputExistsError",
+]
