@@ -1,0 +1,71 @@
+"""Where dask work runs: a local cluster by default (one single-threaded worker process per core),
+or an existing scheduler. One level of parallelism: workers run serial numba kernels, and numba,
+OpenMP and GDAL are told to use one thread inside each worker (set in the worker environment,
+never at import)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+
+WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "MKL_NUM_THREADS": "1", "GDAL_NUM_THREADS": "1"}
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, memory_limit="auto",
+                quiet: bool = False):
+    """Yield a ``distributed.Client``: connected to ``scheduler`` if given, else to a new LocalCluster."""
+    from distributed import Client, LocalCluster
+
+    from offnadir.errors import ConfigError
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except OSError as e:
+            raise ConfigError(f"cannot reach the dask scheduler at {scheduler} ({e}). Start one with "
+                              "`dask scheduler` and `dask worker ADDRESS`, or drop --scheduler to use a local "
+                              "cluster.") from None
+        try:
+            if not quiet:
+                print(f"offnadir: using dask scheduler {scheduler}; dashboard: {client.dashboard_link}",
+                      file=sys.stderr)
+            yield client
+        finally:
+            client.close()
+        return
+    n = n_workers or os.cpu_count() or 1
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                           dashboard_address=":0", env=dict(WORKER_ENV), silence_logs=40)
+    client = Client(cluster)
+    try:
+        if not quiet:
+            print(f"offnadir: local dask cluster, {n} workers x 1 thread; dashboard: {client.dashboard_link}",
+                  file=sys.stderr)
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False) -> list:
+    """Compute delayed tasks on the client with a progress bar; re-raise the first failure."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    if not tasks:
+        return []
+    futures = client.compute(tasks)
+    results = []
+    with tqdm(total=len(futures), desc=desc, unit="tile", disable=quiet or None, file=sys.stderr) as bar:
+        try:
+            for fut in as_completed(futures):
+                results.append(fut.result())
+                bar.update(1)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    return results

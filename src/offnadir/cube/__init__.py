@@ -1,0 +1,1 @@
+"""The co-registered cube: DSM tiles back-projected into every image, with occlusion."""

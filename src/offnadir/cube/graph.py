@@ -1,0 +1,61 @@
+"""dask wiring of the cube: which task computes which tile, how tiles assemble into arrays.
+No math here: every task calls a function of :mod:`offnadir.cube.tile` or :mod:`offnadir.store`."""
+
+from __future__ import annotations
+
+import operator
+
+import dask
+import dask.array as da
+import numpy as np
+
+from offnadir.cube import tile as tilemod
+
+
+def dsm_stats(dsm, chunk: int):
+    """Delayed (h_min, h_max, n_valid) of the stored DSM heights: one task per block, tree-combined."""
+    ny, nx = dsm.shape
+    parts = [dask.delayed(tilemod.block_stats, pure=True)(dsm, i, min(i + chunk, ny), j, min(j + chunk, nx))
+             for i in range(0, ny, chunk) for j in range(0, nx, chunk)]
+    while len(parts) > 1:
+        parts = [dask.delayed(tilemod.combine_stats, pure=True)(*parts[k:k + 8]) for k in range(0, len(parts), 8)]
+    return parts[0]
+
+
+def cube_arrays(plan) -> dict[str, da.Array]:
+    """Lazy arrays of every cube field, one compute_tile task per tile shared by all fields."""
+    n_img = len(plan.images)
+    grid = plan.grid_shape
+    blocks = {name: [[None] * grid[1] for _ in range(grid[0])] for name in tilemod.FIELDS}
+    for t in plan.tiles():
+        res = dask.delayed(tilemod.compute_tile, pure=True)(plan, t)
+        ny, nx = t.shape
+        shapes = {"row": (n_img, ny, nx), "col": (n_img, ny, nx), "visible": (n_img, ny, nx),
+                  "value": (n_img, plan.n_bands, ny, nx), "dsm": (ny, nx)}
+        for name, dtype in tilemod.FIELDS.items():
+            part = dask.delayed(operator.getitem, pure=True)(res, name)
+            blocks[name][t.ti][t.tj] = da.from_delayed(part, shape=shapes[name], dtype=dtype)
+    return {name: da.block(rows) for name, rows in blocks.items()}
+
+
+def tile_write_tasks(plan, store_path: str, skip: set | None = None) -> list:
+    """Delayed tasks, one per tile not in ``skip``, each computing its tile and writing its region."""
+    from offnadir import store
+
+    skip = skip or set()
+    return [dask.delayed(store.write_tile, pure=False)(store_path, plan, t)
+            for t in plan.tiles() if (t.ti, t.tj) not in skip]
+
+
+def empty_arrays(plan) -> dict[str, da.Array]:
+    """Cheap lazy placeholders with the cube's shapes and chunks (used to lay out a store)."""
+    n_img = len(plan.images)
+    cy, cx = plan.chunks()
+    return {
+        "row": da.full((n_img, sum(cy), sum(cx)), np.nan, chunks=((1,) * n_img, cy, cx), dtype=np.float32),
+        "col": da.full((n_img, sum(cy), sum(cx)), np.nan, chunks=((1,) * n_img, cy, cx), dtype=np.float32),
+        "visible": da.full((n_img, sum(cy), sum(cx)), 2, chunks=((1,) * n_img, cy, cx), dtype=np.uint8),
+        "value": da.full((n_img, plan.n_bands, sum(cy), sum(cx)), np.nan,
+                         chunks=((1,) * n_img, (plan.n_bands,), cy, cx), dtype=np.float32),
+        "dsm": da.full((sum(cy), sum(cx)), np.nan, chunks=(cy, cx), dtype=np.float32),
+    }

@@ -1,0 +1,151 @@
+"""The DSM: a picklable source of height blocks on its own grid, plus its lazy xarray view.
+
+Heights inside offnadir are metres above the WGS84 ellipsoid. A DSM above a geoid (EGM96/EGM2008,
+from its CRS, its tags or the user's word) is converted with a geoid grid the user names; the
+conversion happens per tile (``h = H + N(lon, lat)``), where lon/lat are known. A DSM whose vertical
+datum cannot be found is taken as ellipsoidal, with a warning that says so.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from offnadir.errors import ConfigError, DataError, InputFileError
+from offnadir.io.geoid import Geoid
+
+VERTICAL_DATUMS = ("auto", "ellipsoid", "egm96", "egm2008")
+
+
+class VerticalDatumWarning(UserWarning):
+    """The DSM's vertical datum was assumed, not read."""
+
+
+@dataclass(frozen=True)
+class DsmSource:
+    """A DSM GeoTIFF (or anything GDAL reads) as blocks of float64 heights, NaN for nodata."""
+
+    path: str
+    shape: tuple[int, int]
+    transform: tuple[float, ...]  # GDAL-order affine coefficients a, b, c, d, e, f
+    crs_wkt: str
+    vertical_datum: str  # "ellipsoid" | "egm96" | "egm2008"
+    geoid: Geoid | None = None
+    band: int = 1
+    nodata: float | None = None
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def read_block(self, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
+        """Heights of rows i0..i1-1, columns j0..j1-1 (may reach outside the DSM: NaN there)."""
+        import rasterio
+        from rasterio.windows import Window
+
+        out = np.full((i1 - i0, j1 - j0), np.nan, dtype=np.float64)
+        ny, nx = self.shape
+        a0, a1 = max(i0, 0), min(i1, ny)
+        b0, b1 = max(j0, 0), min(j1, nx)
+        if a0 >= a1 or b0 >= b1:
+            return out
+        with rasterio.open(self.path) as ds:
+            block = ds.read(self.band, window=Window(b0, a0, b1 - b0, a1 - a0)).astype(np.float64)
+        if self.nodata is not None and not math.isnan(self.nodata):
+            block[block == self.nodata] = np.nan
+        out[a0 - i0:a1 - i0, b0 - j0:b1 - j0] = block
+        return out
+
+    @property
+    def needs_geoid(self) -> bool:
+        return self.vertical_datum in ("egm96", "egm2008")
+
+
+def open_dsm_source(path, *, geoid=None, vertical_datum: str = "auto", band: int = 1) -> DsmSource:
+    """Inspect a DSM file and return its :class:`DsmSource` (no pixels read)."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError(f"{p}: DSM file not found. Check the path given as the DSM.")
+    if vertical_datum not in VERTICAL_DATUMS:
+        raise ConfigError(f"vertical_datum {vertical_datum!r} is not one of {', '.join(VERTICAL_DATUMS)}.")
+    try:
+        with rasterio.open(p) as ds:
+            crs = ds.crs
+            shape = ds.shape
+            transform = tuple(ds.transform)[:6]
+            nodata = ds.nodata
+            tags = {k.upper(): v for k, v in ds.tags().items()}
+            count = ds.count
+    except RasterioIOError as e:
+        raise InputFileError(f"{p}: cannot be opened as a raster DSM ({e}). Give a GeoTIFF (or any GDAL raster).") from None
+    if crs is None:
+        raise DataError(
+            f"{p}: the DSM has no coordinate reference system, so its cells cannot be placed on the ground. "
+            f"Assign one, e.g. `gdal_edit.py -a_srs EPSG:32631 {p}` (use the DSM's real CRS)."
+        )
+    if transform[0] == 1.0 and transform[4] == 1.0 and transform[2] == 0.0 and transform[5] == 0.0:
+        raise DataError(f"{p}: the DSM has no geotransform (identity); it cannot be placed on the ground.")
+    if band < 1 or band > count:
+        raise ConfigError(f"{p}: DSM band {band} does not exist (the file has {count}).")
+    datum, notes = _vertical_datum(p, crs, tags, vertical_datum)
+    g = None
+    if datum in ("egm96", "egm2008"):
+        if geoid is None:
+            raise DataError(
+                f"{p}: DSM heights are above the {datum.upper()} geoid ({notes[-1]}), but offnadir needs "
+                "ellipsoidal heights for RPC projection. Name a geoid grid: `--geoid egm96_15.gtx` "
+                "(config: dsm.geoid), e.g. ../shared/data/real/shareloc/tests/data/dtm/geoid/egm96_15.gtx."
+            )
+        gp = Path(geoid)
+        if not gp.exists():
+            raise InputFileError(f"{gp}: geoid grid not found. Check dsm.geoid / --geoid.")
+        g = Geoid(str(gp))
+    elif geoid is not None:
+        notes = notes + (f"geoid grid {geoid} ignored: heights are already ellipsoidal",)
+    return DsmSource(str(p), tuple(shape), transform, crs.to_wkt(), datum, g, band, nodata, notes)
+
+
+def _vertical_datum(p: Path, crs, tags: dict, requested: str) -> tuple[str, tuple[str, ...]]:
+    if requested != "auto":
+        return requested, (f"vertical datum {requested} as configured",)
+    wkt = crs.to_wkt().upper()
+    for key in ("VERTICAL_DATUM", "OFFNADIR_VERTICAL_DATUM", "HEIGHTS"):
+        v = tags.get(key, "").lower()
+        if v:
+            if "ellipso" in v or v in ("wgs84", "wgs 84"):
+                return "ellipsoid", (f"tag {key}={tags[key]}",)
+            if "2008" in v:
+                return "egm2008", (f"tag {key}={tags[key]}",)
+            if "96" in v:
+                return "egm96", (f"tag {key}={tags[key]}",)
+    if "VERT_CS" in wkt or "VERTCRS" in wkt or "VERT_DATUM" in wkt:
+        if "EGM2008" in wkt or "EGM08" in wkt:
+            return "egm2008", ("vertical CRS in the DSM's CRS says EGM2008",)
+        if "EGM96" in wkt:
+            return "egm96", ("vertical CRS in the DSM's CRS says EGM96",)
+        if "ELLIPSOID" in wkt:
+            return "ellipsoid", ("vertical CRS in the DSM's CRS says ellipsoidal",)
+    if p.suffix.lower() == ".hgt":
+        return "egm96", ("SRTM .hgt tiles hold heights above EGM96",)
+    if "4979" in wkt or "4978" in wkt:
+        return "ellipsoid", ("3-D geographic CRS (ellipsoidal heights)",)
+    msg = (f"{p}: the DSM declares no vertical datum; assuming its heights are above the WGS84 ellipsoid. "
+           "If they are above a geoid, set vertical_datum: egm96 or egm2008 and name the geoid grid.")
+    warnings.warn(msg, VerticalDatumWarning, stacklevel=3)
+    return "ellipsoid", ("assumed ellipsoidal (no vertical datum declared)",)
+
+
+def open_dsm(path, *, chunks: int = 1024, **kw):
+    """The DSM as a lazy, chunked ``xarray.DataArray`` (dims y, x; CRS; nodata as NaN) — the
+    heights as stored (before any geoid conversion)."""
+    import rioxarray  # noqa: F401  (registers .rio)
+
+    src = open_dsm_source(path, **kw)
+    da = rioxarray.open_rasterio(src.path, chunks={"x": chunks, "y": chunks}, masked=True)
+    da = da.sel(band=src.band, drop=True).rename("dsm")
+    da.attrs["vertical_datum"] = src.vertical_datum
+    return da

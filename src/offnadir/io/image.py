@@ -1,0 +1,67 @@
+"""Images in sensor geometry: a picklable window reader carrying the image's camera."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from offnadir.errors import DataError, InputFileError
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One image: its file, its (possibly bias-compensated) camera, and what is needed to read
+    windows of it on any worker. Pickles as these fields; the file is reopened on each read."""
+
+    path: str
+    camera: object  # offnadir.camera.Camera
+    shape: tuple[int, int]
+    count: int
+    dtype: str
+    nodata: float | None
+    name: str
+
+    def read_window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Pixels rows r0..r1-1, cols c0..c1-1 (inside the image) of every band, file dtype."""
+        import rasterio
+        from rasterio.windows import Window
+
+        with rasterio.open(self.path) as ds:
+            return ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))
+
+    @property
+    def nodata_value(self) -> float:
+        return float("nan") if self.nodata is None or math.isnan(self.nodata) else float(self.nodata)
+
+
+def open_image_source(path, *, model=None, gcps=None, name: str | None = None, bias_model: str = "auto"):
+    """Image + camera (read from the image or from ``model``), bias-compensated from ``gcps`` if given."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    from offnadir.camera.readers import read_camera
+
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError(f"{p}: image file not found. Check the image path.")
+    try:
+        with rasterio.open(p) as ds:
+            shape, count, dtype, nodata = ds.shape, ds.count, ds.dtypes[0], ds.nodata
+    except RasterioIOError as e:
+        raise InputFileError(f"{p}: cannot be opened as an image ({e}).") from None
+    if model is not None:
+        camera = read_camera(model, image=p)
+    else:
+        camera = read_camera(p)
+    if camera.shape is None:
+        camera = camera.replace(shape=tuple(shape))
+    if gcps is not None:
+        from offnadir.camera.bias import fit_bias, read_gcps
+
+        camera = fit_bias(camera, read_gcps(gcps), model=bias_model)
+    if count < 1:
+        raise DataError(f"{p}: the image has no bands.")
+    return ImageSource(str(p), camera, tuple(shape), int(count), str(dtype), nodata, name or p.stem)

@@ -1,0 +1,104 @@
+"""Putting the stages together: inputs -> plan -> cube (lazy, or written tile by tile to Zarr)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import dask
+
+from offnadir.cube import dataset as cube_ds
+from offnadir.cube import graph
+from offnadir.cube.plan import make_plan
+from offnadir.errors import ConfigError, OffnadirError
+from offnadir.io.dsm import DsmSource, open_dsm_source
+from offnadir.io.image import ImageSource, open_image_source
+
+
+def load_images(images, gcps=None) -> list[ImageSource]:
+    """Images as paths, dicts ({path, model, gcps, name}) or ImageSource; ``gcps`` an optional list
+    aligned with ``images`` (None entries allowed)."""
+    if isinstance(images, (str, Path, ImageSource, dict)):
+        images = [images]
+    if gcps is not None and len(gcps) != len(images):
+        raise ConfigError(f"{len(gcps)} GCP files given for {len(images)} images; give one per image "
+                          "(use 'none' for an image without GCPs).")
+    out = []
+    for k, im in enumerate(images):
+        if isinstance(im, ImageSource):
+            out.append(im)
+            continue
+        d = dict(im) if isinstance(im, dict) else {"path": im}
+        g = d.get("gcps") or (gcps[k] if gcps is not None else None)
+        if isinstance(g, str) and g.lower() == "none":
+            g = None
+        out.append(open_image_source(d["path"], model=d.get("model"), gcps=g, name=d.get("name")))
+    names = [im.name for im in out]
+    if len(set(names)) != len(names):
+        # keep labels unique: image names become coordinate labels
+        seen: dict[str, int] = {}
+        fixed = []
+        for im in out:
+            n = seen.get(im.name, 0)
+            seen[im.name] = n + 1
+            fixed.append(im if n == 0 else ImageSource(im.path, im.camera, im.shape, im.count, im.dtype,
+                                                       im.nodata, f"{im.name}_{n}"))
+        out = fixed
+    return out
+
+
+def plan_cube(dsm, images, *, gcps=None, chunk: int = 1024, geoid=None, vertical_datum: str = "auto",
+              lattice_step: int = 16, z_tol: float = 0.05, halo: int | None = None):
+    """Open the inputs and build the tile plan (computes DSM statistics with the current dask
+    scheduler: a distributed Client if one is active, else local threads)."""
+    dsm_src = dsm if isinstance(dsm, DsmSource) or hasattr(dsm, "read_block") else \
+        open_dsm_source(dsm, geoid=geoid, vertical_datum=vertical_datum)
+    image_srcs = load_images(images, gcps)
+    stats = dask.compute(graph.dsm_stats(dsm_src, chunk))[0]
+    return make_plan(dsm_src, image_srcs, stats=stats, chunk=chunk, lattice_step=lattice_step, z_tol=z_tol,
+                     halo=halo)
+
+
+def coregister(dsm, images, *, gcps=None, chunk: int = 1024, geoid=None, vertical_datum: str = "auto",
+               lattice_step: int = 16, z_tol: float = 0.05, config: dict | None = None):
+    """The co-registered cube as a lazy ``xarray.Dataset`` on the DSM grid.
+
+    Variables: ``row``, ``col`` (image, y, x) float32 image coordinates (RPC00B native);
+    ``visible`` (image, y, x) uint8: 1 visible, 0 hidden by relief, 2 outside the image or DSM
+    nodata; ``value`` (image, band, y, x) float32 bilinear samples; ``dsm`` (y, x) ellipsoidal
+    heights. Nothing is computed until the arrays are (e.g. ``.to_zarr``, ``.compute()``)."""
+    plan = plan_cube(dsm, images, gcps=gcps, chunk=chunk, geoid=geoid, vertical_datum=vertical_datum,
+                     lattice_step=lattice_step, z_tol=z_tol)
+    return cube_ds.cube_dataset(plan, graph.cube_arrays(plan), config=config)
+
+
+def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = False, config: dict | None = None,
+               quiet: bool = False) -> Path:
+    """Write the cube to a Zarr store tile by tile on ``client``. Bad input found before writing
+    leaves nothing behind; a run that fails mid-way keeps what it wrote for ``resume``."""
+    from offnadir import store
+    from offnadir.cluster import run_tasks
+
+    out = Path(out)
+    resuming = store.prepare(out, overwrite=overwrite, resume=resume)
+    if not resuming:
+        template = cube_ds.cube_dataset(plan, graph.empty_arrays(plan), config=config)
+        try:
+            store.create(out, template, plan.grid_shape, cube_ds.FILL)
+        except BaseException:
+            store.remove(out)
+            raise
+    skip = store.done_tiles(out) if resuming else set()
+    tasks = graph.tile_write_tasks(plan, str(out), skip)
+    if not quiet:
+        n = len(plan.tiles())
+        print(f"offnadir: {n - len(skip)} of {n} tiles to compute ({plan.dsm.shape[0]}x{plan.dsm.shape[1]} cells, "
+              f"{len(plan.images)} images, halo {plan.halo} cells)", file=sys.stderr)
+    try:
+        run_tasks(client, tasks, desc="cube tiles", quiet=quiet)
+    except OffnadirError:
+        if not resuming:
+            store.remove(out)
+        raise
+    store.finalize(out)
+    return out
