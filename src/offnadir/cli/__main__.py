@@ -1,0 +1,5 @@
+import sys
+
+from offnadir.cli import main
+
+sys.exit(main())
