@@ -48,11 +48,11 @@ def load_images(images, gcps=None) -> list[ImageSource]:
 
 
 def plan_cube(dsm, images, *, gcps=None, chunk: int = 1024, geoid=None, vertical_datum: str = "auto",
-              lattice_step: int = 16, z_tol: float = 0.05, halo: int | None = None):
+              lattice_step: int = 16, z_tol: float = 0.05, halo: int | None = None, dsm_band: int = 1):
     """Open the inputs and build the tile plan (computes DSM statistics with the current dask
     scheduler: a distributed Client if one is active, else local threads)."""
     dsm_src = dsm if isinstance(dsm, DsmSource) or hasattr(dsm, "read_block") else \
-        open_dsm_source(dsm, geoid=geoid, vertical_datum=vertical_datum)
+        open_dsm_source(dsm, geoid=geoid, vertical_datum=vertical_datum, band=dsm_band)
     image_srcs = load_images(images, gcps)
     stats = dask.compute(graph.dsm_stats(dsm_src, chunk))[0]
     return make_plan(dsm_src, image_srcs, stats=stats, chunk=chunk, lattice_step=lattice_step, z_tol=z_tol,
@@ -102,3 +102,33 @@ def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = Fal
         raise
     store.finalize(out)
     return out
+
+
+def run_config(cfg: dict, *, quiet: bool = False, stage_hooks=()) -> Path:
+    """Run a validated config (see :mod:`offnadir.config`): plan, then write the cube on the cluster.
+    ``stage_hooks`` are callables ``hook(cfg, plan, out_path, client)`` run after the cube is written
+    (change detection registers itself this way)."""
+    from offnadir import store
+    from offnadir.cluster import dask_client
+
+    out = Path(cfg["output"]["path"])
+    # refuse an existing output, and open every input, before any work or any cluster
+    if not cfg["output"]["overwrite"]:
+        store.prepare(out, overwrite=False, resume=cfg["output"]["resume"])
+    d = cfg["dsm"]
+    dsm = open_dsm_source(d["path"], geoid=d["geoid"], vertical_datum=d["vertical_datum"], band=d["band"])
+    images = load_images(cfg["images"])
+    with dask_client(cfg["cluster"]["scheduler"], cfg["cluster"]["n_workers"], quiet=quiet) as client:
+        with dask.config.set(scheduler=client):
+            plan = plan_cube(dsm, images, chunk=cfg["tiling"]["chunk"], lattice_step=cfg["tiling"]["lattice_step"],
+                             z_tol=cfg["occlusion"]["z_tol"])
+        write_cube(plan, out, client=client, overwrite=cfg["output"]["overwrite"], resume=cfg["output"]["resume"],
+                   config=cfg, quiet=quiet)
+        for hook in stage_hooks:
+            hook(cfg, plan, out, client)
+    return out
+
+
+def stage_hooks(cfg: dict) -> tuple:
+    """Stages that run after the cube for this config (change detection, when configured)."""
+    return ()

@@ -65,6 +65,7 @@ def create(path, template, grid_shape, encoding_fill: dict) -> None:
         template.to_zarr(str(path), mode="w", compute=False, zarr_format=3, consolidated=False, encoding=enc)
         g = zarr.open_group(str(path), mode="r+")
         g.create_array(DONE, shape=tuple(grid_shape), chunks=(1, 1), dtype="uint8", fill_value=0,
+                       dimension_names=("tile_y", "tile_x"),
                        attributes={"long_name": "1 where the tile has been written"})
 
 

@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
 from offnadir._version import __version__

@@ -1,0 +1,70 @@
+"""``offnadir coregister``: the co-registered cube from a DSM and images, in one command."""
+
+from __future__ import annotations
+
+import sys
+
+NAME = "coregister"
+
+
+def add_cube_arguments(p, *, images: bool = True) -> None:
+    """Options shared by the commands that build a cube (coregister, detect)."""
+    p.add_argument("--dsm", required=True, help="DSM GeoTIFF (the output grid)")
+    if images:
+        p.add_argument("--image", action="append", required=True, dest="images",
+                       help="image with RPC metadata; repeat for each image (the first is the base)")
+    p.add_argument("--model", action="append", dest="models", default=None,
+                   help="camera model file per image when not inside it (repeat in image order; 'none' to skip)")
+    p.add_argument("--gcps", action="append", default=None,
+                   help="GCP file per image (CSV lon,lat,h,row,col or GeoJSON) for bias compensation "
+                        "(repeat in image order; 'none' to skip)")
+    p.add_argument("-o", "--output", required=True, help="output Zarr store")
+    p.add_argument("--chunk", type=int, default=1024, help="tile size in DSM cells (default 1024)")
+    p.add_argument("--geoid", help="geoid grid when the DSM heights are above EGM96/EGM2008")
+    p.add_argument("--vertical-datum", default="auto", choices=("auto", "ellipsoid", "egm96", "egm2008"))
+    p.add_argument("--scheduler", help="address of an existing dask scheduler (default: local cluster)")
+    p.add_argument("--workers", type=int, help="local cluster workers (default: one per core)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted run (skip tiles already written)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def config_from_args(args, images) -> dict:
+    from offnadir.config import validate
+    from offnadir.errors import ConfigError
+
+    def per_image(values, what):
+        if values is None:
+            return [None] * len(images)
+        if len(values) != len(images):
+            raise ConfigError(f"{len(values)} --{what} given for {len(images)} images; give one per image in the "
+                              f"same order ('none' for an image without).")
+        return [None if v.lower() == "none" else v for v in values]
+
+    models = per_image(args.models, "model")
+    gcps = per_image(args.gcps, "gcps")
+    raw = {
+        "dsm": {"path": args.dsm, "geoid": args.geoid, "vertical_datum": args.vertical_datum},
+        "images": [{"path": p, "model": m, "gcps": g} for p, m, g in zip(images, models, gcps)],
+        "output": {"path": args.output, "overwrite": args.overwrite, "resume": args.resume},
+        "tiling": {"chunk": args.chunk},
+        "cluster": {"scheduler": args.scheduler, "n_workers": args.workers},
+    }
+    return validate(raw, base=".", source="command line")
+
+
+def add_parser(sub):
+    p = sub.add_parser(NAME, help="back-project a DSM into every image: the co-registered cube (Zarr)",
+                       description="Project every DSM cell into every image, find cells hidden by relief, sample "
+                                   "the images, and write the cube to Zarr on a dask cluster.")
+    add_cube_arguments(p)
+    return p
+
+
+def run(args) -> int:
+    from offnadir.pipeline import run_config
+
+    cfg = config_from_args(args, args.images)
+    out = run_config(cfg, quiet=args.quiet)
+    print(f"wrote {out}", file=sys.stderr if args.quiet else sys.stdout)
+    return 0
