@@ -1,0 +1,404 @@
+"""Simulator: a synthetic city seen off-nadir at two epochs, with its own truth.
+
+:func:`simulate` draws a scene (:mod:`~offnadir.simulate.scene`), builds two physical pushbroom
+cameras (:mod:`~offnadir.simulate.camera_model`), renders both images by **ray tracing** from the
+image pixels into the box DSM (:mod:`~offnadir.simulate.render`, :mod:`~offnadir.simulate.views`),
+fits and writes RPC00B models, and writes everything with the truth
+(:mod:`~offnadir.simulate.write`). It is the built-in demo data and the independent reference for
+the co-registration cube (which projects DSM cells forward through the RPC: the simulator never
+does that for rendering or visibility).
+
+Output directory::
+
+    dsm.tif            epoch-1 DSM (what the pipeline uses), float32, metres above the WGS84 ellipsoid
+    dsm_epoch2.tif     epoch-2 DSM (the surface the target image shows)
+    dtm.tif            bare terrain
+    base.tif           epoch-1 image, 4 bands (B, G, R, NIR) uint16, sensor geometry + RPC tags
+    target.tif         epoch-2 image, idem
+    truth_change.tif   uint8 1 where the surface changed in height or material between the epochs
+    truth_elevated.tif uint8 1 where the epoch-1 or epoch-2 surface is > 2.5 m above the terrain
+    truth_occluded.tif uint8 bits: 1 hidden in the base view (epoch-1 surface), 2 hidden in the
+                       target view (epoch-2 surface), 4 hidden in the target view over the epoch-1
+                       surface (what a pipeline using dsm.tif should find for the target); 8 and
+                       16: the centre of the cell's top is hidden in the base / target view (see
+                       below)
+    truth_shadow.tif   uint8 bits: 1 no direct sun at epoch 1, 2 no direct sun at epoch 2 (nuisance,
+                       not change)
+    gcps_base.csv      id,lon,lat,h,row,col: ground cells visible in the view, true pixel positions
+    gcps_target.csv
+    scene.json         parameters, cameras, buildings and their changes, RPC fit errors, bias
+
+Visibility truth: a DSM cell is visible in a view when at least one of the ``supersample²``
+rays per pixel first hits its top (or a low step of it); cells no ray reaches are occluded (bits
+1, 2, 4). At 3 × 3 rays per pixel and GSD ≈ cell, a cell of which a sliver less than about a third
+of a cell wide is visible can come out either way. A cell whose top is only partly visible counts
+as visible; bits 8 and 16 give the stricter answer for the cell's centre alone (the straight line
+from the centre of its top to the satellite is blocked), which is what a method that projects cell
+centres should find. Bits 1 ⊆ 8 and 2 ⊆ 16; the cells in between are the partly visible rims,
+about one cell wide. Compare an occlusion mask with the truth up to that band.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from offnadir.errors import ConfigError, OutputExistsError
+
+__all__ = ["simulate", "SimulatedScene", "OUTPUT_FILES", "DEFAULT_DATES"]
+
+OUTPUT_FILES = {
+    "dsm": "dsm.tif",
+    "dsm_epoch2": "dsm_epoch2.tif",
+    "dtm": "dtm.tif",
+    "base": "base.tif",
+    "target": "target.tif",
+    "truth_change": "truth_change.tif",
+    "truth_elevated": "truth_elevated.tif",
+    "truth_occluded": "truth_occluded.tif",
+    "truth_shadow": "truth_shadow.tif",
+    "gcps_base": "gcps_base.csv",
+    "gcps_target": "gcps_target.csv",
+    "scene_json": "scene.json",
+}
+DEFAULT_DATES = ("2021-06-01T10:40:00Z", "2023-09-12T10:20:00Z")
+ELEVATED_M = 2.5
+#: diffuse sky irradiance per band (B, G, R, NIR), relative to the direct sun
+SKY = (0.30, 0.25, 0.20, 0.15)
+#: DN per unit of radiance (reflectance × irradiance)
+DN_SCALE = 2500.0
+#: epoch-2 nuisances
+GAIN2 = (0.93, 1.04, 1.08, 0.95)
+OFFSET1 = (60.0, 55.0, 50.0, 45.0)
+OFFSET2 = (75.0, 62.0, 48.0, 40.0)
+VEG_TINT2 = (1.05, 0.88, 1.30, 0.82)
+
+
+@dataclass
+class SimulatedScene:
+    """What :func:`simulate` wrote, with the truth and the cameras in memory."""
+
+    out_dir: Path
+    paths: dict
+    grid: object  #: offnadir.simulate.grid.Grid
+    terrain: np.ndarray
+    dsm: np.ndarray  #: epoch 1 (as written, float32 values)
+    dsm_epoch2: np.ndarray
+    change: np.ndarray
+    elevated: np.ndarray
+    occluded: np.ndarray
+    shadow: np.ndarray
+    base_image: np.ndarray
+    target_image: np.ndarray
+    base_camera: object  #: PushbroomCamera (true geometry)
+    target_camera: object
+    base_rpc: object  #: offnadir RPC as written to base.tif (bias included)
+    target_rpc: object
+    base_rpc_true: object  #: RPC fitted to the true camera (no bias)
+    target_rpc_true: object
+    bias: dict  #: {"base": affine6, "target": affine6} applied after the true projection in the files
+    buildings: list
+    meta: dict
+    model: object = field(repr=False, default=None)
+    epochs: tuple = field(repr=False, default=())
+    visible_counts: dict = field(repr=False, default_factory=dict)
+
+    def camera(self, view: str = "base", *, biased: bool = True):
+        """An :class:`offnadir.Camera` of the view: the RPC as written (``biased``) or the true one."""
+        from offnadir.camera.camera import Camera
+
+        rpc = getattr(self, f"{view}_rpc" if biased else f"{view}_rpc_true")
+        cam = getattr(self, f"{view}_camera")
+        return Camera(rpc=rpc, shape=cam.shape, sensor="OFFNADIR-SIM",
+                      acquired=self.meta["views"][view]["acquired"], source=str(self.paths[view]),
+                      model_format="simulated")
+
+
+def _view_arg(v, name):
+    try:
+        off, az = (float(x) for x in v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be (off_nadir_deg, azimuth_deg), e.g. (25, 270); got {v!r}.") from None
+    if not (0.0 <= off <= 45.0) or not math.isfinite(az):
+        raise ConfigError(f"{name}: off-nadir angle {off} must be between 0 and 45 degrees "
+                          f"(and the azimuth a number); got {v!r}.")
+    return off, az % 360.0
+
+
+def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
+             base_view=(5.0, 90.0), target_view=(25.0, 270.0), bias_px: float = 0.0, *,
+             supersample: int = 3, noise_dn: float = 6.0, center_lonlat=(5.44, 43.26), crs: str | None = None,
+             base_height: float = 150.0, dates=DEFAULT_DATES, shadows: bool = True, altitude: float = 600e3,
+             gsd: float | None = None, overwrite: bool = False) -> SimulatedScene:
+    """Simulate a bi-temporal off-nadir scene into ``out_dir`` (see the module doc for the files).
+
+    ``base_view``/``target_view``: (off-nadir = view zenith angle at the scene centre, azimuth from
+    the ground to the satellite clockwise from north), degrees. ``bias_px``: size of a known image
+    shift injected into the RPCs written to the images (the GCPs keep the true pixels, so
+    :func:`offnadir.fit_bias` can remove it; 0 for none). ``gsd`` defaults to ``cell``. Deterministic
+    for a seed."""
+    from offnadir.simulate import scene as sc
+    from offnadir.simulate import views, write
+    from offnadir.simulate.camera_model import PushbroomCamera, affine_apply, fit_rpc
+    from offnadir.simulate.grid import Grid
+    from offnadir.simulate.sun import parse_utc, sun_position, sun_vector
+
+    t_start = time.perf_counter()
+    size, supersample = int(size), int(supersample)
+    if size < 32 or size > 4096:
+        raise ConfigError(f"size {size} must be between 32 and 4096 cells per side.")
+    if not (cell > 0):
+        raise ConfigError(f"cell {cell} must be a positive number of metres.")
+    if not 1 <= supersample <= 8:
+        raise ConfigError(f"supersample {supersample} must be between 1 and 8 rays per pixel side.")
+    views_req = {"base": _view_arg(base_view, "base_view"), "target": _view_arg(target_view, "target_view")}
+    if not math.isfinite(bias_px) or abs(bias_px) > 100:
+        raise ConfigError(f"bias_px {bias_px} must be a number of pixels between -100 and 100.")
+    try:
+        times = [parse_utc(d) for d in dates]
+    except (TypeError, ValueError):
+        raise ConfigError(f"dates must be two ISO 8601 UTC times such as {DEFAULT_DATES}; got {dates!r}.") from None
+    if len(times) != 2:
+        raise ConfigError(f"dates must hold two acquisition times (base, target); got {dates!r}.")
+    gsd = float(cell if gsd is None else gsd)
+    out = Path(out_dir)
+    paths = {k: out / v for k, v in OUTPUT_FILES.items()}
+    existing = [p.name for p in paths.values() if p.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(f"{out}: already holds {', '.join(existing)}; pass overwrite=True "
+                                "(`--overwrite`) to replace them or choose another directory.")
+    out.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ scene
+    model = sc.generate(seed, size, cell, base_height)
+    terrain, e1, e2, _ = sc.rasterize(model)
+    grid = Grid.centred(center_lonlat[0], center_lonlat[1], size, cell, crs)
+    h_min = float(min(e1.dsm.min(), e2.dsm.min()))
+    h_max = float(max(e1.dsm.max(), e2.dsm.max()))
+    z_top, z_bot = h_max + 1.0, h_min - 1.0
+    north = grid.north_angle()
+    c_lon, c_lat = (float(v) for v in grid.uv_to_lonlat(size / 2, size / 2))
+    c_h = float(terrain[size // 2, size // 2])
+
+    # ------------------------------------------------------------------ truth independent of views
+    change = ((e1.dsm != e2.dsm) | (e1.material != e2.material)).astype(np.uint8)
+    elevated = (((e1.dsm - terrain) > ELEVATED_M) | ((e2.dsm - terrain) > ELEVATED_M)).astype(np.uint8)
+
+    # ------------------------------------------------------------------ cameras, RPCs
+    rng_bias = np.random.default_rng(np.random.SeedSequence([int(seed), 0xB1A5]))
+    lon_c, lat_c = grid.uv_to_lonlat(np.array([0.0, size, size, 0.0]), np.array([0.0, 0.0, size, size]))
+    pad_lon = 0.02 * (lon_c.max() - lon_c.min())
+    pad_lat = 0.02 * (lat_c.max() - lat_c.min())
+    domain = (lon_c.min() - pad_lon, lon_c.max() + pad_lon, lat_c.min() - pad_lat, lat_c.max() + pad_lat,
+              h_min - 10.0, h_max + 10.0)
+    cams, rpcs, rpcs_true, fits, bias = {}, {}, {}, {}, {}
+    for name, (off, az) in views_req.items():
+        cam = PushbroomCamera.looking_at(c_lon, c_lat, c_h, off, az, altitude=altitude, gsd=gsd)
+        cam, shape = views.image_frame(cam, grid, z_bot, z_top)
+        cams[name] = cam
+        ang = rng_bias.uniform(0, 2 * math.pi)
+        aff = (1.0, 0.0, bias_px * math.cos(ang), 0.0, 1.0, bias_px * math.sin(ang))
+        bias[name] = aff
+        fit_true = fit_rpc(cam.project, domain, source=f"simulated {name} (true)")
+        rpcs_true[name] = fit_true.rpc
+        if bias_px != 0.0:
+            fit = fit_rpc(lambda lo, la, h, cam=cam, aff=aff: affine_apply(aff, *cam.project(lo, la, h)), domain,
+                          source=f"simulated {name} (bias {bias_px:g} px)")
+        else:
+            fit = fit_true
+        rpcs[name], fits[name] = fit.rpc, (fit, fit_true)
+
+    # ------------------------------------------------------------------ rendering
+    sky = np.asarray(SKY)
+    epochs = {}
+    for k, (name, e) in enumerate((("base", e1), ("target", e2))):
+        s_el, s_az = sun_position(times[k], c_lon, c_lat)
+        sun = sun_vector(s_el, s_az + north)
+        albedo, side = e.albedo, e.side
+        if k == 1:
+            veg = (e.kind == sc.GRASS) | (e.kind == sc.TREE)
+            tint = np.asarray(VEG_TINT2, np.float32)[:, None]
+            albedo, side = albedo.copy(), side.copy()
+            albedo[:, veg] *= tint
+            side[:, veg] *= tint
+        epochs[name] = dict(raster=e, sun=sun, sun_elevation=s_el, sun_azimuth=s_az, albedo=albedo, side=side)
+
+    images, vis_counts, occluded, lattices, lat_err = {}, {}, np.zeros(grid.shape, np.uint8), {}, {}
+    for k, name in enumerate(("base", "target")):
+        cam = cams[name]
+        ep = epochs[name]
+        e = ep["raster"]
+        lat = views.ray_lattice(cam, grid, cam.shape, z_top, z_bot)
+        lattices[name] = lat
+        lat_err[name] = views.lattice_error(cam, grid, lat, n=64, seed=seed)
+        hits = views.trace_view(cam, grid, e.dsm, cam.shape, ss=supersample, lattice=lat)
+        counts = views.visible_counts(hits, grid.shape)
+        vis_counts[name] = counts
+        occluded |= np.where(counts == 0, 1 << k, 0).astype(np.uint8)
+        rad = views.shade(hits, dsm=e.dsm, terrain=terrain, albedo=ep["albedo"], side=ep["side"], kind=e.kind,
+                          cell=cell, sun=ep["sun"], sky=sky, shadows=shadows)
+        gain = np.ones(4) if k == 0 else np.asarray(GAIN2)
+        offset = np.asarray(OFFSET1 if k == 0 else OFFSET2)
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), k, 0x4015E]))
+        dn = rad * (DN_SCALE * gain)[:, None, None] + offset[:, None, None]
+        dn = dn + rng.normal(0.0, noise_dn, dn.shape) if noise_dn > 0 else dn
+        images[name] = np.clip(np.rint(dn), 0, 65535).astype(np.uint16)
+    # the target view over the epoch-1 surface (what a pipeline using dsm.tif computes)
+    hits = views.trace_view(cams["target"], grid, e1.dsm, cams["target"].shape, ss=supersample,
+                            lattice=lattices["target"])
+    vis_counts["target_over_dsm"] = views.visible_counts(hits, grid.shape)
+    occluded |= np.where(vis_counts["target_over_dsm"] == 0, 4, 0).astype(np.uint8)
+    del hits
+    # the stricter per-centre reference (line of sight from each cell's top centre to the satellite)
+    occluded |= (views.centre_hidden(cams["base"], grid, e1.dsm) * 8).astype(np.uint8)
+    occluded |= (views.centre_hidden(cams["target"], grid, e2.dsm) * 16).astype(np.uint8)
+
+    shadow = np.zeros(grid.shape, np.uint8)
+    for k, name in enumerate(("base", "target")):
+        e = epochs[name]["raster"]
+        sun = epochs[name]["sun"]
+        nrm = views.normals(e.dsm, cell)
+        dark = views.cast_shadows(e.dsm, sun, cell).astype(bool) if shadows else np.zeros(grid.shape, bool)
+        dark |= np.tensordot(np.asarray(sun), nrm, axes=1) <= 0
+        shadow |= np.where(dark, 1 << k, 0).astype(np.uint8)
+
+    # ------------------------------------------------------------------ GCPs
+    gcps = {}
+    for k, name in enumerate(("base", "target")):
+        gcps[name] = _pick_gcps(grid, e1, e2, terrain, elevated, change, vis_counts[name], supersample,
+                                cams[name], seed + 17 * k)
+
+    # ------------------------------------------------------------------ write
+    vdesc = {}
+    for k, name in enumerate(("base", "target")):
+        cam = cams[name]
+        fit, fit_true = fits[name]
+        zen, azi = cam.view_angles_at(c_lon, c_lat, c_h)
+        rep = dict(
+            file=OUTPUT_FILES[name], epoch=k + 1, acquired=dates[k], shape=list(cam.shape),
+            requested_off_nadir_deg=views_req[name][0], requested_azimuth_deg=views_req[name][1],
+            off_nadir_deg_at_centre=float(zen), azimuth_deg_at_centre=float(azi),
+            sun_elevation_deg=epochs[name]["sun_elevation"], sun_azimuth_deg=epochs[name]["sun_azimuth"],
+            camera=cam.describe(), rpc_fit=fit.report(), rpc_fit_true=fit_true.report(),
+            rpc_true=fit_true.rpc.to_gdal(), bias_affine=list(bias[name]),
+            ray_lattice_max_error_cells=lat_err[name],
+            gcps=OUTPUT_FILES[f"gcps_{name}"], n_gcps=len(gcps[name]),
+            radiometry=dict(gain=list(np.ones(4) if k == 0 else GAIN2), offset=list(OFFSET1 if k == 0 else OFFSET2),
+                            dn_per_radiance=DN_SCALE, noise_dn=noise_dn, sky=list(SKY),
+                            vegetation_tint=list(VEG_TINT2) if k == 1 else [1.0] * 4),
+        )
+        vdesc[name] = rep
+        write.write_image(paths[name], images[name], rpcs[name], acquired=dates[k], tags=dict(
+            EPOCH=k + 1, VIEW_OFF_NADIR_DEG=f"{float(zen):.4f}", VIEW_AZIMUTH_DEG=f"{float(azi):.4f}",
+            SUN_ELEVATION_DEG=f"{epochs[name]['sun_elevation']:.4f}",
+            SUN_AZIMUTH_DEG=f"{epochs[name]['sun_azimuth']:.4f}",
+            BIAS_INJECTED_AFFINE=" ".join(f"{v:.6f}" for v in bias[name]),
+            SIMULATED_BY="offnadir.simulate"))
+        write.write_gcps(paths[f"gcps_{name}"], gcps[name])
+
+    write.write_dsm(paths["dsm"], e1.dsm, grid, epoch=1, acquired=dates[0])
+    write.write_dsm(paths["dsm_epoch2"], e2.dsm, grid, epoch=2, acquired=dates[1])
+    write.write_dsm(paths["dtm"], terrain, grid, epoch=0, acquired=dates[0],
+                    extra=dict(CONTENT="bare terrain (no buildings, no trees)"))
+    write.write_grid_raster(paths["truth_change"], change, grid, description="change 0/1", tags=dict(
+        MEANING="1: the surface changed in height or material between the epochs (demolished, new, "
+                "raised or re-roofed buildings); sun, shadows, vegetation tint, gains and noise are not change"))
+    write.write_grid_raster(paths["truth_elevated"], elevated, grid, description="elevated 0/1", tags=dict(
+        MEANING=f"1: epoch-1 or epoch-2 surface more than {ELEVATED_M} m above the terrain"))
+    write.write_grid_raster(paths["truth_occluded"], occluded, grid, description="occluded bits", tags=dict(
+        MEANING="bit 1: hidden in the base view (epoch-1 surface); bit 2: hidden in the target view "
+                "(epoch-2 surface); bit 4: hidden in the target view over the epoch-1 surface; "
+                "bit 8 / 16: centre of the cell top hidden in the base / target view",
+        METHOD=f"ray tracing, {supersample}x{supersample} rays per pixel; a cell is visible when a ray "
+               "first hits its top; rims are uncertain by one cell"))
+    write.write_grid_raster(paths["truth_shadow"], shadow, grid, description="no direct sun bits", tags=dict(
+        MEANING="bit 1: cell top without direct sun at epoch 1 (cast shadow or facing away); bit 2: at epoch 2. "
+                "Nuisance, not change."))
+
+    counts = {int(b): int(n) for b, n in zip(*np.unique(np.r_[e1.building.ravel(), e2.building.ravel()],
+                                                           return_counts=True)) if b}
+    buildings = sc.building_records(model, grid.x0, grid.y0, counts)
+    from offnadir._version import __version__
+
+    meta = dict(
+        generator=f"offnadir.simulate {__version__}", seed=int(seed), size=size, cell=float(cell),
+        supersample=supersample, shadows=bool(shadows), bias_px=float(bias_px),
+        grid=grid.describe(), center_lon=c_lon, center_lat=c_lat, center_h=c_h,
+        heights=dict(datum="WGS84 ellipsoid (EPSG:4979 height)", terrain_min=float(terrain.min()),
+                     terrain_max=float(terrain.max()), surface_max=h_max,
+                     base_height=float(base_height)),
+        rpc_domain=dict(zip(("lon_min", "lon_max", "lat_min", "lat_max", "h_min", "h_max"), map(float, domain))),
+        views=vdesc,
+        truth=dict(changed_cells=int(change.sum()), elevated_cells=int(elevated.sum()),
+                   occluded_base_cells=int(((occluded & 1) > 0).sum()),
+                   occluded_target_cells=int(((occluded & 2) > 0).sum()),
+                   occluded_target_over_dsm_cells=int(((occluded & 4) > 0).sum()),
+                   centre_hidden_base_cells=int(((occluded & 8) > 0).sum()),
+                   centre_hidden_target_cells=int(((occluded & 16) > 0).sum()),
+                   elevated_threshold_m=ELEVATED_M,
+                   occlusion_method="ray tracing from the pixels (never forward projection)",
+                   change_definition="dsm_epoch2 != dsm or material changed"),
+        changes={c: [b["id"] for b in buildings if b["change"] == c]
+                 for c in ("demolished", "new", "raised", "reroofed")},
+        buildings=buildings, trees=len(model.trees),
+        files={k: v for k, v in OUTPUT_FILES.items()},
+        layout=sc.model_to_dict(model),
+        conventions=dict(pixels="RPC00B native: centre of the first pixel is (row 0, col 0)",
+                         dsm_tags="VERTICAL_DATUM=ellipsoid, VERTICAL_CRS=EPSG:4979",
+                         bias="the RPC in each image projects to bias_affine(true pixel); the GCPs give true pixels"),
+    )
+    meta["elapsed_s"] = None  # kept out of the file so it is byte-identical for a seed
+    write.write_json(paths["scene_json"], meta)
+    meta["elapsed_s"] = time.perf_counter() - t_start
+
+    return SimulatedScene(
+        out_dir=out, paths=paths, grid=grid, terrain=terrain, dsm=e1.dsm, dsm_epoch2=e2.dsm, change=change,
+        elevated=elevated, occluded=occluded, shadow=shadow, base_image=images["base"],
+        target_image=images["target"], base_camera=cams["base"], target_camera=cams["target"],
+        base_rpc=rpcs["base"], target_rpc=rpcs["target"], base_rpc_true=rpcs_true["base"],
+        target_rpc_true=rpcs_true["target"], bias=bias, buildings=buildings, meta=meta, model=model,
+        epochs=(e1, e2), visible_counts=vis_counts)
+
+
+def _pick_gcps(grid, e1, e2, terrain, elevated, change, counts, ss, cam, seed, n_side: int = 3,
+               clearance_m: float = 4.0):
+    """Up to n_side² GCPs, one per sector of the grid: the fully visible, unchanged ground cell
+    nearest the sector centre among those at least ``clearance_m`` from anything elevated (the
+    clearance is relaxed if a sector has none)."""
+    from scipy.ndimage import distance_transform_edt
+
+    from offnadir.simulate import scene as sc
+
+    ok = ((elevated == 0) & (change == 0) & (counts >= ss * ss)
+          & np.isin(e1.kind, (sc.ROAD, sc.SIDEWALK, sc.PARKING, sc.GRASS, sc.SOIL)))
+    ok[:3] = ok[-3:] = False
+    ok[:, :3] = ok[:, -3:] = False
+    dist = distance_transform_edt(elevated == 0) * grid.cell
+    ny, nx = grid.shape
+    ii, jj = np.mgrid[0:ny, 0:nx]
+    recs = []
+    for a in range(n_side):
+        for b in range(n_side):
+            i0, i1 = a * ny // n_side, (a + 1) * ny // n_side
+            j0, j1 = b * nx // n_side, (b + 1) * nx // n_side
+            sub_ok = ok[i0:i1, j0:j1]
+            sub_d = dist[i0:i1, j0:j1]
+            for clear in (clearance_m, clearance_m / 2, 1.0):
+                cand = sub_ok & (sub_d >= clear)
+                if cand.any():
+                    break
+            else:
+                continue
+            d2 = (ii[i0:i1, j0:j1] - (i0 + i1) / 2) ** 2 + (jj[i0:i1, j0:j1] - (j0 + j1) / 2) ** 2
+            k = int(np.argmin(np.where(cand, d2, np.inf)))
+            i, j = i0 + k // (j1 - j0), j0 + k % (j1 - j0)
+            lon, lat = grid.cell_lonlat(i, j)
+            h = float(e1.dsm[i, j])
+            row, col = cam.project(float(lon), float(lat), h)
+            recs.append(dict(id=f"G{len(recs) + 1:02d}", lon=float(lon), lat=float(lat), h=h,
+                             row=float(row), col=float(col), cell_row=int(i), cell_col=int(j)))
+    return recs

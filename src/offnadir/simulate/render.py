@@ -1,0 +1,356 @@
+"""Ray-tracing kernels of the simulator (numpy and numba only).
+
+Geometry: the DSM is read as **box geometry** — cell (i, j) is a flat-topped prism at height
+``dsm[i, j]``; neighbouring prisms of different heights are joined by vertical walls. Outside the
+grid the border cells are continued (clamped indices), so rays that start outside still meet a
+surface. Coordinates are grid units ``u`` (columns, east) and ``v`` (rows, south), with the cell
+(i, j) covering ``j <= u < j+1``, ``i <= v < i+1``, and ``z`` in metres.
+
+A line of sight is given by where it crosses two heights ``z_top`` (above every surface) and
+``z_bot`` (below every surface); between them it is straight in (u, v, z). Instead of marching
+in fixed steps and bisecting, the kernels walk the exact sequence of cells the ray passes over
+(Amanatides & Woo's grid traversal) and intersect each prism exactly:
+
+* the ray enters a cell below its top -> it hit the **wall** on the entry face; a wall rising at
+  least ``wall_min`` metres above the previous cell is a **façade** (it has no DSM cell), a lower
+  step (terrain, the stairs of a pitched roof in box geometry) counts as the cell's top;
+* the ray leaves a cell below its top -> it hit the **top** of that cell.
+
+Hit codes: 0 none (cannot happen when z_bot is below the surface), 1 top, 2 low step (counted as
+the top of the cell), 3 façade.
+
+Shadows trace from the hit point towards the sun the same way; a cell blocks the sun when the
+ray enters it more than ``shadow_tol`` metres below its top (the tolerance keeps the box stairs
+of pitched roofs and sloping ground from shadowing themselves; it shortens real cast shadows by
+``shadow_tol / tan(sun elevation)`` metres).
+
+Kernels take per-pixel ray end points from a coarse lattice (``lat_*``, one node every
+``step`` pixels, first node at pixel ``(r0, c0)``) and interpolate them bilinearly for each of the
+``ss × ss`` sub-pixel rays; the caller computes the lattice with the exact camera and bounds the
+interpolation error.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+_NB = dict(cache=True, nogil=True, error_model="numpy")
+
+NONE, TOP, STEP, FACADE = 0, 1, 2, 3
+
+
+@njit(inline="always", **_NB)
+def _h(dsm, i, j):
+    ny, nx = dsm.shape
+    if i < 0:
+        i = 0
+    elif i >= ny:
+        i = ny - 1
+    if j < 0:
+        j = 0
+    elif j >= nx:
+        j = nx - 1
+    return dsm[i, j]
+
+
+@njit(**_NB)
+def trace(dsm, u0, v0, z0, u1, v1, z1, wall_min):
+    """First intersection of the segment (u0, v0, z0) -> (u1, v1, z1) (going down) with the box DSM.
+
+    Returns (code, i, j, s, face): hit code, cell, ray parameter in [0, 1] of the hit point, and the
+    entry face of a wall hit (0: west face, 1: east face, 2: north face, 3: south face; -1 for tops)."""
+    du = u1 - u0
+    dv = v1 - v0
+    dz = z1 - z0
+    j = int(math.floor(u0))
+    i = int(math.floor(v0))
+    inf = np.inf
+    if du > 0:
+        sj, tmu, tdu = 1, (j + 1 - u0) / du, 1.0 / du
+    elif du < 0:
+        sj, tmu, tdu = -1, (j - u0) / du, -1.0 / du
+    else:
+        sj, tmu, tdu = 0, inf, inf
+    if dv > 0:
+        si, tmv, tdv = 1, (i + 1 - v0) / dv, 1.0 / dv
+    elif dv < 0:
+        si, tmv, tdv = -1, (i - v0) / dv, -1.0 / dv
+    else:
+        si, tmv, tdv = 0, inf, inf
+    s_in = 0.0
+    face = -1
+    hprev = -inf
+    while True:
+        h = _h(dsm, i, j)
+        z_in = z0 + dz * s_in
+        if z_in <= h:
+            if face < 0 or h - hprev < wall_min:
+                return STEP if face >= 0 else TOP, i, j, s_in, face
+            return FACADE, i, j, s_in, face
+        s_out = min(tmu, tmv, 1.0)
+        if z0 + dz * s_out <= h:
+            s = (h - z0) / dz
+            return TOP, i, j, s, -1
+        if s_out >= 1.0:
+            return NONE, i, j, 1.0, -1
+        hprev = h
+        if tmu < tmv:
+            j += sj
+            s_in = tmu
+            tmu += tdu
+            face = 0 if sj > 0 else 1
+        else:
+            i += si
+            s_in = tmv
+            tmv += tdv
+            face = 2 if si > 0 else 3
+
+
+@njit(**_NB)
+def sun_blocked(dsm, u, v, z, su, sv, sz, cell, zmax, tol):
+    """True when the ray from (u, v, z) towards the sun (unit vector (su, sv, sz) in metres, east,
+    south, up) meets a cell more than ``tol`` above the ray before climbing over ``zmax``.
+    The start cell (the one the ray leaves) is not tested."""
+    if sz <= 0.0:
+        return True
+    if z >= zmax:
+        return False
+    du = su / cell
+    dv = sv / cell
+    t_end = (zmax - z) / sz
+    eps = 1e-7
+    j = int(math.floor(u + (eps if du > 0 else (-eps if du < 0 else 0.0))))
+    i = int(math.floor(v + (eps if dv > 0 else (-eps if dv < 0 else 0.0))))
+    inf = np.inf
+    if du > 0:
+        sj, tmu, tdu = 1, (j + 1 - u) / du, 1.0 / du
+    elif du < 0:
+        sj, tmu, tdu = -1, (j - u) / du, -1.0 / du
+    else:
+        sj, tmu, tdu = 0, inf, inf
+    if dv > 0:
+        si, tmv, tdv = 1, (i + 1 - v) / dv, 1.0 / dv
+    elif dv < 0:
+        si, tmv, tdv = -1, (i - v) / dv, -1.0 / dv
+    else:
+        si, tmv, tdv = 0, inf, inf
+    while True:
+        if tmu < tmv:
+            t = tmu
+            j += sj
+            tmu += tdu
+        else:
+            t = tmv
+            i += si
+            tmv += tdv
+        if t > t_end:
+            return False
+        if z + sz * t < _h(dsm, i, j) - tol:
+            return True
+
+
+@njit(inline="always", **_NB)
+def _lerp_lattice(lat, step, r0, c0, r, c):
+    fr = (r - r0) / step
+    fc = (c - c0) / step
+    nr, nc = lat.shape
+    a = int(math.floor(fr))
+    b = int(math.floor(fc))
+    if a < 0:
+        a = 0
+    elif a > nr - 2:
+        a = nr - 2
+    if b < 0:
+        b = 0
+    elif b > nc - 2:
+        b = nc - 2
+    wr = fr - a
+    wc = fc - b
+    return ((1 - wr) * ((1 - wc) * lat[a, b] + wc * lat[a, b + 1])
+            + wr * ((1 - wc) * lat[a + 1, b] + wc * lat[a + 1, b + 1]))
+
+
+@njit(parallel=True, **_NB)
+def trace_image(lat_u_top, lat_v_top, lat_u_bot, lat_v_bot, step, r0, c0, z_top, z_bot,
+                n_rows, n_cols, ss, dsm, wall_min, out_code, out_i, out_j, out_s, out_face, out_ray):
+    """Trace ``ss × ss`` rays per pixel of an ``n_rows × n_cols`` image.
+
+    Outputs are per ray, shape (n_rows*ss, n_cols*ss): hit code, cell, ray parameter, face, and
+    ``out_ray`` (..., 4) = (u_top, v_top, u_bot, v_bot) of the ray."""
+    for rr in prange(n_rows * ss):
+        r = rr / ss + (0.5 / ss - 0.5)
+        for cc in range(n_cols * ss):
+            c = cc / ss + (0.5 / ss - 0.5)
+            ut = _lerp_lattice(lat_u_top, step, r0, c0, r, c)
+            vt = _lerp_lattice(lat_v_top, step, r0, c0, r, c)
+            ub = _lerp_lattice(lat_u_bot, step, r0, c0, r, c)
+            vb = _lerp_lattice(lat_v_bot, step, r0, c0, r, c)
+            code, i, j, s, face = trace(dsm, ut, vt, z_top, ub, vb, z_bot, wall_min)
+            out_code[rr, cc] = code
+            out_i[rr, cc] = i
+            out_j[rr, cc] = j
+            out_s[rr, cc] = s
+            out_face[rr, cc] = face
+            out_ray[rr, cc, 0] = ut
+            out_ray[rr, cc, 1] = vt
+            out_ray[rr, cc, 2] = ub
+            out_ray[rr, cc, 3] = vb
+
+
+@njit(**_NB)
+def mark_visible(code, hit_i, hit_j, shape_y, shape_x, out):
+    """out[i, j] += number of rays whose first hit is the top (or a low step) of cell (i, j)."""
+    nr, nc = code.shape
+    for a in range(nr):
+        for b in range(nc):
+            if code[a, b] == TOP or code[a, b] == STEP:
+                i = hit_i[a, b]
+                j = hit_j[a, b]
+                if 0 <= i < shape_y and 0 <= j < shape_x:
+                    out[i, j] += 1
+
+
+@njit(inline="always", **_NB)
+def _hash01(i, j, k):
+    h = (i * 73856093) ^ (j * 19349663) ^ (k * 83492791)
+    h = (h ^ (h >> 13)) * 1274126177
+    h = h ^ (h >> 16)
+    return (h & 0xFFFF) / 65535.0
+
+
+@njit(parallel=True, **_NB)
+def shade_image(code, hit_i, hit_j, hit_s, hit_face, ray, z_top, z_bot, ss,
+                dsm, terrain, albedo, side, kind, normals, cell,
+                sun, sky, sun_on, shadows, shadow_tol, zmax,
+                outside, glass, floor_h, roof_kind, out):
+    """Radiance of each pixel (mean of its ss × ss rays) into ``out`` (4, n_rows, n_cols).
+
+    ``albedo``/``side`` (4, H, W): reflectance of tops and of walls; ``normals`` (3, H, W): unit
+    normals of the tops in (east, south, up); ``sun`` (3,): unit vector to the sun (east, south, up);
+    ``sky`` (4,): diffuse irradiance per band (direct sun irradiance is 1). Walls of ``roof_kind``
+    cells are façades with a window grid (``glass`` reflectance, ``floor_h`` metres per floor)."""
+    ny, nx = dsm.shape
+    n_rows = out.shape[1]
+    n_cols = out.shape[2]
+    inv = 1.0 / (ss * ss)
+    for pr in prange(n_rows):
+        acc = np.zeros(4)
+        for pc in range(n_cols):
+            acc[:] = 0.0
+            for a in range(ss):
+                rr = pr * ss + a
+                for b in range(ss):
+                    cc = pc * ss + b
+                    s = hit_s[rr, cc]
+                    u = ray[rr, cc, 0] + (ray[rr, cc, 2] - ray[rr, cc, 0]) * s
+                    v = ray[rr, cc, 1] + (ray[rr, cc, 3] - ray[rr, cc, 1]) * s
+                    z = z_top + (z_bot - z_top) * s
+                    i = hit_i[rr, cc]
+                    j = hit_j[rr, cc]
+                    inside = 0 <= i < ny and 0 <= j < nx
+                    ic = min(max(i, 0), ny - 1)
+                    jc = min(max(j, 0), nx - 1)
+                    c = code[rr, cc]
+                    if c == FACADE:
+                        f = hit_face[rr, cc]
+                        n0, n1, n2 = 0.0, 0.0, 0.0
+                        if f == 0:
+                            n0 = -1.0
+                        elif f == 1:
+                            n0 = 1.0
+                        elif f == 2:
+                            n1 = -1.0
+                        else:
+                            n1 = 1.0
+                        sky_f = 0.5
+                        window = False
+                        if inside and kind[ic, jc] == roof_kind:
+                            along = (v if f < 2 else u) * cell
+                            hz = (z - terrain[ic, jc]) / floor_h
+                            fz = hz - math.floor(hz)
+                            fa = along / 2.4 - math.floor(along / 2.4)
+                            window = hz > 0.6 and 0.3 < fz < 0.78 and 0.22 < fa < 0.78 and z < dsm[ic, jc] - 0.9
+                        z_sh = z
+                    else:
+                        n0 = normals[0, ic, jc]
+                        n1 = normals[1, ic, jc]
+                        n2 = normals[2, ic, jc]
+                        sky_f = 1.0
+                        window = False
+                        z_sh = dsm[ic, jc] if c == STEP else z
+                    cosi = n0 * sun[0] + n1 * sun[1] + n2 * sun[2]
+                    direct = 0.0
+                    if sun_on and cosi > 0.0:
+                        lit = True
+                        if shadows:
+                            lit = not sun_blocked(dsm, u, v, z_sh + 0.02, sun[0], sun[1], sun[2], cell,
+                                                  zmax, shadow_tol)
+                        if lit:
+                            direct = cosi
+                    for k in range(4):
+                        if not inside:
+                            rho = outside[k] * (0.85 + 0.3 * _hash01(i, j, 7))
+                        elif c == FACADE:
+                            rho = glass[k] if window else side[k, ic, jc]
+                        else:
+                            rho = albedo[k, ic, jc]
+                        acc[k] += rho * (sky[k] * sky_f + direct)
+            for k in range(4):
+                out[k, pr, pc] = acc[k] * inv
+
+
+@njit(parallel=True, **_NB)
+def cell_shadows(dsm, sun, cell, zmax, tol, out):
+    """out[i, j] = 1 where the centre of cell (i, j)'s top does not see the sun."""
+    ny, nx = dsm.shape
+    for i in prange(ny):
+        for j in range(nx):
+            out[i, j] = 1 if sun_blocked(dsm, j + 0.5, i + 0.5, dsm[i, j] + 0.02, sun[0], sun[1], sun[2],
+                                         cell, zmax, tol) else 0
+
+
+@njit(**_NB)
+def surface_normals(dsm, cell, max_step, out):
+    """Unit normals (east, south, up) of the box tops from the DSM gradient, ignoring neighbours
+    that differ by ``max_step`` metres or more (walls): central differences where both neighbours
+    are on the same surface, one-sided where one is, flat where none is."""
+    ny, nx = dsm.shape
+    for i in range(ny):
+        for j in range(nx):
+            h = dsm[i, j]
+            ga = 0.0
+            okl = j > 0 and abs(dsm[i, j - 1] - h) < max_step
+            okr = j < nx - 1 and abs(dsm[i, j + 1] - h) < max_step
+            if okl and okr:
+                ga = (dsm[i, j + 1] - dsm[i, j - 1]) / (2 * cell)
+            elif okl:
+                ga = (h - dsm[i, j - 1]) / cell
+            elif okr:
+                ga = (dsm[i, j + 1] - h) / cell
+            gb = 0.0
+            oku = i > 0 and abs(dsm[i - 1, j] - h) < max_step
+            okd = i < ny - 1 and abs(dsm[i + 1, j] - h) < max_step
+            if oku and okd:
+                gb = (dsm[i + 1, j] - dsm[i - 1, j]) / (2 * cell)
+            elif oku:
+                gb = (h - dsm[i - 1, j]) / cell
+            elif okd:
+                gb = (dsm[i + 1, j] - h) / cell
+            nrm = math.sqrt(ga * ga + gb * gb + 1.0)
+            out[0, i, j] = -ga / nrm
+            out[1, i, j] = -gb / nrm
+            out[2, i, j] = 1.0 / nrm
+
+
+@njit(parallel=True, **_NB)
+def centre_los_blocked(dsm, dirs, cell, zmax, out):
+    """out[i, j] = 1 where the straight line from the centre of cell (i, j)'s top towards the sensor
+    (unit vectors ``dirs`` (3, H, W) in east, south, up) passes below another cell's top."""
+    ny, nx = dsm.shape
+    for i in prange(ny):
+        for j in range(nx):
+            out[i, j] = 1 if sun_blocked(dsm, j + 0.5, i + 0.5, dsm[i, j] + 1e-6, dirs[0, i, j], dirs[1, i, j],
+                                         dirs[2, i, j], cell, zmax, 0.0) else 0
