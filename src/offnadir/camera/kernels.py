@@ -21,6 +21,10 @@ import numpy as np
 from numba import njit, prange
 
 _NB = dict(cache=True, nogil=True, error_model="numpy")
+#: a localisation that lands further than this from the model centre, in normalised ground units
+#: (the validity domain is ±1), is a spurious root of the extrapolated polynomials, not a ground
+#: point: it is reported as not converged (status -2) instead of returned.
+MAX_NORM_GROUND = 3.0
 
 
 @njit(inline="always", **_NB)
@@ -157,6 +161,8 @@ def _localize_one(row, col, h, norm, coefs, inv_affine, guess, tol_px, max_iter)
     else:
         if abs(er) <= tol_r and abs(ec) <= tol_c:
             status = max_iter
+    if status >= 0 and (abs(L) > MAX_NORM_GROUND or abs(P) > MAX_NORM_GROUND):
+        status = -2
     lon = L * norm[8] + norm[3]
     lat = P * norm[7] + norm[2]
     return lon, lat, status
@@ -165,7 +171,8 @@ def _localize_one(row, col, h, norm, coefs, inv_affine, guess, tol_px, max_iter)
 @njit(**_NB)
 def localize_serial(row, col, h, norm, coefs, inv_affine, guess, tol_px, max_iter,
                     out_lon, out_lat, out_status):
-    """Image (row, col, h) -> ground (lon, lat) by damped Newton; status = iterations or -1."""
+    """Image (row, col, h) -> ground (lon, lat) by damped Newton; status = iterations, or -1 (no
+    convergence) / -2 (converged outside :data:`MAX_NORM_GROUND`)."""
     for i in range(row.shape[0]):
         out_lon[i], out_lat[i], out_status[i] = _localize_one(
             row[i], col[i], h[i], norm, coefs, inv_affine, guess, tol_px, max_iter)

@@ -5,7 +5,12 @@ Each reader module defines:
 * ``FORMAT``: a short name shown by ``offnadir info`` (e.g. ``"dimap-v2"``);
 * ``sniff(path: pathlib.Path, head: bytes) -> bool``: True when the file's first bytes
   (``head``, up to 64 KiB) look like this format (file names may only break ties);
-* ``read(path: pathlib.Path) -> Camera``: the camera, pixel conventions converted to RPC00B native.
+* ``read(path: pathlib.Path) -> Camera``: the camera, pixel conventions converted to RPC00B native;
+* optionally ``read_band(path, band)`` (multi-model files: EnMAP) and ``read_for_image(path, image)``
+  (files holding the models of several images: orthority YAML).
+
+Shared helpers (XML/text access, time stamps, attaching an image and its sensor-geometry crop) are
+in ``_common.py``.
 
 :func:`read_camera` tries them in :data:`READERS` order. Raster files (GeoTIFF, NITF, JP2, VRT) go
 to the GDAL reader, which also looks for sidecar files next to the image.
@@ -29,6 +34,7 @@ READERS = (
     "alos",
     "rpcm_json",
     "enmap",
+    "orthority_yaml",
     "gdal_raster",
 )
 HEAD_BYTES = 65536
@@ -39,8 +45,14 @@ def _modules():
         yield importlib.import_module(f"{__name__}.{name}")
 
 
-def read_camera(path, *, band: int | None = None):
-    """Read the camera model of an image (with RPC metadata) or of a sidecar model file."""
+def read_camera(path, *, band: int | None = None, image=None):
+    """Read the camera model of an image (with RPC metadata) or of a sidecar model file.
+
+    ``band`` picks one band's model in multi-model files (EnMAP). ``image`` names the raster the
+    model belongs to when the model is a separate file: the camera then gets that image's size, and
+    for a crop in sensor geometry (no CRS, GeoTransform = crop position in the full scene, as CNES
+    crops with a full-scene ``.geom``) a :attr:`Camera.crop` so that ``project`` returns the crop's
+    own pixels."""
     from offnadir.camera.camera import Camera  # noqa: F401  (import cycle guard)
 
     p = Path(path)
@@ -56,13 +68,21 @@ def read_camera(path, *, band: int | None = None):
     for mod in _modules():
         if mod.sniff(p, head):
             if band is not None and hasattr(mod, "read_band"):
-                return mod.read_band(p, band)
-            return mod.read(p)
+                cam = mod.read_band(p, band)
+            elif image is not None and hasattr(mod, "read_for_image"):
+                cam = mod.read_for_image(p, image)
+            else:
+                cam = mod.read(p)
+            if image is not None:
+                from offnadir.camera.readers._common import attach_image
+
+                cam = attach_image(cam, image)
+            return cam
     if _looks_like_text(head):
         raise UnsupportedFormatError(
             f"{p}: not a camera model format offnadir reads. Supported: GeoTIFF/NITF/JP2/VRT RPC metadata, "
             "DigitalGlobe/Maxar .RPB and XML, Ikonos/GeoEye/Planet *_rpc.txt, Pleiades/SPOT DIMAP v2 and v1.4 XML, "
-            "OSSIM .geom, ALOS RPC, rpcm JSON, EnMAP metadata XML. Convert the model to one of these "
+            "OSSIM .geom, ALOS RPC, rpcm JSON, EnMAP metadata XML, orthority RPC YAML. Convert the model to one of these "
             "(e.g. `gdal_translate` keeps RPC tags), or write it as GDAL RPC key: value text."
         )
     raise NoCameraModelError(

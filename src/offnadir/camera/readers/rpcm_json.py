@@ -1,0 +1,86 @@
+"""RPC as JSON: rpcm's ``RPCModel.__dict__`` style (``row_offset``, ``col_offset``, ``lat_offset``,
+``lon_offset``, ``alt_offset``, ``*_scale``, ``row_num``/``row_den``/``col_num``/``col_den``), as in
+the DFC2019/US3D and Sat-NeRF ``*.json`` metadata, or GDAL's RPC keys (``LINE_OFF``... with 20-lists).
+
+The model may be the whole document or sit under an ``"rpc"`` key. rpcm works in RPC00B native
+pixels, so nothing is shifted. The image size comes from ``height``/``width`` (Sat-NeRF) or
+``raster_size`` = [width, height]; ``acquisition_date`` (``YYYYMMDDhhmmss``) gives the time, and
+``sensor``/``satellite`` the sensor when present.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from offnadir.camera.readers._common import head_text, iso_time, make_camera, read_text
+from offnadir.camera.rpc import RPC
+from offnadir.errors import InvalidModelError, NoCameraModelError
+
+FORMAT = "rpc-json"
+
+_RPCM = {
+    "LINE_OFF": "row_offset", "SAMP_OFF": "col_offset", "LAT_OFF": "lat_offset",
+    "LONG_OFF": "lon_offset", "HEIGHT_OFF": "alt_offset", "LINE_SCALE": "row_scale",
+    "SAMP_SCALE": "col_scale", "LAT_SCALE": "lat_scale", "LONG_SCALE": "lon_scale",
+    "HEIGHT_SCALE": "alt_scale", "LINE_NUM_COEFF": "row_num", "LINE_DEN_COEFF": "row_den",
+    "SAMP_NUM_COEFF": "col_num", "SAMP_DEN_COEFF": "col_den",
+}
+
+
+def sniff(path: Path, head: bytes) -> bool:
+    t = head_text(head).lstrip("\ufeff \t\r\n")
+    # any JSON object: the RPC may sit after a large block (keypoints, footprints), beyond the
+    # sniffed head; a JSON document without an RPC is then reported as holding no model
+    return t.startswith("{") and re.match(r'\{\s*"', t) is not None
+
+
+def _model_dict(doc):
+    if isinstance(doc, dict):
+        for key in ("rpc", "RPC", "rpcs"):
+            if isinstance(doc.get(key), dict):
+                return doc[key]
+        return doc
+    return None
+
+
+def read(path: Path):
+    path = Path(path)
+    try:
+        doc = json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise InvalidModelError(f"{path}: is not valid JSON ({e}).") from None
+    m = _model_dict(doc)
+    if not isinstance(m, dict):
+        raise NoCameraModelError(f"{path}: JSON without an RPC object (expected an 'rpc' dict or rpcm keys).")
+    if "row_offset" in m or "row_num" in m:
+        missing = [v for v in _RPCM.values() if v not in m]
+        if missing:
+            raise InvalidModelError(f"{path}: rpcm-style RPC lacks {', '.join(missing)}.")
+        d = {k: m[v] for k, v in _RPCM.items()}
+    elif any(str(k).upper() == "LINE_OFF" for k in m):
+        d = m
+    else:
+        raise NoCameraModelError(
+            f"{path}: JSON holds no RPC (neither rpcm keys row_offset/row_num/... nor GDAL keys "
+            "LINE_OFF/LINE_NUM_COEFF/...)."
+        )
+    rpc = RPC.from_dict(d, source=f"{path} ({FORMAT})")
+    shape = None
+    if isinstance(doc, dict):
+        if "height" in doc and "width" in doc:
+            shape = (doc["height"], doc["width"])
+        elif isinstance(doc.get("raster_size"), (list, tuple)) and len(doc["raster_size"]) == 2:
+            shape = (doc["raster_size"][1], doc["raster_size"][0])
+    try:
+        shape = (int(shape[0]), int(shape[1])) if shape is not None else None
+    except (TypeError, ValueError):
+        shape = None
+    sensor = None
+    acquired = None
+    if isinstance(doc, dict):
+        s = doc.get("sensor") or doc.get("satellite") or doc.get("sensor_id")
+        sensor = str(s) if s else None
+        acquired = iso_time(str(doc["acquisition_date"])) if doc.get("acquisition_date") else None
+    return make_camera(rpc, path, FORMAT, shape=shape, sensor=sensor, acquired=acquired)
