@@ -135,8 +135,15 @@ class Camera:
         if bad.any():
             if errors == "raise":
                 i = int(np.flatnonzero(bad)[0])
+                far = int((bad & (status == -2)).sum())
+                if far == 0:
+                    why = f"did not converge to {tol_px:g} px"
+                elif far == int(bad.sum()):
+                    why = "converged only to spurious roots far outside the validity domain"
+                else:
+                    why = f"did not converge to {tol_px:g} px, or converged far outside the validity domain,"
                 raise ConvergenceError(
-                    f"{self.source or 'camera'}: localisation did not converge to {tol_px:g} px for "
+                    f"{self.source or 'camera'}: localisation {why} for "
                     f"{int(bad.sum())} of {bad.size} points (first: row={row[i]:.3f}, col={col[i]:.3f}, "
                     f"h={h[i]:.2f}). Such points usually lie far outside the model's validity domain "
                     f"{_fmt_domain(self.rpc.domain)}; pass heights inside it, or errors='nan' to get NaN "
