@@ -3,7 +3,9 @@
 Public API (imported lazily so ``import offnadir`` stays cheap):
 
 * :func:`read_camera`, :class:`Camera`, :class:`RPC` — the RFM camera core;
-* :func:`fit_bias`, :func:`read_gcps` — affine bias compensation from ground control points;
+* :func:`fit_bias`, :func:`read_gcps`, :func:`leave_one_out` — affine bias compensation from GCPs;
+* :func:`coregister` — the co-registered cube (lazy ``xarray.Dataset``);
+* :func:`simulate` — a synthetic off-nadir scene that knows its truth;
 * errors in :mod:`offnadir.errors`.
 """
 
@@ -31,6 +33,9 @@ _LAZY = {
     "read_camera": "offnadir.camera.readers",
     "fit_bias": "offnadir.camera.bias",
     "read_gcps": "offnadir.camera.bias",
+    "leave_one_out": "offnadir.camera.bias",
+    "coregister": "offnadir.pipeline",
+    "simulate": "offnadir.simulate",
 }
 
 
