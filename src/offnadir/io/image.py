@@ -65,3 +65,18 @@ def open_image_source(path, *, model=None, gcps=None, name: str | None = None, b
     if count < 1:
         raise DataError(f"{p}: the image has no bands.")
     return ImageSource(str(p), camera, tuple(shape), int(count), str(dtype), nodata, name or p.stem)
+
+
+def open_image(path, *, model=None, gcps=None, chunks: int = 1024):
+    """An image as a lazy, chunked ``xarray.DataArray`` (dims band, y, x in sensor geometry) that
+    keeps its camera: ``attrs["camera"]`` is the :class:`~offnadir.camera.Camera` (bias-compensated
+    if ``gcps`` are given) and ``attrs["rpc"]`` the model as GDAL RPC metadata, so the model
+    survives where xarray drops unknown objects."""
+    import rioxarray
+
+    src = open_image_source(path, model=model, gcps=gcps)
+    da = rioxarray.open_rasterio(src.path, chunks={"band": -1, "y": chunks, "x": chunks}, masked=True)
+    da = da.assign_coords(y=np.arange(src.shape[0]), x=np.arange(src.shape[1]))  # sensor pixels, native
+    da.attrs.update(camera=src.camera, rpc=src.camera.rpc.to_gdal(), name=src.name,
+                    acquired=src.camera.acquired or "", sensor=src.camera.sensor or "")
+    return da.rename(src.name)
