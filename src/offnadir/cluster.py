@@ -10,7 +10,16 @@ import sys
 from contextlib import contextmanager
 
 WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-              "MKL_NUM_THREADS": "1", "GDAL_NUM_THREADS": "1"}
+              "MKL_NUM_THREADS": "1", "GDAL_NUM_THREADS": "1",
+              # GDAL block cache per worker (MB): its default, 5 % of RAM, would blow the memory budget
+              "GDAL_CACHEMAX": "256"}
+#: glibc malloc settings of local workers (read at process start, so set before spawning). dask's
+#: default (MALLOC_TRIM_THRESHOLD_=65536) also pins the mmap threshold at 128 KiB, so every tile
+#: array is a fresh mmap that page-faults in and is unmapped on free: about a third of a cube
+#: tile's wall time. Tile buffers up to 32 MiB come from the heap instead and are reused by the
+#: next tile; the heap keeps up to 256 MiB of free memory (measured: tiles 1.4-1.7x faster, worker
+#: RSS about +300 MB at chunk 1024).
+WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20, "MALLOC_TRIM_THRESHOLD_": 256 * 2**20}
 
 
 @contextmanager
@@ -36,9 +45,13 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
         finally:
             client.close()
         return
+    import dask
+
     n = n_workers or os.cpu_count() or 1
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                           dashboard_address=":0", env=dict(WORKER_ENV), silence_logs=40)
+    malloc = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC_ENV.items()}
+    with dask.config.set(malloc):
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                               dashboard_address=":0", env=dict(WORKER_ENV), silence_logs=40)
     client = Client(cluster)
     try:
         if not quiet:

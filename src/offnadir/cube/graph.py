@@ -27,8 +27,9 @@ def cube_arrays(plan) -> dict[str, da.Array]:
     n_img = len(plan.images)
     grid = plan.grid_shape
     blocks = {name: [[None] * grid[1] for _ in range(grid[0])] for name in tilemod.FIELDS}
+    plan_node = dask.delayed(plan, pure=True, traverse=False)
     for t in plan.tiles():
-        res = dask.delayed(tilemod.compute_tile, pure=True)(plan, t)
+        res = dask.delayed(tilemod.compute_tile, pure=True)(plan_node, t)
         ny, nx = t.shape
         shapes = {"row": (n_img, ny, nx), "col": (n_img, ny, nx), "visible": (n_img, ny, nx),
                   "value": (n_img, plan.n_bands, ny, nx), "dsm": (ny, nx)}
@@ -43,7 +44,9 @@ def tile_write_tasks(plan, store_path: str, skip: set | None = None) -> list:
     from offnadir import store
 
     skip = skip or set()
-    return [dask.delayed(store.write_tile, pure=False)(store_path, plan, t)
+    # one graph node holds the plan, shared by every task (not re-traversed and embedded per tile)
+    plan_node = dask.delayed(plan, pure=True, traverse=False)
+    return [dask.delayed(store.write_tile, pure=False)(store_path, plan_node, t)
             for t in plan.tiles() if (t.ti, t.tj) not in skip]
 
 

@@ -53,9 +53,17 @@ reach past the DSM edge may be clipped there or padded with NaN; both are chunk-
 they differ from each other for rays that leave the DSM (a NaN-padded footprint still samples the
 edge cells), so the whole-vs-tiled reference must use the same convention as the tiles.
 
-Speed: a coarse max of the block (8x8 cells) lets the march jump over coarse cells whose highest
-height is below the ray; those samples could not hide the cell, so the result is exactly that of
-the plain march (the reference twin in the tests has no jumps).
+Speed (the result is exactly that of the plain march: the reference twins in the tests have no
+shortcuts, and ``tests/test_visibility_shortcuts.py`` compares on large blocks):
+
+* a max pyramid of the block (coarse cells of 4, 8, 32 and 128 cells) lets the march jump over
+  the largest coarse cell around the current sample whose highest height is below the ray; those
+  samples could not hide the cell;
+* an *ahead bound* ends the march as soon as nothing left on the ray's path can reach it. For the
+  8-cell coarse cell of the current sample it bounds every height the rest of the march can meet,
+  minus the least rise of the ray on its way there: the coarse cells that rays of the block's
+  directions (the sector of its LOS vectors) reach within ``max_dist``, each lowered by its
+  distance times the smallest rise ``1 / max|los|``. The march stops when the ray is above it.
 """
 
 from __future__ import annotations
@@ -152,7 +160,8 @@ def halo_cells(h_range_m, los_norm_max):
     return int(math.ceil(h * n)) + 2
 
 
-#: side (cells) of the coarse max grid used to skip march samples that cannot hide anything
+#: side (cells) of the coarse max grid of the ahead bound (and of the pyramid's second level);
+#: the pyramid has levels of 4, 8, 32 and 128 cells (the shifts in visibility_los assume these)
 _SKIP = 8
 
 
@@ -190,6 +199,170 @@ def _coarse_max(dsm, b):
 
 
 @njit(**_NB)
+def _pool_max(m, f):
+    """Max of ``f x f`` groups of coarse cells: the next pyramid level (cell side ``f`` times
+    larger; the closing row/column of each coarse cell carries over, since each group's last
+    coarse cell already includes it)."""
+    nI = (m.shape[0] + f - 1) // f
+    nJ = (m.shape[1] + f - 1) // f
+    out = np.full((nI, nJ), -np.inf)
+    for I in range(m.shape[0]):
+        for J in range(m.shape[1]):
+            v = m[I, J]
+            if v > out[I // f, J // f]:
+                out[I // f, J // f] = v
+    return out
+
+
+@njit(inline="always", **_NB)
+def _jump(k, step, b, I, J, bi, bj, inv_ui, inv_uj):
+    """March index to continue from after sample ``k`` was found in coarse cell (I, J) of side
+    ``b`` below the ray: about where the march leaves that cell, one step early against rounding
+    (never less than k + 1)."""
+    s_exit = np.inf
+    if inv_ui > 0.0:
+        s_exit = (I * b + b - bi) * inv_ui
+    elif inv_ui < 0.0:
+        s_exit = (I * b - bi) * inv_ui
+    if inv_uj > 0.0:
+        s_exit = min(s_exit, (J * b + b - bj) * inv_uj)
+    elif inv_uj < 0.0:
+        s_exit = min(s_exit, (J * b - bj) * inv_uj)
+    q = s_exit / step - 1.0
+    if q > k + 1:
+        return int(q)
+    return k + 1
+
+
+@njit(**_NB)
+def _los_sector(los_di, los_dj):
+    """The directions of the LOS vectors: ``(ri, rj, lo, hi, n_max, ok)``. Every finite non-zero
+    ``(di, dj)`` makes an angle in ``[lo, hi]`` (radians) with the unit vector ``(ri, rj)`` (the
+    first such LOS) and has a norm <= ``n_max``; ``ok`` is False when there is none, or when one is
+    more than 60 degrees from the reference (no ahead bound then)."""
+    h, w = los_di.shape
+    ri = 0.0
+    rj = 0.0
+    tlo = np.inf
+    thi = -np.inf
+    n2max = 0.0
+    for y in range(h):
+        for x in range(w):
+            di = los_di[y, x]
+            dj = los_dj[y, x]
+            n2 = di * di + dj * dj
+            if not (n2 > 0.0 and n2 < np.inf):
+                continue
+            if ri == 0.0 and rj == 0.0:
+                m = math.sqrt(n2)
+                ri = di / m
+                rj = dj / m
+            dot = ri * di + rj * dj
+            if not (dot > 0.5 * math.sqrt(n2)):
+                return ri, rj, 0.0, 0.0, 0.0, False
+            t = (ri * dj - rj * di) / dot     # tan of the angle from the reference
+            tlo = min(tlo, t)
+            thi = max(thi, t)
+            n2max = max(n2max, n2)
+    if ri == 0.0 and rj == 0.0:
+        return ri, rj, 0.0, 0.0, 0.0, False
+    return ri, rj, math.atan(tlo), math.atan(thi), math.sqrt(n2max), True
+
+
+@njit(**_NB)
+def _box_meets_polygon(a0, a1, b0, b1, px, py):
+    """Whether the box ``[a0, a1] x [b0, b1]`` and the convex polygon (px, py) intersect
+    (separating axis test)."""
+    npts = px.shape[0]
+    if px.max() < a0 or px.min() > a1 or py.max() < b0 or py.min() > b1:
+        return False
+    for q in range(npts):
+        nx = py[q] - py[(q + 1) % npts]        # an edge normal
+        ny = px[(q + 1) % npts] - px[q]
+        pmn = np.inf
+        pmx = -np.inf
+        for r in range(npts):
+            v = nx * px[r] + ny * py[r]
+            pmn = min(pmn, v)
+            pmx = max(pmx, v)
+        v0 = nx * a0 + ny * b0
+        v1 = nx * a0 + ny * b1
+        v2 = nx * a1 + ny * b0
+        v3 = nx * a1 + ny * b1
+        if pmx < min(min(v0, v1), min(v2, v3)) or max(max(v0, v1), max(v2, v3)) < pmn:
+            return False
+    return True
+
+
+#: most coarse cells the ahead bound may combine per coarse cell (beyond that it is not built)
+_AHEAD_MAX_OFFSETS = 512
+
+
+@njit(**_NB)
+def _ahead_bound(cmax, b, ri, rj, lo, hi, dmax, rise_min):
+    """``A[I, J]``: an upper bound of ``height - rise_min * distance`` over every 2x2 footprint a
+    march can still sample, after a sample whose footprint's top-left cell lies in coarse cell
+    (I, J) of ``cmax`` (side ``b``), for rays in directions ``[lo, hi]`` from ``(ri, rj)`` and at
+    most ``dmax`` cells further on. All +inf (no bound) when more than
+    :data:`_AHEAD_MAX_OFFSETS` coarse cells would be combined (very long or very wide sectors)."""
+    lo -= 1e-6                                 # margins against rounding (radians, cells)
+    hi += 1e-6
+    mid = 0.5 * (lo + hi)
+    reach = dmax * (1.0 + 1e-9) + 1e-6
+    # the sector (apex at the current sample, radius reach) inside a convex polygon: the apex, the
+    # two end points of the arc and the meeting point of the arc's end tangents
+    px = np.zeros(4)
+    py = np.zeros(4)
+    for q in range(3):
+        ang = lo if q == 0 else (mid if q == 1 else hi)
+        rad = reach / math.cos(0.5 * (hi - lo)) if q == 1 else reach
+        ca = math.cos(ang)
+        sa = math.sin(ang)
+        px[q + 1] = (ri * ca - rj * sa) * rad
+        py[q + 1] = (rj * ca + ri * sa) * rad
+    nI, nJ = cmax.shape
+    far = max(np.abs(px).max(), np.abs(py).max())
+    K = int(math.ceil(far / b)) + 2
+    n_max = (2 * K + 1) ** 2
+    off_i = np.empty(n_max, np.int64)
+    off_j = np.empty(n_max, np.int64)
+    drop = np.empty(n_max)
+    n = 0
+    m = 0.01
+    for dI in range(-K, K + 1):
+        for dJ in range(-K, K + 1):
+            # a later sample in coarse cell (I+dI, J+dJ) is displaced from the current one by a
+            # vector in this (slightly enlarged) box
+            a0 = b * dI - b - m
+            a1 = b * dI + b + m
+            b0 = b * dJ - b - m
+            b1 = b * dJ + b + m
+            if not _box_meets_polygon(a0, a1, b0, b1, px, py):
+                continue
+            if n == _AHEAD_MAX_OFFSETS:
+                return np.full((nI, nJ), np.inf)
+            ci = 0.0 if a0 <= 0.0 <= a1 else min(abs(a0), abs(a1))
+            cj = 0.0 if b0 <= 0.0 <= b1 else min(abs(b0), abs(b1))
+            off_i[n] = dI
+            off_j[n] = dJ
+            drop[n] = math.sqrt(ci * ci + cj * cj) * rise_min * (1.0 - 1e-9)
+            n += 1
+    A = np.empty((nI, nJ))
+    for I in range(nI):
+        for J in range(nJ):
+            v = -np.inf
+            for q in range(n):
+                I2 = I + off_i[q]
+                J2 = J + off_j[q]
+                if I2 >= 0 and I2 < nI and J2 >= 0 and J2 < nJ:
+                    c = cmax[I2, J2] - drop[q]
+                    if c > v:
+                        v = c
+            A[I, J] = v
+    return A
+
+
+@njit(**_NB)
 def visibility_los(dsm, los_di, los_dj, core_i0, core_j0, core_h, core_w, h_max, z_tol,
                    max_dist, out, step=0.5):
     """Visibility of the core cells of a DSM block by marching along each cell's line of sight.
@@ -217,8 +390,17 @@ def visibility_los(dsm, los_di, los_dj, core_i0, core_j0, core_h, core_w, h_max,
         raise ValueError("visibility_los: step must be in (0, 0.5] cell")
     if not (z_tol >= 0.0):
         raise ValueError("visibility_los: z_tol must be >= 0 m")
-    cmax, top = _coarse_max(dsm, _SKIP)
+    cf, top = _coarse_max(dsm, 4)          # coarse cells of 4 (>> 2)
+    c0 = _pool_max(cf, 2)                   # 8 (>> 3) = _SKIP
+    c1 = _pool_max(c0, 4)                   # 32 (>> 5)
+    c2 = _pool_max(c1, 4)                   # 128 (>> 7)
     hm = h_max if np.isfinite(h_max) else top
+    ri, rj, lo, hi, n_max, ok = _los_sector(los_di, los_dj)
+    if ok:
+        dmax = max_dist if max_dist < np.inf else math.sqrt(H * H + W * W) + 2.0
+        ahead = _ahead_bound(c0, _SKIP, ri, rj, lo, hi, dmax, 1.0 / n_max)
+    else:
+        ahead = np.full(c0.shape, np.inf)
     for y in range(core_h):
         bi = core_i0 + y
         for x in range(core_w):
@@ -229,12 +411,17 @@ def visibility_los(dsm, los_di, los_dj, core_i0, core_j0, core_h, core_w, h_max,
             if not (np.isfinite(z) and np.isfinite(di) and np.isfinite(dj)):
                 out[y, x] = 2
                 continue
+            if z + z_tol >= ahead[bi >> 3, bj >> 3]:
+                out[y, x] = 1               # the cell itself is above all it could meet
+                continue
             n = math.sqrt(di * di + dj * dj)
             if n == 0.0:
                 out[y, x] = 1
                 continue
             ui = di / n
             uj = dj / n
+            inv_ui = 1.0 / ui if ui != 0.0 else 0.0
+            inv_uj = 1.0 / uj if uj != 0.0 else 0.0
             rise = 1.0 / n          # metres gained per cell of march
             vis = 1
             k = 1
@@ -255,27 +442,31 @@ def visibility_los(dsm, los_di, los_dj, core_i0, core_j0, core_h, core_w, h_max,
                 jj = bj + int(fj)
                 if ii < 0 or jj < 0 or ii + 1 >= H or jj + 1 >= W:
                     break
-                I = ii // _SKIP
-                J = jj // _SKIP
-                if ray + z_tol >= cmax[I, J]:
-                    # nothing in this coarse cell can reach the (rising) ray: jump to about where
-                    # the march leaves it; the samples skipped could not hide the cell, so the
-                    # result is that of the full march (one step of margin against rounding)
-                    s_exit = np.inf
-                    if ui > 0.0:
-                        s_exit = (I * _SKIP + _SKIP - bi) / ui
-                    elif ui < 0.0:
-                        s_exit = (I * _SKIP - bi) / ui
-                    if uj > 0.0:
-                        s_exit = min(s_exit, (J * _SKIP + _SKIP - bj) / uj)
-                    elif uj < 0.0:
-                        s_exit = min(s_exit, (J * _SKIP - bj) / uj)
-                    k_next = k + 1
-                    if s_exit / step - 1.0 > k_next:
-                        k_next = int(s_exit / step) - 1
-                        if k_next <= k:
-                            k_next = k + 1
-                    k = k_next
+                # nothing in a coarse cell whose max is below the ray can reach the (rising) ray:
+                # jump to about where the march leaves the largest such cell; the samples skipped
+                # could not hide the cell, so the result is that of the full march
+                rz = ray + z_tol
+                if rz >= ahead[ii >> 3, jj >> 3]:
+                    break                   # nothing left on the path can reach the ray
+                I = ii >> 7
+                J = jj >> 7
+                if rz >= c2[I, J]:
+                    k = _jump(k, step, 128, I, J, bi, bj, inv_ui, inv_uj)
+                    continue
+                I = ii >> 5
+                J = jj >> 5
+                if rz >= c1[I, J]:
+                    k = _jump(k, step, 32, I, J, bi, bj, inv_ui, inv_uj)
+                    continue
+                I = ii >> 3
+                J = jj >> 3
+                if rz >= c0[I, J]:
+                    k = _jump(k, step, 8, I, J, bi, bj, inv_ui, inv_uj)
+                    continue
+                I = ii >> 2
+                J = jj >> 2
+                if rz >= cf[I, J]:
+                    k = _jump(k, step, 4, I, J, bi, bj, inv_ui, inv_uj)
                     continue
                 acc = 0.0
                 wsum = 0.0
@@ -345,22 +536,26 @@ def sample_bilinear(image, row, col, row0, col0, nodata, out):
             ic = int(math.floor(c))
             fr = r - ir
             fc = c - ic
+            # non-negative here: unsigned indices spare numba's negative-index wraparound (~25 %)
+            ur = np.uintp(ir)
+            uc = np.uintp(ic)
+            one = np.uintp(1)
             for b in range(nb):
                 bad = False
-                a00 = np.float64(image[b, ir, ic])
+                a00 = np.float64(image[b, ur, uc])
                 bad |= check and a00 == nodata_f
                 top = a00
                 if fc != 0.0:
-                    a01 = np.float64(image[b, ir, ic + 1])
+                    a01 = np.float64(image[b, ur, uc + one])
                     bad |= check and a01 == nodata_f
                     top = a00 + fc * (a01 - a00)
                 val = top
                 if fr != 0.0:
-                    a10 = np.float64(image[b, ir + 1, ic])
+                    a10 = np.float64(image[b, ur + one, uc])
                     bad |= check and a10 == nodata_f
                     bot = a10
                     if fc != 0.0:
-                        a11 = np.float64(image[b, ir + 1, ic + 1])
+                        a11 = np.float64(image[b, ur + one, uc + one])
                         bad |= check and a11 == nodata_f
                         bot = a10 + fc * (a11 - a10)
                     val = top + fr * (bot - top)

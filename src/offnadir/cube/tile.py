@@ -31,24 +31,35 @@ def _lattice(fn_nodes, ni, nj, step, i0, j0, shape):
     return outs
 
 
-def ground_block(plan, i0, i1, j0, j1):
-    """lon, lat, ellipsoidal h of fine cells rows i0..i1-1, cols j0..j1-1 (h NaN for nodata)."""
+def lonlat_block(plan, i0, i1, j0, j1):
+    """lon, lat of fine cells rows i0..i1-1, cols j0..j1-1 (lattice-interpolated; the same values
+    whatever block they are computed in)."""
     dsm = plan.dsm
     step = plan.lattice_step
     ni, nj = geometry.lattice_nodes(i0, i1, j0, j1, step)
-    shape = (i1 - i0, j1 - j0)
+    return _lattice(lambda I, J: geometry.cell_lonlat(dsm, I, J), ni, nj, step, i0, j0, (i1 - i0, j1 - j0))
 
-    def nodes(I, J):
-        lon, lat = geometry.cell_lonlat(dsm, I, J)
-        if dsm.geoid is not None:
-            return lon, lat, dsm.geoid.undulation(lon, lat)
-        return lon, lat
 
-    vals = _lattice(nodes, ni, nj, step, i0, j0, shape)
+def height_block(plan, i0, i1, j0, j1):
+    """Ellipsoidal heights of fine cells rows i0..i1-1, cols j0..j1-1 (NaN for nodata): the stored
+    heights plus the lattice-interpolated geoid undulation when the DSM is above a geoid."""
+    dsm = plan.dsm
     h = dsm.read_block(i0, i1, j0, j1)
     if dsm.geoid is not None:
-        h = h + vals[2]
-    return vals[0], vals[1], h
+        step = plan.lattice_step
+        ni, nj = geometry.lattice_nodes(i0, i1, j0, j1, step)
+
+        def undulation(I, J):
+            return (dsm.geoid.undulation(*geometry.cell_lonlat(dsm, I, J)),)
+
+        h = h + _lattice(undulation, ni, nj, step, i0, j0, h.shape)[0]
+    return h
+
+
+def ground_block(plan, i0, i1, j0, j1):
+    """lon, lat, ellipsoidal h of fine cells rows i0..i1-1, cols j0..j1-1 (h NaN for nodata)."""
+    lon, lat = lonlat_block(plan, i0, i1, j0, j1)
+    return lon, lat, height_block(plan, i0, i1, j0, j1)
 
 
 def compute_tile(plan, tile) -> dict:
@@ -57,36 +68,41 @@ def compute_tile(plan, tile) -> dict:
     i0, i1, j0, j1 = tile.i0, tile.i1, tile.j0, tile.j1
     ny, nx = i1 - i0, j1 - j0
     n_img = len(plan.images)
+    # row, col and value are written below wherever they are not NaN (filled there, not up front)
     out = {
-        "row": np.full((n_img, ny, nx), np.nan, np.float32),
-        "col": np.full((n_img, ny, nx), np.nan, np.float32),
+        "row": np.empty((n_img, ny, nx), np.float32),
+        "col": np.empty((n_img, ny, nx), np.float32),
         "visible": np.full((n_img, ny, nx), OUTSIDE, np.uint8),
-        "value": np.full((n_img, plan.n_bands, ny, nx), np.nan, np.float32),
+        "value": np.empty((n_img, plan.n_bands, ny, nx), np.float32),
     }
-    # the block with halo carries heights for occlusion; lattice values do not depend on the block
-    lon_b, lat_b, hb = ground_block(plan, i0 - H, i1 + H, j0 - H, j1 + H)
-    core = (slice(H, H + ny), slice(H, H + nx))
-    lon = np.ascontiguousarray(lon_b[core])
-    lat = np.ascontiguousarray(lat_b[core])
-    h = np.ascontiguousarray(hb[core])
+    # the block with halo carries heights for occlusion; ground lon/lat are needed on the core only
+    # (lattice values do not depend on the block they are computed in)
+    hb = height_block(plan, i0 - H, i1 + H, j0 - H, j1 + H)
+    h = np.ascontiguousarray(hb[H:H + ny, H:H + nx])
     out["dsm"] = h.astype(np.float32)
     if not np.isfinite(h).any():
+        for name in ("row", "col", "value"):
+            out[name].fill(np.nan)
         return out
+    lon, lat = lonlat_block(plan, i0, i1, j0, j1)
     h_block_max = float(np.nanmax(hb))
     step = plan.lattice_step
     ni, nj = geometry.lattice_nodes(i0, i1, j0, j1, step)
+    r = np.empty((ny, nx))
+    c = np.empty((ny, nx))
     for k, im in enumerate(plan.images):
         norm, coefs, aff = im.camera.kernel_params()
-        r = np.empty(ny * nx)
-        c = np.empty(ny * nx)
-        camk.project_serial(lon.ravel(), lat.ravel(), h.ravel(), norm, coefs, aff, r, c)
-        r = r.reshape(ny, nx)
-        c = c.reshape(ny, nx)
+        # r, c are NaN wherever h is (NaN propagates through the RFM), so no masking is needed
+        camk.project_serial(lon.ravel(), lat.ravel(), h.ravel(), norm, coefs, aff, r.ravel(), c.ravel())
         nr, nc = im.shape
-        inside = np.isfinite(h) & (r >= -0.5) & (r <= nr - 0.5) & (c >= -0.5) & (c <= nc - 0.5)
-        out["row"][k] = np.where(np.isfinite(h), r, np.nan)
-        out["col"][k] = np.where(np.isfinite(h), c, np.nan)
+        inside = r >= -0.5
+        inside &= r <= nr - 0.5
+        inside &= c >= -0.5
+        inside &= c <= nc - 0.5
+        out["row"][k] = r
+        out["col"][k] = c
         if not inside.any():
+            out["value"][k].fill(np.nan)
             continue
 
         def los_nodes(I, J, cam=im.camera):
@@ -94,21 +110,21 @@ def compute_tile(plan, tile) -> dict:
             return geometry.los_on_grid(cam, plan.dsm, I, J, lon_n, lat_n, plan.z_ref)
 
         los_di, los_dj = _lattice(los_nodes, ni, nj, step, i0, j0, (ny, nx))
-        vis = np.empty((ny, nx), np.uint8)
+        vis = out["visible"][k]
         cubek.visibility_los(hb, los_di, los_dj, H, H, ny, nx, h_block_max, plan.z_tol, float(H), vis)
         vis[~inside] = OUTSIDE
-        out["visible"][k] = vis
         # read only the window the inside cells land in (+1 px for bilinear neighbours)
-        r0 = max(int(np.floor(r[inside].min())) - 1, 0)
-        r1 = min(int(np.floor(r[inside].max())) + 3, nr)
-        c0 = max(int(np.floor(c[inside].min())) - 1, 0)
-        c1 = min(int(np.floor(c[inside].max())) + 3, nc)
+        r_in = r[inside]
+        c_in = c[inside]
+        r0 = max(int(np.floor(r_in.min())) - 1, 0)
+        r1 = min(int(np.floor(r_in.max())) + 3, nr)
+        c0 = max(int(np.floor(c_in.min())) - 1, 0)
+        c1 = min(int(np.floor(c_in.max())) + 3, nc)
         window = im.read_window(r0, r1, c0, c1)
-        vals = np.full((window.shape[0], ny, nx), np.nan, np.float32)
-        rr = np.where(inside, r, np.nan)
-        cc = np.where(inside, c, np.nan)
-        cubek.sample_bilinear(window, rr, cc, float(r0), float(c0), im.nodata_value, vals)
-        out["value"][k, :window.shape[0]] = vals
+        # cells outside the image fall outside the window too: the kernel gives them NaN
+        nb = window.shape[0]
+        cubek.sample_bilinear(window, r, c, float(r0), float(c0), im.nodata_value, out["value"][k, :nb])
+        out["value"][k, nb:].fill(np.nan)   # bands this image lacks
     return out
 
 
