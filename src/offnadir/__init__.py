@@ -6,6 +6,7 @@ Public API (imported lazily so ``import offnadir`` stays cheap):
 * :func:`fit_bias`, :func:`read_gcps`, :func:`leave_one_out` — affine bias compensation from GCPs;
 * :func:`coregister` — the co-registered cube (lazy ``xarray.Dataset``);
 * :func:`simulate` — a synthetic off-nadir scene that knows its truth;
+* :func:`detect`, :func:`evaluate` — change detection on a cube, and its accuracy against a truth;
 * errors in :mod:`offnadir.errors`.
 """
 
@@ -36,6 +37,8 @@ _LAZY = {
     "leave_one_out": "offnadir.camera.bias",
     "coregister": "offnadir.pipeline",
     "simulate": "offnadir.simulate",
+    "detect": "offnadir.change",
+    "evaluate": "offnadir.change.evaluate",
 }
 
 

@@ -67,6 +67,7 @@ EXTRA_SECTIONS: dict[str, dict[str, Field]] = {}
 
 
 def schema() -> dict[str, dict[str, Field]]:
+    _register_change_section()
     return {**SCHEMA, **EXTRA_SECTIONS}
 
 
@@ -175,3 +176,11 @@ def _yaml_default(name, f: Field) -> str:
     if f.default is None:
         return "null"
     return yaml.safe_dump(f.default, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _register_change_section() -> None:
+    # change detection's options (offnadir.change.options imports Field from this module)
+    from offnadir.change.options import CHANGE_FIELDS
+
+    EXTRA_SECTIONS.setdefault("change", CHANGE_FIELDS)
+

@@ -129,6 +129,39 @@ def run_config(cfg: dict, *, quiet: bool = False, stage_hooks=()) -> Path:
     return out
 
 
-def stage_hooks(cfg: dict) -> tuple:
-    """Stages that run after the cube for this config (change detection, when configured)."""
-    return ()
+def stage_hooks(cfg: dict, *, quiet: bool = False) -> tuple:
+    """Stages that run after the cube for this config: change detection when the config's
+    ``change.enabled`` is true, or unset and there are at least two images. Options are checked
+    here, before any work."""
+    section = cfg.get("change") or {}
+    enabled = section.get("enabled")
+    if enabled is None:
+        enabled = len(cfg.get("images", [])) >= 2
+    if not enabled:
+        return ()
+    from offnadir.change.options import ChangeOptions
+
+    opts = ChangeOptions.from_config(section)
+    if len(cfg.get("images", [])) < 2:
+        raise ConfigError("change.enabled is true but the config has one image; change detection compares the base "
+                          "(first) image with at least one other.")
+    return (_ChangeStage(opts, quiet),)
+
+
+class _ChangeStage:
+    """Run change detection on the store the cube was just written to (a stage hook)."""
+
+    def __init__(self, opts, quiet: bool):
+        self.opts, self.quiet = opts, quiet
+
+    def __call__(self, cfg, plan, out, client):
+        from offnadir.change.stage import detect_store
+
+        detect_store(out, self.opts, client=client, resume=bool(cfg["output"]["resume"]), quiet=self.quiet)
+
+
+def detect_config(cfg: dict, *, quiet: bool = False) -> Path:
+    """Cube and change detection in one go from a validated config (``offnadir detect``)."""
+    cfg = dict(cfg)
+    cfg["change"] = {**(cfg.get("change") or {}), "enabled": True}
+    return run_config(cfg, quiet=quiet, stage_hooks=stage_hooks(cfg, quiet=quiet))

@@ -23,6 +23,6 @@ def run(args) -> int:
         cfg["output"]["overwrite"] = True
     if args.scheduler:
         cfg["cluster"]["scheduler"] = args.scheduler
-    out = run_config(cfg, quiet=args.quiet, stage_hooks=stage_hooks(cfg))
+    out = run_config(cfg, quiet=args.quiet, stage_hooks=stage_hooks(cfg, quiet=args.quiet))
     print(f"wrote {out}")
     return 0

@@ -1,0 +1,206 @@
+"""IR-MAD (Nielsen 2007, IEEE TIP 16(2)): iteratively reweighted multivariate alteration detection,
+as sums that tiles accumulate and a tree reduction adds up. numpy (+ scipy.special for the
+chi-square tail).
+
+Model, for base bands ``x`` and target bands ``y`` (p each) of the cells usable in both images:
+
+* weighted means ``mx, my`` and covariances ``Sxx, Syy, Sxy`` with weights ``w`` (1 at the first
+  iteration);
+* canonical correlation analysis: ``A = Lx^-T U``, ``B = Ly^-T V`` with
+  ``Lx^-1 Sxy Ly^-T = U diag(rho) V^T`` (SVD, ``Lx``/``Ly`` Cholesky factors), so the canonical
+  variates ``u = A^T (x - mx)`` and ``v = B^T (y - my)`` have unit variance and correlations
+  ``rho_1 >= ... >= rho_p >= 0``;
+* MAD variates ``M_i = u_i - v_i``, variance ``sigma_i^2 = 2 (1 - rho_i)``; a cell's
+  ``Z = sum_i M_i^2 / sigma_i^2`` is chi-square with p degrees of freedom under no change;
+* next weights ``w = P(chi2_p > Z)`` (the no-change probability). Iterate until no ``rho_i`` moves
+  more than the tolerance.
+
+MAD variates are invariant to any affine transformation of each image's bands (gains, offsets,
+band mixing), which is why radiometric differences between the dates are not change.
+
+Accumulation: every tile adds ``sum w``, ``sum w x``, ``sum w y`` and ``sum w [x y][x y]^T``
+of the values minus a fixed reference (the global band means), in float64 — exact sums, so the
+reduction equals the whole-array computation to rounding. Strata (e.g. cells lit at both dates,
+cells shaded at both dates) each get their own model in the same passes.
+
+Robust scale: IR-MAD's ``sigma_i`` describes the most consistent cells it converges on, which
+underrates the spread that texture and resampling leave in unchanged areas of VHR images. The
+criteria therefore express MAD variates in a robust scale, ``1.4826 * median |M_i|`` over all
+usable cells (from a histogram reduction with log-spaced bins, relative resolution 2.3 %).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import gammaincc
+
+#: histogram bins of |M| (IR-MAD units) for the robust scale: 1e-6 .. 1e6, 100 per decade
+HIST_EDGES = np.logspace(-6, 6, 1201)
+
+
+def chi2_sf(z, dof):
+    """P(chi2_dof > z)."""
+    return gammaincc(0.5 * dof, 0.5 * np.maximum(z, 0.0))
+
+
+def chi2_isf(alpha, dof):
+    """z with P(chi2_dof > z) = alpha (bisection on chi2_sf; scalars)."""
+    lo, hi = 0.0, 1.0
+    while chi2_sf(hi, dof) > alpha:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if chi2_sf(mid, dof) > alpha:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+@dataclass(frozen=True)
+class MadModel:
+    """One fitted IR-MAD model (a target image against the base, in one stratum)."""
+
+    mean_x: np.ndarray  # (p,)
+    mean_y: np.ndarray
+    A: np.ndarray  # (p, p) canonical vectors of the base (columns)
+    B: np.ndarray
+    rho: np.ndarray  # (p,) canonical correlations, decreasing
+    weight: float  # sum of the weights it was fitted with
+    n: float  # number of cells
+    iterations: int = 0
+    converged: bool = False
+
+    @property
+    def p(self) -> int:
+        return len(self.rho)
+
+    @property
+    def sigma(self) -> np.ndarray:
+        return np.sqrt(np.maximum(2.0 * (1.0 - self.rho), 1e-12))
+
+    def mad(self, x, y):
+        """Standardised MAD variates ``M_i / sigma_i`` of rows of x, y (n, p) -> (n, p)."""
+        u = (np.asarray(x, np.float64) - self.mean_x) @ self.A
+        v = (np.asarray(y, np.float64) - self.mean_y) @ self.B
+        return (u - v) / self.sigma
+
+    def canonical(self, x, y):
+        """First canonical variates (u_1, v_1): the most correlated combination of the bands."""
+        u = (np.asarray(x, np.float64) - self.mean_x) @ self.A[:, 0]
+        v = (np.asarray(y, np.float64) - self.mean_y) @ self.B[:, 0]
+        return u, v
+
+    def to_dict(self) -> dict:
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d) -> MadModel:
+        return cls(**{k: (np.asarray(v, np.float64) if isinstance(v, list) else v) for k, v in d.items()})
+
+
+def empty_sums(n_strata: int, p: int) -> dict:
+    return {"n": np.zeros(n_strata), "sw": np.zeros(n_strata), "sx": np.zeros((n_strata, p)),
+            "sy": np.zeros((n_strata, p)), "sxx": np.zeros((n_strata, 2 * p, 2 * p))}
+
+
+def accumulate(sums: dict, x, y, w, stratum, ref_x, ref_y) -> dict:
+    """Add cells (rows of x, y (n, p), weights w (n,), stratum (n,) int in [0, K)) to ``sums``."""
+    x = np.asarray(x, np.float64) - ref_x
+    y = np.asarray(y, np.float64) - ref_y
+    w = np.asarray(w, np.float64)
+    for k in range(len(sums["sw"])):
+        sel = stratum == k
+        if not sel.any():
+            continue
+        xs, ys, ws = x[sel], y[sel], w[sel]
+        z = np.concatenate([xs, ys], axis=1)
+        sums["n"][k] += sel.sum()
+        sums["sw"][k] += ws.sum()
+        sums["sx"][k] += ws @ xs
+        sums["sy"][k] += ws @ ys
+        sums["sxx"][k] += (z * ws[:, None]).T @ z
+    return sums
+
+
+def add_sums(*parts: dict) -> dict:
+    out = {k: np.array(v, copy=True) for k, v in parts[0].items()}
+    for p in parts[1:]:
+        for k in out:
+            out[k] = out[k] + p[k]
+    return out
+
+
+def solve(sums: dict, k: int, ref_x, ref_y, *, iterations: int = 0, previous: MadModel | None = None,
+          tol: float = 1e-4) -> MadModel | None:
+    """The CCA model of stratum k from its sums (None when it holds too few cells)."""
+    p = sums["sx"].shape[1]
+    sw = sums["sw"][k]
+    if not sw > 0 or sums["n"][k] < max(10 * p, 2 * p + 2):
+        return None
+    mx = sums["sx"][k] / sw
+    my = sums["sy"][k] / sw
+    m = np.concatenate([mx, my])
+    C = sums["sxx"][k] / sw - np.outer(m, m)
+    Sxx, Syy, Sxy = C[:p, :p], C[p:, p:], C[:p, p:]
+    Lx = _chol(Sxx)
+    Ly = _chol(Syy)
+    Lxi = np.linalg.inv(Lx)
+    Lyi = np.linalg.inv(Ly)
+    U, s, Vt = np.linalg.svd(Lxi @ Sxy @ Lyi.T)
+    A = Lxi.T @ U
+    B = Lyi.T @ Vt.T
+    # deterministic signs: the largest base coefficient of each canonical vector positive
+    for i in range(p):
+        sgn = np.sign(A[np.argmax(np.abs(A[:, i])), i]) or 1.0
+        A[:, i] *= sgn
+        B[:, i] *= sgn
+    rho = np.clip(s, 0.0, 1.0)
+    converged = previous is not None and bool(np.max(np.abs(rho - previous.rho)) < tol)
+    return MadModel(mx + ref_x, my + ref_y, A, B, rho, float(sw), float(sums["n"][k]), iterations, converged)
+
+
+def _chol(S):
+    try:
+        return np.linalg.cholesky(S)
+    except np.linalg.LinAlgError:
+        ridge = 1e-9 * max(np.trace(S) / len(S), 1e-12)
+        return np.linalg.cholesky(S + ridge * np.eye(len(S)))
+
+
+def weights(model: MadModel | None, x, y):
+    """No-change probabilities P(chi2_p > Z) of cells under ``model`` (ones when None)."""
+    if model is None:
+        return np.ones(len(x))
+    M = model.mad(x, y)
+    return chi2_sf((M * M).sum(axis=1), model.p)
+
+
+def histogram(absm) -> np.ndarray:
+    """Counts of |M| values (n, p) in :data:`HIST_EDGES`, per variate -> (p, nbins)."""
+    absm = np.asarray(absm, np.float64)
+    out = np.zeros((absm.shape[1], len(HIST_EDGES) - 1))
+    for i in range(absm.shape[1]):
+        v = np.clip(absm[:, i], HIST_EDGES[0] * 1.0000001, HIST_EDGES[-1] * 0.9999999)
+        out[i] = np.histogram(v, bins=HIST_EDGES)[0]
+    return out
+
+
+def hist_median(counts) -> float:
+    """Median of the values histogrammed in ``counts`` (log-linear interpolation in the bin)."""
+    total = counts.sum()
+    if total <= 0:
+        return np.nan
+    c = np.cumsum(counts)
+    k = int(np.searchsorted(c, 0.5 * total))
+    prev = c[k - 1] if k > 0 else 0.0
+    frac = (0.5 * total - prev) / max(counts[k], 1e-300)
+    lo, hi = np.log(HIST_EDGES[k]), np.log(HIST_EDGES[k + 1])
+    return float(np.exp(lo + frac * (hi - lo)))
+
+
+def robust_scale(counts) -> np.ndarray:
+    """Robust standard deviation per variate, 1.4826 * median |M_i|, from (p, nbins) counts."""
+    return np.array([1.4826 * hist_median(c) for c in counts])

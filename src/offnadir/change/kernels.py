@@ -1,0 +1,401 @@
+"""numba/numpy kernels of change detection: ground estimate, labelling, superpixels, sun
+visibility, per-patch accumulations. numpy and numba only (no xarray, dask, zarr, scipy).
+
+Every kernel works on a *window* of the DSM grid whose first cell has global position
+``(gi0, gj0)``; results that the stage keeps (the window's core) are functions of global positions
+and of data within a bounded distance only, so they never depend on where a tile starts (the
+bounds are stated per kernel and the stage reads that much halo). Each kernel has a slow, obvious
+twin in ``tests/test_change_kernels.py``.
+
+Label IDs are **1 + the smallest global linear index** ``gi * NX + gj`` of the cells of a
+component: unique across the whole grid, and the same whatever the tiling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+_NB = dict(cache=True, nogil=True, error_model="numpy")
+
+#: illumination codes: 0 no direct sun; 1..254 direct irradiance relative to flat ground x 100
+#: (cos(incidence) / sin(sun elevation), clipped to 2.54); 255 unknown (nodata)
+SHADED = np.uint8(0)
+UNKNOWN = np.uint8(255)
+ILLUM_SCALE = 100.0
+
+
+# ----------------------------------------------------------------------------- running min/max
+@njit(**_NB)
+def _running_min_1d(x, r, buf_g, buf_h, out):
+    """out[k] = min(x[k-r .. k+r]) with +inf beyond the ends (van Herk / Gil-Werman, O(n))."""
+    n = x.shape[0]
+    w = 2 * r + 1
+    m = n + 2 * r
+    # padded sequence p[q] = x[q - r] (inf outside); g: running min from each block start,
+    # h: running min to each block end (blocks of length w)
+    for q in range(m):
+        k = q - r
+        v = x[k] if 0 <= k < n else np.inf
+        if q % w == 0:
+            buf_g[q] = v
+        else:
+            buf_g[q] = min(buf_g[q - 1], v)
+    for q in range(m - 1, -1, -1):
+        k = q - r
+        v = x[k] if 0 <= k < n else np.inf
+        if q == m - 1 or (q + 1) % w == 0:
+            buf_h[q] = v
+        else:
+            buf_h[q] = min(buf_h[q + 1], v)
+    for k in range(n):
+        # window in padded coordinates: [k, k + 2r]
+        out[k] = min(buf_h[k], buf_g[k + 2 * r])
+
+
+@njit(**_NB)
+def running_min_2d(a, r, out):
+    """Square (2r+1)² moving minimum of ``a`` (float64), +inf beyond the array (separable)."""
+    ny, nx = a.shape
+    tmp = np.empty((ny, nx))
+    m = max(ny, nx) + 2 * r
+    bg = np.empty(m)
+    bh = np.empty(m)
+    row = np.empty(nx)
+    for i in range(ny):
+        _running_min_1d(a[i], r, bg, bh, row)
+        tmp[i] = row
+    col = np.empty(ny)
+    res = np.empty(ny)
+    for j in range(nx):
+        for i in range(ny):
+            col[i] = tmp[i, j]
+        _running_min_1d(col, r, bg, bh, res)
+        for i in range(ny):
+            out[i, j] = res[i]
+
+
+def ground_estimate(h, r):
+    """Grey opening of the height window ``h`` (float64, NaN = nodata) by a (2r+1)² square:
+    ``max-filter(min-filter(h))``. A plane is reproduced exactly; anything narrower than the
+    square (buildings, trees) is cut down to its surroundings. NaN cells are ignored by the
+    minimum and give NaN. A cell's result depends on heights within ``2r`` cells."""
+    a = np.where(np.isfinite(h), h, np.inf)
+    ero = np.empty_like(a)
+    running_min_2d(a, r, ero)
+    neg = np.where(np.isfinite(ero), -ero, np.inf)  # cells whose whole window is nodata stay out
+    dil = np.empty_like(a)
+    running_min_2d(neg, r, dil)
+    g = -dil
+    g[~np.isfinite(h)] = np.nan
+    return g
+
+
+# ----------------------------------------------------------------------------- labelling
+@njit(inline="always", **_NB)
+def _find(par, a):
+    while par[a] != a:
+        par[a] = par[par[a]]
+        a = par[a]
+    return a
+
+
+@njit(**_NB)
+def label_components(key, h, dz, use_h, gi0, gj0, NX, out):
+    """4-connected components of cells with equal ``key`` (int64, 0 = no cell) and, when ``use_h``,
+    height steps ``|h_a - h_b| <= dz`` between neighbours. ``out`` (int64) gets 1 + the smallest
+    global linear index of each component's cells, 0 where key == 0."""
+    ny, nx = key.shape
+    par = np.arange(ny * nx)
+    for i in range(ny):
+        for j in range(nx):
+            k = key[i, j]
+            if k == 0:
+                continue
+            a = i * nx + j
+            if j + 1 < nx and key[i, j + 1] == k and (not use_h or abs(h[i, j] - h[i, j + 1]) <= dz):
+                ra = _find(par, a)
+                rb = _find(par, a + 1)
+                if ra != rb:
+                    if ra < rb:
+                        par[rb] = ra
+                    else:
+                        par[ra] = rb
+            if i + 1 < ny and key[i + 1, j] == k and (not use_h or abs(h[i, j] - h[i + 1, j]) <= dz):
+                ra = _find(par, a)
+                rb = _find(par, a + nx)
+                if ra != rb:
+                    if ra < rb:
+                        par[rb] = ra
+                    else:
+                        par[ra] = rb
+    # roots are the smallest local linear index of each component; local order = global order
+    for i in range(ny):
+        for j in range(nx):
+            if key[i, j] == 0:
+                out[i, j] = 0
+            else:
+                r = _find(par, i * nx + j)
+                ri = r // nx
+                rj = r - ri * nx
+                out[i, j] = (gi0 + ri) * NX + (gj0 + rj) + 1
+
+
+# ----------------------------------------------------------------------------- superpixels
+@njit(**_NB)
+def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):
+    """Grid-anchored SLIC: one centre per ``S x S`` block of the *global* grid holding any ``mask``
+    cell, started at the mean position/features of the block's cells. Each iteration assigns
+    every mask cell to the nearest centre among its own block and the 8 neighbouring blocks,
+    ``d = |f - f_c|² / m² + |p - p_c|² / S²``, then moves every centre to the mean of its cells.
+    ``out`` (int64) = 1 + global block index ``bi * NBX + bj`` of the assigned centre (0 off mask).
+
+    Locality: after ``iters`` iterations a label depends on data within ``(2 iters + 1) S`` cells
+    (each iteration reaches one block further for the assignment and one for the update)."""
+    nf, ny, nx = feat.shape
+    b0i = gi0 // S
+    b0j = gj0 // S
+    nbi = (gi0 + ny - 1) // S - b0i + 1
+    nbj = (gj0 + nx - 1) // S - b0j + 1
+    cnt = np.zeros((nbi, nbj))
+    ci = np.zeros((nbi, nbj))
+    cj = np.zeros((nbi, nbj))
+    cf = np.zeros((nbi, nbj, nf))
+    exists = np.zeros((nbi, nbj), np.bool_)
+    for i in range(ny):
+        bi = (gi0 + i) // S - b0i
+        for j in range(nx):
+            if not mask[i, j]:
+                continue
+            bj = (gj0 + j) // S - b0j
+            cnt[bi, bj] += 1
+            ci[bi, bj] += i
+            cj[bi, bj] += j
+            for f in range(nf):
+                cf[bi, bj, f] += feat[f, i, j]
+    for bi in range(nbi):
+        for bj in range(nbj):
+            if cnt[bi, bj] > 0:
+                exists[bi, bj] = True
+                ci[bi, bj] /= cnt[bi, bj]
+                cj[bi, bj] /= cnt[bi, bj]
+                for f in range(nf):
+                    cf[bi, bj, f] /= cnt[bi, bj]
+    asg_i = np.full((ny, nx), -1, np.int64)
+    asg_j = np.full((ny, nx), -1, np.int64)
+    inv_m2 = 1.0 / (m * m)
+    inv_s2 = 1.0 / (S * S)
+    for it in range(max(iters, 1)):
+        for i in range(ny):
+            bi0 = (gi0 + i) // S - b0i
+            for j in range(nx):
+                if not mask[i, j]:
+                    continue
+                bj0 = (gj0 + j) // S - b0j
+                best = np.inf
+                bbi = -1
+                bbj = -1
+                for di in range(-1, 2):
+                    bi = bi0 + di
+                    if bi < 0 or bi >= nbi:
+                        continue
+                    for dj in range(-1, 2):
+                        bj = bj0 + dj
+                        if bj < 0 or bj >= nbj or not exists[bi, bj]:
+                            continue
+                        d = ((i - ci[bi, bj]) ** 2 + (j - cj[bi, bj]) ** 2) * inv_s2
+                        for f in range(nf):
+                            d += (feat[f, i, j] - cf[bi, bj, f]) ** 2 * inv_m2
+                        if d < best:
+                            best = d
+                            bbi = bi
+                            bbj = bj
+                asg_i[i, j] = bbi
+                asg_j[i, j] = bbj
+        if it == iters - 1 or iters <= 0:
+            break
+        # update
+        cnt[:, :] = 0.0
+        si = np.zeros((nbi, nbj))
+        sj = np.zeros((nbi, nbj))
+        sf = np.zeros((nbi, nbj, nf))
+        for i in range(ny):
+            for j in range(nx):
+                bi = asg_i[i, j]
+                if bi < 0:
+                    continue
+                bj = asg_j[i, j]
+                cnt[bi, bj] += 1
+                si[bi, bj] += i
+                sj[bi, bj] += j
+                for f in range(nf):
+                    sf[bi, bj, f] += feat[f, i, j]
+        for bi in range(nbi):
+            for bj in range(nbj):
+                if cnt[bi, bj] > 0:
+                    ci[bi, bj] = si[bi, bj] / cnt[bi, bj]
+                    cj[bi, bj] = sj[bi, bj] / cnt[bi, bj]
+                    for f in range(nf):
+                        cf[bi, bj, f] = sf[bi, bj, f] / cnt[bi, bj]
+    for i in range(ny):
+        for j in range(nx):
+            if asg_i[i, j] < 0:
+                out[i, j] = 0
+            else:
+                out[i, j] = (asg_i[i, j] + b0i) * NBX + (asg_j[i, j] + b0j) + 1
+
+
+# ----------------------------------------------------------------------------- sun visibility
+@njit(**_NB)
+def illumination(h, cell, sun_az, sun_el, tol, step_max, max_dist, out):
+    """Direct sun on each cell top, relative to flat ground (codes: see :data:`SHADED`,
+    :data:`UNKNOWN`; else ``round(100 cos(i) / sin(e))`` clipped to 1..254).
+
+    ``sun_az`` is the sun's azimuth on the grid (radians, clockwise from grid north = row -1),
+    ``sun_el`` its elevation (radians). The normal comes from centred height differences (a
+    difference across a step higher than ``step_max`` metres, i.e. a wall, is replaced by the one
+    on the other side, or 0). No direct sun when the surface faces away from the sun or when the
+    ray from the cell top towards the sun passes more than ``tol`` metres below a cell top (cells
+    are flat prisms; the ray is marched every half cell up to ``max_dist`` cells or until it
+    climbs above the window's highest cell). A cell's result depends on heights within
+    ``max_dist + 1`` cells towards the sun."""
+    ny, nx = h.shape
+    if sun_el <= 0.0:
+        for i in range(ny):
+            for j in range(nx):
+                out[i, j] = SHADED if np.isfinite(h[i, j]) else UNKNOWN
+        return
+    hmax = -np.inf
+    for i in range(ny):
+        for j in range(nx):
+            if np.isfinite(h[i, j]) and h[i, j] > hmax:
+                hmax = h[i, j]
+    se = math.cos(sun_el) * math.sin(sun_az)  # east
+    sn = math.cos(sun_el) * math.cos(sun_az)  # north
+    su = math.sin(sun_el)
+    di = -math.cos(sun_az)  # grid rows grow southwards
+    dj = math.sin(sun_az)
+    rise = math.tan(sun_el) * cell  # metres per cell of horizontal travel
+    for i in range(ny):
+        for j in range(nx):
+            z = h[i, j]
+            if not np.isfinite(z):
+                out[i, j] = UNKNOWN
+                continue
+            gx = _slope(h, i, j, 0, 1, step_max) / cell  # dz/d(east)
+            gy = -_slope(h, i, j, 1, 0, step_max) / cell  # dz/d(north)
+            cosi = (-gx * se - gy * sn + su) / math.sqrt(gx * gx + gy * gy + 1.0)
+            if cosi <= 0.0:
+                out[i, j] = SHADED
+                continue
+            lit = True
+            s = 0.5
+            while s <= max_dist:
+                zr = z + s * rise
+                if zr >= hmax:
+                    break
+                pi = int(math.floor(i + s * di + 0.5))
+                pj = int(math.floor(j + s * dj + 0.5))
+                if pi < 0 or pi >= ny or pj < 0 or pj >= nx:
+                    break
+                if (pi != i or pj != j) and np.isfinite(h[pi, pj]) and h[pi, pj] - zr > tol:
+                    lit = False
+                    break
+                s += 0.5
+            if lit:
+                q = int(round(ILLUM_SCALE * cosi / su))
+                out[i, j] = np.uint8(min(max(q, 1), 254))
+            else:
+                out[i, j] = SHADED
+
+
+@njit(inline="always", **_NB)
+def _slope(h, i, j, a, b, step_max):
+    """Height difference per cell along (a, b) at (i, j): centred, or one-sided across a wall."""
+    ny, nx = h.shape
+    z = h[i, j]
+    up = np.nan
+    dn = np.nan
+    if 0 <= i + a < ny and 0 <= j + b < nx:
+        v = h[i + a, j + b] - z
+        if np.isfinite(v) and abs(v) <= step_max:
+            up = v
+    if 0 <= i - a < ny and 0 <= j - b < nx:
+        v = z - h[i - a, j - b]
+        if np.isfinite(v) and abs(v) <= step_max:
+            dn = v
+    if np.isfinite(up) and np.isfinite(dn):
+        return 0.5 * (up + dn)
+    if np.isfinite(up):
+        return up
+    if np.isfinite(dn):
+        return dn
+    return 0.0
+
+
+# ----------------------------------------------------------------------------- patch profiles
+@njit(**_NB)
+def parallax_sums(lab, row, x, y, di, dj, ci0, ci1, cj0, cj1, out):
+    """Correlation sums of base ``x`` at a core cell against target ``y`` shifted along the
+    parallax direction, for every shift k: pairs (c, c + (di[k], dj[k])) whose two cells belong
+    to the same patch (``lab``) and are both usable (``x`` and ``y`` finite).
+
+    ``row[i, j]`` is the table row of the core cell's patch (-1: skip). ``out[row, k, :]`` +=
+    (n, Σx, Σy, Σx², Σy², Σxy). Only core cells (``ci0 <= i < ci1``, ``cj0 <= j < cj1``) start a
+    pair, so each pair is counted by exactly one tile."""
+    nk = di.shape[0]
+    ny, nx = lab.shape
+    for i in range(ci0, ci1):
+        for j in range(cj0, cj1):
+            r = row[i, j]
+            if r < 0:
+                continue
+            xv = x[i, j]
+            if not np.isfinite(xv):
+                continue
+            L = lab[i, j]
+            for k in range(nk):
+                a = i + di[k]
+                b = j + dj[k]
+                if a < 0 or a >= ny or b < 0 or b >= nx or lab[a, b] != L:
+                    continue
+                yv = y[a, b]
+                if not np.isfinite(yv) or not np.isfinite(x[a, b]):
+                    continue
+                out[r, k, 0] += 1.0
+                out[r, k, 1] += xv
+                out[r, k, 2] += yv
+                out[r, k, 3] += xv * xv
+                out[r, k, 4] += yv * yv
+                out[r, k, 5] += xv * yv
+
+
+# ----------------------------------------------------------------------------- grouped sums (numpy)
+def group_index(ids):
+    """(unique ids, inverse) of a 1-D int64 array."""
+    return np.unique(ids, return_inverse=True)
+
+
+def group_sums(inv, n_groups, values):
+    """Per-group sums of ``values`` (n,) or (n, k) float64 given the group index ``inv``."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        return np.bincount(inv, values, minlength=n_groups)
+    return np.stack([np.bincount(inv, values[:, c], minlength=n_groups) for c in range(values.shape[1])], axis=1)
+
+
+def merge_grouped(ids_list, arrays_list):
+    """Merge per-tile grouped tables: concatenate, then sum rows with the same id.
+    ``arrays_list`` is a list (one per table) of dicts name -> array with rows aligned to ids."""
+    ids = np.concatenate(ids_list) if ids_list else np.zeros(0, np.int64)
+    order = np.argsort(ids, kind="stable")
+    sid = ids[order]
+    start = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if len(sid) else np.zeros(0, np.int64)
+    uid = sid[start]
+    out = {}
+    for name in (arrays_list[0] if arrays_list else ()):
+        parts = np.concatenate([a[name] for a in arrays_list], axis=0)[order]
+        out[name] = np.add.reduceat(parts, start, axis=0) if len(start) else parts[:0]
+    return uid, out

@@ -1,0 +1,49 @@
+"""``offnadir detect``: the co-registered cube and change detection in one command."""
+
+from __future__ import annotations
+
+import sys
+
+NAME = "detect"
+
+
+def add_parser(sub):
+    from offnadir.cli.coregister import add_cube_arguments
+
+    p = sub.add_parser(NAME, help="cube + change detection: base image against target image(s) (Zarr)",
+                       description="Back-project the DSM into the base and target images (occlusion-aware cube), "
+                                   "segment the base into roof-only and ground-only patches, compare the patches "
+                                   "(IR-MAD spectral criterion, parallax correlation structural criterion) and "
+                                   "write patch, change and score maps plus a per-patch table to the Zarr store. "
+                                   "--gcps are given in image order: base first, then the targets.")
+    p.add_argument("--base", required=True, help="base image (the earlier date; it is segmented)")
+    p.add_argument("--target", action="append", required=True, dest="targets",
+                   help="target image; repeat for several")
+    add_cube_arguments(p, images=False)
+    p.add_argument("--method", choices=("patch", "ortho"), default="patch",
+                   help="patch: the patch-wise method (default); ortho: per-cell baseline without occlusion "
+                        "handling")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="with --method patch, do not also write the ortho baseline (change_ortho)")
+    p.add_argument("--table-csv", metavar="CSV", help="also write the per-patch table to this CSV file")
+    return p
+
+
+def run(args) -> int:
+    from offnadir.cli.coregister import config_from_args
+    from offnadir.config import validate
+    from offnadir.pipeline import detect_config
+
+    images = [args.base] + list(args.targets)
+    cfg = config_from_args(args, images)
+    cfg["change"] = validate({**_raw(cfg), "change": {"method": args.method, "baseline": not args.no_baseline,
+                                                      "table_csv": args.table_csv, "enabled": True}},
+                             base=".", source="command line")["change"]
+    out = detect_config(cfg, quiet=args.quiet)
+    print(f"wrote {out}", file=sys.stderr if args.quiet else sys.stdout)
+    return 0
+
+
+def _raw(cfg):
+    """A validated config as raw input again (validate() is idempotent on it)."""
+    return {k: v for k, v in cfg.items() if k != "change"}

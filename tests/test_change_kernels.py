@@ -1,0 +1,300 @@
+"""Change-detection kernels against slow obvious twins, scipy/skimage, and the simulator's sun."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from datetime import UTC
+
+import numpy as np
+import pytest
+from scipy import linalg, ndimage
+
+from offnadir.change import irmad
+from offnadir.change import kernels as K
+from offnadir.change.criteria import corr, median_level
+from offnadir.change.segment import join_components, merge_fragments, relabel
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# ----------------------------------------------------------------------------- morphology
+@pytest.mark.parametrize("r", [0, 1, 3, 7])
+def test_running_min_matches_scipy(r):
+    a = _rng(r).normal(size=(37, 53))
+    a[_rng(r + 1).random(a.shape) < 0.05] = np.inf
+    out = np.empty_like(a)
+    K.running_min_2d(a, r, out)
+    ref = ndimage.minimum_filter(a, size=2 * r + 1, mode="constant", cval=np.inf)
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_ground_estimate_is_an_opening_that_keeps_planes():
+    ii, jj = np.mgrid[0:80, 0:90].astype(np.float64)
+    plane = 100.0 + 0.03 * ii - 0.02 * jj
+    h = plane.copy()
+    h[30:45, 20:40] += 12.0  # a building narrower than the window
+    h[5, 5] = np.nan
+    g = K.ground_estimate(h, 10)
+    # twin: scipy min then max filters with +/-inf padding
+    a = np.where(np.isfinite(h), h, np.inf)
+    ero = ndimage.minimum_filter(a, size=21, mode="constant", cval=np.inf)
+    ref = ndimage.maximum_filter(np.where(np.isfinite(ero), ero, -np.inf), size=21, mode="constant", cval=-np.inf)
+    ref[~np.isfinite(h)] = np.nan
+    np.testing.assert_allclose(g, ref, equal_nan=True)
+    far = np.zeros(h.shape, bool)
+    far[20:60, 60:70] = True  # >= 2r from the edges, the building and the nodata cell
+    np.testing.assert_allclose(g[far], plane[far], atol=1e-9)  # a plane is kept exactly
+    # under the building the ground is the plane to within slope x building size
+    np.testing.assert_allclose(g[30:45, 20:40], plane[30:45, 20:40], atol=0.03 * 15 + 0.02 * 20)
+
+
+# ----------------------------------------------------------------------------- labelling
+def _components_twin(key, h, dz, use_h, gi0, gj0, NX):
+    ny, nx = key.shape
+    out = np.zeros(key.shape, np.int64)
+    seen = np.zeros(key.shape, bool)
+    for i in range(ny):
+        for j in range(nx):
+            if key[i, j] == 0 or seen[i, j]:
+                continue
+            comp, q = [], deque([(i, j)])
+            seen[i, j] = True
+            while q:
+                a, b = q.popleft()
+                comp.append((a, b))
+                for da, db in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                    c, d = a + da, b + db
+                    if 0 <= c < ny and 0 <= d < nx and not seen[c, d] and key[c, d] == key[a, b] and \
+                            (not use_h or abs(h[a, b] - h[c, d]) <= dz):
+                        seen[c, d] = True
+                        q.append((c, d))
+            first = min((gi0 + a) * NX + gj0 + b for a, b in comp)
+            for a, b in comp:
+                out[a, b] = first + 1
+    return out
+
+
+@pytest.mark.parametrize("use_h", [False, True])
+def test_label_components_matches_twin(use_h):
+    rng = _rng(3)
+    key = rng.integers(0, 4, size=(40, 50)).astype(np.int64)
+    key = ndimage.median_filter(key, 3)  # blobs
+    h = rng.normal(size=key.shape).cumsum(axis=1) * 0.4
+    out = np.zeros(key.shape, np.int64)
+    K.label_components(key, h, 0.5, use_h, 7, 11, 1000, out)
+    np.testing.assert_array_equal(out, _components_twin(key, h, 0.5, use_h, 7, 11, 1000))
+
+
+def test_slic_window_with_halo_equals_whole_grid():
+    rng = _rng(5)
+    ny, nx, S, it = 96, 112, 8, 3
+    feat = ndimage.gaussian_filter(rng.normal(size=(2, ny, nx)), (0, 2, 2))
+    feat = feat / feat.std()
+    mask = rng.random((ny, nx)) > 0.1
+    whole = np.zeros((ny, nx), np.int64)
+    K.slic_blocks(feat, mask, 0, 0, S, -(-nx // S), 0.5, it, whole)
+    assert (whole[mask] > 0).all() and (whole[~mask] == 0).all()
+    # every cell is labelled by a centre of its own block or a neighbouring one
+    bi, bj = (whole[mask] - 1) // -(-nx // S), (whole[mask] - 1) % -(-nx // S)
+    ii, jj = np.nonzero(mask)
+    assert np.abs(bi - ii // S).max() <= 1 and np.abs(bj - jj // S).max() <= 1
+    halo = (2 * it + 1) * S + S
+    i0, j0 = 40, 48
+    a0, b0 = i0 - halo, j0 - halo
+    win = (slice(max(a0, 0), i0 + 16 + halo), slice(max(b0, 0), j0 + 16 + halo))
+    sub = np.zeros(feat[(slice(None),) + win].shape[1:], np.int64)
+    K.slic_blocks(np.ascontiguousarray(feat[(slice(None),) + win]), np.ascontiguousarray(mask[win]), win[0].start,
+                  win[1].start, S, -(-nx // S), 0.5, it, sub)
+    ci, cj = i0 - win[0].start, j0 - win[1].start
+    np.testing.assert_array_equal(sub[ci:ci + 16, cj:cj + 16], whole[i0:i0 + 16, j0:j0 + 16])
+
+
+def test_small_fragments_merge_into_their_longest_border():
+    blk = np.array([[1, 1, 1, 2, 2],
+                    [1, 3, 1, 2, 2],
+                    [1, 1, 2, 2, 2]], np.int64)
+    comp = np.zeros_like(blk)
+    K.label_components(blk, np.zeros(blk.shape), 0.0, False, 0, 0, 5, comp)
+    assert merge_fragments(blk, comp, min_size=2)
+    assert blk[1, 1] == 1  # the lone "3" cell joined the label around it
+
+
+def test_join_components_and_relabel():
+    pairs = np.array([[10, 4], [4, 30], [50, 60]], np.int64)
+    old, new = join_components(pairs)
+    mapping = dict(zip(old.tolist(), new.tolist()))
+    assert mapping == {10: 4, 30: 4, 60: 50}
+    lab = np.array([[0, 10, 30], [60, 4, 7]], np.int64)
+    np.testing.assert_array_equal(relabel(lab, old, new), [[0, 4, 4], [50, 4, 7]])
+
+
+# ----------------------------------------------------------------------------- sun
+def test_box_casts_a_shadow_of_length_h_over_tan_elevation():
+    h = np.full((120, 120), 100.0)
+    h[50:70, 50:70] = 120.0  # 20 m box
+    out = np.empty(h.shape, np.uint8)
+    el = math.radians(45.0)
+    K.illumination(h, 1.0, math.radians(180.0), el, 0.3, 1.0, 200.0, out)  # sun in the south
+    assert out[10, 10] == 100  # flat ground: irradiance relative to flat ground = 1.00
+    col = out[:50, 60]  # north of the box, away from the sun
+    shaded = np.flatnonzero(col == K.SHADED)
+    assert abs((50 - shaded.min()) - 20.0) <= 1.0  # 20 m / tan 45 = 20 cells
+    assert (out[70:, 60] != K.SHADED).all()  # the sunny side stays lit
+    # a slope facing away from a low sun gets no direct sun; facing it gets more than flat ground
+    ramp = np.tile(np.arange(60, dtype=np.float64) * 1.0, (30, 1))  # rises eastwards, 45 degrees
+    K.illumination(ramp, 1.0, math.radians(90.0), math.radians(30.0), 0.3, 5.0, 100.0, out[:30, :60])
+    assert out[15, 30] == K.SHADED  # sun in the east; a face rising eastwards steeper than the sun faces away
+    K.illumination(ramp[:, ::-1].copy(), 1.0, math.radians(90.0), math.radians(30.0), 0.3, 5.0, 100.0,
+                   out[:30, :60])
+    expect = math.cos(math.radians(60.0 - 45.0)) / math.sin(math.radians(30.0))
+    assert out[15, 30] == min(254, round(100 * expect))
+
+
+def test_sun_position_agrees_with_the_simulators_almanac():
+    from datetime import datetime
+
+    from offnadir.change.illumination import sun_position
+    from offnadir.simulate.sun import sun_position as sim_sun
+
+    for when in ("2021-06-01T10:40:00", "2023-09-12T10:20:00", "2019-12-21T08:05:30"):
+        a = sun_position(when, 5.44, 43.26)
+        b = sim_sun(datetime.fromisoformat(when).replace(tzinfo=UTC), 5.44, 43.26)
+        assert a == pytest.approx(b, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- patch sums
+def test_parallax_sums_match_twin():
+    rng = _rng(7)
+    lab = ndimage.median_filter(rng.integers(1, 5, size=(30, 34)), 5).astype(np.int64)
+    x = rng.normal(size=lab.shape)
+    y = rng.normal(size=lab.shape)
+    x[rng.random(lab.shape) < 0.05] = np.nan
+    ids = np.unique(lab)
+    row = np.searchsorted(ids, lab)
+    row[lab == 2] = -1  # not a profiled patch
+    di = np.array([-2, -1, 0, 1, 3])
+    dj = np.array([1, 0, 0, -1, -2])
+    core = (4, 26, 5, 30)
+    out = np.zeros((len(ids), len(di), 6))
+    K.parallax_sums(lab, row, x, y, di, dj, *core, out)
+    ref = np.zeros_like(out)
+    for i in range(core[0], core[1]):
+        for j in range(core[2], core[3]):
+            if row[i, j] < 0 or not np.isfinite(x[i, j]):
+                continue
+            for k in range(len(di)):
+                a, b = i + di[k], j + dj[k]
+                if 0 <= a < 30 and 0 <= b < 34 and lab[a, b] == lab[i, j] and np.isfinite(y[a, b]) and \
+                        np.isfinite(x[a, b]):
+                    xv, yv = x[i, j], y[a, b]
+                    ref[row[i, j], k] += (1, xv, yv, xv * xv, yv * yv, xv * yv)
+    np.testing.assert_allclose(out, ref)
+    # the zero-offset sums give Pearson's r of the patch's own cells
+    r0 = ids[row[core[0]:core[1], core[2]:core[3]].max()]
+    sel = np.zeros(lab.shape, bool)
+    sel[core[0]:core[1], core[2]:core[3]] = True
+    sel &= (lab == r0) & np.isfinite(x) & np.isfinite(y)
+    assert corr(out[np.searchsorted(ids, r0), 2]) == pytest.approx(np.corrcoef(x[sel], y[sel])[0, 1], abs=1e-12)
+
+
+def test_merge_grouped_sums_rows_of_equal_ids():
+    ids = [np.array([3, 9, 12]), np.array([9, 1]), np.array([], np.int64)]
+    rows = [{"a": np.array([1.0, 2.0, 3.0]), "b": np.ones((3, 2))},
+            {"a": np.array([10.0, 20.0]), "b": 2 * np.ones((2, 2))},
+            {"a": np.zeros(0), "b": np.zeros((0, 2))}]
+    uid, out = K.merge_grouped(ids, rows)
+    np.testing.assert_array_equal(uid, [1, 3, 9, 12])
+    np.testing.assert_allclose(out["a"], [20.0, 1.0, 12.0, 3.0])
+    np.testing.assert_allclose(out["b"][:, 0], [2.0, 1.0, 3.0, 1.0])
+
+
+def test_median_level_interpolates_the_median():
+    from offnadir.change.tile import LEVELS
+
+    rng = _rng(11)
+    for scale in (0.7, 1.9, 5.0, 20.0):
+        v = scale * np.exp(rng.normal(0, 0.3, size=5000))
+        frac = (v[:, None] > LEVELS[None, :]).mean(axis=0)[None]
+        assert median_level(frac, LEVELS)[0] == pytest.approx(np.median(v), rel=0.08)
+
+
+# ----------------------------------------------------------------------------- IR-MAD
+def _cca_reference(x, y, w):
+    """Weighted CCA by the generalised symmetric eigenproblem Sxy Syy^-1 Syx a = rho^2 Sxx a."""
+    w = w / w.sum()
+    mx, my = w @ x, w @ y
+    xc, yc = x - mx, y - my
+    Sxx = (xc * w[:, None]).T @ xc
+    Syy = (yc * w[:, None]).T @ yc
+    Sxy = (xc * w[:, None]).T @ yc
+    vals, A = linalg.eigh(Sxy @ np.linalg.solve(Syy, Sxy.T), Sxx)
+    order = np.argsort(vals)[::-1]
+    return np.sqrt(np.clip(vals[order], 0, 1)), A[:, order], mx, my
+
+
+def test_irmad_tile_sums_equal_the_whole_array_computation():
+    rng = _rng(21)
+    n, p = 6000, 3
+    z = rng.normal(size=(n, p)) @ rng.normal(size=(p, p))
+    x = z * [2.0, 5.0, 1.0] + [100, 200, 50] + rng.normal(0, 0.3, (n, p))
+    y = z @ rng.normal(size=(p, p)) * 3 + [10, 20, 30] + rng.normal(0, 0.5, (n, p))
+    y[:300] += rng.normal(0, 20, (300, p))  # some change
+    ref_x, ref_y = x.mean(0), y.mean(0)
+    model = None
+    w_full = np.ones(n)
+    for it in range(4):
+        parts = []
+        for k in range(0, n, 1000):  # "tiles"
+            s = irmad.empty_sums(1, p)
+            parts.append(irmad.accumulate(s, x[k:k + 1000], y[k:k + 1000], irmad.weights(model, x[k:k + 1000],
+                                          y[k:k + 1000]), np.zeros(1000, np.int64), ref_x, ref_y))
+        model = irmad.solve(irmad.add_sums(*parts), 0, ref_x, ref_y, iterations=it + 1, previous=model)
+        rho, A, mx, _ = _cca_reference(x, y, w_full)
+        np.testing.assert_allclose(model.rho, rho, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(model.mean_x, mx, rtol=1e-12)
+        # canonical vectors agree up to sign and scale: unit-variance variates are equal up to sign
+        u_ref = (x - mx) @ A
+        u_ref /= np.sqrt(np.sum(w_full[:, None] * u_ref**2, axis=0) / w_full.sum())
+        u = (x - model.mean_x) @ model.A
+        for i in range(p):
+            assert min(np.abs(u[:, i] - u_ref[:, i]).max(), np.abs(u[:, i] + u_ref[:, i]).max()) < 1e-6
+        # reference weights for the next iteration: chi-square no-change probability
+        M = model.mad(x, y)
+        w_full = irmad.chi2_sf((M**2).sum(1), p)
+        np.testing.assert_allclose(irmad.weights(model, x, y), w_full)
+    assert model.rho[0] > 0.99
+
+
+def test_chi2_tails():
+    from scipy import stats
+
+    for dof in (1, 4):
+        for z in (0.5, 3.0, 13.3, 40.0):
+            assert irmad.chi2_sf(z, dof) == pytest.approx(stats.chi2.sf(z, dof), rel=1e-9)
+        assert irmad.chi2_isf(0.01, dof) == pytest.approx(stats.chi2.isf(0.01, dof), rel=1e-9)
+
+
+def test_robust_scale_from_histogram_matches_numpy():
+    rng = _rng(4)
+    m = rng.normal(0, [0.05, 2.0, 40.0], size=(20000, 3))
+    m[:1000] *= 30  # outliers do not move a median much
+    s = irmad.robust_scale(irmad.histogram(np.abs(m)))
+    ref = 1.4826 * np.median(np.abs(m), axis=0)
+    np.testing.assert_allclose(s, ref, rtol=0.025)
+
+
+def test_otsu_matches_skimage():
+    from skimage.filters import threshold_otsu
+
+    from offnadir.change.decide import otsu
+
+    rng = _rng(8)
+    v = np.r_[rng.normal(0.05, 0.05, 8000), rng.normal(0.6, 0.08, 2000)]
+    counts, edges = np.histogram(v, bins=200, range=(-1, 1))
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    ref = threshold_otsu(hist=(counts, centres))
+    assert otsu(counts, -1.0, 1.0) == pytest.approx(ref, abs=0.011)
+    assert 0.2 < otsu(counts, -1.0, 1.0) < 0.45
