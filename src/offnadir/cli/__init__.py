@@ -27,9 +27,12 @@ from offnadir.errors import OffnadirError
 SUBCOMMANDS = (
     "info",
     "coregister",
+    "detect",
+    "evaluate",
     "run",
     "template_config",
     "simulate",
+    "demo",
 )
 
 PROG = "offnadir"
