@@ -1,5 +1,5 @@
-"""Where the sun was: its elevation and azimuth at an acquisition time and place, and that
-azimuth on the DSM grid. Used to find cells whose direct sun differs between the dates
+"""Where the sun was on the DSM grid: the grid azimuth of true north at the scene centre, to turn
+the sun azimuth of :func:`offnadir.sun.sun_position` into grid directions. Used to find cells whose direct sun differs between the dates
 (:func:`offnadir.change.kernels.illumination`), which are illumination change, not change.
 
 Sun position: the Astronomical Almanac's low-precision formulae (mean anomaly and longitude of
@@ -12,28 +12,6 @@ are UTC).
 from __future__ import annotations
 
 import math
-
-import numpy as np
-
-
-def sun_position(when, lon: float, lat: float) -> tuple[float, float]:
-    """(elevation, azimuth) in degrees at ``when`` (numpy datetime64 or ISO text, UTC), azimuth
-    clockwise from true north."""
-    t = np.datetime64(str(when).replace("Z", "")[:26], "ns")
-    days = (t - np.datetime64("2000-01-01T12:00:00", "ns")) / np.timedelta64(1, "D")
-    n = float(days)
-    g = math.radians((357.529 + 0.98560028 * n) % 360.0)  # mean anomaly
-    q = (280.459 + 0.98564736 * n) % 360.0  # mean longitude
-    ecl = math.radians(q + 1.915 * math.sin(g) + 0.020 * math.sin(2 * g))
-    obl = math.radians(23.439 - 0.00000036 * n)
-    ra = math.atan2(math.cos(obl) * math.sin(ecl), math.cos(ecl))
-    dec = math.asin(math.sin(obl) * math.sin(ecl))
-    gmst_h = (18.697374558 + 24.06570982441908 * n) % 24.0
-    hour_angle = math.radians(gmst_h * 15.0 + lon) - ra
-    phi = math.radians(lat)
-    el = math.asin(math.sin(phi) * math.sin(dec) + math.cos(phi) * math.cos(dec) * math.cos(hour_angle))
-    az = math.atan2(-math.sin(hour_angle), math.tan(dec) * math.cos(phi) - math.sin(phi) * math.cos(hour_angle))
-    return math.degrees(el), math.degrees(az) % 360.0
 
 
 def grid_centre_lonlat_and_north(crs_wkt: str, transform, shape) -> tuple[float, float, float]:

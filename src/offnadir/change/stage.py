@@ -181,7 +181,8 @@ class _Runner:
         return self.ctx
 
     def _sun(self):
-        from offnadir.change.illumination import grid_centre_lonlat_and_north, sun_position
+        from offnadir.change.illumination import grid_centre_lonlat_and_north
+        from offnadir.sun import sun_position
 
         times = self.cube["time"].values if "time" in self.cube.coords else []
         if len(times) != self.n_images or any(np.isnat(t) for t in times) or self.cube.rio.crs is None:

@@ -145,7 +145,8 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
     from offnadir.simulate import views, write
     from offnadir.simulate.camera_model import PushbroomCamera, affine_apply, fit_rpc
     from offnadir.simulate.grid import Grid
-    from offnadir.simulate.sun import parse_utc, sun_position, sun_vector
+    from offnadir.simulate.sun import parse_utc, sun_vector
+    from offnadir.sun import sun_position
 
     t_start = time.perf_counter()
     size, supersample = int(size), int(supersample)
