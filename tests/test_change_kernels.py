@@ -153,16 +153,27 @@ def test_box_casts_a_shadow_of_length_h_over_tan_elevation():
     assert out[15, 30] == min(254, round(100 * expect))
 
 
-def test_sun_position_agrees_with_the_simulators_almanac():
+def test_sun_position_meets_astronomical_facts():
+    """offnadir.sun (used by the simulator and by change detection) against facts we did not compute:
+    at the June solstice the noon sun stands 90° - |lat - 23.44°| high, due south north of the tropic;
+    at the March equinox 90° - |lat|. The input forms (text, datetime, datetime64) agree."""
     from datetime import datetime
 
-    from offnadir.change.illumination import sun_position
-    from offnadir.simulate.sun import sun_position as sim_sun
+    from offnadir.sun import sun_position
 
-    for when in ("2021-06-01T10:40:00", "2023-09-12T10:20:00", "2019-12-21T08:05:30"):
-        a = sun_position(when, 5.44, 43.26)
-        b = sim_sun(datetime.fromisoformat(when).replace(tzinfo=UTC), 5.44, 43.26)
-        assert a == pytest.approx(b, abs=1e-6)
+    lat, lon = 43.26, 5.44
+    for day, decl in (("2021-06-21", 23.44), ("2021-03-20", 0.0)):
+        minutes = np.arange(9 * 60, 14 * 60)
+        els = [sun_position(f"{day}T{m // 60:02d}:{m % 60:02d}:00", lon, lat) for m in minutes]
+        k = int(np.argmax([e for e, _ in els]))
+        el_max, az_at_max = els[k]
+        assert el_max == pytest.approx(90.0 - abs(lat - decl), abs=0.35)
+        assert az_at_max == pytest.approx(180.0, abs=1.0)
+    when = "2023-09-12T10:20:00"
+    a = sun_position(when, lon, lat)
+    b = sun_position(datetime.fromisoformat(when).replace(tzinfo=UTC), lon, lat)
+    c = sun_position(np.datetime64(when), lon, lat)
+    assert a == pytest.approx(b, abs=1e-9) and a == pytest.approx(c, abs=1e-9)
 
 
 # ----------------------------------------------------------------------------- patch sums
