@@ -10,69 +10,15 @@ import math
 import numpy as np
 import pytest
 from conftest import real
+from test_cube_kernels import visibility_ref
 from numba import njit
 
 from offnadir.cube import kernels as K
 
 
-@njit(cache=False)
-def plain_march(dsm, los_di, los_dj, ci0, cj0, ch, cw, h_max, z_tol, max_dist, step=0.5):
-    """Every sample from s = step on, until the ray clears h_max, passes max_dist or leaves the block."""
-    H, W = dsm.shape
-    if not np.isfinite(h_max):
-        h_max = np.nanmax(dsm)
-    out = np.empty((ch, cw), np.uint8)
-    for y in range(ch):
-        for x in range(cw):
-            i = ci0 + y
-            j = cj0 + x
-            z = dsm[i, j]
-            di = los_di[y, x]
-            dj = los_dj[y, x]
-            if not (np.isfinite(z) and np.isfinite(di) and np.isfinite(dj)):
-                out[y, x] = 2
-                continue
-            n = math.sqrt(di * di + dj * dj)
-            out[y, x] = 1
-            if n == 0.0:
-                continue
-            ui = di / n
-            uj = dj / n
-            rise = 1.0 / n
-            k = 1
-            while True:
-                s = k * step
-                if s > max_dist:
-                    break
-                ray = z + s * rise
-                if ray + z_tol >= h_max:
-                    break
-                ti = s * ui
-                tj = s * uj
-                fi = math.floor(ti)
-                fj = math.floor(tj)
-                a = i + int(fi)
-                b = j + int(fj)
-                if a < 0 or b < 0 or a + 1 >= H or b + 1 >= W:
-                    break
-                fa = ti - fi
-                fb = tj - fj
-                acc = 0.0
-                wsum = 0.0
-                for da in range(2):
-                    wa = fa if da else 1.0 - fa
-                    for db in range(2):
-                        wb = fb if db else 1.0 - fb
-                        v = dsm[a + da, b + db]
-                        if wa * wb > 0.0 and v == v:
-                            acc += wa * wb * v
-                            wsum += wa * wb
-                if wsum > 0.0 and acc / wsum - ray > z_tol:
-                    out[y, x] = 0
-                    break
-                k += 1
-    return out
-
+#: the slow reference of test_cube_kernels (every sample, no shortcut), compiled so that it can
+#: march the large blocks the shortcuts need
+plain_march = njit(cache=False)(visibility_ref)
 
 def city(rng, shape, n_parcels=400, max_h=60.0, nan_frac=0.0):
     """Gentle terrain with boxes of mostly low, sometimes tall buildings (and NaN speckle)."""
