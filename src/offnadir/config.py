@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from datetime import date as _date
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "model": Field(PATH, None, "camera model file when not inside the image (.RPB, _rpc.txt, DIMAP XML, .geom...)"),
         "gcps": Field(PATH, None, "GCPs (CSV lon,lat,h,row,col or GeoJSON) for affine bias compensation"),
         "name": Field(str, None, "label of the image in the outputs (default: file stem)"),
+        "date": Field((str, _date), None, "acquisition date YYYY-MM-DD (overrides the camera metadata's); images "
+                                          "of the same date form a group (stereo pair/triplet)"),
     },
     "output": {
         "path": Field(PATH, None, "output Zarr store", required=True),

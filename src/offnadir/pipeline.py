@@ -32,7 +32,7 @@ def load_images(images, gcps=None) -> list[ImageSource]:
         g = d.get("gcps") or (gcps[k] if gcps is not None else None)
         if isinstance(g, str) and g.lower() == "none":
             g = None
-        out.append(open_image_source(d["path"], model=d.get("model"), gcps=g, name=d.get("name")))
+        out.append(open_image_source(d["path"], model=d.get("model"), gcps=g, name=d.get("name"), date=d.get("date")))
     names = [im.name for im in out]
     if len(set(names)) != len(names):
         # keep labels unique: image names become coordinate labels
@@ -42,7 +42,7 @@ def load_images(images, gcps=None) -> list[ImageSource]:
             n = seen.get(im.name, 0)
             seen[im.name] = n + 1
             fixed.append(im if n == 0 else ImageSource(im.path, im.camera, im.shape, im.count, im.dtype,
-                                                       im.nodata, f"{im.name}_{n}"))
+                                                       im.nodata, f"{im.name}_{n}", im.date))
         out = fixed
     return out
 

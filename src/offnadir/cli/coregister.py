@@ -18,6 +18,9 @@ def add_cube_arguments(p, *, images: bool = True) -> None:
     p.add_argument("--gcps", action="append", default=None,
                    help="GCP file per image (CSV lon,lat,h,row,col or GeoJSON) for bias compensation "
                         "(repeat in image order; 'none' to skip)")
+    p.add_argument("--date", action="append", dest="dates", default=None,
+                   help="acquisition date YYYY-MM-DD per image, overriding its metadata (repeat in image order; "
+                        "'none' to skip); images of one date form a group")
     p.add_argument("-o", "--output", required=True, help="output Zarr store")
     p.add_argument("--chunk", type=int, default=1024, help="tile size in DSM cells (default 1024)")
     p.add_argument("--geoid", help="geoid grid when the DSM heights are above EGM96/EGM2008")
@@ -43,9 +46,10 @@ def config_from_args(args, images) -> dict:
 
     models = per_image(args.models, "model")
     gcps = per_image(args.gcps, "gcps")
+    dates = per_image(getattr(args, "dates", None), "date")
     raw = {
         "dsm": {"path": args.dsm, "geoid": args.geoid, "vertical_datum": args.vertical_datum},
-        "images": [{"path": p, "model": m, "gcps": g} for p, m, g in zip(images, models, gcps)],
+        "images": [{"path": p, "model": m, "gcps": g, "date": d} for p, m, g, d in zip(images, models, gcps, dates)],
         "output": {"path": args.output, "overwrite": args.overwrite, "resume": args.resume},
         "tiling": {"chunk": args.chunk},
         "cluster": {"scheduler": args.scheduler, "n_workers": args.workers},

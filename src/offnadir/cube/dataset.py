@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -11,6 +12,8 @@ import xarray as xr
 
 from offnadir._version import __version__
 from offnadir.errors import DataError
+
+log = logging.getLogger("offnadir.cube.dataset")
 
 VAR_ATTRS = {
     "row": {"long_name": "image row of the DSM cell", "units": "pixel",
@@ -35,13 +38,47 @@ def grid_coords(transform, shape):
     return c + a * (np.arange(nx) + 0.5), f + e * (np.arange(ny) + 0.5)
 
 
+def _acquired(im) -> str | None:
+    """The image's acquisition date/time: the date given for it, else its camera metadata's."""
+    return getattr(im, "date", None) or im.camera.acquired
+
+
+def date_groups(images) -> np.ndarray:
+    """(n_images,) int32 group per image: images of the same calendar date share a group
+    (numbered 0, 1, ... in order of first appearance); an image without any date is a group of its
+    own (said in the log)."""
+    from offnadir.io.image import calendar_date
+
+    groups, by_date = [], {}
+    for im in images:
+        d = calendar_date(_acquired(im))
+        nxt = max(groups) + 1 if groups else 0
+        if d is None:
+            log.info("image %s has no acquisition date (none in its metadata, none given): it forms a date group "
+                     "of its own; give one with `date:` in the config or --date", im.name)
+            groups.append(nxt)
+            continue
+        if d not in by_date:
+            by_date[d] = nxt
+        groups.append(by_date[d])
+    out = np.asarray(groups, dtype=np.int32)
+    for g in np.unique(out):
+        members = [images[k].name for k in np.flatnonzero(out == g)]
+        if len(members) > 1:
+            log.info("date group %d (%s): %s", g, calendar_date(_acquired(images[int(np.flatnonzero(out == g)[0])])),
+                     ", ".join(members))
+    return out
+
+
 def image_coords(images) -> dict:
-    """Per-image coordinates: name, acquisition time, sensor, view angles at the image centre."""
+    """Per-image coordinates: name, acquisition time (the given date, else the metadata's), date
+    group, sensor, view angles at the image centre."""
     names, times, sensors, off, az = [], [], [], [], []
     for im in images:
         cam = im.camera
         names.append(im.name)
-        times.append(np.datetime64(_strip_tz(cam.acquired), "ns") if cam.acquired else np.datetime64("NaT", "ns"))
+        acq = _acquired(im)
+        times.append(np.datetime64(_strip_tz(acq), "ns") if acq else np.datetime64("NaT", "ns"))
         sensors.append(cam.sensor or "")
         try:
             v = cam.view_angles()
@@ -53,6 +90,9 @@ def image_coords(images) -> dict:
     return {
         "image": ("image", np.array(names, dtype=object)),
         "time": ("image", np.array(times, dtype="datetime64[ns]")),
+        "date_group": ("image", date_groups(images), {
+            "long_name": "acquisition date group: images of the same calendar date share a group; an image "
+                         "without a date is a group of its own"}),
         "sensor": ("image", np.array(sensors, dtype=object)),
         "off_nadir": ("image", np.array(off, dtype=np.float64), {"units": "degree",
                       "long_name": "line-of-sight angle from the vertical at the image centre"}),
@@ -93,7 +133,9 @@ def cube_dataset(plan, arrays: dict, *, config: dict | None = None) -> xr.Datase
         "dsm_source": str(plan.dsm.path),
         "dsm_vertical_datum": plan.dsm.vertical_datum,
         "images": json.dumps([{"name": im.name, "path": im.path, "model_format": im.camera.model_format,
-                               "bias": list(im.camera.bias)} for im in plan.images]),
+                               "bias": list(im.camera.bias),
+                               "date": getattr(im, "date", None), "date_source": getattr(im, "date_source", "")}
+                              for im in plan.images]),
         "halo_cells": plan.halo,
         "lattice_step": plan.lattice_step,
         "occlusion_z_tol_m": plan.z_tol,

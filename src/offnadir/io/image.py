@@ -1,14 +1,19 @@
-"""Images in sensor geometry: a picklable window reader carrying the image's camera."""
+"""Images in sensor geometry: a picklable window reader carrying the image's camera and date."""
 
 from __future__ import annotations
 
+import datetime as _dt
+import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from offnadir.errors import DataError, InputFileError
+from offnadir.errors import ConfigError, DataError, InputFileError
+
+log = logging.getLogger("offnadir.io.image")
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,17 @@ class ImageSource:
     dtype: str
     nodata: float | None
     name: str
+    #: acquisition date given by the user (ISO ``YYYY-MM-DD``); overrides the camera metadata's
+    date: str | None = None
+
+    @property
+    def acquired(self) -> str | None:
+        """Acquisition date/time as ISO text: the given date, else the camera metadata's, else None."""
+        return self.date or self.camera.acquired
+
+    @property
+    def date_source(self) -> str:
+        return "given" if self.date else ("metadata" if self.camera.acquired else "none")
 
     def read_window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Pixels rows r0..r1-1, cols c0..c1-1 (inside the image) of every band, file dtype."""
@@ -37,8 +53,40 @@ class ImageSource:
         return float("nan") if self.nodata is None or math.isnan(self.nodata) else float(self.nodata)
 
 
-def open_image_source(path, *, model=None, gcps=None, name: str | None = None, bias_model: str = "auto"):
-    """Image + camera (read from the image or from ``model``), bias-compensated from ``gcps`` if given."""
+_DATE = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})")
+
+
+def parse_date(value, where: str = "date") -> str | None:
+    """A user-given acquisition date as ISO ``YYYY-MM-DD`` text (None/'none' for no date).
+
+    Accepts a ``datetime.date``/``datetime`` (YAML reads ``2023-04-15`` as one) or text starting
+    with ``YYYY-MM-DD`` (a time part after it is allowed and dropped)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if isinstance(value, (_dt.date, _dt.datetime)):
+        return value.strftime("%Y-%m-%d")
+    m = _DATE.match(str(value))
+    if m:
+        try:
+            return _dt.date(int(m[1]), int(m[2]), int(m[3])).isoformat()
+        except ValueError:
+            pass
+    raise ConfigError(f"{where}: {value!r} is not a date; give it as YYYY-MM-DD (e.g. 2023-04-15), or 'none'.")
+
+
+def calendar_date(text: str | None) -> str | None:
+    """The ``YYYY-MM-DD`` part of an ISO date/time text (None when absent or unreadable)."""
+    if not text:
+        return None
+    m = _DATE.match(str(text))
+    return f"{m[1]}-{m[2]}-{m[3]}" if m else None
+
+
+def open_image_source(path, *, model=None, gcps=None, name: str | None = None, bias_model: str = "auto",
+                      date=None):
+    """Image + camera (read from the image or from ``model``), bias-compensated from ``gcps`` if given.
+    ``date`` (YYYY-MM-DD) overrides the acquisition date of the camera metadata; both are logged
+    when they disagree."""
     import rasterio
     from rasterio.errors import RasterioIOError
 
@@ -64,7 +112,11 @@ def open_image_source(path, *, model=None, gcps=None, name: str | None = None, b
         camera = fit_bias(camera, read_gcps(gcps), model=bias_model)
     if count < 1:
         raise DataError(f"{p}: the image has no bands.")
-    return ImageSource(str(p), camera, tuple(shape), int(count), str(dtype), nodata, name or p.stem)
+    date = parse_date(date, where=f"{p}: date")
+    meta = calendar_date(camera.acquired)
+    if date and meta and date != meta:
+        log.warning("%s: the given date %s overrides the metadata's acquisition date %s", p.name, date, camera.acquired)
+    return ImageSource(str(p), camera, tuple(shape), int(count), str(dtype), nodata, name or p.stem, date)
 
 
 def open_image(path, *, model=None, gcps=None, chunks: int = 1024):
@@ -78,5 +130,5 @@ def open_image(path, *, model=None, gcps=None, chunks: int = 1024):
     da = rioxarray.open_rasterio(src.path, chunks={"band": -1, "y": chunks, "x": chunks}, masked=True)
     da = da.assign_coords(y=np.arange(src.shape[0]), x=np.arange(src.shape[1]))  # sensor pixels, native
     da.attrs.update(camera=src.camera, rpc=src.camera.rpc.to_gdal(), name=src.name,
-                    acquired=src.camera.acquired or "", sensor=src.camera.sensor or "")
+                    acquired=src.acquired or "", sensor=src.camera.sensor or "")
     return da.rename(src.name)
