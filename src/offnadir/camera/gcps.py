@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from offnadir.camera.rpc import short_repr, to_number
 from offnadir.errors import GCPError
 
 #: accepted CSV/GeoJSON column names -> canonical name
@@ -162,12 +163,9 @@ def _shift(origin: str) -> float:
 
 
 def _num(text, where: str, what: str) -> float:
-    try:
-        v = float(str(text).strip())
-    except (TypeError, ValueError):
-        raise GCPError(f"{where}: {what} holds {text!r}, which is not a number.") from None
+    v = to_number(text, where, what, error=GCPError)
     if not math.isfinite(v):
-        raise GCPError(f"{where}: {what} is {text!r}; GCP coordinates must be finite numbers.")
+        raise GCPError(f"{where}: {what} is {short_repr(text)}; GCP coordinates must be finite numbers.")
     return v
 
 
@@ -186,12 +184,15 @@ def _read_csv(p: Path, origin: str) -> GCPs:
     header_line = lines[0][1]
     delim = next((d for d in (",", ";", "\t") if d in header_line), None)
 
-    def split(line):
+    def split(line, lineno):
         if delim is None:
             return line.split()
-        return [c.strip() for c in next(csv.reader(io.StringIO(line), delimiter=delim))]
+        try:
+            return [c.strip() for c in next(csv.reader(io.StringIO(line), delimiter=delim))]
+        except csv.Error as e:  # e.g. a field beyond the csv module's size limit
+            raise GCPError(f"{p}: line {lineno}: not a valid CSV line ({e}). Fix or remove that line.") from None
 
-    names = [c.strip().lower() for c in split(header_line)]
+    names = [c.strip().lower() for c in split(header_line, lines[0][0])]
     canon = [_ALIASES.get(n) for n in names]
     missing = [r for r in _REQUIRED if r not in canon]
     if missing:
@@ -204,7 +205,7 @@ def _read_csv(p: Path, origin: str) -> GCPs:
     idx = {c: canon.index(c) for c in set(canon) if c is not None}
     recs = []
     for lineno, line in lines[1:]:
-        cells = split(line)
+        cells = split(line, lineno)
         if len(cells) != len(names):
             raise GCPError(f"{p}: line {lineno}: expected {len(names)} fields ({', '.join(names)}), "
                            f"found {len(cells)}: {line.strip()!r}. Fix or remove that line.")
@@ -224,13 +225,13 @@ def _apply_origin(gcps: GCPs, origin: str) -> GCPs:
 
 
 def _read_geojson(p: Path, image, origin: str) -> GCPs:
+    from offnadir.camera.readers._common import load_json
+
     try:
-        doc = json.loads(p.read_text(encoding="utf-8-sig"))
+        text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise GCPError(f"{p}: is not UTF-8 text; a GeoJSON GCP file must be.") from None
-    except json.JSONDecodeError as e:
-        raise GCPError(f"{p}: is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}). "
-                       "Fix the file or export the GCPs again.") from None
+    doc = load_json(p, text, error=GCPError)
     if isinstance(doc, dict) and doc.get("type") == "Feature":
         feats = [doc]
     elif isinstance(doc, dict) and doc.get("type") == "FeatureCollection" and isinstance(doc.get("features"), list):
@@ -244,8 +245,12 @@ def _read_geojson(p: Path, image, origin: str) -> GCPs:
         if not any(k in name for k in ("4979", "4326", "CRS84", "CRS:84", "CRS84h")):
             raise GCPError(f"{p}: declares CRS {name}; GeoJSON GCPs must be WGS84 lon, lat and ellipsoidal "
                            "height (EPSG:4979). Reproject the GCPs.")
-    filenames = {str((f.get("properties") or {}).get("filename")) for f in feats
-                 if isinstance(f, dict) and (f.get("properties") or {}).get("filename") is not None}
+    def properties(f) -> dict:
+        props = f.get("properties") if isinstance(f, dict) else None
+        return props if isinstance(props, dict) else {}
+
+    filenames = {str(properties(f).get("filename")) for f in feats
+                 if properties(f).get("filename") is not None}
     want = None
     if len(filenames) > 1:
         if image is None:
@@ -257,9 +262,9 @@ def _read_geojson(p: Path, image, origin: str) -> GCPs:
                            f"{', '.join(sorted(filenames))}). Use that image's GCP file.")
     recs = []
     for k, f in enumerate(feats):
-        props = (f.get("properties") or {}) if isinstance(f, dict) else {}
+        props = properties(f)
         fid = props.get("id", f.get("id") if isinstance(f, dict) else None)
-        where = f"{p}: feature {k}" + (f" (id {fid!r})" if fid is not None else "")
+        where = f"{p}: feature {k}" + (f" (id {short_repr(fid)})" if fid is not None else "")
         if want is not None and Path(str(props.get("filename"))).name.lower() != want:
             continue
         geom = f.get("geometry") if isinstance(f, dict) else None
@@ -297,8 +302,8 @@ def _read_raster(p: Path, origin: str) -> GCPs:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(p) as ds:
                 gcps, crs = ds.gcps
-    except RasterioIOError as e:
-        raise GCPError(f"{p}: is not a GCP file offnadir reads (GDAL says: {e}). Give a CSV with header "
+    except (RasterioIOError, UnicodeError) as e:
+        raise GCPError(f"{p}: is not a GCP file offnadir reads (GDAL says: {short_repr(str(e), 200)}). Give a CSV with header "
                        "lon,lat,h,row,col, a GeoJSON FeatureCollection, or an image with GCP tags.") from None
     if not gcps:
         raise GCPError(f"{p}: is a raster without GCP tags, so it holds no GCPs. Give the GCPs as a CSV "

@@ -99,11 +99,21 @@ class RPC:
             if name in COEF_FIELDS:
                 if isinstance(val, str):
                     val = val.replace(",", " ").split()
-                kw[name] = tuple(_to_float(v, source, key) for v in val)
+                if not isinstance(val, (list, tuple)):
+                    raise InvalidModelError(
+                        f"{source}: RPC field {key} holds {short_repr(val)}; it must be a list of 20 numbers "
+                        "(or one string of 20 numbers separated by spaces)."
+                    )
+                if len(val) != 20:
+                    raise InvalidModelError(
+                        f"{source}: RPC field {key} has {len(val)} coefficients; RPC00B needs exactly 20."
+                    )
+                kw[name] = tuple(to_number(v, source, f"{key}[{i + 1}]") for i, v in enumerate(val))
             else:
                 if isinstance(val, str):
-                    val = val.split()[0]
-                kw[name] = _to_float(val, source, key)
+                    # values may carry a unit after the number ("+003754.00 pixels")
+                    val = (val.split() or [""])[0]
+                kw[name] = to_number(val, source, key)
         return cls(**kw, source=source).validated()
 
     def validated(self) -> "RPC":
@@ -115,6 +125,15 @@ class RPC:
                 raise InvalidModelError(
                     f"{src}: RPC field {name} is {v!r}; every offset and scale must be a finite number. "
                     "The file is corrupt or was written by a broken tool: re-export the vendor RPC."
+                )
+        # physical bounds: an RPC's centre is a point on the Earth (|latitude| <= 90 degrees; longitude
+        # within ±360 covers both the -180..180 and the 0..360 conventions)
+        for name, bound in (("lat_off", 90.0), ("lon_off", 360.0)):
+            if abs(getattr(self, name)) > bound:
+                raise InvalidModelError(
+                    f"{src}: RPC field {name} is {getattr(self, name)!r} degrees, outside ±{bound:g}, so it "
+                    "is not a place on the Earth. The file is corrupt or its fields are swapped: "
+                    "re-export the vendor RPC."
                 )
         for name in ("line_scale", "samp_scale", "lat_scale", "lon_scale", "height_scale"):
             if getattr(self, name) == 0:
@@ -139,6 +158,13 @@ class RPC:
                 raise InvalidModelError(
                     f"{src}: RPC field {name} is all zeros, so the rational function divides by zero "
                     "everywhere. The denominator's first coefficient is normally 1."
+                )
+        if self.validity is not None:
+            v = tuple(self.validity)
+            if (len(v) != 6 or not all(np.isfinite(v)) or v[0] > v[1] or v[2] > v[3] or v[4] > v[5]):
+                raise InvalidModelError(
+                    f"{src}: RPC validity domain {short_repr(v)} is not (lon_min, lon_max, lat_min, lat_max, "
+                    "h_min, h_max) with finite, ordered bounds. Fix or drop the file's validity box."
                 )
         return self
 
@@ -201,8 +227,40 @@ class RPC:
         return dataclasses.replace(self, **kw)
 
 
-def _to_float(v, source: str, key: str) -> float:
+def short_repr(v, limit: int = 60) -> str:
+    """``repr`` of a rejected value for an error message, bounded in size and cost.
+
+    A malformed file can hold a huge value (a 100,000-digit number, a YAML alias bomb that expands
+    to millions of list items): a plain ``repr`` would take minutes and memory, and flood the message."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict = 2, 4, 4, 4
+    r.maxstring = r.maxother = r.maxlong = limit
     try:
-        return float(str(v).strip().replace("D", "E").replace("d", "e")) if isinstance(v, str) else float(v)
+        return r.repr(v)
+    except (ValueError, RecursionError):  # int above Python's str-conversion digit limit
+        return f"<{type(v).__name__} too large to show>"
+
+
+def to_number(v, source: str, key: str, error: type = InvalidModelError) -> float:
+    """``v`` (number, or text as found in vendor files: ``1.5E+03``, ``1.5D+03``, ``+003754.00``) as a
+    float, or ``error`` naming ``source`` and ``key``. Rejects booleans, containers, empty text and
+    numbers beyond the float range (``10**400``); ``inf``/``nan`` are returned and left to the caller's
+    finiteness check, which can say which field must be finite."""
+    if isinstance(v, bool) or v is None:
+        raise error(f"{source}: field {key} holds {short_repr(v)}, which is not a number.")
+    try:
+        if isinstance(v, str):
+            t = v.strip()
+            if not t:
+                raise error(f"{source}: field {key} is empty; it must hold a number.")
+            return float(t.replace("D", "E").replace("d", "e"))
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            return float(v)
+    except OverflowError:
+        raise error(f"{source}: field {key} holds {short_repr(v)}, a number beyond the float64 range "
+                    "(about ±1.8e308). The file is corrupt: use the vendor's original.") from None
     except (TypeError, ValueError):
-        raise InvalidModelError(f"{source}: RPC field {key} holds {v!r}, which is not a number.") from None
+        pass
+    raise error(f"{source}: field {key} holds {short_repr(v)}, which is not a number.")

@@ -6,6 +6,7 @@ Nothing here knows a vendor format; each ``readers/<format>.py`` owns its own pa
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -13,8 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from offnadir.camera.camera import IDENTITY, Camera, compose_affine, invert_affine
-from offnadir.camera.rpc import RPC
+from offnadir.camera.rpc import RPC, short_repr, to_number
 from offnadir.errors import InputFileError, InvalidModelError
+
+#: nesting depth accepted in JSON model/GCP files. Real ones nest 3-5 levels (document -> rpc ->
+#: coefficient list; GeoJSON features -> geometry -> coordinates); CPython's decoder recurses per
+#: level and hits the interpreter's recursion limit near 1,000, so anything deeper is refused first.
+MAX_NESTING = 100
+#: YAML aliases accepted in one document. Model files written by orthority (PyYAML dump of plain
+#: dicts) hold none; a small number is allowed, and the limit stops "billion laughs" alias bombs
+#: (586 bytes expanding to gigabytes) before anything walks the expanded structure.
+MAX_YAML_ALIASES = 100
 
 # ----------------------------------------------------------------------------------------- text
 
@@ -66,6 +76,14 @@ def parse_xml(path: Path) -> ET.Element:
             f"{path}: is not well-formed XML ({e}). The file is truncated or corrupt: "
             "fetch the original from the product delivery."
         ) from None
+    except (LookupError, UnicodeError, ValueError) as e:  # unknown/invalid declared encoding
+        raise InvalidModelError(
+            f"{path}: XML declaration names an encoding Python cannot decode the file with "
+            f"({short_repr(str(e), 120)}). Fix the encoding=\"...\" attribute of the <?xml ...?> line "
+            "(vendor files are UTF-8 or ISO-8859-1) or use the original file."
+        ) from None
+    except RecursionError:
+        raise InvalidModelError(f"{path}: XML nests elements too deeply to be a camera model file.") from None
     except OSError as e:
         raise InputFileError(f"{path}: cannot be read ({e.strerror}).") from None
 
@@ -101,15 +119,68 @@ def need_text(el: ET.Element | None, path: str, source: Path, what: str) -> str:
 
 
 def to_float(text, source: Path, field: str) -> float:
-    try:
-        return float(str(text).strip().replace("D", "E").replace("d", "e"))
-    except (TypeError, ValueError):
-        raise InvalidModelError(f"{source}: field {field} holds {text!r}, which is not a number.") from None
+    """A number of the file (text or parsed value); anything else is an :class:`InvalidModelError`."""
+    return to_number(text, str(source), field)
 
 
 def floats(text: str, source: Path, field: str) -> list[float]:
     """Numbers of a whitespace/comma separated list."""
     return [to_float(t, source, field) for t in re.split(r"[\s,;()]+", text.strip()) if t]
+
+
+# ------------------------------------------------------------------------------ JSON and YAML
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+
+
+def json_depth(text: str) -> int:
+    """Deepest ``[``/``{`` nesting of JSON text, brackets inside strings ignored (a vectorised scan
+    run before CPython's recursive decoder)."""
+    b = np.frombuffer(_JSON_STRING.sub('""', text).encode("utf-8", "replace"), dtype=np.uint8)
+    step = (np.isin(b, (ord("["), ord("{"))).astype(np.int32)
+            - np.isin(b, (ord("]"), ord("}"))).astype(np.int32))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def load_json(path, text: str, error=InvalidModelError):
+    """Parsed JSON ``text`` of ``path``; malformed, too deeply nested or out-of-range content is an
+    ``error`` naming the file (never a RecursionError/ValueError)."""
+    if text.count("[") + text.count("{") > MAX_NESTING and json_depth(text) > MAX_NESTING:
+        raise error(f"{path}: JSON nests lists/objects more than {MAX_NESTING} levels deep; a camera "
+                    "model or GCP file nests a few levels. The file is corrupt or not a model file.")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}). "
+                    "Fix the file or export it again.") from None
+    except (ValueError, RecursionError) as e:  # e.g. an integer above Python's digit limit
+        raise error(f"{path}: JSON content cannot be read ({short_repr(str(e), 120)}).") from None
+
+
+def load_yaml(path, text: str, error=InvalidModelError):
+    """Parsed YAML ``text`` (safe loader, at most :data:`MAX_YAML_ALIASES` aliases); anything
+    malformed, too deeply nested (PyYAML recursing past the interpreter's limit) or out of range is
+    an ``error`` naming the file."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        n_alias = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                self.n_alias += 1
+                if self.n_alias > MAX_YAML_ALIASES:
+                    raise error(f"{path}: YAML uses more than {MAX_YAML_ALIASES} aliases (*name); model "
+                                "files need none. Write the values out in full.")
+            return super().compose_node(parent, index)
+
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise error(f"{path}: is not valid YAML ({short_repr(str(e), 300)}).") from None
+    except (ValueError, OverflowError, RecursionError, TypeError) as e:  # constructor limits (huge ints)
+        raise error(f"{path}: YAML content cannot be read ({short_repr(str(e), 120)}).") from None
 
 
 # ------------------------------------------------------------------------------------------ time
@@ -143,9 +214,31 @@ def iso_time(text: str | None, date: str | None = None) -> str | None:
 # ----------------------------------------------------------------------------------------- model
 
 
+def image_shape(rows, cols, source, fields: str = "rows/cols") -> tuple[int, int] | None:
+    """Image size (rows, cols) from a file's values, or None when the file gives none; a size that is
+    not two positive whole numbers (``-5``, ``2.5``, ``1e400``, ``"a"``) is an :class:`InvalidModelError`
+    naming ``fields``."""
+    if rows is None and cols is None:
+        return None
+    out = []
+    for v in (rows, cols):
+        try:
+            f = to_number(v, str(source), fields)
+            ok = np.isfinite(f) and f == int(f) and 0 < f < 2 ** 31
+        except (InvalidModelError, OverflowError, ValueError):
+            ok = False
+        if not ok:
+            raise InvalidModelError(
+                f"{source}: image size field {fields} holds {short_repr(rows)}, {short_repr(cols)}; an image "
+                "size is two positive whole numbers (rows and columns). Fix the size or remove it."
+            )
+        out.append(int(f))
+    return out[0], out[1]
+
+
 def make_camera(rpc: RPC, path: Path, fmt: str, *, shape=None, sensor=None, acquired=None) -> Camera:
     if shape is not None:
-        shape = (int(shape[0]), int(shape[1]))
+        shape = image_shape(shape[0], shape[1], path, "image size")
     sensor = (sensor.strip() or None) if isinstance(sensor, str) else sensor
     return Camera(rpc=rpc, shape=shape, sensor=sensor, acquired=acquired, source=str(path), model_format=fmt)
 
@@ -236,8 +329,8 @@ def image_info(image_path: Path) -> dict:
                     "tags": tags_all(ds),
                     "driver": ds.driver,
                 }
-    except RasterioIOError as e:
-        raise InputFileError(f"{p}: GDAL cannot open it as a raster ({e}).") from None
+    except (RasterioIOError, UnicodeError) as e:
+        raise InputFileError(f"{p}: GDAL cannot open it as a raster ({short_repr(str(e), 200)}).") from None
 
 
 def tags_all(ds) -> dict:

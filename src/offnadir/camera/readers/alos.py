@@ -29,7 +29,8 @@ _COEF_RE = re.compile(r"[+\-]\d\.\d{6}E[+\-]\d")
 
 
 def sniff(path: Path, head: bytes) -> bool:
-    line = head_text(head).lstrip("\ufeff").splitlines()[0] if head.strip() else ""
+    lines = head_text(head).lstrip("\ufeff").splitlines()
+    line = lines[0] if lines else ""
     # a truncated file still sniffs as ALOS (read() then says it is truncated)
     if len(line) < _HEAD + 4 * _COEF or not re.match(r"^[0-9+\-. ]{66}$", line[:_HEAD]):
         return False

@@ -23,7 +23,7 @@ from pathlib import Path
 from offnadir.camera.readers._common import (
     attach_image, domain_validity, looks_like_xml_root, make_camera, sensor_time_from_tags, tags_all,
 )
-from offnadir.camera.rpc import RPC
+from offnadir.camera.rpc import RPC, short_repr
 from offnadir.errors import NoCameraModelError, OffnadirError, UnsupportedFormatError
 
 FORMAT = "gdal-raster"
@@ -59,9 +59,10 @@ def read(path: Path):
                 shape = (ds.height, ds.width)
                 tags = tags_all(ds)
                 driver = ds.driver
-    except RasterioIOError as e:
+    except (RasterioIOError, UnicodeError) as e:  # a VRT that is not UTF-8 fails in rasterio's decoding
         raise UnsupportedFormatError(
-            f"{path}: neither a camera model file offnadir reads nor a raster GDAL can open ({e})."
+            f"{path}: neither a camera model file offnadir reads nor a raster GDAL can open "
+            f"({short_repr(str(e), 200)})."
         ) from None
     if rpc_tags:
         rpc = RPC.from_dict(rpc_tags, source=f"{path} ({driver} RPC metadata)")

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from offnadir.camera.readers._common import head_text, make_camera, read_text
-from offnadir.camera.rpc import RPC
+from offnadir.camera.readers._common import head_text, image_shape, load_yaml, make_camera, read_text
+from offnadir.camera.rpc import RPC, short_repr
 from offnadir.errors import ConfigError, InvalidModelError, NoCameraModelError
 
 FORMAT = "orthority-yaml"
@@ -31,12 +31,7 @@ def sniff(path: Path, head: bytes) -> bool:
 
 
 def _entries(path: Path) -> dict:
-    import yaml
-
-    try:
-        doc = yaml.safe_load(read_text(path))
-    except yaml.YAMLError as e:
-        raise InvalidModelError(f"{path}: is not valid YAML ({e}).") from None
+    doc = load_yaml(path, read_text(path))
     if not isinstance(doc, dict):
         raise NoCameraModelError(f"{path}: YAML without image entries holding an 'rpc' mapping.")
     out = {str(k): v for k, v in doc.items() if isinstance(v, dict) and isinstance(v.get("rpc"), dict)}
@@ -48,9 +43,12 @@ def _entries(path: Path) -> dict:
 def _camera(path: Path, name: str, entry: dict):
     rpc = RPC.from_dict(entry["rpc"], source=f"{path} ({FORMAT}, {name})")
     shape = None
-    size = entry.get("im_size")
-    if isinstance(size, (list, tuple)) and len(size) == 2:
-        shape = (int(size[1]), int(size[0]))
+    if "im_size" in entry:
+        size = entry["im_size"]
+        if not isinstance(size, (list, tuple)) or len(size) != 2:
+            raise InvalidModelError(f"{path}: {name}: im_size holds {short_repr(size)}; it must be "
+                                    "[width, height] (two positive whole numbers).")
+        shape = image_shape(size[1], size[0], path, f"{name}: im_size")
     return make_camera(rpc, path, FORMAT, shape=shape)
 
 

@@ -10,12 +10,11 @@ pixels, so nothing is shifted. The image size comes from ``height``/``width`` (S
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-from offnadir.camera.readers._common import head_text, iso_time, make_camera, read_text
-from offnadir.camera.rpc import RPC
+from offnadir.camera.readers._common import head_text, image_shape, iso_time, load_json, make_camera, read_text
+from offnadir.camera.rpc import RPC, short_repr
 from offnadir.errors import InvalidModelError, NoCameraModelError
 
 FORMAT = "rpc-json"
@@ -47,10 +46,7 @@ def _model_dict(doc):
 
 def read(path: Path):
     path = Path(path)
-    try:
-        doc = json.loads(read_text(path))
-    except json.JSONDecodeError as e:
-        raise InvalidModelError(f"{path}: is not valid JSON ({e}).") from None
+    doc = load_json(path, read_text(path))
     m = _model_dict(doc)
     if not isinstance(m, dict):
         raise NoCameraModelError(f"{path}: JSON without an RPC object (expected an 'rpc' dict or rpcm keys).")
@@ -70,17 +66,18 @@ def read(path: Path):
     shape = None
     if isinstance(doc, dict):
         if "height" in doc and "width" in doc:
-            shape = (doc["height"], doc["width"])
-        elif isinstance(doc.get("raster_size"), (list, tuple)) and len(doc["raster_size"]) == 2:
-            shape = (doc["raster_size"][1], doc["raster_size"][0])
-    try:
-        shape = (int(shape[0]), int(shape[1])) if shape is not None else None
-    except (TypeError, ValueError):
-        shape = None
+            shape = image_shape(doc["height"], doc["width"], path, "height/width")
+        elif "raster_size" in doc:
+            size = doc["raster_size"]
+            if not isinstance(size, (list, tuple)) or len(size) != 2:
+                raise InvalidModelError(f"{path}: raster_size holds {short_repr(size)}; it must be "
+                                        "[width, height] (two positive whole numbers).")
+            shape = image_shape(size[1], size[0], path, "raster_size")
     sensor = None
     acquired = None
     if isinstance(doc, dict):
         s = doc.get("sensor") or doc.get("satellite") or doc.get("sensor_id")
-        sensor = str(s) if s else None
-        acquired = iso_time(str(doc["acquisition_date"])) if doc.get("acquisition_date") else None
+        sensor = (s.strip() or None) if isinstance(s, str) else None
+        date = doc.get("acquisition_date")
+        acquired = iso_time(str(date)) if isinstance(date, (str, int)) and not isinstance(date, bool) else None
     return make_camera(rpc, path, FORMAT, shape=shape, sensor=sensor, acquired=acquired)
