@@ -170,9 +170,15 @@ def test_existing_output_needs_overwrite(scene, capsys):
     _fails(["coregister", "--dsm", str(dsm), "--image", str(a), "-o", str(out), "--quiet"], capsys,
            "already exists", "--overwrite")
     assert (out / "keep.txt").read_text() == "precious"
+    # --overwrite replaces only what offnadir wrote (tests/test_output_safety.py has the rest)
+    _fails(["coregister", "--dsm", str(dsm), "--image", str(a), "-o", str(out), "--quiet", "--overwrite"], capsys,
+           "offnadir did not write")
+    assert (out / "keep.txt").read_text() == "precious"
+    out = tmp / "o2.zarr"
+    assert main(["coregister", "--dsm", str(dsm), "--image", str(a), "-o", str(out), "--quiet", "--workers", "1"]) == 0
     assert main(["coregister", "--dsm", str(dsm), "--image", str(a), "-o", str(out), "--quiet", "--overwrite",
                  "--workers", "1"]) == 0
-    assert not (out / "keep.txt").exists() and xr.open_zarr(out)["visible"].shape == (1, 150, 150)
+    assert xr.open_zarr(out)["visible"].shape == (1, 150, 150)
 
 
 def test_missing_image_file(scene, capsys):
@@ -196,6 +202,7 @@ def test_resume_skips_written_tiles(scene):
     g["tile_done"][2, 2] = 0
     g["visible"][:, 0:50, 50:100] = 2
     g["visible"][:, 100:150, 100:150] = 2
+    g.attrs["offnadir:status"] = "incomplete"
     assert main(args + ["--resume"]) == 0
     again = xr.open_zarr(out).load()
     np.testing.assert_array_equal(again["visible"].values, full["visible"].values)

@@ -10,6 +10,7 @@ import dask
 from offnadir.cube import dataset as cube_ds
 from offnadir.cube import graph
 from offnadir.cube.plan import make_plan
+from offnadir.cube import tiepoints
 from offnadir.errors import ConfigError, OffnadirError
 from offnadir.io.dsm import DsmSource, open_dsm_source
 from offnadir.io.image import ImageSource, open_image_source
@@ -73,59 +74,144 @@ def coregister(dsm, images, *, gcps=None, chunk: int = 1024, geoid=None, vertica
 
 
 def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = False, config: dict | None = None,
-               quiet: bool = False) -> Path:
+               quiet: bool = False, fingerprint: dict | None = None, complete: bool = True) -> Path:
     """Write the cube to a Zarr store tile by tile on ``client``. Bad input found before writing
-    leaves nothing behind; a run that fails mid-way keeps what it wrote for ``resume``."""
-    from offnadir import store
+    leaves nothing behind; a run that fails mid-way keeps what it wrote for ``resume`` (and says so).
+    The store records ``fingerprint`` (default: from ``config`` and the plan) so that a resume with
+    another plan is refused; ``complete`` marks it complete at the end (callers that run more
+    stages mark it themselves)."""
+    from offnadir import outputs, store
     from offnadir.cluster import run_tasks
 
     out = Path(out)
-    resuming = store.prepare(out, overwrite=overwrite, resume=resume)
-    if not resuming:
-        template = cube_ds.cube_dataset(plan, graph.empty_arrays(plan), config=config)
-        try:
-            store.create(out, template, plan.grid_shape, cube_ds.FILL)
-        except BaseException:
-            store.remove(out)
-            raise
-    skip = store.done_tiles(out) if resuming else set()
-    tasks = graph.tile_write_tasks(plan, str(out), skip)
-    if not quiet:
+    fp = fingerprint if fingerprint is not None else outputs.fingerprint(config or {}, extra=_plan_summary(plan))
+    with outputs.OutputLock(out):
+        state = store.prepare(out, overwrite=overwrite, resume=resume, plan=fp)
+        if state == store.NOTHING_TO_DO:
+            _say(quiet, f"{out} is complete already; nothing to resume.")
+            return out
+        if state == store.NEW:
+            outputs.check_target(out, [plan.dsm.path] + [im.path for im in plan.images], replacing=False)
+            template = cube_ds.cube_dataset(plan, graph.empty_arrays(plan), config=config)
+            try:
+                store.create(out, template, plan.grid_shape, cube_ds.FILL, plan=fp)
+            except BaseException as e:
+                store.remove(out, created_here=True)
+                if isinstance(e, OSError):
+                    raise _write_error(out, e) from None
+                raise
+        skip = store.done_tiles(out) if state == store.RESUME else set()
+        tasks = graph.tile_write_tasks(plan, str(out), skip)
         n = len(plan.tiles())
-        print(f"offnadir: {n - len(skip)} of {n} tiles to compute ({plan.dsm.shape[0]}x{plan.dsm.shape[1]} cells, "
-              f"{len(plan.images)} images, halo {plan.halo} cells)", file=sys.stderr)
-    try:
-        run_tasks(client, tasks, desc="cube tiles", quiet=quiet)
-    except OffnadirError:
-        if not resuming:
-            store.remove(out)
-        raise
-    store.finalize(out)
+        _say(quiet, f"{n - len(skip)} of {n} tiles to compute ({plan.dsm.shape[0]}x{plan.dsm.shape[1]} cells, "
+                    f"{len(plan.images)} images, halo {plan.halo} cells)")
+        try:
+            run_tasks(client, tasks, desc="cube tiles", quiet=quiet)
+            store.finalize(out)
+        except BaseException as e:
+            keep_or_remove(out, created=state == store.NEW, quiet=quiet)
+            if isinstance(e, OSError):
+                raise _write_error(out, e) from None
+            raise
+        if complete:
+            store.mark_complete(out)
     return out
+
+
+def _say(quiet: bool, msg: str) -> None:
+    if not quiet:
+        print(f"offnadir: {msg}", file=sys.stderr)
+
+
+def _plan_summary(plan) -> dict:
+    """What a cube computed without a config depends on (for the store's fingerprint)."""
+    from offnadir.outputs import _file_stamp
+
+    return {"dsm": _file_stamp(plan.dsm.path), "images": [[im.name, _file_stamp(im.path)] for im in plan.images],
+            "cameras": [dask.base.tokenize(im.camera) for im in plan.images], "chunk": plan.chunk,
+            "lattice_step": plan.lattice_step, "z_tol": plan.z_tol, "halo": plan.halo}
+
+
+def keep_or_remove(out, *, created: bool, quiet: bool = False) -> None:
+    """After a failure: keep a store that holds finished work (resumable, and say so), remove one
+    this run created that holds none, so no half-written output is left without a word."""
+    from offnadir import store
+
+    out = Path(out)
+    if not out.exists():
+        return
+    try:
+        done, n = store.progress(out)
+    except Exception:  # noqa: BLE001 - no readable progress: nothing finished
+        done, n = 0, 0
+    if done == 0 and created:
+        store.remove(out, created_here=True)
+        return
+    print(f"offnadir: the unfinished store {out} is kept ({done} of {n} cube tiles written); run the same command "
+          "with --resume to finish it, or --overwrite to start again.", file=sys.stderr)
+
+
+def _write_error(out, e: OSError) -> OffnadirError:
+    import errno
+
+    why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+           errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+           errno.EPERM: "permission denied"}.get(e.errno, e.strerror or str(e))
+    from offnadir.errors import DataError
+
+    return DataError(f"{out}: cannot write the output store: {why}. Free space or fix permissions, then run the same "
+                     "command with --resume (an unfinished store is kept when it holds finished tiles).")
 
 
 def run_config(cfg: dict, *, quiet: bool = False, stage_hooks=()) -> Path:
     """Run a validated config (see :mod:`offnadir.config`): plan, then write the cube on the cluster.
     ``stage_hooks`` are callables ``hook(cfg, plan, out_path, client)`` run after the cube is written
     (change detection registers itself this way)."""
-    from offnadir import store
+    from offnadir import outputs, store
     from offnadir.cluster import dask_client
 
     out = Path(cfg["output"]["path"])
-    # refuse an existing output, and open every input, before any work or any cluster
-    if not cfg["output"]["overwrite"]:
-        store.prepare(out, overwrite=False, resume=cfg["output"]["resume"])
+    overwrite, resume = cfg["output"]["overwrite"], cfg["output"]["resume"]
+    fp = outputs.fingerprint(cfg)
+    # refuse a dangerous or busy output, an existing one without --overwrite/--resume, or a resume
+    # of another plan, and open every input, before any work or any cluster
+    outputs.check_target(out, outputs.input_paths(cfg), replacing=overwrite and not resume)
+    lock = outputs.OutputLock(out).acquire()
+    try:
+        return _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks)
+    finally:
+        lock.release()
+
+
+def _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks) -> Path:
+    from offnadir import store
+    from offnadir.cluster import dask_client
+
+    state = store.prepare(out, overwrite=False, resume=resume, plan=fp) if out.exists() and not overwrite else None
+    if state == store.NOTHING_TO_DO:
+        _say(quiet, f"{out} is complete already (same plan); nothing to do.")
+        return out
     d = cfg["dsm"]
     dsm = open_dsm_source(d["path"], geoid=d["geoid"], vertical_datum=d["vertical_datum"], band=d["band"])
     images = load_images(cfg["images"])
-    with dask_client(cfg["cluster"]["scheduler"], cfg["cluster"]["n_workers"], quiet=quiet) as client:
+    with dask_client(cfg["cluster"]["scheduler"], cfg["cluster"]["n_workers"], quiet=quiet,
+                     options=cfg["cluster"]) as client:
         with dask.config.set(scheduler=client):
             plan = plan_cube(dsm, images, chunk=cfg["tiling"]["chunk"], lattice_step=cfg["tiling"]["lattice_step"],
                              z_tol=cfg["occlusion"]["z_tol"])
-        write_cube(plan, out, client=client, overwrite=cfg["output"]["overwrite"], resume=cfg["output"]["resume"],
-                   config=cfg, quiet=quiet)
-        for hook in stage_hooks:
-            hook(cfg, plan, out, client)
+            plan, tie_report = tiepoints.run_for_config(plan, cfg, quiet=quiet)  # relative bias (issue 8)
+        write_cube(plan, out, client=client, overwrite=overwrite, resume=resume, config=cfg, quiet=quiet,
+                   fingerprint=fp, complete=False)
+        tiepoints.record(out, tie_report)
+        try:
+            for hook in stage_hooks:
+                hook(cfg, plan, out, client)
+        except BaseException as e:
+            keep_or_remove(out, created=False, quiet=quiet)
+            if isinstance(e, OSError):
+                raise _write_error(out, e) from None
+            raise
+    store.mark_complete(out)
     return out
 
 

@@ -7,6 +7,8 @@ Each tile task writes its own chunk-aligned region of every variable and then se
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 import warnings
 from contextlib import contextmanager
@@ -14,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from offnadir.errors import OutputExistsError
+from offnadir.errors import ConfigError, OutputExistsError
 
 DONE = "tile_done"
+log = logging.getLogger("offnadir.store")
 
 
 @contextmanager
@@ -28,26 +31,85 @@ def _quiet_zarr():
         yield
 
 
-def prepare(path, *, overwrite: bool = False, resume: bool = False) -> bool:
-    """Check the output path. Returns True when an existing store should be resumed."""
+#: root attributes that make a store offnadir's: its state and the plan it was computed from
+STATUS_ATTR, PLAN_ATTR = "offnadir:status", "offnadir:plan"
+INCOMPLETE, COMPLETE = "incomplete", "complete"
+#: what prepare() decided
+NEW, RESUME, NOTHING_TO_DO = "new", "resume", "complete"
+
+
+def root_attrs(path) -> dict | None:
+    """The root group's attributes of a Zarr v3 store (read from its zarr.json), None if ``path``
+    is not one."""
+    f = Path(path) / "zarr.json"
+    try:
+        meta = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta.get("attributes") or {} if isinstance(meta, dict) and meta.get("node_type") == "group" else None
+
+
+def is_offnadir_store(path) -> bool:
+    """A store this software wrote: its root carries offnadir's status attribute (stores of 0.1.0,
+    which had none, are known by their ``software`` attribute)."""
+    attrs = root_attrs(path)
+    return attrs is not None and (STATUS_ATTR in attrs or str(attrs.get("software", "")).startswith("offnadir "))
+
+
+def status(path) -> str | None:
+    attrs = root_attrs(path)
+    return None if attrs is None else attrs.get(STATUS_ATTR)
+
+
+def prepare(path, *, overwrite: bool = False, resume: bool = False, plan: dict | None = None) -> str:
+    """Decide what to do with the output path before any work: ``NEW`` (nothing there, or an old
+    offnadir store removed because ``overwrite``), ``RESUME`` (an unfinished store computed from the
+    same ``plan``) or ``NOTHING_TO_DO`` (that store is already complete). Anything else raises."""
+    from offnadir.outputs import plan_differences
+
     p = Path(path)
-    if p.exists():
-        if resume and (p / DONE).exists():
-            return True
-        if not overwrite:
+    if not p.exists():
+        return NEW
+    attrs = root_attrs(p)
+    if resume:
+        if attrs is None or PLAN_ATTR not in attrs:
             raise OutputExistsError(
-                f"{p}: the output already exists. Pass --overwrite (config: output.overwrite: true) to replace it, "
-                "--resume to finish an interrupted run, or choose another output path."
-            )
-        remove(p)
-    return False
+                f"{p}: --resume needs a store written by this version of offnadir, which records the plan it was "
+                "computed from; this one does not, so it cannot be checked. Use --overwrite to start again, or "
+                "another output path.")
+        if plan is not None:
+            diffs = plan_differences(json.loads(attrs[PLAN_ATTR]), plan)
+            if diffs and overwrite:
+                log.warning("%s: computed from another plan (%s); --overwrite given: starting again", p, diffs[0])
+                remove(p)
+                return NEW
+            if diffs:
+                more = f" (and {len(diffs) - 5} more)" if len(diffs) > 5 else ""
+                raise ConfigError(
+                    f"{p}: --resume with another plan than the store was computed from: {'; '.join(diffs[:5])}{more}. "
+                    "Resume with the same inputs and options, or use --overwrite to start again.")
+        return NOTHING_TO_DO if attrs.get(STATUS_ATTR) == COMPLETE else RESUME
+    if not overwrite:
+        hint = (" It is an unfinished offnadir store: --resume finishes it." if attrs is not None
+                and attrs.get(STATUS_ATTR) == INCOMPLETE else "")
+        raise OutputExistsError(
+            f"{p}: the output already exists.{hint} Pass --overwrite (config: output.overwrite: true) to replace it, "
+            "--resume to finish an interrupted run, or choose another output path.")
+    remove(p)
+    return NEW
 
 
-def remove(path) -> None:
+def remove(path, *, created_here: bool = False) -> None:
+    """Remove an output store: only one offnadir wrote (or ``created_here``: made by this run)."""
     p = Path(path)
-    if p.is_dir():
+    if not p.exists():
+        return
+    if not (created_here or is_offnadir_store(p)):
+        raise OutputExistsError(f"{p}: not removed: it is not a store written by offnadir. Remove it yourself if "
+                                "you mean to, or choose another output path.")
+    if p.is_dir() and not p.is_symlink():
         shutil.rmtree(p)
-    elif p.exists():
+    else:
         p.unlink()
 
 
@@ -61,9 +123,13 @@ def compressors():
     return (BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"),)
 
 
-def create(path, template, grid_shape, encoding_fill: dict) -> None:
-    """Write the layout (metadata, coordinates, empty arrays) of ``template`` (a lazy Dataset)."""
+def create(path, template, grid_shape, encoding_fill: dict, plan: dict | None = None) -> None:
+    """Write the layout (metadata, coordinates, empty arrays) of ``template`` (a lazy Dataset),
+    marked incomplete and carrying ``plan`` (see :func:`offnadir.outputs.fingerprint`)."""
     import zarr
+
+    template = template.copy()
+    template.attrs.update({STATUS_ATTR: INCOMPLETE, PLAN_ATTR: json.dumps(plan or {}, sort_keys=True)})
 
     enc = {}
     for name, var in template.data_vars.items():
@@ -113,3 +179,45 @@ def finalize(path, attrs: dict | None = None) -> None:
             g = zarr.open_group(str(path), mode="r+")
             g.attrs.update(attrs)
         zarr.consolidate_metadata(str(path))
+
+
+def progress(path) -> tuple[int, int]:
+    """(tiles written, tiles) of the cube in a store."""
+    import zarr
+
+    with _quiet_zarr():
+        g = zarr.open_group(str(path), mode="r")
+        done = np.asarray(g[DONE][...])
+    return int(np.count_nonzero(done)), int(done.size)
+
+
+def mark_complete(path) -> None:
+    """Every stage of the run finished: say so in the store (readers check it)."""
+    import zarr
+
+    with _quiet_zarr():
+        g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        g.attrs[STATUS_ATTR] = COMPLETE
+        zarr.consolidate_metadata(str(path))
+
+
+def require_complete(path, what: str) -> None:
+    """Refuse to ``what`` (evaluate, export...) a store that is not complete, saying why."""
+    from offnadir.errors import DataError
+    from offnadir.outputs import is_locked
+
+    if not Path(path).exists():
+        return  # the reader says it is missing, in its own words
+    st = status(path)
+    if st is None and root_attrs(path) is None:
+        raise DataError(f"{path}: not a Zarr store written by offnadir (no zarr.json group). Check the path.")
+    if st == COMPLETE or st is None:  # None: a store of offnadir 0.1.0, which did not record it
+        return
+    running = " A run is writing it right now." if is_locked(path) else ""
+    try:
+        done, n = progress(path)
+        where = f" ({done} of {n} cube tiles written)"
+    except Exception:  # noqa: BLE001 - the count is a courtesy
+        where = ""
+    raise DataError(f"{path}: the store is incomplete{where}; cannot {what} it.{running} Finish it with the same "
+                    "command plus --resume.")

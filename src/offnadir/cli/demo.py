@@ -40,11 +40,17 @@ def run(args) -> int:
         if not args.overwrite:
             raise OutputExistsError(f"{out}: holds a previous demo (scene/, result.zarr or quicklook.png). "
                                     "Pass --overwrite to replace it, or name another folder.")
-        for p in (scene_dir, store, png):
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+        # remove only what a demo wrote: a store of offnadir's, a simulated scene (it has scene.json)
+        from offnadir.store import remove
+
+        if scene_dir.exists() and not (scene_dir / "scene.json").is_file():
+            raise OutputExistsError(f"{scene_dir}: exists but is not a simulated scene (no scene.json); not "
+                                    "replacing it. Name another demo folder.")
+        remove(store)
+        if scene_dir.exists():
+            shutil.rmtree(scene_dir)
+        if png.is_file():
+            png.unlink()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))

@@ -26,7 +26,9 @@ def add_parser(sub):
 
 def run(args) -> int:
     from offnadir.change.evaluate import evaluate, format_report, to_json
+    from offnadir.store import require_complete
 
+    require_complete(args.store, "evaluate")
     rep = evaluate(args.store, args.truth, elevated=args.elevated, occluded=args.occluded, image=args.image,
                    siblings=not args.no_siblings)
     print(to_json(rep) if args.json else format_report(rep))
