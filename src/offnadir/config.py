@@ -43,6 +43,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "name": Field(str, None, "label of the image in the outputs (default: file stem)"),
         "date": Field((str, _date), None, "acquisition date YYYY-MM-DD (overrides the camera metadata's); images "
                                           "of the same date form a group (stereo pair/triplet)"),
+        "sun_azimuth": Field(float, None, "sun azimuth in degrees clockwise from north (with sun_elevation; default: "
+                                          "from the image metadata, else the acquisition time, else estimated from "
+                                          "the image and the DSM)"),
+        "sun_elevation": Field(float, None, "sun elevation in degrees above the horizon (with sun_azimuth)"),
     },
     "output": {
         "path": Field(PATH, None, "output Zarr store", required=True),

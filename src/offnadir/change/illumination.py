@@ -31,3 +31,66 @@ def grid_centre_lonlat_and_north(crs_wkt: str, transform, shape) -> tuple[float,
     x2, y2 = to_xy.transform(lon, lat + 1e-4)
     north = math.degrees(math.atan2(x2 - x, y2 - y))
     return float(lon), float(lat), float(north)
+
+
+def resolve_suns(cube, *, tol: float = 0.3, log=None) -> list[dict]:
+    """The sun of every image of a cube, true azimuth and elevation in degrees, with its source:
+    the cube's ``sun_azimuth``/``sun_elevation``/``sun_source`` coordinates where known (config,
+    metadata or almanac at the acquisition time), else the acquisition ``time`` (almanac), else
+    estimated from the image and the DSM (:func:`offnadir.change.sun_estimate.estimate_sun`, on
+    the band mean of ``value`` where ``visible``). Each entry: ``{"azimuth", "elevation", "source",
+    "detail"}`` (azimuth/elevation None when even the estimate failed). Every choice is logged."""
+    import logging
+
+    import numpy as np
+
+    from offnadir.change.sun_estimate import estimate_sun
+    from offnadir.io.acquisition import sun_from_time
+
+    log = log or logging.getLogger("offnadir.change.illumination")
+    n = cube.sizes["image"]
+    names = [str(v) for v in cube["image"].values]
+    crs = cube.rio.crs
+    lon = lat = None
+    north = 0.0
+    ny, nx = cube.sizes["y"], cube.sizes["x"]
+    if crs is not None:
+        lon, lat, north = grid_centre_lonlat_and_north(crs.to_wkt(), tuple(cube.rio.transform()), (ny, nx))
+    cell = abs(float(cube.rio.transform().a))
+    out = []
+    h = None
+    for t in range(n):
+        rec = None
+        if "sun_azimuth" in cube.coords and np.isfinite(cube["sun_azimuth"].values[t]) \
+                and np.isfinite(cube["sun_elevation"].values[t]):
+            src = str(cube["sun_source"].values[t]) if "sun_source" in cube.coords else "cube: sun coordinates"
+            kind, _, detail = src.partition(": ")
+            rec = dict(azimuth=float(cube["sun_azimuth"].values[t]), elevation=float(cube["sun_elevation"].values[t]),
+                       source=kind, detail=detail)
+        elif "time" in cube.coords and lon is not None and not np.isnat(cube["time"].values[t]):
+            s = sun_from_time(str(cube["time"].values[t]), lon, lat)
+            if s is not None:
+                rec = dict(azimuth=s.azimuth, elevation=s.elevation, source=s.source, detail=s.detail)
+        if rec is None:
+            if h is None:
+                h = np.asarray(cube["dsm"].values, np.float64)
+            vis = np.asarray(cube["visible"].isel(image=t).values) == 1
+            val = np.asarray(cube["value"].isel(image=t).mean("band").values, np.float64)
+            fit = estimate_sun(h, val, vis & np.isfinite(val), cell, north, tol=tol)
+            if fit is None:
+                rec = dict(azimuth=None, elevation=None, source="none",
+                           detail="no metadata, no acquisition time, and the image's shadows did not fit any sun")
+            else:
+                rec = dict(azimuth=fit.azimuth, elevation=fit.elevation, source="estimated", detail=fit.describe(),
+                           sigma_azimuth=fit.sigma_azimuth, sigma_elevation=fit.sigma_elevation, score=fit.score,
+                           z=fit.z)
+        if rec["azimuth"] is None:
+            log.warning("%s: sun unknown (%s): cast shadows cannot be predicted for this image", names[t],
+                        rec["detail"])
+        else:
+            log.info("%s: sun azimuth %.2f deg, elevation %.2f deg (%s: %s)", names[t], rec["azimuth"],
+                     rec["elevation"], rec["source"], rec["detail"])
+        rec["image"] = names[t]
+        rec["grid_north_deg"] = north
+        out.append(rec)
+    return out

@@ -181,19 +181,24 @@ class _Runner:
         return self.ctx
 
     def _sun(self):
-        from offnadir.change.illumination import grid_centre_lonlat_and_north
-        from offnadir.sun import sun_position
+        """Per image (grid azimuth, elevation) in radians, from the cube's sun (config, metadata,
+        almanac) or estimated from the image and the DSM; () when some image's sun stays unknown
+        (said in the log). The choices go to the store's ``change_sun`` attribute."""
+        import logging
 
-        times = self.cube["time"].values if "time" in self.cube.coords else []
-        if len(times) != self.n_images or any(np.isnat(t) for t in times) or self.cube.rio.crs is None:
+        from offnadir.change.illumination import resolve_suns
+
+        lg = logging.getLogger("offnadir.change.stage")
+        suns = resolve_suns(self.cube, tol=float(self.opts.sun_tolerance), log=lg)
+        self.sun_report = suns
+        for s in suns:
+            self.log(f"sun of {s['image']}: " + ("unknown" if s["azimuth"] is None else
+                     f"azimuth {s['azimuth']:.1f} deg, elevation {s['elevation']:.1f} deg") + f" ({s['source']})")
+        if any(s["azimuth"] is None for s in suns):
+            lg.warning("shadow handling is off: the sun of %s is unknown",
+                       ", ".join(s["image"] for s in suns if s["azimuth"] is None))
             return ()
-        lon, lat, north = grid_centre_lonlat_and_north(self.cube.rio.crs.to_wkt(), tuple(self.cube.rio.transform()),
-                                                       self.shape)
-        out = []
-        for t in times:
-            el, az = sun_position(t, lon, lat)
-            out.append((math.radians(az + north), math.radians(el)))
-        return tuple(out)
+        return tuple((math.radians(s["azimuth"] + s["grid_north_deg"]), math.radians(s["elevation"])) for s in suns)
 
     def segment(self, done):
         ctx = self.shared(self.ctx)
@@ -346,6 +351,7 @@ class _Runner:
             "change_robust_scale": json.dumps({str(t): [None if s is None else list(map(float, s)) for s in v]
                                                for t, v in self.scales.items()}),
             "change_ortho_robust_scale": json.dumps({str(t): list(map(float, v)) for t, v in self.oscales.items()}),
+            "change_sun": json.dumps(getattr(self, "sun_report", None), default=str),
             "change_sun_deg": json.dumps([None if s is None else [math.degrees(s[1]), math.degrees(s[0])]
                                           for s in ctx.sun]) if ctx.sun else "null",
             "change_bands_red_nir": json.dumps([ctx.red, ctx.nir]),

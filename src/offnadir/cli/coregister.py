@@ -27,9 +27,26 @@ def add_cube_arguments(p, *, images: bool = True) -> None:
     p.add_argument("--vertical-datum", default="auto", choices=("auto", "ellipsoid", "egm96", "egm2008"))
     p.add_argument("--scheduler", help="address of an existing dask scheduler (default: local cluster)")
     p.add_argument("--workers", type=int, help="local cluster workers (default: one per core)")
+    p.add_argument("--sun", action="append", dest="suns", default=None, metavar="AZ,EL",
+                   help="sun azimuth,elevation in degrees per image (repeat in image order; 'none' to take it "
+                        "from metadata / acquisition time, or estimate it from the image and the DSM)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run (skip tiles already written)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _sun_arg(text):
+    """'AZ,EL' (degrees) -> (az, el); None -> (None, None)."""
+    from offnadir.errors import ConfigError
+
+    if text is None:
+        return None, None
+    try:
+        az, el = (float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise ConfigError(f"--sun {text!r} is not AZIMUTH,ELEVATION in degrees (e.g. --sun 150.3,50.8), "
+                          "or 'none' for an image whose sun should come from metadata or be estimated.") from None
+    return az, el
 
 
 def config_from_args(args, images) -> dict:
@@ -47,9 +64,11 @@ def config_from_args(args, images) -> dict:
     models = per_image(args.models, "model")
     gcps = per_image(args.gcps, "gcps")
     dates = per_image(getattr(args, "dates", None), "date")
+    suns = [_sun_arg(v) for v in per_image(getattr(args, "suns", None), "sun")]
     raw = {
         "dsm": {"path": args.dsm, "geoid": args.geoid, "vertical_datum": args.vertical_datum},
-        "images": [{"path": p, "model": m, "gcps": g, "date": d} for p, m, g, d in zip(images, models, gcps, dates)],
+        "images": [{"path": p, "model": m, "gcps": g, "date": d, "sun_azimuth": s[0], "sun_elevation": s[1]}
+                   for p, m, g, d, s in zip(images, models, gcps, dates, suns)],
         "output": {"path": args.output, "overwrite": args.overwrite, "resume": args.resume},
         "tiling": {"chunk": args.chunk},
         "cluster": {"scheduler": args.scheduler, "n_workers": args.workers},

@@ -109,6 +109,15 @@ def _strip_tz(t: str) -> str:
     return t
 
 
+def _sun_coords(plan, config) -> dict:
+    """Per-image sun (config, metadata or almanac; see :mod:`offnadir.io.acquisition`)."""
+    from offnadir.change.illumination import grid_centre_lonlat_and_north
+    from offnadir.io.acquisition import image_suns, sun_coords
+
+    lon, lat, _ = grid_centre_lonlat_and_north(plan.dsm.crs_wkt, plan.dsm.transform, plan.dsm.shape)
+    return sun_coords(image_suns(plan.images, (config or {}).get("images"), (lon, lat)))
+
+
 def cube_dataset(plan, arrays: dict, *, config: dict | None = None) -> xr.Dataset:
     """Wrap cube arrays (dask or numpy) in a Dataset on the DSM grid with CRS and provenance."""
     from pyproj import CRS
@@ -120,6 +129,7 @@ def cube_dataset(plan, arrays: dict, *, config: dict | None = None) -> xr.Datase
     coords = {"x": ("x", xs, {"units": "m"}), "y": ("y", ys, {"units": "m"}),
               "band": ("band", np.arange(1, plan.n_bands + 1))}
     coords.update(image_coords(plan.images))
+    coords.update(_sun_coords(plan, config))
     ds = xr.Dataset(data_vars, coords=coords)
     crs = CRS.from_wkt(plan.dsm.crs_wkt)
     if crs.is_compound:

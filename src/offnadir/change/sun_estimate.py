@@ -1,0 +1,235 @@
+"""The sun from an image and the DSM, when no metadata gives it.
+
+For a candidate sun (azimuth, elevation) the DSM predicts which cells get no direct sun
+(:func:`offnadir.change.kernels.illumination`: cast shadows and faces turned away). The image,
+sampled on the DSM grid (the cube's ``value`` where ``visible``), is darker there if the candidate
+is right. The fit statistic is rank-based, so any monotone radiometry (gain, offset, gamma, one
+band or many) gives the same answer:
+
+    r_k = rank of the sample of cell k among the usable cells, scaled to (0, 1)
+    S   = usable cells predicted without direct sun, L = the other usable cells, p = |S| / n
+    score = (mean_L r - mean_S r) * sqrt(p (1 - p)) / sqrt(1/12)
+
+which is the correlation between the ranks and the "lit" indicator (point-biserial correlation
+of the ranks). Unlike the Mann-Whitney AUC alone it is largest when the predicted shadows have
+the true shadows' extent (a subset of the true shadows — a sun too high — has the same AUC but a
+smaller p; a superset lowers the AUC), so it constrains the elevation as well as the azimuth.
+
+Search, coarse to fine: every 10 degrees of azimuth and 5 degrees of elevation (10-80 degrees)
+on a grid block-averaged to cells of at least 1 m (and at most 256² cells), a refinement there
+(steps 2.5/1.25 degrees), then a last one on the native grid (steps 0.5/0.25 degrees). The analysis window is the (at most
+``max_side``²) part of the grid holding the most visible wall cells (height steps over 2 m).
+
+Uncertainty: a delete-one-block jackknife (4 × 4 blocks of the window) of the final search: the
+arg-max is recomputed without each block; the jackknife standard deviation of the azimuth and
+elevation, with the last grid step's quantisation (step / sqrt(12)) added in quadrature, is the
+stated 1-sigma uncertainty. The best score's jackknife standard error gives ``z = score / SE``;
+a sun is accepted when ``z >= 3`` (three standard errors above no association between the
+predicted shadows and the image) — otherwise the image tells nothing about the sun (flat DSM,
+overcast, no shadows) and None is returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from offnadir.change import kernels as K
+
+log = logging.getLogger("offnadir.change.sun_estimate")
+
+#: acceptance: best score at least this many jackknife standard errors above zero
+Z_MIN = 3.0
+#: a wall for the window choice: height step between neighbours (metres); 2 m ~ below a storey
+WALL_STEP_M = 2.0
+N_BLOCKS = 4
+
+
+@dataclass(frozen=True)
+class SunFit:
+    azimuth: float  #: degrees clockwise from true north
+    elevation: float
+    sigma_azimuth: float
+    sigma_elevation: float
+    score: float  #: point-biserial correlation of the ranks with the lit prediction
+    z: float  #: score / jackknife standard error
+    n_cells: int
+    shadow_fraction: float
+    window: tuple  #: (i0, i1, j0, j1) analysed
+
+    def describe(self) -> str:
+        return (f"estimated from the image and the DSM: score {self.score:.3f} (z {self.z:.1f}), "
+                f"uncertainty +/-{self.sigma_azimuth:.1f} deg azimuth, +/-{self.sigma_elevation:.1f} deg elevation "
+                f"(1 sigma), {100 * self.shadow_fraction:.1f} % of {self.n_cells} cells predicted in shadow")
+
+
+def pick_window(h, ok, max_side: int):
+    """(i0, i1, j0, j1): the max_side² window (stride max_side/4) with the most usable wall cells."""
+    ny, nx = h.shape
+    if ny <= max_side and nx <= max_side:
+        return 0, ny, 0, nx
+    hz = np.where(np.isfinite(h), h, np.nanmin(h) if np.isfinite(h).any() else 0.0)
+    wall = np.zeros(h.shape, bool)
+    wall[:, 1:] |= np.abs(np.diff(hz, axis=1)) > WALL_STEP_M
+    wall[1:, :] |= np.abs(np.diff(hz, axis=0)) > WALL_STEP_M
+    wall &= ok
+    c = np.pad(wall.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sy, sx = min(ny, max_side), min(nx, max_side)
+    stride = max(1, max_side // 4)
+    best, arg = -1, (0, sy, 0, sx)
+    for i0 in list(range(0, ny - sy + 1, stride)) + [ny - sy]:
+        for j0 in list(range(0, nx - sx + 1, stride)) + [nx - sx]:
+            n = c[i0 + sy, j0 + sx] - c[i0, j0 + sx] - c[i0 + sy, j0] + c[i0, j0]
+            if n > best:
+                best, arg = n, (i0, i0 + sy, j0, j0 + sx)
+    return arg
+
+
+def _ranks(v, ok):
+    from scipy.stats import rankdata
+
+    r = np.full(v.shape, np.nan)
+    r[ok] = (rankdata(v[ok]) - 0.5) / ok.sum()
+    return r
+
+
+def _block_mean(a, f):
+    ny, nx = (a.shape[0] // f) * f, (a.shape[1] // f) * f
+    b = a[:ny, :nx].reshape(ny // f, f, nx // f, f)
+    if not np.isnan(b).any():
+        return b.mean(axis=(1, 3))
+    with warnings.catch_warnings():  # all-NaN blocks stay NaN (unusable)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(b, axis=(1, 3))
+
+
+class _Level:
+    """One resolution: heights, ranks, block labels; scores candidates (grid azimuths, radians)."""
+
+    def __init__(self, h, r, cell, tol):
+        self.h = np.ascontiguousarray(h, np.float64)
+        self.ok = np.isfinite(r) & np.isfinite(h)
+        self.r = np.where(self.ok, r, 0.0)
+        self.cell = cell
+        self.tol = tol
+        fin = np.isfinite(h)
+        self.relief = float(np.nanmax(h) - np.nanmin(h)) if fin.any() else 0.0
+        ny, nx = h.shape
+        bi = np.minimum(np.arange(ny) * N_BLOCKS // max(ny, 1), N_BLOCKS - 1)
+        bj = np.minimum(np.arange(nx) * N_BLOCKS // max(nx, 1), N_BLOCKS - 1)
+        self.block = (bi[:, None] * N_BLOCKS + bj[None, :])
+        self.buf = np.empty(h.shape, np.uint8)
+
+    def sums(self, az_grid, el):
+        """Per block: n usable, n shadowed, rank sum, rank sum in shadow (arrays of N_BLOCKS²)."""
+        max_dist = self.relief / (math.tan(el) * self.cell) + 2.0
+        K.illumination(self.h, self.cell, az_grid, el, self.tol, 1.0, max_dist, self.buf)
+        ok = self.ok & (self.buf != K.UNKNOWN)
+        sh = ok & (self.buf == K.SHADED)
+        nb = N_BLOCKS * N_BLOCKS
+        b = self.block
+        return np.stack([np.bincount(b[ok], minlength=nb), np.bincount(b[sh], minlength=nb),
+                         np.bincount(b[ok], self.r[ok], minlength=nb),
+                         np.bincount(b[sh], self.r[sh], minlength=nb)]).astype(np.float64)
+
+
+def _score(s):
+    """score from summed (n, ns, rsum, rsum_s) (last axis); -inf where undefined."""
+    n, ns, rs, rss = s[..., 0], s[..., 1], s[..., 2], s[..., 3]
+    nl = n - ns
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = ns / n
+        d = (rs - rss) / nl - rss / ns
+        out = d * np.sqrt(p * (1 - p)) * math.sqrt(12.0)
+    return np.where((ns >= 10) & (nl >= 10), out, -np.inf)
+
+
+def _search(level, azs, els):
+    """Per-block sums for every candidate: array (n_az, n_el, 4, n_blocks)."""
+    out = np.empty((len(azs), len(els), 4, N_BLOCKS * N_BLOCKS))
+    for a, az in enumerate(azs):
+        for e, el in enumerate(els):
+            out[a, e] = level.sums(math.radians(az), math.radians(el))
+    return out
+
+
+def estimate_sun(h, values, usable, cell: float, north_deg: float = 0.0, *, tol: float = 0.3,
+                 max_side: int = 512, el_range=(10.0, 80.0)) -> SunFit | None:
+    """Estimate the sun from one image sampled on the DSM grid.
+
+    ``h`` (y, x) surface heights (m), ``values`` (y, x) image samples (any radiometry; e.g. the
+    band mean), ``usable`` (y, x) bool: cells visible in the image with a finite sample; ``cell``
+    metres; ``north_deg`` the grid azimuth of true north (degrees, added to a true azimuth to get
+    a grid azimuth). ``tol``: metres a cell must rise above a sun ray to shadow (as the change
+    stage). Returns None when the fit is not significant (see the module doc)."""
+    h = np.asarray(h, np.float64)
+    v = np.asarray(values, np.float64)
+    ok = np.asarray(usable, bool) & np.isfinite(v) & np.isfinite(h)
+    if ok.sum() < 1000:
+        log.info("sun estimate: only %d usable cells; not estimated", int(ok.sum()))
+        return None
+    i0, i1, j0, j1 = pick_window(h, ok, max_side)
+    h, v, ok = h[i0:i1, j0:j1], v[i0:i1, j0:j1], ok[i0:i1, j0:j1]
+    if not np.isfinite(h).any() or float(np.nanmax(h) - np.nanmin(h)) < 1.0:
+        log.info("sun estimate: the DSM has no relief to cast shadows; not estimated")
+        return None
+    r = _ranks(v, ok)
+    hr = np.where(np.isfinite(h), h, np.nan)
+    f = max(1, int(math.ceil(1.0 / cell)), int(math.ceil(max(h.shape) / 256)))
+    if f > 1:
+        rc = _block_mean(np.where(ok, r, np.nan), f)
+        hc = _block_mean(hr, f)
+        coarse = _Level(hc, rc, cell * f, tol)
+    else:
+        coarse = None
+    fine = _Level(hr, r, cell, tol)
+    lo, hi = el_range
+    # level 0: coarse grid, whole sky
+    azs = np.arange(0.0, 360.0, 10.0)
+    els = np.arange(lo, hi + 1e-9, 5.0)
+    s = _search(coarse or fine, azs, els)
+    sc = _score(s.sum(-1))
+    a, e = np.unravel_index(np.argmax(sc), sc.shape)
+    az0, el0 = azs[a], els[e]
+    # levels 1 and 2: native grid around the best
+    for level, da, de in ((coarse or fine, 2.5, 1.25), (fine, 0.5, 0.25)):
+        azs = az0 + da * np.arange(-4, 5)
+        els = np.clip(el0 + de * np.arange(-4, 5), 1.0, 89.0)
+        els = np.unique(els)
+        s = _search(level, azs, els)
+        sc = _score(s.sum(-1))
+        a, e = np.unravel_index(np.argmax(sc), sc.shape)
+        az0, el0 = azs[a], els[e]
+    best = float(sc[a, e])
+    # jackknife over blocks
+    tot = s.sum(-1)
+    nb = N_BLOCKS * N_BLOCKS
+    jaz, jel, jsc = [], [], []
+    for b in range(nb):
+        sb = _score(tot - s[..., b])
+        k = np.unravel_index(np.argmax(sb), sb.shape)
+        jaz.append(azs[k[0]])
+        jel.append(els[k[1]])
+        jsc.append(sb[a, e])
+    jaz, jel, jsc = np.asarray(jaz), np.asarray(jel), np.asarray(jsc)
+    jk = (nb - 1) / nb
+    daz = (jaz - az0 + 180.0) % 360.0 - 180.0
+    sig_az = math.sqrt(jk * float(np.sum((daz - daz.mean()) ** 2)) + da**2 / 12.0)
+    sig_el = math.sqrt(jk * float(np.sum((jel - jel.mean()) ** 2)) + de**2 / 12.0)
+    fin = np.isfinite(jsc)
+    se = math.sqrt(jk * float(np.sum((jsc[fin] - jsc[fin].mean()) ** 2))) if fin.sum() > 2 else math.inf
+    z = best / se if se > 0 else math.inf
+    n_ok = int(tot[a, e, 0])
+    fit = SunFit(azimuth=float((az0 - north_deg) % 360.0), elevation=float(el0), sigma_azimuth=sig_az,
+                 sigma_elevation=sig_el, score=best, z=float(z), n_cells=n_ok,
+                 shadow_fraction=float(tot[a, e, 1] / max(n_ok, 1)), window=(i0, i1, j0, j1))
+    if not (best > 0 and z >= Z_MIN):
+        log.warning("sun estimate rejected: best fit azimuth %.1f elevation %.1f has score %.3f, z %.1f < %.0f "
+                    "(the image's dark regions do not follow the DSM's shadows)", fit.azimuth, fit.elevation,
+                    best, z, Z_MIN)
+        return None
+    return fit
