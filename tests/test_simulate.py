@@ -409,3 +409,52 @@ def test_cli_writes_the_files(tmp_path, capsys):
     assert meta["bias_px"] == 1.5
     with pytest.raises(SystemExit):
         parser.parse_args(["simulate", str(tmp_path), "--base-view", "5"])
+
+
+# ----------------------------------------------------------------------------------- harder scenes
+
+def test_hard_preset_options_and_their_truth(tmp_path):
+    """--preset hard: one band, no time/sun in the files (the truth keeps the almanac's sun at the
+    drawn dates), epoch-2 radiometry drawn from the seed, tree changes in the truth; reproducible."""
+    import json
+
+    from offnadir.io.acquisition import sun_from_metadata
+    from offnadir.sun import sun_position
+
+    a = simulate(tmp_path / "a", seed=7, size=96, preset="hard", tree_changes=0.6)
+    b = simulate(tmp_path / "b", seed=7, size=96, preset="hard", tree_changes=0.6)
+    for fname in OUTPUT_FILES.values():
+        if fname != "scene.json":
+            assert (a.out_dir / fname).read_bytes() == (b.out_dir / fname).read_bytes(), fname
+    meta = json.loads((a.out_dir / "scene.json").read_text())
+    hd = meta["harder"]
+    assert hd["bands"] == 1 and not hd["metadata_in_files"] and hd["dates_from_seed"]
+    for name in ("base", "target"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(a.paths[name]) as ds:
+                assert ds.count == 1
+                tags = ds.tags()
+        assert not any(k.startswith("SUN_") or "DATETIME" in k for k in tags), tags
+        assert sun_from_metadata(a.paths[name]) is None
+        assert a.camera(name).acquired is None
+        v = meta["views"][name]
+        el, az = sun_position(v["acquired"], meta["center_lon"], meta["center_lat"])
+        assert v["sun_elevation_deg"] == pytest.approx(el) and v["sun_azimuth_deg"] == pytest.approx(az)
+        assert el >= 20.0
+    assert meta["views"]["base"]["acquired"] != "2021-06-01T10:40:00Z"
+    rad = meta["views"]["target"]["radiometry"]
+    assert rad["bands"] == 1 and any(abs(g - 1.0) > 1e-6 for g in rad["gamma"])
+    assert rad["retexture_strength"] > 0
+    # tree changes: cut crowns are terrain at epoch 2, grown crowns are higher; both are change
+    assert hd["trees_removed"] and hd["trees_grown"]
+    cut = (a.epochs[0].kind == 5) & (a.epochs[1].kind == 0)  # TREE -> GRASS
+    assert cut.any()
+    assert np.array_equal(a.dsm_epoch2[cut], a.terrain[cut]) and a.change[cut].all()
+    grown = (a.epochs[1].kind == 5) & (a.dsm_epoch2 > a.dsm)
+    assert grown.any() and a.change[grown].all()
+    # default scenes still carry their sun and time
+    d = simulate(tmp_path / "d", seed=7, size=64)
+    s = sun_from_metadata(d.paths["target"])
+    assert s is not None and s.azimuth == pytest.approx(d.meta["views"]["target"]["sun_azimuth_deg"], abs=1e-3)
+    assert d.base_image.shape[0] == 4 and "harder" not in d.meta

@@ -42,6 +42,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--supersample", type=int, default=3, help="rays per pixel side (default 3)")
     p.add_argument("--noise", type=float, default=6.0, help="image noise standard deviation in DN (default 6)")
     p.add_argument("--no-shadows", action="store_true", help="do not trace cast shadows")
+    p.add_argument("--preset", choices=("default", "hard"), default="default",
+                   help="hard: one band, strong radiometric decorrelation between the dates, no time or sun "
+                        "in the image files, 20%% of the trees changed, dates drawn from the seed (the options "
+                        "below override single settings)")
+    p.add_argument("--bands", type=int, choices=(1, 4), default=None,
+                   help="1: panchromatic image; 4: B, G, R, NIR (default: the preset's)")
+    p.add_argument("--decorrelation", type=float, default=None, metavar="0..1",
+                   help="epoch-2 texture re-rendering, season, gain/offset/gamma strength (default: the preset's)")
+    p.add_argument("--no-metadata", action="store_const", const=False, default=None, dest="metadata",
+                   help="write the images without acquisition time and sun angles (truth keeps them)")
+    p.add_argument("--tree-changes", type=float, default=None, metavar="0..1",
+                   help="fraction of trees cut or grown at epoch 2 (default: the preset's)")
     p.add_argument("--quicklook", metavar="PNG", help="also write a quicklook PNG of the images and truth")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
@@ -54,7 +66,9 @@ def run(args) -> int:
         raise ConfigError(f"--size {args.size} is too small; give at least 32 cells per side.")
     s = simulate(args.out_dir, seed=args.seed, size=args.size, cell=args.cell, base_view=args.base_view,
                  target_view=args.target_view, bias_px=args.bias_px, supersample=args.supersample,
-                 noise_dn=args.noise, shadows=not args.no_shadows, overwrite=args.overwrite)
+                 noise_dn=args.noise, shadows=not args.no_shadows, overwrite=args.overwrite, preset=args.preset,
+                 bands=args.bands, decorrelation=args.decorrelation, metadata=args.metadata,
+                 tree_changes=args.tree_changes)
     m = s.meta
     print(f"simulated seed {m['seed']}: {m['size']}x{m['size']} cells of {m['cell']} m "
           f"({m['grid']['crs']}), {len(s.buildings)} buildings, {m['trees']} trees, "
@@ -64,8 +78,16 @@ def run(args) -> int:
         print(f"  {name:6s} {v['acquired']}  off-nadir {v['off_nadir_deg_at_centre']:.2f} deg  azimuth "
               f"{v['azimuth_deg_at_centre']:.2f} deg  {v['shape'][0]}x{v['shape'][1]} px  RPC fit max error "
               f"{v['rpc_fit']['max_err_px']:.1e} px  {v['n_gcps']} GCPs")
+    for name in ("base", "target"):
+        v = m["views"][name]
+        print(f"  {name:6s} sun azimuth {v['sun_azimuth_deg']:.2f} deg elevation {v['sun_elevation_deg']:.2f} deg"
+              + ("" if v.get("metadata_in_file", True) else " (truth only: not in the image file)"))
     ch = m["changes"]
     print("  changes: " + ", ".join(f"{k} {v}" for k, v in ch.items()) + f" ({m['truth']['changed_cells']} cells)")
+    if "harder" in m:
+        hd = m["harder"]
+        print(f"  preset {hd['preset']}: {hd['bands']} band(s), decorrelation {hd['decorrelation']:g}, trees cut "
+              f"{len(hd['trees_removed'])}, grown {len(hd['trees_grown'])}")
     if m["bias_px"]:
         print(f"  injected bias: {m['bias_px']:g} px (affines in scene.json views.*.bias_affine)")
     print("wrote:")

@@ -76,6 +76,16 @@ GAIN2 = (0.93, 1.04, 1.08, 0.95)
 OFFSET1 = (60.0, 55.0, 50.0, 45.0)
 OFFSET2 = (75.0, 62.0, 48.0, 40.0)
 VEG_TINT2 = (1.05, 0.88, 1.30, 0.82)
+#: a dry season at epoch 2 (harder scenes): vegetation browner and far less NIR-bright
+VEG_TINT2_DRY = (1.15, 0.80, 1.50, 0.55)
+#: option sets of :func:`simulate` (``preset=``, ``offnadir simulate --preset``); explicit options win.
+#: ``hard``: one band, strong radiometric decorrelation between the dates, no acquisition time or
+#: sun in the image files, 20 % of the trees changed (half cut, half grown), acquisition dates and
+#: times drawn from the seed (so the sun differs per seed).
+PRESETS = {
+    "default": dict(bands=4, decorrelation=0.0, metadata=True, tree_changes=0.0, random_dates=False),
+    "hard": dict(bands=1, decorrelation=1.0, metadata=False, tree_changes=0.2, random_dates=True),
+}
 
 
 @dataclass
@@ -114,7 +124,9 @@ class SimulatedScene:
         rpc = getattr(self, f"{view}_rpc" if biased else f"{view}_rpc_true")
         cam = getattr(self, f"{view}_camera")
         return Camera(rpc=rpc, shape=cam.shape, sensor="OFFNADIR-SIM",
-                      acquired=self.meta["views"][view]["acquired"], source=str(self.paths[view]),
+                      acquired=self.meta["views"][view]["acquired"]
+                      if self.meta["views"][view].get("metadata_in_file", True) else None,
+                      source=str(self.paths[view]),
                       model_format="simulated")
 
 
@@ -133,14 +145,26 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
              base_view=(5.0, 90.0), target_view=(25.0, 270.0), bias_px: float = 0.0, *,
              supersample: int = 3, noise_dn: float = 6.0, center_lonlat=(5.44, 43.26), crs: str | None = None,
              base_height: float = 150.0, dates=DEFAULT_DATES, shadows: bool = True, altitude: float = 600e3,
-             gsd: float | None = None, overwrite: bool = False) -> SimulatedScene:
+             gsd: float | None = None, overwrite: bool = False, preset: str = "default", bands: int | None = None,
+             decorrelation: float | None = None, metadata: bool | None = None,
+             tree_changes: float | None = None) -> SimulatedScene:
     """Simulate a bi-temporal off-nadir scene into ``out_dir`` (see the module doc for the files).
 
     ``base_view``/``target_view``: (off-nadir = view zenith angle at the scene centre, azimuth from
     the ground to the satellite clockwise from north), degrees. ``bias_px``: size of a known image
     shift injected into the RPCs written to the images (the GCPs keep the true pixels, so
     :func:`offnadir.fit_bias` can remove it; 0 for none). ``gsd`` defaults to ``cell``. Deterministic
-    for a seed."""
+    for a seed.
+
+    Harder scenes (``preset="hard"``, or each option alone): ``bands`` 1 writes one panchromatic
+    band (the mean of the four band radiances) instead of B, G, R, NIR; ``decorrelation`` (0-1)
+    re-renders the texture of every unchanged surface at epoch 2 (multiplicative, strength
+    0.3 × decorrelation), applies a dry-season vegetation tint, and draws per-band epoch-2 gain
+    (1 ± 0.4 d), offset (-30..150 d DN) and gamma (radiance^(1 ± 0.35 d)) from the seed;
+    ``metadata=False`` writes images without acquisition time and sun angles (the truth keeps them
+    in scene.json); ``tree_changes`` is the fraction of trees changed at epoch 2 (half cut, half
+    grown 25-50 % taller; part of ``truth_change`` since the surface changed). The default preset
+    writes the same bytes as before these options existed."""
     from offnadir.simulate import scene as sc
     from offnadir.simulate import views, write
     from offnadir.simulate.camera_model import PushbroomCamera, affine_apply, fit_rpc
@@ -159,6 +183,22 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
     views_req = {"base": _view_arg(base_view, "base_view"), "target": _view_arg(target_view, "target_view")}
     if not math.isfinite(bias_px) or abs(bias_px) > 100:
         raise ConfigError(f"bias_px {bias_px} must be a number of pixels between -100 and 100.")
+    if preset not in PRESETS:
+        raise ConfigError(f"preset {preset!r} is not known; choose one of {', '.join(PRESETS)}.")
+    opt = dict(PRESETS[preset])
+    for k, v in (("bands", bands), ("decorrelation", decorrelation), ("metadata", metadata),
+                 ("tree_changes", tree_changes)):
+        if v is not None:
+            opt[k] = v
+    if opt["bands"] not in (1, 4):
+        raise ConfigError(f"bands {opt['bands']} must be 1 (panchromatic) or 4 (B, G, R, NIR).")
+    if not 0.0 <= float(opt["decorrelation"]) <= 1.0 or not 0.0 <= float(opt["tree_changes"]) <= 1.0:
+        raise ConfigError(f"decorrelation {opt['decorrelation']} and tree_changes {opt['tree_changes']} must be "
+                          "between 0 and 1.")
+    harder = opt != PRESETS["default"]
+    rng_h = np.random.default_rng(np.random.SeedSequence([int(seed), 0x4A4D]))
+    if opt["random_dates"] and tuple(dates) == DEFAULT_DATES:
+        dates = _random_dates(rng_h, center_lonlat)
     try:
         times = [parse_utc(d) for d in dates]
     except (TypeError, ValueError):
@@ -176,7 +216,11 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
 
     # ------------------------------------------------------------------ scene
     model = sc.generate(seed, size, cell, base_height)
-    terrain, e1, e2, _ = sc.rasterize(model)
+    terrain, e1, e2, tree_h = sc.rasterize(model)
+    trees_changed = ([], [])
+    if opt["tree_changes"] > 0:
+        f = float(opt["tree_changes"])
+        trees_changed = sc.change_trees(model, terrain, e2, tree_h, rng_h, f / 2, f / 2)
     grid = Grid.centred(center_lonlat[0], center_lonlat[1], size, cell, crs)
     h_min = float(min(e1.dsm.min(), e2.dsm.min()))
     h_max = float(max(e1.dsm.max(), e2.dsm.max()))
@@ -222,12 +266,22 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
         albedo, side = e.albedo, e.side
         if k == 1:
             veg = (e.kind == sc.GRASS) | (e.kind == sc.TREE)
-            tint = np.asarray(VEG_TINT2, np.float32)[:, None]
+            tint = np.asarray(VEG_TINT2 if opt["decorrelation"] == 0 else VEG_TINT2_DRY, np.float32)[:, None]
             albedo, side = albedo.copy(), side.copy()
+            if opt["decorrelation"] > 0:
+                albedo = sc.retexture(albedo, seed, cell, 0.3 * float(opt["decorrelation"]))
+                side = sc.retexture(side, seed + 1, cell, 0.3 * float(opt["decorrelation"]))
             albedo[:, veg] *= tint
             side[:, veg] *= tint
         epochs[name] = dict(raster=e, sun=sun, sun_elevation=s_el, sun_azimuth=s_az, albedo=albedo, side=side)
 
+    radiometry = {"base": dict(gain=[1.0] * 4, offset=list(OFFSET1), gamma=[1.0] * 4),
+                  "target": dict(gain=list(GAIN2), offset=list(OFFSET2), gamma=[1.0] * 4)}
+    if opt["decorrelation"] > 0:
+        d = float(opt["decorrelation"])
+        radiometry["target"] = dict(gain=list(1.0 + 0.4 * d * rng_h.uniform(-1, 1, 4)),
+                                    offset=list(d * rng_h.uniform(-30.0, 150.0, 4)),
+                                    gamma=list(1.0 + 0.35 * d * rng_h.uniform(-1, 1, 4)))
     images, vis_counts, occluded, lattices, lat_err = {}, {}, np.zeros(grid.shape, np.uint8), {}, {}
     for k, name in enumerate(("base", "target")):
         cam = cams[name]
@@ -242,9 +296,14 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
         occluded |= np.where(counts == 0, 1 << k, 0).astype(np.uint8)
         rad = views.shade(hits, dsm=e.dsm, terrain=terrain, albedo=ep["albedo"], side=ep["side"], kind=e.kind,
                           cell=cell, sun=ep["sun"], sky=sky, shadows=shadows)
-        gain = np.ones(4) if k == 0 else np.asarray(GAIN2)
-        offset = np.asarray(OFFSET1 if k == 0 else OFFSET2)
+        rmeta = radiometry[name]
+        gain, offset = np.asarray(rmeta["gain"]), np.asarray(rmeta["offset"])
+        if any(g != 1.0 for g in rmeta["gamma"]):
+            rad = np.maximum(rad, 0.0) ** np.asarray(rmeta["gamma"])[:, None, None]
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), k, 0x4015E]))
+        if opt["bands"] == 1:  # panchromatic: mean of the band radiances, mean gain and offset
+            rad = rad.mean(axis=0, keepdims=True)
+            gain, offset = gain.mean(keepdims=True), offset.mean(keepdims=True)
         dn = rad * (DN_SCALE * gain)[:, None, None] + offset[:, None, None]
         dn = dn + rng.normal(0.0, noise_dn, dn.shape) if noise_dn > 0 else dn
         images[name] = np.clip(np.rint(dn), 0, 65535).astype(np.uint16)
@@ -292,13 +351,22 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
                             dn_per_radiance=DN_SCALE, noise_dn=noise_dn, sky=list(SKY),
                             vegetation_tint=list(VEG_TINT2) if k == 1 else [1.0] * 4),
         )
+        if harder:
+            rep["radiometry"].update(radiometry[name], bands=int(opt["bands"]),
+                                     vegetation_tint=list(VEG_TINT2 if opt["decorrelation"] == 0 else VEG_TINT2_DRY)
+                                     if k == 1 else [1.0] * 4,
+                                     retexture_strength=0.3 * float(opt["decorrelation"]) if k == 1 else 0.0)
+            rep["metadata_in_file"] = bool(opt["metadata"])
         vdesc[name] = rep
-        write.write_image(paths[name], images[name], rpcs[name], acquired=dates[k], tags=dict(
-            EPOCH=k + 1, VIEW_OFF_NADIR_DEG=f"{float(zen):.4f}", VIEW_AZIMUTH_DEG=f"{float(azi):.4f}",
-            SUN_ELEVATION_DEG=f"{epochs[name]['sun_elevation']:.4f}",
-            SUN_AZIMUTH_DEG=f"{epochs[name]['sun_azimuth']:.4f}",
-            BIAS_INJECTED_AFFINE=" ".join(f"{v:.6f}" for v in bias[name]),
-            SIMULATED_BY="offnadir.simulate"))
+        tags = dict(EPOCH=k + 1, VIEW_OFF_NADIR_DEG=f"{float(zen):.4f}", VIEW_AZIMUTH_DEG=f"{float(azi):.4f}",
+                    SUN_ELEVATION_DEG=f"{epochs[name]['sun_elevation']:.4f}",
+                    SUN_AZIMUTH_DEG=f"{epochs[name]['sun_azimuth']:.4f}",
+                    BIAS_INJECTED_AFFINE=" ".join(f"{v:.6f}" for v in bias[name]),
+                    SIMULATED_BY="offnadir.simulate")
+        if not opt["metadata"]:
+            tags = {t: v for t, v in tags.items() if not t.startswith("SUN_")}
+        write.write_image(paths[name], images[name], rpcs[name], acquired=dates[k] if opt["metadata"] else None,
+                          tags=tags)
         write.write_gcps(paths[f"gcps_{name}"], gcps[name])
 
     write.write_dsm(paths["dsm"], e1.dsm, grid, epoch=1, acquired=dates[0])
@@ -346,6 +414,10 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
         changes={c: [b["id"] for b in buildings if b["change"] == c]
                  for c in ("demolished", "new", "raised", "reroofed")},
         buildings=buildings, trees=len(model.trees),
+        **({"harder": dict(preset=preset, bands=int(opt["bands"]), decorrelation=float(opt["decorrelation"]),
+                           metadata_in_files=bool(opt["metadata"]), tree_changes=float(opt["tree_changes"]),
+                           trees_removed=trees_changed[0], trees_grown=trees_changed[1],
+                           dates_from_seed=bool(opt["random_dates"]))} if harder else {}),
         files={k: v for k, v in OUTPUT_FILES.items()},
         layout=sc.model_to_dict(model),
         conventions=dict(pixels="RPC00B native: centre of the first pixel is (row 0, col 0)",
@@ -363,6 +435,28 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
         base_rpc=rpcs["base"], target_rpc=rpcs["target"], base_rpc_true=rpcs_true["base"],
         target_rpc_true=rpcs_true["target"], bias=bias, buildings=buildings, meta=meta, model=model,
         epochs=(e1, e2), visible_counts=vis_counts)
+
+
+def _random_dates(rng, center_lonlat):
+    """Two acquisition times drawn from the seed: any day of 2021 / 2023, local solar time
+    09:30-12:30 (a sun-synchronous morning pass), redrawn until the almanac's sun is at least
+    20 degrees high at the scene centre."""
+    from datetime import datetime, timedelta, timezone
+
+    from offnadir.sun import sun_position
+
+    out = []
+    for year in (2021, 2023):
+        while True:
+            day = int(rng.integers(0, 365))
+            local_h = float(rng.uniform(9.5, 12.5))
+            utc_h = local_h - center_lonlat[0] / 15.0
+            t = datetime(year, 1, 1, tzinfo=timezone.utc) + timedelta(days=day, hours=utc_h)
+            t = t.replace(microsecond=0)
+            if sun_position(t, *center_lonlat)[0] >= 20.0:
+                break
+        out.append(t.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return tuple(out)
 
 
 def _pick_gcps(grid, e1, e2, terrain, elevated, change, counts, ss, cam, seed, n_side: int = 3,

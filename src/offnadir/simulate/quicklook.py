@@ -8,7 +8,7 @@ import numpy as np
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:
-    rgb = img[[2, 1, 0]].astype(np.float64)
+    rgb = (img[[2, 1, 0]] if img.shape[0] >= 3 else img[[0, 0, 0]]).astype(np.float64)
     lo, hi = np.percentile(rgb, 1), np.percentile(rgb, 99.5)
     return np.clip((rgb - lo) / max(hi - lo, 1e-9), 0, 1).transpose(1, 2, 0)
 

@@ -68,15 +68,16 @@ def write_dsm(path: Path, dsm: np.ndarray, grid, *, epoch: int, acquired: str, e
                       description="surface height above the WGS84 ellipsoid", unit="metre")
 
 
-def write_image(path: Path, img: np.ndarray, rpc, *, acquired: str, tags: dict):
-    """Sensor-geometry image (bands, rows, cols) with RPC tags and acquisition time."""
+def write_image(path: Path, img: np.ndarray, rpc, *, acquired: str | None, tags: dict):
+    """Sensor-geometry image (bands, rows, cols) with RPC tags and acquisition time (none when
+    ``acquired`` is None: an image without time metadata; one band is named P)."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
     from rasterio.rpc import RPC as RioRPC
 
     from offnadir.simulate.sun import parse_utc
 
-    t = parse_utc(acquired)
+    t = parse_utc(acquired) if acquired is not None else None
     nb, nr, nc = img.shape
     prof = dict(driver="GTiff", width=nc, height=nr, count=nb, dtype=img.dtype.name, compress="deflate",
                 interleave="pixel", photometric="MINISBLACK")
@@ -85,12 +86,16 @@ def write_image(path: Path, img: np.ndarray, rpc, *, acquired: str, tags: dict):
         with rasterio.open(path, "w", **prof) as dst:
             dst.write(img)
             dst.rpcs = RioRPC.from_gdal(rpc.to_gdal())
-            dst.update_tags(TIFFTAG_DATETIME=t.strftime("%Y:%m:%d %H:%M:%S"),
-                            ACQUISITION_DATETIME=t.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                            SENSOR=SATELLITE_ID, **{k: str(v) for k, v in tags.items()})
-            dst.update_tags(ns="IMAGERY", ACQUISITIONDATETIME=t.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-                            SATELLITEID=SATELLITE_ID)
-            for k, name in enumerate(BANDS[:nb]):
+            if t is not None:
+                dst.update_tags(TIFFTAG_DATETIME=t.strftime("%Y:%m:%d %H:%M:%S"),
+                                ACQUISITION_DATETIME=t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                SENSOR=SATELLITE_ID, **{k: str(v) for k, v in tags.items()})
+                dst.update_tags(ns="IMAGERY", ACQUISITIONDATETIME=t.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                                SATELLITEID=SATELLITE_ID)
+            else:
+                dst.update_tags(SENSOR=SATELLITE_ID, **{k: str(v) for k, v in tags.items()})
+                dst.update_tags(ns="IMAGERY", SATELLITEID=SATELLITE_ID)
+            for k, name in enumerate(BANDS[:nb] if nb > 1 else ("P",)):
                 dst.set_band_description(k + 1, name)
 
 
