@@ -65,11 +65,15 @@ class RPC:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_dict(cls, d: dict, source: str = "<memory>") -> "RPC":
+    def from_dict(cls, d: dict, source: str = "<memory>", labels: dict | None = None) -> "RPC":
         """Build from a dict with the GDAL ``RPC`` metadata domain keys (any case),
         e.g. ``LINE_OFF``, ``LONG_SCALE``, ``LINE_NUM_COEFF`` (20 numbers, list or
-        space-separated string) — the form rasterio's ``RPC.to_gdal()`` produces."""
+        space-separated string) — the form rasterio's ``RPC.to_gdal()`` produces.
+
+        ``labels`` maps GDAL keys to the field names of the file the values came from (rpcm's
+        ``row_offset``, the RPB's ``lineOffset``...), so that errors name the field as the file does."""
         up = {str(k).upper(): v for k, v in d.items()}
+        labels = {str(k).upper(): v for k, v in (labels or {}).items()}
         alias = {
             "line_off": "LINE_OFF",
             "samp_off": "SAMP_OFF",
@@ -96,24 +100,25 @@ class RPC:
                     f"{', '.join(alias.values())}."
                 )
             val = up[key]
+            label = labels.get(key, key)
             if name in COEF_FIELDS:
                 if isinstance(val, str):
                     val = val.replace(",", " ").split()
                 if not isinstance(val, (list, tuple)):
                     raise InvalidModelError(
-                        f"{source}: RPC field {key} holds {short_repr(val)}; it must be a list of 20 numbers "
+                        f"{source}: RPC field {label} holds {short_repr(val)}; it must be a list of 20 numbers "
                         "(or one string of 20 numbers separated by spaces)."
                     )
                 if len(val) != 20:
                     raise InvalidModelError(
-                        f"{source}: RPC field {key} has {len(val)} coefficients; RPC00B needs exactly 20."
+                        f"{source}: RPC field {label} has {len(val)} coefficients; RPC00B needs exactly 20."
                     )
-                kw[name] = tuple(to_number(v, source, f"{key}[{i + 1}]") for i, v in enumerate(val))
+                kw[name] = tuple(to_number(v, source, f"{label}[{i + 1}]") for i, v in enumerate(val))
             else:
                 if isinstance(val, str):
                     # values may carry a unit after the number ("+003754.00 pixels")
                     val = (val.split() or [""])[0]
-                kw[name] = to_number(val, source, key)
+                kw[name] = to_number(val, source, label)
         return cls(**kw, source=source).validated()
 
     def validated(self) -> "RPC":
@@ -250,12 +255,11 @@ def to_number(v, source: str, key: str, error: type = InvalidModelError) -> floa
     finiteness check, which can say which field must be finite."""
     if isinstance(v, bool) or v is None:
         raise error(f"{source}: field {key} holds {short_repr(v)}, which is not a number.")
+    if isinstance(v, str) and not v.strip():
+        raise error(f"{source}: field {key} is empty; it must hold a number.")
     try:
         if isinstance(v, str):
-            t = v.strip()
-            if not t:
-                raise error(f"{source}: field {key} is empty; it must hold a number.")
-            return float(t.replace("D", "E").replace("d", "e"))
+            return float(v.strip().replace("D", "E").replace("d", "e"))
         if isinstance(v, (int, float, np.integer, np.floating)):
             return float(v)
     except OverflowError:

@@ -15,16 +15,17 @@ import numpy as np
 
 from offnadir.camera.camera import IDENTITY, Camera, compose_affine, invert_affine
 from offnadir.camera.rpc import RPC, short_repr, to_number
-from offnadir.errors import InputFileError, InvalidModelError
+from offnadir.errors import InputFileError, InvalidModelError, OffnadirError
 
 #: nesting depth accepted in JSON model/GCP files. Real ones nest 3-5 levels (document -> rpc ->
 #: coefficient list; GeoJSON features -> geometry -> coordinates); CPython's decoder recurses per
 #: level and hits the interpreter's recursion limit near 1,000, so anything deeper is refused first.
 MAX_NESTING = 100
-#: YAML aliases accepted in one document. Model files written by orthority (PyYAML dump of plain
-#: dicts) hold none; a small number is allowed, and the limit stops "billion laughs" alias bombs
-#: (586 bytes expanding to gigabytes) before anything walks the expanded structure.
-MAX_YAML_ALIASES = 100
+#: values (YAML nodes) a model document may hold once its aliases are expanded. An orthority RPC
+#: file holds ~100 per image, so a million leaves room for thousands of images, while an alias bomb
+#: ("billion laughs": a few hundred bytes that expand to 9**9 items) is refused before anything
+#: walks (or prints) the expanded structure.
+MAX_YAML_NODES = 1_000_000
 
 # ----------------------------------------------------------------------------------------- text
 
@@ -159,24 +160,33 @@ def load_json(path, text: str, error=InvalidModelError):
 
 
 def load_yaml(path, text: str, error=InvalidModelError):
-    """Parsed YAML ``text`` (safe loader, at most :data:`MAX_YAML_ALIASES` aliases); anything
-    malformed, too deeply nested (PyYAML recursing past the interpreter's limit) or out of range is
-    an ``error`` naming the file."""
+    """Parsed YAML ``text`` (safe loader, at most :data:`MAX_YAML_NODES` values once aliases are
+    expanded); anything malformed, too deeply nested (PyYAML recursing past the interpreter's limit)
+    or out of range is an ``error`` naming the file."""
     import yaml
 
-    class _Loader(yaml.SafeLoader):
-        n_alias = 0
+    def expanded(node, memo) -> int:
+        """Node count with aliases expanded (shared nodes counted once per use, computed once)."""
+        k = id(node)
+        if k not in memo:
+            memo[k] = 0  # a recursive structure (an alias inside its own anchor) counts as small here
+            kids = node.value if isinstance(node, yaml.SequenceNode) else (
+                [x for kv in node.value for x in kv] if isinstance(node, yaml.MappingNode) else [])
+            memo[k] = 1 + sum(expanded(c, memo) for c in kids)
+        return memo[k]
 
-        def compose_node(self, parent, index):
-            if self.check_event(yaml.AliasEvent):
-                self.n_alias += 1
-                if self.n_alias > MAX_YAML_ALIASES:
-                    raise error(f"{path}: YAML uses more than {MAX_YAML_ALIASES} aliases (*name); model "
-                                "files need none. Write the values out in full.")
-            return super().compose_node(parent, index)
+    class _Loader(yaml.SafeLoader):
+        def compose_document(self):
+            node = super().compose_document()
+            if node is not None and expanded(node, {}) > MAX_YAML_NODES:
+                raise error(f"{path}: YAML aliases (*name) expand to more than {MAX_YAML_NODES:,} values; "
+                            "a camera model file holds a few hundred. Write the values out in full.")
+            return node
 
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except OffnadirError:
+        raise
     except yaml.YAMLError as e:
         raise error(f"{path}: is not valid YAML ({short_repr(str(e), 300)}).") from None
     except (ValueError, OverflowError, RecursionError, TypeError) as e:  # constructor limits (huge ints)

@@ -53,7 +53,7 @@ def read(path: Path):
         # one element with 20 numbers, or 20 elements with one number each
         text = " ".join((c.text or "") for c in lst.iter(tag))
         d[k] = floats(text, path, tag)
-    rpc = RPC.from_dict(d, source=f"{path} ({FORMAT})")
+    rpc = RPC.from_dict(d, source=f"{path} ({FORMAT})", labels={**_SCALARS, **_POLYS})
     imd = root.find("IMD")
     sensor = find_text(root, "RPB/SATID") or find_text(imd, "IMAGE/SATID")
     acquired = iso_time(find_text(imd, "IMAGE/FIRSTLINETIME")

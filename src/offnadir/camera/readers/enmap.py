@@ -74,7 +74,7 @@ def read_band(path: Path, band: int):
     d = {k: need_text(b, tag, path, f"RPC band {band}") for k, tag in _NORM.items()}
     for k, tag in _POLYS.items():
         d[k] = [need_text(b, f"{tag}_{i:02d}", path, f"RPC band {band}") for i in range(1, 21)]
-    rpc = RPC.from_dict(d, source=src)
+    rpc = RPC.from_dict(d, source=src, labels={**_NORM, **_POLYS})
     try:
         n_vnir = int(find_text(root, "specific/numberOfVNIRBands") or 0)
     except ValueError:

@@ -51,6 +51,7 @@ def read(path: Path):
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
     path = Path(path)
+    _check_vrt_text(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -87,6 +88,27 @@ def read(path: Path):
         "file, and for a crop in sensor geometry give the image too: "
         "read_camera('<model file>', image='<this image>')."
     )
+
+
+def _check_vrt_text(path: Path) -> None:
+    """A VRT is XML text that GDAL reads as UTF-8; GDAL's parse errors quote the offending bytes and
+    rasterio fails to decode them (a UnicodeDecodeError, plus a traceback printed from its logging
+    hook), so a VRT that is not UTF-8 is refused here, before GDAL sees it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        if not looks_like_xml_root(head, "VRTDataset"):
+            return
+        raw = path.read_bytes()
+    except OSError:
+        return  # rasterio reports unreadable files itself
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UnsupportedFormatError(
+            f"{path}: VRT (XML) file is not valid UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}). "
+            "The file is corrupt; write it again with gdalbuildvrt/gdal_translate, or pass the image itself."
+        ) from None
 
 
 def sidecar_candidates(path: Path) -> list[Path]:

@@ -80,7 +80,7 @@ def read(path: Path):
         if fmt == "A":
             vals = rpc00a_to_b(vals)
         d[poly.upper()] = vals
-    rpc = RPC.from_dict(d, source=f"{path} ({FORMAT})")
+    rpc = RPC.from_dict(d, source=f"{path} ({FORMAT})", labels={k.upper(): k for k in _NORM + _POLYS})
     sensor = (kv.get("sensor") or kv.get("support_data.sensorid") or "").strip() or None
     acquired = iso_time(kv.get("support_data.image_date") or kv.get("support_data.first_line_time")
                         or kv.get("support_data.time_range_start"))

@@ -31,6 +31,10 @@ _FIELDS = {
     "SAMP_NUM_COEFF": "sampnumcoef", "SAMP_DEN_COEFF": "sampdencoef",
 }
 
+#: field names as the RPB writes them, for error messages
+_LABELS = {k: v.replace("offset", "Offset").replace("scale", "Scale").replace("num", "Num")
+           .replace("den", "Den").replace("coef", "Coef") for k, v in _FIELDS.items()}
+
 
 def sniff(path: Path, head: bytes) -> bool:
     t = head_text(head)
@@ -58,8 +62,8 @@ def read(path: Path):
             raise InvalidModelError(f"{path}: field {name} is missing from the RPB file; it needs "
                                     f"{', '.join(_FIELDS.values())}.")
         v = kv[name]
-        d[key] = floats(v, path, name) if key.endswith("COEFF") else v
-    rpc = RPC.from_dict(d, source=f"{path} ({FORMAT})")
+        d[key] = floats(v, path, _LABELS[key]) if key.endswith("COEFF") else v
+    rpc = RPC.from_dict(d, source=f"{path} ({FORMAT})", labels=_LABELS)
     sensor = kv.get("satid", "").strip().strip('"') or None
     shape = acquired = None
     imd = _sibling(path, ".IMD")

@@ -62,7 +62,8 @@ def read(path: Path):
             f"{path}: JSON holds no RPC (neither rpcm keys row_offset/row_num/... nor GDAL keys "
             "LINE_OFF/LINE_NUM_COEFF/...)."
         )
-    rpc = RPC.from_dict(d, source=f"{path} ({FORMAT})")
+    rpcm_keys = "row_offset" in m or "row_num" in m
+    rpc = RPC.from_dict(d, source=f"{path} ({FORMAT})", labels=_RPCM if rpcm_keys else None)
     shape = None
     if isinstance(doc, dict):
         if "height" in doc and "width" in doc:
