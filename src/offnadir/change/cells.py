@@ -1,0 +1,205 @@
+"""Per-cell change probability, one tile at a time (what the dask tasks of the probability passes
+run; numpy, no dask).
+
+Pass P1 (:func:`evidence_tile`): structural evidence of every target against the base
+(:mod:`offnadir.change.evidence`), written as ``evidence``, and small histograms per target and
+stratum (elevated / ground cells) of it and of the ortho baseline's statistic, for the
+calibration (:mod:`offnadir.change.calibrate`) on the client.
+
+Pass P2 (:func:`probability_tile`): probability of change per cell from the calibrated
+evidence, combined with the same-date height change ``dh`` where the store has it; writes
+``probability``, ``change`` (0/1/2) and ``score`` (= probability), and the ortho baseline's
+``change_ortho``/``score_ortho`` with the same calibration.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from offnadir.change import calibrate as C
+from offnadir.change import evidence as EV
+
+#: default decision: change where the probability reaches one half (the Bayes decision for equal
+#: costs of a miss and a false alarm)
+DECISION_P = 0.5
+#: floor of the height-change sigma (m): a sweep never measures heights better than this
+DH_SIGMA_FLOOR = 0.1
+
+
+def window_cells(opts, cell: float) -> int:
+    """Odd side (cells) of the evidence window: half the ground window (``ground_window`` is
+    wider than the largest building, so half of it spans a building-sized footprint)."""
+    return 2 * max(1, int(round(0.25 * float(opts.ground_window) / cell))) + 1
+
+
+def evidence_halo(window: int, offsets) -> int:
+    m = max((max(abs(a), abs(b)) for a, b in offsets), default=0)
+    return window // 2 + m + EV.RADIUS + 1
+
+
+def _win(tile, halo, shape):
+    ny, nx = shape
+    i0, i1 = max(tile.i0 - halo, 0), min(tile.i1 + halo, ny)
+    j0, j1 = max(tile.j0 - halo, 0), min(tile.j1 + halo, nx)
+    return (slice(i0, i1), slice(j0, j1)), (slice(tile.i0 - i0, tile.i1 - i0), slice(tile.j0 - j0, tile.j1 - j0))
+
+
+def evidence_tile(io, ctx, tile, plan, has):
+    """Write ``evidence`` of the tile; return {(kind, t, stratum): histogram counts}.
+    ``plan["ortho"]``: (change, score) names of the ortho maps or None; ``plan["structural"]``:
+    compute the structural evidence (the patch method) or not (method ortho)."""
+    window, offsets, sigmas = plan["window"], plan["offsets"], plan["sigmas"]
+    halo = evidence_halo(window, [o for offs in offsets.values() for o in offs])
+    wyx, core = _win(tile, halo, ctx.shape)
+    yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
+    vis = io.read("visible", (slice(None),) + wyx)
+    val = io.read("value", (slice(None), slice(None)) + wyx).astype(np.float64)
+    inten = [EV.intensity(val[k]) for k in range(ctx.n_images)]
+    ok = [(vis[k] == 1) & np.isfinite(inten[k]) for k in range(ctx.n_images)]
+    elev = io.read("elevated", yx) == 1 if has.get("elevated") else np.zeros((tile.i1 - tile.i0, tile.j1 - tile.j0),
+                                                                               bool)
+    ev = np.full((ctx.n_images,) + elev.shape, np.nan, np.float32)
+    hist = {}
+    for t in ctx.targets:
+        if plan["structural"]:
+            e = EV.structural_evidence(inten[0], inten[t], ok[0], ok[t], window, offsets[t], (sigmas[0], sigmas[t]))
+            e = e[core]
+            ev[t] = e
+            for s, m in ((1, elev), (0, ~elev)):
+                hist[("evidence", t, s)] = C.histogram(e, m)
+        if plan["ortho"]:
+            so = ortho_evidence(io.read(plan["ortho"][1], (t,) + yx))
+            for s, m in ((1, elev), (0, ~elev)):
+                hist[("ortho", t, s)] = C.histogram(so, m)
+    io.write("evidence", (slice(None),) + yx, ev)
+    return hist
+
+
+def add_hist(*parts):
+    out = dict(parts[0])
+    for p in parts[1:]:
+        for k, v in p.items():
+            out[k] = out[k] + v if k in out else v
+    return out
+
+
+def noise_tile(io, ctx, tile):
+    """Histograms of the 2x2 second difference per image (for the global noise sigmas)."""
+    yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
+    vis = io.read("visible", (slice(None),) + yx)
+    val = io.read("value", (slice(None), slice(None)) + yx).astype(np.float64)
+    out = {}
+    for k in range(ctx.n_images):
+        x = EV.intensity(val[k])
+        m = (vis[k] == 1) & np.isfinite(x)
+        mm = m[:-1, :-1] & m[1:, :-1] & m[:-1, 1:] & m[1:, 1:]
+        d = np.abs(x[:-1, :-1] - x[:-1, 1:] - x[1:, :-1] + x[1:, 1:])[mm]
+        out[k] = np.histogram(np.log10(np.maximum(d, 1e-6)), bins=NOISE_BINS, range=NOISE_RANGE)[0]
+    return out
+
+
+NOISE_BINS, NOISE_RANGE = 800, (-6.0, 10.0)
+
+
+def noise_sigma(counts) -> float:
+    """``1.4826 median |d| / 2`` from a :func:`noise_tile` histogram (the second difference of
+    white noise has zero median and sd 2 sigma)."""
+    c = np.cumsum(counts)
+    if c[-1] == 0:
+        return 0.0
+    k = int(np.searchsorted(c, 0.5 * c[-1]))
+    edges = np.linspace(*NOISE_RANGE, NOISE_BINS + 1)
+    return float(1.4826 * 10 ** (0.5 * (edges[k] + edges[k + 1])) / 2.0)
+
+
+def dh_probability(dh, dh_sigma, bound: float):
+    """Probability that the height changed by more than ``bound`` metres given a measurement
+    ``dh`` with Gaussian sigma ``dh_sigma``: ``Phi((|dh| - bound) / sigma)`` (NaN where not
+    measured)."""
+    from scipy.special import ndtr
+
+    s = np.where(np.isfinite(dh_sigma) & (dh_sigma > DH_SIGMA_FLOOR), dh_sigma, DH_SIGMA_FLOOR)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(dh), ndtr((np.abs(dh) - bound) / s), np.nan)
+
+
+def combine(p_struct, p_dh):
+    """Independent evidences: log-odds add (naive Bayes with the even prior of the dh test);
+    where ``p_dh`` is NaN, ``p_struct`` alone."""
+    eps = 1e-6
+    a = np.clip(p_struct, eps, 1 - eps)
+    b = np.clip(p_dh, eps, 1 - eps)
+    with np.errstate(invalid="ignore"):
+        lo = np.log(a / (1 - a)) + np.log(b / (1 - b))
+        both = 1.0 / (1.0 + np.exp(-lo))
+    return np.where(np.isfinite(p_dh) & np.isfinite(p_struct), both, p_struct)
+
+
+def ortho_evidence(score):
+    """The ortho baseline's statistic as an evidence in (0, 1) that does not saturate: its score
+    is ``1 - 2^-u`` with ``u = Z / threshold`` (:mod:`offnadir.change.ortho`); ``E = u / (1 + u)``,
+    so that ``logit(E) = log u`` (the calibration then works on ``log Z``)."""
+    sc = np.asarray(score, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = -np.log2(np.maximum(1.0 - sc, 2.0**-60))
+        return u / (1.0 + u)
+
+
+def probability_tile(io, ctx, tile, models, has, bound, plan):
+    """Write ``probability``/``change``/``score`` (and the baseline's maps) of the tile; with
+    method ortho (no structural evidence) ``probability`` is the ortho baseline's."""
+    yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
+    vis = io.read("visible", (slice(None),) + yx)
+    ev = io.read("evidence", (slice(None),) + yx).astype(np.float64)
+    elev = io.read("elevated", yx) == 1 if has.get("elevated") else np.zeros(vis.shape[1:], bool)
+    shp = vis.shape
+    prob = np.full(shp, np.nan, np.float32)
+    ch = np.full(shp, 2, np.uint8)
+    prob[0][vis[0] == 1] = 0.0
+    ch[0][vis[0] == 1] = 0
+    dh = io.read("dh", (slice(None),) + yx).astype(np.float64) if has.get("dh") else None
+    dsig = io.read("dh_sigma", (slice(None),) + yx).astype(np.float64) if has.get("dh_sigma") else None
+    for t in ctx.targets if plan["structural"] else ():
+        p = np.full(shp[1:], np.nan)
+        for s, m in ((1, elev), (0, ~elev)):
+            p[m] = C.probability(ev[t][m], models[("evidence", t, s)])
+        if dh is not None:
+            sig = dsig[t] if dsig is not None else np.full(p.shape, np.nan)
+            p = combine(p, dh_probability(dh[t], sig, bound))
+        obs = (vis[0] == 1) & (vis[t] == 1) & np.isfinite(p)
+        prob[t][obs] = p[obs]
+        ch[t][obs] = (p[obs] >= DECISION_P).astype(np.uint8)
+    if plan["structural"]:
+        io.write("probability", (slice(None),) + yx, prob)
+        io.write("change", (slice(None),) + yx, ch)
+        io.write("score", (slice(None),) + yx, prob)
+    if plan["ortho"]:
+        cname, sname = plan["ortho"]
+        so = ortho_evidence(io.read(sname, (slice(None),) + yx))
+        cho = io.read(cname, (slice(None),) + yx)
+        po = np.where(cho == 2, np.nan, 0.0).astype(np.float32)
+        for t in ctx.targets:
+            p = np.full(shp[1:], np.nan)
+            for s, m in ((1, elev), (0, ~elev)):
+                p[m] = C.probability(so[t][m], models[("ortho", t, s)])
+            fin = np.isfinite(p) & (cho[t] != 2)
+            po[t][fin] = p[fin]
+            cho[t][fin] = (p[fin] >= DECISION_P).astype(np.uint8)
+        io.write(cname, (slice(None),) + yx, cho)
+        io.write(sname, (slice(None),) + yx, po)
+        if not plan["structural"]:
+            io.write("probability", (slice(None),) + yx, po)
+    return tile.ti, tile.tj
+
+
+def max_height_change(opts, h_range) -> float:
+    """Metres of height error/change the parallax search covers: ``max_height_change`` when set,
+    else the DSM's relief (highest minus lowest cell): the DSM cannot be wrong by more than the
+    heights it spans without being useless, and a new or removed building of the scene's own
+    kind stays within it."""
+    if opts.max_height_change is not None:
+        return float(opts.max_height_change)
+    lo, hi = h_range
+    return float(hi - lo) if math.isfinite(lo) and math.isfinite(hi) else 0.0
