@@ -1,0 +1,228 @@
+"""Same-date multi-view height sweep, one tile in numpy: what a dask task runs.
+
+Images of one date (a stereo pair or triplet, ``date_group`` in the cube) see one surface. Sampled
+at the *right* heights they show the same place, so they agree; where the surface moved since the
+DSM was made, they agree at another height. For each DSM cell we sweep candidate heights ``z``,
+sample every image of the group at ``(lon, lat, z)`` (RPC + bias, bilinear, the cube's lattice
+and sampling kernels), and keep the height where the group agrees best:
+
+* **agreement** ``s(z)``: the normalised cross-correlation of two images' samples in a
+  ``(2r+1)²`` window of DSM cells around the cell (all at height ``z``: a fronto-parallel window
+  on the ground grid), averaged over the group's pairs. Pearson correlation ignores gain and
+  offset between the images, so it holds across sensors of one date.
+* **candidate heights**: from the lowest DSM height of the tile and its halo minus a margin, to
+  the higher of the tile's highest surface and that low point plus the scene's relief (the
+  tallest thing the scene holds could stand anywhere, e.g. a new building on flat ground), plus
+  the margin. The margin is :data:`MARGIN_STEPS` steps: one step brackets a maximum at the end
+  of the range for the sub-step parabola, the others absorb DSM noise at the extremes.
+* **step**: the height change that moves the pair's relative displacement on the ground grid by
+  :data:`STEP_FRACTION` of a cell, ``step = STEP_FRACTION / |los_a - los_b|`` with ``los`` the
+  line-of-sight field (cells per metre, :func:`offnadir.cube.geometry.los_on_grid`); for a triplet
+  the largest pairwise ``|los_a - los_b|`` (the finest step). ``B/H = |los_a - los_b| * cell``.
+* **sub-step**: a parabola through the best score and its neighbours (:func:`sweep_kernels.refine`).
+* **uncertainty** ``dh_sigma``: treat ``E(z) = 2N(1 - s(z))`` as the sum of squared differences of
+  the two normalised windows (N cells) whose per-cell residual variance at the best height is
+  ``2 (1 - s*)``. Its log-likelihood ``-E / (2 * 2(1 - s*))`` has curvature ``N a / (2 (1 - s*))``
+  with ``a = -s''(z*)``, so ``sigma_fit² = 2 (1 - s*) / (N a)``. N counts window cells; they
+  are independent only when the cell is no finer than the image pixels (as in the cube's grids).
+  The parabola's sub-step interpolation adds at most half a step of bias (uniform:
+  ``step² / 12``): ``dh_sigma = sqrt(sigma_fit² + step² / 12)``. The DSM's own error is not in it.
+
+Cells not visible (cube ``visible`` != 1) in any image of the group, DSM nodata, and cells whose
+best height is at either end of the range (no bracketed maximum) get NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from offnadir.camera import kernels as camk
+from offnadir.cube import geometry
+from offnadir.cube import kernels as cubek
+from offnadir.cube import sweep_kernels as swk
+from offnadir.cube.tile import height_block, lonlat_block
+
+#: fraction of a DSM cell the pair's relative displacement moves per height step: a quarter cell
+#: keeps the correlation peak (about two cells wide for bilinear samples) sampled by >= 8 steps
+STEP_FRACTION = 0.25
+#: NCC window half-size in cells: a 7x7 window (49 cells: the standard error of a correlation
+#: near 0 is 1/sqrt(46) ~ 0.15) stays well inside the smallest changes of interest (100 m²,
+#: 20x20 cells at 0.5 m)
+WINDOW_RADIUS = 3
+#: a window needs at least this fraction of its cells sampled in both images
+MIN_WINDOW_FRACTION = 0.5
+MARGIN_STEPS = 4
+#: the DSM height is kept (dh = 0) where its agreement is within this many standard errors of
+#: a correlation, (1 - s²) / sqrt(N), of the best agreement: the images give no evidence that the
+#: surface moved (two standard errors: a 2.3 % one-sided false-alarm rate for Gaussian errors)
+SE_FACTOR = 2.0
+
+
+def pair_geometry(plan, members) -> dict:
+    """Lines of sight of the group's images at the DSM centre, the pairs, B/H and the height step."""
+    dsm = plan.dsm
+    ny, nx = dsm.shape
+    i = np.array([(ny - 1) / 2.0])
+    j = np.array([(nx - 1) / 2.0])
+    lon, lat = geometry.cell_lonlat(dsm, i, j)
+    los = []
+    for k in members:
+        di, dj = geometry.los_on_grid(plan.images[k].camera, dsm, i, j, lon, lat, plan.z_ref)
+        los.append((float(di[0]), float(dj[0])))
+    cell = abs(float(dsm.transform[0]))
+    pairs, bh = [], []
+    for a in range(len(members)):
+        for b in range(a + 1, len(members)):
+            d = math.hypot(los[a][0] - los[b][0], los[a][1] - los[b][1])
+            pairs.append((a, b))
+            bh.append(d * cell)
+    dmax = max(bh) / cell
+    step = STEP_FRACTION / dmax if dmax > 0 else math.nan
+    return {"members": [int(k) for k in members], "pairs": pairs, "base_to_height": bh,
+            "step_m": step, "los_cells_per_m": los}
+
+
+def height_range(h_block, relief: float, step: float) -> tuple[float, int]:
+    """(z0, n): candidate surface heights ``z0 + k step``, k < n, for a block of ellipsoidal heights."""
+    lo = float(np.nanmin(h_block))
+    hi = max(float(np.nanmax(h_block)), lo + relief)
+    z0 = lo - MARGIN_STEPS * step
+    n = int(math.ceil((hi + MARGIN_STEPS * step - z0) / step)) + 1
+    return z0, n
+
+
+class _View:
+    """One image of the group over one block: lattice lon/lat nodes and the image window read."""
+
+    def __init__(self, plan, im, i0, i1, j0, j1, z_lo, z_hi):
+        self.im = im
+        self.step = plan.lattice_step
+        self.ni, self.nj = geometry.lattice_nodes(i0, i1, j0, j1, self.step)
+        I, J = np.meshgrid(self.ni, self.nj, indexing="ij")
+        lon, lat = geometry.cell_lonlat(plan.dsm, I, J)
+        self.lon, self.lat = lon.ravel(), lat.ravel()
+        self.kp = im.camera.kernel_params()
+        self.nshape = I.shape
+        self.i0, self.j0, self.shape = i0, j0, (i1 - i0, j1 - j0)
+        rows, cols = [], []
+        for z in (z_lo, z_hi):
+            r, c = self._nodes(z)
+            rows.append(r.ravel())
+            cols.append(c.ravel())
+        r = np.concatenate(rows)
+        c = np.concatenate(cols)
+        nr, nc = im.shape
+        self.window = None
+        if np.isfinite(r).any():
+            self.r0 = max(int(np.floor(np.nanmin(r))) - 2, 0)
+            r1 = min(int(np.floor(np.nanmax(r))) + 4, nr)
+            self.c0 = max(int(np.floor(np.nanmin(c))) - 2, 0)
+            c1 = min(int(np.floor(np.nanmax(c))) + 4, nc)
+            if r1 > self.r0 and c1 > self.c0:
+                # one intensity per pixel: the mean of the bands (NaN where any band is nodata)
+                w = im.read_window(self.r0, r1, self.c0, c1).astype(np.float32)
+                if np.isfinite(im.nodata_value):
+                    w[w == im.nodata_value] = np.nan
+                self.window = np.ascontiguousarray(w.mean(axis=0)[None])
+        self.row = np.empty(self.shape)
+        self.col = np.empty(self.shape)
+        self.out = np.empty((1,) + self.shape, np.float32)
+
+    def _nodes(self, z):
+        r = np.empty(self.lon.shape)
+        c = np.empty(self.lon.shape)
+        camk.project_serial(self.lon, self.lat, np.full(self.lon.shape, z), *self.kp, r, c)
+        return r.reshape(self.nshape), c.reshape(self.nshape)
+
+    def _sample(self) -> np.ndarray:
+        if self.window is None:
+            self.out.fill(np.nan)
+        else:
+            cubek.sample_bilinear(self.window, self.row, self.col, float(self.r0), float(self.c0), np.nan, self.out)
+        return self.out[0]
+
+    def sample(self, z) -> np.ndarray:
+        """(ny, nx) float32 samples of the image at height z for every cell (NaN outside)."""
+        if self.window is not None:
+            r, c = self._nodes(z)
+            cubek.interp_lattice(r, self.step, int(self.ni[0]), int(self.nj[0]), self.i0, self.j0, self.row)
+            cubek.interp_lattice(c, self.step, int(self.ni[0]), int(self.nj[0]), self.i0, self.j0, self.col)
+        return self._sample()
+
+    def sample_at(self, lon, lat, h) -> np.ndarray:
+        """(ny, nx) float32 samples at every cell's own height ``h`` (lon/lat of the block's cells)."""
+        if self.window is not None:
+            camk.project_serial(lon.ravel(), lat.ravel(), h.ravel(), *self.kp, self.row.ravel(), self.col.ravel())
+        return self._sample()
+
+
+def _agreement(samples, pairs, radius, min_count, ncc, work, out):
+    """Mean over the pairs of the windowed NCC of their samples."""
+    out.fill(0.0)
+    for a, b in pairs:
+        swk.window_ncc(samples[a], samples[b], radius, min_count, ncc, work)
+        out += ncc
+    out /= len(pairs)
+
+
+def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int = WINDOW_RADIUS) -> dict:
+    """Best surface height of one date group over one tile, as an offset from the DSM.
+
+    geom: :func:`pair_geometry` of the group; relief: the scene's height range (m); visible:
+    (n_members, ny, nx) cube visibility of the group's images on the tile (None: all visible).
+    Returns float32 (ny, nx) arrays ``dh``, ``dh_sigma``, ``dh_score`` and the range used
+    (``z0``, ``n``, ``step``)."""
+    ny0, nx0 = plan.dsm.shape
+    step = geom["step_m"]
+    i0, i1 = max(tile.i0 - radius, 0), min(tile.i1 + radius, ny0)
+    j0, j1 = max(tile.j0 - radius, 0), min(tile.j1 + radius, nx0)
+    core = (slice(tile.i0 - i0, tile.i1 - i0), slice(tile.j0 - j0, tile.j1 - j0))
+    nan = np.full(tile.shape, np.nan, np.float32)
+    h = np.ascontiguousarray(height_block(plan, i0, i1, j0, j1), dtype=np.float64)
+    h_core = h[core]
+    if not np.isfinite(h_core).any() or not np.isfinite(step):
+        return {"dh": nan, "dh_sigma": nan.copy(), "dh_score": nan.copy(), "z0": math.nan, "n": 0, "step": step}
+    z0, n = height_range(h, relief, step)
+    views = [_View(plan, plan.images[k], i0, i1, j0, j1, z0, z0 + (n - 1) * step) for k in geom["members"]]
+    shape = h.shape
+    best = np.full(shape, -np.inf, np.float32)
+    best_k = np.full(shape, -1, np.int32)
+    s_prev = np.full(shape, np.nan, np.float32)
+    s_next = np.full(shape, np.nan, np.float32)
+    last = np.full(shape, np.nan, np.float32)
+    score = np.empty(shape, np.float32)
+    ncc = np.empty(shape, np.float32)
+    work = np.empty((7,) + shape)
+    min_count = MIN_WINDOW_FRACTION * (2 * radius + 1) ** 2
+    for k in range(n):
+        z = z0 + k * step
+        samples = [v.sample(z).copy() for v in views]
+        _agreement(samples, geom["pairs"], radius, min_count, ncc, work, score)
+        swk.update_best(score, k, best, best_k, s_prev, s_next, last)
+    # agreement at the DSM's own heights (windows follow the DSM surface, walls included)
+    lon, lat = lonlat_block(plan, i0, i1, j0, j1)
+    samples = [v.sample_at(lon, lat, h).copy() for v in views]
+    s_dsm = np.empty(shape, np.float32)
+    _agreement(samples, geom["pairs"], radius, min_count, ncc, work, s_dsm)
+    z = np.empty(shape)
+    curv = np.empty(shape)
+    swk.refine(best, best_k, s_prev, s_next, n, z0, step, z, curv)
+    z, curv = z[core], curv[core]
+    s = best[core].astype(np.float64)
+    s0 = s_dsm[core].astype(np.float64)
+    n_win = (2 * radius + 1) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # the DSM explains the images as well as the best height does: no measurable change
+        explained = s0 >= s - SE_FACTOR * (1.0 - s * s) / math.sqrt(n_win)
+        dh = np.where(explained, 0.0, z - h_core)
+        s = np.where(explained, s0, s)
+        sigma = np.sqrt(2.0 * np.clip(1.0 - s, 0.0, None) / (n_win * curv) + step * step / 12.0)
+    ok = np.isfinite(dh) & np.isfinite(h_core) & np.isfinite(s) & np.isfinite(sigma)
+    if visible is not None:
+        ok &= np.all(np.asarray(visible) == 1, axis=0)
+    return {"dh": np.where(ok, dh, np.nan).astype(np.float32),
+            "dh_sigma": np.where(ok, sigma, np.nan).astype(np.float32),
+            "dh_score": np.where(ok, s, np.nan).astype(np.float32),
+            "z0": z0, "n": n, "step": step}

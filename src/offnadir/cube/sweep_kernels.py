@@ -1,0 +1,167 @@
+"""numba kernels of the same-date height sweep: windowed normalised cross-correlation on the
+ground grid, and the running arg-max over candidate heights with the neighbours the sub-step
+refinement needs.
+
+Kernels know numpy and numba only; each loops on one thread (``nogil``, dask provides the
+parallelism) and writes into preallocated outputs. Each has a slow, obvious twin in
+``tests/test_sweep.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+_NB = dict(cache=True, nogil=True, error_model="numpy")
+
+
+@njit(**_NB)
+def _box_rows(v, r, out):
+    """out[y, x] = sum of v[y, x-r .. x+r] (clipped to the array)."""
+    ny, nx = v.shape
+    pre = np.empty(nx + 1)
+    for y in range(ny):
+        pre[0] = 0.0
+        for x in range(nx):
+            pre[x + 1] = pre[x] + v[y, x]
+        for x in range(nx):
+            lo = max(x - r, 0)
+            hi = min(x + r, nx - 1) + 1
+            out[y, x] = pre[hi] - pre[lo]
+
+
+@njit(**_NB)
+def _box_cols(v, r, out):
+    """out[y, x] = sum of v[y-r .. y+r, x] (clipped to the array)."""
+    ny, nx = v.shape
+    pre = np.empty(ny + 1)
+    for x in range(nx):
+        pre[0] = 0.0
+        for y in range(ny):
+            pre[y + 1] = pre[y] + v[y, x]
+        for y in range(ny):
+            lo = max(y - r, 0)
+            hi = min(y + r, ny - 1) + 1
+            out[y, x] = pre[hi] - pre[lo]
+
+
+@njit(**_NB)
+def window_ncc(a, b, r, min_count, out, work):
+    """Normalised cross-correlation of ``a`` and ``b`` in the (2r+1)² window around every cell.
+
+    a, b: (ny, nx) float32, NaN = no sample. Only cells where both are finite enter a window
+    (the window is clipped at the array border). out: (ny, nx) float32, the Pearson correlation
+    of the window's pairs; NaN where fewer than ``min_count`` pairs, or where either side has no
+    variance in the window. work: (7, ny, nx) float64 scratch.
+    """
+    ny, nx = a.shape
+    # centre on the means of the valid pairs: the sums stay small, the variances exact
+    ma = 0.0
+    mb = 0.0
+    n = 0
+    for y in range(ny):
+        for x in range(nx):
+            va = a[y, x]
+            vb = b[y, x]
+            if va == va and vb == vb:
+                ma += va
+                mb += vb
+                n += 1
+    if n == 0:
+        for y in range(ny):
+            for x in range(nx):
+                out[y, x] = np.nan
+        return
+    ma /= n
+    mb /= n
+    for y in range(ny):
+        for x in range(nx):
+            va = a[y, x]
+            vb = b[y, x]
+            if va == va and vb == vb:
+                da = va - ma
+                db = vb - mb
+                work[0, y, x] = 1.0
+                work[1, y, x] = da
+                work[2, y, x] = db
+                work[3, y, x] = da * da
+                work[4, y, x] = db * db
+                work[5, y, x] = da * db
+            else:
+                for q in range(6):
+                    work[q, y, x] = 0.0
+    tmp = work[6]
+    for q in range(6):
+        _box_rows(work[q], r, tmp)
+        _box_cols(tmp, r, work[q])
+    for y in range(ny):
+        for x in range(nx):
+            c = work[0, y, x]
+            if c < min_count:
+                out[y, x] = np.nan
+                continue
+            sa = work[1, y, x]
+            sb = work[2, y, x]
+            vaa = work[3, y, x] - sa * sa / c
+            vbb = work[4, y, x] - sb * sb / c
+            vab = work[5, y, x] - sa * sb / c
+            den = vaa * vbb
+            if not den > 0.0:
+                out[y, x] = np.nan
+            else:
+                out[y, x] = vab / math.sqrt(den)
+
+
+@njit(**_NB)
+def update_best(score, k, best, best_k, s_prev, s_next, last):
+    """One step of the arg-max over candidate heights k = 0, 1, 2, ...
+
+    score: (ny, nx) float32 agreement at height k (NaN = not measured). best, best_k: running
+    maximum and its index (-1 before any). s_prev, s_next: score at best_k - 1 and best_k + 1
+    (NaN when not measured). last: the score at k - 1 (NaN for k = 0); overwritten with ``score``.
+    """
+    ny, nx = score.shape
+    for y in range(ny):
+        for x in range(nx):
+            s = score[y, x]
+            if s == s and (best_k[y, x] < 0 or s > best[y, x]):
+                best[y, x] = s
+                best_k[y, x] = k
+                s_prev[y, x] = last[y, x]
+                s_next[y, x] = np.nan
+            elif best_k[y, x] == k - 1 and k > 0:
+                s_next[y, x] = s
+            last[y, x] = s
+
+
+@njit(**_NB)
+def refine(best, best_k, s_prev, s_next, n_heights, z0, step, z_out, curv_out):
+    """Sub-step height of the maximum from the parabola through the best score and its two
+    neighbours: ``z = z0 + (k + d) step`` with ``d = (s- - s+) / (2 (s- - 2 s0 + s+))``.
+
+    curv_out: the parabola's curvature ``-(s- - 2 s0 + s+) / step²`` (score per m², > 0 at a
+    maximum). NaN for both where the maximum is at either end of the range (not bracketed), a
+    neighbour is missing, or the curve is not concave there.
+    """
+    ny, nx = best.shape
+    for y in range(ny):
+        for x in range(nx):
+            k = best_k[y, x]
+            a = s_prev[y, x]
+            c = s_next[y, x]
+            s0 = best[y, x]
+            if k <= 0 or k >= n_heights - 1 or not (a == a and c == c):
+                z_out[y, x] = np.nan
+                curv_out[y, x] = np.nan
+                continue
+            d2 = a - 2.0 * s0 + c
+            if not d2 < 0.0:
+                z_out[y, x] = np.nan
+                curv_out[y, x] = np.nan
+                continue
+            d = 0.5 * (a - c) / d2
+            z_out[y, x] = z0 + (k + d) * step
+            curv_out[y, x] = -d2 / (step * step)
+
