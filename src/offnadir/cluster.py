@@ -1,13 +1,27 @@
 """Where dask work runs: a local cluster by default (one single-threaded worker process per core),
 or an existing scheduler. One level of parallelism: workers run serial numba kernels, and numba,
 OpenMP and GDAL are told to use one thread inside each worker (set in the worker environment,
-never at import)."""
+never at import).
+
+Safety: the local cluster's dashboard listens on 127.0.0.1 unless configured otherwise; a
+``tls://`` scheduler is reached with the CA, certificate and key named in the config (whoever
+reaches a plain ``tcp://`` scheduler can run code on its workers: see ``deploy/README.md``).
+A run waits at most ``cluster.worker_timeout`` seconds for a worker, at start or after every
+worker was lost, then stops with an error. Local worker processes ignore SIGINT, so Ctrl-C in a
+terminal (sent to the whole process group) stops the run once, from the main process, without a
+traceback from every worker."""
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import sys
+import threading
+import time
 from contextlib import contextmanager
+
+log = logging.getLogger("offnadir.cluster")
 
 WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
               "MKL_NUM_THREADS": "1", "GDAL_NUM_THREADS": "1",
@@ -20,24 +34,50 @@ WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_TH
 #: next tile; the heap keeps up to 256 MiB of free memory (measured: tiles 1.4-1.7x faster, worker
 #: RSS about +300 MB at chunk 1024).
 WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20, "MALLOC_TRIM_THRESHOLD_": 256 * 2**20}
+#: defaults of the ``cluster`` config options this module reads (see offnadir.config)
+DEFAULTS = {"dashboard": "127.0.0.1:0", "worker_timeout": 120.0, "tls_ca_file": None, "tls_cert": None,
+            "tls_key": None}
+
+
+def security(options: dict | None):
+    """``distributed.security.Security`` for the tls_* options, or None when none is set."""
+    o = {**DEFAULTS, **(options or {})}
+    if not (o["tls_ca_file"] or o["tls_cert"]):
+        return None
+    from distributed.security import Security
+
+    return Security(tls_ca_file=o["tls_ca_file"], tls_client_cert=o["tls_cert"], tls_client_key=o["tls_key"],
+                    require_encryption=True)
 
 
 @contextmanager
 def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, memory_limit="auto",
-                quiet: bool = False):
-    """Yield a ``distributed.Client``: connected to ``scheduler`` if given, else to a new LocalCluster."""
+                quiet: bool = False, options: dict | None = None):
+    """Yield a ``distributed.Client``: connected to ``scheduler`` if given, else to a new LocalCluster.
+    ``options``: the config's ``cluster`` section (dashboard, worker_timeout, tls_*)."""
     from distributed import Client, LocalCluster
 
     from offnadir.errors import ConfigError
 
+    o = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
+    timeout = float(o["worker_timeout"])
+    if n_workers is not None and n_workers < 1:
+        raise ConfigError(f"cluster.n_workers / --workers is {n_workers}; give at least 1 (default: one per core).")
     if scheduler:
+        sec = security(o)
+        if scheduler.strip().lower().startswith("tls://") and sec is None:
+            raise ConfigError(f"the scheduler {scheduler} uses TLS but no certificate is configured; set "
+                              "cluster.tls_ca_file and cluster.tls_cert (--tls-ca-file/--tls-cert/--tls-key). "
+                              "See deploy/README.md.")
         try:
-            client = Client(scheduler, timeout="20s")
-        except OSError as e:
-            raise ConfigError(f"cannot reach the dask scheduler at {scheduler} ({e}). Start one with "
-                              "`dask scheduler` and `dask worker ADDRESS`, or drop --scheduler to use a local "
-                              "cluster.") from None
+            client = Client(scheduler, timeout="20s", security=sec)
+        except (OSError, TimeoutError, ValueError, TypeError) as e:
+            raise ConfigError(f"cannot reach the dask scheduler at {scheduler} ({_one_line(e)}). Start one with "
+                              "`dask scheduler` and `dask worker ADDRESS`, check the address (and for tls:// the "
+                              "certificates), or drop --scheduler to use a local cluster.") from None
         try:
+            _wait_for_a_worker(client, scheduler, timeout)
+            client.offnadir_worker_timeout = timeout
             if not quiet:
                 print(f"offnadir: using dask scheduler {scheduler}; dashboard: {client.dashboard_link}",
                       file=sys.stderr)
@@ -48,37 +88,108 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
     import dask
 
     n = n_workers or os.cpu_count() or 1
+    dash = None if str(o["dashboard"]).strip().lower() in ("none", "off", "") else str(o["dashboard"]).strip()
+    log.info("local cluster: %d workers, dashboard %s", n, dash or "off")
     malloc = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC_ENV.items()}
-    with dask.config.set(malloc):
+    with dask.config.set(malloc), _workers_ignore_sigint():
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                               dashboard_address=":0", env=dict(WORKER_ENV), silence_logs=40)
+                               dashboard_address=dash, env=dict(WORKER_ENV), silence_logs=40)
     client = Client(cluster)
+    client.offnadir_worker_timeout = timeout
     try:
         if not quiet:
-            print(f"offnadir: local dask cluster, {n} workers x 1 thread; dashboard: {client.dashboard_link}",
-                  file=sys.stderr)
+            link = client.dashboard_link if dash else "off"
+            print(f"offnadir: local dask cluster, {n} workers x 1 thread; dashboard: {link}", file=sys.stderr)
         yield client
     finally:
         client.close()
         cluster.close()
 
 
-def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False) -> list:
-    """Compute delayed tasks on the client with a progress bar; re-raise the first failure."""
+@contextmanager
+def _workers_ignore_sigint():
+    """Worker processes started in this block ignore SIGINT (an ignored signal stays ignored across
+    exec, and Python then installs no KeyboardInterrupt handler): Ctrl-C reaches the main process,
+    which closes the cluster."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _n_workers(client) -> int:
+    try:
+        return len(client.scheduler_info(n_workers=-1)["workers"])
+    except TypeError:  # older distributed: no n_workers argument
+        return len(client.scheduler_info()["workers"])
+
+
+def _wait_for_a_worker(client, where: str, timeout: float) -> None:
+    from offnadir.errors import ClusterError
+
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except (TimeoutError, OSError):
+        raise ClusterError(f"no dask worker joined the scheduler at {where} within {timeout:g} s. Start workers "
+                           f"with `dask worker {where} --nthreads 1`, or raise cluster.worker_timeout.") from None
+
+
+def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: float = 1.0) -> list:
+    """Compute delayed tasks on the client with a progress bar; re-raise the first failure.
+    Stops with an error when the cluster has had no worker for ``client.offnadir_worker_timeout``
+    seconds (set by :func:`dask_client`; default 120) while tasks remain."""
     from distributed import as_completed
     from tqdm import tqdm
 
     if not tasks:
         return []
+    timeout = float(getattr(client, "offnadir_worker_timeout", DEFAULTS["worker_timeout"]))
     futures = client.compute(tasks)
     results = []
+    ready = as_completed(futures)
+    no_worker_since = None
+    last_check = time.monotonic()
     with tqdm(total=len(futures), desc=desc, unit="tile", disable=quiet or None, file=sys.stderr) as bar:
         try:
-            for fut in as_completed(futures):
-                results.append(fut.result())
-                bar.update(1)
+            while not ready.is_empty():
+                if ready.has_ready():
+                    for fut in ready.next_batch(block=False):
+                        results.append(fut.result())
+                        bar.update(1)
+                    no_worker_since = None
+                    continue
+                time.sleep(0.05)
+                now = time.monotonic()
+                if now - last_check < poll:
+                    continue
+                last_check = now
+                if _n_workers(client) > 0:
+                    no_worker_since = None
+                elif no_worker_since is None:
+                    no_worker_since = now
+                    log.warning("no dask worker left; waiting up to %g s for one", timeout)
+                elif now - no_worker_since > timeout:
+                    _raise_no_workers(client, timeout, ready.count())
         except BaseException:
             for f in futures:
                 f.cancel()
             raise
     return results
+
+
+def _raise_no_workers(client, timeout: float, n_left: int):
+    from offnadir.errors import ClusterError
+
+    where = getattr(client.scheduler, "address", "the scheduler")
+    raise ClusterError(f"every dask worker of {where} is gone and none came back within {timeout:g} s "
+                       f"({n_left} tasks left). Restart workers (`dask worker {where} --nthreads 1`) and run again "
+                       "with --resume; cluster.worker_timeout sets the wait.")

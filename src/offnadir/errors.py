@@ -51,3 +51,7 @@ class DataError(OffnadirError, ValueError):
 
 class OutputExistsError(OffnadirError, FileExistsError):
     """The output exists and --overwrite was not given."""
+
+
+class ClusterError(OffnadirError, RuntimeError):
+    """The dask cluster cannot run the work: no worker joined, or every worker was lost."""

@@ -17,56 +17,63 @@ CHANGE_FIELDS: dict[str, Field] = {
     "baseline": Field(bool, True, "with method patch, also write the ortho baseline (change_ortho) so "
                                   "evaluate can show the gain"),
     "criteria": Field(list, ["spectral", "structural"], "change criteria to combine (see offnadir.change.criteria; "
-                                                        "a patch changes when any criterion's score reaches 0.5)"),
+                                                        "a patch changes when any criterion's score reaches 0.5)",
+                                                            items=str),
     "combination": Field(str, "max", "how criterion scores combine: max (a patch changes when any criterion "
                                      "passes its threshold) or noisy_or (1 - prod(1 - score): weak evidence of "
                                      "several criteria adds up)", choices=("max", "noisy_or")),
-    "segment_step": Field(int, 16, "ground superpixel grid step in cells (SLIC seeds on the global grid)"),
-    "segment_iterations": Field(int, 4, "SLIC iterations (halo grows by 2 steps per iteration)"),
+    "segment_step": Field(int, 16, "ground superpixel grid step in cells (SLIC seeds on the global grid)",
+        lo=1, hi=4096),
+    "segment_iterations": Field(int, 4, "SLIC iterations (halo grows by 2 steps per iteration)", lo=0, hi=1000),
     "segment_compactness": Field(float, 0.5, "SLIC spectral scale, in global standard deviations of the base "
-                                             "bands (smaller: superpixels follow edges more)"),
+                                             "bands (smaller: superpixels follow edges more)", lo=0, lo_open=True),
     "elevated_height": Field(float, 2.5, "metres above the local ground (opening of the DSM) for a cell to be "
-                                         "elevated; elevated and ground cells never share a patch"),
+                                         "elevated; elevated and ground cells never share a patch", lo=0, lo_open=True),
     "ground_window": Field(float, 40.0, "metres: side of the square opening that estimates the local ground "
-                                        "(wider than the largest building)"),
+                                        "(wider than the largest building)", lo=0, lo_open=True),
     "roof_step": Field(float, 1.0, "metres: largest height step between neighbouring cells of one elevated "
-                                   "patch (roof planes split at walls)"),
-    "irmad_iterations": Field(int, 30, "maximum IR-MAD iterations (each one dask reduction over all tiles)"),
-    "irmad_tolerance": Field(float, 1e-4, "IR-MAD stops when no canonical correlation moves more than this"),
+                                   "patch (roof planes split at walls)", lo=0, lo_open=True),
+    "irmad_iterations": Field(int, 30, "maximum IR-MAD iterations (each one dask reduction over all tiles)",
+        lo=1, hi=10000),
+    "irmad_tolerance": Field(float, 1e-4, "IR-MAD stops when no canonical correlation moves more than this",
+        lo=0, lo_open=True),
     "spectral_sigma": Field(float, 3.5, "spectral threshold: RMS shift of the patch mean over the MAD variates, "
-                                        "in robust per-cell noise standard deviations"),
+                                        "in robust per-cell noise standard deviations", lo=0, lo_open=True),
     "spectral_cell_sigma": Field(float, 2.5, "spectral: the patch median of the per-cell MAD magnitude must also "
-                                             "exceed this many robust noise sigmas (most cells must agree)"),
+                                             "exceed this many robust noise sigmas (most cells must agree)",
+                                                 lo=0, lo_open=True),
     "baseline_test": Field(str, "chi2", "ortho baseline per-cell test: chi2 = IR-MAD chi-square test at "
                                         "baseline_alpha (the textbook use); robust = baseline_sigma robust noise "
                                         "sigmas, like the spectral criterion but per cell", choices=("chi2", "robust")),
-    "baseline_alpha": Field(float, 0.01, "ortho baseline (chi2): significance of the per-cell chi-square test"),
-    "baseline_sigma": Field(float, 4.0, "ortho baseline (robust): threshold in robust noise sigmas"),
+    "baseline_alpha": Field(float, 0.01, "ortho baseline (chi2): significance of the per-cell chi-square test",
+        lo=0, hi=1, lo_open=True, hi_open=True),
+    "baseline_sigma": Field(float, 4.0, "ortho baseline (robust): threshold in robust noise sigmas",
+        lo=0, lo_open=True),
     "max_height_change": Field(float, 12.0, "metres of height change the structural (parallax) criterion "
-                                            "searches for"),
+                                            "searches for", lo=0, hi=10000),
     "structural_min_corr": Field(float, 0.5, "structural: the best parallax-shifted correlation must reach this "
-                                             "(flat or untextured patches give no structural evidence)"),
+                                             "(flat or untextured patches give no structural evidence)", lo=-1, hi=1),
     "structural_peak_width": Field(float, 3.0, "structural: metres either side of the best parallax offset where "
-                                                "the correlation must have dropped (a peak, not a plateau)"),
+                                                "the correlation must have dropped (a peak, not a plateau)", lo=0),
     "structural_min_shift": Field(float, 0.75, "structural: metres the best-matching parallax offset must reach "
-                                               "(smaller apparent shifts are DSM/co-registration error)"),
+                                               "(smaller apparent shifts are DSM/co-registration error)", lo=0),
     "structural_dz": Field(float, 0.5, "structural threshold: Fisher-z gain of the best shifted correlation "
-                                       "over the unshifted one"),
-    "min_cells": Field(int, 10, "patches with fewer usable cells give no evidence (change 0, score 0)"),
+                                       "over the unshifted one", lo=0),
+    "min_cells": Field(int, 10, "patches with fewer usable cells give no evidence (change 0, score 0)", lo=1),
     "shadows": Field(bool, True, "cells lit by the sun at one date only (a cast shadow that moved, a face turned "
                                  "away from the sun; from the DSM and the sun position at each acquisition time) "
                                  "are not compared"),
     "incidence_tolerance": Field(float, 0.25, "spectral: patches whose direct sun relative to flat ground changed by "
                                               "more than this fraction on average (sloped faces under a moved sun) "
-                                              "give no spectral evidence"),
-    "sun_tolerance": Field(float, 0.3, "metres a cell must rise above a sun ray to cast a shadow"),
+                                              "give no spectral evidence", lo=0),
+    "sun_tolerance": Field(float, 0.3, "metres a cell must rise above a sun ray to cast a shadow", lo=0),
     "vegetation": Field(bool, True, "a patch that is vegetation (NDVI) at both dates is not changed "
                                     "(phenology, crown shading); needs red and NIR bands"),
-    "red_band": Field(int, None, "1-based red band (default: from band descriptions, or 3 of 4 bands)"),
-    "nir_band": Field(int, None, "1-based NIR band (default: from band descriptions, or 4 of 4 bands)"),
+    "red_band": Field(int, None, "1-based red band (default: from band descriptions, or 3 of 4 bands)", lo=1),
+    "nir_band": Field(int, None, "1-based NIR band (default: from band descriptions, or 4 of 4 bands)", lo=1),
     "ndvi_threshold": Field(float, None, "NDVI above which a patch is vegetation (default: automatic, Otsu's "
-                                         "threshold of each image's NDVI histogram, at least 0.2)"),
-    "table_csv": Field("path", None, "also export the per-patch table as CSV to this path"),
+                                         "threshold of each image's NDVI histogram, at least 0.2)", lo=-1, hi=1),
+    "table_csv": Field("path", None, "also export the per-patch table as CSV to this path", output_file=True),
 }
 
 
@@ -136,7 +143,7 @@ class ChangeOptions:
                 raise ConfigError(f"change.{name} must be positive, got {getattr(self, name)}.")
         from offnadir.change.criteria import CRITERIA
 
-        unknown = [c for c in self.criteria if c not in CRITERIA]
+        unknown = [c for c in self.criteria if not isinstance(c, str) or c not in CRITERIA]
         if unknown or not self.criteria:
             raise ConfigError(f"change.criteria {list(self.criteria)}: unknown or empty; choose from "
                               f"{', '.join(CRITERIA)}.")

@@ -115,7 +115,12 @@ class _Runner:
             raise DataError("change detection needs at least two images (the first is the base); the cube has "
                             f"{self.n_images}.")
         tr = cube.rio.transform() if cube.rio.crs is not None else None
-        self.cell = float(abs(tr.a)) if tr is not None else float(abs(cube["x"].values[1] - cube["x"].values[0]))
+        if tr is not None:  # metres per cell; refuses non-square or geographic grids it cannot treat as square
+            from offnadir.io.dsm import change_cell_size
+
+            self.cell = change_cell_size(cube.rio.crs, tr, self.shape)
+        else:
+            self.cell = float(abs(cube["x"].values[1] - cube["x"].values[0]))
         self.targets = tuple(range(1, self.n_images))
         self.want_patch = opts.method == "patch"
         self.want_ortho = opts.method == "ortho" or bool(opts.baseline)

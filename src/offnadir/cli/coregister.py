@@ -27,12 +27,28 @@ def add_cube_arguments(p, *, images: bool = True) -> None:
     p.add_argument("--vertical-datum", default="auto", choices=("auto", "ellipsoid", "egm96", "egm2008"))
     p.add_argument("--scheduler", help="address of an existing dask scheduler (default: local cluster)")
     p.add_argument("--workers", type=int, help="local cluster workers (default: one per core)")
+    add_cluster_arguments(p)
     p.add_argument("--sun", action="append", dest="suns", default=None, metavar="AZ,EL",
                    help="sun azimuth,elevation in degrees per image (repeat in image order; 'none' to take it "
                         "from metadata / acquisition time, or estimate it from the image and the DSM)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run (skip tiles already written)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def add_cluster_arguments(p) -> None:
+    """TLS and dashboard options (coregister, detect, run)."""
+    p.add_argument("--tls-ca-file", metavar="PEM", help="tls:// scheduler: CA certificate (cluster.tls_ca_file)")
+    p.add_argument("--tls-cert", metavar="PEM", help="tls:// scheduler: client certificate (cluster.tls_cert)")
+    p.add_argument("--tls-key", metavar="PEM", help="tls:// scheduler: client private key (cluster.tls_key)")
+    p.add_argument("--dashboard", metavar="HOST:PORT",
+                   help="local cluster dashboard address (default 127.0.0.1:0; 'none' for no dashboard)")
+
+
+def cluster_options(args) -> dict:
+    """The cluster options given on the command line (None when not given)."""
+    return {"tls_ca_file": getattr(args, "tls_ca_file", None), "tls_cert": getattr(args, "tls_cert", None),
+            "tls_key": getattr(args, "tls_key", None), "dashboard": getattr(args, "dashboard", None)}
 
 
 def _sun_arg(text):
@@ -71,7 +87,7 @@ def config_from_args(args, images) -> dict:
                    for p, m, g, d, s in zip(images, models, gcps, dates, suns)],
         "output": {"path": args.output, "overwrite": args.overwrite, "resume": args.resume},
         "tiling": {"chunk": args.chunk},
-        "cluster": {"scheduler": args.scheduler, "n_workers": args.workers},
+        "cluster": {"scheduler": args.scheduler, "n_workers": args.workers, **cluster_options(args)},
     }
     return validate(raw, base=".", source="command line")
 

@@ -33,12 +33,14 @@ def run(args) -> int:
     from offnadir.cli.coregister import config_from_args
     from offnadir.config import validate
     from offnadir.pipeline import detect_config
+    from offnadir.preflight import check_change_inputs
 
     images = [args.base] + list(args.targets)
     cfg = config_from_args(args, images)
     cfg["change"] = validate({**_raw(cfg), "change": {"method": args.method, "baseline": not args.no_baseline,
                                                       "table_csv": args.table_csv, "enabled": True}},
                              base=".", source="command line")["change"]
+    check_change_inputs(cfg)
     out = detect_config(cfg, quiet=args.quiet)
     print(f"wrote {out}", file=sys.stderr if args.quiet else sys.stdout)
     return 0

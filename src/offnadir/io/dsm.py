@@ -19,10 +19,25 @@ from offnadir.errors import ConfigError, DataError, InputFileError
 from offnadir.io.geoid import Geoid
 
 VERTICAL_DATUMS = ("auto", "ellipsoid", "egm96", "egm2008")
+#: heights (m) a DSM cell can hold on Earth, above the ellipsoid or a geoid: the lowest dry land is
+#: the Dead Sea shore (-430 m), geoid undulations span -107..+86 m, the highest summit is 8,849 m
+#: and the tallest building 828 m; the bounds add margin. Values outside are not heights (undeclared
+#: nodata such as -9999 or -32768, overflow spikes): they are read as nodata, with a warning, so
+#: that they never widen the occlusion halo (a +1e6 m spike asked for a 105 TiB halo).
+HEIGHT_RANGE_M = (-1000.0, 10000.0)
+#: DSM cells sampled (at most, per side) by the scan for out-of-range heights when a DSM is opened
+SCAN_SIDE = 1024
+#: largest relative difference between a change-detection grid's y and x cell sizes (and across the
+#: grid, for geographic CRSs): metre->cell conversions of windows up to 100 cells stay within one cell
+CELL_SQUARE_TOLERANCE = 0.01
 
 
 class VerticalDatumWarning(UserWarning):
     """The DSM's vertical datum was assumed, not read."""
+
+
+class DsmValueWarning(UserWarning):
+    """Some DSM cells hold values that cannot be heights; they are read as nodata."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,7 @@ class DsmSource:
     band: int = 1
     nodata: float | None = None
     notes: tuple[str, ...] = field(default=(), compare=False)
+    valid_range: tuple[float, float] = HEIGHT_RANGE_M
 
     def read_block(self, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
         """Heights of rows i0..i1-1, columns j0..j1-1 (may reach outside the DSM: NaN there)."""
@@ -54,6 +70,9 @@ class DsmSource:
             block = ds.read(self.band, window=Window(b0, a0, b1 - b0, a1 - a0)).astype(np.float64)
         if self.nodata is not None and not math.isnan(self.nodata):
             block[block == self.nodata] = np.nan
+        lo, hi = self.valid_range
+        with np.errstate(invalid="ignore"):
+            block[(block < lo) | (block > hi)] = np.nan
         out[a0 - i0:a1 - i0, b0 - j0:b1 - j0] = block
         return out
 
@@ -92,6 +111,7 @@ def open_dsm_source(path, *, geoid=None, vertical_datum: str = "auto", band: int
     if band < 1 or band > count:
         raise ConfigError(f"{p}: DSM band {band} does not exist (the file has {count}).")
     datum, notes = _vertical_datum(p, crs, tags, vertical_datum)
+    notes = notes + _scan_heights(p, band, nodata, shape)
     g = None
     if datum in ("egm96", "egm2008"):
         if geoid is None:
@@ -149,3 +169,91 @@ def open_dsm(path, *, chunks: int = 1024, **kw):
     da = da.sel(band=src.band, drop=True).rename("dsm")
     da.attrs["vertical_datum"] = src.vertical_datum
     return da
+
+
+def _scan_heights(p: Path, band: int, nodata, shape) -> tuple[str, ...]:
+    """Warn about cells outside :data:`HEIGHT_RANGE_M` (read as nodata). Exact for DSMs up to
+    :data:`SCAN_SIDE` cells per side; larger ones are sampled on a regular grid (nearest cell), so
+    an isolated bad cell may go unmentioned there (it is still read as nodata)."""
+    import logging
+
+    import rasterio
+
+    ny, nx = shape
+    out_shape = (min(ny, SCAN_SIDE), min(nx, SCAN_SIDE))
+    with rasterio.open(p) as ds:
+        h = ds.read(band, out_shape=out_shape).astype(np.float64)
+    if nodata is not None and not math.isnan(nodata):
+        h[h == nodata] = np.nan
+    lo, hi = HEIGHT_RANGE_M
+    with np.errstate(invalid="ignore"):
+        bad = (h < lo) | (h > hi)
+    n_bad = int(bad.sum())
+    sampled = "" if out_shape == (ny, nx) else f" of {h.size} sampled"
+    logging.getLogger("offnadir.io.dsm").info("DSM %s: %d%s cells outside %g..%g m", p, n_bad, sampled, lo, hi)
+    if not n_bad:
+        return ()
+    vals, counts = np.unique(h[bad], return_counts=True)
+    common = float(vals[np.argmax(counts)])
+    hint = (f" If {common:g} marks missing data, declare it: `gdal_edit.py -a_nodata {common:g} {p}`."
+            if counts.max() > 1 else "")
+    msg = (f"{p}: {n_bad}{sampled} DSM cells hold values outside the heights found on Earth ({lo:g}..{hi:g} m; "
+           f"e.g. {common:g}); they are read as nodata.{hint}")
+    warnings.warn(msg, DsmValueWarning, stacklevel=3)
+    return (f"{n_bad}{sampled} cells outside {lo:g}..{hi:g} m read as nodata",)
+
+
+def cell_size_m(crs, transform, shape) -> tuple[float, float]:
+    """Ground size (dy_m, dx_m) of one grid cell at the grid's centre, in metres: from the CRS's
+    linear unit for projected grids, geodesic distances on the CRS's ellipsoid for geographic ones.
+    ``crs``: anything pyproj accepts (WKT, EPSG code, rasterio CRS); ``transform``: GDAL-order
+    (a, b, c, d, e, f) or an ``affine.Affine``; ``shape``: (ny, nx)."""
+    from pyproj import CRS, Geod
+
+    c = CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+    a, b, x0, d, e, y0 = tuple(transform)[:6]
+    if not c.is_geographic:
+        unit = c.axis_info[0].unit_conversion_factor if c.axis_info else 1.0
+        return float(math.hypot(b, e) * unit), float(math.hypot(a, d) * unit)
+    ny, nx = shape
+    ci, cj = ny / 2.0, nx / 2.0
+    lon = x0 + a * cj + b * ci
+    lat = y0 + d * cj + e * ci
+    geod = c.get_geod() or Geod(ellps="WGS84")
+    lat = max(-89.999, min(89.999, lat))
+    dx = geod.inv(lon, lat, lon + a, min(89.9999, max(-89.9999, lat + d)))[2]
+    dy = geod.inv(lon, lat, lon + b, min(89.9999, max(-89.9999, lat + e)))[2]
+    return float(dy), float(dx)
+
+
+def change_cell_size(crs, transform, shape, *, where: str = "the DSM grid") -> float:
+    """The one cell size (metres) change detection works with, or a DataError when the grid's cells
+    are not square in metres (within :data:`CELL_SQUARE_TOLERANCE`), are rotated, or (geographic
+    CRSs) change size across the grid."""
+    from pyproj import CRS
+
+    a, b, _, d, e, _ = tuple(transform)[:6]
+    fix = ("Resample the DSM to a projected grid with square cells, e.g. `gdalwarp -t_srs EPSG:326NN "
+           "-tr 0.5 0.5 -r bilinear dsm.tif dsm_utm.tif` (your UTM zone and cell size), and run again.")
+    if b != 0 or d != 0:
+        raise DataError(f"{where} is rotated (geotransform terms {b:g}, {d:g}); change detection needs a north-up "
+                        f"grid. {fix}")
+    dy, dx = cell_size_m(crs, transform, shape)
+    if not (dx > 0 and dy > 0):
+        raise DataError(f"{where}: its cell size could not be found in metres ({dy!r} x {dx!r}). {fix}")
+    if abs(dy - dx) > CELL_SQUARE_TOLERANCE * max(dx, dy):
+        c = CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+        kind = "geographic (degrees)" if c.is_geographic else "projected"
+        raise DataError(f"{where} has cells of {dx:.3f} m (x) by {dy:.3f} m (y) on its {kind} CRS; change detection "
+                        f"needs square cells (within {CELL_SQUARE_TOLERANCE:.0%}). {fix}")
+    size = 0.5 * (dx + dy)
+    if CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs).is_geographic:
+        ny, nx = shape
+        sizes = []
+        for i in (0, ny):
+            tr = (a, b, transform[2], d, e, transform[5] + e * (i - ny / 2.0))
+            sizes.append(cell_size_m(crs, tr, (0, nx))[1])
+        if max(sizes) - min(sizes) > CELL_SQUARE_TOLERANCE * size:
+            raise DataError(f"{where} is geographic and its cells shrink from {max(sizes):.3f} m to {min(sizes):.3f} m "
+                            f"across the grid (more than {CELL_SQUARE_TOLERANCE:.0%}). {fix}")
+    return float(size)
