@@ -225,7 +225,7 @@ def _apply_origin(gcps: GCPs, origin: str) -> GCPs:
 
 
 def _read_geojson(p: Path, image, origin: str) -> GCPs:
-    from offnadir.camera.readers._common import load_json
+    from offnadir.camera.readers._safe_load import load_json
 
     try:
         text = p.read_text(encoding="utf-8-sig")

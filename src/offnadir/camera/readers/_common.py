@@ -1,12 +1,12 @@
 """Helpers shared by the reader modules: text and XML access, time stamps, and attaching an image
 (size, sensor-geometry crop position) to a camera read from a separate model file.
 
+JSON and YAML documents are parsed through ``_safe_load`` (nesting and alias-expansion limits).
 Nothing here knows a vendor format; each ``readers/<format>.py`` owns its own parsing rules.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -14,18 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from offnadir.camera.camera import IDENTITY, Camera, compose_affine, invert_affine
+from offnadir.camera.readers._safe_load import load_json, load_yaml  # noqa: F401  (re-exported)
 from offnadir.camera.rpc import RPC, short_repr, to_number
-from offnadir.errors import InputFileError, InvalidModelError, OffnadirError
-
-#: nesting depth accepted in JSON model/GCP files. Real ones nest 3-5 levels (document -> rpc ->
-#: coefficient list; GeoJSON features -> geometry -> coordinates); CPython's decoder recurses per
-#: level and hits the interpreter's recursion limit near 1,000, so anything deeper is refused first.
-MAX_NESTING = 100
-#: values (YAML nodes) a model document may hold once its aliases are expanded. An orthority RPC
-#: file holds ~100 per image, so a million leaves room for thousands of images, while an alias bomb
-#: ("billion laughs": a few hundred bytes that expand to 9**9 items) is refused before anything
-#: walks (or prints) the expanded structure.
-MAX_YAML_NODES = 1_000_000
+from offnadir.errors import InputFileError, InvalidModelError
 
 # ----------------------------------------------------------------------------------------- text
 
@@ -127,70 +118,6 @@ def to_float(text, source: Path, field: str) -> float:
 def floats(text: str, source: Path, field: str) -> list[float]:
     """Numbers of a whitespace/comma separated list."""
     return [to_float(t, source, field) for t in re.split(r"[\s,;()]+", text.strip()) if t]
-
-
-# ------------------------------------------------------------------------------ JSON and YAML
-
-
-_JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
-
-
-def json_depth(text: str) -> int:
-    """Deepest ``[``/``{`` nesting of JSON text, brackets inside strings ignored (a vectorised scan
-    run before CPython's recursive decoder)."""
-    b = np.frombuffer(_JSON_STRING.sub('""', text).encode("utf-8", "replace"), dtype=np.uint8)
-    step = (np.isin(b, (ord("["), ord("{"))).astype(np.int32)
-            - np.isin(b, (ord("]"), ord("}"))).astype(np.int32))
-    return int(np.cumsum(step).max(initial=0))
-
-
-def load_json(path, text: str, error=InvalidModelError):
-    """Parsed JSON ``text`` of ``path``; malformed, too deeply nested or out-of-range content is an
-    ``error`` naming the file (never a RecursionError/ValueError)."""
-    if text.count("[") + text.count("{") > MAX_NESTING and json_depth(text) > MAX_NESTING:
-        raise error(f"{path}: JSON nests lists/objects more than {MAX_NESTING} levels deep; a camera "
-                    "model or GCP file nests a few levels. The file is corrupt or not a model file.")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise error(f"{path}: is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}). "
-                    "Fix the file or export it again.") from None
-    except (ValueError, RecursionError) as e:  # e.g. an integer above Python's digit limit
-        raise error(f"{path}: JSON content cannot be read ({short_repr(str(e), 120)}).") from None
-
-
-def load_yaml(path, text: str, error=InvalidModelError):
-    """Parsed YAML ``text`` (safe loader, at most :data:`MAX_YAML_NODES` values once aliases are
-    expanded); anything malformed, too deeply nested (PyYAML recursing past the interpreter's limit)
-    or out of range is an ``error`` naming the file."""
-    import yaml
-
-    def expanded(node, memo) -> int:
-        """Node count with aliases expanded (shared nodes counted once per use, computed once)."""
-        k = id(node)
-        if k not in memo:
-            memo[k] = 0  # a recursive structure (an alias inside its own anchor) counts as small here
-            kids = node.value if isinstance(node, yaml.SequenceNode) else (
-                [x for kv in node.value for x in kv] if isinstance(node, yaml.MappingNode) else [])
-            memo[k] = 1 + sum(expanded(c, memo) for c in kids)
-        return memo[k]
-
-    class _Loader(yaml.SafeLoader):
-        def compose_document(self):
-            node = super().compose_document()
-            if node is not None and expanded(node, {}) > MAX_YAML_NODES:
-                raise error(f"{path}: YAML aliases (*name) expand to more than {MAX_YAML_NODES:,} values; "
-                            "a camera model file holds a few hundred. Write the values out in full.")
-            return node
-
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except OffnadirError:
-        raise
-    except yaml.YAMLError as e:
-        raise error(f"{path}: is not valid YAML ({short_repr(str(e), 300)}).") from None
-    except (ValueError, OverflowError, RecursionError, TypeError) as e:  # constructor limits (huge ints)
-        raise error(f"{path}: YAML content cannot be read ({short_repr(str(e), 120)}).") from None
 
 
 # ------------------------------------------------------------------------------------------ time
