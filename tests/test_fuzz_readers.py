@@ -239,3 +239,17 @@ def test_unmutated_seeds_read(fmt):
     """The property is not vacuous: every seed file is a readable camera before mutation."""
     for rel in CAMERA_SEEDS[fmt]:
         check_camera(read_camera(real(rel)))
+
+
+def test_dimap_referencing_itself_was_recursion_error(tmp_path):
+    """A DIMAP document without a model that points to itself (or to another such document) as
+    its RPC file used to recurse without end."""
+    doc = '<?xml version="1.0"?>\n<Dimap_Document><Ref href="RPC_X.XML"/></Dimap_Document>\n'
+    own = _write(tmp_path, "RPC_X.XML", doc)
+    with pytest.raises(OffnadirError) as ei:
+        read_camera(own)
+    assert str(own.name) in str(ei.value)
+    dim = _write(tmp_path, "DIM_X.XML", doc)
+    with pytest.raises(InvalidModelError, match="referenced by") as ei:
+        read_camera(dim)
+    assert "RPC_X.XML" in str(ei.value)

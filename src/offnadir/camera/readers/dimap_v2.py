@@ -61,18 +61,23 @@ def _rfm(root, path: Path):
     return g, inv, v
 
 
-def read(path: Path):
+def read(path: Path, _referrer: Path | None = None):
     path = Path(path)
     root = strip_namespaces(parse_xml(path))
     parts = _rfm(root, path)
     if parts is None:
-        ref = _referenced_rpc(root, path)
+        ref = _referenced_rpc(root, path) if _referrer is None else None
+        if ref is None and _referrer is not None:
+            raise InvalidModelError(
+                f"{path}: referenced by {_referrer} as its RPC file, but holds no Rational_Function_Model "
+                "either. Pass the product's RPC_*.XML file."
+            )
         if ref is None:
             raise NoCameraModelError(
                 f"{path}: DIMAP document without a Rational_Function_Model and no RPC_*.XML "
                 "referenced next to it. Pass the product's RPC_*.XML file."
             )
-        cam = read(ref)
+        cam = read(ref, _referrer=path)
         info = _dim_info(root)
         return cam.replace(shape=cam.shape or info["shape"], sensor=info["sensor"] or cam.sensor,
                            acquired=info["acquired"] or cam.acquired)
@@ -152,9 +157,12 @@ def _referenced_rpc(root, path: Path) -> Path | None:
     for el in root.iter():
         href = el.get("href") or el.get("{http://www.w3.org/1999/xlink}href")
         if href and re.search(r"(^|/)RPC_[^/]*\.XML$", href, re.I):
-            cand = (path.parent / href).resolve()
-            if cand.exists():
-                return cand
+            try:
+                cand = (path.parent / href).resolve()
+                if cand.exists() and cand != path.resolve():
+                    return cand
+            except (OSError, ValueError):  # a name too long for the file system, a NUL byte...
+                continue
     return None
 
 
