@@ -208,40 +208,36 @@ def test_read_only_target_is_refused_before_any_work(scene, capsys, tiny_disk): 
     _refused(_args(dsm, [a], tiny_disk / "o.zarr"), capsys, "cannot write into", "read-only")
 
 
+@pytest.fixture(scope="module")
+def big_scene(tmp_path_factory):
+    """A 480x480-cell scene in 144 tiles of 40 (long enough to interrupt) and its uninterrupted store."""
+    from synthetic import affine_rpc, box_scene, write_dsm, write_image
+
+    tmp = tmp_path_factory.mktemp("big")
+    heights = box_scene(n=480, boxes=((30, 160, 30, 170, 25.0), (290, 430, 280, 410, 12.0)))
+    dsm = write_dsm(tmp / "dsm.tif", heights)
+    a = write_image(tmp / "a.tif", affine_rpc(10.0, 60.0, rows=1200, cols=1200))
+    b = write_image(tmp / "b.tif", affine_rpc(25.0, 250.0, rows=1200, cols=1200))
+    ref = tmp / "ref.zarr"
+    assert main(_args(dsm, [a, b], ref, "--chunk", "40")) == 0
+    return dsm, a, b, _store_cells(ref)
+
+
 def _store_cells(path):
     ds = xr.open_zarr(path).load()
     return {v: ds[v].values for v in ("visible", "row", "col", "value", "dsm")}
 
 
 @pytest.mark.slow
-def test_whole_run_sigkill_then_resume_gives_the_same_cells(tmp_path):
+def test_whole_run_sigkill_then_resume_gives_the_same_cells(tmp_path, big_scene):
     """A real `offnadir coregister` process group killed with SIGKILL mid-run; --resume recomputes
     exactly the unfinished tiles and the store equals an uninterrupted run cell for cell."""
-    from synthetic import affine_rpc, box_scene, write_dsm, write_image
-
-    heights = box_scene(n=480, boxes=((30, 160, 30, 170, 25.0), (290, 430, 280, 410, 12.0)))
-    dsm = write_dsm(tmp_path / "dsm.tif", heights)
-    a = write_image(tmp_path / "a.tif", affine_rpc(10.0, 60.0, rows=1200, cols=1200))
-    b = write_image(tmp_path / "b.tif", affine_rpc(25.0, 250.0, rows=1200, cols=1200))
-    ref, out = tmp_path / "ref.zarr", tmp_path / "o.zarr"
-    assert main(_args(dsm, [a, b], ref, "--chunk", "40")) == 0
+    dsm, a, b, want = big_scene
+    out = tmp_path / "o.zarr"
     cmd = [sys.executable, "-m", "offnadir.cli"] + _args(dsm, [a, b], out, "--chunk", "40")
     proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
-    n_tiles, done = 144, 0
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 300:
-        if (out / "tile_done" / "zarr.json").exists():
-            try:
-                done = store.progress(out)[0]
-            except Exception:  # noqa: BLE001 - the store is being written
-                done = 0
-            if done >= 5:
-                break
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    if proc.poll() is not None:
-        pytest.skip("the run finished before it could be interrupted")
+    n_tiles = 144
+    assert _wait_for_tiles(out, proc, 5), "the run ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done, n = store.progress(out)
@@ -250,9 +246,53 @@ def test_whole_run_sigkill_then_resume_gives_the_same_cells(tmp_path):
     rc = subprocess.run([c for c in cmd if c != "--quiet"] + ["--resume"], capture_output=True, text=True)
     assert rc.returncode == 0, rc.stderr
     assert f"{n - done} of {n} tiles to compute" in rc.stderr, rc.stderr
-    got, want = _store_cells(out), _store_cells(ref)
+    got = _store_cells(out)
     for v in want:
         np.testing.assert_array_equal(got[v], want[v], err_msg=v)
     assert store.status(out) == store.COMPLETE
     attrs = store.root_attrs(out)
     assert json.loads(attrs[store.PLAN_ATTR])["config"]["tiling"]["chunk"] == 40
+
+
+def _wait_for_tiles(out, proc, at_least):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 300 and proc.poll() is None:
+        if (out / "tile_done" / "zarr.json").exists():
+            try:
+                if store.progress(out)[0] >= at_least:
+                    return True
+            except Exception:  # noqa: BLE001 - the store is being written
+                pass
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_worker_sigkill_mid_run_gives_the_same_cells(tmp_path, big_scene):
+    """SIGKILL one worker of a real loopback cluster while `offnadir coregister --scheduler` runs:
+    its nanny restarts it, dask reruns the lost tiles, and the store equals a local run."""
+    from distributed import Client
+    from test_cube_cli import loopback_cluster as fixture
+
+    dsm, a, b, want = big_scene
+    out = tmp_path / "o.zarr"
+    gen = fixture.__wrapped__(tmp_path)
+    addr = next(gen)
+    try:
+        cmd = [sys.executable, "-m", "offnadir.cli"] + [c for c in _args(dsm, [a, b], out, "--chunk", "40")
+                                                         if c not in ("--workers", "1")] + ["--scheduler", addr]
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        assert _wait_for_tiles(out, proc, 5), "the run ended before a worker could be killed"
+        with Client(addr, timeout="10s") as c:
+            pids = c.run(os.getpid)
+        victim = sorted(pids.values())[0]
+        os.kill(victim, signal.SIGKILL)
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    finally:
+        gen.close()
+    got = _store_cells(out)
+    for v in want:
+        np.testing.assert_array_equal(got[v], want[v], err_msg=v)
+    assert store.progress(out) == (144, 144) and store.status(out) == store.COMPLETE
