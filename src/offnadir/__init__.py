@@ -5,6 +5,8 @@ Public API (imported lazily so ``import offnadir`` stays cheap):
 * :func:`read_camera`, :class:`Camera`, :class:`RPC` — the RFM camera core;
 * :func:`fit_bias`, :func:`read_gcps`, :func:`leave_one_out` — affine bias compensation from GCPs;
 * :func:`coregister` — the co-registered cube (lazy ``xarray.Dataset``);
+* :func:`run` — a whole job (cube, sweep, change) from a config, optionally on an existing
+  ``distributed.Client``;
 * :func:`simulate` — a synthetic off-nadir scene that knows its truth;
 * :func:`detect`, :func:`evaluate` — change detection on a cube, and its accuracy against a truth;
 * errors in :mod:`offnadir.errors`.
@@ -36,6 +38,7 @@ _LAZY = {
     "read_gcps": "offnadir.camera.bias",
     "leave_one_out": "offnadir.camera.bias",
     "coregister": "offnadir.pipeline",
+    "run": "offnadir.pipeline",
     "simulate": "offnadir.simulate",
     "detect": "offnadir.change",
     "evaluate": "offnadir.change.evaluate",

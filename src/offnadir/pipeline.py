@@ -163,10 +163,11 @@ def _write_error(out, e: OSError) -> OffnadirError:
                      "command with --resume (an unfinished store is kept when it holds finished tiles).")
 
 
-def run_config(cfg: dict, *, quiet: bool = False, stage_hooks=()) -> Path:
+def run_config(cfg: dict, *, quiet: bool = False, stage_hooks=(), client=None) -> Path:
     """Run a validated config (see :mod:`offnadir.config`): plan, then write the cube on the cluster.
     ``stage_hooks`` are callables ``hook(cfg, plan, out_path, client)`` run after the cube is written
-    (change detection registers itself this way)."""
+    (change detection registers itself this way). ``client``: an existing ``distributed.Client``
+    (a notebook's, dask-gateway's...) to run on instead of the config's cluster; it is left open."""
     from offnadir import outputs, store
     from offnadir.cluster import dask_client
 
@@ -178,12 +179,14 @@ def run_config(cfg: dict, *, quiet: bool = False, stage_hooks=()) -> Path:
     outputs.check_target(out, outputs.input_paths(cfg), replacing=overwrite and not resume)
     lock = outputs.OutputLock(out).acquire()
     try:
-        return _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks)
+        return _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks, client)
     finally:
         lock.release()
 
 
-def _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks) -> Path:
+def _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks, given_client=None) -> Path:
+    from contextlib import nullcontext
+
     from offnadir import store
     from offnadir.cluster import dask_client
 
@@ -194,8 +197,9 @@ def _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks) -> Path:
     d = cfg["dsm"]
     dsm = open_dsm_source(d["path"], geoid=d["geoid"], vertical_datum=d["vertical_datum"], band=d["band"])
     images = load_images(cfg["images"])
-    with dask_client(cfg["cluster"]["scheduler"], cfg["cluster"]["n_workers"], quiet=quiet,
-                     options=cfg["cluster"]) as client:
+    cluster = nullcontext(given_client) if given_client is not None else \
+        dask_client(cfg["cluster"]["scheduler"], cfg["cluster"]["n_workers"], quiet=quiet, options=cfg["cluster"])
+    with cluster as client:
         with dask.config.set(scheduler=client):
             plan = plan_cube(dsm, images, chunk=cfg["tiling"]["chunk"], lattice_step=cfg["tiling"]["lattice_step"],
                              z_tol=cfg["occlusion"]["z_tol"])
@@ -216,22 +220,27 @@ def _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks) -> Path:
 
 
 def stage_hooks(cfg: dict, *, quiet: bool = False) -> tuple:
-    """Stages that run after the cube for this config: change detection when the config's
+    """Stages that run after the cube for this config: the height sweep (two images or more), then
+    change detection when the config's
     ``change.enabled`` is true, or unset and there are at least two images. Options are checked
     here, before any work."""
+    from offnadir.cube.sweep_stage import SweepStage
+
+    # the same-date height sweep runs first (it finds its date groups itself; none: it says so)
+    sweep = (SweepStage(quiet),) if len(cfg.get("images", [])) >= 2 else ()
     section = cfg.get("change") or {}
     enabled = section.get("enabled")
     if enabled is None:
         enabled = len(cfg.get("images", [])) >= 2
     if not enabled:
-        return ()
+        return sweep
     from offnadir.change.options import ChangeOptions
 
     opts = ChangeOptions.from_config(section)
     if len(cfg.get("images", [])) < 2:
         raise ConfigError("change.enabled is true but the config has one image; change detection compares the base "
                           "(first) image with at least one other.")
-    return (_ChangeStage(opts, quiet),)
+    return sweep + (_ChangeStage(opts, quiet),)
 
 
 class _ChangeStage:
@@ -246,8 +255,21 @@ class _ChangeStage:
         detect_store(out, self.opts, client=client, resume=bool(cfg["output"]["resume"]), quiet=self.quiet)
 
 
-def detect_config(cfg: dict, *, quiet: bool = False) -> Path:
-    """Cube and change detection in one go from a validated config (``offnadir detect``)."""
+def detect_config(cfg: dict, *, quiet: bool = False, client=None) -> Path:
+    """Cube and change detection in one go from a validated config (``offnadir detect``), on
+    ``client`` when given (see :func:`run_config`)."""
     cfg = dict(cfg)
     cfg["change"] = {**(cfg.get("change") or {}), "enabled": True}
-    return run_config(cfg, quiet=quiet, stage_hooks=stage_hooks(cfg, quiet=quiet))
+    return run_config(cfg, quiet=quiet, stage_hooks=stage_hooks(cfg, quiet=quiet), client=client)
+
+
+def run(config, *, client=None, quiet: bool = True) -> Path:
+    """Run a job from Python: ``config`` is a YAML path or a config mapping (the schema of
+    ``offnadir template-config``; relative paths from the file's folder, or the current one).
+    ``client``: an existing ``distributed.Client`` (a notebook's, dask-gateway's, Coiled's...) to
+    run on; it is used as it is and left open. Change detection runs as in ``offnadir run``."""
+    from offnadir import config as config_mod
+
+    cfg = config_mod.load(config) if isinstance(config, (str, Path)) else \
+        config_mod.validate(config, base=".", source="config")
+    return run_config(cfg, quiet=quiet, stage_hooks=stage_hooks(cfg, quiet=quiet), client=client)

@@ -1,0 +1,32 @@
+"""A notebook's own dask Client runs the whole job (``offnadir.run(config, client=...)``) and gives
+the same store as the command line's local cluster; the client is left open."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from test_cube_cli import scene  # noqa: F401  (fixture)
+
+import offnadir
+from offnadir.cli import main
+
+
+@pytest.mark.cluster
+def test_existing_client_runs_detect_with_the_same_result(scene):  # noqa: F811
+    from distributed import Client, LocalCluster
+
+    tmp, dsm, a, b = scene
+    cli_out, api_out = tmp / "cli.zarr", tmp / "api.zarr"
+    assert main(["detect", "--dsm", str(dsm), "--base", str(a), "--target", str(b), "-o", str(cli_out),
+                 "--quiet", "--workers", "1", "--chunk", "75"]) == 0
+    cfg = {"dsm": {"path": str(dsm)}, "images": [str(a), str(b)], "output": {"path": str(api_out)},
+           "tiling": {"chunk": 75}, "change": {"enabled": True}}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        assert offnadir.run(cfg, client=client) == api_out
+        assert client.status == "running"  # left open for the notebook
+        assert client.submit(sum, [1, 2]).result() == 3
+    got, want = xr.open_zarr(api_out).load(), xr.open_zarr(cli_out).load()
+    for v in want.data_vars:
+        np.testing.assert_array_equal(got[v].values, want[v].values, err_msg=v)
