@@ -30,3 +30,20 @@ def test_existing_client_runs_detect_with_the_same_result(scene):  # noqa: F811
     got, want = xr.open_zarr(api_out).load(), xr.open_zarr(cli_out).load()
     for v in want.data_vars:
         np.testing.assert_array_equal(got[v].values, want[v].values, err_msg=v)
+
+
+@pytest.mark.cluster
+def test_local_cluster_fits_the_cpus_the_process_may_use(scene):  # noqa: F811
+    """Under `taskset -c 0` (as SLURM's cpuset or a container limit would) the default local
+    cluster starts one worker, not one per core of the machine."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("taskset") is None:
+        pytest.skip("taskset (util-linux) is not installed")
+    tmp, dsm, a, b = scene
+    r = subprocess.run(["taskset", "-c", "0", sys.executable, "-m", "offnadir.cli", "coregister", "--dsm", str(dsm),
+                        "--image", str(a), "-o", str(tmp / "o.zarr")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "local dask cluster, 1 workers x 1 thread" in r.stderr, r.stderr

@@ -39,6 +39,22 @@ DEFAULTS = {"dashboard": "127.0.0.1:0", "worker_timeout": 120.0, "tls_ca_file": 
             "tls_key": None}
 
 
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity mask (``taskset``, SLURM's cgroup cpuset) and the
+    cgroup v2 CPU quota (``cpu.max``, what Kubernetes' CPU limit sets), not the machine's count."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(float(quota) / float(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
 def security(options: dict | None):
     """``distributed.security.Security`` for the tls_* options, or None when none is set."""
     o = {**DEFAULTS, **(options or {})}
@@ -87,7 +103,7 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
         return
     import dask
 
-    n = n_workers or os.cpu_count() or 1
+    n = n_workers or usable_cpus()
     dash = None if str(o["dashboard"]).strip().lower() in ("none", "off", "") else str(o["dashboard"]).strip()
     log.info("local cluster: %d workers, dashboard %s", n, dash or "off")
     malloc = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC_ENV.items()}
