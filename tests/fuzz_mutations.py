@@ -37,7 +37,8 @@ CAMERA_SEEDS = {
     "rpc-json": ["rpcm/tests/test_rpc_files/JAX_068_001_RGB.json"],
     "orthority-yaml": ["orthority/tests/data/rpc/rpc_param.yaml"],
     "vrt": ["gdal/autotest/gcore/data/rpc_5395.vrt", "gdal/autotest/gcore/data/rpc.vrt"],
-    "geotiff": ["shareloc/tests/data/rpc/PHR1B_P_201709281038393_SEN_PRG_FC_178609-001.tif"],
+    "geotiff": ["shareloc/tests/data/rpc/PHR1B_P_201709281038393_SEN_PRG_FC_178609-001.tif",
+                "orthority/tests/data/rpc/qb2_basic1b.tif"],
     "nitf": ["shareloc/tests/data/rpc/wv3_20.NTF"],
 }
 GCP_GEOJSON = "orthority/tests/data/rpc/gcps.geojson"
@@ -250,12 +251,55 @@ def m_structural(data: bytes, draw) -> bytes:
     return json.dumps(doc, allow_nan=True).encode()
 
 
+def m_replace_number_same_width(data: bytes, draw) -> bytes:
+    """Overwrite a number in place with a bad value of the same width, so that fixed-width layouts
+    (ALOS lines, the NITF RPC00B TRE, TIFF offsets) stay aligned and the bad value reaches the parser."""
+    nums = list(_NUM.finditer(data[:600_000]))
+    if not nums:
+        return data
+    m = nums[draw.integer(0, len(nums) - 1)]
+    w = m.end() - m.start()
+    bad = draw.choice((b"9" * w, b"-" + b"9" * (w - 1), b"NaN", b"inf", b"+9.999999E+9", b"0" * w, b" " * w,
+                       b"-0", b"x" * w, b"1E999", b"+0.000000E+0"))
+    bad = bad[:w].ljust(w, b" ")
+    return data[:m.start()] + bad + data[m.end():]
+
+
+#: TIFF tag of the RPC coefficients (GeoTIFF RPC extension): 92 IEEE doubles
+_TIFF_RPC_TAG = 50844
+_BAD_DOUBLES = (float("nan"), float("inf"), -float("inf"), 0.0, 1e308, -1e308, 5e-324, 1e20, -1.0)
+
+
+def m_tiff_rpc_double(data: bytes, draw) -> bytes:
+    """Overwrite one of the 92 doubles of a little-endian TIFF's RPC tag (GDAL reads it as the RPC
+    metadata domain): the only way byte-level fuzzing reaches the binary RPC of a GeoTIFF."""
+    import struct
+
+    if not data.startswith(b"II*\x00") or len(data) < 8:
+        return m_byte_flip(data, draw)
+    try:
+        ifd = struct.unpack_from("<I", data, 4)[0]
+        n = struct.unpack_from("<H", data, ifd)[0]
+        for k in range(n):
+            tag, typ, count, off = struct.unpack_from("<HHII", data, ifd + 2 + 12 * k)
+            if tag == _TIFF_RPC_TAG and typ == 12 and off + 8 * count <= len(data):
+                i = draw.integer(0, count - 1)
+                b = bytearray(data)
+                struct.pack_into("<d", b, off + 8 * i, draw.choice(_BAD_DOUBLES))
+                return bytes(b)
+    except struct.error:
+        pass
+    return m_byte_flip(data, draw)
+
+
 MUTATIONS = {
     "byte_flip": m_byte_flip,
     "truncate": m_truncate,
     "delete_line": m_delete_line,
     "duplicate_line": m_duplicate_line,
     "replace_number": m_replace_number,
+    "replace_number_same_width": m_replace_number_same_width,
+    "tiff_rpc_double": m_tiff_rpc_double,
     "empty_value": m_empty_value,
     "insert_bytes": m_insert_bytes,
     "encoding": m_encoding,
