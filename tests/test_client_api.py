@@ -47,3 +47,20 @@ def test_local_cluster_fits_the_cpus_the_process_may_use(scene):  # noqa: F811
                         "--image", str(a), "-o", str(tmp / "o.zarr")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "local dask cluster, 1 workers x 1 thread" in r.stderr, r.stderr
+
+
+def test_batch_jobs_get_progress_lines(scene):  # noqa: F811
+    """stderr is not a terminal (a SLURM log): periodic one-line progress with count, rate and time left."""
+    import os
+    import subprocess
+    import sys
+
+    tmp, dsm, a, b = scene
+    env = dict(os.environ, OFFNADIR_PROGRESS_SECONDS="0")
+    r = subprocess.run([sys.executable, "-m", "offnadir.cli", "coregister", "--dsm", str(dsm), "--image", str(a),
+                        "-o", str(tmp / "o.zarr"), "--workers", "1", "--chunk", "50"],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("offnadir: cube tiles:")]
+    assert lines and lines[-1].startswith("offnadir: cube tiles: 9/9 (100 %)") and "done" in lines[-1], r.stderr
+    assert "/s" in lines[-1] and "elapsed" in lines[-1]

@@ -174,6 +174,7 @@ def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: 
     ready = as_completed(futures)
     no_worker_since = None
     last_check = time.monotonic()
+    lines = _BatchProgress(desc, len(futures)) if not quiet and not _is_terminal(sys.stderr) else None
     with tqdm(total=len(futures), desc=desc, unit="tile", disable=quiet or None, file=sys.stderr) as bar:
         try:
             while not ready.is_empty():
@@ -181,6 +182,8 @@ def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: 
                     for fut in ready.next_batch(block=False):
                         results.append(fut.result())
                         bar.update(1)
+                    if lines is not None:
+                        lines.update(len(results))
                     no_worker_since = None
                     continue
                 time.sleep(0.05)
@@ -188,6 +191,8 @@ def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: 
                 if now - last_check < poll:
                     continue
                 last_check = now
+                if lines is not None:
+                    lines.update(len(results))
                 if _n_workers(client) > 0:
                     no_worker_since = None
                 elif no_worker_since is None:
@@ -199,7 +204,43 @@ def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: 
             for f in futures:
                 f.cancel()
             raise
+    if lines is not None:
+        lines.update(len(results), final=True)
     return results
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _BatchProgress:
+    """Progress for logs that are not a terminal (a SLURM job's output, a CI log): one line every
+    ``OFFNADIR_PROGRESS_SECONDS`` (default 30) with tasks done, rate and time left."""
+
+    def __init__(self, desc: str, total: int):
+        self.desc, self.total = desc, total
+        self.t0 = self.last = time.monotonic()
+        self.every = float(os.environ.get("OFFNADIR_PROGRESS_SECONDS", "30") or 30)
+
+    def update(self, done: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < self.every:
+            return
+        self.last = now
+        dt = max(now - self.t0, 1e-9)
+        rate = done / dt
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        left = "done" if done >= self.total else (f"about {_hms(eta)} left" if eta != float("inf") else "")
+        print(f"offnadir: {self.desc}: {done}/{self.total} ({100 * done / max(self.total, 1):.0f} %), "
+              f"{rate:.2f}/s, {_hms(dt)} elapsed, {left}", file=sys.stderr, flush=True)
+
+
+def _hms(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def _raise_no_workers(client, timeout: float, n_left: int):
