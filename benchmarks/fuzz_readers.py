@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import io
 import json
 import random
 import sys
@@ -79,6 +81,7 @@ def main(argv=None) -> int:
     errors_by_type = collections.Counter()
     bad = []
     sites = collections.Counter()
+    noisy = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="offnadir-fuzz-") as tmp:
         for i in range(a.cases):
@@ -87,8 +90,10 @@ def main(argv=None) -> int:
             data, ops = mutate(seeds[rel], draw)
             case_dir = Path(tmp) / f"c{i}"
             case_dir.mkdir()
+            noise = io.StringIO()
             try:
-                run_case(fmt, rel, data, case_dir)
+                with contextlib.redirect_stderr(noise):
+                    run_case(fmt, rel, data, case_dir)
                 stats[fmt]["valid"] += 1
             except OffnadirError as e:
                 stats[fmt]["offnadir_error"] += 1
@@ -103,31 +108,42 @@ def main(argv=None) -> int:
                     keep.write_bytes(data)
                     bad.append((i, fmt, rel, ops, str(keep), traceback.format_exc()))
             finally:
+                if noise.getvalue().strip():
+                    stats[fmt]["stderr_noise"] += 1
+                    if len(noisy) < a.show:
+                        keep = Path(tempfile.gettempdir()) / f"offnadir-fuzz-noisy-{a.seed}-{i}-{seed_name(rel)}"
+                        keep.write_bytes(data)
+                        noisy.append((i, fmt, ops, str(keep), noise.getvalue().strip()[-600:]))
                 for f in case_dir.iterdir():
                     f.unlink()
                 case_dir.rmdir()
     dt = time.perf_counter() - t0
     total = collections.Counter()
     print(f"fuzz_readers: {a.cases} cases, seed {a.seed}, {dt:.1f} s ({a.cases / dt:.0f} cases/s)\n")
-    print("| format | cases | valid camera/GCPs | offnadir error | other exception |")
-    print("|---|---:|---:|---:|---:|")
+    print("| format | cases | valid camera/GCPs | offnadir error | other exception | printed to stderr |")
+    print("|---|---:|---:|---:|---:|---:|")
     for f in names:
         s = stats[f]
         n = sum(s.values())
         total.update(s)
-        print(f"| {f} | {n} | {s['valid']} | {s['offnadir_error']} | {s['other_exception']} |")
-    print(f"| **total** | {sum(total.values())} | {total['valid']} | {total['offnadir_error']} | "
-          f"{total['other_exception']} |\n")
+        n -= s["stderr_noise"]  # counted twice: outcome + noise
+        print(f"| {f} | {n} | {s['valid']} | {s['offnadir_error']} | {s['other_exception']} | "
+              f"{s['stderr_noise']} |")
+    print(f"| **total** | {sum(total.values()) - total['stderr_noise']} | {total['valid']} | "
+          f"{total['offnadir_error']} | {total['other_exception']} | {total['stderr_noise']} |\n")
     print("errors by type: " + ", ".join(f"{k} {v}" for k, v in errors_by_type.most_common()))
     if sites:
         print("non-offnadir exceptions by place: " + "; ".join(f"{k} x{v}" for k, v in sites.most_common()))
     for i, fmt, rel, ops, keep, tb in bad:
         print(f"\n--- case {i} ({fmt}, {rel}, mutations {ops}); input kept at {keep}\n{tb}")
+    for i, fmt, ops, keep, text in noisy:
+        print(f"\n--- case {i} ({fmt}, mutations {ops}) printed to stderr; input kept at {keep}\n{text}")
     if a.json:
         a.json.write_text(json.dumps({"cases": a.cases, "seed": a.seed, "seconds": dt,
                                       "per_format": {f: dict(s) for f, s in stats.items()},
                                       "errors_by_type": dict(errors_by_type)}, indent=1))
-    print(f"\nnon-offnadir exceptions: {total['other_exception']}")
+    print(f"\nnon-offnadir exceptions: {total['other_exception']}; cases that printed to stderr: "
+          f"{total['stderr_noise']}")
     return 1 if total["other_exception"] else 0
 
 

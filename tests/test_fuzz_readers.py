@@ -253,3 +253,14 @@ def test_dimap_referencing_itself_was_recursion_error(tmp_path):
     with pytest.raises(InvalidModelError, match="referenced by") as ei:
         read_camera(dim)
     assert "RPC_X.XML" in str(ei.value)
+
+
+def test_geotiff_with_non_utf8_gdal_metadata_prints_nothing(tmp_path, capsys):
+    """GDAL's XML error quotes the bad byte; rasterio could not decode it and printed a traceback."""
+    src = real("shareloc/tests/data/rpc/PHR1B_P_201709281038393_SEN_PRG_FC_178609-001.tif").read_bytes()
+    bad = src.replace(b'<Item name="METADATATYPE">', b'<It\xe9m name="METADATATYPE">', 1)  # same length
+    assert bad != src and len(bad) == len(src)
+    cam = read_camera(_write(tmp_path, "img.tif", bad))
+    check_camera(cam)  # the RPC tag is intact: the model is still read
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "UnicodeDecodeError" not in captured.err

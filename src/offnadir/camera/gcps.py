@@ -297,10 +297,12 @@ def _read_raster(p: Path, origin: str) -> GCPs:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
+    from offnadir.camera.readers._common import quiet_gdal_messages
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(p) as ds:
+            with quiet_gdal_messages(), rasterio.open(p) as ds:
                 gcps, crs = ds.gcps
     except (RasterioIOError, UnicodeError) as e:
         raise GCPError(f"{p}: is not a GCP file offnadir reads (GDAL says: {short_repr(str(e), 200)}). Give a CSV with header "

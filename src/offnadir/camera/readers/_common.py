@@ -7,6 +7,8 @@ Nothing here knows a vendor format; each ``readers/<format>.py`` owns its own pa
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -17,6 +19,8 @@ from offnadir.camera.camera import IDENTITY, Camera, compose_affine, invert_affi
 from offnadir.camera.readers._safe_load import load_json, load_yaml  # noqa: F401  (re-exported)
 from offnadir.camera.rpc import RPC, short_repr, to_number
 from offnadir.errors import InputFileError, InvalidModelError
+
+log = logging.getLogger("offnadir.camera.readers")
 
 # ----------------------------------------------------------------------------------------- text
 
@@ -244,6 +248,39 @@ def _is_identity(transform) -> bool:
     return np.allclose(tuple(transform)[:6], (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), rtol=0, atol=1e-12)
 
 
+@contextlib.contextmanager
+def quiet_gdal_messages():
+    """Swallow what rasterio prints when a GDAL message is not UTF-8.
+
+    GDAL's errors quote the bytes of a corrupt file (an XML parse error in a GeoTIFF's GDAL_METADATA
+    tag, a VRT); rasterio's error handler cannot decode them and, being unable to raise, prints the
+    UnicodeDecodeError and a traceback to stderr. The open itself then fails or succeeds normally and
+    offnadir reports the outcome, so this output is dropped (logged at debug level) instead of
+    breaking the CLI's one-line error. Other stderr output is passed through unchanged."""
+    import io
+    import sys
+
+    prev_hook = sys.unraisablehook
+    buf = io.StringIO()
+
+    def hook(u):
+        if isinstance(u.exc_value, UnicodeDecodeError) and "rasterio" in str(u.object):
+            log.debug("rasterio could not decode a GDAL message: %s", u.exc_value)
+            return
+        prev_hook(u)
+
+    sys.unraisablehook = hook
+    try:
+        with contextlib.redirect_stderr(buf):
+            yield
+    finally:
+        sys.unraisablehook = prev_hook
+        rest = [ln for ln in buf.getvalue().splitlines(keepends=True)
+                if not ln.startswith("UnicodeDecodeError: 'utf-8' codec can't decode")]
+        if rest:
+            sys.stderr.write("".join(rest))
+
+
 def image_info(image_path: Path) -> dict:
     """Size, georeferencing and acquisition tags of a raster (through rasterio/GDAL)."""
     import warnings
@@ -257,7 +294,7 @@ def image_info(image_path: Path) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(p) as ds:
+            with quiet_gdal_messages(), rasterio.open(p) as ds:
                 return {
                     "shape": (ds.height, ds.width),
                     "crs": ds.crs,

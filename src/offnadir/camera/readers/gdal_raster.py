@@ -21,7 +21,8 @@ import warnings
 from pathlib import Path
 
 from offnadir.camera.readers._common import (
-    attach_image, domain_validity, looks_like_xml_root, make_camera, sensor_time_from_tags, tags_all,
+    attach_image, domain_validity, looks_like_xml_root, make_camera, quiet_gdal_messages, sensor_time_from_tags,
+    tags_all,
 )
 from offnadir.camera.rpc import RPC, short_repr
 from offnadir.errors import NoCameraModelError, OffnadirError, UnsupportedFormatError
@@ -55,7 +56,7 @@ def read(path: Path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as ds:
+            with quiet_gdal_messages(), rasterio.open(path) as ds:
                 rpc_tags = dict(ds.tags(ns="RPC"))
                 shape = (ds.height, ds.width)
                 tags = tags_all(ds)
