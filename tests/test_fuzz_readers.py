@@ -13,6 +13,8 @@ Two parts:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import tempfile
@@ -200,10 +202,11 @@ _SETTINGS = dict(derandomize=True, database=None, deadline=None, print_blob=Fals
 
 
 def _read_mutated(fmt: str, rel: str, data: bytes):
+    noise = io.StringIO()
     with tempfile.TemporaryDirectory(prefix="offnadir-fuzz-") as tmp:
         p = Path(tmp) / seed_name(rel)
         p.write_bytes(data)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stderr(noise):
             warnings.simplefilter("ignore")
             try:
                 if fmt.startswith("gcp-"):
@@ -212,6 +215,7 @@ def _read_mutated(fmt: str, rel: str, data: bytes):
                     check_camera(read_camera(p))
             except OffnadirError as e:
                 assert str(e).strip(), "an offnadir error must carry a message"
+    assert "Traceback" not in noise.getvalue(), noise.getvalue()
 
 
 @pytest.mark.parametrize("fmt", sorted(CAMERA_SEEDS))
