@@ -1,0 +1,163 @@
+"""The height-sweep stage: same-date image groups measure how far the surface moved from the DSM.
+
+Runs after the cube is written and before change detection (``offnadir run``/``detect``). For
+every date group (cube coordinate ``date_group``) with at least two images, one dask task per
+(tile, group) sweeps heights (:func:`offnadir.cube.sweep.sweep_tile`) and writes its region.
+
+Contract with the change stage (which reads these variables when present), all written to the
+same Zarr store before change detection runs:
+
+* ``dh`` float32 (image, y, x): best surface height minus the DSM height, metres; every image of a
+  group gets the group's map; NaN for images in no group of >= 2, for cells hidden/outside
+  (cube ``visible`` != 1) in any image of the group, DSM nodata, and where no maximum of the
+  agreement lies inside the swept range.
+* ``dh_sigma`` float32 (image, y, x): 1-sigma uncertainty of ``dh`` in metres (derivation in
+  :mod:`offnadir.cube.sweep`); NaN where ``dh`` is.
+* ``dh_score`` float32 (image, y, x): the group's agreement (mean pairwise windowed NCC, -1..1)
+  at the chosen height; NaN where ``dh`` is.
+* coordinate ``date_group`` (image), int: images of one calendar date share a group.
+* store attribute ``height_sweep`` (JSON): groups, pair geometry (B/H), step, window, margin and
+  the height range swept per tile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from offnadir.cube import sweep
+
+log = logging.getLogger("offnadir.cube.sweep_stage")
+
+SWEEP_VARS = {
+    "dh": {"long_name": "height change: best-agreeing surface height of the image's date group minus the DSM height",
+           "units": "m"},
+    "dh_sigma": {"long_name": "1-sigma uncertainty of dh (agreement-curve curvature and sub-step interpolation)",
+                 "units": "m"},
+    "dh_score": {"long_name": "agreement of the date group's images at the chosen height (mean pairwise windowed "
+                              "normalised cross-correlation)", "units": "1"},
+}
+
+
+def multi_view_groups(images) -> list[list[int]]:
+    """Image indices of every date group with at least two images."""
+    from offnadir.cube.dataset import date_groups
+
+    g = date_groups(images)
+    return [[int(k) for k in np.flatnonzero(g == v)] for v in np.unique(g) if (g == v).sum() >= 2]
+
+
+def sweep_region(path: str, plan, tile, geom: dict, relief: float) -> dict:
+    """One task: sweep one group over one tile and write its region of dh, dh_sigma, dh_score."""
+    import zarr
+
+    from offnadir.store import _quiet_zarr
+
+    members = geom["members"]
+    region = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
+    i0, i1, j0, j1 = sweep.block_bounds(plan, tile)
+    with _quiet_zarr():
+        g = zarr.open_group(path, mode="r+", use_consolidated=False)
+        vis = np.stack([np.asarray(g["visible"][k, i0:i1, j0:j1]) for k in members])
+        res = sweep.sweep_tile(plan, tile, geom, relief, visible=vis)
+        for name in SWEEP_VARS:
+            for k in members:
+                g[name][(k,) + region] = res[name]
+    return {"tile": [tile.ti, tile.tj], "members": members, "z0": res["z0"], "n": res["n"], "step": res["step"],
+            "measured": int(np.isfinite(res["dh"]).sum())}
+
+
+def _layout(path: Path, plan) -> None:
+    """Add the (empty, NaN) sweep variables to the store, replacing earlier ones."""
+    import dask.array as da
+    import xarray as xr
+    import zarr
+
+    from offnadir.store import _quiet_zarr, compressors
+
+    n_img = len(plan.images)
+    cy, cx = plan.chunks()
+    with _quiet_zarr():
+        g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        for name in SWEEP_VARS:
+            if name in g:
+                del g[name]
+        data = {}
+        for name, attrs in SWEEP_VARS.items():
+            arr = da.full((n_img, sum(cy), sum(cx)), np.nan, chunks=((1,) * n_img, cy, cx), dtype=np.float32)
+            data[name] = (("image", "y", "x"), arr, {**attrs, "grid_mapping": "spatial_ref"})
+        tmpl = xr.Dataset(data)
+        tmpl.attrs = dict(g.attrs)  # xarray's append mode rewrites the group attributes
+        enc = {n: {"chunks": (1, cy[0], cx[0]), "fill_value": np.nan, "compressors": compressors()}
+               for n in SWEEP_VARS}
+        tmpl.to_zarr(str(path), mode="a", compute=False, zarr_format=3, consolidated=False, encoding=enc)
+
+
+def sweep_store(path, plan, *, client, quiet: bool = False) -> dict | None:
+    """Run the height sweep for every multi-view date group and write it to the store at ``path``.
+    Returns the summary stored in the ``height_sweep`` attribute (None when no date has two images)."""
+    import dask
+    import zarr
+
+    from offnadir.cluster import run_tasks
+    from offnadir.store import _quiet_zarr
+
+    path = Path(path)
+    groups = multi_view_groups(plan.images)
+    if not groups:
+        log.info("height sweep: no acquisition date has two or more images; no dh written (give dates with "
+                 "`date:` in the config or --date when images of one date lack them)")
+        return None
+    relief = float(plan.h_max - plan.h_min)
+    geoms = [sweep.pair_geometry(plan, m) for m in groups]
+    names = [im.name for im in plan.images]
+    for geom in geoms:
+        log.info("height sweep: group %s: B/H %s, step %.3f m (%.2f cell of relative displacement), %dx%d-cell "
+                 "window, candidate heights from the tile's lowest DSM height - %d steps to max(its highest, lowest + "
+                 "scene relief %.1f m) + %d steps", [names[k] for k in geom["members"]],
+                 ", ".join(f"{b:.3f}" for b in geom["base_to_height"]), geom["step_m"], sweep.STEP_FRACTION,
+                 2 * sweep.WINDOW_RADIUS + 1, 2 * sweep.WINDOW_RADIUS + 1, sweep.MARGIN_STEPS, relief,
+                 sweep.MARGIN_STEPS)
+    _layout(path, plan)
+    plan_node = dask.delayed(plan, pure=True, traverse=False)
+    tasks = [dask.delayed(sweep_region, pure=False)(str(path), plan_node, t, geom, relief)
+             for t in plan.tiles() for geom in geoms]
+    if not quiet:
+        print(f"offnadir: height sweep, {len(groups)} date group(s) with >= 2 images, {len(tasks)} tasks",
+              file=sys.stderr)
+    results = run_tasks(client, tasks, desc="height sweep", quiet=quiet)
+    summary = {
+        "groups": [{"images": [names[k] for k in geom["members"]], "pairs": geom["pairs"],
+                    "base_to_height": geom["base_to_height"], "step_m": geom["step_m"]} for geom in geoms],
+        "step_fraction_of_cell": sweep.STEP_FRACTION,
+        "window_cells": 2 * sweep.WINDOW_RADIUS + 1,
+        "margin_steps": sweep.MARGIN_STEPS,
+        "dsm_test_standard_errors": sweep.SE_FACTOR,
+        "scene_relief_m": relief,
+        "tiles": [{"tile": r["tile"], "images": [names[k] for k in r["members"]], "z_min": r["z0"],
+                   "z_max": r["z0"] + (r["n"] - 1) * r["step"] if r["n"] else None,
+                   "heights": r["n"], "cells_measured": r["measured"]} for r in results if isinstance(r, dict)],
+    }
+    z = [(t["z_min"], t["z_max"]) for t in summary["tiles"] if t["heights"]]
+    if z:
+        log.info("height sweep: swept ellipsoidal heights %.1f .. %.1f m over %d tile task(s)",
+                 min(a for a, _ in z), max(b for _, b in z), len(z))
+    with _quiet_zarr():
+        g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        g.attrs["height_sweep"] = json.dumps(summary, default=float)
+        zarr.consolidate_metadata(str(path))
+    return summary
+
+
+class SweepStage:
+    """Stage hook (see :func:`offnadir.pipeline.run_config`): the height sweep on the written cube."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    def __call__(self, cfg, plan, out, client):
+        sweep_store(out, plan, client=client, quiet=self.quiet)
