@@ -33,6 +33,8 @@ SUBCOMMANDS = (
     "template_config",
     "simulate",
     "demo",
+    "export",
+    "quicklook",
 )
 
 PROG = "offnadir"

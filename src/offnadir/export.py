@@ -1,0 +1,413 @@
+"""Outputs every GIS opens, from a complete result store: Cloud-Optimized GeoTIFFs of the maps,
+changed objects as polygons (GeoPackage, GeoJSON, GeoParquet) and a Zarr v2 copy.
+
+Why a Zarr v2 copy: the store is Zarr v3 as written by zarr-python 3, whose arrays always carry the
+spec's ``bytes`` codec. GDAL 3.10 (the one inside rasterio's wheels) knows that codec only by its
+draft name ``endian`` (renamed in GDAL 3.11), so it refuses every array of a v3 store with
+"Unsupported codec: bytes", whatever the compressor. It reads Zarr v2 with the same chunks,
+Blosc compression, CF ``grid_mapping`` (CRS) and fill value (nodata).
+
+Everything here is driven by the variables the store holds: :data:`RULES` says, per variable,
+what its nodata is and how its overviews are resampled; a variable it does not name falls back on
+its dtype (floats: NaN; integers: the ``nodata`` attribute, else the Zarr fill value).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from offnadir.errors import ConfigError, DataError, OutputExistsError
+
+log = logging.getLogger("offnadir.export")
+
+FORMATS = ("cog", "gpkg", "geojson", "geoparquet", "zarr2")
+VECTOR_FORMATS = {"gpkg": ("GPKG", ".gpkg"), "geojson": ("GeoJSON", ".geojson"), "geoparquet": (None, ".parquet")}
+#: change map value of a changed cell
+CHANGED = 1
+
+
+@dataclass(frozen=True)
+class Rule:
+    nodata: float | None  # None: every value is data
+    resampling: str  # overviews: "nearest" for classes and IDs, "average" for measurements
+    description: str = ""
+
+
+#: per-variable export rules (nodata as in the store's fill values and ``nodata`` attributes)
+RULES = {
+    "change": Rule(2, "nearest", "0 no change, 1 change, 2 unobservable (nodata)"),
+    "change_ortho": Rule(2, "nearest", "ortho baseline: 0 no change, 1 change, 2 outside (nodata)"),
+    "patch": Rule(0, "nearest", "patch ID, 0 no patch (nodata)"),
+    "visible": Rule(2, "nearest", "0 hidden, 1 visible, 2 outside (nodata)"),
+    "elevated": Rule(None, "nearest", "0 ground, 1 elevated"),
+    "illumination": Rule(255, "nearest", "direct sun x 100, 255 unknown (nodata)"),
+    "probability": Rule(float("nan"), "average", "change probability 0-1"),
+    "score": Rule(float("nan"), "average", "change confidence 0-1"),
+    "dh": Rule(float("nan"), "average", "height change target - base (m)"),
+    "dh_sigma": Rule(float("nan"), "average", "standard deviation of dh (m)"),
+}
+#: rasters exported when no --variable is given (those the store holds)
+DEFAULT_RASTERS = ("change", "probability", "dh", "dh_sigma", "score")
+#: per-object means reported with the polygons (those the store holds)
+OBJECT_MEANS = ("probability", "score", "dh")
+
+
+def rule(ds, name) -> Rule:
+    """The export rule of variable ``name`` of ``ds`` (from :data:`RULES`, else from its dtype)."""
+    if name in RULES:
+        return RULES[name]
+    var = ds[name]
+    if np.issubdtype(var.dtype, np.floating):
+        return Rule(float("nan"), "average")
+    nd = var.attrs.get("nodata", var.encoding.get("fill_value"))
+    return Rule(None if nd is None else float(nd), "nearest")
+
+
+@contextmanager
+def _quiet():
+    from offnadir.store import _quiet_zarr
+
+    with _quiet_zarr():
+        yield
+
+
+def open_store(path, what: str = "export"):
+    """The complete store at ``path`` as a lazy Dataset; a clear error when it is missing, not a
+    Zarr store, or incomplete (``what``: the verb for the message)."""
+    import xarray as xr
+
+    from offnadir.store import require_complete
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such store. Give the path of a Zarr store written by offnadir detect/run.")
+    require_complete(p, what)
+    try:
+        with _quiet():
+            ds = xr.open_zarr(str(p), consolidated=None)
+    except Exception as e:  # noqa: BLE001 - any reader failure means the same thing to the user
+        raise DataError(f"{p}: cannot be read as a Zarr store ({e}). Check the path.") from e
+    if "x" not in ds.dims or "y" not in ds.dims:
+        raise DataError(f"{p}: has no y/x grid; not a result store of offnadir.")
+    return ds
+
+
+def grid(ds):
+    """(affine transform, rasterio CRS) of the store's DSM grid (cell-centre coordinates)."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    x, y = ds["x"].values, ds["y"].values
+    if x.size < 2 or y.size < 2:
+        raise DataError("the store's grid has fewer than 2 cells along x or y; nothing to export.")
+    dx, dy = (x[-1] - x[0]) / (x.size - 1), (y[-1] - y[0]) / (y.size - 1)
+    wkt = ds.attrs.get("proj:wkt2") or (ds["spatial_ref"].attrs.get("crs_wkt") if "spatial_ref" in ds else None)
+    if not wkt:
+        raise DataError("the store has no CRS (neither proj:wkt2 nor spatial_ref.crs_wkt); cannot georeference.")
+    return Affine(dx, 0.0, x[0] - dx / 2, 0.0, dy, y[0] - dy / 2), CRS.from_wkt(wkt)
+
+
+def target_images(ds, images=None) -> list[str]:
+    """Image names to export: ``images`` (checked), else every image but the base (the first)."""
+    names = [str(n) for n in ds["image"].values] if "image" in ds.dims else []
+    if images:
+        bad = [n for n in images if n not in names]
+        if bad:
+            raise ConfigError(f"--image {bad[0]}: not an image of the store; it holds {', '.join(names)}.")
+        return list(images)
+    return names[1:]
+
+
+def raster_variables(ds, variables=None) -> list[str]:
+    on_grid = [n for n in ds.data_vars if {"y", "x"} <= set(ds[n].dims)]
+    if variables:
+        bad = [v for v in variables if v not in on_grid]
+        if bad:
+            raise ConfigError(f"--variable {bad[0]}: not a map of the store; it has {', '.join(sorted(on_grid))}.")
+        return list(variables)
+    chosen = [v for v in DEFAULT_RASTERS if v in on_grid]
+    if not chosen:
+        raise DataError(f"the store holds none of {', '.join(DEFAULT_RASTERS)}; name maps with --variable "
+                        f"(it has {', '.join(sorted(on_grid))}).")
+    return chosen
+
+
+def _date(ds, image) -> str:
+    if "time" not in ds.coords:
+        return ""
+    t = ds["time"].sel(image=image).values
+    return "" if np.isnat(t) else str(np.datetime_as_string(t, unit="s"))
+
+
+# --------------------------------------------------------------------------- output safety
+
+def _check_free(paths, overwrite: bool) -> None:
+    taken = [p for p in paths if Path(p).exists()]
+    if taken and not overwrite:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise OutputExistsError(f"{taken[0]}: already exists{more}. Pass --overwrite to replace it, or choose "
+                                "another output with -o.")
+
+
+@contextmanager
+def _atomic(final):
+    """A temporary path beside ``final``, moved onto it only when the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=final.suffix or ".tmp", dir=final.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        yield Path(tmp)
+        if final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# --------------------------------------------------------------------------- rasters
+
+def _planes(ds, name, image):
+    """The 2-D (y, x) or 3-D (band, y, x) lazy array of ``name`` for ``image``."""
+    var = ds[name]
+    if "image" in var.dims:
+        var = var.sel(image=image)
+    extra = [d for d in var.dims if d not in ("y", "x")]
+    if len(extra) > 1:
+        raise ConfigError(f"--variable {name}: has dimensions {var.dims}; only one besides image, y and x can "
+                          "become bands.")
+    return var.transpose(*extra, "y", "x")
+
+
+def write_cog(ds, name, image, path, transform, crs) -> Path:
+    """One COG of variable ``name`` for ``image`` (``image`` None: a variable without image dim),
+    written block by block from the store's chunks; nodata, CRS and overviews per :func:`rule`."""
+    import rasterio
+    import rasterio.shutil
+
+    r = rule(ds, name)
+    var = _planes(ds, name, image) if image is not None else ds[name].transpose(..., "y", "x")
+    data = var.data
+    count = 1 if var.ndim == 2 else var.shape[0]
+    dtype = np.dtype(var.dtype)
+    if dtype == np.int64 and int(var.max().compute()) < 2 ** 31:
+        dtype = np.dtype(np.int32)  # GeoTIFF readers handle int32 everywhere; the IDs fit
+    profile = dict(driver="GTiff", width=var.sizes["x"], height=var.sizes["y"], count=count, dtype=dtype.name,
+                   crs=crs, transform=transform, tiled=True, blockxsize=512, blockysize=512, compress="deflate",
+                   BIGTIFF="IF_SAFER")
+    if r.nodata is not None:
+        profile["nodata"] = r.nodata
+    with _atomic(path) as tmp, tempfile.TemporaryDirectory(dir=Path(path).parent) as work:
+        plain = Path(work) / "plain.tif"
+        with rasterio.open(plain, "w", **profile) as dst:
+            y0 = 0
+            for cy in data.chunks[-2]:
+                x0 = 0
+                for cx in data.chunks[-1]:
+                    block = np.asarray(data[..., y0:y0 + cy, x0:x0 + cx].compute(), dtype=dtype)
+                    win = rasterio.windows.Window(x0, y0, cx, cy)
+                    dst.write(block if block.ndim == 3 else block[None], window=win)
+                    x0 += cx
+                y0 += cy
+            dst.update_tags(variable=name, image=str(image or ""), long_name=str(var.attrs.get("long_name", "")),
+                            description=r.description)
+            for b in range(count):
+                dst.set_band_description(b + 1, name if count == 1 else f"{name}[{b}]")
+        rasterio.shutil.copy(plain, tmp, driver="COG", COMPRESS="DEFLATE", OVERVIEW_RESAMPLING=r.resampling.upper(),
+                             BIGTIFF="IF_SAFER")
+    return Path(path)
+
+
+def export_cogs(ds, out_dir, *, variables=None, images=None, overwrite=False, stem="") -> list[Path]:
+    transform, crs = grid(ds)
+    names = raster_variables(ds, variables)
+    jobs = []
+    for name in names:
+        if "image" in ds[name].dims:
+            jobs += [(name, im, Path(out_dir) / f"{stem}{name}_{im}.tif") for im in target_images(ds, images)]
+        else:
+            jobs.append((name, None, Path(out_dir) / f"{stem}{name}.tif"))
+    _check_free([p for *_, p in jobs], overwrite)
+    out = []
+    for name, im, p in jobs:
+        log.info("COG %s (variable %s, image %s, nodata %s, overviews %s)", p, name, im, rule(ds, name).nodata,
+                 rule(ds, name).resampling)
+        out.append(write_cog(ds, name, im, p, transform, crs))
+    return out
+
+
+# --------------------------------------------------------------------------- polygons
+
+def changed_objects(ds, images=None, *, variable="change") -> dict:
+    """Connected changed regions (``variable`` == 1, 4-connected) of every target image as polygons
+    with their attributes: columns of equal length, ``geometry`` as WKB, plus ``crs`` (WKT)."""
+    from rasterio.features import shapes
+    from scipy import ndimage
+
+    from offnadir.wkb import polygon_wkb
+
+    if variable not in ds:
+        raise DataError(f"the store has no '{variable}' map; polygons need it.")
+    transform, crs = grid(ds)
+    cell_area = abs(transform.a * transform.e)
+    unit = crs.linear_units_factor[1] if crs.is_projected else None
+    cols = {k: [] for k in ("image", "date_base", "date_target", "object_id", "n_cells", "area_m2")}
+    means = [m for m in OBJECT_MEANS if m in ds and "image" in ds[m].dims]
+    cols.update({f"mean_{m}": [] for m in means})
+    geoms = []
+    names = target_images(ds, images)
+    base = str(ds["image"].values[0])
+    geod = None if crs.is_projected else _geod(crs)
+    for im in names:
+        change = np.asarray(ds[variable].sel(image=im).values)
+        labels, n = ndimage.label(change == CHANGED)  # 4-connected, as shapes() below
+        if n == 0:
+            continue
+        counts = np.bincount(labels.ravel(), minlength=n + 1)
+        vals = {}
+        for m in means:
+            v = np.asarray(ds[m].sel(image=im).values, dtype=np.float64)
+            ok = (labels > 0) & np.isfinite(v)
+            s = np.bincount(labels[ok], weights=v[ok], minlength=n + 1)
+            c = np.bincount(labels[ok], minlength=n + 1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                vals[m] = np.where(c > 0, s / np.maximum(c, 1), np.nan)
+        for geom, lab in shapes(labels.astype(np.int32), mask=labels > 0, connectivity=4, transform=transform):
+            lab = int(lab)
+            rings = [np.asarray(r, dtype=np.float64) for r in geom["coordinates"]]
+            geoms.append(polygon_wkb(rings))
+            cols["image"].append(im)
+            cols["date_base"].append(_date(ds, base))
+            cols["date_target"].append(_date(ds, im))
+            cols["object_id"].append(lab)
+            cols["n_cells"].append(int(counts[lab]))
+            area = counts[lab] * cell_area * unit ** 2 if unit else _geodesic_area(geod, rings)
+            cols["area_m2"].append(float(area))
+            for m in means:
+                cols[f"mean_{m}"].append(float(vals[m][lab]))
+        log.info("%s: %d changed objects", im, n)
+    arrays = {k: np.asarray(v, dtype=object if k.startswith(("image", "date")) else None) for k, v in cols.items()}
+    arrays["n_cells"] = arrays["n_cells"].astype(np.int64)
+    arrays["object_id"] = arrays["object_id"].astype(np.int64)
+    for k in ("area_m2", *[f"mean_{m}" for m in means]):
+        arrays[k] = arrays[k].astype(np.float64)
+    return {"fields": arrays, "geometry": np.asarray(geoms, dtype=object), "crs": crs.to_wkt(),
+            "crs_json": crs.to_dict(projjson=True) if hasattr(crs, "to_dict") else None}
+
+
+def _geod(crs):
+    from pyproj import CRS
+
+    return CRS.from_wkt(crs.to_wkt()).get_geod()
+
+
+def _geodesic_area(geod, rings) -> float:
+    """Area (m²) of a polygon in geographic coordinates: exterior minus holes, on the ellipsoid."""
+    areas = [abs(geod.polygon_area_perimeter(r[:, 0], r[:, 1])[0]) for r in rings]
+    return areas[0] - sum(areas[1:])
+
+
+def write_vectors(objects, path, fmt) -> Path:
+    """Write :func:`changed_objects` to ``path`` as ``fmt`` (gpkg, geojson, geoparquet)."""
+    fields = objects["fields"]
+    with _atomic(path) as tmp:
+        if fmt == "geoparquet":
+            _write_geoparquet(objects, tmp)
+        else:
+            try:
+                import pyogrio.raw
+            except ImportError as e:
+                raise ConfigError(f"--to {fmt} needs pyogrio: pip install 'offnadir[export]'.") from e
+            driver = VECTOR_FORMATS[fmt][0]
+            opts = {"RFC7946": "YES"} if fmt == "geojson" else None  # GeoJSON is WGS84 lon/lat by its RFC
+            pyogrio.raw.write(str(tmp), objects["geometry"], list(fields.values()), list(fields), layer="changes",
+                              driver=driver, geometry_type="Polygon", crs=objects["crs"], layer_options=opts)
+    return Path(path)
+
+
+def _write_geoparquet(objects, path) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise ConfigError("--to geoparquet needs pyarrow: pip install 'offnadir[export]'.") from e
+    from offnadir.wkb import bbox_of_wkb
+
+    cols = {k: pa.array(list(v)) if v.dtype == object else pa.array(v) for k, v in objects["fields"].items()}
+    cols["geometry"] = pa.array(list(objects["geometry"]), type=pa.binary())
+    geo = {"version": "1.1.0", "primary_column": "geometry",
+           "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon"],
+                                    "crs": objects["crs_json"], "bbox": bbox_of_wkb(objects["geometry"])}}}
+    table = pa.table(cols).replace_schema_metadata({b"geo": json.dumps(geo).encode()})
+    pq.write_table(table, str(path))
+
+
+# --------------------------------------------------------------------------- Zarr v2 copy
+
+def export_zarr2(ds, path, *, variables=None, overwrite=False) -> Path:
+    """A Zarr v2 copy of the maps (all of them, or ``variables``) that GDAL 3.10 opens, with the
+    same chunks, CF CRS and the nodata of :data:`RULES` as each array's fill value."""
+    _check_free([path], overwrite)
+    names = [n for n in ds.data_vars if {"y", "x"} <= set(ds[n].dims)] if not variables else \
+        raster_variables(ds, variables)
+    sub = ds[names].copy()
+    enc = {}
+    for n in sub.variables:
+        chunks = sub[n].encoding.get("chunks")
+        sub[n].encoding = {}
+        if sub[n].dtype.kind in "OUT":  # variable-length strings: fixed width in Zarr v2
+            v = sub[n].values
+            fixed = np.array([str(a) for a in v.ravel()] or [""], dtype=str)[:v.size].reshape(v.shape)
+            sub = sub.assign_coords({n: (sub[n].dims, fixed, sub[n].attrs)}) if n in sub.coords else \
+                sub.assign({n: (sub[n].dims, fixed, sub[n].attrs)})
+        if n in names:
+            if "spatial_ref" in sub.coords:  # cube maps do not all name it; GDAL needs it for the CRS
+                sub[n].attrs["grid_mapping"] = "spatial_ref"
+            nd = rule(ds, n).nodata
+            enc[n] = {"chunks": chunks, "_FillValue": nd}
+    with _atomic(path) as tmp, _quiet():
+        sub.to_zarr(str(tmp), zarr_format=2, consolidated=True, mode="w", encoding=enc)
+    log.info("Zarr v2 copy %s: %s", path, ", ".join(names))
+    return Path(path)
+
+
+def default_output(store, fmt) -> Path:
+    s = Path(store)
+    if fmt == "cog":
+        return s.with_name(s.stem + "_cog")
+    if fmt == "zarr2":
+        return s.with_name(s.stem + "_v2.zarr")
+    return s.with_name(s.stem + "_changes" + VECTOR_FORMATS[fmt][1])
+
+
+def export(store, fmt, out=None, *, variables=None, images=None, overwrite=False) -> list[Path]:
+    """Export a complete store as ``fmt`` (one of :data:`FORMATS`) to ``out``; the files written."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--to {fmt}: unknown format; choose one of {', '.join(FORMATS)}.")
+    ds = open_store(store)
+    out = Path(out) if out else default_output(store, fmt)
+    if out.resolve() == Path(store).resolve():
+        raise ConfigError(f"{out}: is the store itself; choose another output with -o.")
+    if fmt == "cog":
+        if out.exists() and not out.is_dir():
+            raise OutputExistsError(f"{out}: exists and is not a directory; --to cog writes one file per map "
+                                    "and image into a directory. Choose another -o.")
+        return export_cogs(ds, out, variables=variables, images=images, overwrite=overwrite)
+    if fmt == "zarr2":
+        return [export_zarr2(ds, out, variables=variables, overwrite=overwrite)]
+    _check_free([out], overwrite)
+    objects = changed_objects(ds, images, variable=(variables or ["change"])[0])
+    return [write_vectors(objects, out, fmt)]
