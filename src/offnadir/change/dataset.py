@@ -12,7 +12,8 @@ CHANGE_VARS = {
                            "flag_values": [0, 1], "flag_meanings": "ground elevated"}},
     "patch": {"dims": ("y", "x"), "dtype": np.int64, "fill": 0,
               "attrs": {"long_name": "patch ID (base image over-segmentation; 1 + smallest global linear index "
-                                     "of its cells)", "missing_meaning": "0: hidden/outside/nodata in the base"}},
+                                     "of its cells)", "missing_meaning": "0: hidden/outside/nodata in the base",
+                        "nodata": 0}},
     "illumination": {"dims": ("image", "y", "x"), "dtype": np.uint8, "fill": 255,
                      "attrs": {"long_name": "direct sun on the cell top at the acquisition time, relative to flat "
                                             "ground x 100 (cos incidence / sin sun elevation)",
@@ -20,13 +21,14 @@ CHANGE_VARS = {
                                "valid_range": [1, 254], "scale_factor_of_values": 0.01}},
     "change": {"dims": ("image", "y", "x"), "dtype": np.uint8, "fill": 2,
                "attrs": {"long_name": "change against the base image", "flag_values": [0, 1, 2],
-                         "flag_meanings": "no_change change unobservable_hidden_or_outside_in_either_image"}},
+                         "flag_meanings": "no_change change unobservable_hidden_or_outside_in_either_image",
+                         "nodata": 2}},  # for rioxarray; a _FillValue would make xarray decode it to float NaN
     "score": {"dims": ("image", "y", "x"), "dtype": np.float32, "fill": np.nan,
               "attrs": {"long_name": "change confidence 0-1 (change where >= 0.5)"}},
     "change_ortho": {"dims": ("image", "y", "x"), "dtype": np.uint8, "fill": 2,
                      "attrs": {"long_name": "ortho baseline: per-cell change without occlusion handling",
                                "flag_values": [0, 1, 2],
-                               "flag_meanings": "no_change change outside_either_image"}},
+                               "flag_meanings": "no_change change outside_either_image", "nodata": 2}},
     "score_ortho": {"dims": ("image", "y", "x"), "dtype": np.float32, "fill": np.nan,
                     "attrs": {"long_name": "ortho baseline change confidence 0-1"}},
 }
