@@ -33,7 +33,7 @@ def grid_centre_lonlat_and_north(crs_wkt: str, transform, shape) -> tuple[float,
     return float(lon), float(lat), float(north)
 
 
-def resolve_suns(cube, *, tol: float = 0.3, log=None) -> list[dict]:
+def resolve_suns(cube, *, tol: float = 0.3, log=None, max_side: int = 512) -> list[dict]:
     """The sun of every image of a cube, true azimuth and elevation in degrees, with its source:
     the cube's ``sun_azimuth``/``sun_elevation``/``sun_source`` coordinates where known (config,
     metadata or almanac at the acquisition time), else the acquisition ``time`` (almanac), else
@@ -44,7 +44,7 @@ def resolve_suns(cube, *, tol: float = 0.3, log=None) -> list[dict]:
 
     import numpy as np
 
-    from offnadir.change.sun_estimate import estimate_sun
+    from offnadir.change.sun_estimate import estimate_sun, pick_window
     from offnadir.io.acquisition import sun_from_time
 
     log = log or logging.getLogger("offnadir.change.illumination")
@@ -75,8 +75,11 @@ def resolve_suns(cube, *, tol: float = 0.3, log=None) -> list[dict]:
             if h is None:
                 h = np.asarray(cube["dsm"].values, np.float64)
             vis = np.asarray(cube["visible"].isel(image=t).values) == 1
-            val = np.asarray(cube["value"].isel(image=t).mean("band").values, np.float64)
-            fit = estimate_sun(h, val, vis & np.isfinite(val), cell, north, tol=tol)
+            i0, i1, j0, j1 = pick_window(h, vis, max_side)  # read the samples of that window only
+            val = np.asarray(cube["value"].isel(image=t, y=slice(i0, i1), x=slice(j0, j1)).mean("band").values,
+                             np.float64)
+            fit = estimate_sun(h[i0:i1, j0:j1], val, vis[i0:i1, j0:j1] & np.isfinite(val), cell, north, tol=tol,
+                               max_side=max_side)
             if fit is None:
                 rec = dict(azimuth=None, elevation=None, source="none",
                            detail="no metadata, no acquisition time, and the image's shadows did not fit any sun")

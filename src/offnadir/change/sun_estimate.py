@@ -17,7 +17,8 @@ smaller p; a superset lowers the AUC), so it constrains the elevation as well as
 
 Search, coarse to fine: every 10 degrees of azimuth and 5 degrees of elevation (10-80 degrees)
 on a grid block-averaged to cells of at least 1 m (and at most 256² cells), a refinement there
-(steps 2.5/1.25 degrees), then a last one on the native grid (steps 0.5/0.25 degrees). The analysis window is the (at most
+(steps 2.5/1.25 degrees), then a last one on the native grid (steps 0.5/0.25 degrees); each
+refinement is a 9 × 9 grid, re-centred (up to 4 times) while its best lies on its edge. The analysis window is the (at most
 ``max_side``²) part of the grid holding the most visible wall cells (height steps over 2 m).
 
 Uncertainty: a delete-one-block jackknife (4 × 4 blocks of the window) of the final search: the
@@ -197,13 +198,16 @@ def estimate_sun(h, values, usable, cell: float, north_deg: float = 0.0, *, tol:
     az0, el0 = azs[a], els[e]
     # levels 1 and 2: native grid around the best
     for level, da, de in ((coarse or fine, 2.5, 1.25), (fine, 0.5, 0.25)):
-        azs = az0 + da * np.arange(-4, 5)
-        els = np.clip(el0 + de * np.arange(-4, 5), 1.0, 89.0)
-        els = np.unique(els)
-        s = _search(level, azs, els)
-        sc = _score(s.sum(-1))
-        a, e = np.unravel_index(np.argmax(sc), sc.shape)
-        az0, el0 = azs[a], els[e]
+        for _ in range(4):  # re-centre while the best lies on the edge of the local grid
+            azs = az0 + da * np.arange(-4, 5)
+            els = np.unique(np.clip(el0 + de * np.arange(-4, 5), 1.0, 89.0))
+            s = _search(level, azs, els)
+            sc = _score(s.sum(-1))
+            a, e = np.unravel_index(np.argmax(sc), sc.shape)
+            edge = a in (0, len(azs) - 1) or (e in (0, len(els) - 1) and 1.0 < els[e] < 89.0)
+            az0, el0 = azs[a], els[e]
+            if not edge:
+                break
     best = float(sc[a, e])
     # jackknife over blocks
     tot = s.sum(-1)
