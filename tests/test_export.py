@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -204,6 +203,14 @@ def test_bad_input_is_one_line_and_leaves_nothing(store, tmp_path, capsys):
     _one_line_error(capsys, "--variable nope", "change")
     assert main(["export", str(store), "--to", "gpkg", "-o", str(out), "--image", "other"]) == 2
     _one_line_error(capsys, "--image other", "target")
+    # --overwrite replaces outputs, never a directory that is not one
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "mine.txt").write_text("x")
+    assert main(["export", str(store), "--to", "gpkg", "-o", str(keep), "--overwrite"]) == 2
+    _one_line_error(capsys, "keep", "not replaced")
+    assert (keep / "mine.txt").exists()
+    shutil.rmtree(keep)
     # an unfinished store is refused
     half = tmp_path / "half.zarr"
     shutil.copytree(store, half)

@@ -1,5 +1,6 @@
 """Outputs every GIS opens, from a complete result store: Cloud-Optimized GeoTIFFs of the maps,
-changed objects as polygons (GeoPackage, GeoJSON, GeoParquet) and a Zarr v2 copy.
+changed objects as polygons (GeoPackage, GeoJSON, GeoParquet; :mod:`offnadir.export_vectors`) and
+a Zarr v2 copy.
 
 Why a Zarr v2 copy: the store is Zarr v3 as written by zarr-python 3, whose arrays always carry the
 spec's ``bytes`` codec. GDAL 3.10 (the one inside rasterio's wheels) knows that codec only by its
@@ -14,7 +15,6 @@ its dtype (floats: NaN; integers: the ``nodata`` attribute, else the Zarr fill v
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -31,8 +31,6 @@ log = logging.getLogger("offnadir.export")
 
 FORMATS = ("cog", "gpkg", "geojson", "geoparquet", "zarr2")
 VECTOR_FORMATS = {"gpkg": ("GPKG", ".gpkg"), "geojson": ("GeoJSON", ".geojson"), "geoparquet": (None, ".parquet")}
-#: change map value of a changed cell
-CHANGED = 1
 
 
 @dataclass(frozen=True)
@@ -57,8 +55,6 @@ RULES = {
 }
 #: rasters exported when no --variable is given (those the store holds)
 DEFAULT_RASTERS = ("change", "probability", "dh", "dh_sigma", "score")
-#: per-object means reported with the polygons (those the store holds)
-OBJECT_MEANS = ("probability", "score", "dh")
 
 
 def rule(ds, name) -> Rule:
@@ -135,10 +131,18 @@ def raster_variables(ds, variables=None) -> list[str]:
             raise ConfigError(f"--variable {bad[0]}: not a map of the store; it has {', '.join(sorted(on_grid))}.")
         return list(variables)
     chosen = [v for v in DEFAULT_RASTERS if v in on_grid]
+    log.info("maps exported (no --variable): %s", ", ".join(chosen))
     if not chosen:
         raise DataError(f"the store holds none of {', '.join(DEFAULT_RASTERS)}; name maps with --variable "
                         f"(it has {', '.join(sorted(on_grid))}).")
     return chosen
+
+
+def _provenance(ds) -> dict:
+    from offnadir._version import __version__
+
+    return {"source_store": str(ds.encoding.get("source", "")), "exported_by": f"offnadir {__version__}",
+            "store_software": str(ds.attrs.get("software", ""))}
 
 
 def _date(ds, image) -> str:
@@ -162,6 +166,9 @@ def _check_free(paths, overwrite: bool) -> None:
 def _atomic(final):
     """A temporary path beside ``final``, moved onto it only when the block succeeds."""
     final = Path(final)
+    if final.is_dir() and not (final / ".zgroup").exists():
+        raise OutputExistsError(f"{final}: is a directory that is not a Zarr v2 store written here; not replaced. "
+                                "Choose another output with -o.")
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=final.suffix or ".tmp", dir=final.parent)
     os.close(fd)
@@ -197,6 +204,7 @@ def write_cog(ds, name, image, path, transform, crs) -> Path:
     written block by block from the store's chunks; nodata, CRS and overviews per :func:`rule`."""
     import rasterio
     import rasterio.shutil
+    import rasterio.windows
 
     r = rule(ds, name)
     var = _planes(ds, name, image) if image is not None else ds[name].transpose(..., "y", "x")
@@ -223,7 +231,7 @@ def write_cog(ds, name, image, path, transform, crs) -> Path:
                     x0 += cx
                 y0 += cy
             dst.update_tags(variable=name, image=str(image or ""), long_name=str(var.attrs.get("long_name", "")),
-                            description=r.description)
+                            description=r.description, **_provenance(ds))
             for b in range(count):
                 dst.set_band_description(b + 1, name if count == 1 else f"{name}[{b}]")
         rasterio.shutil.copy(plain, tmp, driver="COG", COMPRESS="DEFLATE", OVERVIEW_RESAMPLING=r.resampling.upper(),
@@ -249,112 +257,6 @@ def export_cogs(ds, out_dir, *, variables=None, images=None, overwrite=False, st
     return out
 
 
-# --------------------------------------------------------------------------- polygons
-
-def changed_objects(ds, images=None, *, variable="change") -> dict:
-    """Connected changed regions (``variable`` == 1, 4-connected) of every target image as polygons
-    with their attributes: columns of equal length, ``geometry`` as WKB, plus ``crs`` (WKT)."""
-    from rasterio.features import shapes
-    from scipy import ndimage
-
-    from offnadir.wkb import polygon_wkb
-
-    if variable not in ds:
-        raise DataError(f"the store has no '{variable}' map; polygons need it.")
-    transform, crs = grid(ds)
-    cell_area = abs(transform.a * transform.e)
-    unit = crs.linear_units_factor[1] if crs.is_projected else None
-    cols = {k: [] for k in ("image", "date_base", "date_target", "object_id", "n_cells", "area_m2")}
-    means = [m for m in OBJECT_MEANS if m in ds and "image" in ds[m].dims]
-    cols.update({f"mean_{m}": [] for m in means})
-    geoms = []
-    names = target_images(ds, images)
-    base = str(ds["image"].values[0])
-    geod = None if crs.is_projected else _geod(crs)
-    for im in names:
-        change = np.asarray(ds[variable].sel(image=im).values)
-        labels, n = ndimage.label(change == CHANGED)  # 4-connected, as shapes() below
-        if n == 0:
-            continue
-        counts = np.bincount(labels.ravel(), minlength=n + 1)
-        vals = {}
-        for m in means:
-            v = np.asarray(ds[m].sel(image=im).values, dtype=np.float64)
-            ok = (labels > 0) & np.isfinite(v)
-            s = np.bincount(labels[ok], weights=v[ok], minlength=n + 1)
-            c = np.bincount(labels[ok], minlength=n + 1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                vals[m] = np.where(c > 0, s / np.maximum(c, 1), np.nan)
-        for geom, lab in shapes(labels.astype(np.int32), mask=labels > 0, connectivity=4, transform=transform):
-            lab = int(lab)
-            rings = [np.asarray(r, dtype=np.float64) for r in geom["coordinates"]]
-            geoms.append(polygon_wkb(rings))
-            cols["image"].append(im)
-            cols["date_base"].append(_date(ds, base))
-            cols["date_target"].append(_date(ds, im))
-            cols["object_id"].append(lab)
-            cols["n_cells"].append(int(counts[lab]))
-            area = counts[lab] * cell_area * unit ** 2 if unit else _geodesic_area(geod, rings)
-            cols["area_m2"].append(float(area))
-            for m in means:
-                cols[f"mean_{m}"].append(float(vals[m][lab]))
-        log.info("%s: %d changed objects", im, n)
-    arrays = {k: np.asarray(v, dtype=object if k.startswith(("image", "date")) else None) for k, v in cols.items()}
-    arrays["n_cells"] = arrays["n_cells"].astype(np.int64)
-    arrays["object_id"] = arrays["object_id"].astype(np.int64)
-    for k in ("area_m2", *[f"mean_{m}" for m in means]):
-        arrays[k] = arrays[k].astype(np.float64)
-    return {"fields": arrays, "geometry": np.asarray(geoms, dtype=object), "crs": crs.to_wkt(),
-            "crs_json": crs.to_dict(projjson=True) if hasattr(crs, "to_dict") else None}
-
-
-def _geod(crs):
-    from pyproj import CRS
-
-    return CRS.from_wkt(crs.to_wkt()).get_geod()
-
-
-def _geodesic_area(geod, rings) -> float:
-    """Area (m²) of a polygon in geographic coordinates: exterior minus holes, on the ellipsoid."""
-    areas = [abs(geod.polygon_area_perimeter(r[:, 0], r[:, 1])[0]) for r in rings]
-    return areas[0] - sum(areas[1:])
-
-
-def write_vectors(objects, path, fmt) -> Path:
-    """Write :func:`changed_objects` to ``path`` as ``fmt`` (gpkg, geojson, geoparquet)."""
-    fields = objects["fields"]
-    with _atomic(path) as tmp:
-        if fmt == "geoparquet":
-            _write_geoparquet(objects, tmp)
-        else:
-            try:
-                import pyogrio.raw
-            except ImportError as e:
-                raise ConfigError(f"--to {fmt} needs pyogrio: pip install 'offnadir[export]'.") from e
-            driver = VECTOR_FORMATS[fmt][0]
-            opts = {"RFC7946": "YES"} if fmt == "geojson" else None  # GeoJSON is WGS84 lon/lat by its RFC
-            pyogrio.raw.write(str(tmp), objects["geometry"], list(fields.values()), list(fields), layer="changes",
-                              driver=driver, geometry_type="Polygon", crs=objects["crs"], layer_options=opts)
-    return Path(path)
-
-
-def _write_geoparquet(objects, path) -> None:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as e:
-        raise ConfigError("--to geoparquet needs pyarrow: pip install 'offnadir[export]'.") from e
-    from offnadir.wkb import bbox_of_wkb
-
-    cols = {k: pa.array(list(v)) if v.dtype == object else pa.array(v) for k, v in objects["fields"].items()}
-    cols["geometry"] = pa.array(list(objects["geometry"]), type=pa.binary())
-    geo = {"version": "1.1.0", "primary_column": "geometry",
-           "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon"],
-                                    "crs": objects["crs_json"], "bbox": bbox_of_wkb(objects["geometry"])}}}
-    table = pa.table(cols).replace_schema_metadata({b"geo": json.dumps(geo).encode()})
-    pq.write_table(table, str(path))
-
-
 # --------------------------------------------------------------------------- Zarr v2 copy
 
 def export_zarr2(ds, path, *, variables=None, overwrite=False) -> Path:
@@ -364,6 +266,7 @@ def export_zarr2(ds, path, *, variables=None, overwrite=False) -> Path:
     names = [n for n in ds.data_vars if {"y", "x"} <= set(ds[n].dims)] if not variables else \
         raster_variables(ds, variables)
     sub = ds[names].copy()
+    sub.attrs.update({"offnadir:" + k: v for k, v in _provenance(ds).items()})
     enc = {}
     for n in sub.variables:
         chunks = sub[n].encoding.get("chunks")
@@ -398,7 +301,11 @@ def export(store, fmt, out=None, *, variables=None, images=None, overwrite=False
     if fmt not in FORMATS:
         raise ConfigError(f"--to {fmt}: unknown format; choose one of {', '.join(FORMATS)}.")
     ds = open_store(store)
-    out = Path(out) if out else default_output(store, fmt)
+    ds.encoding["source"] = str(Path(store).resolve())
+    if not out:
+        out = default_output(store, fmt)
+        log.info("no -o: writing %s", out)
+    out = Path(out)
     if out.resolve() == Path(store).resolve():
         raise ConfigError(f"{out}: is the store itself; choose another output with -o.")
     if fmt == "cog":
@@ -409,5 +316,7 @@ def export(store, fmt, out=None, *, variables=None, images=None, overwrite=False
     if fmt == "zarr2":
         return [export_zarr2(ds, out, variables=variables, overwrite=overwrite)]
     _check_free([out], overwrite)
+    from offnadir.export_vectors import changed_objects, write_vectors
+
     objects = changed_objects(ds, images, variable=(variables or ["change"])[0])
     return [write_vectors(objects, out, fmt)]

@@ -3,7 +3,6 @@ GeoParquet, Zarr v2)."""
 
 from __future__ import annotations
 
-import sys
 
 NAME = "export"
 
