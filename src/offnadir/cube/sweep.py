@@ -28,8 +28,9 @@ and sampling kernels), and keep the height where the group agrees best:
   The parabola's sub-step interpolation adds at most half a step of bias (uniform:
   ``step² / 12``): ``dh_sigma = sqrt(sigma_fit² + step² / 12)``. The DSM's own error is not in it.
 
-Cells not visible (cube ``visible`` != 1) in any image of the group, DSM nodata, and cells whose
-best height is at either end of the range (no bracketed maximum) get NaN.
+Cells not visible (cube ``visible`` != 1) in any image of the group, DSM nodata, cells whose
+best height is at either end of the range (no bracketed maximum), and cells whose best agreement
+is no higher than noise alone reaches (:func:`noise_peak`: textureless windows) get NaN.
 """
 
 from __future__ import annotations
@@ -174,6 +175,15 @@ def _agreement(samples, pairs, radius, min_count, ncc, work, out):
     out /= len(pairs)
 
 
+def noise_peak(n_cells: int, n_heights: int) -> float:
+    """The agreement that pure noise reaches as the best of ``n_heights`` candidates: the
+    correlation of ``n_cells`` independent pairs has a null standard deviation ``1 / sqrt(N - 3)``
+    (Fisher), and the largest of M independent normal draws stays below ``sqrt(2 ln M)`` of them
+    (the Gaussian maximum bound; the candidates are not independent, so M = n_heights is
+    conservative)."""
+    return math.sqrt(2.0 * math.log(max(n_heights, 2))) / math.sqrt(max(n_cells - 3, 1))
+
+
 def block_bounds(plan, tile, radius: int = WINDOW_RADIUS) -> tuple[int, int, int, int]:
     """(i0, i1, j0, j1): the tile plus the window radius, clipped to the grid."""
     ny0, nx0 = plan.dsm.shape
@@ -234,7 +244,9 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
         dh = np.where(explained, 0.0, z - h_core)
         s = np.where(explained, s0, s)
         sigma = np.sqrt(2.0 * np.clip(1.0 - s, 0.0, None) / (n_win * curv) + step * step / 12.0)
+    # a best score that noise alone reaches is no measurement (textureless or unmatched windows)
     ok = np.isfinite(dh) & np.isfinite(h_core) & np.isfinite(s) & np.isfinite(sigma)
+    ok &= best[core] > noise_peak(n_win, n)
     if visible is not None:
         ok &= np.all(np.asarray(visible)[(slice(None),) + core] == 1, axis=0)
     return {"dh": np.where(ok, dh, np.nan).astype(np.float32),

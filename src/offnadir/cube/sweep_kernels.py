@@ -107,6 +107,11 @@ def window_ncc(a, b, r, min_count, out, work):
             vaa = work[3, y, x] - sa * sa / c
             vbb = work[4, y, x] - sb * sb / c
             vab = work[5, y, x] - sa * sb / c
+            # a window without variance (to rounding: relative to the sums it came from) has no
+            # correlation
+            if not (vaa > 1e-9 * work[3, y, x] and vbb > 1e-9 * work[4, y, x]):
+                out[y, x] = np.nan
+                continue
             den = vaa * vbb
             if not den > 0.0:
                 out[y, x] = np.nan
