@@ -191,8 +191,9 @@ def write_store_quicklook(store, png, *, images=None, title: str | None = None) 
         date = "" if np.isnat(t) else str(t)[:10]
         stats = "".join(f", {k} {100 * masks[k].sum() / n:.1f} %" for k in ("gain", "loss", "changed")
                         if k in masks and masks[k].any())
-        ax.set_title(f"{im}{' ' + date if date else ''}{stats}\nunobservable {100 * masks['unobservable'].sum() / n:.1f} %",
-                     fontsize=9)
+        hidden = "unobservable" if has_change else "not visible"
+        share = 100 * masks["unobservable"].sum() / n
+        ax.set_title(f"{im}{' ' + date if date else ''}{stats}\n{hidden} {share:.1f} %", fontsize=9)
         _scale_bar(ax, extent, mpu)
         ax.ticklabel_format(useOffset=False, style="plain")
         ax.tick_params(labelsize=7)
@@ -202,13 +203,14 @@ def write_store_quicklook(store, png, *, images=None, title: str | None = None) 
         ax.set_ylabel(f"y ({unit})", fontsize=8)
         handles = [Patch(facecolor=c, edgecolor="black", label=k) for k, c in
                    (("gain (dh > 0)", GAIN), ("loss (dh <= 0)", LOSS), ("changed", CHANGED))
-                   if k.split()[0] in masks]
+                   if has_change and k.split()[0] in masks]
         handles.append(Patch(facecolor=UNOBSERVED, edgecolor=(0.8, 0.8, 0.8), hatch="////",
                              label="unobservable (hidden/outside)" if has_change else "not visible"))
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8,
                   frameon=False)
     base = str(ds["image"].values[0]) if "image" in ds.dims else "base"
-    fig.suptitle(title or f"{Path(store).name}: change against {base} (grey: base on the DSM grid)", fontsize=10)
+    what = f"change against {base}" if has_change else "a cube without change maps"
+    fig.suptitle(title or f"{Path(store).name}: {what} (grey: base on the DSM grid)", fontsize=10)
     fig.tight_layout()
     png = Path(png)
     fig.savefig(png)
