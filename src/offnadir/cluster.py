@@ -108,8 +108,10 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
     log.info("local cluster: %d workers, dashboard %s", n, dash or "off")
     malloc = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC_ENV.items()}
     with dask.config.set(malloc), _workers_ignore_sigint():
+        # worker logs at CRITICAL only: a task's error reaches the client (and the user) anyway, and a
+        # shutdown (Ctrl-C, a failed run) must not print a heartbeat traceback from every worker
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                               dashboard_address=dash, env=dict(WORKER_ENV), silence_logs=40)
+                               dashboard_address=dash, env=dict(WORKER_ENV), silence_logs=logging.CRITICAL)
     client = Client(cluster)
     client.offnadir_worker_timeout = timeout
     try:

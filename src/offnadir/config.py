@@ -303,7 +303,7 @@ def _section(where, fields, val, base, errors):
     out = {}
     for key in val:
         if key not in fields:
-            errors.append(f"unknown key {where}.{show(key)}.{_suggest(str(key), fields)}")
+            errors.append(f"unknown key {where}.{str(key)[:60]}.{_suggest(str(key), fields)}")
     for name, f in fields.items():
         try:
             out[name] = _check_value(where, name, f, val.get(name), base)
