@@ -15,7 +15,7 @@ def add_parser(sub):
                                    "segment the base into roof-only and ground-only patches, compare the patches "
                                    "(IR-MAD spectral criterion, parallax correlation structural criterion) and "
                                    "write patch, change and score maps plus a per-patch table to the Zarr store. "
-                                   "--gcps are given in image order: base first, then the targets.")
+                                   "--model, --gcps and --date are given in image order: base first, then the targets.")
     p.add_argument("--base", required=True, help="base image (the earlier date; it is segmented)")
     p.add_argument("--target", action="append", required=True, dest="targets",
                    help="target image; repeat for several")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +130,9 @@ def sweep_store(path, plan, *, client, quiet: bool = False) -> dict | None:
     if not quiet:
         print(f"offnadir: height sweep, {len(groups)} date group(s) with >= 2 images, {len(tasks)} tasks",
               file=sys.stderr)
+    t0 = time.perf_counter()
     results = run_tasks(client, tasks, desc="height sweep", quiet=quiet)
+    elapsed = time.perf_counter() - t0
     summary = {
         "groups": [{"images": [names[k] for k in geom["members"]], "pairs": geom["pairs"],
                     "base_to_height": geom["base_to_height"], "step_m": geom["step_m"]} for geom in geoms],
@@ -138,14 +141,15 @@ def sweep_store(path, plan, *, client, quiet: bool = False) -> dict | None:
         "margin_steps": sweep.MARGIN_STEPS,
         "dsm_test_standard_errors": sweep.SE_FACTOR,
         "scene_relief_m": relief,
+        "seconds": elapsed,
         "tiles": [{"tile": r["tile"], "images": [names[k] for k in r["members"]], "z_min": r["z0"],
                    "z_max": r["z0"] + (r["n"] - 1) * r["step"] if r["n"] else None,
                    "heights": r["n"], "cells_measured": r["measured"]} for r in results if isinstance(r, dict)],
     }
     z = [(t["z_min"], t["z_max"]) for t in summary["tiles"] if t["heights"]]
     if z:
-        log.info("height sweep: swept ellipsoidal heights %.1f .. %.1f m over %d tile task(s)",
-                 min(a for a, _ in z), max(b for _, b in z), len(z))
+        log.info("height sweep: swept ellipsoidal heights %.1f .. %.1f m over %d tile task(s) in %.1f s",
+                 min(a for a, _ in z), max(b for _, b in z), len(z), elapsed)
     with _quiet_zarr():
         g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
         g.attrs["height_sweep"] = json.dumps(summary, default=float)
