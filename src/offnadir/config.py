@@ -121,6 +121,17 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "z_tol": Field(float, 0.05, "metres a surface must rise above a line of sight to hide a cell", lo=0,
                        hi=10000),
     },
+    "tie_bias": {
+        # issue 8: relative bias of every image to the base from tie points (offnadir.cube.tiepoints)
+        "enabled": Field(bool, True, "fit each image's affine bias to the base from tie points measured on the DSM "
+                                     "(CLI: --no-tie-bias to switch off)"),
+        "model": Field(str, "auto", "auto (affine only where the points show it predicts better) | affine | shift",
+                       choices=("auto", "affine", "shift")),
+        # lo: fewer windows cannot outvote outliers; hi: a sparse pass, not a full one
+        "points": Field(int, 400, "tie windows tried per image, spread over the DSM", lo=10, hi=100000),
+        "search_px": Field(int, 10, "first search radius in pixels around the vendor prediction (raise it for "
+                                    "RPCs known to be off by more)", lo=1, hi=200),
+    },
     "cluster": {
         "scheduler": Field(str, None, "address of an existing dask scheduler (tcp://host:8786, or tls://host:8786 "
                                       "with the tls_* files); default: a local cluster", check=_check_scheduler),

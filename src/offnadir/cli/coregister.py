@@ -34,6 +34,8 @@ def add_cube_arguments(p, *, images: bool = True) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run (skip tiles already written)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-tie-bias", action="store_false", dest="tie_bias",
+                   help="do not fit each image's bias to the base from tie points (on by default)")
 
 
 def add_cluster_arguments(p) -> None:
@@ -88,6 +90,7 @@ def config_from_args(args, images) -> dict:
         "output": {"path": args.output, "overwrite": args.overwrite, "resume": args.resume},
         "tiling": {"chunk": args.chunk},
         "cluster": {"scheduler": args.scheduler, "n_workers": args.workers, **cluster_options(args)},
+        "tie_bias": {"enabled": getattr(args, "tie_bias", True)},
     }
     return validate(raw, base=".", source="command line")
 

@@ -1,0 +1,513 @@
+"""Relative bias of every image to the base, from tie points the cube makes cheap (issue 8).
+
+Vendor RPCs of different dates miss each other by pixels. Without ground control, the images
+themselves tie them: on DSM cells visible in the base and in image k, where the surface has no
+height step, the base's values at a window of cells must reappear in image k at the cells'
+predicted positions, up to a shift ``d = measured − predicted``. That shift is measured by
+normalised cross-correlation (integer search, then Gauss-Newton sub-pixel refinement with a linear
+radiometric fit, so other sun, season and sensor gain do not matter), on a sparse set of small
+blocks spread over the DSM (a few hundred windows per image, not a full pass). Each measured
+window centre becomes a pseudo-GCP of image k: its ground point (lon, lat, h from the DSM) and
+the pixel where it was found. Fraser & Hanley's image-space affine (or the shift only, when the
+points do not show that the affine predicts better: :func:`offnadir.camera.bias.choose_model`) is
+fitted robustly (:func:`offnadir.camera.bias.solve_bias_robust`), the image is re-projected with
+it and the shifts are measured again, until the correction moves no pixel of the image by more
+than :data:`SETTLE_PX`. The base keeps its camera (with its GCP bias when the user gave GCPs);
+all others follow it.
+
+Thresholds and why:
+
+* a window is used only if every cell is visible in both images and no two neighbouring cells
+  differ in height by more than ``0.5 px / s``, where ``s`` (px per metre) is how far a height error
+  moves the other image's sample relative to the base's (from the two cameras at the scene centre):
+  a DSM wrong by a step's height there would misplace the window by at most half a pixel;
+* a correlation counts when its peak NCC is at least ``5/sqrt(n)`` (``n`` samples: 5 standard
+  deviations of the NCC of unrelated signals), the peak is not on the border of the search area,
+  and the refinement's standard error is below 0.5 px;
+* outliers (real change, cars, shadows) are removed by the robust fit (99.9 % chi-square bound on
+  MAD-scaled residuals).
+
+Every automatic choice is logged (logger ``offnadir.cube.tiepoints``) and the per-image report is
+stored in the store's ``tie_bias`` attribute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from dataclasses import dataclass
+
+import dask
+import numpy as np
+
+from offnadir.camera.bias import affine_displacement, apply_affine, solve_bias_robust
+from offnadir.camera.camera import compose_affine
+from offnadir.cube import tiepoint_kernels as tk
+from offnadir.cube.plan import Tile
+from offnadir.errors import ConfigError
+
+log = logging.getLogger("offnadir.cube.tiepoints")
+
+#: the fit has settled when the last correction moves no pixel of the image by more than this
+SETTLE_PX = 0.02
+#: below this many inlier tie points the image keeps its camera (and a warning says so)
+MIN_POINTS = 12
+#: below this many inliers, or with a median residual above WEAK_MEDIAN_PX, the fit is called weak
+WEAK_POINTS = 40
+WEAK_MEDIAN_PX = 0.5
+#: a refined shift whose standard error exceeds this carries no sub-pixel information
+MAX_SIGMA_PX = 0.5
+#: the relative DSM error a window may suffer at a height step, in pixels
+STEP_PX = 0.5
+#: after the first pass, shifts are searched within this many pixels of the corrected prediction
+REFINE_RADIUS = 2
+#: both images are smoothed by a Gaussian of this many pixels before correlation: bilinear
+#: interpolation of content near the Nyquist frequency biases sub-pixel shifts by its phase, and
+#: sharp VHR edges carry such content; sigma 0.8 px attenuates it to a few per cent
+SMOOTH_SIGMA_PX = 0.8
+#: a block holds BLOCK_WINDOWS x BLOCK_WINDOWS windows: larger blocks spread the occlusion halo,
+#: which each block must compute, over more windows
+BLOCK_WINDOWS = 6
+#: shadows are traced at most this many cells towards the sun (cost bound; longer shadows are rare
+#: at VHR cell sizes and are left to the robust fit)
+SHADOW_MAX_CELLS = 96
+#: metres a cell must rise above a sun ray to shade it (the change stage's default sun_tolerance)
+SHADOW_TOL_M = 0.3
+
+
+@dataclass(frozen=True)
+class TieOptions:
+    enabled: bool = True
+    #: "auto" | "affine" | "shift" (see offnadir.camera.bias)
+    model: str = "auto"
+    #: tie windows tried per image (spread over the DSM)
+    points: int = 400
+    #: half-size of a tie window, in DSM cells (window 2·half+1 square)
+    half: int = 5
+    #: first-pass search radius (px) around the vendor prediction
+    search_px: int = 10
+    #: measure/fit rounds at most
+    max_iter: int = 4
+
+    @classmethod
+    def from_config(cls, section: dict | None) -> "TieOptions":
+        section = dict(section or {})
+        unknown = set(section) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"tie_bias: unknown option(s) {', '.join(sorted(unknown))}; known: "
+                              f"{', '.join(f.name for f in dataclasses.fields(cls))}.")
+        opts = cls(**{k: v for k, v in section.items() if v is not None})
+        if opts.model not in ("auto", "affine", "shift"):
+            raise ConfigError(f"tie_bias.model must be auto, affine or shift; got {opts.model!r}.")
+        for name, lo in (("points", 10), ("half", 2), ("search_px", 1), ("max_iter", 1)):
+            if int(getattr(opts, name)) < lo:
+                raise ConfigError(f"tie_bias.{name} must be at least {lo}; got {getattr(opts, name)!r}.")
+        return opts
+
+
+# ------------------------------------------------------------------------------------ geometry
+def parallax_sensitivity(plan, k: int) -> float:
+    """Pixels by which a 1 m height error moves image k's sample relative to the base's, at the
+    scene centre (both samples mapped into image k's pixels)."""
+    from offnadir.cube import geometry
+
+    ny, nx = plan.dsm.shape
+    lon, lat = geometry.cell_lonlat(plan.dsm, np.array([ny / 2.0]), np.array([nx / 2.0]))
+    lon, lat, h = float(lon[0]), float(lat[0]), plan.z_ref
+    dd = 1e-5
+
+    def jac(cam):
+        r0, c0 = cam.project(lon, lat, h)
+        rl, cl = cam.project(lon + dd, lat, h)
+        rp, cp = cam.project(lon, lat + dd, h)
+        rh, ch = cam.project(lon, lat, h + 1.0)
+        J = np.array([[rl - r0, rp - r0], [cl - c0, cp - c0]], dtype=np.float64) / dd
+        return J, np.array([rh - r0, ch - c0], dtype=np.float64)
+
+    Jb, hb = jac(plan.images[0].camera)
+    Jk, hk = jac(plan.images[k].camera)
+    # a height error dh moves the base sample by hb·dh, i.e. the ground by Jb^-1 hb dh; in image k that
+    # ground move is Jk Jb^-1 hb dh, while image k's own sample moves by hk dh
+    return float(np.hypot(*(hk - Jk @ np.linalg.solve(Jb, hb))))
+
+
+def block_tiles(plan, opts: TieOptions) -> list[Tile]:
+    """Small blocks spread evenly over the DSM, together holding about ``opts.points`` windows."""
+    w = 2 * opts.half + 1
+    size = BLOCK_WINDOWS * w
+    ny, nx = plan.dsm.shape
+    n_blocks = max(1, math.ceil(opts.points / BLOCK_WINDOWS ** 2))
+    per_axis = max(1, math.ceil(math.sqrt(n_blocks)))
+
+    def starts(length):
+        fit = math.ceil(length / size)
+        if fit <= per_axis:   # small DSM: tile all of it (the last block may be cut short)
+            return list(range(0, length, size))
+        # spread per_axis blocks evenly; their spacing is at least a block, so they do not overlap
+        return sorted({int(round(v)) for v in np.linspace(0, length - size, per_axis)})
+
+    out = {}
+    for i0 in starts(ny):
+        for j0 in starts(nx):
+            out[(i0, j0)] = Tile(-1, -1, i0, min(i0 + size, ny), j0, min(j0 + size, nx))
+    return list(out.values())
+
+
+# ------------------------------------------------------------------------------------ measurement
+def _mean_bands(a, nodata=None) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+        a = np.where(a == nodata, np.nan, a)
+    return a.mean(axis=0)
+
+
+def plan_suns(plan, image_configs=None) -> list:
+    """Per image ``(grid azimuth, elevation)`` of the sun in radians (config, metadata or almanac:
+    :func:`offnadir.io.acquisition.image_suns`), or None where unknown."""
+    from offnadir.change.illumination import grid_centre_lonlat_and_north
+    from offnadir.io.acquisition import image_suns
+
+    try:
+        lon, lat, north = grid_centre_lonlat_and_north(plan.dsm.crs_wkt, plan.dsm.transform, plan.dsm.shape)
+        suns = image_suns(plan.images, image_configs, (lon, lat))
+    except Exception as e:  # the sun only removes shadowed windows; the robust fit copes without it
+        log.info("tie points: sun positions unavailable (%s); shadowed windows are left to the robust fit", e)
+        return [None] * len(plan.images)
+    return [None if s is None else (math.radians(s.azimuth + north), math.radians(s.elevation)) for s in suns]
+
+
+def _shaded(plan, tile, sun) -> np.ndarray | None:
+    """Cells of the block without direct sun (cast shadow or facing away), dilated by one cell."""
+    from scipy.ndimage import binary_dilation
+
+    from offnadir.change import kernels as chk
+    from offnadir.cube.tile import height_block
+
+    az, el = sun
+    if not el > 0:
+        return None
+    cell = abs(float(plan.dsm.transform[0]))
+    relief = plan.h_max - plan.h_min
+    max_dist = min(relief / (math.tan(el) * cell) + 2.0, SHADOW_MAX_CELLS)
+    m = int(math.ceil(max_dist)) + 1
+    hb = np.ascontiguousarray(height_block(plan, tile.i0 - m, tile.i1 + m, tile.j0 - m, tile.j1 + m), np.float64)
+    buf = np.empty(hb.shape, np.uint8)
+    chk.illumination(hb, cell, az, el, SHADOW_TOL_M, 1.0, float(max_dist), buf)
+    core = buf[m:m + tile.i1 - tile.i0, m:m + tile.j1 - tile.j0]
+    return binary_dilation(core == chk.SHADED, iterations=1)
+
+
+def block_data(plan, tile, half: int, pad: int, dh_step, suns=None) -> dict:
+    """What the tie windows of one block need (a dask task): ``{k: dict}`` for every non-base image
+    with the window templates (base values), the cells' pixel positions in image k (its camera as
+    planned), the windows' centre ground points and the image-k pixels around them (``pad`` px
+    beyond the cells, for the search)."""
+    from offnadir.cube.tile import compute_tile, lonlat_block
+
+    res = compute_tile(plan, tile)
+    h = res["dsm"].astype(np.float64)
+    ny, nx = h.shape
+    lon, lat = lonlat_block(plan, tile.i0, tile.i1, tile.j0, tile.j1)
+    vis = res["visible"]
+    base = _sample_smoothed(plan.images[0], res["row"][0], res["col"][0])
+    w = 2 * half + 1
+    dy = np.abs(np.diff(h, axis=0))
+    dx = np.abs(np.diff(h, axis=1))
+    dy[~np.isfinite(dy)] = 0.0
+    dx[~np.isfinite(dx)] = 0.0
+    stride = w  # windows side by side (overlapping ones measured worse on the simulator)
+    centres = [(i, j) for i in range(half, ny - half, stride) for j in range(half, nx - half, stride)]
+    n = w * w
+    out = {}
+    suns = suns or [None] * len(plan.images)
+    shade0 = _shaded(plan, tile, suns[0]) if suns[0] is not None else None
+    for k in range(1, len(plan.images)):
+        im = plan.images[k]
+        usable = (vis[0] == 1) & (vis[k] == 1) & np.isfinite(base)
+        # a cell in shadow on either date: its shadow edge moves with the sun, not with the camera
+        if shade0 is not None:
+            usable &= ~shade0
+        if suns[k] is not None:
+            shade = _shaded(plan, tile, suns[k])
+            if shade is not None:
+                usable &= ~shade
+        sel = []
+        for i, j in centres:
+            sl = (slice(i - half, i + half + 1), slice(j - half, j + half + 1))
+            if not usable[i, j] or usable[sl].sum() < _min_n(n):
+                continue
+            step = max(dy[i - half:i + half, j - half:j + half + 1].max(initial=0.0),
+                       dx[i - half:i + half + 1, j - half:j + half].max(initial=0.0))
+            if step > dh_step[k]:
+                continue
+            sel.append((i, j))
+        if not sel:
+            continue
+        P = len(sel)
+        tpl = np.empty((P, n))
+        rows = np.empty((P, n))
+        cols = np.empty((P, n))
+        for p, (i, j) in enumerate(sel):
+            sl = (slice(i - half, i + half + 1), slice(j - half, j + half + 1))
+            u = usable[sl]
+            tpl[p] = np.where(u, base[sl], np.nan).ravel()
+            rows[p] = np.where(u, res["row"][k][sl], np.nan).ravel()
+            cols[p] = np.where(u, res["col"][k][sl], np.nan).ravel()
+        nr, nc = im.shape
+        r0 = int(max(0, math.floor(np.nanmin(rows) - pad)))
+        r1 = int(min(nr, math.ceil(np.nanmax(rows) + pad) + 1))
+        c0 = int(max(0, math.floor(np.nanmin(cols) - pad)))
+        c1 = int(min(nc, math.ceil(np.nanmax(cols) + pad) + 1))
+        if r1 - r0 < 2 or c1 - c0 < 2:
+            continue
+        ii = np.array([s[0] for s in sel])
+        jj = np.array([s[1] for s in sel])
+        out[k] = {"tpl": tpl, "rows": rows, "cols": cols,
+                  "ground": np.column_stack([lon[ii, jj], lat[ii, jj], h[ii, jj]]),
+                  "img": _smooth(_mean_bands(im.read_window(r0, r1, c0, c1), im.nodata)),
+                  "origin": (float(r0), float(c0))}
+    return out
+
+
+def _smooth(img) -> np.ndarray:
+    """Gaussian pre-filter (:data:`SMOOTH_SIGMA_PX`); NaN (nodata) spreads to its neighbours."""
+    from scipy.ndimage import gaussian_filter
+
+    if SMOOTH_SIGMA_PX <= 0:
+        return np.ascontiguousarray(img, dtype=np.float64)
+    return np.ascontiguousarray(gaussian_filter(np.asarray(img, np.float64), SMOOTH_SIGMA_PX, mode="nearest"))
+
+
+def _sample_smoothed(im, rows, cols) -> np.ndarray:
+    """Band mean of ``im``, pre-filtered, bilinear at (rows, cols); NaN outside the image."""
+    out = np.full(rows.shape, np.nan)
+    ok = np.isfinite(rows) & np.isfinite(cols)
+    if not ok.any():
+        return out
+    nr, nc = im.shape
+    r0 = int(max(0, math.floor(rows[ok].min()) - 4))
+    r1 = int(min(nr, math.ceil(rows[ok].max()) + 5))
+    c0 = int(max(0, math.floor(cols[ok].min()) - 4))
+    c1 = int(min(nc, math.ceil(cols[ok].max()) + 5))
+    if r1 - r0 < 2 or c1 - c0 < 2:
+        return out
+    img = _smooth(_mean_bands(im.read_window(r0, r1, c0, c1), im.nodata))
+    rr = np.ascontiguousarray(np.where(ok, rows, np.nan), np.float64).ravel()
+    cc = np.ascontiguousarray(np.where(ok, cols, np.nan), np.float64).ravel()
+    vals = np.empty(rr.size)
+    tk.sample(img, rr - r0, cc - c0, vals)
+    return vals.reshape(rows.shape)
+
+
+def _min_n(n: int) -> int:
+    # DSMs from stereo have holes: a window needs 80 % of its cells usable (and no step anywhere)
+    return int(math.ceil(0.8 * n))
+
+
+def measure_windows(d: dict, delta, radius: int) -> np.ndarray:
+    """Shifts of one block's windows in one image, its cells moved by the affine ``delta`` (the
+    current bias correction). Returns a (P, 9) array: lon, lat, h, predicted row, col (centre cell),
+    measured shift dr, dc, NCC and the shift's standard error (failed windows left out)."""
+    tpl = d["tpl"]
+    P, n = tpl.shape
+    rows, cols = apply_affine(delta, d["rows"], d["cols"])
+    rows = np.ascontiguousarray(rows)
+    cols = np.ascontiguousarray(cols)
+    r0, c0 = d["origin"]
+    min_n = _min_n(n)
+    ncc_min = 5.0 / math.sqrt(n)
+    zero = np.zeros(P)
+    surf = np.full((P, 2 * radius + 1, 2 * radius + 1), np.nan)
+    tk.ncc_search(tpl, rows, cols, d["img"], r0, c0, zero, zero, int(radius), min_n, surf)
+    flat = np.where(np.isfinite(surf), surf, -np.inf).reshape(P, -1)
+    best = flat.argmax(axis=1)
+    a, b = np.unravel_index(best, surf.shape[1:])
+    peak = flat[np.arange(P), best]
+    ok = (peak >= ncc_min) & (a > 0) & (a < 2 * radius) & (b > 0) & (b < 2 * radius)
+    ref = np.full((P, 4), np.nan)
+    tk.refine_shift(tpl, rows, cols, d["img"], r0, c0, (a - radius).astype(np.float64),
+                    (b - radius).astype(np.float64), 20, 1.0, min_n, ref)
+    ok &= np.isfinite(ref).all(axis=1) & (ref[:, 3] <= MAX_SIGMA_PX) & (ref[:, 2] >= ncc_min)
+    centre = n // 2  # windows are square with an odd side: the centre cell
+    return np.column_stack([d["ground"], rows[:, centre], cols[:, centre], ref])[ok]
+
+
+def gather(plan, tiles, opts: TieOptions, dh_step, suns=None) -> list[dict]:
+    """Block data of every tie block, computed with the current dask scheduler."""
+    plan_node = dask.delayed(plan, pure=True, traverse=False)
+    pad = int(opts.search_px) + 3
+    return list(dask.compute(*[dask.delayed(block_data, pure=True)(plan_node, t, opts.half, pad, dh_step, suns)
+                               for t in tiles]))
+
+
+# ------------------------------------------------------------------------------------ fit
+def _stats(d) -> tuple[float, float]:
+    if len(d) == 0:
+        return math.nan, math.nan
+    return float(np.median(d)), float(np.percentile(d, 90))
+
+
+def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None):
+    """Fit every non-base image's bias to the base from tie points. Returns ``(plan, report)``:
+    the plan with corrected cameras and a list of per-image dicts (base first).
+
+    The correction is fitted on top of each image's camera as given (with its GCP bias, if any):
+    ``bias_new = correction ∘ bias_given``."""
+    opts = opts or TieOptions()
+    images = list(plan.images)
+    report = [{"image": images[0].name, "role": "base", "bias": list(images[0].camera.bias)}]
+    if len(images) < 2 or not opts.enabled:
+        return plan, report
+    tiles = block_tiles(plan, opts)
+    dh_step = {}
+    for k in range(1, len(images)):
+        s = parallax_sensitivity(plan, k)
+        dh_step[k] = STEP_PX / s if s > 0 else math.inf
+        log.info("tie points %s: %.3f px relative displacement per metre of height error; windows with a "
+                 "neighbour height step above %.2f m are skipped", images[k].name, s, dh_step[k])
+    log.info("tie points: %d blocks of %d cells, windows of %d cells, first search +-%d px",
+             len(tiles), (BLOCK_WINDOWS * (2 * opts.half + 1)) ** 2, (2 * opts.half + 1) ** 2, opts.search_px)
+    suns = plan_suns(plan, image_configs)
+    if suns[0] is None:
+        log.info("tie points: the base's sun is unknown; shadowed windows are left to the robust fit")
+    blocks = gather(plan, tiles, opts, dh_step, suns)
+    out_images = list(images)
+    for k in range(1, len(images)):
+        data = [b[k] for b in blocks if k in b]
+        entry, corr = _fit_image(images[k], data, opts)
+        if entry["applied"]:
+            cam = images[k].camera
+            out_images[k] = dataclasses.replace(images[k], camera=cam.with_bias(compose_affine(corr, cam.bias)))
+        entry["bias"] = list(out_images[k].camera.bias)
+        report.append(entry)
+    return dataclasses.replace(plan, images=tuple(out_images)), report
+
+
+def _fit_image(im, data, opts):
+    """Measure / fit / re-project rounds for one image; returns (report entry, correction affine)."""
+    from offnadir.camera.camera import IDENTITY
+
+    corr = IDENTITY
+    st = {"n_iter": 0, "settled": False, "fit": None, "n_measured": 0, "move": math.nan}
+    for it in range(opts.max_iter):
+        radius = opts.search_px if it == 0 else REFINE_RADIUS
+        pts = np.concatenate([measure_windows(d, corr, radius) for d in data], axis=0) if data \
+            else np.empty((0, 9))
+        st["n_iter"], st["n_measured"] = it + 1, int(len(pts))
+        if len(pts) < MIN_POINTS:
+            st["fit"] = None
+            break
+        # pseudo-GCPs: prediction by the camera as given, and where the window was found
+        r, c = im.camera.project(pts[:, 0], pts[:, 1], pts[:, 2])
+        pred = np.column_stack([r, c])
+        meas = pts[:, 3:5] + pts[:, 5:7]
+        new, used, inl, sigma = solve_bias_robust(pred, meas, opts.model)
+        move = affine_displacement(compose_affine(new, _inv(corr)), im.shape)
+        st.update(fit=(new, used, inl, sigma, pred, meas), move=move)
+        log.info("tie points %s, round %d: %d measured, %d inliers, model %s, correction moved the image by "
+                 "up to %.3f px", im.name, it + 1, len(pts), int(inl.sum()), used, move)
+        corr = new
+        if move <= SETTLE_PX:
+            st["settled"] = True
+            break
+    return _image_report(im, st), corr
+
+
+def _inv(aff):
+    from offnadir.camera.camera import invert_affine
+
+    return invert_affine(aff)
+
+
+def _image_report(im, st) -> dict:
+    entry = {"image": im.name, "role": "tied to base", "n_measured": st["n_measured"], "n_iter": st["n_iter"],
+             "applied": False, "weak": True, "settled": st["settled"]}
+    if st["fit"] is None:
+        entry.update(n_points=0, model=None,
+                     warning=f"only {entry['n_measured']} tie points were measured (at least {MIN_POINTS} needed): "
+                             "the camera is kept as given. The images may not overlap on textured, "
+                             "unchanged ground; give GCPs for this image instead.")
+        log.warning("tie points %s: %s", im.name, entry["warning"])
+        return entry
+    corr, used, inl, sigma, pred, meas = st["fit"]
+    before = meas - pred
+    after = meas - np.column_stack(apply_affine(corr, pred[:, 0], pred[:, 1]))
+    mb, pb = _stats(np.hypot(*before[inl].T))
+    ma, pa = _stats(np.hypot(*after[inl].T))
+    n_in = int(inl.sum())
+    weak = n_in < WEAK_POINTS or not (ma <= WEAK_MEDIAN_PX)
+    entry.update(n_points=n_in, n_outliers=int((~inl).sum()), model=used, correction=[float(v) for v in corr],
+                 applied=True, weak=bool(weak),
+                 residual_before_median_px=mb, residual_before_p90_px=pb,
+                 residual_after_median_px=ma, residual_after_p90_px=pa,
+                 shift_before_rc_px=[float(v) for v in np.median(before[inl], axis=0)],
+                 max_correction_px=affine_displacement(corr, im.shape),
+                 sigma_rc_px=list(sigma), last_move_px=float(st["move"]))
+    log.info("tie points %s: %d points (%d outliers), model %s, residual median/p90 %.3f/%.3f px before, "
+             "%.3f/%.3f px after; correction %s", im.name, n_in, entry["n_outliers"], used, mb, pb, ma, pa,
+             " ".join(f"{v:.5g}" for v in corr))
+    if weak:
+        entry["warning"] = (f"weak tie-point fit: {n_in} inlier points (want >= {WEAK_POINTS}), median residual "
+                            f"{ma:.2f} px (want <= {WEAK_MEDIAN_PX}); check the images overlap on unchanged ground.")
+        log.warning("tie points %s: %s", im.name, entry["warning"])
+    return entry
+
+
+# ------------------------------------------------------------------------------------ output
+def report_attrs(report) -> dict:
+    return {"tie_bias": json.dumps(report, default=float)}
+
+
+def record(out, report) -> None:
+    """Store the report in the store's ``tie_bias`` attribute (and re-consolidate the metadata)."""
+    from offnadir import store
+
+    store.finalize(out, report_attrs(report))
+
+
+def format_report(report) -> str:
+    """``offnadir info``-style text of a tie-bias report."""
+    lines = ["relative bias from tie points:"]
+    for e in report:
+        if e.get("role") == "base":
+            lines.append(f"  {e['image']:<16} base (kept as given)")
+            continue
+        if not e.get("n_points"):
+            lines.append(f"  {e['image']:<16} not fitted: {e.get('warning', '')}")
+            continue
+        b = e["bias"]
+        lines.append(f"  {e['image']:<16} {e['n_points']} tie points ({e['n_outliers']} outliers), model {e['model']}"
+                     f"{' WEAK' if e['weak'] else ''}")
+        lines.append(f"  {'':<16} residual median/p90 before {e['residual_before_median_px']:.3f}/"
+                     f"{e['residual_before_p90_px']:.3f} px, after {e['residual_after_median_px']:.3f}/"
+                     f"{e['residual_after_p90_px']:.3f} px")
+        lines.append(f"  {'':<16} row' = {b[0]:.6f} row + {b[1]:.6f} col + {b[2]:+.3f}; "
+                     f"col' = {b[3]:.6f} row + {b[4]:.6f} col + {b[5]:+.3f}")
+        if e.get("warning"):
+            lines.append(f"  {'':<16} warning: {e['warning']}")
+    return "\n".join(lines)
+
+
+def run_for_config(plan, cfg: dict, *, quiet: bool = False):
+    """The pipeline's tie-bias step: options from the config's ``tie_bias`` section (on by default),
+    fit, print the summary (unless ``quiet``). Returns ``(plan, report)``."""
+    import sys
+
+    opts = TieOptions.from_config(cfg.get("tie_bias"))
+    if not opts.enabled or len(plan.images) < 2:
+        if len(plan.images) >= 2:
+            log.info("tie-point bias fit switched off (tie_bias.enabled false / --no-tie-bias)")
+        return plan, [{"image": im.name, "role": "base" if k == 0 else "not fitted (switched off)",
+                       "bias": list(im.camera.bias)} for k, im in enumerate(plan.images)]
+    import time
+
+    t = time.perf_counter()
+    plan, report = fit_tie_bias(plan, opts, image_configs=cfg.get("images"))
+    took = time.perf_counter() - t
+    log.info("tie-point pass took %.2f s", took)
+    if not quiet:
+        print(format_report(report), file=sys.stderr)
+        print(f"offnadir: tie-point pass took {took:.2f} s", file=sys.stderr)
+    return plan, report
