@@ -233,3 +233,27 @@ def test_a_bad_date_is_a_clear_error(stereo_epoch2, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "'12/09/2023' is not a date" in err and "YYYY-MM-DD" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_a_date_group_corrected_only_in_part_by_tie_points_is_warned(tmp_path, caplog):
+    import json
+    import types
+
+    import zarr
+
+    from offnadir.cube.sweep_stage import check_tie_consistency
+    from offnadir.io.image import ImageSource
+
+    cam = types.SimpleNamespace(acquired=None)
+    ims = [ImageSource("x.tif", cam, (1, 1), 1, "uint8", None, n, d)
+           for n, d in (("a", "2020-01-01"), ("b", "2021-01-01"), ("c", "2021-01-01"))]
+    plan = types.SimpleNamespace(images=ims)
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="w")
+    g.attrs["tie_bias"] = json.dumps([{"image": "a", "role": "base"}, {"image": "b", "applied": True},
+                                      {"image": "c", "applied": True}])
+    assert check_tie_consistency(tmp_path / "s.zarr", plan) == []
+    g.attrs["tie_bias"] = json.dumps([{"image": "a", "role": "base"}, {"image": "b", "applied": True},
+                                      {"image": "c", "applied": False}])
+    with caplog.at_level(logging.WARNING, logger="offnadir"):
+        msgs = check_tie_consistency(tmp_path / "s.zarr", plan)
+    assert len(msgs) == 1 and "corrected b but kept c" in caplog.text
