@@ -43,7 +43,7 @@ def _acquired(im) -> str | None:
     return getattr(im, "date", None) or im.camera.acquired
 
 
-def date_groups(images) -> np.ndarray:
+def date_groups(images, *, say: bool = True) -> np.ndarray:
     """(n_images,) int32 group per image: images of the same calendar date share a group
     (numbered 0, 1, ... in order of first appearance); an image without any date is a group of its
     own (said in the log)."""
@@ -53,9 +53,10 @@ def date_groups(images) -> np.ndarray:
     for im in images:
         d = calendar_date(_acquired(im))
         nxt = max(groups) + 1 if groups else 0
-        if d is None:
+        if d is None and say:
             log.info("image %s has no acquisition date (none in its metadata, none given): it forms a date group "
                      "of its own; give one with `date:` in the config or --date", im.name)
+        if d is None:
             groups.append(nxt)
             continue
         if d not in by_date:
@@ -64,7 +65,7 @@ def date_groups(images) -> np.ndarray:
     out = np.asarray(groups, dtype=np.int32)
     for g in np.unique(out):
         members = [images[k].name for k in np.flatnonzero(out == g)]
-        if len(members) > 1:
+        if len(members) > 1 and say:
             log.info("date group %d (%s): %s", g, calendar_date(_acquired(images[int(np.flatnonzero(out == g)[0])])),
                      ", ".join(members))
     return out

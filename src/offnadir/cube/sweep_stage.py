@@ -48,7 +48,7 @@ def multi_view_groups(images) -> list[list[int]]:
     """Image indices of every date group with at least two images."""
     from offnadir.cube.dataset import date_groups
 
-    g = date_groups(images)
+    g = date_groups(images, say=False)
     return [[int(k) for k in np.flatnonzero(g == v)] for v in np.unique(g) if (g == v).sum() >= 2]
 
 
