@@ -160,6 +160,26 @@ def test_all_workers_lost_stops_with_a_message(tmp_path, procs):
         client.close()
 
 
+def test_all_workers_lost_stops_any_wait_with_a_message(tmp_path, procs):
+    """The same through dask_client around a plain future's result (as dask.compute and the change
+    stage's reductions wait): the watchdog turns the endless wait into ClusterError."""
+    import dask
+
+    from offnadir.cluster import dask_client
+    from offnadir.errors import ClusterError
+
+    port = _free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    procs.start("dask_scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
+    _connect(addr).close()
+    worker = procs.start("dask_worker", addr, "--nthreads", "1", "--no-dashboard", "--no-nanny")
+    with pytest.raises(ClusterError, match=r"every dask worker .* is gone"):
+        with dask_client(addr, quiet=True, options={"worker_timeout": 2}) as client:
+            fut = client.compute(dask.delayed(time.sleep)(120))
+            threading.Timer(1.0, worker.kill).start()
+            fut.result()
+
+
 def test_local_dashboard_listens_on_loopback_only():
     import psutil
 

@@ -97,7 +97,8 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
             if not quiet:
                 print(f"offnadir: using dask scheduler {scheduler}; dashboard: {client.dashboard_link}",
                       file=sys.stderr)
-            yield client
+            with _worker_watchdog(client, scheduler, timeout):
+                yield client
         finally:
             client.close()
         return
@@ -137,6 +138,52 @@ def _workers_ignore_sigint():
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+@contextmanager
+def _worker_watchdog(client, where: str, timeout: float, poll: float = 1.0):
+    """Stop the main thread with ClusterError when the scheduler has had no worker for ``timeout``
+    seconds while the client holds work (any wait: run_tasks, dask.compute, a future's result).
+    A watcher thread sends SIGINT to the main thread (which interrupts a blocking wait); the
+    KeyboardInterrupt that comes back through the ``with`` block is turned into the error."""
+    from offnadir.errors import ClusterError
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stop, fired = threading.Event(), []
+    main_id = threading.main_thread().ident
+
+    def watch():
+        since = None
+        while not stop.wait(poll):
+            try:
+                idle = _n_workers(client) > 0 or not client.futures
+            except Exception:  # the client is closing
+                continue
+            if idle:
+                since = None
+            elif since is None:
+                since = time.monotonic()
+                log.warning("no dask worker left at %s; waiting up to %g s for one", where, timeout)
+            elif time.monotonic() - since > timeout and not stop.is_set():
+                fired.append(True)
+                signal.pthread_kill(main_id, signal.SIGINT)
+                return
+
+    watcher = threading.Thread(target=watch, name="offnadir-worker-watchdog", daemon=True)
+    watcher.start()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if fired:
+            raise ClusterError(f"every dask worker of {where} is gone and none came back within {timeout:g} s. "
+                               f"Restart workers (`dask worker {where} --nthreads 1`) and run again with --resume; "
+                               "cluster.worker_timeout sets the wait.") from None
+        raise
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
 
 
 def _one_line(e: BaseException) -> str:
