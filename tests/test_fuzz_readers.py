@@ -85,7 +85,8 @@ def test_23_byte_vrt_was_unicode_decode_error(tmp_path):
     ("row_num", [1.0] * 19, "row_num"),                 # 19 coefficients
     ("lat_offset", 123.0, "lat_off"),                   # not a place on Earth
     ("row_scale", 0, "line_scale"),                     # divides by zero
-])
+], ids=["huge-int", "empty", "int-coefs", "null-coefs", "list-scale", "bool-scale", "text-coefs", "19-coefs",
+        "lat-off-123", "zero-scale"])
 def test_rpcm_json_bad_values(tmp_path, field, value, needle):
     doc = _jax()
     doc["rpc"][field] = value
@@ -96,7 +97,8 @@ def test_rpcm_json_bad_values(tmp_path, field, value, needle):
 
 
 @pytest.mark.parametrize("height, width", [(1e400, 815), (10 ** 400, 815), (-746, 815), (746.5, 815),
-                                           ("746", "a"), (0, 815), ([746], 815)])
+                                           ("746", "a"), (0, 815), ([746], 815)],
+                         ids=["1e400", "huge-int", "negative", "fraction", "letters", "zero", "list"])
 def test_rpcm_json_bad_sizes(tmp_path, height, width):
     doc = _jax()
     doc["height"], doc["width"] = height, width
