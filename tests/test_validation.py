@@ -130,6 +130,24 @@ def test_out_of_range_heights_warn_and_read_as_nodata(tmp_path, value):
     assert (h_min, h_max, n) == (100.0, 115.0, 64 * 64 - 100)
 
 
+def test_large_dsms_are_scanned_by_sampled_blocks(tmp_path, monkeypatch):
+    """Above SCAN_CELLS whole blocks spread over the grid are read: a -9999 quarter is still found."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from offnadir.io import dsm as dsm_mod
+
+    h = np.full((128, 128), 100.0, np.float32)
+    h[:64, :64] = -9999.0
+    p = tmp_path / "tiled.tif"
+    with rasterio.open(p, "w", driver="GTiff", width=128, height=128, count=1, dtype="float32", tiled=True,
+                       blockxsize=16, blockysize=16, crs="EPSG:32631", transform=from_origin(5e5, 4.8e6, 0.5, 0.5)) as dst:
+        dst.write(h, 1)
+    monkeypatch.setattr(dsm_mod, "SCAN_CELLS", 16 * 16 * 16)  # 16 of the 64 blocks
+    with pytest.warns(dsm_mod.DsmValueWarning, match=r"of 4096 sampled DSM cells .* -9999"):
+        dsm_mod._scan_heights(p, 1, None, (128, 128))
+
+
 def test_heights_in_range_give_no_warning(tmp_path):
     from offnadir.io.dsm import open_dsm_source
 

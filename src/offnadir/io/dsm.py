@@ -25,8 +25,10 @@ VERTICAL_DATUMS = ("auto", "ellipsoid", "egm96", "egm2008")
 #: nodata such as -9999 or -32768, overflow spikes): they are read as nodata, with a warning, so
 #: that they never widen the occlusion halo (a +1e6 m spike asked for a 105 TiB halo).
 HEIGHT_RANGE_M = (-1000.0, 10000.0)
-#: DSM cells sampled (at most, per side) by the scan for out-of-range heights when a DSM is opened
-SCAN_SIDE = 1024
+#: DSM cells read (at most) by the scan for out-of-range heights when a DSM is opened: exact up to
+#: 2048 x 2048 cells; larger DSMs are sampled by whole blocks (measured: 2**24 cells of a deflate-tiled
+#: GeoTIFF in 1.0 s, so this bound costs about 0.25 s per open whatever the DSM's size)
+SCAN_CELLS = 2**22
 #: largest relative difference between a change-detection grid's y and x cell sizes (and across the
 #: grid, for geographic CRSs): metre->cell conversions of windows up to 100 cells stay within one cell
 CELL_SQUARE_TOLERANCE = 0.01
@@ -172,24 +174,38 @@ def open_dsm(path, *, chunks: int = 1024, **kw):
 
 
 def _scan_heights(p: Path, band: int, nodata, shape) -> tuple[str, ...]:
-    """Warn about cells outside :data:`HEIGHT_RANGE_M` (read as nodata). Exact for DSMs up to
-    :data:`SCAN_SIDE` cells per side; larger ones are sampled on a regular grid (nearest cell), so
-    an isolated bad cell may go unmentioned there (it is still read as nodata)."""
+    """Warn about cells outside :data:`HEIGHT_RANGE_M` (read as nodata anyway). Exact for DSMs of up
+    to :data:`SCAN_CELLS` cells; larger ones are sampled: whole storage blocks (so each is decoded
+    once) spread evenly over the grid, :data:`SCAN_CELLS` cells in all, so an isolated bad cell may go
+    unmentioned there (it is still read as nodata)."""
     import logging
 
     import rasterio
+    from rasterio.windows import Window
 
     ny, nx = shape
-    out_shape = (min(ny, SCAN_SIDE), min(nx, SCAN_SIDE))
     with rasterio.open(p) as ds:
-        h = ds.read(band, out_shape=out_shape).astype(np.float64)
+        if ny * nx <= SCAN_CELLS:
+            h = ds.read(band).astype(np.float64).ravel()
+            sampled = ""
+        else:
+            bh, bw = ds.block_shapes[band - 1]
+            gy, gx = -(-ny // bh), -(-nx // bw)
+            k = max(1, min(gy * gx, SCAN_CELLS // (bh * bw)))
+            picks = np.unique(np.linspace(0, gy * gx - 1, k).round().astype(np.int64))
+            parts = []
+            for b in picks:
+                i, j = divmod(int(b), gx)
+                win = Window(j * bw, i * bh, min(bw, nx - j * bw), min(bh, ny - i * bh))
+                parts.append(ds.read(band, window=win).astype(np.float64).ravel())
+            h = np.concatenate(parts)
+            sampled = f" of {h.size} sampled"
     if nodata is not None and not math.isnan(nodata):
         h[h == nodata] = np.nan
     lo, hi = HEIGHT_RANGE_M
     with np.errstate(invalid="ignore"):
         bad = (h < lo) | (h > hi)
     n_bad = int(bad.sum())
-    sampled = "" if out_shape == (ny, nx) else f" of {h.size} sampled"
     logging.getLogger("offnadir.io.dsm").info("DSM %s: %d%s cells outside %g..%g m", p, n_bad, sampled, lo, hi)
     if not n_bad:
         return ()
