@@ -79,6 +79,12 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
     timeout = float(o["worker_timeout"])
     if n_workers is not None and n_workers < 1:
         raise ConfigError(f"cluster.n_workers / --workers is {n_workers}; give at least 1 (default: one per core).")
+    if o.get("kind") in ("slurm", "kubernetes", "gateway"):  # issue 10: offnadir.backends
+        from offnadir.backends import backend_client
+
+        with backend_client(o["kind"], o, n_workers, timeout=timeout, quiet=quiet) as client:
+            yield client
+        return
     if scheduler:
         sec = security(o)
         if scheduler.strip().lower().startswith("tls://") and sec is None:

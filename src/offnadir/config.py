@@ -136,6 +136,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "scheduler": Field(str, None, "address of an existing dask scheduler (tcp://host:8786, or tls://host:8786 "
                                       "with the tls_* files); default: a local cluster", check=_check_scheduler),
         "n_workers": Field(int, None, "local cluster workers (default: one per core)", lo=1, hi=4096),
+        # issue 10: backends in offnadir.backends (each option mapping is checked there)
+        "kind": Field(str, None, "local | scheduler | slurm | kubernetes | gateway (default: scheduler when "
+                                 "cluster.scheduler is set, else local)",
+                      choices=("local", "scheduler", "slurm", "kubernetes", "gateway")),
+        "slurm": Field(dict, None, "kind slurm: {queue, account, walltime, processes, memory, min_jobs, max_jobs, "
+                                   "host, ...} (deploy/README.md)"),
+        "gateway": Field(dict, None, "kind gateway: {address, auth, cluster_options, n_workers, max_workers, ...}"),
+        "kubernetes": Field(dict, None, "kind kubernetes: {image, namespace, n_workers, max_workers, cpu, memory}"),
         "tls_ca_file": Field(PATH, None, "tls:// scheduler: certificate authority (PEM) that signed the scheduler's "
                                          "and workers' certificates"),
         "tls_cert": Field(PATH, None, "tls:// scheduler: this client's certificate (PEM)"),
@@ -181,7 +189,7 @@ def _check_value(where: str, name: str, f: Field, v, base: Path):
         p = p if p.is_absolute() else (base / p)
         if f.output_file:
             _check_output_file(field, p)
-        return str(p)
+        return str(p.absolute())  # workers of a remote cluster (SLURM, gateway) run in another folder
     types = f.type if isinstance(f.type, tuple) else (f.type,)
     if float in types and isinstance(v, int) and not isinstance(v, bool):
         try:
@@ -307,7 +315,9 @@ def _check_cluster(c: dict) -> list[str]:
     for k in given:
         if not Path(c[k]).is_file():
             errors.append(f"cluster.{k}: {c[k]} not found; give the PEM file's path.")
-    return errors
+    from offnadir.backends import check_options
+
+    return errors + check_options(c)
 
 
 def _section(where, fields, val, base, errors):

@@ -198,7 +198,8 @@ def _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks, given_clien
     dsm = open_dsm_source(d["path"], geoid=d["geoid"], vertical_datum=d["vertical_datum"], band=d["band"])
     images = load_images(cfg["images"])
     cluster = nullcontext(given_client) if given_client is not None else \
-        dask_client(cfg["cluster"]["scheduler"], cfg["cluster"]["n_workers"], quiet=quiet, options=cfg["cluster"])
+        dask_client(cfg["cluster"]["scheduler"], cfg["cluster"]["n_workers"], quiet=quiet,
+                    options={**cfg["cluster"], "chunk": cfg["tiling"]["chunk"], "n_images": len(cfg["images"])})
     with cluster as client:
         with dask.config.set(scheduler=client):
             plan = plan_cube(dsm, images, chunk=cfg["tiling"]["chunk"], lattice_step=cfg["tiling"]["lattice_step"],

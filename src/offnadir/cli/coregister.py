@@ -45,12 +45,16 @@ def add_cluster_arguments(p) -> None:
     p.add_argument("--tls-key", metavar="PEM", help="tls:// scheduler: client private key (cluster.tls_key)")
     p.add_argument("--dashboard", metavar="HOST:PORT",
                    help="local cluster dashboard address (default 127.0.0.1:0; 'none' for no dashboard)")
+    p.add_argument("--cluster-kind", choices=("local", "scheduler", "slurm", "kubernetes", "gateway"),
+                   help="where workers run (cluster.kind; backend options in the config's cluster section or "
+                        "dask's jobqueue/gateway config; see deploy/README.md)")
 
 
 def cluster_options(args) -> dict:
     """The cluster options given on the command line (None when not given)."""
     return {"tls_ca_file": getattr(args, "tls_ca_file", None), "tls_cert": getattr(args, "tls_cert", None),
-            "tls_key": getattr(args, "tls_key", None), "dashboard": getattr(args, "dashboard", None)}
+            "tls_key": getattr(args, "tls_key", None), "dashboard": getattr(args, "dashboard", None),
+            "kind": getattr(args, "cluster_kind", None)}
 
 
 def _sun_arg(text):
