@@ -93,10 +93,13 @@ def pair_geometry(plan, members) -> dict:
 
 
 def height_range(h_block, relief: float, step: float) -> tuple[float, int]:
-    """(z0, n): candidate surface heights ``z0 + k step``, k < n, for a block of ellipsoidal heights."""
+    """(z0, n): candidate surface heights ``z0 + k step``, k < n, for a block of ellipsoidal heights.
+    The candidates are multiples of ``step`` whatever the block, so neighbouring tiles sample the
+    same heights (a cell's result changes with the tiling only if its best height lies outside
+    one tile's range)."""
     lo = float(np.nanmin(h_block))
     hi = max(float(np.nanmax(h_block)), lo + relief)
-    z0 = lo - MARGIN_STEPS * step
+    z0 = math.floor((lo - MARGIN_STEPS * step) / step) * step
     n = int(math.ceil((hi + MARGIN_STEPS * step - z0) / step)) + 1
     return z0, n
 
@@ -246,7 +249,8 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
         sigma = np.sqrt(2.0 * np.clip(1.0 - s, 0.0, None) / (n_win * curv) + step * step / 12.0)
     # a best score that noise alone reaches is no measurement (textureless or unmatched windows)
     ok = np.isfinite(dh) & np.isfinite(h_core) & np.isfinite(s) & np.isfinite(sigma)
-    ok &= best[core] > noise_peak(n_win, n)
+    # (M: the candidates a cell's relief range holds, the same in every tile)
+    ok &= best[core] > noise_peak(n_win, int(math.ceil(relief / step)) + 2 * MARGIN_STEPS + 1)
     if visible is not None:
         ok &= np.all(np.asarray(visible)[(slice(None),) + core] == 1, axis=0)
     return {"dh": np.where(ok, dh, np.nan).astype(np.float32),
