@@ -83,8 +83,8 @@ def test_23_byte_vrt_was_unicode_decode_error(tmp_path):
     ("alt_scale", True, "alt_scale"),                   # was silently read as 1.0
     ("row_num", ["x"] * 20, r"row_num\[1\]"),         # ValueError
     ("row_num", [1.0] * 19, "row_num"),                 # 19 coefficients
-    ("lat_offset", 123.0, "lat_off"),                   # not a place on Earth
-    ("row_scale", 0, "line_scale"),                     # divides by zero
+    ("lat_offset", 123.0, "lat_offset"),                # not a place on Earth
+    ("row_scale", 0, "row_scale"),                      # divides by zero
 ], ids=["huge-int", "empty", "int-coefs", "null-coefs", "list-scale", "bool-scale", "text-coefs", "19-coefs",
         "lat-off-123", "zero-scale"])
 def test_rpcm_json_bad_values(tmp_path, field, value, needle):

@@ -91,6 +91,7 @@ class RPC:
             "samp_den": "SAMP_DEN_COEFF",
         }
         kw = {}
+        shown = {}
         for name, key in alias.items():
             if key not in up and key.replace("LONG", "LON") in up:
                 key = key.replace("LONG", "LON")
@@ -101,6 +102,8 @@ class RPC:
                 )
             val = up[key]
             label = labels.get(key, key)
+            if key in labels:
+                shown[name] = label
             if name in COEF_FIELDS:
                 if isinstance(val, str):
                     val = val.replace(",", " ").split()
@@ -119,16 +122,22 @@ class RPC:
                     # values may carry a unit after the number ("+003754.00 pixels")
                     val = (val.split() or [""])[0]
                 kw[name] = to_number(val, source, label)
-        return cls(**kw, source=source).validated()
+        return cls(**kw, source=source).validated(shown)
 
-    def validated(self) -> "RPC":
-        """Return self after checking every number is usable; raise InvalidModelError naming the field."""
+    def validated(self, labels: dict | None = None) -> "RPC":
+        """Return self after checking every number is usable; raise InvalidModelError naming the field
+        (as ``labels`` maps attribute names to the file's field names, when given)."""
         src = self.source
+        labels = labels or {}
+
+        def f(n: str) -> str:  # "row_scale (line_scale)": the file's name, then offnadir's
+            return f"{labels[n]} ({n})" if labels.get(n, n) != n else n
+
         for name in NORM_FIELDS:
             v = getattr(self, name)
             if not np.isfinite(v):
                 raise InvalidModelError(
-                    f"{src}: RPC field {name} is {v!r}; every offset and scale must be a finite number. "
+                    f"{src}: RPC field {f(name)} is {v!r}; every offset and scale must be a finite number. "
                     "The file is corrupt or was written by a broken tool: re-export the vendor RPC."
                 )
         # physical bounds: an RPC's centre is a point on the Earth (|latitude| <= 90 degrees; longitude
@@ -136,32 +145,32 @@ class RPC:
         for name, bound in (("lat_off", 90.0), ("lon_off", 360.0)):
             if abs(getattr(self, name)) > bound:
                 raise InvalidModelError(
-                    f"{src}: RPC field {name} is {getattr(self, name)!r} degrees, outside ±{bound:g}, so it "
+                    f"{src}: RPC field {f(name)} is {getattr(self, name)!r} degrees, outside ±{bound:g}, so it "
                     "is not a place on the Earth. The file is corrupt or its fields are swapped: "
                     "re-export the vendor RPC."
                 )
         for name in ("line_scale", "samp_scale", "lat_scale", "lon_scale", "height_scale"):
             if getattr(self, name) == 0:
                 raise InvalidModelError(
-                    f"{src}: RPC field {name} is 0, which would divide by zero when normalising. "
+                    f"{src}: RPC field {f(name)} is 0, which would divide by zero when normalising. "
                     "Use the vendor's original RPC file."
                 )
         for name in COEF_FIELDS:
             c = getattr(self, name)
             if len(c) != 20:
                 raise InvalidModelError(
-                    f"{src}: RPC field {name} has {len(c)} coefficients; RPC00B needs exactly 20."
+                    f"{src}: RPC field {f(name)} has {len(c)} coefficients; RPC00B needs exactly 20."
                 )
             if not all(np.isfinite(c)):
                 bad = [i + 1 for i, v in enumerate(c) if not np.isfinite(v)]
                 raise InvalidModelError(
-                    f"{src}: RPC field {name} has non-finite coefficients at positions {bad} (1-based). "
+                    f"{src}: RPC field {f(name)} has non-finite coefficients at positions {bad} (1-based). "
                     "Re-export the model from the vendor metadata."
                 )
         for name in ("line_den", "samp_den"):
             if not any(v != 0 for v in getattr(self, name)):
                 raise InvalidModelError(
-                    f"{src}: RPC field {name} is all zeros, so the rational function divides by zero "
+                    f"{src}: RPC field {f(name)} is all zeros, so the rational function divides by zero "
                     "everywhere. The denominator's first coefficient is normally 1."
                 )
         if self.validity is not None:
