@@ -14,11 +14,18 @@ and sampling kernels), and keep the height where the group agrees best:
   the higher of the tile's highest surface and that low point plus the scene's relief (the
   tallest thing the scene holds could stand anywhere, e.g. a new building on flat ground), plus
   the margin. The margin is :data:`MARGIN_STEPS` steps: one step brackets a maximum at the end
-  of the range for the sub-step parabola, the others absorb DSM noise at the extremes.
+  of the range for the sub-step parabola, the others absorb DSM noise at the extremes. The
+  candidates are multiples of the step, the same lattice in every tile.
 * **step**: the height change that moves the pair's relative displacement on the ground grid by
   :data:`STEP_FRACTION` of a cell, ``step = STEP_FRACTION / |los_a - los_b|`` with ``los`` the
   line-of-sight field (cells per metre, :func:`offnadir.cube.geometry.los_on_grid`); for a triplet
   the largest pairwise ``|los_a - los_b|`` (the finest step). ``B/H = |los_a - los_b| * cell``.
+* **the DSM's own heights first**: the agreement ``s0`` is also measured with every cell sampled at
+  its DSM height (windows that follow the DSM, walls and roofs included; cells the cube finds
+  hidden left out). Where ``s0`` is within :data:`SE_FACTOR` standard errors of a correlation,
+  ``(1 - s*²) / sqrt(N)``, of the best swept agreement ``s*``, the images give no evidence that
+  the surface moved: ``dh = 0`` and ``dh_score = s0``. This removes the fronto-parallel window's
+  bias at unchanged height steps.
 * **sub-step**: a parabola through the best score and its neighbours (:func:`sweep_kernels.refine`).
 * **uncertainty** ``dh_sigma``: treat ``E(z) = 2N(1 - s(z))`` as the sum of squared differences of
   the two normalised windows (N cells) whose per-cell residual variance at the best height is
