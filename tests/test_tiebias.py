@@ -14,7 +14,8 @@ import pytest
 
 from offnadir.camera.bias import affine_displacement, apply_affine, choose_model_ftest, solve_bias_robust
 from offnadir.cube import tiepoint_kernels as tk
-from offnadir.cube.tiepoints import MIN_POINTS, TieOptions, _fit_image, fit_tie_bias, format_report
+from offnadir.cube.tiebias import MIN_POINTS, _fit_image, fit_tie_bias, format_report
+from offnadir.cube.tiepoints import TieOptions
 from offnadir.errors import ConfigError
 
 
@@ -137,12 +138,14 @@ def sim_plan(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiesim")
     simulate(d, seed=2, size=256)
     with dask.config.set(scheduler="threads", num_workers=1):
-        return plan_cube(d / "dsm.tif", [d / "base.tif", d / "target.tif"], chunk=256)
+        plan = plan_cube(d / "dsm.tif", [d / "base.tif", d / "target.tif"], chunk=256)
+    return d, plan
 
 
 def test_fit_recovers_an_injected_bias_and_leaves_a_consistent_model(sim_plan):
     """The simulator's RPCs are fitted to the true cameras: a bias put on the target's camera must
     come off again (relative to the base); with none put on, the fit stays near zero."""
+    _, sim_plan = sim_plan
     shape = sim_plan.images[1].shape
     centre = (np.asarray(shape, float) - 1) / 2
     L = np.array([[1.0015, 0.002], [-0.001, 0.999]])
@@ -165,3 +168,23 @@ def test_fit_recovers_an_injected_bias_and_leaves_a_consistent_model(sim_plan):
     assert "tie points" in text and "residual median/p90" in text
     json.dumps(rep)  # the report is what goes into the store's attributes
     assert math.isfinite(e["max_correction_px"])
+
+
+def test_cli_stores_the_report_and_can_switch_it_off(sim_plan, tmp_path, capsys):
+    import zarr
+
+    from offnadir.cli import main
+
+    d = sim_plan[0]
+    base = ["coregister", "--dsm", str(d / "dsm.tif"), "--image", str(d / "base.tif"), "--image",
+            str(d / "target.tif"), "--workers", "1", "--chunk", "256"]
+    assert main(base + ["-o", str(tmp_path / "on.zarr")]) == 0
+    err = capsys.readouterr().err
+    assert "relative bias from tie points" in err and "tie-point pass took" in err
+    rep = json.loads(zarr.open_group(str(tmp_path / "on.zarr"), mode="r").attrs["tie_bias"])
+    assert [e["image"] for e in rep] == ["base", "target"] and rep[1]["n_points"] > 0
+    imgs = json.loads(zarr.open_group(str(tmp_path / "on.zarr"), mode="r").attrs["images"])
+    assert imgs[1]["bias"] == pytest.approx(rep[1]["bias"])   # the cube used the fitted camera
+    assert main(base + ["-o", str(tmp_path / "off.zarr"), "--no-tie-bias"]) == 0
+    rep = json.loads(zarr.open_group(str(tmp_path / "off.zarr"), mode="r").attrs["tie_bias"])
+    assert "switched off" in rep[1]["role"]

@@ -128,7 +128,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "model": Field(str, "auto", "auto (affine only where the points show it predicts better) | affine | shift",
                        choices=("auto", "affine", "shift")),
         # lo: fewer windows cannot outvote outliers; hi: a sparse pass, not a full one
-        "points": Field(int, 400, "tie windows tried per image, spread over the DSM", lo=10, hi=100000),
+        "points": Field(int, 1000, "tie windows tried per image, spread over the DSM", lo=10, hi=100000),
         "search_px": Field(int, 10, "first search radius in pixels around the vendor prediction (raise it for "
                                     "RPCs known to be off by more)", lo=1, hi=200),
     },

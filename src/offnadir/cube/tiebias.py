@@ -1,0 +1,199 @@
+"""The tie-point bias fit (issue 8): measure / fit / re-project rounds per image, the report, and
+the pipeline step. The measurement and every threshold's reason: :mod:`offnadir.cube.tiepoints`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+
+import numpy as np
+
+from offnadir.camera.bias import affine_displacement, apply_affine, solve_bias_robust
+from offnadir.camera.camera import compose_affine
+from offnadir.cube.tiepoints import (STEP_PX, BLOCK_WINDOWS, TieOptions, block_tiles, gather, measure_windows,
+                                     parallax_sensitivity, plan_suns)
+
+log = logging.getLogger("offnadir.cube.tiepoints")
+
+#: the fit has settled when the last correction moves no pixel of the image by more than this
+SETTLE_PX = 0.02
+#: below this many inlier tie points the image keeps its camera (and a warning says so)
+MIN_POINTS = 12
+#: below this many inliers, or with a median residual above WEAK_MEDIAN_PX, the fit is called weak
+WEAK_POINTS = 40
+WEAK_MEDIAN_PX = 0.5
+#: after the first pass, shifts are searched within this many pixels of the corrected prediction
+REFINE_RADIUS = 2
+
+
+# ------------------------------------------------------------------------------------ fit
+def _stats(d) -> tuple[float, float]:
+    if len(d) == 0:
+        return math.nan, math.nan
+    return float(np.median(d)), float(np.percentile(d, 90))
+
+
+def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None):
+    """Fit every non-base image's bias to the base from tie points. Returns ``(plan, report)``:
+    the plan with corrected cameras and a list of per-image dicts (base first).
+
+    The correction is fitted on top of each image's camera as given (with its GCP bias, if any):
+    ``bias_new = correction ∘ bias_given``."""
+    opts = opts or TieOptions()
+    images = list(plan.images)
+    report = [{"image": images[0].name, "role": "base", "bias": list(images[0].camera.bias)}]
+    if len(images) < 2 or not opts.enabled:
+        return plan, report
+    tiles = block_tiles(plan, opts)
+    dh_step = {}
+    for k in range(1, len(images)):
+        s = parallax_sensitivity(plan, k)
+        dh_step[k] = STEP_PX / s if s > 0 else math.inf
+        log.info("tie points %s: %.3f px relative displacement per metre of height error; windows with a "
+                 "neighbour height step above %.2f m are skipped", images[k].name, s, dh_step[k])
+    log.info("tie points: %d blocks of %d cells, windows of %d cells, first search +-%d px",
+             len(tiles), (BLOCK_WINDOWS * (2 * opts.half + 1)) ** 2, (2 * opts.half + 1) ** 2, opts.search_px)
+    suns = plan_suns(plan, image_configs)
+    if suns[0] is None:
+        log.info("tie points: the base's sun is unknown; shadowed windows are left to the robust fit")
+    blocks = gather(plan, tiles, opts, dh_step, suns)
+    out_images = list(images)
+    for k in range(1, len(images)):
+        data = [b[k] for b in blocks if k in b]
+        entry, corr = _fit_image(images[k], data, opts)
+        if entry["applied"]:
+            cam = images[k].camera
+            out_images[k] = dataclasses.replace(images[k], camera=cam.with_bias(compose_affine(corr, cam.bias)))
+        entry["bias"] = list(out_images[k].camera.bias)
+        report.append(entry)
+    return dataclasses.replace(plan, images=tuple(out_images)), report
+
+
+def _fit_image(im, data, opts):
+    """Measure / fit / re-project rounds for one image; returns (report entry, correction affine)."""
+    from offnadir.camera.camera import IDENTITY
+
+    corr = IDENTITY
+    st = {"n_iter": 0, "settled": False, "fit": None, "n_measured": 0, "move": math.nan}
+    for it in range(opts.max_iter):
+        radius = opts.search_px if it == 0 else REFINE_RADIUS
+        pts = np.concatenate([measure_windows(d, corr, radius) for d in data], axis=0) if data \
+            else np.empty((0, 9))
+        st["n_iter"], st["n_measured"] = it + 1, int(len(pts))
+        if len(pts) < MIN_POINTS:
+            st["fit"] = None
+            break
+        # pseudo-GCPs: prediction by the camera as given, and where the window was found
+        r, c = im.camera.project(pts[:, 0], pts[:, 1], pts[:, 2])
+        pred = np.column_stack([r, c])
+        meas = pts[:, 3:5] + pts[:, 5:7]
+        new, used, inl, sigma = solve_bias_robust(pred, meas, opts.model)
+        move = affine_displacement(compose_affine(new, _inv(corr)), im.shape)
+        st.update(fit=(new, used, inl, sigma, pred, meas), move=move)
+        log.info("tie points %s, round %d: %d measured, %d inliers, model %s, correction moved the image by "
+                 "up to %.3f px", im.name, it + 1, len(pts), int(inl.sum()), used, move)
+        corr = new
+        if move <= SETTLE_PX:
+            st["settled"] = True
+            break
+    return _image_report(im, st), corr
+
+
+def _inv(aff):
+    from offnadir.camera.camera import invert_affine
+
+    return invert_affine(aff)
+
+
+def _image_report(im, st) -> dict:
+    entry = {"image": im.name, "role": "tied to base", "n_measured": st["n_measured"], "n_iter": st["n_iter"],
+             "applied": False, "weak": True, "settled": st["settled"]}
+    if st["fit"] is None:
+        entry.update(n_points=0, model=None,
+                     warning=f"only {entry['n_measured']} tie points were measured (at least {MIN_POINTS} needed): "
+                             "the camera is kept as given. The images may not overlap on textured, "
+                             "unchanged ground; give GCPs for this image instead.")
+        log.warning("tie points %s: %s", im.name, entry["warning"])
+        return entry
+    corr, used, inl, sigma, pred, meas = st["fit"]
+    before = meas - pred
+    after = meas - np.column_stack(apply_affine(corr, pred[:, 0], pred[:, 1]))
+    mb, pb = _stats(np.hypot(*before[inl].T))
+    ma, pa = _stats(np.hypot(*after[inl].T))
+    n_in = int(inl.sum())
+    weak = n_in < WEAK_POINTS or not (ma <= WEAK_MEDIAN_PX)
+    entry.update(n_points=n_in, n_outliers=int((~inl).sum()), model=used, correction=[float(v) for v in corr],
+                 applied=True, weak=bool(weak),
+                 residual_before_median_px=mb, residual_before_p90_px=pb,
+                 residual_after_median_px=ma, residual_after_p90_px=pa,
+                 shift_before_rc_px=[float(v) for v in np.median(before[inl], axis=0)],
+                 max_correction_px=affine_displacement(corr, im.shape),
+                 sigma_rc_px=list(sigma), last_move_px=float(st["move"]))
+    log.info("tie points %s: %d points (%d outliers), model %s, residual median/p90 %.3f/%.3f px before, "
+             "%.3f/%.3f px after; correction %s", im.name, n_in, entry["n_outliers"], used, mb, pb, ma, pa,
+             " ".join(f"{v:.5g}" for v in corr))
+    if weak:
+        entry["warning"] = (f"weak tie-point fit: {n_in} inlier points (want >= {WEAK_POINTS}), median residual "
+                            f"{ma:.2f} px (want <= {WEAK_MEDIAN_PX}); check the images overlap on unchanged ground.")
+        log.warning("tie points %s: %s", im.name, entry["warning"])
+    return entry
+
+
+# ------------------------------------------------------------------------------------ output
+def report_attrs(report) -> dict:
+    return {"tie_bias": json.dumps(report, default=float)}
+
+
+def record(out, report) -> None:
+    """Store the report in the store's ``tie_bias`` attribute (and re-consolidate the metadata)."""
+    from offnadir import store
+
+    store.finalize(out, report_attrs(report))
+
+
+def format_report(report) -> str:
+    """``offnadir info``-style text of a tie-bias report."""
+    lines = ["relative bias from tie points:"]
+    for e in report:
+        if e.get("role") == "base":
+            lines.append(f"  {e['image']:<16} base (kept as given)")
+            continue
+        if not e.get("n_points"):
+            lines.append(f"  {e['image']:<16} not fitted: {e.get('warning', '')}")
+            continue
+        b = e["bias"]
+        lines.append(f"  {e['image']:<16} {e['n_points']} tie points ({e['n_outliers']} outliers), model {e['model']}"
+                     f"{' WEAK' if e['weak'] else ''}")
+        lines.append(f"  {'':<16} residual median/p90 before {e['residual_before_median_px']:.3f}/"
+                     f"{e['residual_before_p90_px']:.3f} px, after {e['residual_after_median_px']:.3f}/"
+                     f"{e['residual_after_p90_px']:.3f} px")
+        lines.append(f"  {'':<16} row' = {b[0]:.6f} row + {b[1]:.6f} col + {b[2]:+.3f}; "
+                     f"col' = {b[3]:.6f} row + {b[4]:.6f} col + {b[5]:+.3f}")
+        if e.get("warning"):
+            lines.append(f"  {'':<16} warning: {e['warning']}")
+    return "\n".join(lines)
+
+
+def run_for_config(plan, cfg: dict, *, quiet: bool = False):
+    """The pipeline's tie-bias step: options from the config's ``tie_bias`` section (on by default),
+    fit, print the summary (unless ``quiet``). Returns ``(plan, report)``."""
+    import sys
+
+    opts = TieOptions.from_config(cfg.get("tie_bias"))
+    if not opts.enabled or len(plan.images) < 2:
+        if len(plan.images) >= 2:
+            log.info("tie-point bias fit switched off (tie_bias.enabled false / --no-tie-bias)")
+        return plan, [{"image": im.name, "role": "base" if k == 0 else "not fitted (switched off)",
+                       "bias": list(im.camera.bias)} for k, im in enumerate(plan.images)]
+    import time
+
+    t = time.perf_counter()
+    plan, report = fit_tie_bias(plan, opts, image_configs=cfg.get("images"))
+    took = time.perf_counter() - t
+    log.info("tie-point pass took %.2f s", took)
+    if not quiet:
+        print(format_report(report), file=sys.stderr)
+        print(f"offnadir: tie-point pass took {took:.2f} s", file=sys.stderr)
+    return plan, report
