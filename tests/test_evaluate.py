@@ -143,3 +143,40 @@ def test_elevated_from_the_dsm_when_nothing_else(tmp_path):
     rep = evaluate(ds, truth, siblings=False)
     assert rep["images"]["b"]["patch"]["elevated"]["n"] == 25  # the block, all visible
     assert "DSM" in rep["inputs"]["elevated"]
+
+
+def test_height_change_reference_is_recognised_and_scored_on_decided_cells(tmp_path):
+    """A 0/1/2/255 reference: loss and gain both count as change, 255 and undecided cells are left
+    out, AUC comes from the probability, objects >= 100 m2 are counted (cells of 0.25 m2 here:
+    a 5 x 5 block is 6.25 m2, so only with min area scaled down does it count)."""
+    from offnadir.change.reference import height_scores
+
+    path, ds = _store(tmp_path)
+    ref = np.zeros((20, 30), np.uint8)
+    ref[5:10, 5:10] = 1      # loss, detected (change block 5:10, 5:10)
+    ref[12:14, 0:30] = 2     # gain, missed (cols 0-2 hidden in the target)
+    ref[0:2, :] = 255        # ignored (also outside the base)
+    ref[18:20, 26:30] = 255  # ignored
+    prob = np.where(ds["change"].values == 1, 0.9, 0.2).astype(np.float32)
+    prob[ds["change"].values == 2] = np.nan
+    ds["probability"] = (("image", "y", "x"), prob)
+    ds = ds.drop_vars("change_ortho")
+    rep = evaluate(ds, _raster(tmp_path / "ref.tif", ref))
+    assert rep["inputs"]["reference_kind"] == "height"
+    r = rep["images"]["b"]["reference"]["patch"]
+    cells = (ds["visible"].values[0] == 1) & (ds["visible"].values[1] == 1)
+    decided = cells & (ref != 255)
+    n_changed = int(((ref == 1) | (ref == 2))[decided].sum())  # 25 loss + 2 x 27 visible gain
+    assert n_changed == 25 + 54
+    assert (r["n"], r["tp"], r["fp"], r["fn"]) == (int(decided.sum()), 25, 15, 54)
+    assert r["f1"] == pytest.approx(50 / (50 + 15 + 54))
+    # AUC: positives 25 at 0.9 and 54 at 0.2; negatives 15 at 0.9, the rest at 0.2
+    n0 = int(decided.sum()) - n_changed
+    wins = 25 * (n0 - 15) + 0.5 * 25 * 15 + 0.5 * 54 * (n0 - 15)
+    assert r["auc"] == pytest.approx(wins / (n_changed * n0))
+    assert r["objects"]["objects"] == 0  # both blobs are < 100 m2 at 0.5 m cells
+    small = height_scores(ref, ds["change"].values[1], prob[1], cells, cell_area=4.0)  # as if 2 m cells
+    assert small["objects"]["objects"] == 2 and small["objects"]["found"] == 1
+    # the same raster forced to be read as binary ignores the gain class
+    rep_b = evaluate(ds, tmp_path / "ref.tif", reference="binary")
+    assert "reference" not in rep_b["images"]["b"]

@@ -10,9 +10,16 @@ histogram:
   spread and weight 0.1 — i.e. the start says only "most cells are unchanged";
 * EM (weights, means, variances) runs to convergence on the bin counts; the component with the
   larger mean is "changed";
-* ``p(z) = pi1 N1(z) / (pi0 N0(z) + pi1 N1(z))``, made non-decreasing in ``z`` above the null mean
-  (more evidence never lowers the probability) and 0 below it; cells get ``p`` by linear
+* ``p(z) = pi1 N1(z) / (pi0 N0(z) + pi1 N1(z))``, capped below the null mean at its value there (a
+  wider changed component lifts the far left tail again) and made non-decreasing in ``z`` (more
+  evidence never lowers the probability); cells get ``p`` by linear
   interpolation in the table.
+
+``anchor`` (optional): the value of ``z`` that means change for certain (for the census evidence
+``R``, passed as ``E = R/(1+R)`` so that ``z = log R``, the anchor is 0: no agreement beyond
+chance). A changed component whose mean is nearer the null's mean than the anchor is not change,
+only a tail of the unchanged population (e.g. a stereo pair's views disagreeing on steep
+slopes): the fit is treated as degenerate.
 
 If the fit is degenerate (a changed component with weight < :data:`MIN_WEIGHT` or not
 separated from the null by at least one null sigma), the fallback is a one-sided test against the
@@ -71,7 +78,7 @@ def _normal(z, m, s):
     return np.exp(-0.5 * ((z - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
 
 
-def fit(counts) -> dict:
+def fit(counts, anchor: float | None = None) -> dict:
     """Two-component Gaussian mixture (EM on the histogram of ``logit(E)``) -> model dict
     (JSON-able): ``pi``, ``mean``, ``sd`` (unchanged, changed), ``n``, ``fallback``, ``table``
     (change probability per bin centre)."""
@@ -110,15 +117,20 @@ def fit(counts) -> dict:
     model = {"n": n, "pi": [float(pi[0]), float(pi[1])], "mean": [float(mu[0]), float(mu[1])],
              "sd": [float(sd[0]), float(sd[1])], "separation": float(sep), "null_median": med,
              "null_spread": spread}
-    if pi[1] < MIN_WEIGHT or sep < MIN_SEPARATION:
+    unlike = anchor is not None and mu[1] < 0.5 * (mu[0] + anchor)
+    model["anchor"] = anchor
+    if pi[1] < MIN_WEIGHT or sep < MIN_SEPARATION or unlike:
         p = norm.cdf((z - med) / spread - FALLBACK_SIGMA)
-        model.update(fallback=True, reason="no separate changed component: robust outlier test, probability 0.5 "
-                                           f"at {FALLBACK_SIGMA} robust sigmas above the median")
+        why = "changed component nearer the null than the evidence level of certain change" if unlike and not \
+            (pi[1] < MIN_WEIGHT or sep < MIN_SEPARATION) else "no separate changed component"
+        model.update(fallback=True, reason=f"{why}: robust outlier test, probability 0.5 at {FALLBACK_SIGMA} robust "
+                                           "sigmas above the median")
     else:
         d0 = pi[0] * _normal(z, mu[0], sd[0])
         d1 = pi[1] * _normal(z, mu[1], sd[1])
         p = d1 / np.maximum(d0 + d1, 1e-300)
-        p[z < mu[0]] = 0.0
+        left = z < mu[0]  # a wider changed component lifts the far left tail again: not evidence
+        p[left] = np.minimum(p[left], np.interp(mu[0], z, p))
         model.update(fallback=False)
     p = np.maximum.accumulate(np.clip(p, 0.0, 1.0))
     model["table"] = p.tolist()

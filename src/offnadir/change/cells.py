@@ -7,7 +7,8 @@ stratum (elevated / ground cells) of it and of the ortho baseline's statistic, f
 calibration (:mod:`offnadir.change.calibrate`) on the client.
 
 Pass P2 (:func:`probability_tile`): probability of change per cell from the calibrated
-evidence, combined with the same-date height change ``dh`` where the store has it; writes
+evidence, or-ed with the patch criteria's score (the map pass wrote it into ``score``), combined
+with the same-date height change ``dh`` where the store has it; writes
 ``probability``, ``change`` (0/1/2) and ``score`` (= probability), and the ortho baseline's
 ``change_ortho``/``score_ortho`` with the same calibration.
 """
@@ -57,6 +58,7 @@ def evidence_tile(io, ctx, tile, plan, has):
     vis = io.read("visible", (slice(None),) + wyx)
     val = io.read("value", (slice(None), slice(None)) + wyx).astype(np.float64)
     inten = [EV.intensity(val[k]) for k in range(ctx.n_images)]
+    lit = io.read("illumination", (slice(None),) + wyx) if has.get("illumination") else None
     ok = [(vis[k] == 1) & np.isfinite(inten[k]) for k in range(ctx.n_images)]
     elev = io.read("elevated", yx) == 1 if has.get("elevated") else np.zeros((tile.i1 - tile.i0, tile.j1 - tile.j0),
                                                                                bool)
@@ -64,17 +66,27 @@ def evidence_tile(io, ctx, tile, plan, has):
     hist = {}
     for t in ctx.targets:
         if plan["structural"]:
-            e = EV.structural_evidence(inten[0], inten[t], ok[0], ok[t], window, offsets[t], (sigmas[0], sigmas[t]))
+            e = EV.structural_evidence(inten[0], inten[t], ok[0], ok[t], window, offsets[t], (sigmas[0], sigmas[t]),
+                                       compare=_same_sun(lit, t))
             e = e[core]
             ev[t] = e
             for s, m in ((1, elev), (0, ~elev)):
-                hist[("evidence", t, s)] = C.histogram(e, m)
+                hist[("evidence", t, s)] = C.histogram(ratio_evidence(e), m)
         if plan["ortho"]:
             so = ortho_evidence(io.read(plan["ortho"][1], (t,) + yx))
             for s, m in ((1, elev), (0, ~elev)):
                 hist[("ortho", t, s)] = C.histogram(so, m)
     io.write("evidence", (slice(None),) + yx, ev)
     return hist
+
+
+def _same_sun(lit, t):
+    """Cells whose direct-sun state (:mod:`offnadir.change.illumination`: 0 none, 255 unknown)
+    is the same at both dates or unknown (None: all)."""
+    if lit is None:
+        return None
+    unknown = (lit[0] == 255) | (lit[t] == 255)
+    return unknown | ((lit[0] == 0) == (lit[t] == 0))
 
 
 def add_hist(*parts):
@@ -125,6 +137,15 @@ def dh_probability(dh, dh_sigma, bound: float):
         return np.where(np.isfinite(dh), ndtr((np.abs(dh) - bound) / s), np.nan)
 
 
+def either(p, q):
+    """``max(p, q)`` where the patch criteria's score ``q`` reaches 0.5 (their decision: a
+    noise-sigma threshold on IR-MAD and parallax evidence), else ``p``: change when either witness
+    says so, and below that the ranking stays the calibrated probability's."""
+    with np.errstate(invalid="ignore"):
+        hit = np.isfinite(p) & np.isfinite(q) & (q >= DECISION_P)
+    return np.where(hit, np.maximum(p, q), p)
+
+
 def combine(p_struct, p_dh):
     """Independent evidences: log-odds add (naive Bayes with the even prior of the dh test);
     where ``p_dh`` is NaN, ``p_struct`` alone."""
@@ -135,6 +156,17 @@ def combine(p_struct, p_dh):
         lo = np.log(a / (1 - a)) + np.log(b / (1 - b))
         both = 1.0 / (1.0 + np.exp(-lo))
     return np.where(np.isfinite(p_dh) & np.isfinite(p_struct), both, p_struct)
+
+
+def ratio_evidence(r):
+    """The census ratio ``R >= 0`` as an evidence in [0, 1): ``R / (1 + R)`` (``logit = log R``;
+    ``R = 1``, no agreement beyond chance, is ``z = 0``: the calibration's anchor)."""
+    r = np.asarray(r, np.float64)
+    return r / (1.0 + r)
+
+
+#: calibration anchors (z where change is certain): census R = 1; ortho u = Z / threshold = 1
+ANCHOR = {"evidence": 0.0, "ortho": 0.0}
 
 
 def ortho_evidence(score):
@@ -161,10 +193,12 @@ def probability_tile(io, ctx, tile, models, has, bound, plan):
     ch[0][vis[0] == 1] = 0
     dh = io.read("dh", (slice(None),) + yx).astype(np.float64) if has.get("dh") else None
     dsig = io.read("dh_sigma", (slice(None),) + yx).astype(np.float64) if has.get("dh_sigma") else None
+    crit = io.read("score", (slice(None),) + yx).astype(np.float64) if plan["structural"] else None
     for t in ctx.targets if plan["structural"] else ():
         p = np.full(shp[1:], np.nan)
         for s, m in ((1, elev), (0, ~elev)):
-            p[m] = C.probability(ev[t][m], models[("evidence", t, s)])
+            p[m] = C.probability(ratio_evidence(ev[t][m]), models[("evidence", t, s)])
+        p = either(p, crit[t])
         if dh is not None:
             sig = dsig[t] if dsig is not None else np.full(p.shape, np.nan)
             p = combine(p, dh_probability(dh[t], sig, bound))
@@ -194,12 +228,11 @@ def probability_tile(io, ctx, tile, models, has, bound, plan):
     return tile.ti, tile.tj
 
 
-def max_height_change(opts, h_range) -> float:
-    """Metres of height error/change the parallax search covers: ``max_height_change`` when set,
-    else the DSM's relief (highest minus lowest cell): the DSM cannot be wrong by more than the
-    heights it spans without being useless, and a new or removed building of the scene's own
-    kind stays within it."""
+def max_height_change(opts, above_ground) -> float:
+    """Metres of height error/change the parallax searches cover: ``max_height_change`` when
+    set, else the tallest object of the DSM above its local ground (99.9th percentile of the
+    height above the opening, :func:`offnadir.change.tile.stats`): a building of the scene's own
+    kind, built or removed, stays within it, and so does any DSM error on it."""
     if opts.max_height_change is not None:
         return float(opts.max_height_change)
-    lo, hi = h_range
-    return float(hi - lo) if math.isfinite(lo) and math.isfinite(hi) else 0.0
+    return float(above_ground) if math.isfinite(above_ground) and above_ground > 0 else 0.0

@@ -24,7 +24,13 @@ CHANGE_VARS = {
                          "flag_meanings": "no_change change unobservable_hidden_or_outside_in_either_image",
                          "nodata": 2}},  # for rioxarray; a _FillValue would make xarray decode it to float NaN
     "score": {"dims": ("image", "y", "x"), "dtype": np.float32, "fill": np.nan,
-              "attrs": {"long_name": "change confidence 0-1 (change where >= 0.5)"}},
+              "attrs": {"long_name": "change confidence 0-1 (= probability; change where >= 0.5)"}},
+    "evidence": {"dims": ("image", "y", "x"), "dtype": np.float32, "fill": np.nan,
+                 "attrs": {"long_name": "cross-date structural evidence: census code disagreement over chance "
+                                        "(1 - kappa), smallest over the parallax search; ~1 unrelated, lower agree"}},
+    "probability": {"dims": ("image", "y", "x"), "dtype": np.float32, "fill": np.nan,
+                    "attrs": {"long_name": "change probability 0-1 (per-run calibration of the evidence, and dh "
+                                           "where measured; change where >= 0.5)", "valid_range": [0.0, 1.0]}},
     "change_ortho": {"dims": ("image", "y", "x"), "dtype": np.uint8, "fill": 2,
                      "attrs": {"long_name": "ortho baseline: per-cell change without occlusion handling",
                                "flag_values": [0, 1, 2],

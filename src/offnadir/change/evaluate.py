@@ -14,6 +14,11 @@ baseline) and class, from the confusion counts TP, FP, FN, TN (change = positive
 * Cohen's kappa ``(p_o - p_e) / (1 - p_e)`` with ``p_o`` the overall accuracy and
   ``p_e = ((TP + FP)(TP + FN) + (FN + TN)(FP + TN)) / N^2``.
 
+Against a height-change reference (0 none, 1 loss, 2 gain, 255 ignore; detected automatically,
+or ``reference="height"``), "changed" is loss or gain, cells the map leaves undecided (2) or the
+reference ignores (255) are left out, and score AUC and object recall are added
+(:mod:`offnadir.change.reference`).
+
 Undefined ratios (no positive, no cell) are reported as NaN (``null`` in JSON). The ``gain`` is the
 ratio of the method's F1 to the baseline's, per class.
 """
@@ -120,7 +125,8 @@ def _grid_crs_wkt(ds):
     return crs.to_wkt() if crs is not None else None
 
 
-def evaluate(store, truth, *, elevated=None, occluded=None, image=None, siblings: bool = True) -> dict:
+def evaluate(store, truth, *, elevated=None, occluded=None, image=None, siblings: bool = True,
+             reference: str = "auto") -> dict:
     """Scores of the store's change maps (and its ortho baseline) against ``truth`` (0/1 raster
     on the DSM grid). ``elevated``/``occluded``: truth rasters (default: ``truth_elevated.tif`` /
     ``truth_occluded.tif`` next to ``truth`` when ``siblings``). ``image``: target image name or
@@ -151,7 +157,16 @@ def evaluate(store, truth, *, elevated=None, occluded=None, image=None, siblings
     targets = _targets(names, image)
     methods = [m for m in ("change", "change_ortho") if m in ds]
     labels = {"change": ds.attrs.get("change_method", "patch"), "change_ortho": "ortho"}
-    valid_truth = np.isin(truth_a, (0, 1))
+    from offnadir.change import reference as R
+
+    if reference not in R.KINDS:
+        raise DataError(f"reference kind {reference!r}: choose one of {', '.join(R.KINDS)}.")
+    used["reference_kind"] = R.kind(truth_a, reference)
+    height = used["reference_kind"] == "height"
+    valid_truth = (truth_a != R.IGNORE) if height else np.isin(truth_a, (0, 1))
+    truth_bin = np.isin(truth_a, (1, 2)) if height else truth_a == 1
+    cell_area = float(abs(ds.attrs["spatial:transform"][0] * ds.attrs["spatial:transform"][4])) \
+        if ds.attrs.get("spatial:transform") else 1.0
     out = {"inputs": used, "images": {}}
     for t in targets:
         cells = (vis[0] == 1) & (vis[t] == 1) & valid_truth
@@ -159,10 +174,17 @@ def evaluate(store, truth, *, elevated=None, occluded=None, image=None, siblings
             cells &= rasters["occluded"] == 0
         res = {}
         for m in methods:
-            pred = np.asarray(ds[m].values[t]) == 1
-            res[labels[m]] = {c: metrics(truth_a[sel] == 1, pred[sel])
-                              for c, sel in (("elevated", cells & elev), ("ground", cells & ~elev), ("all", cells))}
-        if len(res) == 2 and labels["change"] != "ortho":
+            chm = np.asarray(ds[m].values[t])
+            pred = chm == 1
+            dec = cells & (chm != 2) if height else cells
+            res[labels[m]] = {c: metrics(truth_bin[sel], pred[sel])
+                              for c, sel in (("elevated", dec & elev), ("ground", dec & ~elev), ("all", dec))}
+            if height:
+                pname = "probability" if m == "change" and "probability" in ds else \
+                    ("score_ortho" if m == "change_ortho" and "score_ortho" in ds else "score")
+                prob = np.asarray(ds[pname].values[t], np.float64) if pname in ds else None
+                res.setdefault("reference", {})[labels[m]] = R.height_scores(truth_a, chm, prob, cells, cell_area)
+        if "ortho" in res and labels["change"] in res and labels["change"] != "ortho":
             res["gain_f1"] = {c: _div(res[labels["change"]][c]["f1"], res["ortho"][c]["f1"]) for c in CLASSES}
         out["images"][names[t]] = res
     return out
@@ -205,11 +227,18 @@ def format_report(rep: dict) -> str:
     for name, res in rep["images"].items():
         lines += ["", f"target image {name} (cells visible in both images)", head]
         for method, per in res.items():
-            if method == "gain_f1":
+            if method in ("gain_f1", "reference"):
                 continue
             for c in CLASSES:
                 m = per[c]
                 lines.append(f"{method:<8} {c:<9} {m['n']:>9} " + " ".join(f"{_fmt(m[k]):>9}" for k in cols))
+        for method, r in res.get("reference", {}).items():
+            o = r["objects"]
+            lines.append(f"{method:<8} height-change reference, decided cells {r['n']}: P {_fmt(r['precision'])} "
+                         f"R {_fmt(r['recall'])} F1 {_fmt(r['f1'])} kappa {_fmt(r['kappa'])} score AUC "
+                         f"{_fmt(r['auc'])} flagged {_fmt(r['flagged'])}; objects >= {o['min_area_m2']:g} m2 found "
+                         f"{o.get('found', 0)}/{o.get('objects', 0)} (recall {_fmt(o.get('recall', math.nan))}, "
+                         f"loss {_fmt(o.get('loss_recall', math.nan))}, gain {_fmt(o.get('gain_recall', math.nan))})")
         if "gain_f1" in res:
             g = res["gain_f1"]
             lines.append("F1 gain over the ortho baseline: " + ", ".join(f"{c} {_fmt(g[c])}x" for c in CLASSES))

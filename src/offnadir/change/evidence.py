@@ -90,7 +90,7 @@ def census_ratio(ca, va, cb, vb, window: int):
     frequencies would show, ``H_chance = 1 - sum_k q_a(k) q_b(k)`` (``q``: window frequencies of
     the codes -1, 0, +1 in each image). ``R`` is 1 minus Cohen's kappa of the two code sets:
     about 1 where the structures are unrelated (change), lower where they agree, whatever the
-    texture. NaN where the window has no valid pair or no code variety."""
+    texture. NaN where the window has no valid pair; 0 where it has no code variety (both flat)."""
     both = va & vb
     n = ndi.uniform_filter(both.sum(axis=0).astype(np.float64), window, mode="constant")
     dif = ndi.uniform_filter(((ca != cb) & both).sum(axis=0).astype(np.float64), window, mode="constant")
@@ -103,7 +103,8 @@ def census_ratio(ca, va, cb, vb, window: int):
         ok = n > 0.5 / window**2  # at least about half a valid pair per window (float round-off)
         h = np.where(ok, dif / np.where(ok, n, 1.0), np.nan)
         chance = np.where(ok, 1.0 - agree / np.where(ok, n * n, 1.0), np.nan)
-        return np.where(chance > 1e-6, h / chance, np.nan)
+        # no code variety in the window (both flat, all codes equal): nothing disagrees, R = 0
+        return np.where(chance > 1e-6, h / np.where(chance > 1e-6, chance, 1.0), np.where(ok, 0.0, np.nan))
 
 
 def relative_offsets(az0, off0, az1, off1, max_dh, cell):
@@ -134,16 +135,19 @@ def relative_offsets(az0, off0, az1, off1, max_dh, cell):
 
 
 def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=((0, 0),),
-                        sigmas=None):
+                        sigmas=None, compare=None):
     """Per-cell cross-date structural evidence ``E`` (>= 0, about 1 = no agreement beyond
     chance; NaN: not observable): the smallest :func:`census_ratio` over the parallax
     ``offsets`` (target shifted), on the cells observable in both (``ok_base & ok_target``).
 
     ``base``/``target``: (y, x) intensities; ``sigmas``: their noise sigmas (default: from the
-    arrays themselves, :func:`noise_sigma`)."""
+    arrays themselves, :func:`noise_sigma`); ``compare``: cells whose codes may be compared
+    (default all; e.g. not where the direct sun differs between the dates: a moved cast shadow
+    is a nuisance) — the others still get the evidence of their window."""
     sa, sb = sigmas if sigmas is not None else (noise_sigma(base, ok_base), noise_sigma(target, ok_target))
-    ca, va = census(base, ok_base, sa)
-    cb, vb = census(target, ok_target, sb)
+    cm = np.ones(base.shape, bool) if compare is None else compare
+    ca, va = census(base, ok_base & cm, sa)
+    cb, vb = census(target, ok_target & cm, sb)
     best = np.full(base.shape, np.nan)
     for di, dj in offsets:
         cbs = shift(cb, di, dj, 0) if (di or dj) else cb

@@ -22,6 +22,7 @@ cube, threaded scheduler) the same tasks work on numpy arrays.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ from offnadir.change.options import ChangeOptions
 from offnadir.cube.plan import Tile
 from offnadir.errors import DataError
 
+_LOG = logging.getLogger("offnadir.change.stage")
 PROGRESS = "change_tiles"
 #: automatic NDVI thresholds (Otsu) are never below this: no surface under 0.2 is vegetation
 NDVI_MIN = 0.2
@@ -161,7 +163,8 @@ class _Runner:
     # -- passes
     def context(self):
         opts = self.opts
-        st = self.reduce([dask.delayed(T.stats, pure=True)(self.io, self.shape, self.n_images, self.n_bands, t)
+        r = segment.opening_radius(opts, self.cell)
+        st = self.reduce([dask.delayed(T.stats, pure=True)(self.io, self.shape, self.n_images, self.n_bands, t, r)
                           for t in self.tiles], T.add_stats)
         n = np.maximum(st["n"], 1)[:, None]
         mean = st["s"] / n
@@ -178,7 +181,13 @@ class _Runner:
         red, nir = _band_roles(names, self.n_bands, opts) if opts.vegetation else (None, None)
         az = self.cube["azimuth"].values if "azimuth" in self.cube.coords else np.full(self.n_images, np.nan)
         off = self.cube["off_nadir"].values if "off_nadir" in self.cube.coords else np.full(self.n_images, np.nan)
-        shifts = tuple(T.parallax_offsets(az[t], off[t], opts.max_height_change, self.cell) if t else
+        from offnadir.change.cells import max_height_change
+
+        self.max_dh = max_height_change(opts, st["above"])
+        self.log(f"parallax searches cover height changes up to {self.max_dh:.1f} m "
+                 f"({'option' if opts.max_height_change is not None else 'tallest object above the local ground'})")
+        self.az, self.off = az, off
+        shifts = tuple(T.parallax_offsets(az[t], off[t], self.max_dh, self.cell) if t else
                        (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)) for t in range(self.n_images))
         self.ctx = T.Context(shape=self.shape, n_images=self.n_images, n_bands=self.n_bands, cell=self.cell,
                              opts=opts, targets=self.targets, band_mean=mean, band_std=band_std,
@@ -332,6 +341,46 @@ class _Runner:
                  for t in todo]
         self.compute(tasks, desc="change maps")
 
+    def probability(self):
+        """Passes P1/P2 (:mod:`offnadir.change.cells`): evidence, calibration, probability maps."""
+        from offnadir.change import calibrate as C
+        from offnadir.change import cells as P
+        from offnadir.change import evidence as EV
+
+        ctx = self.ctx
+        noise = self.reduce([dask.delayed(P.noise_tile, pure=True)(self.io, ctx, t) for t in self.tiles], P.add_hist)
+        sigmas = [P.noise_sigma(noise[k]) for k in range(self.n_images)]
+        window = P.window_cells(self.opts, self.cell)
+        offsets = {t: EV.relative_offsets(self.az[0], self.off[0], self.az[t], self.off[t], self.max_dh, self.cell)
+                   for t in self.targets}
+        has = {n: self.io.has(n) for n in ("elevated", "illumination", "score_ortho", "dh", "dh_sigma")}
+        ortho = (("change_ortho", "score_ortho") if self.want_patch else ("change", "score")) if self.want_ortho \
+            else None
+        plan = {"window": window, "offsets": offsets, "sigmas": sigmas, "structural": self.want_patch, "ortho": ortho}
+        self.log(f"structural evidence: window {window} cells, noise sigmas "
+                 f"{', '.join(f'{s:.3g}' for s in sigmas)}, {max(len(o) for o in offsets.values())} parallax offset(s)"
+                 + (", with the height change dh" if has["dh"] else ""))
+        cx, pl = self.shared(ctx), self.shared(plan)
+        hist = self.reduce([dask.delayed(P.evidence_tile, pure=False)(self.io, cx, t, pl, has) for t in self.tiles],
+                           P.add_hist)
+        models = {k: C.fit(v, anchor=P.ANCHOR[k[0]]) for k, v in hist.items()}
+        for (kind, t, s), m in sorted(models.items()):
+            msg = (f"calibration {kind} image {t} {'elevated' if s else 'ground'}: "
+                   + ("fallback (" + m.get("reason", "") + ")" if m.get("fallback") else
+                      f"changed weight {m['pi'][1]:.3f}, separation {m['separation']:.2f}"))
+            _LOG.info(msg)
+            self.log(msg)
+        mo = self.shared(models)
+        self.compute([dask.delayed(P.probability_tile, pure=False)(self.io, cx, t, mo, has, self.opts.elevated_height,
+                                                                     pl)
+                      for t in self.tiles], desc="probability maps")
+        self.calibration = {"window_cells": window, "noise_sigma": sigmas, "decision_p": P.DECISION_P,
+                            "offsets": {str(t): len(v) for t, v in offsets.items()}, "dh_used": bool(has["dh"]),
+                            "max_height_change_m": self.max_dh,
+                            "models": {f"{k[0]}/{k[1]}/{'elevated' if k[2] else 'ground'}":
+                                       {a: b for a, b in m.items() if a != "table"} for k, m in models.items()}}
+        return models
+
     def table(self, red):
         from offnadir.change.dataset import table_dataset
 
@@ -361,6 +410,7 @@ class _Runner:
                                           for s in ctx.sun]) if ctx.sun else "null",
             "change_bands_red_nir": json.dumps([ctx.red, ctx.nir]),
             "change_ndvi_thresholds": json.dumps({str(t): v for t, v in self.ndvi_thresholds.items()}),
+            "change_calibration": json.dumps(getattr(self, "calibration", None), default=float),
         }
 
 
@@ -403,11 +453,11 @@ def _mark(io, tile, bit):
 def _var_names(opts):
     names = []
     if opts.method == "patch":
-        names += ["elevated", "patch", "illumination", "change", "score"]
+        names += ["elevated", "patch", "illumination", "change", "score", "evidence", "probability"]
         if opts.baseline:
             names += ["change_ortho", "score_ortho"]
     else:
-        names += ["change", "score"]
+        names += ["change", "score", "evidence", "probability"]
     return names
 
 
@@ -426,6 +476,9 @@ def detect_dataset(cube, options: ChangeOptions | None = None, *, chunk: int | N
 
     n_img = cube.sizes["image"]
     arrays = {"dsm": cube["dsm"].values, "visible": cube["visible"].values, "value": cube["value"].values}
+    for name in ("dh", "dh_sigma"):  # same-date height change (another stage), used where present
+        if name in cube:
+            arrays[name] = np.asarray(cube[name].values, np.float32)
     for name in _var_names(opts):
         spec = CHANGE_VARS[name]
         shape = (ny, nx) if spec["dims"] == ("y", "x") else (n_img, ny, nx)
@@ -454,6 +507,7 @@ def _run_all(run: _Runner, done, *, mark: bool):
     red = run.patch_sums()
     run.decide(red)
     run.write_maps(done, mark)
+    run.probability()
     return red
 
 

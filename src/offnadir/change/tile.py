@@ -43,6 +43,12 @@ class StoreIO:
         with _quiet_zarr():
             self._group()[name][key] = arr
 
+    def has(self, name) -> bool:
+        from offnadir.store import _quiet_zarr
+
+        with _quiet_zarr():
+            return name in set(self._group().array_keys())
+
 
 class MemoryIO:
     """The same over numpy arrays in memory (threaded scheduler only)."""
@@ -55,6 +61,9 @@ class MemoryIO:
 
     def write(self, name, key, arr):
         self.arrays[name][key] = arr
+
+    def has(self, name) -> bool:
+        return name in self.arrays
 
 
 # ----------------------------------------------------------------------------- context
@@ -141,16 +150,24 @@ def parallax_offsets(azimuth_deg, off_nadir_deg, max_dh, cell):
 
 
 # ----------------------------------------------------------------------------- pass 0: statistics
-def stats(io, ctx_shape, n_images, n_bands, tile):
-    """Height range and band sums over visible cells, per image."""
+def stats(io, ctx_shape, n_images, n_bands, tile, ground_radius: int = 0):
+    """Height range, the height above the local ground (99.9th percentile: the tallest objects,
+    not a spike; the opening of :func:`kernels.ground_estimate` within the tile) and band sums over
+    visible cells, per image."""
     yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
     h = io.read("dsm", yx).astype(np.float64)
+    above = -np.inf
+    if ground_radius > 0 and np.isfinite(h).any():
+        a = h - K.ground_estimate(h, ground_radius)
+        a = a[np.isfinite(a)]
+        above = float(np.percentile(a, 99.9)) if a.size else -np.inf
     vis = io.read("visible", (slice(None),) + yx)
     val = io.read("value", (slice(None), slice(None)) + yx).astype(np.float64)
     fin = np.isfinite(h)
     out = {"h_min": float(np.min(h[fin])) if fin.any() else np.inf,
            "h_max": float(np.max(h[fin])) if fin.any() else -np.inf,
-           "n": np.zeros(n_images), "s": np.zeros((n_images, n_bands)), "ss": np.zeros((n_images, n_bands))}
+           "n": np.zeros(n_images), "s": np.zeros((n_images, n_bands)), "ss": np.zeros((n_images, n_bands)),
+           "above": above}
     for t in range(n_images):
         ok = (vis[t] == 1) & np.all(np.isfinite(val[t]), axis=0)
         v = val[t][:, ok]
@@ -164,6 +181,7 @@ def add_stats(*parts):
     out = dict(parts[0])
     for p in parts[1:]:
         out = {"h_min": min(out["h_min"], p["h_min"]), "h_max": max(out["h_max"], p["h_max"]),
+               "above": max(out.get("above", -np.inf), p.get("above", -np.inf)),
                "n": out["n"] + p["n"], "s": out["s"] + p["s"], "ss": out["ss"] + p["ss"]}
     return out
 
