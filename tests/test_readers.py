@@ -114,6 +114,14 @@ CROPS: dict[str, tuple] = {
         (SL + "rpc/phr_gizeh/img2.geom", (400, 397), (5476.50125, 20501.0 + 2.0025188916876573 / 2 - 0.5)),
 }
 
+PIC = "picanteo/docs/tutorials/data/"
+PIC_CARS = "picanteo/derived/cars_1.3.0/"
+#: Kahramanmaras crops: the full-scene OSSIM .geom sits beside each crop with the same stem, so the
+#: image alone finds it (as a sidecar) and applies the crop from its geotransform
+SIDECAR_CROPS = {PIC + f"{n}.tif": PIC + f"{n}.geom"
+                 for n in ("pre_event_img1", "pre_event_img2", "post_event_img1", "post_event_img2")}
+MODELS.update({geom: ("ossim-geom", None, None, None) for geom in SIDECAR_CROPS.values()})
+
 #: files under data/real that hold no camera model (rasters without RPC, JSON/GeoJSON, text)
 NO_MODEL = [
     SL + "rpc/PHR1B_P_201709281038393_SEN_PRG_FC_178609-001_nogeo.tif",
@@ -133,7 +141,12 @@ NO_MODEL = [
     "rpcm/tests/aoi.geojson",
     "s2p/tests/data/input_pair/config.json",
     "s2p/tests/data/input_triplet/config.json",
-] + list(CROPS)  # the crops' models live elsewhere (see CROPS): alone they hold none
+] + list(CROPS) + [  # the crops' models live elsewhere (see CROPS): alone they hold none
+    PIC_CARS + f for f in ("diff_post_minus_pre.tif", "flat_dem_700m_ellipsoid_egm96.tif", "quality_stats.json",
+                           "reference_change.tif", "reference_change_measured_only.tif")
+] + [PIC_CARS + f"{d}/{f}" for d in ("pre", "post") for f in (f"config_{d}.json", "dsm.tif", "filling.tif",
+                                                                  "image.tif", "invalidity_mask.tif",
+                                                                  "performance_map.tif")]
 
 #: text files that are not camera models at all
 NOT_A_MODEL = [
@@ -142,6 +155,7 @@ NOT_A_MODEL = [
     "s2p/tests/data/expected_output/units/matches_on_rpc_roi.txt",
     "s2p/tests/data/expected_output/units/unit_matches_from_rpc.txt",
     SL + "dtm/srtm_ventoux/N44E005.omd", SL + "dtm/geoid/egm96.grd.hdr",
+    "picanteo/LICENSE", PIC + "open-licence-etalab-v2.0-en.pdf", "picanteo/docs/tutorials/data_readiness.md",
 ]
 #: binary grids GDAL opens as rasters without RPC (reported as holding no model)
 NO_MODEL_BINARY_GRID = [SL + "dtm/geoid/egm96.grd"]
@@ -157,7 +171,7 @@ def _all_real_files() -> list[str]:
 
 def test_every_real_file_is_classified():
     """Nothing under data/real escapes this suite: a new model file must be added to MODELS."""
-    known = set(MODELS) | set(NO_MODEL) | set(NOT_A_MODEL) | set(NO_MODEL_BINARY_GRID)
+    known = set(MODELS) | set(NO_MODEL) | set(NOT_A_MODEL) | set(NO_MODEL_BINARY_GRID) | set(SIDECAR_CROPS)
     missing = [f for f in _all_real_files() if f not in known]
     assert not missing, f"files under data/real not classified in tests/test_readers.py: {missing}"
 
@@ -188,7 +202,7 @@ def test_file_without_model_raises_no_camera_model(rel):
     assert Path(rel).name in str(ei.value)
 
 
-@pytest.mark.parametrize("rel", [f for f in NOT_A_MODEL if not f.endswith((".md",))])
+@pytest.mark.parametrize("rel", [f for f in NOT_A_MODEL if not f.endswith((".md", ".pdf"))])
 def test_text_that_is_not_a_model_is_unsupported(rel):
     with pytest.raises(UnsupportedFormatError) as ei:
         read_camera(real(rel))
@@ -693,3 +707,15 @@ def test_sensor_and_time_from_raster_tags(tags, expected):
     from offnadir.camera.readers._common import sensor_time_from_tags
 
     assert sensor_time_from_tags(tags) == expected
+
+
+@pytest.mark.parametrize("image", sorted(SIDECAR_CROPS))
+def test_crop_finds_its_geom_sidecar(image):
+    """The image alone gives the same camera as its .geom read with the image's crop."""
+    alone = read_camera(real(image))
+    ref = read_camera(real(SIDECAR_CROPS[image]), image=real(image))
+    assert alone.shape == ref.shape == (1000, 1000)
+    r = np.array([0.0, 500.0, 999.0])
+    lon, lat = ref.localize(r, r[::-1], np.full(3, 700.0))
+    np.testing.assert_allclose(np.array(alone.project(lon, lat, np.full(3, 700.0))), np.array([r, r[::-1]]),
+                               atol=1e-6)
