@@ -59,3 +59,14 @@ def test_dh_raises_the_probability_where_the_height_changed():
     ref = _detect(_cube(with_dh=False))
     assert (ref["change"].values[1][32:58, 32:58] == 1).mean() < 0.05
     assert '"dh_used": false' in ref.attrs["change_calibration"]
+
+
+def test_patch_probability_is_the_mean_of_its_cells():
+    out = _detect(_cube())
+    lab, p = out["patch"].values, out["probability"].values[1]
+    ids = out["patch_id"].values
+    pp = out["patch_probability"].values[1]
+    for k in (0, len(ids) // 2, len(ids) - 1):
+        m = (lab == ids[k]) & np.isfinite(p)
+        assert pp[k] == np.float32(p[m].mean()) or abs(pp[k] - p[m].mean()) < 1e-5
+    assert np.nanmax(pp) > 0.9 and np.nanmin(pp) < 0.1

@@ -205,10 +205,14 @@ def probability_tile(io, ctx, tile, models, has, bound, plan):
         obs = (vis[0] == 1) & (vis[t] == 1) & np.isfinite(p)
         prob[t][obs] = p[obs]
         ch[t][obs] = (p[obs] >= DECISION_P).astype(np.uint8)
+    grouped = {"ids": np.zeros(0, np.int64), "rows": {"psum": np.zeros((0, ctx.n_images)),
+                                                       "pn": np.zeros((0, ctx.n_images))}}
     if plan["structural"]:
         io.write("probability", (slice(None),) + yx, prob)
         io.write("change", (slice(None),) + yx, ch)
         io.write("score", (slice(None),) + yx, prob)
+        if has.get("patch"):
+            grouped = _patch_sums(io.read("patch", yx), prob)
     if plan["ortho"]:
         cname, sname = plan["ortho"]
         so = ortho_evidence(io.read(sname, (slice(None),) + yx))
@@ -225,7 +229,40 @@ def probability_tile(io, ctx, tile, models, has, bound, plan):
         io.write(sname, (slice(None),) + yx, po)
         if not plan["structural"]:
             io.write("probability", (slice(None),) + yx, po)
-    return tile.ti, tile.tj
+    return grouped
+
+
+def _patch_sums(lab, prob):
+    """Per patch (ID > 0) and image: sum and count of the finite cell probabilities."""
+    from offnadir.change import kernels as K
+
+    m = lab > 0
+    ids, inv = K.group_index(lab[m])
+    p = prob[:, m].T.astype(np.float64)  # (cells, images)
+    fin = np.isfinite(p)
+    return {"ids": ids, "rows": {"psum": K.group_sums(inv, len(ids), np.where(fin, p, 0.0)),
+                                 "pn": K.group_sums(inv, len(ids), fin.astype(np.float64))}}
+
+
+def add_grouped(*parts):
+    from offnadir.change import kernels as K
+
+    ids, rows = K.merge_grouped([p["ids"] for p in parts], [p["rows"] for p in parts])
+    return {"ids": ids, "rows": rows}
+
+
+def patch_probability(grouped, ids, t):
+    """Mean cell probability of every patch of ``ids`` (sorted) for image ``t`` (NaN: none)."""
+    out = np.full(len(ids), np.nan)
+    if not len(grouped["ids"]):
+        return out
+    k = np.searchsorted(grouped["ids"], ids)
+    k = np.minimum(k, len(grouped["ids"]) - 1)
+    hit = grouped["ids"][k] == ids
+    n = grouped["rows"]["pn"][k[hit], t]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[hit] = np.where(n > 0, grouped["rows"]["psum"][k[hit], t] / n, np.nan)
+    return out
 
 
 def max_height_change(opts, above_ground) -> float:

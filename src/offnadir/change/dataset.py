@@ -66,7 +66,9 @@ TABLE_VARS = {
     "patch_ndvi_base": (("image", "patch_id"), np.float32, "mean NDVI of the compared cells, base"),
     "patch_ndvi_target": (("image", "patch_id"), np.float32, "mean NDVI of the compared cells, target"),
     "patch_vegetation": (("image", "patch_id"), np.uint8, "1: vegetation at both dates (spectral silenced)"),
-    "patch_change": (("image", "patch_id"), np.uint8, "decision: 1 change"),
+    "patch_probability": (("image", "patch_id"), np.float32, "change probability of the patch: mean of its "
+                                                              "observable cells' calibrated probability"),
+    "patch_change": (("image", "patch_id"), np.uint8, "decision of the patch criteria: 1 change"),
     "patch_score": (("image", "patch_id"), np.float32, "decision score 0-1"),
 }
 
@@ -77,7 +79,7 @@ TABLE_KEYS = {"patch_n_used": "used", "patch_n_illumination": "illum", "patch_sp
               "patch_structural": "structural", "patch_structural_score": "structural_score",
               "patch_corr0": "corr0", "patch_corr_ref": "corr_ref", "patch_corr_expected": "corr_expected",
               "patch_shift": "shift_cells", "patch_ndvi_base": "ndvi_base", "patch_ndvi_target": "ndvi_target",
-              "patch_vegetation": "vegetation", "patch_change": "change", "patch_score": "score"}
+              "patch_vegetation": "vegetation", "patch_probability": "probability", "patch_change": "change", "patch_score": "score"}
 
 
 def layout(cube: xr.Dataset, names, chunks_yx) -> xr.Dataset:

@@ -371,9 +371,12 @@ class _Runner:
             _LOG.info(msg)
             self.log(msg)
         mo = self.shared(models)
-        self.compute([dask.delayed(P.probability_tile, pure=False)(self.io, cx, t, mo, has, self.opts.elevated_height,
-                                                                     pl)
-                      for t in self.tiles], desc="probability maps")
+        has["patch"] = self.want_patch
+        grouped = self.reduce([dask.delayed(P.probability_tile, pure=False)(self.io, cx, t, mo, has,
+                                                                            self.opts.elevated_height, pl)
+                               for t in self.tiles], P.add_grouped)
+        for t, d in (getattr(self, "per_target", None) or {}).items():
+            d["probability"] = P.patch_probability(grouped, self.red_ids, t)
         self.calibration = {"window_cells": window, "noise_sigma": sigmas, "decision_p": P.DECISION_P,
                             "offsets": {str(t): len(v) for t, v in offsets.items()}, "dh_used": bool(has["dh"]),
                             "max_height_change_m": self.max_dh,
@@ -505,6 +508,7 @@ def _run_all(run: _Runner, done, *, mark: bool):
     run.fit()
     run.robust_scales()
     red = run.patch_sums()
+    run.red_ids = red["ids"] if red is not None else np.zeros(0, np.int64)
     run.decide(red)
     run.write_maps(done, mark)
     run.probability()
