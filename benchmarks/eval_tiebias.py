@@ -235,6 +235,7 @@ def picanteo(args) -> bool:
         t_fit = time.perf_counter() - t
     print(format_report(report))
     print(f"tie-point fit: {t_fit:.1f} s (4 images, threads x{args.workers})")
+    _holdout(plan)
     print("Kahramanmaras, residual shift to the base (pre_event_img1) on stable ground (tie-point inliers):")
     ok = True
     for e in report[1:]:
@@ -246,6 +247,38 @@ def picanteo(args) -> bool:
               f"before -> {e['residual_after_median_px']:.3f}/{e['residual_after_p90_px']:.3f} px after "
               f"({e['n_points']} points, {e['n_outliers']} outliers, model {e['model']})")
     return ok
+
+
+def _holdout(plan):
+    """Independent check: fit each image on the tie windows of half the blocks (checkerboard) and
+    measure the shifts of the other half's windows before and after (same +-search radius both
+    times; windows on changed ground give large shifts both times, so medians are compared)."""
+    from offnadir.camera.camera import IDENTITY
+    from offnadir.cube import tiepoints as tp
+    from offnadir.cube.tiebias import _fit_image
+
+    opts = tp.TieOptions()
+    tiles = tp.block_tiles(plan, opts)
+    dh = {k: tp.STEP_PX / max(tp.parallax_sensitivity(plan, k), 1e-9) for k in range(1, len(plan.images))}
+    with dask.config.set(scheduler="threads", num_workers=1):
+        blocks = tp.gather(plan, tiles, opts, dh, tp.plan_suns(plan))
+    size = tp.BLOCK_WINDOWS * (2 * opts.half + 1)
+    parity = [((t.i0 // size) + (t.j0 // size)) % 2 for t in tiles]
+    print("held-out check (fit on half the blocks; shifts of the other half's windows, before -> after):")
+    for k in range(1, len(plan.images)):
+        fit_d = [b[k] for b, q in zip(blocks, parity) if k in b and q == 0]
+        test_d = [b[k] for b, q in zip(blocks, parity) if k in b and q == 1]
+        entry, corr = _fit_image(plan.images[k], fit_d, opts)
+        out = []
+        for aff in (IDENTITY, corr):
+            pts = np.concatenate([tp.measure_windows(d, aff, opts.search_px) for d in test_d])
+            sh = np.hypot(pts[:, 5], pts[:, 6])
+            near = sh[sh <= 2.0]
+            out.append((len(pts), float(np.mean(sh <= 0.5)), float(np.mean(sh <= 1.0)),
+                        float(np.median(near)) if len(near) else np.nan))
+        print(f"  {plan.images[k].name:<16} " + " -> ".join(
+            f"{n} windows, {100 * a:.0f} % within 0.5 px, {100 * b:.0f} % within 1 px, median |shift| of those "
+            f"within 2 px {m:.3f} px" for n, a, b, m in out) + f" (fit on {entry.get('n_points', 0)} points)")
 
 
 def main(argv=None) -> int:
