@@ -205,14 +205,17 @@ def sim(args) -> bool:
     ok_0 = err_0 <= 0.05
     df1 = abs(runs["biased, tie fit"]["f1"] - runs["unbiased, no tie fit"]["f1"])
     ok_f = df1 <= 0.02
-    cost = runs["unbiased, tie fit"]["tie_s"] / runs["unbiased, no tie fit"]["wall"]
+    # the same run's wall time without its tie pass (the machine's load changes between runs)
+    b = runs["unbiased, tie fit"]
+    cost = b["tie_s"] / (b["wall"] - b["tie_s"])
     ok_c = cost <= 0.25
     print(f"{_verdict(ok_b)} injected bias recovered to {err_b:.3f} px over the image (<= 0.1); "
           f"{err_b_fp:.3f} px over the DSM footprint")
     print(f"{_verdict(ok_0)} no bias injected: fit moves the image by {err_0:.3f} px (<= 0.05); "
           f"{err_0_fp:.3f} px over the DSM footprint")
     print(f"{_verdict(ok_f)} F1 with the biased target after the fit within {df1:.3f} of the unbiased run (<= 0.02)")
-    print(f"{_verdict(ok_c)} tie-point pass = {100 * cost:.1f} % of `offnadir detect` wall time (<= 25 %)")
+    print(f"{_verdict(ok_c)} tie-point pass adds {100 * cost:.1f} % to `offnadir detect` wall time (<= 25 %; "
+          f"{b['tie_s']:.2f} s of {b['wall']:.1f} s)")
     ok = ok_b and ok_0 and ok_f and ok_c
     return ok
 
