@@ -3,6 +3,7 @@
     python3 benchmarks/eval_tiebias.py marseille            # s2p triplet vs 481 real SIFT matches
     python3 benchmarks/eval_tiebias.py sim [--seed 1]       # simulator: injected bias, F1, cost
     python3 benchmarks/eval_tiebias.py picanteo             # Kahramanmaras, 2 dates x stereo pair
+    python3 benchmarks/eval_tiebias.py cost [--repeat 3]    # detect wall time with/without the tie pass
 
 Targets (issue 8): Marseille median error <= 0.5 px with no SIFT match used in the fit; simulator
 with an injected (2.5, -1.5) px offset plus a rotation/shear part recovered to <= 0.1 px (largest
@@ -284,9 +285,42 @@ def _holdout(plan):
             f"within 2 px {m:.3f} px" for n, a, b, m in out) + f" (fit on {entry.get('n_points', 0)} points)")
 
 
+def cost(args) -> bool:
+    """`offnadir detect` on Kahramanmaras (pre_event_img1 -> post_event_img1, 1012x1059 cells) with and
+    without the tie pass, alternating, ``--repeat`` times each; medians of the wall times."""
+    d = _real("picanteo/docs/tutorials/data")
+    work = Path(args.work or tempfile.mkdtemp(prefix="eval_tiebias_cost_"))
+    cmd = [sys.executable, "-m", "offnadir.cli", "detect", "--base", str(d / "pre_event_img1.tif"), "--target",
+           str(d / "post_event_img1.tif"), "--model", str(d / "pre_event_img1.geom"), "--model",
+           str(d / "post_event_img1.geom"), "--dsm", str(_real("picanteo/derived/cars_1.3.0/pre/dsm.tif")),
+           "--workers", str(args.workers), "--overwrite"]
+    walls = {True: [], False: []}
+    ties = []
+    for rep in range(args.repeat):
+        for tie in (False, True):
+            t = time.perf_counter()
+            r = subprocess.run(cmd + ["-o", str(work / f"k{int(tie)}.zarr")] + ([] if tie else ["--no-tie-bias"]),
+                               capture_output=True, text=True)
+            walls[tie].append(time.perf_counter() - t)
+            if r.returncode != 0:
+                raise SystemExit(f"offnadir detect failed:\n{r.stderr[-3000:]}")
+            for line in r.stderr.splitlines():
+                if "tie-point pass took" in line:
+                    ties.append(float(line.split("took")[1].split("s")[0]))
+            print(f"  run {rep + 1} {'with' if tie else 'without'} tie pass: {walls[tie][-1]:.1f} s", flush=True)
+    w0, w1, tp = float(np.median(walls[False])), float(np.median(walls[True])), float(np.median(ties))
+    print(f"Kahramanmaras detect, {args.workers} worker(s): median wall {w0:.1f} s without, {w1:.1f} s with the tie "
+          f"pass (+{100 * (w1 / w0 - 1):.1f} %); the tie pass itself {tp:.2f} s = {100 * tp / w0:.1f} % of the run "
+          "without it")
+    ok = w1 / w0 - 1 <= 0.25
+    print(f"{_verdict(ok)} tie pass adds <= 25 % to `offnadir detect` wall time")
+    return ok
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=("marseille", "sim", "picanteo"))
+    p.add_argument("case", choices=("marseille", "sim", "picanteo", "cost"))
+    p.add_argument("--repeat", type=int, default=3, help="cost: runs with and without the tie pass")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--size", type=int, default=384)
     p.add_argument("--workers", type=int, default=1)
@@ -294,7 +328,7 @@ def main(argv=None) -> int:
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
-    ok = {"marseille": marseille, "sim": sim, "picanteo": picanteo}[args.case](args)
+    ok = {"marseille": marseille, "sim": sim, "picanteo": picanteo, "cost": cost}[args.case](args)
     return 0 if ok else 1
 
 

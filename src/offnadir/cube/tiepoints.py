@@ -24,8 +24,16 @@ Thresholds and why:
 * a correlation counts when its peak NCC is at least ``5/sqrt(n)`` (``n`` samples: 5 standard
   deviations of the NCC of unrelated signals), the peak is not on the border of the search area,
   and the refinement's standard error is below 0.5 px;
+* cells without direct sun in either image (cast shadow traced on the DSM, dilated by a cell) are
+  left out when the sun is known (config, metadata or almanac): a shadow edge moves with the sun;
+* both images are smoothed by a Gaussian of :data:`SMOOTH_SIGMA_PX` before correlating (bilinear
+  interpolation of near-Nyquist content biases sub-pixel shifts; on the simulator this halved the
+  spread of the shifts);
 * outliers (real change, cars, shadows) are removed by the robust fit (99.9 % chi-square bound on
-  MAD-scaled residuals).
+  MAD-scaled residuals); the affine is used only when an F-test at 1e-3 shows it is needed.
+
+Windows are sampled on the DSM grid (one sample per cell): with a DSM much coarser than the image
+pixels the windows see the image blurred, and with a much finer one they are small in pixels.
 
 Every automatic choice is logged (logger ``offnadir.cube.tiepoints``) and the per-image report is
 stored in the store's ``tie_bias`` attribute.
