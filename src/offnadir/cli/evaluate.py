@@ -20,6 +20,9 @@ def add_parser(sub):
                                                      "truth_occluded.tif beside TRUTH, if any)")
     p.add_argument("--no-siblings", action="store_true", help="do not look for truth_*.tif beside TRUTH")
     p.add_argument("--image", help="target image name or index (default: every target)")
+    p.add_argument("--reference", choices=("auto", "binary", "height"), default="auto",
+                   help="truth kind: binary 0/1, or height change 0 none/1 loss/2 gain/255 ignore (adds score AUC "
+                        "and object recall); default auto: height when the raster holds only 0/1/2/255")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
@@ -30,6 +33,6 @@ def run(args) -> int:
 
     require_complete(args.store, "evaluate")
     rep = evaluate(args.store, args.truth, elevated=args.elevated, occluded=args.occluded, image=args.image,
-                   siblings=not args.no_siblings)
+                   siblings=not args.no_siblings, reference=args.reference)
     print(to_json(rep) if args.json else format_report(rep))
     return 0
