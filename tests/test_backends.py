@@ -71,6 +71,23 @@ def test_missing_library_names_the_extra(monkeypatch):
         backends.require("slurm")
 
 
+def test_slurm_without_sbatch_is_a_clean_error(tmp_path, monkeypatch, capsys):
+    """kind slurm where SLURM's commands are missing: the CLI exits 2 with one line, nothing written."""
+    pytest.importorskip("dask_jobqueue")
+    from synthetic import affine_rpc, box_scene, write_dsm, write_image
+
+    from offnadir.cli import main
+
+    dsm = write_dsm(tmp_path / "dsm.tif", box_scene(n=40, boxes=()))
+    a = write_image(tmp_path / "a.tif", affine_rpc(10.0, 60.0, rows=100, cols=100))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no sbatch on PATH
+    rc = main(["coregister", "--dsm", str(dsm), "--image", str(a), "-o", str(tmp_path / "o.zarr"), "--quiet",
+               "--cluster-kind", "slurm"])
+    assert rc == 2 and not (tmp_path / "o.zarr").exists()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "sbatch, which is not on PATH" in err.strip().splitlines()[-1], err
+
+
 def test_worker_memory_formula():
     # 768 MiB + 2 x 1024^2 cells x (64 + 64 x 2) B = 768 + 384 = 1152 MiB -> rounded up to 1280 MiB
     assert backends.worker_memory_bytes(1024, 2) == 1280 * 2**20

@@ -200,7 +200,15 @@ def slurm_kwargs(opts: dict, sizing: dict, dashboard: str | None = None) -> dict
 
 def slurm_cluster(opts: dict, n_workers: int | None, sizing: dict, dashboard: str | None = None):
     """A dask-jobqueue ``SLURMCluster`` of single-threaded workers, scaled (or adaptive) as configured."""
+    import shutil
+
+    from offnadir.errors import ConfigError
+
     jobqueue = require("slurm")
+    if shutil.which("sbatch") is None:
+        raise ConfigError("cluster.kind 'slurm' submits worker jobs with sbatch, which is not on PATH here; run "
+                          "offnadir on a SLURM login node (or load the site's slurm module), or choose another "
+                          "cluster.kind.")
     kwargs = slurm_kwargs(opts, sizing, dashboard)
     procs, mem = kwargs["processes"], _parse_bytes(kwargs["memory"]) // kwargs["processes"]
     cluster = jobqueue.SLURMCluster(**kwargs)
@@ -276,7 +284,7 @@ def backend_client(kind: str, cluster_options: dict, n_workers: int | None = Non
                    quiet: bool = False):
     """Start the ``kind`` cluster, yield a Client on it once a worker has joined, close both after."""
     from offnadir.cluster import _wait_for_a_worker
-    from offnadir.errors import ClusterError
+    from offnadir.errors import ClusterError, OffnadirError
 
     opts = options_for(kind, cluster_options)
     sizing = {"chunk": cluster_options.get("chunk"), "n_images": cluster_options.get("n_images")}
@@ -289,6 +297,8 @@ def backend_client(kind: str, cluster_options: dict, n_workers: int | None = Non
             cluster = kubernetes_cluster(opts, n_workers, sizing)
         else:
             raise ValueError(kind)
+    except OffnadirError:
+        raise
     except (OSError, ValueError, RuntimeError, TimeoutError) as e:
         from offnadir.cluster import _one_line
 
