@@ -5,8 +5,10 @@ with each target image, and the ortho baseline. See docs/change_detection.md.
 * :func:`offnadir.change.evaluate.evaluate` — accuracy against a truth raster on the DSM grid.
 
 Modules: ``kernels`` (numba/numpy), ``segment`` (patches), ``irmad`` (IR-MAD sums and model),
-``criteria`` (pluggable criteria), ``decide`` (combination), ``tile`` (one tile's work),
-``stage`` (dask passes), ``dataset`` (xarray glue), ``ortho`` (baseline), ``evaluate``.
+``criteria`` (pluggable patch criteria), ``decide`` (their combination), ``evidence`` (cross-date
+census evidence), ``calibrate`` (per-run mixture calibration), ``cells`` (probability passes, one
+tile), ``tileio`` (tile I/O and context), ``tile`` (one tile's other work), ``stage`` (dask
+passes), ``dataset`` (xarray glue), ``ortho`` (baseline), ``evaluate`` and ``reference`` (scores).
 """
 
 from __future__ import annotations
