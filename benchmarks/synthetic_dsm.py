@@ -263,7 +263,7 @@ class ProceduralImage(ImageSource):
 
 
 def procedural_image(camera: Camera, name: str, *, count: int = 4, seed: int = 0) -> ProceduralImage:
-    return ProceduralImage(f"procedural:{name}", camera, tuple(camera.shape), count, "uint16", None, name, seed)
+    return ProceduralImage(f"procedural:{name}", camera, tuple(camera.shape), count, "uint16", None, name, seed=seed)
 
 
 def write_image(path, camera: Camera, *, count: int = 4, seed: int = 0, block: int = 1024) -> str:
