@@ -215,11 +215,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _slurm_binaries_missing() -> list[str]:
+    return [b for b in ("slurmctld", "slurmd", "sbatch", "munged") if shutil.which(b) is None]
+
+
+def _install_slurm_in_ci() -> None:
+    """In CI (CI=true, as root, Debian's apt), install SLURM with the project's own script so a
+    fresh machine runs the SLURM test instead of skipping it. Never on a developer's machine."""
+    if os.environ.get("CI", "").lower() not in ("1", "true", "yes") or os.geteuid() != 0:
+        return
+    if not _slurm_binaries_missing() or shutil.which("apt-get") is None:
+        return
+    subprocess.run(["bash", str(DEPLOY / "slurm" / "install.sh")], capture_output=True, text=True, timeout=900)
+
+
 def _slurm_missing() -> str | None:
     """Why the SLURM test cannot run here, or None."""
     import importlib.util
 
-    missing = [b for b in ("slurmctld", "slurmd", "sbatch", "munged") if shutil.which(b) is None]
+    _install_slurm_in_ci()
+    missing = _slurm_binaries_missing()
     if missing:
         return f"SLURM is not installed ({', '.join(missing)} missing): run deploy/slurm/install.sh as root"
     if os.geteuid() != 0:
