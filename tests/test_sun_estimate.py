@@ -169,3 +169,7 @@ def test_resolve_suns_reads_the_cube_and_estimates_the_rest():
     grid_az = suns[1]["azimuth"] + suns[1]["grid_north_deg"]
     assert abs((grid_az - 140.0 + 180) % 360 - 180) < 2.0 and abs(suns[1]["elevation"] - 45.0) < 2.0
     assert math.isfinite(suns[1]["grid_north_deg"])
+    # the same images as one date group (a stereo pair): the mate shares the known sun, no estimate
+    same = resolve_suns(ds.assign_coords(date_group=("image", [0, 0])))
+    assert same[1]["source"] == "same-date image" and same[1]["azimuth"] == 150.0 and "config of a" in same[1]["detail"]
+    assert "score" not in same[1]

@@ -59,18 +59,16 @@ def resolve_suns(cube, *, tol: float = 0.3, log=None, max_side: int = 512) -> li
     cell = abs(float(cube.rio.transform().a))
     out = []
     h = None
+    known = [_known_sun(cube, t, lon, lat, sun_from_time) for t in range(n)]
+    groups = cube["date_group"].values if "date_group" in cube.coords else np.arange(n)
     for t in range(n):
-        rec = None
-        if "sun_azimuth" in cube.coords and np.isfinite(cube["sun_azimuth"].values[t]) \
-                and np.isfinite(cube["sun_elevation"].values[t]):
-            src = str(cube["sun_source"].values[t]) if "sun_source" in cube.coords else "cube: sun coordinates"
-            kind, _, detail = src.partition(": ")
-            rec = dict(azimuth=float(cube["sun_azimuth"].values[t]), elevation=float(cube["sun_elevation"].values[t]),
-                       source=kind, detail=detail)
-        elif "time" in cube.coords and lon is not None and not np.isnat(cube["time"].values[t]):
-            s = sun_from_time(str(cube["time"].values[t]), lon, lat)
-            if s is not None:
-                rec = dict(azimuth=s.azimuth, elevation=s.elevation, source=s.source, detail=s.detail)
+        rec = known[t]
+        peer = next((k for k in range(n) if k != t and groups[k] == groups[t] and known[k] is not None), None)
+        if rec is None and peer is not None:
+            # a same-date image (a stereo/tri-stereo mate, seconds apart on one pass): the sun moves
+            # by about 0.004 deg per second, far below what shadow prediction can resolve
+            rec = dict(known[peer], source="same-date image",
+                       detail=f"{known[peer]['source']} of {names[peer]} ({known[peer]['detail']})")
         if rec is None:
             if h is None:
                 h = np.asarray(cube["dsm"].values, np.float64)
@@ -97,3 +95,20 @@ def resolve_suns(cube, *, tol: float = 0.3, log=None, max_side: int = 512) -> li
         rec["grid_north_deg"] = north
         out.append(rec)
     return out
+
+
+def _known_sun(cube, t, lon, lat, sun_from_time) -> dict | None:
+    """The sun of image ``t`` from the cube's sun coordinates or its acquisition time, else None."""
+    import numpy as np
+
+    if "sun_azimuth" in cube.coords and np.isfinite(cube["sun_azimuth"].values[t]) \
+            and np.isfinite(cube["sun_elevation"].values[t]):
+        src = str(cube["sun_source"].values[t]) if "sun_source" in cube.coords else "cube: sun coordinates"
+        kind, _, detail = src.partition(": ")
+        return dict(azimuth=float(cube["sun_azimuth"].values[t]), elevation=float(cube["sun_elevation"].values[t]),
+                    source=kind, detail=detail)
+    if "time" in cube.coords and lon is not None and not np.isnat(cube["time"].values[t]):
+        s = sun_from_time(str(cube["time"].values[t]), lon, lat)
+        if s is not None:
+            return dict(azimuth=s.azimuth, elevation=s.elevation, source=s.source, detail=s.detail)
+    return None
