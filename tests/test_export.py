@@ -246,6 +246,9 @@ def test_overlay_colours_gain_loss_changed_and_unobservable():
     assert masks["gain"].tolist() == [[False, True, False], [False, False, False]]
     assert masks["loss"].tolist() == [[False, False, True], [False, False, False]]
     assert masks["changed"].tolist() == [[False, False, False], [True, False, False]]
+    # dh = 0 (the DSM height agrees): changed in appearance only, neither gain nor loss
+    _, m0 = store_overlay(grey, change, np.zeros((2, 3)))
+    assert not m0["gain"].any() and not m0["loss"].any() and m0["changed"].tolist() == (change == 1).tolist()
     assert masks["unobservable"].tolist() == [[False, False, False], [False, True, False]]
     # each class takes its own hue; unchanged cells stay grey
     for (i, j), colour in (((0, 1), GAIN), ((0, 2), LOSS), ((1, 0), CHANGED), ((1, 1), UNOBSERVED)):

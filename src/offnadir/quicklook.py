@@ -133,14 +133,15 @@ def _scale_bar(ax, extent, metres_per_unit: float) -> None:
 
 def store_overlay(grey, change, dh=None):
     """(h, w, 3) RGB: the grey base, changed cells coloured (gain / loss by the sign of ``dh`` where
-    it is known, else "changed"), unobservable cells darkened; and the masks drawn."""
+    it is known and not zero, else "changed"), unobservable cells darkened; and the masks drawn."""
     rgb = np.repeat(grey[..., None], 3, axis=-1) * 0.85 + 0.075  # keep pure black/white for the overlay
     changed = change == 1
     masks = {}
     if dh is not None:
-        known = changed & np.isfinite(dh)
-        masks["gain"], masks["loss"] = known & (dh > 0), known & (dh <= 0)
-        masks["changed"] = changed & ~known
+        # the sweep writes dh = 0 where the DSM height itself agrees (no height change measured):
+        # such cells changed in appearance only
+        masks["gain"], masks["loss"] = changed & (dh > 0), changed & (dh < 0)
+        masks["changed"] = changed & ~(masks["gain"] | masks["loss"])
     else:
         masks["changed"] = changed
     for key, colour in (("gain", GAIN), ("loss", LOSS), ("changed", CHANGED)):
@@ -202,7 +203,7 @@ def write_store_quicklook(store, png, *, images=None, title: str | None = None) 
         ax.set_xlabel(f"x ({unit}), {crs.to_string()}", fontsize=8)
         ax.set_ylabel(f"y ({unit})", fontsize=8)
         handles = [Patch(facecolor=c, edgecolor="black", label=k) for k, c in
-                   (("gain (dh > 0)", GAIN), ("loss (dh <= 0)", LOSS), ("changed", CHANGED))
+                   (("gain (dh > 0)", GAIN), ("loss (dh < 0)", LOSS), ("changed, no height change", CHANGED))
                    if has_change and k.split()[0] in masks]
         handles.append(Patch(facecolor=UNOBSERVED, edgecolor=(0.8, 0.8, 0.8), hatch="////",
                              label="unobservable (hidden/outside)" if has_change else "not visible"))
