@@ -151,12 +151,21 @@ def require(kind: str):
     """Import the backend's library, or raise a ConfigError naming the extra to install."""
     from offnadir.errors import ConfigError
 
+    import signal
+    import threading
+
     module, extra = EXTRAS[kind]
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.getsignal(signal.SIGINT) if main else None
     try:
         return importlib.import_module(module)
     except ImportError as e:
         raise ConfigError(f"cluster.kind {kind!r} needs the Python package {module.split('.')[0]!r}, which is not "
                           f"installed ({e}); install it with `pip install \"offnadir[{extra}]\"`.") from None
+    finally:
+        # dask-jobqueue sets a SIGINT handler that calls sys.exit() when imported: keep Ctrl-C ours
+        if main and old is not None:
+            signal.signal(signal.SIGINT, old)
 
 
 def _memory(opts: dict, sizing: dict) -> int:

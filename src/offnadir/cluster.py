@@ -178,6 +178,8 @@ def _worker_watchdog(client, where: str, timeout: float, poll: float = 1.0):
                 return
 
     watcher = threading.Thread(target=watch, name="offnadir-worker-watchdog", daemon=True)
+    # the watcher's SIGINT must arrive as KeyboardInterrupt, whatever handler a library installed
+    old_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     watcher.start()
     try:
         yield
@@ -190,6 +192,7 @@ def _worker_watchdog(client, where: str, timeout: float, poll: float = 1.0):
     finally:
         stop.set()
         watcher.join(timeout=5)
+        signal.signal(signal.SIGINT, old_handler)
 
 
 def _one_line(e: BaseException) -> str:
