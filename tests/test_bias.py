@@ -243,3 +243,20 @@ def test_geojson_with_several_images_is_filtered_by_image(tmp_path):
     assert offnadir.read_gcps(tmp_path / "multi.geojson", image="x/OTHER.TIF").id == ("elsewhere",)
     with pytest.raises(GCPError, match="several images"):
         offnadir.read_gcps(tmp_path / "multi.geojson")
+
+
+def test_repeated_gcps_are_refused():
+    """Nine GCPs at one point made leave-one-out report 0.00 px (issue 12): now a clean error."""
+    import dataclasses
+
+
+    cam = offnadir.read_camera(QB2)
+    g = offnadir.read_gcps(QB2_GCPS)
+    same = dataclasses.replace(g, id=tuple(f"p{k}" for k in range(9)), lon=np.full(9, g.lon[0]),
+                               lat=np.full(9, g.lat[0]), h=np.full(9, g.h[0]), row=np.full(9, g.row[0]),
+                               col=np.full(9, g.col[0]))
+    with pytest.raises(GCPError, match="9 GCPs are the same point"):
+        offnadir.leave_one_out(cam, same)
+    with pytest.raises(GCPError, match="same point"):
+        offnadir.fit_bias(cam, same[np.arange(3)])
+    offnadir.fit_bias(cam, g)  # distinct points still fit

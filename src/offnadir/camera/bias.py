@@ -244,8 +244,24 @@ def _prepare(camera, gcps, strict):
     gcps = read_gcps(gcps, image=camera.source)
     if len(gcps) < 1:
         raise GCPError(f"{gcps.source}: holds no GCPs; bias compensation needs at least 1.")
+    _refuse_repeated_points(gcps)
     in_image = check_gcps(camera, gcps, strict=strict)
     return gcps, in_image
+
+
+def _refuse_repeated_points(gcps) -> None:
+    """The same point listed twice (within 0.01 px in the image and 1e-7 deg / 1 mm on the ground)
+    adds no information but weighs the fit, and makes leave-one-out report a perfect 0: refuse it."""
+    key = np.column_stack([np.round(gcps.row, 2), np.round(gcps.col, 2), np.round(gcps.lon, 7),
+                           np.round(gcps.lat, 7), np.round(gcps.h, 3)])
+    _, first, counts = np.unique(key, axis=0, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        k = int(np.argmax(counts))
+        same = [gcps.id[i] for i in np.flatnonzero((key == key[first[k]]).all(axis=1))]
+        raise GCPError(f"{gcps.source}: {counts[k]} GCPs are the same point ({', '.join(same[:5])}"
+                       f"{' ...' if len(same) > 5 else ''} at row {gcps.row[first[k]]:.2f}, col "
+                       f"{gcps.col[first[k]]:.2f}); a repeated point weighs the fit and hides its error in the "
+                       "leave-one-out check. Keep one of each.")
 
 
 def fit_bias(camera: Camera, gcps, *, model: str = "auto", strict: bool = False) -> Camera:
