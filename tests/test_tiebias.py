@@ -170,6 +170,29 @@ def test_fit_recovers_an_injected_bias_and_leaves_a_consistent_model(sim_plan):
     assert math.isfinite(e["max_correction_px"])
 
 
+def test_same_date_mates_are_tied_to_each_other(sim_plan):
+    """Two images of one later date (here the target twice, each with its own injected bias): the
+    mate with more points is tied to the base, the other to it, and both biases come off."""
+    _, sim_plan = sim_plan
+    base, tgt = sim_plan.images
+    shape = tgt.shape
+
+    def shifted(dr, dc, name):
+        inj = (1.0, 0.0, dr, 0.0, 1.0, dc)
+        return dataclasses.replace(tgt, camera=tgt.camera.with_bias(inj), name=name, date="2030-01-01")
+
+    plan = dataclasses.replace(sim_plan, images=(dataclasses.replace(base, date="2020-01-01"),
+                                                 shifted(2.5, -1.5, "t1"), shifted(-1.0, 2.0, "t2")))
+    with dask.config.set(scheduler="threads", num_workers=1):
+        fitted, rep = fit_tie_bias(plan, TieOptions())
+    roles = [e["role"] for e in rep]
+    assert roles[0] == "base" and sorted(roles[1:]) == ["tied to base", f"tied to {rep[roles.index('tied to base')]['image']} (same date)"]
+    mate = next(e for e in rep if e["role"].endswith("(same date)"))
+    assert mate["applied"] and mate["residual_after_median_px"] < 0.3 and "cross_date_fit" in mate
+    for k in (1, 2):  # each target's model is the true one again
+        assert affine_displacement(fitted.images[k].camera.bias, shape) < 0.25, rep[k]
+
+
 def test_cli_stores_the_report_and_can_switch_it_off(sim_plan, tmp_path, capsys):
     import zarr
 

@@ -35,9 +35,10 @@ def _stats(d) -> tuple[float, float]:
     return float(np.median(d)), float(np.percentile(d, 90))
 
 
-def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None):
+def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None, same_date: bool = True):
     """Fit every non-base image's bias to the base from tie points. Returns ``(plan, report)``:
-    the plan with corrected cameras and a list of per-image dicts (base first).
+    the plan with corrected cameras and a list of per-image dicts (base first). With
+    ``same_date``, mates of one later date are tied to each other (see :func:`_tie_same_date_mates`).
 
     The correction is fitted on top of each image's camera as given (with its GCP bias, if any):
     ``bias_new = correction ∘ bias_given``."""
@@ -68,7 +69,45 @@ def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None):
             out_images[k] = dataclasses.replace(images[k], camera=cam.with_bias(compose_affine(corr, cam.bias)))
         entry["bias"] = list(out_images[k].camera.bias)
         report.append(entry)
+    if same_date:
+        _tie_same_date_mates(plan, images, out_images, report, opts, image_configs)
     return dataclasses.replace(plan, images=tuple(out_images)), report
+
+
+def _tie_same_date_mates(plan, images, out_images, report, opts, image_configs) -> None:
+    """Mates of one date (a stereo pair or triplet, not the base's date) are fitted to the base
+    each on its own, across dates, where matching is weakest; their relative orientation is what
+    the height sweep measures heights with. Keep it: the mate with the most inliers stays tied to
+    the base, every other mate is tied to it with same-date tie points (in place)."""
+    from offnadir.cube.dataset import date_groups
+
+    groups = date_groups(images, say=False)
+    for g in np.unique(groups[1:]):
+        members = [k for k in range(1, len(images)) if groups[k] == g]
+        if g == groups[0] or len(members) < 2:
+            continue  # the base's own mates are tied to it directly, same date
+        fitted = [k for k in members if report[k].get("applied")]
+        if not fitted:
+            continue
+        lead = max(fitted, key=lambda k: report[k]["n_points"])
+        for k in members:
+            if k == lead:
+                continue
+            sub = dataclasses.replace(plan, images=(out_images[lead], images[k]))
+            confs = None if image_configs is None else [image_configs[lead], image_configs[k]]
+            sub_plan, sub_report = fit_tie_bias(sub, opts, image_configs=confs, same_date=False)
+            entry = dict(sub_report[1], role=f"tied to {images[lead].name} (same date)")
+            if entry.get("applied"):
+                out_images[k] = sub_plan.images[1]
+            elif report[k].get("applied"):
+                continue  # keep its own fit to the base when the mates could not be matched
+            entry["bias"] = list(out_images[k].camera.bias)
+            entry["cross_date_fit"] = {key: report[k].get(key) for key in
+                                       ("n_points", "residual_after_median_px", "correction")}
+            log.info("tie points %s: tied to its same-date mate %s (%s points, residual median %.3f px)",
+                     images[k].name, images[lead].name, entry.get("n_points"),
+                     entry.get("residual_after_median_px", float("nan")))
+            report[k] = entry
 
 
 def _fit_image(im, data, opts):
