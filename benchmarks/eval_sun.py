@@ -126,7 +126,7 @@ def _almanac_band(date, lon, lat):
 
 
 def real(work):
-    from offnadir.change.illumination import grid_centre_lonlat_and_north
+    from offnadir.io.dsm import grid_centre_lonlat_and_north
 
     print("== Kahramanmaras, Pleiades pan (no sun in the files; only post_event_img2 has a time)")
     data, der = REAL / "docs/tutorials/data", REAL / "derived/cars_1.3.0"

@@ -11,26 +11,7 @@ are UTC).
 
 from __future__ import annotations
 
-import math
-
-
-def grid_centre_lonlat_and_north(crs_wkt: str, transform, shape) -> tuple[float, float, float]:
-    """(lon, lat) of the grid centre and the grid azimuth of true north there (degrees,
-    clockwise from grid north: add it to a true azimuth to get a grid azimuth)."""
-    from pyproj import CRS, Transformer
-
-    a, _, c, _, e, f = transform[:6]
-    ny, nx = shape
-    x, y = c + a * nx / 2.0, f + e * ny / 2.0
-    crs = CRS.from_wkt(crs_wkt)
-    if crs.is_compound:
-        crs = crs.sub_crs_list[0]
-    to_ll = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    to_xy = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
-    lon, lat = to_ll.transform(x, y)
-    x2, y2 = to_xy.transform(lon, lat + 1e-4)
-    north = math.degrees(math.atan2(x2 - x, y2 - y))
-    return float(lon), float(lat), float(north)
+from offnadir.io.dsm import grid_centre_lonlat_and_north  # noqa: F401  (the grid, not change)
 
 
 def resolve_suns(cube, *, tol: float = 0.3, log=None, max_side: int = 512) -> list[dict]:

@@ -112,7 +112,7 @@ def _strip_tz(t: str) -> str:
 
 def _sun_coords(plan, config) -> dict:
     """Per-image sun (config, metadata or almanac; see :mod:`offnadir.io.acquisition`)."""
-    from offnadir.change.illumination import grid_centre_lonlat_and_north
+    from offnadir.io.dsm import grid_centre_lonlat_and_north
     from offnadir.io.acquisition import image_suns, sun_coords
 
     lon, lat, _ = grid_centre_lonlat_and_north(plan.dsm.crs_wkt, plan.dsm.transform, plan.dsm.shape)

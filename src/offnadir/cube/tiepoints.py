@@ -163,7 +163,7 @@ def _mean_bands(a, nodata=None) -> np.ndarray:
 def plan_suns(plan, image_configs=None) -> list:
     """Per image ``(grid azimuth, elevation)`` of the sun in radians (config, metadata or almanac:
     :func:`offnadir.io.acquisition.image_suns`), or None where unknown."""
-    from offnadir.change.illumination import grid_centre_lonlat_and_north
+    from offnadir.io.dsm import grid_centre_lonlat_and_north
     from offnadir.io.acquisition import image_suns
 
     try:

@@ -273,3 +273,22 @@ def change_cell_size(crs, transform, shape, *, where: str = "the DSM grid") -> f
             raise DataError(f"{where} is geographic and its cells shrink from {max(sizes):.3f} m to {min(sizes):.3f} m "
                             f"across the grid (more than {CELL_SQUARE_TOLERANCE:.0%}). {fix}")
     return float(size)
+
+
+def grid_centre_lonlat_and_north(crs_wkt: str, transform, shape) -> tuple[float, float, float]:
+    """(lon, lat) of the grid centre and the grid azimuth of true north there (degrees,
+    clockwise from grid north: add it to a true azimuth to get a grid azimuth)."""
+    from pyproj import CRS, Transformer
+
+    a, _, c, _, e, f = transform[:6]
+    ny, nx = shape
+    x, y = c + a * nx / 2.0, f + e * ny / 2.0
+    crs = CRS.from_wkt(crs_wkt)
+    if crs.is_compound:
+        crs = crs.sub_crs_list[0]
+    to_ll = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    to_xy = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    lon, lat = to_ll.transform(x, y)
+    x2, y2 = to_xy.transform(lon, lat + 1e-4)
+    north = math.degrees(math.atan2(x2 - x, y2 - y))
+    return float(lon), float(lat), float(north)
