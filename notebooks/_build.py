@@ -1,0 +1,255 @@
+"""Write the notebooks of this folder from the Python below: ``python notebooks/_build.py``.
+
+The ``.ipynb`` files are generated (no outputs, fixed cell ids) so that a review reads this file
+and a diff of the notebooks stays small; ``tests/test_notebooks.py`` checks that the committed
+notebooks are what this script writes and executes each of them in a fresh kernel.
+
+``python notebooks/_build.py --check`` exits 1 when a committed notebook differs from its source here.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def _nb(name: str, cells: list[tuple[str, str]]):
+    """A notebook from ("md"|"py", source) pairs; cell ids are stable (name and position)."""
+    out = []
+    for i, (kind, src) in enumerate(cells):
+        src = src.strip("\n")
+        cell = new_markdown_cell(src) if kind == "md" else new_code_cell(src)
+        cell["id"] = f"{name}-{i:02d}"
+        out.append(cell)
+    nb = new_notebook(cells=out, metadata={"kernelspec": KERNEL, "language_info": {"name": "python"}})
+    nbformat.validate(nb)
+    return nb
+
+
+QUICKSTART = [
+    ("md", """
+# offnadir quick start
+
+A small simulated city seen from two off-nadir views two years apart (known buildings, changes and
+occlusions), change detection from Python, the result opened with xarray, and its accuracy against
+the simulator's truth. The same run from a shell: `offnadir demo`.
+
+Everything is written under `quickstart-out/` in the notebook's folder (about 10 MB); delete it when done.
+"""),
+    ("py", """
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import rioxarray
+import xarray as xr
+
+import offnadir
+
+OUT = Path("quickstart-out")
+SIZE = 256  # DSM cells per side (0.5 m cells: 128 m); 256-1024 run in seconds to minutes
+"""),
+    ("md", """
+## 1. A scene that knows its answer
+
+`offnadir.simulate` ray-traces a box city into two pushbroom images (4 bands, RPC tags, acquisition
+time and sun in the files) and writes the DSM of the first date together with the truth rasters.
+"""),
+    ("py", """
+scene = offnadir.simulate(OUT / "scene", seed=0, size=SIZE, overwrite=True)
+for view in ("base", "target"):
+    v = scene.meta["views"][view]
+    print(f"{view:6s} {v['acquired'][:10]}  off-nadir {v['off_nadir_deg_at_centre']:4.1f} deg, "
+          f"azimuth {v['azimuth_deg_at_centre']:5.1f} deg")
+print(sorted(p.name for p in (OUT / "scene").iterdir()))
+"""),
+    ("md", """
+## 2. Detect change
+
+`offnadir.run` takes the same configuration as `offnadir run CONFIG.yaml` (`offnadir template-config`
+lists every field), as a dict here. It starts a local dask cluster sized to the CPUs this process may
+use, writes the co-registered cube, then the change maps, into one Zarr store, and returns its path.
+To use a dask cluster you already have, pass `client=` (see `existing_client.ipynb`).
+"""),
+    ("py", """
+config = {
+    "dsm": {"path": str(scene.paths["dsm"])},
+    "images": [{"path": str(scene.paths["base"]), "name": "base"},
+               {"path": str(scene.paths["target"]), "name": "target"}],
+    "output": {"path": str(OUT / "result.zarr"), "overwrite": True},
+    "tiling": {"chunk": 128},
+    "change": {"enabled": True},
+}
+store = offnadir.run(config)
+store
+"""),
+    ("md", """
+## 3. Open the store with xarray
+
+Every product is on the DSM grid (`y`, `x`, with its CRS for rioxarray), with one entry per image
+along `image`. `change` is 0 (no change), 1 (change) or 2 (not observable: hidden or outside in
+either image; it is the variable's `_FillValue`/nodata). The automatic choices of the run are in the
+attributes.
+"""),
+    ("py", """
+ds = xr.open_zarr(store)
+print(ds.rio.crs, dict(ds.sizes))
+print(ds["change"].attrs["flag_meanings"])
+change = ds["change"].sel(image="target").values
+assert change.shape == (SIZE, SIZE) and set(np.unique(change)) <= {0, 1, 2}
+print(ds.attrs["change_method"], ds.attrs["change_ndvi_thresholds"], ds.attrs["change_sun_deg"])
+"""),
+    ("py", """
+truth = rioxarray.open_rasterio(scene.paths["truth_change"]).squeeze("band", drop=True)
+rgb = ds["value"].sel(image="target").isel(band=[2, 1, 0]).transpose("y", "x", "band").values
+rgb = np.clip(rgb / np.nanpercentile(rgb, 99), 0, 1)
+colours = plt.matplotlib.colors.ListedColormap(["#d9d9d9", "#d7191c", "#2b2b2b"])
+fig, ax = plt.subplots(1, 3, figsize=(13, 4.5), sharex=True, sharey=True)
+ax[0].imshow(np.nan_to_num(rgb)); ax[0].set_title("target image on the DSM grid")
+ax[1].imshow(change, cmap=colours, vmin=0, vmax=2, interpolation="nearest")
+ax[1].set_title("change (grey none, red change, black not observable)")
+ax[2].imshow(truth.values, cmap=colours, vmin=0, vmax=2, interpolation="nearest")
+ax[2].set_title("simulator truth (red: changed between the dates)")
+for a in ax:
+    a.set_axis_off()
+plt.tight_layout()
+plt.show()
+"""),
+    ("md", """
+## 4. Score against the truth
+
+Cells scored: visible in both images (the cube's `visible`) and in both views by the simulator's own
+ray tracing (`truth_occluded == 0`). Counted here with numpy, then with `offnadir.evaluate`, which also
+scores the ortho baseline (per-cell test on both images orthorectified without occlusion handling).
+"""),
+    ("py", """
+occluded = rioxarray.open_rasterio(scene.paths["truth_occluded"]).squeeze("band", drop=True).values
+visible = ds["visible"].values
+cells = (visible[0] == 1) & (visible[1] == 1) & (occluded == 0)
+t, p = truth.values[cells] == 1, change[cells] == 1
+tp, fp, fn = int(np.sum(t & p)), int(np.sum(~t & p)), int(np.sum(t & ~p))
+print(f"{cells.sum()} cells scored: precision {tp / (tp + fp):.3f}, recall {tp / (tp + fn):.3f}, "
+      f"F1 {2 * tp / (2 * tp + fp + fn):.3f}")
+
+report = offnadir.evaluate(store, scene.paths["truth_change"])
+from offnadir.change.evaluate import format_report
+print(format_report(report))
+ours = report["images"]["target"]["patch"]["all"]
+assert (ours["tp"], ours["fp"], ours["fn"]) == (tp, fp, fn)  # two counts of the same thing agree
+assert ours["f1"] > report["images"]["target"]["ortho"]["all"]["f1"]  # the method beats the ortho baseline
+"""),
+]
+
+
+EXISTING_CLIENT = [
+    ("md", """
+# Run offnadir on a dask cluster you already have
+
+On a JupyterHub the cluster usually exists before offnadir runs: a `dask_gateway.Gateway().new_cluster()`,
+a Coiled cluster, a `dask_jobqueue.SLURMCluster`, or a plain `distributed.LocalCluster`. Pass its
+`Client` to `offnadir.run(config, client=client)` (or `offnadir.detect(store, client=client)`): offnadir
+runs every stage on it and leaves it open. Here a `LocalCluster` on loopback stands in for the hub's
+cluster, and the result is checked against a run on offnadir's own local cluster: identical arrays.
+"""),
+    ("py", """
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from distributed import Client, LocalCluster, get_task_stream
+
+import offnadir
+
+OUT = Path("existing-client-out")
+scene = offnadir.simulate(OUT / "scene", seed=3, size=160, overwrite=True)
+"""),
+    ("md", """
+## The notebook's cluster
+
+Two single-threaded worker processes (offnadir's kernels are single-threaded numba; one level of
+parallelism). With dask-gateway this cell would be
+`cluster = Gateway().new_cluster(); cluster.scale(2); client = cluster.get_client()`.
+"""),
+    ("py", """
+cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                       dashboard_address=None)
+client = Client(cluster)
+client
+"""),
+    ("py", """
+def config(store, **cluster):
+    return {
+        "dsm": {"path": str(scene.paths["dsm"])},
+        "images": [{"path": str(scene.paths["base"]), "name": "base"},
+                   {"path": str(scene.paths["target"]), "name": "target"}],
+        "output": {"path": str(store), "overwrite": True},
+        "tiling": {"chunk": 80},  # 4 tiles: both workers get some
+        "cluster": cluster,
+        "change": {"enabled": True},
+    }
+
+
+with get_task_stream(client) as tasks:
+    on_client = offnadir.run(config(OUT / "on_client.zarr"), client=client)
+ran_on = {t["worker"] for t in tasks.data}
+print(f"{len(tasks.data)} tasks on {len(ran_on)} worker(s) of the notebook's cluster")
+assert tasks.data and ran_on <= set(client.scheduler_info()["workers"])
+assert client.status == "running"  # offnadir left the client open
+"""),
+    ("md", """
+## The same job on offnadir's own local cluster
+
+Without `client=`, `offnadir.run` starts (and stops) a local cluster of its own, as `offnadir run` does.
+Every array of the two stores must be identical: where the work runs does not change the result.
+"""),
+    ("py", """
+own = offnadir.run(config(OUT / "own_cluster.zarr", n_workers=1))
+a, b = xr.open_zarr(on_client).load(), xr.open_zarr(own).load()
+assert set(a.data_vars) == set(b.data_vars) and set(a.coords) == set(b.coords)
+for name in [*a.data_vars, *a.coords]:
+    np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+changed = int((a["change"].sel(image="target") == 1).sum())
+print(f"{len(a.data_vars)} variables identical; {changed} changed cells in both")
+"""),
+    ("py", """
+client.close()
+cluster.close()
+"""),
+]
+
+
+def notebooks() -> dict:
+    """{file name: notebook} of every notebook this script writes."""
+    return {
+        "quickstart.ipynb": _nb("quickstart", QUICKSTART),
+        "existing_client.ipynb": _nb("existing-client", EXISTING_CLIENT),
+    }
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    check = "--check" in argv
+    stale = []
+    for name, nb in notebooks().items():
+        path, text = HERE / name, nbformat.writes(nb) + "\n"
+        if check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+            print(f"wrote {path}")
+    if stale:
+        print(f"not what notebooks/_build.py writes: {', '.join(stale)}; run python notebooks/_build.py",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
