@@ -2,6 +2,12 @@
 
     python benchmarks/bench_cube.py speed  [--size 4096] [--repeat 1] [--chunk 1024] [--json out.json]
     python benchmarks/bench_cube.py memory [--size 20000] [--chunk 1024] [--tile-rows A:B] [--json out.json]
+    python benchmarks/bench_cube.py e2e [--sizes 2048,4096] [--workers 2] [--json out.json]
+    python benchmarks/bench_cube.py scaling [--size 4096] [--repeat 2] [--json out.json]
+
+**e2e** and **scaling** (``offnadir coregister`` end to end, cold and warm, against gdalwarp cubic
+and bilinear as a user types it; the tiles alone; 1 -> 2 workers) are described in
+:mod:`bench_cube_e2e`.
 
 **speed** — a synthetic city DSM GeoTIFF (``size``² cells of 0.5 m, buildings up to 60 m, heights
 above the WGS84 ellipsoid, local transverse Mercator) and two 4-band uint16 images in sensor
@@ -437,6 +443,20 @@ def _tile_rows(spec: str | None, n: int) -> range:
     return range(int(a or 0), min(int(b) if b else n, n))
 
 
+def store_root(store: str | None) -> tuple[Path, bool]:
+    """The directory the memory benchmark writes its cube into: ``store`` (made, with its parents,
+    when missing) or a new temporary directory. Returns (path, whether this call created it)."""
+    if not store:
+        return Path(tempfile.mkdtemp(prefix="offnadir_bench_mem_")), True
+    root = Path(store)
+    if root.exists() and not root.is_dir():
+        raise SystemExit(f"bench_cube: --store {root} exists and is not a directory; give a directory "
+                         "(it is created when missing).")
+    made = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    return root, made
+
+
 def memory(args) -> dict:
     import dask
 
@@ -452,7 +472,7 @@ def memory(args) -> dict:
     assert np.array_equal(a[140:, 50:150], b[:200], equal_nan=True), "CityDsm blocks disagree"
     images = [syn.procedural_image(syn.view_camera(dsm, th, az, gsd=args.gsd, kappa_deg=k, name=n), n, seed=s)
               for n, th, az, k, s in VIEWS]
-    out_root = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="offnadir_bench_mem_"))
+    out_root, made_root = store_root(args.store)
     out = out_root / "cube.zarr"
     results: dict = {"size": args.size, "chunk": args.chunk, "workers": args.workers, "gsd_image_m": args.gsd,
                      "image_shapes": [im.shape for im in images], "store": str(out)}
@@ -492,7 +512,7 @@ def memory(args) -> dict:
         mon.stop()
         cm.__exit__(None, None, None)
         if not args.keep:
-            shutil.rmtree(out_root if not args.store else out, ignore_errors=True)
+            shutil.rmtree(out_root if made_root else out, ignore_errors=True)
     peaks = {k: v / 2**20 for k, v in mon.peak.items()}
     worker_peak = max(v for k, v in peaks.items() if k.startswith("worker"))
     results.update({
@@ -542,13 +562,31 @@ def main(argv=None) -> int:
     mp.add_argument("--seed", type=int, default=0)
     mp.add_argument("--keep", action="store_true", help="keep the cube store")
     mp.add_argument("--quiet", action="store_true", help="no progress bar")
-    for p in (sp, mp):
+    ep = sub.add_parser("e2e", help="offnadir coregister end to end (cold, warm) and the tiles alone vs gdalwarp "
+                                    "cubic/bilinear as users run it")
+    ep.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")], default=[2048, 4096],
+                    help="DSM sides in cells, comma-separated (default 2048,4096)")
+    ep.add_argument("--gdal-cachemax", type=int, default=1024, help="GDAL_CACHEMAX for gdalwarp, MB")
+    ep.add_argument("--gdal-plain-kernel", action="store_true",
+                    help="add -wo XSCALE=1 -wo YSCALE=1 (a fixed-size kernel like offnadir's) to gdalwarp")
+    ep.add_argument("--workdir", help="where inputs are made (and reused if present); default a temp dir")
+    cp = sub.add_parser("scaling", help="tiles/s on 1 and 2 workers, load average printed")
+    cp.add_argument("--size", type=int, default=4096, help="DSM side in cells (default 4096)")
+    cp.add_argument("--repeat", type=int, default=2, help="rounds of (1 worker, 2 workers)")
+    cp.add_argument("--workdir", help="where inputs are made (and reused if present); default a temp dir")
+    for p in (sp, mp, ep, cp):
         p.add_argument("--chunk", type=int, default=1024, help="offnadir tile size, cells (default 1024)")
-        p.add_argument("--workers", type=int, default=2, help="dask workers = cores used (default 2)")
+        if p is not cp:
+            p.add_argument("--workers", type=int, default=2, help="dask workers = cores used (default 2)")
         p.add_argument("--json", help="save the figures to this JSON file")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning, module="rasterio")
-    res = speed(args) if args.what == "speed" else memory(args)
+    if args.what in ("e2e", "scaling"):
+        import bench_cube_e2e
+
+        res = getattr(bench_cube_e2e, args.what)(args, sys.modules[__name__])
+    else:
+        res = speed(args) if args.what == "speed" else memory(args)
     facts = bc.machine_facts()
     bc.print_machine(facts)
     if args.json:

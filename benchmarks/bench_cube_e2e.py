@@ -1,0 +1,297 @@
+"""The cube as users run it: ``offnadir coregister`` end to end against ``gdalwarp``, and 1 -> 2 workers.
+
+Run through :mod:`bench_cube` (``python benchmarks/bench_cube.py e2e ...`` / ``... scaling ...``).
+
+**e2e** — for every ``--sizes`` DSM side (inputs of ``bench_cube.make_speed_inputs``: a synthetic
+city DSM GeoTIFF and two 4-band uint16 images with RPC tags, 10 and 25 degrees off-nadir), one after
+the other in one run:
+
+* ``offnadir coregister`` as a subprocess (``python -m offnadir.cli coregister --dsm ... --image ...
+  --image ... -o ... --workers W``), *cold* (a fresh, empty ``NUMBA_CACHE_DIR``: what a new
+  environment or worker image pays) then *warm* (the same command again, the cache filled by the
+  cold run); also warm with ``--no-tie-bias`` (the tie-point stage is part of the default command);
+* ``gdalwarp -rpc -to RPC_DEM=dsm.tif`` of both images onto exactly the DSM grid, ``-r cubic`` and
+  ``-r bilinear``, GDAL's other options at their defaults (as a user types it): both images one
+  after the other with ``-wo NUM_THREADS=1``, both at once with one thread each, and one after the
+  other with ``-multi -wo NUM_THREADS=2``;
+* the tiles alone: the same plan and tile writes in this process on a local cluster of W workers
+  that is already started and warm; the tiles' wall time is from the first tile task's start to
+  the last one's end in dask's task stream (plan and store layout excluded).
+
+Wall and CPU seconds (all processes: ``wait4`` of each command with its children; the cluster's
+processes for the tiles), peak RSS, and ``gdalwarp wall / offnadir wall`` per contender. The load
+average is printed before and after every size: the machine is shared, compare only within a run.
+
+**scaling** — the tiles of one plan on W = 1 then 2 workers (rounds alternate, ``--repeat``), each
+on a freshly started and warmed cluster: tiles/s, speed-up over 1 worker, CPU seconds of the
+workers, load average before and after each run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _common as bc
+
+GOAL_E2E = 3.0
+GOAL_TILES = 5.0
+GOAL_COLD_S = 5.0
+GOAL_SCALING = 1.8
+
+
+def _load() -> tuple:
+    return tuple(round(v, 2) for v in os.getloadavg())
+
+
+def run_cmd(cmds: list[list[str]], env: dict) -> dict:
+    """Run commands at once; wall s, CPU s (each with its waited-for children), max peak RSS MiB."""
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in cmds]
+    cpu = rss = 0.0
+    errors = []
+    for p, c in zip(procs, cmds):
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        cpu += ru.ru_utime + ru.ru_stime
+        rss = max(rss, ru.ru_maxrss / 1024)
+        err = p.stderr.read().decode(errors="replace")
+        if p.returncode != 0:
+            errors.append(f"{' '.join(c)}\n{err}")
+    wall = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError("command failed:\n" + "\n".join(errors))
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": rss}
+
+
+def coregister_cmd(files: dict, views, out: Path, workers: int, extra=()) -> list[str]:
+    cmd = [sys.executable, "-m", "offnadir.cli", "coregister", "--dsm", files["dsm"]]
+    for name, *_ in views:
+        cmd += ["--image", files[name]]
+    return cmd + ["-o", str(out), "--overwrite", "--quiet", "--workers", str(workers), *extra]
+
+
+def gdalwarp_user_cmd(exe, dsm_path, image, out, grid, *, resampling: str, threads: int,
+                      plain_kernel: bool) -> list[str]:
+    """gdalwarp as a user types it for an RPC + DSM ortho on the DSM grid (see the module doc)."""
+    (xmin, ymin, xmax, ymax), (rx, ry), srs = grid
+    cmd = [exe, "-q", "-overwrite", "-rpc", "-to", f"RPC_DEM={dsm_path}",
+           "-te", repr(xmin), repr(ymin), repr(xmax), repr(ymax), "-tr", repr(rx), repr(ry), "-t_srs", srs,
+           "-r", resampling, "-co", "TILED=YES", "-dstnodata", "0"]
+    cmd += ["-multi", "-wo", f"NUM_THREADS={threads}"] if threads > 1 else ["-wo", "NUM_THREADS=1"]
+    if plain_kernel:
+        cmd += ["-wo", "XSCALE=1", "-wo", "YSCALE=1"]
+    return cmd + [image, out]
+
+
+def run_gdalwarp(exe, files, views, outdir: Path, grid, *, resampling: str, schedule: str, env: dict,
+                 plain_kernel: bool) -> dict:
+    """``schedule``: 'one after the other' (1 thread), 'at once' (1 thread each) or '2 threads'."""
+    outs = {name: str(outdir / f"gdalwarp_{resampling}_{name}.tif") for name, *_ in views}
+    threads = 2 if schedule == "2 threads" else 1
+    cmds = [gdalwarp_user_cmd(exe, files["dsm"], files[name], outs[name], grid, resampling=resampling,
+                              threads=threads, plain_kernel=plain_kernel) for name, *_ in views]
+    if schedule == "at once":
+        r = run_cmd(cmds, env)
+    else:
+        parts = [run_cmd([c], env) for c in cmds]
+        r = {"wall_s": sum(p["wall_s"] for p in parts), "cpu_s": sum(p["cpu_s"] for p in parts),
+             "peak_rss_mib": max(p["peak_rss_mib"] for p in parts)}
+    r["outputs"] = outs
+    return r
+
+
+def tiles_alone(client, mon, files: dict, views, out: Path, chunk: int) -> dict:
+    """Plan, lay out and write the cube on a warm cluster; the tiles' span in the task stream."""
+    import dask
+    from distributed import get_task_stream
+
+    from offnadir.pipeline import plan_cube, write_cube
+
+    mon.reset_peaks()
+    t0 = time.perf_counter()
+    with dask.config.set(scheduler=client):
+        plan = plan_cube(files["dsm"], [files[name] for name, *_ in views], chunk=chunk)
+    t1 = time.perf_counter()
+    mon.mark()
+    with get_task_stream(client) as ts:
+        write_cube(plan, out, client=client, overwrite=True, quiet=True)
+    t2 = time.perf_counter()
+    cpu = mon.cpu_since()
+    spans = []
+    for rec in ts.data:
+        if "write_tile" not in str(rec.get("key", "")):
+            continue
+        for ss in rec.get("startstops", ()):
+            if ss.get("action") == "compute":
+                spans.append((ss["start"], ss["stop"]))
+    if not spans:
+        raise RuntimeError("bench_cube e2e: no write_tile task in dask's task stream")
+    busy = sum(b - a for a, b in spans)
+    workers_cpu = sum(v for k, v in cpu.items() if k.startswith("worker"))
+    return {"plan_s": t1 - t0, "write_cube_s": t2 - t1, "tiles_wall_s": max(b for _, b in spans) - min(a for a, _ in spans),
+            "tiles": len(spans), "task_seconds": busy, "s_per_tile": busy / len(spans),
+            "cpu_s": sum(cpu.values()), "workers_cpu_s": workers_cpu, "cpu_by_process_s": cpu,
+            "peak_rss_mib": {k: v / 2**20 for k, v in mon.peak.items()}}
+
+
+def e2e(args, bench) -> dict:
+    """See the module doc. ``bench`` is the bench_cube module (inputs, cluster, agreement)."""
+    exe = bench.gdalwarp_path()
+    root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="offnadir_bench_e2e_"))
+    root.mkdir(parents=True, exist_ok=True)
+    views = bench.VIEWS
+    sched = [s for s in ("one after the other", "at once", "2 threads")]
+    results: dict = {"sizes": {}, "workers": args.workers, "gdalwarp_version": bench.gdal_version(exe),
+                     "plain_kernel": args.gdal_plain_kernel, "workdir": str(root)}
+    env_gdal = dict(bench.ENV0, GDAL_CACHEMAX=str(args.gdal_cachemax))
+    for size in args.sizes:
+        wd = root / f"s{size}"
+        print(f"[{size}] inputs in {wd} ...", file=sys.stderr)
+        files = bench.make_speed_inputs(wd, size)
+        grid = bench.dsm_grid(files["dsm"], wd)
+        res: dict = {"loadavg_before": _load(), "rows": []}
+        rows = res["rows"]
+
+        def add(name, r, kind):
+            r = {k: v for k, v in r.items() if k != "outputs"}
+            rows.append({"contender": name, "kind": kind, **r})
+            print(f"  [{size}] {name}: wall {r['wall_s']:.2f} s, CPU {r['cpu_s']:.1f} s, load {_load()}",
+                  file=sys.stderr)
+
+        # offnadir coregister, cold then warm (a fresh numba cache directory for this size)
+        cache = Path(tempfile.mkdtemp(prefix="numba_cold_", dir=root))
+        env_off = dict(bench.ENV0, NUMBA_CACHE_DIR=str(cache))
+        out = wd / "coregister.zarr"
+        for label, extra in (("offnadir coregister (cold: empty numba cache)", ()),
+                             ("offnadir coregister (warm)", ()),
+                             ("offnadir coregister --no-tie-bias (warm)", ("--no-tie-bias",))):
+            r = run_cmd([coregister_cmd(files, views, out, args.workers, extra)], env_off)
+            add(label, r, "offnadir")
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+        outs = {}
+        for resampling in ("cubic", "bilinear"):
+            for s in sched:
+                r = run_gdalwarp(exe, files, views, wd, grid, resampling=resampling, schedule=s, env=env_gdal,
+                                 plain_kernel=args.gdal_plain_kernel)
+                outs[resampling] = r["outputs"]
+                add(f"gdalwarp -r {resampling}, {s}" + (" (1 thread each)" if s != "2 threads" else ""), r,
+                    "gdalwarp")
+        # the tiles alone, on a warm cluster in this process
+        cm, client, pids, t_start, t_warm = bench.start_cluster(args.workers)
+        mon = bench.ProcessMonitor(pids).start()
+        cube = wd / "tiles.zarr"
+        try:
+            t = tiles_alone(client, mon, files, views, cube, args.chunk)
+        finally:
+            mon.stop()
+            cm.__exit__(None, None, None)
+        t.update(cluster_start_s=t_start, warmup_s=t_warm)
+        rows.append({"contender": f"offnadir tiles alone ({t['tiles']} tiles, warm cluster)", "kind": "tiles",
+                     "wall_s": t["tiles_wall_s"], "cpu_s": t["workers_cpu_s"],
+                     "peak_rss_mib": max(v for k, v in t["peak_rss_mib"].items() if k.startswith("worker"))})
+        res["tiles"] = t
+        res["agreement"] = {k: bench.agreement(cube, o) for k, o in outs.items()}
+        shutil.rmtree(cube, ignore_errors=True)
+        for o in outs.values():
+            for p in o.values():
+                Path(p).unlink(missing_ok=True)
+        res["loadavg_after"] = _load()
+        _summarise(size, res)
+        results["sizes"][size] = res
+    if not args.workdir:
+        shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def _find(rows, start):
+    return next(r for r in rows if r["contender"].startswith(start))
+
+
+def _summarise(size: int, res: dict) -> None:
+    rows = res["rows"]
+    warm = _find(rows, "offnadir coregister (warm)")
+    cold = _find(rows, "offnadir coregister (cold")
+    tiles = _find(rows, "offnadir tiles alone")
+    for r in rows:
+        r["wall_vs_warm"] = r["wall_s"] / warm["wall_s"]
+        r["cpu_vs_warm"] = r["cpu_s"] / warm["cpu_s"]
+    print()
+    print(f"e2e: DSM {size}x{size} cells (0.5 m), 2 images x 4 bands uint16; load average before "
+          f"{res['loadavg_before']}, after {res['loadavg_after']}")
+    print(bc.table(rows, ["contender", "wall_s", "cpu_s", "peak_rss_mib", "wall_vs_warm", "cpu_vs_warm"],
+                   ["contender", "wall s", "CPU s", "peak RSS MiB", "wall / coregister warm",
+                    "CPU / coregister warm"]))
+    t = res["tiles"]
+    print(f"tiles: {t['tiles']} tiles, {t['s_per_tile']:.3f} s per tile in its task, span {t['tiles_wall_s']:.2f} s; "
+          f"plan {t['plan_s']:.2f} s, write_cube {t['write_cube_s']:.2f} s; cluster start {t['cluster_start_s']:.2f} s "
+          f"+ warm-up {t['warmup_s']:.2f} s (not in the tiles' figure)")
+    goals = []
+    for ref in ("at once", "one after the other"):
+        g = _find(rows, f"gdalwarp -r cubic, {ref}")
+        goals.append((f"coregister warm vs gdalwarp cubic {ref} (1 thread each)", g["wall_s"] / warm["wall_s"],
+                      GOAL_E2E))
+    g = _find(rows, "gdalwarp -r cubic, at once")
+    goals.append(("tiles alone vs gdalwarp cubic at once (1 thread each)", g["wall_s"] / tiles["wall_s"], GOAL_TILES))
+    res["goals"] = []
+    for name, ratio, goal in goals:
+        ok = ratio >= goal
+        res["goals"].append({"what": name, "ratio": ratio, "goal": goal, "met": ok})
+        print(f"  {name}: {ratio:.2f}x (goal >= {goal:g}x: {'met' if ok else 'NOT met'})")
+    pen = cold["wall_s"] - warm["wall_s"]
+    res["cold_penalty_s"] = pen
+    print(f"  cold-environment penalty (cold - warm wall): {pen:.2f} s (goal <= {GOAL_COLD_S:g} s: "
+          f"{'met' if pen <= GOAL_COLD_S else 'NOT met'})")
+    for k, rows_a in res["agreement"].items():
+        for a in rows_a:
+            print(f"  agreement with gdalwarp -r {k}, {a['image']}: median |d| {a['median_abs_dn']:.2f} DN, "
+                  f"p99 {a['p99_abs_dn']:.2f} DN on {a['cells_compared']:,} visible cells")
+
+
+# ---------------------------------------------------------------------------- scaling
+def scaling(args, bench) -> dict:
+    root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="offnadir_bench_scaling_"))
+    root.mkdir(parents=True, exist_ok=True)
+    wd = root / f"s{args.size}"
+    files = bench.make_speed_inputs(wd, args.size)
+    runs = []
+    for k in range(args.repeat):
+        for n in (1, 2):
+            load0 = _load()
+            cm, client, pids, t_start, t_warm = bench.start_cluster(n)
+            mon = bench.ProcessMonitor(pids).start()
+            try:
+                t = tiles_alone(client, mon, files, bench.VIEWS, wd / "scaling.zarr", args.chunk)
+            finally:
+                mon.stop()
+                cm.__exit__(None, None, None)
+            r = {"workers": n, "round": k + 1, "tiles": t["tiles"], "tiles_wall_s": t["tiles_wall_s"],
+                 "tiles_per_s": t["tiles"] / t["tiles_wall_s"], "workers_cpu_s": t["workers_cpu_s"],
+                 "s_per_tile": t["s_per_tile"], "loadavg_before": load0, "loadavg_after": _load()}
+            print(f"  {n} worker(s), round {k + 1}: {r['tiles_per_s']:.2f} tiles/s, CPU {r['workers_cpu_s']:.1f} s, "
+                  f"load {load0} -> {r['loadavg_after']}", file=sys.stderr)
+            runs.append(r)
+    shutil.rmtree(wd / "scaling.zarr", ignore_errors=True)
+    if not args.workdir:
+        shutil.rmtree(root, ignore_errors=True)
+    best = {n: max(r["tiles_per_s"] for r in runs if r["workers"] == n) for n in (1, 2)}
+    med = {n: statistics.median(r["tiles_per_s"] for r in runs if r["workers"] == n) for n in (1, 2)}
+    for r in runs:
+        r["speedup"] = r["tiles_per_s"] / best[1]
+    print()
+    print(f"scaling: DSM {args.size}x{args.size}, chunk {args.chunk}; tiles on 1 and 2 single-threaded workers")
+    print(bc.table(runs, ["workers", "round", "tiles", "tiles_wall_s", "tiles_per_s", "speedup", "workers_cpu_s",
+                          "s_per_tile", "loadavg_before", "loadavg_after"],
+                   ["workers", "round", "tiles", "tiles wall s", "tiles/s", "speed-up vs best 1-worker", "workers CPU s",
+                    "s per tile (task)", "load before", "load after"]))
+    sp, spm = best[2] / best[1], med[2] / med[1]
+    print(f"1 -> 2 workers: {sp:.2f}x best-of-{args.repeat}, {spm:.2f}x on medians (goal >= {GOAL_SCALING}x on an "
+          f"idle machine: {'met' if sp >= GOAL_SCALING else 'NOT met'}; {os.cpu_count()} CPUs, load now {_load()})")
+    return {"size": args.size, "chunk": args.chunk, "runs": runs, "speedup_best": sp, "speedup_median": spm}
