@@ -1,16 +1,16 @@
-"""Per-cell change probability, one tile at a time (what the dask tasks of the probability passes
-run; numpy, no dask).
+"""Per-cell change probability, one tile at a time (what the dask tasks of the evidence, sums and
+maps passes of :mod:`offnadir.change.runner` run; numpy, no dask).
 
-Pass P1 (:func:`evidence_tile`): structural evidence of every target against the base
-(:mod:`offnadir.change.evidence`), written as ``evidence``, and small histograms per target and
-stratum (elevated / ground cells) of it and of the ortho baseline's statistic, for the
-calibration (:mod:`offnadir.change.calibrate`) on the client.
-
-Pass P2 (:func:`probability_tile`): probability of change per cell from the calibrated
-evidence, or-ed with the patch criteria's score (the map pass wrote it into ``score``), combined
-with the same-date height change ``dh`` where the store has it; writes
-``probability``, ``change`` (0/1/2) and ``score`` (= probability), and the ortho baseline's
-``change_ortho``/``score_ortho`` with the same calibration.
+* :func:`evidence_tile`: structural evidence of every target against the base
+  (:mod:`offnadir.change.evidence`), written as ``evidence``, small histograms per target and
+  stratum (elevated / ground cells) for the calibration (:mod:`offnadir.change.calibrate`) on the
+  client, and the IR-MAD sample (:mod:`offnadir.change.fit`) from the same reads;
+* :func:`ortho_tile`: the ortho baseline's raw per-cell test and the histograms of its statistic;
+* :func:`probability_tile`: probability of change per cell from the calibrated evidence, or-ed
+  with the patch criteria's score (the patch decisions painted on their cells), combined with the
+  same-date height change ``dh`` where the store has it; writes ``probability``, ``change``
+  (0/1/2) and ``score`` (= probability), and the ortho baseline's ``change_ortho``/``score_ortho``
+  with the same calibration.
 """
 
 from __future__ import annotations
@@ -48,35 +48,73 @@ def _win(tile, halo, shape):
 
 
 def evidence_tile(io, ctx, tile, plan, has):
-    """Write ``evidence`` of the tile; return {(kind, t, stratum): histogram counts}.
-    ``plan["ortho"]``: (change, score) names of the ortho maps or None; ``plan["structural"]``:
-    compute the structural evidence (the patch method) or not (method ortho)."""
+    """Write ``evidence`` of the tile; return ``{"hist": {("evidence", t, stratum): counts},
+    "sample": the IR-MAD sample}`` (:func:`offnadir.change.fit.sample_tile`, from the same reads).
+    ``plan["structural"]``: compute the structural evidence (the patch method) or not (method
+    ortho)."""
+    from offnadir.change import fit as F
+
     window, offsets, sigmas = plan["window"], plan["offsets"], plan["sigmas"]
-    halo = evidence_halo(window, [o for offs in offsets.values() for o in offs])
+    halo = evidence_halo(window, [o for offs in offsets.values() for o in offs]) if plan["structural"] else 0
     wyx, core = _win(tile, halo, ctx.shape)
     yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
     vis = io.read("visible", (slice(None),) + wyx)
     val = io.read("value", (slice(None), slice(None)) + wyx).astype(np.float64)
-    inten = [EV.intensity(val[k]) for k in range(ctx.n_images)]
     lit = io.read("illumination", (slice(None),) + wyx) if has.get("illumination") else None
-    ok = [(vis[k] == 1) & np.isfinite(inten[k]) for k in range(ctx.n_images)]
     elev = io.read("elevated", yx) == 1 if has.get("elevated") else np.zeros((tile.i1 - tile.i0, tile.j1 - tile.j0),
                                                                                bool)
-    ev = np.full((ctx.n_images,) + elev.shape, np.nan, np.float32)
     hist = {}
-    for t in ctx.targets:
-        if plan["structural"]:
+    if plan["structural"]:
+        inten = [EV.intensity(val[k]) for k in range(ctx.n_images)]
+        ok = [(vis[k] == 1) & np.isfinite(inten[k]) for k in range(ctx.n_images)]
+        ev = np.full((ctx.n_images,) + elev.shape, np.nan, np.float32)
+        for t in ctx.targets:
             e = EV.structural_evidence(inten[0], inten[t], ok[0], ok[t], window, offsets[t], (sigmas[0], sigmas[t]),
                                        compare=_same_sun(lit, t))
             e = e[core]
             ev[t] = e
             for s, m in ((1, elev), (0, ~elev)):
                 hist[("evidence", t, s)] = C.histogram(ratio_evidence(e), m)
-        if plan["ortho"]:
-            so = ortho_evidence(io.read(plan["ortho"][1], (t,) + yx))
-            for s, m in ((1, elev), (0, ~elev)):
-                hist[("ortho", t, s)] = C.histogram(so, m)
-    io.write("evidence", (slice(None),) + yx, ev)
+        io.write("evidence", (slice(None),) + yx, ev)
+    cv = (slice(None),) + core
+    sample = F.sample_tile(vis[cv], val[(slice(None),) + cv], None if lit is None else lit[cv], ctx,
+                           (tile.i0, tile.j0), plan["sample_rate"], plan["want_patch"], plan["want_ortho"])
+    return {"hist": hist, "sample": sample}
+
+
+def add_evidence(*parts):
+    from offnadir.change.fit import add_samples
+
+    return {"hist": add_hist(*[p["hist"] for p in parts]), "sample": add_samples(*[p["sample"] for p in parts])}
+
+
+def ortho_tile(io, ctx, tile, ortho, want_patch):
+    """The ortho baseline's raw per-cell test (:mod:`offnadir.change.ortho`) written as
+    ``change_ortho``/``score_ortho`` (``change``/``score`` with method ortho; the maps pass
+    calibrates them), and histograms ``{("ortho", t, stratum): counts}`` of its statistic."""
+    from offnadir.change.ortho import cell_scores, usable
+
+    yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
+    vis = io.read("visible", (slice(None),) + yx)
+    val = io.read("value", (slice(None), slice(None)) + yx).astype(np.float64)
+    elev = io.read("elevated", yx) == 1 if want_patch else np.zeros(vis.shape[1:], bool)
+    fin = np.all(np.isfinite(val), axis=1)
+    ch = np.full(vis.shape, 2, np.uint8)
+    sc = np.full(vis.shape, np.nan, np.float32)
+    ch[0][(vis[0] != 2) & fin[0]] = 0
+    sc[0][(vis[0] != 2) & fin[0]] = 0.0
+    hist = {}
+    for t in ctx.targets:
+        model, scale, z_thr = ortho[t]
+        ok = usable(vis, val, t)
+        s = cell_scores(model, scale, z_thr, val[0][:, ok].T, val[t][:, ok].T)
+        ch[t][ok] = (s >= 0.5).astype(np.uint8)
+        sc[t][ok] = s
+        so = ortho_evidence(sc[t])
+        for st, m in ((1, elev), (0, ~elev)):
+            hist[("ortho", t, st)] = C.histogram(so, m)
+    io.write("change_ortho" if want_patch else "change", (slice(None),) + yx, ch)
+    io.write("score_ortho" if want_patch else "score", (slice(None),) + yx, sc)
     return hist
 
 
@@ -179,9 +217,26 @@ def ortho_evidence(score):
         return u / (1.0 + u)
 
 
-def probability_tile(io, ctx, tile, models, has, bound, plan):
+def paint(lab, ids, values):
+    """Per-cell value of each cell's patch (``ids`` sorted, ``values`` aligned; NaN: no patch)."""
+    out = np.full(lab.shape, np.nan)
+    m = lab > 0
+    if not len(ids) or not m.any():
+        return out
+    idx = np.minimum(np.searchsorted(ids, lab[m]), len(ids) - 1)
+    hit = ids[idx] == lab[m]
+    v = np.zeros(idx.shape)
+    v[hit] = np.asarray(values, np.float64)[idx[hit]]
+    out[m] = v
+    return out
+
+
+def probability_tile(io, ctx, tile, models, has, plan):
     """Write ``probability``/``change``/``score`` (and the baseline's maps) of the tile; with
-    method ortho (no structural evidence) ``probability`` is the ortho baseline's."""
+    method ortho (no structural evidence) ``probability`` is the ortho baseline's.
+    ``plan["decisions"]``: {t: (sorted patch ids, patch criteria score)}, painted on the cells of
+    each patch (0 in patches without evidence)."""
+    bound = plan["bound"]
     yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
     vis = io.read("visible", (slice(None),) + yx)
     ev = io.read("evidence", (slice(None),) + yx).astype(np.float64)
@@ -193,12 +248,14 @@ def probability_tile(io, ctx, tile, models, has, bound, plan):
     ch[0][vis[0] == 1] = 0
     dh = io.read("dh", (slice(None),) + yx).astype(np.float64) if has.get("dh") else None
     dsig = io.read("dh_sigma", (slice(None),) + yx).astype(np.float64) if has.get("dh_sigma") else None
-    crit = io.read("score", (slice(None),) + yx).astype(np.float64) if plan["structural"] else None
+    lab = io.read("patch", yx) if has.get("patch") else None
+    crit = {t: paint(lab, *plan["decisions"][t]) for t in ctx.targets} if lab is not None else None
     for t in ctx.targets if plan["structural"] else ():
         p = np.full(shp[1:], np.nan)
         for s, m in ((1, elev), (0, ~elev)):
             p[m] = C.probability(ratio_evidence(ev[t][m]), models[("evidence", t, s)])
-        p = either(p, crit[t])
+        if crit is not None:
+            p = either(p, crit[t])
         if dh is not None:
             sig = dsig[t] if dsig is not None else np.full(p.shape, np.nan)
             p = combine(p, dh_probability(dh[t], sig, bound))
@@ -212,7 +269,7 @@ def probability_tile(io, ctx, tile, models, has, bound, plan):
         io.write("change", (slice(None),) + yx, ch)
         io.write("score", (slice(None),) + yx, prob)
         if has.get("patch"):
-            grouped = _patch_sums(io.read("patch", yx), prob)
+            grouped = _patch_sums(lab, prob)
     if plan["ortho"]:
         cname, sname = plan["ortho"]
         so = ortho_evidence(io.read(sname, (slice(None),) + yx))

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from offnadir.change import irmad, segment
 from offnadir.change import kernels as K
+from offnadir.change import segment
+from offnadir.change.fit import N_STRATA, mad_cells, ndvi, usable
 from offnadir.change.tileio import (  # noqa: F401  (re-exported: the tasks' shared types)
     SUN_HALO_CAP,
     Context,
@@ -21,7 +22,7 @@ from offnadir.change.tileio import (  # noqa: F401  (re-exported: the tasks' sha
 )
 
 
-# ----------------------------------------------------------------------------- pass 0: statistics
+# ----------------------------------------------------------------------------- statistics
 def stats(io, ctx_shape, n_images, n_bands, tile, ground_radius: int = 0):
     """Height range, the height above the local ground (99.9th percentile: the tallest objects,
     not a spike; the opening of :func:`kernels.ground_estimate` within the tile) and band sums over
@@ -58,7 +59,7 @@ def add_stats(*parts):
     return out
 
 
-# ----------------------------------------------------------------------------- pass A: segmentation
+# ----------------------------------------------------------------------------- segmentation
 def segment_tile(io, ctx, tile):
     """Write ``patch`` (provisional elevated IDs), ``elevated`` and ``illumination``."""
     opts = ctx.opts
@@ -112,130 +113,7 @@ def relabel_tile(io, ctx, tile, old, new):
 
 
 # ----------------------------------------------------------------------------- shared per-tile arrays
-def _usable(vis, val, lit, t, use_sun):
-    """(usable mask, stratum, illumination-changed mask) of target t for the patch method.
-
-    Cells are compared when visible in both images with finite values and, when the sun is
-    known, the same direct-sun state at both dates: lit at both (stratum 0, also when unknown)
-    or without direct sun at both (stratum 1); each stratum gets its own IR-MAD model. Cells lit
-    at one date only (a cast shadow that moved, a face turned away from a lower sun) are not
-    compared: their radiometric change is illumination, not change. (Changes of incidence on lit
-    sloped faces are left to the criteria: setting those cells aside too lost more changed roofs
-    than it saved false alarms on the simulator scenes.)"""
-    ok = (vis[0] == 1) & (vis[t] == 1) & np.all(np.isfinite(val[0]), axis=0) & np.all(np.isfinite(val[t]), axis=0)
-    stratum = np.zeros(ok.shape, np.int64)
-    moved = np.zeros(ok.shape, bool)
-    if use_sun:
-        known = (lit[0] != K.UNKNOWN) & (lit[t] != K.UNKNOWN)
-        b, g = lit[0] == K.SHADED, lit[t] == K.SHADED
-        moved = ok & known & (b != g)
-        stratum[known & b & g] = 1
-        ok &= ~moved
-    return ok, stratum, moved
-
-
-def _ortho_usable(vis, val, t):
-    from offnadir.change.ortho import usable
-
-    return usable(vis, val, t)
-
-
-N_STRATA = 2
-
-
-def _mad_cells(models, x, y, stratum):
-    """Standardised MAD variates of cells with per-cell stratum models (fallback: stratum 0)."""
-    M = np.full(x.shape, np.nan)
-    for k in range(N_STRATA):
-        m = models[k] if models[k] is not None else models[0]
-        sel = stratum == k
-        if m is None or not sel.any():
-            continue
-        M[sel] = m.mad(x[sel], y[sel])
-    return M
-
-
-# ----------------------------------------------------------------------------- pass C: IR-MAD sums
-def irmad_tile(io, ctx, tile, models, ortho_models, want_patch, want_ortho):
-    """IR-MAD sums of the tile for every target: patch method (strata) and ortho baseline."""
-    yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
-    vis = io.read("visible", (slice(None),) + yx)
-    val = io.read("value", (slice(None), slice(None)) + yx).astype(np.float64)
-    lit = io.read("illumination", (slice(None),) + yx) if (want_patch and ctx.use_sun) else None
-    p = ctx.p
-    out = {}
-    for t in ctx.targets:
-        if want_patch:
-            ok, st, _ = _usable(vis, val, lit, t, ctx.use_sun)
-            x, y, s = val[0][:, ok].T, val[t][:, ok].T, st[ok]
-            ms = models[t] if models else None
-            w = np.ones(len(x)) if ms is None else _weights_strata(ms, x, y, s)
-            out[("patch", t)] = irmad.accumulate(irmad.empty_sums(N_STRATA, p), x, y, w, s,
-                                                 ctx.band_mean[0], ctx.band_mean[t])
-        if want_ortho:
-            ok = _ortho_usable(vis, val, t)
-            x, y = val[0][:, ok].T, val[t][:, ok].T
-            m = ortho_models[t] if ortho_models else None
-            w = irmad.weights(m, x, y)
-            out[("ortho", t)] = irmad.accumulate(irmad.empty_sums(1, p), x, y, w, np.zeros(len(x), np.int64),
-                                                 ctx.band_mean[0], ctx.band_mean[t])
-    return out
-
-
-def _weights_strata(ms, x, y, s):
-    w = np.ones(len(x))
-    for k in range(N_STRATA):
-        sel = s == k
-        if sel.any():
-            m = ms[k] if ms[k] is not None else ms[0]
-            w[sel] = irmad.weights(m, x[sel], y[sel])
-    return w
-
-
-def add_irmad(*parts):
-    out = dict(parts[0])
-    for p in parts[1:]:
-        for key, v in p.items():
-            out[key] = irmad.add_sums(out[key], v) if key in out else v
-    return out
-
-
-# ----------------------------------------------------------------------------- pass C': robust scales
-def scale_tile(io, ctx, tile, models, ortho_models, want_patch, want_ortho):
-    """Histograms of |M_i| (IR-MAD-standardised) per target and stratum, and for the baseline."""
-    yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
-    vis = io.read("visible", (slice(None),) + yx)
-    val = io.read("value", (slice(None), slice(None)) + yx).astype(np.float64)
-    lit = io.read("illumination", (slice(None),) + yx) if (want_patch and ctx.use_sun) else None
-    out = {}
-    for t in ctx.targets:
-        if want_patch:
-            ok, st, _ = _usable(vis, val, lit, t, ctx.use_sun)
-            M = _mad_cells(models[t], val[0][:, ok].T, val[t][:, ok].T, st[ok])
-            if ctx.red is not None and ctx.nir is not None:
-                for name, img in (("ndvi_base", 0), ("ndvi_target", t)):
-                    nd = _ndvi(val[img][ctx.red][ok], val[img][ctx.nir][ok])
-                    out[(name, t)] = np.histogram(nd, bins=NDVI_BINS, range=(-1.0, 1.0))[0].astype(np.float64)
-            for k in range(N_STRATA):
-                sel = st[ok] == k
-                if sel.any():
-                    out[("patch", t, k)] = irmad.histogram(np.abs(M[sel]))
-        if want_ortho:
-            ok = _ortho_usable(vis, val, t)
-            M = ortho_models[t].mad(val[0][:, ok].T, val[t][:, ok].T)
-            out[("ortho", t)] = irmad.histogram(np.abs(M))
-    return out
-
-
-NDVI_BINS = 200
-
-
-def add_hist(*parts):
-    out = {}
-    for p in parts:
-        for k, v in p.items():
-            out[k] = out[k] + v if k in out else v
-    return out
+_usable = usable  # the patch method's usable cells and IR-MAD strata (offnadir.change.fit)
 
 
 #: per-cell levels of the robust MAD magnitude m_c = sqrt(mean_i (M_i / s_i)^2) counted per patch
@@ -245,7 +123,7 @@ LEVELS = 2.0 ** (np.arange(-2, 11) / 2.0)
 
 def _robust_cells(models, scales, x, y, stratum):
     """MAD variates of cells in the robust scale of their stratum."""
-    M = _mad_cells(models, x, y, stratum)
+    M = mad_cells(models, x, y, stratum)
     for k in range(N_STRATA):
         sc = scales[k] if scales[k] is not None else scales[0]
         sel = stratum == k
@@ -254,7 +132,7 @@ def _robust_cells(models, scales, x, y, stratum):
     return M
 
 
-# ----------------------------------------------------------------------------- pass D: patch sums
+# ----------------------------------------------------------------------------- patch sums
 def patch_tile(io, ctx, tile, models, scales):
     """Per-patch sums of the tile, grouped by patch ID (see :mod:`offnadir.change.criteria`)."""
     out = {}
@@ -302,8 +180,8 @@ def patch_tile(io, ctx, tile, models, scales):
                 rel = np.where(both_lit, np.abs(lt / lb - 1.0), 0.0)
             rows[f"incid_{t}"] = K.group_sums(r, n, np.stack([both_lit.astype(np.float64), rel], 1))
         if ctx.red is not None and ctx.nir is not None:
-            rows[f"ndvi_b_{t}"] = K.group_sums(r, n, _ndvi(x[:, ctx.red], x[:, ctx.nir]))
-            rows[f"ndvi_t_{t}"] = K.group_sums(r, n, _ndvi(y[:, ctx.red], y[:, ctx.nir]))
+            rows[f"ndvi_b_{t}"] = K.group_sums(r, n, ndvi(x[:, ctx.red], x[:, ctx.nir]))
+            rows[f"ndvi_t_{t}"] = K.group_sums(r, n, ndvi(y[:, ctx.red], y[:, ctx.nir]))
         # structural: first canonical variates of the stratum-0 model, over the window
         m0 = ms[0]
         u = np.full(lab.shape, np.nan)
@@ -342,69 +220,12 @@ def _interior(lab):
     return out
 
 
-def _ndvi(red, nir):
-    with np.errstate(all="ignore"):
-        d = nir + red
-        return np.where(d > 0, (nir - red) / np.where(d > 0, d, 1.0), 0.0)
-
-
 def add_patch(*parts):
     """Tree-reduction step of :func:`patch_tile` results."""
     ids, rows = K.merge_grouped([p["ids"] for p in parts], [p["rows"] for p in parts])
     eparts = [p for p in parts if len(p["erows"])]
     eids, erows = K.merge_grouped([p["eids"] for p in eparts], [p["erows"] for p in eparts])
     return {"ids": ids, "rows": rows, "eids": eids, "erows": erows}
-
-
-# ----------------------------------------------------------------------------- pass E: maps
-def write_tile(io, ctx, tile, decisions, ortho, want_patch, want_ortho):
-    """Write change/score maps (and the ortho baseline's) for the tile.
-
-    ``decisions``: {t: (sorted patch ids, change uint8, score float32)}; ``ortho``: {t: (model,
-    scale, threshold)} of the baseline (:mod:`offnadir.change.ortho`)."""
-    from offnadir.change.ortho import cell_scores
-
-    yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
-    vis = io.read("visible", (slice(None),) + yx)
-    val = io.read("value", (slice(None), slice(None)) + yx).astype(np.float64)
-    shp = (ctx.n_images,) + vis.shape[1:]
-    fin = np.all(np.isfinite(val), axis=1)
-    if want_patch:
-        lab = io.read("patch", yx)
-        ch = np.full(shp, 2, np.uint8)
-        sc = np.full(shp, np.nan, np.float32)
-        ch[0][vis[0] == 1] = 0
-        sc[0][vis[0] == 1] = 0.0
-        for t in ctx.targets:
-            ids, dch, dsc = decisions[t]
-            obs = (vis[0] == 1) & (vis[t] == 1) & fin[0] & fin[t] & (lab > 0)
-            idx = np.searchsorted(ids, lab[obs])
-            idx = np.minimum(idx, max(len(ids) - 1, 0))
-            hit = (ids[idx] == lab[obs]) if len(ids) else np.zeros(idx.shape, bool)
-            c = np.zeros(idx.shape, np.uint8)
-            s = np.zeros(idx.shape, np.float32)
-            c[hit] = dch[idx[hit]]
-            s[hit] = dsc[idx[hit]]
-            ch[t][obs] = c
-            sc[t][obs] = s
-        io.write("change", (slice(None),) + yx, ch)
-        io.write("score", (slice(None),) + yx, sc)
-    if want_ortho:
-        name = "change_ortho" if want_patch else "change"
-        sname = "score_ortho" if want_patch else "score"
-        ch = np.full(shp, 2, np.uint8)
-        sc = np.full(shp, np.nan, np.float32)
-        ch[0][(vis[0] != 2) & fin[0]] = 0
-        sc[0][(vis[0] != 2) & fin[0]] = 0.0
-        for t in ctx.targets:
-            model, scale, z_thr = ortho[t]
-            ok = _ortho_usable(vis, val, t)
-            s = cell_scores(model, scale, z_thr, val[0][:, ok].T, val[t][:, ok].T)
-            ch[t][ok] = (s >= 0.5).astype(np.uint8)
-            sc[t][ok] = s
-        io.write(name, (slice(None),) + yx, ch)
-        io.write(sname, (slice(None),) + yx, sc)
-    return tile.ti, tile.tj
 
 
 def sigma_score(v, thr):

@@ -1,0 +1,428 @@
+"""The change-detection stage as dask work over the tiles of the cube: which task reads what, and
+the small reductions between them. Wiring only: every task calls a function of
+:mod:`~offnadir.change.tile`, :mod:`~offnadir.change.cells` or :mod:`~offnadir.change.fit`; the
+client-side decisions are :mod:`~offnadir.change.decide` and :mod:`~offnadir.change.calibrate`.
+
+Four passes over the cube (each a set of per-tile tasks; what they return is small and merged by
+dask tree reductions), the rest on the client:
+
+1. ``context``: height range, band sums, the tallest object, pixel-noise histograms;
+2. ``segment``: ``patch``, ``elevated``, ``illumination`` per tile (with a halo), then the pairs of
+   elevated patches facing each other across tile borders, a union-find on the client and a
+   relabel of the tiles whose IDs moved (border rows only are read);
+3. ``evidence``: the cross-date structural ``evidence`` written per tile, its histograms (for the
+   calibration) and the fixed sample of cells (:mod:`~offnadir.change.fit`) from which the
+   client fits IR-MAD (``fit``: iterations in memory, no pass over the cube) and the robust scales;
+4. ``sums``: per-patch sums (grouped by patch ID, tree-merged) and the ortho baseline's raw
+   per-cell scores with their histograms; on the client the patch decisions (``decide``) and the
+   mixture calibrations (``calibrate``);
+5. ``maps``: probability, ``change`` and ``score`` (and the baseline's) written tile by tile.
+
+With a Zarr store, tasks read and write regions of the store (bounded memory per task) and a
+rerun with ``resume`` skips the tiles already segmented or written; without one (in-memory cube,
+threaded scheduler) the same tasks work on numpy arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+
+import dask
+import numpy as np
+
+from offnadir.change import fit as F
+from offnadir.change import segment
+from offnadir.change import tile as T
+from offnadir.change.options import ChangeOptions
+from offnadir.cube.plan import Tile
+from offnadir.errors import DataError
+
+_LOG = logging.getLogger("offnadir.change.runner")
+PROGRESS = "change_tiles"
+#: automatic NDVI thresholds (Otsu) are never below this: no surface under 0.2 is vegetation
+NDVI_MIN = 0.2
+SEGMENTED, WRITTEN = 1, 4
+
+
+def tiles_of(chunks_y, chunks_x):
+    out, i0 = [], 0
+    for a, cy in enumerate(chunks_y):
+        j0 = 0
+        for b, cx in enumerate(chunks_x):
+            out.append(Tile(a, b, i0, i0 + cy, j0, j0 + cx))
+            j0 += cx
+        i0 += cy
+    return out
+
+
+def _tree(parts, combine, k=8):
+    parts = list(parts)
+    if not parts:
+        return None
+    while len(parts) > 1:
+        parts = [dask.delayed(combine, pure=True)(*parts[i:i + k]) for i in range(0, len(parts), k)]
+    return parts[0]
+
+
+class Runner:
+    """One run of the stage over a cube (``io``: :class:`~offnadir.change.tileio.StoreIO` or
+    :class:`~offnadir.change.tileio.MemoryIO`). The passes are methods, run in :data:`PASSES` order
+    by :func:`run_all`; benchmarks time them by name."""
+
+    PASSES = ("context", "segment", "evidence", "fit", "sums", "decide", "calibrate", "maps")
+
+    def __init__(self, io, cube, opts: ChangeOptions, chunks_yx, *, client=None, quiet=True):
+        self.io, self.cube, self.opts, self.client, self.quiet = io, cube, opts, client, quiet
+        self._futures = {}
+        self.tiles = tiles_of(*chunks_yx)
+        self.chunks_yx = chunks_yx
+        self.shape = (cube.sizes["y"], cube.sizes["x"])
+        self.n_images = cube.sizes["image"]
+        self.n_bands = cube.sizes["band"]
+        if self.n_images < 2:
+            raise DataError("change detection needs at least two images (the first is the base); the cube has "
+                            f"{self.n_images}.")
+        tr = cube.rio.transform() if cube.rio.crs is not None else None
+        if tr is not None:  # metres per cell; refuses non-square or geographic grids it cannot treat as square
+            from offnadir.io.dsm import change_cell_size
+
+            self.cell = change_cell_size(cube.rio.crs, tr, self.shape)
+        else:
+            self.cell = float(abs(cube["x"].values[1] - cube["x"].values[0]))
+        self.targets = tuple(range(1, self.n_images))
+        self.want_patch = opts.method == "patch"
+        self.want_ortho = opts.method == "ortho" or bool(opts.baseline)
+        self.red_ids = np.zeros(0, np.int64)
+        self.red = None
+        self.per_target, self.ortho = {}, {}
+
+    # -- running tasks
+    def compute(self, tasks, desc="tiles"):
+        if not tasks:
+            return []
+        if self.client is not None:
+            from offnadir.cluster import run_tasks
+
+            return run_tasks(self.client, tasks, desc=desc, quiet=self.quiet)
+        return list(dask.compute(*tasks))
+
+    def reduce(self, parts, combine):
+        root = _tree(parts, combine)
+        if root is None:
+            return None
+        if self.client is not None:
+            return self.client.compute(root).result()
+        return root.compute()
+
+    def shared(self, obj):
+        """A large argument shared by many tasks (scattered once on a cluster)."""
+        if self.client is not None:
+            # keep one future per object alive for the whole run (re-scattering an object whose
+            # earlier future was released loses the data under running tasks)
+            key = id(obj)
+            if key not in self._futures:
+                self._futures[key] = (obj, self.client.scatter(obj, broadcast=True, hash=False))
+            return self._futures[key][1]
+        return dask.delayed(obj, pure=True, traverse=False)
+
+    def log(self, msg):
+        _LOG.info(msg)
+        if not self.quiet:
+            print(f"offnadir: {msg}", file=sys.stderr)
+
+    # -- pass 1: context
+    def context(self):
+        from offnadir.change import cells as P
+        from offnadir.change.context import band_roles, image_band_names, resolve_sun
+
+        opts = self.opts
+        r = segment.opening_radius(opts, self.cell)
+        st = self.reduce([dask.delayed(_stats_tile, pure=True)(self.io, self.shape, self.n_images, self.n_bands, t, r)
+                          for t in self.tiles], _add_stats)
+        n = np.maximum(st["n"], 1)[:, None]
+        mean = st["s"] / n
+        std = np.sqrt(np.maximum(st["ss"] / n - mean**2, 0.0))
+        if st["n"][0] == 0:
+            raise DataError("no DSM cell is visible in the base image: nothing to compare.")
+        for t in self.targets:
+            if st["n"][t] == 0:
+                raise DataError(f"no DSM cell is visible in image {self.cube['image'].values[t]}: nothing to compare.")
+        self.n_visible = st["n"]
+        self.sigmas = [P.noise_sigma(st["noise"][k]) for k in range(self.n_images)]
+        band_std = np.where(std[0] > 0, std[0], 1.0)
+        sun, self.sun_report = resolve_sun(self.cube, opts, self.log) if opts.shadows else ((), None)
+        names = image_band_names([im["path"] for im in json.loads(self.cube.attrs.get("images", "[]"))]) \
+            if "images" in self.cube.attrs else []
+        red, nir = band_roles(names, self.n_bands, opts) if opts.vegetation else (None, None)
+        az = self.cube["azimuth"].values if "azimuth" in self.cube.coords else np.full(self.n_images, np.nan)
+        off = self.cube["off_nadir"].values if "off_nadir" in self.cube.coords else np.full(self.n_images, np.nan)
+        self.max_dh = P.max_height_change(opts, st["above"])
+        self.log(f"parallax searches cover height changes up to {self.max_dh:.1f} m "
+                 f"({'option' if opts.max_height_change is not None else 'tallest object above the local ground'})")
+        self.az, self.off = az, off
+        shifts = tuple(T.parallax_offsets(az[t], off[t], self.max_dh, self.cell) if t else
+                       (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)) for t in range(self.n_images))
+        self.ctx = T.Context(shape=self.shape, n_images=self.n_images, n_bands=self.n_bands, cell=self.cell,
+                             opts=opts, targets=self.targets, band_mean=mean, band_std=band_std,
+                             h_range=(st["h_min"], st["h_max"]), sun=sun, red=red, nir=nir, shifts=shifts)
+        return self.ctx
+
+    # -- pass 2: segmentation
+    def segment(self, done=None):
+        if not self.want_patch:
+            return
+        done = self.done if done is None else done
+        ctx = self.shared(self.ctx)
+        todo = [t for t in self.tiles if not (done[t.ti, t.tj] & SEGMENTED)]
+        self.log(f"segmentation: {len(todo)} of {len(self.tiles)} tiles")
+        self.compute([dask.delayed(_segment_and_mark, pure=False)(self.io, ctx, t) for t in todo], desc="segmentation")
+        pairs = self.compute([dask.delayed(T.tile_border_pairs, pure=True)(self.io, ctx, t) for t in self.tiles],
+                             desc="patch borders")
+        pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+        old, new = segment.join_components(pairs)
+        if len(old):
+            gi, gj = (old - 1) // self.shape[1], (old - 1) % self.shape[1]
+            touched = {self._tile_of(a, b) for a, b in zip(gi, gj)}
+            on = self.shared((old, new))
+            self.compute([dask.delayed(_relabel, pure=False)(self.io, ctx, t, on) for t in self.tiles
+                          if (t.ti, t.tj) in touched], desc="joining patches")
+        self.log(f"patches joined across tile borders: {len(old)}")
+
+    def _tile_of(self, i, j):
+        cy, cx = self.chunks_yx
+        return (int(np.searchsorted(np.cumsum(cy), i, side="right")),
+                int(np.searchsorted(np.cumsum(cx), j, side="right")))
+
+    # -- pass 3: evidence, its histograms, and the IR-MAD sample
+    def evidence(self):
+        from offnadir.change import cells as P
+        from offnadir.change import evidence as EV
+
+        window = P.window_cells(self.opts, self.cell)
+        offsets = {t: EV.relative_offsets(self.az[0], self.off[0], self.az[t], self.off[t], self.max_dh, self.cell)
+                   for t in self.targets}
+        self.has = {n: self.io.has(n) for n in ("elevated", "illumination", "dh", "dh_sigma")}
+        self.sample_rate = F.sample_rate(self.n_visible[0])
+        self.plan = {"window": window, "offsets": offsets, "sigmas": self.sigmas, "structural": self.want_patch,
+                     "sample_rate": self.sample_rate, "want_patch": self.want_patch, "want_ortho": self.want_ortho}
+        self.log(f"structural evidence: window {window} cells, noise sigmas "
+                 f"{', '.join(f'{s:.3g}' for s in self.sigmas)}, {max(len(o) for o in offsets.values())} parallax "
+                 f"offset(s)" + (", with the height change dh" if self.has["dh"] else "")
+                 + f"; IR-MAD sample rate {self.sample_rate:.3g}")
+        cx, pl = self.shared(self.ctx), self.shared(self.plan)
+        out = self.reduce([dask.delayed(P.evidence_tile, pure=False)(self.io, cx, t, pl, self.has)
+                           for t in self.tiles], P.add_evidence)
+        self.hist, self.samples = out["hist"], out["sample"]
+
+    # -- client: IR-MAD on the sample, robust scales, NDVI thresholds
+    def fit(self):
+        from offnadir.change import decide as D
+        from offnadir.change.ortho import threshold
+
+        opts, ctx = self.opts, self.ctx
+        self.models, self.omodels, self.scales, self.oscales, self.ndvi_thresholds = {}, {}, {}, {}, {}
+        self.irmad_iterations = {}
+        p = self.n_bands
+        for t in self.targets:
+            name = self.cube["image"].values[t]
+            if self.want_patch:
+                x, y, s = self.samples[("patch", t)]
+                ms, it = F.fit_models(x, y, s, ctx.band_mean[0], ctx.band_mean[t], n_strata=F.N_STRATA,
+                                      iterations=opts.irmad_iterations, tol=opts.irmad_tolerance)
+                if ms[0] is None:
+                    raise DataError(f"too few cells visible in both the base and image {name} to fit IR-MAD "
+                                    f"({len(x)} sampled; need {max(10 * p, 2 * p + 2)}).")
+                self.models[t], self.irmad_iterations[f"patch/{t}"] = ms, it
+                self.scales[t] = F.robust_scales(ms, x, y, s)
+                if ctx.red is not None and ctx.nir is not None:
+                    hb, ht = F.ndvi_histograms(x, y, ctx.red, ctx.nir)
+                    self.ndvi_thresholds[t] = tuple(
+                        float(opts.ndvi_threshold) if opts.ndvi_threshold is not None else
+                        max(NDVI_MIN, D.otsu(h, -1.0, 1.0)) for h in (hb, ht))
+            if self.want_ortho:
+                x, y = self.samples[("ortho", t)]
+                zero = np.zeros(len(x), np.int64)
+                ms, it = F.fit_models(x, y, zero, ctx.band_mean[0], ctx.band_mean[t], n_strata=1,
+                                      iterations=opts.irmad_iterations, tol=opts.irmad_tolerance)
+                if ms[0] is None:
+                    raise DataError(f"too few cells in both the base and image {name} to fit IR-MAD for the ortho "
+                                    "baseline.")
+                self.omodels[t], self.irmad_iterations[f"ortho/{t}"] = ms[0], it
+                self.oscales[t] = F.robust_scales(ms, x, y, zero)[0]
+                self.ortho[t] = (ms[0],) + threshold(opts, ms[0], self.oscales[t])
+        self.log("IR-MAD on " + ", ".join(f"{len(v[0])} sampled cells ({k[0]}, image {k[1]})"
+                                          for k, v in sorted(self.samples.items())) + ": iterations "
+                 + ", ".join(f"{k} {v}" for k, v in self.irmad_iterations.items()))
+        self.samples = None  # not needed any more
+
+    # -- pass 4: per-patch sums and the ortho baseline's raw scores
+    def sums(self):
+        cx = self.shared(self.ctx)
+        mo = self.shared((self.models, self.scales, self.ortho))
+        out = self.reduce([dask.delayed(_sums_tile, pure=True)(self.io, cx, t, mo, self.want_patch, self.want_ortho)
+                           for t in self.tiles], _add_sums)
+        self.red = out.get("patch")
+        self.hist.update(out.get("hist", {}))
+        if self.red is not None:
+            self.red_ids = self.red["ids"]
+
+    # -- client: decisions per patch
+    def decide(self):
+        from offnadir.change import decide as D
+
+        if not self.want_patch:
+            return
+        for t in self.targets:
+            tb = D.target_table(self.red, t, self.n_bands, self.scales[t], self.ctx.shifts[t][2], self.models[t][0],
+                                self.cell)
+            tb.ndvi_thresholds = self.ndvi_thresholds.get(t)
+            d = D.decide(tb, self.opts)
+            d["used"] = tb.used
+            d["ndvi_base"], d["ndvi_target"] = tb.ndvi_base, tb.ndvi_target
+            self.per_target[t] = d
+
+    # -- client: mixture calibration of every evidence histogram
+    def calibrate(self):
+        from offnadir.change import calibrate as C
+        from offnadir.change import cells as P
+
+        self.cal_models = {k: C.fit(v, anchor=P.ANCHOR[k[0]]) for k, v in self.hist.items()}
+        for (kind, t, s), m in sorted(self.cal_models.items()):
+            self.log(f"calibration {kind} image {t} {'elevated' if s else 'ground'}: "
+                     + ("fallback (" + m.get("reason", "") + ")" if m.get("fallback") else
+                        f"changed weight {m['pi'][1]:.3f}, separation {m['separation']:.2f}"))
+        self.calibration = {"window_cells": self.plan["window"], "noise_sigma": self.sigmas,
+                            "decision_p": P.DECISION_P,
+                            "offsets": {str(t): len(v) for t, v in self.plan["offsets"].items()},
+                            "dh_used": bool(self.has["dh"]), "max_height_change_m": self.max_dh,
+                            "irmad_sample": {"rate": self.sample_rate, "iterations": self.irmad_iterations},
+                            "models": {f"{k[0]}/{k[1]}/{'elevated' if k[2] else 'ground'}":
+                                       {a: b for a, b in m.items() if a != "table"}
+                                       for k, m in self.cal_models.items()}}
+
+    # -- pass 5: maps
+    def maps(self, mark=None):
+        from offnadir.change import cells as P
+
+        mark = self.mark if mark is None else mark
+        decisions = {t: (self.red_ids, d["score"]) for t, d in self.per_target.items()}
+        ortho = (("change_ortho", "score_ortho") if self.want_patch else ("change", "score")) if self.want_ortho \
+            else None
+        plan = {**self.plan, "ortho": ortho, "bound": self.opts.elevated_height, "decisions": decisions}
+        has = {**self.has, "patch": self.want_patch}
+        cx, mo, pl = self.shared(self.ctx), self.shared(self.cal_models), self.shared(plan)
+        # every tile, also on resume: its patch sums feed the table, and the maps are cheap
+        grouped = self.reduce([dask.delayed(_maps_tile, pure=False)(self.io, cx, t, mo, has, pl, mark)
+                               for t in self.tiles], P.add_grouped)
+        for t, d in self.per_target.items():
+            d["probability"] = P.patch_probability(grouped, self.red_ids, t)
+
+    # -- results
+    def table(self):
+        from offnadir.change.dataset import table_dataset
+
+        if not self.want_patch or self.red is None:
+            return None
+        rows = self.red["rows"]
+        static = {"patch_n_cells": rows["n_cells"],
+                  "patch_elevated": (rows["n_elev"] > 0.5 * rows["n_cells"]).astype(np.uint8)}
+        return table_dataset(self.red_ids, [str(v) for v in self.cube["image"].values], self.per_target, static,
+                             self.cell)
+
+    def summary_attrs(self) -> dict:
+        def models_json(ms):
+            return {str(t): ([m.to_dict() if m else None for m in v] if isinstance(v, list) else v.to_dict())
+                    for t, v in ms.items()}
+
+        ctx = self.ctx
+        return {
+            "change_method": self.opts.method,
+            "change_options": json.dumps(self.opts.as_dict(), default=str),
+            "change_irmad": json.dumps({"patch": models_json(self.models) if self.want_patch else None,
+                                        "ortho": models_json(self.omodels) if self.want_ortho else None}),
+            "change_robust_scale": json.dumps({str(t): [None if s is None else list(map(float, s)) for s in v]
+                                               for t, v in self.scales.items()}),
+            "change_ortho_robust_scale": json.dumps({str(t): list(map(float, v)) for t, v in self.oscales.items()}),
+            "change_sun": json.dumps(self.sun_report, default=str),
+            "change_sun_deg": json.dumps([None if s is None else [math.degrees(s[1]), math.degrees(s[0])]
+                                          for s in ctx.sun]) if ctx.sun else "null",
+            "change_bands_red_nir": json.dumps([ctx.red, ctx.nir]),
+            "change_ndvi_thresholds": json.dumps({str(t): v for t, v in self.ndvi_thresholds.items()}),
+            "change_calibration": json.dumps(getattr(self, "calibration", None), default=float),
+        }
+
+
+def run_all(run: Runner, done, *, mark: bool) -> Runner:
+    run.done, run.mark = done, mark
+    for name in Runner.PASSES:
+        getattr(run, name)()
+    return run
+
+
+# module-level task functions (picklable) ----------------------------------------------------
+def _stats_tile(io, shape, n_images, n_bands, tile, r):
+    from offnadir.change import cells as P
+
+    out = T.stats(io, shape, n_images, n_bands, tile, r)
+    out["noise"] = P.noise_tile(io, T.Context(shape=shape, n_images=n_images, n_bands=n_bands, cell=1.0, opts=None,
+                                              targets=()), tile)
+    return out
+
+
+def _add_stats(*parts):
+    out = T.add_stats(*parts)
+    out["noise"] = {k: sum(p["noise"][k] for p in parts) for k in parts[0]["noise"]}
+    return out
+
+
+def _segment_and_mark(io, ctx, tile):
+    T.segment_tile(io, ctx, tile)
+    _mark(io, tile, SEGMENTED)
+    return tile.ti, tile.tj
+
+
+def _relabel(io, ctx, tile, oldnew):
+    return T.relabel_tile(io, ctx, tile, *oldnew)
+
+
+def _sums_tile(io, ctx, tile, models, want_patch, want_ortho):
+    from offnadir.change import cells as P
+
+    m, sc, ortho = models
+    out = {}
+    if want_patch:
+        out["patch"] = T.patch_tile(io, ctx, tile, m, sc)
+    if want_ortho:
+        out["hist"] = P.ortho_tile(io, ctx, tile, ortho, want_patch)
+    return out
+
+
+def _add_sums(*parts):
+    from offnadir.change import cells as P
+
+    out = {}
+    pp = [p["patch"] for p in parts if "patch" in p]
+    if pp:
+        out["patch"] = T.add_patch(*pp)
+    hh = [p["hist"] for p in parts if "hist" in p]
+    if hh:
+        out["hist"] = P.add_hist(*hh)
+    return out
+
+
+def _maps_tile(io, ctx, tile, models, has, plan, mark):
+    from offnadir.change import cells as P
+
+    out = P.probability_tile(io, ctx, tile, models, has, plan)
+    if mark:
+        _mark(io, tile, WRITTEN)
+    return out
+
+
+def _mark(io, tile, bit):
+    if PROGRESS in getattr(io, "arrays", {PROGRESS: None}) or not hasattr(io, "arrays"):
+        cur = io.read(PROGRESS, (slice(tile.ti, tile.ti + 1), slice(tile.tj, tile.tj + 1)))
+        io.write(PROGRESS, (slice(tile.ti, tile.ti + 1), slice(tile.tj, tile.tj + 1)), cur | np.uint8(bit))
