@@ -28,6 +28,7 @@ SUBCOMMANDS = (
     "info",
     "coregister",
     "detect",
+    "append",
     "evaluate",
     "run",
     "template_config",
