@@ -146,6 +146,20 @@ def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=(
     is a nuisance) — the others still get the evidence of their window."""
     sa, sb = sigmas if sigmas is not None else (noise_sigma(base, ok_base), noise_sigma(target, ok_target))
     cm = np.ones(base.shape, bool) if compare is None else compare
+    from offnadir.change import census as K
+
+    best = K.min_census_ratio(K.pack(*census(base, ok_base & cm, sa)), K.pack(*census(target, ok_target & cm, sb)),
+                              offsets, window)
+    best[~(ok_base & ok_target)] = np.nan
+    return best
+
+
+def structural_evidence_reference(base, target, ok_base, ok_target, window: int, offsets=((0, 0),), sigmas=None,
+                                  compare=None):
+    """:func:`structural_evidence` as the numpy formula (:func:`census_ratio` per shifted offset):
+    the slow, obvious twin the numba kernel is tested against."""
+    sa, sb = sigmas if sigmas is not None else (noise_sigma(base, ok_base), noise_sigma(target, ok_target))
+    cm = np.ones(base.shape, bool) if compare is None else compare
     ca, va = census(base, ok_base & cm, sa)
     cb, vb = census(target, ok_target & cm, sb)
     best = np.full(base.shape, np.nan)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 
 import dask
@@ -319,40 +318,6 @@ class Runner:
                                for t in self.tiles], P.add_grouped)
         for t, d in self.per_target.items():
             d["probability"] = P.patch_probability(grouped, self.red_ids, t)
-
-    # -- results
-    def table(self):
-        from offnadir.change.dataset import table_dataset
-
-        if not self.want_patch or self.red is None:
-            return None
-        rows = self.red["rows"]
-        static = {"patch_n_cells": rows["n_cells"],
-                  "patch_elevated": (rows["n_elev"] > 0.5 * rows["n_cells"]).astype(np.uint8)}
-        return table_dataset(self.red_ids, [str(v) for v in self.cube["image"].values], self.per_target, static,
-                             self.cell)
-
-    def summary_attrs(self) -> dict:
-        def models_json(ms):
-            return {str(t): ([m.to_dict() if m else None for m in v] if isinstance(v, list) else v.to_dict())
-                    for t, v in ms.items()}
-
-        ctx = self.ctx
-        return {
-            "change_method": self.opts.method,
-            "change_options": json.dumps(self.opts.as_dict(), default=str),
-            "change_irmad": json.dumps({"patch": models_json(self.models) if self.want_patch else None,
-                                        "ortho": models_json(self.omodels) if self.want_ortho else None}),
-            "change_robust_scale": json.dumps({str(t): [None if s is None else list(map(float, s)) for s in v]
-                                               for t, v in self.scales.items()}),
-            "change_ortho_robust_scale": json.dumps({str(t): list(map(float, v)) for t, v in self.oscales.items()}),
-            "change_sun": json.dumps(self.sun_report, default=str),
-            "change_sun_deg": json.dumps([None if s is None else [math.degrees(s[1]), math.degrees(s[0])]
-                                          for s in ctx.sun]) if ctx.sun else "null",
-            "change_bands_red_nir": json.dumps([ctx.red, ctx.nir]),
-            "change_ndvi_thresholds": json.dumps({str(t): v for t, v in self.ndvi_thresholds.items()}),
-            "change_calibration": json.dumps(getattr(self, "calibration", None), default=float),
-        }
 
 
 def run_all(run: Runner, done, *, mark: bool) -> Runner:

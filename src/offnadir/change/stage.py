@@ -6,6 +6,7 @@ the resume bookkeeping are here; the passes over the tiles are :mod:`offnadir.ch
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,45 @@ from offnadir.change.options import ChangeOptions
 from offnadir.change.runner import PROGRESS, Runner, run_all
 
 _Runner = Runner  # the name before the split
+
+
+# ----------------------------------------------------------------------------- results of a run
+def table(run):
+    """The per-patch table (xarray, dims patch_id/image) of a finished run, or None."""
+    from offnadir.change.dataset import table_dataset
+
+    if not run.want_patch or run.red is None:
+        return None
+    rows = run.red["rows"]
+    static = {"patch_n_cells": rows["n_cells"],
+              "patch_elevated": (rows["n_elev"] > 0.5 * rows["n_cells"]).astype(np.uint8)}
+    return table_dataset(run.red_ids, [str(v) for v in run.cube["image"].values], run.per_target, static,
+                         run.cell)
+
+
+def summary_attrs(run) -> dict:
+    """The store attributes that record a run's automatic choices."""
+
+    def models_json(ms):
+        return {str(t): ([m.to_dict() if m else None for m in v] if isinstance(v, list) else v.to_dict())
+                for t, v in ms.items()}
+
+    ctx = run.ctx
+    return {
+        "change_method": run.opts.method,
+        "change_options": json.dumps(run.opts.as_dict(), default=str),
+        "change_irmad": json.dumps({"patch": models_json(run.models) if run.want_patch else None,
+                                    "ortho": models_json(run.omodels) if run.want_ortho else None}),
+        "change_robust_scale": json.dumps({str(t): [None if s is None else list(map(float, s)) for s in v]
+                                           for t, v in run.scales.items()}),
+        "change_ortho_robust_scale": json.dumps({str(t): list(map(float, v)) for t, v in run.oscales.items()}),
+        "change_sun": json.dumps(run.sun_report, default=str),
+        "change_sun_deg": json.dumps([None if s is None else [math.degrees(s[1]), math.degrees(s[0])]
+                                      for s in ctx.sun]) if ctx.sun else "null",
+        "change_bands_red_nir": json.dumps([ctx.red, ctx.nir]),
+        "change_ndvi_thresholds": json.dumps({str(t): v for t, v in run.ndvi_thresholds.items()}),
+        "change_calibration": json.dumps(getattr(run, "calibration", None), default=float),
+    }
 
 
 # ----------------------------------------------------------------------------- public entry points
@@ -58,10 +98,10 @@ def detect_dataset(cube, options: ChangeOptions | None = None, *, chunk: int | N
     for name in _var_names(opts):
         spec = CHANGE_VARS[name]
         out[name] = (spec["dims"], arrays[name], dict(spec["attrs"]))
-    tab = run.table()
+    tab = table(run)
     if tab is not None:
         out = xr.merge([out, tab.drop_vars("image")], compat="override", combine_attrs="override")
-    out.attrs.update(run.summary_attrs())
+    out.attrs.update(summary_attrs(run))
     out.attrs["change_patches"] = int(len(run.red_ids))
     return out
 
@@ -104,7 +144,7 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
             g.attrs["change_options"] = json.dumps(opts.as_dict(), default=str)
         done = np.asarray(g[PROGRESS][...])
     run = run_all(Runner(T.StoreIO(path), cube, opts, chunks_yx, client=client, quiet=quiet), done, mark=True)
-    tab = run.table()
+    tab = table(run)
     with _quiet_zarr():
         if tab is not None:
             g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
@@ -117,9 +157,9 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
             if opts.table_csv:
                 from offnadir.change.dataset import table_to_csv
 
-                table_to_csv(run.table(), opts.table_csv)
+                table_to_csv(table(run), opts.table_csv)
         g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-        g.attrs.update(run.summary_attrs())
+        g.attrs.update(summary_attrs(run))
         zarr.consolidate_metadata(str(path))
     return path
 

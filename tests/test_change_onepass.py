@@ -1,0 +1,103 @@
+"""The one-pass change stage's machinery against slow, obvious twins.
+
+* the numba census kernel equals the numpy formula (per-offset box filters) on random textures
+  with invalid cells and unlit cells planted;
+* IR-MAD fitted on the sample gathered tile by tile equals IR-MAD iterated over the whole array
+  (every iteration a fresh pass, as the stage did before) when the sample is the whole scene, and
+  the robust scales equal the histogram medians of all cells;
+* the sample is a function of global cell positions only: the same cells whatever the tiling;
+* the stage's result does not depend on the tile size (in-memory cube, threaded scheduler).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from offnadir.change import evidence as EV
+from offnadir.change import fit as F
+from offnadir.change import irmad
+
+
+@pytest.mark.parametrize("window", [3, 9, 21])
+def test_census_kernel_equals_the_numpy_formula(window):
+    rng = np.random.default_rng(window)
+    H, W = 90, 110
+    base = rng.normal(0, 10, (H, W)).cumsum(axis=1)
+    target = 1.7 * base + 30 + rng.normal(0, 3, (H, W))
+    target[30:60, 40:80] = rng.normal(0, 10, (30, 40))  # a change
+    base[:, :30] = target[:, :30] = 5.0  # flat at both dates: no code variety
+    ok_b, ok_t = rng.random((H, W)) > 0.1, rng.random((H, W)) > 0.1
+    ok_t[70:, 90:] = False  # a hidden corner: no valid pair in some windows
+    lit = rng.random((H, W)) > 0.05
+    offsets = [(0, 0), (1, -1), (2, -2), (-3, 1), (0, 7), (40, 0)]
+    a = EV.structural_evidence(base, target, ok_b, ok_t, window, offsets, (2.0, 2.5), compare=lit)
+    b = EV.structural_evidence_reference(base, target, ok_b, ok_t, window, offsets, (2.0, 2.5), compare=lit)
+    assert np.array_equal(np.isfinite(a), np.isfinite(b))
+    assert np.isfinite(a).mean() > 0.5
+    assert np.allclose(a[np.isfinite(a)], b[np.isfinite(b)], rtol=0, atol=1e-12)
+    assert (a[np.isfinite(a)] == 0).any()  # the flat strip's windows give R = 0
+
+
+def _cells(n, p, rng):
+    x = rng.normal(100, 20, (n, p))
+    y = x @ rng.normal(0.5, 0.3, (p, p)) + rng.normal(0, 5, (n, p)) + 40
+    y[: n // 20] = rng.normal(150, 30, (n // 20, p))  # 5 % changed
+    return x.astype(np.float32).astype(np.float64), y.astype(np.float32).astype(np.float64)
+
+
+def test_irmad_on_the_sample_equals_whole_array_iterations():
+    rng = np.random.default_rng(3)
+    p, ny, nx = 4, 60, 70
+    x, y = _cells(ny * nx, p, rng)
+    stratum = (rng.random(ny * nx) < 0.25).astype(np.int64)
+    ref_x, ref_y = x.mean(axis=0), y.mean(axis=0)
+    iters = 6
+    # before: one pass over all cells per iteration (weights from the previous pass's models)
+    models = None
+    for it in range(1, iters + 1):
+        w = np.ones(len(x)) if models is None else F._weights_strata(models, x, y, stratum)
+        sums = irmad.empty_sums(2, p)
+        for rows in np.array_split(np.arange(len(x)), 7):  # tiles: sums added up like the reduction
+            part = irmad.accumulate(irmad.empty_sums(2, p), x[rows], y[rows], w[rows], stratum[rows], ref_x, ref_y)
+            sums = irmad.add_sums(sums, part)
+        models = [irmad.solve(sums, k, ref_x, ref_y, iterations=it, previous=None if models is None else models[k],
+                              tol=1e-12) for k in range(2)]
+    # now: the sample gathered tile by tile (rate 1: every cell), iterated in memory
+    vis = np.ones((2, ny, nx), np.uint8)
+    val = np.stack([x.T.reshape(p, ny, nx), y.T.reshape(p, ny, nx)])
+    lit = np.full((2, ny, nx), 100, np.uint8)
+    sh = stratum.reshape(ny, nx) == 1
+    lit[0][sh] = lit[1][sh] = 0  # shaded at both dates: stratum 1
+    ctx = _Ctx()
+    parts = [F.sample_tile(vis[:, a:b], val[:, :, a:b], lit[:, a:b], ctx, (a, 0), 1.0, True, False)
+             for a, b in ((0, 25), (25, 41), (41, ny))]
+    xs, ys, ss = F.add_samples(*parts)[("patch", 1)]
+    assert len(xs) == ny * nx
+    got, n_it = F.fit_models(xs, ys, ss, ref_x, ref_y, n_strata=2, iterations=iters, tol=1e-12)
+    assert n_it == iters
+    for k in range(2):
+        assert np.allclose(got[k].rho, models[k].rho, rtol=0, atol=1e-9)
+        assert np.allclose(np.abs(got[k].A), np.abs(models[k].A), rtol=1e-6, atol=1e-9)
+    # robust scales: 1.4826 median |M_i| of all cells, per stratum
+    M = F.mad_cells(models, x, y, stratum)
+    for k, sc in enumerate(F.robust_scales(got, xs, ys, ss)):
+        want = 1.4826 * np.median(np.abs(M[stratum == k]), axis=0)
+        assert np.allclose(sc, want, rtol=0.03)  # histogram bins: 2.3 % relative resolution
+
+
+class _Ctx:
+    targets = (1,)
+    use_sun = True
+
+
+def test_sample_depends_on_global_positions_only():
+    rate = 0.1
+    whole = F.sampled(0, 0, (200, 300), rate)
+    assert abs(whole.mean() - rate) < 0.01
+    tiled = np.zeros_like(whole)
+    for i0 in range(0, 200, 64):
+        for j0 in range(0, 300, 96):
+            tiled[i0:i0 + 64, j0:j0 + 96] = F.sampled(i0, j0, whole[i0:i0 + 64, j0:j0 + 96].shape, rate)
+    assert np.array_equal(whole, tiled)
+    assert F.sample_rate(F.SAMPLE_CELLS // 2) == 1.0 and F.sample_rate(4 * F.SAMPLE_CELLS) == 0.25
