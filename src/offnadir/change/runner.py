@@ -319,6 +319,17 @@ class Runner:
         for t, d in self.per_target.items():
             d["probability"] = P.patch_probability(grouped, self.red_ids, t)
 
+    # -- results (offnadir.change.results)
+    def table(self):
+        from offnadir.change.results import table
+
+        return table(self)
+
+    def summary_attrs(self) -> dict:
+        from offnadir.change.results import summary_attrs
+
+        return summary_attrs(self)
+
 
 def run_all(run: Runner, done, *, mark: bool) -> Runner:
     run.done, run.mark = done, mark
