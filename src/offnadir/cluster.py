@@ -114,11 +114,20 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
     dash = None if str(o["dashboard"]).strip().lower() in ("none", "off", "") else str(o["dashboard"]).strip()
     log.info("local cluster: %d workers, dashboard %s", n, dash or "off")
     malloc = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC_ENV.items()}
+    env = dict(WORKER_ENV)
+    if os.environ.get("NUMBA_CACHE_DIR"):  # the numba cache the parent uses (offnadir.warmup)
+        env["NUMBA_CACHE_DIR"] = os.environ["NUMBA_CACHE_DIR"]
+    # dashboard off: distributed still serves its bare HTTP routes (health, metrics, cluster info),
+    # on all interfaces at :8787 when given no address, so keep them on a loopback port
+    web = {"dashboard_address": dash} if dash else {"dashboard_address": "127.0.0.1:0",
+                                                    "scheduler_kwargs": {"dashboard": False}}
+    if not quiet:
+        _say_if_cache_is_cold()
     with dask.config.set(malloc), _workers_ignore_sigint():
         # worker logs at CRITICAL only: a task's error reaches the client (and the user) anyway, and a
         # shutdown (Ctrl-C, a failed run) must not print a heartbeat traceback from every worker
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                               dashboard_address=dash, env=dict(WORKER_ENV), silence_logs=logging.CRITICAL)
+                               env=env, silence_logs=logging.CRITICAL, **web)
     client = Client(cluster)
     client.offnadir_worker_timeout = timeout
     try:
@@ -129,6 +138,24 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
     finally:
         client.close()
         cluster.close()
+
+
+def _say_if_cache_is_cold() -> None:
+    """Tell the user when the workers' kernels are not in the numba cache: every worker process
+    then compiles them itself (tens of CPU seconds each), which ``offnadir warmup`` does once."""
+    try:
+        from offnadir.warmup import cached_signatures, kernels
+
+        cold = [k for k, d in kernels(("offnadir.cube.kernels", "offnadir.change.kernels")).items()
+                if cached_signatures(d) == 0]
+    except Exception as e:  # noqa: BLE001 - a hint only, never a reason to fail a run
+        log.debug("numba cache check failed: %s", e)
+        return
+    if cold:
+        where = os.environ.get("NUMBA_CACHE_DIR") or "numba's default cache location"
+        log.info("kernels not in the numba cache: %s", ", ".join(cold))
+        print(f"offnadir: the numba kernels are not compiled in this environment yet ({where}): each worker "
+              "compiles them on first use; `offnadir warmup` does it once ahead of time.", file=sys.stderr)
 
 
 @contextmanager

@@ -1,0 +1,310 @@
+"""Compile the numba kernels once per environment, ahead of any run (``offnadir warmup``).
+
+Every kernel is declared with ``cache=True``: numba writes the machine code it compiles to disk
+and a later process loads it instead of compiling (a few ms a kernel against about a second).
+What still made runs compile (measured, see ``benchmarks/bench_startup.py``):
+
+* a fresh environment (new container, new virtualenv, edited kernel source): nothing cached yet,
+  and every dask worker process then compiles the same kernels at the same time (the cold demo
+  with two workers compiled each cube and change kernel twice);
+* a cache in a place a worker cannot see or write: numba's default is ``__pycache__`` next to
+  the source when writable, else a per-user directory, so a read-only install run by another
+  user (a worker image, a shared software tree) compiles in every worker;
+* signatures met for the first time: ``sample_bilinear`` is compiled per image dtype (uint8,
+  uint16, int16, float32...), the RFM per read-only/writable combination of its inputs.
+
+So: one explicit cache directory (:func:`cache_dir`: ``NUMBA_CACHE_DIR`` when set, else
+``$XDG_CACHE_HOME/offnadir/numba`` or ``~/.cache/offnadir/numba``), set for the command line and
+its local workers (:func:`use_cache_dir`), and :func:`warmup`, which runs the whole pipeline on a
+tiny simulated scene (so every kernel is compiled for the signatures the pipeline really uses,
+whatever the kernels' authors change) and then the image-dtype variants. The cache is keyed by
+the source file (path, modification time, size), numba's version and the CPU: warm it where the
+workers run (the worker image, the shared file system), see ``deploy/README.md``.
+
+Layering: this module drives the pipeline and inspects numba dispatchers; kernels stay
+numpy/numba only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger("offnadir.warmup")
+
+#: modules that declare numba kernels
+KERNEL_MODULES = (
+    "offnadir.camera.kernels",
+    "offnadir.cube.kernels",
+    "offnadir.cube.sweep_kernels",
+    "offnadir.cube.tiepoint_kernels",
+    "offnadir.change.kernels",
+    "offnadir.simulate.render",
+)
+#: pixel types of the images a cube samples (what GDAL/rasterio read VHR imagery as)
+IMAGE_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+#: kernel -> position of its image-window argument, compiled for every dtype of IMAGE_DTYPES
+IMAGE_ARGUMENT = {"offnadir.cube.kernels.sample_bilinear": 0}
+#: numba-threaded twins, compiled with their serial kernel's signatures (the RFM switches to them
+#: for large point sets)
+PARALLEL_TWINS = {"offnadir.camera.kernels.project_parallel": "offnadir.camera.kernels.project_serial",
+                  "offnadir.camera.kernels.localize_parallel": "offnadir.camera.kernels.localize_serial"}
+#: the warm-up scene: small, yet with several tiles, a same-date pair (the height sweep) and a
+#: later date (change detection)
+SCENE_SIZE, SCENE_CHUNK = 128, 64
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/offnadir/numba`` (``~/.cache/offnadir/numba`` without it)."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "offnadir" / "numba"
+
+
+def cache_dir() -> Path:
+    """Where the numba cache is: ``NUMBA_CACHE_DIR`` when set, else :func:`default_cache_dir`."""
+    given = os.environ.get("NUMBA_CACHE_DIR")
+    return Path(given) if given else default_cache_dir()
+
+
+def use_cache_dir() -> Path | None:
+    """Point numba at :func:`cache_dir` for this process and the processes it starts (local dask
+    workers inherit the environment). Call before numba is imported; a process that already
+    imported numba keeps its choice (None is returned). A directory that cannot be created or
+    written is left to numba's own default (logged)."""
+    if "NUMBA_CACHE_DIR" in os.environ:
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    if "numba" in sys.modules:
+        return None
+    path = default_cache_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        log.info("numba cache: %s is not writable (%s); numba chooses its default location", path, e.strerror or e)
+        return None
+    os.environ["NUMBA_CACHE_DIR"] = str(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- the kernels
+def kernels(modules=KERNEL_MODULES) -> dict:
+    """``{"module.name": dispatcher}`` of every numba kernel callable from Python (kernels marked
+    ``inline="always"`` are compiled into their callers and have no cache entry of their own)."""
+    from numba.core.registry import CPUDispatcher
+
+    out = {}
+    for modname in modules:
+        mod = importlib.import_module(modname)
+        for name, obj in vars(mod).items():
+            if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == modname \
+                    and obj.targetoptions.get("inline", "never") != "always":
+                out[f"{modname}.{name}"] = obj
+    return out
+
+
+def uncached(disp: dict) -> list[str]:
+    """Kernels declared without ``cache=True`` (they compile in every process)."""
+    from numba.core.caching import NullCache
+
+    return sorted(k for k, d in disp.items() if d._cache is None or isinstance(d._cache, NullCache))
+
+
+def cache_counts(disp: dict) -> tuple[int, int]:
+    """(signatures loaded from the cache, signatures compiled) over ``disp`` in this process."""
+    hits = sum(sum(d.stats.cache_hits.values()) for d in disp.values())
+    misses = sum(sum(d.stats.cache_misses.values()) for d in disp.values())
+    return hits, misses
+
+
+def cached_signatures(d) -> int:
+    """Signatures of kernel ``d`` in its cache index that are valid for its current source file
+    (0: nothing cached, or cached for an older version of the file)."""
+    try:
+        return len(d._cache._cache_file._load_index())
+    except Exception:  # noqa: BLE001 - no cache, or an index numba cannot read: nothing usable
+        return 0
+
+
+class CompileTimes:
+    """CPU seconds numba spent compiling (the compiling thread's), per kernel module, while installed (``with CompileTimes() as
+    t:``); a kernel compiled inside another's compilation counts once, for the outer one. Loads
+    from the cache are not compilations."""
+
+    def __init__(self):
+        from numba.core import event
+
+        outer = self
+
+        class _Listener(event.Listener):
+            def on_start(self, ev):
+                outer._stack.append(time.thread_time())
+
+            def on_end(self, ev):
+                t0 = outer._stack.pop()
+                if not outer._stack:
+                    mod = ev.data["dispatcher"].py_func.__module__
+                    outer.seconds[mod] = outer.seconds.get(mod, 0.0) + time.thread_time() - t0
+                    outer.count[mod] = outer.count.get(mod, 0) + 1
+
+        self._listener, self._stack = _Listener(), []
+        self.seconds: dict[str, float] = {}
+        self.count: dict[str, int] = {}
+
+    def __enter__(self):
+        from numba.core import event
+
+        event.register("numba:compile", self._listener)
+        return self
+
+    def __exit__(self, *exc):
+        from numba.core import event
+
+        event.unregister("numba:compile", self._listener)
+        return False
+
+
+# ----------------------------------------------------------------------------- warm-up
+def warmup(workdir=None, *, quiet: bool = True) -> dict:
+    """Compile (or load from the cache) every kernel for the pipeline's signatures, in this
+    process. Returns a report: cache directory, wall and CPU seconds per step, compile seconds per
+    kernel module, signatures loaded/compiled, and per kernel its signatures in this process and
+    in the cache (``missing``: kernels with neither)."""
+    t_start, c_start = time.perf_counter(), time.process_time()
+    where = use_cache_dir()
+    import numba
+
+    disp = kernels()
+    bad = uncached(disp)
+    if bad:
+        log.warning("kernels without cache=True compile in every process: %s", ", ".join(bad))
+    steps = {}
+    with CompileTimes() as ct:
+        with tempfile.TemporaryDirectory(prefix="offnadir-warmup-", dir=workdir) as tmp:
+            t, c = time.perf_counter(), time.process_time()
+            _run_pipeline(Path(tmp), quiet=quiet)
+            steps["pipeline on a simulated scene"] = (time.perf_counter() - t, time.process_time() - c)
+        t, c = time.perf_counter(), time.process_time()
+        n_variants = _compile_variants(disp)
+        steps[f"image dtypes and threaded twins ({n_variants} signatures)"] = \
+            (time.perf_counter() - t, time.process_time() - c)
+    hits, misses = cache_counts(disp)
+    table = {k: (len(d.signatures), cached_signatures(d)) for k, d in disp.items()}
+    missing = sorted(k for k, (here, cached) in table.items() if here == 0 and cached == 0)
+    if missing:
+        log.warning("kernels the warm-up did not reach (they compile when first used): %s", ", ".join(missing))
+    log.info("numba cache %s: %d signatures compiled (%.1f s), %d loaded", where, misses, sum(ct.seconds.values()),
+             hits)
+    return {"cache_dir": str(where or numba.config.CACHE_DIR or "numba default (__pycache__ or user cache)"),
+            "numba": numba.__version__, "cpu": _cpu_name(), "seconds": time.perf_counter() - t_start,
+            "cpu_seconds": time.process_time() - c_start, "steps": steps,
+            "compile_seconds": ct.seconds, "compiles": ct.count, "loaded": hits, "compiled": misses,
+            "kernels": table, "missing": missing, "uncached": bad}
+
+
+def _run_pipeline(tmp: Path, *, quiet: bool) -> None:
+    """Simulate a tiny scene and run cube, tie points, height sweep and change detection on it in
+    this process (a one-thread in-process dask cluster): every kernel meets its real arguments."""
+    from offnadir.config import validate
+    from offnadir.simulate import simulate
+
+    sim = simulate(tmp / "scene", seed=0, size=SCENE_SIZE)
+    dates = (sim.meta["views"]["base"]["acquired"][:10], sim.meta["views"]["target"]["acquired"][:10])
+    raw = {"dsm": {"path": str(sim.out_dir / "dsm.tif")},
+           # base and target on the base's date form a same-date pair (the height sweep runs);
+           # the target again on its own date is the later image change detection compares
+           "images": [{"path": str(sim.out_dir / "base.tif"), "name": "base", "date": dates[0]},
+                      {"path": str(sim.out_dir / "target.tif"), "name": "mate", "date": dates[0]},
+                      {"path": str(sim.out_dir / "target.tif"), "name": "later", "date": dates[1]}],
+           "output": {"path": str(tmp / "warmup.zarr")}, "tiling": {"chunk": SCENE_CHUNK},
+           "change": {"enabled": True}}
+    cfg = validate(raw, base=".", source="warm-up")
+    # the scene's warnings (weak tie points, dates overriding metadata) are not the user's business
+    quiet_logs = logging.getLogger("offnadir")
+    level = quiet_logs.level
+    quiet_logs.setLevel(logging.ERROR)
+    try:
+        _run(cfg, quiet)
+    finally:
+        quiet_logs.setLevel(level)
+
+
+def _run(cfg, quiet):
+    """detect_config on a one-thread in-process cluster without a dashboard (the scheduler's bare
+    HTTP routes on a loopback port)."""
+    import logging as _logging
+    import warnings
+
+    from distributed import Client, LocalCluster
+
+    from offnadir.pipeline import detect_config
+
+    with warnings.catch_warnings(), \
+            LocalCluster(processes=False, n_workers=1, threads_per_worker=1, dashboard_address="127.0.0.1:0",
+                         scheduler_kwargs={"dashboard": False}, silence_logs=_logging.CRITICAL) as cluster, \
+            Client(cluster) as client:
+        warnings.simplefilter("ignore")
+        detect_config(cfg, quiet=quiet, client=client)
+
+
+def _compile_variants(disp: dict) -> int:
+    """Image-dtype variants of the kernels that read image windows, and the threaded twins."""
+    import numpy as np
+    from numba import types
+    from numba.np.numpy_support import from_dtype
+
+    n = 0
+    for name, pos in IMAGE_ARGUMENT.items():
+        d = disp.get(name)
+        for sig in list(d.signatures) if d is not None else ():
+            arr = sig[pos]
+            if not isinstance(arr, types.Array):
+                continue
+            for dt in IMAGE_DTYPES:
+                new = list(sig)
+                new[pos] = arr.copy(dtype=from_dtype(np.dtype(dt)))
+                if tuple(new) not in d.overloads:
+                    d.compile(tuple(new))
+                    n += 1
+    for twin, serial in PARALLEL_TWINS.items():
+        if twin in disp and serial in disp:
+            for sig in disp[serial].signatures:
+                if sig not in disp[twin].overloads:
+                    disp[twin].compile(sig)
+                    n += 1
+    return n
+
+
+def _cpu_name() -> str:
+    try:
+        import llvmlite.binding as ll
+
+        return ll.get_host_cpu_name()
+    except Exception:  # noqa: BLE001 - a label only
+        return "unknown"
+
+
+def format_report(rep: dict) -> str:
+    mods: dict[str, list[int]] = {}
+    for k, (here, cached) in rep["kernels"].items():
+        m = mods.setdefault(k.rsplit(".", 1)[0], [0, 0])
+        m[0] += 1
+        m[1] += cached
+    lines = [f"numba cache: {rep['cache_dir']} (numba {rep['numba']}, CPU {rep['cpu']})"]
+    for m, (a, b) in mods.items():
+        comp = rep["compile_seconds"].get(m)
+        lines.append(f"  {m}: {a} kernels, {b} signatures cached" +
+                     (f"; compiled now: {rep['compiles'][m]} in {comp:.1f} s CPU" if comp else ""))
+    lines += [f"  {s}: {w:.1f} s ({c:.1f} s CPU)" for s, (w, c) in rep["steps"].items()]
+    lines.append(f"{rep['compiled']} signatures compiled, {rep['loaded']} loaded from the cache; "
+                 f"{rep['seconds']:.1f} s ({rep['cpu_seconds']:.1f} s CPU) in all")
+    if rep["missing"]:
+        lines.append("not reached (compiled when first used): " + ", ".join(rep["missing"]))
+    if rep["uncached"]:
+        lines.append("declared without cache=True (compiled in every process): " + ", ".join(rep["uncached"]))
+    return "\n".join(lines)
