@@ -458,3 +458,109 @@ def test_hard_preset_options_and_their_truth(tmp_path):
     s = sun_from_metadata(d.paths["target"])
     assert s is not None and s.azimuth == pytest.approx(d.meta["views"]["target"]["sun_azimuth_deg"], abs=1e-3)
     assert d.base_image.shape[0] == 4 and "harder" not in d.meta
+    _check_structural_truth(a)
+
+
+def _check_structural_truth(s):
+    """truth_change_class gives every changed cell a class; truth_structural counts height changes
+    of buildings and trees, leaves re-roofs (material only) and sub-parallax changes out (255)."""
+    from offnadir.simulate import truth as T
+
+    cls, st = s.change_class, s.structural
+    assert np.array_equal(_read(s.paths["truth_change_class"]), cls)
+    assert np.array_equal(_read(s.paths["truth_structural"]), st)
+    e1, e2 = s.epochs
+    dh = s.dsm_epoch2 - s.dsm
+    # classes are exactly the old truth (height or material changed), split by cause
+    assert np.array_equal(cls > 0, s.change.astype(bool))
+    kinds = {b["id"]: b["change"] for b in s.buildings}
+    for code in (1, 2, 3, 4):
+        ids = np.unique(np.r_[e1.building[cls == code], e2.building[cls == code]])
+        assert {kinds[int(i)] for i in ids if i} == {T.CLASSES[code]}
+    assert (cls == 4).any() and np.all(dh[cls == 4] == 0)  # re-roofs: same geometry
+    assert (cls == 5).any() and (cls == 6).any()
+    # dh_min: one GSD of relative parallax between the views (5 deg/90, 25 deg/270 at 0.5 m)
+    v = s.meta["views"]
+    p = math.tan(math.radians(v["base"]["off_nadir_deg_at_centre"])) + \
+        math.tan(math.radians(v["target"]["off_nadir_deg_at_centre"]))  # opposite azimuths: the tangents add
+    dh_min = s.meta["truth"]["structural_dh_min_m"]
+    assert dh_min == pytest.approx(0.5 / p, rel=1e-3) and 0.85 < dh_min < 0.95
+    assert np.all(np.abs(dh[np.isin(cls, T.STRUCTURAL)]) >= dh_min)
+    assert np.all(np.abs(dh[cls == 7]) < dh_min) and (cls == 7).any()  # rims of grown crowns
+    # structural: 1 on height changes, 255 on re-roofs and sub-parallax changes, 0 elsewhere
+    assert np.array_equal(st == 1, np.isin(cls, T.STRUCTURAL))
+    assert np.array_equal(st == T.IGNORE, np.isin(cls, (4, 7)))
+    assert np.array_equal(st == 0, cls == 0)
+    assert s.meta["truth"]["structural_cells"] == int((st == 1).sum())
+    # same views azimuth: no parallax between the views -> the cap (the elevated threshold)
+    assert T.parallax_dh_min({"base": (20.0, 90.0), "target": (20.0, 90.0)}, 0.5, 2.5) == 2.5
+
+
+def test_bounded_traversals_equal_the_plain_walk():
+    """Block skipping (simulate.bounded) never changes a hit or a shadow: random rays over a box city."""
+    from offnadir.simulate import bounded
+
+    rng = np.random.default_rng(1)
+    n = 120
+    dsm = 100 + rng.uniform(0, 1, (n, n))
+    for _ in range(60):
+        i, j = rng.integers(0, n, 2)
+        w = rng.integers(2, 16, 2)
+        dsm[i:i + w[0], j:j + w[1]] = 100 + rng.uniform(3, 40)
+    bmax = bounded.block_max(dsm, 8)
+    assert bmax.shape == (15, 15) and bmax[3, 4] == dsm[24:32, 32:40].max()
+    top, bot = dsm.max() + 1, dsm.min() - 1
+    for _ in range(4000):
+        u0, v0 = rng.uniform(-10, n + 10, 2)
+        a, ln = rng.uniform(0, 2 * np.pi), rng.uniform(0, 40)
+        r = render.trace(dsm, u0, v0, top, u0 + ln * np.cos(a), v0 + ln * np.sin(a), bot, 0.75)
+        b = bounded.first_hit(dsm, bmax, 8, u0, v0, top, u0 + ln * np.cos(a), v0 + ln * np.sin(a), bot, 0.75)
+        assert r[:3] == b[:3] and r[4] == b[4] and r[3] == pytest.approx(b[3], abs=1e-9)
+        u, v = rng.uniform(0, n, 2)
+        el, az = rng.uniform(0.1, 1.5), rng.uniform(0, 2 * np.pi)
+        sun = (np.cos(el) * np.sin(az), np.cos(el) * np.cos(az), np.sin(el))
+        z = dsm[int(v), int(u)] + 0.02
+        assert render.sun_blocked(dsm, u, v, z, *sun, 0.5, top, 0.35) == \
+            bounded.blocked(dsm, bmax, 8, u, v, z, *sun, 0.5, top, 0.35)
+
+
+def test_tiled_render_equals_the_untiled_one(sim):
+    """render_view (row blocks, no per-ray arrays, block-skipping rays) gives the radiance and the
+    visibility counts of trace_view + shade + visible_counts, whatever the block height."""
+    e = sim.epochs[0]
+    z_top, z_bot = float(sim.dsm.max()) + 1.0, float(sim.dsm.min()) - 1.0
+    cam = sim.target_camera
+    lat = views.ray_lattice(cam, sim.grid, cam.shape, z_top, z_bot)
+    sun = np.array([0.35, 0.45, 0.82])
+    sun /= np.linalg.norm(sun)
+    shading = dict(terrain=sim.terrain, albedo=e.albedo, side=e.side, kind=e.kind, cell=sim.grid.cell, sun=sun,
+                   sky=np.array([0.3, 0.25, 0.2, 0.15]))
+    hits = views.trace_view(cam, sim.grid, sim.dsm, cam.shape, ss=3, lattice=lat)
+    ref = views.shade(hits, dsm=sim.dsm, **shading)
+    ref_counts = views.visible_counts(hits, sim.grid.shape)
+    for rows in (7, None):
+        rad, counts = views.render_view(lat, sim.grid, sim.dsm, cam.shape, ss=3, shading=shading, block_rows=rows)
+        assert rad.dtype == np.float32 and rad.shape == ref.shape
+        np.testing.assert_array_equal(counts, ref_counts)
+        np.testing.assert_allclose(rad, ref, rtol=1e-6, atol=1e-7)
+    _, counts = views.render_view(lat, sim.grid, sim.dsm, cam.shape, ss=3, block_rows=11)  # visibility only
+    np.testing.assert_array_equal(counts, ref_counts)
+
+
+@pytest.mark.parametrize("bands,gamma", [(1, (1.1, 0.9, 1.0, 1.2)), (4, (1.0,) * 4), (4, (0.8, 1.0, 1.1, 1.3))])
+def test_dn_conversion_band_by_band_equals_the_one_shot_formula(bands, gamma):
+    """_to_dn (one band at a time, noise drawn per band) writes what the whole-array formula writes."""
+    from offnadir.simulate.radiometry import DN_SCALE, to_dn
+
+    rng0 = np.random.default_rng(3)
+    rad = rng0.uniform(0, 0.5, (4, 37, 29)).astype(np.float32)
+    meta = dict(gain=[0.9, 1.1, 1.0, 1.2], offset=[10.0, 20.0, 30.0, 40.0], gamma=list(gamma))
+    got = to_dn(rad, meta, bands, np.random.default_rng(9), 6.0)
+    r = np.maximum(rad, 0.0) ** np.asarray(gamma)[:, None, None] if any(g != 1 for g in gamma) else rad
+    gain, offset = np.asarray(meta["gain"]), np.asarray(meta["offset"])
+    if bands == 1:
+        r = r.mean(axis=0, keepdims=True)
+        gain, offset = gain.mean(keepdims=True), offset.mean(keepdims=True)
+    dn = r * (DN_SCALE * gain)[:, None, None] + offset[:, None, None]
+    dn = dn + np.random.default_rng(9).normal(0.0, 6.0, dn.shape)
+    np.testing.assert_array_equal(got, np.clip(np.rint(dn), 0, 65535).astype(np.uint16))

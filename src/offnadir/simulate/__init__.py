@@ -16,6 +16,15 @@ Output directory::
     base.tif           epoch-1 image, 4 bands (B, G, R, NIR) uint16, sensor geometry + RPC tags
     target.tif         epoch-2 image, idem
     truth_change.tif   uint8 1 where the surface changed in height or material between the epochs
+    truth_change_class.tif uint8 class of each change: 1 new, 2 demolished, 3 raised, 4 re-roofed
+                       (material only), 5 tree cut, 6 tree grown, 7 height change below one pixel
+                       of parallax between the views (:mod:`~offnadir.simulate.truth`)
+    truth_structural.tif uint8 the change a method is asked to find: 1 built, demolished, raised,
+                       tree cut or grown; 0 none; 255 left out of the scores (re-roofs: a
+                       material change, not a structural one; height changes below one pixel of
+                       parallax between the views). Score it with ``offnadir evaluate
+                       OUT.zarr truth_structural.tif --reference binary``; the reasons are in
+                       :mod:`offnadir.simulate.truth`
     truth_elevated.tif uint8 1 where the epoch-1 or epoch-2 surface is > 2.5 m above the terrain
     truth_occluded.tif uint8 bits: 1 hidden in the base view (epoch-1 surface), 2 hidden in the
                        target view (epoch-2 surface), 4 hidden in the target view over the epoch-1
@@ -61,6 +70,8 @@ OUTPUT_FILES = {
     "truth_elevated": "truth_elevated.tif",
     "truth_occluded": "truth_occluded.tif",
     "truth_shadow": "truth_shadow.tif",
+    "truth_change_class": "truth_change_class.tif",
+    "truth_structural": "truth_structural.tif",
     "gcps_base": "gcps_base.csv",
     "gcps_target": "gcps_target.csv",
     "scene_json": "scene.json",
@@ -69,8 +80,7 @@ DEFAULT_DATES = ("2021-06-01T10:40:00Z", "2023-09-12T10:20:00Z")
 ELEVATED_M = 2.5
 #: diffuse sky irradiance per band (B, G, R, NIR), relative to the direct sun
 SKY = (0.30, 0.25, 0.20, 0.15)
-#: DN per unit of radiance (reflectance × irradiance)
-DN_SCALE = 2500.0
+from offnadir.simulate.radiometry import DN_SCALE  # noqa: E402  (re-exported: DN per unit of radiance)
 #: epoch-2 nuisances
 GAIN2 = (0.93, 1.04, 1.08, 0.95)
 OFFSET1 = (60.0, 55.0, 50.0, 45.0)
@@ -116,6 +126,8 @@ class SimulatedScene:
     model: object = field(repr=False, default=None)
     epochs: tuple = field(repr=False, default=())
     visible_counts: dict = field(repr=False, default_factory=dict)
+    change_class: np.ndarray = None  #: truth_change_class (see offnadir.simulate.truth)
+    structural: np.ndarray = None  #: truth_structural: 1 change, 0 none, 255 left out
 
     def camera(self, view: str = "base", *, biased: bool = True):
         """An :class:`offnadir.Camera` of the view: the RPC as written (``biased``) or the true one."""
@@ -164,12 +176,14 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
     ``metadata=False`` writes images without acquisition time and sun angles (the truth keeps them
     in scene.json); ``tree_changes`` is the fraction of trees changed at epoch 2 (half cut, half
     grown 25-50 % taller; part of ``truth_change`` since the surface changed). The default preset
-    writes the same bytes as before these options existed."""
+    writes the same images and rasters as before these options existed."""
     from offnadir.simulate import scene as sc
-    from offnadir.simulate import views, write
+    from offnadir.simulate import truth, views, write
     from offnadir.simulate.camera_model import PushbroomCamera, affine_apply, fit_rpc
     from offnadir.simulate.grid import Grid
-    from offnadir.simulate.sun import parse_utc, sun_vector
+    from offnadir.simulate.gcps import pick_gcps
+    from offnadir.simulate.radiometry import to_dn
+    from offnadir.simulate.sun import parse_utc, random_dates, sun_vector
     from offnadir.sun import sun_position
 
     t_start = time.perf_counter()
@@ -198,7 +212,7 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
     harder = opt != PRESETS["default"]
     rng_h = np.random.default_rng(np.random.SeedSequence([int(seed), 0x4A4D]))
     if opt["random_dates"] and tuple(dates) == DEFAULT_DATES:
-        dates = _random_dates(rng_h, center_lonlat)
+        dates = random_dates(rng_h, center_lonlat)
     try:
         times = [parse_utc(d) for d in dates]
     except (TypeError, ValueError):
@@ -283,6 +297,7 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
                                     offset=list(d * rng_h.uniform(-30.0, 150.0, 4)),
                                     gamma=list(1.0 + 0.35 * d * rng_h.uniform(-1, 1, 4)))
     images, vis_counts, occluded, lattices, lat_err = {}, {}, np.zeros(grid.shape, np.uint8), {}, {}
+    shadow = np.zeros(grid.shape, np.uint8)
     for k, name in enumerate(("base", "target")):
         cam = cams[name]
         ep = epochs[name]
@@ -290,46 +305,32 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
         lat = views.ray_lattice(cam, grid, cam.shape, z_top, z_bot)
         lattices[name] = lat
         lat_err[name] = views.lattice_error(cam, grid, lat, n=64, seed=seed)
-        hits = views.trace_view(cam, grid, e.dsm, cam.shape, ss=supersample, lattice=lat)
-        counts = views.visible_counts(hits, grid.shape)
+        nrm = views.normals(e.dsm, cell)
+        rad, counts = views.render_view(lat, grid, e.dsm, cam.shape, ss=supersample, shading=dict(
+            terrain=terrain, albedo=ep["albedo"], side=ep["side"], kind=e.kind, cell=cell, sun=ep["sun"], sky=sky,
+            shadows=shadows, nrm=nrm))
         vis_counts[name] = counts
         occluded |= np.where(counts == 0, 1 << k, 0).astype(np.uint8)
-        rad = views.shade(hits, dsm=e.dsm, terrain=terrain, albedo=ep["albedo"], side=ep["side"], kind=e.kind,
-                          cell=cell, sun=ep["sun"], sky=sky, shadows=shadows)
-        rmeta = radiometry[name]
-        gain, offset = np.asarray(rmeta["gain"]), np.asarray(rmeta["offset"])
-        if any(g != 1.0 for g in rmeta["gamma"]):
-            rad = np.maximum(rad, 0.0) ** np.asarray(rmeta["gamma"])[:, None, None]
+        # no direct sun on the cell top at this epoch (cast shadow or facing away)
+        dark = views.cast_shadows(e.dsm, ep["sun"], cell).astype(bool) if shadows else np.zeros(grid.shape, bool)
+        dark |= np.tensordot(np.asarray(ep["sun"]), nrm, axes=1) <= 0
+        shadow |= np.where(dark, 1 << k, 0).astype(np.uint8)
+        del nrm, dark
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), k, 0x4015E]))
-        if opt["bands"] == 1:  # panchromatic: mean of the band radiances, mean gain and offset
-            rad = rad.mean(axis=0, keepdims=True)
-            gain, offset = gain.mean(keepdims=True), offset.mean(keepdims=True)
-        dn = rad * (DN_SCALE * gain)[:, None, None] + offset[:, None, None]
-        dn = dn + rng.normal(0.0, noise_dn, dn.shape) if noise_dn > 0 else dn
-        images[name] = np.clip(np.rint(dn), 0, 65535).astype(np.uint16)
+        images[name] = to_dn(rad, radiometry[name], int(opt["bands"]), rng, noise_dn)
+        del rad
     # the target view over the epoch-1 surface (what a pipeline using dsm.tif computes)
-    hits = views.trace_view(cams["target"], grid, e1.dsm, cams["target"].shape, ss=supersample,
-                            lattice=lattices["target"])
-    vis_counts["target_over_dsm"] = views.visible_counts(hits, grid.shape)
+    _, vis_counts["target_over_dsm"] = views.render_view(lattices["target"], grid, e1.dsm, cams["target"].shape,
+                                                         ss=supersample)
     occluded |= np.where(vis_counts["target_over_dsm"] == 0, 4, 0).astype(np.uint8)
-    del hits
     # the stricter per-centre reference (line of sight from each cell's top centre to the satellite)
     occluded |= (views.centre_hidden(cams["base"], grid, e1.dsm) * 8).astype(np.uint8)
     occluded |= (views.centre_hidden(cams["target"], grid, e2.dsm) * 16).astype(np.uint8)
 
-    shadow = np.zeros(grid.shape, np.uint8)
-    for k, name in enumerate(("base", "target")):
-        e = epochs[name]["raster"]
-        sun = epochs[name]["sun"]
-        nrm = views.normals(e.dsm, cell)
-        dark = views.cast_shadows(e.dsm, sun, cell).astype(bool) if shadows else np.zeros(grid.shape, bool)
-        dark |= np.tensordot(np.asarray(sun), nrm, axes=1) <= 0
-        shadow |= np.where(dark, 1 << k, 0).astype(np.uint8)
-
     # ------------------------------------------------------------------ GCPs
     gcps = {}
     for k, name in enumerate(("base", "target")):
-        gcps[name] = _pick_gcps(grid, e1, e2, terrain, elevated, change, vis_counts[name], supersample,
+        gcps[name] = pick_gcps(grid, e1, e2, terrain, elevated, change, vis_counts[name], supersample,
                                 cams[name], seed + 17 * k)
 
     # ------------------------------------------------------------------ write
@@ -369,6 +370,11 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
                           tags=tags)
         write.write_gcps(paths[f"gcps_{name}"], gcps[name])
 
+    dh_min = truth.parallax_dh_min({n: (vdesc[n]["off_nadir_deg_at_centre"], vdesc[n]["azimuth_deg_at_centre"])
+                                    for n in ("base", "target")}, gsd, ELEVATED_M)
+    change_class = truth.change_classes(e1, e2, [dict(id=b.id, change=b.change) for b in model.buildings],
+                                        sc.TREE, dh_min)
+    structural = truth.structural(change_class)
     write.write_dsm(paths["dsm"], e1.dsm, grid, epoch=1, acquired=dates[0])
     write.write_dsm(paths["dsm_epoch2"], e2.dsm, grid, epoch=2, acquired=dates[1])
     write.write_dsm(paths["dtm"], terrain, grid, epoch=0, acquired=dates[0],
@@ -376,6 +382,14 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
     write.write_grid_raster(paths["truth_change"], change, grid, description="change 0/1", tags=dict(
         MEANING="1: the surface changed in height or material between the epochs (demolished, new, "
                 "raised or re-roofed buildings); sun, shadows, vegetation tint, gains and noise are not change"))
+    write.write_grid_raster(paths["truth_change_class"], change_class, grid, description="change class", tags=dict(
+        MEANING="; ".join(f"{k} {v}" for k, v in truth.CLASSES.items()),
+        DH_MIN_M=f"{dh_min:.4f}", RULES="see offnadir.simulate.truth"))
+    write.write_grid_raster(paths["truth_structural"], structural, grid, description="structural change 0/1/255",
+                            tags=dict(MEANING="1: built, demolished, raised, tree cut or grown (height change >= "
+                                              f"{dh_min:.3f} m); 0: none; 255: left out of the scores (re-roofed: "
+                                              "material only; height change below one pixel of parallax)",
+                                      EVALUATE="offnadir evaluate OUT.zarr truth_structural.tif --reference binary"))
     write.write_grid_raster(paths["truth_elevated"], elevated, grid, description="elevated 0/1", tags=dict(
         MEANING=f"1: epoch-1 or epoch-2 surface more than {ELEVATED_M} m above the terrain"))
     write.write_grid_raster(paths["truth_occluded"], occluded, grid, description="occluded bits", tags=dict(
@@ -410,7 +424,14 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
                    centre_hidden_target_cells=int(((occluded & 16) > 0).sum()),
                    elevated_threshold_m=ELEVATED_M,
                    occlusion_method="ray tracing from the pixels (never forward projection)",
-                   change_definition="dsm_epoch2 != dsm or material changed"),
+                   change_definition="dsm_epoch2 != dsm or material changed",
+                   change_classes={truth.CLASSES[c]: int(n) for c, n in zip(*np.unique(change_class,
+                                                                                        return_counts=True))},
+                   structural_cells=int((structural == 1).sum()),
+                   structural_ignored_cells=int((structural == truth.IGNORE).sum()),
+                   structural_dh_min_m=dh_min,
+                   structural_definition="height change >= structural_dh_min_m of a building or tree; re-roofs "
+                                         "and smaller changes left out (offnadir.simulate.truth)"),
         changes={c: [b["id"] for b in buildings if b["change"] == c]
                  for c in ("demolished", "new", "raised", "reroofed")},
         buildings=buildings, trees=len(model.trees),
@@ -434,66 +455,4 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
         target_image=images["target"], base_camera=cams["base"], target_camera=cams["target"],
         base_rpc=rpcs["base"], target_rpc=rpcs["target"], base_rpc_true=rpcs_true["base"],
         target_rpc_true=rpcs_true["target"], bias=bias, buildings=buildings, meta=meta, model=model,
-        epochs=(e1, e2), visible_counts=vis_counts)
-
-
-def _random_dates(rng, center_lonlat):
-    """Two acquisition times drawn from the seed: any day of 2021 / 2023, local solar time
-    09:30-12:30 (a sun-synchronous morning pass), redrawn until the almanac's sun is at least
-    20 degrees high at the scene centre."""
-    from datetime import datetime, timedelta, timezone
-
-    from offnadir.sun import sun_position
-
-    out = []
-    for year in (2021, 2023):
-        while True:
-            day = int(rng.integers(0, 365))
-            local_h = float(rng.uniform(9.5, 12.5))
-            utc_h = local_h - center_lonlat[0] / 15.0
-            t = datetime(year, 1, 1, tzinfo=timezone.utc) + timedelta(days=day, hours=utc_h)
-            t = t.replace(microsecond=0)
-            if sun_position(t, *center_lonlat)[0] >= 20.0:
-                break
-        out.append(t.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return tuple(out)
-
-
-def _pick_gcps(grid, e1, e2, terrain, elevated, change, counts, ss, cam, seed, n_side: int = 3,
-               clearance_m: float = 4.0):
-    """Up to n_side² GCPs, one per sector of the grid: the fully visible, unchanged ground cell
-    nearest the sector centre among those at least ``clearance_m`` from anything elevated (the
-    clearance is relaxed if a sector has none)."""
-    from scipy.ndimage import distance_transform_edt
-
-    from offnadir.simulate import scene as sc
-
-    ok = ((elevated == 0) & (change == 0) & (counts >= ss * ss)
-          & np.isin(e1.kind, (sc.ROAD, sc.SIDEWALK, sc.PARKING, sc.GRASS, sc.SOIL)))
-    ok[:3] = ok[-3:] = False
-    ok[:, :3] = ok[:, -3:] = False
-    dist = distance_transform_edt(elevated == 0) * grid.cell
-    ny, nx = grid.shape
-    ii, jj = np.mgrid[0:ny, 0:nx]
-    recs = []
-    for a in range(n_side):
-        for b in range(n_side):
-            i0, i1 = a * ny // n_side, (a + 1) * ny // n_side
-            j0, j1 = b * nx // n_side, (b + 1) * nx // n_side
-            sub_ok = ok[i0:i1, j0:j1]
-            sub_d = dist[i0:i1, j0:j1]
-            for clear in (clearance_m, clearance_m / 2, 1.0):
-                cand = sub_ok & (sub_d >= clear)
-                if cand.any():
-                    break
-            else:
-                continue
-            d2 = (ii[i0:i1, j0:j1] - (i0 + i1) / 2) ** 2 + (jj[i0:i1, j0:j1] - (j0 + j1) / 2) ** 2
-            k = int(np.argmin(np.where(cand, d2, np.inf)))
-            i, j = i0 + k // (j1 - j0), j0 + k % (j1 - j0)
-            lon, lat = grid.cell_lonlat(i, j)
-            h = float(e1.dsm[i, j])
-            row, col = cam.project(float(lon), float(lat), h)
-            recs.append(dict(id=f"G{len(recs) + 1:02d}", lon=float(lon), lat=float(lat), h=h,
-                             row=float(row), col=float(col), cell_row=int(i), cell_col=int(j)))
-    return recs
+        epochs=(e1, e2), visible_counts=vis_counts, change_class=change_class, structural=structural)

@@ -37,23 +37,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from offnadir.simulate.bounded import FACADE, NONE, STEP, TOP, _h, blocked  # noqa: F401
+
 _NB = dict(cache=True, nogil=True, error_model="numpy")
-
-NONE, TOP, STEP, FACADE = 0, 1, 2, 3
-
-
-@njit(inline="always", **_NB)
-def _h(dsm, i, j):
-    ny, nx = dsm.shape
-    if i < 0:
-        i = 0
-    elif i >= ny:
-        i = ny - 1
-    if j < 0:
-        j = 0
-    elif j >= nx:
-        j = nx - 1
-    return dsm[i, j]
 
 
 @njit(**_NB)
@@ -221,6 +207,69 @@ def _hash01(i, j, k):
     return (h & 0xFFFF) / 65535.0
 
 
+@njit(**_NB)
+def shade_ray(c, i, j, s, f, ut, vt, ub, vb, z_top, z_bot, dsm, bmax, k_block, terrain, albedo, side, kind,
+              normals, cell, sun, sky, sun_on, shadows, shadow_tol, zmax, outside, glass, floor_h, roof_kind,
+              acc):
+    """Add the radiance (4 bands) of one traced ray to ``acc``: hit code ``c``, cell (i, j), ray
+    parameter ``s``, wall face ``f``, ray end points (ut, vt) at ``z_top`` and (ub, vb) at ``z_bot``.
+    ``k_block`` > 0: sun rays skip blocks by ``bmax`` (:func:`offnadir.simulate.bounded.blocked`);
+    0: plain walk (:func:`sun_blocked`). See :func:`shade_image` for the other arguments."""
+    ny, nx = dsm.shape
+    u = ut + (ub - ut) * s
+    v = vt + (vb - vt) * s
+    z = z_top + (z_bot - z_top) * s
+    inside = 0 <= i < ny and 0 <= j < nx
+    ic = min(max(i, 0), ny - 1)
+    jc = min(max(j, 0), nx - 1)
+    if c == FACADE:
+        n0, n1, n2 = 0.0, 0.0, 0.0
+        if f == 0:
+            n0 = -1.0
+        elif f == 1:
+            n0 = 1.0
+        elif f == 2:
+            n1 = -1.0
+        else:
+            n1 = 1.0
+        sky_f = 0.5
+        window = False
+        if inside and kind[ic, jc] == roof_kind:
+            along = (v if f < 2 else u) * cell
+            hz = (z - terrain[ic, jc]) / floor_h
+            fz = hz - math.floor(hz)
+            fa = along / 2.4 - math.floor(along / 2.4)
+            window = hz > 0.6 and 0.3 < fz < 0.78 and 0.22 < fa < 0.78 and z < dsm[ic, jc] - 0.9
+        z_sh = z
+    else:
+        n0 = normals[0, ic, jc]
+        n1 = normals[1, ic, jc]
+        n2 = normals[2, ic, jc]
+        sky_f = 1.0
+        window = False
+        z_sh = dsm[ic, jc] if c == STEP else z
+    cosi = n0 * sun[0] + n1 * sun[1] + n2 * sun[2]
+    direct = 0.0
+    if sun_on and cosi > 0.0:
+        lit = True
+        if shadows:
+            if k_block > 0:
+                lit = not blocked(dsm, bmax, k_block, u, v, z_sh + 0.02, sun[0], sun[1], sun[2], cell, zmax,
+                                  shadow_tol)
+            else:
+                lit = not sun_blocked(dsm, u, v, z_sh + 0.02, sun[0], sun[1], sun[2], cell, zmax, shadow_tol)
+        if lit:
+            direct = cosi
+    for k in range(4):
+        if not inside:
+            rho = outside[k] * (0.85 + 0.3 * _hash01(i, j, 7))
+        elif c == FACADE:
+            rho = glass[k] if window else side[k, ic, jc]
+        else:
+            rho = albedo[k, ic, jc]
+        acc[k] += rho * (sky[k] * sky_f + direct)
+
+
 @njit(parallel=True, **_NB)
 def shade_image(code, hit_i, hit_j, hit_s, hit_face, ray, z_top, z_bot, ss,
                 dsm, terrain, albedo, side, kind, normals, cell,
@@ -232,10 +281,10 @@ def shade_image(code, hit_i, hit_j, hit_s, hit_face, ray, z_top, z_bot, ss,
     normals of the tops in (east, south, up); ``sun`` (3,): unit vector to the sun (east, south, up);
     ``sky`` (4,): diffuse irradiance per band (direct sun irradiance is 1). Walls of ``roof_kind``
     cells are façades with a window grid (``glass`` reflectance, ``floor_h`` metres per floor)."""
-    ny, nx = dsm.shape
     n_rows = out.shape[1]
     n_cols = out.shape[2]
     inv = 1.0 / (ss * ss)
+    no_blocks = np.zeros((1, 1))
     for pr in prange(n_rows):
         acc = np.zeros(4)
         for pc in range(n_cols):
@@ -244,72 +293,23 @@ def shade_image(code, hit_i, hit_j, hit_s, hit_face, ray, z_top, z_bot, ss,
                 rr = pr * ss + a
                 for b in range(ss):
                     cc = pc * ss + b
-                    s = hit_s[rr, cc]
-                    u = ray[rr, cc, 0] + (ray[rr, cc, 2] - ray[rr, cc, 0]) * s
-                    v = ray[rr, cc, 1] + (ray[rr, cc, 3] - ray[rr, cc, 1]) * s
-                    z = z_top + (z_bot - z_top) * s
-                    i = hit_i[rr, cc]
-                    j = hit_j[rr, cc]
-                    inside = 0 <= i < ny and 0 <= j < nx
-                    ic = min(max(i, 0), ny - 1)
-                    jc = min(max(j, 0), nx - 1)
-                    c = code[rr, cc]
-                    if c == FACADE:
-                        f = hit_face[rr, cc]
-                        n0, n1, n2 = 0.0, 0.0, 0.0
-                        if f == 0:
-                            n0 = -1.0
-                        elif f == 1:
-                            n0 = 1.0
-                        elif f == 2:
-                            n1 = -1.0
-                        else:
-                            n1 = 1.0
-                        sky_f = 0.5
-                        window = False
-                        if inside and kind[ic, jc] == roof_kind:
-                            along = (v if f < 2 else u) * cell
-                            hz = (z - terrain[ic, jc]) / floor_h
-                            fz = hz - math.floor(hz)
-                            fa = along / 2.4 - math.floor(along / 2.4)
-                            window = hz > 0.6 and 0.3 < fz < 0.78 and 0.22 < fa < 0.78 and z < dsm[ic, jc] - 0.9
-                        z_sh = z
-                    else:
-                        n0 = normals[0, ic, jc]
-                        n1 = normals[1, ic, jc]
-                        n2 = normals[2, ic, jc]
-                        sky_f = 1.0
-                        window = False
-                        z_sh = dsm[ic, jc] if c == STEP else z
-                    cosi = n0 * sun[0] + n1 * sun[1] + n2 * sun[2]
-                    direct = 0.0
-                    if sun_on and cosi > 0.0:
-                        lit = True
-                        if shadows:
-                            lit = not sun_blocked(dsm, u, v, z_sh + 0.02, sun[0], sun[1], sun[2], cell,
-                                                  zmax, shadow_tol)
-                        if lit:
-                            direct = cosi
-                    for k in range(4):
-                        if not inside:
-                            rho = outside[k] * (0.85 + 0.3 * _hash01(i, j, 7))
-                        elif c == FACADE:
-                            rho = glass[k] if window else side[k, ic, jc]
-                        else:
-                            rho = albedo[k, ic, jc]
-                        acc[k] += rho * (sky[k] * sky_f + direct)
+                    shade_ray(code[rr, cc], hit_i[rr, cc], hit_j[rr, cc], hit_s[rr, cc], hit_face[rr, cc],
+                              ray[rr, cc, 0], ray[rr, cc, 1], ray[rr, cc, 2], ray[rr, cc, 3], z_top, z_bot,
+                              dsm, no_blocks, 0, terrain, albedo, side, kind, normals, cell, sun, sky, sun_on,
+                              shadows, shadow_tol, zmax, outside, glass, floor_h, roof_kind, acc)
             for k in range(4):
                 out[k, pr, pc] = acc[k] * inv
 
 
 @njit(parallel=True, **_NB)
-def cell_shadows(dsm, sun, cell, zmax, tol, out):
-    """out[i, j] = 1 where the centre of cell (i, j)'s top does not see the sun."""
+def cell_shadows(dsm, bmax, k_block, sun, cell, zmax, tol, out):
+    """out[i, j] = 1 where the centre of cell (i, j)'s top does not see the sun (blocks of
+    ``k_block`` cells skipped by their maxima ``bmax``, :func:`offnadir.simulate.bounded.blocked`)."""
     ny, nx = dsm.shape
     for i in prange(ny):
         for j in range(nx):
-            out[i, j] = 1 if sun_blocked(dsm, j + 0.5, i + 0.5, dsm[i, j] + 0.02, sun[0], sun[1], sun[2],
-                                         cell, zmax, tol) else 0
+            out[i, j] = 1 if blocked(dsm, bmax, k_block, j + 0.5, i + 0.5, dsm[i, j] + 0.02, sun[0], sun[1],
+                                     sun[2], cell, zmax, tol) else 0
 
 
 @njit(**_NB)
@@ -346,11 +346,13 @@ def surface_normals(dsm, cell, max_step, out):
 
 
 @njit(parallel=True, **_NB)
-def centre_los_blocked(dsm, dirs, cell, zmax, out):
-    """out[i, j] = 1 where the straight line from the centre of cell (i, j)'s top towards the sensor
-    (unit vectors ``dirs`` (3, H, W) in east, south, up) passes below another cell's top."""
-    ny, nx = dsm.shape
-    for i in prange(ny):
+def centre_los_blocked(dsm, bmax, k_block, row0, dirs, cell, zmax, out):
+    """out[r, j] = 1 where the straight line from the centre of cell (row0 + r, j)'s top towards the
+    sensor (unit vectors ``dirs`` (3, rows, W) in east, south, up) passes below another cell's top."""
+    n_rows = out.shape[0]
+    nx = dsm.shape[1]
+    for r in prange(n_rows):
+        i = row0 + r
         for j in range(nx):
-            out[i, j] = 1 if sun_blocked(dsm, j + 0.5, i + 0.5, dsm[i, j] + 1e-6, dirs[0, i, j], dirs[1, i, j],
-                                         dirs[2, i, j], cell, zmax, 0.0) else 0
+            out[r, j] = 1 if blocked(dsm, bmax, k_block, j + 0.5, i + 0.5, dsm[i, j] + 1e-6, dirs[0, r, j],
+                                     dirs[1, r, j], dirs[2, r, j], cell, zmax, 0.0) else 0

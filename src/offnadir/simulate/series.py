@@ -23,7 +23,6 @@ Output directory::
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 

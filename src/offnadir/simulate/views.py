@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from offnadir.simulate import render
+from offnadir.simulate import bounded, render, tiles
 from offnadir.simulate.camera_model import PushbroomCamera
 from offnadir.simulate.grid import Grid
 
@@ -152,28 +152,92 @@ def shade(hits: Hits, *, dsm, terrain, albedo, side, kind, cell: float, sun, sky
     return out.astype(np.float32)
 
 
-def cast_shadows(dsm: np.ndarray, sun, cell: float, tol: float = SHADOW_TOL) -> np.ndarray:
+def cast_shadows(dsm: np.ndarray, sun, cell: float, tol: float = SHADOW_TOL, *, bmax=None) -> np.ndarray:
+    """1 where the centre of a cell's top does not see the sun (uint8 on the grid)."""
     out = np.empty(dsm.shape, np.uint8)
     dsm = np.ascontiguousarray(dsm, dtype=np.float64)
-    render.cell_shadows(dsm, np.asarray(sun, dtype=np.float64), float(cell), float(np.max(dsm)) + 0.5,
-                        float(tol), out)
+    bmax = bounded.block_max(dsm) if bmax is None else bmax
+    render.cell_shadows(dsm, bmax, bounded.BLOCK, np.asarray(sun, dtype=np.float64), float(cell),
+                        float(np.max(dsm)) + 0.5, float(tol), out)
     return out
 
 
-def centre_hidden(camera: PushbroomCamera, grid: Grid, dsm: np.ndarray) -> np.ndarray:
+def centre_hidden(camera: PushbroomCamera, grid: Grid, dsm: np.ndarray, *, bmax=None,
+                  rows: int = 256) -> np.ndarray:
     """1 where the line of sight from a cell's top centre to the satellite (at the time that point is
-    imaged) is blocked by another cell: the stricter, per-centre occlusion (uint8 on the grid)."""
+    imaged) is blocked by another cell: the stricter, per-centre occlusion (uint8 on the grid).
+    The view directions are computed ``rows`` grid rows at a time (memory ~ 100 bytes a cell of
+    the block)."""
     ny, nx = grid.shape
-    ii, jj = np.mgrid[0:ny, 0:nx]
-    lon, lat = grid.cell_lonlat(ii.ravel(), jj.ravel())
-    zen, az = camera.view_angles_at(lon, lat, np.asarray(dsm, dtype=np.float64).ravel())
-    a = np.radians(az + grid.north_angle())
-    z = np.radians(zen)
-    dirs = np.stack([np.sin(z) * np.sin(a), -np.sin(z) * np.cos(a), np.cos(z)]).reshape(3, ny, nx)
-    out = np.empty(grid.shape, np.uint8)
     dsm = np.ascontiguousarray(dsm, dtype=np.float64)
-    render.centre_los_blocked(dsm, np.ascontiguousarray(dirs), float(grid.cell), float(dsm.max()) + 0.5, out)
+    bmax = bounded.block_max(dsm) if bmax is None else bmax
+    zmax = float(dsm.max()) + 0.5
+    out = np.empty(grid.shape, np.uint8)
+    for i0 in range(0, ny, rows):
+        i1 = min(i0 + rows, ny)
+        ii, jj = np.mgrid[i0:i1, 0:nx]
+        lon, lat = grid.cell_lonlat(ii.ravel(), jj.ravel())
+        zen, az = camera.view_angles_at(lon, lat, dsm[i0:i1].ravel())
+        a = np.radians(az + grid.north_angle())
+        z = np.radians(zen)
+        dirs = np.stack([np.sin(z) * np.sin(a), -np.sin(z) * np.cos(a), np.cos(z)]).reshape(3, i1 - i0, nx)
+        render.centre_los_blocked(dsm, bmax, bounded.BLOCK, i0, np.ascontiguousarray(dirs), float(grid.cell),
+                                  zmax, out[i0:i1])
     return out
+
+
+#: sub-pixel rays per row block of :func:`render_view` (4 bytes each: 64 MB)
+RAYS_PER_BLOCK = 1 << 24
+
+
+def render_view(lattice: RayLattice, grid: Grid, dsm: np.ndarray, shape, *, ss: int = 3, shading: dict | None = None,
+                block_rows: int | None = None, wall_min: float = WALL_MIN):
+    """Trace (and, with ``shading``, shade) a view in blocks of image rows; returns
+    (radiance float32 (4, rows, cols) or None, visible counts int32 on the grid).
+
+    Same rays, hits and radiance as :func:`trace_view` + :func:`shade` + :func:`visible_counts`,
+    without keeping the per-ray hits (see :mod:`offnadir.simulate.tiles`); ``block_rows`` image rows
+    at a time (default: :data:`RAYS_PER_BLOCK` rays). ``shading``: the keyword arguments of
+    :func:`shade` (``terrain, albedo, side, kind, cell, sun, sky`` and optionally ``sun_on,
+    shadows, shadow_tol, floor_h, roof_kind, outside, glass, nrm``)."""
+    dsm = np.ascontiguousarray(dsm, dtype=np.float64)
+    if not (lattice.z_top > float(np.max(dsm)) and lattice.z_bot < float(np.min(dsm))):
+        raise ValueError("ray lattice heights must bracket the DSM")
+    bmax = bounded.block_max(dsm)
+    nr, nc = int(shape[0]), int(shape[1])
+    step = block_rows or max(1, RAYS_PER_BLOCK // (nc * ss * ss))
+    counts = np.zeros(grid.shape, np.int32)
+    if shading is not None:
+        sh = dict(sun_on=True, shadows=True, shadow_tol=SHADOW_TOL, floor_h=3.0, roof_kind=4, outside=OUTSIDE,
+                  glass=GLASS, nrm=None)
+        sh.update(shading)
+        cell = float(sh["cell"])
+        args = (np.ascontiguousarray(sh["terrain"], dtype=np.float64), np.ascontiguousarray(sh["albedo"]),
+                np.ascontiguousarray(sh["side"]), np.ascontiguousarray(sh["kind"], dtype=np.uint8),
+                normals(dsm, cell) if sh["nrm"] is None else sh["nrm"], cell,
+                np.asarray(sh["sun"], dtype=np.float64), np.asarray(sh["sky"], dtype=np.float64),
+                bool(sh["sun_on"]), bool(sh["shadows"]), float(sh["shadow_tol"]), float(np.max(dsm)) + 0.5,
+                np.asarray(sh["outside"], dtype=np.float64), np.asarray(sh["glass"], dtype=np.float64),
+                float(sh["floor_h"]), int(sh["roof_kind"]))
+        if args[1].dtype != args[2].dtype:
+            raise ValueError("albedo and side must have the same dtype")
+        rad = np.empty((4, nr, nc), np.float32)
+    else:
+        z = np.zeros((1, 1, 1), np.float32)
+        args = (np.zeros((1, 1)), z, z, np.zeros((1, 1), np.uint8), np.zeros((1, 1, 1)), 1.0, np.zeros(3),
+                np.zeros(4), False, False, 0.0, 0.0, np.zeros(4), np.zeros(4), 1.0, 4)
+        rad = None
+    for row0 in range(0, nr, step):
+        n = min(step, nr - row0)
+        cells = np.empty((n * ss, nc * ss), np.int32)
+        o = np.empty((4, n, nc) if shading is not None else (4, 1, 1), np.float64)
+        tiles.render_rows(lattice.u_top, lattice.v_top, lattice.u_bot, lattice.v_bot, lattice.step, lattice.r0,
+                          lattice.c0, lattice.z_top, lattice.z_bot, row0, ss, dsm, bmax, bounded.BLOCK,
+                          float(wall_min), shading is not None, *args, cells, o)
+        tiles.count_cells(cells, counts)
+        if rad is not None:
+            rad[:, row0:row0 + n] = o
+    return rad, counts
 
 
 def image_frame(camera: PushbroomCamera, grid: Grid, h_min: float, h_max: float, margin: int = 6):
