@@ -95,13 +95,10 @@ def compute_tile(plan, tile) -> dict:
         # r, c are NaN wherever h is (NaN propagates through the RFM), so no masking is needed
         camk.project_serial(lon.ravel(), lat.ravel(), h.ravel(), norm, coefs, aff, r.ravel(), c.ravel())
         nr, nc = im.shape
-        inside = r >= -0.5
-        inside &= r <= nr - 0.5
-        inside &= c >= -0.5
-        inside &= c <= nc - 0.5
+        n_in, r_min, r_max, c_min, c_max = cubek.image_extent(r, c, nr, nc)
         out["row"][k] = r
         out["col"][k] = c
-        if not inside.any():
+        if n_in == 0:
             out["value"][k].fill(np.nan)
             continue
 
@@ -112,14 +109,12 @@ def compute_tile(plan, tile) -> dict:
         los_di, los_dj = _lattice(los_nodes, ni, nj, step, i0, j0, (ny, nx))
         vis = out["visible"][k]
         cubek.visibility_los(hb, los_di, los_dj, H, H, ny, nx, h_block_max, plan.z_tol, float(H), vis)
-        vis[~inside] = OUTSIDE
+        cubek.mark_outside(r, c, nr, nc, OUTSIDE, vis)
         # read only the window the inside cells land in (+1 px for bilinear neighbours)
-        r_in = r[inside]
-        c_in = c[inside]
-        r0 = max(int(np.floor(r_in.min())) - 1, 0)
-        r1 = min(int(np.floor(r_in.max())) + 3, nr)
-        c0 = max(int(np.floor(c_in.min())) - 1, 0)
-        c1 = min(int(np.floor(c_in.max())) + 3, nc)
+        r0 = max(int(np.floor(r_min)) - 1, 0)
+        r1 = min(int(np.floor(r_max)) + 3, nr)
+        c0 = max(int(np.floor(c_min)) - 1, 0)
+        c1 = min(int(np.floor(c_max)) + 3, nc)
         window = im.read_window(r0, r1, c0, c1)
         # cells outside the image fall outside the window too: the kernel gives them NaN
         nb = window.shape[0]
