@@ -1,0 +1,102 @@
+"""Start-up costs: ``offnadir warmup`` fills the numba cache for every kernel, a second process
+loads them all without compiling, local workers share the cache directory, and ``offnadir
+--help`` imports none of the heavy libraries.
+
+The warm-up runs twice in fresh processes on an empty cache directory (the first compiles about
+50 signatures: most of this file's ~60 s)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from offnadir import warmup as W
+
+
+def _env(**kw) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    src = str(Path(W.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update({k: str(v) for k, v in kw.items()})
+    return env
+
+
+def _run(args, env, timeout=900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def warmed(tmp_path_factory):
+    """An empty cache directory, ``offnadir warmup`` run into it once, and its JSON report."""
+    cache = tmp_path_factory.mktemp("numba-cache")
+    p = _run(["-m", "offnadir.cli", "warmup", "--json"], _env(NUMBA_CACHE_DIR=cache))
+    assert p.returncode == 0, p.stderr[-3000:]
+    return cache, json.loads(p.stdout)
+
+
+def test_warmup_fills_the_cache_for_every_kernel(warmed):
+    cache, rep = warmed
+    assert Path(rep["cache_dir"]) == cache
+    assert rep["compiled"] > 0 and rep["uncached"] == [] and rep["missing"] == []
+    names = W.kernels()
+    assert set(rep["kernels"]) == set(names) and len(names) >= 30
+    for full in names:
+        mod, name = full.rsplit(".", 1)
+        stem = Path(sys.modules[mod].__file__).stem
+        index = list(cache.rglob(f"{stem}.{name}-*.nbi"))
+        data = list(cache.rglob(f"{stem}.{name}-*.nbc"))
+        assert index and data, f"no cache files for {full} in {cache}"
+        assert rep["kernels"][full][1] >= 1, full
+    # the image-window sampler is compiled for every pixel type the readers give
+    assert rep["kernels"]["offnadir.cube.kernels.sample_bilinear"][1] >= len(W.IMAGE_DTYPES)
+
+
+def test_a_second_process_loads_every_kernel_without_compiling(warmed):
+    cache, _ = warmed
+    p = _run(["-m", "offnadir.cli", "warmup", "--json"], _env(NUMBA_CACHE_DIR=cache, NUMBA_DEBUG_CACHE=1))
+    assert p.returncode == 0, p.stderr[-3000:]
+    debug = p.stdout[:p.stdout.index("{\n")]  # numba's cache log, then the report
+    rep = json.loads(p.stdout[len(debug):])
+    assert rep["compiled"] == 0 and rep["compile_seconds"] == {}  # dispatcher stats: no cache miss
+    assert rep["loaded"] >= 20
+    assert "data loaded" in debug and "saved" not in debug  # numba's own log: loads only
+
+
+def test_the_cli_and_its_local_workers_share_one_cache_dir(tmp_path):
+    code = ("import os, sys; from offnadir.warmup import use_cache_dir; print(use_cache_dir()); "
+            "print(os.environ.get('NUMBA_CACHE_DIR')); print('numba' in sys.modules)")
+    out = _run(["-c", code], _env(XDG_CACHE_HOME=tmp_path)).stdout.split()
+    assert out == [str(tmp_path / "offnadir" / "numba")] * 2 + ["False"]
+    given = tmp_path / "given"
+    assert _run(["-c", code], _env(NUMBA_CACHE_DIR=given)).stdout.split() == [str(given)] * 2 + ["False"]
+    # the local cluster's workers get the parent's cache directory; with the dashboard off, the
+    # scheduler's remaining HTTP routes listen on loopback only
+    code = ("import os; os.environ['NUMBA_CACHE_DIR'] = os.sys.argv[1]\n"
+            "from offnadir.cluster import dask_client\n"
+            "with dask_client(n_workers=1, quiet=True, options={'dashboard': 'none'}) as c:\n"
+            "    print(list(c.run(lambda: os.environ.get('NUMBA_CACHE_DIR')).values()))\n"
+            "    print(c.cluster.scheduler.http_server._sockets and "
+            "[s.getsockname()[0] for s in c.cluster.scheduler.http_server._sockets.values()])\n")
+    p = _run(["-c", code, str(given)], _env(), timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = p.stdout.splitlines()
+    assert lines[0] == str([str(given)])
+    assert all(a.startswith("127.") for a in eval(lines[1])), lines[1]  # noqa: S307 - our own print
+
+
+HEAVY = ("numba", "distributed", "dask", "xarray", "matplotlib", "zarr", "rasterio", "scipy")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["info", "--help"], ["warmup", "--help"]])
+def test_help_imports_no_heavy_library(argv):
+    code = ("import contextlib, io, json, sys\nfrom offnadir.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    rc = main(sys.argv[1:])\n"
+            f"print(json.dumps([rc, sorted(m for m in {HEAVY!r} if m in sys.modules)]))")
+    p = _run(["-c", code, *argv], _env())
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout.splitlines()[-1]) == [0, []]
