@@ -107,6 +107,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "path": Field(PATH, None, "output Zarr store", required=True),
         "overwrite": Field(bool, False, "replace an existing output"),
         "resume": Field(bool, False, "finish an interrupted run, skipping tiles already written"),
+        "zarr_format": Field(int, 2, "Zarr format of the store: 2 opens in GDAL >= 3.10 (rasterio, QGIS); 3 needs "
+                                     "GDAL >= 3.11", choices=(2, 3)),
     },
     "tiling": {
         # lo: the tile plan needs 16 cells (occlusion halo and lattice); hi: a tile's float64 arrays
@@ -185,6 +187,10 @@ def _check_value(where: str, name: str, f: Field, v, base: Path):
             raise ConfigError(f"{field} must be a file path, got {show(v)}.")
         if "\0" in str(v):
             raise ConfigError(f"{field} holds a NUL character; give a plain file path.")
+        from offnadir.io.remote import is_url
+
+        if is_url(str(v)):  # http(s):// images, s3:// stores (issue 9): kept as given, never made a path
+            return str(v)
         p = Path(v).expanduser()
         p = p if p.is_absolute() else (base / p)
         if f.output_file:

@@ -1,12 +1,12 @@
 """Outputs every GIS opens, from a complete result store: Cloud-Optimized GeoTIFFs of the maps,
 changed objects as polygons (GeoPackage, GeoJSON, GeoParquet; :mod:`offnadir.export_vectors`) and
-a Zarr v2 copy.
+a Zarr v2 copy of the maps.
 
-Why a Zarr v2 copy: the store is Zarr v3 as written by zarr-python 3, whose arrays always carry the
-spec's ``bytes`` codec. GDAL 3.10 (the one inside rasterio's wheels) knows that codec only by its
-draft name ``endian`` (renamed in GDAL 3.11), so it refuses every array of a v3 store with
-"Unsupported codec: bytes", whatever the compressor. It reads Zarr v2 with the same chunks,
-Blosc compression, CF ``grid_mapping`` (CRS) and fill value (nodata).
+The store itself is Zarr v2 by default (see :mod:`offnadir.store`), which GDAL 3.10 opens, so
+``--to zarr2`` is only needed for a store written with ``--zarr-format 3`` (GDAL 3.10, the one
+inside rasterio's wheels, refuses every array of a zarr-python 3 v3 store with "Unsupported codec:
+bytes"), or to keep the maps alone; it copies them with the same chunks, Blosc compression, CF
+``grid_mapping`` (CRS) and nodata as fill value.
 
 Everything here is driven by the variables the store holds: :data:`RULES` says, per variable,
 what its nodata is and how its overviews are resampled; a variable it does not name falls back on
@@ -64,7 +64,8 @@ def rule(ds, name) -> Rule:
     var = ds[name]
     if np.issubdtype(var.dtype, np.floating):
         return Rule(float("nan"), "average")
-    nd = var.attrs.get("nodata", var.encoding.get("fill_value"))
+    nd = var.attrs.get("_FillValue", var.attrs.get("nodata", var.encoding.get("_FillValue",
+                                                                             var.encoding.get("fill_value"))))
     return Rule(None if nd is None else float(nd), "nearest")
 
 
@@ -79,17 +80,15 @@ def _quiet():
 def open_store(path, what: str = "export"):
     """The complete store at ``path`` as a lazy Dataset; a clear error when it is missing, not a
     Zarr store, or incomplete (``what``: the verb for the message)."""
-    import xarray as xr
+    from offnadir.store import exists, location, open_dataset, require_complete
 
-    from offnadir.store import require_complete
-
-    p = Path(path)
-    if not p.exists():
+    p = location(path)  # a URL (s3://...) stays text
+    if not exists(p):
         raise DataError(f"{p}: no such store. Give the path of a Zarr store written by offnadir detect/run.")
     require_complete(p, what)
     try:
         with _quiet():
-            ds = xr.open_zarr(str(p), consolidated=None)
+            ds = open_dataset(p)  # the stored codes: change 2 stays 2 (nodata per RULES)
     except Exception as e:  # noqa: BLE001 - any reader failure means the same thing to the user
         raise DataError(f"{p}: cannot be read as a Zarr store ({e}). Check the path.") from e
     if "x" not in ds.dims or "y" not in ds.dims:
@@ -263,6 +262,8 @@ def export_zarr2(ds, path, *, variables=None, overwrite=False) -> Path:
     """A Zarr v2 copy of the maps (all of them, or ``variables``) that GDAL 3.10 opens, with the
     same chunks, CF CRS and the nodata of :data:`RULES` as each array's fill value."""
     _check_free([path], overwrite)
+    if ds.encoding.get("zarr_format") == 2 or _source_format(ds) == 2:
+        log.info("the store is Zarr v2 already (GDAL >= 3.10 opens it as it is); writing a copy of its maps anyway")
     names = [n for n in ds.data_vars if {"y", "x"} <= set(ds[n].dims)] if not variables else \
         raster_variables(ds, variables)
     sub = ds[names].copy()
@@ -287,6 +288,13 @@ def export_zarr2(ds, path, *, variables=None, overwrite=False) -> Path:
     return Path(path)
 
 
+def _source_format(ds):
+    from offnadir.store import zarr_format
+
+    src = ds.encoding.get("source")
+    return zarr_format(src) if src else None
+
+
 def default_output(store, fmt) -> Path:
     s = Path(store)
     if fmt == "cog":
@@ -300,19 +308,26 @@ def export(store, fmt, out=None, *, variables=None, images=None, overwrite=False
     """Export a complete store as ``fmt`` (one of :data:`FORMATS`) to ``out``; the files written."""
     if fmt not in FORMATS:
         raise ConfigError(f"--to {fmt}: unknown format; choose one of {', '.join(FORMATS)}.")
+    from offnadir.io.remote import is_url, url_name
+
+    remote = is_url(str(store))
     ds = open_store(store)
-    ds.encoding["source"] = str(Path(store).resolve())
-    if not out:
-        out = default_output(store, fmt)
+    ds.encoding["source"] = str(store) if remote else str(Path(store).resolve())
+    if not out:  # beside the store; a remote store's exports go to the current folder
+        out = default_output(url_name(str(store)) if remote else store, fmt)
         log.info("no -o: writing %s", out)
     out = Path(out)
-    if out.resolve() == Path(store).resolve():
+    if not remote and out.resolve() == Path(store).resolve():
         raise ConfigError(f"{out}: is the store itself; choose another output with -o.")
     if fmt == "cog":
         if out.exists() and not out.is_dir():
             raise OutputExistsError(f"{out}: exists and is not a directory; --to cog writes one file per map "
                                     "and image into a directory. Choose another -o.")
-        return export_cogs(ds, out, variables=variables, images=images, overwrite=overwrite)
+        paths = export_cogs(ds, out, variables=variables, images=images, overwrite=overwrite)
+        from offnadir.stac_out import add_cogs
+
+        add_cogs(store, out)  # a store with a STAC folder: its items list the COGs (issue 9)
+        return paths
     if fmt == "zarr2":
         return [export_zarr2(ds, out, variables=variables, overwrite=overwrite)]
     _check_free([out], overwrite)

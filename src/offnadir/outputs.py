@@ -9,6 +9,11 @@
   run: a second writer is refused with the holder named. It is a ``flock`` on a small file beside
   the store, so a holder that died (SIGKILL, power loss) releases it with its file descriptor and
   the next run takes over; the file's JSON says who held it.
+  A store on object storage (``s3://``...) cannot be flocked: the lock is then an object beside the
+  store created with an exclusive put (S3 ``If-None-Match: *``, which fsspec's ``"xb"`` mode sends),
+  so of two runs starting together exactly one gets it; it is deleted when the run ends. Nothing
+  releases it when the holder dies (no file descriptor to close): the next run is refused, told who
+  held it since when, and told to delete that object once sure the holder is gone.
 * :func:`fingerprint` is what a store was computed from (inputs with their sizes and modification
   times, every option that changes a cell, the software version); ``--resume`` compares it with the
   store's and refuses a different plan, naming the differences (:func:`plan_differences`).
@@ -39,18 +44,27 @@ def _real(p) -> Path:
     return Path(os.path.realpath(os.path.expanduser(str(p))))
 
 
-def input_paths(cfg: dict) -> list[Path]:
-    """Every input file named by a validated config."""
+def input_paths(cfg: dict) -> list:
+    """Every input file named by a validated config (``Path``; URLs as text)."""
     out = []
     for sec, names in INPUT_FIELDS.items():
         entries = cfg.get(sec) or []
         for entry in entries if isinstance(entries, list) else [entries]:
-            out += [Path(entry[n]) for n in names if entry.get(n)]
+            out += [entry[n] if _is_url(entry[n]) else Path(entry[n]) for n in names if entry.get(n)]
     return out
+
+
+def _is_url(p) -> bool:
+    from offnadir.io.remote import is_url
+
+    return is_url(str(p))
 
 
 def check_target(out, inputs=(), *, replacing: bool) -> None:
     """Refuse an output path that must not be written (or, with ``replacing``, removed)."""
+    if _is_url(out):
+        return _check_url_target(str(out), inputs, replacing=replacing)
+    inputs = [q for q in inputs if not _is_url(q)]
     p = _real(out)
     home, cwd = _real("~"), _real(os.getcwd())
     fix = "Choose a new path for the output store, e.g. -o result.zarr."
@@ -84,12 +98,27 @@ def check_target(out, inputs=(), *, replacing: bool) -> None:
                                     f"offnadir. Remove it yourself if you mean to, or {fix[0].lower()}{fix[1:]}")
 
 
+def _check_url_target(out: str, inputs, *, replacing: bool) -> None:
+    from offnadir import store
+
+    if any(str(q).rstrip("/") == out.rstrip("/") for q in inputs):
+        raise ConfigError(f"{out}: this is an input of the run; the output must not replace it. Choose another URL "
+                          "for the output store.")
+    if replacing and store.exists(out) and not store.is_offnadir_store(out):
+        raise OutputExistsError(f"{out}: exists and is not a store written by offnadir; --overwrite only replaces "
+                                "offnadir's stores. Remove it yourself if you mean to, or choose another URL.")
+
+
 # ----------------------------------------------------------------------------- lock
 #: locks this process holds: path -> depth
 _HELD: dict[str, int] = {}
 
 
-def lock_path(out) -> Path:
+def lock_path(out):
+    """The lock beside the output: a local ``Path``, or the URL of the lock object of a remote store."""
+    if _is_url(out):
+        parent, _, name = str(out).rstrip("/").rpartition("/")
+        return f"{parent}/.{name}.offnadir-lock"
     p = _real(out)
     return p.parent / f".{p.name}.offnadir-lock"
 
@@ -109,6 +138,11 @@ class OutputLock:
         if key in _HELD:  # this process holds it already (a run calling a writer): re-entrant
             _HELD[key] += 1
             self._fd = -1
+            return self
+        if _is_url(self.path):
+            _acquire_object(self.out, key)
+            self._fd = -1
+            _HELD[key] = 1
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -140,6 +174,10 @@ class OutputLock:
             self._fd = None
             return
         del _HELD[key]
+        if _is_url(self.path):
+            _release_object(key)
+            self._fd = None
+            return
         try:
             os.unlink(self.path)
         except OSError:
@@ -153,6 +191,42 @@ class OutputLock:
     def __exit__(self, *exc):
         self.release()
         return False
+
+
+def _acquire_object(out, url: str) -> None:
+    """Create the lock object ``url`` exclusively (S3 conditional put), or refuse naming its holder."""
+    import fsspec
+
+    fs, p = fsspec.core.url_to_fs(url)
+    info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode()
+    try:
+        with fs.open(p, "xb") as f:
+            f.write(info)
+    except FileExistsError:
+        try:
+            d = json.loads(fs.cat_file(p))
+            who = f"pid {d.get('pid')} on {d.get('host')} since {d.get('since')}"
+        except Exception:  # noqa: BLE001 - the holder's note is a courtesy
+            who = "holder unknown"
+        raise OutputExistsError(f"{out}: another offnadir run is writing this output ({who}), or one that died "
+                                f"left its lock: object storage cannot release a lock when its holder dies. Wait for "
+                                f"the run to finish; if it is gone, delete {url} and run again.") from None
+    except (NotImplementedError, ValueError) as e:
+        raise ConfigError(f"{out}: this storage cannot create an object exclusively ({e}), so offnadir cannot lock "
+                          "the output against a second writer. Write the store to S3 (s3fs) or a local folder.") \
+            from None
+    log.info("%s: locked by the object %s (deleted at the end of the run)", out, url)
+
+
+def _release_object(url: str) -> None:
+    import fsspec
+
+    try:
+        fs, p = fsspec.core.url_to_fs(url)
+        fs.rm(p)
+    except Exception as e:  # noqa: BLE001 - say so; the next run names the stale lock
+        log.warning("%s: could not delete the lock object (%s); delete it before the next run", url, e)
 
 
 def _read_json(path) -> dict:
@@ -175,6 +249,14 @@ def is_locked(out) -> bool:
     import fcntl
 
     path = lock_path(out)
+    if _is_url(path):
+        import fsspec
+
+        try:
+            fs, p = fsspec.core.url_to_fs(path)
+            return bool(fs.exists(p))
+        except Exception:  # noqa: BLE001 - a courtesy for a message
+            return False
     if not path.exists():
         return False
     try:
@@ -192,6 +274,8 @@ def is_locked(out) -> bool:
 
 # ----------------------------------------------------------------------------- fingerprint
 def _file_stamp(p) -> dict:
+    if _is_url(p):  # a URL: no cheap size/time without a request; the URL itself is the identity
+        return {"url": str(p)}
     try:
         st = Path(p).stat()
     except OSError:
@@ -210,7 +294,7 @@ def fingerprint(cfg: dict, extra: dict | None = None) -> dict:
         entries = plan.get(sec) or []
         for entry in entries if isinstance(entries, list) else [entries]:
             for n in names:
-                if isinstance(entry, dict) and entry.get(n):
+                if isinstance(entry, dict) and entry.get(n) and not _is_url(entry[n]):
                     entry[n] = str(_real(entry[n]))
     files = [_file_stamp(p) for p in input_paths(cfg)]
     out = {"version": __version__, "config": plan, "inputs": files}

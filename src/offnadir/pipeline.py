@@ -83,7 +83,7 @@ def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = Fal
     from offnadir import outputs, store
     from offnadir.cluster import run_tasks
 
-    out = Path(out)
+    out = store.location(out)  # a URL (s3://...) stays text
     fp = fingerprint if fingerprint is not None else outputs.fingerprint(config or {}, extra=_plan_summary(plan))
     with outputs.OutputLock(out):
         state = store.prepare(out, overwrite=overwrite, resume=resume, plan=fp)
@@ -94,7 +94,9 @@ def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = Fal
             outputs.check_target(out, [plan.dsm.path] + [im.path for im in plan.images], replacing=False)
             template = cube_ds.cube_dataset(plan, graph.empty_arrays(plan), config=config)
             try:
-                store.create(out, template, plan.grid_shape, cube_ds.FILL, plan=fp)
+                store.create(out, template, plan.grid_shape, cube_ds.FILL, plan=fp,
+                             zarr_format=((config or {}).get("output") or {}).get("zarr_format")
+                             or store.DEFAULT_ZARR_FORMAT)
             except BaseException as e:
                 store.remove(out, created_here=True)
                 if isinstance(e, OSError):
@@ -137,8 +139,8 @@ def keep_or_remove(out, *, created: bool, quiet: bool = False) -> None:
     this run created that holds none, so no half-written output is left without a word."""
     from offnadir import store
 
-    out = Path(out)
-    if not out.exists():
+    out = store.location(out)
+    if not store.exists(out):
         return
     try:
         done, n = store.progress(out)
@@ -171,7 +173,7 @@ def run_config(cfg: dict, *, quiet: bool = False, stage_hooks=(), client=None) -
     from offnadir import outputs, store
     from offnadir.cluster import dask_client
 
-    out = Path(cfg["output"]["path"])
+    out = store.location(cfg["output"]["path"])
     overwrite, resume = cfg["output"]["overwrite"], cfg["output"]["resume"]
     fp = outputs.fingerprint(cfg)
     # refuse a dangerous or busy output, an existing one without --overwrite/--resume, or a resume
@@ -190,7 +192,8 @@ def _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks, given_clien
     from offnadir import store
     from offnadir.cluster import dask_client
 
-    state = store.prepare(out, overwrite=False, resume=resume, plan=fp) if out.exists() and not overwrite else None
+    state = store.prepare(out, overwrite=False, resume=resume, plan=fp) if store.exists(out) and not overwrite \
+        else None
     if state == store.NOTHING_TO_DO:
         _say(quiet, f"{out} is complete already (same plan); nothing to do.")
         return out

@@ -38,9 +38,10 @@ def write_quicklook(store, png, *, base_image=None, target_image=None, target_in
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import rasterio
-    import xarray as xr
 
-    ds = xr.open_zarr(store)
+    from offnadir.store import open_dataset
+
+    ds = open_dataset(store)  # the stored codes (visible 2 = outside), not CF-masked floats
     band_names = [None] * ds.sizes["band"]
     panels = []
     for path, label in ((base_image, "base image (its own geometry)"), (target_image, "target image")):

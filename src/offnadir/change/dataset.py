@@ -1,5 +1,13 @@
 """xarray glue of change detection: variables, attributes, the per-patch table, CSV export.
-Metadata only."""
+Metadata only.
+
+Each variable's ``fill`` is what its cells hold before a tile writes them, ``nodata`` (default: the
+fill) its CF ``_FillValue``, which is also the Zarr fill value and so GDAL's nodata; ``None``: every
+value is data (``elevated``: 0 is ground). ``change`` keeps its three codes (0 no change, 1 change,
+2 unobservable) and declares 2 as ``_FillValue``: CF readers (``xr.open_zarr``) mask the cells that
+could not be observed, GDAL and ``rio.to_raster`` write them as nodata, and offnadir's own readers
+open the store with the codes (:func:`offnadir.store.open_dataset`).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +15,13 @@ import numpy as np
 import xarray as xr
 
 CHANGE_VARS = {
-    "elevated": {"dims": ("y", "x"), "dtype": np.uint8, "fill": 0,
+    "elevated": {"dims": ("y", "x"), "dtype": np.uint8, "fill": 0, "nodata": None,
                  "attrs": {"long_name": "elevated cell (height above the local ground > elevated_height)",
                            "flag_values": [0, 1], "flag_meanings": "ground elevated"}},
     "patch": {"dims": ("y", "x"), "dtype": np.int64, "fill": 0,
               "attrs": {"long_name": "patch ID (base image over-segmentation; 1 + smallest global linear index "
                                      "of its cells)", "missing_meaning": "0: hidden/outside/nodata in the base",
-                        "nodata": 0}},
+                        "units": "1"}},
     "illumination": {"dims": ("image", "y", "x"), "dtype": np.uint8, "fill": 255,
                      "attrs": {"long_name": "direct sun on the cell top at the acquisition time, relative to flat "
                                             "ground x 100 (cos incidence / sin sun elevation)",
@@ -21,22 +29,23 @@ CHANGE_VARS = {
                                "valid_range": [1, 254], "scale_factor_of_values": 0.01}},
     "change": {"dims": ("image", "y", "x"), "dtype": np.uint8, "fill": 2,
                "attrs": {"long_name": "change against the base image", "flag_values": [0, 1, 2],
-                         "flag_meanings": "no_change change unobservable_hidden_or_outside_in_either_image",
-                         "nodata": 2}},  # for rioxarray; a _FillValue would make xarray decode it to float NaN
+                         "flag_meanings": "no_change change unobservable_hidden_or_outside_in_either_image"}},
     "score": {"dims": ("image", "y", "x"), "dtype": np.float32, "fill": np.nan,
-              "attrs": {"long_name": "change confidence 0-1 (= probability; change where >= 0.5)"}},
+              "attrs": {"long_name": "change confidence 0-1 (= probability; change where >= 0.5)", "units": "1"}},
     "evidence": {"dims": ("image", "y", "x"), "dtype": np.float32, "fill": np.nan,
                  "attrs": {"long_name": "cross-date structural evidence: census code disagreement over chance "
-                                        "(1 - kappa), smallest over the parallax search; ~1 unrelated, lower agree"}},
+                                        "(1 - kappa), smallest over the parallax search; ~1 unrelated, lower agree",
+                           "units": "1"}},
     "probability": {"dims": ("image", "y", "x"), "dtype": np.float32, "fill": np.nan,
                     "attrs": {"long_name": "change probability 0-1 (per-run calibration of the evidence, and dh "
-                                           "where measured; change where >= 0.5)", "valid_range": [0.0, 1.0]}},
+                                           "where measured; change where >= 0.5)", "valid_range": [0.0, 1.0],
+                              "units": "1"}},
     "change_ortho": {"dims": ("image", "y", "x"), "dtype": np.uint8, "fill": 2,
                      "attrs": {"long_name": "ortho baseline: per-cell change without occlusion handling",
                                "flag_values": [0, 1, 2],
-                               "flag_meanings": "no_change change outside_either_image", "nodata": 2}},
+                               "flag_meanings": "no_change change outside_either_image"}},
     "score_ortho": {"dims": ("image", "y", "x"), "dtype": np.float32, "fill": np.nan,
-                    "attrs": {"long_name": "ortho baseline change confidence 0-1"}},
+                    "attrs": {"long_name": "ortho baseline change confidence 0-1", "units": "1"}},
 }
 
 TABLE_VARS = {
@@ -133,9 +142,6 @@ def table_dataset(ids, image_names, per_target: dict, static: dict, cell: float)
     ds = xr.Dataset(data, coords={"patch_id": ("patch_id", np.asarray(ids, np.int64)),
                                   "image": ("image", np.asarray(image_names, dtype=object))})
     ds["patch_id"].attrs["long_name"] = "patch ID (as in the patch map)"
-    for name in ds.data_vars:  # one chunk per image: `offnadir append` adds a row without touching earlier ones
-        if ds[name].dims == ("image", "patch_id"):
-            ds[name].encoding["chunks"] = (1, max(n, 1))
     return ds
 
 

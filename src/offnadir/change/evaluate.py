@@ -63,16 +63,15 @@ def _open(store):
 
     if isinstance(store, xr.Dataset):
         return store
-    p = Path(store)
-    if not p.exists():
-        raise InputFileError(f"{p}: change store not found. Make it with `offnadir detect ... -o {p.name}`.")
-    from offnadir.store import _quiet_zarr
+    from offnadir.store import exists, location, open_dataset
 
-    with _quiet_zarr():
-        try:
-            return xr.open_zarr(str(p), consolidated=None)
-        except Exception as e:  # noqa: BLE001 - any failure to read is bad input
-            raise InputFileError(f"{p}: cannot be read as a Zarr store ({e}).") from None
+    p = location(store)  # a URL (s3://...) stays text
+    if not exists(p):
+        raise InputFileError(f"{p}: change store not found. Make it with `offnadir detect ... -o {p}`.")
+    try:
+        return open_dataset(p)  # the stored codes (change 2 = unobservable), not CF-masked floats
+    except Exception as e:  # noqa: BLE001 - any failure to read is bad input
+        raise InputFileError(f"{p}: cannot be read as a Zarr store ({e}).") from None
 
 
 def read_on_grid(path, ds, what: str) -> np.ndarray:

@@ -21,7 +21,11 @@ def add_cube_arguments(p, *, images: bool = True) -> None:
     p.add_argument("--date", action="append", dest="dates", default=None,
                    help="acquisition date YYYY-MM-DD per image, overriding its metadata (repeat in image order; "
                         "'none' to skip); images of one date form a group")
-    p.add_argument("-o", "--output", required=True, help="output Zarr store")
+    p.add_argument("-o", "--output", required=True, help="output Zarr store (a folder, or a URL such as "
+                                                           "s3://bucket/out.zarr)")
+    p.add_argument("--zarr-format", type=int, choices=(2, 3), default=2,
+                   help="Zarr format of the store (default 2: opens in GDAL >= 3.10, rasterio, QGIS; 3 needs "
+                        "GDAL >= 3.11)")
     p.add_argument("--chunk", type=int, default=1024, help="tile size in DSM cells (default 1024)")
     p.add_argument("--geoid", help="geoid grid when the DSM heights are above EGM96/EGM2008")
     p.add_argument("--vertical-datum", default="auto", choices=("auto", "ellipsoid", "egm96", "egm2008"))
@@ -91,7 +95,8 @@ def config_from_args(args, images) -> dict:
         "dsm": {"path": args.dsm, "geoid": args.geoid, "vertical_datum": args.vertical_datum},
         "images": [{"path": p, "model": m, "gcps": g, "date": d, "sun_azimuth": s[0], "sun_elevation": s[1]}
                    for p, m, g, d, s in zip(images, models, gcps, dates, suns)],
-        "output": {"path": args.output, "overwrite": args.overwrite, "resume": args.resume},
+        "output": {"path": args.output, "overwrite": args.overwrite, "resume": args.resume,
+                   "zarr_format": getattr(args, "zarr_format", 2)},
         "tiling": {"chunk": args.chunk},
         "cluster": {"scheduler": args.scheduler, "n_workers": args.workers, **cluster_options(args)},
         "tie_bias": {"enabled": getattr(args, "tie_bias", True)},

@@ -22,10 +22,12 @@ VAR_ATTRS = {
             "pixel_convention": "RPC00B native: centre of the first pixel is column 0"},
     "visible": {"long_name": "visibility of the DSM cell in the image", "flag_values": [0, 1, 2],
                 "flag_meanings": "hidden visible outside_image_or_dsm_nodata"},
-    "value": {"long_name": "image value at the DSM cell (bilinear)", "resampling": "bilinear"},
-    "dsm": {"long_name": "surface height", "units": "m",
+    "value": {"long_name": "image value at the DSM cell (bilinear)", "resampling": "bilinear",
+              "units": "1", "comment": "the image's digital numbers as stored in its file"},
+    "dsm": {"long_name": "surface height", "units": "m", "standard_name": "height_above_reference_ellipsoid",
             "vertical_datum": "WGS84 ellipsoid (converted from the DSM's datum where needed)"},
 }
+#: each variable's CF _FillValue, also its Zarr fill value (GDAL's nodata) and the value of unwritten cells
 FILL = {"row": np.nan, "col": np.nan, "visible": 2, "value": np.nan, "dsm": np.nan}
 
 
@@ -136,6 +138,9 @@ def cube_dataset(plan, arrays: dict, *, config: dict | None = None) -> xr.Datase
     if crs.is_compound:
         crs = crs.sub_crs_list[0]  # heights are ellipsoidal in the cube; keep the horizontal CRS
     ds = ds.rio.write_crs(crs.to_wkt()).rio.write_transform(_affine(plan.dsm.transform))
+    ds = ds.rio.write_coordinate_system()  # CF standard_name/units of x and y from the CRS
+    for name in ds.data_vars:  # in the attributes: xarray does not write rioxarray's encoding entry to Zarr
+        ds[name].attrs["grid_mapping"] = "spatial_ref"
     ds.attrs.update(geo_attrs(crs, plan.dsm.transform, plan.dsm.shape))
     ds.attrs.update({
         "title": "offnadir co-registered cube",

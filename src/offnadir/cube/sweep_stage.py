@@ -78,8 +78,9 @@ def _layout(path: Path, plan) -> None:
     import xarray as xr
     import zarr
 
-    from offnadir.store import _quiet_zarr, compressors
+    from offnadir.store import _quiet_zarr, encoding, zarr_format
 
+    fmt = zarr_format(path)  # the store's own format (v2 by default, v3 when asked)
     n_img = len(plan.images)
     cy, cx = plan.chunks()
     with _quiet_zarr():
@@ -93,9 +94,8 @@ def _layout(path: Path, plan) -> None:
             data[name] = (("image", "y", "x"), arr, {**attrs, "grid_mapping": "spatial_ref"})
         tmpl = xr.Dataset(data)
         tmpl.attrs = dict(g.attrs)  # xarray's append mode rewrites the group attributes
-        enc = {n: {"chunks": (1, cy[0], cx[0]), "fill_value": np.nan, "compressors": compressors()}
-               for n in SWEEP_VARS}
-        tmpl.to_zarr(str(path), mode="a", compute=False, zarr_format=3, consolidated=False, encoding=enc)
+        enc = {n: encoding(fmt, (1, cy[0], cx[0]), np.nan) for n in SWEEP_VARS}
+        tmpl.to_zarr(str(path), mode="a", compute=False, zarr_format=fmt, consolidated=False, encoding=enc)
 
 
 def sweep_store(path, plan, *, client, quiet: bool = False) -> dict | None:
@@ -105,9 +105,9 @@ def sweep_store(path, plan, *, client, quiet: bool = False) -> dict | None:
     import zarr
 
     from offnadir.cluster import run_tasks
-    from offnadir.store import _quiet_zarr
+    from offnadir.store import _quiet_zarr, location
 
-    path = Path(path)
+    path = location(path)  # a URL (s3://...) stays text
     groups = multi_view_groups(plan.images)
     if not groups:
         log.info("height sweep: no acquisition date has two or more images; no dh written (give dates with "

@@ -45,7 +45,9 @@ class ImageSource:
         import rasterio
         from rasterio.windows import Window
 
-        with rasterio.open(self.path) as ds:
+        from offnadir.io.remote import gdal_path
+
+        with rasterio.open(gdal_path(self.path)) as ds:  # a URL: only the byte ranges of the window
             return ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))
 
     @property
@@ -91,16 +93,24 @@ def open_image_source(path, *, model=None, gcps=None, name: str | None = None, b
     from rasterio.errors import RasterioIOError
 
     from offnadir.camera.readers import read_camera
+    from offnadir.io.remote import gdal_path, is_url, url_stem
 
-    p = Path(path)
-    if not p.exists():
+    remote = is_url(str(path))
+    p = str(path) if remote else Path(path)
+    if not remote and not p.exists():
         raise InputFileError(f"{p}: image file not found. Check the image path.")
     try:
-        with rasterio.open(p) as ds:
+        with rasterio.open(gdal_path(p)) as ds:
             shape, count, dtype, nodata = ds.shape, ds.count, ds.dtypes[0], ds.nodata
     except RasterioIOError as e:
-        raise InputFileError(f"{p}: cannot be opened as an image ({e}).") from None
-    if model is not None:
+        where = " (over the network: check the URL and that the server answers range requests)" if remote else ""
+        raise InputFileError(f"{p}: cannot be opened as an image{where} ({e}).") from None
+    stem = url_stem(p) if remote else p.stem
+    if remote:
+        camera = _remote_camera(p, model)
+    elif model is not None and is_url(str(model)):
+        camera = _fetched_camera(str(model), image=p)
+    elif model is not None:
         camera = read_camera(model, image=p)
     else:
         camera = read_camera(p)
@@ -115,8 +125,41 @@ def open_image_source(path, *, model=None, gcps=None, name: str | None = None, b
     date = parse_date(date, where=f"{p}: date")
     meta = calendar_date(camera.acquired)
     if date and meta and date != meta:
-        log.warning("%s: the given date %s overrides the metadata's acquisition date %s", p.name, date, camera.acquired)
-    return ImageSource(str(p), camera, tuple(shape), int(count), str(dtype), nodata, name or p.stem, date)
+        log.warning("%s: the given date %s overrides the metadata's acquisition date %s", stem, date, camera.acquired)
+    return ImageSource(str(p), camera, tuple(shape), int(count), str(dtype), nodata, name or stem, date)
+
+
+def _fetched_camera(model_url: str, image=None):
+    """The camera read from a model file named by URL (fetched whole into a temporary folder,
+    under its own name, and removed once read)."""
+    import tempfile
+
+    from offnadir.camera.readers import read_camera
+    from offnadir.io.remote import fetch_sidecar
+
+    with tempfile.TemporaryDirectory(prefix="offnadir-model-") as folder:
+        return read_camera(fetch_sidecar(model_url, folder), image=image)
+
+
+def _remote_camera(url: str, model):
+    """The camera of an image named by URL: its RPC metadata read through GDAL's virtual file
+    system (header bytes only), or the ``model`` file (local or URL, fetched whole: it is small)
+    with the image's size and acquisition tags. The CNES sensor-crop convention (a crop with a
+    full-scene model, see ``camera.readers._common.attach_image``) is not applied to URLs."""
+    import rasterio
+
+    from offnadir.camera.readers import gdal_raster, read_camera
+    from offnadir.camera.readers._common import quiet_gdal_messages, sensor_time_from_tags, tags_all
+    from offnadir.io.remote import gdal_path, is_url
+
+    vsi = gdal_path(url)
+    if model is None:
+        return gdal_raster.read(vsi)
+    camera = _fetched_camera(str(model)) if is_url(str(model)) else read_camera(model)
+    with quiet_gdal_messages(), rasterio.open(vsi) as ds:
+        shape, tags = (ds.height, ds.width), tags_all(ds)
+    sensor, acquired = sensor_time_from_tags(tags)
+    return camera.replace(shape=tuple(shape), sensor=camera.sensor or sensor, acquired=camera.acquired or acquired)
 
 
 def open_image(path, *, model=None, gcps=None, chunks: int = 1024):
@@ -127,7 +170,9 @@ def open_image(path, *, model=None, gcps=None, chunks: int = 1024):
     import rioxarray
 
     src = open_image_source(path, model=model, gcps=gcps)
-    da = rioxarray.open_rasterio(src.path, chunks={"band": -1, "y": chunks, "x": chunks}, masked=True)
+    from offnadir.io.remote import gdal_path
+
+    da = rioxarray.open_rasterio(gdal_path(src.path), chunks={"band": -1, "y": chunks, "x": chunks}, masked=True)
     da = da.assign_coords(y=np.arange(src.shape[0]), x=np.arange(src.shape[1]))  # sensor pixels, native
     da.attrs.update(camera=src.camera, rpc=src.camera.rpc.to_gdal(), name=src.name,
                     acquired=src.acquired or "", sensor=src.camera.sensor or "")
