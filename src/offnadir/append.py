@@ -12,8 +12,8 @@ stage is per target image (statistics, IR-MAD, scales, calibration, noise, NDVI 
 depends on the base and the DSM alone (segmentation, height range, parallax range). The
 exceptions are checked and said (log and the store's ``offnadir:appends`` attribute), see
 ``docs/timeseries.md``: a new image that needs a wider occlusion halo or a longer sun-shadow halo
-than the store was made with (a one-shot run would have used it for all images), and an IR-MAD
-run that stopped on convergence before its iteration cap. A new image sharing its calendar date
+than the store was made with (a one-shot run would have used it for all images), or whose sun is
+unknown (a one-shot run would switch shadow handling off). A new image sharing its calendar date
 with another image (a stereo mate: tie points and the height sweep join the group) is refused.
 """
 
@@ -29,13 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from offnadir import append_io as A
+from offnadir import append_layout as L
+from offnadir.append_layout import PROGRESS
 from offnadir.errors import ConfigError, DataError
 
 log = logging.getLogger("offnadir.append")
 
 APPEND_ATTR = "offnadir:append"  # the append in progress (removed when it completes)
 HISTORY_ATTR = "offnadir:appends"  # what every append did
-PROGRESS = "append_tiles"
 
 
 # ----------------------------------------------------------------------------- checks
@@ -80,8 +81,8 @@ def _check_dsm(path, attrs, cfg, dsm) -> None:
     stamps = json.loads(attrs[outputs_plan_attr()]).get("inputs", [])
     now = outputs._file_stamp(rec)
     was = next((s for s in stamps if s.get("path") == now.get("path")), None)
-    if now.get("missing") or (was is not None and (was.get("size"), was.get("mtime_ns")) !=
-                              (now.get("size"), now.get("mtime_ns"))):
+    if now.get("missing") or was is None or (was.get("size"), was.get("mtime_ns")) != \
+            (now.get("size"), now.get("mtime_ns")):
         raise DataError(f"{rec}: the store's DSM is {'missing' if now.get('missing') else 'not the file it was'} "
                         f"(size/modification time differ from {path}'s record). An append must use the same DSM; "
                         "put it back, or run `offnadir detect` again over all images.")
@@ -103,38 +104,51 @@ def _open(path):
         return xr.open_zarr(str(path), consolidated=False, mask_and_scale=False)
 
 
-def _image_vars(ds) -> list[str]:
-    return [k for k in ds.variables if ds[k].dims[:1] == ("image",) and k != "image"]
-
-
 # ----------------------------------------------------------------------------- public entry
-def append_images(path, new_images: list[dict], *, dsm=None, resume: bool = False, client=None,
-                  quiet: bool = True) -> dict:
-    """Append ``new_images`` (config entries: path, model, gcps, name, date, sun_azimuth,
-    sun_elevation) to the detect store at ``path``. Returns a summary (tiles and tasks computed,
-    exceptions found). ``client``: a ``distributed.Client`` to run on (None: local threads)."""
+def prepare(path, new_images: list[dict], *, dsm=None, resume: bool = False) -> dict:
+    """Every check an append makes before any work (cheap: metadata and file stamps only); returns
+    what the append needs. Raises ConfigError/DataError with the fix."""
     from offnadir import outputs
+    from offnadir.config import validate
 
     attrs, pending = check_store(path, resume=resume)
     cfg = _stored_config(attrs)
     _check_dsm(path, attrs, cfg, dsm)
-    from offnadir.config import validate
-
     raw = {k: v for k, v in cfg.items() if k != "change"}
     old_n = len(cfg["images"])
     if pending is not None:
+        given = [str(outputs._real(e["path"])) for e in new_images]
+        if given and given != [str(outputs._real(p)) for p in pending["paths"]]:
+            raise ConfigError(f"{path}: the interrupted append was of {', '.join(pending['paths'])}; resume it with "
+                              "those images (or none: --resume alone) before appending others.")
         new_images = [dict(e) for e in pending["entries"]]
         old_n = pending["n_before"]
         raw["images"] = list(cfg["images"])[:old_n]
     if not new_images:
-        raise ConfigError(f"{path}: nothing to append: give at least one new image.")
+        raise ConfigError(f"{path}: nothing to append: give at least one new image (--image NEW.tif or --stac).")
     known = {str(outputs._real(e["path"])) for e in raw["images"]}
     for e in new_images:
+        if not Path(e["path"]).exists():
+            raise ConfigError(f"{e['path']}: no such image file. Check the path given to --image.")
         if str(outputs._real(e["path"])) in known:
             raise ConfigError(f"{e['path']}: this image is in the store already; append only new dates.")
+        known.add(str(outputs._real(e["path"])))
     cfg_all = validate({**raw, "images": list(raw["images"]) + list(new_images)}, base=".", source="append")
     cfg_all["change"] = cfg["change"]
     cfg_all["output"] = cfg["output"]
+    return {"attrs": attrs, "pending": pending, "cfg": cfg, "cfg_all": cfg_all, "n_before": old_n}
+
+
+def append_images(path, new_images: list[dict], *, dsm=None, resume: bool = False, client=None,
+                  quiet: bool = True) -> dict:
+    """Append ``new_images`` (config entries: path, model, gcps, name, date, sun_azimuth,
+    sun_elevation) to the detect store at ``path``. Returns a summary (tiles computed per kind,
+    the exceptions found). ``client``: a ``distributed.Client`` to run on (None: local threads).
+    ``resume``: finish an interrupted append (its images are recorded in the store)."""
+    from offnadir import outputs
+
+    p = prepare(path, new_images, dsm=dsm, resume=resume)
+    attrs, pending, cfg, cfg_all, old_n = p["attrs"], p["pending"], p["cfg"], p["cfg_all"], p["n_before"]
     lock = outputs.OutputLock(path).acquire()
     try:
         return _append_locked(Path(path), attrs, cfg, cfg_all, old_n, pending, client, quiet)
@@ -152,7 +166,6 @@ def _append_locked(path, attrs, cfg, cfg_all, n0, pending, client, quiet) -> dic
     import dask
     import zarr
 
-    from offnadir import store as S
     from offnadir.change.options import ChangeOptions
     from offnadir.cube import graph, tiepoints
     from offnadir.cube.plan import make_plan
@@ -190,16 +203,16 @@ def _append_locked(path, attrs, cfg, cfg_all, n0, pending, client, quiet) -> dic
     plan_new = dataclasses.replace(plan, images=plan.images[1:])
     if pending is None or not pending.get("laid_out"):
         _mark_pending(path, {"paths": summary["images"], "entries": new_cfg, "n_before": n0, "laid_out": False})
-        _layout(path, ds, plan, sub_cfg, n0, k_new)
+        L.layout(path, ds, plan, sub_cfg, n0, k_new)
         _mark_pending(path, {"paths": summary["images"], "entries": new_cfg, "n_before": n0, "laid_out": True})
     ds = _open(path)
-    image_vars = _image_vars(ds)
+    image_vars = L.image_vars(ds)
     g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
     done = np.asarray(g[PROGRESS][...])
     tiles = plan.tiles()
     todo = [t for t in tiles if not done[t.ti, t.tj] & A.CUBE]
     _say(quiet, f"append: {len(todo)} of {len(tiles)} cube tiles to compute for {k_new} new image(s)")
-    _run(client, [dask.delayed(_cube_tile, pure=False)(str(path), plan_new, t, n0) for t in todo], "cube tiles")
+    _run(client, [dask.delayed(L.cube_tile, pure=False)(str(path), plan_new, t, n0) for t in todo], "cube tiles")
     summary["cube_tiles"] = len(todo)
     opts = ChangeOptions.from_config(cfg["change"])
     summary["change_tiles"], summary["illumination_tiles"] = 0, 0
@@ -245,69 +258,6 @@ def _mark_pending(path, rec) -> None:
         g.attrs.update({APPEND_ATTR: json.dumps(rec, default=str), S.STATUS_ATTR: S.INCOMPLETE})
 
 
-def _layout(path, ds, plan, sub_cfg, n0, k_new) -> None:
-    """Resize every image variable by ``k_new`` (new coordinates written, new data left empty)."""
-    import dask.array as da
-    import xarray as xr
-    import zarr
-
-    from offnadir import store as S
-    from offnadir.cube import dataset as cube_ds
-    from offnadir.cube import graph
-
-    g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-    if ds.sizes["image"] != n0:  # laid out before an interruption: undo the resize and lay out again
-        for k in _image_vars(ds) + ["image"]:
-            a = g[k]
-            a.resize((n0,) + a.shape[1:])
-    cube = cube_ds.cube_dataset(plan, graph.empty_arrays(plan), config=sub_cfg).isel(image=slice(1, None))
-    data, coords = {}, {}
-    for k in _image_vars(ds):
-        a = g[k]
-        if k in ds.coords:
-            if k == "date_group":
-                vals = int(np.max(ds[k].values[:n0])) + 1 + np.arange(k_new, dtype=ds[k].dtype)
-            else:
-                vals = cube[k].values
-            coords[k] = (ds[k].dims, vals, _attrs(ds[k]))
-            continue
-        chunks = tuple(a.chunks)
-        shape = (k_new,) + tuple(a.shape[1:])
-        arr = da.full(shape, a.fill_value if a.fill_value is not None else 0, dtype=a.dtype,
-                      chunks=tuple((min(c, s),) * max(1, math.ceil(s / c)) if s else (0,)
-                                   for c, s in zip(chunks, shape)))
-        data[k] = (ds[k].dims, arr, _attrs(ds[k]))
-    coords["image"] = ("image", cube["image"].values)
-    tmpl = xr.Dataset(data, coords=coords)
-    for k in tmpl.variables:  # keep the stored encodings (xarray checks they agree)
-        if k in ds.variables:
-            tmpl[k].encoding = {e: v for e, v in ds[k].encoding.items() if e in ("units", "calendar", "dtype")}
-    tmpl.attrs = dict(g.attrs)
-    with S._quiet_zarr():
-        tmpl.to_zarr(str(path), mode="a", append_dim="image", compute=False, consolidated=False,
-                     zarr_format=g.metadata.zarr_format)
-        g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-        if PROGRESS in g:
-            del g[PROGRESS]
-        arr = _flag_array(g, PROGRESS, plan.grid_shape, "append progress bits: 1 segmented (the base's), "
-                          "4 change maps, 8 cube, 16 illumination written")
-        arr[...] = np.full(plan.grid_shape, A.SEGMENTED, np.uint8)
-
-
-def _flag_array(g, name, shape, long_name):
-    """A uint8 (tile_y, tile_x) array of one chunk per tile, in the group's Zarr format."""
-    dims = ("tile_y", "tile_x")
-    kw = dict(shape=tuple(shape), chunks=(1, 1), dtype="uint8", fill_value=0)
-    if g.metadata.zarr_format == 2:
-        return g.create_array(name, attributes={"long_name": long_name, "_ARRAY_DIMENSIONS": list(dims)}, **kw)
-    return g.create_array(name, dimension_names=dims, attributes={"long_name": long_name}, **kw)
-
-
-def _attrs(var) -> dict:
-    """A stored variable's attributes without the encoding keys xarray writes itself."""
-    return {k: v for k, v in var.attrs.items() if k not in ("_FillValue", "missing_value", "coordinates")}
-
-
 def _run(client, tasks, desc):
     import dask
 
@@ -320,49 +270,19 @@ def _run(client, tasks, desc):
     return list(dask.compute(*tasks))
 
 
-def _cube_tile(path, plan_new, tile, first) -> tuple[int, int]:
-    """One task: the new images' cube fields of one tile, written at image ``first`` on."""
-    import zarr
-
-    from offnadir.cube.tile import compute_tile
-    from offnadir.store import _quiet_zarr
-
-    res = compute_tile(plan_new, tile)
-    region = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
-    with _quiet_zarr():
-        g = zarr.open_group(path, mode="r+", use_consolidated=False)
-        for name, arr in res.items():
-            if name == "dsm":
-                continue
-            for j in range(arr.shape[0]):
-                g[name][(first + j, Ellipsis) + region] = arr[j]
-        _set_bit(g, tile, A.CUBE)
-    return tile.ti, tile.tj
-
-
-def _set_bit(g, tile, bit) -> None:
-    cur = np.asarray(g[PROGRESS][tile.ti, tile.tj])
-    g[PROGRESS][tile.ti, tile.tj] = cur | np.uint8(bit)
-
-
 # the change stage of one new image, through a two-image view of the store -----------------------
 def _stage():
     """The change stage's runner (its module moves as the stage is reorganised)."""
-    from offnadir.change import stage
-
-    if hasattr(stage, "_Runner"):
-        return stage._Runner, lambda run, done: stage._run_all(run, done, mark=True), stage.PROGRESS, True
     from offnadir.change import runner
 
-    return runner.Runner, lambda run, done: runner.run_all(run, done, mark=True), \
-        getattr(runner, "PROGRESS", stage.PROGRESS), False
+    return runner.Runner, lambda run, done: runner.run_all(run, done, mark=True), runner.PROGRESS
 
 
 def _change_one(path, ds, opts, image_vars, index, client, quiet, summary) -> dict:
     import zarr
 
     from offnadir import store as S
-    Runner, run_all, progress, old_api = _stage()
+    Runner, run_all, progress = _stage()
     enc = ds["visible"].encoding.get("chunks") or ds["visible"].data.chunksize
     cy, cx = int(enc[-2]), int(enc[-1])
     ny, nx = ds.sizes["y"], ds.sizes["x"]
@@ -374,11 +294,11 @@ def _change_one(path, ds, opts, image_vars, index, client, quiet, summary) -> di
     light = _illumination(path, run, ctx, ds, index, client, summary, chunks_yx)
     g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
     done = np.asarray(g[PROGRESS][...])
-    n_maps = int(sum(1 for t in _tiles(*chunks_yx) if not done[t.ti, t.tj] & A.WRITTEN))
+    n_maps = int(sum(1 for t in L.tiles(*chunks_yx) if not done[t.ti, t.tj] & A.WRITTEN))
     _say(quiet, f"append: change of {ds['image'].values[index] if index < ds.sizes['image'] else index} against the "
                 f"base, {n_maps} of {done.size} tiles to write")
-    red = run_all(run, done)
-    tab = run.table(red) if old_api else run.table()
+    run_all(run, done)
+    tab = run.table()
     with S._quiet_zarr():
         g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
         if tab is not None:
@@ -390,7 +310,6 @@ def _change_one(path, ds, opts, image_vars, index, client, quiet, summary) -> di
                 if tab[name].dims == ("image", "patch_id") and name in g:
                     g[name][index] = tab[name].values[1]
         g.attrs.update(A.merge_change_attrs(dict(g.attrs), run.summary_attrs(), index))
-    _check_irmad(run, summary, index)
     return {"maps": n_maps, "light": light}
 
 
@@ -416,48 +335,11 @@ def _illumination(path, run, ctx, ds, index, client, summary, chunks_yx) -> int:
                                      f"segment the base with a {sh}-cell halo instead of {halo_old}")
     g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
     done = np.asarray(g[PROGRESS][...])
-    todo = [t for t in _tiles(*chunks_yx) if not done[t.ti, t.tj] & A.LIGHT]
-    _run(client, [dask.delayed(_light_tile, pure=False)(str(path), full.shape, full.cell, ctx.sun[1],
+    todo = [t for t in L.tiles(*chunks_yx) if not done[t.ti, t.tj] & A.LIGHT]
+    _run(client, [dask.delayed(L.light_tile, pure=False)(str(path), full.shape, full.cell, ctx.sun[1],
                                                         float(run.opts.sun_tolerance), sh, t, index) for t in todo],
          "illumination")
     return len(todo)
-
-
-def _light_tile(path, shape, cell, sun, tol, sh, tile, index):
-    import zarr
-
-    from offnadir.change import kernels as K
-    from offnadir.change.tileio import Window
-    from offnadir.store import _quiet_zarr
-
-    sw = Window.around(tile, sh, shape)
-    with _quiet_zarr():
-        g = zarr.open_group(path, mode="r+", use_consolidated=False)
-        hs = np.ascontiguousarray(np.asarray(g["dsm"][sw.yx]).astype(np.float64))
-        buf = np.empty(hs.shape, np.uint8)
-        K.illumination(hs, cell, sun[0], sun[1], tol, 1.0, float(sh), buf)
-        a0, a1, b0, b1 = sw.core
-        g["illumination"][(index, slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))] = buf[a0:a1, b0:b1]
-        _set_bit(g, tile, A.LIGHT)
-    return tile.ti, tile.tj
-
-
-def _tiles(chunks_y, chunks_x):
-    from offnadir.cube.plan import Tile
-
-    cy, cx = np.r_[0, np.cumsum(chunks_y)], np.r_[0, np.cumsum(chunks_x)]
-    return [Tile(a, b, int(cy[a]), int(cy[a + 1]), int(cx[b]), int(cx[b + 1]))
-            for a in range(len(chunks_y)) for b in range(len(chunks_x))]
-
-
-def _check_irmad(run, summary, index) -> None:
-    models = getattr(run, "models", None) or {}
-    cap = int(getattr(run.opts, "irmad_iterations", 0) or 0)
-    for m in (models.get(1) or []):
-        if m is not None and getattr(m, "converged", False) and getattr(m, "iterations", cap) < cap:
-            summary["exceptions"].append(f"IR-MAD of image {index} converged after {m.iterations} of {cap} "
-                                         "iterations: a one-shot run iterates until every target converges")
-            return
 
 
 def _finish(path, cfg_all, attrs, tie_report, plan, summary) -> None:

@@ -126,5 +126,12 @@ def merge_change_attrs(old: dict, new: dict, index: int) -> dict:
                 kind, t, stratum = key.split("/")
                 if t == "1":
                     a["models"][f"{kind}/{index}/{stratum}"] = m
+        its_a = (a.get("irmad_sample") or {}).get("iterations")
+        its_b = (b.get("irmad_sample") or {}).get("iterations") or {}
+        if isinstance(its_a, dict):
+            for key, v in its_b.items():
+                kind, t = key.split("/")
+                if t == "1":
+                    its_a[f"{kind}/{index}"] = v
         out["change_calibration"] = json.dumps(a, default=float)
     return out

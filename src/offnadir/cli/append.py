@@ -99,12 +99,13 @@ def _stac_entries(args) -> list[dict]:
 def run(args) -> int:
     from contextlib import nullcontext
 
-    from offnadir.append import append_images, check_store
+    from offnadir.append import append_images, check_store, prepare
     from offnadir.cli.coregister import cluster_options
     from offnadir.cluster import dask_client
 
     check_store(args.store, resume=args.resume)  # a store append cannot extend: say so before any cluster
     entries = _entries(args)
+    prepare(args.store, entries, dsm=args.dsm, resume=args.resume)
     ctx = dask_client(args.scheduler, args.workers, quiet=args.quiet, options=cluster_options(args)) \
         if not getattr(args, "_threads", False) else nullcontext(None)
     with ctx as client:

@@ -1,0 +1,132 @@
+"""Store layout and tile tasks of ``offnadir append`` (:mod:`offnadir.append`): resizing every image
+variable for the new dates, and the per-tile tasks that write the new images' cube fields and
+illumination. The tasks are module-level functions (picklable) that open the store themselves."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from offnadir import append_io as A
+
+PROGRESS = "append_tiles"
+
+
+def image_vars(ds) -> list[str]:
+    return [k for k in ds.variables if ds[k].dims[:1] == ("image",) and k != "image"]
+
+
+def layout(path, ds, plan, sub_cfg, n0, k_new) -> None:
+    """Resize every image variable by ``k_new`` (new coordinates written, new data left empty)."""
+    import dask.array as da
+    import xarray as xr
+    import zarr
+
+    from offnadir import store as S
+    from offnadir.cube import dataset as cube_ds
+    from offnadir.cube import graph
+
+    g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    if ds.sizes["image"] != n0:  # laid out before an interruption: undo the resize and lay out again
+        for k in image_vars(ds) + ["image"]:
+            a = g[k]
+            a.resize((n0,) + a.shape[1:])
+    cube = cube_ds.cube_dataset(plan, graph.empty_arrays(plan), config=sub_cfg).isel(image=slice(1, None))
+    data, coords = {}, {}
+    for k in image_vars(ds):
+        a = g[k]
+        if k in ds.coords:
+            if k == "date_group":
+                vals = int(np.max(ds[k].values[:n0])) + 1 + np.arange(k_new, dtype=ds[k].dtype)
+            else:
+                vals = cube[k].values
+            coords[k] = (ds[k].dims, vals, _attrs(ds[k]))
+            continue
+        chunks = tuple(a.chunks)
+        shape = (k_new,) + tuple(a.shape[1:])
+        arr = da.full(shape, a.fill_value if a.fill_value is not None else 0, dtype=a.dtype,
+                      chunks=tuple((min(c, s),) * max(1, math.ceil(s / c)) if s else (0,)
+                                   for c, s in zip(chunks, shape)))
+        data[k] = (ds[k].dims, arr, _attrs(ds[k]))
+    coords["image"] = ("image", cube["image"].values)
+    tmpl = xr.Dataset(data, coords=coords)
+    for k in tmpl.variables:  # keep the stored encodings (xarray checks they agree)
+        if k in ds.variables:
+            tmpl[k].encoding = {e: v for e, v in ds[k].encoding.items() if e in ("units", "calendar", "dtype")}
+    tmpl.attrs = dict(g.attrs)
+    with S._quiet_zarr():
+        tmpl.to_zarr(str(path), mode="a", append_dim="image", compute=False, consolidated=False,
+                     zarr_format=g.metadata.zarr_format)
+        g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        if PROGRESS in g:
+            del g[PROGRESS]
+        arr = _flag_array(g, PROGRESS, plan.grid_shape, "append progress bits: 1 segmented (the base's), "
+                          "4 change maps, 8 cube, 16 illumination written")
+        arr[...] = np.full(plan.grid_shape, A.SEGMENTED, np.uint8)
+
+
+def _flag_array(g, name, shape, long_name):
+    """A uint8 (tile_y, tile_x) array of one chunk per tile, in the group's Zarr format."""
+    dims = ("tile_y", "tile_x")
+    kw = dict(shape=tuple(shape), chunks=(1, 1), dtype="uint8", fill_value=0)
+    if g.metadata.zarr_format == 2:
+        return g.create_array(name, attributes={"long_name": long_name, "_ARRAY_DIMENSIONS": list(dims)}, **kw)
+    return g.create_array(name, dimension_names=dims, attributes={"long_name": long_name}, **kw)
+
+
+def _attrs(var) -> dict:
+    """A stored variable's attributes without the encoding keys xarray writes itself."""
+    return {k: v for k, v in var.attrs.items() if k not in ("_FillValue", "missing_value", "coordinates")}
+
+
+def cube_tile(path, plan_new, tile, first) -> tuple[int, int]:
+    """One task: the new images' cube fields of one tile, written at image ``first`` on."""
+    import zarr
+
+    from offnadir.cube.tile import compute_tile
+    from offnadir.store import _quiet_zarr
+
+    res = compute_tile(plan_new, tile)
+    region = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
+    with _quiet_zarr():
+        g = zarr.open_group(path, mode="r+", use_consolidated=False)
+        for name, arr in res.items():
+            if name == "dsm":
+                continue
+            for j in range(arr.shape[0]):
+                g[name][(first + j, Ellipsis) + region] = arr[j]
+        _set_bit(g, tile, A.CUBE)
+    return tile.ti, tile.tj
+
+
+def _set_bit(g, tile, bit) -> None:
+    cur = np.asarray(g[PROGRESS][tile.ti, tile.tj])
+    g[PROGRESS][tile.ti, tile.tj] = cur | np.uint8(bit)
+
+
+def light_tile(path, shape, cell, sun, tol, sh, tile, index):
+    import zarr
+
+    from offnadir.change import kernels as K
+    from offnadir.change.tileio import Window
+    from offnadir.store import _quiet_zarr
+
+    sw = Window.around(tile, sh, shape)
+    with _quiet_zarr():
+        g = zarr.open_group(path, mode="r+", use_consolidated=False)
+        hs = np.ascontiguousarray(np.asarray(g["dsm"][sw.yx]).astype(np.float64))
+        buf = np.empty(hs.shape, np.uint8)
+        K.illumination(hs, cell, sun[0], sun[1], tol, 1.0, float(sh), buf)
+        a0, a1, b0, b1 = sw.core
+        g["illumination"][(index, slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))] = buf[a0:a1, b0:b1]
+        _set_bit(g, tile, A.LIGHT)
+    return tile.ti, tile.tj
+
+
+def tiles(chunks_y, chunks_x):
+    from offnadir.cube.plan import Tile
+
+    cy, cx = np.r_[0, np.cumsum(chunks_y)], np.r_[0, np.cumsum(chunks_x)]
+    return [Tile(a, b, int(cy[a]), int(cy[a + 1]), int(cx[b]), int(cx[b + 1]))
+            for a in range(len(chunks_y)) for b in range(len(chunks_x))]
