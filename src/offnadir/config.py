@@ -102,6 +102,24 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                           "the image and the DSM)", lo=-360.0, hi=360.0),
         "sun_elevation": Field(float, None, "sun elevation in degrees above the horizon (with sun_azimuth)",
                                lo=0.0, hi=90.0, lo_open=True),
+        "stac_item": Field(str, None, "id of the STAC item this entry came from (filled by the stac section; its "
+                                      "sun is then recorded as from STAC view:sun_*)"),
+        "bands": Field(list, None, "band names (filled from STAC eo:bands; recorded in the store)", items=str),
+    },
+    # issue 9: the images from a STAC ItemCollection / static catalog instead of `images:` (offnadir.io.stac)
+    "stac": {
+        "path": Field(PATH, None, "STAC ItemCollection, catalog/collection or item JSON whose items are the images "
+                                  "(instead of images:; docs/stac.md)"),
+        "items": Field(list, None, "more STAC item/ItemCollection JSON files (paths)", items=str),
+        "start": Field((str, _date), None, "keep items acquired on or after this date (YYYY-MM-DD)"),
+        "end": Field((str, _date), None, "keep items acquired on or before this date (YYYY-MM-DD)"),
+        # hi: an off-nadir angle is at most 90 degrees
+        "max_off_nadir": Field(float, None, "keep items whose view:off_nadir (else the camera's) is at most this "
+                                            "many degrees", lo=0.0, hi=90.0),
+        "base_item": Field(str, None, "id of the base item (default: the earliest); the others are targets in "
+                                      "date order"),
+        "asset": Field(str, None, "key of the image asset (default: role data, else image/visual/pan, else the "
+                                  "first GeoTIFF)"),
     },
     "output": {
         "path": Field(PATH, None, "output Zarr store", required=True),
@@ -294,8 +312,11 @@ def validate(raw: dict, *, base: Path | str = ".", source: str = "config") -> di
                 errors.append(f"section {sec} must be a mapping of field: value.")
                 val = {}
             out[sec] = _section(sec, fields, val, base, errors)
-    if not raw.get("images") and "images" in sch and not any(e.startswith("images") for e in errors):
-        errors.append("images needs at least one entry (the first is the base image).")
+    stac = out.get("stac") or {}
+    if stac.get("path") or stac.get("items"):
+        _stac_images(out, sch, base, errors)
+    elif not raw.get("images") and "images" in sch and not any(e.startswith("images") for e in errors):
+        errors.append("images needs at least one entry (the first is the base image), or give a stac section.")
     if not errors and "cluster" in out:
         errors += _check_cluster(out["cluster"])
     if errors:
@@ -303,6 +324,28 @@ def validate(raw: dict, *, base: Path | str = ".", source: str = "config") -> di
             raise ConfigError(f"{source}: {errors[0]}")
         raise ConfigError(f"{source}: {len(errors)} problems:\n" + "\n".join(f"  {e}" for e in errors))
     return out
+
+
+def _stac_images(out: dict, sch, base: Path, errors: list) -> None:
+    """Fill ``out["images"]`` from the stac section (:mod:`offnadir.io.stac`); a config validated
+    before (every entry with a ``stac_item``) keeps its entries."""
+    images = out.get("images") or []
+    if images and all(e.get("stac_item") for e in images):
+        return
+    if images:
+        errors.append("images and stac are both given; give the images one way: the images: list or the "
+                      "stac: section (its items become the images).")
+        return
+    if errors:  # the STAC files are read only for an otherwise valid config
+        return
+    from offnadir.io.stac import config_images
+
+    stac = dict(out["stac"])
+    stac["items"] = [str(p if Path(p).is_absolute() else base / p) for p in stac.get("items") or []]
+    out["stac"] = stac
+    entries = config_images(stac, dsm=(out.get("dsm") or {}).get("path"))
+    out["images"] = [_section(f"images[{k}] (STAC item {e['name']})", sch["images"], e, base, errors)
+                     for k, e in enumerate(entries)]
 
 
 def _check_cluster(c: dict) -> list[str]:

@@ -36,6 +36,7 @@ SUBCOMMANDS = (
     "demo",
     "export",
     "quicklook",
+    "stac",
     "warmup",
 )
 

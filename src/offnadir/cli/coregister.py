@@ -11,8 +11,8 @@ def add_cube_arguments(p, *, images: bool = True) -> None:
     """Options shared by the commands that build a cube (coregister, detect)."""
     p.add_argument("--dsm", required=True, help="DSM GeoTIFF (the output grid)")
     if images:
-        p.add_argument("--image", action="append", required=True, dest="images",
-                       help="image with RPC metadata; repeat for each image (the first is the base)")
+        p.add_argument("--image", action="append", dest="images",
+                       help="image with RPC metadata; repeat for each image (the first is the base); or --stac")
     p.add_argument("--model", action="append", dest="models", default=None,
                    help="camera model file per image when not inside it (repeat in image order; 'none' to skip)")
     p.add_argument("--gcps", action="append", default=None,
@@ -40,6 +40,9 @@ def add_cube_arguments(p, *, images: bool = True) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--no-tie-bias", action="store_false", dest="tie_bias",
                    help="do not fit each image's bias to the base from tie points (on by default)")
+    from offnadir.cli.stac import add_stac_arguments
+
+    add_stac_arguments(p)
 
 
 def add_cluster_arguments(p) -> None:
@@ -87,6 +90,12 @@ def config_from_args(args, images) -> dict:
                               f"same order ('none' for an image without).")
         return [None if v.lower() == "none" else v for v in values]
 
+    from offnadir.cli.stac import stac_section
+
+    stac = stac_section(args)  # the images from STAC (issue 9), None without --stac
+    images = [] if stac is not None else list(images or [])
+    if stac is None and not images:
+        raise ConfigError("no images: give --image (repeat; the first is the base), or --stac ITEMS.json.")
     models = per_image(args.models, "model")
     gcps = per_image(args.gcps, "gcps")
     dates = per_image(getattr(args, "dates", None), "date")
@@ -101,6 +110,8 @@ def config_from_args(args, images) -> dict:
         "cluster": {"scheduler": args.scheduler, "n_workers": args.workers, **cluster_options(args)},
         "tie_bias": {"enabled": getattr(args, "tie_bias", True)},
     }
+    if stac is not None:
+        raw["stac"] = stac
     return validate(raw, base=".", source="command line")
 
 

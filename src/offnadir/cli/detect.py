@@ -16,9 +16,8 @@ def add_parser(sub):
                                    "(IR-MAD spectral criterion, parallax correlation structural criterion) and "
                                    "write patch, change and score maps plus a per-patch table to the Zarr store. "
                                    "--model, --gcps and --date are given in image order: base first, then the targets.")
-    p.add_argument("--base", required=True, help="base image (the earlier date; it is segmented)")
-    p.add_argument("--target", action="append", required=True, dest="targets",
-                   help="target image; repeat for several")
+    p.add_argument("--base", help="base image (the earlier date; it is segmented); or --stac")
+    p.add_argument("--target", action="append", dest="targets", help="target image; repeat for several")
     add_cube_arguments(p, images=False)
     p.add_argument("--method", choices=("patch", "ortho"), default="patch",
                    help="patch: the patch-wise method (default); ortho: per-cell baseline without occlusion "
@@ -26,6 +25,8 @@ def add_parser(sub):
     p.add_argument("--no-baseline", action="store_true",
                    help="with --method patch, do not also write the ortho baseline (change_ortho)")
     p.add_argument("--table-csv", metavar="CSV", help="also write the per-patch table to this CSV file")
+    p.add_argument("--no-stac-out", action="store_false", dest="stac_out",
+                   help="do not write the STAC collection of the change maps beside the store (STORE.stac/)")
     return p
 
 
@@ -35,13 +36,22 @@ def run(args) -> int:
     from offnadir.pipeline import detect_config
     from offnadir.preflight import check_change_inputs
 
-    images = [args.base] + list(args.targets)
+    if not getattr(args, "stac", None) and (not args.base or not args.targets):
+        from offnadir.errors import ConfigError
+
+        raise ConfigError("give --base and at least one --target, or --stac ITEMS.json (the earliest item, or "
+                          "--base-item, is the base).")
+    images = [args.base] + list(args.targets or []) if args.base else []
     cfg = config_from_args(args, images)
     cfg["change"] = validate({**_raw(cfg), "change": {"method": args.method, "baseline": not args.no_baseline,
                                                       "table_csv": args.table_csv, "enabled": True}},
                              base=".", source="command line")["change"]
     check_change_inputs(cfg)
     out = detect_config(cfg, quiet=args.quiet)
+    if args.stac_out:
+        from offnadir.stac_out import write_stac_quietly
+
+        write_stac_quietly(out, quiet=args.quiet)
     print(f"wrote {out}", file=sys.stderr if args.quiet else sys.stdout)
     return 0
 

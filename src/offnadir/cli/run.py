@@ -14,6 +14,8 @@ def add_parser(sub):
     p.add_argument("--scheduler", help="address of an existing dask scheduler (overrides the config)")
     add_cluster_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-stac-out", action="store_false", dest="stac_out",
+                   help="do not write the STAC collection of the change maps beside the store (STORE.stac/)")
     return p
 
 
@@ -36,5 +38,9 @@ def run(args) -> int:
 
         check_change_inputs(cfg)
     out = run_config(cfg, quiet=args.quiet, stage_hooks=hooks)
+    if hooks and args.stac_out and any(type(h).__name__ == "_ChangeStage" for h in hooks):
+        from offnadir.stac_out import write_stac_quietly
+
+        write_stac_quietly(out, quiet=args.quiet)
     print(f"wrote {out}")
     return 0

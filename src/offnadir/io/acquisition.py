@@ -285,6 +285,9 @@ def image_suns(images, configs=None, lonlat=None) -> list[SunInfo | None]:
     for k, im in enumerate(images):
         c = (configs[k] if configs is not None and k < len(configs) else None) or {}
         given = sun_from_config(c.get("sun_azimuth"), c.get("sun_elevation"), f"images[{k}] ({im.name})")
+        if given is not None and c.get("stac_item"):  # filled from the item's view:sun_* (offnadir.io.stac)
+            given = SunInfo(given.azimuth, given.elevation, "metadata",
+                            f"STAC view:sun_azimuth/view:sun_elevation of item {c['stac_item']}")
         cam = getattr(im, "camera", None)
         model = getattr(cam, "source", None)
         model = model if model and Path(model).exists() and Path(model) != Path(im.path) else None
