@@ -5,6 +5,11 @@ Thresholds (issue 7, "Must show"): F1 >= 0.5 and score AUC >= 0.8 for each singl
 image. Prints the figures, the timings and PASS/FAIL; exit status 1 when a threshold fails.
 
     python3 benchmarks/eval_change_real.py [--workdir /tmp/eval_change_real] [--targets 1 2]
+                                           [--criteria spectral structural]
+
+``--criteria`` (ablation only, not the defaults) runs the same job through ``offnadir run`` with a
+config whose ``change.criteria`` is the given list, e.g. ``--criteria structural`` to see what the
+IR-MAD spectral criterion adds to the decisions.
 """
 
 from __future__ import annotations
@@ -22,14 +27,26 @@ REF = D / "derived/cars_1.3.0/reference_change.tif"
 F1_MIN, AUC_MIN = 0.5, 0.8
 
 
-def run(target: int, workdir: Path) -> dict:
+def run(target: int, workdir: Path, criteria=None) -> dict:
     from offnadir.change.evaluate import evaluate
 
-    out = workdir / f"km_post{target}.zarr"
+    out = workdir / f"km_post{target}{'_' + '_'.join(criteria) if criteria else ''}.zarr"
     cmd = ["offnadir", "detect", "--dsm", str(DSM),
            "--base", str(TUT / "pre_event_img1.tif"), "--model", str(TUT / "pre_event_img1.geom"),
            "--target", str(TUT / f"post_event_img{target}.tif"), "--model", str(TUT / f"post_event_img{target}.geom"),
            "-o", str(out), "--overwrite"]
+    if criteria:  # the same job as a config with change.criteria set (an ablation, not the defaults)
+        import json
+
+        cfg = workdir / f"km_post{target}_{'_'.join(criteria)}.yaml"
+        cfg.write_text(json.dumps({  # JSON is YAML
+            "dsm": {"path": str(DSM)},
+            "images": [{"path": str(TUT / "pre_event_img1.tif"), "model": str(TUT / "pre_event_img1.geom")},
+                       {"path": str(TUT / f"post_event_img{target}.tif"),
+                        "model": str(TUT / f"post_event_img{target}.geom")}],
+            "output": {"path": str(out), "overwrite": True},
+            "change": {"enabled": True, "criteria": list(criteria)}}))
+        cmd = ["offnadir", "run", str(cfg)]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     dt = time.perf_counter() - t0
@@ -42,13 +59,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/eval_change_real"))
     ap.add_argument("--targets", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--criteria", nargs="+", help="ablation: change.criteria of the run (default: the defaults)")
     a = ap.parse_args(argv)
     a.workdir.mkdir(parents=True, exist_ok=True)
     ok = True
     print(f"{'target':<16} {'method':<7} {'P':>6} {'R':>6} {'F1':>6} {'kappa':>6} {'AUC':>6} {'flag':>6} "
           f"{'objects':>9} {'detect s':>8}  verdict")
     for t in a.targets:
-        r = run(t, a.workdir)
+        r = run(t, a.workdir, a.criteria)
         for method in ("patch", "ortho"):
             if method not in r:
                 continue

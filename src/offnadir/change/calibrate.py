@@ -82,7 +82,7 @@ def fit(counts, anchor: float | None = None) -> dict:
     """Two-component Gaussian mixture (EM on the histogram of ``logit(E)``) -> model dict
     (JSON-able): ``pi``, ``mean``, ``sd`` (unchanged, changed), ``n``, ``fallback``, ``table``
     (change probability per bin centre)."""
-    from scipy.stats import norm
+    from scipy.special import ndtr  # the normal CDF (scipy.stats costs seconds to import)
 
     w = np.asarray(counts, np.float64)
     z = centres()
@@ -120,7 +120,7 @@ def fit(counts, anchor: float | None = None) -> dict:
     unlike = anchor is not None and mu[1] < 0.5 * (mu[0] + anchor)
     model["anchor"] = anchor
     if pi[1] < MIN_WEIGHT or sep < MIN_SEPARATION or unlike:
-        p = norm.cdf((z - med) / spread - FALLBACK_SIGMA)
+        p = ndtr((z - med) / spread - FALLBACK_SIGMA)
         why = "changed component nearer the null than the evidence level of certain change" if unlike and not \
             (pi[1] < MIN_WEIGHT or sep < MIN_SEPARATION) else "no separate changed component"
         model.update(fallback=True, reason=f"{why}: robust outlier test, probability 0.5 at {FALLBACK_SIGMA} robust "

@@ -165,3 +165,42 @@ def ndvi_histograms(x, y, red, nir) -> tuple:
     y = np.asarray(y, np.float64)
     return tuple(np.histogram(ndvi(v[:, red], v[:, nir]), bins=NDVI_BINS, range=(-1.0, 1.0))[0].astype(np.float64)
                  for v in (x, y))
+
+
+def fit_all(samples, ctx, names, want_patch, want_ortho, ndvi_min) -> dict:
+    """Everything the stage fits on the sample, per target: IR-MAD models (patch method per
+    stratum, ortho baseline), robust scales, NDVI thresholds (Otsu, at least ``ndvi_min``) and the
+    ortho baseline's per-cell test (:func:`offnadir.change.ortho.threshold`)."""
+    from offnadir.change.decide import otsu
+    from offnadir.change.ortho import threshold
+    from offnadir.errors import DataError
+
+    opts, p = ctx.opts, ctx.n_bands
+    out = {"models": {}, "omodels": {}, "scales": {}, "oscales": {}, "ndvi": {}, "iterations": {}, "ortho": {},
+           "sampled": {}}
+    for t in ctx.targets:
+        if want_patch:
+            x, y, s = samples[("patch", t)]
+            ms, it = fit_models(x, y, s, ctx.band_mean[0], ctx.band_mean[t], n_strata=N_STRATA,
+                                iterations=opts.irmad_iterations, tol=opts.irmad_tolerance)
+            if ms[0] is None:
+                raise DataError(f"too few cells visible in both the base and image {names[t]} to fit IR-MAD "
+                                f"({len(x)} sampled; need {max(10 * p, 2 * p + 2)}).")
+            out["models"][t], out["iterations"][f"patch/{t}"], out["sampled"][f"patch/{t}"] = ms, it, len(x)
+            out["scales"][t] = robust_scales(ms, x, y, s)
+            if ctx.red is not None and ctx.nir is not None:
+                out["ndvi"][t] = tuple(float(opts.ndvi_threshold) if opts.ndvi_threshold is not None else
+                                       max(ndvi_min, otsu(h, -1.0, 1.0))
+                                       for h in ndvi_histograms(x, y, ctx.red, ctx.nir))
+        if want_ortho:
+            x, y = samples[("ortho", t)]
+            zero = np.zeros(len(x), np.int64)
+            ms, it = fit_models(x, y, zero, ctx.band_mean[0], ctx.band_mean[t], n_strata=1,
+                                iterations=opts.irmad_iterations, tol=opts.irmad_tolerance)
+            if ms[0] is None:
+                raise DataError(f"too few cells in both the base and image {names[t]} to fit IR-MAD for the ortho "
+                                "baseline.")
+            out["omodels"][t], out["iterations"][f"ortho/{t}"], out["sampled"][f"ortho/{t}"] = ms[0], it, len(x)
+            out["oscales"][t] = robust_scales(ms, x, y, zero)[0]
+            out["ortho"][t] = (ms[0],) + threshold(opts, ms[0], out["oscales"][t])
+    return out

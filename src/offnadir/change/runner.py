@@ -212,50 +212,21 @@ class Runner:
                  f"offset(s)" + (", with the height change dh" if self.has["dh"] else "")
                  + f"; IR-MAD sample rate {self.sample_rate:.3g}")
         cx, pl = self.shared(self.ctx), self.shared(self.plan)
-        out = self.reduce([dask.delayed(P.evidence_tile, pure=False)(self.io, cx, t, pl, self.has)
-                           for t in self.tiles], P.add_evidence)
-        self.hist, self.samples = out["hist"], out["sample"]
+        root = _tree([dask.delayed(P.evidence_tile, pure=False)(self.io, cx, t, pl, self.has) for t in self.tiles],
+                     P.add_evidence)
+        # IR-MAD runs where the sample was gathered (a worker: single-threaded BLAS, no 8 MiB to the client)
+        names = [str(v) for v in self.cube["image"].values]
+        task = dask.delayed(_fit_task, pure=True)(root, self.ctx, names, self.want_patch, self.want_ortho, NDVI_MIN)
+        out = self.client.compute(task).result() if self.client is not None else task.compute()
+        self.hist, self.fitted = out["hist"], out["fit"]
 
-    # -- client: IR-MAD on the sample, robust scales, NDVI thresholds
+    # -- IR-MAD on the sample, robust scales, NDVI thresholds (one task after the evidence pass)
     def fit(self):
-        from offnadir.change import decide as D
-        from offnadir.change.ortho import threshold
-
-        opts, ctx = self.opts, self.ctx
-        self.models, self.omodels, self.scales, self.oscales, self.ndvi_thresholds = {}, {}, {}, {}, {}
-        self.irmad_iterations = {}
-        p = self.n_bands
-        for t in self.targets:
-            name = self.cube["image"].values[t]
-            if self.want_patch:
-                x, y, s = self.samples[("patch", t)]
-                ms, it = F.fit_models(x, y, s, ctx.band_mean[0], ctx.band_mean[t], n_strata=F.N_STRATA,
-                                      iterations=opts.irmad_iterations, tol=opts.irmad_tolerance)
-                if ms[0] is None:
-                    raise DataError(f"too few cells visible in both the base and image {name} to fit IR-MAD "
-                                    f"({len(x)} sampled; need {max(10 * p, 2 * p + 2)}).")
-                self.models[t], self.irmad_iterations[f"patch/{t}"] = ms, it
-                self.scales[t] = F.robust_scales(ms, x, y, s)
-                if ctx.red is not None and ctx.nir is not None:
-                    hb, ht = F.ndvi_histograms(x, y, ctx.red, ctx.nir)
-                    self.ndvi_thresholds[t] = tuple(
-                        float(opts.ndvi_threshold) if opts.ndvi_threshold is not None else
-                        max(NDVI_MIN, D.otsu(h, -1.0, 1.0)) for h in (hb, ht))
-            if self.want_ortho:
-                x, y = self.samples[("ortho", t)]
-                zero = np.zeros(len(x), np.int64)
-                ms, it = F.fit_models(x, y, zero, ctx.band_mean[0], ctx.band_mean[t], n_strata=1,
-                                      iterations=opts.irmad_iterations, tol=opts.irmad_tolerance)
-                if ms[0] is None:
-                    raise DataError(f"too few cells in both the base and image {name} to fit IR-MAD for the ortho "
-                                    "baseline.")
-                self.omodels[t], self.irmad_iterations[f"ortho/{t}"] = ms[0], it
-                self.oscales[t] = F.robust_scales(ms, x, y, zero)[0]
-                self.ortho[t] = (ms[0],) + threshold(opts, ms[0], self.oscales[t])
-        self.log("IR-MAD on " + ", ".join(f"{len(v[0])} sampled cells ({k[0]}, image {k[1]})"
-                                          for k, v in sorted(self.samples.items())) + ": iterations "
-                 + ", ".join(f"{k} {v}" for k, v in self.irmad_iterations.items()))
-        self.samples = None  # not needed any more
+        f = self.fitted
+        self.models, self.omodels, self.scales, self.oscales = f["models"], f["omodels"], f["scales"], f["oscales"]
+        self.ndvi_thresholds, self.irmad_iterations, self.ortho = f["ndvi"], f["iterations"], f["ortho"]
+        self.log("IR-MAD on " + ", ".join(f"{n} sampled cells ({k})" for k, n in f["sampled"].items())
+                 + ": iterations " + ", ".join(f"{k} {v}" for k, v in self.irmad_iterations.items()))
 
     # -- pass 4: per-patch sums and the ortho baseline's raw scores
     def sums(self):
@@ -352,6 +323,10 @@ def _add_stats(*parts):
     out = T.add_stats(*parts)
     out["noise"] = {k: sum(p["noise"][k] for p in parts) for k in parts[0]["noise"]}
     return out
+
+
+def _fit_task(reduced, ctx, names, want_patch, want_ortho, ndvi_min):
+    return {"hist": reduced["hist"], "fit": F.fit_all(reduced["sample"], ctx, names, want_patch, want_ortho, ndvi_min)}
 
 
 def _segment_and_mark(io, ctx, tile):
