@@ -93,16 +93,18 @@ store
 ## 3. Open the store with xarray
 
 Every product is on the DSM grid (`y`, `x`, with its CRS for rioxarray), with one entry per image
-along `image`. `change` is 0 (no change), 1 (change) or 2 (not observable: hidden or outside in
-either image; it is the variable's `_FillValue`/nodata). The automatic choices of the run are in the
-attributes.
+along `image`. `change` is stored as 0 (no change), 1 (change) or 2 (not observable: hidden or outside
+in either image), and 2 is its CF `_FillValue` (GDAL's nodata): xarray's default decoding reads it as
+NaN, `mask_and_scale=False` keeps the codes. The automatic choices of the run are in the attributes.
 """),
     ("py", """
-ds = xr.open_zarr(store)
+ds = xr.open_zarr(store, mask_and_scale=False)  # the stored codes
 print(ds.rio.crs, dict(ds.sizes))
 print(ds["change"].attrs["flag_meanings"])
 change = ds["change"].sel(image="target").values
 assert change.shape == (SIZE, SIZE) and set(np.unique(change)) <= {0, 1, 2}
+masked = xr.open_zarr(store)["change"].sel(image="target").values  # CF decoding: NaN = not observable
+assert np.array_equal(np.isnan(masked), change == 2)
 print(ds.attrs["change_method"], ds.attrs["change_ndvi_thresholds"], ds.attrs["change_sun_deg"])
 """),
     ("py", """
