@@ -140,18 +140,22 @@ def prepare(path, new_images: list[dict], *, dsm=None, resume: bool = False) -> 
 
 
 def append_images(path, new_images: list[dict], *, dsm=None, resume: bool = False, client=None,
-                  quiet: bool = True) -> dict:
+                  quiet: bool = True, against_previous: bool = False) -> dict:
     """Append ``new_images`` (config entries: path, model, gcps, name, date, sun_azimuth,
     sun_elevation) to the detect store at ``path``. Returns a summary (tiles computed per kind,
     the exceptions found). ``client``: a ``distributed.Client`` to run on (None: local threads).
-    ``resume``: finish an interrupted append (its images are recorded in the store)."""
+    ``resume``: finish an interrupted append (its images are recorded in the store).
+    ``against_previous``: also compare each new image with the image of the previous date
+    (``change_prev``, ``probability_prev``... on the base's patches)."""
     from offnadir import outputs
 
     p = prepare(path, new_images, dsm=dsm, resume=resume)
     attrs, pending, cfg, cfg_all, old_n = p["attrs"], p["pending"], p["cfg"], p["cfg_all"], p["n_before"]
+    if pending is not None:
+        against_previous = bool(pending.get("against_previous", against_previous))
     lock = outputs.OutputLock(path).acquire()
     try:
-        return _append_locked(Path(path), attrs, cfg, cfg_all, old_n, pending, client, quiet)
+        return _append_locked(Path(path), attrs, cfg, cfg_all, old_n, pending, client, quiet, against_previous)
     finally:
         lock.release()
 
@@ -162,7 +166,7 @@ def _say(quiet, msg):
         print(f"offnadir: {msg}", file=sys.stderr)
 
 
-def _append_locked(path, attrs, cfg, cfg_all, n0, pending, client, quiet) -> dict:
+def _append_locked(path, attrs, cfg, cfg_all, n0, pending, client, quiet, against_previous) -> dict:
     import dask
     import zarr
 
@@ -202,9 +206,10 @@ def _append_locked(path, attrs, cfg, cfg_all, n0, pending, client, quiet) -> dic
         plan, tie_report = tiepoints.run_for_config(plan, sub_cfg, quiet=quiet)
     plan_new = dataclasses.replace(plan, images=plan.images[1:])
     if pending is None or not pending.get("laid_out"):
-        _mark_pending(path, {"paths": summary["images"], "entries": new_cfg, "n_before": n0, "laid_out": False})
-        L.layout(path, ds, plan, sub_cfg, n0, k_new)
-        _mark_pending(path, {"paths": summary["images"], "entries": new_cfg, "n_before": n0, "laid_out": True})
+        rec = {"paths": summary["images"], "entries": new_cfg, "n_before": n0, "against_previous": against_previous}
+        _mark_pending(path, dict(rec, laid_out=False))
+        L.layout(path, ds, plan, sub_cfg, n0, k_new, against_previous)
+        _mark_pending(path, dict(rec, laid_out=True))
     ds = _open(path)
     image_vars = L.image_vars(ds)
     g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
@@ -215,13 +220,27 @@ def _append_locked(path, attrs, cfg, cfg_all, n0, pending, client, quiet) -> dic
     _run(client, [dask.delayed(L.cube_tile, pure=False)(str(path), plan_new, t, n0) for t in todo], "cube tiles")
     summary["cube_tiles"] = len(todo)
     opts = ChangeOptions.from_config(cfg["change"])
-    summary["change_tiles"], summary["illumination_tiles"] = 0, 0
+    summary["change_tiles"], summary["illumination_tiles"], summary["previous_tiles"] = 0, 0, 0
     for j in range(k_new):
         r = _change_one(path, ds, opts, image_vars, n0 + j, client, quiet, summary)
         summary["change_tiles"] += r["maps"]
         summary["illumination_tiles"] += r["light"]
+        if against_previous:
+            prev = previous_date(ds, n0 + j)
+            r = _change_one(path, ds, opts, image_vars, n0 + j, client, quiet, summary, against=prev)
+            summary["previous_tiles"] += r["maps"]
     _finish(path, cfg_all, attrs, tie_report, plan, summary)
     return summary
+
+
+def previous_date(ds, index: int) -> int:
+    """Index of the image of the latest date before image ``index``'s (the base when none, or when
+    the image has no date)."""
+    t = np.asarray(ds["time"].values, dtype="datetime64[ns]")
+    if np.isnat(t[index]):
+        return 0
+    earlier = [k for k in range(index) if not np.isnat(t[k]) and t[k] < t[index]]
+    return max(earlier, key=lambda k: (t[k], k)) if earlier else 0
 
 
 def _check_dates(ds, n0, new_cfg, path) -> None:
@@ -278,29 +297,45 @@ def _stage():
     return runner.Runner, lambda run, done: runner.run_all(run, done, mark=True), runner.PROGRESS
 
 
-def _change_one(path, ds, opts, image_vars, index, client, quiet, summary) -> dict:
+def _change_one(path, ds, opts, image_vars, index, client, quiet, summary, against=None) -> dict:
+    """The change of image ``index`` against the base (``against`` None) or against image
+    ``against`` (written to the ``*_prev`` maps), through a two-image view of the store."""
     import zarr
 
     from offnadir import store as S
+
     Runner, run_all, progress = _stage()
     enc = ds["visible"].encoding.get("chunks") or ds["visible"].data.chunksize
     cy, cx = int(enc[-2]), int(enc[-1])
     ny, nx = ds.sizes["y"], ds.sizes["x"]
     chunks_yx = (tuple(min(cy, ny - k) for k in range(0, ny, cy)), tuple(min(cx, nx - k) for k in range(0, nx, cx)))
-    io = A.ImageSubsetIO(path, (0, index), image_vars, {progress: PROGRESS})
-    cube = _open(path).isel(image=[0, index])
+    prev = against is not None
+    ref = against if prev else 0
+    pname = L.progress_name(index, prev)
+    rename = {v: f"{v}_prev" for v in L.PREV_VARS if f"{v}_prev" in ds} if prev else {}
+    io = A.ImageSubsetIO(path, (ref, index), image_vars, {progress: pname}, rename)
+    cube = _open(path).isel(image=[ref, index])
     run = Runner(io, cube, opts, chunks_yx, client=client, quiet=quiet)
-    ctx = run.context()
-    light = _illumination(path, run, ctx, ds, index, client, summary, chunks_yx)
+    light = 0
+    if not prev:
+        light = _illumination(path, run, run.context(), ds, index, client, summary, chunks_yx)
     g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-    done = np.asarray(g[PROGRESS][...])
+    done = np.asarray(g[pname][...])
     n_maps = int(sum(1 for t in L.tiles(*chunks_yx) if not done[t.ti, t.tj] & A.WRITTEN))
-    _say(quiet, f"append: change of {ds['image'].values[index] if index < ds.sizes['image'] else index} against the "
-                f"base, {n_maps} of {done.size} tiles to write")
+    names = [str(v) for v in ds["image"].values]
+    _say(quiet, f"append: change of {names[index]} against {names[ref]}{' (previous date)' if prev else ''}, "
+                f"{n_maps} of {done.size} tiles to write")
     run_all(run, done)
-    tab = run.table()
     with S._quiet_zarr():
         g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        if prev:
+            rec = json.loads(g.attrs.get("change_prev", "{}"))
+            rec[str(index)] = {"against": names[ref], "against_index": int(ref),
+                               **{k: v for k, v in run.summary_attrs().items() if k in
+                                  ("change_irmad", "change_calibration", "change_robust_scale")}}
+            g.attrs["change_prev"] = json.dumps(rec)
+            return {"maps": n_maps, "light": 0}
+        tab = run.table()
         if tab is not None:
             ids = np.asarray(g["patch_id"][...]) if "patch_id" in g else None
             if ids is None or not np.array_equal(ids, tab["patch_id"].values):
@@ -325,6 +360,8 @@ def _illumination(path, run, ctx, ds, index, client, summary, chunks_yx) -> int:
                                          "handling off for every image")
         return 0
     stored = json.loads(ds.attrs.get("change_sun_deg") or "null") or []
+    if any(v is None for v in stored):
+        stored = []
     suns_old = tuple((math.radians(az), math.radians(el)) for el, az in stored)
     halo_old = dataclasses.replace(ctx, n_images=len(suns_old), sun=suns_old).sun_halo() if suns_old else 0
     all_suns = suns_old + (ctx.sun[1],)
@@ -332,9 +369,10 @@ def _illumination(path, run, ctx, ds, index, client, summary, chunks_yx) -> int:
     sh = full.sun_halo()
     if suns_old and sh > halo_old:
         summary["exceptions"].append(f"the new image's sun is lower than every earlier one: a one-shot run would "
-                                     f"segment the base with a {sh}-cell halo instead of {halo_old}")
+                                     f"read a {sh}-cell halo (not {halo_old}) around each tile to segment the base, "
+                                     "so its patches may differ from the store's near tile borders")
     g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-    done = np.asarray(g[PROGRESS][...])
+    done = np.asarray(g[L.progress_name(index)][...])
     todo = [t for t in L.tiles(*chunks_yx) if not done[t.ti, t.tj] & A.LIGHT]
     _run(client, [dask.delayed(L.light_tile, pure=False)(str(path), full.shape, full.cell, ctx.sun[1],
                                                         float(run.opts.sun_tolerance), sh, t, index) for t in todo],
@@ -360,7 +398,8 @@ def _finish(path, cfg_all, attrs, tie_report, plan, summary) -> None:
         if isinstance(ties, list):
             ties += list(tie_report[1:])
         hist = json.loads(g.attrs.get(HISTORY_ATTR, "[]"))
-        hist.append({k: summary[k] for k in ("images", "n_before", "cube_tiles", "change_tiles", "exceptions")})
+        hist.append({k: summary[k] for k in ("images", "n_before", "cube_tiles", "change_tiles", "previous_tiles",
+                                             "exceptions")})
         fp = outputs.fingerprint(cfg_all)
         new = {"images": json.dumps(images), "config": json.dumps(cfg_all, default=str),
                S.PLAN_ATTR: json.dumps(fp, sort_keys=True), HISTORY_ATTR: json.dumps(hist, default=str)}
@@ -369,8 +408,9 @@ def _finish(path, cfg_all, attrs, tie_report, plan, summary) -> None:
         g.attrs.update(new)
         if APPEND_ATTR in g.attrs:
             del g.attrs[APPEND_ATTR]
-        if PROGRESS in g:
-            del g[PROGRESS]
+        for name in list(g.array_keys()):
+            if name == PROGRESS or name.startswith(PROGRESS + "_"):
+                del g[name]
     for e in summary["exceptions"]:
         log.warning("append: %s", e)
     S.mark_complete(path)

@@ -19,11 +19,12 @@ class ImageSubsetIO:
     of a variable without the image axis are refused (an append rewrites no earlier data), except
     the stage's progress array, which is redirected to the append's own (``progress``)."""
 
-    def __init__(self, path, images, image_vars, progress: dict):
+    def __init__(self, path, images, image_vars, progress: dict, rename: dict | None = None):
         self.path = str(path)
         self.images = tuple(int(k) for k in images)
         self.image_vars = frozenset(image_vars)
         self.progress = dict(progress)  # stage progress name -> append progress name
+        self.rename = dict(rename or {})  # stage variable -> store variable (e.g. change -> change_prev)
 
     def _group(self):
         import zarr
@@ -50,6 +51,7 @@ class ImageSubsetIO:
                 return np.asarray(g[self.progress[name]][key])
             if name not in self.image_vars:
                 return np.asarray(g[name][key])
+            name = self.rename.get(name, name)
             rest = key[1:]
             if isinstance(key[0], (int, np.integer)):
                 return np.asarray(g[name][(self.images[int(key[0])],) + rest])
@@ -66,6 +68,7 @@ class ImageSubsetIO:
                 return
             if name not in self.image_vars:
                 raise RuntimeError(f"append: the change stage tried to rewrite {name!r}, which holds earlier data")
+            name = self.rename.get(name, name)
             arr = np.asarray(arr)
             if isinstance(key[0], (int, np.integer)):
                 if int(key[0]) != 0:

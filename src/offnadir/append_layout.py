@@ -17,8 +17,18 @@ def image_vars(ds) -> list[str]:
     return [k for k in ds.variables if ds[k].dims[:1] == ("image",) and k != "image"]
 
 
-def layout(path, ds, plan, sub_cfg, n0, k_new) -> None:
-    """Resize every image variable by ``k_new`` (new coordinates written, new data left empty)."""
+#: change maps that ``--against-previous`` also writes against the previous date, as ``<name>_prev``
+PREV_VARS = ("change", "score", "evidence", "probability", "change_ortho", "score_ortho")
+
+
+def progress_name(index: int, prev: bool = False) -> str:
+    """The progress array of one new image's change maps (against the base, or the previous date)."""
+    return f"{PROGRESS}_{index}{'_prev' if prev else ''}"
+
+
+def layout(path, ds, plan, sub_cfg, n0, k_new, against_previous: bool = False) -> None:
+    """Resize every image variable by ``k_new`` (new coordinates written, new data left empty) and
+    create the append's progress arrays (and the ``*_prev`` maps when first asked for)."""
     import dask.array as da
     import xarray as xr
     import zarr
@@ -58,12 +68,49 @@ def layout(path, ds, plan, sub_cfg, n0, k_new) -> None:
     with S._quiet_zarr():
         tmpl.to_zarr(str(path), mode="a", append_dim="image", compute=False, consolidated=False,
                      zarr_format=g.metadata.zarr_format)
+        if against_previous:
+            _prev_vars(path, n0 + k_new)
         g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-        if PROGRESS in g:
-            del g[PROGRESS]
-        arr = _flag_array(g, PROGRESS, plan.grid_shape, "append progress bits: 1 segmented (the base's), "
-                          "4 change maps, 8 cube, 16 illumination written")
-        arr[...] = np.full(plan.grid_shape, A.SEGMENTED, np.uint8)
+        names = [PROGRESS] + [progress_name(n0 + j, p) for j in range(k_new) for p in (False, True)
+                              if against_previous or not p]
+        for name in names:
+            if name in g:
+                del g[name]
+            arr = _flag_array(g, name, plan.grid_shape, "append progress bits: 1 segmented (the base's), "
+                              "4 change maps, 8 cube, 16 illumination written")
+            arr[...] = np.full(plan.grid_shape, A.SEGMENTED, np.uint8)
+
+
+def _prev_vars(path, n_images) -> None:
+    """Empty ``<name>_prev`` maps beside ``<name>`` (same dtype, fill, chunks, codecs), if missing."""
+    import dask.array as da
+    import xarray as xr
+    import zarr
+
+    from offnadir import store as S
+
+    with S._quiet_zarr():
+        ds = xr.open_zarr(str(path), consolidated=False)
+        g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        data, enc = {}, {}
+        for name in PREV_VARS:
+            if name not in ds or f"{name}_prev" in g:
+                continue
+            a, v = g[name], ds[name]
+            arr = da.full((n_images,) + tuple(a.shape[1:]), a.fill_value, dtype=a.dtype,
+                          chunks=(1,) + tuple(a.chunks[1:]))
+            attrs = dict(v.attrs)
+            attrs["long_name"] = f"{attrs.get('long_name', name)}, against the previous date (offnadir append " \
+                                 "--against-previous; the base's patches)"
+            data[f"{name}_prev"] = (v.dims, arr, attrs)
+            enc[f"{name}_prev"] = {k: e for k, e in v.encoding.items()
+                                   if k in ("chunks", "compressors", "filters", "_FillValue", "dtype")}
+            enc[f"{name}_prev"]["chunks"] = (1,) + tuple(a.chunks[1:])
+        if data:
+            tmpl = xr.Dataset(data)
+            tmpl.attrs = dict(g.attrs)
+            tmpl.to_zarr(str(path), mode="a", compute=False, consolidated=False,
+                         zarr_format=g.metadata.zarr_format, encoding=enc)
 
 
 def _flag_array(g, name, shape, long_name):
@@ -100,12 +147,14 @@ def cube_tile(path, plan_new, tile, first) -> tuple[int, int]:
     return tile.ti, tile.tj
 
 
-def _set_bit(g, tile, bit) -> None:
-    cur = np.asarray(g[PROGRESS][tile.ti, tile.tj])
-    g[PROGRESS][tile.ti, tile.tj] = cur | np.uint8(bit)
+def _set_bit(g, tile, bit, name=PROGRESS) -> None:
+    cur = np.asarray(g[name][tile.ti, tile.tj])
+    g[name][tile.ti, tile.tj] = cur | np.uint8(bit)
 
 
 def light_tile(path, shape, cell, sun, tol, sh, tile, index):
+    """One task: the new image's direct-sun map of one tile (as the change stage's segmentation
+    pass computes it for every image, with the halo ``sh`` of a run over all images)."""
     import zarr
 
     from offnadir.change import kernels as K
@@ -120,7 +169,7 @@ def light_tile(path, shape, cell, sun, tol, sh, tile, index):
         K.illumination(hs, cell, sun[0], sun[1], tol, 1.0, float(sh), buf)
         a0, a1, b0, b1 = sw.core
         g["illumination"][(index, slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))] = buf[a0:a1, b0:b1]
-        _set_bit(g, tile, A.LIGHT)
+        _set_bit(g, tile, A.LIGHT, progress_name(index))
     return tile.ti, tile.tj
 
 

@@ -35,6 +35,9 @@ def add_parser(sub):
                    help="sun azimuth,elevation in degrees per new image ('none': metadata, time or estimate)")
     p.add_argument("--name", action="append", dest="names", default=None,
                    help="label per new image (default: file stem; must differ from the store's images)")
+    p.add_argument("--against-previous", action="store_true",
+                   help="also compare each new image with the image of the previous date: change_prev, "
+                        "probability_prev... (on the base's patches)")
     p.add_argument("--dsm", help="check that the store was made with this DSM (the store's own DSM is used)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted append (tiles written are kept)")
     p.add_argument("--scheduler", help="address of an existing dask scheduler (default: a local cluster)")
@@ -97,8 +100,6 @@ def _stac_entries(args) -> list[dict]:
 
 
 def run(args) -> int:
-    from contextlib import nullcontext
-
     from offnadir.append import append_images, check_store, prepare
     from offnadir.cli.coregister import cluster_options
     from offnadir.cluster import dask_client
@@ -106,11 +107,10 @@ def run(args) -> int:
     check_store(args.store, resume=args.resume)  # a store append cannot extend: say so before any cluster
     entries = _entries(args)
     prepare(args.store, entries, dsm=args.dsm, resume=args.resume)
-    ctx = dask_client(args.scheduler, args.workers, quiet=args.quiet, options=cluster_options(args)) \
-        if not getattr(args, "_threads", False) else nullcontext(None)
+    ctx = dask_client(args.scheduler, args.workers, quiet=args.quiet, options=cluster_options(args))
     with ctx as client:
         summary = append_images(args.store, entries, dsm=args.dsm, resume=args.resume, client=client,
-                                quiet=args.quiet)
+                                quiet=args.quiet, against_previous=args.against_previous)
     out = sys.stderr if args.quiet else sys.stdout
     print(f"appended {len(summary['images'])} image(s) to {args.store}: {summary['cube_tiles']} cube tiles, "
           f"{summary['change_tiles']} change tiles computed", file=out)
