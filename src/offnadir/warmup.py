@@ -13,13 +13,13 @@ What still made runs compile (measured, see ``benchmarks/bench_startup.py``):
 * signatures met for the first time: ``sample_bilinear`` is compiled per image dtype (uint8,
   uint16, int16, float32...), the RFM per read-only/writable combination of its inputs.
 
-So: one explicit cache directory (:func:`cache_dir`: ``NUMBA_CACHE_DIR`` when set, else
-``$XDG_CACHE_HOME/offnadir/numba`` or ``~/.cache/offnadir/numba``), set for the command line and
-its local workers (:func:`use_cache_dir`), and :func:`warmup`, which runs the whole pipeline on a
-tiny simulated scene (so every kernel is compiled for the signatures the pipeline really uses,
-whatever the kernels' authors change) and then the image-dtype variants. The cache is keyed by
-the source file (path, modification time, size), numba's version and the CPU: warm it where the
-workers run (the worker image, the shared file system), see ``deploy/README.md``.
+So :func:`warmup` (``offnadir warmup``) runs the whole pipeline on a tiny simulated scene in one
+process (every kernel is compiled for the signatures the pipeline really uses, whatever the
+kernels' authors change), then the image sampler for every pixel type, and stores them where
+numba caches: ``NUMBA_CACHE_DIR`` when set, else beside the sources or in ``~/.cache/numba``.
+Local workers inherit the parent's environment, hence its cache; remote workers need the same
+directory (a worker image, a shared file system: ``deploy/README.md``). numba keys each entry by
+the kernel source file's content, numba's version and the CPU model.
 
 Layering: this module drives the pipeline and inspects numba dispatchers; kernels stay
 numpy/numba only.
@@ -59,37 +59,16 @@ PARALLEL_TWINS = {"offnadir.camera.kernels.project_parallel": "offnadir.camera.k
 SCENE_SIZE, SCENE_CHUNK = 128, 64
 
 
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/offnadir/numba`` (``~/.cache/offnadir/numba`` without it)."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "offnadir" / "numba"
-
-
-def cache_dir() -> Path:
-    """Where the numba cache is: ``NUMBA_CACHE_DIR`` when set, else :func:`default_cache_dir`."""
-    given = os.environ.get("NUMBA_CACHE_DIR")
-    return Path(given) if given else default_cache_dir()
-
-
-def use_cache_dir() -> Path | None:
-    """Point numba at :func:`cache_dir` for this process and the processes it starts (local dask
-    workers inherit the environment). Call before numba is imported; a process that already
-    imported numba keeps its choice (None is returned). A directory that cannot be created or
-    written is left to numba's own default (logged)."""
-    if "NUMBA_CACHE_DIR" in os.environ:
-        return Path(os.environ["NUMBA_CACHE_DIR"])
-    if "numba" in sys.modules:
-        return None
-    path = default_cache_dir()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        log.info("numba cache: %s is not writable (%s); numba chooses its default location", path, e.strerror or e)
-        return None
-    os.environ["NUMBA_CACHE_DIR"] = str(path)
-    return path
+def cache_dir(disp: dict | None = None) -> str:
+    """Where the numba cache is: ``NUMBA_CACHE_DIR`` when set; else numba's default, the
+    ``__pycache__`` folders beside the kernel sources when writable, or a per-user folder
+    (``~/.cache/numba``) for a read-only install (the folders the kernels in ``disp`` use)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return os.environ["NUMBA_CACHE_DIR"]
+    paths = sorted({getattr(d._cache, "_cache_path", "?") for d in (disp or {}).values()})
+    if not paths:
+        return "numba's default (__pycache__ beside the kernels, or ~/.cache/numba)"
+    return os.path.commonpath(paths) if len(paths) > 1 else paths[0]
 
 
 # ----------------------------------------------------------------------------- the kernels
@@ -176,10 +155,10 @@ def warmup(workdir=None, *, quiet: bool = True) -> dict:
     kernel module, signatures loaded/compiled, and per kernel its signatures in this process and
     in the cache (``missing``: kernels with neither)."""
     t_start, c_start = time.perf_counter(), time.process_time()
-    where = use_cache_dir()
     import numba
 
     disp = kernels()
+    where = cache_dir(disp)
     bad = uncached(disp)
     if bad:
         log.warning("kernels without cache=True compile in every process: %s", ", ".join(bad))
@@ -200,7 +179,7 @@ def warmup(workdir=None, *, quiet: bool = True) -> dict:
         log.warning("kernels the warm-up did not reach (they compile when first used): %s", ", ".join(missing))
     log.info("numba cache %s: %d signatures compiled (%.1f s), %d loaded", where, misses, sum(ct.seconds.values()),
              hits)
-    return {"cache_dir": str(where or numba.config.CACHE_DIR or "numba default (__pycache__ or user cache)"),
+    return {"cache_dir": where,
             "numba": numba.__version__, "cpu": _cpu_name(), "seconds": time.perf_counter() - t_start,
             "cpu_seconds": time.process_time() - c_start, "steps": steps,
             "compile_seconds": ct.seconds, "compiles": ct.count, "loaded": hits, "compiled": misses,

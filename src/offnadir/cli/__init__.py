@@ -64,9 +64,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    from offnadir.warmup import use_cache_dir
-
-    use_cache_dir()  # one numba cache for this process and its local workers, before numba loads
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
