@@ -124,7 +124,7 @@ class SimulatedScene:
     buildings: list
     meta: dict
     model: object = field(repr=False, default=None)
-    epochs: tuple = field(repr=False, default=())
+    epochs: tuple = field(repr=False, default=())  #: (EpochRaster 1, 2); epoch 2's albedo/side as rendered
     visible_counts: dict = field(repr=False, default_factory=dict)
     change_class: np.ndarray = None  #: truth_change_class (see offnadir.simulate.truth)
     structural: np.ndarray = None  #: truth_structural: 1 change, 0 none, 255 left out
@@ -281,10 +281,10 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
         if k == 1:
             veg = (e.kind == sc.GRASS) | (e.kind == sc.TREE)
             tint = np.asarray(VEG_TINT2 if opt["decorrelation"] == 0 else VEG_TINT2_DRY, np.float32)[:, None]
-            albedo, side = albedo.copy(), side.copy()
+            # in place: the epoch-2 raster keeps the reflectances the target image shows
             if opt["decorrelation"] > 0:
-                albedo = sc.retexture(albedo, seed, cell, 0.3 * float(opt["decorrelation"]))
-                side = sc.retexture(side, seed + 1, cell, 0.3 * float(opt["decorrelation"]))
+                sc.retexture(albedo, seed, cell, 0.3 * float(opt["decorrelation"]), out=albedo)
+                sc.retexture(side, seed + 1, cell, 0.3 * float(opt["decorrelation"]), out=side)
             albedo[:, veg] *= tint
             side[:, veg] *= tint
         epochs[name] = dict(raster=e, sun=sun, sun_elevation=s_el, sun_azimuth=s_az, albedo=albedo, side=side)

@@ -514,34 +514,52 @@ def rasterize(model: SceneModel) -> tuple[np.ndarray, EpochRaster, EpochRaster, 
     kind = np.full((n, n), GRASS, np.uint8)
     mat = np.full((n, n), MATERIAL_IDS["grass"], np.uint16)
     bright = np.ones((n, n), np.float32)
-    # parcels
+    # parcels and streets are axis-aligned: work on the rows/columns they cover (A varies along
+    # columns only, B along rows only), not on full-grid masks
+    ca, cb = A[0], B[:, 0]
+
+    def span(c, lo, hi):  # slice of the sorted cell centres c with lo <= c < hi
+        return slice(int(np.searchsorted(c, lo, "left")), int(np.searchsorted(c, hi, "left")))
+
+    def near(c, centre, r):  # slice of the cell centres c with |c - centre| <= r (a superset)
+        return slice(int(np.searchsorted(c, centre - r - cell, "left")),
+                     int(np.searchsorted(c, centre + r + cell, "right")))
+
     prng = np.random.default_rng(np.random.SeedSequence([model.seed, 0xBA5E]))
     for (a0, a1, b0, b1), use in model.parcels:
-        m = (A >= a0) & (A < a1) & (B >= b0) & (B < b1)
+        sl = (span(cb, b0, b1), span(ca, a0, a1))
         if use == "parking":
-            kind[m], mat[m] = PARKING, MATERIAL_IDS["parking"]
-            stripe = m & (np.abs(((A - a0) % 2.6) - 1.3) > 1.3 - cell * 0.6) & (np.abs(B - (b0 + b1) / 2) > 2.5)
-            mat[stripe] = MATERIAL_IDS["marking"]
+            kind[sl], mat[sl] = PARKING, MATERIAL_IDS["parking"]
+            Aw, Bw = A[sl], B[sl]
+            stripe = (np.abs(((Aw - a0) % 2.6) - 1.3) > 1.3 - cell * 0.6) & (np.abs(Bw - (b0 + b1) / 2) > 2.5)
+            mat[sl][stripe] = MATERIAL_IDS["marking"]
         elif use == "lot":
-            kind[m], mat[m] = SOIL, MATERIAL_IDS["soil"]
+            kind[sl], mat[sl] = SOIL, MATERIAL_IDS["soil"]
         elif use == "building" and prng.uniform() < 0.45:
-            kind[m], mat[m] = SIDEWALK, MATERIAL_IDS["concrete"]
+            kind[sl], mat[sl] = SIDEWALK, MATERIAL_IDS["concrete"]
+
+    def street_window(axis, c, r):
+        return (slice(None), near(ca, c, r)) if axis == "a" else (near(cb, c, r), slice(None))
+
     # streets (on top of parcels, below buildings)
     for axis, c, w in model.streets:
-        coord, along = (A, B) if axis == "a" else (B, A)
+        sl = street_window(axis, c, w / 2 + model.sidewalk)
+        coord = (A if axis == "a" else B)[sl]
         side = (np.abs(coord - c) <= w / 2 + model.sidewalk) & (np.abs(coord - c) > w / 2)
-        kind[side], mat[side] = SIDEWALK, MATERIAL_IDS["concrete"]
+        kind[sl][side], mat[sl][side] = SIDEWALK, MATERIAL_IDS["concrete"]
     for axis, c, w in model.streets:
-        coord, along = (A, B) if axis == "a" else (B, A)
+        sl = street_window(axis, c, w / 2)
+        coord = (A if axis == "a" else B)[sl]
         road = np.abs(coord - c) <= w / 2
-        kind[road], mat[road] = ROAD, MATERIAL_IDS["asphalt"]
+        kind[sl][road], mat[sl][road] = ROAD, MATERIAL_IDS["asphalt"]
     for axis, c, w in model.streets:
-        coord, along = (A, B) if axis == "a" else (B, A)
+        sl = street_window(axis, c, cell * 0.5)
+        coord, along = (A[sl], B[sl]) if axis == "a" else (B[sl], A[sl])
         dash = (np.abs(coord - c) <= cell * 0.5) & ((along % 8.0) < 3.0)
         other = [s for s in model.streets if s[0] != axis]
         for _, c2, w2 in other:  # no markings across crossings
             dash &= np.abs(along - c2) > w2 / 2 + 1.0
-        mat[dash] = MATERIAL_IDS["marking"]
+        mat[sl][dash] = MATERIAL_IDS["marking"]
 
     ground_kind, ground_mat = kind.copy(), mat.copy()
     facade_mat = np.zeros((n, n), np.uint16)
@@ -592,9 +610,10 @@ def rasterize(model: SceneModel) -> tuple[np.ndarray, EpochRaster, EpochRaster, 
             rel = np.clip(tree_h / np.maximum(tree_h.max(), 1e-6), 0, 1)
             albedo[:, trees] *= (0.75 + 0.35 * rel[trees])[None]
         side = albedo.copy()
-        fm = fmat > 0
-        side[:, fm] = _albedo(fmat, np.ones((n, n), np.float32), 0.3 * tex, 0.3 * fine)[:, fm]
-        rasters.append(EpochRaster(dsm, kind, mat, albedo.astype(np.float32), side.astype(np.float32), bid))
+        fm = fmat > 0  # façades: their own material, computed on those cells only
+        side[:, fm] = _albedo(fmat[fm], np.ones(int(fm.sum()), np.float32), 0.3 * tex[fm], 0.3 * fine[fm])
+        rasters.append(EpochRaster(dsm, kind, mat, albedo.astype(np.float32, copy=False),
+                                   side.astype(np.float32, copy=False), bid))
     terrain = terrain.astype(np.float32).astype(np.float64)
     return terrain, rasters[0], rasters[1], tree_h
 
@@ -640,9 +659,10 @@ def _albedo(mat, bright, tex, fine):
             amp[m] = a
     # brightness texture, plus a little band-decorrelated texture so it is not pure grey scaling
     t = 1.0 + amp * tex
-    out = base * (bright * t)[None]
-    out[3] *= 1.0 + 0.3 * amp * fine
-    return np.clip(out, 0.005, 1.0)
+    base *= (bright * t)[None]
+    del t
+    base[3] *= 1.0 + 0.3 * amp * fine
+    return np.clip(base, 0.005, 1.0, out=base)
 
 
 # --------------------------------------------------------------------------------------- reports
@@ -710,11 +730,18 @@ def change_trees(model: SceneModel, terrain, e2: EpochRaster, tree_h, rng, remov
     return rm, gr
 
 
-def retexture(albedo, seed: int, cell: float, strength: float):
+def retexture(albedo, seed: int, cell: float, strength: float, *, out=None):
     """Epoch-2 albedo of unchanged surfaces re-rendered: multiplied by ``1 + strength * t`` with a
     fresh texture field ``t`` (other seed than epoch 1; fine, medium and coarse scales), clipped
-    to valid reflectances. Materials (the truth) are unchanged."""
+    to valid reflectances (float32; into ``out`` when given, which may be ``albedo`` itself).
+    Materials (the truth) are unchanged."""
     n = albedo.shape[-1]
     fine, medium, coarse = _textures(int(seed) ^ 0x5EA5, n, cell)
     t = 0.5 * fine + 0.35 * medium + 0.35 * coarse
-    return np.clip(albedo * (1.0 + strength * t)[None], 0.005, 1.0).astype(np.float32)
+    del fine, medium, coarse
+    t *= strength
+    t += 1.0
+    if out is None:
+        out = np.empty(albedo.shape, np.float32)
+    np.multiply(albedo, t[None], out=out)
+    return np.clip(out, 0.005, 1.0, out=out)
