@@ -226,11 +226,196 @@ cluster.close()
 ]
 
 
+TIMESERIES = [
+    ("md", """
+# Monitoring a city over time: STAC in, one date at a time, change history, GIS outputs
+
+A simulated city seen at four dates, each from its own view and sun, with buildings built,
+demolished, raised or re-roofed at known dates. The images come from a static STAC catalog; the
+first two dates make the store, every later date is **appended** (only its own tiles are computed,
+the earlier dates stay as they were), and the store keeps each cell's change history (dates of the
+first and last change, number of changes, last observed date). Then COGs, change polygons and a
+STAC collection for any GIS. The same from a shell: `offnadir detect` with a `stac:` config section
+(or `--stac`), `offnadir append STORE --stac catalog.json`, `offnadir export STORE --to cog|gpkg`.
+
+Everything is written under `timeseries-out/` in the notebook's folder (a few MB).
+"""),
+    ("py", """
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pyogrio
+import pystac
+import rasterio
+import xarray as xr
+from distributed import Client, LocalCluster
+
+import offnadir
+from offnadir.append import append_images
+from offnadir.change.history import decode_days
+from offnadir.export import export
+from offnadir.io import stac
+from offnadir.simulate.series import DEFAULT_SERIES, simulate_series
+
+OUT = Path("timeseries-out")
+series = simulate_series(OUT / "series", size=160, views=DEFAULT_SERIES[:4], overwrite=True)
+print(series.dates)
+"""),
+    ("md", """
+## 1. A static STAC catalog of the four dates
+
+The simulator writes one STAC item per image (`datetime`, `view:off_nadir`, `view:azimuth`,
+`view:sun_*`, an `image` asset whose GeoTIFF carries the RPC). Here they go into a catalog with
+pystac, as a data provider would publish them; `offnadir.io.stac.select` reads it back with filters
+(dates, view angle, the DSM's footprint) as the image entries offnadir runs on.
+"""),
+    ("py", """
+catalog = pystac.Catalog(id="city-monitoring", description="four acquisitions of a simulated city")
+for d in json.loads(series.items.read_text()):
+    item = pystac.Item.from_dict(d)
+    for asset in item.assets.values():  # the simulator's hrefs are relative to its folder
+        asset.href = str((series.items.parent / asset.href).resolve())
+    catalog.add_item(item)
+catalog.normalize_hrefs(str((OUT / "catalog").resolve()))
+catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+catalog_path = OUT / "catalog" / "catalog.json"
+
+images = stac.select([catalog_path], dsm=series.dsm)
+for im in images:
+    print(f"{im.item_id}  {im.date}  off-nadir {im.off_nadir:4.1f} deg, azimuth {im.azimuth:5.1f} deg, "
+          f"sun azimuth {im.sun[0]:5.1f} deg, elevation {im.sun[1]:4.1f} deg")
+assert len(images) == 4 and [im.date for im in images] == sorted(im.date for im in images)
+"""),
+    ("md", """
+## 2. The first two dates
+
+A dask cluster for the whole notebook (on a hub: the gateway's client), then `offnadir.run` with the
+catalog as the image source, limited to the first two dates by the `end` filter.
+"""),
+    ("py", """
+cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                       dashboard_address=None)
+client = Client(cluster)
+CHUNK = 80
+config = {
+    "dsm": {"path": str(series.dsm)},
+    "stac": {"path": str(catalog_path), "end": images[1].date},
+    "output": {"path": str(OUT / "monitor.zarr"), "overwrite": True},
+    "tiling": {"chunk": CHUNK},
+    "change": {"enabled": True},
+}
+store = offnadir.run(config, client=client)
+first = xr.open_zarr(store, mask_and_scale=False)
+print([str(v) for v in first["image"].values], first["time"].values.astype("datetime64[D]"))
+first_change_map = first["change"].isel(image=1).values.copy()  # to check later that appends leave it alone
+"""),
+    ("md", """
+## 3. Append the later dates, one at a time
+
+Each append computes the new image's cube tiles and its change against the base, and nothing of the
+earlier dates; then the per-cell history is recomputed from all dates (cheap: one pass over the
+change maps). An append can be interrupted and resumed (`resume=True`, `offnadir append --resume`).
+"""),
+    ("py", """
+n_tiles = -(-first.sizes["y"] // CHUNK) * -(-first.sizes["x"] // CHUNK)
+for im in images[2:]:
+    summary = append_images(store, [im.entry()], client=client)
+    print(f"{im.date}: {summary['cube_tiles']} cube tiles and {summary['change_tiles']} change tiles computed "
+          f"(the grid has {n_tiles}); notes: {summary['exceptions'] or 'none'}")
+    assert summary["cube_tiles"] == n_tiles and summary["change_tiles"] == n_tiles  # the new date's only
+
+ds = xr.open_zarr(store, mask_and_scale=False)
+dates = ds["time"].values.astype("datetime64[D]")
+print(dates)
+assert ds.sizes["image"] == 4
+assert np.array_equal(ds["change"].isel(image=1).values, first_change_map)  # the earlier date is untouched
+"""),
+    ("md", """
+## 4. The change history
+
+`first_change`, `last_change` and `last_observed` are days since 1970-01-01 (int32, `_FillValue` where
+never); `offnadir.change.history.decode_days` turns them into dates. A change is a step between two
+observed states in date order, the base's state first, so the first change of a cell is the date of
+the first later image whose map says "changed" there: counted again below from the change maps.
+"""),
+    ("py", """
+first_change = decode_days(ds["first_change"].values)
+n_changes = ds["n_changes"].values
+change = ds["change"].values  # (image, y, x): 0 no, 1 yes, 2 not observable
+flagged = change[1:] == 1
+expect = np.where(flagged.any(axis=0), dates[1:][np.argmax(flagged, axis=0)], np.datetime64("NaT"))
+assert np.array_equal(first_change, expect.astype("datetime64[D]"), equal_nan=True)
+assert np.array_equal(n_changes > 0, ~np.isnat(first_change))
+
+# against the simulator's truth: the date at which each cell really changed (-1 never)
+truth_index = series.change_date
+detected_index = np.full(truth_index.shape, -1)
+for k, d in enumerate(dates):
+    detected_index[first_change == d] = k
+print("truth date -> cells, of which first detected at the same date / another date / never")
+for k in range(1, len(dates)):
+    t = truth_index == k
+    print(f"  {dates[k]}: {t.sum():5d} cells, {np.sum(t & (detected_index == k)):5d} / "
+          f"{np.sum(t & (detected_index > 0) & (detected_index != k)):5d} / {np.sum(t & (detected_index < 0)):5d}")
+print(f"unchanged cells with a detected change: {np.sum((truth_index < 0) & (detected_index > 0))} "
+      f"of {np.sum(truth_index < 0)}")
+
+colours = plt.matplotlib.colors.ListedColormap(["#d9d9d9", "#1b9e77", "#d95f02", "#7570b3"])
+fig, ax = plt.subplots(1, 3, figsize=(13, 4.5), sharex=True, sharey=True)
+kw = dict(cmap=colours, vmin=-0.5, vmax=3.5, interpolation="nearest")
+ax[0].imshow(np.where(truth_index < 0, 0, truth_index), **kw); ax[0].set_title("truth: date of change")
+ax[1].imshow(np.where(detected_index < 0, 0, detected_index), **kw); ax[1].set_title("first_change")
+im = ax[2].imshow(n_changes, cmap="magma", interpolation="nearest"); ax[2].set_title("n_changes")
+fig.colorbar(im, ax=ax[2], shrink=0.7)
+handles = [plt.matplotlib.patches.Patch(color=colours(k), label=str(d)) for k, d in enumerate(dates) if k]
+ax[0].legend(handles=handles, loc="lower left", fontsize=8)
+for a in ax:
+    a.set_axis_off()
+plt.tight_layout()
+plt.show()
+"""),
+    ("md", """
+## 5. Outputs every GIS opens
+
+Cloud-optimized GeoTIFFs of the change maps (one per date) and of the history, with CRS and nodata;
+the changed objects as polygons (GeoPackage) with area and dates; a STAC collection beside the store,
+one item per date, listing the Zarr store and the COGs.
+"""),
+    ("py", """
+cogs = export(store, "cog", OUT / "cogs", variables=["change", "first_change", "n_changes"], overwrite=True)
+print(sorted(p.name for p in cogs))
+with rasterio.open(OUT / "cogs" / "first_change.tif") as src:
+    assert src.crs == ds.rio.crs and src.nodata is not None
+    assert np.array_equal(src.read(1), ds["first_change"].values)
+with rasterio.open(OUT / "cogs" / f"change_{ds['image'].values[-1]}.tif") as src:
+    assert src.nodata == 2 and np.array_equal(src.read(1), change[-1])
+
+polygons = export(store, "gpkg", OUT / "changes.gpkg", overwrite=True)[0]
+info = pyogrio.read_info(polygons)
+print(f"{polygons.name}: {info['features']} changed objects, CRS {info['crs']}, fields {list(info['fields'])}")
+
+from offnadir.stac_out import write_stac
+collection = pystac.Collection.from_file(str(write_stac(store, cogs=OUT / "cogs")))
+items = sorted(collection.get_items(recursive=True), key=lambda i: i.datetime)
+for item in items:
+    print(item.id, item.datetime.date(), sorted(item.assets))
+assert len(items) == 3  # one per date compared with the base
+"""),
+    ("py", """
+client.close()
+cluster.close()
+"""),
+]
+
+
 def notebooks() -> dict:
     """{file name: notebook} of every notebook this script writes."""
     return {
         "quickstart.ipynb": _nb("quickstart", QUICKSTART),
         "existing_client.ipynb": _nb("existing-client", EXISTING_CLIENT),
+        "timeseries.ipynb": _nb("timeseries", TIMESERIES),
     }
 
 
