@@ -18,7 +18,7 @@ once both at the same time single-threaded; the faster is gdalwarp's figure. gda
 orthorectifies (no occlusion, no comparison), so this is the floor of what a user would otherwise
 run before any change detection.
 
-Figures: DSM Mpx/s (SIZE^2 / wall seconds), CPU seconds, the load average before and after (the
+Figures: DSM Mpx/s (SIZE^2 / wall seconds), CPU seconds (per stage too), the load average before and after (the
 machine is shared: other load slows both tools), and the targets of issue 7 (>= 0.5 DSM Mpx/s end
 to end on 2 cores, >= 1.5x gdalwarp's pair ortho), each PASS/FAIL.
 """
@@ -78,13 +78,19 @@ class Cpu:
         return self._now() - self.t0
 
 
+#: the run's CPU accounting (set once the workers are known)
+CPU: list = [None]
+
+
 def timed(rows, name, fn):
     def wrap(*a, **k):
         t0 = time.perf_counter()
+        c0 = CPU[0]._now() if CPU[0] is not None else float("nan")
         try:
             return fn(*a, **k)
         finally:
-            rows.append((name, time.perf_counter() - t0))
+            c1 = CPU[0]._now() if CPU[0] is not None else float("nan")
+            rows.append((name, time.perf_counter() - t0, c1 - c0))
     return wrap
 
 
@@ -124,6 +130,7 @@ def run_offnadir(scene: Path, out: Path, workers: int) -> dict:
             t_start = time.perf_counter() - t0
             pids = [os.getpid()] + sorted(client.run(os.getpid).values())
             cpu = Cpu(pids)
+            CPU[0] = cpu
             load0 = os.getloadavg()
             t1 = time.perf_counter()
             with dask.config.set(scheduler=client):
@@ -134,6 +141,7 @@ def run_offnadir(scene: Path, out: Path, workers: int) -> dict:
     finally:
         for o, a, f in saved:
             setattr(o, a, f)
+        CPU[0] = None
     return {"startup_s": t_start, "wall_s": wall, "cpu_s": cpu_s, "load_before": load0, "load_after": load1,
             "stages": rows}
 
@@ -200,9 +208,9 @@ def main(argv=None) -> int:
     gd = min(gd0, gd1, key=lambda g: g["wall_s"])
     print(f"DSM {a.size}^2 = {mpx:.2f} Mpx, 2 images, {a.workers} worker(s); load average before "
           f"{off['load_before'][0]:.2f}, after {off['load_after'][0]:.2f}")
-    print(f"{'stage':<34} {'wall s':>8} {'DSM Mpx/s':>10} {'share':>6}")
-    for name, s in off["stages"]:
-        print(f"{name:<34} {s:8.2f} {mpx / max(s, 1e-9):10.3f} {s / off['wall_s']:6.1%}")
+    print(f"{'stage':<34} {'wall s':>8} {'DSM Mpx/s':>10} {'share':>6} {'CPU s':>7}")
+    for name, s, c in off["stages"]:
+        print(f"{name:<34} {s:8.2f} {mpx / max(s, 1e-9):10.3f} {s / off['wall_s']:6.1%} {c:7.2f}")
     print(f"{'offnadir detect, end to end':<34} {off['wall_s']:8.2f} {mpx / off['wall_s']:10.3f}   "
           f"CPU {off['cpu_s']:.1f} s (+ cluster start-up {off['startup_s']:.1f} s, not counted)")
     print(f"{'gdalwarp pair ortho (cubic)':<34} {gd['wall_s']:8.2f} {mpx / gd['wall_s']:10.3f}   "
