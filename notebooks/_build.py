@@ -40,7 +40,7 @@ A small simulated city seen from two off-nadir views two years apart (known buil
 occlusions), change detection from Python, the result opened with xarray, and its accuracy against
 the simulator's truth. The same run from a shell: `offnadir demo`.
 
-Everything is written under `quickstart-out/` in the notebook's folder (about 10 MB); delete it when done.
+Everything is written under `quickstart-out/` in the notebook's folder (about 6 MB); delete it when done.
 """),
     ("py", """
 from pathlib import Path
