@@ -88,16 +88,20 @@ def add_evidence(*parts):
     return {"hist": add_hist(*[p["hist"] for p in parts]), "sample": add_samples(*[p["sample"] for p in parts])}
 
 
-def ortho_tile(io, ctx, tile, ortho, want_patch):
+def ortho_tile(io, ctx, tile, ortho, want_patch, arrays=None):
     """The ortho baseline's raw per-cell test (:mod:`offnadir.change.ortho`) written as
     ``change_ortho``/``score_ortho`` (``change``/``score`` with method ortho; the maps pass
-    calibrates them), and histograms ``{("ortho", t, stratum): counts}`` of its statistic."""
+    calibrates them), and histograms ``{("ortho", t, stratum): counts}`` of its statistic.
+    ``arrays``: the core's visible/value/elevated when the caller read them already."""
     from offnadir.change.ortho import cell_scores, usable
 
     yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
-    vis = io.read("visible", (slice(None),) + yx)
-    val = io.read("value", (slice(None), slice(None)) + yx).astype(np.float64)
-    elev = io.read("elevated", yx) == 1 if want_patch else np.zeros(vis.shape[1:], bool)
+    if arrays:  # read by the patch sums of the same task
+        vis, val, elev = arrays["visible"], arrays["value"], arrays["elevated"] == 1
+    else:
+        vis = io.read("visible", (slice(None),) + yx)
+        val = io.read("value", (slice(None), slice(None)) + yx).astype(np.float64)
+        elev = io.read("elevated", yx) == 1 if want_patch else np.zeros(vis.shape[1:], bool)
     fin = np.all(np.isfinite(val), axis=1)
     ch = np.full(vis.shape, 2, np.uint8)
     sc = np.full(vis.shape, np.nan, np.float32)

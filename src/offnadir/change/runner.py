@@ -343,11 +343,11 @@ def _sums_tile(io, ctx, tile, models, want_patch, want_ortho):
     from offnadir.change import cells as P
 
     m, sc, ortho = models
-    out = {}
+    out, arrays = {}, {}
     if want_patch:
-        out["patch"] = T.patch_tile(io, ctx, tile, m, sc)
+        out["patch"] = T.patch_tile(io, ctx, tile, m, sc, keep=arrays)
     if want_ortho:
-        out["hist"] = P.ortho_tile(io, ctx, tile, ortho, want_patch)
+        out["hist"] = P.ortho_tile(io, ctx, tile, ortho, want_patch, arrays)
     return out
 
 

@@ -133,8 +133,10 @@ def _robust_cells(models, scales, x, y, stratum):
 
 
 # ----------------------------------------------------------------------------- patch sums
-def patch_tile(io, ctx, tile, models, scales):
-    """Per-patch sums of the tile, grouped by patch ID (see :mod:`offnadir.change.criteria`)."""
+def patch_tile(io, ctx, tile, models, scales, keep=None):
+    """Per-patch sums of the tile, grouped by patch ID (see :mod:`offnadir.change.criteria`).
+    ``keep``: a dict that receives the core's ``visible``, ``value`` and ``elevated`` arrays read
+    here (the ortho baseline's test of the same pass uses them instead of reading them again)."""
     out = {}
     halo = ctx.max_shift()
     w = Window.around(tile, halo, ctx.shape)
@@ -145,6 +147,8 @@ def patch_tile(io, ctx, tile, models, scales):
     lab = io.read("patch", w.yx)
     elev = io.read("elevated", w.yx)
     lit = io.read("illumination", (slice(None),) + w.yx)
+    if keep is not None:
+        keep.update(visible=vis[:, cy, cx], value=val[:, :, cy, cx], elevated=elev[cy, cx])
     labc = lab[cy, cx]
     inp = labc > 0
     ids, inv = np.unique(labc[inp], return_inverse=True)
