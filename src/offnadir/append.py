@@ -294,7 +294,17 @@ def _stage():
     """The change stage's runner (its module moves as the stage is reorganised)."""
     from offnadir.change import runner
 
-    return runner.Runner, lambda run, done: runner.run_all(run, done, mark=True), runner.PROGRESS
+    def run_all(run, done, skip=()):
+        """:func:`offnadir.change.runner.run_all`, leaving out passes already run."""
+        if not skip or not hasattr(runner.Runner, "PASSES"):
+            return runner.run_all(run, done, mark=True)
+        run.done, run.mark = done, True
+        for name in runner.Runner.PASSES:
+            if name not in skip:
+                getattr(run, name)()
+        return run
+
+    return runner.Runner, run_all, runner.PROGRESS
 
 
 def _change_one(path, ds, opts, image_vars, index, client, quiet, summary, against=None) -> dict:
@@ -315,17 +325,17 @@ def _change_one(path, ds, opts, image_vars, index, client, quiet, summary, again
     rename = {v: f"{v}_prev" for v in L.PREV_VARS if f"{v}_prev" in ds} if prev else {}
     io = A.ImageSubsetIO(path, (ref, index), image_vars, {progress: pname}, rename)
     cube = _open(path).isel(image=[ref, index])
+    cube = cube.assign_coords({k: cube[k].load() for k in cube.coords if "image" in cube[k].dims})
     run = Runner(io, cube, opts, chunks_yx, client=client, quiet=quiet)
-    light = 0
-    if not prev:
-        light = _illumination(path, run, run.context(), ds, index, client, summary, chunks_yx)
+    ctx = run.context()
+    light = 0 if prev else _illumination(path, run, ctx, ds, index, client, summary, chunks_yx)
     g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
     done = np.asarray(g[pname][...])
     n_maps = int(sum(1 for t in L.tiles(*chunks_yx) if not done[t.ti, t.tj] & A.WRITTEN))
     names = [str(v) for v in ds["image"].values]
     _say(quiet, f"append: change of {names[index]} against {names[ref]}{' (previous date)' if prev else ''}, "
                 f"{n_maps} of {done.size} tiles to write")
-    run_all(run, done)
+    run_all(run, done, skip=("context",))  # the context is computed above (the sun of the illumination)
     with S._quiet_zarr():
         g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
         if prev:

@@ -4,8 +4,6 @@ illumination. The tasks are module-level functions (picklable) that open the sto
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from offnadir import append_io as A
@@ -56,8 +54,7 @@ def layout(path, ds, plan, sub_cfg, n0, k_new, against_previous: bool = False) -
         chunks = tuple(a.chunks)
         shape = (k_new,) + tuple(a.shape[1:])
         arr = da.full(shape, a.fill_value if a.fill_value is not None else 0, dtype=a.dtype,
-                      chunks=tuple((min(c, s),) * max(1, math.ceil(s / c)) if s else (0,)
-                                   for c, s in zip(chunks, shape)))
+                      chunks=tuple(max(1, min(c, s)) for c, s in zip(chunks, shape)))
         data[k] = (ds[k].dims, arr, _attrs(ds[k]))
     coords["image"] = ("image", cube["image"].values)
     tmpl = xr.Dataset(data, coords=coords)

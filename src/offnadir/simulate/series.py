@@ -80,9 +80,12 @@ def simulate_series(out_dir, seed: int = 3, size: int = 160, cell: float = 0.5, 
     terrain, e1, e2, _ = sc.rasterize(model)
     changed = (e1.dsm != e2.dsm) | (e1.material != e2.material)
     pieces, n_pieces = ndimage.label(changed, structure=np.ones((3, 3)))
-    # piece p (1-based, in label order) changes at date 1 + (p - 1) mod (N - 1)
-    piece_date = np.r_[-1, 1 + (np.arange(n_pieces) % (len(views) - 1))].astype(np.int32)
+    # the pieces, in an order drawn from the seed, change at dates 1, 2, ..., N-1, 1, 2, ... in turn
+    order = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5E41E5])).permutation(n_pieces)
+    piece_date = np.r_[-1, 1 + (np.argsort(order) % (len(views) - 1))].astype(np.int32)
     change_date = piece_date[pieces]
+    dh = e2.dsm - e1.dsm
+    kinds = [_kind(dh[pieces == p + 1]) for p in range(n_pieces)]
 
     grid = Grid.centred(center_lonlat[0], center_lonlat[1], size, cell, None)
     h_min, h_max = float(min(e1.dsm.min(), e2.dsm.min())), float(max(e1.dsm.max(), e2.dsm.max()))
@@ -133,11 +136,22 @@ def simulate_series(out_dir, seed: int = 3, size: int = 160, cell: float = 0.5, 
                                         "surface differs from the first date's; -1: never changed"))
     (out / "series.json").write_text(json.dumps(dict(
         seed=int(seed), size=int(size), cell=float(cell), dates=records,
-        pieces=[dict(piece=int(p + 1), date_index=int(piece_date[p + 1]), cells=int((pieces == p + 1).sum()))
-                for p in range(n_pieces)],
+        pieces=[dict(piece=int(p + 1), date_index=int(piece_date[p + 1]), cells=int((pieces == p + 1).sum()),
+                     kind=kinds[p]) for p in range(n_pieces)],
         changed_cells_per_date=[int((change_date == k).sum()) for k in range(len(views))]), indent=1) + "\n")
     items = write_items(out / "items.json", paths, records, grid)
     return SimulatedSeries(out, out / "dsm.tif", paths, dates, suns, change_date, items)
+
+
+def _kind(dh) -> str:
+    """What a changed piece is, from its height change (metres): new, demolished, raised, lowered,
+    or material only (re-roofed)."""
+    med = float(np.median(dh)) if dh.size else 0.0
+    if abs(med) < 0.5:
+        return "material"
+    if med > 0:
+        return "new" if med > 5 else "raised"
+    return "demolished" if med < -5 else "lowered"
 
 
 def write_items(path: Path, images, records, grid) -> Path:
