@@ -10,12 +10,20 @@ import dask.array as da
 import numpy as np
 
 from offnadir.cube import tile as tilemod
+from offnadir.cube.plan import Tile
+
+
+# Every task gets the DSM and the plan as one shared graph node (traverse=False) and its tile as
+# plain integers: dask.delayed unpacks and tokenizes the arguments of every call, and a dataclass
+# (the DSM source, a Tile) is walked field by field each time. For a 100,000^2-cell plan (9,604
+# tiles, 10,979 statistics tasks) that walking was most of the time to build and submit the graph.
 
 
 def dsm_stats(dsm, chunk: int):
     """Delayed (h_min, h_max, n_valid) of the stored DSM heights: one task per block, tree-combined."""
     ny, nx = dsm.shape
-    parts = [dask.delayed(tilemod.block_stats, pure=True)(dsm, i, min(i + chunk, ny), j, min(j + chunk, nx))
+    dsm_node = dask.delayed(dsm, pure=True, traverse=False)
+    parts = [dask.delayed(tilemod.block_stats, pure=True)(dsm_node, i, min(i + chunk, ny), j, min(j + chunk, nx))
              for i in range(0, ny, chunk) for j in range(0, nx, chunk)]
     while len(parts) > 1:
         parts = [dask.delayed(tilemod.combine_stats, pure=True)(*parts[k:k + 8]) for k in range(0, len(parts), 8)]
@@ -29,7 +37,7 @@ def cube_arrays(plan) -> dict[str, da.Array]:
     blocks = {name: [[None] * grid[1] for _ in range(grid[0])] for name in tilemod.FIELDS}
     plan_node = dask.delayed(plan, pure=True, traverse=False)
     for t in plan.tiles():
-        res = dask.delayed(tilemod.compute_tile, pure=True)(plan_node, t)
+        res = dask.delayed(compute_tile_at, pure=True)(plan_node, *_ints(t))
         ny, nx = t.shape
         shapes = {"row": (n_img, ny, nx), "col": (n_img, ny, nx), "visible": (n_img, ny, nx),
                   "value": (n_img, plan.n_bands, ny, nx), "dsm": (ny, nx)}
@@ -41,13 +49,27 @@ def cube_arrays(plan) -> dict[str, da.Array]:
 
 def tile_write_tasks(plan, store_path: str, skip: set | None = None) -> list:
     """Delayed tasks, one per tile not in ``skip``, each computing its tile and writing its region."""
-    from offnadir import store
-
     skip = skip or set()
     # one graph node holds the plan, shared by every task (not re-traversed and embedded per tile)
     plan_node = dask.delayed(plan, pure=True, traverse=False)
-    return [dask.delayed(store.write_tile, pure=False)(store_path, plan_node, t)
+    return [dask.delayed(write_tile_at, pure=False)(store_path, plan_node, *_ints(t))
             for t in plan.tiles() if (t.ti, t.tj) not in skip]
+
+
+def _ints(t) -> tuple[int, ...]:
+    return t.ti, t.tj, t.i0, t.i1, t.j0, t.j1
+
+
+def compute_tile_at(plan, ti, tj, i0, i1, j0, j1) -> dict:
+    """:func:`offnadir.cube.tile.compute_tile` of the tile given by its integers (a task)."""
+    return tilemod.compute_tile(plan, Tile(ti, tj, i0, i1, j0, j1))
+
+
+def write_tile_at(store_path, plan, ti, tj, i0, i1, j0, j1):
+    """:func:`offnadir.store.write_tile` of the tile given by its integers (a task)."""
+    from offnadir import store
+
+    return store.write_tile(store_path, plan, Tile(ti, tj, i0, i1, j0, j1))
 
 
 def empty_arrays(plan) -> dict[str, da.Array]:
