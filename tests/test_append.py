@@ -182,6 +182,23 @@ def test_append_refuses_what_it_cannot_extend(series, tmp_path, capsys):
     assert _open(two).sizes["image"] == 2  # nothing written
 
 
+def test_stac_items_not_in_the_store_are_appended_in_date_order(series):
+    """``offnadir append --stac items.json``: the series' STAC items (written with pystac) minus the
+    images the store holds, as config entries with their dates and suns."""
+    from offnadir.cli import build_parser
+    from offnadir.cli.append import _entries
+
+    tmp, s, one, two = series
+    args = build_parser().parse_args(["append", str(two), "--stac", str(s.items)])
+    got = _entries(args)
+    assert [Path(e["path"]).name for e in got] == ["image_2.tif"]
+    assert got[0]["date"] == s.dates[2]
+    assert abs(got[0]["sun_elevation"] - s.suns[2][1]) < 1e-9
+    args = build_parser().parse_args(["append", str(two), "--stac", str(s.items), "--start", "2099-01-01"])
+    with pytest.raises(Exception, match="none of its"):
+        _entries(args)
+
+
 def test_history_by_hand():
     # one row of cells, base + 4 dates given out of order; change codes 0 no, 1 yes, 2 unobservable
     days = np.array([100, 400, 200, 300, 500])  # base, then targets at days 400, 200, 300, 500
