@@ -5,9 +5,11 @@ the second date, dry season, per-band gain/offset/gamma drawn from the seed, no 
 files, 20 % of the trees cut or grown), then ``offnadir detect`` with defaults only (the sun is
 estimated from the images and the DSM), then ``offnadir evaluate`` against
 
-* ``truth_structural.tif`` (``--reference binary``): built, demolished, raised, tree cut or grown;
-  re-roofs (material only) and height changes below one pixel of parallax left out — the reasons
-  are in :mod:`offnadir.simulate.truth`. This is the headline: **elevated F1** (target >= 0.9);
+* ``truth_structural.tif`` (a height-change reference: 1 loss, 2 gain, 255 left out): built,
+  demolished, raised, tree cut or grown; re-roofs (material only) and height changes below one
+  pixel of parallax left out — the reasons are in :mod:`offnadir.simulate.truth`. This is the
+  headline: **elevated F1** (target >= 0.9), on the decided cells, with score AUC and the recall
+  of changed objects >= 100 m² that ``offnadir evaluate`` adds for such references;
 * ``truth_change.tif`` (height or material): the old truth, for comparison.
 
 It also prints where the misses and false alarms are, per truth class (``truth_change_class.tif``,
@@ -85,7 +87,7 @@ def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool) -> dic
                       str(d / "base.tif"), "--target", str(d / "target.tif"), "-o", str(store), "--workers",
                       str(workers), "--quiet", "--overwrite"])
     meta = json.loads((d / "scene.json").read_text())
-    rep = evaluate(store, d / "truth_structural.tif", reference="binary")
+    rep = evaluate(store, d / "truth_structural.tif")  # a height-change reference (auto-detected)
     rep_old = evaluate(store, d / "truth_change.tif", reference="binary")
     ds = xr.open_zarr(store)
     names = [str(v) for v in ds["image"].values]
@@ -95,7 +97,8 @@ def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool) -> dic
     out = dict(seed=seed, method=method, simulate_s=t_sim, detect_s=t_det,
                elevated=res[method]["elevated"], ground=res[method]["ground"],
                ortho_elevated=res["ortho"]["elevated"] if "ortho" in res else None,
-               elevated_old_truth=rep_old["images"][names[t]][method]["elevated"])
+               elevated_old_truth=rep_old["images"][names[t]][method]["elevated"],
+               reference=res.get("reference", {}).get(method))
     # the same cells as evaluate: visible in both by the cube, visible in both by the truth
     vis = np.asarray(ds["visible"].values)
     chm = np.asarray(ds["change"].values[t])
@@ -123,8 +126,9 @@ def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool) -> dic
     from scipy.ndimage import distance_transform_edt
 
     sb = _read(d / "truth_structural.tif")
-    scored = cells & (sb != T.IGNORE)
-    miss = scored & (sb == 1) & ~flag
+    changed = np.isin(sb, (T.LOSS, T.GAIN))
+    scored = cells & (sb != T.IGNORE) & (chm != 2)
+    miss = scored & changed & ~flag
     out["misses"] = {T.CLASSES[c]: int((miss & (cls == c)).sum()) for c in T.STRUCTURAL}
     near = distance_transform_edt(cls == 0) * float(meta["cell"]) <= NEAR_M
     fa = scored & (sb == 0) & flag
@@ -134,8 +138,8 @@ def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool) -> dic
                            "ground, shadow at either date": int((fa & ~elev & ~near & (shadow != 0)).sum()),
                            "ground, lit at both dates": int((fa & ~elev & ~near & (shadow == 0)).sum())}
     # buildings only: tree changes left out as well
-    keep = cells & elev & (sb != T.IGNORE) & ~np.isin(cls, (T.CODE["tree_cut"], T.CODE["tree_grown"]))
-    out["elevated_buildings_only"] = metrics(sb[keep] == 1, flag[keep])
+    keep = scored & elev & ~np.isin(cls, (T.CODE["tree_cut"], T.CODE["tree_grown"]))
+    out["elevated_buildings_only"] = metrics(changed[keep], flag[keep])
     # the sun the change stage used
     suns = json.loads(ds.attrs.get("change_sun", "null") or "null") or []
     out["sun"] = []
@@ -177,6 +181,12 @@ def main(argv=None) -> int:
         print(f"  elevated F1 {_f(e['f1'])} (P {_f(e['precision'])}, R {_f(e['recall'])}, {e['n']} cells) | "
               f"buildings only {_f(b['f1'])} (P {_f(b['precision'])}, R {_f(b['recall'])}) | old truth (height or "
               f"material) {_f(eo['f1'])} | ortho {_f(r['ortho_elevated']['f1']) if r['ortho_elevated'] else '-'}")
+        ref = r["reference"]
+        if ref:
+            o = ref["objects"]
+            print(f"  all decided cells: F1 {_f(ref['f1'])}, score AUC {_f(ref['auc'])}; changed objects >= "
+                  f"{o['min_area_m2']:g} m2 found {o.get('found', 0)}/{o.get('objects', 0)} (loss "
+                  f"{_f(o.get('loss_recall', math.nan))}, gain {_f(o.get('gain_recall', math.nan))})")
         print(f"  ground false alarms {_f(g['false_alarm_rate'])} (lit {_f(r['ground_fa_lit'])}, in shadow at either "
               f"date {_f(r['ground_fa_shadow'])}; {100 * r['ground_fa_shadow_share']:.0f} % of them in shadow)")
         for s in r["sun"]:

@@ -463,7 +463,8 @@ def test_hard_preset_options_and_their_truth(tmp_path):
 
 def _check_structural_truth(s):
     """truth_change_class gives every changed cell a class; truth_structural counts height changes
-    of buildings and trees, leaves re-roofs (material only) and sub-parallax changes out (255)."""
+    of buildings and trees (loss 1, gain 2), leaves re-roofs (material only) and sub-parallax
+    changes out (255)."""
     from offnadir.simulate import truth as T
 
     cls, st = s.change_class, s.structural
@@ -487,11 +488,18 @@ def _check_structural_truth(s):
     assert dh_min == pytest.approx(0.5 / p, rel=1e-3) and 0.85 < dh_min < 0.95
     assert np.all(np.abs(dh[np.isin(cls, T.STRUCTURAL)]) >= dh_min)
     assert np.all(np.abs(dh[cls == 7]) < dh_min) and (cls == 7).any()  # rims of grown crowns
-    # structural: 1 on height changes, 255 on re-roofs and sub-parallax changes, 0 elsewhere
-    assert np.array_equal(st == 1, np.isin(cls, T.STRUCTURAL))
+    # structural (height-change reference format): 1 loss, 2 gain, 255 re-roofs and sub-parallax, 0 none
+    assert np.array_equal(np.isin(st, (1, 2)), np.isin(cls, T.STRUCTURAL))
+    assert np.array_equal(st == 1, np.isin(cls, T.STRUCTURAL) & (dh < 0))
+    assert np.array_equal(st == 2, np.isin(cls, T.STRUCTURAL) & (dh > 0))
+    assert set(np.unique(st[cls == 2])) == {1} and set(np.unique(st[cls == 5])) == {1}  # demolished, cut
+    assert set(np.unique(st[np.isin(cls, (1, 3, 6))])) == {2}  # new, raised, grown
     assert np.array_equal(st == T.IGNORE, np.isin(cls, (4, 7)))
     assert np.array_equal(st == 0, cls == 0)
-    assert s.meta["truth"]["structural_cells"] == int((st == 1).sum())
+    assert s.meta["truth"]["structural_cells"] == int(np.isin(st, (1, 2)).sum())
+    from offnadir.change import reference
+
+    assert reference.kind(st) == "height"  # offnadir evaluate reads it as a height-change reference
     # same views azimuth: no parallax between the views -> the cap (the elevated threshold)
     assert T.parallax_dh_min({"base": (20.0, 90.0), "target": (20.0, 90.0)}, 0.5, 2.5) == 2.5
 

@@ -19,12 +19,13 @@ Output directory::
     truth_change_class.tif uint8 class of each change: 1 new, 2 demolished, 3 raised, 4 re-roofed
                        (material only), 5 tree cut, 6 tree grown, 7 height change below one pixel
                        of parallax between the views (:mod:`~offnadir.simulate.truth`)
-    truth_structural.tif uint8 the change a method is asked to find: 1 built, demolished, raised,
-                       tree cut or grown; 0 none; 255 left out of the scores (re-roofs: a
+    truth_structural.tif uint8 the change a method is asked to find, in the height-change reference
+                       format (as Kahramanmaras'): 1 loss (demolished, tree cut), 2 gain (new,
+                       raised, tree grown), 0 none, 255 left out of the scores (re-roofs: a
                        material change, not a structural one; height changes below one pixel of
-                       parallax between the views). Score it with ``offnadir evaluate
-                       OUT.zarr truth_structural.tif --reference binary``; the reasons are in
-                       :mod:`offnadir.simulate.truth`
+                       parallax between the views). ``offnadir evaluate OUT.zarr
+                       truth_structural.tif`` scores it (with score AUC and object recall); the
+                       reasons are in :mod:`offnadir.simulate.truth`
     truth_elevated.tif uint8 1 where the epoch-1 or epoch-2 surface is > 2.5 m above the terrain
     truth_occluded.tif uint8 bits: 1 hidden in the base view (epoch-1 surface), 2 hidden in the
                        target view (epoch-2 surface), 4 hidden in the target view over the epoch-1
@@ -127,7 +128,7 @@ class SimulatedScene:
     epochs: tuple = field(repr=False, default=())  #: (EpochRaster 1, 2); epoch 2's albedo/side as rendered
     visible_counts: dict = field(repr=False, default_factory=dict)
     change_class: np.ndarray = None  #: truth_change_class (see offnadir.simulate.truth)
-    structural: np.ndarray = None  #: truth_structural: 1 change, 0 none, 255 left out
+    structural: np.ndarray = None  #: truth_structural: 1 loss, 2 gain, 0 none, 255 left out
 
     def camera(self, view: str = "base", *, biased: bool = True):
         """An :class:`offnadir.Camera` of the view: the RPC as written (``biased``) or the true one."""
@@ -181,7 +182,7 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
     from offnadir.simulate import truth, views, write
     from offnadir.simulate.camera_model import PushbroomCamera, affine_apply, fit_rpc
     from offnadir.simulate.grid import Grid
-    from offnadir.simulate.gcps import pick_gcps
+    from offnadir.simulate.gcps import clearance, pick_gcps
     from offnadir.simulate.radiometry import to_dn
     from offnadir.simulate.sun import parse_utc, random_dates, sun_vector
     from offnadir.sun import sun_position
@@ -235,6 +236,7 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
     if opt["tree_changes"] > 0:
         f = float(opt["tree_changes"])
         trees_changed = sc.change_trees(model, terrain, e2, tree_h, rng_h, f / 2, f / 2)
+    del tree_h
     grid = Grid.centred(center_lonlat[0], center_lonlat[1], size, cell, crs)
     h_min = float(min(e1.dsm.min(), e2.dsm.min()))
     h_max = float(max(e1.dsm.max(), e2.dsm.max()))
@@ -328,10 +330,11 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
     occluded |= (views.centre_hidden(cams["target"], grid, e2.dsm) * 16).astype(np.uint8)
 
     # ------------------------------------------------------------------ GCPs
-    gcps = {}
+    gcps, dist = {}, clearance(elevated, grid.cell)
     for k, name in enumerate(("base", "target")):
         gcps[name] = pick_gcps(grid, e1, e2, terrain, elevated, change, vis_counts[name], supersample,
-                                cams[name], seed + 17 * k)
+                               cams[name], seed + 17 * k, dist=dist)
+    del dist
 
     # ------------------------------------------------------------------ write
     vdesc = {}
@@ -374,7 +377,7 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
                                     for n in ("base", "target")}, gsd, ELEVATED_M)
     change_class = truth.change_classes(e1, e2, [dict(id=b.id, change=b.change) for b in model.buildings],
                                         sc.TREE, dh_min)
-    structural = truth.structural(change_class)
+    structural = truth.structural(change_class, e2.dsm - e1.dsm)
     write.write_dsm(paths["dsm"], e1.dsm, grid, epoch=1, acquired=dates[0])
     write.write_dsm(paths["dsm_epoch2"], e2.dsm, grid, epoch=2, acquired=dates[1])
     write.write_dsm(paths["dtm"], terrain, grid, epoch=0, acquired=dates[0],
@@ -385,11 +388,12 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
     write.write_grid_raster(paths["truth_change_class"], change_class, grid, description="change class", tags=dict(
         MEANING="; ".join(f"{k} {v}" for k, v in truth.CLASSES.items()),
         DH_MIN_M=f"{dh_min:.4f}", RULES="see offnadir.simulate.truth"))
-    write.write_grid_raster(paths["truth_structural"], structural, grid, description="structural change 0/1/255",
-                            tags=dict(MEANING="1: built, demolished, raised, tree cut or grown (height change >= "
-                                              f"{dh_min:.3f} m); 0: none; 255: left out of the scores (re-roofed: "
-                                              "material only; height change below one pixel of parallax)",
-                                      EVALUATE="offnadir evaluate OUT.zarr truth_structural.tif --reference binary"))
+    write.write_grid_raster(paths["truth_structural"], structural, grid, description="height change 0/1/2/255",
+                            tags=dict(MEANING="1: loss (demolished, tree cut), 2: gain (new, raised, tree grown), "
+                                              f"height change >= {dh_min:.3f} m; 0: none; 255: left out of the "
+                                              "scores (re-roofed: material only; height change below one pixel "
+                                              "of parallax)",
+                                      EVALUATE="offnadir evaluate OUT.zarr truth_structural.tif"))
     write.write_grid_raster(paths["truth_elevated"], elevated, grid, description="elevated 0/1", tags=dict(
         MEANING=f"1: epoch-1 or epoch-2 surface more than {ELEVATED_M} m above the terrain"))
     write.write_grid_raster(paths["truth_occluded"], occluded, grid, description="occluded bits", tags=dict(
@@ -427,7 +431,7 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
                    change_definition="dsm_epoch2 != dsm or material changed",
                    change_classes={truth.CLASSES[c]: int(n) for c, n in zip(*np.unique(change_class,
                                                                                         return_counts=True))},
-                   structural_cells=int((structural == 1).sum()),
+                   structural_cells=int(np.isin(structural, (truth.LOSS, truth.GAIN)).sum()),
                    structural_ignored_cells=int((structural == truth.IGNORE).sum()),
                    structural_dh_min_m=dh_min,
                    structural_definition="height change >= structural_dh_min_m of a building or tree; re-roofs "

@@ -54,8 +54,20 @@ def _h(dsm, i, j):
     return dsm[i, j]
 
 
+@njit(inline="always", **_NB)
+def _log2(k):
+    """log2 of a power of two (block indices are cell indices shifted right)."""
+    s = 0
+    while (1 << s) < k:
+        s += 1
+    return s
+
+
 def block_max(dsm: np.ndarray, k: int = BLOCK) -> np.ndarray:
-    """Highest top of each ``k × k`` block of ``dsm`` (float64, ceil(H/k) × ceil(W/k))."""
+    """Highest top of each ``k × k`` block of ``dsm`` (float64, ceil(H/k) × ceil(W/k)); ``k`` a
+    power of two."""
+    if k < 1 or k & (k - 1):
+        raise ValueError(f"block side {k} must be a power of two")
     ny, nx = dsm.shape
     nby, nbx = -(-ny // k), -(-nx // k)
     out = np.empty((nby, nbx), np.float64)
@@ -93,10 +105,11 @@ def first_hit(dsm, bmax, k, u0, v0, z0, u1, v1, z1, wall_min):
     face = -1
     bi = -1
     bj = -1
+    ks = _log2(k)
     while True:
         if 0 <= i < ny and 0 <= j < nx:
-            ib = i // k
-            jb = j // k
+            ib = i >> ks
+            jb = j >> ks
             if ib != bi or jb != bj:
                 bi = ib
                 bj = jb
@@ -169,6 +182,7 @@ def blocked(dsm, bmax, k, u, v, z, su, sv, sz, cell, zmax, tol):
     inv_v = 1.0 / dv if si != 0 else 0.0
     bi = -1
     bj = -1
+    ks = _log2(k)
     first = True
     t = 0.0
     while True:
@@ -176,8 +190,8 @@ def blocked(dsm, bmax, k, u, v, z, su, sv, sz, cell, zmax, tol):
             if t > t_end:
                 return False
             if 0 <= i < ny and 0 <= j < nx:
-                ib = i // k
-                jb = j // k
+                ib = i >> ks
+                jb = j >> ks
                 if ib != bi or jb != bj:
                     bi = ib
                     bj = jb

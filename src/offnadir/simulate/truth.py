@@ -21,9 +21,12 @@ code  name                 cells
 7     below_parallax       a cell of class 1-3, 5 or 6 whose height changed by less than ``dh_min``
 ====  ===================  ==========================================================================
 
-**Structural truth** (``truth_structural.tif``: 0 no change, 1 change, 255 left out of the
-scores; ``offnadir evaluate OUT.zarr truth_structural.tif --reference binary``): what the change
-stage is asked to find — surfaces that were built, demolished, raised, cut or grown. The rules:
+**Structural truth** (``truth_structural.tif``, the height-change reference format of
+:mod:`offnadir.change.reference`, as the Kahramanmaraş reference: 0 no change, 1 loss (the surface
+went down: demolished, tree cut), 2 gain (it went up: new, raised, tree grown), 255 left out of
+the scores; ``offnadir evaluate OUT.zarr truth_structural.tif`` recognises it and adds score AUC and
+object recall): what the change stage is asked to find — surfaces that were built, demolished,
+raised, cut or grown. The rules:
 
 * **Re-roofs (4) are left out (255).** Same geometry, new material: a change of reflectance, not
   of structure. The structural truth is what the change stage is asked to find from geometry that
@@ -109,8 +112,16 @@ def change_classes(e1, e2, buildings, tree_kind: int, dh_min: float) -> np.ndarr
     return out
 
 
-def structural(classes: np.ndarray) -> np.ndarray:
-    """``truth_structural`` from the classes: 1 structural change, 0 none, 255 left out."""
-    out = np.where(np.isin(classes, STRUCTURAL), 1, 0).astype(np.uint8)
+LOSS, GAIN = 1, 2
+
+
+def structural(classes: np.ndarray, dh: np.ndarray) -> np.ndarray:
+    """``truth_structural`` from the classes and the height change ``dh`` (epoch 2 - epoch 1):
+    :data:`LOSS` / :data:`GAIN` where a structural change lowered / raised the surface, 0 none,
+    :data:`IGNORE` left out (re-roofs, changes below one pixel of parallax)."""
+    out = np.zeros(classes.shape, np.uint8)
+    counted = np.isin(classes, STRUCTURAL)
+    out[counted & (dh < 0)] = LOSS
+    out[counted & (dh > 0)] = GAIN
     out[np.isin(classes, (CODE["reroofed"], CODE["below_parallax"]))] = IGNORE
     return out
