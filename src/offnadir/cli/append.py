@@ -114,6 +114,5 @@ def run(args) -> int:
     out = sys.stderr if args.quiet else sys.stdout
     print(f"appended {len(summary['images'])} image(s) to {args.store}: {summary['cube_tiles']} cube tiles, "
           f"{summary['change_tiles']} change tiles computed", file=out)
-    for e in summary["exceptions"]:
-        print(f"offnadir: note: {e}", file=sys.stderr)
+    # the exceptions were logged as warnings by offnadir.append (and are stored in offnadir:appends)
     return 0
