@@ -142,6 +142,9 @@ def table_dataset(ids, image_names, per_target: dict, static: dict, cell: float)
     ds = xr.Dataset(data, coords={"patch_id": ("patch_id", np.asarray(ids, np.int64)),
                                   "image": ("image", np.asarray(image_names, dtype=object))})
     ds["patch_id"].attrs["long_name"] = "patch ID (as in the patch map)"
+    for name in ds.data_vars:  # one chunk per image: `offnadir append` adds a row without touching earlier ones
+        if ds[name].dims == ("image", "patch_id"):
+            ds[name].encoding["chunks"] = (1, max(n, 1))
     return ds
 
 
