@@ -95,3 +95,11 @@ def test_help_imports_no_heavy_library(argv):
     p = _run(["-c", code, *argv], _env())
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout.splitlines()[-1]) == [0, []]
+
+
+def test_a_run_says_when_the_workers_kernels_are_not_cached(warmed, tmp_path):
+    code = "from offnadir.cluster import _say_if_cache_is_cold as f; f()"
+    cold = _run(["-c", code], _env(NUMBA_CACHE_DIR=tmp_path / "empty"))
+    assert cold.returncode == 0 and "offnadir warmup" in cold.stderr and str(tmp_path / "empty") in cold.stderr
+    warm = _run(["-c", code], _env(NUMBA_CACHE_DIR=warmed[0]))
+    assert warm.returncode == 0 and warm.stderr == ""
