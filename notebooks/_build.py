@@ -51,6 +51,7 @@ import rioxarray
 import xarray as xr
 
 import offnadir
+from offnadir.change.evaluate import format_report
 
 OUT = Path("quickstart-out")
 SIZE = 256  # DSM cells per side (0.5 m cells: 128 m); 256-1024 run in seconds to minutes
@@ -113,7 +114,8 @@ rgb = ds["value"].sel(image="target").isel(band=[2, 1, 0]).transpose("y", "x", "
 rgb = np.clip(rgb / np.nanpercentile(rgb, 99), 0, 1)
 colours = plt.matplotlib.colors.ListedColormap(["#d9d9d9", "#d7191c", "#2b2b2b"])
 fig, ax = plt.subplots(1, 3, figsize=(13, 4.5), sharex=True, sharey=True)
-ax[0].imshow(np.nan_to_num(rgb)); ax[0].set_title("target image on the DSM grid")
+ax[0].imshow(np.nan_to_num(rgb))
+ax[0].set_title("target image on the DSM grid")
 ax[1].imshow(change, cmap=colours, vmin=0, vmax=2, interpolation="nearest")
 ax[1].set_title("change (grey none, red change, black not observable)")
 ax[2].imshow(truth.values, cmap=colours, vmin=0, vmax=2, interpolation="nearest")
@@ -140,7 +142,6 @@ print(f"{cells.sum()} cells scored: precision {tp / (tp + fp):.3f}, recall {tp /
       f"F1 {2 * tp / (2 * tp + fp + fn):.3f}")
 
 report = offnadir.evaluate(store, scene.paths["truth_change"])
-from offnadir.change.evaluate import format_report
 print(format_report(report))
 ours = report["images"]["target"]["patch"]["all"]
 assert (ours["tp"], ours["fp"], ours["fn"]) == (tp, fp, fn)  # two counts of the same thing agree
@@ -258,6 +259,7 @@ from offnadir.change.history import decode_days
 from offnadir.export import export
 from offnadir.io import stac
 from offnadir.simulate.series import DEFAULT_SERIES, simulate_series
+from offnadir.stac_out import write_stac
 
 OUT = Path("timeseries-out")
 series = simulate_series(OUT / "series", size=160, views=DEFAULT_SERIES[:4], overwrite=True)
@@ -364,10 +366,13 @@ print(f"unchanged cells with a detected change: {np.sum((truth_index < 0) & (det
 
 colours = plt.matplotlib.colors.ListedColormap(["#d9d9d9", "#1b9e77", "#d95f02", "#7570b3"])
 fig, ax = plt.subplots(1, 3, figsize=(13, 4.5), sharex=True, sharey=True)
-kw = dict(cmap=colours, vmin=-0.5, vmax=3.5, interpolation="nearest")
-ax[0].imshow(np.where(truth_index < 0, 0, truth_index), **kw); ax[0].set_title("truth: date of change")
-ax[1].imshow(np.where(detected_index < 0, 0, detected_index), **kw); ax[1].set_title("first_change")
-im = ax[2].imshow(n_changes, cmap="magma", interpolation="nearest"); ax[2].set_title("n_changes")
+kw = {"cmap": colours, "vmin": -0.5, "vmax": 3.5, "interpolation": "nearest"}
+ax[0].imshow(np.where(truth_index < 0, 0, truth_index), **kw)
+ax[0].set_title("truth: date of change")
+ax[1].imshow(np.where(detected_index < 0, 0, detected_index), **kw)
+ax[1].set_title("first_change")
+im = ax[2].imshow(n_changes, cmap="magma", interpolation="nearest")
+ax[2].set_title("n_changes")
 fig.colorbar(im, ax=ax[2], shrink=0.7)
 handles = [plt.matplotlib.patches.Patch(color=colours(k), label=str(d)) for k, d in enumerate(dates) if k]
 ax[0].legend(handles=handles, loc="lower left", fontsize=8)
@@ -396,7 +401,6 @@ polygons = export(store, "gpkg", OUT / "changes.gpkg", overwrite=True)[0]
 info = pyogrio.read_info(polygons)
 print(f"{polygons.name}: {info['features']} changed objects, CRS {info['crs']}, fields {list(info['fields'])}")
 
-from offnadir.stac_out import write_stac
 collection = pystac.Collection.from_file(str(write_stac(store, cogs=OUT / "cogs")))
 items = sorted(collection.get_items(recursive=True), key=lambda i: i.datetime)
 for item in items:
