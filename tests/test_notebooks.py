@@ -58,21 +58,42 @@ def test_committed_notebooks_are_what_the_generator_writes():
     assert build["main"](["--check"]) == 0
 
 
+def _execute(nb, tmp_path: Path) -> Path:
+    """Run ``nb`` in place (outputs filled in) in a fresh kernel from ``tmp_path/work``; that folder."""
+    work = tmp_path / "work"
+    work.mkdir()
+    nbclient.NotebookClient(nb, km=_kernel_manager(tmp_path), timeout=CELL_TIMEOUT, kernel_name="python3",
+                            resources={"metadata": {"path": str(work)}}).execute()
+    return work
+
+
 @pytest.mark.cluster
 @pytest.mark.timeout(600)  # per notebook; a hung kernel fails here instead of holding the suite
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
 def test_notebook_runs(name, tmp_path):
     before = sorted(p.name for p in NOTEBOOKS.iterdir())
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    work = tmp_path / "work"
-    work.mkdir()
-    client = nbclient.NotebookClient(nb, km=_kernel_manager(tmp_path), timeout=CELL_TIMEOUT,
-                                     kernel_name="python3", resources={"metadata": {"path": str(work)}})
     try:
-        client.execute()
+        work = _execute(nb, tmp_path)
     except nbclient.exceptions.CellExecutionError as e:
         pytest.fail(f"{name}: a cell failed:\n{ANSI.sub('', str(e))}", pytrace=False)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(c.execution_count is not None for c in code), f"{name}: not every cell ran"
     assert any(work.iterdir()), f"{name} wrote nothing into its working folder"
     assert sorted(p.name for p in NOTEBOOKS.iterdir()) == before, f"{name} wrote into notebooks/"
+
+
+@pytest.mark.timeout(120)
+def test_a_failing_cell_stops_the_notebook(tmp_path):
+    """The runner above fails on a cell's error (an assert in a notebook is a test) and runs the
+    kernel in the working folder, with this interpreter."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell("import os, sys\nprint(os.getcwd()); print(sys.executable)"),
+                             new_code_cell("assert 1 + 1 == 3, 'arithmetic broke'"),
+                             new_code_cell("print('never')")])
+    with pytest.raises(nbclient.exceptions.CellExecutionError, match="arithmetic broke"):
+        _execute(nb, tmp_path)
+    printed = nb.cells[0].outputs[0]["text"].split()
+    assert printed == [str((tmp_path / "work").resolve()), sys.executable]
+    assert nb.cells[2].execution_count is None and not nb.cells[2].outputs
