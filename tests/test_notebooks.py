@@ -68,6 +68,7 @@ def _execute(nb, tmp_path: Path) -> Path:
 
 
 @pytest.mark.cluster
+@pytest.mark.slow
 @pytest.mark.timeout(600)  # per notebook; a hung kernel fails here instead of holding the suite
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
 def test_notebook_runs(name, tmp_path):
