@@ -125,6 +125,30 @@ def test_append_resumes_after_a_failure(series, monkeypatch):
     _assert_same(_open(store), _open(one))
 
 
+def test_append_resumes_an_interrupted_layout(series, monkeypatch):
+    """A crash while the arrays are being resized (some longer than others) is undone on resume."""
+    import zarr
+
+    from offnadir import append_layout
+    from offnadir.append import append_images
+
+    tmp, s, one, two = series
+    store = _copy(two, tmp / "layout.zarr")
+
+    def crash(path, *a, **k):
+        row = zarr.open_group(str(path), mode="r+", use_consolidated=False)["row"]
+        row.resize((3,) + row.shape[1:])
+        raise OSError("simulated crash while laying out")
+
+    monkeypatch.setattr(append_layout, "layout", crash)
+    with pytest.raises(OSError):
+        append_images(store, [{"path": str(s.images[2])}])
+    monkeypatch.undo()
+    summary = append_images(store, [], resume=True)
+    assert summary["cube_tiles"] == 4
+    _assert_same(_open(store), _open(one))
+
+
 def test_against_previous_date(series):
     """--against-previous: the new date is also compared with the previous one; cells changed at
     the previous date are change against the base but mostly not against the previous date."""

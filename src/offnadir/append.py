@@ -179,6 +179,10 @@ def _append_locked(path, attrs, cfg, cfg_all, n0, pending, client, quiet, agains
     new_cfg = cfg_all["images"][n0:]
     k_new = len(new_cfg)
     summary = {"store": str(path), "images": [e["path"] for e in new_cfg], "exceptions": [], "n_before": n0}
+    if pending is not None and not pending.get("laid_out"):
+        shrunk = L.undo_resize(path, n0)  # the layout was interrupted: lay it out again
+        if shrunk:
+            log.info("append: an interrupted layout is undone (%d arrays back to %d images)", len(shrunk), n0)
     ds = _open(path)
     names_old = [str(v) for v in ds["image"].values][:n0]
     _check_dates(ds, n0, new_cfg, path)

@@ -24,6 +24,29 @@ def progress_name(index: int, prev: bool = False) -> str:
     return f"{PROGRESS}_{index}{'_prev' if prev else ''}"
 
 
+def _dims(a) -> tuple:
+    names = getattr(a.metadata, "dimension_names", None)
+    return tuple(names) if names else tuple(a.attrs.get("_ARRAY_DIMENSIONS", ()))
+
+
+def undo_resize(path, n0: int) -> list[str]:
+    """Shrink every ``image`` array back to ``n0`` images (an interrupted layout; zarr only, since
+    xarray refuses arrays of different lengths along one dimension). Returns the arrays shrunk."""
+    import zarr
+
+    from offnadir import store as S
+
+    out = []
+    with S._quiet_zarr():
+        g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        for name in list(g.array_keys()):
+            a = g[name]
+            if _dims(a)[:1] == ("image",) and a.shape[0] != n0:
+                a.resize((n0,) + tuple(a.shape[1:]))
+                out.append(name)
+    return out
+
+
 def layout(path, ds, plan, sub_cfg, n0, k_new, against_previous: bool = False) -> None:
     """Resize every image variable by ``k_new`` (new coordinates written, new data left empty) and
     create the append's progress arrays (and the ``*_prev`` maps when first asked for)."""
@@ -36,10 +59,6 @@ def layout(path, ds, plan, sub_cfg, n0, k_new, against_previous: bool = False) -
     from offnadir.cube import graph
 
     g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-    if ds.sizes["image"] != n0:  # laid out before an interruption: undo the resize and lay out again
-        for k in image_vars(ds) + ["image"]:
-            a = g[k]
-            a.resize((n0,) + a.shape[1:])
     cube = cube_ds.cube_dataset(plan, graph.empty_arrays(plan), config=sub_cfg).isel(image=slice(1, None))
     data, coords = {}, {}
     for k in image_vars(ds):
