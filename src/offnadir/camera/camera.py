@@ -256,8 +256,10 @@ def _flat64(a, b, c):
     a, b, c = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64),
                                   np.asarray(c, dtype=np.float64))
     shape = a.shape
-    return (np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1),
-            np.ascontiguousarray(c).reshape(-1), shape)
+    # contiguous and writable: broadcast views are read-only, and numba compiles a kernel again
+    # for each read-only/writable mix of its inputs (one RFM compile per mix, in every process)
+    return (np.require(a, requirements="CW").reshape(-1), np.require(b, requirements="CW").reshape(-1),
+            np.require(c, requirements="CW").reshape(-1), shape)
 
 
 def _use_parallel(parallel, n) -> bool:
