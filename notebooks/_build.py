@@ -192,7 +192,7 @@ def config(store, **cluster):
         "images": [{"path": str(scene.paths["base"]), "name": "base"},
                    {"path": str(scene.paths["target"]), "name": "target"}],
         "output": {"path": str(store), "overwrite": True},
-        "tiling": {"chunk": 80},  # 4 tiles: both workers get some
+        "tiling": {"chunk": 80},  # 4 tiles, to share between the workers
         "cluster": cluster,
         "change": {"enabled": True},
     }
@@ -208,8 +208,9 @@ assert client.status == "running"  # offnadir left the client open
     ("md", """
 ## The same job on offnadir's own local cluster
 
-Without `client=`, `offnadir.run` starts (and stops) a local cluster of its own, as `offnadir run` does.
-Every array of the two stores must be identical: where the work runs does not change the result.
+Without `client=`, `offnadir.run` starts (and stops) a local cluster of its own, as `offnadir run` does;
+here with one worker, so the tiles are spread differently too. Every array of the two stores must be
+identical: where and how the work runs does not change the result.
 """),
     ("py", """
 own = offnadir.run(config(OUT / "own_cluster.zarr", n_workers=1))
