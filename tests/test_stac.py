@@ -243,11 +243,14 @@ def runs(scene, cluster, tmp_path_factory):
                  "--sun", f"{vb['sun_azimuth_deg']!r},{vb['sun_elevation_deg']!r}",
                  "--sun", f"{vt['sun_azimuth_deg']!r},{vt['sun_elevation_deg']!r}", "-o", str(b), "--no-stac-out",
                  *common]) == 0
-    return a, b
+    c = d / "cube.zarr"  # coregister takes --stac too; --base-item picks the base
+    assert main(["coregister", "--stac", str(scene["items"]), "--stac-end", "2023-12-31", "--base-item", "target",
+                 "-o", str(c), *common]) == 0
+    return a, b, c
 
 
 def test_detect_from_stac_equals_the_command_line_run(runs, scene):
-    a, b = (_open(p) for p in runs)
+    a, b = (_open(p) for p in runs[:2])
     assert list(a["image"].values) == ["base", "target"]  # item ids name the images
     compared = [v for v in ("change", "probability", "score", "dh", "row", "col", "visible", "value", "patch")
                 if v in b]
@@ -262,6 +265,13 @@ def test_detect_from_stac_equals_the_command_line_run(runs, scene):
     cfg = json.loads(a.attrs["config"])
     assert cfg["stac"]["path"] == str(scene["items"]) and [e["stac_item"] for e in cfg["images"]] == ["base", "target"]
     assert cfg["images"][1]["bands"] == ["blue", "green", "red", "nir"]
+
+
+def test_coregister_from_stac_with_a_base_item(runs):
+    c = _open(runs[2])
+    assert list(c["image"].values) == ["target", "base"]
+    assert [str(t)[:10] for t in c["time"].values] == ["2022-07-08", "2020-03-04"]
+    assert "change" not in c and not runs[2].with_name(runs[2].name + ".stac").exists()  # a cube: no change map
 
 
 # ---------------------------------------------------------------------------------- STAC out

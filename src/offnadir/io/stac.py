@@ -52,6 +52,8 @@ IMAGE_KEYS = ("image", "visual", "pan", "panchromatic")
 RPC_MEDIA = ("xml", "text/plain", "application/json")
 RPC_SUFFIXES = (".xml", ".geom", ".rpb", ".txt", ".rpc", ".json")
 SUN_SOURCE = "STAC view:sun_azimuth/view:sun_elevation"
+#: URL schemes of assets read remotely (GDAL virtual file systems, see offnadir.io.remote)
+REMOTE_SCHEMES = ("http", "https", "s3", "gs", "az")
 
 
 class StacError(ConfigError):
@@ -235,32 +237,45 @@ def _rpc_candidates(item, image_key: str):
     return out
 
 
-def _camera(item, image: Path, image_key: str, base: Path):
-    """``(camera, model path or None)``: the image's own RPC, else the first sidecar asset that a
-    camera reader takes."""
-    from offnadir.camera.readers import read_camera
+def _camera(item, image: str, image_key: str, base: Path):
+    """``(camera, model or None)``: the image's own RPC, else the first sidecar asset that a camera
+    reader takes (local files, or URLs fetched whole: :mod:`offnadir.io.remote`)."""
     from offnadir.errors import NoCameraModelError, UnsupportedFormatError
+    from offnadir.io.image import open_image_source
+
+    def opened(model=None):
+        import warnings
+
+        from rasterio.errors import NotGeoreferencedWarning
+
+        with warnings.catch_warnings():  # sensor-geometry images have no geotransform by nature
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return open_image_source(image, model=model).camera
 
     tried = []
     try:
-        return read_camera(image), None
+        return opened(), None
     except (NoCameraModelError, UnsupportedFormatError) as e:
-        tried.append(f"the image's tags ({str(e).splitlines()[0][:120]})")
+        tried.append(f"the image's tags ({_first_sentence(e)})")
+    except OffnadirError as e:
+        raise StacError(f"item {item.id}: {e}") from None
     for k, a in _rpc_candidates(item, image_key):
-        if _is_remote(a.href):
-            tried.append(f"asset {k} (remote, not fetched)")
-            continue
-        p = _local(a.href, base)
-        if not p.exists():
-            tried.append(f"asset {k} ({p}: not found)")
+        model = a.href if _is_remote(a.href) else str(_local(a.href, base))
+        if not _is_remote(model) and not Path(model).exists():
+            tried.append(f"asset {k} ({model}: not found)")
             continue
         try:
-            return read_camera(p, image=image), str(p)
+            return opened(model), model
         except OffnadirError as e:
-            tried.append(f"asset {k} ({str(e).splitlines()[0][:120]})")
+            tried.append(f"asset {k} ({_first_sentence(e)})")
     raise StacError(f"item {item.id}: no RPC camera model: tried {'; '.join(tried)}. Give the image RPC tags, or "
                     "add the RPC file (.RPB, _rpc.txt, DIMAP XML, .geom) to the item as an asset with role "
                     "'metadata'.")
+
+
+def _first_sentence(e) -> str:
+    text = str(e).splitlines()[0]
+    return text.split(". ")[0].rstrip(".")
 
 
 def _number(props, key, item_id):
@@ -302,14 +317,17 @@ def _when(item) -> _dt.datetime:
 def stac_image(item, base: Path, source: Path, asset: str | None = None) -> StacImage:
     """What offnadir needs of one item (reads the image header and its RPC)."""
     key, a = image_asset(item, asset)
-    if _is_remote(a.href):
-        raise StacError(f"item {item.id}: asset {key} is remote ({a.href}); this version reads local files: "
-                        "download the assets beside the items (relative hrefs) and give that copy.")
-    path = _local(a.href, base)
-    if not path.exists():
-        raise StacError(f"item {item.id}: image asset {key} -> {path}: file not found. Relative hrefs resolve "
-                        f"against the item's file ({base}); fix the href or put the file there.")
-    cam, model = _camera(item, path, key, base)
+    if _is_remote(a.href):  # http(s)://, s3://...: read by GDAL's range requests (offnadir.io.remote)
+        if urlparse(a.href).scheme.lower() not in REMOTE_SCHEMES:
+            raise StacError(f"item {item.id}: asset {key} href {a.href} has a scheme offnadir cannot read "
+                            f"({', '.join(REMOTE_SCHEMES)} or local files); give a copy of the asset.")
+        path = a.href
+    else:
+        path = _local(a.href, base)
+        if not path.exists():
+            raise StacError(f"item {item.id}: image asset {key} -> {path}: file not found. Relative hrefs resolve "
+                            f"against the item's file ({base}); fix the href or put the file there.")
+    cam, model = _camera(item, str(path), key, base)
     props = item.properties
     off, az = _number(props, "view:off_nadir", item.id), _number(props, "view:azimuth", item.id)
     off_src = "STAC view:off_nadir"
