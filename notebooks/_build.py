@@ -357,13 +357,17 @@ truth_index = series.change_date
 detected_index = np.full(truth_index.shape, -1)
 for k, d in enumerate(dates):
     detected_index[first_change == d] = k
-print("truth date -> cells, of which first detected at the same date / another date / never")
+print("changed at (truth): cells; observable in that date's image; of those, first_change at that date / "
+      "earlier / later / never")
 for k in range(1, len(dates)):
     t = truth_index == k
-    print(f"  {dates[k]}: {t.sum():5d} cells, {np.sum(t & (detected_index == k)):5d} / "
-          f"{np.sum(t & (detected_index > 0) & (detected_index != k)):5d} / {np.sum(t & (detected_index < 0)):5d}")
-print(f"unchanged cells with a detected change: {np.sum((truth_index < 0) & (detected_index > 0))} "
-      f"of {np.sum(truth_index < 0)}")
+    seen = t & (change[k] != 2)
+    print(f"  {dates[k]}: {t.sum():5d}; {seen.sum():5d}; {np.sum(seen & (detected_index == k)):5d} / "
+          f"{np.sum(seen & (detected_index > 0) & (detected_index < k)):5d} / "
+          f"{np.sum(seen & (detected_index > k)):5d} / {np.sum(seen & (detected_index < 0)):5d}")
+unchanged = (truth_index < 0) & (change[1:] != 2).any(axis=0)
+print(f"never changed (truth), observable at a later date: {unchanged.sum()} cells, of which "
+      f"{np.sum(unchanged & (detected_index > 0))} have a first_change (false alarms)")
 
 colours = plt.matplotlib.colors.ListedColormap(["#d9d9d9", "#1b9e77", "#d95f02", "#7570b3"])
 fig, ax = plt.subplots(1, 3, figsize=(13, 4.5), sharex=True, sharey=True)
