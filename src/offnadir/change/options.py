@@ -33,8 +33,9 @@ CHANGE_FIELDS: dict[str, Field] = {
                                         "(wider than the largest building)", lo=0, lo_open=True),
     "roof_step": Field(float, 1.0, "metres: largest height step between neighbouring cells of one elevated "
                                    "patch (roof planes split at walls)", lo=0, lo_open=True),
-    "irmad_iterations": Field(int, 10, "maximum IR-MAD iterations (each one dask reduction over all tiles; "
-                                       "10 change the simulator scenes' F1 by < 0.01 against 30)",
+    "irmad_iterations": Field(int, 10, "maximum IR-MAD iterations (in memory, on a fixed sample of cells "
+                                       "gathered in one pass; 10 change the simulator scenes' F1 by < 0.01 "
+                                       "against 30)",
         lo=1, hi=10000),
     "irmad_tolerance": Field(float, 1e-4, "IR-MAD stops when no canonical correlation moves more than this",
         lo=0, lo_open=True),
