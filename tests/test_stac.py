@@ -122,9 +122,14 @@ def test_items_give_images_dates_suns_and_sidecar_rpcs(scene):
     e = target.entry()
     assert e["stac_item"] == "target" and e["name"] == "target" and e["date"] == "2022-07-08"
     # the static catalog (walked with pystac) gives the same images
-    cat = select(scene["catalog"])
-    assert [(im.item_id, im.path, im.model, im.date, im.sun) for im in cat] == \
-           [(im.item_id, im.path, im.model, im.date, im.sun) for im in ims]
+    for src in (scene["catalog"], scene["catalog"].parent):  # the catalog file, or its folder
+        cat = select(src)
+        assert [(im.item_id, im.path, im.model, im.date, im.sun) for im in cat] == \
+               [(im.item_id, im.path, im.model, im.date, im.sun) for im in ims]
+    # a JSON list of item files, as several --stac files would give
+    listed = scene["dir"] / "catalog" / "list.json"
+    listed.write_text(json.dumps(sorted(str(q.relative_to(listed.parent)) for q in listed.parent.glob("*/*.json"))))
+    assert [im.item_id for im in select(listed)] == ["base", "target", "late"]
 
 
 @pytest.mark.parametrize("kw, ids", [
