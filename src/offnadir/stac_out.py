@@ -138,7 +138,12 @@ def build_collection(store, *, cogs=None, collection_id: str | None = None):
     from offnadir._version import __version__
     from offnadir.export import grid, open_store
 
-    store = Path(store).resolve()
+    from offnadir.io.remote import is_url, url_name
+
+    remote = is_url(str(store))
+    store = str(store) if remote else Path(store).resolve()  # a URL store (s3://...) stays a URL
+    name = url_name(store) if remote else store.name
+    stem = name[:-5] if name.endswith(".zarr") else Path(name).stem
     ds = open_store(store, "describe in STAC")
     if "image" not in ds.dims or ds.sizes["image"] < 2:
         raise DataError(f"{store}: holds fewer than two images, so no change map; STAC out describes change maps "
@@ -155,7 +160,7 @@ def build_collection(store, *, cogs=None, collection_id: str | None = None):
     times = [_utc(t) for t in ds["time"].values] if "time" in ds.coords else [None] * len(names)
     base_t = times[0]
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
-    cid = _safe_id(collection_id or store.stem)
+    cid = _safe_id(collection_id or stem)
     cog_files = _cogs(cogs)
     xs, ys = ds["x"].values, ds["y"].values
     ref = crs.to_epsg() or wkt2
@@ -216,10 +221,10 @@ def build_collection(store, *, cogs=None, collection_id: str | None = None):
         items.append(item)
     dates = [t for t in times if t is not None] or [now]
     col = pystac.Collection(
-        id=cid, description=f"offnadir change maps of {store.name}: base {names[0]} against "
+        id=cid, description=f"offnadir change maps of {name}: base {names[0]} against "
                             f"{', '.join(names[1:])}",
         extent=pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[min(dates), max(dates)]])),
-        license="other", title=f"offnadir changes: {store.stem}")
+        license="other", title=f"offnadir changes: {stem}")
     col.add_items(items)
     return col
 
@@ -230,17 +235,30 @@ def write_stac(store_path, *, out_dir=None, cogs=None, collection_id: str | None
 
     ``cogs``: the folder of ``offnadir export --to cog`` (default: the export's default folder
     beside the store, used when it exists). Safe to call again at any time, e.g. after each date
-    appended to the store: the folder is rebuilt from the store and swapped in with one rename."""
-    import pystac
-
+    appended to the store: the folder is rebuilt from the store and swapped in with one rename.
+    A store named by URL (``s3://...``) needs ``out_dir``; its items point at the URL."""
+    from offnadir.errors import ConfigError
     from offnadir.export import default_output
+    from offnadir.io.remote import is_url
 
+    if is_url(str(store_path)):
+        if not out_dir:
+            raise ConfigError(f"{store_path}: a store named by URL gets its STAC folder where you say: give -o DIR "
+                              "(out_dir); its items point at the URL.")
+        return _save(build_collection(str(store_path), cogs=cogs, collection_id=collection_id), Path(out_dir))
     store = Path(store_path)
     out = Path(out_dir) if out_dir else default_dir(store)
     if cogs is None:
         guess = default_output(store, "cog")
         cogs = guess if guess.is_dir() else None
     col = build_collection(store, cogs=cogs, collection_id=collection_id)
+    return _save(col, out)
+
+
+def _save(col, out: Path) -> Path:
+    """Save ``col`` as the self-contained folder ``out``, swapped in with one rename."""
+    import pystac
+
     out.parent.mkdir(parents=True, exist_ok=True)
     # a sibling folder (no dot in its name: pystac would take it for a file name): relative hrefs
     # computed here stay right after the rename
@@ -269,7 +287,11 @@ def write_stac_quietly(store, *, quiet: bool = False) -> Path | None:
     """After ``detect``/``run``: write the STAC folder; an input problem becomes a warning (the
     store itself is fine) that says how to retry."""
     from offnadir.errors import OffnadirError
+    from offnadir.io.remote import is_url
 
+    if is_url(str(store)):
+        log.info("%s is a URL: no STAC folder beside it; `offnadir stac %s -o DIR` writes one", store, store)
+        return None
     try:
         p = write_stac(store)
     except OffnadirError as e:
