@@ -53,14 +53,17 @@ def _assert_same(got, want):
 
 @pytest.fixture(scope="module")
 def series(tmp_path_factory):
-    """Three dates, one-shot detect over all of them, and a two-date detect store to append to."""
+    """Three dates (four images), one-shot detect over all of them, and a two-date detect store."""
     from distributed import Client
 
     from offnadir.pipeline import detect_config
     from offnadir.simulate.series import DEFAULT_SERIES, simulate_series
 
     tmp = tmp_path_factory.mktemp("series")
-    s = simulate_series(tmp / "data", seed=5, size=96, views=DEFAULT_SERIES[:3])
+    # three dates, the third a stereo pair (two images of one day): appended together, they are tied
+    # to each other and swept for heights as a group, as in detect
+    views = list(DEFAULT_SERIES[:3]) + [(20.0, 30.0, DEFAULT_SERIES[2][2][:11] + "10:16:00Z")]
+    s = simulate_series(tmp / "data", seed=5, size=96, views=views)
     with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as client:
         one = detect_config(_cfg(s.dsm, s.images, tmp / "one.zarr"), quiet=True, client=client)
         two = detect_config(_cfg(s.dsm, s.images[:2], tmp / "two.zarr"), quiet=True, client=client)
@@ -78,21 +81,26 @@ def test_append_equals_one_shot_and_leaves_earlier_chunks_alone(series):
     tmp, s, one, two = series
     store = _copy(two, tmp / "app.zarr")
     before = _hashes(store)
-    summary = append_images(store, [{"path": str(s.images[2])}])
+    summary = append_images(store, [{"path": str(p)} for p in s.images[2:]])
     after = _hashes(store)
     derived = ("first_change", "last_change", "n_changes", "last_observed")  # recomputed from all dates
     changed = [k for k in before if before[k] != after.get(k) and not k.startswith(derived)]
     assert changed == []
     assert any(k.startswith("row/") for k in after if k not in before)  # the new image's chunks
     n_tiles = 4  # 96 cells / 48 per tile, squared
-    assert summary["cube_tiles"] == n_tiles and summary["change_tiles"] == n_tiles
-    _assert_same(_open(store), _open(one))
+    assert summary["cube_tiles"] == n_tiles and summary["change_tiles"] == 2 * n_tiles
+    assert summary["sweep_tiles"] == n_tiles
+    got = _open(store)
+    assert np.isfinite(got["dh"].values[2:]).any() and np.isnan(got["dh"].values[:2]).all()  # the pair's sweep
+    _assert_same(got, _open(one))
     rec = json.loads(_open(store).attrs["offnadir:appends"])
     assert rec[-1]["n_before"] == 2 and rec[-1]["cube_tiles"] == n_tiles
     assert _open(store).attrs["offnadir:status"] == "complete"
 
 
-def test_append_resumes_after_a_failure(series, monkeypatch):
+def test_append_resumes_after_failures(series, monkeypatch):
+    """A crash while the arrays are being resized (some longer than others), then a crash among
+    the cube tiles: each resume finishes the recorded append, computing only what is missing."""
     import dask
     import zarr
 
@@ -101,9 +109,18 @@ def test_append_resumes_after_a_failure(series, monkeypatch):
 
     tmp, s, one, two = series
     store = _copy(two, tmp / "resume.zarr")
-    real = append_layout.cube_tile
+    new = [{"path": str(p)} for p in s.images[2:]]
 
-    calls = []
+    def crash_layout(path, *a, **k):
+        row = zarr.open_group(str(path), mode="r+", use_consolidated=False)["row"]
+        row.resize((3,) + row.shape[1:])
+        raise OSError("simulated crash while laying out")
+
+    monkeypatch.setattr(append_layout, "layout", crash_layout)
+    with pytest.raises(OSError):
+        append_images(store, new)
+    monkeypatch.undo()
+    real, calls = append_layout.cube_tile, []
 
     def flaky(path, plan, tile, first):  # the third tile task crashes (tasks run one by one here)
         calls.append(tile)
@@ -113,39 +130,16 @@ def test_append_resumes_after_a_failure(series, monkeypatch):
 
     monkeypatch.setattr(append_layout, "cube_tile", flaky)
     with dask.config.set(scheduler="synchronous"), pytest.raises(OSError):
-        append_images(store, [{"path": str(s.images[2])}])
-    monkeypatch.setattr(append_layout, "cube_tile", real)
+        append_images(store, [], resume=True)  # the layout is undone and done again, then tiles crash
+    monkeypatch.undo()
     assert _open(store).attrs["offnadir:status"] == "incomplete"
     g = zarr.open_group(str(store), mode="r", use_consolidated=False)
     left = int(np.count_nonzero(np.asarray(g[append_layout.PROGRESS][...]) & 8 == 0))
     assert left == 2  # the two tiles written before the crash are kept
-    assert main(["append", str(store), "--image", str(s.images[2]), "--quiet"]) == 2  # says: use --resume
+    assert main(["append", str(store), "--image", str(s.images[2]), "--image", str(s.images[3]),
+                 "--quiet"]) == 2  # says: use --resume
     summary = append_images(store, [], resume=True)
     assert summary["cube_tiles"] == left  # only the tiles not written before
-    _assert_same(_open(store), _open(one))
-
-
-def test_append_resumes_an_interrupted_layout(series, monkeypatch):
-    """A crash while the arrays are being resized (some longer than others) is undone on resume."""
-    import zarr
-
-    from offnadir import append_layout
-    from offnadir.append import append_images
-
-    tmp, s, one, two = series
-    store = _copy(two, tmp / "layout.zarr")
-
-    def crash(path, *a, **k):
-        row = zarr.open_group(str(path), mode="r+", use_consolidated=False)["row"]
-        row.resize((3,) + row.shape[1:])
-        raise OSError("simulated crash while laying out")
-
-    monkeypatch.setattr(append_layout, "layout", crash)
-    with pytest.raises(OSError):
-        append_images(store, [{"path": str(s.images[2])}])
-    monkeypatch.undo()
-    summary = append_images(store, [], resume=True)
-    assert summary["cube_tiles"] == 4
     _assert_same(_open(store), _open(one))
 
 
@@ -156,15 +150,16 @@ def test_against_previous_date(series):
 
     tmp, s, one, two = series
     store = _copy(two, tmp / "prev.zarr")
-    summary = append_images(store, [{"path": str(s.images[2])}], against_previous=True)
-    assert summary["previous_tiles"] == 4
+    summary = append_images(store, [{"path": str(p)} for p in s.images[2:]], against_previous=True)
+    assert summary["previous_tiles"] == 8
     ds = _open(store)
     prev, base = ds["change_prev"].values, ds["change"].values
     assert (prev[:2] == 2).all()  # only the new image has maps against its previous date
     at1 = (s.change_date == 1) & (prev[2] != 2) & (base[2] != 2)
     assert at1.sum() > 50
     assert (base[2][at1] == 1).mean() > (prev[2][at1] == 1).mean() + 0.2
-    assert json.loads(ds.attrs["change_prev"])["2"]["against"] == str(ds["image"].values[1])
+    rec = json.loads(ds.attrs["change_prev"])
+    assert rec["2"]["against"] == rec["3"]["against"] == str(ds["image"].values[1])  # a mate is no earlier date
     for v in ("change", "probability", "first_change"):  # the maps against the base are those of a one-shot run
         np.testing.assert_array_equal(ds[v].values, _open(one)[v].values)
 
@@ -198,6 +193,9 @@ def test_append_refuses_what_it_cannot_extend(series, tmp_path, capsys):
     g.attrs["config"] = json.dumps(cfg)
     assert main(["append", str(moved), "--image", str(data / "image_2.tif")]) == 2
     assert "DSM" in capsys.readouterr().err
+    # a new image on the date of an image of the store (it would join that date's group)
+    assert main(["append", str(two), "--image", img, "--date", s.dates[1]]) == 2
+    assert "is the date of" in capsys.readouterr().err
     # an image already in the store
     st = os.stat(s.images[1])
     assert st.st_size > 0
@@ -215,7 +213,7 @@ def test_stac_items_not_in_the_store_are_appended_in_date_order(series):
     tmp, s, one, two = series
     args = build_parser().parse_args(["append", str(two), "--stac", str(s.items)])
     got = _entries(args)
-    assert [Path(e["path"]).name for e in got] == ["image_2.tif"]
+    assert [Path(e["path"]).name for e in got] == ["image_2.tif", "image_3.tif"]
     assert got[0]["date"] == s.dates[2]
     assert abs(got[0]["sun_elevation"] - s.suns[2][1]) < 1e-9
     args = build_parser().parse_args(["append", str(two), "--stac", str(s.items), "--start", "2099-01-01"])

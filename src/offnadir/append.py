@@ -14,7 +14,8 @@ exceptions are checked and said (log and the store's ``offnadir:appends`` attrib
 ``docs/timeseries.md``: a new image that needs a wider occlusion halo or a longer sun-shadow halo
 than the store was made with (a one-shot run would have used it for all images), or whose sun is
 unknown (a one-shot run would switch shadow handling off). A new image sharing its calendar date
-with another image (a stereo mate: tie points and the height sweep join the group) is refused.
+with an image of the store (a stereo mate: tie points and the height sweep join the group) is
+refused; new images of one date (a new stereo pair) are tied and swept as a group, as in ``detect``.
 """
 
 from __future__ import annotations
@@ -30,70 +31,16 @@ import numpy as np
 
 from offnadir import append_io as A
 from offnadir import append_layout as L
+from offnadir.append_checks import APPEND_ATTR, check_dates, check_dsm, check_store, previous_date, stored_config
 from offnadir.append_layout import PROGRESS
 from offnadir.errors import ConfigError, DataError
 
 log = logging.getLogger("offnadir.append")
 
-APPEND_ATTR = "offnadir:append"  # the append in progress (removed when it completes)
 HISTORY_ATTR = "offnadir:appends"  # what every append did
 
 
 # ----------------------------------------------------------------------------- checks
-def check_store(path, *, resume: bool) -> tuple[dict, dict | None]:
-    """(root attributes, the interrupted append or None) of a store an append may extend."""
-    from offnadir import store as S
-
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{path}: no such store. Give the Zarr store a finished `offnadir detect` wrote.")
-    attrs = S.root_attrs(p)
-    if attrs is None or S.PLAN_ATTR not in attrs or "config" not in attrs:
-        raise DataError(f"{path}: not a store written by `offnadir detect` (no recorded plan/config). "
-                        "Append adds dates to a detect store; run `offnadir detect` first.")
-    if "change_options" not in attrs or not (p / "change").exists():
-        raise DataError(f"{path}: this store holds no change maps (made by `coregister`/`run` without change "
-                        "detection). Append adds dates to a store written by `offnadir detect`.")
-    pending = json.loads(attrs[APPEND_ATTR]) if APPEND_ATTR in attrs else None
-    if attrs.get(S.STATUS_ATTR) != S.COMPLETE:
-        if pending is None:
-            raise DataError(f"{path}: the store is incomplete (an unfinished detect run); finish it with the same "
-                            "detect command plus --resume before appending.")
-        if not resume:
-            raise DataError(f"{path}: an append of {', '.join(pending['paths'])} was interrupted; run the same "
-                            "append command with --resume to finish it.")
-    elif resume and pending is None:
-        log.info("%s: nothing to resume; appending", path)
-    return attrs, pending
-
-
-def _stored_config(attrs) -> dict:
-    return json.loads(attrs["config"])
-
-
-def _check_dsm(path, attrs, cfg, dsm) -> None:
-    from offnadir import outputs
-
-    rec = cfg["dsm"]["path"]
-    if dsm is not None and outputs._real(dsm) != outputs._real(rec):
-        raise ConfigError(f"--dsm {dsm}: the store {path} was made with the DSM {rec}; an append uses the store's "
-                          "DSM. Leave out --dsm, or run `offnadir detect` for another DSM.")
-    stamps = json.loads(attrs[outputs_plan_attr()]).get("inputs", [])
-    now = outputs._file_stamp(rec)
-    was = next((s for s in stamps if s.get("path") == now.get("path")), None)
-    if now.get("missing") or was is None or (was.get("size"), was.get("mtime_ns")) != \
-            (now.get("size"), now.get("mtime_ns")):
-        raise DataError(f"{rec}: the store's DSM is {'missing' if now.get('missing') else 'not the file it was'} "
-                        f"(size/modification time differ from {path}'s record). An append must use the same DSM; "
-                        "put it back, or run `offnadir detect` again over all images.")
-
-
-def outputs_plan_attr() -> str:
-    from offnadir.store import PLAN_ATTR
-
-    return PLAN_ATTR
-
-
 def _open(path):
     """The store with its stored codes (``change`` 2 stays 2), whatever its Zarr format."""
     import xarray as xr
@@ -112,8 +59,8 @@ def prepare(path, new_images: list[dict], *, dsm=None, resume: bool = False) -> 
     from offnadir.config import validate
 
     attrs, pending = check_store(path, resume=resume)
-    cfg = _stored_config(attrs)
-    _check_dsm(path, attrs, cfg, dsm)
+    cfg = stored_config(attrs)
+    check_dsm(path, attrs, cfg, dsm)
     raw = {k: v for k, v in cfg.items() if k != "change"}
     old_n = len(cfg["images"])
     if pending is not None:
@@ -136,6 +83,8 @@ def prepare(path, new_images: list[dict], *, dsm=None, resume: bool = False) -> 
     cfg_all = validate({**raw, "images": list(raw["images"]) + list(new_images)}, base=".", source="append")
     cfg_all["change"] = cfg["change"]
     cfg_all["output"] = cfg["output"]
+    if pending is None:  # (a resumed append was checked when it started; its layout may be half done)
+        check_dates(_open(path), old_n, cfg_all["images"][old_n:], path)
     return {"attrs": attrs, "pending": pending, "cfg": cfg, "cfg_all": cfg_all, "n_before": old_n}
 
 
@@ -185,7 +134,7 @@ def _append_locked(path, attrs, cfg, cfg_all, n0, pending, client, quiet, agains
             log.info("append: an interrupted layout is undone (%d arrays back to %d images)", len(shrunk), n0)
     ds = _open(path)
     names_old = [str(v) for v in ds["image"].values][:n0]
-    _check_dates(ds, n0, new_cfg, path)
+    old_days, new_days = check_dates(ds, n0, new_cfg, path)
 
     d = cfg["dsm"]
     dsm = open_dsm_source(d["path"], geoid=d["geoid"], vertical_datum=d["vertical_datum"], band=d["band"])
@@ -223,6 +172,11 @@ def _append_locked(path, attrs, cfg, cfg_all, n0, pending, client, quiet, agains
     _say(quiet, f"append: {len(todo)} of {len(tiles)} cube tiles to compute for {k_new} new image(s)")
     _run(client, [dask.delayed(L.cube_tile, pure=False)(str(path), plan_new, t, n0) for t in todo], "cube tiles")
     summary["cube_tiles"] = len(todo)
+    groups = L.new_groups(old_days, new_days)
+    if groups:  # a new stereo pair/triplet: its height sweep, before its change (which uses dh)
+        _sweep(path, plan, groups, n0, client, quiet, summary, had_dh="dh" in ds)
+        ds = _open(path)
+        image_vars = L.image_vars(ds)
     opts = ChangeOptions.from_config(cfg["change"])
     summary["change_tiles"], summary["illumination_tiles"], summary["previous_tiles"] = 0, 0, 0
     for j in range(k_new):
@@ -237,38 +191,32 @@ def _append_locked(path, attrs, cfg, cfg_all, n0, pending, client, quiet, agains
     return summary
 
 
-def previous_date(ds, index: int) -> int:
-    """Index of the image of the latest date before image ``index``'s (the base when none, or when
-    the image has no date)."""
-    t = np.asarray(ds["time"].values, dtype="datetime64[ns]")
-    if np.isnat(t[index]):
-        return 0
-    earlier = [k for k in range(index) if not np.isnat(t[k]) and t[k] < t[index]]
-    return max(earlier, key=lambda k: (t[k], k)) if earlier else 0
+def _note(summary, msg) -> None:
+    if msg not in summary["exceptions"]:
+        summary["exceptions"].append(msg)
 
 
-def _check_dates(ds, n0, new_cfg, path) -> None:
-    """Refuse a new image that shares its calendar date with another (a stereo mate)."""
-    t = np.asarray(ds["time"].values[:n0], dtype="datetime64[D]")
-    seen = {str(v): str(ds["image"].values[k]) for k, v in enumerate(t) if not np.isnat(v)}
-    for e in new_cfg:
-        day = str(e.get("date"))[:10] if e.get("date") else _file_date(e)
-        if day is None:
-            continue
-        if day in seen:
-            raise ConfigError(f"{e['path']}: its date {day} is the date of {seen[day]} in the store: same-date "
-                              "images are tied to each other and swept for heights as a group, which an append does "
-                              "not recompute. Run `offnadir detect` over all images instead.")
-        seen[day] = e["path"]
+def _sweep(path, plan, groups, n0, client, quiet, summary, had_dh) -> None:
+    import zarr
 
+    from offnadir import store as S
 
-def _file_date(entry):
-    from offnadir.cube.dataset import _acquired
-    from offnadir.io.image import calendar_date
-    from offnadir.pipeline import load_images
-
-    d = calendar_date(_acquired(load_images([entry])[0]))
-    return None if d is None else str(d)[:10]
+    # sweep tasks read the plan's images at the group's store indices only; the earlier slots hold the base
+    plan_all = dataclasses.replace(plan, images=(plan.images[0],) * n0 + tuple(plan.images[1:]))
+    names = [[plan_all.images[k].name for k in m] for m in groups]
+    _say(quiet, f"append: height sweep of the new date group(s) {names}")
+    part = L.sweep_groups(path, plan_all, groups, client=client, run=lambda tasks: _run(client, tasks, "sweep"))
+    summary["sweep_tiles"] = len(part["tiles"])
+    if not had_dh:
+        summary["exceptions"].append("the store had no dh before: a one-shot run records dh_used true in every "
+                                     "target's change_calibration (its maps are the same: dh is NaN outside the "
+                                     "group's images)")
+    with S._quiet_zarr():
+        g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        old = json.loads(g.attrs.get("height_sweep", "null") or "null") or {}
+        old["groups"] = list(old.get("groups", [])) + part["groups"]
+        old["tiles"] = list(old.get("tiles", [])) + part["tiles"]
+        g.attrs["height_sweep"] = json.dumps(old, default=float)
 
 
 def _mark_pending(path, rec) -> None:
@@ -382,9 +330,9 @@ def _illumination(path, run, ctx, ds, index, client, summary, chunks_yx) -> int:
     full = dataclasses.replace(ctx, n_images=len(all_suns), sun=all_suns)
     sh = full.sun_halo()
     if suns_old and sh > halo_old:
-        summary["exceptions"].append(f"the new image's sun is lower than every earlier one: a one-shot run would "
-                                     f"read a {sh}-cell halo (not {halo_old}) around each tile to segment the base, "
-                                     "so its patches may differ from the store's near tile borders")
+        _note(summary, f"the new image's sun is lower than every earlier one: a one-shot run would read a "
+                       f"{sh}-cell halo (not {halo_old}) around each tile to segment the base, so its patches may "
+                       "differ from the store's near tile borders")
     g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
     done = np.asarray(g[L.progress_name(index)][...])
     todo = [t for t in L.tiles(*chunks_yx) if not done[t.ti, t.tj] & A.LIGHT]

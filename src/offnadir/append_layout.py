@@ -64,8 +64,8 @@ def layout(path, ds, plan, sub_cfg, n0, k_new, against_previous: bool = False) -
     for k in image_vars(ds):
         a = g[k]
         if k in ds.coords:
-            if k == "date_group":
-                vals = int(np.max(ds[k].values[:n0])) + 1 + np.arange(k_new, dtype=ds[k].dtype)
+            if k == "date_group":  # the template numbers the base's group 0, the new dates' 1, 2, ...
+                vals = (int(np.max(ds[k].values[:n0])) + cube[k].values).astype(ds[k].dtype)
             else:
                 vals = cube[k].values
             coords[k] = (ds[k].dims, vals, _attrs(ds[k]))
@@ -195,3 +195,57 @@ def tiles(chunks_y, chunks_x):
     cy, cx = np.r_[0, np.cumsum(chunks_y)], np.r_[0, np.cumsum(chunks_x)]
     return [Tile(a, b, int(cy[a]), int(cy[a + 1]), int(cx[b]), int(cx[b + 1]))
             for a in range(len(chunks_y)) for b in range(len(chunks_x))]
+
+
+# ----------------------------------------------------------------------------- same-date groups
+def new_groups(old_days, new_days) -> list[list[int]]:
+    """Global indices of the date groups of >= 2 images made of new images only (``old_days``,
+    ``new_days``: calendar dates or None; new image ``j`` is image ``len(old_days) + j``)."""
+    n0 = len(old_days)
+    by_day: dict = {}
+    for j, d in enumerate(new_days):
+        if d is not None:
+            by_day.setdefault(d, []).append(n0 + j)
+    return [m for m in by_day.values() if len(m) >= 2]
+
+
+def sweep_groups(path, plan_all, groups, *, client, run) -> dict:
+    """The height sweep (:mod:`offnadir.cube.sweep_stage`) of the new date groups only: ``dh``,
+    ``dh_sigma``, ``dh_score`` of their images (laid out with NaN for every image when the store
+    has none yet). ``plan_all``: a plan whose ``images[k]`` is store image ``k`` for every member.
+    Returns the groups' part of the ``height_sweep`` attribute."""
+    import dask
+    import dask.array as da
+    import xarray as xr
+    import zarr
+
+    from offnadir import store as S
+    from offnadir.cube import sweep
+    from offnadir.cube.sweep_stage import SWEEP_VARS, sweep_region
+
+    with S._quiet_zarr():
+        g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        missing = [n for n in SWEEP_VARS if n not in g]
+        if missing:
+            vis = g["visible"]
+            n_img = vis.shape[0]
+            cy, cx = vis.chunks[-2], vis.chunks[-1]
+            data = {n: (("image", "y", "x"), da.full((n_img,) + vis.shape[1:], np.nan, dtype=np.float32,
+                                                     chunks=(1, cy, cx)),
+                        {**SWEEP_VARS[n], "grid_mapping": "spatial_ref"}) for n in missing}
+            tmpl = xr.Dataset(data)
+            tmpl.attrs = dict(g.attrs)
+            fmt = g.metadata.zarr_format
+            enc = {n: S.encoding(fmt, (1, cy, cx), np.nan) for n in missing}
+            tmpl.to_zarr(str(path), mode="a", compute=False, zarr_format=fmt, consolidated=False, encoding=enc)
+    relief = float(plan_all.h_max - plan_all.h_min)
+    geoms = [sweep.pair_geometry(plan_all, m) for m in groups]
+    plan_node = dask.delayed(plan_all, pure=True, traverse=False)
+    results = run([dask.delayed(sweep_region, pure=False)(str(path), plan_node, t, geom, relief)
+                   for t in plan_all.tiles() for geom in geoms])
+    names = [im.name for im in plan_all.images]
+    return {"groups": [{"images": [names[k] for k in geom["members"]], "pairs": geom["pairs"],
+                        "base_to_height": geom["base_to_height"], "step_m": geom["step_m"]} for geom in geoms],
+            "tiles": [{"tile": r["tile"], "images": [names[k] for k in r["members"]], "z_min": r["z0"],
+                       "z_max": r["z0"] + (r["n"] - 1) * r["step"] if r["n"] else None, "heights": r["n"],
+                       "cells_measured": r["measured"]} for r in results if isinstance(r, dict)]}
