@@ -506,7 +506,7 @@ def _check_structural_truth(s):
 
 def test_bounded_traversals_equal_the_plain_walk():
     """Block skipping (simulate.bounded) never changes a hit or a shadow: random rays over a box city."""
-    from offnadir.simulate import bounded
+    from offnadir.simulate import bounded, perray
 
     rng = np.random.default_rng(1)
     n = 120
@@ -521,7 +521,7 @@ def test_bounded_traversals_equal_the_plain_walk():
     for _ in range(4000):
         u0, v0 = rng.uniform(-10, n + 10, 2)
         a, ln = rng.uniform(0, 2 * np.pi), rng.uniform(0, 40)
-        r = render.trace(dsm, u0, v0, top, u0 + ln * np.cos(a), v0 + ln * np.sin(a), bot, 0.75)
+        r = perray.trace(dsm, u0, v0, top, u0 + ln * np.cos(a), v0 + ln * np.sin(a), bot, 0.75)
         b = bounded.first_hit(dsm, bmax, 8, u0, v0, top, u0 + ln * np.cos(a), v0 + ln * np.sin(a), bot, 0.75)
         assert r[:3] == b[:3] and r[4] == b[4] and r[3] == pytest.approx(b[3], abs=1e-9)
         u, v = rng.uniform(0, n, 2)

@@ -45,7 +45,11 @@ KERNEL_MODULES = (
     "offnadir.cube.tiepoint_kernels",
     "offnadir.change.kernels",
     "offnadir.simulate.render",
+    "offnadir.simulate.bounded",
+    "offnadir.simulate.tiles",
 )
+#: the kernels of a run (the others are the simulator's): a run must find every one of them cached
+PIPELINE_MODULES = KERNEL_MODULES[:5]
 #: pixel types of the images a cube samples (what GDAL/rasterio read VHR imagery as)
 IMAGE_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 #: kernel -> position of its image-window argument, compiled for every dtype of IMAGE_DTYPES
@@ -72,13 +76,18 @@ def cache_dir(disp: dict | None = None) -> str:
 
 
 # ----------------------------------------------------------------------------- the kernels
-def kernels(modules=KERNEL_MODULES) -> dict:
-    """``{"module.name": dispatcher}`` of every numba kernel callable from Python (kernels marked
-    ``inline="always"`` are compiled into their callers and have no cache entry of their own)."""
+def kernels(modules=KERNEL_MODULES, *, loaded: bool = False) -> dict:
+    """``{"module.name": dispatcher}`` of every numba kernel callable from Python in ``modules``
+    (and, with ``loaded``, in every offnadir module imported so far: kernel modules added later
+    are found once the pipeline uses them). Kernels marked ``inline="always"`` are compiled into
+    their callers and have no cache entry of their own."""
     from numba.core.registry import CPUDispatcher
 
     out = {}
-    for modname in modules:
+    names = list(modules)
+    if loaded:
+        names += sorted(m for m in list(sys.modules) if m.startswith("offnadir.") and m not in names)
+    for modname in names:
         mod = importlib.import_module(modname)
         for name, obj in vars(mod).items():
             if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == modname \
@@ -172,6 +181,8 @@ def warmup(workdir=None, *, quiet: bool = True) -> dict:
         n_variants = _compile_variants(disp)
         steps[f"image dtypes and threaded twins ({n_variants} signatures)"] = \
             (time.perf_counter() - t, time.process_time() - c)
+    disp = {**disp, **kernels(loaded=True)}  # with kernel modules only the pipeline's run imported
+    bad = uncached(disp)
     hits, misses = cache_counts(disp)
     table = {k: (len(d.signatures), cached_signatures(d)) for k, d in disp.items()}
     missing = sorted(k for k, (here, cached) in table.items() if here == 0 and cached == 0)

@@ -2,9 +2,12 @@
 
 :func:`simulate` draws a scene (:mod:`~offnadir.simulate.scene`), builds two physical pushbroom
 cameras (:mod:`~offnadir.simulate.camera_model`), renders both images by **ray tracing** from the
-image pixels into the box DSM (:mod:`~offnadir.simulate.render`, :mod:`~offnadir.simulate.views`),
-fits and writes RPC00B models, and writes everything with the truth
-(:mod:`~offnadir.simulate.write`). It is the built-in demo data and the independent reference for
+image pixels into the box DSM (:mod:`~offnadir.simulate.render`, :mod:`~offnadir.simulate.views`;
+one block of image rows at a time, rays skipping DSM blocks they pass above:
+:mod:`~offnadir.simulate.tiles`, :mod:`~offnadir.simulate.bounded`), fits and writes RPC00B
+models, and writes everything with the truth (:mod:`~offnadir.simulate.write`,
+:mod:`~offnadir.simulate.truth`). Memory is about 170 bytes per DSM cell (the two epochs' rasters)
+plus the images: 1.0 GB at 2048², ~3 GB at 4096² (``benchmarks/bench_simulate.py``). It is the built-in demo data and the independent reference for
 the co-registration cube (which projects DSM cells forward through the RPC: the simulator never
 does that for rendering or visibility).
 

@@ -14,12 +14,12 @@ top. When a ray enters a block (inside the grid) it is tested against that maxim
   there, no cell of the block can block it (the per-cell test is ``z(t) < h - tol``), so it jumps.
 
 Both bounds are exact (never skip a cell that could be hit), so :func:`first_hit` and
-:func:`blocked` return what :func:`offnadir.simulate.render.trace` and
+:func:`blocked` return what :func:`offnadir.simulate.perray.trace` and
 :func:`~offnadir.simulate.render.sun_blocked` return, up to the last bits of the ray parameters
 (the cell crossings are recomputed from the ray's start instead of accumulated), which can move a
 hit by a rounding error at an exact cell corner. Outside the grid (border cells continued) no
 block is skipped. The wall entered by a line of sight is judged against the neighbour across the
-entry face, which is the previous cell of the walk, as in ``render.trace``.
+entry face, which is the previous cell of the walk, as in ``perray.trace``.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def _crossing(p0, inv, n, sgn):
 @njit(**_NB)
 def first_hit(dsm, bmax, k, u0, v0, z0, u1, v1, z1, wall_min):
     """First intersection of the segment (u0, v0, z0) -> (u1, v1, z1) (going down) with the box DSM;
-    same result and codes as :func:`offnadir.simulate.render.trace`."""
+    same result and codes as :func:`offnadir.simulate.perray.trace`."""
     ny, nx = dsm.shape
     du = u1 - u0
     dv = v1 - v0

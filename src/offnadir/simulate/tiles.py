@@ -1,8 +1,8 @@
 """One block of image rows traced and shaded in one pass (numpy and numba only).
 
-:func:`offnadir.simulate.render.trace_image` keeps every sub-pixel ray's hit (code, cell, ray
+:func:`offnadir.simulate.perray.trace_image` keeps every sub-pixel ray's hit (code, cell, ray
 parameter, face, end points: 50 bytes a ray, 9 rays a pixel), then
-:func:`~offnadir.simulate.render.shade_image` reads them back: 8 GB for a 4096² scene. Here each
+:func:`~offnadir.simulate.perray.shade_image` reads them back: 8 GB for a 4096² scene. Here each
 ray is traced (:func:`offnadir.simulate.bounded.first_hit`) and shaded
 (:func:`offnadir.simulate.render.shade_ray`, the same code as ``shade_image``) where it is made;
 only the flat index of the DSM cell whose top it sees is kept (int32, -1 for walls and rays
@@ -32,7 +32,7 @@ def render_rows(lat_u_top, lat_v_top, lat_u_bot, lat_v_bot, step, r0, c0, z_top,
     ``out_cell`` (rows*ss, cols*ss) int32: ``i * W + j`` of the DSM cell whose top (or low step)
     the ray hits first, -1 otherwise. ``shade``: also write the pixel radiance (mean of its rays)
     into ``out_rad`` (4, rows, cols); the shading arguments are those of
-    :func:`offnadir.simulate.render.shade_image` (unused when ``shade`` is False)."""
+    :func:`offnadir.simulate.perray.shade_image` (unused when ``shade`` is False)."""
     ny, nx = dsm.shape
     n_rows = out_cell.shape[0] // ss
     n_cols = out_cell.shape[1] // ss

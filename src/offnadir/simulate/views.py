@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from offnadir.simulate import bounded, render, tiles
+from offnadir.simulate import bounded, perray, render, tiles
 from offnadir.simulate.camera_model import PushbroomCamera
 from offnadir.simulate.grid import Grid
 
@@ -111,7 +111,7 @@ def trace_view(camera: PushbroomCamera, grid: Grid, dsm: np.ndarray, shape, *, s
     s = np.empty(n, np.float64)
     face = np.empty(n, np.int8)
     ray = np.empty(n + (4,), np.float64)
-    render.trace_image(lattice.u_top, lattice.v_top, lattice.u_bot, lattice.v_bot, lattice.step,
+    perray.trace_image(lattice.u_top, lattice.v_top, lattice.u_bot, lattice.v_bot, lattice.step,
                        lattice.r0, lattice.c0, lattice.z_top, lattice.z_bot, nr, nc, ss, dsm,
                        float(wall_min), code, hi, hj, s, face, ray)
     return Hits(code, hi, hj, s, face, ray, ss, (nr, nc), lattice)
@@ -120,7 +120,7 @@ def trace_view(camera: PushbroomCamera, grid: Grid, dsm: np.ndarray, shape, *, s
 def visible_counts(hits: Hits, grid_shape) -> np.ndarray:
     """Rays whose first hit is each DSM cell's top (int32 on the grid); 0 = occluded."""
     out = np.zeros(grid_shape, np.int32)
-    render.mark_visible(hits.code, hits.i, hits.j, int(grid_shape[0]), int(grid_shape[1]), out)
+    perray.mark_visible(hits.code, hits.i, hits.j, int(grid_shape[0]), int(grid_shape[1]), out)
     return out
 
 
@@ -137,11 +137,11 @@ OUTSIDE = np.array([0.09, 0.11, 0.12, 0.25])
 def shade(hits: Hits, *, dsm, terrain, albedo, side, kind, cell: float, sun, sky, sun_on: bool = True,
           shadows: bool = True, shadow_tol: float = SHADOW_TOL, floor_h: float = 3.0, roof_kind: int = 4,
           outside=OUTSIDE, glass=GLASS, nrm=None) -> np.ndarray:
-    """Radiance image (4, rows, cols) float32 of traced rays (see render.shade_image)."""
+    """Radiance image (4, rows, cols) float32 of traced rays (see perray.shade_image)."""
     dsm = np.ascontiguousarray(dsm, dtype=np.float64)
     nrm = normals(dsm, cell) if nrm is None else nrm
     out = np.empty((albedo.shape[0],) + tuple(hits.shape), np.float64)
-    render.shade_image(hits.code, hits.i, hits.j, hits.s, hits.face, hits.ray, hits.lattice.z_top,
+    perray.shade_image(hits.code, hits.i, hits.j, hits.s, hits.face, hits.ray, hits.lattice.z_top,
                        hits.lattice.z_bot, hits.ss, dsm, np.ascontiguousarray(terrain, dtype=np.float64),
                        np.ascontiguousarray(albedo, dtype=np.float64),
                        np.ascontiguousarray(side, dtype=np.float64), np.ascontiguousarray(kind, dtype=np.uint8),
