@@ -250,23 +250,13 @@ def gdalwarp_cmd(exe, dsm_path, image, out, grid, *, threads: int, wm_mb: int, p
 
 
 def _run_children(cmds, env) -> tuple[float, float, float]:
-    """Run commands concurrently; (wall s, CPU s of all of them, max child peak RSS MiB)."""
-    t0 = time.perf_counter()
-    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in cmds]
-    cpu = 0.0
-    rss = 0.0
-    errors = []
-    for p, c in zip(procs, cmds):
-        _, status, ru = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        cpu += ru.ru_utime + ru.ru_stime
-        rss = max(rss, ru.ru_maxrss / 1024)
-        if p.returncode != 0:
-            errors.append(f"{' '.join(c)}\n{p.stderr.read().decode(errors='replace')}")
-    wall = time.perf_counter() - t0
-    if errors:
-        raise RuntimeError("gdalwarp failed:\n" + "\n".join(errors))
-    return wall, cpu, rss
+    """Run commands concurrently; (wall s, CPU s of all of them, peak RSS MiB of any one process).
+    The peak is sampled (``bench_cube_e2e.TreePeak``): ``wait4``'s ``ru_maxrss`` carries this
+    process's RSS into a child's figure."""
+    import bench_cube_e2e
+
+    r = bench_cube_e2e.run_cmd(cmds, env)
+    return r["wall_s"], r["cpu_s"], r["peak_rss_mib"]
 
 
 def run_gdalwarp(exe, files, outdir: Path, grid, *, mode: str, cachemax_mb: int, wm_mb: int,

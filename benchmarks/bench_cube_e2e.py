@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -50,24 +51,67 @@ def _load() -> tuple:
     return tuple(round(v, 2) for v in os.getloadavg())
 
 
+class TreePeak:
+    """Peak RSS of any single process in the trees of some running processes (sampled by a thread
+    every ``interval_s``). ``wait4``'s ``ru_maxrss`` cannot be used for a command started from this
+    process: Linux carries the high-water mark of the mm a child had before ``exec`` (this
+    process's, shared through vfork) into the child's figure."""
+
+    def __init__(self, pids, interval_s: float = 0.05):
+        import psutil
+
+        self._psutil = psutil
+        self.roots = [psutil.Process(p) for p in pids]
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self.interval_s = interval_s
+
+    def _sample(self):
+        for root in self.roots:
+            try:
+                procs = [root] + root.children(recursive=True)
+            except self._psutil.Error:
+                continue
+            for p in procs:
+                try:
+                    self.peak = max(self.peak, p.memory_info().rss)
+                except self._psutil.Error:
+                    continue
+
+    def _run(self):
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
 def run_cmd(cmds: list[list[str]], env: dict) -> dict:
-    """Run commands at once; wall s, CPU s (each with its waited-for children), max peak RSS MiB."""
+    """Run commands at once; wall s, CPU s (each with its waited-for children), and the peak RSS
+    (MiB) of any one process of theirs (sampled, see :class:`TreePeak`)."""
     t0 = time.perf_counter()
     procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in cmds]
-    cpu = rss = 0.0
+    cpu = 0.0
     errors = []
-    for p, c in zip(procs, cmds):
-        _, status, ru = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        cpu += ru.ru_utime + ru.ru_stime
-        rss = max(rss, ru.ru_maxrss / 1024)
-        err = p.stderr.read().decode(errors="replace")
-        if p.returncode != 0:
-            errors.append(f"{' '.join(c)}\n{err}")
+    with TreePeak([p.pid for p in procs]) as peak:
+        for p, c in zip(procs, cmds):
+            _, status, ru = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            cpu += ru.ru_utime + ru.ru_stime
+            err = p.stderr.read().decode(errors="replace")
+            if p.returncode != 0:
+                errors.append(f"{' '.join(c)}\n{err}")
     wall = time.perf_counter() - t0
     if errors:
         raise RuntimeError("command failed:\n" + "\n".join(errors))
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": rss}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak.peak / 2**20}
 
 
 def coregister_cmd(files: dict, views, out: Path, workers: int, extra=()) -> list[str]:
