@@ -339,18 +339,15 @@ def _schema_cache(tmp_path_factory) -> Path:
 def _extension_schemas(cache_dir: Path) -> dict:
     """The JSON schemas of the projection, datacube and view extensions as recorded (VCR
     cassettes) in the source distributions of the pystac-ext-* packages installed here, fetched
-    from PyPI once and kept in pytest's cache."""
+    from PyPI once with pip and kept in ``cache_dir``."""
     import importlib.metadata
     import subprocess
     import sys
-    import tarfile
 
-    import yaml
+    from offnadir.stac_out import schemas_from_dir
 
-    schemas = {}
-    pkgs = ("pystac-ext-projection", "pystac-ext-datacube", "pystac-ext-view")
     wanted = {}
-    for pkg in pkgs:
+    for pkg in ("pystac-ext-projection", "pystac-ext-datacube", "pystac-ext-view"):
         try:
             wanted[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
@@ -367,17 +364,7 @@ def _extension_schemas(cache_dir: Path) -> dict:
             last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"
             pytest.skip(f"the STAC extension schemas cannot be had offline: pip download {' '.join(missing)} "
                         f"failed ({last})")
-    for pkg in pkgs:
-        with tarfile.open(sdist(pkg)) as tar:
-            for m in tar.getmembers():
-                if "/tests/cassettes/" in m.name and m.name.endswith(".yaml"):
-                    for rec in yaml.safe_load(tar.extractfile(m))["interactions"]:
-                        if rec["response"]["status"]["code"] == 200:
-                            try:
-                                schemas[rec["request"]["uri"]] = json.loads(rec["response"]["body"]["string"])
-                            except ValueError:
-                                pass
-    return schemas
+    return schemas_from_dir(cache_dir)
 
 
 def test_stac_out_validates_against_the_schemas(runs, tmp_path_factory):
@@ -412,6 +399,8 @@ def test_stac_out_validates_against_the_schemas(runs, tmp_path_factory):
     ip.write_text(json.dumps(d))
     with pytest.raises(OffnadirError, match="STAC validation failed"):
         validate_catalog(broken / "collection.json", schemas=schemas)
+    # the command line: offnadir stac STORE --validate --schemas DIR
+    assert main(["stac", str(runs[0]), "--validate", "--schemas", str(_schema_cache(tmp_path_factory)), "-q"]) == 0
 
 
 def test_stac_command_writes_what_no_stac_out_skipped(runs, capsys):

@@ -310,6 +310,38 @@ def add_cogs(store, cog_dir) -> Path | None:
     return write_stac(store, cogs=cog_dir)
 
 
+def schemas_from_dir(folder) -> dict:
+    """URI -> JSON schema from a folder: ``*.json`` schema files (keyed by their ``$id``) and the
+    source distributions (``*.tar.gz``) of pystac's extension packages, whose tests carry the
+    schemas as recorded HTTP answers (VCR cassettes). For validating without internet."""
+    import json
+    import tarfile
+
+    import yaml
+
+    out: dict = {}
+    for f in sorted(Path(folder).glob("*.json")):
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        uri = isinstance(d, dict) and (d.get("$id") or d.get("id"))
+        if isinstance(uri, str) and uri.startswith("http"):
+            out[uri.rstrip("#")] = d
+    for f in sorted(Path(folder).glob("*.tar.gz")):
+        with tarfile.open(f) as tar:
+            for m in tar.getmembers():
+                if "/tests/cassettes/" not in m.name or not m.name.endswith(".yaml"):
+                    continue
+                for rec in (yaml.safe_load(tar.extractfile(m)) or {}).get("interactions", []):
+                    try:
+                        if rec["response"]["status"]["code"] == 200:
+                            out.setdefault(rec["request"]["uri"], json.loads(rec["response"]["body"]["string"]))
+                    except (KeyError, TypeError, ValueError):
+                        continue
+    return out
+
+
 def validate_catalog(collection_path, schemas: dict | None = None) -> int:
     """Validate the collection and every item against the STAC JSON schemas (pystac); the number
     of objects validated. ``schemas``: URI -> schema dicts put in the validator's cache first (for
@@ -325,6 +357,9 @@ def validate_catalog(collection_path, schemas: dict | None = None) -> int:
         validator.schema_cache[uri] = s
     col = pystac.read_file(str(collection_path))
     n = 0
+    quiet = logging.getLogger("pystac.validation.stac_validator")  # it logs a traceback before raising
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         for obj in [col, *col.get_items(recursive=True)]:
             pystac.validation.validate(obj, validator=validator)
@@ -333,7 +368,12 @@ def validate_catalog(collection_path, schemas: dict | None = None) -> int:
         raise OffnadirError(f"{collection_path}: STAC validation failed: {str(e).splitlines()[0]}") from e
     except Exception as e:  # noqa: BLE001 - a schema that cannot be fetched (no internet)
         if "GetSchemaError" in type(e).__name__ or "fetching schema" in str(e):
-            raise OffnadirError(f"{collection_path}: a STAC schema cannot be fetched ({str(e)[:200]}); validate where "
-                                "the schemas can be reached.") from None
+            uri = (re.findall(r"https?://[^\s:]+", str(e)) or ["?"])[0]
+            raise OffnadirError(f"{collection_path}: a STAC schema cannot be fetched ({uri}); "
+                                "validate where the schemas can be reached, or give --schemas DIR (schema files, or "
+                                "the sdists of pystac-ext-projection/-datacube/-view: pip download --no-deps "
+                                "--no-binary :all: -d DIR ...).") from None
         raise
+    finally:
+        quiet.setLevel(level)
     return n

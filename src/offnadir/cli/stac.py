@@ -61,17 +61,22 @@ def add_parser(sub):
     p.add_argument("--cogs", metavar="DIR", help="folder of COGs from `offnadir export --to cog` (default: the "
                                                  "export's default folder beside the store, when it exists)")
     p.add_argument("--validate", action="store_true",
-                   help="validate the items against the STAC JSON schemas (needs the schemas: online, or cached)")
+                   help="validate the collection and items against the STAC JSON schemas (core schemas ship with "
+                        "pystac; extension schemas are fetched, or read from --schemas)")
+    p.add_argument("--schemas", metavar="DIR", help="with --validate: folder of schema JSON files or of the sdists "
+                                                    "of pystac-ext-projection/-datacube/-view (offline validation)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     return p
 
 
 def run(args) -> int:
-    from offnadir.stac_out import validate_catalog, write_stac
+    from offnadir.stac_out import schemas_from_dir, validate_catalog, write_stac
 
     col = write_stac(args.store, out_dir=args.output, cogs=args.cogs)
     if args.validate:
-        validate_catalog(col)
+        n = validate_catalog(col, schemas_from_dir(args.schemas) if args.schemas else None)
+        if not args.quiet:
+            print(f"{n} STAC objects valid")
     if not args.quiet:
         print(f"wrote {col}")
     return 0
