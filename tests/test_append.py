@@ -93,6 +93,13 @@ def test_append_equals_one_shot_and_leaves_earlier_chunks_alone(series):
     got = _open(store)
     assert np.isfinite(got["dh"].values[2:]).any() and np.isnan(got["dh"].values[:2]).all()  # the pair's sweep
     _assert_same(got, _open(one))
+    # STAC out (as `offnadir append` writes it beside the store): one item per target, new dates included
+    from offnadir.stac_out import write_stac
+
+    col = json.loads(write_stac(store).read_text())
+    items = [json.loads((store.with_name(store.name + ".stac") / ln["href"]).read_text())
+             for ln in col["links"] if ln["rel"] == "item"]
+    assert sorted(i["properties"]["datetime"][:10] for i in items) == sorted(s.dates[1:])
     rec = json.loads(_open(store).attrs["offnadir:appends"])
     assert rec[-1]["n_before"] == 2 and rec[-1]["cube_tiles"] == n_tiles
     assert _open(store).attrs["offnadir:status"] == "complete"

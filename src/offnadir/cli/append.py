@@ -43,6 +43,8 @@ def add_parser(sub):
     p.add_argument("--scheduler", help="address of an existing dask scheduler (default: a local cluster)")
     p.add_argument("--workers", type=int, help="local cluster workers (default: one per core)")
     add_cluster_arguments(p)
+    p.add_argument("--no-stac-out", action="store_false", dest="stac_out",
+                   help="do not rewrite the STAC collection beside the store (STORE.stac, one item per date)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
@@ -111,6 +113,10 @@ def run(args) -> int:
     with ctx as client:
         summary = append_images(args.store, entries, dsm=args.dsm, resume=args.resume, client=client,
                                 quiet=args.quiet, against_previous=args.against_previous)
+    if args.stac_out:  # as detect: the collection beside the store, now with an item for each new date
+        from offnadir.stac_out import write_stac_quietly
+
+        write_stac_quietly(args.store, quiet=args.quiet)
     out = sys.stderr if args.quiet else sys.stdout
     print(f"appended {len(summary['images'])} image(s) to {args.store}: {summary['cube_tiles']} cube tiles, "
           f"{summary['change_tiles']} change tiles computed", file=out)
