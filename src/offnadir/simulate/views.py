@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from offnadir.simulate import bounded, perray, render, tiles
+from offnadir.simulate import bounded, render, tiles
 from offnadir.simulate.camera_model import PushbroomCamera
 from offnadir.simulate.grid import Grid
 
@@ -111,6 +111,8 @@ def trace_view(camera: PushbroomCamera, grid: Grid, dsm: np.ndarray, shape, *, s
     s = np.empty(n, np.float64)
     face = np.empty(n, np.int8)
     ray = np.empty(n + (4,), np.float64)
+    from offnadir.simulate import perray  # the plain per-ray renderer (small scenes, tests)
+
     perray.trace_image(lattice.u_top, lattice.v_top, lattice.u_bot, lattice.v_bot, lattice.step,
                        lattice.r0, lattice.c0, lattice.z_top, lattice.z_bot, nr, nc, ss, dsm,
                        float(wall_min), code, hi, hj, s, face, ray)
@@ -119,6 +121,8 @@ def trace_view(camera: PushbroomCamera, grid: Grid, dsm: np.ndarray, shape, *, s
 
 def visible_counts(hits: Hits, grid_shape) -> np.ndarray:
     """Rays whose first hit is each DSM cell's top (int32 on the grid); 0 = occluded."""
+    from offnadir.simulate import perray
+
     out = np.zeros(grid_shape, np.int32)
     perray.mark_visible(hits.code, hits.i, hits.j, int(grid_shape[0]), int(grid_shape[1]), out)
     return out
@@ -141,6 +145,8 @@ def shade(hits: Hits, *, dsm, terrain, albedo, side, kind, cell: float, sun, sky
     dsm = np.ascontiguousarray(dsm, dtype=np.float64)
     nrm = normals(dsm, cell) if nrm is None else nrm
     out = np.empty((albedo.shape[0],) + tuple(hits.shape), np.float64)
+    from offnadir.simulate import perray
+
     perray.shade_image(hits.code, hits.i, hits.j, hits.s, hits.face, hits.ray, hits.lattice.z_top,
                        hits.lattice.z_bot, hits.ss, dsm, np.ascontiguousarray(terrain, dtype=np.float64),
                        np.ascontiguousarray(albedo, dtype=np.float64),
