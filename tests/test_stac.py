@@ -176,6 +176,73 @@ def test_config_stac_section(scene, tmp_path):
     assert validate(cfg)["images"] == cfg["images"]  # a validated config validates to itself
 
 
+#: a static-file HTTP server that honours Range (what GDAL's /vsicurl/ sends; python's own handler
+#: sends whole files). It runs in its own process: rasterio holds the GIL while GDAL waits for the
+#: answer, so a server thread in the test's process would never answer.
+RANGE_SERVER = r"""
+import http.server, io, re, sys
+from pathlib import Path
+root = Path(sys.argv[1])
+class H(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+    def send_head(self):
+        path = root / self.path.lstrip("/").split("?")[0]
+        if not path.is_file():
+            self.send_error(404)
+            return None
+        data = path.read_bytes()
+        m = re.match(r"bytes=(\d*)-(\d*)$", self.headers.get("Range") or "")
+        lo, hi = 0, len(data) - 1
+        if m and (m[1] or m[2]):
+            lo, hi = (int(m[1]), min(int(m[2] or hi), hi)) if m[1] else (max(0, len(data) - int(m[2])), hi)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {lo}-{hi}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(hi - lo + 1))
+        self.end_headers()
+        return io.BytesIO(data[lo:hi + 1])
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"""
+
+
+def test_items_with_http_assets(scene):
+    """Image and RPC assets named by URL (a local HTTP server): the image is opened by range
+    requests, the RPC sidecar fetched whole (offnadir.io.remote); the camera is the local one."""
+    import subprocess
+    import sys
+
+    import pystac
+
+    from offnadir.io.image import open_image_source
+    from offnadir.io.stac import select
+
+    srv = subprocess.Popen([sys.executable, "-c", RANGE_SERVER, str(scene["dir"])], stdout=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{int(srv.stdout.readline())}"
+        v = scene["views"]
+        items = [_item("web_base", f"{url}/sim/base.tif", v["base"], DATES["base"]),
+                 _item("web_target", f"{url}/data/target_norpc.tif", v["target"], DATES["target"],
+                       rpc=f"{url}/data/rpc/target.RPB")]
+        p = scene["dir"] / "items" / "web.json"
+        pystac.ItemCollection(items).save_object(dest_href=str(p))
+        base, target = select(p)
+        assert (base.path, base.model) == (f"{url}/sim/base.tif", None)
+        assert (target.path, target.model) == (f"{url}/data/target_norpc.tif", f"{url}/data/rpc/target.RPB")
+        local = open_image_source(scene["dir"] / "data" / "target_norpc.tif",
+                                  model=scene["dir"] / "data" / "rpc" / "target.RPB")
+        remote = open_image_source(target.path, model=target.model)
+        assert remote.shape == local.shape
+        assert remote.camera.project(5.44, 43.26, 150.0) == pytest.approx(local.camera.project(5.44, 43.26, 150.0))
+    finally:
+        srv.kill()
+        srv.wait()
+
+
 # ---------------------------------------------------------------------------------- bad input
 def _bad(tmp_path, obj) -> Path:
     p = tmp_path / "bad.json"
