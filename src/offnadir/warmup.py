@@ -37,19 +37,20 @@ from pathlib import Path
 
 log = logging.getLogger("offnadir.warmup")
 
-#: modules that declare numba kernels
-KERNEL_MODULES = (
+#: the kernels of a run (the others are the simulator's): a run must find every one of them cached
+PIPELINE_MODULES = (
     "offnadir.camera.kernels",
     "offnadir.cube.kernels",
     "offnadir.cube.sweep_kernels",
     "offnadir.cube.tiepoint_kernels",
     "offnadir.change.kernels",
+)
+#: modules that declare numba kernels (the warm-up also finds those its run imports)
+KERNEL_MODULES = PIPELINE_MODULES + (
     "offnadir.simulate.render",
     "offnadir.simulate.bounded",
     "offnadir.simulate.tiles",
 )
-#: the kernels of a run (the others are the simulator's): a run must find every one of them cached
-PIPELINE_MODULES = KERNEL_MODULES[:5]
 #: pixel types of the images a cube samples (what GDAL/rasterio read VHR imagery as)
 IMAGE_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 #: kernel -> position of its image-window argument, compiled for every dtype of IMAGE_DTYPES
