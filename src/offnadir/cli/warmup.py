@@ -13,10 +13,11 @@ def add_parser(sub):
     p = sub.add_parser(NAME, help="compile the numba kernels into the cache (once per environment / worker image)",
                        description="Run the pipeline on a tiny simulated scene in this process so that every numba "
                                    "kernel is compiled for the signatures runs use, plus every image pixel type, "
-                                   "and stored in the numba cache (NUMBA_CACHE_DIR when set, else "
-                                   "~/.cache/offnadir/numba). Workers that see the same directory, the same "
-                                   "offnadir files and the same CPU type then load the kernels instead of "
-                                   "compiling them. A warm cache makes this command a check (nothing compiled).")
+                                   "and stored in the numba cache (NUMBA_CACHE_DIR when set, else __pycache__ beside "
+                                   "the kernels when writable, else ~/.cache/numba). Workers that see the same "
+                                   "directory, the same offnadir files and the same CPU type then load the kernels "
+                                   "instead of compiling them. A warm cache makes this command a check (nothing "
+                                   "compiled). See deploy/README.md for worker images and SLURM.")
     p.add_argument("--workdir", help="folder for the temporary scene (default: the system's temp folder)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
