@@ -470,6 +470,19 @@ def test_stac_out_validates_against_the_schemas(runs, tmp_path_factory):
     assert main(["stac", str(runs[0]), "--validate", "--schemas", str(_schema_cache(tmp_path_factory)), "-q"]) == 0
 
 
+def test_run_from_a_config_with_a_stac_section_writes_stac_out(scene, cluster, tmp_path):
+    import pystac
+
+    out = tmp_path / "run.zarr"
+    job = tmp_path / "job.yaml"
+    job.write_text(f"dsm: {{path: {scene['sim'].paths['dsm']}}}\n"
+                   f"stac: {{path: {scene['catalog']}, max_off_nadir: 26}}\n"
+                   f"output: {{path: {out}}}\ntiling: {{chunk: 64}}\n")
+    assert main(["run", str(job), "--scheduler", cluster, "--quiet"]) == 0
+    col = pystac.read_file(str(tmp_path / "run.zarr.stac" / "collection.json"))
+    assert [it.properties["offnadir:image"] for it in col.get_items()] == ["target"]
+
+
 def test_stac_command_writes_what_no_stac_out_skipped(runs, capsys):
     b = runs[1]
     folder = b.with_name(b.name + ".stac")
