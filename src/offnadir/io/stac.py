@@ -302,6 +302,10 @@ def select(paths, *, start=None, end=None, max_off_nadir=None, base_item=None, a
             if not _intersects(bb, bounds):
                 dropped.append(f"{it.id} (bbox misses the DSM)")
                 continue
+        given = _number(it.properties, "view:off_nadir", it.id)
+        if max_off_nadir is not None and given is not None and given > float(max_off_nadir):
+            dropped.append(f"{it.id} (off-nadir {given:.1f} deg > {float(max_off_nadir):g})")  # its files unread
+            continue
         im = stac_image(it, base, src, asset)
         if max_off_nadir is not None and im.off_nadir is not None and im.off_nadir > float(max_off_nadir):
             dropped.append(f"{it.id} (off-nadir {im.off_nadir:.1f} deg > {float(max_off_nadir):g})")
