@@ -11,9 +11,10 @@ An append equals a one-shot ``detect`` over all dates because every per-run choi
 stage is per target image (statistics, IR-MAD, scales, calibration, noise, NDVI thresholds) or
 depends on the base and the DSM alone (segmentation, height range, parallax range). The
 exceptions are checked and said (log and the store's ``offnadir:appends`` attribute), see
-``docs/timeseries.md``: a new image that needs a wider occlusion halo or a longer sun-shadow halo
-than the store was made with (a one-shot run would have used it for all images), or whose sun is
-unknown (a one-shot run would switch shadow handling off). A new image sharing its calendar date
+``docs/timeseries.md``: a new image that needs a wider occlusion halo than the store was made with
+(a one-shot run would have used it for all images), or whose sun is unknown (a one-shot run would
+switch shadow handling off), or a new date group in a store without ``dh`` (a flag of the earlier
+targets' calibration record differs). A new image sharing its calendar date
 with an image of the store (a stereo mate: tie points and the height sweep join the group) is
 refused; new images of one date (a new stereo pair) are tied and swept as a group, as in ``detect``.
 """
@@ -151,8 +152,8 @@ def _append_locked(path, attrs, cfg, cfg_all, n0, pending, client, quiet, agains
                          z_tol=cfg["occlusion"]["z_tol"])
         halo = int(attrs.get("halo_cells", auto.halo))
         if auto.halo > halo:
-            summary["exceptions"].append(f"the new image needs an occlusion halo of {auto.halo} cells, the store was "
-                                         f"made with {halo}: a one-shot run would use {auto.halo} for every image")
+            _note(summary, f"the new image needs an occlusion halo of {auto.halo} cells, the store was made with "
+                           f"{halo}: a one-shot run would use {auto.halo} for every image")
             halo = auto.halo
         plan = dataclasses.replace(auto, halo=halo)
         sub_cfg = dict(cfg_all, images=[cfg["images"][0]] + list(new_cfg))
@@ -208,9 +209,8 @@ def _sweep(path, plan, groups, n0, client, quiet, summary, had_dh) -> None:
     part = L.sweep_groups(path, plan_all, groups, client=client, run=lambda tasks: _run(client, tasks, "sweep"))
     summary["sweep_tiles"] = len(part["tiles"])
     if not had_dh:
-        summary["exceptions"].append("the store had no dh before: a one-shot run records dh_used true in every "
-                                     "target's change_calibration (its maps are the same: dh is NaN outside the "
-                                     "group's images)")
+        _note(summary, "the store had no dh before: a one-shot run records dh_used true in every target's "
+                       "change_calibration (its maps are the same: dh is NaN outside the group's images)")
     with S._quiet_zarr():
         g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
         old = json.loads(g.attrs.get("height_sweep", "null") or "null") or {}
@@ -318,8 +318,8 @@ def _illumination(path, run, ctx, ds, index, client, summary, chunks_yx) -> int:
 
     if not ctx.use_sun:
         if ds.sizes["image"] and json.loads(ds.attrs.get("change_sun_deg", "null") or "null"):
-            summary["exceptions"].append("the new image's sun is unknown: a one-shot run would switch shadow "
-                                         "handling off for every image")
+            _note(summary, "the new image's sun is unknown: a one-shot run would switch shadow handling off for "
+                           "every image")
         return 0
     stored = json.loads(ds.attrs.get("change_sun_deg") or "null") or []
     if any(v is None for v in stored):
@@ -330,9 +330,11 @@ def _illumination(path, run, ctx, ds, index, client, summary, chunks_yx) -> int:
     full = dataclasses.replace(ctx, n_images=len(all_suns), sun=all_suns)
     sh = full.sun_halo()
     if suns_old and sh > halo_old:
-        _note(summary, f"the new image's sun is lower than every earlier one: a one-shot run would read a "
-                       f"{sh}-cell halo (not {halo_old}) around each tile to segment the base, so its patches may "
-                       "differ from the store's near tile borders")
+        # a one-shot run would read this wider window to segment the base: the patches are the same, since
+        # segment.segment_halo already makes them exact; each image's shadows are traced as far as its own
+        # sun needs, so the earlier images' illumination is the same too
+        log.info("append: the new image's sun is the lowest: shadows traced up to %d cells (the store's: %d)",
+                 sh, halo_old)
     g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
     done = np.asarray(g[L.progress_name(index)][...])
     todo = [t for t in L.tiles(*chunks_yx) if not done[t.ti, t.tj] & A.LIGHT]
