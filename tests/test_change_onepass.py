@@ -37,6 +37,9 @@ def test_census_kernel_equals_the_numpy_formula(window):
     assert np.isfinite(a).mean() > 0.5
     assert np.allclose(a[np.isfinite(a)], b[np.isfinite(b)], rtol=0, atol=1e-12)
     assert (a[np.isfinite(a)] == 0).any()  # the flat strip's windows give R = 0
+    # a core inside a halo: the same values as the whole array there
+    c = EV.structural_evidence(base, target, ok_b, ok_t, window, offsets, (2.0, 2.5), compare=lit, core=(7, 61, 12, 95))
+    np.testing.assert_array_equal(c, a[7:61, 12:95])
 
 
 def _cells(n, p, rng):

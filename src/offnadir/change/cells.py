@@ -70,8 +70,8 @@ def evidence_tile(io, ctx, tile, plan, has):
         ev = np.full((ctx.n_images,) + elev.shape, np.nan, np.float32)
         for t in ctx.targets:
             e = EV.structural_evidence(inten[0], inten[t], ok[0], ok[t], window, offsets[t], (sigmas[0], sigmas[t]),
-                                       compare=_same_sun(lit, t))
-            e = e[core]
+                                       compare=_same_sun(lit, t),
+                                       core=(core[0].start, core[0].stop, core[1].start, core[1].stop))
             ev[t] = e
             for s, m in ((1, elev), (0, ~elev)):
                 hist[("evidence", t, s)] = C.histogram(ratio_evidence(e), m)

@@ -75,14 +75,17 @@ def _box(S, i0, i1, j0, j1, q):
 
 
 @njit(**_NB)
-def _min_ratio(S, w, out):
+def _min_ratio(S, w, ci0, cj0, out):
+    """``out = fmin(out, R)`` on the cells ``[ci0, ci0 + out rows) x [cj0, cj0 + out cols)``."""
     H = S.shape[0] - 1
     W = S.shape[1] - 1
     r = w // 2
-    for i in range(H):
+    for oi in range(out.shape[0]):
+        i = ci0 + oi
         i0 = max(i - r, 0)
         i1 = min(i + r + 1, H)
-        for j in range(W):
+        for oj in range(out.shape[1]):
+            j = cj0 + oj
             j0 = max(j - r, 0)
             j1 = min(j + r + 1, W)
             n = _box(S, i0, i1, j0, j1, 0)
@@ -98,22 +101,24 @@ def _min_ratio(S, w, out):
                 rr = (d / n) / chance
             else:  # no code variety in the window (both flat, all codes equal): nothing disagrees
                 rr = 0.0
-            v = out[i, j]
+            v = out[oi, oj]
             if v != v or rr < v:
-                out[i, j] = rr
+                out[oi, oj] = rr
 
 
-def min_census_ratio(base_codes, target_codes, offsets, window: int) -> np.ndarray:
+def min_census_ratio(base_codes, target_codes, offsets, window: int, core=None) -> np.ndarray:
     """``min over offsets (di, dj) of census_ratio(base, target shifted by (di, dj))`` (NaN where
-    no offset has a valid pair in the window). ``*_codes``: :func:`pack` triples."""
+    no offset has a valid pair in the window). ``*_codes``: :func:`pack` triples. ``core``:
+    ``(i0, i1, j0, j1)``, compute only those cells (the rest of the arrays is halo)."""
     na, pa, va = base_codes
     nb, pb, vb = target_codes
     H, W = na.shape
     if 8 * (H + 1) * (W + 1) >= 2**31:
         raise ValueError(f"census window of {H}x{W} cells is too large for int32 sums; use smaller tiles.")
+    i0, i1, j0, j1 = core if core is not None else (0, H, 0, W)
     S = np.empty((H + 1, W + 1, 6), np.int32)
-    out = np.full((H, W), np.nan)
+    out = np.full((i1 - i0, j1 - j0), np.nan)
     for di, dj in offsets:
         _tables(na, pa, va, nb, pb, vb, int(di), int(dj), POPCOUNT, S)
-        _min_ratio(S, int(window), out)
+        _min_ratio(S, int(window), i0, j0, out)
     return out

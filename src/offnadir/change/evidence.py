@@ -135,7 +135,7 @@ def relative_offsets(az0, off0, az1, off1, max_dh, cell):
 
 
 def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=((0, 0),),
-                        sigmas=None, compare=None):
+                        sigmas=None, compare=None, core=None):
     """Per-cell cross-date structural evidence ``E`` (>= 0, about 1 = no agreement beyond
     chance; NaN: not observable): the smallest :func:`census_ratio` over the parallax
     ``offsets`` (target shifted), on the cells observable in both (``ok_base & ok_target``).
@@ -143,14 +143,16 @@ def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=(
     ``base``/``target``: (y, x) intensities; ``sigmas``: their noise sigmas (default: from the
     arrays themselves, :func:`noise_sigma`); ``compare``: cells whose codes may be compared
     (default all; e.g. not where the direct sun differs between the dates: a moved cast shadow
-    is a nuisance) — the others still get the evidence of their window."""
-    sa, sb = sigmas if sigmas is not None else (noise_sigma(base, ok_base), noise_sigma(target, ok_target))
-    cm = np.ones(base.shape, bool) if compare is None else compare
+    is a nuisance) — the others still get the evidence of their window. ``core``: (i0, i1, j0, j1),
+    return only those cells (the arrays' margin is halo)."""
     from offnadir.change import census as K
 
+    sa, sb = sigmas if sigmas is not None else (noise_sigma(base, ok_base), noise_sigma(target, ok_target))
+    cm = np.ones(base.shape, bool) if compare is None else compare
     best = K.min_census_ratio(K.pack(*census(base, ok_base & cm, sa)), K.pack(*census(target, ok_target & cm, sb)),
-                              offsets, window)
-    best[~(ok_base & ok_target)] = np.nan
+                              offsets, window, core)
+    i0, i1, j0, j1 = core if core is not None else (0, base.shape[0], 0, base.shape[1])
+    best[~(ok_base & ok_target)[i0:i1, j0:j1]] = np.nan
     return best
 
 
