@@ -116,11 +116,11 @@ def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool) -> dic
                 per[f"{name}/{where}"] = dict(n=int(sel.sum()), flagged=float(flag[sel].mean()),
                                               undecided=float((chm[sel] == 2).mean()))
     ground_none = cells & (cls == 0) & ~elev
-    out["ground_fa_shadow"] = float(flag[ground_none & (shadow != 0)].mean()) if (ground_none & (shadow != 0)).any() \
-        else math.nan
-    out["ground_fa_lit"] = float(flag[ground_none & (shadow == 0)].mean()) if (ground_none & (shadow == 0)).any() \
-        else math.nan
-    out["ground_fa_shadow_share"] = float((flag & ground_none & (shadow != 0)).sum() / max((flag & ground_none).sum(), 1))
+    in_shadow = ground_none & (shadow != 0)
+    lit = ground_none & (shadow == 0)
+    out["ground_fa_shadow"] = float(flag[in_shadow].mean()) if in_shadow.any() else math.nan
+    out["ground_fa_lit"] = float(flag[lit].mean()) if lit.any() else math.nan
+    out["ground_fa_shadow_share"] = float((flag & in_shadow).sum() / max((flag & ground_none).sum(), 1))
     out["per_class"] = per
     # where the misses and the false alarms are (counts of scored cells)
     from scipy.ndimage import distance_transform_edt
