@@ -24,7 +24,9 @@ average is printed before and after every size: the machine is shared, compare o
 
 **scaling** — the tiles of one plan on W = 1 then 2 workers (rounds alternate, ``--repeat``), each
 on a freshly started and warmed cluster: tiles/s, speed-up over 1 worker, CPU seconds of the
-workers, load average before and after each run.
+workers, load average before and after each run. Before each round a control
+(:func:`machine_parallelism`): two plain CPU-bound processes against one, i.e. how many cores the
+machine gave at that moment (on a shared machine the load average alone does not say it).
 """
 
 from __future__ import annotations
@@ -300,13 +302,31 @@ def _summarise(size: int, res: dict) -> None:
 
 
 # ---------------------------------------------------------------------------- scaling
+_SPIN = "import time\nt=time.process_time()\nn=0\nwhile time.process_time()-t<{cpu}:\n    n+=1\n"
+
+
+def machine_parallelism(cpu_s: float = 2.0) -> float:
+    """How many cores this machine gives right now: ``k`` processes that each burn ``cpu_s`` seconds
+    of CPU, run alone then two at once; returns (2 x wall alone) / (wall of two at once), ~2 on an
+    idle 2-core machine, ~1 when other work takes one core. The control for the scaling table:
+    if plain processes do not scale, the cube's workers cannot either."""
+    cmd = [sys.executable, "-c", _SPIN.format(cpu=cpu_s)]
+    one = run_cmd([cmd], dict(os.environ))["wall_s"]
+    two = run_cmd([cmd, cmd], dict(os.environ))["wall_s"]
+    return 2.0 * one / two
+
+
 def scaling(args, bench) -> dict:
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="offnadir_bench_scaling_"))
     root.mkdir(parents=True, exist_ok=True)
     wd = root / f"s{args.size}"
     files = bench.make_speed_inputs(wd, args.size)
     runs = []
+    controls = []
     for k in range(args.repeat):
+        controls.append(machine_parallelism())
+        print(f"  control, round {k + 1}: two plain CPU-bound processes ran {controls[-1]:.2f}x as fast as one",
+              file=sys.stderr)
         for n in (1, 2):
             load0 = _load()
             cm, client, pids, t_start, t_warm = bench.start_cluster(n)
@@ -338,4 +358,7 @@ def scaling(args, bench) -> dict:
     sp, spm = best[2] / best[1], med[2] / med[1]
     print(f"1 -> 2 workers: {sp:.2f}x best-of-{args.repeat}, {spm:.2f}x on medians (goal >= {GOAL_SCALING}x on an "
           f"idle machine: {'met' if sp >= GOAL_SCALING else 'NOT met'}; {os.cpu_count()} CPUs, load now {_load()})")
-    return {"size": args.size, "chunk": args.chunk, "runs": runs, "speedup_best": sp, "speedup_median": spm}
+    print(f"control: two plain CPU-bound processes at once ran {', '.join(f'{c:.2f}' for c in controls)}x as fast "
+          "as one (2.0 = two free cores): what this machine allowed during the rounds")
+    return {"size": args.size, "chunk": args.chunk, "runs": runs, "speedup_best": sp, "speedup_median": spm,
+            "control_parallelism": controls}
