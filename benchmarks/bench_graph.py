@@ -15,6 +15,11 @@ a few seconds); the full statistics graph is only built and measured.
 ``--tiles N`` also computes N real tiles of the plan (on one single-threaded local worker, after
 one warm-up tile that compiles the kernels; computed, not written) and prints seconds per tile
 per worker, the figure the cost model in ``deploy/README.md`` uses.
+
+Last, a cost model for ``--cost-workers`` (default 100): bytes one tile reads (DSM block with
+halo, each image's window from the tile's edges projected at the plan's height range) and writes
+(the cube fields, uncompressed and at ``--compression``), the whole plan's I/O, and its tile time
+from ``--s-per-tile`` (or from the ``--tiles`` measurement plus 0.075 s of Zarr write).
 """
 
 from __future__ import annotations
@@ -151,19 +156,80 @@ def measure_tiles(plan, n: int) -> dict:
             "s_per_tile_per_worker": dt / max(len(pick) - 1, 1), "tiles_per_s_per_worker": (len(pick) - 1) / dt}
 
 
+def tile_bytes(plan, tile) -> dict:
+    """Bytes one tile reads and writes (uncompressed): the DSM block with its halo (float32, as a
+    GeoTIFF DSM is usually stored), each image's window (the tile's edges projected at the plan's
+    lowest and highest heights, +3 px for bilinear neighbours, all bands, the image's dtype), and
+    the cube fields (row, col float32, visible uint8, value float32 per band and image; dsm)."""
+    from offnadir.cube import geometry
+
+    H = plan.halo
+    ny, nx = tile.shape
+    dsm_b = (ny + 2 * H) * (nx + 2 * H) * 4
+    e = np.linspace(0.0, 1.0, 33)
+    ii = np.concatenate([tile.i0 + e * (ny - 1), np.full(33, tile.i1 - 1.0), tile.i0 + e * (ny - 1), np.full(33, tile.i0)])
+    jj = np.concatenate([np.full(33, tile.j0), tile.j0 + e * (nx - 1), np.full(33, tile.j1 - 1.0), tile.j0 + e * (nx - 1)])
+    lon, lat = geometry.cell_lonlat(plan.dsm, ii, jj)
+    img_b = []
+    for im in plan.images:
+        rows, cols = [], []
+        for h in (plan.h_min, plan.h_max):
+            r, c = im.camera.project(lon, lat, np.full_like(lon, h))
+            rows.append(r)
+            cols.append(c)
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        n_px = (np.ptp(r) + 4) * (np.ptp(c) + 4)
+        img_b.append(n_px * im.count * np.dtype(im.dtype).itemsize)
+    n_img, nb = len(plan.images), plan.n_bands
+    out_b = ny * nx * (n_img * (4 + 4 + 1 + 4 * nb) + 4)
+    return {"dsm_read_bytes": dsm_b, "image_read_bytes": float(sum(img_b)), "cube_write_bytes": out_b}
+
+
+def cost_model(res: dict, plan, workers: int, s_per_tile: float, compression: float) -> str:
+    """A few lines: the plan's tiles, bytes per tile, and the expected wall time on ``workers``."""
+    tiles = plan.tiles()
+    b = tile_bytes(plan, tiles[len(tiles) // 2])
+    res.update({f"tile_{k}": v for k, v in b.items()})
+    n = len(tiles)
+    wall = n * s_per_tile / workers
+    read = n * (b["dsm_read_bytes"] + b["image_read_bytes"])
+    write = n * b["cube_write_bytes"] / compression
+    res.update({"cost_workers": workers, "cost_s_per_tile": s_per_tile, "cost_tiles_wall_s": wall,
+                "cost_read_bytes": read, "cost_write_bytes": write, "cost_io_gb_per_s": (read + write) / wall / 1e9})
+    return "\n".join([
+        f"cost model: {n:,} tiles on {workers} workers at {s_per_tile:.3f} s per tile (CPU, compute + write, "
+        f"one worker) -> {wall:,.0f} s of tile time (+ graph build {res['build_s']:.0f} s and submit "
+        f"{res['submit_s']:.0f} s on this client)",
+        f"  per tile: DSM read {b['dsm_read_bytes'] / 1e6:.1f} MB, image windows {b['image_read_bytes'] / 1e6:.1f} MB, "
+        f"cube written {b['cube_write_bytes'] / 1e6:.1f} MB uncompressed ({b['cube_write_bytes'] / compression / 1e6:.1f} MB "
+        f"at ratio {compression:g})",
+        f"  whole plan: {read / 1e12:.2f} TB read, {write / 1e12:.2f} TB written: "
+        f"{(read + write) / wall / 1e9:.1f} GB/s for the filesystem to keep the workers busy"])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=100_000, help="DSM cells per side (default 100,000)")
     ap.add_argument("--chunk", type=int, default=1024, help="tile size (default 1024)")
     ap.add_argument("--tiles", type=int, default=0, help="also time this many real tiles on one worker")
+    ap.add_argument("--cost-workers", type=int, default=100, help="workers of the printed cost model (default 100)")
+    ap.add_argument("--s-per-tile", type=float, default=0.22,
+                    help="CPU s per tile of the cost model when --tiles is not given (default 0.22: compute + "
+                         "Zarr write per 1024^2 tile of 2 images, benchmarks/bench_tile_cpu.py --write)")
+    ap.add_argument("--compression", type=float, default=1.58,
+                    help="cube store compression ratio of the cost model (default 1.58: LZ4 + shuffle on "
+                         "bench_cube's city)")
     ap.add_argument("--json", help="write the figures to this JSON file")
     args = ap.parse_args(argv)
     res, plan = measure_graph(args.size, args.chunk)
     if args.tiles:
         res.update(measure_tiles(plan, args.tiles))
+    s_tile = res["s_per_tile_per_worker"] + 0.075 if args.tiles else args.s_per_tile   # + Zarr write (measured)
+    model = cost_model(res, plan, args.cost_workers, s_tile, args.compression)
     w = max(len(k) for k in res)
     for k, v in res.items():
         print(f"{k:<{w}}  {v:,.3f}" if isinstance(v, float) else f"{k:<{w}}  {v}")
+    print(model)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     return 0
