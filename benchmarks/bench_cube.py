@@ -44,8 +44,8 @@ images of 0.25 m pixels (about (2·size)² pixels each; :class:`synthetic_dsm.Pr
 generates any window on demand). The plan is the full ``size``² plan; the cube store is laid out
 in full (metadata) and every tile — or the tile rows ``--tile-rows A:B`` only — is computed and
 written on the local cluster while the RSS of every worker and of the scheduler/client process is
-sampled. The store goes to ``--store`` (default: a temporary directory under /tmp) and is deleted
-afterwards unless ``--keep``.
+sampled. The store goes to ``--store`` (made when missing; default: a temporary directory under
+/tmp) and is deleted afterwards unless ``--keep``.
 
 gdalwarp comes from GDAL's command-line tools: ``apt-get install gdal-bin`` (Debian/Ubuntu),
 ``conda install -c conda-forge gdal`` or ``brew install gdal``.
@@ -548,7 +548,7 @@ def main(argv=None) -> int:
     mp.add_argument("--size", type=int, default=20000, help="DSM side in cells (default 20000)")
     mp.add_argument("--gsd", type=float, default=0.25, help="image pixel size on the ground, m (default 0.25)")
     mp.add_argument("--tile-rows", help="compute only these tile rows, e.g. 0:2 (the plan stays full)")
-    mp.add_argument("--store", help="directory for the cube store (default a temp dir under /tmp)")
+    mp.add_argument("--store", help="directory for the cube store, made when missing (default a temp dir under /tmp)")
     mp.add_argument("--seed", type=int, default=0)
     mp.add_argument("--keep", action="store_true", help="keep the cube store")
     mp.add_argument("--quiet", action="store_true", help="no progress bar")
