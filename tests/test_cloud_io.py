@@ -65,7 +65,7 @@ def served(tmp_path_factory):
 
 def _detect(dsm, base, target, out, cluster, target_model):
     argv = ["detect", "--dsm", str(dsm), "--base", str(base), "--target", str(target), "--model", "none",
-            "--model", str(target_model), "-o", str(out), "--chunk", "32", "--scheduler", cluster, "--quiet"]
+            "--model", str(target_model), "-o", str(out), "--chunk", "64", "--scheduler", cluster, "--quiet"]
     assert main(argv) == 0
 
 
