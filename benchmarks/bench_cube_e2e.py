@@ -181,7 +181,8 @@ def tiles_alone(client, mon, files: dict, views, out: Path, chunk: int) -> dict:
         raise RuntimeError("bench_cube e2e: no write_tile task in dask's task stream")
     busy = sum(b - a for a, b in spans)
     workers_cpu = sum(v for k, v in cpu.items() if k.startswith("worker"))
-    return {"plan_s": t1 - t0, "write_cube_s": t2 - t1, "tiles_wall_s": max(b for _, b in spans) - min(a for a, _ in spans),
+    span = max(b for _, b in spans) - min(a for a, _ in spans)
+    return {"plan_s": t1 - t0, "write_cube_s": t2 - t1, "tiles_wall_s": span,
             "tiles": len(spans), "task_seconds": busy, "s_per_tile": busy / len(spans),
             "cpu_s": sum(cpu.values()), "workers_cpu_s": workers_cpu, "cpu_by_process_s": cpu,
             "peak_rss_mib": {k: v / 2**20 for k, v in mon.peak.items()}}
@@ -353,7 +354,8 @@ def scaling(args, bench) -> dict:
     print(f"scaling: DSM {args.size}x{args.size}, chunk {args.chunk}; tiles on 1 and 2 single-threaded workers")
     print(bc.table(runs, ["workers", "round", "tiles", "tiles_wall_s", "tiles_per_s", "speedup", "workers_cpu_s",
                           "s_per_tile", "loadavg_before", "loadavg_after"],
-                   ["workers", "round", "tiles", "tiles wall s", "tiles/s", "speed-up vs best 1-worker", "workers CPU s",
+                   ["workers", "round", "tiles", "tiles wall s", "tiles/s", "speed-up vs best 1-worker",
+                    "workers CPU s",
                     "s per tile (task)", "load before", "load after"]))
     sp, spm = best[2] / best[1], med[2] / med[1]
     print(f"1 -> 2 workers: {sp:.2f}x best-of-{args.repeat}, {spm:.2f}x on medians (goal >= {GOAL_SCALING}x on an "

@@ -167,8 +167,9 @@ def tile_bytes(plan, tile) -> dict:
     ny, nx = tile.shape
     dsm_b = (ny + 2 * H) * (nx + 2 * H) * 4
     e = np.linspace(0.0, 1.0, 33)
-    ii = np.concatenate([tile.i0 + e * (ny - 1), np.full(33, tile.i1 - 1.0), tile.i0 + e * (ny - 1), np.full(33, tile.i0)])
-    jj = np.concatenate([np.full(33, tile.j0), tile.j0 + e * (nx - 1), np.full(33, tile.j1 - 1.0), tile.j0 + e * (nx - 1)])
+    along_i, along_j = tile.i0 + e * (ny - 1), tile.j0 + e * (nx - 1)
+    ii = np.concatenate([along_i, np.full(33, tile.i1 - 1.0), along_i, np.full(33, tile.i0)])
+    jj = np.concatenate([np.full(33, tile.j0), along_j, np.full(33, tile.j1 - 1.0), along_j])
     lon, lat = geometry.cell_lonlat(plan.dsm, ii, jj)
     img_b = []
     for im in plan.images:
@@ -201,7 +202,8 @@ def cost_model(res: dict, plan, workers: int, s_per_tile: float, compression: fl
         f"one worker) -> {wall:,.0f} s of tile time (+ graph build {res['build_s']:.0f} s and submit "
         f"{res['submit_s']:.0f} s on this client)",
         f"  per tile: DSM read {b['dsm_read_bytes'] / 1e6:.1f} MB, image windows {b['image_read_bytes'] / 1e6:.1f} MB, "
-        f"cube written {b['cube_write_bytes'] / 1e6:.1f} MB uncompressed ({b['cube_write_bytes'] / compression / 1e6:.1f} MB "
+        f"cube written {b['cube_write_bytes'] / 1e6:.1f} MB uncompressed "
+        f"({b['cube_write_bytes'] / compression / 1e6:.1f} MB "
         f"at ratio {compression:g})",
         f"  whole plan: {read / 1e12:.2f} TB read, {write / 1e12:.2f} TB written: "
         f"{(read + write) / wall / 1e9:.1f} GB/s for the filesystem to keep the workers busy"])

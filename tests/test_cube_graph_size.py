@@ -24,7 +24,8 @@ class BigPlan:
 
     def tiles(self):
         c = self.chunk
-        return [Tile(a, b, a * c, a * c + c, b * c, b * c + c) for a in range(self.grid[0]) for b in range(self.grid[1])]
+        return [Tile(a, b, a * c, a * c + c, b * c, b * c + c)
+                for a in range(self.grid[0]) for b in range(self.grid[1])]
 
 
 @dataclass(frozen=True)
