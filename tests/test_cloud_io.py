@@ -61,6 +61,7 @@ def served(tmp_path_factory):
     finally:
         server.terminate()
         server.wait(timeout=30)
+        server.stdout.close()
 
 
 def _detect(dsm, base, target, out, cluster, target_model):
