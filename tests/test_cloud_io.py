@@ -181,3 +181,26 @@ def test_s3_lock_is_exclusive_and_names_its_holder(s3):
     finally:
         lock.release()
     assert not is_locked(url)
+
+
+def test_a_missing_image_url_is_a_one_line_error(served, cluster, tmp_path, capsys):
+    url = served["url"]
+    out = tmp_path / "never.zarr"
+    capsys.readouterr()
+    assert main(["detect", "--dsm", str(served["sim"].paths["dsm"]), "--base", f"{url}/missing.tif", "--target",
+                 f"{url}/target.tif", "-o", str(out), "--scheduler", cluster, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"{url}/missing.tif" in err and "URL" in err, err
+    assert not out.exists()
+
+
+def test_url_names_for_gdal():
+    from offnadir.io.remote import gdal_path, is_url, url_stem
+
+    assert is_url("s3://b/k.zarr") and is_url("https://h/a.tif") and not is_url("C:\\data\\a.tif")
+    assert not is_url("/data/a.tif") and not is_url("relative/a.tif")
+    assert gdal_path("/data/a.tif") == "/data/a.tif"
+    assert gdal_path("http://127.0.0.1:8000/a b.tif") == "/vsicurl?url=http%3A%2F%2F127.0.0.1%3A8000%2Fa%20b.tif"
+    assert gdal_path("s3://bucket/x/a.tif") == "/vsis3/bucket/x/a.tif"
+    assert url_stem("https://h/x/scene_01.tif?token=1") == "scene_01"
