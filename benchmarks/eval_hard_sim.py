@@ -89,7 +89,7 @@ def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool) -> dic
     meta = json.loads((d / "scene.json").read_text())
     rep = evaluate(store, d / "truth_structural.tif")  # a height-change reference (auto-detected)
     rep_old = evaluate(store, d / "truth_change.tif", reference="binary")
-    ds = xr.open_zarr(store)
+    ds = xr.open_zarr(store, mask_and_scale=False)  # the stored codes: change 2 (unobservable) is its CF _FillValue
     names = [str(v) for v in ds["image"].values]
     t = 1
     res = rep["images"][names[t]]
