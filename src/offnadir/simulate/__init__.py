@@ -7,7 +7,7 @@ one block of image rows at a time, rays skipping DSM blocks they pass above:
 :mod:`~offnadir.simulate.tiles`, :mod:`~offnadir.simulate.bounded`), fits and writes RPC00B
 models, and writes everything with the truth (:mod:`~offnadir.simulate.write`,
 :mod:`~offnadir.simulate.truth`). Memory is about 170 bytes per DSM cell (mostly the two epochs'
-rasters) plus the images: peak RSS 1.03 GB at 2048², 3.35 GB at 4096², 255 CPU-s at 4096²
+rasters) plus the images: peak RSS 1.03 GB at 2048², 3.3 GB at 4096², 232-255 CPU-s at 4096²
 (``python benchmarks/bench_simulate.py``). It is the built-in demo data and the independent
 reference for the co-registration cube (which projects DSM cells forward through the RPC: the
 simulator never does that for rendering or visibility).
