@@ -146,8 +146,8 @@ def _say_if_cache_is_cold() -> None:
     try:
         from offnadir.warmup import cached_signatures, kernels
 
-        cold = [k for k, d in kernels(("offnadir.cube.kernels", "offnadir.change.kernels")).items()
-                if cached_signatures(d) == 0]
+        mods = ("offnadir.cube.kernels", "offnadir.cube.visibility_kernels", "offnadir.change.kernels")
+        cold = [k for k, d in kernels(mods).items() if cached_signatures(d) == 0]
     except Exception as e:  # noqa: BLE001 - a hint only, never a reason to fail a run
         log.debug("numba cache check failed: %s", e)
         return

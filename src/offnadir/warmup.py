@@ -41,6 +41,7 @@ log = logging.getLogger("offnadir.warmup")
 PIPELINE_MODULES = (
     "offnadir.camera.kernels",
     "offnadir.cube.kernels",
+    "offnadir.cube.visibility_kernels",
     "offnadir.cube.sweep_kernels",
     "offnadir.cube.tiepoint_kernels",
     "offnadir.change.kernels",
