@@ -109,11 +109,10 @@ def _boxes(n=200, seed=1, cell=0.5):
 def _shadowed_image(h, az_grid, el, cell=0.5, seed=2):
     """An image whose dark cells are the cast shadows of the simulator's ray tracer (box DSM),
     with albedo texture, noise and a non-linear (gamma) radiometry."""
-    from offnadir.simulate.render import cell_shadows
     from offnadir.simulate.sun import sun_vector
+    from offnadir.simulate.views import cast_shadows
 
-    sh = np.zeros(h.shape, np.uint8)
-    cell_shadows(h, np.asarray(sun_vector(el, az_grid)), cell, h.max() + 1.0, 0.3, sh)
+    sh = cast_shadows(h, sun_vector(el, az_grid), cell, 0.3)
     rng = np.random.default_rng(seed)
     radiance = np.where(sh == 1, 0.3, 1.0) * rng.uniform(0.5, 1.0, h.shape)
     return 40.0 + 900.0 * radiance ** 1.7 + rng.normal(0, 10, h.shape)
