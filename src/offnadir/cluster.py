@@ -25,6 +25,10 @@ log = logging.getLogger("offnadir.cluster")
 
 WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
               "MKL_NUM_THREADS": "1", "GDAL_NUM_THREADS": "1",
+              # zarr-python 3 encodes the chunks of one write on a thread pool of its own (default:
+              # cores + 4 threads): a single-threaded worker then used ~1.25 cores and two workers
+              # oversubscribed two cores (1 -> 2 workers 1.47x with the machine idle)
+              "ZARR_THREADING__MAX_WORKERS": "1",
               # GDAL block cache per worker (MB): its default, 5 % of RAM, would blow the memory budget
               "GDAL_CACHEMAX": "256"}
 #: glibc malloc settings of local workers (read at process start, so set before spawning). dask's
