@@ -25,7 +25,6 @@ import dataclasses
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ from offnadir import append_layout as L
 from offnadir.append_checks import APPEND_ATTR, check_dates, check_dsm, check_store, previous_date, stored_config
 from offnadir.append_layout import PROGRESS
 from offnadir.errors import ConfigError, DataError
+from offnadir.logs import say
 
 log = logging.getLogger("offnadir.append")
 
@@ -111,9 +111,7 @@ def append_images(path, new_images: list[dict], *, dsm=None, resume: bool = Fals
 
 
 def _say(quiet, msg):
-    log.info(msg)
-    if not quiet:
-        print(f"offnadir: {msg}", file=sys.stderr)
+    say(log, msg, quiet)
 
 
 def _append_locked(path, attrs, cfg, cfg_all, n0, pending, client, quiet, against_previous) -> dict:

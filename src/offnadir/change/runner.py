@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 
 import dask
 import numpy as np
@@ -38,6 +37,7 @@ from offnadir.change import tile as T
 from offnadir.change.options import ChangeOptions
 from offnadir.cube.plan import Tile
 from offnadir.errors import DataError
+from offnadir.logs import say
 
 _LOG = logging.getLogger("offnadir.change.runner")
 PROGRESS = "change_tiles"
@@ -128,9 +128,7 @@ class Runner:
         return dask.delayed(obj, pure=True, traverse=False)
 
     def log(self, msg):
-        _LOG.info(msg)
-        if not self.quiet:
-            print(f"offnadir: {msg}", file=sys.stderr)
+        say(_LOG, msg, self.quiet)
 
     # -- pass 1: context
     def context(self):

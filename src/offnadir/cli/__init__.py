@@ -50,12 +50,28 @@ def build_parser() -> argparse.ArgumentParser:
                     "DSM, occlusion, patch-wise co-registration).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, dest="g_verbose",
+                        help="log every automatic choice (INFO); -vv: DEBUG")
+    parser.add_argument("-q", "--quiet", action="store_true", dest="g_quiet", help="errors only, no progress")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
         mod = importlib.import_module(f"{__name__}.{name}")
         p = mod.add_parser(sub)
+        _add_log_options(p)
         p.set_defaults(_run=mod.run)
     return parser
+
+
+def _add_log_options(p: argparse.ArgumentParser) -> None:
+    """``-v``/``-q`` after the subcommand too (``offnadir detect -v ...``), next to a subcommand's own
+    ``--quiet`` (which keeps its meaning: no progress)."""
+    opts = p._option_string_actions
+    p.add_argument("-v", "--verbose", action="count", default=0, dest="verbose",
+                   help="log every automatic choice (INFO); -vv: DEBUG")
+    if "--quiet" in opts and "-q" not in opts:
+        p.add_argument("-q", action="store_true", dest="quiet", help="same as --quiet")
+    elif "--quiet" not in opts:
+        p.add_argument("-q", "--quiet", action="store_true", dest="quiet", help="errors only")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -69,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help/--version (0) and usage errors (2)
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    from offnadir.logs import configure
+
+    quiet = bool(args.g_quiet or getattr(args, "quiet", False))
+    if quiet:
+        args.quiet = True
+    undo_logs = configure(args.g_verbose + getattr(args, "verbose", 0), quiet)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
@@ -79,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
+        finally:
+            undo_logs()
 
 
 if __name__ == "__main__":  # pragma: no cover
