@@ -14,6 +14,7 @@ from offnadir.camera.bias import affine_displacement, apply_affine, solve_bias_r
 from offnadir.camera.camera import compose_affine
 from offnadir.cube.tiepoints import (STEP_PX, BLOCK_WINDOWS, TieOptions, block_tiles, gather, measure_windows,
                                      parallax_sensitivity, plan_suns)
+from offnadir.logs import say
 
 log = logging.getLogger("offnadir.cube.tiepoints")
 
@@ -231,8 +232,7 @@ def run_for_config(plan, cfg: dict, *, quiet: bool = False):
     t = time.perf_counter()
     plan, report = fit_tie_bias(plan, opts, image_configs=cfg.get("images"))
     took = time.perf_counter() - t
-    log.info("tie-point pass took %.2f s", took)
     if not quiet:
         print(format_report(report), file=sys.stderr)
-        print(f"offnadir: tie-point pass took {took:.2f} s", file=sys.stderr)
+    say(log, f"tie-point pass took {took:.2f} s", quiet)
     return plan, report
