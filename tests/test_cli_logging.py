@@ -55,13 +55,26 @@ def test_global_and_subcommand_flags_reach_the_run(monkeypatch):
     seen = {}
 
     def fake_run(args):
-        seen.update(quiet=args.quiet, level=logging.getLogger("offnadir").level)
+        seen.update(quiet=args.quiet, shown=logs._shown)
         return 0
 
     parser = build_parser()
     monkeypatch.setattr("offnadir.cli.build_parser", lambda: parser)
     for p in _subparsers(parser).values():
         p.set_defaults(_run=fake_run)
-    assert main(["-q", "evaluate", "a.zarr", "b.tif"]) == 0 and seen == {"quiet": True, "level": logging.ERROR}
-    assert main(["evaluate", "-vv", "a.zarr", "b.tif"]) == 0 and seen["level"] == logging.DEBUG
-    assert main(["-v", "evaluate", "a.zarr", "b.tif"]) == 0 and seen["level"] == logging.INFO
+    assert main(["-q", "evaluate", "a.zarr", "b.tif"]) == 0 and seen["quiet"] and seen["shown"] == logging.ERROR
+    assert main(["evaluate", "-vv", "a.zarr", "b.tif"]) == 0 and seen["shown"] == logging.DEBUG
+    assert main(["-v", "evaluate", "a.zarr", "b.tif"]) == 0 and seen["shown"] == logging.INFO
+    assert main(["evaluate", "a.zarr", "b.tif"]) == 0 and seen["shown"] == logging.WARNING and not seen["quiet"]
+    assert logs._shown is None  # detached again
+
+
+def test_default_level_leaves_info_records_to_other_listeners(caplog):
+    """A test's or an application's own handler still gets offnadir's INFO records."""
+    caplog.set_level(logging.INFO)
+    undo = logs.configure(0, False)
+    try:
+        LOG.info("a choice")
+    finally:
+        undo()
+    assert "a choice" in caplog.text

@@ -38,28 +38,40 @@ def level_for(verbosity: int, quiet: bool) -> int:
     return logging.DEBUG if verbosity >= 2 else logging.INFO if verbosity == 1 else logging.WARNING
 
 
+#: the level offnadir's stderr handler shows while the command line has one attached (None: not attached)
+_shown: int | None = None
+
+
 def configure(verbosity: int = 0, quiet: bool = False):
     """Attach offnadir's stderr handler at the level ``-v``/``-q`` ask for; returns a function that
-    undoes it (the CLI calls it on exit, so in-process callers are left as they were)."""
+    undoes it (the CLI calls it on exit, so in-process callers are left as they were). The level is
+    the handler's: the logger is only opened further when ``-v`` needs it, so records still reach
+    whatever else listens (a test's capture, an application's own handlers)."""
+    global _shown
     logger = logging.getLogger(LOGGER)
     level = level_for(verbosity, quiet)
     handler = _Stderr()
+    handler.setLevel(level)
     fmt = "offnadir [%(name)s] %(levelname)s: %(message)s" if level <= logging.DEBUG else "offnadir: %(message)s"
     handler.setFormatter(logging.Formatter(fmt))
-    old_level = logger.level
+    old_level, old_shown = logger.level, _shown
     logger.addHandler(handler)
-    logger.setLevel(level)
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)
+    _shown = level
 
     def undo():
+        global _shown
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+        _shown = old_shown
 
     return undo
 
 
 def say(logger: logging.Logger, msg: str, quiet: bool = False) -> None:
     """A progress or choice line: logged at INFO, and printed as ``offnadir: msg`` unless ``quiet``
-    or the log already shows INFO records (``-v``), so it is never written twice."""
+    or offnadir's handler already shows INFO records (``-v``), so it is never written twice."""
     logger.info(msg)
-    if not quiet and not logger.isEnabledFor(logging.INFO):
+    if not quiet and not (_shown is not None and _shown <= logging.INFO):
         print(f"offnadir: {msg}", file=sys.stderr)
