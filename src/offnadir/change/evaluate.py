@@ -173,7 +173,7 @@ def evaluate(store, truth, *, elevated=None, occluded=None, image=None, siblings
             cells &= rasters["occluded"] == 0
         res = {}
         for m in methods:
-            chm = np.asarray(ds[m].values[t])
+            chm = np.asarray(ds[m].isel(image=t).values)
             pred = chm == 1
             dec = cells & (chm != 2) if height else cells
             res[labels[m]] = {c: metrics(truth_bin[sel], pred[sel])
@@ -181,7 +181,7 @@ def evaluate(store, truth, *, elevated=None, occluded=None, image=None, siblings
             if height:
                 pname = "probability" if m == "change" and "probability" in ds else \
                     ("score_ortho" if m == "change_ortho" and "score_ortho" in ds else "score")
-                prob = np.asarray(ds[pname].values[t], np.float64) if pname in ds else None
+                prob = np.asarray(ds[pname].isel(image=t).values, np.float64) if pname in ds else None
                 res.setdefault("reference", {})[labels[m]] = R.height_scores(truth_a, chm, prob, cells, cell_area)
         if "ortho" in res and labels["change"] in res and labels["change"] != "ortho":
             res["gain_f1"] = {c: _div(res[labels["change"]][c]["f1"], res["ortho"][c]["f1"]) for c in CLASSES}
