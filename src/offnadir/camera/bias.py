@@ -33,18 +33,19 @@ import warnings
 
 import numpy as np
 
+from offnadir.camera.bias_robust import COLLINEAR_RTOL, MODELS, apply_affine
+# the robust, weighted fit for many noisy points (tie points) lives in bias_robust; re-exported here
+from offnadir.camera.bias_robust import (AFFINE_F_ALPHA, ROBUST_K, ROBUST_SIGMA_FLOOR_PX,  # noqa: F401
+                                         affine_displacement, choose_model_ftest, fit_robust, solve_bias_robust)
 from offnadir.camera.camera import Camera
 from offnadir.camera.gcps import GCPs, read_gcps
 from offnadir.errors import ConfigError, GCPError
 
 __all__ = ["fit_bias", "leave_one_out", "read_gcps", "GCPs", "check_gcps", "solve_bias", "choose_model", "MODELS"]
 
-MODELS = ("auto", "affine", "shift")
 #: a GCP counts as "in the image" up to this many pixels beyond the outer pixel edges
 IMAGE_MARGIN_PX = 0.5
-#: relative size of the smallest singular value of the normalised design matrix below which the
-#: GCPs are taken as collinear (the affine is then undetermined across their line)
-_COLLINEAR_RTOL = 1e-6
+_COLLINEAR_RTOL = COLLINEAR_RTOL
 #: how far (as a fraction of each half-range) a GCP's ground point may lie outside the RPC
 #: validity domain before it is rejected
 _DOMAIN_SLACK = 0.5
@@ -121,13 +122,6 @@ def _solve_affine(pred, meas) -> tuple[float, ...] | None:
     A = M[:, :2]
     t = scale * M[:, 2] + centre - A @ centre
     return (float(A[0, 0]), float(A[0, 1]), float(t[0]), float(A[1, 0]), float(A[1, 1]), float(t[1]))
-
-
-def apply_affine(aff, row, col):
-    a, b, c, d, e, f = aff
-    row = np.asarray(row, dtype=np.float64)
-    col = np.asarray(col, dtype=np.float64)
-    return a * row + b * col + c, d * row + e * col + f
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,86 +319,3 @@ def leave_one_out(camera: Camera, gcps, *, model: str = "auto", strict: bool = F
                     "row_loo": float(r), "col_loo": float(c), "residual_row": float(rr),
                     "residual_col": float(rc), "residual": float(np.hypot(rr, rc)), "model": used})
     return tuple(out)
-
-
-# ---------------------------------------------------------------------------------------------
-#: inlier bound of the robust fit: sqrt of the 99.9 % quantile of chi-square with 2 degrees of
-#: freedom, so a correct measurement with Gaussian errors is rejected 1 time in 1000
-ROBUST_K = float(np.sqrt(-2.0 * np.log(1e-3)))
-#: floor of the robust residual scale (px): sub-pixel correlation is not better than this, so
-#: near-perfect points do not make a tiny MAD that rejects good points
-ROBUST_SIGMA_FLOOR_PX = 0.05
-
-
-#: false-alarm rate of the F-test that lets many tie points choose the affine over the shift
-AFFINE_F_ALPHA = 1e-3
-
-
-def choose_model_ftest(pred_rc, meas_rc, alpha: float = AFFINE_F_ALPHA) -> str:
-    """"affine" when the four extra parameters reduce the residual sum of squares significantly
-    (F-test, false-alarm rate ``alpha``), else "shift".
-
-    For many noisy tie points the leave-one-out comparison of :func:`choose_model` is too lenient:
-    hundreds of points make the affine's leave-one-out RMS a hair smaller by fitting noise, and a
-    noise affine of 1e-3 extrapolates to tenths of a pixel at the image corners. The F-test asks
-    that the improvement exceed what noise gives by chance once in 1/alpha."""
-    from scipy.stats import f as f_dist
-
-    pred = np.asarray(pred_rc, dtype=np.float64).reshape(-1, 2)
-    meas = np.asarray(meas_rc, dtype=np.float64).reshape(-1, 2)
-    n = pred.shape[0]
-    aff = _solve_affine(pred, meas) if n >= 7 else None
-    if aff is None:
-        return "shift"
-    rss_s = float(np.sum((meas - np.column_stack(apply_affine(_solve_shift(pred, meas), *pred.T))) ** 2))
-    rss_a = float(np.sum((meas - np.column_stack(apply_affine(aff, *pred.T))) ** 2))
-    dof = 2 * n - 6
-    if rss_a <= 0.0:
-        return "affine"
-    F = ((rss_s - rss_a) / 4.0) / (rss_a / dof)
-    return "affine" if F > f_dist.ppf(1.0 - alpha, 4, dof) else "shift"
-
-
-def solve_bias_robust(pred_rc, meas_rc, model: str = "auto", *, max_rounds: int = 20):
-    """:func:`solve_bias` with outliers rejected (tie points on changed ground, cars, shadows).
-
-    Starts from the median shift (robust to up to half the points being wrong), then alternates
-    fitting the model on the inliers and re-selecting inliers: a point is kept when its residual,
-    scaled per axis by 1.4826·MAD of the inliers' residuals (at least
-    :data:`ROBUST_SIGMA_FLOOR_PX`), lies within :data:`ROBUST_K` (the 2-D 99.9 % bound), until the
-    inlier set no longer changes. ``model="auto"`` chooses with :func:`choose_model_ftest`. Returns ``(bias, model_used, inlier_mask, sigma_rc)``."""
-    pred = np.asarray(pred_rc, dtype=np.float64).reshape(-1, 2)
-    meas = np.asarray(meas_rc, dtype=np.float64).reshape(-1, 2)
-    if pred.shape[0] == 0:
-        raise GCPError("the robust bias fit needs at least 1 point; got none.")
-    med = np.median(meas - pred, axis=0)
-    bias: tuple[float, ...] = (1.0, 0.0, float(med[0]), 0.0, 1.0, float(med[1]))
-    used = "shift"
-    inl = np.ones(pred.shape[0], dtype=bool)
-    sigma = np.full(2, ROBUST_SIGMA_FLOOR_PX)
-    for _ in range(max_rounds):
-        res = meas - np.column_stack(apply_affine(bias, pred[:, 0], pred[:, 1]))
-        ref = res[inl] if inl.sum() >= 3 else res
-        centre = np.median(ref, axis=0)
-        sigma = np.maximum(1.4826 * np.median(np.abs(ref - centre), axis=0), ROBUST_SIGMA_FLOOR_PX)
-        new = np.hypot(res[:, 0] / sigma[0], res[:, 1] / sigma[1]) <= ROBUST_K
-        if new.sum() < 1:
-            break
-        m = model if new.sum() >= 3 else "shift"
-        if m == "auto":
-            m = choose_model_ftest(pred[new], meas[new])
-        bias, used = solve_bias(pred[new], meas[new], m)
-        if np.array_equal(new, inl):
-            break
-        inl = new
-    return bias, used, inl, (float(sigma[0]), float(sigma[1]))
-
-
-def affine_displacement(aff, shape) -> float:
-    """Largest displacement (px) the affine ``aff`` gives over an image of ``shape`` (rows, cols)
-    (at its corners: the displacement of an affine is largest at a corner of a convex area)."""
-    nr, nc = shape
-    r = np.array([-0.5, -0.5, nr - 0.5, nr - 0.5])
-    c = np.array([-0.5, nc - 0.5, -0.5, nc - 0.5])
-    rr, cc = apply_affine(aff, r, c)
-    return float(np.max(np.hypot(rr - r, cc - c)))

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from offnadir.camera.bias import affine_displacement, apply_affine, solve_bias_robust
+from offnadir.camera.bias_robust import affine_displacement, apply_affine, fit_robust
 from offnadir.camera.camera import compose_affine
 from offnadir.cube.tiepoints import (STEP_PX, BLOCK_WINDOWS, TieOptions, block_tiles, gather, measure_windows,
                                      parallax_sensitivity, plan_suns)
@@ -129,9 +129,11 @@ def _fit_image(im, data, opts):
         r, c = im.camera.project(pts[:, 0], pts[:, 1], pts[:, 2])
         pred = np.column_stack([r, c])
         meas = pts[:, 3:5] + pts[:, 5:7]
-        new, used, inl, sigma = solve_bias_robust(pred, meas, opts.model)
+        # each point weighs by its own correlation's standard error (peak curvature, from the refinement)
+        fit = fit_robust(pred, meas, opts.model, sigma_pts=np.maximum(pts[:, 8], 1e-6))
+        new, used, inl, sigma = fit.bias, fit.model, fit.inliers, fit.sigma_rc
         move = affine_displacement(compose_affine(new, _inv(corr)), im.shape)
-        st.update(fit=(new, used, inl, sigma, pred, meas), move=move)
+        st.update(fit=(new, used, inl, sigma, pred, meas), move=move, robust=fit)
         log.info("tie points %s, round %d: %d measured, %d inliers, model %s, correction moved the image by "
                  "up to %.3f px", im.name, it + 1, len(pts), int(inl.sum()), used, move)
         corr = new
