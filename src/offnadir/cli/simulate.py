@@ -54,6 +54,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="write the images without acquisition time and sun angles (truth keeps them)")
     p.add_argument("--tree-changes", type=float, default=None, metavar="0..1",
                    help="fraction of trees cut or grown at epoch 2 (default: the preset's)")
+    p.add_argument("--new-views", type=int, choices=(1, 2), default=1,
+                   help="images of the second date: 1 (target.tif) or 2, a same-date stereo pair (target.tif and "
+                        "target2.tif: same time, sun and radiometry; truth_occluded_target2.tif; every other file "
+                        "as with 1) (default 1)")
+    p.add_argument("--target2-view", type=_view, default=None, metavar="OFFNADIR,AZIMUTH",
+                   help="the pair's second view (default: the target view moved along the orbit to B/H 0.3)")
     p.add_argument("--quicklook", metavar="PNG", help="also write a quicklook PNG of the images and truth")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
@@ -68,20 +74,20 @@ def run(args) -> int:
                  target_view=args.target_view, bias_px=args.bias_px, supersample=args.supersample,
                  noise_dn=args.noise, shadows=not args.no_shadows, overwrite=args.overwrite, preset=args.preset,
                  bands=args.bands, decorrelation=args.decorrelation, metadata=args.metadata,
-                 tree_changes=args.tree_changes)
+                 tree_changes=args.tree_changes, new_views=args.new_views, target2_view=args.target2_view)
     m = s.meta
     print(f"simulated seed {m['seed']}: {m['size']}x{m['size']} cells of {m['cell']} m "
           f"({m['grid']['crs']}), {len(s.buildings)} buildings, {m['trees']} trees, "
           f"in {m['elapsed_s']:.1f} s")
-    for name in ("base", "target"):
-        v = m["views"][name]
+    for name, v in m["views"].items():
         print(f"  {name:6s} {v['acquired']}  off-nadir {v['off_nadir_deg_at_centre']:.2f} deg  azimuth "
               f"{v['azimuth_deg_at_centre']:.2f} deg  {v['shape'][0]}x{v['shape'][1]} px  RPC fit max error "
               f"{v['rpc_fit']['max_err_px']:.1e} px  {v['n_gcps']} GCPs")
-    for name in ("base", "target"):
-        v = m["views"][name]
+    for name, v in m["views"].items():
         print(f"  {name:6s} sun azimuth {v['sun_azimuth_deg']:.2f} deg elevation {v['sun_elevation_deg']:.2f} deg"
               + ("" if v.get("metadata_in_file", True) else " (truth only: not in the image file)"))
+    if "stereo" in m:
+        print(f"  same-date pair target + target2: B/H {m['stereo']['base_to_height']:.3f}")
     ch = m["changes"]
     print("  changes: " + ", ".join(f"{k} {v}" for k, v in ch.items()) + f" ({m['truth']['changed_cells']} cells)")
     if "harder" in m:

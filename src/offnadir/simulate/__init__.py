@@ -103,13 +103,19 @@ class SimulatedScene:
     visible_counts: dict = field(repr=False, default_factory=dict)
     change_class: np.ndarray = None  #: truth_change_class (see offnadir.simulate.truth)
     structural: np.ndarray = None  #: truth_structural: 1 loss, 2 gain, 0 none, 255 left out
+    #: further views (``new_views=2``: "target2"): image, camera, rpc, rpc_true, occluded
+    extra_views: dict = field(repr=False, default_factory=dict)
 
     def camera(self, view: str = "base", *, biased: bool = True):
         """An :class:`offnadir.Camera` of the view: the RPC as written (``biased``) or the true one."""
         from offnadir.camera.camera import Camera
 
-        rpc = getattr(self, f"{view}_rpc" if biased else f"{view}_rpc_true")
-        cam = getattr(self, f"{view}_camera")
+        if view in self.extra_views:
+            ev = self.extra_views[view]
+            rpc, cam = ev["rpc" if biased else "rpc_true"], ev["camera"]
+        else:
+            rpc = getattr(self, f"{view}_rpc" if biased else f"{view}_rpc_true")
+            cam = getattr(self, f"{view}_camera")
         return Camera(rpc=rpc, shape=cam.shape, sensor="OFFNADIR-SIM",
                       acquired=self.meta["views"][view]["acquired"]
                       if self.meta["views"][view].get("metadata_in_file", True) else None,
@@ -123,7 +129,7 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
              base_height: float = 150.0, dates=DEFAULT_DATES, shadows: bool = True, altitude: float = 600e3,
              gsd: float | None = None, overwrite: bool = False, preset: str = "default", bands: int | None = None,
              decorrelation: float | None = None, metadata: bool | None = None,
-             tree_changes: float | None = None) -> SimulatedScene:
+             tree_changes: float | None = None, new_views: int = 1, target2_view=None) -> SimulatedScene:
     """Simulate a bi-temporal off-nadir scene into ``out_dir`` (see the module doc for the files).
 
     ``base_view``/``target_view``: (off-nadir = view zenith angle at the scene centre, azimuth from
@@ -140,7 +146,15 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
     ``metadata=False`` writes images without acquisition time and sun angles (the truth keeps them
     in scene.json); ``tree_changes`` is the fraction of trees changed at epoch 2 (half cut, half
     grown 25-50 % taller; part of ``truth_change`` since the surface changed). The default preset
-    writes the same images and rasters as before these options existed."""
+    writes the same images and rasters as before these options existed.
+
+    ``new_views=2``: the second date is a same-date stereo pair: ``target2.tif`` (with
+    ``gcps_target2.csv``) sees the epoch-2 surface at the same time, sun and radiometry as
+    ``target.tif`` from ``target2_view`` (default: the target view moved along the orbit to B/H
+    0.3, :func:`~offnadir.simulate.presets.stereo_partner`), and ``truth_occluded_target2.tif``
+    holds its occlusion bits (as ``truth_occluded.tif`` with target2 in place of the target). Every
+    other file is what ``new_views=1`` writes for the seed, byte for byte, except scene.json
+    (``views.target2`` and ``stereo``)."""
     from offnadir.simulate import imaging, outputs, presets, rig, write
     from offnadir.simulate import scene as sc
     from offnadir.simulate.gcps import clearance, pick_gcps
@@ -152,6 +166,11 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
     views_req = {"base": presets.view_arg(base_view, "base_view"),
                  "target": presets.view_arg(target_view, "target_view")}
     view_epochs = {"base": 0, "target": 1}  # view name -> epoch index (0: epoch 1, 1: epoch 2)
+    stereo = presets.check_new_views(new_views) == 2
+    if stereo:
+        views_req["target2"] = presets.view_arg(presets.stereo_partner(views_req["target"]) if target2_view is None
+                                                else target2_view, "target2_view")
+        view_epochs["target2"] = 1
     opt = presets.resolve_preset(preset, bands=bands, decorrelation=decorrelation, metadata=metadata,
                                  tree_changes=tree_changes)
     harder = opt != PRESETS["default"]
@@ -160,12 +179,15 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
     dates, times = presets.resolve_dates(dates, opt, rng_h, center_lonlat)
     gsd = float(cell if gsd is None else gsd)
     out = Path(out_dir)
-    files = dict(OUTPUT_FILES)
+    files = dict(OUTPUT_FILES, **(presets.STEREO_FILES if stereo else {}))
     paths = {k: out / v for k, v in files.items()}
-    existing = [p.name for p in paths.values() if p.exists()]
+    stale = [] if stereo else [out / v for v in presets.STEREO_FILES.values() if (out / v).exists()]
+    existing = [p.name for p in list(paths.values()) + stale if p.exists()]
     if existing and not overwrite:
         raise OutputExistsError(f"{out}: already holds {', '.join(existing)}; pass overwrite=True "
                                 "(`--overwrite`) to replace them or choose another directory.")
+    for p in stale:  # a pair's second image left by an earlier run would not belong to this scene
+        p.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ scene
@@ -193,6 +215,8 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
                                                           bias_px=bias_px, altitude=altitude, gsd=gsd)
     epochs = imaging.illuminate(e1, e2, times, (c_lon, c_lat), grid.north_angle(), opt, seed, cell)
     radiometry = presets.draw_radiometry(opt, rng_h)
+    if stereo:  # one pass of one satellite: the pair's images share the sensor's radiometry
+        radiometry["target2"] = radiometry["target"]
     r = imaging.render_views(view_epochs, cams, epochs, grid, terrain, radiometry, seed=seed, cell=cell,
                              supersample=supersample, shadows=shadows, bands=int(opt["bands"]), noise_dn=noise_dn,
                              z_top=z_top, z_bot=z_bot)
@@ -200,6 +224,8 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
     base_bits = imaging.base_occlusion(cams["base"], grid, e1, vis_counts["base"])
     occluded = imaging.target_occlusion("target", base_bits, cams, r["lattices"], vis_counts, grid, e1, e2,
                                         supersample)
+    occluded2 = imaging.target_occlusion("target2", base_bits, cams, r["lattices"], vis_counts, grid, e1, e2,
+                                         supersample) if stereo else None
 
     # ------------------------------------------------------------------ GCPs
     gcps, dist = {}, clearance(elevated, grid.cell)
@@ -223,6 +249,9 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
                                                            return_counts=True)) if b}
     buildings = sc.building_records(model, grid.x0, grid.y0, counts)
     meta = outputs.scene_meta(st, vdesc, buildings, change_class, structural, dh_min)
+    if stereo:
+        outputs.write_occluded(paths["truth_occluded_target2"], occluded2, st, target="target2")
+        meta["stereo"] = outputs.stereo_meta(vdesc, occluded2)
     meta["elapsed_s"] = None  # kept out of the file so it is byte-identical for a seed
     write.write_json(paths["scene_json"], meta)
     meta["elapsed_s"] = time.perf_counter() - t_start
@@ -234,4 +263,6 @@ def simulate(out_dir, seed: int = 0, size: int = 256, cell: float = 0.5,
         target_image=images["target"], base_camera=cams["base"], target_camera=cams["target"],
         base_rpc=rpcs["base"], target_rpc=rpcs["target"], base_rpc_true=rpcs_true["base"],
         target_rpc_true=rpcs_true["target"], bias=bias, buildings=buildings, meta=meta, model=model,
-        epochs=(e1, e2), visible_counts=vis_counts, change_class=change_class, structural=structural)
+        epochs=(e1, e2), visible_counts=vis_counts, change_class=change_class, structural=structural,
+        extra_views={"target2": dict(image=images["target2"], camera=cams["target2"], rpc=rpcs["target2"],
+                                     rpc_true=rpcs_true["target2"], occluded=occluded2)} if stereo else {})

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from offnadir.simulate import truth, write
-from offnadir.simulate.presets import (ELEVATED_M, GAIN2, OFFSET1, OFFSET2, OUTPUT_FILES, SKY, VEG_TINT2,
-                                       VEG_TINT2_DRY)
+from offnadir.simulate.presets import (ELEVATED_M, GAIN2, OFFSET1, OFFSET2, SKY, VEG_TINT2, VEG_TINT2_DRY,
+                                       base_to_height)
 from offnadir.simulate.radiometry import DN_SCALE
 
 
@@ -138,10 +138,23 @@ def scene_meta(st, vdesc: dict, buildings: list, change_class, structural, dh_mi
                            metadata_in_files=bool(opt["metadata"]), tree_changes=float(opt["tree_changes"]),
                            trees_removed=st.trees_changed[0], trees_grown=st.trees_changed[1],
                            dates_from_seed=bool(opt["random_dates"]))} if st.harder else {}),
-        files={k: v for k, v in OUTPUT_FILES.items()},
+        files=dict(st.files),
         layout=st.layout,
         conventions=dict(pixels="RPC00B native: centre of the first pixel is (row 0, col 0)",
                          dsm_tags="VERTICAL_DATUM=ellipsoid, VERTICAL_CRS=EPSG:4979",
                          bias="the RPC in each image projects to bias_affine(true pixel); the GCPs give true pixels"),
     )
     return meta
+
+
+def stereo_meta(vdesc: dict, occluded2) -> dict:
+    """scene.json ``stereo``: the epoch-2 pair, its B/H at the scene centre, its occlusion counts."""
+    va, vb = ((vdesc[n]["off_nadir_deg_at_centre"], vdesc[n]["azimuth_deg_at_centre"]) for n in ("target", "target2"))
+    return dict(views=["target", "target2"], same_date=vdesc["target"]["acquired"],
+                base_to_height=base_to_height(va, vb),
+                occluded_target2_cells=int(((occluded2 & 2) > 0).sum()),
+                occluded_target2_over_dsm_cells=int(((occluded2 & 4) > 0).sum()),
+                centre_hidden_target2_cells=int(((occluded2 & 16) > 0).sum()),
+                truth="truth_change, truth_structural, truth_change_class, truth_shadow are the pair's too (one "
+                      "surface, one sun); truth_occluded_target2.tif has the occlusion bits of the base and "
+                      "target2 (same layout as truth_occluded.tif)")

@@ -116,3 +116,51 @@ def draw_radiometry(opt: dict, rng_h) -> dict:
 
 def vegetation_tint2(opt: dict) -> np.ndarray:
     return np.asarray(VEG_TINT2 if opt["decorrelation"] == 0 else VEG_TINT2_DRY, np.float32)
+
+
+#: files added by a same-date pair at epoch 2 (``new_views=2``)
+STEREO_FILES = {"target2": "target2.tif", "gcps_target2": "gcps_target2.csv",
+                "truth_occluded_target2": "truth_occluded_target2.tif"}
+#: B/H of the epoch-2 pair when its second view is not given: along-track VHR stereo is tasked at
+#: B/H 0.2-0.5 (Pleiades, WorldView); 0.3 is in the middle of that range
+STEREO_BH = 0.3
+
+
+def _tan_vector(off_deg: float, az_deg: float) -> np.ndarray:
+    """(east, north) ground offset per metre of height of a view: tan(off-nadir) towards the azimuth."""
+    t = math.tan(math.radians(off_deg))
+    return np.array([t * math.sin(math.radians(az_deg)), t * math.cos(math.radians(az_deg))])
+
+
+def base_to_height(view_a, view_b) -> float:
+    """B/H of two views (off-nadir, azimuth) of one ground point: the length of the difference of
+    their ground offsets per metre of height (parallel-ray approximation)."""
+    return float(np.hypot(*(_tan_vector(*view_a) - _tan_vector(*view_b))))
+
+
+def stereo_partner(target_view, bh: float = STEREO_BH) -> tuple[float, float]:
+    """The second view of a same-pass along-track pair: the target view moved along the orbit
+    (the simulated camera's ground track heading) by ``bh`` — forward or backward, whichever is
+    nearer nadir (less of the scene hidden) — so the pair's B/H is ``bh``."""
+    import inspect
+
+    from offnadir.simulate.camera_model import PushbroomCamera
+
+    heading = inspect.signature(PushbroomCamera.looking_at).parameters["heading_deg"].default
+    along = np.array([math.sin(math.radians(heading)), math.cos(math.radians(heading))])
+    t1 = _tan_vector(*target_view)
+    t2 = min((t1 + bh * along, t1 - bh * along), key=lambda v: float(np.hypot(*v)))
+    off = math.degrees(math.atan(float(np.hypot(*t2))))
+    az = math.degrees(math.atan2(t2[0], t2[1])) % 360.0
+    return round(off, 3), round(az, 3)
+
+
+def check_new_views(new_views) -> int:
+    try:
+        n = int(new_views)
+    except (TypeError, ValueError):
+        n = 0
+    if n not in (1, 2) or n != new_views:
+        raise ConfigError(f"new_views {new_views!r} must be 1 (one image of the second date) or 2 (a same-date "
+                          "stereo pair at the second date: target.tif and target2.tif).")
+    return n
