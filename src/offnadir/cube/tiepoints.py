@@ -175,8 +175,24 @@ def plan_suns(plan, image_configs=None) -> list:
     return [None if s is None else (math.radians(s.azimuth + north), math.radians(s.elevation)) for s in suns]
 
 
-def _shaded(plan, tile, sun) -> np.ndarray | None:
-    """Cells of the block without direct sun (cast shadow or facing away), dilated by one cell."""
+def _shade_reach(plan, sun):
+    """``(max_dist, (top, bottom, left, right))``: how far shadows are traced (cells) and the heights
+    a block needs around it for that. Rays run towards the sun only, so the halo is one-sided
+    (one cell elsewhere, for the slope): 2-3x fewer cells traced than a halo on every side."""
+    az, el = sun
+    cell = abs(float(plan.dsm.transform[0]))
+    relief = plan.h_max - plan.h_min
+    max_dist = min(relief / (math.tan(el) * cell) + 2.0, SHADOW_MAX_CELLS)
+    di, dj = -math.cos(az), math.sin(az)   # grid direction towards the sun (rows grow southwards)
+    far_i = int(math.ceil(max_dist * abs(di))) + 2
+    far_j = int(math.ceil(max_dist * abs(dj))) + 2
+    return max_dist, (far_i if di < 0 else 1, far_i if di > 0 else 1, far_j if dj < 0 else 1, far_j if dj > 0 else 1)
+
+
+def _shaded(plan, tile, sun, heights=None) -> np.ndarray | None:
+    """Cells of the block without direct sun (cast shadow or facing away), dilated by one cell.
+    ``heights``: ``(block, (top, bottom, left, right))`` already read around the tile (at least
+    the :func:`_shade_reach` pads), or None to read them."""
     from scipy.ndimage import binary_dilation
 
     from offnadir.change import kernels as chk
@@ -185,15 +201,27 @@ def _shaded(plan, tile, sun) -> np.ndarray | None:
     az, el = sun
     if not el > 0:
         return None
-    cell = abs(float(plan.dsm.transform[0]))
-    relief = plan.h_max - plan.h_min
-    max_dist = min(relief / (math.tan(el) * cell) + 2.0, SHADOW_MAX_CELLS)
-    m = int(math.ceil(max_dist)) + 1
-    hb = np.ascontiguousarray(height_block(plan, tile.i0 - m, tile.i1 + m, tile.j0 - m, tile.j1 + m), np.float64)
+    max_dist, (t, b, lf, rt) = _shade_reach(plan, sun)
+    if heights is None:
+        heights = (height_block(plan, tile.i0 - t, tile.i1 + b, tile.j0 - lf, tile.j1 + rt), (t, b, lf, rt))
+    hb, (T, _, L, _) = heights
+    ny, nx = tile.i1 - tile.i0, tile.j1 - tile.j0
+    hb = np.ascontiguousarray(hb[T - t:T + ny + b, L - lf:L + nx + rt], np.float64)
     buf = np.empty(hb.shape, np.uint8)
+    cell = abs(float(plan.dsm.transform[0]))
     chk.illumination(hb, cell, az, el, SHADOW_TOL_M, 1.0, float(max_dist), buf)
-    core = buf[m:m + tile.i1 - tile.i0, m:m + tile.j1 - tile.j0]
-    return binary_dilation(core == chk.SHADED, iterations=1)
+    return binary_dilation(buf[t:t + ny, lf:lf + nx] == chk.SHADED, iterations=1)
+
+
+def _shade_heights(plan, tile, suns):
+    """Heights around the tile for every known sun's shadow tracing, read once."""
+    from offnadir.cube.tile import height_block
+
+    pads = [_shade_reach(plan, s)[1] for s in suns if s is not None and s[1] > 0]
+    if not pads:
+        return None
+    t, b, lf, rt = (max(p[q] for p in pads) for q in range(4))
+    return height_block(plan, tile.i0 - t, tile.i1 + b, tile.j0 - lf, tile.j1 + rt), (t, b, lf, rt)
 
 
 def block_data(plan, tile, half: int, pad: int, dh_step, suns=None) -> dict:
@@ -221,7 +249,9 @@ def block_data(plan, tile, half: int, pad: int, dh_step, suns=None) -> dict:
     n = w * w
     out = {}
     suns = suns or [None] * len(plan.images)
-    shade0 = _shaded(plan, tile, suns[0]) if suns[0] is not None else None
+    heights = _shade_heights(plan, tile, suns)
+    shade0 = _shaded(plan, tile, suns[0], heights) if suns[0] is not None else None
+    shade_k = {}
     for k in range(1, len(plan.images)):
         im = plan.images[k]
         usable = (vis[0] == 1) & (vis[k] == 1) & np.isfinite(base)
@@ -229,7 +259,9 @@ def block_data(plan, tile, half: int, pad: int, dh_step, suns=None) -> dict:
         if shade0 is not None:
             usable &= ~shade0
         if suns[k] is not None:
-            shade = _shaded(plan, tile, suns[k])
+            if suns[k] not in shade_k:   # images of one date share their sun
+                shade_k[suns[k]] = _shaded(plan, tile, suns[k], heights)
+            shade = shade_k[suns[k]]
             if shade is not None:
                 usable &= ~shade
         sel = []
