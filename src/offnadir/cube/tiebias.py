@@ -12,8 +12,8 @@ import numpy as np
 
 from offnadir.camera.bias_robust import affine_displacement, apply_affine, fit_robust
 from offnadir.camera.camera import compose_affine
-from offnadir.cube.tiepoints import (STEP_PX, BLOCK_WINDOWS, TieOptions, block_tiles, gather, measure_windows,
-                                     parallax_sensitivity, plan_suns)
+from offnadir.cube.tiepoints import (STEP_PX, BLOCK_WINDOWS, TieOptions, block_tiles, first_round, gather,
+                                     measure_windows, parallax_sensitivity, plan_suns)
 from offnadir.logs import say
 
 log = logging.getLogger("offnadir.cube.tiepoints")
@@ -25,6 +25,9 @@ MIN_POINTS = 12
 #: below this many inliers, or with a median residual above WEAK_MEDIAN_PX, the fit is called weak
 WEAK_POINTS = 40
 WEAK_MEDIAN_PX = 0.5
+#: ... or when the correction's standard deviation over the DSM footprint (from the fit's own parameter
+#: covariance) exceeds this: half the 0.1 px agreement issue 8 aims at, so twice it stays within that
+WEAK_SD_PX = 0.05
 #: after the first pass, shifts are searched within this many pixels of the corrected prediction
 REFINE_RADIUS = 2
 
@@ -42,7 +45,12 @@ def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None, sa
     ``same_date``, mates of one later date are tied to each other (see :func:`_tie_same_date_mates`).
 
     The correction is fitted on top of each image's camera as given (with its GCP bias, if any):
-    ``bias_new = correction ∘ bias_given``."""
+    ``bias_new = correction ∘ bias_given``. A coarse first round measures a quarter of the blocks
+    (:func:`~offnadir.cube.tiepoints.first_round`) with the full search radius; when it finds so
+    few points that all blocks together would not reach :data:`MIN_POINTS`, the rest is never
+    computed (the camera is kept, with a warning)."""
+    from offnadir.camera.camera import IDENTITY
+
     opts = opts or TieOptions()
     images = list(plan.images)
     report = [{"image": images[0].name, "role": "base", "bias": list(images[0].camera.bias)}]
@@ -55,16 +63,38 @@ def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None, sa
         dh_step[k] = STEP_PX / s if s > 0 else math.inf
         log.info("tie points %s: %.3f px relative displacement per metre of height error; windows with a "
                  "neighbour height step above %.2f m are skipped", images[k].name, s, dh_step[k])
-    log.info("tie points: %d blocks of %d cells, windows of %d cells, first search +-%d px",
-             len(tiles), (BLOCK_WINDOWS * (2 * opts.half + 1)) ** 2, (2 * opts.half + 1) ** 2, opts.search_px)
+    first = first_round(tiles, BLOCK_WINDOWS * (2 * opts.half + 1))
+    rest = [i for i in range(len(tiles)) if i not in set(first)]
+    log.info("tie points: %d blocks of %d cells (first round on %d), windows of %d cells, first search +-%d px",
+             len(tiles), (BLOCK_WINDOWS * (2 * opts.half + 1)) ** 2, len(first), (2 * opts.half + 1) ** 2,
+             opts.search_px)
     suns = plan_suns(plan, image_configs)
     if suns[0] is None:
         log.info("tie points: the base's sun is unknown; shadowed windows are left to the robust fit")
-    blocks = gather(plan, tiles, opts, dh_step, suns)
+    blocks1 = gather(plan, [tiles[i] for i in first], opts, dh_step, suns)
+    coarse = {}
+    for k in range(1, len(images)):
+        data = [b[k] for b in blocks1 if k in b]
+        pts = _measure(data, IDENTITY, opts.search_px)
+        expected = len(pts) * len(tiles) / max(len(first), 1)
+        coarse[k] = (data, pts, expected)
+        if expected < MIN_POINTS:
+            log.info("tie points %s: the first round measured %d points on %d of %d blocks (about %.0f over all, "
+                     "at least %d needed): the other blocks are not measured", images[k].name, len(pts),
+                     len(first), len(tiles), expected, MIN_POINTS)
+    alive = [k for k in coarse if coarse[k][2] >= MIN_POINTS]
+    blocks2 = gather(plan, [tiles[i] for i in rest], opts, dh_step, suns) if rest and alive else []
     out_images = list(images)
     for k in range(1, len(images)):
-        data = [b[k] for b in blocks if k in b]
-        entry, corr = _fit_image(images[k], data, opts)
+        data, pts, expected = coarse[k]
+        if k not in alive:
+            where = (f" on the first {len(first)} of {len(tiles)} blocks (about {expected:.0f} expected over all; the "
+                     "others were not measured)") if rest else ""
+            entry, corr = _image_report(images[k], {"n_iter": 1, "settled": False, "fit": None, "where": where,
+                                                    "n_measured": len(pts), "move": math.nan}), IDENTITY
+        else:
+            entry, corr = _fit_image(images[k], data, opts, rest=[b[k] for b in blocks2 if k in b],
+                                     first_pts=pts, footprint=_footprint(plan, k))
         if entry["applied"]:
             cam = images[k].camera
             out_images[k] = dataclasses.replace(images[k], camera=cam.with_bias(compose_affine(corr, cam.bias)))
@@ -73,6 +103,23 @@ def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None, sa
     if same_date:
         _tie_same_date_mates(plan, images, out_images, report, opts, image_configs)
     return dataclasses.replace(plan, images=tuple(out_images)), report
+
+
+def _footprint(plan, k) -> np.ndarray:
+    """(4, 2) pixels of image k (its camera as given) where the DSM's corner cells land at the
+    reference height: where the cube uses the image, so where the correction must hold."""
+    from offnadir.cube import geometry
+
+    ny, nx = plan.dsm.shape
+    ii = np.array([0.0, 0.0, ny - 1.0, ny - 1.0])
+    jj = np.array([0.0, nx - 1.0, 0.0, nx - 1.0])
+    lon, lat = geometry.cell_lonlat(plan.dsm, ii, jj)
+    r, c = plan.images[k].camera.project(lon, lat, np.full(4, float(plan.z_ref)))
+    return np.column_stack([r, c])
+
+
+def _measure(data, corr, radius) -> np.ndarray:
+    return np.concatenate([measure_windows(d, corr, radius) for d in data], axis=0) if data else np.empty((0, 9))
 
 
 def _tie_same_date_mates(plan, images, out_images, report, opts, image_configs) -> None:
@@ -111,16 +158,28 @@ def _tie_same_date_mates(plan, images, out_images, report, opts, image_configs) 
             report[k] = entry
 
 
-def _fit_image(im, data, opts):
-    """Measure / fit / re-project rounds for one image; returns (report entry, correction affine)."""
+def _fit_image(im, data, opts, *, rest=(), first_pts=None, footprint=None):
+    """Measure / fit / re-project rounds for one image; returns (report entry, correction affine).
+
+    ``data``: the first round's blocks (searched over the full radius; ``first_pts`` their
+    measurements when already made); ``rest``: the other blocks, measured from the second round
+    on, within a radius the first fit's own uncertainty and residuals set (:func:`_next_radius`).
+    ``footprint``: pixels where the correction's standard deviation is reported."""
     from offnadir.camera.camera import IDENTITY
 
     corr = IDENTITY
+    rest = list(rest)
+    everything = list(data) + rest
     st = {"n_iter": 0, "settled": False, "fit": None, "n_measured": 0, "move": math.nan}
+    radius = opts.search_px
     for it in range(opts.max_iter):
-        radius = opts.search_px if it == 0 else REFINE_RADIUS
-        pts = np.concatenate([measure_windows(d, corr, radius) for d in data], axis=0) if data \
-            else np.empty((0, 9))
+        partial = it == 0 and bool(rest)
+        if it == 0:
+            pts = first_pts if first_pts is not None else _measure(data, corr, radius)
+            if len(pts) < MIN_POINTS and rest:   # the first round's blocks alone are too few: all of them
+                pts, partial = np.concatenate([pts, _measure(rest, corr, radius)]), False
+        else:
+            pts = _measure(everything, corr, radius)
         st["n_iter"], st["n_measured"] = it + 1, int(len(pts))
         if len(pts) < MIN_POINTS:
             st["fit"] = None
@@ -133,14 +192,31 @@ def _fit_image(im, data, opts):
         fit = fit_robust(pred, meas, opts.model, sigma_pts=np.maximum(pts[:, 8], 1e-6))
         new, used, inl, sigma = fit.bias, fit.model, fit.inliers, fit.sigma_rc
         move = affine_displacement(compose_affine(new, _inv(corr)), im.shape)
-        st.update(fit=(new, used, inl, sigma, pred, meas), move=move, robust=fit)
-        log.info("tie points %s, round %d: %d measured, %d inliers, model %s, correction moved the image by "
-                 "up to %.3f px", im.name, it + 1, len(pts), int(inl.sum()), used, move)
+        st.update(fit=(new, used, inl, sigma, pred, meas), move=move, robust=fit, footprint=footprint)
+        log.info("tie points %s, round %d%s: %d measured (search +-%d px), %d inliers, model %s, correction moved "
+                 "the image by up to %.3f px", im.name, it + 1, " (first blocks)" if partial else "", len(pts),
+                 radius, int(inl.sum()), used, move)
         corr = new
-        if move <= SETTLE_PX:
+        radius = _next_radius(fit, pred, meas, footprint, opts) if partial else REFINE_RADIUS
+        if move <= SETTLE_PX and not partial:
             st["settled"] = True
             break
     return _image_report(im, st), corr
+
+
+def _next_radius(fit, pred, meas, footprint, opts) -> int:
+    """Search radius for every block after a first fit on some: the fit predicts any window's
+    shift within ``ROBUST_K`` of its own standard deviation (at the footprint's corners, where it
+    is largest) plus the spread of the points about it (p90 of the inliers' residuals, which also
+    holds what a shift-only model leaves of a linear part); one more pixel so the peak is inside."""
+    from offnadir.camera.bias_robust import ROBUST_K
+
+    res = meas[fit.inliers] - np.column_stack(apply_affine(fit.bias, *pred[fit.inliers].T))
+    p90 = float(np.percentile(np.hypot(*res.T), 90)) if len(res) else math.inf
+    sd = float(fit.displacement_sd(*footprint.T).max()) if footprint is not None else 0.0
+    need = p90 + ROBUST_K * sd
+    return int(min(opts.search_px, max(REFINE_RADIUS, math.ceil(need) + 1))) if math.isfinite(need) \
+        else int(opts.search_px)
 
 
 def _inv(aff):
@@ -154,7 +230,8 @@ def _image_report(im, st) -> dict:
              "applied": False, "weak": True, "settled": st["settled"]}
     if st["fit"] is None:
         entry.update(n_points=0, model=None,
-                     warning=f"only {entry['n_measured']} tie points were measured (at least {MIN_POINTS} needed): "
+                     warning=f"only {entry['n_measured']} tie points were measured{st.get('where', '')} (at least "
+                             f"{MIN_POINTS} needed): "
                              "the camera is kept as given. The images may not overlap on textured, "
                              "unchanged ground; give GCPs for this image instead.")
         log.warning("tie points %s: %s", im.name, entry["warning"])
@@ -165,20 +242,23 @@ def _image_report(im, st) -> dict:
     mb, pb = _stats(np.hypot(*before[inl].T))
     ma, pa = _stats(np.hypot(*after[inl].T))
     n_in = int(inl.sum())
-    weak = n_in < WEAK_POINTS or not (ma <= WEAK_MEDIAN_PX)
+    fit, fp = st.get("robust"), st.get("footprint")
+    sd = float(fit.displacement_sd(*fp.T).max()) if fit is not None and fp is not None else math.nan
+    weak = n_in < WEAK_POINTS or not (ma <= WEAK_MEDIAN_PX) or sd > WEAK_SD_PX
     entry.update(n_points=n_in, n_outliers=int((~inl).sum()), model=used, correction=[float(v) for v in corr],
                  applied=True, weak=bool(weak),
                  residual_before_median_px=mb, residual_before_p90_px=pb,
                  residual_after_median_px=ma, residual_after_p90_px=pa,
                  shift_before_rc_px=[float(v) for v in np.median(before[inl], axis=0)],
                  max_correction_px=affine_displacement(corr, im.shape),
-                 sigma_rc_px=list(sigma), last_move_px=float(st["move"]))
+                 sigma_rc_px=list(sigma), last_move_px=float(st["move"]), correction_sd_px=sd)
     log.info("tie points %s: %d points (%d outliers), model %s, residual median/p90 %.3f/%.3f px before, "
-             "%.3f/%.3f px after; correction %s", im.name, n_in, entry["n_outliers"], used, mb, pb, ma, pa,
-             " ".join(f"{v:.5g}" for v in corr))
+             "%.3f/%.3f px after; correction %s, its standard deviation over the DSM footprint up to %.3f px",
+             im.name, n_in, entry["n_outliers"], used, mb, pb, ma, pa, " ".join(f"{v:.5g}" for v in corr), sd)
     if weak:
         entry["warning"] = (f"weak tie-point fit: {n_in} inlier points (want >= {WEAK_POINTS}), median residual "
-                            f"{ma:.2f} px (want <= {WEAK_MEDIAN_PX}); check the images overlap on unchanged ground.")
+                            f"{ma:.2f} px (want <= {WEAK_MEDIAN_PX}), correction uncertain by up to {sd:.2f} px "
+                            f"(want <= {WEAK_SD_PX}); check the images overlap on unchanged ground.")
         log.warning("tie points %s: %s", im.name, entry["warning"])
     return entry
 

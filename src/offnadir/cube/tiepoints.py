@@ -152,6 +152,18 @@ def block_tiles(plan, opts: TieOptions) -> list[Tile]:
     return list(out.values())
 
 
+def first_round(tiles, size: int) -> list[int]:
+    """Indices of the blocks of the coarse first round: every other block along both axes (a
+    quarter, spread over the DSM; all of them when there are at most 4). The first round searches
+    the full radius on these only; its fit predicts the others' shifts, and when it finds too few
+    points the rest is never computed."""
+    if len(tiles) <= 4:
+        return list(range(len(tiles)))
+    i_starts = sorted({t.i0 for t in tiles})
+    j_starts = sorted({t.j0 for t in tiles})
+    return [n for n, t in enumerate(tiles) if i_starts.index(t.i0) % 2 == 0 and j_starts.index(t.j0) % 2 == 0]
+
+
 # ------------------------------------------------------------------------------------ measurement
 def _mean_bands(a, nodata=None) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
