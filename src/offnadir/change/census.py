@@ -3,15 +3,27 @@ ratio ``R = H / H_chance`` over the parallax offsets, in one sweep per offset. n
 
 The numpy formula (:func:`offnadir.change.evidence.census_ratio`) box-filters eight direction
 planes of float64 masks six times per offset; at a hundred offsets per cell (a 45 m building seen
-from 5 and 25 degrees on 0.5 m cells) that was most of the change stage. Here the eight ternary
-codes of a cell are packed into three bytes (bits set where the code is -1, +1, valid), so per
-cell and offset the counts ``n`` (valid pairs), ``d`` (pairs that differ) and the code frequencies
-are six population counts of a byte, computed once per row into a ring of ``w + 1`` rows; their
-window sums roll down the rows (one row in, one out) and along each row (one column in, one out),
-in exact integers (the same window sums as ``uniform_filter(mode="constant")`` times ``w^2``),
-only over the tile's core. The working set is the ring (a few hundred kB), not a table of the
-whole window per offset: about 15 % less CPU than a summed-area table per offset, measured.
-Tested against the numpy formula on random codes with invalid cells planted.
+from 5 and 25 degrees on 0.5 m cells) that was most of the change stage. Here:
+
+* the eight ternary codes of a cell are packed into one word: bits of the directions whose code
+  is -1 (byte 0), +1 (byte 1) and that are valid (byte 2);
+* per cell and offset the six counts -- ``n`` valid pairs, ``d`` pairs that differ, base -1,
+  base +1, target -1, target +1 -- are population counts of bytes, taken all at once by a SWAR
+  byte popcount on two 64-bit words with 16-bit lanes (``n | d | a- | a+`` and ``b- | b+``):
+  no table look-ups, so the loop over a row vectorises;
+* their window sums roll down the rows (one row's words in, one out; each row computed once into
+  a ring of ``w + 1`` rows) and along each row (one column in, one out) as lane-wise additions of
+  the packed words: two additions instead of six. Lanes are exact while no sum exceeds 65535:
+  a column sum holds at most ``8 (w + 1)`` and a window sum ``8 w (w + 1)`` (one in before one
+  out: ``w <= 90``); wider windows
+  unpack the column sums and slide six integers (:func:`_hslide_wide`);
+* every loop runs over 0-based slices (numba adds no negative-index checks there, which is what
+  lets LLVM vectorise them), and only the columns a core window touches are counted.
+
+Exact integer window sums (the same as ``uniform_filter(mode="constant")`` times ``w^2``) and the
+same floating-point expression as before: the results are bit-identical to the previous kernel
+(about 3.5x less CPU on a 1184^2 tile, window 41, measured) and tested against the numpy formula
+on random codes with invalid cells planted.
 """
 
 from __future__ import annotations
@@ -20,8 +32,13 @@ import numpy as np
 from numba import njit
 
 _NB = dict(cache=True, nogil=True, error_model="numpy")
-#: number of set bits of every byte
-POPCOUNT = np.array([bin(k).count("1") for k in range(256)], np.int32)
+_U = np.uint64
+_M1, _M2, _M4 = _U(0x5555555555555555), _U(0x3333333333333333), _U(0x0F0F0F0F0F0F0F0F)
+_F8, _F16 = _U(0xFF), _U(0xFFFF)
+_S8, _S16, _S32, _S48 = _U(8), _U(16), _U(32), _U(48)
+#: the widest window whose sums fit the 16-bit lanes (8 w (w + 1) <= 65535: a window sum holds
+#: w + 1 columns for a moment, one in before one out)
+PACKED_MAX_WINDOW = 90
 
 
 def pack(codes, valid):
@@ -38,116 +55,200 @@ def pack(codes, valid):
     return neg, pos, val
 
 
+def words(neg, pos, val):
+    """:func:`pack` triple -> one (y, x) uint32 word per cell: ``neg | pos << 8 | val << 16``."""
+    return (np.asarray(neg, np.uint32) | (np.asarray(pos, np.uint32) << np.uint32(8))
+            | (np.asarray(val, np.uint32) << np.uint32(16)))
+
+
+@njit(**_NB, inline="always")
+def _pop(x):
+    """Set bits of every byte of x, in that byte (SWAR)."""
+    x = x - ((x >> _U(1)) & _M1)
+    x = (x & _M2) + ((x >> _U(2)) & _M2)
+    return (x + (x >> _U(4))) & _M4
+
+
 @njit(**_NB)
-def _row_counts(na, pa, va, nb, pb, vb, i, di, dj, pop, row):
-    """Per-cell counts of row ``i`` (valid pairs, differing pairs, base -1, base +1, target -1,
-    target +1; target shifted by (di, dj)) into ``row`` (W, 6) uint8."""
-    H, W = na.shape
-    for j in range(W):
-        for q in range(6):
-            row[j, q] = 0
+def _row(a_row, b_row, lo, hi):
+    """Packed counts of aligned base/target words: ``lo = n | d << 16 | a- << 32 | a+ << 48``,
+    ``hi = b- | b+ << 16`` (valid pairs only)."""
+    for t in range(a_row.shape[0]):
+        a = _U(a_row[t])
+        b = _U(b_row[t])
+        both = (a >> _S16) & (b >> _S16) & _F8
+        an = a & both
+        ap = (a >> _S8) & both
+        bn = b & both
+        bp = (b >> _S8) & both
+        d = (an ^ bn) | (ap ^ bp)
+        lo[t] = _pop(both | (d << _S16) | (an << _S32) | (ap << _S48))
+        hi[t] = _pop(bn | (bp << _S16))
+
+
+@njit(**_NB)
+def _row_counts(A, B, i, di, dj, ja, jb, lo, hi):
+    """Packed counts of row ``i`` against the target shifted by (di, dj), columns [ja, jb), into
+    ``lo/hi[0:jb - ja]`` (0 where the shifted target falls outside)."""
+    H, W = A.shape
+    lo[:] = 0
+    hi[:] = 0
     ii = i + di
     if not 0 <= ii < H:
         return
-    for j in range(max(0, -dj), min(W, W - dj)):
-        jj = j + dj
-        both = va[i, j] & vb[ii, jj]
-        if both:
-            an = na[i, j] & both
-            ap = pa[i, j] & both
-            bn = nb[ii, jj] & both
-            bp = pb[ii, jj] & both
-            row[j, 0] = pop[both]
-            row[j, 1] = pop[(an ^ bn) | (ap ^ bp)]
-            row[j, 2] = pop[an]
-            row[j, 3] = pop[ap]
-            row[j, 4] = pop[bn]
-            row[j, 5] = pop[bp]
+    j0, j1 = max(ja, -dj), min(jb, W - dj)
+    if j1 > j0:
+        _row(A[i, j0:j1], B[ii, j0 + dj:j1 + dj], lo[j0 - ja:j1 - ja], hi[j0 - ja:j1 - ja])
 
 
 @njit(**_NB)
-def _min_ratio_offset(na, pa, va, nb, pb, vb, di, dj, w, pop, ci0, ci1, cj0, cj1, col, ring, out):
-    """``out = fmin(out, R)`` over the core rows/cols for one offset. The window sums roll down the
-    rows (column sums of 2r+1 rows: one row's counts in, one out; each row's counts computed once
-    into a ring of 2r+2 rows) and along each row (one column in, one out): the working set is
-    the ring, not a table of the whole window."""
-    H, W = na.shape
+def _vadd(c, x):
+    for t in range(c.shape[0]):
+        c[t] += x[t]
+
+
+@njit(**_NB)
+def _vsub(c, x):
+    for t in range(c.shape[0]):
+        c[t] -= x[t]
+
+
+@njit(**_NB, inline="always")
+def _ratio(n, d, am, ap, bm, bp, o):
+    """``o = fmin(o, R)`` for one core row from its window sums (the kernel's one formula)."""
+    if n < 1:  # no valid pair in the window: nothing to say
+        return o
+    fn = float(n)
+    chance = 1.0 - (float(am) * bm + float(n - am - ap) * (n - bm - bp) + float(ap) * bp) / (fn * fn)
+    # no code variety in the window (both flat, all codes equal): nothing disagrees
+    rr = (d / fn) / chance if chance > 1e-6 else 0.0
+    return rr if (o != o or rr < o) else o
+
+
+@njit(**_NB)
+def _ratio_packed(wl, wh, o):
+    for t in range(o.shape[0]):
+        x, y = wl[t], wh[t]
+        o[t] = _ratio(np.int64(x & _F16), np.int64((x >> _S16) & _F16), np.int64((x >> _S32) & _F16),
+                      np.int64(x >> _S48), np.int64(y & _F16), np.int64(y >> _S16), o[t])
+
+
+@njit(**_NB)
+def _hslide_packed(cl, ch, e0, nw, cj0, cj1, r, ja, wl, wh):
+    """Window sums along a row from the packed column sums (16-bit lanes)."""
+    sl = _U(0)
+    sh = _U(0)
+    for t in range(e0):
+        sl += cl[t]
+        sh += ch[t]
+    for j in range(cj0, cj1):
+        k = j + r - ja
+        if k < nw:
+            sl += cl[k]
+            sh += ch[k]
+        k = j - r - 1 - ja
+        if k >= 0:
+            sl -= cl[k]
+            sh -= ch[k]
+        wl[j - cj0] = sl
+        wh[j - cj0] = sh
+
+
+@njit(**_NB)
+def _hslide_wide(cl, ch, e0, nw, cj0, cj1, r, ja, o):
+    """Window sums along a row in six integers (windows wider than the lanes allow), and the
+    ratio."""
+    n = d = am = ap = bm = bp = np.int64(0)
+    for t in range(e0):
+        x, y = cl[t], ch[t]
+        n += np.int64(x & _F16)
+        d += np.int64((x >> _S16) & _F16)
+        am += np.int64((x >> _S32) & _F16)
+        ap += np.int64(x >> _S48)
+        bm += np.int64(y & _F16)
+        bp += np.int64(y >> _S16)
+    for j in range(cj0, cj1):
+        k = j + r - ja
+        if k < nw:
+            x, y = cl[k], ch[k]
+            n += np.int64(x & _F16)
+            d += np.int64((x >> _S16) & _F16)
+            am += np.int64((x >> _S32) & _F16)
+            ap += np.int64(x >> _S48)
+            bm += np.int64(y & _F16)
+            bp += np.int64(y >> _S16)
+        k = j - r - 1 - ja
+        if k >= 0:
+            x, y = cl[k], ch[k]
+            n -= np.int64(x & _F16)
+            d -= np.int64((x >> _S16) & _F16)
+            am -= np.int64((x >> _S32) & _F16)
+            ap -= np.int64(x >> _S48)
+            bm -= np.int64(y & _F16)
+            bp -= np.int64(y >> _S16)
+        o[j - cj0] = _ratio(n, d, am, ap, bm, bp, o[j - cj0])
+
+
+@njit(**_NB)
+def _min_ratio_offset(A, B, di, dj, w, ci0, ci1, cj0, cj1, packed, cl, ch, ring, wl, wh, out):
+    """``out = fmin(out, R)`` over the core rows/cols for one offset. Column sums roll down the
+    rows (each row's packed counts computed once into a ring of 2r+2 rows: one row in, one out),
+    window sums along each row (one column in, one out)."""
+    H, W = A.shape
     r = w // 2
     m = ring.shape[0]
-    for j in range(W):
-        for q in range(6):
-            col[j, q] = 0
+    ja, jb = max(cj0 - r, 0), min(cj1 + r, W)  # the columns some core window touches
+    nw = jb - ja
+    cl[:] = 0
+    ch[:] = 0
     top = max(ci0 - r, 0)
     for i in range(top, min(ci0 + r, H)):  # the rows of the first core row's window except its last
-        rw = ring[i % m]
-        _row_counts(na, pa, va, nb, pb, vb, i, di, dj, pop, rw)
-        for j in range(W):
-            for q in range(6):
-                col[j, q] += rw[j, q]
+        rl, rh = ring[i % m, 0, :nw], ring[i % m, 1, :nw]
+        _row_counts(A, B, i, di, dj, ja, jb, rl, rh)
+        _vadd(cl[:nw], rl)
+        _vadd(ch[:nw], rh)
+    e0 = min(cj0 + r, W) - ja  # the first core window's columns except its last
     for i in range(ci0, ci1):
         k = i + r
         if k < H:
-            rw = ring[k % m]
-            _row_counts(na, pa, va, nb, pb, vb, k, di, dj, pop, rw)
-            for j in range(W):
-                for q in range(6):
-                    col[j, q] += rw[j, q]
+            rl, rh = ring[k % m, 0, :nw], ring[k % m, 1, :nw]
+            _row_counts(A, B, k, di, dj, ja, jb, rl, rh)
+            _vadd(cl[:nw], rl)
+            _vadd(ch[:nw], rh)
         k = i - r - 1
         if k >= top:
-            rw = ring[k % m]
-            for j in range(W):
-                for q in range(6):
-                    col[j, q] -= rw[j, q]
-        n = d = am = ap = bm = bp = 0
-        for j in range(max(cj0 - r, 0), min(cj0 + r, W)):
-            n += col[j, 0]
-            d += col[j, 1]
-            am += col[j, 2]
-            ap += col[j, 3]
-            bm += col[j, 4]
-            bp += col[j, 5]
-        for j in range(cj0, cj1):
-            k = j + r
-            if k < W:
-                n += col[k, 0]
-                d += col[k, 1]
-                am += col[k, 2]
-                ap += col[k, 3]
-                bm += col[k, 4]
-                bp += col[k, 5]
-            k = j - r - 1
-            if k >= max(cj0 - r, 0):
-                n -= col[k, 0]
-                d -= col[k, 1]
-                am -= col[k, 2]
-                ap -= col[k, 3]
-                bm -= col[k, 4]
-                bp -= col[k, 5]
-            if n < 1:  # no valid pair in the window: nothing to say
-                continue
-            fn = float(n)
-            chance = 1.0 - (float(am) * bm + float(n - am - ap) * (n - bm - bp) + float(ap) * bp) / (fn * fn)
-            if chance > 1e-6:
-                rr = (d / fn) / chance
-            else:  # no code variety in the window (both flat, all codes equal): nothing disagrees
-                rr = 0.0
-            v = out[i - ci0, j - cj0]
-            if v != v or rr < v:
-                out[i - ci0, j - cj0] = rr
+            _vsub(cl[:nw], ring[k % m, 0, :nw])
+            _vsub(ch[:nw], ring[k % m, 1, :nw])
+        if packed:
+            _hslide_packed(cl, ch, e0, nw, cj0, cj1, r, ja, wl, wh)
+            _ratio_packed(wl, wh, out[i - ci0])
+        else:
+            _hslide_wide(cl, ch, e0, nw, cj0, cj1, r, ja, out[i - ci0])
 
 
-def min_census_ratio(base_codes, target_codes, offsets, window: int, core=None) -> np.ndarray:
+def min_census_ratio(base_codes, target_codes, offsets, window: int, core=None, *, packed=None) -> np.ndarray:
     """``min over offsets (di, dj) of census_ratio(base, target shifted by (di, dj))`` (NaN where
     no offset has a valid pair in the window). ``*_codes``: :func:`pack` triples. ``core``:
-    ``(i0, i1, j0, j1)``, compute only those cells (the rest of the arrays is halo)."""
-    na, pa, va = base_codes
-    nb, pb, vb = target_codes
-    H, W = na.shape
+    ``(i0, i1, j0, j1)``, compute only those cells (the rest of the arrays is halo). ``packed``:
+    slide the window sums in 16-bit lanes (default: when the window allows, ``w <=``
+    :data:`PACKED_MAX_WINDOW`; the result is the same either way)."""
+    A = words(*base_codes)
+    B = words(*target_codes)
+    H, W = A.shape
+    w = int(window)
+    if 8 * (w + 1) > 65535:
+        raise ValueError(f"census window of {w} cells: column sums would overflow 16-bit lanes (at most 8191).")
+    lanes = w <= PACKED_MAX_WINDOW if packed is None else bool(packed)
+    if lanes and w > PACKED_MAX_WINDOW:
+        raise ValueError(f"census window of {w} cells is too wide for 16-bit window sums (at most "
+                         f"{PACKED_MAX_WINDOW}); use packed=False.")
     i0, i1, j0, j1 = core if core is not None else (0, H, 0, W)
-    col = np.zeros((W, 6), np.int32)
-    ring = np.zeros((2 * (int(window) // 2) + 2, W, 6), np.uint8)
+    cl = np.zeros(W, np.uint64)
+    ch = np.zeros(W, np.uint64)
+    ring = np.zeros((2 * (w // 2) + 2, 2, W), np.uint64)
+    wl = np.zeros(j1 - j0, np.uint64)
+    wh = np.zeros(j1 - j0, np.uint64)
     out = np.full((i1 - i0, j1 - j0), np.nan)
     for di, dj in offsets:
-        _min_ratio_offset(na, pa, va, nb, pb, vb, int(di), int(dj), int(window), POPCOUNT, i0, i1, j0, j1, col, ring,
-                          out)
+        _min_ratio_offset(A, B, int(di), int(dj), w, i0, i1, j0, j1, lanes, cl, ch, ring, wl, wh, out)
     return out

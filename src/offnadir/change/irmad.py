@@ -84,16 +84,18 @@ class MadModel:
     def mad(self, x, y):
         """Standardised MAD variates ``M_i / sigma_i`` of rows of x, y (n, p) -> (n, p)."""
         # (x - mx) A - (y - my) B, with the means' term added once after the products (no centred
-        # copies of x and y: about 3x less CPU on tile-sized arrays)
-        d = np.asarray(x, np.float64) @ self.A - np.asarray(y, np.float64) @ self.B
+        # copies of x and y: about 3x less CPU on tile-sized arrays). Rows in C order: callers pass
+        # ``val[:, ok].T`` (Fortran order), and numpy's matmul of a Fortran-ordered (n, p) by a
+        # (p, p) is about 7x slower than the copy plus a C-ordered product (measured, 1M x 4)
+        d = _rows(x) @ self.A - _rows(y) @ self.B
         d -= self.mean_x @ self.A - self.mean_y @ self.B
         d /= self.sigma
         return d
 
     def canonical(self, x, y):
         """First canonical variates (u_1, v_1): the most correlated combination of the bands."""
-        u = (np.asarray(x, np.float64) - self.mean_x) @ self.A[:, 0]
-        v = (np.asarray(y, np.float64) - self.mean_y) @ self.B[:, 0]
+        u = _rows(x) @ self.A[:, 0] - self.mean_x @ self.A[:, 0]
+        v = _rows(y) @ self.B[:, 0] - self.mean_y @ self.B[:, 0]
         return u, v
 
     def to_dict(self) -> dict:
@@ -102,6 +104,11 @@ class MadModel:
     @classmethod
     def from_dict(cls, d) -> MadModel:
         return cls(**{k: (np.asarray(v, np.float64) if isinstance(v, list) else v) for k, v in d.items()})
+
+
+def _rows(a):
+    """(n, p) float64 in C order (a copy only when needed)."""
+    return np.ascontiguousarray(a, dtype=np.float64)
 
 
 def empty_sums(n_strata: int, p: int) -> dict:
