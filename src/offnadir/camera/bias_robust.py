@@ -145,6 +145,12 @@ def _weights(sigma_pts, n) -> np.ndarray:
     return (np.median(s) / s) ** 2
 
 
+def _scale(z) -> np.ndarray:
+    """Per-axis robust scale (1.4826·MAD), at least :data:`ROBUST_SIGMA_FLOOR_PX`."""
+    centre = np.median(z, axis=0)
+    return np.maximum(1.4826 * np.median(np.abs(z - centre), axis=0), ROBUST_SIGMA_FLOOR_PX)
+
+
 @dataclass(frozen=True)
 class RobustFit:
     """Result of :func:`fit_robust`: ``bias`` (a, b, c, d, e, f), ``model`` used, ``inliers`` mask,
@@ -193,11 +199,9 @@ def fit_robust(pred_rc, meas_rc, model: str = "auto", *, sigma_pts=None, max_rou
     k = np.full(2, ROBUST_SIGMA_FLOOR_PX)
     frame = _Frame(pred)
     Ninv = None
-    for _ in range(max_rounds):
+    for rnd in range(max_rounds):
         z = (meas - np.column_stack(apply_affine(bias, pred[:, 0], pred[:, 1]))) / s[:, None]
-        ref = z[inl] if inl.sum() >= 3 else z
-        centre = np.median(ref, axis=0)
-        k = np.maximum(1.4826 * np.median(np.abs(ref - centre), axis=0), ROBUST_SIGMA_FLOOR_PX)
+        k = _scale(z[inl] if inl.sum() >= 3 else z)
         new = np.hypot(z[:, 0] / k[0], z[:, 1] / k[1]) <= ROBUST_K
         if new.sum() < 1:
             break
@@ -209,12 +213,17 @@ def fit_robust(pred_rc, meas_rc, model: str = "auto", *, sigma_pts=None, max_rou
             m = "shift"
         bias, Ninv = _wls(pred[new], meas[new], w[new], m, frame)
         used = m
-        if np.array_equal(new, inl):
+        # the first round's scale is that of the starting shift's residuals (a linear part inflates
+        # it): at least one more round judges the points against the fitted model
+        if rnd > 0 and np.array_equal(new, inl):
             break
         inl = new
     if Ninv is None:
         frame = _Frame(pred)
         _, Ninv = _wls(pred, meas, w, used, frame)
+    # the variance factor of the final model, from its own inliers' residuals
+    z = (meas - np.column_stack(apply_affine(bias, pred[:, 0], pred[:, 1]))) / s[:, None]
+    k = _scale(z[inl] if inl.sum() >= 3 else z)
     cov = tuple((float(kk) ** 2 * Ninv).tolist() for kk in k)
     return RobustFit(bias=tuple(float(v) for v in bias), model=used, inliers=inl,
                      sigma_rc=(float(k[0]), float(k[1])), cov_rc=cov,
