@@ -40,7 +40,21 @@ WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_TH
 WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20, "MALLOC_TRIM_THRESHOLD_": 256 * 2**20}
 #: defaults of the ``cluster`` config options this module reads (see offnadir.config)
 DEFAULTS = {"dashboard": "127.0.0.1:0", "worker_timeout": 120.0, "tls_ca_file": None, "tls_cert": None,
-            "tls_key": None}
+            "tls_key": None, "local_workers": "auto"}
+#: ``cluster.local_workers``: how a local cluster runs its workers
+LOCAL_WORKERS = ("auto", "processes", "threads")
+#: Up to this much tile work per worker (DSM cells x images), ``local_workers: auto`` runs the local
+#: cluster's workers as threads of this process instead of worker processes. Why: a worker process
+#: costs about 1.0-1.3 CPU-s to start (interpreter, imports, numba cache loads; and it is closed
+#: again at the end), what its tiles cost for ~10 Mi cells x images (0.11 CPU-s per Mi: 1024^2-cell
+#: tiles of two images, 0.22 CPU-s each), both measured with benchmarks/bench_cube.py e2e on the
+#: same machine, so the ratio holds on faster or slower CPUs alike. Below 32 Mi per worker the
+#: start-up would be a quarter or more of each worker's run, while threads lose only the part of a
+#: tile that holds the GIL: every cube kernel is ``nogil``, and rasterio reads, pyproj and Zarr's
+#: compression release it too (a profiled tile spends under 5 % in Python code). Above it, worker
+#: processes keep their advantages on long runs: a memory limit per worker that the nanny enforces,
+#: and Python-heavy stages that do not share one interpreter.
+THREADS_MAX_WORK_PER_WORKER = 32 * 2**20
 
 
 def usable_cpus() -> int:
@@ -70,11 +84,64 @@ def security(options: dict | None):
                     require_encryption=True)
 
 
+def local_workers(mode: str | None, n_workers: int | None, cells: int, n_images: int) -> tuple[bool, str]:
+    """Whether a local cluster runs worker processes (True) or threads in this process (False), and
+    why (for the log and the store). ``mode``: the ``cluster.local_workers`` option; ``cells``: the
+    DSM's cells; ``n_images``: images in the cube. See :data:`THREADS_MAX_WORK_PER_WORKER`."""
+    from offnadir.errors import ConfigError
+
+    mode = (mode or "auto").strip().lower()
+    if mode not in LOCAL_WORKERS:
+        raise ConfigError(f"cluster.local_workers is {mode!r}; give one of {', '.join(LOCAL_WORKERS)} "
+                          "(--local-workers).")
+    n = n_workers or usable_cpus()
+    if mode != "auto":
+        if mode == "threads" and not numba_threads_safe():
+            raise ConfigError("cluster.local_workers is 'threads' but numba has no thread-safe threading layer here "
+                              "(install tbb or an OpenMP runtime), and its workqueue layer aborts the process when "
+                              "two threads run parallel kernels at once; use local_workers: processes.")
+        return mode == "processes", f"cluster.local_workers: {mode}"
+    work = int(cells) * max(1, int(n_images)) / n
+    limit = THREADS_MAX_WORK_PER_WORKER
+    if work > limit:
+        return True, (f"{work / 2**20:.0f} Mi cells x images per worker > {limit / 2**20:.0f} Mi: worker processes "
+                      "(their start-up is small against the work)")
+    if not numba_threads_safe():
+        return True, "numba's only threading layer (workqueue) is not thread-safe: worker processes"
+    return False, (f"{work / 2**20:.1f} Mi cells x images per worker <= {limit / 2**20:.0f} Mi: threads in this "
+                   "process (a worker process would spend a quarter or more of its run starting up)")
+
+
+def numba_threads_safe() -> bool:
+    """True when numba's parallel kernels may run from several threads of one process at once:
+    its threading layer is (or will be, numba picks tbb, then omp) tbb or OpenMP, not workqueue."""
+    try:
+        import numba
+
+        return numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel kernel launched yet: which layer numba would pick
+        pass
+    except ImportError:
+        return False
+    import importlib
+
+    for mod in ("numba.np.ufunc.tbbpool", "numba.np.ufunc.omppool"):
+        try:
+            importlib.import_module(mod)
+            return True
+        except Exception:  # noqa: BLE001 - ImportError or a broken runtime: not usable
+            continue
+    return False
+
+
 @contextmanager
 def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, memory_limit="auto",
-                quiet: bool = False, options: dict | None = None):
+                quiet: bool = False, options: dict | None = None, processes: bool | None = None):
     """Yield a ``distributed.Client``: connected to ``scheduler`` if given, else to a new LocalCluster.
-    ``options``: the config's ``cluster`` section (dashboard, worker_timeout, tls_*)."""
+    ``options``: the config's ``cluster`` section (dashboard, worker_timeout, tls_*). ``processes``
+    (local cluster only): single-threaded worker processes (default), or False: one worker in this
+    process with ``n_workers`` threads (see :func:`local_workers`); None: as ``cluster.local_workers``
+    says ('threads', else processes: without the plan's size, 'auto' keeps processes)."""
     from distributed import Client, LocalCluster
 
     from offnadir.errors import ConfigError
@@ -115,8 +182,11 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
     import dask
 
     n = n_workers or usable_cpus()
+    if processes is None:
+        processes = local_workers(o["local_workers"] if o["local_workers"] != "auto" else "processes", n, 0, 1)[0]
     dash = None if str(o["dashboard"]).strip().lower() in ("none", "off", "") else str(o["dashboard"]).strip()
-    log.info("local cluster: %d workers, dashboard %s", n, dash or "off")
+    log.info("local cluster: %d %s, dashboard %s", n, "worker processes" if processes else "threads in this process",
+             dash or "off")
     malloc = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC_ENV.items()}
     env = dict(WORKER_ENV)
     if os.environ.get("NUMBA_CACHE_DIR"):  # the numba cache the parent uses (offnadir.warmup)
@@ -125,23 +195,41 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
     # on all interfaces at :8787 when given no address, so keep them on a loopback port
     web = {"dashboard_address": dash} if dash else {"dashboard_address": "127.0.0.1:0",
                                                     "scheduler_kwargs": {"dashboard": False}}
-    if not quiet:
+    if not quiet and processes:  # threads load the kernels once, in this process
         _say_if_cache_is_cold()
     with dask.config.set(malloc), _workers_ignore_sigint():
         # worker logs at CRITICAL only: a task's error reaches the client (and the user) anyway, and a
         # shutdown (Ctrl-C, a failed run) must not print a heartbeat traceback from every worker
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                               env=env, silence_logs=logging.CRITICAL, **web)
+        if processes:
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                                   env=env, silence_logs=logging.CRITICAL, **web)
+        else:  # no process to start, import into or close: the kernels release the GIL
+            # the worker's own HTTP routes would listen on all interfaces: keep them on loopback
+            cluster = LocalCluster(n_workers=1, threads_per_worker=n, processes=False, memory_limit=memory_limit,
+                                   silence_logs=logging.CRITICAL, worker_dashboard_address="127.0.0.1:0", **web)
     client = Client(cluster)
     client.offnadir_worker_timeout = timeout
     try:
         if not quiet:
-            link = client.dashboard_link if dash else "off"
-            print(f"offnadir: local dask cluster, {n} workers x 1 thread; dashboard: {link}", file=sys.stderr)
+            link = _dashboard_link(client, cluster, dash, processes) if dash else "off"
+            shape = f"{n} workers x 1 thread" if processes else f"1 worker x {n} threads in this process"
+            print(f"offnadir: local dask cluster, {shape}; dashboard: {link}", file=sys.stderr)
         yield client
     finally:
         client.close()
         cluster.close()
+
+
+def _dashboard_link(client, cluster, dash: str, processes: bool) -> str:
+    """The dashboard's URL. An in-process scheduler has no network address of its own, so dask
+    names the machine's address in the link while the dashboard listens where ``dash`` says."""
+    host = dash.rsplit(":", 1)[0]
+    if processes or host in ("", "0.0.0.0", "::", "[::]"):
+        return client.dashboard_link
+    try:
+        return f"http://{host}:{cluster.scheduler.services['dashboard'].port}/status"
+    except (AttributeError, KeyError):
+        return client.dashboard_link
 
 
 def _say_if_cache_is_cold() -> None:

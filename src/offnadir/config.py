@@ -156,6 +156,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "scheduler": Field(str, None, "address of an existing dask scheduler (tcp://host:8786, or tls://host:8786 "
                                       "with the tls_* files); default: a local cluster", check=_check_scheduler),
         "n_workers": Field(int, None, "local cluster workers (default: one per core)", lo=1, hi=4096),
+        # issue 11: offnadir.cluster.local_workers says when auto picks threads, and why
+        "local_workers": Field(str, "auto", "local cluster: auto | processes | threads (auto: threads in this process "
+                                            "for a small plan, where starting worker processes costs more than "
+                                            "they save; else single-threaded worker processes)",
+                               choices=("auto", "processes", "threads")),
         # issue 10: backends in offnadir.backends (each option mapping is checked there)
         "kind": Field(str, None, "local | scheduler | slurm | kubernetes | gateway (default: scheduler when "
                                  "cluster.scheduler is set, else local)",

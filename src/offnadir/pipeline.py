@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from pathlib import Path
 
 import dask
@@ -14,6 +16,8 @@ from offnadir.cube import tiepoints
 from offnadir.errors import ConfigError, OffnadirError
 from offnadir.io.dsm import DsmSource, open_dsm_source
 from offnadir.io.image import ImageSource, open_image_source
+
+_log = logging.getLogger("offnadir.pipeline")
 
 
 def load_images(images, gcps=None) -> list[ImageSource]:
@@ -74,14 +78,18 @@ def coregister(dsm, images, *, gcps=None, chunk: int = 1024, geoid=None, vertica
 
 
 def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = False, config: dict | None = None,
-               quiet: bool = False, fingerprint: dict | None = None, complete: bool = True) -> Path:
+               quiet: bool = False, fingerprint: dict | None = None, complete: bool = True,
+               clock: "Stopwatch | None" = None) -> Path:
     """Write the cube to a Zarr store tile by tile on ``client``. Bad input found before writing
     leaves nothing behind; a run that fails mid-way keeps what it wrote for ``resume`` (and says so).
     The store records ``fingerprint`` (default: from ``config`` and the plan) so that a resume with
     another plan is refused; ``complete`` marks it complete at the end (callers that run more
-    stages mark it themselves)."""
+    stages mark it themselves). ``clock``: a :class:`Stopwatch` that times the layout, the tiles
+    and the finalisation."""
     from offnadir import outputs, store
     from offnadir.cluster import run_tasks
+
+    clock = clock or Stopwatch()
 
     out = store.location(out)  # a URL (s3://...) stays text
     fp = fingerprint if fingerprint is not None else outputs.fingerprint(config or {}, extra=_plan_summary(plan))
@@ -104,12 +112,15 @@ def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = Fal
                 raise
         skip = store.done_tiles(out) if state == store.RESUME else set()
         tasks = graph.tile_write_tasks(plan, str(out), skip)
+        clock.lap("store layout")
         n = len(plan.tiles())
         _say(quiet, f"{n - len(skip)} of {n} tiles to compute ({plan.dsm.shape[0]}x{plan.dsm.shape[1]} cells, "
                     f"{len(plan.images)} images, halo {plan.halo} cells)")
         try:
             run_tasks(client, tasks, desc="cube tiles", quiet=quiet)
+            clock.lap("tiles")
             store.finalize(out)
+            clock.lap("finalize")
         except BaseException as e:
             keep_or_remove(out, created=state == store.NEW, quiet=quiet)
             if isinstance(e, OSError):
@@ -197,30 +208,86 @@ def _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks, given_clien
     if state == store.NOTHING_TO_DO:
         _say(quiet, f"{out} is complete already (same plan); nothing to do.")
         return out
+    clock = Stopwatch()
     d = cfg["dsm"]
     dsm = open_dsm_source(d["path"], geoid=d["geoid"], vertical_datum=d["vertical_datum"], band=d["band"])
     images = load_images(cfg["images"])
+    processes, why = _local_workers(cfg, dsm, images, given_client)
+    clock.lap("open inputs")
     cluster = nullcontext(given_client) if given_client is not None else \
-        dask_client(cfg["cluster"]["scheduler"], cfg["cluster"]["n_workers"], quiet=quiet,
+        dask_client(cfg["cluster"]["scheduler"], cfg["cluster"]["n_workers"], quiet=quiet, processes=processes,
                     options={**cfg["cluster"], "chunk": cfg["tiling"]["chunk"], "n_images": len(cfg["images"])})
     with cluster as client:
+        clock.lap("cluster start")
         with dask.config.set(scheduler=client):
             plan = plan_cube(dsm, images, chunk=cfg["tiling"]["chunk"], lattice_step=cfg["tiling"]["lattice_step"],
                              z_tol=cfg["occlusion"]["z_tol"])
+            clock.lap("plan")
             plan, tie_report = tiepoints.run_for_config(plan, cfg, quiet=quiet)  # relative bias (issue 8)
+            clock.lap("tie points")
         write_cube(plan, out, client=client, overwrite=overwrite, resume=resume, config=cfg, quiet=quiet,
-                   fingerprint=fp, complete=False)
+                   fingerprint=fp, complete=False, clock=clock)
         tiepoints.record(out, tie_report)
         try:
             for hook in stage_hooks:
                 hook(cfg, plan, out, client)
+                clock.lap(type(hook).__name__.strip("_"))
         except BaseException as e:
             keep_or_remove(out, created=False, quiet=quiet)
             if isinstance(e, OSError):
                 raise _write_error(out, e) from None
             raise
+    clock.lap("cluster close")
     store.mark_complete(out)
+    clock.lap("mark complete")
+    _log.info("%s", clock.summary())
     return out
+
+
+class Stopwatch:
+    """Wall seconds of a run's steps, for the log (``-v``) and the benchmarks: ``lap(name)`` closes
+    the step that ran since the previous lap; :meth:`summary` adds the time from the process's
+    start to the first step (interpreter start-up and imports)."""
+
+    def __init__(self):
+        self.t0 = self.last = time.perf_counter()
+        self.laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> float:
+        t = time.perf_counter()
+        took, self.last = t - self.last, t
+        self.laps.append((name, took))
+        return took
+
+    def summary(self) -> str:
+        before = _seconds_since_process_start(self.t0)
+        head = "timings (s): " + (f"before the run (interpreter, imports) {before:.2f}, " if before is not None else "")
+        return head + ", ".join(f"{n} {s:.2f}" for n, s in self.laps) + f"; run {self.last - self.t0:.2f}"
+
+
+def _seconds_since_process_start(t_perf: float) -> float | None:
+    """Seconds between this process's start and the ``time.perf_counter()`` instant ``t_perf``."""
+    try:
+        import psutil
+
+        started = psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - only a figure for the log
+        return None
+    return max(0.0, time.time() - (time.perf_counter() - t_perf) - started)
+
+
+def _local_workers(cfg, dsm, images, given_client) -> tuple[bool | None, str | None]:
+    """A local cluster's workers: processes or threads of this process (logged; see
+    :func:`offnadir.cluster.local_workers`). (None, None) when the run uses another cluster."""
+    from offnadir.cluster import local_workers
+
+    c = cfg["cluster"]
+    if given_client is not None or c.get("scheduler") or (c.get("kind") or "local") != "local":
+        return None, None
+    processes, why = local_workers(c.get("local_workers"), c.get("n_workers"), dsm.shape[0] * dsm.shape[1],
+                                   len(images))
+    _log.info("local cluster workers: %s", why)
+    return processes, why
 
 
 def stage_hooks(cfg: dict, *, quiet: bool = False) -> tuple:

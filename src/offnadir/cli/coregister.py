@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 
 NAME = "coregister"
+#: imported before the run with the garbage collector paused (see offnadir.cli.main)
+IMPORTS = ("offnadir.pipeline",)
 
 
 def add_cube_arguments(p, *, images: bool = True) -> None:
@@ -52,6 +54,10 @@ def add_cluster_arguments(p) -> None:
     p.add_argument("--tls-key", metavar="PEM", help="tls:// scheduler: client private key (cluster.tls_key)")
     p.add_argument("--dashboard", metavar="HOST:PORT",
                    help="local cluster dashboard address (default 127.0.0.1:0; 'none' for no dashboard)")
+    p.add_argument("--local-workers", choices=("auto", "processes", "threads"),
+                   help="local cluster: single-threaded worker processes, or threads in this process (default auto: "
+                        "threads when the plan is small enough that starting processes would cost more than they "
+                        "save; cluster.local_workers)")
     p.add_argument("--cluster-kind", choices=("local", "scheduler", "slurm", "kubernetes", "gateway"),
                    help="where workers run (cluster.kind; backend options in the config's cluster section or "
                         "dask's jobqueue/gateway config; see deploy/README.md)")
@@ -61,7 +67,7 @@ def cluster_options(args) -> dict:
     """The cluster options given on the command line (None when not given)."""
     return {"tls_ca_file": getattr(args, "tls_ca_file", None), "tls_cert": getattr(args, "tls_cert", None),
             "tls_key": getattr(args, "tls_key", None), "dashboard": getattr(args, "dashboard", None),
-            "kind": getattr(args, "cluster_kind", None)}
+            "kind": getattr(args, "cluster_kind", None), "local_workers": getattr(args, "local_workers", None)}
 
 
 def _sun_arg(text):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 
 NAME = "detect"
+#: imported before the run with the garbage collector paused (see offnadir.cli.main)
+IMPORTS = ("offnadir.pipeline",)
 
 
 def add_parser(sub):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 NAME = "run"
+#: imported before the run with the garbage collector paused (see offnadir.cli.main)
+IMPORTS = ("offnadir.pipeline",)
 
 
 def add_parser(sub):
