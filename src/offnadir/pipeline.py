@@ -79,13 +79,13 @@ def coregister(dsm, images, *, gcps=None, chunk: int = 1024, geoid=None, vertica
 
 def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = False, config: dict | None = None,
                quiet: bool = False, fingerprint: dict | None = None, complete: bool = True,
-               clock: "Stopwatch | None" = None) -> Path:
+               clock: "Stopwatch | None" = None, attrs: dict | None = None) -> Path:
     """Write the cube to a Zarr store tile by tile on ``client``. Bad input found before writing
     leaves nothing behind; a run that fails mid-way keeps what it wrote for ``resume`` (and says so).
     The store records ``fingerprint`` (default: from ``config`` and the plan) so that a resume with
     another plan is refused; ``complete`` marks it complete at the end (callers that run more
     stages mark it themselves). ``clock``: a :class:`Stopwatch` that times the layout, the tiles
-    and the finalisation."""
+    and the finalisation; ``attrs``: root attributes to add (the run's automatic choices)."""
     from offnadir import outputs, store
     from offnadir.cluster import run_tasks
 
@@ -119,7 +119,7 @@ def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = Fal
         try:
             run_tasks(client, tasks, desc="cube tiles", quiet=quiet)
             clock.lap("tiles")
-            store.finalize(out)
+            store.finalize(out, attrs)
             clock.lap("finalize")
         except BaseException as e:
             keep_or_remove(out, created=state == store.NEW, quiet=quiet)
@@ -226,7 +226,9 @@ def _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks, given_clien
             plan, tie_report = tiepoints.run_for_config(plan, cfg, quiet=quiet)  # relative bias (issue 8)
             clock.lap("tie points")
         write_cube(plan, out, client=client, overwrite=overwrite, resume=resume, config=cfg, quiet=quiet,
-                   fingerprint=fp, complete=False, clock=clock)
+                   fingerprint=fp, complete=False, clock=clock,
+                   attrs={"cluster_workers": f"local cluster, {_workers_text(client, processes)}: {why}"}
+                   if why else None)
         tiepoints.record(out, tie_report)
         try:
             for hook in stage_hooks:
@@ -288,6 +290,14 @@ def _local_workers(cfg, dsm, images, given_client) -> tuple[bool | None, str | N
                                    len(images))
     _log.info("local cluster workers: %s", why)
     return processes, why
+
+
+def _workers_text(client, processes: bool) -> str:
+    try:
+        threads = sum(client.nthreads().values())
+    except Exception:  # noqa: BLE001 - a description only
+        threads = "?"
+    return f"{threads} single-threaded worker processes" if processes else f"{threads} threads in the client process"
 
 
 def stage_hooks(cfg: dict, *, quiet: bool = False) -> tuple:
