@@ -290,7 +290,9 @@ def format_report(report) -> str:
                      f"{' WEAK' if e['weak'] else ''}")
         lines.append(f"  {'':<16} residual median/p90 before {e['residual_before_median_px']:.3f}/"
                      f"{e['residual_before_p90_px']:.3f} px, after {e['residual_after_median_px']:.3f}/"
-                     f"{e['residual_after_p90_px']:.3f} px")
+                     f"{e['residual_after_p90_px']:.3f} px"
+                     + (f"; correction uncertain by up to {e['correction_sd_px']:.3f} px (1 sd) over the DSM footprint"
+                        if math.isfinite(e.get("correction_sd_px", math.nan)) else ""))
         lines.append(f"  {'':<16} row' = {b[0]:.6f} row + {b[1]:.6f} col + {b[2]:+.3f}; "
                      f"col' = {b[3]:.6f} row + {b[4]:.6f} col + {b[5]:+.3f}")
         if e.get("warning"):
