@@ -5,8 +5,8 @@ The numpy formula (:func:`offnadir.change.evidence.census_ratio`) box-filters ei
 planes of float64 masks six times per offset; at a hundred offsets per cell (a 45 m building seen
 from 5 and 25 degrees on 0.5 m cells) that was most of the change stage. Here:
 
-* the eight ternary codes of a cell are packed into one word: bits of the directions whose code
-  is -1 (byte 0), +1 (byte 1) and that are valid (byte 2);
+* the eight ternary codes of a cell are packed into one word (:func:`pack`, one pass): bits of
+  the directions whose code is -1 (byte 0), +1 (byte 1) and that are valid (byte 2);
 * per cell and offset the six counts -- ``n`` valid pairs, ``d`` pairs that differ, base -1,
   base +1, target -1, target +1 -- are population counts of bytes, taken all at once by a SWAR
   byte popcount on two 64-bit words with 16-bit lanes (``n | d | a- | a+`` and ``b- | b+``):
@@ -42,21 +42,30 @@ PACKED_MAX_WINDOW = 90
 
 
 def pack(codes, valid):
-    """(8, y, x) int8 codes and bool validity -> three (y, x) uint8: bits of the directions whose
-    code is -1, +1, and that are valid."""
-    neg = np.zeros(codes.shape[1:], np.uint8)
-    pos = np.zeros(codes.shape[1:], np.uint8)
-    val = np.zeros(codes.shape[1:], np.uint8)
+    """(8, y, x) int8 codes and bool validity -> one (y, x) uint32 word per cell: bits of the
+    directions whose code is -1 (byte 0), +1 (byte 1), and that are valid (byte 2)."""
+    codes = np.ascontiguousarray(codes, np.int8)
+    valid = np.ascontiguousarray(valid, np.bool_)
+    out = np.empty(codes.shape[1:], np.uint32)
+    _pack(codes.reshape(codes.shape[0], -1), valid.reshape(valid.shape[0], -1), out.reshape(-1))
+    return out
+
+
+@njit(**_NB)
+def _pack(codes, valid, out):
+    out[:] = 0
     for d in range(codes.shape[0]):
-        bit = np.uint8(1 << d)
-        neg |= np.where(codes[d] < 0, bit, np.uint8(0))
-        pos |= np.where(codes[d] > 0, bit, np.uint8(0))
-        val |= np.where(valid[d], bit, np.uint8(0))
-    return neg, pos, val
+        cd, vd = codes[d], valid[d]
+        neg, pos, val = np.uint32(1 << d), np.uint32(1 << (d + 8)), np.uint32(1 << (d + 16))
+        for c in range(out.shape[0]):
+            x = cd[c]
+            out[c] |= (neg if x < 0 else np.uint32(0)) | (pos if x > 0 else np.uint32(0)) | (val if vd[c] else
+                                                                                            np.uint32(0))
 
 
 def words(neg, pos, val):
-    """:func:`pack` triple -> one (y, x) uint32 word per cell: ``neg | pos << 8 | val << 16``."""
+    """Three (y, x) uint8 bit planes (directions whose code is -1, +1, valid) -> the words of
+    :func:`pack`."""
     return (np.asarray(neg, np.uint32) | (np.asarray(pos, np.uint32) << np.uint32(8))
             | (np.asarray(val, np.uint32) << np.uint32(16)))
 
@@ -228,12 +237,13 @@ def _min_ratio_offset(A, B, di, dj, w, ci0, ci1, cj0, cj1, packed, cl, ch, ring,
 
 def min_census_ratio(base_codes, target_codes, offsets, window: int, core=None, *, packed=None) -> np.ndarray:
     """``min over offsets (di, dj) of census_ratio(base, target shifted by (di, dj))`` (NaN where
-    no offset has a valid pair in the window). ``*_codes``: :func:`pack` triples. ``core``:
+    no offset has a valid pair in the window). ``*_codes``: :func:`pack` words (or the three bit
+    planes of :func:`words`). ``core``:
     ``(i0, i1, j0, j1)``, compute only those cells (the rest of the arrays is halo). ``packed``:
     slide the window sums in 16-bit lanes (default: when the window allows, ``w <=``
     :data:`PACKED_MAX_WINDOW`; the result is the same either way)."""
-    A = words(*base_codes)
-    B = words(*target_codes)
+    A = base_codes if isinstance(base_codes, np.ndarray) else words(*base_codes)
+    B = target_codes if isinstance(target_codes, np.ndarray) else words(*target_codes)
     H, W = A.shape
     w = int(window)
     if 8 * (w + 1) > 65535:
