@@ -6,10 +6,15 @@ Run through :mod:`bench_cube` (``python benchmarks/bench_cube.py e2e ...`` / ``.
 city DSM GeoTIFF and two 4-band uint16 images with RPC tags, 10 and 25 degrees off-nadir), one after
 the other in one run:
 
-* ``offnadir coregister`` as a subprocess (``python -m offnadir.cli coregister --dsm ... --image ...
+* ``offnadir coregister`` as a subprocess (``python -m offnadir.cli -v coregister --dsm ... --image ...
   --image ... -o ... --workers W``), *cold* (a fresh, empty ``NUMBA_CACHE_DIR``: what a new
   environment or worker image pays) then *warm* (the same command again, the cache filled by the
-  cold run); also warm with ``--no-tie-bias`` (the tie-point stage is part of the default command);
+  cold run); also warm with ``--no-tie-bias`` (the tie-point stage is part of the default command)
+  and warm with ``--local-workers processes`` (worker processes whatever the plan's size: the
+  local cluster's workers are threads of the command's process for small plans by default, see
+  ``offnadir.cluster.local_workers``). Each run's log line ``timings (s): ...`` (``-v``) gives its
+  fixed-cost breakdown: before the run (interpreter, imports), inputs, cluster start, plan, tie
+  points, store layout, tiles, finalize, cluster close, and the exit (wall minus the rest);
 * ``gdalwarp -rpc -to RPC_DEM=dsm.tif`` of both images onto exactly the DSM grid, ``-r cubic`` and
   ``-r bilinear``, GDAL's other options at their defaults (as a user types it): both images one
   after the other with ``-wo NUM_THREADS=1``, both at once with one thread each, and one after the
@@ -96,31 +101,55 @@ class TreePeak:
 
 
 def run_cmd(cmds: list[list[str]], env: dict) -> dict:
-    """Run commands at once; wall s, CPU s (each with its waited-for children), and the peak RSS
-    (MiB) of any one process of theirs (sampled, see :class:`TreePeak`)."""
+    """Run commands at once; wall s, CPU s (each with its waited-for children), the peak RSS
+    (MiB) of any one process of theirs (sampled, see :class:`TreePeak`), and their stderr."""
     t0 = time.perf_counter()
     procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in cmds]
     cpu = 0.0
-    errors = []
+    errors, stderr = [], []
+    # drain the pipes while the commands run (a verbose command must not block on a full pipe)
+    readers = [threading.Thread(target=lambda p=p, k=k: stderr.append((k, p.stderr.read())), daemon=True)
+               for k, p in enumerate(procs)] + \
+              [threading.Thread(target=p.stdout.read, daemon=True) for p in procs]
+    for t in readers:
+        t.start()
     with TreePeak([p.pid for p in procs]) as peak:
-        for p, c in zip(procs, cmds):
+        for p in procs:
             _, status, ru = os.wait4(p.pid, 0)
             p.returncode = os.waitstatus_to_exitcode(status)
             cpu += ru.ru_utime + ru.ru_stime
-            err = p.stderr.read().decode(errors="replace")
-            if p.returncode != 0:
-                errors.append(f"{' '.join(c)}\n{err}")
     wall = time.perf_counter() - t0
+    for t in readers:
+        t.join()
+    err = {k: v.decode(errors="replace") for k, v in stderr}
+    for k, (p, c) in enumerate(zip(procs, cmds)):
+        if p.returncode != 0:
+            errors.append(f"{' '.join(c)}\n{err.get(k, '')[-4000:]}")
     if errors:
         raise RuntimeError("command failed:\n" + "\n".join(errors))
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak.peak / 2**20}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak.peak / 2**20,
+            "stderr": "".join(err.get(k, "") for k in range(len(procs)))}
+
+
+def timings(stderr: str) -> dict:
+    """The steps of a run from its ``timings (s): ...`` log line (``offnadir.pipeline.Stopwatch``)."""
+    line = next((ln for ln in stderr.splitlines() if "timings (s):" in ln), None)
+    if line is None:
+        return {}
+    steps, run = line.split("timings (s):", 1)[1].rsplit(";", 1)
+    out = {}
+    for part in steps.split(","):
+        name, _, value = part.strip().rpartition(" ")
+        out[name] = float(value)
+    out["run"] = float(run.strip().split()[-1])
+    return out
 
 
 def coregister_cmd(files: dict, views, out: Path, workers: int, extra=()) -> list[str]:
-    cmd = [sys.executable, "-m", "offnadir.cli", "coregister", "--dsm", files["dsm"]]
+    cmd = [sys.executable, "-m", "offnadir.cli", "-v", "coregister", "--dsm", files["dsm"]]
     for name, *_ in views:
         cmd += ["--image", files[name]]
-    return cmd + ["-o", str(out), "--overwrite", "--quiet", "--workers", str(workers), *extra]
+    return cmd + ["-o", str(out), "--overwrite", "--workers", str(workers), *extra]
 
 
 def gdalwarp_user_cmd(exe, dsm_path, image, out, grid, *, resampling: str, threads: int,
@@ -207,7 +236,7 @@ def e2e(args, bench) -> dict:
         rows = res["rows"]
 
         def add(name, r, kind):
-            r = {k: v for k, v in r.items() if k != "outputs"}
+            r = {k: v for k, v in r.items() if k not in ("outputs", "stderr")}
             rows.append({"contender": name, "kind": kind, **r})
             print(f"  [{size}] {name}: wall {r['wall_s']:.2f} s, CPU {r['cpu_s']:.1f} s, load {_load()}",
                   file=sys.stderr)
@@ -216,10 +245,20 @@ def e2e(args, bench) -> dict:
         cache = Path(tempfile.mkdtemp(prefix="numba_cold_", dir=root))
         env_off = dict(bench.ENV0, NUMBA_CACHE_DIR=str(cache))
         out = wd / "coregister.zarr"
+        res["steps"] = {}
         for label, extra in (("offnadir coregister (cold: empty numba cache)", ()),
                              ("offnadir coregister (warm)", ()),
-                             ("offnadir coregister --no-tie-bias (warm)", ("--no-tie-bias",))):
+                             ("offnadir coregister --no-tie-bias (warm)", ("--no-tie-bias",)),
+                             ("offnadir coregister --local-workers processes (warm)",
+                              ("--local-workers", "processes"))):
             r = run_cmd([coregister_cmd(files, views, out, args.workers, extra)], env_off)
+            steps = timings(r["stderr"])
+            if steps:
+                before = steps.get("before the run (interpreter and imports)", 0.0)
+                steps["exit (after the run)"] = max(0.0, r["wall_s"] - before - steps["run"])
+                steps["workers"] = next((ln.split("local cluster workers:", 1)[1].strip()
+                                         for ln in r["stderr"].splitlines() if "local cluster workers:" in ln), "?")
+            res["steps"][label] = steps
             add(label, r, "offnadir")
         shutil.rmtree(cache, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
@@ -292,6 +331,7 @@ def _summarise(size: int, res: dict) -> None:
         ok = ratio >= goal
         res["goals"].append({"what": name, "ratio": ratio, "ratio_cpu": ratio_cpu, "goal": goal, "met": ok})
         print(f"  {name}: wall {ratio:.2f}x (goal >= {goal:g}x: {'met' if ok else 'NOT met'}), CPU {ratio_cpu:.2f}x")
+    _print_steps(res.get("steps") or {})
     pen = cold["wall_s"] - warm["wall_s"]
     res["cold_penalty_s"] = pen
     print(f"  cold-environment penalty (cold - warm wall): {pen:.2f} s (goal <= {GOAL_COLD_S:g} s: "
@@ -300,6 +340,16 @@ def _summarise(size: int, res: dict) -> None:
         for a in rows_a:
             print(f"  agreement with gdalwarp -r {k}, {a['image']}: median |d| {a['median_abs_dn']:.2f} DN, "
                   f"p99 {a['p99_abs_dn']:.2f} DN on {a['cells_compared']:,} visible cells")
+
+
+def _print_steps(steps: dict) -> None:
+    """The fixed-cost breakdown of each offnadir run (wall seconds per step, from its log)."""
+    for label, st in steps.items():
+        if not st:
+            print(f"  {label}: no timings line in its log")
+            continue
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in st.items() if k not in ("run", "workers"))
+        print(f"  {label} [{st.get('workers', '?')}]: {parts} (wall s)")
 
 
 # ---------------------------------------------------------------------------- scaling

@@ -195,7 +195,7 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
     # on all interfaces at :8787 when given no address, so keep them on a loopback port
     web = {"dashboard_address": dash} if dash else {"dashboard_address": "127.0.0.1:0",
                                                     "scheduler_kwargs": {"dashboard": False}}
-    if not quiet and processes:  # threads load the kernels once, in this process
+    if not quiet:
         _say_if_cache_is_cold()
     with dask.config.set(malloc), _workers_ignore_sigint():
         # worker logs at CRITICAL only: a task's error reaches the client (and the user) anyway, and a
