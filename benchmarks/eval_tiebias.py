@@ -2,6 +2,7 @@
 
     python3 benchmarks/eval_tiebias.py marseille            # s2p triplet vs 481 real SIFT matches
     python3 benchmarks/eval_tiebias.py sim [--seed 1]       # simulator: injected bias, F1, cost
+    python3 benchmarks/eval_tiebias.py seeds [--seeds 0-5]  # simulator: the fit alone on several seeds
     python3 benchmarks/eval_tiebias.py picanteo             # Kahramanmaras, 2 dates x stereo pair
     python3 benchmarks/eval_tiebias.py cost [--repeat 3]    # detect wall time with/without the tie pass
 
@@ -221,6 +222,48 @@ def sim(args) -> bool:
     return ok
 
 
+def seeds(args) -> bool:
+    """The fit alone (no detect) on simulator seeds ``--seeds``: the injected bias of :func:`sim`
+    put on the target's camera, and none; error of the fitted model over the image and over the DSM
+    footprint, the fit's own standard deviation there, points, CPU seconds of the pass."""
+    import dataclasses
+
+    from offnadir.camera.bias import affine_displacement
+    from offnadir.cube.tiebias import _footprint, fit_tie_bias
+    from offnadir.cube.tiepoints import TieOptions
+    from offnadir.pipeline import plan_cube
+    from offnadir.simulate import simulate
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="eval_tiebias_seeds_"))
+    warnings.simplefilter("ignore")
+    lo, _, hi = args.seeds.partition("-")
+    worst = {"biased": 0.0, "none": 0.0}
+    for seed in range(int(lo), int(hi or lo) + 1):
+        sd = work / f"sim_seed{seed}_{args.size}"
+        if not (sd / "dsm.tif").exists():
+            simulate(sd, seed=seed, size=args.size, bias_px=0.0, overwrite=True)
+        with dask.config.set(scheduler="threads", num_workers=args.workers):
+            plan = plan_cube(sd / "dsm.tif", [sd / "base.tif", sd / "target.tif"], chunk=256)
+            tgt = plan.images[1]
+            fp = _footprint(plan, 1)
+            biased = dataclasses.replace(plan, images=(plan.images[0], dataclasses.replace(
+                tgt, camera=tgt.camera.with_bias(_inject(tgt.shape)))))
+            for label, p in (("biased", biased), ("none", plan)):
+                c0 = time.process_time()
+                fitted, rep = fit_tie_bias(p, TieOptions())
+                cpu = time.process_time() - c0
+                e, b = rep[1], fitted.images[1].camera.bias   # the true model has no bias
+                err_im, err_fp = affine_displacement(b, tgt.shape), _max_disp(b, fp)
+                worst[label] = max(worst[label], err_im)
+                print(f"seed {seed} {label:<6} {e.get('n_points', 0):>4} points, model {e.get('model')}, off the truth "
+                      f"by {err_im:.3f} px over the image, {err_fp:.3f} px over the DSM footprint (fit's own sd there "
+                      f"{e.get('correction_sd_px', float('nan')):.3f}), {cpu:.2f} CPU s", flush=True)
+    ok_b, ok_0 = worst["biased"] <= 0.1, worst["none"] <= 0.05
+    print(f"{_verdict(ok_b)} injected bias recovered to <= 0.1 px over the image on every seed (worst {worst['biased']:.3f})")
+    print(f"{_verdict(ok_0)} no bias: <= 0.05 px on every seed (worst {worst['none']:.3f})")
+    return ok_b and ok_0
+
+
 # ----------------------------------------------------------------------------------------- Kahramanmaras
 def picanteo(args) -> bool:
     from offnadir.cube.tiebias import fit_tie_bias, format_report
@@ -319,16 +362,17 @@ def cost(args) -> bool:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", choices=("marseille", "sim", "picanteo", "cost"))
+    p.add_argument("case", choices=("marseille", "sim", "seeds", "picanteo", "cost"))
     p.add_argument("--repeat", type=int, default=3, help="cost: runs with and without the tie pass")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seeds", default="0-5", help="seeds: a range lo-hi")
     p.add_argument("--size", type=int, default=384)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--work", help="work directory (default: a new temporary one)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
-    ok = {"marseille": marseille, "sim": sim, "picanteo": picanteo, "cost": cost}[args.case](args)
+    ok = {"marseille": marseille, "sim": sim, "seeds": seeds, "picanteo": picanteo, "cost": cost}[args.case](args)
     return 0 if ok else 1
 
 
