@@ -263,7 +263,7 @@ class Stopwatch:
 
     def summary(self) -> str:
         before = _seconds_since_process_start(self.t0)
-        head = "timings (s): " + (f"before the run (interpreter, imports) {before:.2f}, " if before is not None else "")
+        head = "timings (s): " + (f"before the run (interpreter and imports) {before:.2f}, " if before is not None else "")
         return head + ", ".join(f"{n} {s:.2f}" for n, s in self.laps) + f"; run {self.last - self.t0:.2f}"
 
 
