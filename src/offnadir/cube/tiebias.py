@@ -257,7 +257,7 @@ def _image_report(im, st) -> dict:
              im.name, n_in, entry["n_outliers"], used, mb, pb, ma, pa, " ".join(f"{v:.5g}" for v in corr), sd)
     if weak:
         entry["warning"] = (f"weak tie-point fit: {n_in} inlier points (want >= {WEAK_POINTS}), median residual "
-                            f"{ma:.2f} px (want <= {WEAK_MEDIAN_PX}), correction uncertain by up to {sd:.2f} px "
+                            f"{ma:.2f} px (want <= {WEAK_MEDIAN_PX}), correction uncertain by up to {sd:.3f} px "
                             f"(want <= {WEAK_SD_PX}); check the images overlap on unchanged ground.")
         log.warning("tie points %s: %s", im.name, entry["warning"])
     return entry
