@@ -84,11 +84,15 @@ class Runner:
         if self.n_images < 2:
             raise DataError("change detection needs at least two images (the first is the base); the cube has "
                             f"{self.n_images}.")
-        tr = cube.rio.transform() if cube.rio.crs is not None else None
+        # the grid from one variable: the Dataset's ``rio`` accessor scans every variable of the store
+        # on each call (tens of them once the change maps and the patch table are written)
+        grid = cube["dsm"] if "dsm" in cube else cube
+        crs = grid.rio.crs
+        tr = grid.rio.transform() if crs is not None else None
         if tr is not None:  # metres per cell; refuses non-square or geographic grids it cannot treat as square
             from offnadir.io.dsm import change_cell_size
 
-            self.cell = change_cell_size(cube.rio.crs, tr, self.shape)
+            self.cell = change_cell_size(crs, tr, self.shape)
         else:
             self.cell = float(abs(cube["x"].values[1] - cube["x"].values[0]))
         self.targets = tuple(range(1, self.n_images))
