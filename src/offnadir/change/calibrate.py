@@ -21,8 +21,9 @@ chance). A changed component whose mean is nearer the null's mean than the ancho
 only a tail of the unchanged population (e.g. a stereo pair's views disagreeing on steep
 slopes): the fit is treated as degenerate.
 
-If the fit is degenerate (a changed component with weight < :data:`MIN_WEIGHT` or not
-separated from the null by at least one null sigma), the fallback is a one-sided test against the
+If the fit is degenerate (a changed component with weight < :data:`MIN_WEIGHT`, not
+separated from the null by at least one null sigma, or held at the weight cap
+:data:`MAX_CHANGED`: one skewed population split in two), the fallback is a one-sided test against the
 robust null alone: ``p = 1 - 2 * (1 - Phi(max(z - median, 0) / spread))`` clipped to [0, 1],
 which is 0.5 at 0.67 robust sigmas... no: it is the two-sided-tail complement, 0.5 at
 ``z = median + 0.674 spread`` — stated in the store's attributes as ``fallback``.
@@ -118,11 +119,19 @@ def fit(counts, anchor: float | None = None) -> dict:
              "sd": [float(sd[0]), float(sd[1])], "separation": float(sep), "null_median": med,
              "null_spread": spread}
     unlike = anchor is not None and mu[1] < 0.5 * (mu[0] + anchor)
+    # EM wanted at least half of the cells "changed": the histogram is one skewed population split in
+    # two, not a mostly unchanged scene with a changed part (the model this calibration assumes)
+    pinned = pi[1] >= MAX_CHANGED - 1e-9
     model["anchor"] = anchor
-    if pi[1] < MIN_WEIGHT or sep < MIN_SEPARATION or unlike:
+    model["pinned"] = bool(pinned)
+    if pi[1] < MIN_WEIGHT or sep < MIN_SEPARATION or unlike or pinned:
         p = ndtr((z - med) / spread - FALLBACK_SIGMA)
-        why = "changed component nearer the null than the evidence level of certain change" if unlike and not \
-            (pi[1] < MIN_WEIGHT or sep < MIN_SEPARATION) else "no separate changed component"
+        if pi[1] < MIN_WEIGHT or sep < MIN_SEPARATION:
+            why = "no separate changed component"
+        elif pinned:
+            why = f"changed component at the weight cap ({MAX_CHANGED:g}): one skewed population, not two"
+        else:
+            why = "changed component nearer the null than the evidence level of certain change"
         model.update(fallback=True, reason=f"{why}: robust outlier test, probability 0.5 at {FALLBACK_SIGMA} robust "
                                            "sigmas above the median")
     else:

@@ -203,15 +203,18 @@ class Runner:
         from offnadir.change import evidence as EV
 
         window = P.window_cells(self.opts, self.cell)
-        offsets = {t: EV.relative_offsets(self.az[0], self.off[0], self.az[t], self.off[t], self.max_dh, self.cell)
-                   for t in self.targets}
+        self.evidence_dh = {t: P.evidence_height(self.opts, self.az[0], self.off[0], self.az[t], self.off[t], self.cell)
+                            for t in self.targets}
+        offsets = {t: EV.relative_offsets(self.az[0], self.off[0], self.az[t], self.off[t], self.evidence_dh[t],
+                                          self.cell) for t in self.targets}
         self.has = {n: self.io.has(n) for n in ("elevated", "illumination", "dh", "dh_sigma")}
         self.sample_rate = F.sample_rate(self.n_visible[0])
         self.plan = {"window": window, "offsets": offsets, "sigmas": self.sigmas, "structural": self.want_patch,
                      "sample_rate": self.sample_rate, "want_patch": self.want_patch, "want_ortho": self.want_ortho}
         self.log(f"structural evidence: window {window} cells, noise sigmas "
                  f"{', '.join(f'{s:.3g}' for s in self.sigmas)}, {max(len(o) for o in offsets.values())} parallax "
-                 f"offset(s)" + (", with the height change dh" if self.has["dh"] else "")
+                 f"offset(s) for height errors up to {max(self.evidence_dh.values(), default=0.0):.1f} m"
+                 + (", with the height change dh" if self.has["dh"] else "")
                  + f"; IR-MAD sample rate {self.sample_rate:.3g}")
         cx, pl = self.shared(self.ctx), self.shared(self.plan)
         root = _tree([dask.delayed(P.evidence_tile, pure=False)(self.io, cx, t, pl, self.has) for t in self.tiles],
@@ -270,6 +273,7 @@ class Runner:
                             "decision_p": P.DECISION_P,
                             "offsets": {str(t): len(v) for t, v in self.plan["offsets"].items()},
                             "dh_used": bool(self.has["dh"]), "max_height_change_m": self.max_dh,
+                            "evidence_height_m": {str(t): v for t, v in getattr(self, "evidence_dh", {}).items()},
                             "irmad_sample": {"rate": self.sample_rate, "iterations": self.irmad_iterations},
                             "models": {f"{k[0]}/{k[1]}/{'elevated' if k[2] else 'ground'}":
                                        {a: b for a, b in m.items() if a != "table"}
