@@ -33,18 +33,24 @@ def _box_rows(v, r, out):
 
 
 @njit(**_NB)
-def _box_cols(v, r, out):
-    """out[y, x] = sum of v[y-r .. y+r, x] (clipped to the array)."""
+def _box_cols(v, r, out, pre):
+    """out[y, x] = sum of v[y-r .. y+r, x] (clipped to the array). pre: (ny + 1, nx) scratch for
+    the column prefix sums, built and read row by row (a column-wise walk strided through memory
+    and took 2.5x longer; the sums are the same, added in the same order)."""
     ny, nx = v.shape
-    pre = np.empty(ny + 1)
+    p0 = pre[0]
     for x in range(nx):
-        pre[0] = 0.0
-        for y in range(ny):
-            pre[y + 1] = pre[y] + v[y, x]
-        for y in range(ny):
-            lo = max(y - r, 0)
-            hi = min(y + r, ny - 1) + 1
-            out[y, x] = pre[hi] - pre[lo]
+        p0[x] = 0.0
+    for y in range(ny):
+        a, b, vy = pre[y], pre[y + 1], v[y]
+        for x in range(nx):
+            b[x] = a[x] + vy[x]
+    for y in range(ny):
+        lo = max(y - r, 0)
+        hi = min(y + r, ny - 1) + 1
+        ph, pl, o = pre[hi], pre[lo], out[y]
+        for x in range(nx):
+            o[x] = ph[x] - pl[x]
 
 
 @njit(**_NB)
@@ -93,9 +99,10 @@ def window_ncc(a, b, r, min_count, out, work):
                 for q in range(6):
                     work[q, y, x] = 0.0
     tmp = work[6]
+    pre = np.empty((ny + 1, nx))
     for q in range(6):
         _box_rows(work[q], r, tmp)
-        _box_cols(tmp, r, work[q])
+        _box_cols(tmp, r, work[q], pre)
     for y in range(ny):
         for x in range(nx):
             c = work[0, y, x]
