@@ -19,7 +19,16 @@ only (tree changes left out too), and the sun the change stage used (store attri
 ``change_sun``) against the truth in scene.json (target: within 5 degrees).
 
     python benchmarks/eval_hard_sim.py [--seeds 0 1 2] [--size 256] [--work /tmp/eval_hard_sim]
-                                       [--workers 1] [--reuse] [--json out.json]
+                                       [--workers 1] [--reuse] [--json out.json] [--stereo]
+
+``--stereo``: the second date is a same-date pair (``offnadir simulate --new-views 2``: target.tif
+and target2.tif, same time and sun, B/H 0.3, every other file as in the one-image scene of the seed),
+detected with the three images and their dates given as for Kahramanmaras (``--date`` per image, the
+pair sharing one), so that the height sweep measures ``dh``. Each target is scored as above
+(target2 with ``truth_occluded_target2.tif``), and ``dh`` is compared with the true height change
+``dsm_epoch2 - dsm``: median absolute error on the changed cells (structural truth loss or gain)
+where the sweep measured it, the share of those cells it measured, and the median ``|dh|`` on
+unchanged cells. Scenes and stores go to ``hard_stereoN`` / ``hard_stereoN.zarr``.
 
 Exits 1 when a target is missed.
 """
@@ -70,31 +79,79 @@ def _angle(az1, el1, az2, el2):
     return math.degrees(math.acos(float(np.clip(v(az1, el1) @ v(az2, el2), -1, 1))))
 
 
-def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool) -> dict:
+def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool, stereo: bool = False) -> dict:
+    """Simulate and detect one seed; the scores of the (first) target, and with ``stereo`` those
+    of target2 (``target2``) and the height sweep's (``dh``) as well."""
+    d = work / (f"hard_stereo{seed}" if stereo else f"hard{seed}")
+    store = work / (f"hard_stereo{seed}.zarr" if stereo else f"hard{seed}.zarr")
+    t_sim = t_det = 0.0
+    if not (reuse and (d / "truth_structural.tif").exists() and (not stereo or (d / "target2.tif").exists())):
+        t_sim = _run([sys.executable, "-m", "offnadir.cli", "simulate", str(d), "--seed", str(seed), "--size",
+                      str(size), "--preset", "hard", "--overwrite"] + (["--new-views", "2"] if stereo else []))
+    meta = json.loads((d / "scene.json").read_text())
+    if not (reuse and store.exists()):
+        views = ["base", "target"] + (["target2"] if stereo else [])
+        cmd = [sys.executable, "-m", "offnadir.cli", "detect", "--dsm", str(d / "dsm.tif"), "--base",
+               str(d / "base.tif")]
+        for v in views[1:]:
+            cmd += ["--target", str(d / f"{v}.tif")]
+        if stereo:  # the files carry no time: dates given per image, as for Kahramanmaras
+            for v in views:
+                cmd += ["--date", meta["views"][v]["acquired"][:10]]
+        t_det = _run(cmd + ["-o", str(store), "--workers", str(workers), "--quiet", "--overwrite"])
+    out = score_target(d, store, meta, 1, "truth_occluded.tif")
+    out.update(seed=seed, simulate_s=t_sim, detect_s=t_det)
+    if stereo:
+        out["target2"] = score_target(d, store, meta, 2, "truth_occluded_target2.tif")
+        out["dh"] = score_dh(d, store, meta)
+        out["base_to_height"] = meta["stereo"]["base_to_height"]
+    return out
+
+
+def score_dh(d: Path, store: Path, meta: dict) -> dict:
+    """The height sweep's ``dh`` of the pair against ``dsm_epoch2 - dsm``."""
+    import xarray as xr
+
+    from offnadir.simulate import truth as T
+
+    ds = xr.open_zarr(store)
+    if "dh" not in ds:
+        return dict(measured=False)
+    dh = np.asarray(ds["dh"].values[1], np.float64)
+    vis = np.asarray(ds["visible"].values)
+    true = _read(d / "dsm_epoch2.tif").astype(np.float64) - _read(d / "dsm.tif")
+    sb = _read(d / "truth_structural.tif")
+    pair = (vis[1] == 1) & (vis[2] == 1)
+    changed = np.isin(sb, (T.LOSS, T.GAIN)) & pair
+    unchanged = (sb == 0) & pair
+    ok = np.isfinite(dh)
+    err = np.abs(dh - true)
+    return dict(measured=True, changed_cells=int(changed.sum()),
+                changed_coverage=float((ok & changed).sum() / max(changed.sum(), 1)),
+                changed_median_abs_err_m=float(np.median(err[ok & changed])) if (ok & changed).any() else math.nan,
+                changed_median_abs_true_m=float(np.median(np.abs(true[changed]))) if changed.any() else math.nan,
+                unchanged_median_abs_dh_m=float(np.median(np.abs(dh[ok & unchanged])))
+                if (ok & unchanged).any() else math.nan,
+                unchanged_coverage=float((ok & unchanged).sum() / max(unchanged.sum(), 1)))
+
+
+def score_target(d: Path, store: Path, meta: dict, t: int, occluded_name: str) -> dict:
+    """Scores of target image ``t`` of the store against the structural truth, with where the
+    misses and false alarms are, and the sun the change stage used for every image."""
     import xarray as xr
 
     from offnadir.change.evaluate import evaluate, metrics
     from offnadir.simulate import truth as T
 
-    d = work / f"hard{seed}"
-    store = work / f"hard{seed}.zarr"
-    t_sim = t_det = 0.0
-    if not (reuse and (d / "truth_structural.tif").exists()):
-        t_sim = _run([sys.executable, "-m", "offnadir.cli", "simulate", str(d), "--seed", str(seed), "--size",
-                      str(size), "--preset", "hard", "--overwrite"])
-    if not (reuse and store.exists()):
-        t_det = _run([sys.executable, "-m", "offnadir.cli", "detect", "--dsm", str(d / "dsm.tif"), "--base",
-                      str(d / "base.tif"), "--target", str(d / "target.tif"), "-o", str(store), "--workers",
-                      str(workers), "--quiet", "--overwrite"])
-    meta = json.loads((d / "scene.json").read_text())
-    rep = evaluate(store, d / "truth_structural.tif")  # a height-change reference (auto-detected)
-    rep_old = evaluate(store, d / "truth_change.tif", reference="binary")
     ds = xr.open_zarr(store, mask_and_scale=False)  # the stored codes: change 2 (unobservable) is its CF _FillValue
     names = [str(v) for v in ds["image"].values]
-    t = 1
+    occ_path = d / occluded_name
+    # a height-change reference (auto-detected)
+    rep = evaluate(store, d / "truth_structural.tif", image=names[t], occluded=occ_path)
+    rep_old = evaluate(store, d / "truth_change.tif", reference="binary", image=names[t], occluded=occ_path)
     res = rep["images"][names[t]]
     method = next(k for k in res if k not in ("ortho", "gain_f1", "reference"))
-    out = dict(seed=seed, method=method, simulate_s=t_sim, detect_s=t_det,
+    out = dict(image=names[t], method=method,
                elevated=res[method]["elevated"], ground=res[method]["ground"],
                ortho_elevated=res["ortho"]["elevated"] if "ortho" in res else None,
                elevated_old_truth=rep_old["images"][names[t]][method]["elevated"],
@@ -103,7 +160,7 @@ def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool) -> dic
     vis = np.asarray(ds["visible"].values)
     chm = np.asarray(ds["change"].values[t])
     cls = _read(d / "truth_change_class.tif")
-    occ = _read(d / "truth_occluded.tif")
+    occ = _read(occ_path)
     shadow = _read(d / "truth_shadow.tif")
     elev = _read(d / "truth_elevated.tif") == 1
     cells = (vis[0] == 1) & (vis[t] == 1) & (occ == 0)
@@ -151,7 +208,7 @@ def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool) -> dic
     # the sun the change stage used
     suns = json.loads(ds.attrs.get("change_sun", "null") or "null") or []
     out["sun"] = []
-    for s, name in zip(suns, ("base", "target")):
+    for s, name in zip(suns, ("base", "target", "target2")):
         v = meta["views"][name]
         taz, tel = v["sun_azimuth_deg"], v["sun_elevation_deg"]
         if s.get("azimuth") is None:
@@ -169,6 +226,29 @@ def _f(v, n=3):
     return "nan" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{n}f}"
 
 
+def _print_target(r, label=""):
+    e, eo, g, b = r["elevated"], r["elevated_old_truth"], r["ground"], r["elevated_buildings_only"]
+    print(f"  {label}elevated F1 {_f(e['f1'])} (P {_f(e['precision'])}, R {_f(e['recall'])}, {e['n']} cells) | "
+          f"buildings only {_f(b['f1'])} (P {_f(b['precision'])}, R {_f(b['recall'])}) | old truth (height or "
+          f"material) {_f(eo['f1'])} | ortho {_f(r['ortho_elevated']['f1']) if r['ortho_elevated'] else '-'}")
+    ref = r["reference"]
+    if ref:
+        o = ref["objects"]
+        print(f"  all decided cells: F1 {_f(ref['f1'])}, score AUC {_f(ref['auc'])}; changed objects >= "
+              f"{o['min_area_m2']:g} m2 found {o.get('found', 0)}/{o.get('objects', 0)} (loss "
+              f"{_f(o.get('loss_recall', math.nan))}, gain {_f(o.get('gain_recall', math.nan))})")
+    print(f"  ground false alarms {_f(g['false_alarm_rate'])} (lit {_f(r['ground_fa_lit'])}, in shadow at either "
+          f"date {_f(r['ground_fa_shadow'])}; {100 * r['ground_fa_shadow_share']:.0f} % of them in shadow)")
+    for s in r["sun"]:
+        print(f"  sun {s['image']:7}: {s['source']}, error {_f(s['error_deg'], 2)} deg (d_az {_f(s['d_az'], 2)}, "
+              f"d_el {_f(s['d_el'], 2)}; truth az {s['truth'][0]:.2f} el {s['truth'][1]:.2f})")
+    print(f"  {'truth class':<24} {'cells':>7} {'flagged':>8} {'undecided':>9}")
+    for k, v in r["per_class"].items():
+        print(f"  {k:<24} {v['n']:>7} {v['flagged']:>8.3f} {v['undecided']:>9.3f}")
+    print("  misses (cells): " + ", ".join(f"{k} {v}" for k, v in r["misses"].items()))
+    print("  false alarms (cells): " + ", ".join(f"{k} {v}" for k, v in r["false_alarms"].items()))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -177,48 +257,49 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--reuse", action="store_true", help="reuse scenes and stores already in --work")
     ap.add_argument("--json", help="write every figure to this JSON file")
+    ap.add_argument("--stereo", action="store_true",
+                    help="a same-date stereo pair at the second date (simulate --new-views 2), detected with the "
+                         "three images and their dates; both targets scored, and the height change dh")
     a = ap.parse_args(argv)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in a.seeds:
-        r = one_seed(seed, a.size, work, a.workers, a.reuse)
+        r = one_seed(seed, a.size, work, a.workers, a.reuse, stereo=a.stereo)
         rows.append(r)
-        e, eo, g, b = r["elevated"], r["elevated_old_truth"], r["ground"], r["elevated_buildings_only"]
-        print(f"seed {seed} ({a.size}² cells, simulate {r['simulate_s']:.0f} s, detect {r['detect_s']:.0f} s)")
-        print(f"  elevated F1 {_f(e['f1'])} (P {_f(e['precision'])}, R {_f(e['recall'])}, {e['n']} cells) | "
-              f"buildings only {_f(b['f1'])} (P {_f(b['precision'])}, R {_f(b['recall'])}) | old truth (height or "
-              f"material) {_f(eo['f1'])} | ortho {_f(r['ortho_elevated']['f1']) if r['ortho_elevated'] else '-'}")
-        ref = r["reference"]
-        if ref:
-            o = ref["objects"]
-            print(f"  all decided cells: F1 {_f(ref['f1'])}, score AUC {_f(ref['auc'])}; changed objects >= "
-                  f"{o['min_area_m2']:g} m2 found {o.get('found', 0)}/{o.get('objects', 0)} (loss "
-                  f"{_f(o.get('loss_recall', math.nan))}, gain {_f(o.get('gain_recall', math.nan))})")
-        print(f"  ground false alarms {_f(g['false_alarm_rate'])} (lit {_f(r['ground_fa_lit'])}, in shadow at either "
-              f"date {_f(r['ground_fa_shadow'])}; {100 * r['ground_fa_shadow_share']:.0f} % of them in shadow)")
-        for s in r["sun"]:
-            print(f"  sun {s['image']:6}: {s['source']}, error {_f(s['error_deg'], 2)} deg (d_az {_f(s['d_az'], 2)}, "
-                  f"d_el {_f(s['d_el'], 2)}; truth az {s['truth'][0]:.2f} el {s['truth'][1]:.2f})")
-        print(f"  {'truth class':<24} {'cells':>7} {'flagged':>8} {'undecided':>9}")
-        for k, v in r["per_class"].items():
-            print(f"  {k:<24} {v['n']:>7} {v['flagged']:>8.3f} {v['undecided']:>9.3f}")
-        print("  misses (cells): " + ", ".join(f"{k} {v}" for k, v in r["misses"].items()))
-        print("  false alarms (cells): " + ", ".join(f"{k} {v}" for k, v in r["false_alarms"].items()))
-    f1s = [r["elevated"]["f1"] for r in rows]
+        print(f"seed {seed} ({a.size}² cells, simulate {r['simulate_s']:.0f} s, detect {r['detect_s']:.0f} s)"
+              + (f"; same-date pair B/H {r['base_to_height']:.2f}" if a.stereo else ""))
+        _print_target(r, "target: " if a.stereo else "")
+        if a.stereo:
+            _print_target(r["target2"], "target2: ")
+            h = r["dh"]
+            if h["measured"]:
+                print(f"  dh on changed cells: median abs error {_f(h['changed_median_abs_err_m'], 2)} m (true |dh| "
+                      f"median {_f(h['changed_median_abs_true_m'], 1)} m), measured on "
+                      f"{100 * h['changed_coverage']:.0f} % of {h['changed_cells']} changed cells seen by the pair; "
+                      f"unchanged cells: median |dh| {_f(h['unchanged_median_abs_dh_m'], 2)} m "
+                      f"({100 * h['unchanged_coverage']:.0f} % measured)")
+            else:
+                print("  dh: not in the store (no height sweep ran)")
+    targets = [r for r in rows] + ([r["target2"] for r in rows] if a.stereo else [])
+    f1s = [r["elevated"]["f1"] for r in targets]
     suns = [s["error_deg"] for r in rows for s in r["sun"]]
-    fas = [r["ground"]["false_alarm_rate"] for r in rows]
+    fas = [r["ground"]["false_alarm_rate"] for r in targets]
     ok_f1 = all(f >= F1_TARGET for f in f1s)
     ok_sun = bool(suns) and all(s <= SUN_LIMIT_DEG for s in suns)
     print()
-    print(f"elevated F1 (structural truth) per seed: {', '.join(_f(f) for f in f1s)} -> "
+    what = "target, then target2" if a.stereo else "per seed"
+    print(f"elevated F1 (structural truth) {what}: {', '.join(_f(f) for f in f1s)} -> "
           f"{'PASS' if ok_f1 else 'FAIL'} (target >= {F1_TARGET})")
-    print(f"ground false-alarm rate per seed: {', '.join(_f(f) for f in fas)}")
-    tot_m = {k: sum(r["misses"][k] for r in rows) for k in rows[0]["misses"]}
-    tot_f = {k: sum(r["false_alarms"][k] for r in rows) for k in rows[0]["false_alarms"]}
+    print(f"ground false-alarm rate {what}: {', '.join(_f(f) for f in fas)}")
+    tot_m = {k: sum(r["misses"][k] for r in targets) for k in rows[0]["misses"]}
+    tot_f = {k: sum(r["false_alarms"][k] for r in targets) for k in rows[0]["false_alarms"]}
     nm, nf = max(sum(tot_m.values()), 1), max(sum(tot_f.values()), 1)
     print("misses over the seeds: " + ", ".join(f"{k} {v} ({100 * v / nm:.0f} %)" for k, v in tot_m.items()))
     print("false alarms over the seeds: " + ", ".join(f"{k} {v} ({100 * v / nf:.0f} %)" for k, v in tot_f.items()))
+    if a.stereo:
+        print("dh median abs error on changed cells per seed (m): "
+              + ", ".join(_f(r["dh"].get("changed_median_abs_err_m"), 2) for r in rows))
     print(f"sun error per image (deg): {', '.join(_f(s, 2) for s in suns)} -> {'PASS' if ok_sun else 'FAIL'} "
           f"(target <= {SUN_LIMIT_DEG:g})")
     if a.json:
