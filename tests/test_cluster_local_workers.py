@@ -145,3 +145,37 @@ def test_tile_workers_do_not_import_dask_array():
     p = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.strip() == "[]"
+
+
+# ----------------------------------------------------------------------------- --overwrite
+def test_overwrite_deletes_the_old_store_on_a_thread_and_leaves_nothing(tmp_path):
+    from offnadir import store
+
+    old = tmp_path / "out.zarr"
+    (old / "value" / "0").mkdir(parents=True)
+    (old / ".zgroup").write_text('{"zarr_format": 2}')
+    (old / ".zattrs").write_text(json.dumps({store.STATUS_ATTR: store.COMPLETE}))
+    for k in range(50):
+        (old / "value" / "0" / str(k)).write_bytes(b"x" * 1000)
+    p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".out.zarr{store.ASIDE_TAG}{int(p.stdout)}-0"  # a killed run's half-deleted store
+    (dead / "x").mkdir(parents=True)
+    alive = tmp_path / f".out.zarr{store.ASIDE_TAG}{os.getpid()}-99"  # a running process's: not touched
+    alive.mkdir()
+    assert store.prepare(old, overwrite=True) == store.NEW
+    assert not old.exists()
+    store.wait_for_removals()
+    assert sorted(q.name for q in tmp_path.iterdir()) == [alive.name]
+
+
+def test_a_store_that_is_not_offnadirs_is_still_refused(tmp_path):
+    from offnadir import store
+    from offnadir.errors import OutputExistsError
+
+    other = tmp_path / "theirs.zarr"
+    other.mkdir()
+    (other / "keep.txt").write_text("data")
+    with pytest.raises(OutputExistsError, match="not a store written by offnadir"):
+        store.prepare(other, overwrite=True)
+    assert (other / "keep.txt").read_text() == "data"
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["theirs.zarr"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import dask
@@ -93,7 +94,7 @@ def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = Fal
 
     out = store.location(out)  # a URL (s3://...) stays text
     fp = fingerprint if fingerprint is not None else outputs.fingerprint(config or {}, extra=_plan_summary(plan))
-    with outputs.OutputLock(out):
+    with outputs.OutputLock(out), _removals_joined():
         state = store.prepare(out, overwrite=overwrite, resume=resume, plan=fp)
         if state == store.NOTHING_TO_DO:
             _say(quiet, f"{out} is complete already; nothing to resume.")
@@ -129,6 +130,18 @@ def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = Fal
         if complete:
             store.mark_complete(out)
     return out
+
+
+@contextmanager
+def _removals_joined():
+    """Leave only when a store replaced by ``--overwrite`` (deleted on a thread while the tiles
+    run, see :func:`offnadir.store.remove`) is gone, whatever happened."""
+    from offnadir import store
+
+    try:
+        yield
+    finally:
+        store.wait_for_removals()
 
 
 def _say(quiet: bool, msg: str) -> None:
