@@ -192,10 +192,11 @@ def test_local_dashboard_listens_on_loopback_only():
     assert listening and set(listening) <= {"127.0.0.1"}, listening
 
 
-def test_ctrl_c_to_the_process_group_prints_no_worker_tracebacks(tmp_path):
+@pytest.mark.parametrize("workers", ["processes", "threads"])  # a small plan runs on threads by default
+def test_ctrl_c_to_the_process_group_prints_no_worker_tracebacks(tmp_path, workers):
     dsm, img = _scene(tmp_path, n=400)
     cmd = [sys.executable, "-m", "offnadir.cli", "coregister", "--dsm", str(dsm), "--image", str(img), "-o",
-           str(tmp_path / "o.zarr"), "--workers", "2", "--chunk", "25"]
+           str(tmp_path / "o.zarr"), "--workers", "2", "--chunk", "25", "--local-workers", workers]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                          env=ENV, cwd=tmp_path)
     seen = []
