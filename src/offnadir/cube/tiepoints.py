@@ -30,7 +30,16 @@ Thresholds and why:
   interpolation of near-Nyquist content biases sub-pixel shifts; on the simulator this halved the
   spread of the shifts);
 * outliers (real change, cars, shadows) are removed by the robust fit (99.9 % chi-square bound on
-  MAD-scaled residuals); the affine is used only when an F-test at 1e-3 shows it is needed.
+  MAD-scaled residuals); the affine is used only when an F-test at 1e-3 shows it is needed;
+* each point weighs by its refinement's standard error, carried to pixels by a variance factor the
+  fit estimates (:mod:`offnadir.camera.bias_robust`: the formal errors rank points well but are ~3x
+  too small on the simulator); the fit's parameter covariance gives the correction's standard
+  deviation over the DSM footprint, reported, and the fit is called weak above 0.05 px;
+* a coarse first round searches the full radius on a quarter of the blocks
+  (:func:`first_round`); if it finds so few points that all blocks could not reach the minimum,
+  the other blocks are never computed (a scene without usable texture costs a quarter of the
+  pass); otherwise its fit predicts the other blocks' shifts and they are searched within the
+  fit's own 99.9 % bound plus the points' p90 spread, not the full radius.
 
 Windows are sampled on the DSM grid (one sample per cell): with a DSM much coarser than the image
 pixels the windows see the image blurred, and with a much finer one they are small in pixels.
