@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from offnadir.simulate.bounded import FACADE, NONE, STEP, TOP, _h
-from offnadir.simulate.render import _lerp_lattice, shade_ray
+from offnadir.simulate.render import _lerp_lattice, dda_start, shade_ray
 
 _NB = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -37,22 +37,11 @@ def trace(dsm, u0, v0, z0, u1, v1, z1, wall_min):
     dz = z1 - z0
     j = int(math.floor(u0))
     i = int(math.floor(v0))
-    inf = np.inf
-    if du > 0:
-        sj, tmu, tdu = 1, (j + 1 - u0) / du, 1.0 / du
-    elif du < 0:
-        sj, tmu, tdu = -1, (j - u0) / du, -1.0 / du
-    else:
-        sj, tmu, tdu = 0, inf, inf
-    if dv > 0:
-        si, tmv, tdv = 1, (i + 1 - v0) / dv, 1.0 / dv
-    elif dv < 0:
-        si, tmv, tdv = -1, (i - v0) / dv, -1.0 / dv
-    else:
-        si, tmv, tdv = 0, inf, inf
+    sj, tmu, tdu = dda_start(u0, du, j)
+    si, tmv, tdv = dda_start(v0, dv, i)
     s_in = 0.0
     face = -1
-    hprev = -inf
+    hprev = -np.inf
     while True:
         h = _h(dsm, i, j)
         z_in = z0 + dz * s_in

@@ -47,6 +47,18 @@ from offnadir.simulate.bounded import FACADE, NONE, STEP, TOP, _h, blocked  # no
 _NB = dict(cache=True, nogil=True, error_model="numpy")
 
 
+@njit(inline="always", **_NB)
+def dda_start(p0, d, n):
+    """Amanatides & Woo's start along one axis of a ray ``p0 + t d`` in cell ``n``: step sign,
+    ray parameter of the first cell-edge crossing, ray parameter per cell (shared by the per-cell
+    reference walks :func:`sun_blocked` and :func:`offnadir.simulate.perray.trace`)."""
+    if d > 0:
+        return 1, (n + 1 - p0) / d, 1.0 / d
+    if d < 0:
+        return -1, (n - p0) / d, -1.0 / d
+    return 0, np.inf, np.inf
+
+
 @njit(**_NB)
 def sun_blocked(dsm, u, v, z, su, sv, sz, cell, zmax, tol):
     """True when the ray from (u, v, z) towards the sun (unit vector (su, sv, sz) in metres, east,
@@ -62,19 +74,8 @@ def sun_blocked(dsm, u, v, z, su, sv, sz, cell, zmax, tol):
     eps = 1e-7
     j = int(math.floor(u + (eps if du > 0 else (-eps if du < 0 else 0.0))))
     i = int(math.floor(v + (eps if dv > 0 else (-eps if dv < 0 else 0.0))))
-    inf = np.inf
-    if du > 0:
-        sj, tmu, tdu = 1, (j + 1 - u) / du, 1.0 / du
-    elif du < 0:
-        sj, tmu, tdu = -1, (j - u) / du, -1.0 / du
-    else:
-        sj, tmu, tdu = 0, inf, inf
-    if dv > 0:
-        si, tmv, tdv = 1, (i + 1 - v) / dv, 1.0 / dv
-    elif dv < 0:
-        si, tmv, tdv = -1, (i - v) / dv, -1.0 / dv
-    else:
-        si, tmv, tdv = 0, inf, inf
+    sj, tmu, tdu = dda_start(u, du, j)
+    si, tmv, tdv = dda_start(v, dv, i)
     while True:
         if tmu < tmv:
             t = tmu
