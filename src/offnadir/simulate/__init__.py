@@ -45,6 +45,13 @@ Output directory::
     gcps_target.csv
     scene.json         parameters, cameras, buildings and their changes, RPC fit errors, bias
 
+With ``new_views=2`` (``--new-views 2``) the second date is a same-date stereo pair, and also::
+
+    target2.tif        epoch-2 image from a second view of the same pass (same time, sun and
+                       radiometry as target.tif; B/H 0.3 by default, scene.json ``stereo``)
+    gcps_target2.csv
+    truth_occluded_target2.tif  as truth_occluded.tif, with target2 in place of the target
+
 Visibility truth: a DSM cell is visible in a view when at least one of the ``supersample²``
 rays per pixel first hits its top (or a low step of it); cells no ray reaches are occluded (bits
 1, 2, 4). At 3 × 3 rays per pixel and GSD ≈ cell, a cell of which a sliver less than about a third
