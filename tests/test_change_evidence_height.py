@@ -85,3 +85,29 @@ def test_calibration_treats_a_fit_held_at_the_weight_cap_as_one_population():
     assert m["pi"][1] == pytest.approx(0.1, abs=0.02)
     assert m["mean"][1] == pytest.approx(-0.05, abs=0.02)
 
+
+
+def test_ground_cells_keep_their_ground_codes_as_a_witness():
+    base = _scene()
+    ok = np.ones(base.shape, bool)
+    elevated = np.zeros(base.shape, bool)
+    elevated[40:80, 20:60] = True
+    rng = np.random.default_rng(5)
+    target = 0.8 * base + 25.0 + rng.normal(0, 1.0, base.shape)
+    other = _scene(seed=9)
+    target[40:80, 20:60] = other[40:80, 20:60]  # a changed roof
+    target[40:80, 85:115] = other[40:80, 85:115]  # something new on the ground
+    offs = EV.relative_offsets(*VIEWS, 2.5, CELL)
+    sig = (1.0, 1.0)
+    plain = EV.structural_evidence(base, target, ok, ok, 21, offs, sig)
+    strat = P.stratum_evidence(base, target, ok, ok, elevated, 21, offs, sig)
+    beside = (slice(45, 75), slice(60, 64))  # ground within a quarter window of the changed roof
+    assert np.nanmedian(plain[beside]) > 0.45  # the roof's disagreement fills the ground's windows
+    assert np.nanmedian(strat[beside]) < 0.25  # its ground codes alone agree
+    assert np.nanmedian(strat[50:70, 95:105]) > 0.8  # changed ground: both witnesses disagree
+    np.testing.assert_array_equal(strat[elevated], plain[elevated])  # roofs keep their whole window
+    assert np.all(strat[~elevated] <= plain[~elevated])
+    # core: the values of the whole-array computation, on the core only
+    core = (10, 110, 30, 100)
+    sub = P.stratum_evidence(base, target, ok, ok, elevated, 21, offs, sig, core=core)
+    np.testing.assert_allclose(sub, strat[10:110, 30:100], rtol=0, atol=1e-12)

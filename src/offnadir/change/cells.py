@@ -61,17 +61,17 @@ def evidence_tile(io, ctx, tile, plan, has):
     vis = io.read("visible", (slice(None),) + wyx)
     val = io.read("value", (slice(None), slice(None)) + wyx).astype(np.float64)
     lit = io.read("illumination", (slice(None),) + wyx) if has.get("illumination") else None
-    elev = io.read("elevated", yx) == 1 if has.get("elevated") else np.zeros((tile.i1 - tile.i0, tile.j1 - tile.j0),
-                                                                               bool)
+    elev_w = io.read("elevated", wyx) == 1 if has.get("elevated") else np.zeros(vis.shape[1:], bool)
+    elev = elev_w[core]
     hist = {}
     if plan["structural"]:
         inten = [EV.intensity(val[k]) for k in range(ctx.n_images)]
         ok = [(vis[k] == 1) & np.isfinite(inten[k]) for k in range(ctx.n_images)]
         ev = np.full((ctx.n_images,) + elev.shape, np.nan, np.float32)
         for t in ctx.targets:
-            e = EV.structural_evidence(inten[0], inten[t], ok[0], ok[t], window, offsets[t], (sigmas[0], sigmas[t]),
-                                       compare=_same_sun(lit, t),
-                                       core=(core[0].start, core[0].stop, core[1].start, core[1].stop))
+            e = stratum_evidence(inten[0], inten[t], ok[0], ok[t], elev_w, window, offsets[t], (sigmas[0], sigmas[t]),
+                                 compare=_same_sun(lit, t),
+                                 core=(core[0].start, core[0].stop, core[1].start, core[1].stop))
             ev[t] = e
             for s, m in ((1, elev), (0, ~elev)):
                 hist[("evidence", t, s)] = C.histogram(ratio_evidence(e), m)
@@ -80,6 +80,26 @@ def evidence_tile(io, ctx, tile, plan, has):
     sample = F.sample_tile(vis[cv], val[(slice(None),) + cv], None if lit is None else lit[cv], ctx,
                            (tile.i0, tile.j0), plan["sample_rate"], plan["want_patch"], plan["want_ortho"])
     return {"hist": hist, "sample": sample}
+
+
+def stratum_evidence(base, target, ok_base, ok_target, elevated, window, offsets, sigmas, compare=None, core=None):
+    """:func:`offnadir.change.evidence.structural_evidence`, and for a **ground** cell the smaller of
+    that and the same ratio over the code pairs of ground cells only (``~elevated``).
+
+    The evidence keeps the best explanation of "unchanged", as over the parallax offsets: a ground
+    cell beside a changed, re-covered or worn roof shares its window with the roof's codes, whose
+    disagreement is the roof's, not the ground's; its ground codes alone still agree. Where the
+    ground itself changed (a new building's roof and walls appear *on* it) both disagree. Elevated
+    cells keep their whole window only: a roof's change shows on the ground beside it (its outline
+    and relief displacement gone, a raised roof's walls moved). Same arguments as
+    ``structural_evidence`` plus ``elevated`` (bool, the arrays' shape)."""
+    e = EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=compare, core=core)
+    if not elevated.any():
+        return e
+    ground = ~elevated if compare is None else (compare & ~elevated)
+    eg = EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=ground, core=core)
+    i0, i1, j0, j1 = core if core is not None else (0, base.shape[0], 0, base.shape[1])
+    return np.where(elevated[i0:i1, j0:j1], e, np.fmin(e, eg))
 
 
 def add_evidence(*parts):
