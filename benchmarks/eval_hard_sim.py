@@ -288,7 +288,7 @@ def main(argv=None) -> int:
     ok_f1 = all(f >= F1_TARGET for f in f1s)
     ok_sun = bool(suns) and all(s <= SUN_LIMIT_DEG for s in suns)
     print()
-    what = "target, then target2" if a.stereo else "per seed"
+    what = "per seed (target's for every seed, then target2's)" if a.stereo else "per seed"
     print(f"elevated F1 (structural truth) {what}: {', '.join(_f(f) for f in f1s)} -> "
           f"{'PASS' if ok_f1 else 'FAIL'} (target >= {F1_TARGET})")
     print(f"ground false-alarm rate {what}: {', '.join(_f(f) for f in fas)}")
