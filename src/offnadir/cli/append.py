@@ -101,6 +101,26 @@ def _stac_entries(args) -> list[dict]:
     return [im.entry() for im in picked if str(outputs._real(im.path)) not in have]
 
 
+def _local_workers(args, opts: dict, n_new: int) -> bool | None:
+    """A local cluster's workers for this append: processes, or threads for a small one (as
+    :func:`offnadir.cluster.local_workers` decides for the store's grid and the new images)."""
+    import logging
+
+    import zarr
+
+    from offnadir.cluster import local_workers
+
+    if args.scheduler or (opts.get("kind") or "local") != "local":
+        return None
+    try:
+        ny, nx = zarr.open_group(str(args.store), mode="r")["dsm"].shape
+    except Exception:  # noqa: BLE001 - no grid to size by: worker processes, the safe default
+        return True
+    processes, why = local_workers(opts.get("local_workers"), args.workers, ny * nx, max(1, n_new))
+    logging.getLogger("offnadir.cli.append").info("local cluster workers: %s", why)
+    return processes
+
+
 def run(args) -> int:
     from offnadir.append import append_images, check_store, prepare
     from offnadir.cli.coregister import cluster_options
@@ -109,7 +129,9 @@ def run(args) -> int:
     check_store(args.store, resume=args.resume)  # a store append cannot extend: say so before any cluster
     entries = _entries(args)
     prepare(args.store, entries, dsm=args.dsm, resume=args.resume)
-    ctx = dask_client(args.scheduler, args.workers, quiet=args.quiet, options=cluster_options(args))
+    opts = cluster_options(args)
+    ctx = dask_client(args.scheduler, args.workers, quiet=args.quiet, options=opts,
+                      processes=_local_workers(args, opts, len(entries)))
     with ctx as client:
         summary = append_images(args.store, entries, dsm=args.dsm, resume=args.resume, client=client,
                                 quiet=args.quiet, against_previous=args.against_previous)
