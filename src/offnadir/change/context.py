@@ -61,4 +61,16 @@ def resolve_sun(cube, opts, say=None):
         _LOG.warning("shadow handling is off: the sun of %s is unknown",
                      ", ".join(s["image"] for s in suns if s["azimuth"] is None))
         return (), suns
-    return tuple((math.radians(s["azimuth"] + s["grid_north_deg"]), math.radians(s["elevation"])) for s in suns), suns
+    grid = tuple((math.radians(s["azimuth"] + s["grid_north_deg"]), math.radians(s["elevation"])) for s in suns)
+    from offnadir.change.illumination import shadow_errors
+
+    shadow_errors(suns, log=_LOG)
+    return grid, suns
+
+
+def shadow_errors(report) -> tuple:
+    """Per image, by how much of their distance to the caster its predicted shadows are widened
+    (:mod:`offnadir.change.shadow`), from :func:`resolve_sun`'s report; () without one."""
+    if not report:
+        return ()
+    return tuple(float(s.get("shadow_relative_error") or 0.0) for s in report)

@@ -11,6 +11,8 @@ are UTC).
 
 from __future__ import annotations
 
+import math
+
 from offnadir.io.dsm import grid_centre_lonlat_and_north  # noqa: F401  (the grid, not change)
 
 
@@ -93,3 +95,30 @@ def _known_sun(cube, t, lon, lat, sun_from_time) -> dict | None:
         if s is not None:
             return dict(azimuth=s.azimuth, elevation=s.elevation, source=s.source, detail=s.detail)
     return None
+
+
+def shadow_errors(suns, *, log=None) -> list:
+    """Per image, ``eps`` of :func:`offnadir.change.shadow.relative_error`: by how much of its
+    distance to the caster a predicted shadow may be off (two sigmas of the sun's uncertainty
+    from ``suns``, or :data:`~offnadir.change.shadow.SIGMA_KNOWN_DEG` when it came with none);
+    0 where the sun is unknown. Each entry of ``suns`` gets ``"shadow_relative_error"``; logged."""
+    import logging
+
+    from offnadir.change import shadow as SH
+
+    log = log or logging.getLogger("offnadir.change.illumination")
+    out = []
+    for rec in suns:
+        if rec.get("azimuth") is None:
+            out.append(0.0)
+            continue
+        sa, se = rec.get("sigma_azimuth"), rec.get("sigma_elevation")
+        sa = SH.SIGMA_KNOWN_DEG if sa is None else float(sa)
+        se = SH.SIGMA_KNOWN_DEG if se is None else float(se)
+        eps = SH.relative_error(float(rec["elevation"]), sa, se)
+        rec["shadow_relative_error"] = eps
+        log.info("%s: predicted shadows widened by 1 cell + %.1f %% of their distance to the caster (at most %d "
+                 "cells; sun sigma %.2f deg azimuth, %.2f deg elevation)", rec.get("image", "?"), 100 * eps,
+                 SH.MARGIN_CAP, sa, se)
+        out.append(eps)
+    return out

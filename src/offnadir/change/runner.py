@@ -137,7 +137,7 @@ class Runner:
     # -- pass 1: context
     def context(self):
         from offnadir.change import cells as P
-        from offnadir.change.context import band_roles, image_band_names, resolve_sun
+        from offnadir.change.context import band_roles, image_band_names, resolve_sun, shadow_errors
 
         opts = self.opts
         r = segment.opening_radius(opts, self.cell)
@@ -168,7 +168,8 @@ class Runner:
                        (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)) for t in range(self.n_images))
         self.ctx = T.Context(shape=self.shape, n_images=self.n_images, n_bands=self.n_bands, cell=self.cell,
                              opts=opts, targets=self.targets, band_mean=mean, band_std=band_std,
-                             h_range=(st["h_min"], st["h_max"]), sun=sun, red=red, nir=nir, shifts=shifts)
+                             h_range=(st["h_min"], st["h_max"]), sun=sun, red=red, nir=nir, shifts=shifts,
+                             shadow_errors=shadow_errors(self.sun_report) if sun else ())
         return self.ctx
 
     # -- pass 2: segmentation

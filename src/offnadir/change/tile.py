@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from offnadir.change import kernels as K
-from offnadir.change import segment
+from offnadir.change import segment, shadow
 from offnadir.change.fit import N_STRATA, mad_cells, ndvi, usable
 from offnadir.change.tileio import (  # noqa: F401  (re-exported: the tasks' shared types)
     SUN_HALO_CAP,
@@ -84,9 +84,20 @@ def segment_tile(io, ctx, tile):
             az, el = ctx.sun[t]
             K.illumination(np.ascontiguousarray(hs), ctx.cell, az, el, float(opts.sun_tolerance), 1.0, float(sh),
                            buf)
-            lit[t] = buf[a0:a1, b0:b1]
+            lit[t] = _widened(hs, buf, ctx, t, sh)[a0:a1, b0:b1]
     io.write("illumination", (slice(None),) + core, lit)
     return tile.ti, tile.tj
+
+
+def _widened(hs, buf, ctx, t, sh):
+    """Image ``t``'s predicted shadows widened by the sun's uncertainty (:mod:`.shadow`)."""
+    eps = ctx.shadow_error(t)
+    if eps is None:
+        return buf
+    dist = np.empty(hs.shape)
+    shadow.cast_distance(np.ascontiguousarray(hs), ctx.cell, ctx.sun[t][0], ctx.sun[t][1],
+                         float(ctx.opts.sun_tolerance), float(sh), dist)
+    return shadow.widen(buf, shadow.reach_cells(buf, dist, eps), hs)
 
 
 def tile_border_pairs(io, ctx, tile):
@@ -164,7 +175,7 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
     erow_of[is_el] = np.arange(is_el.sum())
     erows = {}
     for t in ctx.targets:
-        ok, st, moved = _usable(vis, val, lit, t, ctx.use_sun)
+        ok, st, moved = _usable(vis, val, lit, t, ctx.use_sun, shaded_both=False)  # radiance: lit at both
         ms = models[t]
         okc = ok[cy, cx] & inp
         x = val[0][:, cy, cx][:, okc].T

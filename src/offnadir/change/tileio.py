@@ -101,6 +101,7 @@ class Context:
     red: int | None = None  # 0-based band indices
     nir: int | None = None
     shifts: tuple = ()  # per target: (di (k,), dj (k,), s_cells (k,)) parallax offsets
+    shadow_errors: tuple = ()  # per image: relative error eps of its predicted shadows (change.shadow)
 
     @property
     def p(self) -> int:
@@ -117,7 +118,12 @@ class Context:
         el = min(s[1] for s in self.sun)
         if el <= math.radians(1.0):
             return SUN_HALO_CAP
-        return int(min(SUN_HALO_CAP, math.ceil(relief / (math.tan(el) * self.cell)) + 2))
+        widen = SHADOW_MARGIN_CAP if self.shadow_errors else 0  # change.shadow.widen reads that far
+        return int(min(SUN_HALO_CAP, math.ceil(relief / (math.tan(el) * self.cell)) + 2 + widen))
+
+    def shadow_error(self, t: int):
+        """``eps`` of image ``t``'s predicted shadows (None: not widened)."""
+        return float(self.shadow_errors[t]) if t < len(self.shadow_errors) else None
 
     def max_shift(self) -> int:
         return max((int(np.max(np.abs(np.r_[s[0], s[1]]))) for s in self.shifts if len(s[0])), default=0)
@@ -125,6 +131,8 @@ class Context:
 
 #: largest halo (cells) read for cast shadows; relief casting longer shadows is cut there
 SUN_HALO_CAP = 512
+#: :data:`offnadir.change.shadow.MARGIN_CAP` (tileio imports nothing of change)
+SHADOW_MARGIN_CAP = 8
 
 
 def parallax_offsets(azimuth_deg, off_nadir_deg, max_dh, cell):

@@ -1,0 +1,136 @@
+"""Predicted cast shadows widened by their geometric uncertainty (numpy/numba; no dask, no scipy).
+
+The DSM and the sun predict which cells get no direct sun
+(:func:`offnadir.change.kernels.illumination`), but the sun is known to a fraction of a degree
+(estimated, :mod:`offnadir.change.sun_estimate`, or vendor metadata) and the DSM's edges to a
+cell or so. A shadow cast at horizontal distance ``L`` from its caster (its caster is
+``H = L tan e`` higher) moves, for 1-sigma sun errors ``d_e``, ``d_a`` (radians), by
+``H d_e / sin^2 e = L d_e / (sin e cos e)`` with the elevation and by ``L d_a`` sideways with the
+azimuth. So a predicted shadow cell may be off by
+
+    r = 1 + rint(eps L)  (cells),   eps = 2 (d_e / (sin e cos e) + d_a)
+
+two sigmas of both, to the nearest cell, plus one cell of grid discretisation and resampling
+blur (which also holds the half cell of rounding) (:func:`relative_error` gives ``eps``,
+:func:`cast_distance` the cell's ``L``: the ray march of the illumination kernel towards the sun,
+up to the cell that blocks it; 0 for faces turned away from the sun). A rooftop parapet's short
+shadow is widened by a cell, a tower's long one by several; at most :data:`MARGIN_CAP` cells.
+
+Every image's predicted shadow (code 0) is widened that way (:func:`widen`), on the surface it
+lies on (a widened edge slides along the ground or a roof; it does not climb a wall): a cell
+there *may* be in shadow at that date, and is treated like one: not compared by radiance
+(:mod:`offnadir.change.fit`: radiance is a witness only where both dates had direct sun), and not
+compared by structure when the other date had direct sun (:mod:`offnadir.change.cells`: a moved
+shadow's edge is not change). Shadows are a nuisance, not change; the structural evidence of the
+cells around them still speaks for them, so a building demolished in a shadow is not
+"unchanged" by fiat.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+#: largest widening (cells): the halo of the shadow computation includes it
+MARGIN_CAP = 8
+#: sun sigma (degrees) assumed when the sun comes with none (metadata, almanac): about the
+#: almanac's 0.01 degree and a vendor's rounding, far below the cell of resampling blur
+SIGMA_KNOWN_DEG = 0.01
+
+
+
+
+def relative_error(elevation_deg: float, sigma_az_deg: float, sigma_el_deg: float) -> float:
+    """``eps``: two sigmas of a shadow's displacement per unit of its distance to the caster
+    (see the module docstring)."""
+    e = math.radians(min(max(float(elevation_deg), 1.0), 89.0))
+    da, de = math.radians(max(sigma_az_deg, 0.0)), math.radians(max(sigma_el_deg, 0.0))
+    return 2.0 * (de / (math.sin(e) * math.cos(e)) + da)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def cast_distance(h, cell, sun_az, sun_el, tol, max_dist, out):
+    """Horizontal distance (cells) from each cell top, towards the sun, to the first cell whose
+    top is more than ``tol`` metres above the ray (the caster of its shadow), marched every half
+    cell as :func:`offnadir.change.kernels.illumination` does; -1 where the ray is not blocked
+    within ``max_dist`` cells or the window, NaN heights -> -1. ``sun_az`` grid azimuth, ``sun_el``
+    elevation (radians)."""
+    ny, nx = h.shape
+    hmax = -np.inf
+    for i in range(ny):
+        for j in range(nx):
+            if np.isfinite(h[i, j]) and h[i, j] > hmax:
+                hmax = h[i, j]
+    di = -math.cos(sun_az)
+    dj = math.sin(sun_az)
+    rise = math.tan(max(sun_el, 1e-6)) * cell
+    for i in range(ny):
+        for j in range(nx):
+            out[i, j] = -1.0
+            z = h[i, j]
+            if not np.isfinite(z):
+                continue
+            s = 0.5
+            while s <= max_dist:
+                zr = z + s * rise
+                if zr >= hmax:
+                    break
+                pi = int(math.floor(i + s * di + 0.5))
+                pj = int(math.floor(j + s * dj + 0.5))
+                if pi < 0 or pi >= ny or pj < 0 or pj >= nx:
+                    break
+                if (pi != i or pj != j) and np.isfinite(h[pi, pj]) and h[pi, pj] - zr > tol:
+                    out[i, j] = s
+                    break
+                s += 0.5
+
+
+_NEIGH = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+#: largest height difference (m) between neighbours a widened shadow crosses: the wall step of
+#: :func:`offnadir.change.kernels.illumination`'s normals (a storey is ~3 m; 1 m is a kerb or a
+#: roof's slope over a cell, not a wall)
+STEP_M = 1.0
+
+
+def reach_cells(codes, distance, eps: float):
+    """Per cell, the widening of its predicted shadow (cells): ``1 + rint(eps L)`` on shaded
+    cells (the displacement to the nearest cell, and one cell of grid discretisation) (``L`` from :func:`cast_distance`; 0 on faces turned away), capped at
+    :data:`MARGIN_CAP`; -1 elsewhere."""
+    from offnadir.change.kernels import SHADED
+
+    L = np.where(distance > 0, distance, 0.0)
+    return np.where(codes == SHADED, np.minimum(1.0 + np.rint(eps * L), MARGIN_CAP), -1.0)
+
+
+def widen(codes, reach, h=None, step: float = STEP_M):
+    """Illumination codes with every cell within ``reach`` (per source cell, or one number for all
+    shaded cells) 8-connected steps of a shaded cell (code 0) set to 0, the steps staying on the
+    surface the shadow lies on: with heights ``h``, a step joins two cells whose heights differ by
+    at most ``step`` metres (a shifted shadow edge slides along the ground or a roof; it does not
+    climb a wall onto its caster). Unknown cells (255) stay unknown. A new array; a cell's
+    result depends on cells within :data:`MARGIN_CAP`."""
+    from offnadir.change.kernels import SHADED, UNKNOWN
+
+    out = np.array(codes, np.uint8, copy=True)
+    r = np.where(out == SHADED, np.asarray(reach, np.float64), -1.0) if np.ndim(reach) else \
+        np.where(out == SHADED, float(reach), -1.0)
+    r = np.minimum(r, MARGIN_CAP)
+    ny, nx = out.shape
+    hz = None if h is None else np.asarray(h, np.float64)
+    for _ in range(int(np.ceil(r.max(initial=-1.0)))):
+        nxt = r.copy()
+        for di, dj in _NEIGH:
+            src = (slice(max(di, 0), ny + min(di, 0)), slice(max(dj, 0), nx + min(dj, 0)))
+            dst = (slice(max(-di, 0), ny + min(-di, 0)), slice(max(-dj, 0), nx + min(-dj, 0)))
+            cand = r[src] - 1.0
+            if hz is not None:
+                with np.errstate(invalid="ignore"):
+                    cand = np.where(np.abs(hz[src] - hz[dst]) <= step, cand, -1.0)
+            np.maximum(nxt[dst], cand, out=nxt[dst])
+        if np.array_equal(nxt, r):
+            break
+        r = nxt
+    out[(r >= 0) & (out != UNKNOWN)] = SHADED
+    return out
