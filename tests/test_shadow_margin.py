@@ -40,7 +40,7 @@ def _predicted(h, az_deg, el_deg, cell):
 def _widened(h, az, el, s_az, s_el, cell):
     pred = _predicted(h, az, el, cell)
     dist = np.empty(h.shape)
-    SH.cast_distance(np.ascontiguousarray(h), cell, math.radians(az), math.radians(el), 0.3, 1e4, dist)
+    SH.cast_distance(np.ascontiguousarray(h), cell, math.radians(az), math.radians(el), 0.3, 1e4, pred, dist)
     eps = SH.relative_error(el, s_az, s_el)
     return pred, SH.widen(pred, SH.reach_cells(pred, dist, eps), h)
 
@@ -70,8 +70,11 @@ def test_cast_distance_is_the_distance_to_the_caster():
     h = np.zeros((60, 20))
     h[40:, :] = 10.0  # the block's north wall between rows 39 and 40
     dist = np.empty(h.shape)
-    SH.cast_distance(h, cell, math.radians(180.0), math.radians(45.0), 0.3, 1e4, dist)
+    SH.cast_distance(h, cell, math.radians(180.0), math.radians(45.0), 0.3, 1e4, np.zeros(h.shape, np.uint8), dist)
     col = dist[:, 10]
+    lit = np.empty(h.shape)  # cells not shaded by their code are skipped
+    SH.cast_distance(h, cell, math.radians(180.0), math.radians(45.0), 0.3, 1e4, np.full(h.shape, 100, np.uint8), lit)
+    assert np.all(lit == -1)
     assert np.all(col[40:] == -1)  # the roof is not blocked
     for i in range(25, 40):  # within 7.5 m: blocked where the ray meets the wall, 40 - i cells away
         assert abs(col[i] - (40 - i)) <= 0.5, (i, col[i])
@@ -127,3 +130,36 @@ def test_resolve_records_the_error_per_image():
     assert 0 < got[0] < got[1] and got[2] == 0.0
     assert tuple(got[:2]) == shadow_errors(suns)[:2]
     assert suns[1]["shadow_relative_error"] == pytest.approx(SH.relative_error(30.0, 0.5, 0.8))
+
+
+def _widen_reference(codes, reach, h, step=SH.STEP_M):
+    """The slow, obvious twin of :func:`offnadir.change.shadow.widen`: synchronous numpy steps."""
+    out = codes.copy()
+    r = np.where(codes == K.SHADED, np.minimum(reach, SH.MARGIN_CAP), -1.0)
+    ny, nx = r.shape
+    for _ in range(int(np.ceil(r.max()))):
+        nxt = r.copy()
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                if di == dj == 0:
+                    continue
+                for i in range(ny):
+                    for j in range(nx):
+                        a, b = i + di, j + dj
+                        if 0 <= a < ny and 0 <= b < nx and abs(h[a, b] - h[i, j]) <= step:
+                            nxt[i, j] = max(nxt[i, j], r[a, b] - 1.0)
+        r = nxt
+    out[(r >= 0) & (codes != K.UNKNOWN)] = K.SHADED
+    return out
+
+
+def test_widen_matches_its_reference_twin():
+    rng = np.random.default_rng(5)
+    h = np.round(rng.normal(0, 1.2, (30, 34)).cumsum(axis=1) * 0.3, 1)
+    h[rng.random(h.shape) < 0.05] = np.nan
+    codes = np.where(rng.random(h.shape) < 0.06, K.SHADED, np.uint8(90)).astype(np.uint8)
+    codes[rng.random(h.shape) < 0.03] = K.UNKNOWN
+    reach = rng.uniform(0.5, 5.0, h.shape)
+    got = SH.widen(codes, reach, h)
+    assert np.array_equal(got, _widen_reference(codes, reach, h))
+    assert (got == K.SHADED).sum() > (codes == K.SHADED).sum()

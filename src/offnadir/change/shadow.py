@@ -51,12 +51,13 @@ def relative_error(elevation_deg: float, sigma_az_deg: float, sigma_el_deg: floa
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def cast_distance(h, cell, sun_az, sun_el, tol, max_dist, out):
-    """Horizontal distance (cells) from each cell top, towards the sun, to the first cell whose
-    top is more than ``tol`` metres above the ray (the caster of its shadow), marched every half
-    cell as :func:`offnadir.change.kernels.illumination` does; -1 where the ray is not blocked
-    within ``max_dist`` cells or the window, NaN heights -> -1. ``sun_az`` grid azimuth, ``sun_el``
-    elevation (radians)."""
+def cast_distance(h, cell, sun_az, sun_el, tol, max_dist, codes, out):
+    """Horizontal distance (cells) from each cell top with illumination code 0 in ``codes`` (no
+    direct sun), towards the sun, to the first cell whose top is more than ``tol`` metres above
+    the ray (the caster of its shadow), marched every half cell as
+    :func:`offnadir.change.kernels.illumination` does; -1 where the ray is not blocked within
+    ``max_dist`` cells or the window (a face turned away from the sun), on other cells and on NaN
+    heights. ``sun_az`` grid azimuth, ``sun_el`` elevation (radians)."""
     ny, nx = h.shape
     hmax = -np.inf
     for i in range(ny):
@@ -70,7 +71,7 @@ def cast_distance(h, cell, sun_az, sun_el, tol, max_dist, out):
         for j in range(nx):
             out[i, j] = -1.0
             z = h[i, j]
-            if not np.isfinite(z):
+            if codes[i, j] != 0 or not np.isfinite(z):
                 continue
             s = 0.5
             while s <= max_dist:
@@ -87,7 +88,6 @@ def cast_distance(h, cell, sun_az, sun_el, tol, max_dist, out):
                 s += 0.5
 
 
-_NEIGH = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 #: largest height difference (m) between neighbours a widened shadow crosses: the wall step of
 #: :func:`offnadir.change.kernels.illumination`'s normals (a storey is ~3 m; 1 m is a kerb or a
 #: roof's slope over a cell, not a wall)
@@ -114,23 +114,52 @@ def widen(codes, reach, h=None, step: float = STEP_M):
     from offnadir.change.kernels import SHADED, UNKNOWN
 
     out = np.array(codes, np.uint8, copy=True)
-    r = np.where(out == SHADED, np.asarray(reach, np.float64), -1.0) if np.ndim(reach) else \
-        np.where(out == SHADED, float(reach), -1.0)
+    shaded = out == SHADED
+    r = np.where(shaded, np.asarray(reach, np.float64) if np.ndim(reach) else float(reach), -1.0)
     r = np.minimum(r, MARGIN_CAP)
-    ny, nx = out.shape
-    hz = None if h is None else np.asarray(h, np.float64)
-    for _ in range(int(np.ceil(r.max(initial=-1.0)))):
-        nxt = r.copy()
-        for di, dj in _NEIGH:
-            src = (slice(max(di, 0), ny + min(di, 0)), slice(max(dj, 0), nx + min(dj, 0)))
-            dst = (slice(max(-di, 0), ny + min(-di, 0)), slice(max(-dj, 0), nx + min(-dj, 0)))
-            cand = r[src] - 1.0
-            if hz is not None:
-                with np.errstate(invalid="ignore"):
-                    cand = np.where(np.abs(hz[src] - hz[dst]) <= step, cand, -1.0)
-            np.maximum(nxt[dst], cand, out=nxt[dst])
-        if np.array_equal(nxt, r):
-            break
-        r = nxt
+    hz = np.zeros(out.shape) if h is None else np.asarray(h, np.float64)
+    r = _spread(r, hz, h is not None, float(step))
     out[(r >= 0) & (out != UNKNOWN)] = SHADED
     return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _spread(r, h, use_h, step):
+    """Synchronous steps ``r[c] = max(r[c], max over neighbours n of r[n] - 1)`` (neighbours
+    joined when ``|h[c] - h[n]| <= step`` with ``use_h``) until nothing changes or ceil(max r)
+    steps; returns the final ``r``."""
+    ny, nx = r.shape
+    steps = 0
+    mx = -1.0
+    for i in range(ny):
+        for j in range(nx):
+            if r[i, j] > mx:
+                mx = r[i, j]
+    if mx > 0:
+        steps = int(math.ceil(mx))
+    cur = r.copy()
+    nxt = r.copy()
+    for _ in range(steps):
+        changed = False
+        for i in range(ny):
+            for j in range(nx):
+                best = cur[i, j]
+                for di in range(-1, 2):
+                    for dj in range(-1, 2):
+                        a = i + di
+                        b = j + dj
+                        if (di == 0 and dj == 0) or a < 0 or a >= ny or b < 0 or b >= nx:
+                            continue
+                        v = cur[a, b] - 1.0
+                        if v <= best:
+                            continue
+                        if use_h and not (abs(h[a, b] - h[i, j]) <= step):
+                            continue
+                        best = v
+                if best != cur[i, j]:
+                    changed = True
+                nxt[i, j] = best
+        cur, nxt = nxt, cur
+        if not changed:
+            break
+    return cur

@@ -96,7 +96,7 @@ def _widened(hs, buf, ctx, t, sh):
         return buf
     dist = np.empty(hs.shape)
     shadow.cast_distance(np.ascontiguousarray(hs), ctx.cell, ctx.sun[t][0], ctx.sun[t][1],
-                         float(ctx.opts.sun_tolerance), float(sh), dist)
+                         float(ctx.opts.sun_tolerance), float(sh), buf, dist)
     return shadow.widen(buf, shadow.reach_cells(buf, dist, eps), hs)
 
 
