@@ -24,7 +24,8 @@ CHANGE_VARS = {
                         "units": "1"}},
     "illumination": {"dims": ("image", "y", "x"), "dtype": np.uint8, "fill": 255,
                      "attrs": {"long_name": "direct sun on the cell top at the acquisition time, relative to flat "
-                                            "ground x 100 (cos incidence / sin sun elevation)",
+                                            "ground x 100 (cos incidence / sin sun elevation); 0 also within the "
+                                            "sun's uncertainty of a predicted shadow (offnadir.change.shadow)",
                                "flag_values": [0, 255], "flag_meanings": "no_direct_sun unknown",
                                "valid_range": [1, 254], "scale_factor_of_values": 0.01}},
     "change": {"dims": ("image", "y", "x"), "dtype": np.uint8, "fill": 2,
@@ -53,8 +54,8 @@ TABLE_VARS = {
     "patch_n_cells": (("patch_id",), np.int32, "cells of the patch"),
     "patch_elevated": (("patch_id",), np.uint8, "1: elevated (roof/tree) patch, 0: ground patch"),
     "patch_n_used": (("image", "patch_id"), np.int32, "cells compared (visible in both, same illumination)"),
-    "patch_n_illumination": (("image", "patch_id"), np.int32, "cells visible in both but not compared: direct "
-                                                                "sun differs between the dates"),
+    "patch_n_illumination": (("image", "patch_id"), np.int32, "cells visible in both but not compared by the "
+                                                                "patch criteria: no direct sun at either date"),
     "patch_spectral": (("image", "patch_id"), np.float32, "spectral criterion: RMS shift of the patch mean "
                                                            "MAD variates, in robust noise sigmas"),
     "patch_spectral_median": (("image", "patch_id"), np.float32, "spectral: patch median of the per-cell MAD "
