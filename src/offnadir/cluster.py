@@ -212,7 +212,7 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
     try:
         if not quiet:
             link = _dashboard_link(client, cluster, dash, processes) if dash else "off"
-            shape = f"{n} workers x 1 thread" if processes else f"1 worker x {n} threads in this process"
+            shape = f"{n} workers x 1 thread" if processes else f"{n} thread{'s' if n > 1 else ''} in this process"
             print(f"offnadir: local dask cluster, {shape}; dashboard: {link}", file=sys.stderr)
         yield client
     finally:
