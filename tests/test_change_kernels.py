@@ -122,6 +122,49 @@ def test_small_fragments_merge_into_their_longest_border():
     assert blk[1, 1] == 1  # the lone "3" cell joined the label around it
 
 
+def _merge_twin(blk, comp, min_size):
+    """The numpy formulation: sort the pieces, count (small piece, neighbour label) contacts."""
+    ids, inv, size = np.unique(comp, return_inverse=True, return_counts=True)
+    inv = inv.reshape(comp.shape)
+    small = (size < min_size) & (ids > 0)
+    ka, kb = [], []
+    for a, b in ((inv[:, :-1], inv[:, 1:]), (inv[:-1], inv[1:]), (inv[:, 1:], inv[:, :-1]), (inv[1:], inv[:-1])):
+        sel = small[a] & (a != b) & (ids[b] > 0)
+        ka.append(a[sel])
+        kb.append(b[sel])
+    ka, kb = np.concatenate(ka), np.concatenate(kb)
+    if not small.any() or len(ka) == 0:
+        return False
+    first = np.zeros(len(ids), np.int64)
+    flat = inv.ravel()
+    first[flat[::-1]] = np.arange(flat.size)[::-1]
+    pair, cnt = np.unique(np.stack([ka, blk.ravel()[first][kb]], 1), axis=0, return_counts=True)
+    pair = pair[np.lexsort((pair[:, 1], -cnt, pair[:, 0]))]
+    keep = np.r_[True, pair[1:, 0] != pair[:-1, 0]]
+    target = np.zeros(len(ids), np.int64)
+    target[pair[keep, 0]] = pair[keep, 1]
+    cells = (small & (target > 0))[inv]
+    blk[cells] = target[inv[cells]]
+    return bool(cells.any())
+
+
+@pytest.mark.parametrize("seed,min_size", [(0, 2), (1, 10), (2, 40)])
+def test_merge_fragments_matches_twin(seed, min_size):
+    rng = _rng(20 + seed)
+    blk = rng.integers(0, 6, size=(60, 70)).astype(np.int64)
+    blk = ndimage.median_filter(blk, 3)  # blobs of all sizes, single cells included
+    blk[rng.random(blk.shape) < 0.05] = 0
+    gi0, gj0, NX = 30, 45, 500  # a window inside a larger grid: IDs are global
+    comp = np.zeros_like(blk)
+    K.label_components(blk, np.zeros(blk.shape), 0.0, False, gi0, gj0, NX, comp)
+    want = blk.copy()
+    moved_twin = _merge_twin(want, comp, min_size)
+    got = blk.copy()
+    assert merge_fragments(got, comp, min_size, (gi0, gj0), NX) == moved_twin
+    assert moved_twin and not np.array_equal(want, blk)  # the case is not trivial
+    np.testing.assert_array_equal(got, want)
+
+
 def test_join_components_and_relabel():
     pairs = np.array([[10, 4], [4, 30], [50, 60]], np.int64)
     old, new = join_components(pairs)

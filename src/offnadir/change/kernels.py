@@ -143,6 +143,88 @@ def label_components(key, h, dz, use_h, gi0, gj0, NX, out):
                 out[i, j] = (gi0 + ri) * NX + (gj0 + rj) + 1
 
 
+@njit(**_NB)
+def merge_small_pieces(blk, comp, min_size, gi0, gj0, NX):
+    """Give the pieces ``comp`` (labels of :func:`label_components` on ``blk`` for the window at
+    global ``(gi0, gj0)``, grid width ``NX``) of fewer than ``min_size`` cells the ``blk`` label
+    they share the most 4-neighbour contacts with (ties: the smallest label), in place on ``blk``;
+    all targets are chosen from the labels before any move. Returns whether anything moved.
+    O(cells): a piece's ID gives its root cell, so no sort of the window is needed."""
+    ny, nx = comp.shape
+    n = ny * nx
+    size = np.zeros(n, np.int64)
+    for i in range(ny):
+        for j in range(nx):
+            c = comp[i, j]
+            if c > 0:
+                r = ((c - 1) // NX - gi0) * nx + ((c - 1) % NX - gj0)
+                size[r] += 1
+    # cells of the small pieces, grouped by piece (counting sort on the root)
+    start = np.full(n, -1, np.int64)
+    n_small = 0
+    biggest = 0
+    for r in range(n):
+        if 0 < size[r] < min_size:
+            start[r] = n_small
+            n_small += size[r]
+            biggest = max(biggest, size[r])
+    if n_small == 0:
+        return False
+    cells = np.empty(n_small, np.int64)
+    fill = np.zeros(n, np.int64)
+    for i in range(ny):
+        for j in range(nx):
+            c = comp[i, j]
+            if c > 0:
+                r = ((c - 1) // NX - gi0) * nx + ((c - 1) % NX - gj0)
+                if start[r] >= 0:
+                    cells[start[r] + fill[r]] = i * nx + j
+                    fill[r] += 1
+    target = np.zeros(n, np.int64)
+    buf = np.empty(4 * biggest, np.int64)
+    moved = False
+    for r in range(n):
+        s0 = start[r]
+        if s0 < 0:
+            continue
+        c = comp.ravel()[r]
+        k = 0
+        for q in range(s0, s0 + size[r]):
+            i = cells[q] // nx
+            j = cells[q] - i * nx
+            if j + 1 < nx and comp[i, j + 1] > 0 and comp[i, j + 1] != c:
+                buf[k] = blk[i, j + 1]
+                k += 1
+            if i + 1 < ny and comp[i + 1, j] > 0 and comp[i + 1, j] != c:
+                buf[k] = blk[i + 1, j]
+                k += 1
+            if j > 0 and comp[i, j - 1] > 0 and comp[i, j - 1] != c:
+                buf[k] = blk[i, j - 1]
+                k += 1
+            if i > 0 and comp[i - 1, j] > 0 and comp[i - 1, j] != c:
+                buf[k] = blk[i - 1, j]
+                k += 1
+        if k == 0:
+            continue
+        lab = np.sort(buf[:k])
+        best, best_n, run = lab[0], 0, 0
+        for q in range(k):
+            run = run + 1 if q > 0 and lab[q] == lab[q - 1] else 1
+            if run > best_n:  # strictly more: the smallest label keeps a tie (sorted ascending)
+                best_n = run
+                best = lab[q]
+        target[r] = best
+        moved = True
+    for r in range(n):
+        s0 = start[r]
+        if s0 < 0 or target[r] == 0:
+            continue
+        for q in range(s0, s0 + size[r]):
+            i = cells[q] // nx
+            blk[i, cells[q] - i * nx] = target[r]
+    return moved
+
+
 # ----------------------------------------------------------------------------- superpixels
 @njit(**_NB)
 def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):

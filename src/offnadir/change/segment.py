@@ -75,7 +75,7 @@ def segment_window(h, base_values, base_visible, win, core, grid_shape, opts, ce
     K.slic_blocks(feat, gmask, gi0, gj0, S, nbx, float(opts.segment_compactness), int(opts.segment_iterations), blk)
     gl = np.zeros(h.shape, np.int64)
     K.label_components(blk, h, 0.0, False, gi0, gj0, NX, gl)
-    if merge_fragments(blk, gl, int(opts.min_cells)):
+    if merge_fragments(blk, gl, int(opts.min_cells), win, NX):
         K.label_components(blk, h, 0.0, False, gi0, gj0, NX, gl)
     patch = gl[ci0:ci1, cj0:cj1].copy()
     # elevated: components inside the core only (joined across tiles later)
@@ -87,41 +87,14 @@ def segment_window(h, base_values, base_visible, win, core, grid_shape, opts, ce
     return patch, elev[ci0:ci1, cj0:cj1].astype(np.uint8)
 
 
-def merge_fragments(blk, comp, min_size: int) -> bool:
+def merge_fragments(blk, comp, min_size: int, win=(0, 0), NX: int | None = None) -> bool:
     """Give the pieces of superpixels smaller than ``min_size`` cells the superpixel label they
     share the longest border with (ties: the smallest label), in place on ``blk``. Local: a piece
-    and its neighbours lie within two blocks. Returns whether anything moved."""
-    ids, inv, size = np.unique(comp, return_inverse=True, return_counts=True)
-    inv = inv.reshape(comp.shape)
-    small = (size < min_size) & (ids > 0)
-    if not small.any():
-        return False
-    keys_a, keys_b = [], []
-    for a, b in ((inv[:, :-1], inv[:, 1:]), (inv[:-1], inv[1:]), (inv[:, 1:], inv[:, :-1]), (inv[1:], inv[:-1])):
-        sel = small[a] & (a != b) & (ids[b] > 0)
-        keys_a.append(a[sel])
-        keys_b.append(b[sel])
-    ka = np.concatenate(keys_a)
-    kb = np.concatenate(keys_b)
-    if len(ka) == 0:
-        return False
-    # label of the neighbouring piece: any of its cells carries it
-    first = np.zeros(len(ids), np.int64)
-    flat = inv.ravel()
-    first[flat[::-1]] = np.arange(flat.size)[::-1]
-    lab_of = blk.ravel()[first]
-    nb = lab_of[kb]
-    pair, cnt = np.unique(np.stack([ka, nb], 1), axis=0, return_counts=True)
-    # best label per small piece: most contacts, then smallest label
-    order = np.lexsort((pair[:, 1], -cnt, pair[:, 0]))
-    pair = pair[order]
-    keep = np.r_[True, pair[1:, 0] != pair[:-1, 0]]
-    target = np.zeros(len(ids), np.int64)
-    target[pair[keep, 0]] = pair[keep, 1]
-    move = small & (target > 0)
-    cells = move[inv]
-    blk[cells] = target[inv[cells]]
-    return bool(cells.any())
+    and its neighbours lie within two blocks. ``comp`` holds the pieces' IDs from
+    :func:`kernels.label_components` for the window at global ``win`` on a grid ``NX`` wide (default:
+    the window is the grid). Returns whether anything moved."""
+    NX = comp.shape[1] if NX is None else int(NX)
+    return bool(K.merge_small_pieces(blk, comp, int(min_size), int(win[0]), int(win[1]), NX))
 
 
 def border_pairs(lab_a, lab_b, el_a, el_b, h_a, h_b, dz):
