@@ -152,76 +152,99 @@ def merge_small_pieces(blk, comp, min_size, gi0, gj0, NX):
     O(cells): a piece's ID gives its root cell, so no sort of the window is needed."""
     ny, nx = comp.shape
     n = ny * nx
-    size = np.zeros(n, np.int64)
+    size = np.zeros(n, np.int64)  # cells per piece, at its root's local index
+    last_c = 0
+    r = 0
     for i in range(ny):
         for j in range(nx):
             c = comp[i, j]
             if c > 0:
-                r = ((c - 1) // NX - gi0) * nx + ((c - 1) % NX - gj0)
+                if c != last_c:  # pieces come in runs along a row: one division per run
+                    r = ((c - 1) // NX - gi0) * nx + ((c - 1) % NX - gj0)
+                    last_c = c
                 size[r] += 1
-    # cells of the small pieces, grouped by piece (counting sort on the root)
-    start = np.full(n, -1, np.int64)
-    n_small = 0
+    # the small pieces: ordinal per root, their cells grouped by piece (counting sort)
+    pid = np.full(n, -1, np.int64)
+    n_pieces = 0
+    n_cells = 0
     biggest = 0
     for r in range(n):
         if 0 < size[r] < min_size:
-            start[r] = n_small
-            n_small += size[r]
+            pid[r] = n_pieces
+            n_pieces += 1
+            n_cells += size[r]
             biggest = max(biggest, size[r])
-    if n_small == 0:
+    if n_pieces == 0:
         return False
-    cells = np.empty(n_small, np.int64)
-    fill = np.zeros(n, np.int64)
+    start = np.zeros(n_pieces + 1, np.int64)
+    for r in range(n):
+        if pid[r] >= 0:
+            start[pid[r] + 1] = size[r]
+    for k in range(n_pieces):
+        start[k + 1] += start[k]
+    fill = start[:-1].copy()
+    cells = np.empty(n_cells, np.int64)
+    last_c = 0
+    k = -1
     for i in range(ny):
         for j in range(nx):
             c = comp[i, j]
             if c > 0:
-                r = ((c - 1) // NX - gi0) * nx + ((c - 1) % NX - gj0)
-                if start[r] >= 0:
-                    cells[start[r] + fill[r]] = i * nx + j
-                    fill[r] += 1
-    target = np.zeros(n, np.int64)
+                if c != last_c:
+                    k = pid[((c - 1) // NX - gi0) * nx + ((c - 1) % NX - gj0)]
+                    last_c = c
+                if k >= 0:
+                    cells[fill[k]] = i * nx + j
+                    fill[k] += 1
+    target = np.zeros(n_pieces, np.int64)
     buf = np.empty(4 * biggest, np.int64)
     moved = False
-    for r in range(n):
-        s0 = start[r]
-        if s0 < 0:
-            continue
-        c = comp.ravel()[r]
-        k = 0
-        for q in range(s0, s0 + size[r]):
+    for k in range(n_pieces):
+        q0 = cells[start[k]]
+        c = comp[q0 // nx, q0 % nx]
+        m = 0
+        for q in range(start[k], start[k + 1]):
             i = cells[q] // nx
             j = cells[q] - i * nx
             if j + 1 < nx and comp[i, j + 1] > 0 and comp[i, j + 1] != c:
-                buf[k] = blk[i, j + 1]
-                k += 1
+                buf[m] = blk[i, j + 1]
+                m += 1
             if i + 1 < ny and comp[i + 1, j] > 0 and comp[i + 1, j] != c:
-                buf[k] = blk[i + 1, j]
-                k += 1
+                buf[m] = blk[i + 1, j]
+                m += 1
             if j > 0 and comp[i, j - 1] > 0 and comp[i, j - 1] != c:
-                buf[k] = blk[i, j - 1]
-                k += 1
+                buf[m] = blk[i, j - 1]
+                m += 1
             if i > 0 and comp[i - 1, j] > 0 and comp[i - 1, j] != c:
-                buf[k] = blk[i - 1, j]
-                k += 1
-        if k == 0:
+                buf[m] = blk[i - 1, j]
+                m += 1
+        if m == 0:
             continue
-        lab = np.sort(buf[:k])
+        if m > 64:
+            buf[:m] = np.sort(buf[:m])
+        else:  # insertion sort in place: most pieces have a few contacts (no allocation per piece)
+            for q in range(1, m):
+                v = buf[q]
+                p = q - 1
+                while p >= 0 and buf[p] > v:
+                    buf[p + 1] = buf[p]
+                    p -= 1
+                buf[p + 1] = v
+        lab = buf
         best, best_n, run = lab[0], 0, 0
-        for q in range(k):
+        for q in range(m):
             run = run + 1 if q > 0 and lab[q] == lab[q - 1] else 1
             if run > best_n:  # strictly more: the smallest label keeps a tie (sorted ascending)
                 best_n = run
                 best = lab[q]
-        target[r] = best
+        target[k] = best
         moved = True
-    for r in range(n):
-        s0 = start[r]
-        if s0 < 0 or target[r] == 0:
+    for k in range(n_pieces):  # all targets were chosen from the labels before any move
+        if target[k] == 0:
             continue
-        for q in range(s0, s0 + size[r]):
+        for q in range(start[k], start[k + 1]):
             i = cells[q] // nx
-            blk[i, cells[q] - i * nx] = target[r]
+            blk[i, cells[q] - i * nx] = target[k]
     return moved
 
 
@@ -269,16 +292,20 @@ def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):
     asg_j = np.full((ny, nx), -1, np.int64)
     inv_m2 = 1.0 / (m * m)
     inv_s2 = 1.0 / (S * S)
+    cand = np.empty((9, 2), np.int64)
+    best = np.empty(S)
+    dist = np.empty(S)
+    bbi = np.empty(S, np.int64)
+    bbj = np.empty(S, np.int64)
     for it in range(max(iters, 1)):
         for i in range(ny):
             bi0 = (gi0 + i) // S - b0i
-            for j in range(nx):
-                if not mask[i, j]:
-                    continue
+            mrow = mask[i]
+            j = 0
+            while j < nx:  # one run of cells in the same block column: the same 9 candidates
                 bj0 = (gj0 + j) // S - b0j
-                best = np.inf
-                bbi = -1
-                bbj = -1
+                L = min(nx, (bj0 + b0j + 1) * S - gj0) - j
+                nc = 0
                 for di in range(-1, 2):
                     bi = bi0 + di
                     if bi < 0 or bi >= nbi:
@@ -287,15 +314,34 @@ def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):
                         bj = bj0 + dj
                         if bj < 0 or bj >= nbj or not exists[bi, bj]:
                             continue
-                        d = ((i - ci[bi, bj]) ** 2 + (j - cj[bi, bj]) ** 2) * inv_s2
-                        for f in range(nf):
-                            d += (feat[f, i, j] - cf[bi, bj, f]) ** 2 * inv_m2
-                        if d < best:
-                            best = d
-                            bbi = bi
-                            bbj = bj
-                asg_i[i, j] = bbi
-                asg_j[i, j] = bbj
+                        cand[nc, 0] = bi
+                        cand[nc, 1] = bj
+                        nc += 1
+                best[:L] = np.inf
+                bbi[:L] = -1
+                bbj[:L] = -1
+                for c in range(nc):  # same order and arithmetic per cell as one cell at a time
+                    bi = cand[c, 0]
+                    bj = cand[c, 1]
+                    dy2 = (i - ci[bi, bj]) ** 2
+                    cjv = cj[bi, bj]
+                    for q in range(L):
+                        dist[q] = (dy2 + ((j + q) - cjv) ** 2) * inv_s2
+                    for f in range(nf):
+                        cfv = cf[bi, bj, f]
+                        fr = feat[f, i, j:j + L]
+                        for q in range(L):
+                            dist[q] += (fr[q] - cfv) ** 2 * inv_m2
+                    for q in range(L):
+                        if dist[q] < best[q]:
+                            best[q] = dist[q]
+                            bbi[q] = bi
+                            bbj[q] = bj
+                for q in range(L):
+                    if mrow[j + q]:
+                        asg_i[i, j + q] = bbi[q]
+                        asg_j[i, j + q] = bbj[q]
+                j += L
         if it == iters - 1 or iters <= 0:
             break
         # update
