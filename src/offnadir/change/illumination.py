@@ -11,8 +11,6 @@ are UTC).
 
 from __future__ import annotations
 
-import math
-
 from offnadir.io.dsm import grid_centre_lonlat_and_north  # noqa: F401  (the grid, not change)
 
 

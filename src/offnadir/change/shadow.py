@@ -96,8 +96,8 @@ STEP_M = 1.0
 
 def reach_cells(codes, distance, eps: float):
     """Per cell, the widening of its predicted shadow (cells): ``1 + rint(eps L)`` on shaded
-    cells (the displacement to the nearest cell, and one cell of grid discretisation) (``L`` from :func:`cast_distance`; 0 on faces turned away), capped at
-    :data:`MARGIN_CAP`; -1 elsewhere."""
+    cells (the displacement to the nearest cell, and one cell of grid discretisation; ``L`` from
+    :func:`cast_distance`, 0 on faces turned away), capped at :data:`MARGIN_CAP`; -1 elsewhere."""
     from offnadir.change.kernels import SHADED
 
     L = np.where(distance > 0, distance, 0.0)
