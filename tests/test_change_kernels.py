@@ -88,6 +88,62 @@ def test_label_components_matches_twin(use_h):
     np.testing.assert_array_equal(out, _components_twin(key, h, 0.5, use_h, 7, 11, 1000))
 
 
+def _slic_twin(feat, mask, gi0, gj0, S, NBX, m, iters):
+    """Array formulation of grid-anchored SLIC: distances to the 9 neighbouring block centres as
+    whole arrays, first minimum in (di, dj) order, centres updated with bincount."""
+    nf, ny, nx = feat.shape
+    ii, jj = np.indices((ny, nx))
+    bi_c, bj_c = (gi0 + ii) // S - gi0 // S, (gj0 + jj) // S - gj0 // S
+    nbi, nbj = bi_c.max() + 1, bj_c.max() + 1
+    blk = (bi_c * nbj + bj_c)[mask]
+
+    def centres(lab):
+        cnt = np.bincount(lab, minlength=nbi * nbj)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return cnt, [np.bincount(lab, w, minlength=nbi * nbj) / cnt
+                         for w in (ii[mask].astype(float), jj[mask].astype(float), *feat[:, mask])]
+
+    cnt, c = centres(blk)
+    exists = cnt > 0
+    c = [np.where(exists, v, 0.0) for v in c]
+    fi, fj, fv = ii[mask], jj[mask], feat[:, mask]
+    for it in range(max(iters, 1)):
+        ds, cands = [], []
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                bi, bj = bi_c[mask] + di, bj_c[mask] + dj
+                ok = (bi >= 0) & (bi < nbi) & (bj >= 0) & (bj < nbj)
+                k = np.where(ok, bi * nbj + bj, 0)
+                ok &= exists[k]
+                d = ((fi - c[0][k]) ** 2 + (fj - c[1][k]) ** 2) * (1.0 / (S * S))
+                for f in range(nf):
+                    d += (fv[f] - c[2 + f][k]) ** 2 * (1.0 / (m * m))
+                ds.append(np.where(ok, d, np.inf))
+                cands.append(k)
+        asg = np.stack(cands)[np.argmin(np.stack(ds), axis=0), np.arange(len(fi))]
+        if it == iters - 1 or iters <= 0:
+            break
+        cnt, new = centres(asg)
+        c = [np.where(cnt > 0, v, old) for v, old in zip(new, c)]
+    out = np.zeros((ny, nx), np.int64)
+    out[mask] = (asg // nbj + gi0 // S) * NBX + asg % nbj + gj0 // S + 1
+    return out
+
+
+@pytest.mark.parametrize("win,S,it", [((0, 0), 8, 3), ((13, 29), 7, 2), ((5, 3), 16, 1)])
+def test_slic_blocks_matches_twin(win, S, it):
+    rng = _rng(7)
+    ny, nx = 70, 83
+    feat = ndimage.gaussian_filter(rng.normal(size=(3, ny, nx)), (0, 2, 2))
+    feat = feat / feat.std()
+    mask = rng.random((ny, nx)) > 0.2
+    mask[20:40, 30:60] = False  # an empty block: no centre there
+    NBX = -(-(win[1] + nx + 40) // S)
+    out = np.zeros((ny, nx), np.int64)
+    K.slic_blocks(feat, mask, win[0], win[1], S, NBX, 0.5, it, out)
+    np.testing.assert_array_equal(out, _slic_twin(feat, mask, win[0], win[1], S, NBX, 0.5, it))
+
+
 def test_slic_window_with_halo_equals_whole_grid():
     rng = _rng(5)
     ny, nx, S, it = 96, 112, 8, 3
