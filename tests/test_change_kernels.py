@@ -22,8 +22,9 @@ def _rng(seed=0):
 
 # ----------------------------------------------------------------------------- morphology
 @pytest.mark.parametrize("r", [0, 1, 3, 7])
-def test_running_min_matches_scipy(r):
-    a = _rng(r).normal(size=(37, 53))
+@pytest.mark.parametrize("shape", [(37, 53), (41, 150)])  # columns go in strips of 64: 3 strips, last partial
+def test_running_min_matches_scipy(r, shape):
+    a = _rng(r).normal(size=shape)
     a[_rng(r + 1).random(a.shape) < 0.05] = np.inf
     out = np.empty_like(a)
     K.running_min_2d(a, r, out)

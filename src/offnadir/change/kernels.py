@@ -67,14 +67,46 @@ def running_min_2d(a, r, out):
     for i in range(ny):
         _running_min_1d(a[i], r, bg, bh, row)
         tmp[i] = row
-    col = np.empty(ny)
-    res = np.empty(ny)
-    for j in range(nx):
-        for i in range(ny):
-            col[i] = tmp[i, j]
-        _running_min_1d(col, r, bg, bh, res)
-        for i in range(ny):
-            out[i, j] = res[i]
+    # columns: the same van Herk recursion on strips of B columns at a time, so that every step
+    # reads and writes contiguous row pieces (a column at a time strides through the window)
+    B = 64
+    w = 2 * r + 1
+    m = ny + 2 * r
+    G = np.empty((m, B))
+    H = np.empty((m, B))
+    for j0 in range(0, nx, B):
+        nb = min(B, nx - j0)
+        for q in range(m):
+            k = q - r
+            start = q % w == 0
+            if 0 <= k < ny:
+                src = tmp[k, j0:j0 + nb]
+                if start:
+                    for b in range(nb):
+                        G[q, b] = src[b]
+                else:
+                    for b in range(nb):
+                        G[q, b] = min(G[q - 1, b], src[b])
+            else:
+                for b in range(nb):
+                    G[q, b] = np.inf if start else min(G[q - 1, b], np.inf)
+        for q in range(m - 1, -1, -1):
+            k = q - r
+            start = q == m - 1 or (q + 1) % w == 0
+            if 0 <= k < ny:
+                src = tmp[k, j0:j0 + nb]
+                if start:
+                    for b in range(nb):
+                        H[q, b] = src[b]
+                else:
+                    for b in range(nb):
+                        H[q, b] = min(H[q + 1, b], src[b])
+            else:
+                for b in range(nb):
+                    H[q, b] = np.inf if start else min(H[q + 1, b], np.inf)
+        for k in range(ny):
+            for b in range(nb):
+                out[k, j0 + b] = min(H[k, b], G[k + 2 * r, b])
 
 
 def ground_estimate(h, r):
@@ -82,15 +114,32 @@ def ground_estimate(h, r):
     ``max-filter(min-filter(h))``. A plane is reproduced exactly; anything narrower than the
     square (buildings, trees) is cut down to its surroundings. NaN cells are ignored by the
     minimum and give NaN. A cell's result depends on heights within ``2r`` cells."""
-    a = np.where(np.isfinite(h), h, np.inf)
-    ero = np.empty_like(a)
-    running_min_2d(a, r, ero)
-    neg = np.where(np.isfinite(ero), -ero, np.inf)  # cells whose whole window is nodata stay out
-    dil = np.empty_like(a)
-    running_min_2d(neg, r, dil)
-    g = -dil
-    g[~np.isfinite(h)] = np.nan
+    h = np.ascontiguousarray(h, dtype=np.float64)
+    g = np.empty_like(h)
+    _opening(h, r, g)
     return g
+
+
+@njit(**_NB)
+def _opening(h, r, out):
+    """:func:`ground_estimate` in one kernel: min filter with NaN as +inf, then max filter as the
+    min filter of the negated erosion (cells whose whole window is nodata stay out), NaN back."""
+    ny, nx = h.shape
+    a = np.empty((ny, nx))
+    for i in range(ny):
+        for j in range(nx):
+            v = h[i, j]
+            a[i, j] = v if np.isfinite(v) else np.inf
+    ero = np.empty((ny, nx))
+    running_min_2d(a, r, ero)
+    for i in range(ny):
+        for j in range(nx):
+            v = ero[i, j]
+            a[i, j] = -v if np.isfinite(v) else np.inf
+    running_min_2d(a, r, out)
+    for i in range(ny):
+        for j in range(nx):
+            out[i, j] = -out[i, j] if np.isfinite(h[i, j]) else np.nan
 
 
 # ----------------------------------------------------------------------------- labelling
