@@ -337,7 +337,8 @@ def _illumination(path, run, ctx, ds, index, client, summary, chunks_yx) -> int:
     done = np.asarray(g[L.progress_name(index)][...])
     todo = [t for t in L.tiles(*chunks_yx) if not done[t.ti, t.tj] & A.LIGHT]
     _run(client, [dask.delayed(L.light_tile, pure=False)(str(path), full.shape, full.cell, ctx.sun[1],
-                                                        float(run.opts.sun_tolerance), sh, t, index) for t in todo],
+                                                        float(run.opts.sun_tolerance), sh, t, index,
+                                                        ctx.shadow_error(1)) for t in todo],
          "illumination")
     return len(todo)
 

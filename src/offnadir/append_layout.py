@@ -168,12 +168,14 @@ def _set_bit(g, tile, bit, name=PROGRESS) -> None:
     g[name][tile.ti, tile.tj] = cur | np.uint8(bit)
 
 
-def light_tile(path, shape, cell, sun, tol, sh, tile, index):
+def light_tile(path, shape, cell, sun, tol, sh, tile, index, eps=None):
     """One task: the new image's direct-sun map of one tile (as the change stage's segmentation
-    pass computes it for every image, with the halo ``sh`` of a run over all images)."""
+    pass computes it for every image, with the halo ``sh`` of a run over all images, and its
+    shadows widened by ``eps``, :func:`offnadir.change.shadow.widened`)."""
     import zarr
 
     from offnadir.change import kernels as K
+    from offnadir.change import shadow
     from offnadir.change.tileio import Window
     from offnadir.store import _quiet_zarr
 
@@ -183,6 +185,7 @@ def light_tile(path, shape, cell, sun, tol, sh, tile, index):
         hs = np.ascontiguousarray(np.asarray(g["dsm"][sw.yx]).astype(np.float64))
         buf = np.empty(hs.shape, np.uint8)
         K.illumination(hs, cell, sun[0], sun[1], tol, 1.0, float(sh), buf)
+        buf = shadow.widened(hs, buf, cell, sun[0], sun[1], tol, float(sh), eps)
         a0, a1, b0, b1 = sw.core
         g["illumination"][(index, slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))] = buf[a0:a1, b0:b1]
         _set_bit(g, tile, A.LIGHT, progress_name(index))

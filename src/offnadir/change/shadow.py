@@ -123,6 +123,18 @@ def widen(codes, reach, h=None, step: float = STEP_M):
     return out
 
 
+def widened(h, codes, cell, sun_az, sun_el, tol, max_dist, eps):
+    """Illumination ``codes`` of the heights ``h`` with their shadows widened by ``eps``
+    (:func:`cast_distance`, :func:`reach_cells`, :func:`widen`); ``codes`` as given when ``eps``
+    is None. The one recipe of the change stage's segmentation and of ``offnadir append``."""
+    if eps is None:
+        return codes
+    h = np.ascontiguousarray(h)
+    dist = np.empty(h.shape)
+    cast_distance(h, cell, sun_az, sun_el, tol, max_dist, codes, dist)
+    return widen(codes, reach_cells(codes, dist, eps), h)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _spread(r, h, use_h, step):
     """Synchronous steps ``r[c] = max(r[c], max over neighbours n of r[n] - 1)`` (neighbours

@@ -91,13 +91,8 @@ def segment_tile(io, ctx, tile):
 
 def _widened(hs, buf, ctx, t, sh):
     """Image ``t``'s predicted shadows widened by the sun's uncertainty (:mod:`.shadow`)."""
-    eps = ctx.shadow_error(t)
-    if eps is None:
-        return buf
-    dist = np.empty(hs.shape)
-    shadow.cast_distance(np.ascontiguousarray(hs), ctx.cell, ctx.sun[t][0], ctx.sun[t][1],
-                         float(ctx.opts.sun_tolerance), float(sh), buf, dist)
-    return shadow.widen(buf, shadow.reach_cells(buf, dist, eps), hs)
+    return shadow.widened(hs, buf, ctx.cell, ctx.sun[t][0], ctx.sun[t][1], float(ctx.opts.sun_tolerance), float(sh),
+                          ctx.shadow_error(t))
 
 
 def tile_border_pairs(io, ctx, tile):
