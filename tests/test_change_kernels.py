@@ -89,6 +89,22 @@ def test_label_components_matches_twin(use_h):
     np.testing.assert_array_equal(out, _components_twin(key, h, 0.5, use_h, 7, 11, 1000))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_slic_features_match_numpy(dtype):
+    rng = _rng(9)
+    h = rng.normal(size=(30, 40))
+    h[rng.random(h.shape) < 0.05] = np.nan
+    base = rng.normal(100, 30, size=(4, 30, 40)).astype(dtype)
+    base[2][rng.random(h.shape) < 0.05] = np.nan
+    vis = rng.integers(0, 3, size=h.shape).astype(np.uint8)
+    scale = np.array([3.0, 7.0, 0.3, 11.0])
+    feat, seg = np.empty(base.shape), np.empty(h.shape, bool)
+    K.slic_features(h, base, vis, scale, feat, seg)
+    finite = np.isfinite(h) & np.all(np.isfinite(base), axis=0)
+    np.testing.assert_array_equal(feat, np.where(finite, base.astype(np.float64) / scale[:, None, None], 0.0))
+    np.testing.assert_array_equal(seg, finite & (vis == 1))
+
+
 def _slic_twin(feat, mask, gi0, gj0, S, NBX, m, iters):
     """Array formulation of grid-anchored SLIC: distances to the 9 neighbouring block centres as
     whole arrays, first minimum in (di, dj) order, centres updated with bincount."""

@@ -299,6 +299,22 @@ def merge_small_pieces(blk, comp, min_size, gi0, gj0, NX):
 
 # ----------------------------------------------------------------------------- superpixels
 @njit(**_NB)
+def slic_features(h, base, visible, scale, feat, seg):
+    """SLIC inputs of a window in one pass: ``feat[b] = base[b] / scale[b]`` in float64 (0 where
+    the height or any band is not finite), ``seg`` = finite everywhere and ``visible == 1``.
+    ``base`` may be float32: each value is widened before the division."""
+    nb, ny, nx = base.shape
+    for i in range(ny):
+        for j in range(nx):
+            ok = np.isfinite(h[i, j])
+            for b in range(nb):
+                ok = ok and np.isfinite(base[b, i, j])
+            for b in range(nb):
+                feat[b, i, j] = np.float64(base[b, i, j]) / scale[b] if ok else 0.0
+            seg[i, j] = ok and visible[i, j] == 1
+
+
+@njit(**_NB)
 def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):
     """Grid-anchored SLIC: one centre per ``S x S`` block of the *global* grid holding any ``mask``
     cell, started at the mean position/features of the block's cells. Each iteration assigns

@@ -62,13 +62,17 @@ def segment_window(h, base_values, base_visible, win, core, grid_shape, opts, ce
     gi0, gj0 = win
     ci0, ci1, cj0, cj1 = core
     NX = grid_shape[1]
-    h = np.asarray(h, np.float64)
-    finite = np.isfinite(h) & np.all(np.isfinite(base_values), axis=0)
-    seg = finite & (base_visible == 1)
+    h = np.ascontiguousarray(h, np.float64)
+    base_values = np.asarray(base_values)
+    if base_values.dtype not in (np.float32, np.float64):
+        base_values = base_values.astype(np.float64)
+    feat = np.empty(base_values.shape, np.float64)
+    seg = np.empty(h.shape, bool)
+    K.slic_features(h, np.ascontiguousarray(base_values), np.ascontiguousarray(base_visible),
+                    np.asarray(band_scale, np.float64), feat, seg)
     elev = elevated_mask(h, opts, cell)
     # ground: SLIC on the window, split into connected pieces
     gmask = seg & ~elev
-    feat = np.ascontiguousarray(np.where(finite, base_values / band_scale[:, None, None], 0.0), dtype=np.float64)
     S = int(opts.segment_step)
     nbx = -(-NX // S)
     blk = np.zeros(h.shape, np.int64)

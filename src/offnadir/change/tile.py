@@ -67,7 +67,7 @@ def segment_tile(io, ctx, tile):
     w = Window.around(tile, halo, ctx.shape)
     h = io.read("dsm", w.yx).astype(np.float64)
     vis0 = io.read("visible", (0,) + w.yx)
-    base = io.read("value", (0, slice(None)) + w.yx).astype(np.float64)
+    base = io.read("value", (0, slice(None)) + w.yx)  # widened to float64 inside the SLIC features
     patch, elev = segment.segment_window(h, base, vis0, (w.i0, w.j0), w.core, ctx.shape, opts, ctx.cell,
                                          np.asarray(ctx.band_std, np.float64))
     core = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
