@@ -8,7 +8,13 @@ on the same random inputs in one run:
 * census packing (:func:`offnadir.change.census.pack`): ms per window;
 * IR-MAD variates (:meth:`offnadir.change.irmad.MadModel.mad`) of ``size^2`` cells x 4 bands passed
   as ``val[:, ok].T`` (as the stage does);
-* same-date sweep NCC (:func:`offnadir.cube.sweep_kernels.window_ncc`), window radius 6.
+* same-date sweep NCC (:func:`offnadir.cube.sweep_kernels.window_ncc`), window radius 6;
+* the segment pass on a ``size^2`` window of a synthetic city (a tilted plane with random boxes,
+  smooth 4-band float32 base, 2 % hidden cells) at 0.5 m cells with default options: ground
+  estimate (:func:`offnadir.change.kernels.ground_estimate`, 40 m opening), SLIC
+  (:func:`offnadir.change.kernels.slic_blocks`, 4 iterations) and the whole
+  :func:`offnadir.change.segment.segment_window` (fed float64 base values at revisions whose
+  ``segment_tile`` converted them, as it did: the copy is timed with it).
 
 ``--against REV`` loads those modules' files from ``git show REV:path`` into private modules and
 times them on the same inputs (results compared too: the kernels are meant to give the same
@@ -31,7 +37,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = {"census": "src/offnadir/change/census.py", "irmad": "src/offnadir/change/irmad.py",
-         "sweep_kernels": "src/offnadir/cube/sweep_kernels.py"}
+         "sweep_kernels": "src/offnadir/cube/sweep_kernels.py", "kernels": "src/offnadir/change/kernels.py",
+         "segment": "src/offnadir/change/segment.py"}
 
 
 def load_rev(rev: str, tmp: Path) -> dict:
@@ -49,6 +56,7 @@ def load_rev(rev: str, tmp: Path) -> dict:
         sys.modules[spec.name] = mod  # dataclasses look their module up there
         spec.loader.exec_module(mod)
         mods[name] = mod
+    mods["segment"].K = mods["kernels"]  # the old segment module on the old kernels
     return mods
 
 
@@ -63,7 +71,9 @@ def best_cpu(fn, repeat: int) -> tuple:
 
 
 def main(argv=None) -> int:
-    from offnadir.change import census, irmad
+    from offnadir.change import census, irmad, segment
+    from offnadir.change import kernels as KN
+    from offnadir.change.options import ChangeOptions
     from offnadir.change import evidence as EV
     from offnadir.cube import sweep_kernels
 
@@ -93,6 +103,32 @@ def main(argv=None) -> int:
     fb = (fa + rng.normal(size=(n, n))).astype(np.float32)
     fa[rng.random(fa.shape) < 0.05] = np.nan
 
+    hgt, seg_base, seg_vis = _city(n, rng)
+    opts, cell = ChangeOptions(), 0.5
+    band_scale = seg_base.reshape(4, -1).std(axis=1).astype(np.float64)
+    r_open = segment.opening_radius(opts, cell)
+    seg_core = (n // 4, n - n // 4, n // 4, n - n // 4)
+
+    def segment_cases(kn, sg):
+        feat = np.ascontiguousarray(seg_base / band_scale[:, None, None], dtype=np.float64)
+        mask = np.isfinite(hgt) & (seg_vis == 1)
+        NBX = -(-n // opts.segment_step)
+
+        def slic():
+            out = np.zeros(hgt.shape, np.int64)
+            kn.slic_blocks(feat, mask, 0, 0, opts.segment_step, NBX, opts.segment_compactness,
+                           opts.segment_iterations, out)
+            return out
+
+        def window():
+            b = seg_base if hasattr(kn, "slic_features") else seg_base.astype(np.float64)
+            p, e = sg.segment_window(hgt, b, seg_vis, (0, 0), seg_core, (n, n), opts, cell, band_scale)
+            return np.concatenate([p.ravel(), e.ravel().astype(np.int64)])
+
+        return [("ground estimate, ms per window", 1, lambda: kn.ground_estimate(hgt, r_open)),
+                ("SLIC, ms per window", 1, slic),
+                ("segment window, ms per window", 1, window)]
+
     def cases(cen, ir, sk):
         words = (cen.pack(*codes_b), cen.pack(*codes_t))
         m = ir.MadModel(**model_args)
@@ -108,12 +144,13 @@ def main(argv=None) -> int:
                 ("IR-MAD variates, ms per call", 1, lambda: m.mad(x, y)),
                 ("sweep NCC (r 6), ms per call", 1, ncc)]
 
-    now = cases(census, irmad, sweep_kernels)
+    now = cases(census, irmad, sweep_kernels) + segment_cases(KN, segment)
     old = None
     if a.against:
         with tempfile.TemporaryDirectory() as tmp:
             mods = load_rev(a.against, Path(tmp))
-            old = cases(mods["census"], mods["irmad"], mods["sweep_kernels"])
+            old = cases(mods["census"], mods["irmad"], mods["sweep_kernels"]) + segment_cases(mods["kernels"],
+                                                                                              mods["segment"])
             print(f"{n}^2 cells, census window {a.window}, {len(offs)} offsets; CPU ms, best of {a.repeat}")
             print(f"{'kernel':<34} {'now':>9} {a.against[:9]:>9} {'ratio':>7}  same result")
             for (name, per, fn), (_, _, fo) in zip(now, old):
@@ -127,6 +164,25 @@ def main(argv=None) -> int:
         t1, _ = best_cpu(fn, a.repeat)
         print(f"{name:<34} {1e3 * t1 / per:9.2f}")
     return 0
+
+
+def _city(n, rng):
+    """Heights (float64, a tilted plane + 0.3 m noise + boxes 4-30 m tall, 8-60 cells wide, NaN
+    specks), a smooth 4-band float32 base that follows the boxes, visibility (2 % hidden)."""
+    ii, jj = np.mgrid[0:n, 0:n].astype(np.float64)
+    h = 50.0 + 0.01 * ii - 0.02 * jj + rng.normal(0, 0.3, (n, n))
+    refl = np.zeros((n, n))
+    for _ in range(n * n // 2500):
+        i, j = rng.integers(0, n, 2)
+        a, b = rng.integers(8, 60, 2)
+        h[i:i + a, j:j + b] += rng.uniform(4, 30)
+        refl[i:i + a, j:j + b] += rng.normal(0, 1)
+    h[rng.random((n, n)) < 0.001] = np.nan
+    k = np.ones(5) / 5
+    sm = np.apply_along_axis(lambda r: np.convolve(r, k, "same"), 1, rng.normal(0, 1, (n, n)))
+    base = np.stack([100 + 20 * refl + 10 * b * sm + rng.normal(0, 2, (n, n)) for b in range(1, 5)])
+    vis = (rng.random((n, n)) > 0.02).astype(np.uint8)
+    return h, base.astype(np.float32), vis
 
 
 def _same(r1, r0) -> str:
