@@ -360,9 +360,18 @@ def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):
     cand = np.empty((9, 2), np.int64)
     best = np.empty(S)
     dist = np.empty(S)
-    bbi = np.empty(S, np.int64)
-    bbj = np.empty(S, np.int64)
-    for it in range(max(iters, 1)):
+    bc = np.empty(S, np.int64)
+    si = np.zeros((nbi, nbj))
+    sj = np.zeros((nbi, nbj))
+    sf = np.zeros((nbi, nbj, nf))
+    n_it = max(iters, 1)
+    for it in range(n_it):
+        update = it < n_it - 1
+        if update:  # the centres' new sums, accumulated as cells are assigned (row-major order)
+            cnt[:, :] = 0.0
+            si[:, :] = 0.0
+            sj[:, :] = 0.0
+            sf[:, :, :] = 0.0
         for i in range(ny):
             bi0 = (gi0 + i) // S - b0i
             mrow = mask[i]
@@ -383,8 +392,7 @@ def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):
                         cand[nc, 1] = bj
                         nc += 1
                 best[:L] = np.inf
-                bbi[:L] = -1
-                bbj[:L] = -1
+                bc[:L] = -1
                 for c in range(nc):  # same order and arithmetic per cell as one cell at a time
                     bi = cand[c, 0]
                     bj = cand[c, 1]
@@ -397,34 +405,28 @@ def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):
                         fr = feat[f, i, j:j + L]
                         for q in range(L):
                             dist[q] += (fr[q] - cfv) ** 2 * inv_m2
-                    for q in range(L):
-                        if dist[q] < best[q]:
-                            best[q] = dist[q]
-                            bbi[q] = bi
-                            bbj[q] = bj
+                    for q in range(L):  # first strict minimum, without branches
+                        lt = dist[q] < best[q]
+                        best[q] = dist[q] if lt else best[q]
+                        bc[q] = c if lt else bc[q]
                 for q in range(L):
-                    if mrow[j + q]:
-                        asg_i[i, j + q] = bbi[q]
-                        asg_j[i, j + q] = bbj[q]
+                    if mrow[j + q] and bc[q] >= 0:
+                        bi = cand[bc[q], 0]
+                        bj = cand[bc[q], 1]
+                        asg_i[i, j + q] = bi
+                        asg_j[i, j + q] = bj
+                        if update:
+                            cnt[bi, bj] += 1
+                            si[bi, bj] += i
+                            sj[bi, bj] += j + q
+                            for f in range(nf):
+                                sf[bi, bj, f] += feat[f, i, j + q]
+                    elif mrow[j + q]:
+                        asg_i[i, j + q] = -1
+                        asg_j[i, j + q] = -1
                 j += L
-        if it == iters - 1 or iters <= 0:
+        if not update:
             break
-        # update
-        cnt[:, :] = 0.0
-        si = np.zeros((nbi, nbj))
-        sj = np.zeros((nbi, nbj))
-        sf = np.zeros((nbi, nbj, nf))
-        for i in range(ny):
-            for j in range(nx):
-                bi = asg_i[i, j]
-                if bi < 0:
-                    continue
-                bj = asg_j[i, j]
-                cnt[bi, bj] += 1
-                si[bi, bj] += i
-                sj[bi, bj] += j
-                for f in range(nf):
-                    sf[bi, bj, f] += feat[f, i, j]
         for bi in range(nbi):
             for bj in range(nbj):
                 if cnt[bi, bj] > 0:
