@@ -236,6 +236,8 @@ def test_merge_fragments_matches_twin(seed, min_size):
     assert merge_fragments(got, comp, min_size, (gi0, gj0), NX) == moved_twin
     assert moved_twin and not np.array_equal(want, blk)  # the case is not trivial
     np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="not label_components IDs"):  # IDs of another window: refused
+        merge_fragments(blk.copy(), comp, min_size, (gi0 + 7, gj0), NX)
 
 
 def test_join_components_and_relabel():

@@ -210,6 +210,9 @@ def merge_small_pieces(blk, comp, min_size, gi0, gj0, NX):
             if c > 0:
                 if c != last_c:  # pieces come in runs along a row: one division per run
                     r = ((c - 1) // NX - gi0) * nx + ((c - 1) % NX - gj0)
+                    if r < 0 or r >= n or comp[r // nx, r - (r // nx) * nx] != c:
+                        raise ValueError("merge_small_pieces: piece IDs are not label_components IDs of "
+                                         "this window (check gi0, gj0, NX)")
                     last_c = c
                 size[r] += 1
     # the small pieces: ordinal per root, their cells grouped by piece (counting sort)
