@@ -3,7 +3,7 @@ roof-only (elevated) or ground-only, built tile by tile with results independent
 
 * **Elevated cells**: height above the local ground > ``elevated_height`` (default 2.5 m), the
   local ground being the grey opening of the DSM by a square of side ``ground_window``
-  (:func:`offnadir.change.kernels.ground_estimate`).
+  (:func:`offnadir.change.segment_kernels.ground_estimate`).
 * **Segmentable cells**: visible in the base image, finite base values and height. Hidden,
   outside and nodata cells get patch 0.
 * **Elevated patches** are the 4-connected components of elevated segmentable cells whose
@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from offnadir.change import kernels as K
+from offnadir.change import segment_kernels as K
 
 
 def opening_radius(opts, cell: float) -> int:

@@ -1,0 +1,437 @@
+"""numba kernels of the segment pass: ground estimate (running minimum), connected components,
+merging of small superpixel pieces, grid-anchored SLIC. numpy and numba only.
+
+Every kernel works on a *window* of the DSM grid whose first cell has global position
+``(gi0, gj0)``; the results the stage keeps depend on global positions and on data within a
+bounded distance only (stated per kernel), so they never depend on where a tile starts. Each
+kernel has a slow, obvious twin in ``tests/test_change_kernels.py``.
+
+Label IDs are **1 + the smallest global linear index** ``gi * NX + gj`` of the cells of a
+component: unique across the whole grid, and the same whatever the tiling. Loops run over
+contiguous rows (runs of cells that share their candidates) so that LLVM can keep them tight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_NB = dict(cache=True, nogil=True, error_model="numpy")
+
+
+# ----------------------------------------------------------------------------- running min/max
+@njit(**_NB)
+def _running_min_1d(x, r, buf_g, buf_h, out):
+    """out[k] = min(x[k-r .. k+r]) with +inf beyond the ends (van Herk / Gil-Werman, O(n))."""
+    n = x.shape[0]
+    w = 2 * r + 1
+    m = n + 2 * r
+    # padded sequence p[q] = x[q - r] (inf outside); g: running min from each block start,
+    # h: running min to each block end (blocks of length w)
+    for q in range(m):
+        k = q - r
+        v = x[k] if 0 <= k < n else np.inf
+        if q % w == 0:
+            buf_g[q] = v
+        else:
+            buf_g[q] = min(buf_g[q - 1], v)
+    for q in range(m - 1, -1, -1):
+        k = q - r
+        v = x[k] if 0 <= k < n else np.inf
+        if q == m - 1 or (q + 1) % w == 0:
+            buf_h[q] = v
+        else:
+            buf_h[q] = min(buf_h[q + 1], v)
+    for k in range(n):
+        # window in padded coordinates: [k, k + 2r]
+        out[k] = min(buf_h[k], buf_g[k + 2 * r])
+
+
+@njit(**_NB)
+def running_min_2d(a, r, out):
+    """Square (2r+1)² moving minimum of ``a`` (float64), +inf beyond the array (separable)."""
+    ny, nx = a.shape
+    tmp = np.empty((ny, nx))
+    m = max(ny, nx) + 2 * r
+    bg = np.empty(m)
+    bh = np.empty(m)
+    row = np.empty(nx)
+    for i in range(ny):
+        _running_min_1d(a[i], r, bg, bh, row)
+        tmp[i] = row
+    # columns: the same van Herk recursion on strips of B columns at a time, so that every step
+    # reads and writes contiguous row pieces (a column at a time strides through the window)
+    B = 64
+    w = 2 * r + 1
+    m = ny + 2 * r
+    G = np.empty((m, B))
+    H = np.empty((m, B))
+    for j0 in range(0, nx, B):
+        nb = min(B, nx - j0)
+        for q in range(m):
+            k = q - r
+            start = q % w == 0
+            if 0 <= k < ny:
+                src = tmp[k, j0:j0 + nb]
+                if start:
+                    for b in range(nb):
+                        G[q, b] = src[b]
+                else:
+                    for b in range(nb):
+                        G[q, b] = min(G[q - 1, b], src[b])
+            else:
+                for b in range(nb):
+                    G[q, b] = np.inf if start else min(G[q - 1, b], np.inf)
+        for q in range(m - 1, -1, -1):
+            k = q - r
+            start = q == m - 1 or (q + 1) % w == 0
+            if 0 <= k < ny:
+                src = tmp[k, j0:j0 + nb]
+                if start:
+                    for b in range(nb):
+                        H[q, b] = src[b]
+                else:
+                    for b in range(nb):
+                        H[q, b] = min(H[q + 1, b], src[b])
+            else:
+                for b in range(nb):
+                    H[q, b] = np.inf if start else min(H[q + 1, b], np.inf)
+        for k in range(ny):
+            for b in range(nb):
+                out[k, j0 + b] = min(H[k, b], G[k + 2 * r, b])
+
+
+def ground_estimate(h, r):
+    """Grey opening of the height window ``h`` (float64, NaN = nodata) by a (2r+1)² square:
+    ``max-filter(min-filter(h))``. A plane is reproduced exactly; anything narrower than the
+    square (buildings, trees) is cut down to its surroundings. NaN cells are ignored by the
+    minimum and give NaN. A cell's result depends on heights within ``2r`` cells."""
+    h = np.ascontiguousarray(h, dtype=np.float64)
+    g = np.empty_like(h)
+    _opening(h, r, g)
+    return g
+
+
+@njit(**_NB)
+def _opening(h, r, out):
+    """:func:`ground_estimate` in one kernel: min filter with NaN as +inf, then max filter as the
+    min filter of the negated erosion (cells whose whole window is nodata stay out), NaN back."""
+    ny, nx = h.shape
+    a = np.empty((ny, nx))
+    for i in range(ny):
+        for j in range(nx):
+            v = h[i, j]
+            a[i, j] = v if np.isfinite(v) else np.inf
+    ero = np.empty((ny, nx))
+    running_min_2d(a, r, ero)
+    for i in range(ny):
+        for j in range(nx):
+            v = ero[i, j]
+            a[i, j] = -v if np.isfinite(v) else np.inf
+    running_min_2d(a, r, out)
+    for i in range(ny):
+        for j in range(nx):
+            out[i, j] = -out[i, j] if np.isfinite(h[i, j]) else np.nan
+
+
+# ----------------------------------------------------------------------------- labelling
+@njit(inline="always", **_NB)
+def _find(par, a):
+    while par[a] != a:
+        par[a] = par[par[a]]
+        a = par[a]
+    return a
+
+
+@njit(**_NB)
+def label_components(key, h, dz, use_h, gi0, gj0, NX, out):
+    """4-connected components of cells with equal ``key`` (int64, 0 = no cell) and, when ``use_h``,
+    height steps ``|h_a - h_b| <= dz`` between neighbours. ``out`` (int64) gets 1 + the smallest
+    global linear index of each component's cells, 0 where key == 0."""
+    ny, nx = key.shape
+    par = np.arange(ny * nx)
+    for i in range(ny):
+        for j in range(nx):
+            k = key[i, j]
+            if k == 0:
+                continue
+            a = i * nx + j
+            if j + 1 < nx and key[i, j + 1] == k and (not use_h or abs(h[i, j] - h[i, j + 1]) <= dz):
+                ra = _find(par, a)
+                rb = _find(par, a + 1)
+                if ra != rb:
+                    if ra < rb:
+                        par[rb] = ra
+                    else:
+                        par[ra] = rb
+            if i + 1 < ny and key[i + 1, j] == k and (not use_h or abs(h[i, j] - h[i + 1, j]) <= dz):
+                ra = _find(par, a)
+                rb = _find(par, a + nx)
+                if ra != rb:
+                    if ra < rb:
+                        par[rb] = ra
+                    else:
+                        par[ra] = rb
+    # roots are the smallest local linear index of each component; local order = global order
+    for i in range(ny):
+        for j in range(nx):
+            if key[i, j] == 0:
+                out[i, j] = 0
+            else:
+                r = _find(par, i * nx + j)
+                ri = r // nx
+                rj = r - ri * nx
+                out[i, j] = (gi0 + ri) * NX + (gj0 + rj) + 1
+
+
+@njit(**_NB)
+def merge_small_pieces(blk, comp, min_size, gi0, gj0, NX):
+    """Give the pieces ``comp`` (labels of :func:`label_components` on ``blk`` for the window at
+    global ``(gi0, gj0)``, grid width ``NX``) of fewer than ``min_size`` cells the ``blk`` label
+    they share the most 4-neighbour contacts with (ties: the smallest label), in place on ``blk``;
+    all targets are chosen from the labels before any move. Returns whether anything moved.
+    O(cells): a piece's ID gives its root cell, so no sort of the window is needed."""
+    ny, nx = comp.shape
+    n = ny * nx
+    size = np.zeros(n, np.int64)  # cells per piece, at its root's local index
+    last_c = 0
+    r = 0
+    for i in range(ny):
+        for j in range(nx):
+            c = comp[i, j]
+            if c > 0:
+                if c != last_c:  # pieces come in runs along a row: one division per run
+                    r = ((c - 1) // NX - gi0) * nx + ((c - 1) % NX - gj0)
+                    if r < 0 or r >= n or comp[r // nx, r - (r // nx) * nx] != c:
+                        raise ValueError("merge_small_pieces: piece IDs are not label_components IDs of "
+                                         "this window (check gi0, gj0, NX)")
+                    last_c = c
+                size[r] += 1
+    # the small pieces: ordinal per root, their cells grouped by piece (counting sort)
+    pid = np.full(n, -1, np.int64)
+    n_pieces = 0
+    n_cells = 0
+    biggest = 0
+    for r in range(n):
+        if 0 < size[r] < min_size:
+            pid[r] = n_pieces
+            n_pieces += 1
+            n_cells += size[r]
+            biggest = max(biggest, size[r])
+    if n_pieces == 0:
+        return False
+    start = np.zeros(n_pieces + 1, np.int64)
+    for r in range(n):
+        if pid[r] >= 0:
+            start[pid[r] + 1] = size[r]
+    for k in range(n_pieces):
+        start[k + 1] += start[k]
+    fill = start[:-1].copy()
+    cells = np.empty(n_cells, np.int64)
+    last_c = 0
+    k = -1
+    for i in range(ny):
+        for j in range(nx):
+            c = comp[i, j]
+            if c > 0:
+                if c != last_c:
+                    k = pid[((c - 1) // NX - gi0) * nx + ((c - 1) % NX - gj0)]
+                    last_c = c
+                if k >= 0:
+                    cells[fill[k]] = i * nx + j
+                    fill[k] += 1
+    target = np.zeros(n_pieces, np.int64)
+    buf = np.empty(4 * biggest, np.int64)
+    moved = False
+    for k in range(n_pieces):
+        q0 = cells[start[k]]
+        c = comp[q0 // nx, q0 % nx]
+        m = 0
+        for q in range(start[k], start[k + 1]):
+            i = cells[q] // nx
+            j = cells[q] - i * nx
+            if j + 1 < nx and comp[i, j + 1] > 0 and comp[i, j + 1] != c:
+                buf[m] = blk[i, j + 1]
+                m += 1
+            if i + 1 < ny and comp[i + 1, j] > 0 and comp[i + 1, j] != c:
+                buf[m] = blk[i + 1, j]
+                m += 1
+            if j > 0 and comp[i, j - 1] > 0 and comp[i, j - 1] != c:
+                buf[m] = blk[i, j - 1]
+                m += 1
+            if i > 0 and comp[i - 1, j] > 0 and comp[i - 1, j] != c:
+                buf[m] = blk[i - 1, j]
+                m += 1
+        if m == 0:
+            continue
+        if m > 64:
+            buf[:m] = np.sort(buf[:m])
+        else:  # insertion sort in place: most pieces have a few contacts (no allocation per piece)
+            for q in range(1, m):
+                v = buf[q]
+                p = q - 1
+                while p >= 0 and buf[p] > v:
+                    buf[p + 1] = buf[p]
+                    p -= 1
+                buf[p + 1] = v
+        lab = buf
+        best, best_n, run = lab[0], 0, 0
+        for q in range(m):
+            run = run + 1 if q > 0 and lab[q] == lab[q - 1] else 1
+            if run > best_n:  # strictly more: the smallest label keeps a tie (sorted ascending)
+                best_n = run
+                best = lab[q]
+        target[k] = best
+        moved = True
+    for k in range(n_pieces):  # all targets were chosen from the labels before any move
+        if target[k] == 0:
+            continue
+        for q in range(start[k], start[k + 1]):
+            i = cells[q] // nx
+            blk[i, cells[q] - i * nx] = target[k]
+    return moved
+
+
+# ----------------------------------------------------------------------------- superpixels
+@njit(**_NB)
+def slic_features(h, base, visible, scale, feat, seg):
+    """SLIC inputs of a window in one pass: ``feat[b] = base[b] / scale[b]`` in float64 (0 where
+    the height or any band is not finite), ``seg`` = finite everywhere and ``visible == 1``.
+    ``base`` may be float32: each value is widened before the division."""
+    nb, ny, nx = base.shape
+    for i in range(ny):
+        for j in range(nx):
+            ok = np.isfinite(h[i, j])
+            for b in range(nb):
+                ok = ok and np.isfinite(base[b, i, j])
+            for b in range(nb):
+                feat[b, i, j] = np.float64(base[b, i, j]) / scale[b] if ok else 0.0
+            seg[i, j] = ok and visible[i, j] == 1
+
+
+@njit(**_NB)
+def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):
+    """Grid-anchored SLIC: one centre per ``S x S`` block of the *global* grid holding any ``mask``
+    cell, started at the mean position/features of the block's cells. Each iteration assigns
+    every mask cell to the nearest centre among its own block and the 8 neighbouring blocks,
+    ``d = |f - f_c|² / m² + |p - p_c|² / S²``, then moves every centre to the mean of its cells.
+    ``out`` (int64) = 1 + global block index ``bi * NBX + bj`` of the assigned centre (0 off mask).
+
+    Locality: after ``iters`` iterations a label depends on data within ``(2 iters + 1) S`` cells
+    (each iteration reaches one block further for the assignment and one for the update)."""
+    nf, ny, nx = feat.shape
+    b0i = gi0 // S
+    b0j = gj0 // S
+    nbi = (gi0 + ny - 1) // S - b0i + 1
+    nbj = (gj0 + nx - 1) // S - b0j + 1
+    cnt = np.zeros((nbi, nbj))
+    ci = np.zeros((nbi, nbj))
+    cj = np.zeros((nbi, nbj))
+    cf = np.zeros((nbi, nbj, nf))
+    exists = np.zeros((nbi, nbj), np.bool_)
+    for i in range(ny):
+        bi = (gi0 + i) // S - b0i
+        for j in range(nx):
+            if not mask[i, j]:
+                continue
+            bj = (gj0 + j) // S - b0j
+            cnt[bi, bj] += 1
+            ci[bi, bj] += i
+            cj[bi, bj] += j
+            for f in range(nf):
+                cf[bi, bj, f] += feat[f, i, j]
+    for bi in range(nbi):
+        for bj in range(nbj):
+            if cnt[bi, bj] > 0:
+                exists[bi, bj] = True
+                ci[bi, bj] /= cnt[bi, bj]
+                cj[bi, bj] /= cnt[bi, bj]
+                for f in range(nf):
+                    cf[bi, bj, f] /= cnt[bi, bj]
+    asg_i = np.full((ny, nx), -1, np.int64)
+    asg_j = np.full((ny, nx), -1, np.int64)
+    inv_m2 = 1.0 / (m * m)
+    inv_s2 = 1.0 / (S * S)
+    cand = np.empty((9, 2), np.int64)
+    best = np.empty(S)
+    dist = np.empty(S)
+    bc = np.empty(S, np.int64)
+    si = np.zeros((nbi, nbj))
+    sj = np.zeros((nbi, nbj))
+    sf = np.zeros((nbi, nbj, nf))
+    n_it = max(iters, 1)
+    for it in range(n_it):
+        update = it < n_it - 1
+        if update:  # the centres' new sums, accumulated as cells are assigned (row-major order)
+            cnt[:, :] = 0.0
+            si[:, :] = 0.0
+            sj[:, :] = 0.0
+            sf[:, :, :] = 0.0
+        for i in range(ny):
+            bi0 = (gi0 + i) // S - b0i
+            mrow = mask[i]
+            j = 0
+            while j < nx:  # one run of cells in the same block column: the same 9 candidates
+                bj0 = (gj0 + j) // S - b0j
+                L = min(nx, (bj0 + b0j + 1) * S - gj0) - j
+                nc = 0
+                for di in range(-1, 2):
+                    bi = bi0 + di
+                    if bi < 0 or bi >= nbi:
+                        continue
+                    for dj in range(-1, 2):
+                        bj = bj0 + dj
+                        if bj < 0 or bj >= nbj or not exists[bi, bj]:
+                            continue
+                        cand[nc, 0] = bi
+                        cand[nc, 1] = bj
+                        nc += 1
+                best[:L] = np.inf
+                bc[:L] = -1
+                for c in range(nc):  # same order and arithmetic per cell as one cell at a time
+                    bi = cand[c, 0]
+                    bj = cand[c, 1]
+                    dy2 = (i - ci[bi, bj]) ** 2
+                    cjv = cj[bi, bj]
+                    for q in range(L):
+                        dist[q] = (dy2 + ((j + q) - cjv) ** 2) * inv_s2
+                    for f in range(nf):
+                        cfv = cf[bi, bj, f]
+                        fr = feat[f, i, j:j + L]
+                        for q in range(L):
+                            dist[q] += (fr[q] - cfv) ** 2 * inv_m2
+                    for q in range(L):  # first strict minimum, without branches
+                        lt = dist[q] < best[q]
+                        best[q] = dist[q] if lt else best[q]
+                        bc[q] = c if lt else bc[q]
+                for q in range(L):
+                    if mrow[j + q] and bc[q] >= 0:
+                        bi = cand[bc[q], 0]
+                        bj = cand[bc[q], 1]
+                        asg_i[i, j + q] = bi
+                        asg_j[i, j + q] = bj
+                        if update:
+                            cnt[bi, bj] += 1
+                            si[bi, bj] += i
+                            sj[bi, bj] += j + q
+                            for f in range(nf):
+                                sf[bi, bj, f] += feat[f, i, j + q]
+                    elif mrow[j + q]:
+                        asg_i[i, j + q] = -1
+                        asg_j[i, j + q] = -1
+                j += L
+        if not update:
+            break
+        for bi in range(nbi):
+            for bj in range(nbj):
+                if cnt[bi, bj] > 0:
+                    ci[bi, bj] = si[bi, bj] / cnt[bi, bj]
+                    cj[bi, bj] = sj[bi, bj] / cnt[bi, bj]
+                    for f in range(nf):
+                        cf[bi, bj, f] = sf[bi, bj, f] / cnt[bi, bj]
+    for i in range(ny):
+        for j in range(nx):
+            if asg_i[i, j] < 0:
+                out[i, j] = 0
+            else:
+                out[i, j] = (asg_i[i, j] + b0i) * NBX + (asg_j[i, j] + b0j) + 1
