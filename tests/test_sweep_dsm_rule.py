@@ -1,5 +1,6 @@
-"""The sweep keeps the DSM's height (dh = 0) unless the best height beats it by more than the
-NCC's sampling noise with the window's *effective* number of independent samples: on weak, smooth
+"""The sweep's noise model for the test of the DSM's own height: the window's *effective* number
+of independent samples (what ``dh_sigma`` uses) and the stricter test built on it
+(``sweep_tile(dsm_test="effective")``, :func:`offnadir.cube.sweep.beats_dsm`): on weak, smooth
 texture a flat agreement curve must not invent a height change, while a real height step on
 texture is still found. A synthetic pair on the ground grid stands in for the sweep: a height
 candidate k samples the second image k cells further along x (what a height change does to a
@@ -115,3 +116,37 @@ def test_the_dsm_test_in_fisher_z():
     z = math.atanh(0.5) + sweep.SE_FACTOR * math.sqrt(2 / (50 - 3))
     assert not sweep.beats_dsm(np.array([math.tanh(z) - 1e-4]), np.array([0.5]), np.array([50.0]))[0]
     assert sweep.beats_dsm(np.array([math.tanh(z) + 1e-4]), np.array([0.5]), np.array([50.0]))[0]
+
+
+def test_the_effective_test_on_a_simulated_stereo_scene(tmp_path):
+    """sweep_tile(dsm_test="effective") on the simulator's epoch-2 scene seen from two sides: the
+    changed buildings are still measured, unchanged cells stay at dh = 0, no more cells move than
+    with the default test, and dh_sigma is no narrower."""
+    import dask
+    import rasterio
+
+    from offnadir.pipeline import plan_cube
+    from offnadir.simulate import simulate
+
+    a = simulate(tmp_path / "a", seed=3, size=96, target_view=(20.0, 270.0)).paths
+    b = simulate(tmp_path / "b", seed=3, size=96, target_view=(20.0, 90.0)).paths
+    with rasterio.open(a["dsm"]) as f1, rasterio.open(a["dsm_epoch2"]) as f2:
+        truth = f2.read(1).astype(np.float64) - f1.read(1)
+    out = {}
+    with dask.config.set(scheduler="synchronous"):
+        plan = plan_cube(a["dsm"], [a["target"], b["target"]], chunk=96, vertical_datum="ellipsoid")
+        geom = sweep.pair_geometry(plan, [0, 1])
+        (tile,) = list(plan.tiles())
+        for test in ("window", "effective"):
+            out[test] = sweep.sweep_tile(plan, tile, geom, plan.h_max - plan.h_min, dsm_test=test)
+        with pytest.raises(ValueError, match="dsm_test"):
+            sweep.sweep_tile(plan, tile, geom, plan.h_max - plan.h_min, dsm_test="strict")
+    w, e = out["window"], out["effective"]
+    assert np.array_equal(np.isnan(w["dh"]), np.isnan(e["dh"]))  # the same cells measured
+    ok = np.isfinite(e["dh"])
+    changed = ok & (np.abs(truth) > sweep.STOREY_M)
+    assert changed.sum() > 100
+    assert np.median(np.abs(e["dh"] - truth)[changed]) < 1.0
+    assert np.median(np.abs(e["dh"][ok & (np.abs(truth) < 0.5)])) == 0.0
+    assert ((e["dh"] != 0) & ok).sum() <= ((w["dh"] != 0) & ok).sum()
+    assert np.all(e["dh_sigma"][ok] >= w["dh_sigma"][ok] - 1e-6)

@@ -140,9 +140,8 @@ def sweep_store(path, plan, *, client, quiet: bool = False) -> dict | None:
         "window_cells": 2 * sweep.WINDOW_RADIUS + 1,
         "margin_steps": sweep.MARGIN_STEPS,
         "dsm_test_standard_errors": sweep.SE_FACTOR,
-        "dsm_test": "dh = 0 unless atanh(best agreement) - atanh(agreement at the DSM heights) > "
-                    "dsm_test_standard_errors * sqrt(2 / (N_eff - 3)), N_eff the window's effective number of "
-                    "independent samples of the images' disagreement (offnadir.cube.sweep.effective_samples)",
+        "dsm_test": "window: dh = 0 where the agreement at the DSM heights is within dsm_test_standard_errors * "
+                    "(1 - s*^2) / sqrt(window cells) of the best agreement s*",
         "scene_relief_m": relief,
         "seconds": elapsed,
         "tiles": [{"tile": r["tile"], "images": [names[k] for k in r["members"]], "z_min": r["z0"],
