@@ -62,9 +62,10 @@ def resolve_sun(cube, opts, say=None):
                      ", ".join(s["image"] for s in suns if s["azimuth"] is None))
         return (), suns
     grid = tuple((math.radians(s["azimuth"] + s["grid_north_deg"]), math.radians(s["elevation"])) for s in suns)
-    from offnadir.change.illumination import shadow_errors
+    if opts.shadow_margin:
+        from offnadir.change.illumination import shadow_errors
 
-    shadow_errors(suns, log=_LOG)
+        shadow_errors(suns, log=_LOG)
     return grid, suns
 
 

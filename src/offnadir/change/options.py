@@ -68,6 +68,10 @@ CHANGE_FIELDS: dict[str, Field] = {
     "incidence_tolerance": Field(float, 0.25, "spectral: patches whose direct sun relative to flat ground changed by "
                                               "more than this fraction on average (sloped faces under a moved sun) "
                                               "give no spectral evidence", lo=0),
+    "shadow_margin": Field(bool, False, "widen each image's predicted cast shadows by the sun's uncertainty "
+                                        "(offnadir.change.shadow); off by default: on the simulator scenes it "
+                                        "moved ground false alarms both ways and lowered the real one-image scores "
+                                        "(docs/change_detection.md)"),
     "sun_tolerance": Field(float, 0.3, "metres a cell must rise above a sun ray to cast a shadow", lo=0),
     "vegetation": Field(bool, True, "a patch that is vegetation (NDVI) at both dates is not changed "
                                     "(phenology, crown shading); needs red and NIR bands"),
@@ -107,6 +111,7 @@ class ChangeOptions:
     min_cells: int = 10
     shadows: bool = True
     incidence_tolerance: float = 0.25
+    shadow_margin: bool = False
     sun_tolerance: float = 0.3
     vegetation: bool = True
     red_band: int | None = None

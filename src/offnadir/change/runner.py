@@ -169,7 +169,7 @@ class Runner:
         self.ctx = T.Context(shape=self.shape, n_images=self.n_images, n_bands=self.n_bands, cell=self.cell,
                              opts=opts, targets=self.targets, band_mean=mean, band_std=band_std,
                              h_range=(st["h_min"], st["h_max"]), sun=sun, red=red, nir=nir, shifts=shifts,
-                             shadow_errors=shadow_errors(self.sun_report) if sun else ())
+                             shadow_errors=shadow_errors(self.sun_report) if sun and opts.shadow_margin else ())
         return self.ctx
 
     # -- pass 2: segmentation
