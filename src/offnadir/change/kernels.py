@@ -81,25 +81,34 @@ def illumination(h, cell, sun_az, sun_el, tol, step_max, max_dist, out):
             if cosi <= 0.0:
                 out[i, j] = SHADED
                 continue
-            lit = True
-            s = 0.5
-            while s <= max_dist:
-                zr = z + s * rise
-                if zr >= hmax:
-                    break
-                pi = int(math.floor(i + s * di + 0.5))
-                pj = int(math.floor(j + s * dj + 0.5))
-                if pi < 0 or pi >= ny or pj < 0 or pj >= nx:
-                    break
-                if (pi != i or pj != j) and np.isfinite(h[pi, pj]) and h[pi, pj] - zr > tol:
-                    lit = False
-                    break
-                s += 0.5
-            if lit:
+            if caster_distance(h, i, j, rise, di, dj, hmax, tol, max_dist) < 0.0:
                 q = int(round(ILLUM_SCALE * cosi / su))
                 out[i, j] = np.uint8(min(max(q, 1), 254))
             else:
                 out[i, j] = SHADED
+
+
+@njit(inline="always", **_NB)
+def caster_distance(h, i, j, rise, di, dj, hmax, tol, max_dist):
+    """Horizontal distance (cells) from the top of cell (i, j), towards the sun, to the first cell
+    whose top is more than ``tol`` metres above the sun ray (``rise`` metres per cell; direction
+    ``(di, dj)`` in rows and columns per cell), marched every half cell up to ``max_dist`` cells,
+    the window's edge or the window's highest top ``hmax``; -1 when nothing blocks the ray."""
+    ny, nx = h.shape
+    z = h[i, j]
+    s = 0.5
+    while s <= max_dist:
+        zr = z + s * rise
+        if zr >= hmax:
+            return -1.0
+        pi = int(math.floor(i + s * di + 0.5))
+        pj = int(math.floor(j + s * dj + 0.5))
+        if pi < 0 or pi >= ny or pj < 0 or pj >= nx:
+            return -1.0
+        if (pi != i or pj != j) and np.isfinite(h[pi, pj]) and h[pi, pj] - zr > tol:
+            return s
+        s += 0.5
+    return -1.0
 
 
 @njit(inline="always", **_NB)

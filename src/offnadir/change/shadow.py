@@ -33,6 +33,8 @@ import math
 import numpy as np
 from numba import njit
 
+from offnadir.change.kernels import caster_distance
+
 #: largest widening (cells): the halo of the shadow computation includes it
 MARGIN_CAP = 8
 #: sun sigma (degrees) assumed when the sun comes with none (metadata, almanac): about the
@@ -70,22 +72,9 @@ def cast_distance(h, cell, sun_az, sun_el, tol, max_dist, codes, out):
     for i in range(ny):
         for j in range(nx):
             out[i, j] = -1.0
-            z = h[i, j]
-            if codes[i, j] != 0 or not np.isfinite(z):
+            if codes[i, j] != 0 or not np.isfinite(h[i, j]):
                 continue
-            s = 0.5
-            while s <= max_dist:
-                zr = z + s * rise
-                if zr >= hmax:
-                    break
-                pi = int(math.floor(i + s * di + 0.5))
-                pj = int(math.floor(j + s * dj + 0.5))
-                if pi < 0 or pi >= ny or pj < 0 or pj >= nx:
-                    break
-                if (pi != i or pj != j) and np.isfinite(h[pi, pj]) and h[pi, pj] - zr > tol:
-                    out[i, j] = s
-                    break
-                s += 0.5
+            out[i, j] = caster_distance(h, i, j, rise, di, dj, hmax, tol, max_dist)
 
 
 #: largest height difference (m) between neighbours a widened shadow crosses: the wall step of
