@@ -269,3 +269,29 @@ def test_history_of_one_shot_detect_matches_its_change_maps(series):
     assert np.array_equal(first.view("int64"), want.view("int64"))  # NaT included
     assert np.isfinite(first.view("int64")).all() and (~np.isnat(first)).sum() > 0
     assert ds["n_changes"].dtype == np.uint16
+
+
+def test_append_equals_one_shot_with_widened_shadows(tmp_path):
+    """With ``change.shadow_margin`` on, an appended image's predicted shadows are widened as a
+    one-shot run widens them (the append path traces its own illumination tiles)."""
+    from distributed import Client
+
+    from offnadir.append import append_images
+    from offnadir.config import validate
+    from offnadir.pipeline import detect_config
+    from offnadir.simulate.series import DEFAULT_SERIES, simulate_series
+
+    s = simulate_series(tmp_path / "data", seed=6, size=96, views=list(DEFAULT_SERIES[:3]))
+
+    def cfg(images, out):
+        return validate({"dsm": {"path": str(s.dsm)}, "images": [str(p) for p in images],
+                         "output": {"path": str(out)}, "tiling": {"chunk": CHUNK},
+                         "change": {"shadow_margin": True}}, base=".", source="test")
+
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as client:
+        one = detect_config(cfg(s.images, tmp_path / "one.zarr"), quiet=True, client=client)
+        two = detect_config(cfg(s.images[:2], tmp_path / "two.zarr"), quiet=True, client=client)
+    sun = json.loads(_open(one).attrs["change_sun"])
+    assert all(rec.get("shadow_relative_error", 0) > 0 for rec in sun)  # the widening was on
+    append_images(two, [{"path": str(s.images[2])}])
+    _assert_same(_open(two), _open(one))
