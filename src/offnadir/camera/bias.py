@@ -33,7 +33,7 @@ import warnings
 
 import numpy as np
 
-from offnadir.camera.bias_robust import COLLINEAR_RTOL, MODELS, apply_affine
+from offnadir.camera.bias_robust import COLLINEAR_RTOL, MODELS, apply_affine, point_pairs
 # the robust, weighted fit for many noisy points (tie points) lives in bias_robust; re-exported here
 from offnadir.camera.bias_robust import (AFFINE_F_ALPHA, ROBUST_K, ROBUST_SIGMA_FLOOR_PX,  # noqa: F401
                                          affine_displacement, choose_model_ftest, fit_robust, solve_bias_robust)
@@ -59,13 +59,8 @@ def solve_bias(pred_rc, meas_rc, model: str = "auto") -> tuple[tuple[float, ...]
     ``pred_rc`` and ``meas_rc`` are (N, 2) arrays. ``model="auto"`` chooses with
     :func:`choose_model`. Raises :class:`GCPError` when ``"affine"`` is asked for but cannot be
     determined (fewer than 3 GCPs, or all on one line)."""
-    if model not in MODELS:
-        raise ConfigError(f"bias model must be one of {', '.join(MODELS)}; got {model!r}.")
-    pred = np.asarray(pred_rc, dtype=np.float64).reshape(-1, 2)
-    meas = np.asarray(meas_rc, dtype=np.float64).reshape(-1, 2)
+    pred, meas = point_pairs(pred_rc, meas_rc, model, "bias compensation needs at least 1 GCP; got none.")
     n = pred.shape[0]
-    if n == 0:
-        raise GCPError("bias compensation needs at least 1 GCP; got none.")
     if model == "auto":
         model = choose_model(pred, meas)
     if model == "shift":

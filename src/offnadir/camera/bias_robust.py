@@ -186,18 +186,25 @@ class RobustFit:
         return np.sqrt(np.maximum(var, 0.0))
 
 
+def point_pairs(pred_rc, meas_rc, model: str, none_msg: str):
+    """Predicted and measured (row, col) as (N, 2) float arrays, after checking ``model`` (one of
+    :data:`MODELS`) and that there is at least one pair (else :class:`GCPError` ``none_msg``)."""
+    if model not in MODELS:
+        raise ConfigError(f"bias model must be one of {', '.join(MODELS)}; got {model!r}.")
+    pred = np.asarray(pred_rc, dtype=np.float64).reshape(-1, 2)
+    meas = np.asarray(meas_rc, dtype=np.float64).reshape(-1, 2)
+    if pred.shape[0] == 0:
+        raise GCPError(none_msg)
+    return pred, meas
+
+
 def fit_robust(pred_rc, meas_rc, model: str = "auto", *, sigma_pts=None, max_rounds: int = 20) -> RobustFit:
     """Robust weighted image-space bias (see the module doc). ``sigma_pts``: per-point standard
     errors (px) or None for equal weights. Starts from the median shift (robust to up to half the
     points being wrong), then alternates fitting on the inliers and re-selecting them until the
     inlier set no longer changes."""
-    if model not in MODELS:
-        raise ConfigError(f"bias model must be one of {', '.join(MODELS)}; got {model!r}.")
-    pred = np.asarray(pred_rc, dtype=np.float64).reshape(-1, 2)
-    meas = np.asarray(meas_rc, dtype=np.float64).reshape(-1, 2)
+    pred, meas = point_pairs(pred_rc, meas_rc, model, "the robust bias fit needs at least 1 point; got none.")
     n = pred.shape[0]
-    if n == 0:
-        raise GCPError("the robust bias fit needs at least 1 point; got none.")
     w = _weights(sigma_pts, n)
     s = 1.0 / np.sqrt(w)      # relative standard error of each point (median 1)
     med = np.median(meas - pred, axis=0)
