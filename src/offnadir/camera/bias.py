@@ -39,7 +39,7 @@ from offnadir.camera.bias_robust import (AFFINE_F_ALPHA, ROBUST_K, ROBUST_SIGMA_
                                          affine_displacement, choose_model_ftest, fit_robust, solve_bias_robust)
 from offnadir.camera.camera import Camera
 from offnadir.camera.gcps import GCPs, read_gcps
-from offnadir.errors import ConfigError, GCPError
+from offnadir.errors import GCPError
 
 __all__ = ["fit_bias", "leave_one_out", "read_gcps", "GCPs", "check_gcps", "solve_bias", "choose_model", "MODELS"]
 
