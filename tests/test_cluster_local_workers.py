@@ -179,3 +179,29 @@ def test_a_store_that_is_not_offnadirs_is_still_refused(tmp_path):
         store.prepare(other, overwrite=True)
     assert (other / "keep.txt").read_text() == "data"
     assert sorted(q.name for q in tmp_path.iterdir()) == ["theirs.zarr"]
+
+
+def _slow_write(path, fail):
+    import time as _t
+
+    if fail:
+        raise ValueError("a tile failed")
+    _t.sleep(1.0)
+    Path(path).write_text("late")
+    return 1
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_a_failed_run_returns_only_when_no_cancelled_task_still_writes(tmp_path, processes):
+    """Cancelling a future does not stop a running task: run_tasks must wait for it before it
+    re-raises, or removing the half-written store races the task's late write (CI: "Directory
+    not empty" on Ctrl-C)."""
+    import dask
+
+    late = tmp_path / "late.txt"
+    with cluster.dask_client(n_workers=2, quiet=True, processes=processes) as client:
+        tasks = [dask.delayed(_slow_write)(str(late), False, dask_key_name="slow"),
+                 dask.delayed(_slow_write)(str(late), True, dask_key_name="fails")]
+        with pytest.raises(ValueError, match="a tile failed"):
+            cluster.run_tasks(client, tasks, quiet=True)
+        assert late.exists(), "run_tasks re-raised while a cancelled task was still running"

@@ -378,12 +378,32 @@ def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: 
                 elif now - no_worker_since > timeout:
                     _raise_no_workers(client, timeout, ready.count())
         except BaseException:
-            for f in futures:
-                f.cancel()
+            client.cancel(futures)
+            _wait_until_idle(client)
             raise
     if lines is not None:
         lines.update(len(results), final=True)
     return results
+
+
+def _running(dask_worker) -> int:
+    st = dask_worker.state
+    return st.executing_count + len(st.long_running)
+
+
+def _wait_until_idle(client, limit: float = 30.0) -> None:
+    """After a failure or Ctrl-C: wait (at most ``limit`` s) until no worker still runs a cancelled
+    task, so the caller can remove what the tasks wrote without a late write racing the removal
+    (cancelling a future does not stop a task that already runs)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        try:
+            if sum(client.run(_running, on_error="ignore").values()) == 0:
+                return
+        except Exception:  # noqa: BLE001 - no cluster left to ask: nothing runs
+            return
+        time.sleep(0.05)
+    log.warning("dask workers still run cancelled tasks after %g s; not waiting longer", limit)
 
 
 def _is_terminal(stream) -> bool:

@@ -217,9 +217,27 @@ def remove(path, *, created_here: bool = False, background: bool = False) -> Non
         fs.rm(root, recursive=True)
     elif p.is_dir() and not p.is_symlink():
         if not (background and _remove_aside(p)):
-            shutil.rmtree(p)
+            _rmtree(p)
     else:
         p.unlink()
+
+
+def _rmtree(p: Path, tries: int = 5) -> None:
+    """``shutil.rmtree`` that tries again when a file appears while it deletes (a task of the
+    failed run finishing its write: "Directory not empty")."""
+    import errno
+    import time
+
+    for i in range(tries):
+        try:
+            shutil.rmtree(p)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.ENOTEMPTY or i == tries - 1:
+                raise
+            time.sleep(0.1 * (i + 1))
 
 
 #: deletions of replaced stores still running (see :func:`remove`)
