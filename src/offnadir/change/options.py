@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from offnadir.config import Field
+from offnadir.config_schema import Field
 
 METHODS = ("patch", "ortho")
 
