@@ -1,0 +1,136 @@
+"""Running a batch of dask tasks for a run: :func:`run_tasks` submits them, shows progress (a bar on
+a terminal, a line every ``OFFNADIR_PROGRESS_SECONDS`` in a log), re-raises the first failure once
+no cancelled task still runs, and stops with an error when the cluster has had no worker for too
+long. Split from :mod:`offnadir.cluster` (which starts clusters and re-exports ``run_tasks``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+log = logging.getLogger("offnadir.taskrun")
+
+#: seconds a run waits for a worker when the client does not say (``cluster.worker_timeout``)
+DEFAULT_WORKER_TIMEOUT = 120.0
+
+
+def _n_workers(client) -> int:
+    try:
+        return len(client.scheduler_info(n_workers=-1)["workers"])
+    except TypeError:  # older distributed: no n_workers argument
+        return len(client.scheduler_info()["workers"])
+
+
+def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: float = 1.0) -> list:
+    """Compute delayed tasks on the client with a progress bar; re-raise the first failure.
+    Stops with an error when the cluster has had no worker for ``client.offnadir_worker_timeout``
+    seconds (set by :func:`offnadir.cluster.dask_client`; default 120) while tasks remain."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    if not tasks:
+        return []
+    timeout = float(getattr(client, "offnadir_worker_timeout", DEFAULT_WORKER_TIMEOUT))
+    futures = client.compute(tasks)
+    results = []
+    ready = as_completed(futures)
+    no_worker_since = None
+    last_check = time.monotonic()
+    lines = _BatchProgress(desc, len(futures)) if not quiet and not _is_terminal(sys.stderr) else None
+    with tqdm(total=len(futures), desc=desc, unit="tile", disable=quiet or None, file=sys.stderr) as bar:
+        try:
+            while not ready.is_empty():
+                if ready.has_ready():
+                    for fut in ready.next_batch(block=False):
+                        results.append(fut.result())
+                        bar.update(1)
+                    if lines is not None:
+                        lines.update(len(results))
+                    no_worker_since = None
+                    continue
+                time.sleep(0.05)
+                now = time.monotonic()
+                if now - last_check < poll:
+                    continue
+                last_check = now
+                if lines is not None:
+                    lines.update(len(results))
+                if _n_workers(client) > 0:
+                    no_worker_since = None
+                elif no_worker_since is None:
+                    no_worker_since = now
+                    log.warning("no dask worker left; waiting up to %g s for one", timeout)
+                elif now - no_worker_since > timeout:
+                    _raise_no_workers(client, timeout, ready.count())
+        except BaseException:
+            client.cancel(futures)
+            _wait_until_idle(client)
+            raise
+    if lines is not None:
+        lines.update(len(results), final=True)
+    return results
+
+
+def _running(dask_worker) -> int:
+    st = dask_worker.state
+    return st.executing_count + len(st.long_running)
+
+
+def _wait_until_idle(client, limit: float = 30.0) -> None:
+    """After a failure or Ctrl-C: wait (at most ``limit`` s) until no worker still runs a cancelled
+    task, so the caller can remove what the tasks wrote without a late write racing the removal
+    (cancelling a future does not stop a task that already runs)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        try:
+            if sum(client.run(_running, on_error="ignore").values()) == 0:
+                return
+        except Exception:  # noqa: BLE001 - no cluster left to ask: nothing runs
+            return
+        time.sleep(0.05)
+    log.warning("dask workers still run cancelled tasks after %g s; not waiting longer", limit)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _BatchProgress:
+    """Progress for logs that are not a terminal (a SLURM job's output, a CI log): one line every
+    ``OFFNADIR_PROGRESS_SECONDS`` (default 30) with tasks done, rate and time left."""
+
+    def __init__(self, desc: str, total: int):
+        self.desc, self.total = desc, total
+        self.t0 = self.last = time.monotonic()
+        self.every = float(os.environ.get("OFFNADIR_PROGRESS_SECONDS", "30") or 30)
+
+    def update(self, done: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < self.every:
+            return
+        self.last = now
+        dt = max(now - self.t0, 1e-9)
+        rate = done / dt
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        left = "done" if done >= self.total else (f"about {_hms(eta)} left" if eta != float("inf") else "")
+        print(f"offnadir: {self.desc}: {done}/{self.total} ({100 * done / max(self.total, 1):.0f} %), "
+              f"{rate:.2f}/s, {_hms(dt)} elapsed, {left}", file=sys.stderr, flush=True)
+
+
+def _hms(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _raise_no_workers(client, timeout: float, n_left: int):
+    from offnadir.errors import ClusterError
+
+    where = getattr(client.scheduler, "address", "the scheduler")
+    raise ClusterError(f"every dask worker of {where} is gone and none came back within {timeout:g} s "
+                       f"({n_left} tasks left). Restart workers (`dask worker {where} --nthreads 1`) and run again "
+                       "with --resume; cluster.worker_timeout sets the wait.")
