@@ -25,7 +25,8 @@ Thresholds and why:
   deviations of the NCC of unrelated signals), the peak is not on the border of the search area,
   and the refinement's standard error is below 0.5 px;
 * cells without direct sun in either image (cast shadow traced on the DSM, dilated by a cell) are
-  left out when the sun is known (config, metadata or almanac): a shadow edge moves with the sun;
+  left out when the sun is known (config, metadata or almanac): a shadow edge moves with the sun
+  (:mod:`offnadir.cube.tiepoint_shade`);
 * both images are smoothed by a Gaussian of :data:`SMOOTH_SIGMA_PX` before correlating (bilinear
   interpolation of near-Nyquist content biases sub-pixel shifts; on the simulator this halved the
   spread of the shifts);
@@ -61,6 +62,7 @@ import numpy as np
 from offnadir.camera.bias import apply_affine
 from offnadir.cube import tiepoint_kernels as tk
 from offnadir.cube.plan import Tile
+from offnadir.cube.tiepoint_shade import plan_suns, shade_heights, shaded_cells  # noqa: F401 (plan_suns re-exported)
 from offnadir.errors import ConfigError
 
 log = logging.getLogger("offnadir.cube.tiepoints")
@@ -76,12 +78,6 @@ SMOOTH_SIGMA_PX = 0.8
 #: a block holds BLOCK_WINDOWS x BLOCK_WINDOWS windows: larger blocks spread the occlusion halo,
 #: which each block must compute, over more windows
 BLOCK_WINDOWS = 6
-#: shadows are traced at most this many cells towards the sun (cost bound; longer shadows are rare
-#: at VHR cell sizes and are left to the robust fit)
-SHADOW_MAX_CELLS = 96
-#: metres a cell must rise above a sun ray to shade it (the change stage's default sun_tolerance)
-SHADOW_TOL_M = 0.3
-
 
 @dataclass(frozen=True)
 class TieOptions:
@@ -181,70 +177,6 @@ def _mean_bands(a, nodata=None) -> np.ndarray:
     return a.mean(axis=0)
 
 
-def plan_suns(plan, image_configs=None) -> list:
-    """Per image ``(grid azimuth, elevation)`` of the sun in radians (config, metadata or almanac:
-    :func:`offnadir.io.acquisition.image_suns`), or None where unknown."""
-    from offnadir.io.dsm import grid_centre_lonlat_and_north
-    from offnadir.io.acquisition import image_suns
-
-    try:
-        lon, lat, north = grid_centre_lonlat_and_north(plan.dsm.crs_wkt, plan.dsm.transform, plan.dsm.shape)
-        suns = image_suns(plan.images, image_configs, (lon, lat))
-    except Exception as e:  # the sun only removes shadowed windows; the robust fit copes without it
-        log.info("tie points: sun positions unavailable (%s); shadowed windows are left to the robust fit", e)
-        return [None] * len(plan.images)
-    return [None if s is None else (math.radians(s.azimuth + north), math.radians(s.elevation)) for s in suns]
-
-
-def _shade_reach(plan, sun):
-    """``(max_dist, (top, bottom, left, right))``: how far shadows are traced (cells) and the heights
-    a block needs around it for that. Rays run towards the sun only, so the halo is one-sided
-    (one cell elsewhere, for the slope): 2-3x fewer cells traced than a halo on every side."""
-    az, el = sun
-    cell = abs(float(plan.dsm.transform[0]))
-    relief = plan.h_max - plan.h_min
-    max_dist = min(relief / (math.tan(el) * cell) + 2.0, SHADOW_MAX_CELLS)
-    di, dj = -math.cos(az), math.sin(az)   # grid direction towards the sun (rows grow southwards)
-    far_i = int(math.ceil(max_dist * abs(di))) + 2
-    far_j = int(math.ceil(max_dist * abs(dj))) + 2
-    return max_dist, (far_i if di < 0 else 1, far_i if di > 0 else 1, far_j if dj < 0 else 1, far_j if dj > 0 else 1)
-
-
-def _shaded(plan, tile, sun, heights=None) -> np.ndarray | None:
-    """Cells of the block without direct sun (cast shadow or facing away), dilated by one cell.
-    ``heights``: ``(block, (top, bottom, left, right))`` already read around the tile (at least
-    the :func:`_shade_reach` pads), or None to read them."""
-    from scipy.ndimage import binary_dilation
-
-    from offnadir.change import kernels as chk
-    from offnadir.cube.tile import height_block
-
-    az, el = sun
-    if not el > 0:
-        return None
-    max_dist, (t, b, lf, rt) = _shade_reach(plan, sun)
-    if heights is None:
-        heights = (height_block(plan, tile.i0 - t, tile.i1 + b, tile.j0 - lf, tile.j1 + rt), (t, b, lf, rt))
-    hb, (T, _, L, _) = heights
-    ny, nx = tile.i1 - tile.i0, tile.j1 - tile.j0
-    hb = np.ascontiguousarray(hb[T - t:T + ny + b, L - lf:L + nx + rt], np.float64)
-    buf = np.empty(hb.shape, np.uint8)
-    cell = abs(float(plan.dsm.transform[0]))
-    chk.illumination(hb, cell, az, el, SHADOW_TOL_M, 1.0, float(max_dist), buf)
-    return binary_dilation(buf[t:t + ny, lf:lf + nx] == chk.SHADED, iterations=1)
-
-
-def _shade_heights(plan, tile, suns):
-    """Heights around the tile for every known sun's shadow tracing, read once."""
-    from offnadir.cube.tile import height_block
-
-    pads = [_shade_reach(plan, s)[1] for s in suns if s is not None and s[1] > 0]
-    if not pads:
-        return None
-    t, b, lf, rt = (max(p[q] for p in pads) for q in range(4))
-    return height_block(plan, tile.i0 - t, tile.i1 + b, tile.j0 - lf, tile.j1 + rt), (t, b, lf, rt)
-
-
 def block_data(plan, tile, half: int, pad: int, dh_step, suns=None) -> dict:
     """What the tie windows of one block need (a dask task): ``{k: dict}`` for every non-base image
     with the window templates (base values), the cells' pixel positions in image k (its camera as
@@ -270,8 +202,8 @@ def block_data(plan, tile, half: int, pad: int, dh_step, suns=None) -> dict:
     n = w * w
     out = {}
     suns = suns or [None] * len(plan.images)
-    heights = _shade_heights(plan, tile, suns)
-    shade0 = _shaded(plan, tile, suns[0], heights) if suns[0] is not None else None
+    heights = shade_heights(plan, tile, suns)
+    shade0 = shaded_cells(plan, tile, suns[0], heights) if suns[0] is not None else None
     shade_k = {}
     for k in range(1, len(plan.images)):
         im = plan.images[k]
@@ -281,7 +213,7 @@ def block_data(plan, tile, half: int, pad: int, dh_step, suns=None) -> dict:
             usable &= ~shade0
         if suns[k] is not None:
             if suns[k] not in shade_k:   # images of one date share their sun
-                shade_k[suns[k]] = _shaded(plan, tile, suns[k], heights)
+                shade_k[suns[k]] = shaded_cells(plan, tile, suns[k], heights)
             shade = shade_k[suns[k]]
             if shade is not None:
                 usable &= ~shade
