@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import rasterio
+import rioxarray  # noqa: F401  (.rio on the stores read here: a run no longer imports it)
 import xarray as xr
 from synthetic import affine_rpc, box_scene, write_dsm, write_image
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import dask
 
-from offnadir.cube import dataset as cube_ds
 from offnadir.cube import graph
 from offnadir.cube.plan import make_plan
 from offnadir.cube import tiepoints
@@ -73,6 +72,8 @@ def coregister(dsm, images, *, gcps=None, chunk: int = 1024, geoid=None, vertica
     ``visible`` (image, y, x) uint8: 1 visible, 0 hidden by relief, 2 outside the image or DSM
     nodata; ``value`` (image, band, y, x) float32 bilinear samples; ``dsm`` (y, x) ellipsoidal
     heights. Nothing is computed until the arrays are (e.g. ``.to_zarr``, ``.compute()``)."""
+    from offnadir.cube import dataset as cube_ds
+
     plan = plan_cube(dsm, images, gcps=gcps, chunk=chunk, geoid=geoid, vertical_datum=vertical_datum,
                      lattice_step=lattice_step, z_tol=z_tol)
     return cube_ds.cube_dataset(plan, graph.cube_arrays(plan), config=config)
@@ -89,6 +90,7 @@ def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = Fal
     and the finalisation; ``attrs``: root attributes to add (the run's automatic choices)."""
     from offnadir import outputs, store
     from offnadir.cluster import run_tasks
+    from offnadir.cube.layout import create_store
 
     clock = clock or Stopwatch()
 
@@ -101,11 +103,9 @@ def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = Fal
             return out
         if state == store.NEW:
             outputs.check_target(out, [plan.dsm.path] + [im.path for im in plan.images], replacing=False)
-            template = cube_ds.cube_dataset(plan, graph.empty_arrays(plan), config=config)
-            try:
-                store.create(out, template, plan.grid_shape, cube_ds.FILL, plan=fp,
-                             zarr_format=((config or {}).get("output") or {}).get("zarr_format")
-                             or store.DEFAULT_ZARR_FORMAT)
+            try:  # zarr directly: what to_zarr of cube_dataset writes, without importing xarray (cube.layout)
+                create_store(out, plan, fp, config=config,
+                             zarr_format=((config or {}).get("output") or {}).get("zarr_format"))
             except BaseException as e:
                 store.remove(out, created_here=True)
                 if isinstance(e, OSError):

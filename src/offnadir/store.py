@@ -151,6 +151,7 @@ def status(path) -> str | None:
 def open_dataset(path, **kwargs):
     """The store as a lazy Dataset with its stored codes (``change`` 2 stays 2, not NaN): what
     offnadir's own readers use. ``kwargs`` go to ``xr.open_zarr``."""
+    import rioxarray  # noqa: F401  (registers .rio: readers of the store use it; nothing else may have imported it)
     import xarray as xr
 
     kwargs.setdefault("consolidated", None)

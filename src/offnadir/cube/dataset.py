@@ -1,4 +1,7 @@
-"""xarray glue of the cube: dims, coordinates, CRS and attributes around the arrays. Metadata only."""
+"""xarray glue of the cube: dims, coordinates, CRS and attributes around the arrays. Metadata only.
+
+xarray and rioxarray are imported by :func:`cube_dataset` only: the rest (coordinates, attributes,
+date groups) serves :mod:`offnadir.cube.layout`, which writes a run's store without them."""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ import logging
 import math
 
 import numpy as np
-import rioxarray  # noqa: F401  (registers the .rio accessor)
-import xarray as xr
 
 from offnadir._version import __version__
 from offnadir.errors import DataError
@@ -123,6 +124,8 @@ def _sun_coords(plan, config) -> dict:
 
 def cube_dataset(plan, arrays: dict, *, config: dict | None = None) -> xr.Dataset:
     """Wrap cube arrays (dask or numpy) in a Dataset on the DSM grid with CRS and provenance."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+    import xarray as xr
     from pyproj import CRS
 
     xs, ys = grid_coords(plan.dsm.transform, plan.dsm.shape)
