@@ -36,6 +36,8 @@ _NB = dict(cache=True, nogil=True, error_model="numpy")
 SHADED = np.uint8(0)
 UNKNOWN = np.uint8(255)
 ILLUM_SCALE = 100.0
+#: rows per band of :func:`caster_distances`
+_ROWS = 32
 
 
 # ----------------------------------------------------------------------------- sun visibility
@@ -48,27 +50,23 @@ def illumination(h, cell, sun_az, sun_el, tol, step_max, max_dist, out):
     ``sun_el`` its elevation (radians). The normal comes from centred height differences (a
     difference across a step higher than ``step_max`` metres, i.e. a wall, is replaced by the one
     on the other side, or 0). No direct sun when the surface faces away from the sun or when the
-    ray from the cell top towards the sun passes more than ``tol`` metres below a cell top (cells
-    are flat prisms; the ray is marched every half cell up to ``max_dist`` cells or until it
-    climbs above the window's highest cell). A cell's result depends on heights within
-    ``max_dist + 1`` cells towards the sun."""
+    ray from the cell top towards the sun passes more than ``tol`` metres below a cell top
+    (:func:`caster_distances`). A cell's result depends on heights within ``max_dist + 1`` cells
+    towards the sun."""
     ny, nx = h.shape
     if sun_el <= 0.0:
         for i in range(ny):
             for j in range(nx):
                 out[i, j] = SHADED if np.isfinite(h[i, j]) else UNKNOWN
         return
-    hmax = -np.inf
-    for i in range(ny):
-        for j in range(nx):
-            if np.isfinite(h[i, j]) and h[i, j] > hmax:
-                hmax = h[i, j]
     se = math.cos(sun_el) * math.sin(sun_az)  # east
     sn = math.cos(sun_el) * math.cos(sun_az)  # north
     su = math.sin(sun_el)
     di = -math.cos(sun_az)  # grid rows grow southwards
     dj = math.sin(sun_az)
     rise = math.tan(sun_el) * cell  # metres per cell of horizontal travel
+    dist = np.empty((ny, nx))
+    caster_distances(h, rise, di, dj, tol, max_dist, dist)
     for i in range(ny):
         for j in range(nx):
             z = h[i, j]
@@ -78,37 +76,87 @@ def illumination(h, cell, sun_az, sun_el, tol, step_max, max_dist, out):
             gx = _slope(h, i, j, 0, 1, step_max) / cell  # dz/d(east)
             gy = -_slope(h, i, j, 1, 0, step_max) / cell  # dz/d(north)
             cosi = (-gx * se - gy * sn + su) / math.sqrt(gx * gx + gy * gy + 1.0)
-            if cosi <= 0.0:
+            if cosi <= 0.0 or dist[i, j] >= 0.0:
                 out[i, j] = SHADED
-                continue
-            if caster_distance(h, i, j, rise, di, dj, hmax, tol, max_dist) < 0.0:
+            else:
                 q = int(round(ILLUM_SCALE * cosi / su))
                 out[i, j] = np.uint8(min(max(q, 1), 254))
-            else:
-                out[i, j] = SHADED
 
 
-@njit(inline="always", **_NB)
-def caster_distance(h, i, j, rise, di, dj, hmax, tol, max_dist):
-    """Horizontal distance (cells) from the top of cell (i, j), towards the sun, to the first cell
+@njit(**_NB)
+def ray_offsets(di, dj, max_dist, rise, climb):
+    """The cells a ray from a cell top visits towards the sun, as offsets from that cell: samples
+    every half cell ``s = k / 2`` (k = 1, 2, ...; ``s <= max_dist``) at the nearest cell
+    ``(floor(s di + 1/2), floor(s dj + 1/2))``; only the first sample of each offset is kept (a
+    later one in the same cell sees the same top from a higher ray), and (0, 0) never is. Stops
+    once the ray has climbed ``climb`` metres (``rise`` per cell): no top can block it beyond.
+    Returns (offset rows, offset cols, s) in the order of ``s``."""
+    kmax = int(math.floor(max_dist / 0.5))
+    oi = np.empty(max(kmax, 0), np.int64)
+    oj = np.empty(max(kmax, 0), np.int64)
+    ss = np.empty(max(kmax, 0))
+    n = 0
+    li = 0
+    lj = 0
+    for k in range(1, kmax + 1):
+        s = 0.5 * k
+        if s * rise > climb:
+            break
+        a = int(math.floor(s * di + 0.5))
+        b = int(math.floor(s * dj + 0.5))
+        if a == li and b == lj:
+            continue
+        li = a
+        lj = b
+        oi[n] = a
+        oj[n] = b
+        ss[n] = s
+        n += 1
+    return oi[:n], oj[:n], ss[:n]
+
+
+@njit(**_NB)
+def caster_distances(h, rise, di, dj, tol, max_dist, out):
+    """Per cell, the horizontal distance (cells) from its top, towards the sun, to the first cell
     whose top is more than ``tol`` metres above the sun ray (``rise`` metres per cell; direction
-    ``(di, dj)`` in rows and columns per cell), marched every half cell up to ``max_dist`` cells,
-    the window's edge or the window's highest top ``hmax``; -1 when nothing blocks the ray."""
+    ``(di, dj)`` in rows and columns per cell), sampled as :func:`ray_offsets` says up to
+    ``max_dist`` cells, the window's edge or the window's highest top; -1 when nothing blocks the
+    ray (and on NaN heights).
+
+    The samples' offsets are the same for every cell, so the march runs as one pass over the
+    window per offset (contiguous rows, no per-cell branching), nearest offsets first, each cell
+    keeping its first blocker: the cost is (cells x offsets up to the window's relief), not (cells
+    x ray length), and a cell's result does not depend on its position in the window."""
     ny, nx = h.shape
-    z = h[i, j]
-    s = 0.5
-    while s <= max_dist:
-        zr = z + s * rise
-        if zr >= hmax:
-            return -1.0
-        pi = int(math.floor(i + s * di + 0.5))
-        pj = int(math.floor(j + s * dj + 0.5))
-        if pi < 0 or pi >= ny or pj < 0 or pj >= nx:
-            return -1.0
-        if (pi != i or pj != j) and np.isfinite(h[pi, pj]) and h[pi, pj] - zr > tol:
-            return s
-        s += 0.5
-    return -1.0
+    hmax = -np.inf
+    zmin = np.inf
+    for i in range(ny):
+        for j in range(nx):
+            v = h[i, j]
+            out[i, j] = -1.0
+            if np.isfinite(v):
+                hmax = max(hmax, v)
+                zmin = min(zmin, v)
+    if not hmax >= zmin:
+        return
+    # a sample blocks only if hmax - (z + s rise) > tol with z >= zmin (1e-9: rounding)
+    climb = (hmax - zmin) - tol + 1e-9 * (1.0 + abs(hmax) + abs(zmin))
+    oi, oj, ss = ray_offsets(di, dj, max_dist, rise, climb)
+    for r0 in range(0, ny, _ROWS):  # a band of rows at a time: its rows of ``out`` stay in cache
+        r1 = min(ny, r0 + _ROWS)
+        for n in range(oi.shape[0]):
+            a = oi[n]
+            b = oj[n]
+            s = ss[n]
+            sr = s * rise
+            for i in range(max(r0, -a), min(r1, ny - a)):
+                hr = h[i + a]
+                zrow = h[i]
+                orow = out[i]
+                for j in range(max(0, -b), min(nx, nx - b)):
+                    zr = zrow[j] + sr
+                    hit = (zr < hmax) & (hr[j + b] - zr > tol) & (orow[j] < 0.0)  # no branch: SIMD
+                    orow[j] = s if hit else orow[j]
 
 
 @njit(inline="always", **_NB)

@@ -33,7 +33,7 @@ import math
 import numpy as np
 from numba import njit
 
-from offnadir.change.kernels import caster_distance
+from offnadir.change.kernels import caster_distances
 
 #: largest widening (cells): the halo of the shadow computation includes it
 MARGIN_CAP = 8
@@ -56,25 +56,19 @@ def relative_error(elevation_deg: float, sigma_az_deg: float, sigma_el_deg: floa
 def cast_distance(h, cell, sun_az, sun_el, tol, max_dist, codes, out):
     """Horizontal distance (cells) from each cell top with illumination code 0 in ``codes`` (no
     direct sun), towards the sun, to the first cell whose top is more than ``tol`` metres above
-    the ray (the caster of its shadow), marched every half cell as
-    :func:`offnadir.change.kernels.illumination` does; -1 where the ray is not blocked within
-    ``max_dist`` cells or the window (a face turned away from the sun), on other cells and on NaN
-    heights. ``sun_az`` grid azimuth, ``sun_el`` elevation (radians)."""
+    the ray (the caster of its shadow), sampled as :func:`offnadir.change.kernels.illumination`
+    does (:func:`~offnadir.change.kernels.caster_distances`); -1 where the ray is not blocked
+    within ``max_dist`` cells or the window (a face turned away from the sun), on other cells and
+    on NaN heights. ``sun_az`` grid azimuth, ``sun_el`` elevation (radians)."""
     ny, nx = h.shape
-    hmax = -np.inf
-    for i in range(ny):
-        for j in range(nx):
-            if np.isfinite(h[i, j]) and h[i, j] > hmax:
-                hmax = h[i, j]
     di = -math.cos(sun_az)
     dj = math.sin(sun_az)
     rise = math.tan(max(sun_el, 1e-6)) * cell
+    caster_distances(h, rise, di, dj, tol, max_dist, out)
     for i in range(ny):
         for j in range(nx):
-            out[i, j] = -1.0
-            if codes[i, j] != 0 or not np.isfinite(h[i, j]):
-                continue
-            out[i, j] = caster_distance(h, i, j, rise, di, dj, hmax, tol, max_dist)
+            if codes[i, j] != 0:
+                out[i, j] = -1.0
 
 
 #: largest height difference (m) between neighbours a widened shadow crosses: the wall step of
