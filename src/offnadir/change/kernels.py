@@ -227,23 +227,75 @@ def group_index(ids):
 
 
 def group_sums(inv, n_groups, values):
-    """Per-group sums of ``values`` (n,) or (n, k) float64 given the group index ``inv``."""
+    """Per-group sums of ``values`` (n,) or (n, k) float64 given the group index ``inv``: the sums
+    ``np.bincount(inv, values[:, c])`` gives, in one pass over the rows."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 1:
         return np.bincount(inv, values, minlength=n_groups)
-    return np.stack([np.bincount(inv, values[:, c], minlength=n_groups) for c in range(values.shape[1])], axis=1)
+    out = np.zeros((n_groups, values.shape[1]))
+    _add_rows(np.asarray(inv, np.int64), np.ascontiguousarray(values), out)
+    return out
+
+
+@njit(**_NB)
+def _add_rows(dest, values, out):
+    """``out[dest[r]] += values[r]`` for r in order (each sum in the order np.bincount adds)."""
+    for r in range(dest.shape[0]):
+        g = dest[r]
+        for c in range(values.shape[1]):
+            out[g, c] += values[r, c]
+
+
+@njit(**_NB)
+def level_counts(inv, n_groups, v, levels):
+    """Per group, how many of its values exceed each of the ascending ``levels``: (n_groups,
+    len(levels)) float64 (NaN exceeds none)."""
+    out = np.zeros((n_groups, levels.shape[0]))
+    for r in range(inv.shape[0]):
+        x = v[r]
+        g = inv[r]
+        for q in range(levels.shape[0]):
+            if not x > levels[q]:
+                break
+            out[g, q] += 1.0
+    return out
 
 
 def merge_grouped(ids_list, arrays_list):
-    """Merge per-tile grouped tables: concatenate, then sum rows with the same id.
-    ``arrays_list`` is a list (one per table) of dicts name -> array with rows aligned to ids."""
-    ids = np.concatenate(ids_list) if ids_list else np.zeros(0, np.int64)
-    order = np.argsort(ids, kind="stable")
-    sid = ids[order]
-    start = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if len(sid) else np.zeros(0, np.int64)
-    uid = sid[start]
+    """Merge per-tile grouped tables: sum the rows with the same id (in the order of the tables).
+    ``arrays_list`` is a list (one per table) of dicts name -> array with rows aligned to ids.
+    Returns (sorted unique ids, dict name -> summed rows)."""
+    if not ids_list:
+        return np.zeros(0, np.int64), {}
+    ids = np.concatenate(ids_list)
+    uid, dest = np.unique(ids, return_inverse=True)
+    dest = dest.astype(np.int64).ravel()
     out = {}
-    for name in (arrays_list[0] if arrays_list else ()):
-        parts = np.concatenate([a[name] for a in arrays_list], axis=0)[order]
-        out[name] = np.add.reduceat(parts, start, axis=0) if len(start) else parts[:0]
+    for name in arrays_list[0]:
+        first = np.asarray(arrays_list[0][name])
+        acc = np.zeros((len(uid),) + first.shape[1:], first.dtype)
+        flat = acc.reshape(len(uid), int(np.prod(first.shape[1:], dtype=np.int64)))
+        seen = np.zeros(len(uid), np.bool_)
+        k0 = 0
+        for a in arrays_list:
+            v = np.asarray(a[name])
+            n = v.shape[0]
+            if n:
+                _merge_rows(dest[k0:k0 + n], np.ascontiguousarray(v.reshape(n, -1), flat.dtype), flat, seen)
+            k0 += n
+        out[name] = acc
     return uid, out
+
+
+@njit(**_NB)
+def _merge_rows(dest, values, out, seen):
+    """First row of each destination copied, later ones added (the order np.add.reduceat sums)."""
+    for r in range(dest.shape[0]):
+        g = dest[r]
+        if seen[g]:
+            for c in range(values.shape[1]):
+                out[g, c] += values[r, c]
+        else:
+            for c in range(values.shape[1]):
+                out[g, c] = values[r, c]
+            seen[g] = True

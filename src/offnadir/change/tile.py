@@ -180,7 +180,7 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
         r = rowmap[cy, cx][okc]
         rows[f"used_{t}"] = np.bincount(r, minlength=n).astype(np.float64)
         rows[f"M_{t}"] = K.group_sums(r, n, np.nan_to_num(M))
-        rows[f"levels_{t}"] = K.group_sums(r, n, (mc[:, None] > LEVELS[None, :]).astype(np.float64))
+        rows[f"levels_{t}"] = K.level_counts(r, n, mc, LEVELS)
         rows[f"illum_{t}"] = np.bincount(rowmap[cy, cx][moved[cy, cx] & inp], minlength=n).astype(np.float64)
         if ctx.use_sun:  # relative change of direct irradiance on lit cells (sloped faces, new sun)
             lb = lit[0][cy, cx][okc].astype(np.float64)

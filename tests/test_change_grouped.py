@@ -1,0 +1,49 @@
+"""Grouped sums of the change stage's per-patch tables (kernels.group_sums, level_counts,
+merge_grouped) against obvious numpy twins on random data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from offnadir.change import kernels as K
+
+
+def test_group_sums_equal_bincount_per_column():
+    rng = np.random.default_rng(0)
+    inv = rng.integers(0, 50, 5000)
+    v = rng.normal(size=(5000, 6))
+    got = K.group_sums(inv, 60, v)
+    want = np.stack([np.bincount(inv, v[:, c], minlength=60) for c in range(6)], axis=1)
+    np.testing.assert_array_equal(got, want)  # the same additions in the same order
+    assert got.shape == (60, 6) and (got[50:] == 0).all()
+
+
+def test_level_counts_count_values_above_each_level():
+    rng = np.random.default_rng(1)
+    inv = rng.integers(0, 30, 4000)
+    v = rng.exponential(2.0, 4000)
+    v[::17] = np.nan
+    levels = 2.0 ** (np.arange(-2, 11) / 2.0)
+    got = K.level_counts(inv, 30, v, levels)
+    with np.errstate(invalid="ignore"):
+        want = np.stack([np.bincount(inv, (v > lv).astype(float), minlength=30) for lv in levels], axis=1)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_merge_grouped_matches_a_dense_sum():
+    rng = np.random.default_rng(2)
+    ids_list, arrays = [], []
+    for n in (40, 0, 25, 60):
+        ids = np.unique(rng.integers(0, 80, n))
+        ids_list.append(ids)
+        arrays.append({"a": rng.normal(size=len(ids)), "b": rng.normal(size=(len(ids), 3, 2)),
+                       "k": rng.integers(0, 9, len(ids))})
+    uid, out = K.merge_grouped(ids_list, arrays)
+    dense = {"a": np.zeros(80), "b": np.zeros((80, 3, 2)), "k": np.zeros(80, np.int64)}
+    for ids, a in zip(ids_list, arrays):
+        for name in dense:
+            np.add.at(dense[name], ids, a[name])
+    np.testing.assert_array_equal(uid, np.unique(np.concatenate(ids_list)))
+    for name in dense:
+        np.testing.assert_allclose(out[name], dense[name][uid], rtol=1e-14, atol=1e-14)
+        assert out[name].dtype == arrays[0][name].dtype
