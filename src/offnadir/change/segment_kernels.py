@@ -1,5 +1,6 @@
 """numba kernels of the segment pass: ground estimate (running minimum), connected components,
-merging of small superpixel pieces, grid-anchored SLIC. numpy and numba only.
+merging of small superpixel pieces; grid-anchored SLIC is :mod:`offnadir.change.slic_kernels`
+(re-exported here). numpy and numba only.
 
 Every kernel works on a *window* of the DSM grid whose first cell has global position
 ``(gi0, gj0)``; the results the stage keeps depend on global positions and on data within a
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from offnadir.change.slic_kernels import slic_blocks, slic_features  # noqa: F401  (re-exported)
 
 _NB = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -47,6 +50,27 @@ def _running_min_1d(x, r, buf_g, buf_h, out):
         out[k] = min(buf_h[k], buf_g[k + 2 * r])
 
 
+@njit(inline="always", **_NB)
+def _strip_pass(tmp, j0, nb, r, w, buf, forward):
+    """One van Herk pass over columns ``j0 .. j0 + nb`` of ``tmp`` padded by ``r`` rows of +inf:
+    forward, the running minimum from each block start (blocks of ``w`` rows); backward, to each
+    block end. ``buf[q, b]`` for padded row ``q``."""
+    ny = tmp.shape[0]
+    m = ny + 2 * r
+    for t in range(m):
+        q = t if forward else m - 1 - t
+        k = q - r
+        start = q % w == 0 if forward else (q == m - 1 or (q + 1) % w == 0)
+        p = q - 1 if forward else q + 1
+        if 0 <= k < ny:
+            for b in range(nb):
+                v = tmp[k, j0 + b]
+                buf[q, b] = v if start else min(buf[p, b], v)
+        else:
+            for b in range(nb):
+                buf[q, b] = np.inf if start else min(buf[p, b], np.inf)
+
+
 @njit(**_NB)
 def running_min_2d(a, r, out):
     """Square (2r+1)² moving minimum of ``a`` (float64), +inf beyond the array (separable)."""
@@ -68,34 +92,8 @@ def running_min_2d(a, r, out):
     H = np.empty((m, B))
     for j0 in range(0, nx, B):
         nb = min(B, nx - j0)
-        for q in range(m):
-            k = q - r
-            start = q % w == 0
-            if 0 <= k < ny:
-                src = tmp[k, j0:j0 + nb]
-                if start:
-                    for b in range(nb):
-                        G[q, b] = src[b]
-                else:
-                    for b in range(nb):
-                        G[q, b] = min(G[q - 1, b], src[b])
-            else:
-                for b in range(nb):
-                    G[q, b] = np.inf if start else min(G[q - 1, b], np.inf)
-        for q in range(m - 1, -1, -1):
-            k = q - r
-            start = q == m - 1 or (q + 1) % w == 0
-            if 0 <= k < ny:
-                src = tmp[k, j0:j0 + nb]
-                if start:
-                    for b in range(nb):
-                        H[q, b] = src[b]
-                else:
-                    for b in range(nb):
-                        H[q, b] = min(H[q + 1, b], src[b])
-            else:
-                for b in range(nb):
-                    H[q, b] = np.inf if start else min(H[q + 1, b], np.inf)
+        _strip_pass(tmp, j0, nb, r, w, G, True)
+        _strip_pass(tmp, j0, nb, r, w, H, False)
         for k in range(ny):
             for b in range(nb):
                 out[k, j0 + b] = min(H[k, b], G[k + 2 * r, b])
@@ -290,148 +288,3 @@ def merge_small_pieces(blk, comp, min_size, gi0, gj0, NX):
             i = cells[q] // nx
             blk[i, cells[q] - i * nx] = target[k]
     return moved
-
-
-# ----------------------------------------------------------------------------- superpixels
-@njit(**_NB)
-def slic_features(h, base, visible, scale, feat, seg):
-    """SLIC inputs of a window in one pass: ``feat[b] = base[b] / scale[b]`` in float64 (0 where
-    the height or any band is not finite), ``seg`` = finite everywhere and ``visible == 1``.
-    ``base`` may be float32: each value is widened before the division."""
-    nb, ny, nx = base.shape
-    for i in range(ny):
-        for j in range(nx):
-            ok = np.isfinite(h[i, j])
-            for b in range(nb):
-                ok = ok and np.isfinite(base[b, i, j])
-            for b in range(nb):
-                feat[b, i, j] = np.float64(base[b, i, j]) / scale[b] if ok else 0.0
-            seg[i, j] = ok and visible[i, j] == 1
-
-
-@njit(**_NB)
-def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):
-    """Grid-anchored SLIC: one centre per ``S x S`` block of the *global* grid holding any ``mask``
-    cell, started at the mean position/features of the block's cells. Each iteration assigns
-    every mask cell to the nearest centre among its own block and the 8 neighbouring blocks,
-    ``d = |f - f_c|² / m² + |p - p_c|² / S²``, then moves every centre to the mean of its cells.
-    ``out`` (int64) = 1 + global block index ``bi * NBX + bj`` of the assigned centre (0 off mask).
-
-    Locality: after ``iters`` iterations a label depends on data within ``(2 iters + 1) S`` cells
-    (each iteration reaches one block further for the assignment and one for the update)."""
-    nf, ny, nx = feat.shape
-    b0i = gi0 // S
-    b0j = gj0 // S
-    nbi = (gi0 + ny - 1) // S - b0i + 1
-    nbj = (gj0 + nx - 1) // S - b0j + 1
-    cnt = np.zeros((nbi, nbj))
-    ci = np.zeros((nbi, nbj))
-    cj = np.zeros((nbi, nbj))
-    cf = np.zeros((nbi, nbj, nf))
-    exists = np.zeros((nbi, nbj), np.bool_)
-    for i in range(ny):
-        bi = (gi0 + i) // S - b0i
-        for j in range(nx):
-            if not mask[i, j]:
-                continue
-            bj = (gj0 + j) // S - b0j
-            cnt[bi, bj] += 1
-            ci[bi, bj] += i
-            cj[bi, bj] += j
-            for f in range(nf):
-                cf[bi, bj, f] += feat[f, i, j]
-    for bi in range(nbi):
-        for bj in range(nbj):
-            if cnt[bi, bj] > 0:
-                exists[bi, bj] = True
-                ci[bi, bj] /= cnt[bi, bj]
-                cj[bi, bj] /= cnt[bi, bj]
-                for f in range(nf):
-                    cf[bi, bj, f] /= cnt[bi, bj]
-    asg_i = np.full((ny, nx), -1, np.int64)
-    asg_j = np.full((ny, nx), -1, np.int64)
-    inv_m2 = 1.0 / (m * m)
-    inv_s2 = 1.0 / (S * S)
-    cand = np.empty((9, 2), np.int64)
-    best = np.empty(S)
-    dist = np.empty(S)
-    bc = np.empty(S, np.int64)
-    si = np.zeros((nbi, nbj))
-    sj = np.zeros((nbi, nbj))
-    sf = np.zeros((nbi, nbj, nf))
-    n_it = max(iters, 1)
-    for it in range(n_it):
-        update = it < n_it - 1
-        if update:  # the centres' new sums, accumulated as cells are assigned (row-major order)
-            cnt[:, :] = 0.0
-            si[:, :] = 0.0
-            sj[:, :] = 0.0
-            sf[:, :, :] = 0.0
-        for i in range(ny):
-            bi0 = (gi0 + i) // S - b0i
-            mrow = mask[i]
-            j = 0
-            while j < nx:  # one run of cells in the same block column: the same 9 candidates
-                bj0 = (gj0 + j) // S - b0j
-                L = min(nx, (bj0 + b0j + 1) * S - gj0) - j
-                nc = 0
-                for di in range(-1, 2):
-                    bi = bi0 + di
-                    if bi < 0 or bi >= nbi:
-                        continue
-                    for dj in range(-1, 2):
-                        bj = bj0 + dj
-                        if bj < 0 or bj >= nbj or not exists[bi, bj]:
-                            continue
-                        cand[nc, 0] = bi
-                        cand[nc, 1] = bj
-                        nc += 1
-                best[:L] = np.inf
-                bc[:L] = -1
-                for c in range(nc):  # same order and arithmetic per cell as one cell at a time
-                    bi = cand[c, 0]
-                    bj = cand[c, 1]
-                    dy2 = (i - ci[bi, bj]) ** 2
-                    cjv = cj[bi, bj]
-                    for q in range(L):
-                        dist[q] = (dy2 + ((j + q) - cjv) ** 2) * inv_s2
-                    for f in range(nf):
-                        cfv = cf[bi, bj, f]
-                        fr = feat[f, i, j:j + L]
-                        for q in range(L):
-                            dist[q] += (fr[q] - cfv) ** 2 * inv_m2
-                    for q in range(L):  # first strict minimum, without branches
-                        lt = dist[q] < best[q]
-                        best[q] = dist[q] if lt else best[q]
-                        bc[q] = c if lt else bc[q]
-                for q in range(L):
-                    if mrow[j + q] and bc[q] >= 0:
-                        bi = cand[bc[q], 0]
-                        bj = cand[bc[q], 1]
-                        asg_i[i, j + q] = bi
-                        asg_j[i, j + q] = bj
-                        if update:
-                            cnt[bi, bj] += 1
-                            si[bi, bj] += i
-                            sj[bi, bj] += j + q
-                            for f in range(nf):
-                                sf[bi, bj, f] += feat[f, i, j + q]
-                    elif mrow[j + q]:
-                        asg_i[i, j + q] = -1
-                        asg_j[i, j + q] = -1
-                j += L
-        if not update:
-            break
-        for bi in range(nbi):
-            for bj in range(nbj):
-                if cnt[bi, bj] > 0:
-                    ci[bi, bj] = si[bi, bj] / cnt[bi, bj]
-                    cj[bi, bj] = sj[bi, bj] / cnt[bi, bj]
-                    for f in range(nf):
-                        cf[bi, bj, f] = sf[bi, bj, f] / cnt[bi, bj]
-    for i in range(ny):
-        for j in range(nx):
-            if asg_i[i, j] < 0:
-                out[i, j] = 0
-            else:
-                out[i, j] = (asg_i[i, j] + b0i) * NBX + (asg_j[i, j] + b0j) + 1
