@@ -1,0 +1,72 @@
+"""Cube tiles written chunk by chunk to their files (offnadir.zarr_chunks) give the store zarr-python
+writes itself (the reference): the same chunk files, byte for byte, and the same values read back,
+edge tiles and all-fill chunks included; what it cannot write goes through zarr."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+from synthetic import affine_rpc, box_scene, write_dsm, write_image
+
+from offnadir import store
+from offnadir import zarr_chunks as zc
+from offnadir.cube.layout import create_store
+from offnadir.pipeline import plan_cube
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory):
+    d = tmp_path_factory.mktemp("chunks")
+    # 100 x 100 cells in 64-cell tiles: edge tiles of 36 cells; the image covers part of the grid
+    # only, so some chunks hold nothing but the fill value
+    dsm = write_dsm(d / "dsm.tif", box_scene(n=100, boxes=((30, 60, 30, 70, 25.0),)))
+    a = write_image(d / "a.tif", affine_rpc(10.0, 60.0), rows=200, cols=200)
+    b = write_image(d / "b.tif", affine_rpc(25.0, 250.0))
+    return plan_cube(dsm, [a, b], chunk=64)
+
+
+def _files(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and not p.name.startswith(".")}
+
+
+def test_tiles_written_as_chunk_files_equal_zarrs_own_writes(plan, tmp_path, monkeypatch):
+    ref, new = tmp_path / "ref.zarr", tmp_path / "new.zarr"
+    for p in (ref, new):
+        create_store(p, plan, {}, zarr_format=2)
+    for t in plan.tiles():
+        assert store.write_tile(str(new), plan, t) == (t.ti, t.tj)
+    used = []
+    monkeypatch.setattr(store, "_write_chunks", lambda *a: used.append(1) and False)
+    for t in plan.tiles():
+        store.write_tile(str(ref), plan, t)
+    assert len(used) == len(plan.tiles())
+    a, b = _files(ref), _files(new)
+    assert sorted(a) == sorted(b)
+    assert "visible/1.1.1" in a and "visible/0.1.1" not in a  # an edge chunk, and a chunk left out as all fill
+    for name in a:
+        assert a[name] == b[name], name
+    ga, gb = zarr.open_group(str(ref), mode="r"), zarr.open_group(str(new), mode="r")
+    for name in ("row", "col", "visible", "value", "dsm", store.DONE):
+        np.testing.assert_array_equal(ga[name][...], gb[name][...], err_msg=name)
+    assert store.done_tiles(new) == {(t.ti, t.tj) for t in plan.tiles()}
+
+
+def test_what_it_cannot_write_goes_through_zarr(plan, tmp_path):
+    v3 = tmp_path / "v3.zarr"
+    create_store(v3, plan, {}, zarr_format=3)
+    t = plan.tiles()[0]
+    assert store._write_chunks(str(v3), t, {"dsm": np.zeros((64, 64), np.float32)}) is False
+    store.write_tile(str(v3), plan, t)  # through zarr
+    assert store.done_tiles(v3) == {(0, 0)}
+    v2 = tmp_path / "v2.zarr"
+    create_store(v2, plan, {}, zarr_format=2)
+    meta = zc.array_meta(str(v2 / "dsm"))
+    assert meta["chunks"] == (64, 64) and np.isnan(meta["fill"])
+    assert zc.chunks_of(meta, (0, 0), (64, 64)) == [(0, 0)]
+    assert zc.chunks_of(meta, (64, 64), (36, 36)) == [(1, 1)]  # an edge chunk ends at the array's end
+    assert zc.chunks_of(meta, (32, 0), (64, 64)) is None  # not on chunk boundaries
+    assert zc.chunks_of(meta, (0, 0), (36, 64)) is None  # a partial chunk inside the array
+    assert zc.array_meta(str(v2 / "image")) is None  # strings: a filter (vlen-utf8)
+    assert zc.array_meta(str(v3 / "dsm")) is None
