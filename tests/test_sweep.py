@@ -108,6 +108,70 @@ def test_parabola_recovers_a_sub_step_maximum():
     assert curv[0, 0] == pytest.approx(0.2, rel=1e-3)
 
 
+def _label_slow(dh, tol):
+    """Breadth-first regions of moved cells, 8-neighbours of one sign within ``tol``, seeds in
+    row-major order."""
+    from collections import deque
+
+    ny, nx = dh.shape
+    lab = np.zeros((ny, nx), np.int32)
+    n = 0
+    for y0 in range(ny):
+        for x0 in range(nx):
+            if lab[y0, x0] or not np.isfinite(dh[y0, x0]) or dh[y0, x0] == 0:
+                continue
+            n += 1
+            lab[y0, x0] = n
+            q = deque([(y0, x0)])
+            while q:
+                y, x = q.popleft()
+                for yy in range(max(y - 1, 0), min(y + 2, ny)):
+                    for xx in range(max(x - 1, 0), min(x + 2, nx)):
+                        w = dh[yy, xx]
+                        if (not lab[yy, xx] and np.isfinite(w) and w != 0 and (w > 0) == (dh[y, x] > 0)
+                                and abs(w - dh[y, x]) <= tol):
+                            lab[yy, xx] = n
+                            q.append((yy, xx))
+    return lab, n
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_consistent_regions_match_the_slow_reference(seed):
+    rng = np.random.default_rng(seed)
+    dh = np.round(rng.normal(0, 4, (30, 40)))  # zeros, both signs, steps of all sizes
+    dh[rng.random(dh.shape) < 0.1] = np.nan
+    lab = np.zeros(dh.shape, np.int32)
+    n = swk.label_consistent(dh, 3.0, lab)
+    ref, n_ref = _label_slow(dh, 3.0)
+    assert n == n_ref > 5 and np.array_equal(lab, ref)
+    # a wall higher than the tolerance splits one sign into two regions
+    step = np.zeros((5, 8))
+    step[:, :4], step[:, 4:] = 2.0, 9.0
+    assert swk.label_consistent(step, 3.0, lab[:5, :8]) == 2
+    assert swk.label_consistent(step, 7.0, lab[:5, :8]) == 1
+
+
+def test_the_config_chooses_the_dsm_test(monkeypatch):
+    from offnadir.config import validate
+    from offnadir.config_schema import schema
+    from offnadir.cube import sweep_stage
+    from offnadir.errors import OffnadirError
+
+    # the config offers exactly the tests the sweep knows, with the same default
+    f = schema()["height_sweep"]["dsm_test"]
+    assert tuple(f.choices) == sweep.DSM_TESTS and f.default == sweep.DSM_TEST
+    seen = []
+    monkeypatch.setattr(sweep_stage, "sweep_store", lambda *a, **k: seen.append(k["dsm_test"]))
+    monkeypatch.setattr(sweep_stage, "check_tie_consistency", lambda *a: [])
+    base = {"dsm": {"path": "d.tif"}, "images": [{"path": "a.tif"}, {"path": "b.tif"}], "output": {"path": "o.zarr"}}
+    for section, want in (({}, "window"), ({"height_sweep": {"dsm_test": "region"}}, "region")):
+        cfg = validate({**base, **section}, source="t")
+        sweep_stage.SweepStage(quiet=True)(cfg, None, "o.zarr", None)
+    assert seen == ["window", "region"]
+    with pytest.raises(OffnadirError, match="dsm_test"):
+        validate({**base, "height_sweep": {"dsm_test": "effective"}}, source="t")
+
+
 def test_change_map_from_dh_keeps_buildings_and_drops_speckle():
     dh = np.zeros((60, 60), np.float32)
     dh[10:30, 10:30] = 6.0      # a new storey and more

@@ -146,6 +146,13 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "search_px": Field(int, 10, "first search radius in pixels around the vendor prediction (raise it for "
                                     "RPCs known to be off by more)", lo=1, hi=200),
     },
+    # issue 7: the same-date height sweep (offnadir.cube.sweep; docs/height_sweep.md)
+    "height_sweep": {
+        "dsm_test": Field(str, "window", "when a better agreement at another height means the surface moved: "
+                                         "window (per 13x13 window) | region (then pooled over each region of "
+                                         "moved cells: fewer false dh on weak texture, some real changes lost; "
+                                         "docs/height_sweep.md)", choices=("window", "region")),
+    },
     "cluster": {
         "scheduler": Field(str, None, "address of an existing dask scheduler (tcp://host:8786, or tls://host:8786 "
                                       "with the tls_* files); default: a local cluster", check=_check_scheduler),

@@ -26,31 +26,41 @@ and sampling kernels), and keep the height where the group agrees best:
   ``(1 - s*²) / sqrt(N)`` with N the window's cells, of the best swept agreement ``s*``, the
   images give no evidence that the surface moved: ``dh = 0`` and ``dh_score = s0``. This removes
   the fronto-parallel window's bias at unchanged height steps.
-* **effective samples** ``N_eff`` (:func:`effective_samples`): the window's cells are not
-  independent where the images' disagreement is smooth (blur, resampling of weak texture):
-  Bartlett's formula gives ``N_eff = N / S`` from the disagreement's autocorrelation, measured at
-  the DSM heights and at each cell's best height (the larger count of the two). With
-  ``dsm_test="effective"`` (not the default) ``dh_sigma`` (below) uses it, and so does a
-  stricter test of the DSM height (:func:`beats_dsm`: ``atanh(s*) - atanh(s0) > SE_FACTOR *
-  sqrt(2 / (N_eff - 3))``, the difference of two independent Fisher z's). It is not the
-  default: on the hard simulated stereo
-  scenes (seeds 0-2) it cut ground false alarms from 9-12 % to 6-9.5 % of unchanged ground and
-  raised elevated F1 by 0-1.3 points, but on the Kahramanmaraş pair it left a third of the
-  changed cells at dh = 0 (median |dh - CARS| 1.16 -> 2.39 m; change-stage F1 0.722 -> 0.690,
-  changed objects found 84 -> 62 of 100): real changes are as weak per window as the false
-  matches; telling them apart needs evidence pooled over a region, not one window.
+* **the region stage** (``dsm_test="region"``, config ``height_sweep.dsm_test: region``; not the
+  default): per window, a false match on weak texture (a flat agreement curve whose best height
+  beats the DSM by sampling noise) looks like a real change. A real building's height change is a
+  block of cells with one consistent ``dh``; so the cells that moved are grouped into regions
+  (8-neighbours of one sign whose ``dh`` differ by at most :data:`STOREY_M`: a jump of a storey is
+  another surface; :func:`sweep_kernels.label_consistent`), each region is given one moved
+  surface, its median ``dh`` added to the DSM (a raised or lowered roof) or its median height (a
+  level roof or the ground left by a demolition), the group's images are sampled and compared on
+  both, and the region's mean Fisher-z lead of the agreement over the DSM heights must beat the
+  sampling noise of the windows that hold the region (:func:`sweep_noise.region_lead`: ``U``
+  cells within a window radius, ``U / mean(N / N_eff)`` independent ones, ``N_eff`` from
+  Bartlett's formula on the images' disagreement, :func:`sweep_noise.effective_samples`) by
+  :data:`SE_FACTOR` standard errors after a Sidak allowance for having picked the surface among
+  the candidate offsets a cell of relative displacement apart (:func:`sweep_noise.selection_z`).
+  A region that fails gets ``dh = 0`` with ``dh_sigma >= |dh| / SE_FACTOR`` (the pooled test
+  cannot tell the DSM height from the one claimed, so both stay within reach), rather than a
+  confident zero. Regions are found in the tile and its window halo: one cut by a tile edge is
+  tested on its part in each tile. Measured (docs/height_sweep.md): on the hard simulated stereo
+  scenes it halves the ground false alarms and raises elevated F1 on 4 of 6 targets (mean 0.812
+  -> 0.824), but on the Kahramanmaraş pair many real changes are small fragments of dh as weak
+  as the false matches, and the change stage loses F1 (0.722 -> 0.694) and changed objects (84
+  -> 70 of 100): hence an option, not the default.
 * **sub-step**: a parabola through the best score and its neighbours (:func:`sweep_kernels.refine`).
 * **uncertainty** ``dh_sigma``: treat ``E(z) = 2N(1 - s(z))`` as the sum of squared differences of
   the two normalised windows (N cells) whose per-cell residual variance at the best height is
   ``2 (1 - s*)``. Its log-likelihood ``-E / (2 * 2(1 - s*))`` has curvature ``N a / (2 (1 - s*))``
   with ``a = -s''(z*)``, so ``sigma_fit² = 2 (1 - s*) / (N a)`` with N independent cells.
   The parabola's sub-step interpolation adds at most half a step of bias (uniform:
-  ``step² / 12``): ``dh_sigma = sqrt(sigma_fit² + step² / 12)``. N is the window's cells, or
-  ``N_eff`` (above) with ``dsm_test="effective"``: a smooth disagreement, a wider uncertainty. The DSM's own error is not in it.
+  ``step² / 12``): ``dh_sigma = sqrt(sigma_fit² + step² / 12)`` with N the window's cells (with
+  ``N_eff`` instead, Kahramanmaraş lost changed objects, 84 -> 81: docs/height_sweep.md). The
+  DSM's own error is not in it.
 
 Cells not visible (cube ``visible`` != 1) in any image of the group, DSM nodata, cells whose
 best height is at either end of the range (no bracketed maximum), and cells whose best agreement
-is no higher than noise alone reaches (:func:`noise_peak`: textureless windows) get NaN.
+is no higher than noise alone reaches (:func:`sweep_noise.noise_peak`: textureless windows) get NaN.
 """
 
 from __future__ import annotations
@@ -62,6 +72,7 @@ import numpy as np
 from offnadir.camera import kernels as camk
 from offnadir.cube import geometry
 from offnadir.cube import kernels as cubek
+from offnadir.cube import sweep_noise as SN
 from offnadir.cube import sweep_kernels as swk
 from offnadir.cube.tile import height_block, lonlat_block
 
@@ -83,11 +94,15 @@ STOREY_M = 3.0
 #: fattening at height steps leaves rims about that wide
 MIN_WIDTH_M = 2.5
 #: the DSM height is kept (dh = 0) where its agreement is within this many standard errors of
-#: a correlation, (1 - s²) / sqrt(N), of the best agreement (with dsm_test="effective": unless the
-#: best beats it by this many standard errors of the difference of two Fisher-z correlations,
-#: sqrt(2 / (N_eff - 3))): the images give no evidence that the surface moved (two standard
-#: errors: a 2.3 % one-sided false-alarm rate for Gaussian errors)
+#: a correlation, (1 - s²) / sqrt(N), of the best agreement (the region stage: unless the region's
+#: lead beats this many standard errors after the selection allowance): the images give no
+#: evidence that the surface moved (two standard errors: a 2.3 % one-sided false-alarm rate for
+#: Gaussian errors)
 SE_FACTOR = 2.0
+#: the tests of the DSM height :func:`sweep_tile` knows (config ``height_sweep.dsm_test``); the
+#: first is the default
+DSM_TESTS = ("window", "region")
+DSM_TEST = DSM_TESTS[0]
 
 
 def pair_geometry(plan, members) -> dict:
@@ -200,121 +215,6 @@ def _agreement(samples, pairs, radius, min_count, ncc, work, out):
     out /= len(pairs)
 
 
-def _lag_corr(smp, axis: int, lag: int, radius: int, min_count: float) -> np.ndarray:
-    """Windowed correlation of an image's samples with themselves shifted by ``lag`` cells along
-    ``axis``, on the (ny, nx) grid (the last ``lag`` rows/columns repeat the nearest value);
-    NaN where a window has too few pairs or no variance."""
-    ny, nx = smp.shape
-    sl0 = (slice(None, -lag), slice(None)) if axis == 0 else (slice(None), slice(None, -lag))
-    sl1 = (slice(lag, None), slice(None)) if axis == 0 else (slice(None), slice(lag, None))
-    a0 = np.ascontiguousarray(smp[sl0])
-    a1 = np.ascontiguousarray(smp[sl1])
-    out = np.empty(a0.shape, np.float32)
-    swk.window_ncc(a0, a1, radius, min_count, out, np.empty((7,) + a0.shape))
-    full = np.empty((ny, nx))
-    full[sl0] = out
-    if axis == 0:
-        full[ny - lag:] = out[-1]
-    else:
-        full[:, nx - lag:] = out[:, -1:]
-    return full
-
-
-def effective_samples(samples, pairs, radius: int, min_count: float) -> np.ndarray:
-    """Effective number of independent samples behind each window's agreement, for the test of
-    the DSM's own heights (``samples``: the group's samples at the DSM heights).
-
-    Noise model: where the surface has not moved, the two images' samples at the DSM heights
-    differ by noise only, and the correlation's sampling error comes from that difference. With
-    both windows standardised (``a^``, ``b^``: zero mean, unit variance per window),
-    ``r = 1 - sum(d²) / (2N)`` for ``d = a^ - b^``, and for Gaussian ``d`` with autocorrelation
-    ``rho_d`` the variance of ``sum(d²)`` is ``N`` times ``S = sum over lags |k| < L of
-    (1 - |k| / L) rho_d(k)²`` that of independent cells: ``N_eff = N / S`` (``N`` the window's
-    cells sampled in both images). ``rho_d`` is modelled per window and axis as
-    ``rho1 ** (|k| ** alpha)`` from the measured lag-1 and lag-2 correlations of ``d``, with
-    ``alpha = log2(ln rho2 / ln rho1)`` clipped to [1, 2] (exponential to Gaussian decay), and
-    ``S = S_y * S_x`` (separable). Independent noise per cell gives ``N_eff ~ N``; a smooth
-    disagreement (blur, resampling of weak texture, a slowly varying radiometric difference)
-    gives few, down to 1 for a window-wide offset. Where the surface did move, ``d`` holds the
-    displaced pattern too and ``N_eff`` is underestimated: the test errs towards no change.
-    For a triplet the smallest over the pairs. (ny, nx) float64, >= 1; NaN where a window has
-    fewer than ``min_count`` cells."""
-    ny, nx = samples[0].shape
-    win = 2 * radius + 1
-    k = np.arange(1, win, dtype=np.float64)[:, None, None]
-    wk = 1.0 - k / win
-    n_eff = np.full((ny, nx), np.inf)
-    for a, b in pairs:
-        valid = np.isfinite(samples[a]) & np.isfinite(samples[b])
-        count = _box_count(valid, radius)
-        d = (_standardise(samples[a], valid, radius, count)
-             - _standardise(samples[b], valid, radius, count)).astype(np.float32)
-        s = np.ones((ny, nx))
-        for axis in (0, 1):
-            # no variance or too few pairs: no evidence of independence (fully correlated)
-            r1 = np.clip(np.nan_to_num(_lag_corr(d, axis, 1, radius, min_count), nan=1.0), 1e-3, 1.0 - 1e-6)
-            r2 = np.clip(np.nan_to_num(_lag_corr(d, axis, 2, radius, min_count), nan=1.0), 1e-6, 1.0 - 1e-6)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                alpha = np.clip(np.nan_to_num(np.log2(np.log(r2) / np.log(r1)), nan=1.0), 1.0, 2.0)
-            s *= 1.0 + 2.0 * (wk * np.exp(2.0 * np.log(r1) * k ** alpha)).sum(axis=0)
-        n_eff = np.minimum(n_eff, np.where(count >= min_count, count / s, np.nan))
-    return np.where(np.isfinite(n_eff), np.maximum(n_eff, 1.0), np.nan)
-
-
-def _standardise(x, valid, radius: int, count) -> np.ndarray:
-    """``x`` minus its window mean over ``valid`` cells, divided by its window standard deviation
-    (NaN outside ``valid`` and where a window has no variance)."""
-    x0 = np.where(valid, x, 0.0).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mu = _box_sum(x0, radius) / count
-        var = _box_sum(x0 * x0, radius) / count - mu * mu
-        return np.where(valid & (var > 0), (x0 - mu) / np.sqrt(var), np.nan)
-
-
-def _box_count(mask, radius: int) -> np.ndarray:
-    """Number of True cells in the (2r+1)² window around each cell (clipped at the border)."""
-    return _box_sum(mask.astype(np.float64), radius)
-
-
-def _box_sum(v, radius: int) -> np.ndarray:
-    """Sum of ``v`` in the (2r+1)² window around each cell (clipped at the border)."""
-    c = np.pad(np.cumsum(np.cumsum(v, 0), 1), ((1, 0), (1, 0)))
-    ny, nx = v.shape
-    y0 = np.clip(np.arange(ny) - radius, 0, ny)
-    y1 = np.clip(np.arange(ny) + radius + 1, 0, ny)
-    x0 = np.clip(np.arange(nx) - radius, 0, nx)
-    x1 = np.clip(np.arange(nx) + radius + 1, 0, nx)
-    return c[y1][:, x1] - c[y0][:, x1] - c[y1][:, x0] + c[y0][:, x0]
-
-
-def beats_dsm(s_best, s_dsm, n_eff, k: float = None) -> np.ndarray:
-    """True where the best swept agreement beats the agreement at the DSM's own heights by more
-    than the sampling noise of two correlations: in Fisher z, ``atanh(r)`` has standard error
-    ``1 / sqrt(N_eff - 3)``, so the difference of two has ``sqrt(2 / (N_eff - 3))``; the best must
-    lead by ``k`` (default :data:`SE_FACTOR`) of those. Windows with ``N_eff <= 4`` hold too few
-    independent samples to tell two heights apart: False (no evidence that the surface moved)."""
-    k = SE_FACTOR if k is None else k
-    lim = 1.0 - 1e-6
-    with np.errstate(invalid="ignore", divide="ignore"):
-        zb = np.arctanh(np.clip(s_best, -lim, lim))
-        z0 = np.arctanh(np.clip(s_dsm, -lim, lim))
-        se = np.sqrt(2.0 / (n_eff - 3.0))
-        out = (zb - z0) > k * se
-    out &= n_eff > 4.0
-    # no agreement measured at the DSM height (e.g. hidden cells): the swept maximum stands alone
-    out |= ~np.isfinite(s_dsm) & np.isfinite(s_best)
-    return out
-
-
-def noise_peak(n_cells: int, n_heights: int) -> float:
-    """The agreement that pure noise reaches as the best of ``n_heights`` candidates: the
-    correlation of ``n_cells`` independent pairs has a null standard deviation ``1 / sqrt(N - 3)``
-    (Fisher), and the largest of M independent normal draws stays below ``sqrt(2 ln M)`` of them
-    (the Gaussian maximum bound; the candidates are not independent, so M = n_heights is
-    conservative)."""
-    return math.sqrt(2.0 * math.log(max(n_heights, 2))) / math.sqrt(max(n_cells - 3, 1))
-
-
 def block_bounds(plan, tile, radius: int = WINDOW_RADIUS) -> tuple[int, int, int, int]:
     """(i0, i1, j0, j1): the tile plus the window radius, clipped to the grid."""
     ny0, nx0 = plan.dsm.shape
@@ -322,26 +222,26 @@ def block_bounds(plan, tile, radius: int = WINDOW_RADIUS) -> tuple[int, int, int
 
 
 def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int = WINDOW_RADIUS,
-               dsm_test: str = "window") -> dict:
+               dsm_test: str = DSM_TEST) -> dict:
     """Best surface height of one date group over one tile, as an offset from the DSM.
 
     geom: :func:`pair_geometry` of the group; relief: the scene's height range (m); visible:
     (n_members, ...) cube visibility of the group's images on :func:`block_bounds` (None: all
-    visible). dsm_test: the noise model of the test of the DSM height and of ``dh_sigma``,
-    ``"window"`` (default: the window's cells as independent samples) or ``"effective"``
-    (:func:`beats_dsm` and ``dh_sigma`` with ``N_eff``; the module docstring says what each
-    costs). Returns float32 (ny, nx) arrays ``dh``, ``dh_sigma``, ``dh_score`` of the tile and
-    the range used (``z0``, ``n``, ``step``)."""
-    if dsm_test not in ("window", "effective"):
-        raise ValueError(f"dsm_test must be 'window' or 'effective', not {dsm_test!r}")
+    visible). dsm_test: ``"region"`` (default: the window test, then the test pooled over each
+    region of cells that moved) or ``"window"`` (the window test alone); the module docstring
+    says what each does and costs. Returns float32 (ny, nx) arrays ``dh``, ``dh_sigma``,
+    ``dh_score`` of the tile, the range used (``z0``, ``n``, ``step``) and ``regions``: the
+    number of regions tested and kept (``[0, 0]`` with ``"window"``)."""
+    if dsm_test not in DSM_TESTS:
+        raise ValueError(f"dsm_test must be one of {', '.join(map(repr, DSM_TESTS))}, not {dsm_test!r}")
     step = geom["step_m"]
     i0, i1, j0, j1 = block_bounds(plan, tile, radius)
     core = (slice(tile.i0 - i0, tile.i1 - i0), slice(tile.j0 - j0, tile.j1 - j0))
     nan = np.full(tile.shape, np.nan, np.float32)
     h = np.ascontiguousarray(height_block(plan, i0, i1, j0, j1), dtype=np.float64)
-    h_core = h[core]
-    if not np.isfinite(h_core).any() or not np.isfinite(step):
-        return {"dh": nan, "dh_sigma": nan.copy(), "dh_score": nan.copy(), "z0": math.nan, "n": 0, "step": step}
+    if not np.isfinite(h[core]).any() or not np.isfinite(step):
+        return {"dh": nan, "dh_sigma": nan.copy(), "dh_score": nan.copy(), "z0": math.nan, "n": 0, "step": step,
+                "regions": [0, 0]}
     z0, n = height_range(h, relief, step)
     views = [_View(plan, plan.images[k], i0, i1, j0, j1, z0, z0 + (n - 1) * step) for k in geom["members"]]
     shape = h.shape
@@ -361,50 +261,98 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
         swk.update_best(score, k, best, best_k, s_prev, s_next, last)
     # agreement at the DSM's own heights (windows follow the DSM surface, walls included)
     lon, lat = lonlat_block(plan, i0, i1, j0, j1)
-    samples = [v.sample_at(lon, lat, h).copy() for v in views]
-    if visible is not None:
-        # a hidden cell's sample shows its occluder, not the cell: keep it out of the windows
-        for smp, vis in zip(samples, visible):
-            smp[np.asarray(vis) != 1] = np.nan
+    hidden = None if visible is None else [np.asarray(vis) != 1 for vis in visible]
+    at_dsm = _samples_at(views, lon, lat, h, hidden)
     s_dsm = np.empty(shape, np.float32)
-    _agreement(samples, geom["pairs"], radius, min_count, ncc, work, s_dsm)
+    _agreement(at_dsm, geom["pairs"], radius, min_count, ncc, work, s_dsm)
     z = np.empty(shape)
     curv = np.empty(shape)
     swk.refine(best, best_k, s_prev, s_next, n, z0, step, z, curv)
     n_win = (2 * radius + 1) ** 2
-    n_eff = None
-    if dsm_test == "effective":
-        # the noise behind the agreement: the images' disagreement at the DSM heights (the noise
-        # where nothing moved) and at each cell's best height (the noise where something did), the
-        # larger count of independent samples of the two (:func:`effective_samples`)
-        at_best = [v.sample_at(lon, lat, np.where(np.isfinite(z), z, h)).copy() for v in views]
-        n_eff = np.fmax(effective_samples(samples, geom["pairs"], radius, min_count),
-                        effective_samples(at_best, geom["pairs"], radius, min_count))[core]
-    z, curv = z[core], curv[core]
-    s = best[core].astype(np.float64)
-    s0 = s_dsm[core].astype(np.float64)
+    s = best.astype(np.float64)
+    s0 = s_dsm.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         # the DSM explains the images as well as the best height does: no measurable change
-        if dsm_test == "effective":
-            explained = ~beats_dsm(s, s0, n_eff)
-        else:
-            explained = s0 >= s - SE_FACTOR * (1.0 - s * s) / math.sqrt(n_win)
-        dh = np.where(explained, 0.0, z - h_core)
-        s = np.where(explained, s0, s)
-        # curvature of the agreement with N independent samples (window cells, or N_eff: a smooth
-        # disagreement is a wider uncertainty)
-        n_sig = n_win if n_eff is None else np.where(np.isfinite(n_eff), n_eff, 1.0)
-        sigma = np.sqrt(2.0 * np.clip(1.0 - s, 0.0, None) / (n_sig * curv) + step * step / 12.0)
+        explained = s0 >= s - SE_FACTOR * (1.0 - s * s) / math.sqrt(n_win)
+        dh = np.where(explained, 0.0, z - h)
     # a best score that noise alone reaches is no measurement (textureless or unmatched windows)
-    ok = np.isfinite(dh) & np.isfinite(h_core) & np.isfinite(s) & np.isfinite(sigma)
+    ok = np.isfinite(dh) & np.isfinite(h) & np.isfinite(s) & np.isfinite(curv)
     # (M: the candidates a cell's relief range holds, the same in every tile)
-    ok &= best[core] > noise_peak(n_win, int(math.ceil(relief / step)) + 2 * MARGIN_STEPS + 1)
-    if visible is not None:
-        ok &= np.all(np.asarray(visible)[(slice(None),) + core] == 1, axis=0)
+    ok &= best > SN.noise_peak(n_win, int(math.ceil(relief / step)) + 2 * MARGIN_STEPS + 1)
+    if hidden is not None:
+        ok &= ~np.any(hidden, axis=0)
+    regions = [0, 0]
+    undecided = np.zeros(shape)
+    if dsm_test == "region":
+        moved = np.where(ok, dh, np.nan)
+        kept, regions = _pooled_regions(views, lon, lat, h, moved, at_dsm, s0, hidden, geom["pairs"], radius,
+                                        min_count, n)
+        # a region the pooled test cannot tell from the DSM: dh = 0, uncertain by as much as the
+        # height it claimed (that height within SE_FACTOR sigmas)
+        rejected = ok & (dh != 0) & ~kept
+        undecided = np.where(rejected, np.abs(dh) / SE_FACTOR, 0.0)
+        dh = np.where(rejected, 0.0, dh)
+        explained |= rejected
+    dh, curv, s, s0, ok, explained, undecided = (a[core] for a in (dh, curv, s, s0, ok, explained, undecided))
+    s = np.where(explained, s0, s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # curvature of the agreement with the window's cells as independent samples
+        sigma = np.sqrt(2.0 * np.clip(1.0 - s, 0.0, None) / (n_win * curv) + step * step / 12.0)
+        sigma = np.fmax(sigma, undecided)
+    ok &= np.isfinite(s) & np.isfinite(sigma)
     return {"dh": np.where(ok, dh, np.nan).astype(np.float32),
             "dh_sigma": np.where(ok, sigma, np.nan).astype(np.float32),
             "dh_score": np.where(ok, s, np.nan).astype(np.float32),
-            "z0": z0, "n": n, "step": step}
+            "z0": z0, "n": n, "step": step, "regions": regions}
+
+
+def _samples_at(views, lon, lat, surface, hidden):
+    """The group's samples at every cell's own height ``surface``; NaN where the cube finds the
+    cell hidden (a hidden cell's sample shows its occluder, not the cell)."""
+    out = [v.sample_at(lon, lat, surface).copy() for v in views]
+    if hidden is not None:
+        for smp, hid in zip(out, hidden):
+            smp[hid] = np.nan
+    return out
+
+
+def _pooled_regions(views, lon, lat, h, moved, at_dsm, a_dsm, hidden, pairs, radius, min_count, n_heights):
+    """The region stage (module docstring): (bool map of the cells whose region passes, [regions
+    tested, regions kept]). moved: dh where measured, 0 where the DSM height explains the
+    images, NaN elsewhere; a_dsm: the agreement at the DSM heights."""
+    from scipy import ndimage as ndi
+
+    lab = np.zeros(h.shape, np.int32)
+    n = swk.label_consistent(moved, STOREY_M, lab)
+    if n == 0:
+        return np.zeros(h.shape, bool), [0, 0]
+    ids = np.arange(1, n + 1)
+    z_moved = h + moved
+    offset = np.zeros(n + 1)
+    level = np.zeros(n + 1)
+    offset[1:] = ndi.median(moved, lab, ids)
+    level[1:] = ndi.median(z_moved, lab, ids)
+    inside = lab > 0
+    n_win = (2 * radius + 1) ** 2
+    n_eff = SN.effective_samples(at_dsm, pairs, radius, min_count)
+    ncc = np.empty(h.shape, np.float32)
+    work = np.empty((7,) + h.shape)
+    leads = []
+    for surface in (h + offset[lab], np.where(inside, level[lab], h)):
+        smp = _samples_at(views, lon, lat, surface, hidden)
+        a = np.empty(h.shape, np.float32)
+        _agreement(smp, pairs, radius, min_count, ncc, work, a)
+        leads.append(a.astype(np.float64))
+        n_eff = np.fmax(n_eff, SN.effective_samples(smp, pairs, radius, min_count))
+    lead = np.full(n + 1, -np.inf)
+    for a in leads:
+        d, se = SN.region_lead(lab, n, a_dsm, a, n_eff, n_win, radius)
+        lead = np.fmax(lead, d)
+    z_crit = SN.selection_z(SE_FACTOR, len(leads) * n_heights * STEP_FRACTION)
+    keep = np.zeros(n + 1, bool)
+    with np.errstate(invalid="ignore"):
+        keep[1:] = (lead > z_crit * se)[1:]
+    return keep[lab] & inside, [int(n), int(keep.sum())]
 
 
 def dh_change(dh, dh_sigma, cell: float, *, bound: float = STOREY_M, k_sigma: float = 2.0,

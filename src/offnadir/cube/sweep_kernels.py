@@ -177,3 +177,48 @@ def refine(best, best_k, s_prev, s_next, n_heights, z0, step, z_out, curv_out):
             z_out[y, x] = z0 + (k + d) * step
             curv_out[y, x] = -d2 / (step * step)
 
+
+
+@njit(**_NB)
+def label_consistent(dh, tol, out):
+    """Connected regions of cells that moved (finite ``dh != 0``), 8-neighbours joined where
+    their ``dh`` have one sign and differ by at most ``tol``: int32 labels 1..n in ``out`` (0:
+    none). Returns n. A flood fill with an explicit stack (row-major seeds: the labels are the
+    same whatever the caller)."""
+    ny, nx = dh.shape
+    for y in range(ny):
+        for x in range(nx):
+            out[y, x] = 0
+    stack = np.empty(ny * nx, np.int64)
+    n = 0
+    for y0 in range(ny):
+        for x0 in range(nx):
+            v0 = dh[y0, x0]
+            if out[y0, x0] != 0 or not (v0 == v0) or v0 == 0.0:
+                continue
+            n += 1
+            out[y0, x0] = n
+            top = 0
+            stack[0] = y0 * nx + x0
+            top = 1
+            while top > 0:
+                top -= 1
+                p = stack[top]
+                y = p // nx
+                x = p - y * nx
+                v = dh[y, x]
+                for dy in range(-1, 2):
+                    yy = y + dy
+                    if yy < 0 or yy >= ny:
+                        continue
+                    for dx in range(-1, 2):
+                        xx = x + dx
+                        if xx < 0 or xx >= nx or out[yy, xx] != 0:
+                            continue
+                        w = dh[yy, xx]
+                        if not (w == w) or w == 0.0 or (w > 0.0) != (v > 0.0) or abs(w - v) > tol:
+                            continue
+                        out[yy, xx] = n
+                        stack[top] = yy * nx + xx
+                        top += 1
+    return n

@@ -52,8 +52,9 @@ def multi_view_groups(images) -> list[list[int]]:
     return [[int(k) for k in np.flatnonzero(g == v)] for v in np.unique(g) if (g == v).sum() >= 2]
 
 
-def sweep_region(path: str, plan, tile, geom: dict, relief: float) -> dict:
-    """One task: sweep one group over one tile and write its region of dh, dh_sigma, dh_score."""
+def sweep_region(path: str, plan, tile, geom: dict, relief: float, dsm_test: str = sweep.DSM_TEST) -> dict:
+    """One task: sweep one group over one tile and write its region of dh, dh_sigma, dh_score
+    (``dsm_test``: :func:`offnadir.cube.sweep.sweep_tile`'s)."""
     import zarr
 
     from offnadir.store import _quiet_zarr
@@ -64,12 +65,12 @@ def sweep_region(path: str, plan, tile, geom: dict, relief: float) -> dict:
     with _quiet_zarr():
         g = zarr.open_group(path, mode="r+", use_consolidated=False)
         vis = np.stack([np.asarray(g["visible"][k, i0:i1, j0:j1]) for k in members])
-        res = sweep.sweep_tile(plan, tile, geom, relief, visible=vis)
+        res = sweep.sweep_tile(plan, tile, geom, relief, visible=vis, dsm_test=dsm_test)
         for name in SWEEP_VARS:
             for k in members:
                 g[name][(k,) + region] = res[name]
     return {"tile": [tile.ti, tile.tj], "members": members, "z0": res["z0"], "n": res["n"], "step": res["step"],
-            "measured": int(np.isfinite(res["dh"]).sum())}
+            "measured": int(np.isfinite(res["dh"]).sum()), "regions": res["regions"]}
 
 
 def _layout(path: Path, plan) -> None:
@@ -98,9 +99,23 @@ def _layout(path: Path, plan) -> None:
         tmpl.to_zarr(str(path), mode="a", compute=False, zarr_format=fmt, consolidated=False, encoding=enc)
 
 
-def sweep_store(path, plan, *, client, quiet: bool = False) -> dict | None:
+#: what each test of the DSM height does (recorded in the ``height_sweep`` attribute)
+DSM_TEST_TEXT = {
+    "window": "window: dh = 0 where the agreement at the DSM heights is within dsm_test_standard_errors * "
+              "(1 - s*^2) / sqrt(window cells) of the best agreement s*",
+    "region": "region: the window test, then per connected region of cells that moved (neighbours within a storey "
+              "of each other) the mean Fisher-z lead of the agreement at the region's moved surface (its median "
+              "offset, or its median height) over the DSM heights must exceed the Sidak allowance for the offsets "
+              "tried times its standard error from the effective samples; regions that fail get dh = 0 with "
+              "dh_sigma >= |dh they claimed| / dsm_test_standard_errors",
+}
+
+
+def sweep_store(path, plan, *, client, quiet: bool = False, dsm_test: str = sweep.DSM_TEST) -> dict | None:
     """Run the height sweep for every multi-view date group and write it to the store at ``path``.
-    Returns the summary stored in the ``height_sweep`` attribute (None when no date has two images)."""
+    Returns the summary stored in the ``height_sweep`` attribute (None when no date has two images).
+    ``dsm_test``: the test of the DSM height (config ``height_sweep.dsm_test``;
+    :func:`offnadir.cube.sweep.sweep_tile`)."""
     import dask
     import zarr
 
@@ -123,9 +138,11 @@ def sweep_store(path, plan, *, client, quiet: bool = False) -> dict | None:
                  ", ".join(f"{b:.3f}" for b in geom["base_to_height"]), geom["step_m"], sweep.STEP_FRACTION,
                  2 * sweep.WINDOW_RADIUS + 1, 2 * sweep.WINDOW_RADIUS + 1, sweep.MARGIN_STEPS, relief,
                  sweep.MARGIN_STEPS)
+    log.info("height sweep: test of the DSM height: %s%s", DSM_TEST_TEXT[dsm_test],
+             " (config height_sweep.dsm_test)" if dsm_test != sweep.DSM_TEST else " (the default)")
     _layout(path, plan)
     plan_node = dask.delayed(plan, pure=True, traverse=False)
-    tasks = [dask.delayed(sweep_region, pure=False)(str(path), plan_node, t, geom, relief)
+    tasks = [dask.delayed(sweep_region, pure=False)(str(path), plan_node, t, geom, relief, dsm_test)
              for t in plan.tiles() for geom in geoms]
     if not quiet:
         print(f"offnadir: height sweep, {len(groups)} date group(s) with >= 2 images, {len(tasks)} tasks",
@@ -140,13 +157,13 @@ def sweep_store(path, plan, *, client, quiet: bool = False) -> dict | None:
         "window_cells": 2 * sweep.WINDOW_RADIUS + 1,
         "margin_steps": sweep.MARGIN_STEPS,
         "dsm_test_standard_errors": sweep.SE_FACTOR,
-        "dsm_test": "window: dh = 0 where the agreement at the DSM heights is within dsm_test_standard_errors * "
-                    "(1 - s*^2) / sqrt(window cells) of the best agreement s*",
+        "dsm_test": DSM_TEST_TEXT[dsm_test],
         "scene_relief_m": relief,
         "seconds": elapsed,
         "tiles": [{"tile": r["tile"], "images": [names[k] for k in r["members"]], "z_min": r["z0"],
                    "z_max": r["z0"] + (r["n"] - 1) * r["step"] if r["n"] else None,
-                   "heights": r["n"], "cells_measured": r["measured"]} for r in results if isinstance(r, dict)],
+                   "heights": r["n"], "cells_measured": r["measured"], "regions_tested_kept": r.get("regions")}
+                  for r in results if isinstance(r, dict)],
     }
     z = [(t["z_min"], t["z_max"]) for t in summary["tiles"] if t["heights"]]
     if z:
@@ -167,7 +184,8 @@ class SweepStage:
 
     def __call__(self, cfg, plan, out, client):
         check_tie_consistency(out, plan)
-        sweep_store(out, plan, client=client, quiet=self.quiet)
+        dsm_test = (cfg.get("height_sweep") or {}).get("dsm_test") or sweep.DSM_TEST
+        sweep_store(out, plan, client=client, quiet=self.quiet, dsm_test=dsm_test)
 
 
 def check_tie_consistency(path, plan) -> list[str]:
