@@ -42,6 +42,7 @@ PIPELINE_MODULES = (
     "offnadir.camera.kernels",
     "offnadir.cube.kernels",
     "offnadir.cube.visibility_kernels",
+    "offnadir.cube.visibility_bound_kernels",
     "offnadir.cube.sweep_kernels",
     "offnadir.cube.tiepoint_kernels",
     "offnadir.change.kernels",

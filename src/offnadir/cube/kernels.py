@@ -1,6 +1,7 @@
 """numba kernels of the co-registered cube: lattice interpolation, the image extent of projected
 cells and bilinear image sampling. Line-of-sight visibility lives in
-:mod:`offnadir.cube.visibility_kernels` (re-exported here: ``visibility_los``, ``halo_cells``).
+:mod:`offnadir.cube.visibility_kernels` (re-exported here: ``visibility_los``, ``halo_cells``) and
+:mod:`offnadir.cube.visibility_bound_kernels` (the geometry of its ahead bound).
 
 Kernels know numpy and numba only (no xarray, dask or rasterio). Each one loops over 2-D arrays on
 one thread (``nogil``: dask provides the parallelism) and writes into a preallocated ``out``.
@@ -23,9 +24,10 @@ import math
 import numpy as np
 from numba import njit
 
-from offnadir.cube.visibility_kernels import (  # noqa: F401  (the cube's kernels in one namespace)
-    _AHEAD_MAX_OFFSETS, _SKIP, DEFAULT_LOS_STEP, DEFAULT_Z_TOL, _ahead_bound, _box_meets_polygon, _coarse_max,
-    _los_sector, _pool_max, halo_cells, visibility_los)
+from offnadir.cube.visibility_bound_kernels import (  # noqa: F401  (the cube's kernels in one namespace)
+    _AHEAD_MAX_OFFSETS, _SKIP, _box_meets_polygon, _los_sector)
+from offnadir.cube.visibility_kernels import (  # noqa: F401
+    DEFAULT_LOS_STEP, DEFAULT_Z_TOL, _ahead_bound, _coarse_max, _pool_max, halo_cells, visibility_los)
 
 _NB = dict(cache=True, nogil=True, error_model="numpy")
 

@@ -40,17 +40,10 @@ reach past the DSM edge may be clipped there or padded with NaN; both are chunk-
 they differ from each other for rays that leave the DSM (a NaN-padded footprint still samples the
 edge cells), so the whole-vs-tiled reference must use the same convention as the tiles.
 
-Speed (the result is exactly that of the plain march: the reference twins in the tests have no
-shortcuts, and ``tests/test_visibility_shortcuts.py`` compares on large blocks):
-
-* a max pyramid of the block (coarse cells of 4, 8, 32 and 128 cells) lets the march jump over
-  the largest coarse cell around the current sample whose highest height is below the ray; those
-  samples could not hide the cell;
-* an *ahead bound* ends the march as soon as nothing left on the ray's path can reach it. For the
-  4-cell coarse cell of the current sample it bounds every height the rest of the march can meet,
-  minus the least rise of the ray on its way there: the coarse cells that rays of the block's
-  directions (the sector of its LOS vectors) reach within ``max_dist``, each lowered by its
-  distance times the smallest rise ``1 / max|los|``. The march stops when the ray is above it.
+Speed: a max pyramid of the block lets the march jump over samples that could not hide the cell,
+and an *ahead bound* ends it as soon as nothing left on the ray's path can reach the ray; the
+result is exactly that of the plain march (details: :mod:`offnadir.cube.visibility_bound_kernels`,
+which holds the bound's geometry).
 """
 
 from __future__ import annotations
@@ -60,15 +53,14 @@ import math
 import numpy as np
 from numba import njit
 
+from offnadir.cube.visibility_bound_kernels import _ahead_offsets, ahead_offsets
+
 _NB = dict(cache=True, nogil=True, error_model="numpy")
 
 #: recommended ``z_tol`` (metres) of :func:`visibility_los` for clean DSMs; see the module doc.
 DEFAULT_Z_TOL = 0.05
 #: default march step of :func:`visibility_los`, in cells along the ray (the maximum allowed).
 DEFAULT_LOS_STEP = 0.5
-
-
-# --------------------------------------------------------------------------- visibility
 
 
 def halo_cells(h_range_m, los_norm_max):
@@ -85,13 +77,6 @@ def halo_cells(h_range_m, los_norm_max):
     if not (math.isfinite(n) and n >= 0.0):
         raise ValueError(f"halo_cells: los_norm_max must be finite and >= 0 cells/m, got {los_norm_max!r}")
     return int(math.ceil(h * n)) + 2
-
-
-#: side (cells) of the coarse max grid of the ahead bound (the pyramid's first level); the pyramid
-#: has levels of 4, 8, 32 and 128 cells (the shifts in visibility_los assume these). 4 rather than 8:
-#: a finer bound lets more cells stop at once (CPU per 1024^2 tile of the 25-degree view of
-#: bench_cube's 2048^2 city: 41.3 -> 37.2 ms; identical results)
-_SKIP = 4
 
 
 @njit(**_NB)
@@ -163,136 +148,31 @@ def _jump(k, step, b, I, J, bi, bj, inv_ui, inv_uj):
     return k + 1
 
 
-@njit(**_NB)
-def _los_sector(los_di, los_dj):
-    """The directions of the LOS vectors: ``(ri, rj, lo, hi, n_max, ok)``. Every finite non-zero
-    ``(di, dj)`` makes an angle in ``[lo, hi]`` (radians) with the unit vector ``(ri, rj)`` (the
-    first such LOS) and has a norm <= ``n_max``; ``ok`` is False when there is none, or when one is
-    more than 60 degrees from the reference (no ahead bound then).
+@njit(inline="always", **_NB)
+def _surface_sums(dsm, ii, jj, ai, aj):
+    """``(sum of w * height, sum of w)`` over the 2x2 footprint with top-left cell (ii, jj) and
+    bilinear fractions (ai, aj), leaving out NaN cells and zero weights."""
+    acc, wsum = _add_sample(0.0, 0.0, (1.0 - ai) * (1.0 - aj), dsm[ii, jj])
+    acc, wsum = _add_sample(acc, wsum, (1.0 - ai) * aj, dsm[ii, jj + 1])
+    acc, wsum = _add_sample(acc, wsum, ai * (1.0 - aj), dsm[ii + 1, jj])
+    return _add_sample(acc, wsum, ai * aj, dsm[ii + 1, jj + 1])
 
-    Two passes: the reference first, then one branch-free pass over all vectors (no square root
-    or early exit inside it, so numba vectorises it: ~20x faster than one pass with both, which
-    took a third of the visibility time of a near-nadir image)."""
-    h, w = los_di.shape
-    ri = 0.0
-    rj = 0.0
-    found = False
-    for y in range(h):
-        for x in range(w):
-            di = los_di[y, x]
-            dj = los_dj[y, x]
-            n2 = di * di + dj * dj
-            if n2 > 0.0 and n2 < np.inf:
-                m = math.sqrt(n2)
-                ri = di / m
-                rj = dj / m
-                found = True
-                break
-        if found:
-            break
-    if not found:
-        return ri, rj, 0.0, 0.0, 0.0, False
-    tlo = np.inf
-    thi = -np.inf
-    n2max = 0.0
-    bad = False
-    for y in range(h):
-        for x in range(w):
-            di = los_di[y, x]
-            dj = los_dj[y, x]
-            n2 = di * di + dj * dj
-            valid = n2 > 0.0 and n2 < np.inf
-            dot = ri * di + rj * dj
-            # more than 60 degrees from the reference unless dot > |v| / 2, i.e. dot > 0, 4 dot^2 > |v|^2
-            bad |= valid and not (dot > 0.0 and 4.0 * dot * dot > n2)
-            t = (ri * dj - rj * di) / dot if valid else 0.0     # tan of the angle from the reference
-            if valid:
-                tlo = min(tlo, t)
-                thi = max(thi, t)
-                n2max = max(n2max, n2)
-    if bad:
-        return ri, rj, 0.0, 0.0, 0.0, False
-    return ri, rj, math.atan(tlo), math.atan(thi), math.sqrt(n2max), True
+
+@njit(inline="always", **_NB)
+def _add_sample(acc, wsum, w, v):
+    if w > 0.0 and v == v:
+        return acc + w * v, wsum + w
+    return acc, wsum
 
 
 @njit(**_NB)
-def _box_meets_polygon(a0, a1, b0, b1, px, py):
-    """Whether the box ``[a0, a1] x [b0, b1]`` and the convex polygon (px, py) intersect
-    (separating axis test)."""
-    npts = px.shape[0]
-    if px.max() < a0 or px.min() > a1 or py.max() < b0 or py.min() > b1:
-        return False
-    for q in range(npts):
-        nx = py[q] - py[(q + 1) % npts]        # an edge normal
-        ny = px[(q + 1) % npts] - px[q]
-        pmn = np.inf
-        pmx = -np.inf
-        for r in range(npts):
-            v = nx * px[r] + ny * py[r]
-            pmn = min(pmn, v)
-            pmx = max(pmx, v)
-        v0 = nx * a0 + ny * b0
-        v1 = nx * a0 + ny * b1
-        v2 = nx * a1 + ny * b0
-        v3 = nx * a1 + ny * b1
-        if pmx < min(min(v0, v1), min(v2, v3)) or max(max(v0, v1), max(v2, v3)) < pmn:
-            return False
-    return True
-
-
-#: most coarse cells the ahead bound may combine per coarse cell (beyond that it is not built)
-_AHEAD_MAX_OFFSETS = 512
-
-
-@njit(**_NB)
-def _ahead_bound(cmax, b, ri, rj, lo, hi, dmax, rise_min):
-    """``A[I, J]``: an upper bound of ``height - rise_min * distance`` over every 2x2 footprint a
-    march can still sample, after a sample whose footprint's top-left cell lies in coarse cell
-    (I, J) of ``cmax`` (side ``b``), for rays in directions ``[lo, hi]`` from ``(ri, rj)`` and at
-    most ``dmax`` cells further on. All +inf (no bound) when more than
-    :data:`_AHEAD_MAX_OFFSETS` coarse cells would be combined (very long or very wide sectors)."""
-    lo -= 1e-6                                 # margins against rounding (radians, cells)
-    hi += 1e-6
-    mid = 0.5 * (lo + hi)
-    reach = dmax * (1.0 + 1e-9) + 1e-6
-    # the sector (apex at the current sample, radius reach) inside a convex polygon: the apex, the
-    # two end points of the arc and the meeting point of the arc's end tangents
-    px = np.zeros(4)
-    py = np.zeros(4)
-    for q in range(3):
-        ang = lo if q == 0 else (mid if q == 1 else hi)
-        rad = reach / math.cos(0.5 * (hi - lo)) if q == 1 else reach
-        ca = math.cos(ang)
-        sa = math.sin(ang)
-        px[q + 1] = (ri * ca - rj * sa) * rad
-        py[q + 1] = (rj * ca + ri * sa) * rad
+def _ahead_combine(cmax, off_i, off_j, drop):
+    """The ahead bound ``A[I, J]``: an upper bound of ``height - rise * distance`` over every 2x2
+    footprint a march can still sample after a sample whose footprint's top-left cell lies in
+    coarse cell (I, J) of the max grid ``cmax``, from the geometry of
+    :func:`~offnadir.cube.visibility_bound_kernels.ahead_offsets`."""
     nI, nJ = cmax.shape
-    far = max(np.abs(px).max(), np.abs(py).max())
-    K = int(math.ceil(far / b)) + 2
-    n_max = (2 * K + 1) ** 2
-    off_i = np.empty(n_max, np.int64)
-    off_j = np.empty(n_max, np.int64)
-    drop = np.empty(n_max)
-    n = 0
-    m = 0.01
-    for dI in range(-K, K + 1):
-        for dJ in range(-K, K + 1):
-            # a later sample in coarse cell (I+dI, J+dJ) is displaced from the current one by a
-            # vector in this (slightly enlarged) box
-            a0 = b * dI - b - m
-            a1 = b * dI + b + m
-            b0 = b * dJ - b - m
-            b1 = b * dJ + b + m
-            if not _box_meets_polygon(a0, a1, b0, b1, px, py):
-                continue
-            if n == _AHEAD_MAX_OFFSETS:
-                return np.full((nI, nJ), np.inf)
-            ci = 0.0 if a0 <= 0.0 <= a1 else min(abs(a0), abs(a1))
-            cj = 0.0 if b0 <= 0.0 <= b1 else min(abs(b0), abs(b1))
-            off_i[n] = dI
-            off_j[n] = dJ
-            drop[n] = math.sqrt(ci * ci + cj * cj) * rise_min * (1.0 - 1e-9)
-            n += 1
+    n = off_i.shape[0]
     A = np.empty((nI, nJ))
     for I in range(nI):
         for J in range(nJ):
@@ -308,9 +188,16 @@ def _ahead_bound(cmax, b, ri, rj, lo, hi, dmax, rise_min):
     return A
 
 
-@njit(**_NB)
+def _ahead_bound(cmax, b, ri, rj, lo, hi, dmax, rise_min):
+    """:func:`_ahead_combine` of ``cmax`` (coarse cells of side ``b``) with the geometry of a
+    sector (:func:`~offnadir.cube.visibility_bound_kernels._ahead_offsets`); all +inf when there
+    is no bound."""
+    off_i, off_j, drop, ok = _ahead_offsets(b, ri, rj, lo, hi, dmax, rise_min)
+    return _ahead_combine(cmax, off_i, off_j, drop) if ok else np.full(cmax.shape, np.inf)
+
+
 def visibility_los(dsm, los_di, los_dj, core_i0, core_j0, core_h, core_w, h_max, z_tol,
-                   max_dist, out, step=0.5):
+                   max_dist, out, step=DEFAULT_LOS_STEP):
     """Visibility of the core cells of a DSM block by marching along each cell's line of sight.
 
     dsm: (H, W) float64 block = core + halo, NaN = nodata.
@@ -325,6 +212,18 @@ def visibility_los(dsm, los_di, los_dj, core_i0, core_j0, core_h, core_w, h_max,
 
     A cell with a zero LOS (exact nadir) is visible.
     """
+    off_i, off_j, drop, sh = ahead_offsets(los_di, los_dj, dsm.shape, max_dist)
+    args = (dsm, los_di, los_dj, core_i0, core_j0, core_h, core_w, h_max, z_tol, max_dist, out, off_i, off_j,
+            drop, sh)
+    # the default step is left out so that numba compiles it as a constant: the march divides by
+    # it (a division by 0.5 is exact, so the result is the same; 5 % less CPU at 25 degrees)
+    _march(*args) if step == DEFAULT_LOS_STEP else _march(*args, step)
+
+
+@njit(**_NB)
+def _march(dsm, los_di, los_dj, core_i0, core_j0, core_h, core_w, h_max, z_tol, max_dist, out, off_i, off_j,
+           drop, sh, step=DEFAULT_LOS_STEP):
+    """:func:`visibility_los` with the ahead bound's geometry (``sh`` -1: no bound)."""
     H, W = dsm.shape
     if core_i0 < 0 or core_j0 < 0 or core_i0 + core_h > H or core_j0 + core_w > W:
         raise ValueError("visibility_los: the core (core_i0, core_j0, core_h, core_w) "
@@ -341,16 +240,13 @@ def visibility_los(dsm, los_di, los_dj, core_i0, core_j0, core_h, core_w, h_max,
     c1 = _pool_max(c0, 4)                   # 32 (>> 5)
     c2 = _pool_max(c1, 4)                   # 128 (>> 7)
     hm = h_max if np.isfinite(h_max) else top
-    ri, rj, lo, hi, n_max, ok = _los_sector(los_di, los_dj)
-    sh = 2                                  # ahead[i >> sh, j >> sh]: cells of _SKIP = 4
-    if ok:
-        dmax = max_dist if max_dist < np.inf else math.sqrt(H * H + W * W) + 2.0
-        ahead = _ahead_bound(cf, _SKIP, ri, rj, lo, hi, dmax, 1.0 / n_max)
-        if ahead[0, 0] == np.inf:           # too many cells of 4 to combine (long or wide sector): 8
-            ahead = _ahead_bound(c0, 2 * _SKIP, ri, rj, lo, hi, dmax, 1.0 / n_max)
-            sh = 3
-    else:
+    if sh == 2:                             # ahead[i >> sh, j >> sh]: cells of _SKIP = 4
+        ahead = _ahead_combine(cf, off_i, off_j, drop)
+    elif sh == 3:                           # too many cells of 4 to combine (long or wide sector): 8
+        ahead = _ahead_combine(c0, off_i, off_j, drop)
+    else:                                   # no bound
         ahead = np.full(cf.shape, np.inf)
+        sh = 2
     for y in range(core_h):
         bi = core_i0 + y
         for x in range(core_w):
@@ -418,28 +314,7 @@ def visibility_los(dsm, los_di, los_dj, core_i0, core_j0, core_h, core_w, h_max,
                 if rz >= cf[I, J]:
                     k = _jump(k, step, 4, I, J, bi, bj, inv_ui, inv_uj)
                     continue
-                acc = 0.0
-                wsum = 0.0
-                w = (1.0 - ai) * (1.0 - aj)
-                v = dsm[ii, jj]
-                if w > 0.0 and v == v:
-                    acc += w * v
-                    wsum += w
-                w = (1.0 - ai) * aj
-                v = dsm[ii, jj + 1]
-                if w > 0.0 and v == v:
-                    acc += w * v
-                    wsum += w
-                w = ai * (1.0 - aj)
-                v = dsm[ii + 1, jj]
-                if w > 0.0 and v == v:
-                    acc += w * v
-                    wsum += w
-                w = ai * aj
-                v = dsm[ii + 1, jj + 1]
-                if w > 0.0 and v == v:
-                    acc += w * v
-                    wsum += w
+                acc, wsum = _surface_sums(dsm, ii, jj, ai, aj)
                 if wsum > 0.0 and acc / wsum - ray > z_tol:
                     vis = 0
                     break
