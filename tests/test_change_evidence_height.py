@@ -105,7 +105,10 @@ def test_ground_cells_keep_their_ground_codes_as_a_witness():
     assert np.nanmedian(plain[beside]) > 0.45  # the roof's disagreement fills the ground's windows
     assert np.nanmedian(strat[beside]) < 0.25  # its ground codes alone agree
     assert np.nanmedian(strat[50:70, 95:105]) > 0.8  # changed ground: both witnesses disagree
-    np.testing.assert_array_equal(strat[elevated], plain[elevated])  # roofs keep their whole window
+    # roofs keep their whole window, as the geometric mean with its sign-reversal ratio
+    _, rev = EV.structural_evidence(base, target, ok, ok, 21, offs, sig, reversal=True)
+    np.testing.assert_allclose(strat[elevated], EV.roof_evidence(plain, rev)[elevated])
+    assert np.nanmedian(strat[50:70, 30:50]) > 0.8  # the changed roof: neither witness agrees
     assert np.all(strat[~elevated] <= plain[~elevated])
     # core: the values of the whole-array computation, on the core only
     core = (10, 110, 30, 100)

@@ -90,16 +90,22 @@ def stratum_evidence(base, target, ok_base, ok_target, elevated, window, offsets
     cell beside a changed, re-covered or worn roof shares its window with the roof's codes, whose
     disagreement is the roof's, not the ground's; its ground codes alone still agree. Where the
     ground itself changed (a new building's roof and walls appear *on* it) both disagree. Elevated
-    cells keep their whole window only: a roof's change shows on the ground beside it (its outline
-    and relief displacement gone, a raised roof's walls moved). Same arguments as
-    ``structural_evidence`` plus ``elevated`` (bool, the arrays' shape)."""
-    e = EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=compare, core=core)
+    cells keep their whole window (a roof's change shows on the ground beside it: its outline and
+    relief displacement gone, a raised roof's walls moved) and take the geometric mean of its
+    census ratio and its sign-reversal ratio (:func:`offnadir.change.evidence.roof_evidence`): a
+    re-covered or weathered roof turns flat codes textured or textured ones flat, which ``R``
+    counts as disagreement and the reversal ratio does not. Ground cells do not: a new building
+    on flat ground is exactly texture appearing. Same arguments as ``structural_evidence`` plus
+    ``elevated`` (bool, the arrays' shape)."""
     if not elevated.any():
-        return e
+        return EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=compare,
+                                      core=core)
+    e, rev = EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=compare,
+                                    core=core, reversal=True)
     ground = ~elevated if compare is None else (compare & ~elevated)
     eg = EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=ground, core=core)
     i0, i1, j0, j1 = core if core is not None else (0, base.shape[0], 0, base.shape[1])
-    return np.where(elevated[i0:i1, j0:j1], e, np.fmin(e, eg))
+    return np.where(elevated[i0:i1, j0:j1], EV.roof_evidence(e, rev), np.fmin(e, eg))
 
 
 def add_evidence(*parts):

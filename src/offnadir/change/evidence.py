@@ -17,6 +17,12 @@ comparison of the base and target samples on the DSM grid (see docs/change_detec
   scene's relief, and the smallest ``R`` over those shifts is kept (an unchanged surface matches
   at one of them; a demolished roof or a new building matches at none).
 
+* on **elevated** cells a second ratio over the same codes, the sign-reversal ratio ``S``
+  (:mod:`offnadir.change.reversal`: only pairs whose order reversed count, not those that turned
+  flat or textured), and the roof's evidence is their geometric mean ``sqrt(R S)``
+  (:func:`roof_evidence`): a roof that is still there keeps the order of its edges and features
+  however it was re-covered or weathered; one that vanished or moved does not.
+
 A demolished building: the base shows the roof's edges where the DSM predicts them, the target
 shows the ground (other edges, or none) -> codes differ. A new building on flat ground: the target
 shows a roof and its relief displacement where the base shows ground -> codes differ. Both need no
@@ -135,7 +141,7 @@ def relative_offsets(az0, off0, az1, off1, max_dh, cell):
 
 
 def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=((0, 0),),
-                        sigmas=None, compare=None, core=None):
+                        sigmas=None, compare=None, core=None, reversal: bool = False):
     """Per-cell cross-date structural evidence ``E`` (>= 0, about 1 = no agreement beyond
     chance; NaN: not observable): the smallest :func:`census_ratio` over the parallax
     ``offsets`` (target shifted), on the cells observable in both (``ok_base & ok_target``).
@@ -144,16 +150,35 @@ def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=(
     arrays themselves, :func:`noise_sigma`); ``compare``: cells whose codes may be compared
     (default all; e.g. not where the direct sun differs between the dates: a moved cast shadow
     is a nuisance) — the others still get the evidence of their window. ``core``: (i0, i1, j0, j1),
-    return only those cells (the arrays' margin is halo)."""
+    return only those cells (the arrays' margin is halo). ``reversal``: also return the
+    sign-reversal ratio ``S`` of the same codes (:mod:`offnadir.change.reversal`), as ``(E, S)``."""
     from offnadir.change import census as K
 
     sa, sb = sigmas if sigmas is not None else (noise_sigma(base, ok_base), noise_sigma(target, ok_target))
     cm = np.ones(base.shape, bool) if compare is None else compare
-    best = K.min_census_ratio(K.pack(*census(base, ok_base & cm, sa)), K.pack(*census(target, ok_target & cm, sb)),
-                              offsets, window, core)
+    wa, wb = K.pack(*census(base, ok_base & cm, sa)), K.pack(*census(target, ok_target & cm, sb))
+    best = K.min_census_ratio(wa, wb, offsets, window, core)
     i0, i1, j0, j1 = core if core is not None else (0, base.shape[0], 0, base.shape[1])
-    best[~(ok_base & ok_target)[i0:i1, j0:j1]] = np.nan
-    return best
+    unseen = ~(ok_base & ok_target)[i0:i1, j0:j1]
+    best[unseen] = np.nan
+    if not reversal:
+        return best
+    from offnadir.change.reversal import min_reversal_ratio
+
+    rev = min_reversal_ratio(wa, wb, offsets, window, core)
+    rev[unseen] = np.nan
+    return best, rev
+
+
+def roof_evidence(r, s):
+    """Evidence of an elevated cell from its census ratio ``R`` and sign-reversal ratio ``S``:
+    ``sqrt(R S)`` (the mean of their logarithms, the scale the calibration works on: two witnesses
+    of one roof, neither trusted alone), ``R`` where ``S`` is undefined (no signed code of a kind
+    in the window). Both are about 1 for unrelated surfaces, so the product keeps that anchor."""
+    r = np.asarray(r, np.float64)
+    s = np.asarray(s, np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(s) & np.isfinite(r), np.sqrt(np.maximum(r, 0.0) * np.maximum(s, 0.0)), r)
 
 
 def structural_evidence_reference(base, target, ok_base, ok_target, window: int, offsets=((0, 0),), sigmas=None,
