@@ -18,7 +18,7 @@ ground false-alarm rate in and out of shadow (``truth_shadow.tif``), the elevate
 only (tree changes left out too), and the sun the change stage used (store attribute
 ``change_sun``) against the truth in scene.json (target: within 5 degrees).
 
-    python benchmarks/eval_hard_sim.py [--seeds 0 1 2] [--size 256] [--work /tmp/eval_hard_sim]
+    python benchmarks/eval_hard_sim.py [--seeds 0 1 2 3 4 5] [--size 256] [--work /tmp/eval_hard_sim]
                                        [--workers 1] [--reuse] [--json out.json] [--stereo]
 
 ``--stereo``: the second date is a same-date pair (``offnadir simulate --new-views 2``: target.tif
@@ -251,7 +251,9 @@ def _print_target(r, label=""):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    # six seeds: a 256² hard scene holds 3-4 changed objects, so one seed's F1 moves by 0.2 with one
+    # roof; the mean over six is the steadier figure (seeds 0-2 alone: `--seeds 0 1 2`)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--work", default="/tmp/eval_hard_sim")
     ap.add_argument("--workers", type=int, default=1)
@@ -289,8 +291,12 @@ def main(argv=None) -> int:
     ok_sun = bool(suns) and all(s <= SUN_LIMIT_DEG for s in suns)
     print()
     what = "per seed (target's for every seed, then target2's)" if a.stereo else "per seed"
-    print(f"elevated F1 (structural truth) {what}: {', '.join(_f(f) for f in f1s)} -> "
-          f"{'PASS' if ok_f1 else 'FAIL'} (target >= {F1_TARGET})")
+    print(f"elevated F1 (structural truth) {what}: {', '.join(_f(f) for f in f1s)} (mean "
+          f"{_f(float(np.mean(f1s)))}) -> {'PASS' if ok_f1 else 'FAIL'} (target >= {F1_TARGET})")
+    aucs = [r["reference"]["auc"] for r in targets if r.get("reference")]
+    if aucs:
+        print(f"score AUC on all decided cells {what}: {', '.join(_f(v) for v in aucs)} (mean "
+              f"{_f(float(np.mean(aucs)))})")
     print(f"ground false-alarm rate {what}: {', '.join(_f(f) for f in fas)}")
     tot_m = {k: sum(r["misses"][k] for r in targets) for k in rows[0]["misses"]}
     tot_f = {k: sum(r["false_alarms"][k] for r in targets) for k in rows[0]["false_alarms"]}
