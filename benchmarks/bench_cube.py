@@ -560,6 +560,8 @@ def main(argv=None) -> int:
     ep.add_argument("--gdal-plain-kernel", action="store_true",
                     help="add -wo XSCALE=1 -wo YSCALE=1 (a fixed-size kernel like offnadir's) to gdalwarp")
     ep.add_argument("--workdir", help="where inputs are made (and reused if present); default a temp dir")
+    ep.add_argument("--tile-passes", type=int, default=3,
+                    help="passes of the tiles alone on the same warm cluster (median reported; default 3)")
     cp = sub.add_parser("scaling", help="tiles/s on 1 and 2 workers, load average printed")
     cp.add_argument("--size", type=int, default=4096, help="DSM side in cells (default 4096)")
     cp.add_argument("--repeat", type=int, default=2, help="rounds of (1 worker, 2 workers)")
