@@ -6,6 +6,7 @@ the resume bookkeeping are here; the passes over the tiles are :mod:`offnadir.ch
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,8 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
             create_flag_array(g, PROGRESS, grid, "change detection progress bits: 1 segmented, 4 maps written")
             g.attrs["change_options"] = json.dumps(opts.as_dict(), default=str)
         done = np.asarray(g[PROGRESS][...])
-    run = run_all(Runner(T.StoreIO(path), cube, opts, chunks_yx, client=client, quiet=quiet), done, mark=True)
+    io = T.StoreIO(path, run=uuid.uuid4().hex)  # this run's token: its workers cache the cube's chunks
+    run = run_all(Runner(io, cube, opts, chunks_yx, client=client, quiet=quiet), done, mark=True)
     tab = table(run)
     with _quiet_zarr():
         if tab is not None:

@@ -3,18 +3,76 @@ window around a tile, the run's small context, and the parallax offsets. numpy o
 
 from __future__ import annotations
 
+import itertools
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 
 # ----------------------------------------------------------------------------- I/O
-class StoreIO:
-    """Reads and writes regions of the Zarr store (picklable: just the path)."""
+#: arrays of the cube that the change stage only reads (written by earlier stages): their decoded
+#: chunks are kept per process for the run (:class:`StoreIO` with a ``run`` token)
+READ_ONLY = frozenset({"dsm", "visible", "value", "dh", "dh_sigma"})
+#: bytes of decoded chunks a process keeps (least recently used dropped first): a 2048^2 cube of
+#: two 4-band images is 160 MB; larger cubes keep the chunks of the tiles a worker is on
+CACHE_BYTES = 512 * 2**20
 
-    def __init__(self, path):
+
+class _Cache:
+    """Least-recently-used store of decoded chunks and open array handles of one process."""
+
+    def __init__(self, limit: int):
+        self.limit, self.size = limit, 0
+        self.chunks: OrderedDict = OrderedDict()
+        self.arrays: dict = {}
+        self.lock = threading.Lock()
+
+    def chunk(self, key, load):
+        with self.lock:
+            v = self.chunks.get(key)
+            if v is not None:
+                self.chunks.move_to_end(key)
+                return v
+        v = load()
+        with self.lock:
+            if key not in self.chunks:
+                self.chunks[key] = v
+                self.size += v.nbytes
+                while self.size > self.limit and len(self.chunks) > 1:
+                    _, old = self.chunks.popitem(last=False)
+                    self.size -= old.nbytes
+        return v
+
+    def array(self, key, open_):
+        with self.lock:
+            a = self.arrays.get(key)
+        if a is None:
+            a = open_()
+            with self.lock:
+                if len(self.arrays) > 256:  # handles of earlier runs
+                    self.arrays.clear()
+                self.arrays[key] = a
+        return a
+
+
+_CACHE = _Cache(CACHE_BYTES)
+
+
+class StoreIO:
+    """Reads and writes regions of the Zarr store (picklable: the path and the run token).
+
+    With a ``run`` token (one per run of the stage: :func:`offnadir.change.stage.detect_store`),
+    a process keeps the arrays it opened and the decoded chunks of the :data:`READ_ONLY` arrays
+    for that run: a tile read with a halo decodes up to four chunks of each image, and every pass
+    reads them again; cached, a worker decodes each chunk once per run. Values are the store's,
+    unchanged; a new run (new token) never sees an earlier run's chunks."""
+
+    def __init__(self, path, run: str | None = None):
         self.path = str(path)
+        self.run = run
 
     def _group(self):
         import zarr
@@ -24,23 +82,71 @@ class StoreIO:
         with _quiet_zarr():
             return zarr.open_group(self.path, mode="r+", use_consolidated=False)
 
+    def _array(self, name):
+        if self.run is None:
+            return self._group()[name]
+        return _CACHE.array((self.run, self.path, name), lambda: self._group()[name])
+
     def read(self, name, key):
         from offnadir.store import _quiet_zarr
 
         with _quiet_zarr():
-            return np.asarray(self._group()[name][key])
+            a = self._array(name)
+            if self.run is not None and name in READ_ONLY:
+                out = _chunked_read(a, (self.run, self.path, name), key)
+                if out is not None:
+                    return out
+            return np.asarray(a[key])
 
     def write(self, name, key, arr):
         from offnadir.store import _quiet_zarr
 
+        if self.run is not None and name in READ_ONLY:
+            raise ValueError(f"StoreIO: {name} is read-only during a change run (its chunks are cached)")
         with _quiet_zarr():
-            self._group()[name][key] = arr
+            self._array(name)[key] = arr
 
     def has(self, name) -> bool:
         from offnadir.store import _quiet_zarr
 
         with _quiet_zarr():
             return name in set(self._group().array_keys())
+
+
+def _chunked_read(a, prefix, key):
+    """``a[key]`` assembled from cached decoded chunks; None for keys other than ints and
+    unit-step slices."""
+    key = key if isinstance(key, tuple) else (key,)
+    if len(key) > a.ndim:
+        return None
+    key = key + (slice(None),) * (a.ndim - len(key))
+    lo, hi, drop = [], [], []
+    for ax, (k, n) in enumerate(zip(key, a.shape)):
+        if isinstance(k, (int, np.integer)):
+            i = int(k) + n if k < 0 else int(k)
+            if not 0 <= i < n:
+                return None
+            lo.append(i)
+            hi.append(i + 1)
+            drop.append(ax)
+        elif isinstance(k, slice) and k.step in (None, 1):
+            b, e, _ = k.indices(n)
+            lo.append(b)
+            hi.append(max(b, e))
+        else:
+            return None
+    ch = a.chunks
+    out = np.empty(tuple(e - b for b, e in zip(lo, hi)), a.dtype)
+    if out.size:
+        ranges = [range(b // c, (e - 1) // c + 1) for b, e, c in zip(lo, hi, ch)]
+        for idx in itertools.product(*ranges):
+            c0 = [i * c for i, c in zip(idx, ch)]
+            sl = tuple(slice(s0, min(s0 + c, n)) for s0, c, n in zip(c0, ch, a.shape))
+            chunk = _CACHE.chunk(prefix + idx, lambda sl=sl: np.asarray(a[sl]))
+            src = tuple(slice(max(b, s.start) - s.start, min(e, s.stop) - s.start) for b, e, s in zip(lo, hi, sl))
+            dst = tuple(slice(max(b, s.start) - b, min(e, s.stop) - b) for b, e, s in zip(lo, hi, sl))
+            out[dst] = chunk[src]
+    return out.reshape(tuple(m for ax, m in enumerate(out.shape) if ax not in drop)) if drop else out
 
 
 class MemoryIO:
