@@ -12,7 +12,10 @@
 
 Writes PNG quicklooks (dh beside the CARS difference) into --out. Usage::
 
-    python benchmarks/eval_sweep_real.py --out /tmp/h3/eval [--workers 1] [--chunk 1024]
+    python benchmarks/eval_sweep_real.py --out /tmp/h3/eval [--workers 1] [--chunk 1024] [--dsm-test region]
+
+``--dsm-test region``: the sweep's region stage (config ``height_sweep.dsm_test``, see
+:mod:`offnadir.cube.sweep`) instead of the default window test.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ S2P = bc.REAL / "s2p" / "tests" / "data"
 
 
 TIE_BIAS = True
+#: the sweep's test of the DSM height (config height_sweep.dsm_test; --dsm-test)
+DSM_TEST = "window"
 
 
 def run_sweep(dsm, images, out: Path, *, workers: int, chunk: int):
@@ -46,7 +51,8 @@ def run_sweep(dsm, images, out: Path, *, workers: int, chunk: int):
 
     cfg = validate({"dsm": {"path": str(dsm), "vertical_datum": "ellipsoid"}, "images": images,
                     "output": {"path": str(out), "overwrite": True}, "tiling": {"chunk": chunk},
-                    "cluster": {"n_workers": workers}, "tie_bias": {"enabled": TIE_BIAS}},
+                    "cluster": {"n_workers": workers}, "tie_bias": {"enabled": TIE_BIAS},
+                    "height_sweep": {"dsm_test": DSM_TEST}},
                    source="eval_sweep_real")
     t0 = time.perf_counter()
     run_config(cfg, quiet=True, stage_hooks=(SweepStage(quiet=True),))
@@ -153,22 +159,29 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk", type=int, default=1024)
     ap.add_argument("--no-tie-bias", action="store_true",
                     help="switch the tie-point bias pass off (config tie_bias.enabled: false)")
+    ap.add_argument("--dsm-test", choices=("window", "region"), default="window",
+                    help="the sweep's test of the DSM height (config height_sweep.dsm_test)")
     ap.add_argument("--skip-km", action="store_true")
     ap.add_argument("--skip-same-date", action="store_true")
     a = ap.parse_args(argv)
-    global TIE_BIAS
+    global TIE_BIAS, DSM_TEST
     TIE_BIAS = not a.no_tie_bias
+    DSM_TEST = a.dsm_test
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    for n in ("distributed", "bokeh", "tornado", "asyncio"):
-        logging.getLogger(n).setLevel(logging.ERROR)
+    # distributed sets its loggers' levels when it is first imported (after this), and its INFO
+    # records (worker start, "Lost all workers" when the threaded cluster closes) reach the root
+    # handler: drop them there, errors stay
+    quiet = ("distributed", "bokeh", "tornado", "asyncio")
+    for h in logging.getLogger().handlers:
+        h.addFilter(lambda r: r.levelno >= logging.ERROR or not r.name.startswith(quiet))
     warnings.filterwarnings("ignore")
     ok = True
     if not a.skip_km:
         r = kahramanmaras(out, a.workers, a.chunk)
         print(f"\n== Kahramanmaraş: pre CARS DSM, post pair 2023-04-15 (dh of the pair), tie-point bias "
-              f"{'on' if TIE_BIAS else 'off'}")
+              f"{'on' if TIE_BIAS else 'off'}, DSM test {DSM_TEST}")
         print(f"run (cube + sweep): {r['seconds']:.1f} s, {r['cells']} cells; dh measured on "
               f"{100 * r['measured_fraction_of_decided']:.1f} % of decided cells")
         print(f"median |dh - CARS(post-pre)| on changed cells: {r['median_abs_dh_minus_cars_changed_m']:.2f} m "
