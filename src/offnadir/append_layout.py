@@ -217,6 +217,8 @@ def sweep_groups(path, plan_all, groups, *, client, run) -> dict:
     ``dh_sigma``, ``dh_score`` of their images (laid out with NaN for every image when the store
     has none yet). ``plan_all``: a plan whose ``images[k]`` is store image ``k`` for every member.
     Returns the groups' part of the ``height_sweep`` attribute."""
+    import json
+
     import dask
     import dask.array as da
     import xarray as xr
@@ -244,7 +246,11 @@ def sweep_groups(path, plan_all, groups, *, client, run) -> dict:
     relief = float(plan_all.h_max - plan_all.h_min)
     geoms = [sweep.pair_geometry(plan_all, m) for m in groups]
     plan_node = dask.delayed(plan_all, pure=True, traverse=False)
-    results = run([dask.delayed(sweep_region, pure=False)(str(path), plan_node, t, geom, relief)
+    # the store's own test of the DSM height (config height_sweep.dsm_test of the run that made it)
+    with S._quiet_zarr():
+        made = json.loads(zarr.open_group(str(path), mode="r", use_consolidated=False).attrs.get("config") or "{}")
+    dsm_test = (made.get("height_sweep") or {}).get("dsm_test") or sweep.DSM_TEST
+    results = run([dask.delayed(sweep_region, pure=False)(str(path), plan_node, t, geom, relief, dsm_test)
                    for t in plan_all.tiles() for geom in geoms])
     names = [im.name for im in plan_all.images]
     return {"groups": [{"images": [names[k] for k in geom["members"]], "pairs": geom["pairs"],
