@@ -36,8 +36,8 @@ _NB = dict(cache=True, nogil=True, error_model="numpy")
 SHADED = np.uint8(0)
 UNKNOWN = np.uint8(255)
 ILLUM_SCALE = 100.0
-#: rows per band of :func:`caster_distances`
-_ROWS = 32
+#: rows and columns of the blocks :func:`caster_distances` marches together
+_ROWS, _COLS = 8, 32
 
 
 # ----------------------------------------------------------------------------- sun visibility
@@ -123,13 +123,16 @@ def caster_distances(h, rise, di, dj, tol, max_dist, out):
     ``max_dist`` cells, the window's edge or the window's highest top; -1 when nothing blocks the
     ray (and on NaN heights).
 
-    The samples' offsets are the same for every cell, so the march runs as one pass over the
-    window per offset (contiguous rows, no per-cell branching), nearest offsets first, each cell
-    keeping its first blocker: the cost is (cells x offsets up to the window's relief), not (cells
-    x ray length), and a cell's result does not depend on its position in the window."""
+    The samples' offsets are the same for every cell, so the march runs as passes over blocks of
+    cells per offset (contiguous rows, no per-cell branching), nearest offsets first, each cell
+    keeping its first blocker; a block skips an offset when the highest top of the cells it would
+    sample (bounded by 8 x 8 block maxima) is within ``tol`` of the ray from the block's lowest
+    cell: no cell of the block can be blocked there. A cell's result does not depend on its
+    position in the window."""
     ny, nx = h.shape
     hmax = -np.inf
     zmin = np.inf
+    bm = np.full(((ny + 7) >> 3, (nx + 7) >> 3), -np.inf)  # highest finite top per 8 x 8 block
     for i in range(ny):
         for j in range(nx):
             v = h[i, j]
@@ -137,26 +140,47 @@ def caster_distances(h, rise, di, dj, tol, max_dist, out):
             if np.isfinite(v):
                 hmax = max(hmax, v)
                 zmin = min(zmin, v)
+                bm[i >> 3, j >> 3] = max(bm[i >> 3, j >> 3], v)
     if not hmax >= zmin:
         return
     # a sample blocks only if hmax - (z + s rise) > tol with z >= zmin (1e-9: rounding)
     climb = (hmax - zmin) - tol + 1e-9 * (1.0 + abs(hmax) + abs(zmin))
     oi, oj, ss = ray_offsets(di, dj, max_dist, rise, climb)
-    for r0 in range(0, ny, _ROWS):  # a band of rows at a time: its rows of ``out`` stay in cache
+    for r0 in range(0, ny, _ROWS):
         r1 = min(ny, r0 + _ROWS)
-        for n in range(oi.shape[0]):
-            a = oi[n]
-            b = oj[n]
-            s = ss[n]
-            sr = s * rise
-            for i in range(max(r0, -a), min(r1, ny - a)):
-                hr = h[i + a]
-                zrow = h[i]
-                orow = out[i]
-                for j in range(max(0, -b), min(nx, nx - b)):
-                    zr = zrow[j] + sr
-                    hit = (zr < hmax) & (hr[j + b] - zr > tol) & (orow[j] < 0.0)  # no branch: SIMD
-                    orow[j] = s if hit else orow[j]
+        for c0 in range(0, nx, _COLS):
+            c1 = min(nx, c0 + _COLS)
+            zb = np.inf  # the block's lowest top (NaN cells never match)
+            for i in range(r0, r1):
+                for j in range(c0, c1):
+                    zb = min(zb, h[i, j])
+            if not zb < np.inf:
+                continue
+            for n in range(oi.shape[0]):
+                a = oi[n]
+                b = oj[n]
+                s = ss[n]
+                sr = s * rise
+                i0 = max(r0, -a)
+                i1 = min(r1, ny - a)
+                j0 = max(c0, -b)
+                j1 = min(c1, nx - b)
+                if i0 >= i1 or j0 >= j1:
+                    continue
+                m = -np.inf  # bound of the tops this block samples at this offset
+                for p in range((i0 + a) >> 3, ((i1 - 1 + a) >> 3) + 1):
+                    for q in range((j0 + b) >> 3, ((j1 - 1 + b) >> 3) + 1):
+                        m = max(m, bm[p, q])
+                if m - (zb + sr) <= tol:  # rounding is monotone: no cell's h - (z + sr) exceeds it
+                    continue
+                for i in range(i0, i1):
+                    hr = h[i + a]
+                    zrow = h[i]
+                    orow = out[i]
+                    for j in range(j0, j1):
+                        zr = zrow[j] + sr
+                        hit = (zr < hmax) & (hr[j + b] - zr > tol) & (orow[j] < 0.0)  # no branch: SIMD
+                        orow[j] = s if hit else orow[j]
 
 
 @njit(inline="always", **_NB)
