@@ -92,6 +92,15 @@ class MadModel:
         _mad_rows(x, y, self.A, self.B, self.mean_x @ self.A - self.mean_y @ self.B, self.sigma, out)
         return out
 
+    def z(self, x, y, scale):
+        """``sum_i (M_i / sigma_i / scale_i)^2`` per row of x, y (n, p) -> (n,): the MAD variates'
+        squared norm in units of ``scale`` (p,), without the (n, p) variates in memory."""
+        x, y = _rows(x), _rows(y)
+        out = np.empty(x.shape[0])
+        _mad_z(x, y, self.A, self.B, self.mean_x @ self.A - self.mean_y @ self.B, self.sigma,
+               np.asarray(scale, np.float64), out)
+        return out
+
     def canonical(self, x, y):
         """First canonical variates (u_1, v_1): the most correlated combination of the bands."""
         x, y = _rows(x), _rows(y)
@@ -125,6 +134,21 @@ def _mad_rows(x, y, A, B, c, sigma, out):
             for q in range(p):
                 s += float(x[i, q]) * A[q, k] - float(y[i, q]) * B[q, k]
             out[i, k] = (s - c[k]) / sigma[k]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mad_z(x, y, A, B, c, sigma, scale, out):
+    """``out[i] = sum_k (((x[i] A - y[i] B)_k - c_k) / sigma_k / scale_k)^2``, summed in k order."""
+    n, p = x.shape
+    for i in range(n):
+        z = 0.0
+        for k in range(p):
+            s = 0.0
+            for q in range(p):
+                s += float(x[i, q]) * A[q, k] - float(y[i, q]) * B[q, k]
+            m = (s - c[k]) / sigma[k] / scale[k]
+            z += m * m
+        out[i] = z
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -39,7 +39,6 @@ def threshold(opts, model, robust_scale):
 
 def cell_scores(model, scale, z_thr, x, y):
     """0-1 scores of cells (rows of x, y); change where >= 0.5."""
-    M = model.mad(x, y) / scale
-    z = (M * M).sum(axis=1)
+    z = model.z(x, y, scale)
     with np.errstate(over="ignore"):
         return (1.0 - np.exp2(-z / z_thr)).astype(np.float32)
