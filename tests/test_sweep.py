@@ -151,6 +151,20 @@ def test_consistent_regions_match_the_slow_reference(seed):
     assert swk.label_consistent(step, 7.0, lab[:5, :8]) == 1
 
 
+def test_halo_counts_match_a_dilation():
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(3)
+    lab = np.zeros((50, 70), np.int32)
+    n = swk.label_consistent(np.round(rng.normal(0, 4, lab.shape)), 3.0, lab)
+    for r in (0, 2, 6):
+        out = np.empty(n + 1, np.int64)
+        swk.halo_counts(lab, n, r, out)
+        box = np.ones((2 * r + 1, 2 * r + 1), bool)
+        ref = [0] + [int(ndi.binary_dilation(lab == k, box).sum()) for k in range(1, n + 1)]
+        assert n > 20 and list(out) == ref
+
+
 def test_the_config_chooses_the_dsm_test(monkeypatch):
     from offnadir.config import validate
     from offnadir.config_schema import schema

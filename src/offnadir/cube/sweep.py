@@ -35,7 +35,7 @@ and sampling kernels), and keep the height where the group agrees best:
   surface, its median ``dh`` added to the DSM (a raised or lowered roof) or its median height (a
   level roof or the ground left by a demolition), the group's images are sampled and compared on
   both, and the region's mean Fisher-z lead of the agreement over the DSM heights must beat the
-  sampling noise of the windows that hold the region (:func:`sweep_noise.region_lead`: ``U``
+  sampling noise of the windows that hold the region (:func:`sweep_noise.region_se`: ``U``
   cells within a window radius, ``U / mean(N / N_eff)`` independent ones, ``N_eff`` from
   Bartlett's formula on the images' disagreement, :func:`sweep_noise.effective_samples`) by
   :data:`SE_FACTOR` standard errors after a Sidak allowance for having picked the surface among
@@ -344,10 +344,8 @@ def _pooled_regions(views, lon, lat, h, moved, at_dsm, a_dsm, hidden, pairs, rad
         _agreement(smp, pairs, radius, min_count, ncc, work, a)
         leads.append(a.astype(np.float64))
         n_eff = np.fmax(n_eff, SN.effective_samples(smp, pairs, radius, min_count))
-    lead = np.full(n + 1, -np.inf)
-    for a in leads:
-        d, se = SN.region_lead(lab, n, a_dsm, a, n_eff, n_win, radius)
-        lead = np.fmax(lead, d)
+    lead = np.fmax.reduce([SN.region_lead(lab, n, a_dsm, a) for a in leads])
+    se = SN.region_se(lab, n, n_eff, n_win, radius)
     z_crit = SN.selection_z(SE_FACTOR, len(leads) * n_heights * STEP_FRACTION)
     keep = np.zeros(n + 1, bool)
     with np.errstate(invalid="ignore"):

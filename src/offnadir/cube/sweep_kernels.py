@@ -222,3 +222,51 @@ def label_consistent(dh, tol, out):
                         stack[top] = yy * nx + xx
                         top += 1
     return n
+
+
+@njit(**_NB)
+def halo_counts(lab, n, r, out):
+    """out[k] = number of cells within ``r`` cells (a (2r+1)² square) of region ``k`` of the int
+    labels ``lab`` (k = 1..n; out[0] = 0): the cells the windows of the region's cells hold. Per
+    region, an integral image of its mask over its bounding box widened by ``r``."""
+    ny, nx = lab.shape
+    y0 = np.full(n + 1, ny, np.int64)
+    y1 = np.full(n + 1, -1, np.int64)
+    x0 = np.full(n + 1, nx, np.int64)
+    x1 = np.full(n + 1, -1, np.int64)
+    for y in range(ny):
+        for x in range(nx):
+            k = lab[y, x]
+            if k > 0:
+                y0[k] = min(y0[k], y)
+                y1[k] = max(y1[k], y)
+                x0[k] = min(x0[k], x)
+                x1[k] = max(x1[k], x)
+    out[0] = 0
+    for k in range(1, n + 1):
+        out[k] = 0
+        if y1[k] < 0:
+            continue
+        a0 = max(y0[k] - r, 0)
+        a1 = min(y1[k] + r, ny - 1)
+        b0 = max(x0[k] - r, 0)
+        b1 = min(x1[k] + r, nx - 1)
+        h = a1 - a0 + 1
+        w = b1 - b0 + 1
+        ii = np.zeros((h + 1, w + 1), np.int64)
+        for y in range(h):
+            acc = 0
+            for x in range(w):
+                if lab[a0 + y, b0 + x] == k:
+                    acc += 1
+                ii[y + 1, x + 1] = ii[y, x + 1] + acc
+        c = 0
+        for y in range(h):
+            lo_y = max(y - r, 0)
+            hi_y = min(y + r, h - 1) + 1
+            for x in range(w):
+                lo_x = max(x - r, 0)
+                hi_x = min(x + r, w - 1) + 1
+                if ii[hi_y, hi_x] - ii[lo_y, hi_x] - ii[hi_y, lo_x] + ii[lo_y, lo_x] > 0:
+                    c += 1
+        out[k] = c

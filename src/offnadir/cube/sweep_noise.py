@@ -5,8 +5,8 @@ agreement at another height mean that the surface moved?
   (textureless windows are no measurement);
 * :func:`effective_samples`: how many independent samples a window's correlation rests on
   (Bartlett's formula on the images' disagreement);
-* :func:`region_lead` and :func:`selection_z`: the region stage of ``sweep_tile(dsm_test="region")``,
-  the evidence pooled over each connected region of cells that moved (the module docstring of
+* :func:`region_lead`, :func:`region_se` and :func:`selection_z`: the region stage of
+  ``sweep_tile(dsm_test="region")``, the evidence pooled over each connected region of cells that moved (the module docstring of
   :mod:`offnadir.cube.sweep` says why and what it costs).
 
 numpy and scipy only; no dask.
@@ -112,17 +112,30 @@ def box_sum(v, radius: int) -> np.ndarray:
     return c[y1][:, x1] - c[y0][:, x1] - c[y1][:, x0] + c[y0][:, x0]
 
 
-def region_lead(lab, n: int, a_dsm, a_moved, n_eff, window_cells: int, radius: int):
-    """Per region (index 1..n; 0 unused): the lead ``D`` of the agreement at the moved surface over
-    the agreement at the DSM heights, and the standard error ``se`` of that lead under no change.
+def region_lead(lab, n: int, a_dsm, a_moved) -> np.ndarray:
+    """(n + 1,) per region (index 1..n; 0 unused, NaN): the lead ``D`` of the agreement at the
+    moved surface over the agreement at the DSM heights, the mean over the region's cells of
+    ``atanh(a_moved) - atanh(a_dsm)`` (Fisher z: a window's correlation there has standard error
+    ``1 / sqrt(N_eff - 3)``). a_dsm / a_moved: the windowed agreement
+    (:func:`offnadir.cube.sweep._agreement`) of every cell at the DSM heights and at the region's
+    moved surface; lab: int32 region labels (0: none)."""
+    lim = 1.0 - 1e-6
+    with np.errstate(invalid="ignore"):
+        lead = np.arctanh(np.clip(a_moved, -lim, lim)) - np.arctanh(np.clip(a_dsm, -lim, lim))
+    f = (lab > 0) & np.isfinite(lead)
+    cnt = np.bincount(lab[f], minlength=n + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(cnt > 0, np.bincount(lab[f], lead[f], n + 1) / cnt, np.nan)
+    d[0] = np.nan
+    return d
 
-    a_dsm / a_moved: the windowed agreement (:func:`offnadir.cube.sweep._agreement`) of every cell
-    at the DSM heights and at the region's moved surface; n_eff: per-cell effective samples of a
-    window of ``window_cells`` cells (:func:`effective_samples`).
 
-    ``D`` is the mean over the region's cells of ``atanh(a_moved) - atanh(a_dsm)`` (Fisher z:
-    a window's correlation there has standard error ``1 / sqrt(N_eff - 3)``). Noise model: the
-    region's windows together hold the ``U`` cells within a window radius of the region, and
+def region_se(lab, n: int, n_eff, window_cells: int, radius: int) -> np.ndarray:
+    """(n + 1,) per region: the standard error of :func:`region_lead` where nothing moved.
+
+    n_eff: per-cell effective samples of a window of ``window_cells`` cells
+    (:func:`effective_samples`). Noise model: the region's windows together hold the ``U`` cells
+    within a window radius of the region (:func:`offnadir.cube.sweep_kernels.halo_counts`), and
     their mean agreement is a locally normalised correlation over those cells; its samples are
     not independent where the images' disagreement is smooth, and the windows' variance factor
     ``S = N / N_eff`` (Bartlett, measured around every cell) applies to the region as well while
@@ -130,34 +143,16 @@ def region_lead(lab, n: int, a_dsm, a_moved, n_eff, window_cells: int, radius: i
     ``se = sqrt(2 / (U_eff - 3))`` (the two agreements taken as independent: they share their
     samples and are positively correlated, so this errs towards no change). NaN where
     ``U_eff <= 4``: too few independent samples to tell two surfaces apart."""
-    from scipy import ndimage as ndi
-
-    lim = 1.0 - 1e-6
-    d = np.full(n + 1, np.nan)
-    se = np.full(n + 1, np.nan)
-    if n == 0:
-        return d, se
-    with np.errstate(invalid="ignore"):
-        lead = np.arctanh(np.clip(a_moved, -lim, lim)) - np.arctanh(np.clip(a_dsm, -lim, lim))
-    f = (lab > 0) & np.isfinite(lead)
-    cnt = np.bincount(lab[f], minlength=n + 1)
     seen = (lab > 0) & np.isfinite(n_eff)
     ns = np.bincount(lab[seen], minlength=n + 1)
+    u = np.zeros(n + 1, np.int64)
+    swk.halo_counts(np.ascontiguousarray(lab, np.int32), n, radius, u)
     with np.errstate(invalid="ignore", divide="ignore"):
-        d = np.where(cnt > 0, np.bincount(lab[f], lead[f], n + 1) / cnt, np.nan)
         s = np.where(ns > 0, np.bincount(lab[seen], window_cells / np.maximum(n_eff[seen], 1.0), n + 1) / ns, np.nan)
-    u = np.zeros(n + 1)
-    box = np.ones((2 * radius + 1, 2 * radius + 1), bool)
-    for k, sl in enumerate(ndi.find_objects(lab), 1):
-        if sl is None:
-            continue
-        sl2 = tuple(slice(max(a.start - radius, 0), a.stop + radius) for a in sl)
-        u[k] = ndi.binary_dilation(lab[sl2] == k, box).sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
         u_eff = u / np.maximum(s, 1.0)
         se = np.where(u_eff > 4.0, np.sqrt(2.0 / (u_eff - 3.0)), np.nan)
-    d[0] = se[0] = np.nan
-    return d, se
+    se[0] = np.nan
+    return se
 
 
 def selection_z(k: float, n_choices: float) -> float:
