@@ -286,7 +286,7 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     if dsm_test == "region":
         moved = np.where(ok, dh, np.nan)
         kept, regions = _pooled_regions(views, lon, lat, h, moved, at_dsm, s0, hidden, geom["pairs"], radius,
-                                        min_count, n)
+                                        min_count, n, (ncc, work))
         # a region the pooled test cannot tell from the DSM: dh = 0, uncertain by as much as the
         # height it claimed (that height within SE_FACTOR sigmas)
         rejected = ok & (dh != 0) & ~kept
@@ -316,10 +316,11 @@ def _samples_at(views, lon, lat, surface, hidden):
     return out
 
 
-def _pooled_regions(views, lon, lat, h, moved, at_dsm, a_dsm, hidden, pairs, radius, min_count, n_heights):
+def _pooled_regions(views, lon, lat, h, moved, at_dsm, a_dsm, hidden, pairs, radius, min_count, n_heights, scratch):
     """The region stage (module docstring): (bool map of the cells whose region passes, [regions
     tested, regions kept]). moved: dh where measured, 0 where the DSM height explains the
-    images, NaN elsewhere; a_dsm: the agreement at the DSM heights."""
+    images, NaN elsewhere; a_dsm: the agreement at the DSM heights; scratch: the sweep's (ncc,
+    work) arrays of the block, reused."""
     from scipy import ndimage as ndi
 
     lab = np.zeros(h.shape, np.int32)
@@ -335,8 +336,7 @@ def _pooled_regions(views, lon, lat, h, moved, at_dsm, a_dsm, hidden, pairs, rad
     inside = lab > 0
     n_win = (2 * radius + 1) ** 2
     n_eff = SN.effective_samples(at_dsm, pairs, radius, min_count)
-    ncc = np.empty(h.shape, np.float32)
-    work = np.empty((7,) + h.shape)
+    ncc, work = scratch
     leads = []
     for surface in (h + offset[lab], np.where(inside, level[lab], h)):
         smp = _samples_at(views, lon, lat, surface, hidden)
