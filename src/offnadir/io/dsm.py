@@ -186,7 +186,7 @@ def _scan_heights(p: Path, band: int, nodata, shape) -> tuple[str, ...]:
     ny, nx = shape
     with rasterio.open(p) as ds:
         if ny * nx <= SCAN_CELLS:
-            h = ds.read(band).astype(np.float64).ravel()
+            h = ds.read(band).ravel()  # stored type: a float64 copy of a 2048^2 DSM cost 0.14 CPU-s
             sampled = ""
         else:
             bh, bw = ds.block_shapes[band - 1]
@@ -197,14 +197,14 @@ def _scan_heights(p: Path, band: int, nodata, shape) -> tuple[str, ...]:
             for b in picks:
                 i, j = divmod(int(b), gx)
                 win = Window(j * bw, i * bh, min(bw, nx - j * bw), min(bh, ny - i * bh))
-                parts.append(ds.read(band, window=win).astype(np.float64).ravel())
+                parts.append(ds.read(band, window=win).ravel())
             h = np.concatenate(parts)
             sampled = f" of {h.size} sampled"
-    if nodata is not None and not math.isnan(nodata):
-        h[h == nodata] = np.nan
-    lo, hi = HEIGHT_RANGE_M
+    lo, hi = HEIGHT_RANGE_M  # whole numbers: compared exactly in the stored type (NaN is never outside)
     with np.errstate(invalid="ignore"):
         bad = (h < lo) | (h > hi)
+    if nodata is not None and not math.isnan(nodata):
+        bad &= h != nodata
     n_bad = int(bad.sum())
     logging.getLogger("offnadir.io.dsm").info("DSM %s: %d%s cells outside %g..%g m", p, n_bad, sampled, lo, hi)
     if not n_bad:
