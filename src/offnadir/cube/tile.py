@@ -125,12 +125,11 @@ def compute_tile(plan, tile) -> dict:
 
 def block_stats(dsm, i0, i1, j0, j1) -> tuple[float, float, int]:
     """(min, max, count) of valid stored heights in a DSM block."""
-    h = dsm.read_block(i0, i1, j0, j1)
-    ok = np.isfinite(h)
-    n = int(ok.sum())
+    h = dsm.read_block(i0, i1, j0, j1)  # invalid cells are NaN (never +-inf: outside the valid range)
+    n = int(np.count_nonzero(~np.isnan(h)))
     if n == 0:
         return float("inf"), float("-inf"), 0
-    return float(h[ok].min()), float(h[ok].max()), n
+    return float(np.fmin.reduce(h, axis=None)), float(np.fmax.reduce(h, axis=None)), n  # NaN-skipping, no copy
 
 
 def combine_stats(*parts) -> tuple[float, float, int]:
