@@ -8,9 +8,13 @@ Every figure comes from fresh processes, as a user meets it (wall seconds, and C
 process and all its waited-for children: the dask nannies and workers):
 
 1. **fixed costs**: the bare interpreter; ``import offnadir.cli``; ``offnadir --help``; the imports of
-   a run (``offnadir.pipeline``, ``distributed``); a local cluster (``offnadir.cluster.dask_client``)
-   started, one task round trip, closed, with 1 and ``--workers`` workers, dashboard on and off;
-   the cube store opened (``xarray.open_zarr``) and closed. Best of ``--repeat``.
+   a run (``offnadir.pipeline``, then all that ``offnadir coregister`` imports: ``distributed`` and
+   ``zarr`` too; not xarray, pandas, rioxarray or dask.array, which only readers of the store pay:
+   their import is timed apart); a local cluster (``offnadir.cluster.dask_client``) started, one
+   task round trip, closed, with 1 and ``--workers`` workers: worker processes with the dashboard
+   on and off, and threads in the command's process (what a small plan gets by default,
+   ``cluster.local_workers: auto``); the cube store opened (``xarray.open_zarr``) and closed. Best
+   of ``--repeat``.
 2. **compilation**: ``offnadir warmup`` into an empty cache directory (cold: compile seconds per
    kernel module, the CPU of the compiling thread) and again (warm: nothing compiled); loading every
    cached kernel into one process (what each worker pays).
@@ -75,7 +79,8 @@ import json, sys, time
 t0 = time.perf_counter()
 from offnadir.cluster import dask_client
 t1 = time.perf_counter()
-cm = dask_client(n_workers=int(sys.argv[1]), quiet=True, options={"dashboard": sys.argv[2]})
+cm = dask_client(n_workers=int(sys.argv[1]), quiet=True, options={"dashboard": sys.argv[2]},
+                 processes=sys.argv[3] == "processes")
 client = cm.__enter__()
 t2 = time.perf_counter()
 client.submit(lambda: 1, pure=False).result()
@@ -122,16 +127,21 @@ def fixed_costs(work: Path, workers: int, repeat: int, store: Path) -> list[dict
     for label, args in [("python -c pass (interpreter)", ["-c", "pass"]),
                         ("import offnadir.cli", ["-c", "import offnadir.cli"]),
                         ("offnadir --help", ["-m", "offnadir.cli", "--help"]),
-                        ("import offnadir.pipeline (a run's imports)", ["-c", "import offnadir.pipeline"]),
-                        ("import distributed", ["-c", "import distributed"])]:
+                        ("import offnadir.pipeline", ["-c", "import offnadir.pipeline"]),
+                        ("import offnadir.pipeline, distributed, zarr (a coregister run's imports)",
+                         ["-c", "import offnadir.pipeline, distributed, zarr"]),
+                        ("import distributed", ["-c", "import distributed"]),
+                        ("import xarray, rioxarray, dask.array (readers of the store; not a run)",
+                         ["-c", "import xarray, rioxarray, dask.array"])]:
         r = best(args, env, repeat)
         rows.append({"what": label, "wall_s": r["wall_s"], "cpu_s": r["cpu_s"]})
     for n in sorted({1, workers}):
-        for dash in ("127.0.0.1:0", "none"):
-            runs = [json.loads(run(["-c", CLUSTER_CODE, str(n), dash], env)["stdout"].splitlines()[-1])
+        for kind, dash in (("processes", "127.0.0.1:0"), ("processes", "none"), ("threads", "127.0.0.1:0")):
+            runs = [json.loads(run(["-c", CLUSTER_CODE, str(n), dash, kind], env)["stdout"].splitlines()[-1])
                     for _ in range(repeat)]
             b = {k: min(r[k] for r in runs) for k in runs[0]}
-            rows.append({"what": f"local cluster, {n} worker(s), dashboard {'on' if dash != 'none' else 'off'}: "
+            shape = f"{n} worker process(es)" if kind == "processes" else f"{n} thread(s) in this process"
+            rows.append({"what": f"local cluster, {shape}, dashboard {'on' if dash != 'none' else 'off'}: "
                                  f"start / first task / close",
                          "wall_s": b["start_s"] + b["first_task_s"] + b["close_s"],
                          "detail": f"{b['start_s']:.2f} / {b['first_task_s']:.2f} / {b['close_s']:.2f} s"})
