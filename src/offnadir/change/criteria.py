@@ -184,9 +184,12 @@ def structural(tb: TargetTable, opts):
     ref[ground] = np.nan  # reported only: too loose a reference on real ground textures (see docs)
     # elevated patches: the best correlation along the parallax direction
     if tb.profile is not None and tb.profile.shape[1] > 0:
-        r_raw = corr(tb.profile)  # (n, nk), columns ordered by signed offset
-        r_raw = np.where(tb.profile[..., 0] >= opts.min_cells, r_raw, np.nan)
-        r = _smooth3(r_raw)
+        # (n, nk), columns ordered by signed offset; rows without any pair (ground patches: most
+        # of the table) stay NaN, so only the others are computed
+        r = np.full(tb.profile.shape[:2], np.nan)
+        sel = np.flatnonzero(np.any(tb.profile[..., 0] > 0, axis=1))
+        sub = tb.profile[sel]
+        r[sel] = _smooth3(np.where(sub[..., 0] >= opts.min_cells, corr(sub), np.nan))
         k0 = int(np.argmin(np.abs(tb.shift_cells)))
         has = tb.elevated & np.any(np.isfinite(r), axis=1)
         kb = np.where(has, np.nanargmax(np.where(np.isfinite(r), r, -np.inf), axis=1), k0)
