@@ -26,6 +26,8 @@ Variants (what each changes for **elevated** cells; ground cells keep the curren
   on elevated cells its geometric mean with the sign-reversal ratio, :mod:`offnadir.change.reversal`);
 * ``census_only``: elevated cells take the window census ratio ``R`` alone (the evidence before the
   sign-reversal ratio);
+* ``reversal_everywhere``: ground cells too take the geometric mean with the sign-reversal ratio
+  (what keeping it to roofs is measured against);
 * ``radius2``: the census at neighbour distance 2 (coarser structure survives re-texturing);
 * ``roof_codes``: the window's code pairs restricted to elevated cells (interior of roofs only);
 * ``outline_pairs``: restricted to the code pairs that cross the elevated outline (one cell on a
@@ -34,7 +36,10 @@ Variants (what each changes for **elevated** cells; ground cells keep the curren
   contrasts ``x(outside) - x(inside)`` over the pixel pairs crossing the roof's *own* outline (no
   dead band, so a contrast of either sign that keeps its sign agrees), the largest over the
   evidence's parallax offsets; ``R_roof = 1 - cos`` (1: unrelated, 0: same outline), combined
-  with the cell's window ``R`` as their geometric mean.
+  with the cell's ``current`` evidence as their geometric mean.
+
+The other roof variants replace the elevated cells' ``current`` evidence (with the sign-reversal
+ratio) by theirs.
 
     python benchmarks/eval_evidence_offline.py [--hard /tmp/eval_hard_sim] [--seeds 0 1 2 3 4 5]
                                                [--km /tmp/eval_change_real] [--variants ...]
@@ -58,7 +63,7 @@ from offnadir.change import evidence as EV
 from offnadir.change import reference as REF
 
 KM_REF = Path("/work/shared/data/real/picanteo/derived/cars_1.3.0/reference_change.tif")
-VARIANTS = ("current", "census_only", "radius2", "roof_codes", "outline_pairs", "outline_cosine")
+VARIANTS = ("current", "census_only", "reversal_everywhere", "radius2", "roof_codes", "outline_pairs", "outline_cosine")
 
 
 def _read(path):
@@ -160,6 +165,11 @@ def variant(name, d, inp, current):
         return current
     if name == "census_only":
         roof = census_evidence(inp, inp["same_sun"])
+    elif name == "reversal_everywhere":
+        a, b = inp["inten"]
+        _, rev = EV.structural_evidence(a, b, *inp["ok"], inp["window"], inp["offsets"], inp["sigmas"],
+                                        compare=inp["same_sun"], reversal=True)
+        return EV.roof_evidence(current, rev)
     elif name == "radius2":
         roof = census_evidence(inp, inp["same_sun"], 2)
     elif name == "roof_codes":
