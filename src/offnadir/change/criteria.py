@@ -94,10 +94,11 @@ class TargetTable:
     mean_rob: np.ndarray  # (n, p) patch mean of robust-standardised MAD variates (NaN: unused)
     frac_above: np.ndarray  # (n, L) share of cells whose m_c exceeds each of tile.LEVELS
     c0: np.ndarray  # (n, 6) correlation sums at zero offset
-    profile: np.ndarray | None  # (n, nk, 6) parallax sums (zeros for ground patches)
+    profile: np.ndarray | None  # (m, nk, 6) parallax sums of the rows ``profile_rows`` (others: none)
     shift_cells: np.ndarray  # (nk,) signed offset length of each profile column
     noise_var: float = np.nan  # per-cell noise variance of the first canonical variates
     cell: float = 1.0  # metres per cell
+    profile_rows: np.ndarray | None = None  # (m,) rows of ``profile`` (None: all n, in order)
     ndvi_thresholds: tuple | None = None  # (base, target) NDVI above which a patch is vegetation
     ndvi_base: np.ndarray | None = None
     ndvi_target: np.ndarray | None = None
@@ -184,12 +185,10 @@ def structural(tb: TargetTable, opts):
     ref[ground] = np.nan  # reported only: too loose a reference on real ground textures (see docs)
     # elevated patches: the best correlation along the parallax direction
     if tb.profile is not None and tb.profile.shape[1] > 0:
-        # (n, nk), columns ordered by signed offset; rows without any pair (ground patches: most
-        # of the table) stay NaN, so only the others are computed
-        r = np.full(tb.profile.shape[:2], np.nan)
-        sel = np.flatnonzero(np.any(tb.profile[..., 0] > 0, axis=1))
-        sub = tb.profile[sel]
-        r[sel] = _smooth3(np.where(sub[..., 0] >= opts.min_cells, corr(sub), np.nan))
+        # (n, nk), columns ordered by signed offset; rows without a profile stay NaN
+        r = np.full((n, tb.profile.shape[1]), np.nan)
+        sel = np.arange(n) if tb.profile_rows is None else tb.profile_rows
+        r[sel] = _smooth3(np.where(tb.profile[..., 0] >= opts.min_cells, corr(tb.profile), np.nan))
         k0 = int(np.argmin(np.abs(tb.shift_cells)))
         has = tb.elevated & np.any(np.isfinite(r), axis=1)
         kb = np.where(has, np.nanargmax(np.where(np.isfinite(r), r, -np.inf), axis=1), k0)
