@@ -191,7 +191,8 @@ def calibrated(e, d):
     t, el, vis = d["t"], d["elev"], d["vis"]
     p = np.full(e.shape, np.nan)
     for s, m in ((1, el), (0, ~el)):
-        p[m] = C.probability(P.ratio_evidence(e[m]), C.fit(C.histogram(P.ratio_evidence(e), m), anchor=P.ANCHOR["evidence"]))
+        model = C.fit(C.histogram(P.ratio_evidence(e), m), anchor=P.ANCHOR["evidence"])
+        p[m] = C.probability(P.ratio_evidence(e[m]), model)
     p = P.either(p, P.paint(d["patch"], d["patch_ids"], d["patch_score"]))
     obs = (vis[0] == 1) & (vis[t] == 1) & np.isfinite(p)
     ch = np.full(e.shape, 2, np.uint8)
