@@ -63,6 +63,46 @@ def _pack(codes, valid, out):
                                                                                             np.uint32(0))
 
 
+def census_words(x, mask, t, r: int, neigh):
+    """The packed words (:func:`pack`) of the ternary census codes of ``x`` in one pass, without
+    the (8, y, x) code and validity arrays: for direction ``d`` = ``neigh[d] * r``, the neighbour
+    difference ``x[c + d] - x[c]`` (``x`` taken as 0 outside ``mask``) gives -1 / +1 where its
+    magnitude exceeds ``t`` (else 0), valid where both cells are in ``mask``; directions leaving
+    the array give code 0, invalid. Arithmetic in ``x``'s float type (``t`` rounded to it), as
+    :func:`offnadir.change.evidence.census` computes it."""
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    x = np.ascontiguousarray(x)
+    out = np.empty(x.shape, np.uint32)
+    _census_words(x, np.ascontiguousarray(mask, np.bool_), x.dtype.type(t), int(r),
+                  np.asarray(neigh, np.int64).reshape(-1, 2), out)
+    return out
+
+
+@njit(**_NB)
+def _census_words(x, mask, t, r, neigh, out):
+    ny, nx = x.shape
+    zero = x.dtype.type(0)
+    nt = -t
+    for i in range(ny):
+        for j in range(nx):
+            mc = mask[i, j]
+            xc = x[i, j] if mc else zero
+            w = np.uint32(0)
+            for d in range(neigh.shape[0]):
+                a = i + neigh[d, 0] * r
+                b = j + neigh[d, 1] * r
+                if a < 0 or a >= ny or b < 0 or b >= nx:
+                    continue
+                ma = mask[a, b]
+                v = (x[a, b] if ma else zero) - xc
+                # |v| > t and v < 0  <=>  v < -t (negation and abs are exact)
+                w |= (np.uint32(v < nt) << np.uint32(d)) | (np.uint32(v > t) << np.uint32(d + 8)) \
+                    | (np.uint32(ma and mc) << np.uint32(d + 16))
+            out[i, j] = w
+
+
 def words(neg, pos, val):
     """Three (y, x) uint8 bit planes (directions whose code is -1, +1, valid) -> the words of
     :func:`pack`."""
