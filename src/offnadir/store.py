@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import warnings
 from contextlib import contextmanager
@@ -362,9 +361,10 @@ def write_tile(path, plan, tile) -> tuple[int, int]:
     import zarr
 
     from offnadir.cube.tile import compute_tile
+    from offnadir.zarr_chunks import write_tile_chunks
 
     res = compute_tile(plan, tile)
-    if _write_chunks(path, tile, res):
+    if write_tile_chunks(path, tile, res):  # a local v2 store: straight to the chunk files
         return tile.ti, tile.tj
     region = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
     with _quiet_zarr():
@@ -373,26 +373,6 @@ def write_tile(path, plan, tile) -> tuple[int, int]:
             g[name][(Ellipsis,) + region] = arr
         g[DONE][tile.ti, tile.tj] = 1
     return tile.ti, tile.tj
-
-
-def _write_chunks(path, tile, res: dict) -> bool:
-    """A local v2 store: write the tile's chunks straight to their files, then its done flag
-    (:mod:`offnadir.zarr_chunks`). False, having written nothing, when that does not apply."""
-    from offnadir import zarr_chunks as zc
-
-    if is_url(path):
-        return False
-    root = str(path)
-    jobs = []
-    for name, arr in list(res.items()) + [(DONE, np.ones((1, 1), np.uint8))]:
-        meta = zc.array_meta(os.path.join(root, name))
-        start = (0,) * (arr.ndim - 2) + ((tile.i0, tile.j0) if name != DONE else (tile.ti, tile.tj))
-        if meta is None or len(meta["shape"]) != arr.ndim or zc.chunks_of(meta, start, arr.shape) is None:
-            return False
-        jobs.append((os.path.join(root, name), meta, start, arr))
-    for adir, meta, start, arr in jobs:  # the flag last: a tile is done once its cells are on disk
-        zc.write_region(adir, meta, start, arr)
-    return True
 
 
 def done_tiles(path) -> set[tuple[int, int]]:

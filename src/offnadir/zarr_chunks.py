@@ -87,3 +87,24 @@ def _all_fill(block: np.ndarray, fill) -> bool:
     if isinstance(fill, float) and np.isnan(fill):
         return bool(np.isnan(block).all()) if block.dtype.kind == "f" else False
     return bool((block == fill).all())
+
+
+def write_tile_chunks(path, tile, res: dict) -> bool:
+    """A cube tile's fields ``res`` (see :func:`offnadir.cube.tile.compute_tile`) written into the
+    local v2 store at ``path`` chunk by chunk, then its done flag (``tile_done``). False, having
+    written nothing, when any of its arrays cannot be written here (the caller uses zarr)."""
+    from offnadir.store import DONE, is_url
+
+    if is_url(path):
+        return False
+    root = str(path)
+    jobs = []
+    for name, arr in list(res.items()) + [(DONE, np.ones((1, 1), np.uint8))]:
+        meta = array_meta(os.path.join(root, name))
+        start = (0,) * (arr.ndim - 2) + ((tile.i0, tile.j0) if name != DONE else (tile.ti, tile.tj))
+        if meta is None or len(meta["shape"]) != arr.ndim or chunks_of(meta, start, arr.shape) is None:
+            return False
+        jobs.append((os.path.join(root, name), meta, start, arr))
+    for adir, meta, start, arr in jobs:  # the flag last: a tile is done once its cells are on disk
+        write_region(adir, meta, start, arr)
+    return True

@@ -9,10 +9,15 @@ import json
 import logging
 import math
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from offnadir._version import __version__
 from offnadir.errors import DataError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 log = logging.getLogger("offnadir.cube.dataset")
 
