@@ -47,3 +47,23 @@ def test_merge_grouped_matches_a_dense_sum():
     for name in dense:
         np.testing.assert_allclose(out[name], dense[name][uid], rtol=1e-14, atol=1e-14)
         assert out[name].dtype == arrays[0][name].dtype
+
+
+def test_sparse_profiles_summed_over_tiles_equal_the_dense_sum():
+    from offnadir.change import tile as T
+
+    rng = np.random.default_rng(3)
+    nk, parts, dense = 7, [], {}
+    for _ in range(5):  # tiles: elevated ids, profiles with most (patch, offset) pairs empty
+        eids = np.unique(rng.integers(1, 40, 12))
+        prof = rng.normal(size=(len(eids), nk, 6))
+        prof[rng.random((len(eids), nk)) < 0.8] = 0.0
+        prof[..., 0] = np.where(prof[..., 0] != 0, np.abs(prof[..., 0]) + 1, 0)  # counts
+        for e, row in zip(eids, prof):
+            dense[e] = dense.get(e, 0.0) + row
+        parts.append({"ids": eids, "rows": {"n": np.ones(len(eids))}, "eids": eids,
+                      "erows": {"prof_1": T.sparse_profile(eids, prof)}})
+    red = T.add_patch(T.add_patch(*parts[:3]), T.add_patch(*parts[3:]))  # a two-level tree
+    got = T.dense_profile(red["eids"], red["erows"]["prof_1"])
+    np.testing.assert_array_equal(red["eids"], sorted(dense))
+    np.testing.assert_allclose(got, np.stack([dense[e] for e in red["eids"]]), rtol=1e-14, atol=1e-14)

@@ -212,7 +212,7 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
             prof = np.zeros((int(is_el.sum()), len(di), 6))
             erow_map = np.where(rowmap >= 0, erow_of[np.maximum(rowmap, 0)], -1)
             K.parallax_sums(lab, erow_map, u, v, di, dj, ci0, ci1, cj0, cj1, prof)
-            erows[f"prof_{t}"] = prof
+            erows[f"prof_{t}"] = sparse_profile(ids[is_el], prof)
     out["ids"], out["rows"] = ids, rows
     out["eids"], out["erows"] = (ids[is_el] if erows else np.zeros(0, np.int64)), erows
     return out
@@ -234,8 +234,30 @@ def add_patch(*parts):
     """Tree-reduction step of :func:`patch_tile` results."""
     ids, rows = K.merge_grouped([p["ids"] for p in parts], [p["rows"] for p in parts])
     eparts = [p for p in parts if len(p["erows"])]
-    eids, erows = K.merge_grouped([p["eids"] for p in eparts], [p["erows"] for p in eparts])
+    eids = np.unique(np.concatenate([p["eids"] for p in eparts])) if eparts else np.zeros(0, np.int64)
+    erows = {}
+    for name in (eparts[0]["erows"] if eparts else ()):
+        keys, vals = K.merge_grouped([p["erows"][name][0] for p in eparts], [{"v": p["erows"][name][1]} for p in eparts])
+        erows[name] = (keys, vals["v"], eparts[0]["erows"][name][2])
     return {"ids": ids, "rows": rows, "eids": eids, "erows": erows}
+
+
+def sparse_profile(eids, prof):
+    """The parallax sums ``prof`` (len(eids), nk, 6) of the patches ``eids`` as (keys, sums, nk)
+    of their (patch, offset) pairs with any cell pair (``key = id * nk + k``): a few percent of
+    the dense table (a small roof has no pair at long offsets), what the tiles send to be summed."""
+    nk = prof.shape[1]
+    r, k = np.nonzero(prof[..., 0] > 0)  # row-major: keys ascending as eids are
+    return np.asarray(eids, np.int64)[r] * nk + k, prof[r, k], nk
+
+
+def dense_profile(eids, sparse):
+    """:func:`sparse_profile` summed over tiles back to the (len(eids), nk, 6) table of ``eids``
+    (pairs none of the tiles had are zero, as in the tiles' dense tables)."""
+    keys, vals, nk = sparse
+    out = np.zeros((len(eids), nk, 6))
+    out[np.searchsorted(eids, keys // nk), keys % nk] = vals
+    return out
 
 
 def sigma_score(v, thr):
