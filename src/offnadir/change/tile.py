@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from offnadir.change import irmad
 from offnadir.change import kernels as K
 from offnadir.change import segment, shadow
-from offnadir.change.fit import N_STRATA, mad_cells, ndvi, usable
+from offnadir.change.fit import N_STRATA, ndvi, usable
 from offnadir.change.tileio import (  # noqa: F401  (re-exported: the tasks' shared types)
     SUN_HALO_CAP,
     Context,
@@ -128,14 +129,9 @@ LEVELS = 2.0 ** (np.arange(-2, 11) / 2.0)
 
 
 def _robust_cells(models, scales, x, y, stratum):
-    """MAD variates of cells in the robust scale of their stratum."""
-    M = mad_cells(models, x, y, stratum)
-    for k in range(N_STRATA):
-        sc = scales[k] if scales[k] is not None else scales[0]
-        sel = stratum == k
-        if sc is not None and sel.any():
-            M[sel] = M[sel] / sc
-    return M
+    """MAD variates of cells in the robust scale of their stratum (:func:`irmad.mad_strata`: the
+    numbers of :func:`~offnadir.change.fit.mad_cells` divided per stratum, in one pass)."""
+    return irmad.mad_strata(list(models)[:N_STRATA], list(scales)[:N_STRATA], x, y, stratum)
 
 
 # ----------------------------------------------------------------------------- patch sums
