@@ -98,5 +98,13 @@ def test_stratum_evidence_uses_the_reversal_ratio_on_elevated_cells_only():
     el = elevated[5:85, 5:85]
     np.testing.assert_allclose(e[el], np.sqrt(r * s)[el])
     np.testing.assert_allclose(e[~el], np.fmin(r, ground)[~el])
+    # cells outside the ``reversal`` mask (the pipeline: where a same-date pair measured dh) keep R
+    half = np.zeros(el.shape, bool)
+    half[:, :40] = True
+    e2 = P.stratum_evidence(base, target, ok, ok, elevated, window, offs, sig, core=core, reversal=half)
+    np.testing.assert_allclose(e2[el & half], np.sqrt(r * s)[el & half])
+    np.testing.assert_allclose(e2[el & ~half], r[el & ~half])
+    np.testing.assert_allclose(e2[~el], e[~el])
+    assert not np.allclose(r[el & half], np.sqrt(r * s)[el & half])  # the two differ here
     # where the reversal ratio is undefined the census ratio stands
     assert np.array_equal(EV.roof_evidence(np.array([0.5, 0.8]), np.array([np.nan, 0.2])), np.array([0.5, 0.4]))

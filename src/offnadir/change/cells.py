@@ -68,10 +68,13 @@ def evidence_tile(io, ctx, tile, plan, has):
         inten = [EV.intensity(val[k]) for k in range(ctx.n_images)]
         ok = [(vis[k] == 1) & np.isfinite(inten[k]) for k in range(ctx.n_images)]
         ev = np.full((ctx.n_images,) + elev.shape, np.nan, np.float32)
+        # where a same-date pair measured the height change, dh (not S) weighs a roof's texture change
+        no_dh = ~np.isfinite(io.read("dh", (slice(None),) + yx)) if has.get("dh") else None
         for t in ctx.targets:
             e = stratum_evidence(inten[0], inten[t], ok[0], ok[t], elev_w, window, offsets[t], (sigmas[0], sigmas[t]),
-                                 compare=_same_sun(lit, t),
-                                 core=(core[0].start, core[0].stop, core[1].start, core[1].stop))
+                                 compare=_same_sun(lit, t), core=(core[0].start, core[0].stop, core[1].start,
+                                                                  core[1].stop),
+                                 reversal=None if no_dh is None else no_dh[t])
             ev[t] = e
             for s, m in ((1, elev), (0, ~elev)):
                 hist[("evidence", t, s)] = C.histogram(ratio_evidence(e), m)
@@ -82,7 +85,8 @@ def evidence_tile(io, ctx, tile, plan, has):
     return {"hist": hist, "sample": sample}
 
 
-def stratum_evidence(base, target, ok_base, ok_target, elevated, window, offsets, sigmas, compare=None, core=None):
+def stratum_evidence(base, target, ok_base, ok_target, elevated, window, offsets, sigmas, compare=None, core=None,
+                     reversal=None):
     """:func:`offnadir.change.evidence.structural_evidence`, and for a **ground** cell the smaller of
     that and the same ratio over the code pairs of ground cells only (``~elevated``).
 
@@ -95,8 +99,10 @@ def stratum_evidence(base, target, ok_base, ok_target, elevated, window, offsets
     census ratio and its sign-reversal ratio (:func:`offnadir.change.evidence.roof_evidence`): a
     re-covered or weathered roof turns flat codes textured or textured ones flat, which ``R``
     counts as disagreement and the reversal ratio does not. Ground cells do not: a new building
-    on flat ground is exactly texture appearing. Same arguments as ``structural_evidence`` plus
-    ``elevated`` (bool, the arrays' shape)."""
+    on flat ground is exactly texture appearing. ``reversal`` (bool, the core's shape): the
+    elevated cells that use it (default all; :func:`evidence_tile`: those without a measured
+    ``dh``, which weighs a roof's change there and sees a raised roof whose edges moved onto flat
+    roof, where ``S`` is blind). Same arguments as ``structural_evidence`` plus ``elevated``."""
     if not elevated.any():
         return EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=compare,
                                       core=core)
@@ -105,7 +111,8 @@ def stratum_evidence(base, target, ok_base, ok_target, elevated, window, offsets
     ground = ~elevated if compare is None else (compare & ~elevated)
     eg = EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=ground, core=core)
     i0, i1, j0, j1 = core if core is not None else (0, base.shape[0], 0, base.shape[1])
-    return np.where(elevated[i0:i1, j0:j1], EV.roof_evidence(e, rev), np.fmin(e, eg))
+    roof = EV.roof_evidence(e, rev) if reversal is None else np.where(reversal, EV.roof_evidence(e, rev), e)
+    return np.where(elevated[i0:i1, j0:j1], roof, np.fmin(e, eg))
 
 
 def add_evidence(*parts):
