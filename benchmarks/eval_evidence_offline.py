@@ -1,7 +1,9 @@
 """Evaluation: structural-evidence variants recomputed from existing stores, calibrated the pipeline's
 way and scored, in seconds instead of a detect run per variant (issue 7, one image per date).
 
-Reads the stores that ``benchmarks/eval_hard_sim.py`` (``--work``: ``hardN/`` scenes and
+One image per date (stores without ``dh``; with a same-date pair the roofs' evidence also depends
+on where ``dh`` was measured, :func:`offnadir.change.cells.evidence_tile`). Reads the stores that
+``benchmarks/eval_hard_sim.py`` (``--work``: ``hardN/`` scenes and
 ``hardN.zarr``) and ``benchmarks/eval_change_real.py`` (``--workdir``: ``km_post1.zarr``,
 ``km_post2.zarr``) leave behind. For every store and variant it recomputes the per-cell evidence
 ``R`` from the store's cube (``value``, ``visible``, ``elevated``, ``dsm``, ``illumination``) with
