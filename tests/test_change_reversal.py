@@ -108,3 +108,36 @@ def test_stratum_evidence_uses_the_reversal_ratio_on_elevated_cells_only():
     assert not np.allclose(r[el & half], np.sqrt(r * s)[el & half])  # the two differ here
     # where the reversal ratio is undefined the census ratio stands
     assert np.array_equal(EV.roof_evidence(np.array([0.5, 0.8]), np.array([np.nan, 0.2])), np.array([0.5, 0.4]))
+
+
+def test_evidence_tile_keeps_the_census_ratio_on_roofs_where_a_pair_measured_dh():
+    from types import SimpleNamespace
+
+    from offnadir.change.tileio import MemoryIO
+    from offnadir.cube.plan import Tile
+
+    rng = np.random.default_rng(7)
+    _, base = _roof_scene(rng, 90)
+    target = 0.7 * base + 40.0 + rng.normal(0, 2.0, base.shape)
+    target[40:80, 40:80] += ndi.gaussian_filter(rng.standard_normal((40, 40)), 1.0) * 20.0
+    base = base + rng.normal(0, 2.0, base.shape)
+    elevated = np.zeros(base.shape, bool)
+    elevated[40:80, 40:80] = True
+    dh = np.full((2,) + base.shape, np.nan, np.float32)
+    dh[1][:, :60] = 0.0  # the same-date pair measured the left part of the scene
+    arrays = {"visible": np.ones((2,) + base.shape, np.uint8), "value": np.stack([base, target])[:, None],
+              "elevated": elevated.astype(np.uint8), "dh": dh,
+              "evidence": np.full((2,) + base.shape, np.nan, np.float32)}
+    offs, window, sig = [(0, -1), (0, 0), (0, 1)], 15, (2.0, 2.0)
+    plan = {"window": window, "offsets": {1: offs}, "sigmas": list(sig), "structural": True, "sample_rate": 1.0,
+            "want_patch": False, "want_ortho": False}
+    ctx = SimpleNamespace(shape=base.shape, n_images=2, targets=(1,))
+    P.evidence_tile(MemoryIO(arrays), ctx, Tile(0, 0, 0, 90, 0, 90), plan, {"elevated": True, "dh": True})
+    got = arrays["evidence"][1]
+    ok = np.ones(base.shape, bool)
+    with_s = P.stratum_evidence(base, target, ok, ok, elevated, window, offs, sig)
+    without = P.stratum_evidence(base, target, ok, ok, elevated, window, offs, sig, reversal=np.zeros(base.shape, bool))
+    measured = np.isfinite(dh[1])
+    np.testing.assert_allclose(got[elevated & measured], without[elevated & measured], rtol=1e-6)
+    np.testing.assert_allclose(got[elevated & ~measured], with_s[elevated & ~measured], rtol=1e-6)
+    assert not np.allclose(with_s[elevated & measured], without[elevated & measured])
