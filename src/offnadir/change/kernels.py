@@ -83,14 +83,22 @@ def illumination(h, cell, sun_az, sun_el, tol, step_max, max_dist, out):
                 out[i, j] = np.uint8(min(max(q, 1), 254))
 
 
+@njit(inline="always", **_NB)
+def _step(i, s, d):
+    """Offset from cell index ``i`` of the nearest cell to ``i + s d`` as the per-cell march
+    computes it: ``floor(i + s d + 1/2) - i`` (the rounding of ``i + s d`` makes it depend on
+    ``i`` where ``s d`` lands a rounding error away from a cell edge, e.g. sun azimuth 150 deg)."""
+    return int(math.floor(i + s * d + 0.5)) - i
+
+
 @njit(**_NB)
-def ray_offsets(di, dj, max_dist, rise, climb):
+def ray_offsets(di, dj, max_dist, rise, climb, gi, gj):
     """The cells a ray from a cell top visits towards the sun, as offsets from that cell: samples
     every half cell ``s = k / 2`` (k = 1, 2, ...; ``s <= max_dist``) at the nearest cell
-    ``(floor(s di + 1/2), floor(s dj + 1/2))``; only the first sample of each offset is kept (a
-    later one in the same cell sees the same top from a higher ray), and (0, 0) never is. Stops
-    once the ray has climbed ``climb`` metres (``rise`` per cell): no top can block it beyond.
-    Returns (offset rows, offset cols, s) in the order of ``s``."""
+    (:func:`_step` from row ``gi`` and column ``gj``); only the first sample of each offset is
+    kept (a later one in the same cell sees the same top from a higher ray), and (0, 0) never
+    is. Stops once the ray has climbed ``climb`` metres (``rise`` per cell): no top can block it
+    beyond. Returns (offset rows, offset cols, s) in the order of ``s``."""
     kmax = int(math.floor(max_dist / 0.5))
     oi = np.empty(max(kmax, 0), np.int64)
     oj = np.empty(max(kmax, 0), np.int64)
@@ -102,8 +110,8 @@ def ray_offsets(di, dj, max_dist, rise, climb):
         s = 0.5 * k
         if s * rise > climb:
             break
-        a = int(math.floor(s * di + 0.5))
-        b = int(math.floor(s * dj + 0.5))
+        a = _step(gi, s, di)
+        b = _step(gj, s, dj)
         if a == li and b == lj:
             continue
         li = a
@@ -113,6 +121,44 @@ def ray_offsets(di, dj, max_dist, rise, climb):
         ss[n] = s
         n += 1
     return oi[:n], oj[:n], ss[:n]
+
+
+@njit(**_NB)
+def _regular(n, d, g, max_dist, rise, climb):
+    """Per index ``i < n``: do its steps (:func:`_step`) equal those of index ``g`` for every
+    sample that can block a ray (``s rise <= climb``)?"""
+    kmax = int(math.floor(max_dist / 0.5))
+    out = np.ones(n, np.bool_)
+    for k in range(1, kmax + 1):
+        s = 0.5 * k
+        if s * rise > climb:
+            break
+        ref = _step(g, s, d)
+        for i in range(n):
+            if out[i] and _step(i, s, d) != ref:
+                out[i] = False
+    return out
+
+
+@njit(inline="always", **_NB)
+def _march(h, i, j, rise, di, dj, hmax, tol, max_dist):
+    """The per-cell march (every half cell, nearest cell, first top more than ``tol`` above the
+    ray; -1 at the window's edge, above ``hmax`` or beyond ``max_dist``)."""
+    ny, nx = h.shape
+    z = h[i, j]
+    s = 0.5
+    while s <= max_dist:
+        zr = z + s * rise
+        if zr >= hmax:
+            return -1.0
+        pi = int(math.floor(i + s * di + 0.5))
+        pj = int(math.floor(j + s * dj + 0.5))
+        if pi < 0 or pi >= ny or pj < 0 or pj >= nx:
+            return -1.0
+        if (pi != i or pj != j) and np.isfinite(h[pi, pj]) and h[pi, pj] - zr > tol:
+            return s
+        s += 0.5
+    return -1.0
 
 
 @njit(**_NB)
@@ -127,8 +173,8 @@ def caster_distances(h, rise, di, dj, tol, max_dist, out):
     cells per offset (contiguous rows, no per-cell branching), nearest offsets first, each cell
     keeping its first blocker; a block skips an offset when the highest top of the cells it would
     sample (bounded by 8 x 8 block maxima) is within ``tol`` of the ray from the block's lowest
-    cell: no cell of the block can be blocked there. A cell's result does not depend on its
-    position in the window."""
+    cell: no cell of the block can be blocked there. The numbers are those of the per-cell march
+    (:func:`_march`), also in the rows and columns whose rounding differs (marched cell by cell)."""
     ny, nx = h.shape
     hmax = -np.inf
     zmin = np.inf
@@ -145,7 +191,11 @@ def caster_distances(h, rise, di, dj, tol, max_dist, out):
         return
     # a sample blocks only if hmax - (z + s rise) > tol with z >= zmin (1e-9: rounding)
     climb = (hmax - zmin) - tol + 1e-9 * (1.0 + abs(hmax) + abs(zmin))
-    oi, oj, ss = ray_offsets(di, dj, max_dist, rise, climb)
+    # the offsets of the last row and column; rows and columns whose steps differ (a few near
+    # index 0, at azimuths where steps land on cell edges) are marched cell by cell below
+    oi, oj, ss = ray_offsets(di, dj, max_dist, rise, climb, ny - 1, nx - 1)
+    row_ok = _regular(ny, di, ny - 1, max_dist, rise, climb)
+    col_ok = _regular(nx, dj, nx - 1, max_dist, rise, climb)
     for r0 in range(0, ny, _ROWS):
         r1 = min(ny, r0 + _ROWS)
         for c0 in range(0, nx, _COLS):
@@ -181,6 +231,10 @@ def caster_distances(h, rise, di, dj, tol, max_dist, out):
                         zr = zrow[j] + sr
                         hit = (zr < hmax) & (hr[j + b] - zr > tol) & (orow[j] < 0.0)  # no branch: SIMD
                         orow[j] = s if hit else orow[j]
+    for i in range(ny):
+        for j in range(nx):
+            if not (row_ok[i] and col_ok[j]) and np.isfinite(h[i, j]):
+                out[i, j] = _march(h, i, j, rise, di, dj, hmax, tol, max_dist)
 
 
 @njit(inline="always", **_NB)

@@ -52,23 +52,19 @@ def relative_error(elevation_deg: float, sigma_az_deg: float, sigma_el_deg: floa
     return 2.0 * (de / (math.sin(e) * math.cos(e)) + da)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
 def cast_distance(h, cell, sun_az, sun_el, tol, max_dist, codes, out):
     """Horizontal distance (cells) from each cell top with illumination code 0 in ``codes`` (no
     direct sun), towards the sun, to the first cell whose top is more than ``tol`` metres above
     the ray (the caster of its shadow), sampled as :func:`offnadir.change.kernels.illumination`
     does (:func:`~offnadir.change.kernels.caster_distances`); -1 where the ray is not blocked
     within ``max_dist`` cells or the window (a face turned away from the sun), on other cells and
-    on NaN heights. ``sun_az`` grid azimuth, ``sun_el`` elevation (radians)."""
-    ny, nx = h.shape
+    on NaN heights. ``sun_az`` grid azimuth, ``sun_el`` elevation (radians). A Python function:
+    numba's on-disk cache of a jitted caller would keep an old copy of the kernel it calls."""
     di = -math.cos(sun_az)
     dj = math.sin(sun_az)
     rise = math.tan(max(sun_el, 1e-6)) * cell
-    caster_distances(h, rise, di, dj, tol, max_dist, out)
-    for i in range(ny):
-        for j in range(nx):
-            if codes[i, j] != 0:
-                out[i, j] = -1.0
+    caster_distances(np.ascontiguousarray(h, np.float64), rise, di, dj, float(tol), float(max_dist), out)
+    out[np.asarray(codes) != 0] = -1.0
 
 
 #: largest height difference (m) between neighbours a widened shadow crosses: the wall step of
