@@ -64,6 +64,9 @@ PARALLEL_TWINS = {"offnadir.camera.kernels.project_parallel": "offnadir.camera.k
 #: the warm-up scene: small, yet with several tiles, a same-date pair (the height sweep) and a
 #: later date (change detection)
 SCENE_SIZE, SCENE_CHUNK = 128, 64
+#: options off by default whose stages call kernels of their own: the warm-up runs the scene a
+#: second time with them on (the region test of the height sweep, widened cast shadows)
+OPT_IN_OPTIONS = {"height_sweep": {"dsm_test": "region"}, "change": {"shadow_margin": True}}
 
 
 def cache_dir(disp: dict | None = None) -> str:
@@ -216,20 +219,25 @@ def _run_pipeline(tmp: Path, *, quiet: bool) -> None:
                       {"path": str(sim.out_dir / "target.tif"), "name": "later", "date": dates[1]}],
            "output": {"path": str(tmp / "warmup.zarr")}, "tiling": {"chunk": SCENE_CHUNK},
            "change": {"enabled": True}}
-    cfg = validate(raw, base=".", source="warm-up")
+    # then again with the options whose stages have kernels of their own (OPT_IN_OPTIONS)
+    configs = [validate(raw, base=".", source="warm-up")]
+    for section, options in OPT_IN_OPTIONS.items():
+        raw = {**raw, section: {**(raw.get(section) or {}), **options}}
+    raw["output"] = {"path": str(tmp / "warmup-options.zarr")}
+    configs.append(validate(raw, base=".", source="warm-up"))
     # the scene's warnings (weak tie points, dates overriding metadata) are not the user's business
     quiet_logs = logging.getLogger("offnadir")
     level = quiet_logs.level
     quiet_logs.setLevel(logging.ERROR)
     try:
-        _run(cfg, quiet)
+        _run(configs, quiet)
     finally:
         quiet_logs.setLevel(level)
 
 
-def _run(cfg, quiet):
-    """detect_config on a one-thread in-process cluster without a dashboard (the scheduler's bare
-    HTTP routes on a loopback port)."""
+def _run(configs, quiet):
+    """detect_config of each config on one one-thread in-process cluster without a dashboard (the
+    scheduler's bare HTTP routes on a loopback port)."""
     import logging as _logging
     import warnings
 
@@ -242,7 +250,8 @@ def _run(cfg, quiet):
                          scheduler_kwargs={"dashboard": False}, silence_logs=_logging.CRITICAL) as cluster, \
             Client(cluster) as client:
         warnings.simplefilter("ignore")
-        detect_config(cfg, quiet=quiet, client=client)
+        for cfg in configs:
+            detect_config(cfg, quiet=quiet, client=client)
 
 
 def _compile_variants(disp: dict) -> int:
