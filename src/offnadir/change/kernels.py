@@ -73,10 +73,13 @@ def illumination(h, cell, sun_az, sun_el, tol, step_max, max_dist, out):
             if not np.isfinite(z):
                 out[i, j] = UNKNOWN
                 continue
+            if dist[i, j] >= 0.0:  # in a cast shadow: no normal needed
+                out[i, j] = SHADED
+                continue
             gx = _slope(h, i, j, 0, 1, step_max) / cell  # dz/d(east)
             gy = -_slope(h, i, j, 1, 0, step_max) / cell  # dz/d(north)
             cosi = (-gx * se - gy * sn + su) / math.sqrt(gx * gx + gy * gy + 1.0)
-            if cosi <= 0.0 or dist[i, j] >= 0.0:
+            if cosi <= 0.0:
                 out[i, j] = SHADED
             else:
                 q = int(round(ILLUM_SCALE * cosi / su))
