@@ -36,57 +36,74 @@ CONTINUITY = 0.5
 
 
 @njit(**_NB)
-def _counts(A, B, di, dj, r0, r1, c0, c1, pop, cnt):
-    """Per cell of rows [r0, r1) and columns [c0, c1): the six counts ``n, D, A-, A+, B-, B+``
-    of the base words against the target shifted by (di, dj) (0 where it falls outside)."""
+def _row_counts(A, B, i, di, dj, ja, jb, pop, row):
+    """The six counts ``n, D, A-, A+, B-, B+`` of base row ``i``, columns [ja, jb), against the
+    target shifted by (di, dj), into ``row[:, 0:jb - ja]`` (0 where the target falls outside)."""
     H, W = A.shape
-    for i in range(r0, r1):
-        ii = i + di
-        for j in range(c0, c1):
-            jj = j + dj
-            y, x = i - r0, j - c0
-            if ii < 0 or ii >= H or jj < 0 or jj >= W:
-                for k in range(6):
-                    cnt[k, y, x] = 0
-                continue
-            a = A[i, j]
-            b = B[ii, jj]
-            both = (a >> 16) & (b >> 16) & 0xFF
-            an = a & both
-            ap = (a >> 8) & both
-            bn = b & both
-            bp = (b >> 8) & both
-            cnt[0, y, x] = pop[both]
-            cnt[1, y, x] = pop[(an & bp) | (ap & bn)]
-            cnt[2, y, x] = pop[an]
-            cnt[3, y, x] = pop[ap]
-            cnt[4, y, x] = pop[bn]
-            cnt[5, y, x] = pop[bp]
+    ii = i + di
+    for j in range(ja, jb):
+        jj = j + dj
+        x = j - ja
+        if ii < 0 or ii >= H or jj < 0 or jj >= W:
+            for k in range(6):
+                row[k, x] = 0
+            continue
+        a = A[i, j]
+        b = B[ii, jj]
+        both = (a >> 16) & (b >> 16) & 0xFF
+        an = a & both
+        ap = (a >> 8) & both
+        bn = b & both
+        bp = (b >> 8) & both
+        row[0, x] = pop[both]
+        row[1, x] = pop[(an & bp) | (ap & bn)]
+        row[2, x] = pop[an]
+        row[3, x] = pop[ap]
+        row[4, x] = pop[bn]
+        row[5, x] = pop[bp]
 
 
 @njit(**_NB)
-def _integral(cnt, S):
-    """Summed-area tables ``S[k, y + 1, x + 1] = sum cnt[k, :y + 1, :x + 1]``."""
-    K, h, w = cnt.shape
-    for k in range(K):
-        for y in range(h):
-            run = 0
-            for x in range(w):
-                run += cnt[k, y, x]
-                S[k, y + 1, x + 1] = S[k, y, x + 1] + run
-
-
-@njit(**_NB)
-def _fmin_ratio(S, r, ci0, ci1, cj0, cj1, r0, c0, half, out):
-    """``out = fmin(out, S_rev)`` over the core from the window sums of the tables."""
-    h, w = S.shape[1] - 1, S.shape[2] - 1
+def _fmin_offset(A, B, di, dj, r, ci0, ci1, cj0, cj1, pop, half, out):
+    """``out = fmin(out, S)`` over the core for one offset: column sums of the counts roll down
+    the rows (one row in, one out), window sums along each row (one column in, one out)."""
+    H, W = A.shape
+    ja, jb = max(cj0 - r, 0), min(cj1 + r, W)  # the columns some core window touches
+    nw = jb - ja
+    col = np.zeros((6, nw), np.int64)
+    row = np.zeros((6, nw), np.int32)
+    top = max(ci0 - r, 0)
+    for i in range(top, min(ci0 + r, H)):  # the first core row's window except its last row
+        _row_counts(A, B, i, di, dj, ja, jb, pop, row)
+        for k in range(6):
+            for x in range(nw):
+                col[k, x] += row[k, x]
     v = np.zeros(6, np.int64)
     for i in range(ci0, ci1):
-        ya, yb = max(i - r - r0, 0), min(i + r + 1 - r0, h)
-        for j in range(cj0, cj1):
-            xa, xb = max(j - r - c0, 0), min(j + r + 1 - c0, w)
+        if i + r < H:
+            _row_counts(A, B, i + r, di, dj, ja, jb, pop, row)
             for k in range(6):
-                v[k] = S[k, yb, xb] - S[k, ya, xb] - S[k, yb, xa] + S[k, ya, xa]
+                for x in range(nw):
+                    col[k, x] += row[k, x]
+        if i - r - 1 >= top:
+            _row_counts(A, B, i - r - 1, di, dj, ja, jb, pop, row)
+            for k in range(6):
+                for x in range(nw):
+                    col[k, x] -= row[k, x]
+        for k in range(6):
+            v[k] = 0
+        for x in range(max(cj0 - r, 0) - ja, min(cj0 + r, W) - ja):  # first window except its last column
+            for k in range(6):
+                v[k] += col[k, x]
+        for j in range(cj0, cj1):
+            x = j + r - ja
+            if x < nw:
+                for k in range(6):
+                    v[k] += col[k, x]
+            x = j - r - 1 - ja
+            if x >= 0:
+                for k in range(6):
+                    v[k] -= col[k, x]
             if v[0] < 1:
                 continue
             den = float(v[2]) * float(v[5]) + float(v[3]) * float(v[4])
@@ -108,14 +125,9 @@ def min_reversal_ratio(base_words, target_words, offsets, window: int, core=None
     H, W = A.shape
     r = int(window) // 2
     i0, i1, j0, j1 = core if core is not None else (0, H, 0, W)
-    r0, r1, c0, c1 = max(i0 - r, 0), min(i1 + r, H), max(j0 - r, 0), min(j1 + r, W)
-    cnt = np.empty((6, r1 - r0, c1 - c0), np.int32)
-    S = np.zeros((6, r1 - r0 + 1, c1 - c0 + 1), np.int64)
     out = np.full((i1 - i0, j1 - j0), np.nan)
     for di, dj in offsets:
-        _counts(A, B, int(di), int(dj), r0, r1, c0, c1, _POP8, cnt)
-        _integral(cnt, S)
-        _fmin_ratio(S, r, i0, i1, j0, j1, r0, c0, CONTINUITY, out)
+        _fmin_offset(A, B, int(di), int(dj), r, i0, i1, j0, j1, _POP8, CONTINUITY, out)
     return out
 
 
