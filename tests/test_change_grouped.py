@@ -67,3 +67,14 @@ def test_sparse_profiles_summed_over_tiles_equal_the_dense_sum():
     got = T.dense_profile(red["eids"], red["erows"]["prof_1"])
     np.testing.assert_array_equal(red["eids"], sorted(dense))
     np.testing.assert_allclose(got, np.stack([dense[e] for e in red["eids"]]), rtol=1e-14, atol=1e-14)
+
+
+def test_group_index_equals_np_unique():
+    rng = np.random.default_rng(4)
+    labels = np.repeat(rng.integers(1, 4_000_000, 3000), rng.integers(1, 60, 3000))  # runs, like patches
+    rng.shuffle(labels[: len(labels) // 2])
+    for ids in (labels, rng.integers(-(2**40), 2**40, 9000), np.full(5000, 7), labels[:100]):
+        got, inv = K.group_index(ids)
+        want, winv = np.unique(ids, return_inverse=True)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(inv, winv)

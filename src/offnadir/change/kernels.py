@@ -303,8 +303,47 @@ def parallax_sums(lab, row, x, y, di, dj, ci0, ci1, cj0, cj1, out):
 
 # ----------------------------------------------------------------------------- grouped sums (numpy)
 def group_index(ids):
-    """(unique ids, inverse) of a 1-D int64 array."""
-    return np.unique(ids, return_inverse=True)
+    """(unique ids, inverse) of a 1-D int64 array, as ``np.unique(ids, return_inverse=True)``:
+    the groups are found by hashing (O(n)), only the distinct ids are sorted."""
+    ids = np.ascontiguousarray(ids, np.int64).ravel()
+    if len(ids) < 4096:
+        return np.unique(ids, return_inverse=True)
+    size = 1 << int(len(ids) * 2 - 1).bit_length()  # load factor <= 1/2
+    uniq, inv = _hash_groups(ids, size)
+    order = np.argsort(uniq, kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return uniq[order], rank[inv]
+
+
+@njit(**_NB)
+def _hash_groups(ids, size):
+    """Distinct ids in order of first appearance and each element's index among them (open
+    addressing, ``size`` a power of two larger than ``len(ids)``)."""
+    keys = np.empty(size, np.int64)
+    slot = np.full(size, -1, np.int64)
+    uniq = np.empty(ids.shape[0], np.int64)
+    inv = np.empty(ids.shape[0], np.int64)
+    mask = np.uint64(size - 1)
+    n = 0
+    for r in range(ids.shape[0]):
+        v = ids[r]
+        hsh = (np.uint64(v) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(17)
+        q = hsh & mask
+        while True:
+            g = slot[q]
+            if g < 0:
+                slot[q] = n
+                keys[q] = v
+                uniq[n] = v
+                inv[r] = n
+                n += 1
+                break
+            if keys[q] == v:
+                inv[r] = g
+                break
+            q = (q + np.uint64(1)) & mask
+    return uniq[:n], inv
 
 
 def group_sums(inv, n_groups, values):

@@ -153,7 +153,7 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
         keep.update(visible=vis[:, cy, cx], value=val[:, :, cy, cx], elevated=elev[cy, cx])
     labc = lab[cy, cx]
     inp = labc > 0
-    ids, inv = np.unique(labc[inp], return_inverse=True)
+    ids, inv = K.group_index(labc[inp])
     n = len(ids)
     rows = {"n_cells": np.bincount(inv, minlength=n).astype(np.float64),
             "n_elev": np.bincount(inv, elev[cy, cx][inp].astype(np.float64), minlength=n)}
