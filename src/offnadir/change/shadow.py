@@ -33,7 +33,7 @@ import math
 import numpy as np
 from numba import njit
 
-from offnadir.change.kernels import caster_distances
+from offnadir.change.sun_kernels import caster_distances
 
 #: largest widening (cells): the halo of the shadow computation includes it
 MARGIN_CAP = 8
