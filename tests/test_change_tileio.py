@@ -45,3 +45,14 @@ def test_a_new_run_reads_the_store_again_and_cached_arrays_refuse_writes(store):
         a.write("value", (0, 0), v[0, 0])
     a.write("patch", (slice(0, 2), slice(0, 2)), np.ones((2, 2), np.int64))  # the stage's own arrays
     assert a.read("patch", (slice(0, 3), slice(0, 3))).sum() == 4
+
+
+def test_forget_drops_a_runs_chunks_only(store):
+    from offnadir.change import tileio
+
+    path, v = store
+    StoreIO(path, run="keep").read("value", (0, 0))
+    StoreIO(path, run="drop").read("value", (slice(None), 1))
+    assert tileio.forget("drop") == 2 * 4 * 4  # both images' chunks of band-row 1 (4 x 4 chunks each)
+    assert tileio.forget("drop") == 0
+    assert tileio.forget("keep") == 4 * 4

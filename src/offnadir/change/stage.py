@@ -106,7 +106,10 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
             g.attrs["change_options"] = json.dumps(opts.as_dict(), default=str)
         done = np.asarray(g[PROGRESS][...])
     io = T.StoreIO(path, run=uuid.uuid4().hex)  # this run's token: its workers cache the cube's chunks
-    run = run_all(Runner(io, cube, opts, chunks_yx, client=client, quiet=quiet), done, mark=True)
+    try:
+        run = run_all(Runner(io, cube, opts, chunks_yx, client=client, quiet=quiet), done, mark=True)
+    finally:
+        _forget(io.run, client)
     tab = table(run)
     with _quiet_zarr():
         if tab is not None:
@@ -125,6 +128,18 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
         g.attrs.update(summary_attrs(run))
         zarr.consolidate_metadata(str(path))
     return path
+
+
+def _forget(token, client):
+    """Release the run's cached chunks here and on the workers (they hold up to CACHE_BYTES each)."""
+    from offnadir.change.tileio import forget
+
+    forget(token)
+    if client is not None:
+        try:
+            client.run(forget, token)
+        except Exception:  # noqa: BLE001 - a worker gone or a closed client: its memory went with it
+            pass
 
 
 def _fill(name):

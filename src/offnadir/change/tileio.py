@@ -61,6 +61,18 @@ class _Cache:
 _CACHE = _Cache(CACHE_BYTES)
 
 
+def forget(run: str) -> int:
+    """Drop this process's cached chunks and array handles of the run ``run`` (at the end of a
+    run, in the client and on every worker); returns how many chunks were dropped."""
+    with _CACHE.lock:
+        gone = [k for k in _CACHE.chunks if k[0] == run]
+        for k in gone:
+            _CACHE.size -= _CACHE.chunks.pop(k).nbytes
+        for k in [k for k in _CACHE.arrays if k[0] == run]:
+            del _CACHE.arrays[k]
+    return len(gone)
+
+
 class StoreIO:
     """Reads and writes regions of the Zarr store (picklable: the path and the run token).
 
