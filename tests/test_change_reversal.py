@@ -141,3 +141,25 @@ def test_evidence_tile_keeps_the_census_ratio_on_roofs_where_a_pair_measured_dh(
     np.testing.assert_allclose(got[elevated & measured], without[elevated & measured], rtol=1e-6)
     np.testing.assert_allclose(got[elevated & ~measured], with_s[elevated & ~measured], rtol=1e-6)
     assert not np.allclose(with_s[elevated & measured], without[elevated & measured])
+
+
+def test_a_roof_flat_at_both_dates_gets_no_reversal_ratio(monkeypatch):
+    """A handful of noise codes on a roof flat at both dates: chance predicts fewer than
+    MIN_EXPECTED reversals, so S is undefined there (not noise over almost nothing) and R stands."""
+    rng = np.random.default_rng(11)
+    ground = ndi.gaussian_filter(rng.standard_normal((100, 100)), 1.0) * 40.0 + 300.0
+    base, target = ground.copy(), 0.8 * ground + 25.0
+    base[30:70, 30:70], target[30:70, 30:70] = 420.0, 360.0
+    base += rng.normal(0, 1.0, base.shape)
+    target += rng.normal(0, 1.0, base.shape)
+    ok = np.ones(base.shape, bool)
+    sig = (2.0, 2.0)  # dead band 4: about one noise code in 200 pairs on the roof
+    inner = (slice(40, 60), slice(40, 60))  # windows on the flat roof only
+    r, s = EV.structural_evidence(base, target, ok, ok, 15, [(0, 0)], sig, reversal=True)
+    assert np.isnan(s[inner]).all()
+    assert np.isfinite(s[:20, :20]).all()  # textured ground: defined
+    np.testing.assert_array_equal(EV.roof_evidence(r, s)[inner], r[inner])
+    # what the rule prevents: the few noise reversals over almost no expected ones
+    monkeypatch.setattr(RV, "MIN_EXPECTED", 0.0)
+    _, s0 = EV.structural_evidence(base, target, ok, ok, 15, [(0, 0)], sig, reversal=True)
+    assert np.nanmedian(s0[inner]) > 10.0

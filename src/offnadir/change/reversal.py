@@ -15,8 +15,8 @@ unrelated surfaces do. The reversal ratio counts only those:
 over the window's ``n`` valid code pairs, ``D`` of which have opposite non-zero codes, with
 ``q`` the window frequencies of each image's codes (as in ``R``): ``S`` is about 1 where the
 two surfaces are unrelated and near 0 where their structure agrees, whatever texture appeared or
-vanished; undefined (NaN) where either image has no signed code of one of the two kinds the
-chance term needs. In window sums: ``S = max(D, 1/2) n / (A- B+ + A+ B-)`` (:data:`CONTINUITY`).
+vanished; undefined (NaN) where chance would predict fewer than :data:`MIN_EXPECTED` reversals
+in the window (then "no reversal" says nothing). In window sums: ``S = max(D, 1/2) n / (A- B+ + A+ B-)`` (:data:`CONTINUITY`).
 
 Inputs are the packed census words of :func:`offnadir.change.census.pack` (bits of the directions
 whose code is -1, +1 and valid), so one census serves both ratios.
@@ -33,6 +33,12 @@ _POP8 = np.array([bin(k).count("1") for k in range(256)], np.int32)
 #: ``1 / (2 E)`` there (``E``: the reversals chance would give) -- finite, and the lower the more
 #: reversals chance predicted -- instead of an exact 0 whose logit the calibration can only clip
 CONTINUITY = 0.5
+#: fewest reversals chance must predict in a window (``E = (A- B+ + A+ B-) / n``) for ``S`` to be
+#: defined: under "unrelated" the count of reversals is about Poisson(E), and seeing none then has
+#: probability exp(-E); below E = 3 (exp(-3) = 0.05) "no reversal" does not tell agreement from
+#: chance, and on a roof flat at both dates (a handful of noise codes) the ratio would be noise
+#: divided by almost nothing. ``R`` stands there.
+MIN_EXPECTED = 3.0
 
 
 @njit(**_NB)
@@ -64,7 +70,7 @@ def _row_counts(A, B, i, di, dj, ja, jb, pop, row):
 
 
 @njit(**_NB)
-def _fmin_offset(A, B, di, dj, r, ci0, ci1, cj0, cj1, pop, half, out):
+def _fmin_offset(A, B, di, dj, r, ci0, ci1, cj0, cj1, pop, half, min_expected, out):
     """``out = fmin(out, S)`` over the core for one offset: column sums of the counts roll down
     the rows (one row in, one out), window sums along each row (one column in, one out)."""
     H, W = A.shape
@@ -107,7 +113,7 @@ def _fmin_offset(A, B, di, dj, r, ci0, ci1, cj0, cj1, pop, half, out):
             if v[0] < 1:
                 continue
             den = float(v[2]) * float(v[5]) + float(v[3]) * float(v[4])
-            if den <= 0.0:
+            if den <= 0.0 or den < min_expected * float(v[0]):
                 continue
             s = max(float(v[1]), half) * float(v[0]) / den
             o = out[i - ci0, j - cj0]
@@ -127,7 +133,7 @@ def min_reversal_ratio(base_words, target_words, offsets, window: int, core=None
     i0, i1, j0, j1 = core if core is not None else (0, H, 0, W)
     out = np.full((i1 - i0, j1 - j0), np.nan)
     for di, dj in offsets:
-        _fmin_offset(A, B, int(di), int(dj), r, i0, i1, j0, j1, _POP8, CONTINUITY, out)
+        _fmin_offset(A, B, int(di), int(dj), r, i0, i1, j0, j1, _POP8, CONTINUITY, MIN_EXPECTED, out)
     return out
 
 
@@ -149,5 +155,6 @@ def reversal_ratio_reference(ca, va, cb, vb, window: int):
     bm, bp = f(both & (cb < 0)), f(both & (cb > 0))
     den = am * bp + ap * bm
     with np.errstate(invalid="ignore", divide="ignore"):
-        ok = (n > 0.5 / window**2) & (den > 0.5 / window**4)
+        # window means: den / n is E / w^2
+        ok = (n > 0.5 / window**2) & (den > 0.5 / window**4) & (den >= MIN_EXPECTED * n / window**2 * (1 - 1e-12))
         return np.where(ok, d * n / np.where(ok, den, 1.0), np.nan)
