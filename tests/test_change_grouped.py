@@ -78,3 +78,22 @@ def test_group_index_equals_np_unique():
         want, winv = np.unique(ids, return_inverse=True)
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(inv, winv)
+
+
+def test_corr_sums_equal_the_numpy_formula():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(400, 9, 12))
+    y = 0.5 * x + rng.normal(size=x.shape)
+    n = rng.integers(0, 13, (400, 9))
+    m = np.arange(12) < n[..., None]
+    s = np.stack([n.astype(float), (x * m).sum(-1), (y * m).sum(-1), (x * x * m).sum(-1), (y * y * m).sum(-1),
+                  (x * y * m).sum(-1)], -1)
+    s[::5, :, 3] = s[::5, :, 1] ** 2 / np.maximum(s[::5, :, 0], 1)  # no variance
+    nn, sx, sy, sxx, syy, sxy = np.moveaxis(s, -1, 0)
+    with np.errstate(all="ignore"):
+        vx, vy = sxx / nn - (sx / nn) ** 2, syy / nn - (sy / nn) ** 2
+        r = (sxy / nn - sx * sy / nn**2) / np.sqrt(vx * vy)
+        want = np.where((nn >= 3) & (vx > 1e-12) & (vy > 1e-12), np.clip(r, -1.0, 1.0), np.nan)
+    got = K.corr_sums(s)
+    np.testing.assert_array_equal(got, want)
+    assert np.isfinite(got).any() and np.isnan(got).any()

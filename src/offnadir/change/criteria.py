@@ -106,14 +106,11 @@ class TargetTable:
 
 
 def corr(sums):
-    """Pearson r from (..., 6) sums (n, Sx, Sy, Sxx, Syy, Sxy); NaN when undefined."""
-    n, sx, sy, sxx, syy, sxy = np.moveaxis(np.asarray(sums, np.float64), -1, 0)
-    with np.errstate(all="ignore"):
-        vx = sxx / n - (sx / n) ** 2
-        vy = syy / n - (sy / n) ** 2
-        r = (sxy / n - sx * sy / n**2) / np.sqrt(vx * vy)
-        ok = (n >= 3) & (vx > 1e-12) & (vy > 1e-12)
-    return np.where(ok, np.clip(r, -1.0, 1.0), np.nan)
+    """Pearson r from (..., 6) sums (n, Sx, Sy, Sxx, Syy, Sxy); NaN when undefined (fewer than 3
+    pairs, a variance not above 1e-12): :func:`offnadir.change.kernels.corr_sums`."""
+    from offnadir.change.kernels import corr_sums
+
+    return corr_sums(sums)
 
 
 def _smooth3(r):

@@ -14,6 +14,8 @@ component: unique across the whole grid, and the same whatever the tiling.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -73,6 +75,32 @@ def parallax_sums(lab, row, x, y, di, dj, ci0, ci1, cj0, cj1, out):
                 out[r, k, 3] += xv * xv
                 out[r, k, 4] += yv * yv
                 out[r, k, 5] += xv * yv
+
+
+def corr_sums(sums):
+    """Pearson r from (..., 6) sums (n, Sx, Sy, Sxx, Syy, Sxy), clipped to [-1, 1]; NaN where
+    fewer than 3 pairs or a variance is not above 1e-12. One numba pass over the rows, with the
+    arithmetic of the numpy formula (``vx = Sxx/n - (Sx/n)^2``, ``r = (Sxy/n - Sx Sy/n^2) /
+    sqrt(vx vy)``)."""
+    a = np.ascontiguousarray(sums, np.float64)
+    out = np.empty(a.shape[:-1])
+    _corr_rows(a.reshape(-1, a.shape[-1]), out.reshape(-1))
+    return out
+
+
+@njit(**_NB)
+def _corr_rows(a, out):
+    for r in range(a.shape[0]):
+        n, sx, sy, sxx, syy, sxy = a[r, 0], a[r, 1], a[r, 2], a[r, 3], a[r, 4], a[r, 5]
+        mx = sx / n
+        my = sy / n
+        vx = sxx / n - mx * mx
+        vy = syy / n - my * my
+        if n >= 3 and vx > 1e-12 and vy > 1e-12:
+            v = (sxy / n - sx * sy / (n * n)) / math.sqrt(vx * vy)
+            out[r] = v if v != v else min(max(v, -1.0), 1.0)  # NaN stays NaN, as np.clip
+        else:
+            out[r] = np.nan
 
 
 # ----------------------------------------------------------------------------- grouped sums (numpy)
