@@ -36,8 +36,10 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
-#: census dead band, in noise sigmas of a pixel difference: ``|d| <= 2 sigma`` happens with
-#: probability 0.95 for pure Gaussian noise, so two equal surfaces give code 0 there at both dates
+#: census dead band, in noise sigmas of one sample: the difference of two noisy samples has
+#: sd sqrt(2) sigma, so ``|d| <= 2 sigma`` (1.41 sd) holds with probability 0.84 for pure Gaussian
+#: noise: a flat surface gives code 0 for most pairs at both dates (sigma is estimated with the
+#: texture included, which widens the band further on textured scenes)
 DEADBAND = 2.0
 #: census neighbour distance (cells)
 RADIUS = 1
