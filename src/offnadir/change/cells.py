@@ -21,12 +21,11 @@ import numpy as np
 
 from offnadir.change import calibrate as C
 from offnadir.change import evidence as EV
+from offnadir.change.dh_evidence import DH_SIGMA_FLOOR, combine, dh_probability  # noqa: F401 - re-exported
 
 #: default decision: change where the probability reaches one half (the Bayes decision for equal
 #: costs of a miss and a false alarm)
 DECISION_P = 0.5
-#: floor of the height-change sigma (m): a sweep never measures heights better than this
-DH_SIGMA_FLOOR = 0.1
 
 
 def window_cells(opts, cell: float) -> int:
@@ -201,17 +200,6 @@ def noise_sigma(counts) -> float:
     return float(1.4826 * 10 ** (0.5 * (edges[k] + edges[k + 1])) / 2.0)
 
 
-def dh_probability(dh, dh_sigma, bound: float):
-    """Probability that the height changed by more than ``bound`` metres given a measurement
-    ``dh`` with Gaussian sigma ``dh_sigma``: ``Phi((|dh| - bound) / sigma)`` (NaN where not
-    measured)."""
-    from scipy.special import ndtr
-
-    s = np.where(np.isfinite(dh_sigma) & (dh_sigma > DH_SIGMA_FLOOR), dh_sigma, DH_SIGMA_FLOOR)
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(dh), ndtr((np.abs(dh) - bound) / s), np.nan)
-
-
 def either(p, q):
     """``max(p, q)`` where the patch criteria's score ``q`` reaches 0.5 (their decision: a
     noise-sigma threshold on IR-MAD and parallax evidence), else ``p``: change when either witness
@@ -219,18 +207,6 @@ def either(p, q):
     with np.errstate(invalid="ignore"):
         hit = np.isfinite(p) & np.isfinite(q) & (q >= DECISION_P)
     return np.where(hit, np.maximum(p, q), p)
-
-
-def combine(p_struct, p_dh):
-    """Independent evidences: log-odds add (naive Bayes with the even prior of the dh test);
-    where ``p_dh`` is NaN, ``p_struct`` alone."""
-    eps = 1e-6
-    a = np.clip(p_struct, eps, 1 - eps)
-    b = np.clip(p_dh, eps, 1 - eps)
-    with np.errstate(invalid="ignore"):
-        lo = np.log(a / (1 - a)) + np.log(b / (1 - b))
-        both = 1.0 / (1.0 + np.exp(-lo))
-    return np.where(np.isfinite(p_dh) & np.isfinite(p_struct), both, p_struct)
 
 
 def ratio_evidence(r):
