@@ -277,6 +277,8 @@ class Runner:
                             "offsets": {str(t): len(v) for t, v in self.plan["offsets"].items()},
                             "dh_used": bool(self.has["dh"]), "max_height_change_m": self.max_dh,
                             "evidence_height_m": {str(t): v for t, v in getattr(self, "evidence_dh", {}).items()},
+                            "roof_evidence": "sqrt(R*S), the census ratio with the sign-reversal ratio, where no "
+                                             "same-date dh measured the cell; R alone elsewhere and on ground",
                             "irmad_sample": {"rate": self.sample_rate, "iterations": self.irmad_iterations},
                             "models": {f"{k[0]}/{k[1]}/{'elevated' if k[2] else 'ground'}":
                                        {a: b for a, b in m.items() if a != "table"}
