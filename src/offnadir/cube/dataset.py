@@ -150,23 +150,7 @@ def cube_dataset(plan, arrays: dict, *, config: dict | None = None) -> xr.Datase
     for name in ds.data_vars:  # in the attributes: xarray does not write rioxarray's encoding entry to Zarr
         ds[name].attrs["grid_mapping"] = "spatial_ref"
     ds.attrs.update(geo_attrs(crs, plan.dsm.transform, plan.dsm.shape))
-    ds.attrs.update({
-        "title": "offnadir co-registered cube",
-        "software": f"offnadir {__version__}",
-        "coordinates": "spatial_ref",
-        "dsm_source": str(plan.dsm.path),
-        "dsm_vertical_datum": plan.dsm.vertical_datum,
-        "images": json.dumps([{"name": im.name, "path": im.path, "model_format": im.camera.model_format,
-                               "bias": list(im.camera.bias),
-                               "date": getattr(im, "date", None), "date_source": getattr(im, "date_source", "")}
-                              for im in plan.images]),
-        "halo_cells": plan.halo,
-        "lattice_step": plan.lattice_step,
-        "occlusion_z_tol_m": plan.z_tol,
-        "tile_size": plan.chunk,
-    })
-    if config is not None:
-        ds.attrs["config"] = json.dumps(config, default=str)
+    ds.attrs.update(provenance(plan, config))
     return ds
 
 
@@ -194,3 +178,25 @@ def _affine(t):
     from affine import Affine
 
     return Affine(*t[:6])
+
+
+def provenance(plan, config) -> dict:
+    """The cube's root attributes that say what made it (inputs, options, software)."""
+    out = {
+        "title": "offnadir co-registered cube",
+        "software": f"offnadir {__version__}",
+        "coordinates": "spatial_ref",
+        "dsm_source": str(plan.dsm.path),
+        "dsm_vertical_datum": plan.dsm.vertical_datum,
+        "images": json.dumps([{"name": im.name, "path": im.path, "model_format": im.camera.model_format,
+                               "bias": list(im.camera.bias),
+                               "date": getattr(im, "date", None), "date_source": getattr(im, "date_source", "")}
+                              for im in plan.images]),
+        "halo_cells": plan.halo,
+        "lattice_step": plan.lattice_step,
+        "occlusion_z_tol_m": plan.z_tol,
+        "tile_size": plan.chunk,
+    }
+    if config is not None:
+        out["config"] = json.dumps(config, default=str)
+    return out

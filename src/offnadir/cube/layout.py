@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from offnadir._version import __version__
 from offnadir.cube import dataset as cube_ds
 
 log = logging.getLogger("offnadir.cube.layout")
@@ -90,29 +89,8 @@ def cube_layout(plan, *, config: dict | None = None) -> tuple[dict[str, Var], di
             attrs["coordinates"] = on_image
         variables[name] = Var(dims[name], np.dtype(dtype), shape, chunks, attrs, None, cube_ds.FILL[name],
                               coordinate=False)
-    root = {**cube_ds.geo_attrs(crs, plan.dsm.transform, plan.dsm.shape), **_provenance(plan, config)}
+    root = {**cube_ds.geo_attrs(crs, plan.dsm.transform, plan.dsm.shape), **cube_ds.provenance(plan, config)}
     return variables, root
-
-
-def _provenance(plan, config) -> dict:
-    out = {
-        "title": "offnadir co-registered cube",
-        "software": f"offnadir {__version__}",
-        "coordinates": "spatial_ref",
-        "dsm_source": str(plan.dsm.path),
-        "dsm_vertical_datum": plan.dsm.vertical_datum,
-        "images": json.dumps([{"name": im.name, "path": im.path, "model_format": im.camera.model_format,
-                               "bias": list(im.camera.bias),
-                               "date": getattr(im, "date", None), "date_source": getattr(im, "date_source", "")}
-                              for im in plan.images]),
-        "halo_cells": plan.halo,
-        "lattice_step": plan.lattice_step,
-        "occlusion_z_tol_m": plan.z_tol,
-        "tile_size": plan.chunk,
-    }
-    if config is not None:
-        out["config"] = json.dumps(config, default=str)
-    return out
 
 
 def _grid_mapping(crs, transform) -> tuple[dict, tuple[dict, dict]]:
