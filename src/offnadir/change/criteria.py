@@ -114,13 +114,11 @@ def corr(sums):
 
 
 def _smooth3(r):
-    """Mean of each profile value with its neighbours (NaN-aware), along the offsets."""
-    pad = np.pad(r, ((0, 0), (1, 1)), constant_values=np.nan)
-    stack = np.stack([pad[:, :-2], pad[:, 1:-1], pad[:, 2:]])
-    with np.errstate(all="ignore"):
-        cnt = np.sum(np.isfinite(stack), axis=0)
-        out = np.nansum(stack, axis=0) / np.where(cnt > 0, cnt, 1)
-    return np.where(np.isfinite(r), out, np.nan)
+    """Mean of each profile value with its neighbours (NaN-aware), along the offsets: one numba pass
+    (:func:`offnadir.change.kernels.smooth3`, equal to the numpy formula in its test)."""
+    from offnadir.change.kernels import smooth3
+
+    return smooth3(r)
 
 
 def median_level(frac_above, levels):

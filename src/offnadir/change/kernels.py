@@ -103,6 +103,43 @@ def _corr_rows(a, out):
             out[r] = np.nan
 
 
+def smooth3(r):
+    """Mean of each value of a 2-D array with its neighbours along the rows (NaN-aware; NaN where
+    the value is not finite), in one pass: ``criteria._smooth3``'s numpy arithmetic, i.e. the
+    ``nansum`` of (left, self, right) in that order (NaN terms 0) over the count of finite ones."""
+    a = np.ascontiguousarray(r, np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"smooth3 takes a 2-D array, got shape {a.shape}")
+    out = np.empty_like(a)
+    _smooth3_rows(a, out)
+    return out
+
+
+@njit(**_NB)
+def _smooth3_rows(a, out):
+    nk = a.shape[1]
+    for i in range(a.shape[0]):
+        for k in range(nk):
+            c = a[i, k]
+            if not np.isfinite(c):
+                out[i, k] = np.nan
+                continue
+            cnt = 1
+            lv = 0.0
+            rv = 0.0
+            if k > 0:
+                v = a[i, k - 1]
+                if v == v:  # nansum adds every non-NaN term; the count has the finite ones only
+                    lv = v
+                    cnt += np.isfinite(v)
+            if k + 1 < nk:
+                v = a[i, k + 1]
+                if v == v:
+                    rv = v
+                    cnt += np.isfinite(v)
+            out[i, k] = ((lv + c) + rv) / cnt
+
+
 # ----------------------------------------------------------------------------- grouped sums (numpy)
 def group_index(ids):
     """(unique ids, inverse) of a 1-D int64 array, as ``np.unique(ids, return_inverse=True)``:
