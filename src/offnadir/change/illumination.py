@@ -29,15 +29,19 @@ def resolve_suns(cube, *, tol: float = 0.3, log=None, max_side: int = 512) -> li
     from offnadir.io.acquisition import sun_from_time
 
     log = log or logging.getLogger("offnadir.change.illumination")
+    cube = small_coords_loaded(cube)
     n = cube.sizes["image"]
     names = [str(v) for v in cube["image"].values]
-    crs = cube.rio.crs
+    # the grid from one variable: the Dataset's ``rio`` accessor scans every variable of the store
+    grid = cube["dsm"] if "dsm" in cube else cube
+    crs = grid.rio.crs
     lon = lat = None
     north = 0.0
     ny, nx = cube.sizes["y"], cube.sizes["x"]
+    transform = grid.rio.transform()
     if crs is not None:
-        lon, lat, north = grid_centre_lonlat_and_north(crs.to_wkt(), tuple(cube.rio.transform()), (ny, nx))
-    cell = abs(float(cube.rio.transform().a))
+        lon, lat, north = grid_centre_lonlat_and_north(crs.to_wkt(), tuple(transform), (ny, nx))
+    cell = abs(float(transform.a))
     out = []
     h = None
     known = [_known_sun(cube, t, lon, lat, sun_from_time) for t in range(n)]
@@ -76,6 +80,18 @@ def resolve_suns(cube, *, tol: float = 0.3, log=None, max_side: int = 512) -> li
         rec["grid_north_deg"] = north
         out.append(rec)
     return out
+
+
+def small_coords_loaded(cube):
+    """The cube with its lazy per-image coordinates (sun, time, date group, ...) read in one
+    compute: each ``.values`` of a lazy coordinate is otherwise a round trip to the scheduler."""
+    import dask
+
+    lazy = [k for k in cube.coords if cube[k].dims == ("image",) and cube[k].chunks is not None]
+    if not lazy:
+        return cube
+    loaded = dask.compute(*[cube[k].data for k in lazy])
+    return cube.assign_coords({k: ("image", v, cube[k].attrs) for k, v in zip(lazy, loaded)})
 
 
 def _known_sun(cube, t, lon, lat, sun_from_time) -> dict | None:

@@ -74,6 +74,9 @@ class Runner:
     PASSES = ("context", "segment", "evidence", "fit", "sums", "decide", "calibrate", "maps")
 
     def __init__(self, io, cube, opts: ChangeOptions, chunks_yx, *, client=None, quiet=True):
+        from offnadir.change.illumination import small_coords_loaded
+
+        cube = small_coords_loaded(cube)  # one round trip for the per-image coordinates, not one per use
         self.io, self.cube, self.opts, self.client, self.quiet = io, cube, opts, client, quiet
         self._futures = {}
         self.tiles = tiles_of(*chunks_yx)
