@@ -172,10 +172,12 @@ def ndvi_histograms(x, y, red, nir) -> tuple:
                  for v in (x, y))
 
 
-def fit_all(samples, ctx, names, want_patch, want_ortho, ndvi_min) -> dict:
-    """Everything the stage fits on the sample, per target: IR-MAD models (patch method per
-    stratum, ortho baseline), robust scales, NDVI thresholds (Otsu, at least ``ndvi_min``) and the
-    ortho baseline's per-cell test (:func:`offnadir.change.ortho.threshold`)."""
+def fit_all(samples, ctx, names, want_patch, want_ortho, ndvi_min, targets=None) -> dict:
+    """Everything the stage fits on the sample, per target (``targets``: a subset, else all):
+    IR-MAD models (patch method per stratum, ortho baseline), robust scales, NDVI thresholds
+    (Otsu, at least ``ndvi_min``) and the ortho baseline's per-cell test
+    (:func:`offnadir.change.ortho.threshold`). The fits are independent: :func:`merge_fits` joins
+    the parts of separate calls (one per target and method, run in parallel by the stage)."""
     from offnadir.change.decide import otsu
     from offnadir.change.ortho import threshold
     from offnadir.errors import DataError
@@ -183,7 +185,7 @@ def fit_all(samples, ctx, names, want_patch, want_ortho, ndvi_min) -> dict:
     opts, p = ctx.opts, ctx.n_bands
     out = {"models": {}, "omodels": {}, "scales": {}, "oscales": {}, "ndvi": {}, "iterations": {}, "ortho": {},
            "sampled": {}}
-    for t in ctx.targets:
+    for t in (ctx.targets if targets is None else targets):
         if want_patch:
             x, y, s = samples[("patch", t)]
             ms, it = fit_models(x, y, s, ctx.band_mean[0], ctx.band_mean[t], n_strata=N_STRATA,
@@ -208,4 +210,13 @@ def fit_all(samples, ctx, names, want_patch, want_ortho, ndvi_min) -> dict:
             out["omodels"][t], out["iterations"][f"ortho/{t}"], out["sampled"][f"ortho/{t}"] = ms[0], it, len(x)
             out["oscales"][t] = robust_scales(ms, x, y, zero)[0]
             out["ortho"][t] = (ms[0],) + threshold(opts, ms[0], out["oscales"][t])
+    return out
+
+
+def merge_fits(*parts) -> dict:
+    """One :func:`fit_all` result from the results of calls on parts (their entries in order)."""
+    out = {k: {} for k in parts[0]}
+    for p in parts:
+        for k, v in p.items():
+            out[k].update(v)
     return out

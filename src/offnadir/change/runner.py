@@ -223,11 +223,24 @@ class Runner:
         cx, pl = self.shared(self.ctx), self.shared(self.plan)
         root = _tree([dask.delayed(P.evidence_tile, pure=False)(self.io, cx, t, pl, self.has) for t in self.tiles],
                      P.add_evidence)
-        # IR-MAD runs where the sample was gathered (a worker: single-threaded BLAS, no 8 MiB to the client)
+        # IR-MAD runs on the workers (single-threaded BLAS, no 8 MiB to the client), one task per
+        # target and method so that both cores fit at once; the first error in fit_all's order is raised
         names = [str(v) for v in self.cube["image"].values]
-        task = dask.delayed(_fit_task, pure=True)(root, self.ctx, names, self.want_patch, self.want_ortho, NDVI_MIN)
-        out = self.client.compute(task).result() if self.client is not None else task.compute()
-        self.hist, self.fitted = out["hist"], out["fit"]
+        if self.client is not None:  # the sample on every worker: a task goes where its input is
+            root = self.client.compute(root)
+            self.client.replicate([root])
+        tasks = [dask.delayed(_hist_of, pure=True)(root)]
+        for t in self.targets:
+            for wp, wo in ((self.want_patch, False), (False, self.want_ortho)):
+                if wp or wo:
+                    tasks.append(dask.delayed(_fit_task, pure=True)(root, self.ctx, names, wp, wo, NDVI_MIN, t))
+        out = self.client.gather(self.client.compute(tasks)) if self.client is not None else dask.compute(*tasks)
+        err = next((p for p in out[1:] if isinstance(p, DataError)), None)
+        if err is not None:
+            raise err
+        self.hist = out[0]
+        self.fitted = F.merge_fits(*out[1:]) if len(out) > 1 else \
+            F.fit_all({}, self.ctx, names, False, False, NDVI_MIN)
 
     # -- IR-MAD on the sample, robust scales, NDVI thresholds (one task after the evidence pass)
     def fit(self):
@@ -339,8 +352,16 @@ def _add_stats(*parts):
     return out
 
 
-def _fit_task(reduced, ctx, names, want_patch, want_ortho, ndvi_min):
-    return {"hist": reduced["hist"], "fit": F.fit_all(reduced["sample"], ctx, names, want_patch, want_ortho, ndvi_min)}
+def _hist_of(reduced):
+    return reduced["hist"]
+
+
+def _fit_task(reduced, ctx, names, want_patch, want_ortho, ndvi_min, target):
+    """One target's fit for one method; a DataError is returned (raised by the client in order)."""
+    try:
+        return F.fit_all(reduced["sample"], ctx, names, want_patch, want_ortho, ndvi_min, targets=(target,))
+    except DataError as e:
+        return e
 
 
 def _segment_and_mark(io, ctx, tile):
