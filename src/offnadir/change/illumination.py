@@ -91,7 +91,8 @@ def small_coords_loaded(cube):
     if not lazy:
         return cube
     loaded = dask.compute(*[cube[k].data for k in lazy])
-    return cube.assign_coords({k: ("image", v, cube[k].attrs) for k, v in zip(lazy, loaded)})
+    # same variables (attributes, encoding) holding numpy data
+    return cube.assign_coords({k: cube[k].variable.copy(deep=False, data=v) for k, v in zip(lazy, loaded)})
 
 
 def _known_sun(cube, t, lon, lat, sun_from_time) -> dict | None:

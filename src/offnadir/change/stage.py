@@ -81,6 +81,10 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
     path = location(path)  # a URL (s3://...) stays text
     fmt = zarr_format(path)  # the store's own format (v2 by default, v3 when asked)
     cube = open_dataset(path)  # stored codes (visible 2 stays 2), as the stages expect
+    # the per-image coordinates in one compute (the template's string encoding and the runner read them)
+    from offnadir.change.illumination import small_coords_loaded
+
+    cube = small_coords_loaded(cube)
     enc = cube["visible"].encoding.get("chunks") or cube["visible"].data.chunksize
     cy, cx = int(enc[-2]), int(enc[-1])
     ny, nx = cube.sizes["y"], cube.sizes["x"]
