@@ -99,6 +99,10 @@ class TargetTable:
     noise_var: float = np.nan  # per-cell noise variance of the first canonical variates
     cell: float = 1.0  # metres per cell
     profile_rows: np.ndarray | None = None  # (m,) rows of ``profile`` (None: all n, in order)
+    # or, instead of a dense ``profile``, its non-empty (patch, offset) pairs: (index into
+    # ``profile_rows``, offset column, (q, 6) sums) and the number of offset columns
+    profile_pairs: tuple | None = None
+    profile_nk: int = 0
     ndvi_thresholds: tuple | None = None  # (base, target) NDVI above which a patch is vegetation
     ndvi_base: np.ndarray | None = None
     ndvi_target: np.ndarray | None = None
@@ -119,6 +123,18 @@ def _smooth3(r):
     from offnadir.change.kernels import smooth3
 
     return smooth3(r)
+
+
+def _profile_corr(tb, m, nk, min_cells):
+    """(m, nk) correlations of the profile's (patch, offset) pairs with at least ``min_cells``
+    cell pairs, NaN elsewhere. From the non-empty pairs alone when the table has them: an empty
+    pair (zero sums) has no correlation either way (fewer than 3 pairs)."""
+    if tb.profile is not None:
+        return np.where(tb.profile[..., 0] >= min_cells, corr(tb.profile), np.nan)
+    row, k, sums = tb.profile_pairs
+    out = np.full((m, nk), np.nan)
+    out[row, k] = np.where(sums[:, 0] >= min_cells, corr(sums), np.nan)
+    return out
 
 
 def median_level(frac_above, levels):
@@ -179,11 +195,12 @@ def structural(tb: TargetTable, opts):
     tb.extra["corr_expected"] = np.where(ground, r_exp, np.nan)
     ref[ground] = np.nan  # reported only: too loose a reference on real ground textures (see docs)
     # elevated patches: the best correlation along the parallax direction
-    if tb.profile is not None and tb.profile.shape[1] > 0:
+    nk = tb.profile.shape[1] if tb.profile is not None else (tb.profile_nk if tb.profile_pairs is not None else 0)
+    if nk > 0:
         # (n, nk), columns ordered by signed offset; rows without a profile stay NaN
-        r = np.full((n, tb.profile.shape[1]), np.nan)
+        r = np.full((n, nk), np.nan)
         sel = np.arange(n) if tb.profile_rows is None else tb.profile_rows
-        r[sel] = _smooth3(np.where(tb.profile[..., 0] >= opts.min_cells, corr(tb.profile), np.nan))
+        r[sel] = _smooth3(_profile_corr(tb, len(sel), nk, opts.min_cells))
         k0 = int(np.argmin(np.abs(tb.shift_cells)))
         has = tb.elevated & np.any(np.isfinite(r), axis=1)
         kb = np.where(has, np.nanargmax(np.where(np.isfinite(r), r, -np.inf), axis=1), k0)

@@ -27,13 +27,19 @@ def target_table(red: dict, t: int, p: int, scales: list, shift_cells, model0=No
         mean_rob = np.where(used[:, None] > 0, rows[f"M_{t}"] / used[:, None], np.nan)
         frac_above = np.where(used[:, None] > 0, rows[f"levels_{t}"] / used[:, None], np.nan)
     elevated = rows["n_elev"] > 0.5 * rows["n_cells"]
-    prof = pos = None
+    prof = pos = pairs = None
+    nk = 0
     if f"prof_{t}" in red["erows"] and len(red["eids"]):  # elevated patches' rows only (no dense copy)
         prof = red["erows"][f"prof_{t}"]
         pos = np.searchsorted(ids, red["eids"])
+        if isinstance(prof, tuple):  # tile.sparse_profile's (keys, sums, nk): the non-empty pairs only
+            keys, sums, nk = prof
+            pairs = (np.searchsorted(red["eids"], keys // nk), keys % nk, sums)
+            prof = None
     tb = TargetTable(ids=ids, n_cells=rows["n_cells"], elevated=elevated, used=used, mean_rob=mean_rob,
                      frac_above=frac_above, c0=rows[f"c0_{t}"], profile=prof,
-                     shift_cells=np.asarray(shift_cells, np.float64), profile_rows=pos)
+                     shift_cells=np.asarray(shift_cells, np.float64), profile_rows=pos, profile_pairs=pairs,
+                     profile_nk=int(nk))
     if f"ndvi_b_{t}" in rows:
         with np.errstate(all="ignore"):
             tb.ndvi_base = np.where(used > 0, rows[f"ndvi_b_{t}"] / used, np.nan)
