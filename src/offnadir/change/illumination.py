@@ -83,14 +83,15 @@ def resolve_suns(cube, *, tol: float = 0.3, log=None, max_side: int = 512) -> li
 
 
 def small_coords_loaded(cube):
-    """The cube with its lazy per-image coordinates (sun, time, date group, ...) read in one
-    compute: each ``.values`` of a lazy coordinate is otherwise a round trip to the scheduler."""
+    """The cube with its lazy per-image coordinates (sun, time, date group, ...) read at once in
+    this process: each ``.values`` of a lazy coordinate is otherwise a round trip to the scheduler."""
     import dask
 
     lazy = [k for k in cube.coords if cube[k].dims == ("image",) and cube[k].chunks is not None]
     if not lazy:
         return cube
-    loaded = dask.compute(*[cube[k].data for k in lazy])
+    # read here (a few bytes each): a first compute on a cluster costs its workers opening the store
+    loaded = dask.compute(*[cube[k].data for k in lazy], scheduler="sync")
     # same variables (attributes, encoding) holding numpy data
     return cube.assign_coords({k: cube[k].variable.copy(deep=False, data=v) for k, v in zip(lazy, loaded)})
 
