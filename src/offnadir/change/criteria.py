@@ -198,26 +198,28 @@ def structural(tb: TargetTable, opts):
     nk = tb.profile.shape[1] if tb.profile is not None else (tb.profile_nk if tb.profile_pairs is not None else 0)
     if nk > 0:
         # (n, nk), columns ordered by signed offset; rows without a profile stay NaN
-        r = np.full((n, nk), np.nan)
+        # only the rows with a profile (sel) can have one; of those, the elevated ones with any
+        # correlation (``has``) are judged on it, the others keep r0 and no reference
         sel = np.arange(n) if tb.profile_rows is None else tb.profile_rows
-        r[sel] = _smooth3(_profile_corr(tb, len(sel), nk, opts.min_cells))
-        k0 = int(np.argmin(np.abs(tb.shift_cells)))
-        has = tb.elevated & np.any(np.isfinite(r), axis=1)
-        kb = np.where(has, np.nanargmax(np.where(np.isfinite(r), r, -np.inf), axis=1), k0)
-        rows = np.arange(n)
+        rs = _smooth3(_profile_corr(tb, len(sel), nk, opts.min_cells))
+        hs = tb.elevated[sel] & np.any(np.isfinite(rs), axis=1)
+        at, r = sel[hs], rs[hs]
+        kb = np.nanargmax(np.where(np.isfinite(r), r, -np.inf), axis=1)
+        rows = np.arange(len(at))
         rb = r[rows, kb]
         sb = tb.shift_cells[kb]
         # the peak must stand out on both sides: a texture moved as a whole, not a plateau
         w = opts.structural_peak_width / tb.cell
-        side = np.full(n, np.nan)
+        side = np.full(len(at), np.nan)
         for sgn in (-1.0, 1.0):
             kk = np.argmin(np.abs(tb.shift_cells[None, :] - (sb[:, None] + sgn * w)), axis=1)
             inside = np.abs(tb.shift_cells[kk] - (sb + sgn * w)) <= 1.0
             side = np.fmax(side, np.where(inside, r[rows, kk], np.nan))
-        moved = has & (np.abs(sb) * tb.cell >= opts.structural_min_shift)
-        ref[has] = np.where(moved[has], rb[has], np.nan)
-        shift[has] = sb[has]
-        r0 = np.where(has, np.fmax(r0, side), r0)
+        moved = np.abs(sb) * tb.cell >= opts.structural_min_shift
+        ref[at] = np.where(moved, rb, np.nan)
+        shift[at] = sb
+        r0 = r0.copy()
+        r0[at] = np.fmax(r0[at], side)
     # the texture left after the cells under a moved shadow are set aside must be most of the patch
     illum = tb.extra.get("illum", np.zeros(n))
     enough = tb.used >= 0.5 * (tb.used + illum)
