@@ -195,7 +195,6 @@ def run_config(cfg: dict, *, quiet: bool = False, stage_hooks=(), client=None) -
     (change detection registers itself this way). ``client``: an existing ``distributed.Client``
     (a notebook's, dask-gateway's...) to run on instead of the config's cluster; it is left open."""
     from offnadir import outputs, store
-    from offnadir.cluster import dask_client
 
     out = store.location(cfg["output"]["path"])
     overwrite, resume = cfg["output"]["overwrite"], cfg["output"]["resume"]
