@@ -120,6 +120,13 @@ def run_offnadir(scene: Path, out: Path, workers: int) -> dict:
     runner = getattr(change_stage, "Runner", None) or getattr(change_stage, "_Runner")
     for m in getattr(runner, "PASSES", OLD_PASSES):
         patches.append((runner, m, f"  change: {m}"))
+    # what the stage does around its passes: the store's set-up and the patch table (detect_store
+    # minus the passes), and the per-cell history written after it
+    from offnadir.change import history as change_history
+
+    patches.append((change_stage, "detect_store", "  change: store + passes + table"))
+    if hasattr(change_history, "write_history"):
+        patches.append((change_history, "write_history", "  change: history"))
     saved = [(o, a, getattr(o, a)) for o, a, _ in patches]
     for o, a, name in patches:
         setattr(o, a, timed(rows, name, getattr(o, a)))
