@@ -1,0 +1,91 @@
+"""The change stage's per-tile task functions, at module level so that dask can pickle them by
+reference; the dask wiring that calls them is :mod:`offnadir.change.runner`. Each calls a function
+of :mod:`~offnadir.change.tile`, :mod:`~offnadir.change.cells` or :mod:`~offnadir.change.fit`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from offnadir.change import fit as F
+from offnadir.change import tile as T
+from offnadir.errors import DataError
+
+PROGRESS = "change_tiles"
+SEGMENTED, WRITTEN = 1, 4
+
+
+def _stats_tile(io, shape, n_images, n_bands, tile, r):
+    from offnadir.change import cells as P
+
+    out = T.stats(io, shape, n_images, n_bands, tile, r)
+    out["noise"] = P.noise_tile(io, T.Context(shape=shape, n_images=n_images, n_bands=n_bands, cell=1.0, opts=None,
+                                              targets=()), tile)
+    return out
+
+
+def _add_stats(*parts):
+    out = T.add_stats(*parts)
+    out["noise"] = {k: sum(p["noise"][k] for p in parts) for k in parts[0]["noise"]}
+    return out
+
+
+def _hist_of(reduced):
+    return reduced["hist"]
+
+
+def _fit_task(reduced, ctx, names, want_patch, want_ortho, ndvi_min, target):
+    """One target's fit for one method; a DataError is returned (raised by the client in order)."""
+    try:
+        return F.fit_all(reduced["sample"], ctx, names, want_patch, want_ortho, ndvi_min, targets=(target,))
+    except DataError as e:
+        return e
+
+
+def _segment_and_mark(io, ctx, tile):
+    T.segment_tile(io, ctx, tile)
+    _mark(io, tile, SEGMENTED)
+    return tile.ti, tile.tj
+
+
+def _relabel(io, ctx, tile, oldnew):
+    return T.relabel_tile(io, ctx, tile, *oldnew)
+
+
+def _sums_tile(io, ctx, tile, models, want_patch, want_ortho):
+    from offnadir.change import cells as P
+
+    m, sc, ortho = models
+    out, arrays = {}, {}
+    if want_patch:
+        out["patch"] = T.patch_tile(io, ctx, tile, m, sc, keep=arrays)
+    if want_ortho:
+        out["hist"] = P.ortho_tile(io, ctx, tile, ortho, want_patch, arrays)
+    return out
+
+
+def _add_sums(*parts):
+    from offnadir.change import cells as P
+
+    out = {}
+    pp = [p["patch"] for p in parts if "patch" in p]
+    if pp:
+        out["patch"] = T.add_patch(*pp)
+    hh = [p["hist"] for p in parts if "hist" in p]
+    if hh:
+        out["hist"] = P.add_hist(*hh)
+    return out
+
+
+def _maps_tile(io, ctx, tile, models, has, plan, mark):
+    from offnadir.change import cells as P
+
+    out = P.probability_tile(io, ctx, tile, models, has, plan)
+    if mark:
+        _mark(io, tile, WRITTEN)
+    return out
+
+
+def _mark(io, tile, bit):
+    if PROGRESS in getattr(io, "arrays", {PROGRESS: None}) or not hasattr(io, "arrays"):
+        cur = io.read(PROGRESS, (slice(tile.ti, tile.ti + 1), slice(tile.tj, tile.tj + 1)))
+        io.write(PROGRESS, (slice(tile.ti, tile.ti + 1), slice(tile.tj, tile.tj + 1)), cur | np.uint8(bit))
