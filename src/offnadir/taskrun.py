@@ -23,6 +23,11 @@ def _n_workers(client) -> int:
         return len(client.scheduler_info()["workers"])
 
 
+#: polling of the futures (s): from NAP_MIN after a result, doubling to NAP_MAX while none comes.
+#: A fixed 50 ms nap added up to 50 ms to each of the change stage's many small computes.
+NAP_MIN, NAP_MAX = 0.002, 0.05
+
+
 def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: float = 1.0) -> list:
     """Compute delayed tasks on the client with a progress bar; re-raise the first failure.
     Stops with an error when the cluster has had no worker for ``client.offnadir_worker_timeout``
@@ -38,6 +43,7 @@ def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: 
     ready = as_completed(futures)
     no_worker_since = None
     last_check = time.monotonic()
+    nap = NAP_MIN
     lines = _BatchProgress(desc, len(futures)) if not quiet and not _is_terminal(sys.stderr) else None
     with tqdm(total=len(futures), desc=desc, unit="tile", disable=quiet or None, file=sys.stderr) as bar:
         try:
@@ -49,8 +55,10 @@ def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: 
                     if lines is not None:
                         lines.update(len(results))
                     no_worker_since = None
+                    nap = NAP_MIN
                     continue
-                time.sleep(0.05)
+                time.sleep(nap)  # short naps first: a stage's small computes return in milliseconds
+                nap = min(2 * nap, NAP_MAX)
                 now = time.monotonic()
                 if now - last_check < poll:
                     continue
