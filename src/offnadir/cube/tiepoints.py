@@ -182,12 +182,13 @@ def block_data(plan, tile, half: int, pad: int, dh_step, suns=None) -> dict:
     with the window templates (base values), the cells' pixel positions in image k (its camera as
     planned), the windows' centre ground points and the image-k pixels around them (``pad`` px
     beyond the cells, for the search)."""
-    from offnadir.cube.tile import compute_tile, lonlat_block
+    from offnadir.cube.tile import compute_tile
 
-    res = compute_tile(plan, tile)
+    # geometry only: the windows sample the (smoothed) images themselves below
+    res = compute_tile(plan, tile, values=False, ground=True)
     h = res["dsm"].astype(np.float64)
     ny, nx = h.shape
-    lon, lat = lonlat_block(plan, tile.i0, tile.i1, tile.j0, tile.j1)
+    lon, lat = res["lon"], res["lat"]
     vis = res["visible"]
     base = _sample_smoothed(plan.images[0], res["row"][0], res["col"][0])
     w = 2 * half + 1

@@ -62,8 +62,10 @@ def ground_block(plan, i0, i1, j0, j1):
     return lon, lat, height_block(plan, i0, i1, j0, j1)
 
 
-def compute_tile(plan, tile) -> dict:
-    """All cube fields of one tile (numpy arrays, see :data:`FIELDS`)."""
+def compute_tile(plan, tile, *, values: bool = True, ground: bool = False) -> dict:
+    """All cube fields of one tile (numpy arrays, see :data:`FIELDS`). ``values=False``: geometry
+    only (no ``value``, no image read: the tie-point blocks sample the images themselves);
+    ``ground=True``: also the cells' ``lon``, ``lat`` (float64, as :func:`lonlat_block`)."""
     H = plan.halo
     i0, i1, j0, j1 = tile.i0, tile.i1, tile.j0, tile.j1
     ny, nx = i1 - i0, j1 - j0
@@ -73,8 +75,9 @@ def compute_tile(plan, tile) -> dict:
         "row": np.empty((n_img, ny, nx), np.float32),
         "col": np.empty((n_img, ny, nx), np.float32),
         "visible": np.full((n_img, ny, nx), OUTSIDE, np.uint8),
-        "value": np.empty((n_img, plan.n_bands, ny, nx), np.float32),
     }
+    if values:
+        out["value"] = np.empty((n_img, plan.n_bands, ny, nx), np.float32)
     # the block with halo carries heights for occlusion; ground lon/lat are needed on the core only
     # (lattice values do not depend on the block they are computed in)
     hb = height_block(plan, i0 - H, i1 + H, j0 - H, j1 + H)
@@ -82,9 +85,14 @@ def compute_tile(plan, tile) -> dict:
     out["dsm"] = h.astype(np.float32)
     if not np.isfinite(h).any():
         for name in ("row", "col", "value"):
-            out[name].fill(np.nan)
+            if name in out:
+                out[name].fill(np.nan)
+        if ground:
+            out["lon"], out["lat"] = lonlat_block(plan, i0, i1, j0, j1)
         return out
     lon, lat = lonlat_block(plan, i0, i1, j0, j1)
+    if ground:
+        out["lon"], out["lat"] = lon, lat
     h_block_max = float(np.nanmax(hb))
     step = plan.lattice_step
     ni, nj = geometry.lattice_nodes(i0, i1, j0, j1, step)
@@ -99,7 +107,8 @@ def compute_tile(plan, tile) -> dict:
         out["row"][k] = r
         out["col"][k] = c
         if n_in == 0:
-            out["value"][k].fill(np.nan)
+            if values:
+                out["value"][k].fill(np.nan)
             continue
 
         def los_nodes(I, J, cam=im.camera):
@@ -110,6 +119,8 @@ def compute_tile(plan, tile) -> dict:
         vis = out["visible"][k]
         cubek.visibility_los(hb, los_di, los_dj, H, H, ny, nx, h_block_max, plan.z_tol, float(H), vis)
         cubek.mark_outside(r, c, nr, nc, OUTSIDE, vis)
+        if not values:
+            continue
         # read only the window the inside cells land in (+1 px for bilinear neighbours)
         r0 = max(int(np.floor(r_min)) - 1, 0)
         r1 = min(int(np.floor(r_max)) + 3, nr)

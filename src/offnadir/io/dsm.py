@@ -59,8 +59,9 @@ class DsmSource:
 
     def read_block(self, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
         """Heights of rows i0..i1-1, columns j0..j1-1 (may reach outside the DSM: NaN there)."""
-        import rasterio
         from rasterio.windows import Window
+
+        from offnadir.io.open_files import reading
 
         out = np.full((i1 - i0, j1 - j0), np.nan, dtype=np.float64)
         ny, nx = self.shape
@@ -68,7 +69,7 @@ class DsmSource:
         b0, b1 = max(j0, 0), min(j1, nx)
         if a0 >= a1 or b0 >= b1:
             return out
-        with rasterio.open(self.path) as ds:
+        with reading(self.path) as ds:  # kept open per thread: neighbouring blocks share tiles
             block = ds.read(self.band, window=Window(b0, a0, b1 - b0, a1 - a0)).astype(np.float64)
         if self.nodata is not None and not math.isnan(self.nodata):
             block[block == self.nodata] = np.nan

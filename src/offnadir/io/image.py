@@ -42,12 +42,14 @@ class ImageSource:
 
     def read_window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Pixels rows r0..r1-1, cols c0..c1-1 (inside the image) of every band, file dtype."""
-        import rasterio
         from rasterio.windows import Window
 
+        from offnadir.io.open_files import reading
         from offnadir.io.remote import gdal_path
 
-        with rasterio.open(gdal_path(self.path)) as ds:  # a URL: only the byte ranges of the window
+        # a local file stays open per thread (GDAL's block cache serves the next window); a URL: only
+        # the byte ranges of the window
+        with reading(gdal_path(self.path)) as ds:
             return ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))
 
     @property
