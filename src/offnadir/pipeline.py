@@ -356,11 +356,10 @@ class _ChangeStage:
         self.opts, self.quiet = opts, quiet
 
     def __call__(self, cfg, plan, out, client):
-        from offnadir.change.history import write_history
         from offnadir.change.stage import detect_store
 
+        # also the per-cell history over the dates (first/last change...), as `offnadir append` keeps it
         detect_store(out, self.opts, client=client, resume=bool(cfg["output"]["resume"]), quiet=self.quiet)
-        write_history(out)  # per-cell history over the dates (first/last change...), as `offnadir append` keeps it
 
 
 def detect_config(cfg: dict, *, quiet: bool = False, client=None) -> Path:

@@ -17,8 +17,11 @@ Variables (all (y, x), written beside ``change``):
 * ``last_observed``: date of the last image (the base included) in which the cell was observable,
   same encoding; NaT where no image saw it.
 
-Cheap: one pass over the ``change`` maps (a dask map over the grid's chunks), recomputed whole
-after each append (the history of a cell depends on all its dates).
+``offnadir detect`` writes it tile by tile in the change stage's maps pass, from the ``change``
+maps the same task has just written (:func:`history_tile`; the arrays are created with the other
+change variables, :func:`create_arrays`): no pass of its own. :func:`write_history` recomputes it
+whole for a store (one pass over the ``change`` maps, a dask map over the grid's chunks), after
+each append (the history of a cell depends on all its dates).
 """
 
 from __future__ import annotations
@@ -82,6 +85,78 @@ def image_days(times) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(ok), days
 
 
+def dated_images(times, names) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the images the history follows, their days since 1970-01-01) from the ``time``
+    coordinate; says in the log which images are left out (no date), and gives none when the
+    base has no date (the history is then empty)."""
+    keep, days = image_days(times)
+    names = [str(v) for v in names]
+    if len(keep) < len(names):
+        log.warning("change history leaves out images without a date: %s (give one with --date)",
+                    ", ".join(names[k] for k in range(len(names)) if k not in set(keep.tolist())))
+    if 0 not in set(keep.tolist()):
+        log.warning("the base image has no date: change history is empty")
+        keep, days = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return keep, days
+
+
+def history_of(change: np.ndarray, keep, days) -> dict:
+    """:func:`history_block` of the images ``keep`` of ``change`` (n_images, ...) (from
+    :func:`dated_images`); none kept: no change, never observed."""
+    if len(keep) == 0:
+        shape = np.shape(change)[1:]
+        out = {k: np.full(shape, DAY_FILL, np.int32) for k in NAMES}
+        out["n_changes"] = np.zeros(shape, np.uint16)
+        return out
+    return history_block(np.asarray(change)[np.asarray(keep)], days)
+
+
+def history_tile(io, tile, keep, days) -> None:
+    """Write the history of one tile (``io``: :class:`offnadir.change.tileio.StoreIO`) from the
+    ``change`` maps of every image written there (the maps pass of ``offnadir detect``)."""
+    yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
+    out = history_of(io.read("change", (slice(None),) + yx), keep, days)
+    for k in NAMES:
+        io.write(k, yx, out[k])
+
+
+def variable_attrs(k: str, grid_mapping: str | None = None) -> dict:
+    """The attributes of history variable ``k``."""
+    attrs = dict(ATTRS[k])
+    if k != "n_changes":
+        attrs.update({"units": UNITS, "epoch": EPOCH, "comment": f"days since {EPOCH}; "
+                      f"{DAY_FILL} (_FillValue): never; offnadir.change.history.decode_days converts"})
+    if grid_mapping:
+        attrs["grid_mapping"] = grid_mapping
+    return attrs
+
+
+def encodings(cy: int, cx: int) -> dict:
+    """``to_zarr`` encodings: day maps int32 with ``_FillValue`` (GDAL and rioxarray keep the nodata)."""
+    enc = {}
+    for k in NAMES:
+        e = {"chunks": (cy, cx)}
+        if k != "n_changes":
+            e.update({"_FillValue": DAY_FILL, "dtype": "int32"})
+        enc[k] = e
+    return enc
+
+
+def create_arrays(path, shape_yx, chunks_yx, grid_mapping, group_attrs: dict, zarr_format: int) -> None:
+    """Create the (empty) history variables in the store at ``path`` as :func:`write_history`
+    writes them (same metadata); ``offnadir detect``'s maps pass fills them tile by tile."""
+    import dask.array as da
+    import xarray as xr
+
+    cy, cx = int(chunks_yx[0]), int(chunks_yx[1])
+    data = {k: (("y", "x"), da.zeros(shape_yx, chunks=(cy, cx), dtype=np.uint16 if k == "n_changes" else np.int32),
+                variable_attrs(k, grid_mapping)) for k in NAMES}
+    tmpl = xr.Dataset(data)
+    tmpl.attrs = dict(group_attrs)  # xarray's append mode rewrites the group attributes
+    tmpl.to_zarr(str(path), mode="a", compute=False, zarr_format=zarr_format, consolidated=False,
+                 encoding=encodings(cy, cx))
+
+
 def history_dataset(ds):
     """The history variables of a Dataset holding ``change`` (image, y, x) and a ``time``
     coordinate, as lazy (dask) or numpy arrays like ``change``."""
@@ -93,36 +168,16 @@ def history_dataset(ds):
 
         raise DataError("change history needs the 'change' maps and the 'time' coordinate of a detect store; "
                         "this dataset lacks them. Run `offnadir detect` first.")
-    keep, days = image_days(ds["time"].values)
-    names = [str(v) for v in ds["image"].values]
-    if len(keep) < len(names):
-        log.warning("change history leaves out images without a date: %s (give one with --date)",
-                    ", ".join(names[k] for k in range(len(names)) if k not in set(keep.tolist())))
-    if 0 not in set(keep.tolist()):
-        log.warning("the base image has no date: change history is empty")
-        keep, days = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    keep, days = dated_images(ds["time"].values, ds["image"].values)
     ch = ds["change"].data
-    if len(keep) == 0:
-        ny, nx = ds.sizes["y"], ds.sizes["x"]
-        out = {k: np.full((ny, nx), DAY_FILL, np.int32) for k in NAMES}
-        out["n_changes"] = np.zeros((ny, nx), np.uint16)
-    elif isinstance(ch, da.Array):
+    if len(keep) and isinstance(ch, da.Array):
         sub = ch[keep].rechunk({0: -1})
-        blocks = {k: da.map_blocks(lambda c, k=k: history_block(c, days)[k], sub, drop_axis=0,
-                                   dtype=np.uint16 if k == "n_changes" else np.int32) for k in NAMES}
-        out = blocks
+        out = {k: da.map_blocks(lambda c, k=k: history_block(c, days)[k], sub, drop_axis=0,
+                                dtype=np.uint16 if k == "n_changes" else np.int32) for k in NAMES}
     else:
-        out = history_block(np.asarray(ch)[keep], days)
-    data = {}
-    for k in NAMES:
-        attrs = dict(ATTRS[k])
-        if k != "n_changes":
-            attrs.update({"units": UNITS, "epoch": EPOCH, "comment": f"days since {EPOCH}; "
-                          f"{DAY_FILL} (_FillValue): never; offnadir.change.history.decode_days converts"})
-        if "grid_mapping" in ds["change"].attrs:
-            attrs["grid_mapping"] = ds["change"].attrs["grid_mapping"]
-        data[k] = (("y", "x"), out[k], attrs)
-    return xr.Dataset(data)
+        out = history_of(np.zeros((0,) + ch.shape[1:], np.uint8) if len(keep) == 0 else ch, keep, days)
+    gm = ds["change"].attrs.get("grid_mapping")
+    return xr.Dataset({k: (("y", "x"), out[k], variable_attrs(k, gm)) for k in NAMES})
 
 
 def decode_days(arr) -> np.ndarray:
@@ -155,12 +210,7 @@ def write_history(path) -> None:
             if k in g:
                 del g[k]
         fmt = g.metadata.zarr_format
-        enc = {}
-        for k in NAMES:
-            e = {"chunks": (cy, cx)}
-            if k != "n_changes":
-                e.update({"_FillValue": DAY_FILL, "dtype": "int32"})
-            enc[k] = e
+        enc = encodings(cy, cx)
         hist.attrs = dict(g.attrs)  # xarray's append mode rewrites the group attributes
         hist.to_zarr(str(path), mode="a", zarr_format=fmt, consolidated=False, encoding=enc)
         zarr.consolidate_metadata(str(path))

@@ -16,7 +16,9 @@ dask tree reductions), the rest on the client:
 4. ``sums``: per-patch sums (grouped by patch ID, tree-merged) and the ortho baseline's raw
    per-cell scores with their histograms; on the client the patch decisions (``decide``) and the
    mixture calibrations (``calibrate``);
-5. ``maps``: probability, ``change`` and ``score`` (and the baseline's) written tile by tile.
+5. ``maps``: probability, ``change`` and ``score`` (and the baseline's) written tile by tile, and
+   with a store the per-cell history over the dates (:mod:`~offnadir.change.history`) from the
+   ``change`` maps the same task wrote.
 
 With a Zarr store, tasks read and write regions of the store (bounded memory per task) and a
 rerun with ``resume`` skips the tiles already segmented or written; without one (in-memory cube,
@@ -117,6 +119,8 @@ class Runner:
         self.red_ids = np.zeros(0, np.int64)
         self.red = None
         self.per_target, self.ortho = {}, {}
+        #: (dated images, their days) when the maps pass also writes the history (a store's run)
+        self.history = None
 
     # -- running tasks
     def compute(self, tasks, desc="tiles"):
@@ -337,7 +341,8 @@ class Runner:
         decisions = {t: (self.red_ids, d["score"]) for t, d in self.per_target.items()}
         ortho = (("change_ortho", "score_ortho") if self.want_patch else ("change", "score")) if self.want_ortho \
             else None
-        plan = {**self.plan, "ortho": ortho, "bound": self.opts.elevated_height, "decisions": decisions}
+        plan = {**self.plan, "ortho": ortho, "bound": self.opts.elevated_height, "decisions": decisions,
+                "history": self.history}
         has = {**self.has, "patch": self.want_patch}
         cx, mo, pl = self.shared(self.ctx), self.shared(self.cal_models), self.shared(plan)
         # every tile, also on resume: its patch sums feed the table, and the maps are cheap

@@ -71,9 +71,11 @@ def detect_dataset(cube, options: ChangeOptions | None = None, *, chunk: int | N
 def detect_store(path, options: ChangeOptions | None = None, *, client=None, resume: bool = False,
                  quiet: bool = True) -> Path:
     """Change detection on a cube written to a Zarr store (``offnadir coregister``): the change
-    variables and the per-patch table are added to the same store, tile by tile."""
+    variables, the per-cell history over the dates (:mod:`offnadir.change.history`) and the
+    per-patch table are added to the same store, tile by tile."""
     import zarr
 
+    from offnadir.change import history as H
     from offnadir.change.dataset import layout
     from offnadir.store import _quiet_zarr, create_flag_array, encoding, location, open_dataset, zarr_format
 
@@ -99,7 +101,8 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
                  and prior == json.dumps(opts.as_dict(), default=str))
         if not reuse:
             for name in list(existing):
-                if name in names or name == PROGRESS or name.startswith("patch_") or name == "patch_id":
+                if name in names or name in H.NAMES or name == PROGRESS or name.startswith("patch_") \
+                        or name == "patch_id":
                     del g[name]
             tmpl = layout(cube, names, chunks_yx)
             tmpl.attrs = dict(g.attrs)  # xarray's append mode rewrites the group attributes
@@ -108,10 +111,17 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
             g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
             create_flag_array(g, PROGRESS, grid, "change detection progress bits: 1 segmented, 4 maps written")
             g.attrs["change_options"] = json.dumps(opts.as_dict(), default=str)
+        # the per-cell history over the dates, written by the maps pass (no pass of its own)
+        history = H.dated_images(cube["time"].values, cube["image"].values) if "time" in cube.coords else None
+        if history is not None and not set(H.NAMES) <= set(g.array_keys()):
+            gm = "spatial_ref" if "spatial_ref" in cube.coords or "spatial_ref" in cube else None
+            H.create_arrays(path, (ny, nx), (cy, cx), gm, dict(g.attrs), fmt)
         done = np.asarray(g[PROGRESS][...])
     io = T.StoreIO(path, run=uuid.uuid4().hex)  # this run's token: its workers cache the cube's chunks
     try:
-        run = run_all(Runner(io, cube, opts, chunks_yx, client=client, quiet=quiet), done, mark=True)
+        runner = Runner(io, cube, opts, chunks_yx, client=client, quiet=quiet)
+        runner.history = history
+        run = run_all(runner, done, mark=True)
     finally:
         _forget(io.run, client)
     tab = table(run)

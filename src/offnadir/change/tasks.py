@@ -80,6 +80,10 @@ def _maps_tile(io, ctx, tile, models, has, plan, mark):
     from offnadir.change import cells as P
 
     out = P.probability_tile(io, ctx, tile, models, has, plan)
+    if plan.get("history") is not None:  # the per-cell history from the change maps just written
+        from offnadir.change.history import history_tile
+
+        history_tile(io, tile, *plan["history"])
     if mark:
         _mark(io, tile, WRITTEN)
     return out
