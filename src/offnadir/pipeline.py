@@ -112,13 +112,15 @@ def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = Fal
                     raise _write_error(out, e) from None
                 raise
         skip = store.done_tiles(out) if state == store.RESUME else set()
-        tasks = graph.tile_write_tasks(plan, str(out), skip)
-        clock.lap("store layout")
         n = len(plan.tiles())
+        per_task = graph.tiles_per_task(n - len(skip), plan.grid_shape[1], _threads(client))
+        tasks = graph.tile_write_tasks(plan, str(out), skip, per_task, shared=_on_every_worker(client, plan))
+        clock.lap("store layout")
         _say(quiet, f"{n - len(skip)} of {n} tiles to compute ({plan.dsm.shape[0]}x{plan.dsm.shape[1]} cells, "
                     f"{len(plan.images)} images, halo {plan.halo} cells)")
         try:
-            run_tasks(client, tasks, desc="cube tiles", quiet=quiet)
+            run_tasks(client, tasks, desc="cube tiles" if per_task == 1 else f"cube tile runs (<= {per_task})",
+                      quiet=quiet)
             clock.lap("tiles")
             store.finalize(out, attrs)
             clock.lap("finalize")
@@ -317,11 +319,25 @@ def _local_workers(cfg, dsm, images, given_client) -> tuple[bool | None, str | N
     return processes, why
 
 
-def _workers_text(client, processes: bool) -> str:
+def _on_every_worker(client, obj):
+    """``obj`` scattered to every worker (a future), or None when the client cannot."""
     try:
-        threads = sum(client.nthreads().values())
-    except Exception:  # noqa: BLE001 - a description only
-        threads = "?"
+        return client.scatter(obj, broadcast=True, hash=False)
+    except Exception as e:  # noqa: BLE001 - the tasks then carry it as a graph node
+        _log.debug("scatter to every worker failed (%s): the plan travels as a graph node", e)
+        return None
+
+
+def _threads(client) -> int:
+    """Worker threads of the cluster (0 when it cannot say)."""
+    try:
+        return int(sum(client.nthreads().values()))
+    except Exception:  # noqa: BLE001 - a figure for choices and messages only
+        return 0
+
+
+def _workers_text(client, processes: bool) -> str:
+    threads = _threads(client) or "?"
     return f"{threads} single-threaded worker processes" if processes else f"{threads} threads in the client process"
 
 

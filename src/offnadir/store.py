@@ -290,14 +290,14 @@ def create(path, template, grid_shape, encoding_fill: dict, plan: dict | None = 
 
 def write_tile(path, plan, tile) -> tuple[int, int]:
     """Compute one tile and write it into its region; mark it done. Runs on a worker."""
-    import zarr
-
     from offnadir.cube.tile import compute_tile
     from offnadir.zarr_chunks import write_tile_chunks
 
     res = compute_tile(plan, tile)
-    if write_tile_chunks(path, tile, res):  # a local v2 store: straight to the chunk files
+    if write_tile_chunks(path, tile, res):  # a local v2 store: straight to the chunk files (zarr not imported)
         return tile.ti, tile.tj
+    import zarr
+
     region = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
     with _quiet_zarr():
         g = zarr.open_group(str(path), mode="r+")

@@ -6,6 +6,7 @@ pandas and scipy's FFT and sparse modules, ~0.7 CPU-s) is imported only where ar
 
 from __future__ import annotations
 
+import logging
 import operator
 
 import dask
@@ -13,6 +14,8 @@ import numpy as np
 
 from offnadir.cube import tile as tilemod
 from offnadir.cube.plan import Tile
+
+log = logging.getLogger("offnadir.cube.graph")
 
 
 # Every task gets the DSM and the plan as one shared graph node (traverse=False) and its tile as
@@ -51,13 +54,53 @@ def cube_arrays(plan) -> dict[str, da.Array]:
     return {name: da.block(rows) for name, rows in blocks.items()}
 
 
-def tile_write_tasks(plan, store_path: str, skip: set | None = None) -> list:
-    """Delayed tasks, one per tile not in ``skip``, each computing its tile and writing its region."""
+def tile_write_tasks(plan, store_path: str, skip: set | None = None, per_task: int = 1, shared=None) -> list:
+    """Delayed tasks computing the tiles not in ``skip`` and writing their regions: one per tile, or
+    with ``per_task`` > 1 one per run of up to that many consecutive tiles of one tile row
+    (:func:`tile_runs`). ``shared``: the plan already on the workers (a future of
+    ``client.scatter(plan, broadcast=True)``): every worker then holds the tasks' one input, so the
+    scheduler places them by load alone, not all where a plan node was computed."""
     skip = skip or set()
     # one graph node holds the plan, shared by every task (not re-traversed and embedded per tile)
-    plan_node = dask.delayed(plan, pure=True, traverse=False)
-    return [dask.delayed(write_tile_at, pure=False)(store_path, plan_node, *_ints(t))
-            for t in plan.tiles() if (t.ti, t.tj) not in skip]
+    plan_node = shared if shared is not None else dask.delayed(plan, pure=True, traverse=False)
+    todo = [t for t in plan.tiles() if (t.ti, t.tj) not in skip]
+    if per_task <= 1:
+        return [dask.delayed(write_tile_at, pure=False)(store_path, plan_node, *_ints(t)) for t in todo]
+    return [dask.delayed(write_tile_at, pure=False)(store_path, plan_node, *_ints(run[0])) if len(run) == 1 else
+            dask.delayed(write_tiles_at, pure=False)(store_path, plan_node, *[v for t in run for v in _ints(t)])
+            for run in tile_runs(todo, per_task)]
+
+
+#: at most this many tiles side by side per cube task (see :func:`tile_runs`)
+TILES_PER_TASK_MAX = 4
+
+
+def tiles_per_task(n_todo: int, tiles_per_row: int, workers: int) -> int:
+    """Tiles of one row per cube task (:func:`tile_runs`): as many as still gives each of the
+    ``workers`` at least one task, at most :data:`TILES_PER_TASK_MAX` (a task is one unit for
+    the scheduler's load balancing); 1 when the worker count is unknown (0). Logged."""
+    if workers <= 0:
+        return 1
+    k = max(1, min(TILES_PER_TASK_MAX, tiles_per_row, n_todo // workers))
+    if k > 1:
+        log.info("cube tasks write runs of up to %d tiles side by side (%d tiles, %d worker threads): a worker "
+                 "decompresses the image rows they share once", k, n_todo, workers)
+    return k
+
+
+def tile_runs(tiles, per_task: int) -> list[list[Tile]]:
+    """``tiles`` (row-major) cut into runs of at most ``per_task`` tiles side by side in one tile
+    row. Why: the tiles of a row read the same image rows, and images are often stored in strips
+    (whole rows, compressed), so a worker writing them one after the other decompresses those rows
+    once (GDAL's block cache, :mod:`offnadir.io.open_files`), not once per tile."""
+    runs: list[list[Tile]] = []
+    for t in tiles:
+        last = runs[-1][-1] if runs else None
+        if last is not None and len(runs[-1]) < per_task and last.ti == t.ti and last.tj + 1 == t.tj:
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    return runs
 
 
 def _ints(t) -> tuple[int, ...]:
@@ -74,6 +117,11 @@ def write_tile_at(store_path, plan, ti, tj, i0, i1, j0, j1):
     from offnadir import store
 
     return store.write_tile(store_path, plan, Tile(ti, tj, i0, i1, j0, j1))
+
+
+def write_tiles_at(store_path, plan, *ints):
+    """:func:`write_tile_at` of several tiles, six integers each, one after the other (a task)."""
+    return [write_tile_at(store_path, plan, *ints[k:k + 6]) for k in range(0, len(ints), 6)]
 
 
 def empty_arrays(plan) -> dict[str, da.Array]:
