@@ -1,0 +1,186 @@
+"""Missing shadows as loss evidence for their caster (numpy; the per-tile sums, the client's decision).
+
+A building demolished after the DSM still casts its predicted shadow in the change stage's
+illumination codes; in the new image that ground is lit. Per elevated patch (a roof of the old
+DSM) and image, the **caster sums** add, over the cells predicted in the patch's cast shadow with
+certainty (:func:`offnadir.change.shadow_observed.training_classes`: code 0, every cell within 2
+predicted so too) and visible, the log likelihood ratio ``log f_lit(x) / f_shadow(x)`` of the cell's
+intensity under the image's own two classes (:func:`~offnadir.change.shadow_observed.calibrate`).
+The caster of a shadow cell is the first cell towards the sun whose top is above the sun ray
+(:func:`shadow_casters`, the illumination kernel's own march), so each shadow cell is counted for
+exactly one roof, in the tile that holds it (the sums are exact whatever the tiling).
+
+Decision per target ``t`` and patch (:func:`decide`):
+
+    L = min( S_t / C , -S_0 / C )          (S_0 absent: L = S_t / C)
+    P(gone) = sigmoid( L + log pi / (1 - pi) ),   gone where P >= 1/2
+
+* ``S_t / C``: the target's sum, with ``C`` = :data:`CORRELATED` = 9 — neighbouring samples are not
+  independent (resampling mixes a 3 x 3 neighbourhood), so nine cells count as one observation;
+* ``-S_0 / C``: the same caster's predicted shadow must be *there* in the base image (the DSM's
+  epoch): a prediction the base does not confirm (a DSM artefact, a tree's porous crown, a shadow
+  displaced by the sun's error) says nothing about the target; on Kahramanmaras it removed a third of
+  the casters flagged without it;
+* ``pi``: the share of casters gone, estimated on the run's own patches by EM (:func:`prior_log_odds`),
+  not a constant: with even odds instead, Kahramanmaras flagged 2143 of 7629 roofs, most with a few
+  cells of evidence; with the run's prior (3-7 %) 76.
+
+A patch decided gone marks its cells changed while keeping their own order (:func:`raise_gone`:
+``p -> max(p, (1 + p) / 2)``): the test says that the caster went, not which of its cells (a large
+patch can be partly demolished). Measured (``python benchmarks/eval_shadow_offline.py``) in
+``docs/change_detection.md``, section "Shadows seen, not predicted".
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from offnadir.change import shadow_observed as SO
+
+#: cells per independent observation in the caster sums (a 3 x 3 neighbourhood: see the docstring)
+CORRELATED = 9.0
+
+
+def shadow_casters(h, codes, cell: float, sun_az: float, sun_el: float, tol: float, max_dist: float):
+    """Per cell predicted in a cast shadow (code 0 with a blocker towards the sun), the (row, col)
+    of its caster in the window: the first cell whose top is more than ``tol`` above the sun ray
+    (:func:`offnadir.change.sun_kernels.caster_distances`, the march of the illumination kernel);
+    -1 elsewhere. Returns two int64 arrays."""
+    from offnadir.change.sun_kernels import caster_distances
+
+    h = np.ascontiguousarray(h, np.float64)
+    ny, nx = h.shape
+    di, dj = -math.cos(sun_az), math.sin(sun_az)
+    dist = np.empty(h.shape)
+    caster_distances(h, math.tan(max(sun_el, 1e-6)) * cell, di, dj, float(tol), float(max_dist), dist)
+    ii, jj = np.mgrid[0:ny, 0:nx]
+    ci = ii + np.floor(dist * di + 0.5).astype(np.int64)
+    cj = jj + np.floor(dist * dj + 0.5).astype(np.int64)
+    ok = (dist > 0) & (np.asarray(codes) == 0) & (ci >= 0) & (ci < ny) & (cj >= 0) & (cj < nx)
+    return np.where(ok, ci, -1), np.where(ok, cj, -1)
+
+
+def caster_log_lr_sums(labels, ci, cj, sure_shadow, x, clf):
+    """Per caster label: (ids, n, sum over its ``sure_shadow`` cells of ``log f_l(x) / f_s(x)``):
+    the log likelihood ratio of "this shadow is lit ground" against "it is there", from the two
+    training densities of :func:`calibrate` (no prior)."""
+    m = np.asarray(sure_shadow, bool) & (ci >= 0) & np.isfinite(x)
+    lab = np.asarray(labels)[ci[m], cj[m]]
+    llr = -(clf.cell_log_odds(np.asarray(x)[m]) - clf.prior)
+    keep = lab > 0
+    ids, inv = np.unique(lab[keep], return_inverse=True)
+    return ids, np.bincount(inv, minlength=len(ids)), np.bincount(inv, llr[keep], minlength=len(ids))
+
+
+def prior_log_odds(llr, iterations: int = 200, tol: float = 1e-6) -> float:
+    """Log prior odds of "gone" that make the per-caster log likelihood ratios ``llr`` most likely
+    (EM for the weight of a two-class mixture whose class likelihoods are known up to their ratio:
+    ``pi <- mean posterior``); the share of casters whose shadow is missing, estimated on the run's
+    own data. Clipped to [1e-4, 1 - 1e-4]; 0.5 (0) without casters."""
+    llr = np.asarray(llr, np.float64)
+    llr = llr[np.isfinite(llr)]
+    if not len(llr):
+        return 0.0
+    pi = 0.5
+    for _ in range(iterations):
+        lo = np.clip(llr + math.log(pi / (1.0 - pi)), -50, 50)
+        new = float(np.mean(1.0 / (1.0 + np.exp(-lo))))
+        new = min(max(new, 1e-4), 1.0 - 1e-4)
+        if abs(new - pi) < tol:
+            pi = new
+            break
+        pi = new
+    return math.log(pi / (1.0 - pi))
+
+
+def tile_sums(io, ctx, tile):
+    """Per elevated patch (the caster) and image: ``n`` sure predicted-shadow cells of the tile's core
+    it casts, and their summed ``log f_lit / f_shadow`` (:func:`caster_log_lr_sums`). Returns the
+    grouped table ``{"ids", "rows": {"msh_n": (m, images), "msh_llr": (m, images)}}`` (empty without
+    a sun or a classifier). Reads the DSM, illumination, patch and elevated maps with the sun halo
+    (as the segment pass computed the codes) and the values of the core."""
+    from offnadir.change.tileio import Window
+
+    classes = getattr(ctx, "shadow_classes", ()) or ()
+    n_img = ctx.n_images
+    empty = {"ids": np.zeros(0, np.int64), "rows": {"msh_n": np.zeros((0, n_img)), "msh_llr": np.zeros((0, n_img))}}
+    if not ctx.use_sun or not any(c is not None for c in classes):
+        return empty
+    sh = max(ctx.sun_halo(), SO.MARGIN + 1)
+    w = Window.around(tile, sh, ctx.shape)
+    h = np.ascontiguousarray(io.read("dsm", w.yx), np.float64)
+    lit = io.read("illumination", (slice(None),) + w.yx)
+    lab = np.where(io.read("elevated", w.yx) == 1, io.read("patch", w.yx), 0)
+    a0, a1, b0, b1 = w.core
+    core = np.zeros(h.shape, bool)
+    core[a0:a1, b0:b1] = True
+    vis = io.read("visible", (slice(None),) + tile.yx)
+    val = io.read("value", (slice(None), slice(None)) + tile.yx).astype(np.float64)
+    parts = []
+    for k in range(n_img):
+        clf = classes[k] if k < len(classes) else None
+        if clf is None:
+            continue
+        x = np.full(h.shape, np.nan)
+        x[a0:a1, b0:b1] = np.where(vis[k] == 1, val[k].mean(axis=0), np.nan)
+        sure, _ = SO.training_classes(lit[k], np.ones(h.shape, bool))
+        az, el = ctx.sun[k]
+        ci, cj = shadow_casters(h, lit[k], ctx.cell, az, el, float(ctx.opts.sun_tolerance), float(sh))
+        ids, n, s = caster_log_lr_sums(lab, ci, cj, sure & core, x, clf)
+        rows_n = np.zeros((len(ids), n_img))
+        rows_s = np.zeros((len(ids), n_img))
+        rows_n[:, k], rows_s[:, k] = n, s
+        parts.append((ids, {"msh_n": rows_n, "msh_llr": rows_s}))
+    if not parts:
+        return empty
+    return add_sums(*({"ids": i, "rows": r} for i, r in parts))
+
+
+def add_sums(*parts):
+    from offnadir.change import kernels as K
+
+    parts = [p for p in parts if len(p["ids"])] or list(parts[:1])
+    ids, rows = K.merge_grouped([p["ids"] for p in parts], [p["rows"] for p in parts])
+    return {"ids": ids, "rows": rows}
+
+
+def decide(sums, targets, names=None, log=None) -> tuple[dict, dict]:
+    """Per target: ``(patch ids, P(gone))`` (see the module docstring), and a report per target
+    (prior share, casters tested, casters gone) that is logged and stored."""
+    import logging
+
+    log = log or logging.getLogger("offnadir.change.missing_shadow")
+    ids = np.asarray(sums["ids"])
+    out, report = {}, {}
+    if not len(ids):
+        return out, report
+    n, s = sums["rows"]["msh_n"], sums["rows"]["msh_llr"]
+    for t in targets:
+        tested = n[:, t] > 0
+        if not tested.any():
+            continue
+        lt = s[:, t] / CORRELATED
+        lb = np.where(n[:, 0] > 0, -s[:, 0] / CORRELATED, np.inf)
+        llr = np.where(tested, np.minimum(lt, lb), np.nan)
+        prior = prior_log_odds(llr[tested])
+        post = 1.0 / (1.0 + np.exp(-np.clip(llr + prior, -50.0, 50.0)))
+        post = np.where(tested, post, 0.0)
+        out[t] = (ids, post)
+        name = names[t] if names is not None else str(t)
+        report[name] = dict(casters_tested=int(tested.sum()), casters_gone=int((post >= 0.5).sum()),
+                            prior_gone_share=1.0 / (1.0 + math.exp(-prior)), cells_per_observation=CORRELATED)
+        log.info("%s: %d of %d roofs' predicted shadows are missing (seen lit; base confirms them; prior share "
+                 "of roofs gone %.3f, estimated on this run): loss evidence for those roofs", name,
+                 report[name]["casters_gone"], report[name]["casters_tested"], report[name]["prior_gone_share"])
+    return out, report
+
+
+def raise_gone(p, gone):
+    """``max(p, (1 + p) / 2)`` where ``gone >= 1/2`` (a patch's P(gone) painted on its cells), else
+    ``p``: the cells of a roof whose shadow went are changed, in their own order."""
+    p = np.asarray(p, np.float64)
+    with np.errstate(invalid="ignore"):
+        hit = np.isfinite(p) & np.isfinite(gone) & (np.asarray(gone) >= 0.5)
+    return np.where(hit, np.fmax(p, 0.5 * (1.0 + p)), p)
