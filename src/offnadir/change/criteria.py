@@ -106,6 +106,7 @@ class TargetTable:
     ndvi_thresholds: tuple | None = None  # (base, target) NDVI above which a patch is vegetation
     ndvi_base: np.ndarray | None = None
     ndvi_target: np.ndarray | None = None
+    outline: np.ndarray | None = None  # (n, 6) near-sensor rim sums (offnadir.change.outline.patch_sums)
     extra: dict = field(default_factory=dict)
 
 
@@ -231,3 +232,28 @@ def structural(tb: TargetTable, opts):
     tb.extra["shift_cells"] = shift
     valid = tb.used >= opts.min_cells
     return value, np.where(valid, sigma_score(value, opts.structural_dz), 0.0)
+
+
+@criterion("outline")
+def outline(tb: TargetTable, opts):
+    """Elevated patches whose near-sensor rim is in the base and gone from the target
+    (:mod:`offnadir.change.outline`): ``value = min(log2 b1, -log2 t1)`` (rim ratios of the base and
+    target), ``score = 1 - 2^-value^2``, 0.5 when the base's first step inside the roof is twice the
+    roof's mean step and the target's half of it. No evidence on ground patches, on patches with
+    fewer than 8 rim pairs, or without the sums (unknown view angles)."""
+    from offnadir.change import outline as OL
+
+    n = len(tb.ids)
+    if tb.outline is None:
+        return np.zeros(n), np.zeros(n)
+    b1, t1 = OL.rim_ratios(tb.outline)
+    value = np.where(tb.elevated, OL.rim_lost(b1, t1), np.nan)
+    tb.extra["rim_base"] = np.where(tb.elevated, b1, np.nan)
+    tb.extra["rim_target"] = np.where(tb.elevated, t1, np.nan)
+    value = np.where(np.isfinite(value), np.maximum(value, 0.0), 0.0)
+    return value, sigma_score(value, 1.0)
+
+
+# its evidence is the rim's own pairs (>= MIN_EDGE_PAIRS visible in both), not the radiometrically
+# compared cells: a roof under a shadow that moved between the dates keeps its rim
+outline.own_evidence = True

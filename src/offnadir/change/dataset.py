@@ -73,6 +73,13 @@ TABLE_VARS = {
                                                                 "this texture would show (reported, not used)"),
     "patch_shift": (("image", "patch_id"), np.float32, "offset (metres along the target azimuth) of the best "
                                                         "correlation"),
+    "patch_outline": (("image", "patch_id"), np.float32, "outline criterion: min(log2 rim_base, -log2 rim_target), "
+                                                          "the near-sensor rim there in the base, gone in the target"),
+    "patch_outline_score": (("image", "patch_id"), np.float32, "outline criterion score 0-1"),
+    "patch_rim_base": (("image", "patch_id"), np.float32, "base: first step inside the roof's near-sensor outline "
+                                                           "over the roof's mean step"),
+    "patch_rim_target": (("image", "patch_id"), np.float32, "target: first step inside the roof's near-sensor "
+                                                             "outline over the roof's mean step"),
     "patch_ndvi_base": (("image", "patch_id"), np.float32, "mean NDVI of the compared cells, base"),
     "patch_ndvi_target": (("image", "patch_id"), np.float32, "mean NDVI of the compared cells, target"),
     "patch_vegetation": (("image", "patch_id"), np.uint8, "1: vegetation at both dates (spectral silenced)"),
@@ -88,7 +95,8 @@ TABLE_KEYS = {"patch_n_used": "used", "patch_n_illumination": "illum", "patch_sp
               "patch_spectral_median": "spectral_median", "patch_spectral_score": "spectral_score",
               "patch_structural": "structural", "patch_structural_score": "structural_score",
               "patch_corr0": "corr0", "patch_corr_ref": "corr_ref", "patch_corr_expected": "corr_expected",
-              "patch_shift": "shift_cells", "patch_ndvi_base": "ndvi_base", "patch_ndvi_target": "ndvi_target",
+              "patch_shift": "shift_cells", "patch_outline": "outline", "patch_outline_score": "outline_score",
+              "patch_rim_base": "rim_base", "patch_rim_target": "rim_target", "patch_ndvi_base": "ndvi_base", "patch_ndvi_target": "ndvi_target",
               "patch_vegetation": "vegetation", "patch_probability": "probability", "patch_change": "change", "patch_score": "score"}
 
 

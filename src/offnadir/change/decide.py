@@ -45,6 +45,7 @@ def target_table(red: dict, t: int, p: int, scales: list, shift_cells, model0=No
             tb.ndvi_base = np.where(used > 0, rows[f"ndvi_b_{t}"] / used, np.nan)
             tb.ndvi_target = np.where(used > 0, rows[f"ndvi_t_{t}"] / used, np.nan)
     tb.extra["illum"] = rows[f"illum_{t}"]
+    tb.outline = rows.get(f"outline_{t}")
     if f"incid_{t}" in rows:
         inc = rows[f"incid_{t}"]
         with np.errstate(all="ignore"):
@@ -91,6 +92,8 @@ def decide(tb: TargetTable, opts) -> dict:
         fn = CRITERIA[name]
         value, s = fn(tb, opts)
         s = np.asarray(s, np.float64)
+        if not getattr(fn, "own_evidence", False):  # the compared cells' count gates the radiometric ones
+            s = np.where(evidence(tb, opts), s, 0.0)
         s = np.where(veg, 0.0, s)
         out[f"{name}"] = np.asarray(value, np.float64)
         out[f"{name}_score"] = s
@@ -98,7 +101,6 @@ def decide(tb: TargetTable, opts) -> dict:
         keep = keep * (1.0 - s)
     if opts.combination == "noisy_or":
         score = 1.0 - keep
-    score = np.where(evidence(tb, opts), score, 0.0)
     out.update(tb.extra)
     out["score"] = score.astype(np.float32)
     out["change"] = (score >= 0.5).astype(np.uint8)

@@ -16,7 +16,7 @@ CHANGE_FIELDS: dict[str, Field] = {
                                   "on both images orthorectified without occlusion handling", choices=METHODS),
     "baseline": Field(bool, True, "with method patch, also write the ortho baseline (change_ortho) so "
                                   "evaluate can show the gain"),
-    "criteria": Field(list, ["spectral", "structural"], "change criteria to combine (see offnadir.change.criteria; "
+    "criteria": Field(list, ["spectral", "structural", "outline"], "change criteria to combine (see offnadir.change.criteria; "
                                                         "a patch changes when any criterion's score reaches 0.5)",
                                                             items=str),
     "combination": Field(str, "max", "how criterion scores combine: max (a patch changes when any criterion "
@@ -88,7 +88,7 @@ class ChangeOptions:
     enabled: bool | None = None
     method: str = "patch"
     baseline: bool = True
-    criteria: tuple = ("spectral", "structural")
+    criteria: tuple = ("spectral", "structural", "outline")
     combination: str = "max"
     segment_step: int = 16
     segment_iterations: int = 4

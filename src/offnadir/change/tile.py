@@ -12,6 +12,8 @@ import numpy as np
 from offnadir.change import irmad
 from offnadir.change import kernels as K
 from offnadir.change import segment, shadow
+from offnadir.change import evidence as EV
+from offnadir.change import outline as OL
 from offnadir.change.fit import N_STRATA, ndvi, usable
 from offnadir.change.tileio import (  # noqa: F401  (re-exported: the tasks' shared types)
     SUN_HALO_CAP,
@@ -203,6 +205,10 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
         uc, vc = np.where(okc_i, uc, 0.0), np.where(okc_i, vc, 0.0)
         one = okc_i.astype(np.float64)
         rows[f"c0_{t}"] = K.group_sums(r, n, np.stack([one, uc, vc, uc * uc, vc * vc, uc * vc], 1))
+        # the roofs' near-sensor rim at both dates (offnadir.change.outline, criterion "outline")
+        rows[f"outline_{t}"] = OL.patch_sums(lab, elev == 1, EV.intensity(val[0]), EV.intensity(val[t]),
+                                             (vis[0] == 1) & (vis[t] == 1), OL.sensor_step(*ctx.shifts[t]),
+                                             (ci0, ci1, cj0, cj1), rowmap, n)
         di, dj, _ = ctx.shifts[t]
         if len(di) and is_el.any():
             prof = np.zeros((int(is_el.sum()), len(di), 6))

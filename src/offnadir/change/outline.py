@@ -1,0 +1,118 @@
+"""The near-sensor outline of a roof: is its edge still where the old DSM puts it in the target?
+(numpy only; the per-patch sums of :func:`patch_sums` feed the ``outline`` criterion of
+:mod:`offnadir.change.criteria`.)
+
+Geometry (docs/change_detection.md, "Raised roofs and the near-sensor outline"). The cube samples
+the target at the epoch-1 heights. Where a roof was raised by ``dh``, a target sample at a roof
+cell shows the roof point ``s = dh tan(theta_t)`` nearer the target's sensor. Walking from the
+roof's outline on the side *facing the target's sensor* into the roof:
+
+* the ground outside stays ground: the outline itself stays an edge (ground | facade instead of
+  ground | roof), which is why a test of "is the outline where the DSM puts it" does not see a raise;
+* the first ``s`` of the roof show the facade (a wall seen obliquely: little texture), so the
+  first step inside the roof, an edge in the base (the roof's rim), is flat in the target;
+* the facade | roof edge appears ``s`` inside.
+
+A demolished roof loses that rim too (the target shows ground there). An unchanged roof keeps it
+whatever re-covering or weathering did to its texture. Per patch, with ``u`` the grid step towards
+the target's sensor and ``|d x|`` the absolute step of an image between a roof cell and its
+neighbour ``-u`` (both in the patch, both observable in the two images):
+
+* ``edge``: the near-sensor outline cells (``c + u`` outside the patch): their first step inside;
+* ``all``: every such pair of the patch (the roof's typical step).
+
+``b1 = mean_edge |d x_base| / mean_all |d x_base|`` and ``t1`` the same for the target; the patch's
+rim vanished when the base has one (``b1 >= 2``) and the target has none (``t1 <= 1/2``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: an edge is a step at least this many times the roof's mean step (and "none" at most its
+#: inverse): with the minimum of :data:`MIN_EDGE_PAIRS` pairs the mean of ``|d x|`` (coefficient
+#: of variation about 0.75 for Gaussian texture) has a relative error of 0.75 / sqrt(8) = 0.27,
+#: so a factor 2 is log(2) / 0.27 = 2.6 standard errors from "typical" on either side
+EDGE_FACTOR = 2.0
+#: fewer outline pairs than this give no outline evidence (4 m of rim at 0.5 m cells)
+MIN_EDGE_PAIRS = 8
+
+
+def sensor_step(di, dj, shift_cells):
+    """The 8-neighbour grid step towards the target's sensor from its parallax offsets
+    (:func:`offnadir.change.tileio.parallax_offsets`: ``(di, dj)`` of positive ``shift_cells`` point
+    towards the sensor), or None without any (unknown view angles, or a view so near nadir that the
+    scene's relief moves nothing by a cell: then no rim is displaced either)."""
+    di, dj, sc = np.asarray(di), np.asarray(dj), np.asarray(shift_cells, np.float64)
+    if not len(sc) or not np.any(sc > 0):
+        return None
+    k = int(np.argmax(sc))
+    a, b = float(di[k]), float(dj[k])
+    m = max(abs(a), abs(b))
+    return int(round(a / m)), int(round(b / m))
+
+
+def _shift(a, di: int, dj: int, fill):
+    """``out[i, j] = a[i + di, j + dj]`` (``fill`` outside)."""
+    out = np.full_like(a, fill)
+    ny, nx = a.shape
+    src = (slice(max(di, 0), ny + min(di, 0)), slice(max(dj, 0), nx + min(dj, 0)))
+    dst = (slice(max(-di, 0), ny + min(-di, 0)), slice(max(-dj, 0), nx + min(-dj, 0)))
+    out[dst] = a[src]
+    return out
+
+
+def cell_steps(lab, elevated, xb, xt, ok, step):
+    """Per cell: (pair, edge, |d x_base|, |d x_target|) of the pair (c, c - step): ``pair`` where
+    both cells are in the same elevated patch and ``ok``; ``edge`` where moreover ``c + step`` is
+    outside the patch (the near-sensor outline)."""
+    si, sj = step
+    inner = _shift(lab, -si, -sj, 0)
+    pair = (lab > 0) & elevated & (inner == lab) & ok & _shift(ok, -si, -sj, False)
+    edge = pair & (_shift(lab, si, sj, 0) != lab)
+    with np.errstate(invalid="ignore"):
+        db = np.abs(_shift(xb, -si, -sj, np.nan) - xb)
+        dt = np.abs(_shift(xt, -si, -sj, np.nan) - xt)
+    pair &= np.isfinite(db) & np.isfinite(dt)
+    edge &= pair
+    return pair, edge, np.where(pair, db, 0.0), np.where(pair, dt, 0.0)
+
+
+def patch_sums(lab, elevated, xb, xt, ok, step, core, rowmap, n: int):
+    """(n, 6) per-patch sums ``(n_all, sum_all |d x_b|, sum_all |d x_t|, n_edge, sum_edge |d x_b|,
+    sum_edge |d x_t|)`` of the core cells (``core`` = (i0, i1, j0, j1) of the window arrays;
+    ``rowmap``: each window cell's row in the tile's table, -1 outside the core or no patch).
+    Zeros when ``step`` is None."""
+    out = np.zeros((n, 6))
+    if step is None or n == 0:
+        return out
+    pair, edge, db, dt = cell_steps(lab, elevated, xb, xt, ok, step)
+    i0, i1, j0, j1 = core
+    sl = (slice(i0, i1), slice(j0, j1))
+    rm = rowmap[sl]
+    for col, (m, w) in enumerate(((pair, None), (pair, db), (pair, dt), (edge, None), (edge, db), (edge, dt))):
+        sel = m[sl] & (rm >= 0)
+        out[:, col] = np.bincount(rm[sel], weights=None if w is None else w[sl][sel], minlength=n)[:n]
+    return out
+
+
+def rim_ratios(sums):
+    """``(b1, t1)`` per patch from :func:`patch_sums` (NaN with fewer than
+    :data:`MIN_EDGE_PAIRS` outline pairs or no step at all)."""
+    s = np.asarray(sums, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = s[:, 3] >= MIN_EDGE_PAIRS
+        b1 = np.where(ok, (s[:, 4] / s[:, 3]) / (s[:, 1] / s[:, 0]), np.nan)
+        t1 = np.where(ok, (s[:, 5] / s[:, 3]) / (s[:, 2] / s[:, 0]), np.nan)
+    return b1, t1
+
+
+def rim_lost(b1, t1):
+    """How far the rim went from "there in the base" to "gone in the target", in factors of
+    :data:`EDGE_FACTOR`: ``min(log_F b1, -log_F t1)`` (>= 1: present in the base, absent in the
+    target; NaN where undefined)."""
+    lf = math.log(EDGE_FACTOR)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.minimum(np.log(b1) / lf, -np.log(t1) / lf)
