@@ -272,6 +272,10 @@ def probability_tile(io, ctx, tile, models, has, plan):
         if dh is not None:
             sig = dsig[t] if dsig is not None else np.full(p.shape, np.nan)
             p = combine(p, dh_probability(dh[t], sig, bound))
+        if lab is not None and (plan.get("gone") or {}).get(t) is not None:  # roofs whose shadow went
+            from offnadir.change.missing_shadow import raise_gone
+
+            p = raise_gone(p, paint(lab, *plan["gone"][t]))
         obs = (vis[0] == 1) & (vis[t] == 1) & np.isfinite(p)
         prob[t][obs] = p[obs]
         ch[t][obs] = (p[obs] >= DECISION_P).astype(np.uint8)

@@ -79,7 +79,56 @@ def resolve_suns(cube, *, tol: float = 0.3, log=None, max_side: int = 512) -> li
         rec["image"] = names[t]
         rec["grid_north_deg"] = north
         out.append(rec)
+    if all(r["azimuth"] is not None for r in out):
+        shadow_classifiers(cube, out, cell, tol=tol, log=log)
     return out
+
+
+#: side (cells) of the central window on which each image's shadow/lit classifier is calibrated:
+#: a million cells hold tens of thousands of sure shadow cells on any scene with relief, far more
+#: than the 64 bins need, and the read stays small on the client
+CLASSIFIER_WINDOW = 1024
+
+
+def shadow_classifiers(cube, suns, cell: float, *, tol: float = 0.3, log=None, max_side: int = CLASSIFIER_WINDOW):
+    """Each image's shadow/lit classifier (:func:`offnadir.change.shadow_observed.calibrate`),
+    calibrated on the central ``max_side``² window of the grid: the image's band mean where it is
+    visible, the classes from the cast shadows the DSM and its sun predict there (the illumination
+    kernel with the change stage's tolerance). Stored in each entry of ``suns`` as
+    ``shadow_classifier`` (its :meth:`~offnadir.change.shadow_observed.ShadowClassifier.report`, or
+    None when a class has too few cells), and logged."""
+    import logging
+    import math
+
+    import numpy as np
+
+    from offnadir.change import kernels as K
+    from offnadir.change import shadow_observed as SO
+
+    log = log or logging.getLogger("offnadir.change.illumination")
+    ny, nx = cube.sizes["y"], cube.sizes["x"]
+    i0, j0 = max(0, (ny - max_side) // 2), max(0, (nx - max_side) // 2)
+    win = dict(y=slice(i0, min(ny, i0 + max_side)), x=slice(j0, min(nx, j0 + max_side)))
+    h = np.ascontiguousarray(cube["dsm"].isel(**win).values, np.float64)
+    fin = np.isfinite(h)
+    relief = float(np.nanmax(h) - np.nanmin(h)) if fin.any() else 0.0
+    codes = np.empty(h.shape, np.uint8)
+    for t, rec in enumerate(suns):
+        az, el = math.radians(rec["azimuth"] + rec["grid_north_deg"]), math.radians(rec["elevation"])
+        max_dist = min(relief / (math.tan(max(el, 1e-3)) * cell) + 2.0, float(max(h.shape)))
+        K.illumination(h, cell, az, el, float(tol), 1.0, max_dist, codes)
+        vis = np.asarray(cube["visible"].isel(image=t, **win).values) == 1
+        x = np.asarray(cube["value"].isel(image=t, **win).mean("band").values, np.float64)
+        clf = SO.calibrate(x, codes, vis & np.isfinite(x))
+        rec["shadow_classifier"] = None if clf is None else clf.report()
+        if clf is None:
+            log.info("%s: no shadow/lit classifier (fewer than %d sure shadow or lit cells in the %d x %d window): "
+                     "its shadows are only predicted", rec.get("image", t), SO.MIN_CELLS, *h.shape)
+        else:
+            log.info("%s: shadow/lit classifier calibrated on its predicted shadows (%d sure shadow, %d sure lit "
+                     "cells): intensity below %.4g looks shadowed; %.1f %% of the shadow and %.1f %% of the lit "
+                     "cells classified as predicted", rec.get("image", t), clf.n_shadow, clf.n_lit, clf.threshold,
+                     100 * clf.accuracy_shadow, 100 * clf.accuracy_lit)
 
 
 def small_coords_loaded(cube):

@@ -116,8 +116,9 @@ def tile_sums(io, ctx, tile):
     a0, a1, b0, b1 = w.core
     core = np.zeros(h.shape, bool)
     core[a0:a1, b0:b1] = True
-    vis = io.read("visible", (slice(None),) + tile.yx)
-    val = io.read("value", (slice(None), slice(None)) + tile.yx).astype(np.float64)
+    yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
+    vis = io.read("visible", (slice(None),) + yx)
+    val = io.read("value", (slice(None), slice(None)) + yx).astype(np.float64)
     parts = []
     for k in range(n_img):
         clf = classes[k] if k < len(classes) else None
@@ -146,16 +147,24 @@ def add_sums(*parts):
     return {"ids": ids, "rows": rows}
 
 
-def decide(sums, targets, names=None, log=None) -> tuple[dict, dict]:
-    """Per target: ``(patch ids, P(gone))`` (see the module docstring), and a report per target
-    (prior share, casters tested, casters gone) that is logged and stored."""
+def classifiers(report) -> tuple:
+    """Per image, its :class:`~offnadir.change.shadow_observed.ShadowClassifier` from the sun report
+    (:func:`offnadir.change.illumination.resolve_suns`, entry ``shadow_classifier``), or None."""
+    return tuple(SO.ShadowClassifier.from_report(r["shadow_classifier"]) if r.get("shadow_classifier") else None
+                 for r in (report or ()))
+
+
+def decide(sums, targets, names=None, report=None, log=None) -> dict:
+    """Per target: ``(patch ids, P(gone))`` (see the module docstring). What was decided (casters
+    tested, gone, the prior share) is logged and added to the target's entry of ``report`` (the sun
+    report, stored as the attribute ``change_sun``) as ``missing_shadows``."""
     import logging
 
     log = log or logging.getLogger("offnadir.change.missing_shadow")
     ids = np.asarray(sums["ids"])
-    out, report = {}, {}
+    out = {}
     if not len(ids):
-        return out, report
+        return out
     n, s = sums["rows"]["msh_n"], sums["rows"]["msh_llr"]
     for t in targets:
         tested = n[:, t] > 0
@@ -165,16 +174,18 @@ def decide(sums, targets, names=None, log=None) -> tuple[dict, dict]:
         lb = np.where(n[:, 0] > 0, -s[:, 0] / CORRELATED, np.inf)
         llr = np.where(tested, np.minimum(lt, lb), np.nan)
         prior = prior_log_odds(llr[tested])
-        post = 1.0 / (1.0 + np.exp(-np.clip(llr + prior, -50.0, 50.0)))
-        post = np.where(tested, post, 0.0)
+        post = 1.0 / (1.0 + np.exp(-np.clip(np.where(tested, llr, -np.inf) + prior, -50.0, 50.0)))
         out[t] = (ids, post)
         name = names[t] if names is not None else str(t)
-        report[name] = dict(casters_tested=int(tested.sum()), casters_gone=int((post >= 0.5).sum()),
-                            prior_gone_share=1.0 / (1.0 + math.exp(-prior)), cells_per_observation=CORRELATED)
-        log.info("%s: %d of %d roofs' predicted shadows are missing (seen lit; base confirms them; prior share "
-                 "of roofs gone %.3f, estimated on this run): loss evidence for those roofs", name,
-                 report[name]["casters_gone"], report[name]["casters_tested"], report[name]["prior_gone_share"])
-    return out, report
+        rec = dict(casters_tested=int(tested.sum()), casters_gone=int((post >= 0.5).sum()),
+                   prior_gone_share=1.0 / (1.0 + math.exp(-prior)), cells_per_observation=CORRELATED,
+                   rule="roofs whose predicted cast shadow is seen lit (and seen at the base date): cells changed")
+        if report is not None and t < len(report):
+            report[t]["missing_shadows"] = rec
+        log.info("%s: %d of %d roofs' predicted shadows are missing (seen lit, seen at the base date; prior "
+                 "share of roofs gone %.3f, estimated on this run): loss evidence for those roofs", name,
+                 rec["casters_gone"], rec["casters_tested"], rec["prior_gone_share"])
+    return out
 
 
 def raise_gone(p, gone):

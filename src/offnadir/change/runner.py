@@ -158,6 +158,7 @@ class Runner:
     def context(self):
         from offnadir.change import cells as P
         from offnadir.change.context import band_roles, image_band_names, resolve_sun, shadow_errors
+        from offnadir.change import missing_shadow as MS
 
         opts = self.opts
         r = segment.opening_radius(opts, self.cell)
@@ -189,7 +190,8 @@ class Runner:
         self.ctx = T.Context(shape=self.shape, n_images=self.n_images, n_bands=self.n_bands, cell=self.cell,
                              opts=opts, targets=self.targets, band_mean=mean, band_std=band_std,
                              h_range=(st["h_min"], st["h_max"]), sun=sun, red=red, nir=nir, shifts=shifts,
-                             shadow_errors=shadow_errors(self.sun_report) if sun and opts.shadow_margin else ())
+                             shadow_errors=shadow_errors(self.sun_report) if sun and opts.shadow_margin else (),
+                             shadow_classes=MS.classifiers(self.sun_report) if sun else ())
         return self.ctx
 
     # -- pass 2: segmentation
@@ -291,6 +293,11 @@ class Runner:
                            for t in self.tiles], _add_sums)
         self.red = out.get("patch")
         self.hist.update(out.get("hist", {}))
+        if out.get("shadow") is not None:  # missing shadows: loss evidence for their roofs (missing_shadow)
+            from offnadir.change import missing_shadow as MS
+
+            names = [str(v) for v in self.cube["image"].values]
+            self.gone = MS.decide(out["shadow"], self.targets, names, self.sun_report, _LOG)
         if self.red is not None:
             self.red_ids = self.red["ids"]
             # the elevated patches' parallax profiles stay their non-empty (patch, offset) pairs (about
@@ -342,7 +349,7 @@ class Runner:
         ortho = (("change_ortho", "score_ortho") if self.want_patch else ("change", "score")) if self.want_ortho \
             else None
         plan = {**self.plan, "ortho": ortho, "bound": self.opts.elevated_height, "decisions": decisions,
-                "history": self.history}
+                "history": self.history, "gone": getattr(self, "gone", None)}
         has = {**self.has, "patch": self.want_patch}
         cx, mo, pl = self.shared(self.ctx), self.shared(self.cal_models), self.shared(plan)
         # every tile, also on resume: its patch sums feed the table, and the maps are cheap

@@ -57,7 +57,10 @@ def _sums_tile(io, ctx, tile, models, want_patch, want_ortho):
     m, sc, ortho = models
     out, arrays = {}, {}
     if want_patch:
+        from offnadir.change import missing_shadow as MS
+
         out["patch"] = T.patch_tile(io, ctx, tile, m, sc, keep=arrays)
+        out["shadow"] = MS.tile_sums(io, ctx, tile)
     if want_ortho:
         out["hist"] = P.ortho_tile(io, ctx, tile, ortho, want_patch, arrays)
     return out
@@ -70,6 +73,11 @@ def _add_sums(*parts):
     pp = [p["patch"] for p in parts if "patch" in p]
     if pp:
         out["patch"] = T.add_patch(*pp)
+    ss = [p["shadow"] for p in parts if "shadow" in p]
+    if ss:
+        from offnadir.change import missing_shadow as MS
+
+        out["shadow"] = MS.add_sums(*ss)
     hh = [p["hist"] for p in parts if "hist" in p]
     if hh:
         out["hist"] = P.add_hist(*hh)

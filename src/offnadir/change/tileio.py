@@ -220,6 +220,7 @@ class Context:
     nir: int | None = None
     shifts: tuple = ()  # per target: (di (k,), dj (k,), s_cells (k,)) parallax offsets
     shadow_errors: tuple = ()  # per image: relative error eps of its predicted shadows (change.shadow)
+    shadow_classes: tuple = ()  # per image: its shadow/lit classifier or None (change.shadow_observed)
 
     @property
     def p(self) -> int:
