@@ -9,7 +9,8 @@ Patches that are vegetation at both dates (mean NDVI above each image's threshol
 threshold of the image's NDVI histogram over the compared cells, at least 0.2, unless
 ``ndvi_threshold`` is set) are not changed: vegetation stayed vegetation, whatever phenology and
 crown shading did to its colour and texture. Patches without evidence (fewer than ``min_cells``
-compared cells) get change 0 and score 0.
+compared cells) get score 0 from every criterion that compares their cells (radiometry, texture);
+a criterion marked ``own_evidence`` (``outline``: the roof's rim pairs) gates itself.
 """
 
 from __future__ import annotations
