@@ -178,6 +178,32 @@ def test_missing_shadow_accuses_the_demolished_roof_only():
     assert not np.any(post >= 0.5)
 
 
+def test_a_shadow_slightly_brighter_than_usual_is_not_a_missing_one():
+    """Hundreds of shadow cells a little brighter than the shadows the classifier learnt (a shadow cast
+    on a brighter surface) sum to a large ratio, but their mean stays on the shadow side of the
+    midpoint between the classes: not gone. A shadow of lit ground's brightness is."""
+    rng = np.random.default_rng(4)
+    codes = np.full((200, 200), 100, np.uint8)
+    codes[:, :60] = 0
+    # shadows of one narrow brightness, lit ground of many materials
+    x = np.where(codes == 0, rng.normal(100.0, 10.0, codes.shape), rng.normal(140.0, 40.0, codes.shape))
+    clf = SO.calibrate(x, codes, np.ones(codes.shape, bool))
+    assert clf.mean_llr_shadow > 0 > clf.mean_llr_lit
+    mid = MS.midpoint(clf)
+    assert mid > 0
+    report = [{"shadow_classifier": clf.report()}, {"shadow_classifier": clf.report()}]
+    base_ok = -(clf.cell_log_odds(rng.normal(100.0, 10.0, 900)) - clf.prior).sum()  # the base sees it
+    for mean, sd, gone in ((117.0, 10.0, False), (140.0, 40.0, True)):
+        xs = rng.normal(mean, sd, 900)
+        s_t = -(clf.cell_log_odds(xs) - clf.prior).sum()
+        assert (s_t / 900 >= mid) == gone
+        rows = {"msh_n": np.array([[900.0, 900.0]]), "msh_llr": np.array([[base_ok, s_t]])}
+        post = MS.decide({"ids": np.array([7]), "rows": rows}, (1,), report=report)[1][1]
+        assert (post[0] >= 0.5) == gone
+        if not gone:
+            assert s_t / MS.CORRELATED > 5  # the sum alone would have said "gone"
+
+
 def test_prior_is_the_share_the_likelihood_ratios_imply():
     rng = np.random.default_rng(0)
     y = np.where(rng.random(20000) < 0.2, rng.normal(1.0, 1.0, 20000), rng.normal(-1.0, 1.0, 20000))

@@ -68,6 +68,10 @@ class ShadowClassifier:
     n_lit: int
     accuracy_shadow: float  #: share of the shadow training cells classified shadow
     accuracy_lit: float
+    #: mean of ``log f_s / f_l`` over the shadow / the lit training cells (the two classes' centres
+    #: on the scale the caster sums add up: a sample of lit ground averages about ``mean_llr_lit``)
+    mean_llr_shadow: float = math.nan
+    mean_llr_lit: float = math.nan
 
     def cell_log_odds(self, x):
         """Posterior log-odds of shadow per cell of ``x`` (NaN where ``x`` is not finite)."""
@@ -84,7 +88,7 @@ class ShadowClassifier:
                     prior_shadow_share=1.0 / (1.0 + math.exp(-self.prior)), n_shadow=self.n_shadow,
                     n_lit=self.n_lit, accuracy_shadow=self.accuracy_shadow, accuracy_lit=self.accuracy_lit,
                     margin_cells=MARGIN, inner_edges=list(self.edges[1:-1]), log_lr=list(self.log_lr),
-                    prior_log_odds=self.prior)
+                    prior_log_odds=self.prior, mean_llr_shadow=self.mean_llr_shadow, mean_llr_lit=self.mean_llr_lit)
 
     @classmethod
     def from_report(cls, r: dict) -> "ShadowClassifier":
@@ -92,7 +96,8 @@ class ShadowClassifier:
         return cls(edges=(-math.inf, *map(float, r["inner_edges"]), math.inf), log_lr=tuple(map(float, r["log_lr"])),
                    prior=float(r["prior_log_odds"]), threshold=math.nan if thr is None else float(thr),
                    n_shadow=int(r["n_shadow"]), n_lit=int(r["n_lit"]), accuracy_shadow=float(r["accuracy_shadow"]),
-                   accuracy_lit=float(r["accuracy_lit"]))
+                   accuracy_lit=float(r["accuracy_lit"]), mean_llr_shadow=float(r.get("mean_llr_shadow", math.nan)),
+                   mean_llr_lit=float(r.get("mean_llr_lit", math.nan)))
 
 
 def training_classes(codes, usable, margin: int = MARGIN):
@@ -164,7 +169,9 @@ def calibrate(x, codes, usable, margin: int = MARGIN, bins: int = BINS):
                             log_lr=tuple(float(v) for v in llr), prior=prior, threshold=thr,
                             n_shadow=int(len(xs)), n_lit=int(len(xl)),
                             accuracy_shadow=float((cs - 0.5)[says_shadow].sum() / len(xs)),
-                            accuracy_lit=float((cl - 0.5)[~says_shadow].sum() / len(xl)))
+                            accuracy_lit=float((cl - 0.5)[~says_shadow].sum() / len(xl)),
+                            mean_llr_shadow=float(np.dot(cs - 0.5, llr) / len(xs)),
+                            mean_llr_lit=float(np.dot(cl - 0.5, llr) / len(xl)))
 
 
 def log_odds(x, usable, clf: ShadowClassifier):
