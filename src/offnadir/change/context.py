@@ -48,9 +48,15 @@ def resolve_sun(cube, opts, say=None):
     """(per image (grid azimuth, elevation) in radians, report): the cube's sun (config, metadata,
     almanac) or estimated from the image and the DSM; () when some image's sun stays unknown
     (said in the log). The report goes to the store's ``change_sun`` attribute."""
+    import dask
+
     from offnadir.change.illumination import resolve_suns
 
-    suns = resolve_suns(cube, tol=float(opts.sun_tolerance), log=_LOG)
+    # the windows of the cube it reads (sun estimate, shadow classifiers: a few chunks) are read
+    # here, in this process: through a cluster each ``.values`` was a compute of its own (graph,
+    # scheduling, a worker opening the store, the transfer back), several per image
+    with dask.config.set(scheduler="sync"):
+        suns = resolve_suns(cube, tol=float(opts.sun_tolerance), log=_LOG)
     for s in suns:
         msg = f"sun of {s['image']}: " + ("unknown" if s["azimuth"] is None else
                                           f"azimuth {s['azimuth']:.1f} deg, elevation {s['elevation']:.1f} deg") \
