@@ -7,13 +7,16 @@ window is asked for; closing the file drops the decompressed strips. Two cube ti
 read the same rows, and the tie-point blocks read many small windows of the same rows: measured on
 the 2048^2 simulated scene, a 1100-row window costs 50 ms of CPU on a freshly opened file and 2 ms
 on one still open that had just read the neighbouring window. The cache holds the decompressed
-blocks within ``GDAL_CACHEMAX`` (the local cluster sets it per worker).
+blocks within ``GDAL_CACHEMAX`` (the local cluster sets it per worker): a worker may now keep up to
+that much decompressed image data between reads, where closing each file used to drop it.
 
 Rules that keep this exact and safe:
 
 * one handle per thread (GDAL datasets are not thread-safe): threads of a worker never share one;
 * a handle is reused only while the file is unchanged: its key is the path with the file's device,
-  inode, size and modification time (a file replaced or rewritten is opened afresh);
+  inode, size and modification time (a file replaced or rewritten is opened afresh; only a rewrite
+  in place to the same size within the file system's timestamp granularity would go unseen, and
+  offnadir never writes its inputs);
 * only local files: a URL is opened and closed each time, as before (its reads are ranges);
 * at most :data:`MAX_OPEN` files per thread, least recently used closed first; a process that
   forked drops its parent's handles.
