@@ -275,7 +275,10 @@ def probability_tile(io, ctx, tile, models, has, plan):
         if lab is not None and (plan.get("gone") or {}).get(t) is not None:  # roofs whose shadow went
             from offnadir.change.missing_shadow import raise_gone
 
-            p = raise_gone(p, paint(lab, *plan["gone"][t]))
+            gone = paint(lab, *plan["gone"][t])
+            if dh is not None:  # where a same-date pair measured dh, dh weighs the roof's change
+                gone[np.isfinite(dh[t])] = np.nan
+            p = raise_gone(p, gone)
         obs = (vis[0] == 1) & (vis[t] == 1) & np.isfinite(p)
         prob[t][obs] = p[obs]
         ch[t][obs] = (p[obs] >= DECISION_P).astype(np.uint8)

@@ -32,7 +32,9 @@ Decision per target ``t`` and patch (:func:`decide`):
 
 A patch decided gone marks its cells changed while keeping their own order (:func:`raise_gone`:
 ``p -> max(p, (1 + p) / 2)``): the test says that the caster went, not which of its cells (a large
-patch can be partly demolished). Measured (``python benchmarks/eval_shadow_offline.py``) in
+patch can be partly demolished). Not where a same-date pair measured ``dh``: the height change
+itself weighs the roof there (Kahramanmaras stereo: F1 -0.002 with the rule there too, unchanged
+without). Measured (``python benchmarks/eval_shadow_offline.py``) in
 ``docs/change_detection.md``, section "Shadows seen, not predicted".
 """
 
@@ -189,7 +191,8 @@ def decide(sums, targets, names=None, report=None, log=None) -> dict:
         name = names[t] if names is not None else str(t)
         rec = dict(casters_tested=int(tested.sum()), casters_gone=int((post >= 0.5).sum()),
                    prior_gone_share=1.0 / (1.0 + math.exp(-prior)), cells_per_observation=CORRELATED,
-                   rule="roofs whose predicted cast shadow is seen lit (and seen at the base date): cells changed")
+                   rule="roofs whose predicted cast shadow is seen lit (and seen at the base date): cells changed, "
+                        "except where a same-date pair measured dh")
         if report is not None and t < len(report):
             report[t]["missing_shadows"] = rec
         log.info("%s: %d of %d roofs' predicted shadows are missing (seen lit, seen at the base date; prior "
