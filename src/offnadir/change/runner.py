@@ -8,8 +8,8 @@ dask tree reductions), the rest on the client:
 
 1. ``context``: height range, band sums, the tallest object, pixel-noise histograms;
 2. ``segment``: ``patch``, ``elevated``, ``illumination`` per tile (with a halo), then the pairs of
-   elevated patches facing each other across tile borders, a union-find on the client and a
-   relabel of the tiles whose IDs moved (border rows only are read);
+   elevated patches facing each other across tile borders (from the border rows each task
+   returns), a union-find on the client and a relabel of the tiles whose IDs moved;
 3. ``evidence``: the cross-date structural ``evidence`` written per tile, its histograms (for the
    calibration) and the fixed sample of cells (:mod:`~offnadir.change.fit`) from which the
    client fits IR-MAD (``fit``: iterations in memory, no pass over the cube) and the robust scales;
@@ -202,10 +202,14 @@ class Runner:
         ctx = self.shared(self.ctx)
         todo = [t for t in self.tiles if not (done[t.ti, t.tj] & SEGMENTED)]
         self.log(f"segmentation: {len(todo)} of {len(self.tiles)} tiles")
-        self.compute([dask.delayed(_segment_and_mark, pure=False)(self.io, ctx, t) for t in todo], desc="segmentation")
-        pairs = self.compute([dask.delayed(T.tile_border_pairs, pure=True)(self.io, ctx, t) for t in self.tiles],
-                             desc="patch borders")
-        pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+        strips = dict(self.compute([dask.delayed(_segment_and_mark, pure=False)(self.io, ctx, t) for t in todo],
+                                   desc="segmentation"))
+        if len(strips) == len(self.tiles):  # every tile segmented now: the border cells came back with them
+            pairs = T.strip_pairs(strips, self.tiles, float(self.opts.roof_step))
+        else:  # resumed: the tiles segmented before are read back from the store
+            pairs = self.compute([dask.delayed(T.tile_border_pairs, pure=True)(self.io, ctx, t) for t in self.tiles],
+                                 desc="patch borders")
+            pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
         old, new = segment.join_components(pairs)
         if len(old):
             gi, gj = (old - 1) // self.shape[1], (old - 1) % self.shape[1]

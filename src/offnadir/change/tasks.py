@@ -42,9 +42,10 @@ def _fit_task(reduced, ctx, names, want_patch, want_ortho, ndvi_min, target):
 
 
 def _segment_and_mark(io, ctx, tile):
-    T.segment_tile(io, ctx, tile)
+    """Segment the tile, mark it; ((ti, tj), its border strips)."""
+    strips = T.segment_tile(io, ctx, tile)
     _mark(io, tile, SEGMENTED)
-    return tile.ti, tile.tj
+    return (tile.ti, tile.tj), strips
 
 
 def _relabel(io, ctx, tile, oldnew):

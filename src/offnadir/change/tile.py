@@ -64,7 +64,8 @@ def add_stats(*parts):
 
 # ----------------------------------------------------------------------------- segmentation
 def segment_tile(io, ctx, tile):
-    """Write ``patch`` (provisional elevated IDs), ``elevated`` and ``illumination``."""
+    """Write ``patch`` (provisional elevated IDs), ``elevated`` and ``illumination``; return the
+    tile's :func:`border_strips` (what :func:`tile_border_pairs` would read back from the store)."""
     opts = ctx.opts
     halo = max(segment.segment_halo(opts, ctx.cell), ctx.sun_halo())
     w = Window.around(tile, halo, ctx.shape)
@@ -89,7 +90,34 @@ def segment_tile(io, ctx, tile):
                            buf)
             lit[t] = _widened(hs, buf, ctx, t, sh)[a0:a1, b0:b1]
     io.write("illumination", (slice(None),) + core, lit)
-    return tile.ti, tile.tj
+    a0, a1, b0, b1 = w.core
+    return border_strips(patch, elev, h[a0:a1, b0:b1])
+
+
+def border_strips(lab, elev, h) -> dict:
+    """The first and last row and column of a tile's core ``patch``, ``elevated`` and height (float64):
+    the cells :func:`segment.border_pairs` compares across the tile's borders."""
+    lab, elev, h = np.asarray(lab), np.asarray(elev), np.asarray(h, np.float64)
+    return {side: tuple(np.array(a[sl]) for a in (lab, elev, h))
+            for side, sl in (("top", (0, slice(None))), ("bottom", (-1, slice(None))),
+                             ("left", (slice(None), 0)), ("right", (slice(None), -1)))}
+
+
+def strip_pairs(strips: dict, tiles, dz: float):
+    """:func:`tile_border_pairs` of every tile of ``tiles`` from the tiles' :func:`border_strips`
+    (``strips``: (ti, tj) -> strips): the same pairs, in the same order, without reading the store."""
+    out = []
+    for t in tiles:
+        below, right = strips.get((t.ti + 1, t.tj)), strips.get((t.ti, t.tj + 1))
+        if below is not None:
+            out.append(segment.border_pairs(*_pair_args(strips[(t.ti, t.tj)]["bottom"], below["top"]), dz))
+        if right is not None:
+            out.append(segment.border_pairs(*_pair_args(strips[(t.ti, t.tj)]["right"], right["left"]), dz))
+    return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
+
+
+def _pair_args(a, b):
+    return a[0], b[0], a[1], b[1], a[2], b[2]
 
 
 def _widened(hs, buf, ctx, t, sh):
