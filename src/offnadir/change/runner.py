@@ -9,7 +9,8 @@ dask tree reductions), the rest on the client:
 1. ``context``: height range, band sums, the tallest object, pixel-noise histograms;
 2. ``segment``: ``patch``, ``elevated``, ``illumination`` per tile (with a halo), then the pairs of
    elevated patches facing each other across tile borders (from the border rows each task
-   returns), a union-find on the client and a relabel of the tiles whose IDs moved;
+   returns) and a union-find on the client; the tiles whose IDs moved are relabelled by the
+   next pass's tasks (which do not read ``patch``);
 3. ``evidence``: the cross-date structural ``evidence`` written per tile, its histograms (for the
    calibration) and the fixed sample of cells (:mod:`~offnadir.change.fit`) from which the
    client fits IR-MAD (``fit``: iterations in memory, no pass over the cube) and the robust scales;
@@ -47,6 +48,7 @@ from offnadir.change.tasks import (  # noqa: E402,F401
     SEGMENTED,
     _add_stats,
     _add_sums,
+    _evidence_tile,
     _fit_task,
     _hist_of,
     _maps_tile,
@@ -211,12 +213,11 @@ class Runner:
                                  desc="patch borders")
             pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
         old, new = segment.join_components(pairs)
+        self.joins = None
         if len(old):
+            # relabelled by the evidence pass's tasks (no task of that pass reads ``patch``): no round of its own
             gi, gj = (old - 1) // self.shape[1], (old - 1) % self.shape[1]
-            touched = {self._tile_of(a, b) for a, b in zip(gi, gj)}
-            on = self.shared((old, new))
-            self.compute([dask.delayed(_relabel, pure=False)(self.io, ctx, t, on) for t in self.tiles
-                          if (t.ti, t.tj) in touched], desc="joining patches")
+            self.joins = (self.shared((old, new)), {self._tile_of(a, b) for a, b in zip(gi, gj)})
         self.log(f"patches joined across tile borders: {len(old)}")
 
     def _tile_of(self, i, j):
@@ -244,8 +245,10 @@ class Runner:
                  + (", with the height change dh" if self.has["dh"] else "")
                  + f"; IR-MAD sample rate {self.sample_rate:.3g}")
         cx, pl = self.shared(self.ctx), self.shared(self.plan)
-        root = _tree([dask.delayed(P.evidence_tile, pure=False)(self.io, cx, t, pl, self.has) for t in self.tiles],
-                     P.add_evidence)
+        joins = getattr(self, "joins", None)  # the segment pass's joins across tile borders, applied first
+        root = _tree([dask.delayed(_evidence_tile, pure=False)(self.io, cx, t, pl, self.has,
+                                                               joins[0] if joins and (t.ti, t.tj) in joins[1] else None)
+                      for t in self.tiles], P.add_evidence)
         # IR-MAD runs on the workers (single-threaded BLAS, no 8 MiB to the client), one task per
         # target and method; the first error in fit_all's order is raised
         names = [str(v) for v in self.cube["image"].values]

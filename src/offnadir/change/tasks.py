@@ -52,6 +52,16 @@ def _relabel(io, ctx, tile, oldnew):
     return T.relabel_tile(io, ctx, tile, *oldnew)
 
 
+def _evidence_tile(io, ctx, tile, plan, has, oldnew=None):
+    """The tile's IDs joined across tile borders first (``oldnew``: the segment pass's (old, new)
+    IDs, None: none in this tile), then its evidence (:func:`~offnadir.change.cells.evidence_tile`)."""
+    from offnadir.change import cells as P
+
+    if oldnew is not None:
+        T.relabel_tile(io, ctx, tile, *oldnew)
+    return P.evidence_tile(io, ctx, tile, plan, has)
+
+
 def _sums_tile(io, ctx, tile, models, want_patch, want_ortho):
     from offnadir.change import cells as P
 
