@@ -38,7 +38,7 @@ def stats(io, ctx_shape, n_images, n_bands, tile, ground_radius: int = 0):
         a = a[np.isfinite(a)]
         above = float(np.percentile(a, 99.9)) if a.size else -np.inf
     vis = io.read("visible", (slice(None),) + yx)
-    val = io.read("value", (slice(None), slice(None)) + yx).astype(np.float64)
+    val = io.read("value", (slice(None), slice(None)) + yx)  # widened per visible cell below, not whole
     fin = np.isfinite(h)
     out = {"h_min": float(np.min(h[fin])) if fin.any() else np.inf,
            "h_max": float(np.max(h[fin])) if fin.any() else -np.inf,
@@ -46,7 +46,7 @@ def stats(io, ctx_shape, n_images, n_bands, tile, ground_radius: int = 0):
            "above": above}
     for t in range(n_images):
         ok = (vis[t] == 1) & np.all(np.isfinite(val[t]), axis=0)
-        v = val[t][:, ok]
+        v = val[t][:, ok].astype(np.float64)  # the same (bands, cells) float64 array, so the same sums
         out["n"][t] = ok.sum()
         out["s"][t] = v.sum(axis=1)
         out["ss"][t] = (v * v).sum(axis=1)
