@@ -50,7 +50,8 @@ a fringe of a patch is not its texture.
   ``|k*|`` is at least ``structural_min_shift`` metres, else no evidence. The peak must stand out
   on both sides: ``r(0)`` in the formula is replaced by ``max(r(0), r(k* - w), r(k* + w))`` with
   ``w = structural_peak_width`` metres, so a plateau (a two-faced gable roof correlates with itself
-  shifted along one direction) is not a move.
+  shifted along one direction) is not a move. Nor is a shift of 3.4 cells or more on a roof whose
+  near-sensor rim is there at both dates (:func:`rim_contradicts`): a height change moves the rim.
 * Ground patches: no reference, no structural evidence. The correlation an unchanged patch of
   this texture would show, ``1 - s^2 / sqrt(var u var v)`` (``s^2`` the per-cell noise variance
   of the canonical variates, half the robust variance of the first MAD variate), is reported as
@@ -62,6 +63,7 @@ Vegetation-at-both-dates patches are silenced for every criterion (:mod:`offnadi
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,6 +71,7 @@ import numpy as np
 from offnadir.change.tile import sigma_score
 
 CRITERIA: dict = {}
+_LOG = logging.getLogger("offnadir.change.criteria")
 
 
 def criterion(name: str, *, radiometric: bool = False):
@@ -225,6 +228,14 @@ def structural(tb: TargetTable, opts):
     illum = tb.extra.get("illum", np.zeros(n))
     enough = tb.used >= 0.5 * (tb.used + illum)
     ok = np.isfinite(ref) & np.isfinite(r0) & (ref >= opts.structural_min_corr) & enough
+    # a move of the roof by parallax is a height change, and a height change moves the roof's
+    # near-sensor rim too: where that rim is where the old DSM puts it at both dates, the shifted
+    # correlation is a coincidence of the texture, not a move (rim_contradicts)
+    kept = rim_contradicts(tb, shift) & ok
+    if kept.any():
+        _LOG.info("structural: %d patches' parallax moves set aside, their near-sensor rim is there at both dates",
+                  int(kept.sum()))
+    ok &= ~kept
     with np.errstate(all="ignore"):
         dz = np.arctanh(np.clip(ref, -0.999, 0.999)) - np.arctanh(np.clip(r0, -0.999, 0.999))
     value = np.where(ok, np.maximum(dz, 0.0), 0.0)
@@ -232,6 +243,37 @@ def structural(tb: TargetTable, opts):
     tb.extra["shift_cells"] = shift
     valid = tb.used >= opts.min_cells
     return value, np.where(valid, sigma_score(value, opts.structural_dz), 0.0)
+
+
+#: cells a roof must move for its rim's first step (the pair of the outline cell and its neighbour
+#: inwards, up to sqrt 2 cells long on a diagonal walk) to lose every edge: the pair's length plus
+#: one cell on either side, over which bilinear resampling spreads the two edges that bound the
+#: facade strip (ground | facade at the outline, facade | roof at the moved rim)
+RIM_MOVE_CELLS = 2.0 + 2.0**0.5
+
+
+def rim_contradicts(tb: TargetTable, shift_cells):
+    """Elevated patches whose parallax move (``shift_cells``, signed cells along the target's
+    parallax direction) is contradicted by their near-sensor rim (:mod:`offnadir.change.outline`).
+
+    A height change ``dh`` shifts what the target shows on a roof by ``s = dh tan(theta_t)``. Raised
+    (``s`` towards the sensor), the first ``s`` inside the near-sensor outline show the facade;
+    lowered, they show the roof's interior (its edge is seen outside the outline): either way the
+    base's rim step is gone from there in the target. A patch whose rim is there at both dates (rim
+    ratio at least ``EDGE_FACTOR`` in the base and in the target, the ``outline`` criterion's
+    "there") did not move by :data:`RIM_MOVE_CELLS` or more, whatever its shifted texture correlation
+    says (on re-covered roofs a shifted copy of the texture can correlate by chance). A smaller move
+    keeps an edge inside the rim's first step (a roof of the default simulator raised by a 3-cell
+    move: base rim ratio 2.6, target 5.9). Patches without the rim's sums, with
+    fewer than ``MIN_EDGE_PAIRS`` rim pairs or a smaller move: False."""
+    from offnadir.change import outline as OL
+
+    n = len(tb.ids)
+    if tb.outline is None:
+        return np.zeros(n, bool)
+    b1, t1 = OL.rim_ratios(tb.outline)
+    with np.errstate(invalid="ignore"):
+        return tb.elevated & (b1 >= OL.EDGE_FACTOR) & (t1 >= OL.EDGE_FACTOR) & (np.abs(shift_cells) >= RIM_MOVE_CELLS)
 
 
 @criterion("outline")
