@@ -47,7 +47,7 @@ from offnadir.change import missing_shadow as MS  # noqa: E402
 from offnadir.change import shadow_observed as SO  # noqa: E402
 
 VARIANTS = ("current", "seen", "seen_unexplained", "seen_target", "seen_ground", "seen_ground_unexplained", "ground_pairs", "ground_pairs_unexplained", "explained_nuisance",
-            "rev_moved_S", "rev_moved_min", "rev_moved_gm", "rev_seen_S", "rev_seen_min", "rev_seen_gm", "missing_llr", "missing_paired", "missing_prior", "missing_paired_prior", "missing_paired_prior_half")
+            "rev_moved_S", "rev_moved_min", "rev_moved_gm", "rev_seen_S", "rev_seen_min", "rev_seen_gm", "missing_llr", "missing_paired", "missing_prior", "missing_paired_prior", "missing_paired_prior_half", "missing_ground")
 
 
 def seen(d, inp, which):
@@ -159,6 +159,8 @@ def missing_shadow(d, inp, store, p, ch, diag, how="missing_llr"):
         azb, elb = math.radians(sb["azimuth"] + sb["grid_north_deg"]), math.radians(sb["elevation"])
         clf0 = SO.calibrate(inp["inten"][0], d["ill"][0], inp["ok"][0])
         sure0, _ = SO.training_classes(d["ill"][0], inp["ok"][0])
+        if how == "missing_ground":
+            sure0 = sure0 & ~d["elev"]
         ci0, cj0 = MS.shadow_casters(d["dsm"], d["ill"][0], d["cell"], azb, elb, 0.3, 2000)
         ids0, n0, sm0 = MS.caster_log_lr_sums(lab, ci0, cj0, sure0, inp["inten"][0], clf0)
         b = np.full(len(ids), np.inf)
@@ -167,7 +169,7 @@ def missing_shadow(d, inp, store, p, ch, diag, how="missing_llr"):
         has = (ids0[k0] == ids) if len(ids0) else np.zeros(len(ids), bool)
         b[has] = -sm0[k0[has]] / 9.0
         llr = np.minimum(sm / 9.0, b)
-    if "_prior" in how:
+    if "_prior" in how or how == "missing_ground":
         pr = MS.prior_log_odds(llr)
         diag.setdefault("priors", []).append(round(1 / (1 + math.exp(-pr)), 4))
         llr = llr + pr
@@ -176,7 +178,7 @@ def missing_shadow(d, inp, store, p, ch, diag, how="missing_llr"):
     q = np.where(np.isfinite(q), q, 0.0)
     hit = (q >= 0.5) & (ch != 2)
     ch0 = ch
-    p = np.where(hit, np.fmax(p, 0.5 + 0.5 * p) if how.endswith("_half") else np.fmax(p, q), p)
+    p = np.where(hit, np.fmax(p, 0.5 + 0.5 * p) if how.endswith(("_half", "_ground")) else np.fmax(p, q), p)
     ch = ch.copy()
     ch[hit] = 1
     diag[how] = dict(how=how, patches=int(len(ids)), flagged=int((pl >= 0.5).sum()), cells=int(hit.sum()))
@@ -193,7 +195,7 @@ def run_store(store, scorer, scene=None):
     inp = OFF.inputs(d)
     res, diag = {}, {}
     for name in VARIANTS:
-        if name in ("missing_llr", "missing_paired", "missing_prior", "missing_paired_prior", "missing_paired_prior_half"):
+        if name in ("missing_llr", "missing_paired", "missing_prior", "missing_paired_prior", "missing_paired_prior_half", "missing_ground"):
             e = P.stratum_evidence(inp["inten"][0], inp["inten"][1], inp["ok"][0], inp["ok"][1], d["elev"],
                                    inp["window"], inp["offsets"], inp["sigmas"], compare=inp["same_sun"])
             p, ch = OFF.calibrated(e, d)

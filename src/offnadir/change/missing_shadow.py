@@ -4,7 +4,7 @@ A building demolished after the DSM still casts its predicted shadow in the chan
 illumination codes; in the new image that ground is lit. Per elevated patch (a roof of the old
 DSM) and image, the **caster sums** add, over the cells predicted in the patch's cast shadow with
 certainty (:func:`offnadir.change.shadow_observed.training_classes`: code 0, every cell within 2
-predicted so too) and visible, the log likelihood ratio ``log f_lit(x) / f_shadow(x)`` of the cell's
+predicted so too and visible), the log likelihood ratio ``log f_lit(x) / f_shadow(x)`` of the cell's
 intensity under the image's own two classes (:func:`~offnadir.change.shadow_observed.calibrate`).
 The caster of a shadow cell is the first cell towards the sun whose top is above the sun ray
 (:func:`shadow_casters`, the illumination kernel's own march), so each shadow cell is counted for
@@ -30,9 +30,10 @@ Decision per target ``t`` and patch (:func:`decide`):
   shift — a shadow cast on a surface brighter than the shadows the classifier learnt — into
   certainty: hard simulator seed 2, a 630-cell unchanged roof at 0.03 per cell, midpoint 0.13).
 
-A patch decided gone marks its cells changed while keeping their own order (:func:`raise_gone`:
-``p -> max(p, (1 + p) / 2)``): the test says that the caster went, not which of its cells (a large
-patch can be partly demolished). Not where a same-date pair measured ``dh``: the height change
+A patch decided gone marks its cells changed (:func:`raise_gone`: ``p -> max(p, 1/2)``): the test
+says that the caster went, not how likely each of its cells is beyond that (a large patch can be
+partly demolished); ``max(p, P)`` put a 9158-cell Kahramanmaras patch, half of it unchanged, above
+every other cell (img1 AUC 0.7997), ``max(p, (1 + p)/2)`` still lost 0.0007 of it. Not where a same-date pair measured ``dh``: the height change
 itself weighs the roof there (Kahramanmaras stereo: F1 -0.002 with the rule there too, unchanged
 without). Measured (``python benchmarks/eval_shadow_offline.py``) in
 ``docs/change_detection.md``, section "Shadows seen, not predicted".
@@ -124,7 +125,7 @@ def tile_sums(io, ctx, tile):
     core = np.zeros(h.shape, bool)
     core[a0:a1, b0:b1] = True
     yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
-    vis = io.read("visible", (slice(None),) + yx)
+    vis = io.read("visible", (slice(None),) + w.yx)
     val = io.read("value", (slice(None), slice(None)) + yx).astype(np.float64)
     parts = []
     for k in range(n_img):
@@ -132,8 +133,8 @@ def tile_sums(io, ctx, tile):
         if clf is None:
             continue
         x = np.full(h.shape, np.nan)
-        x[a0:a1, b0:b1] = np.where(vis[k] == 1, val[k].mean(axis=0), np.nan)
-        sure, _ = SO.training_classes(lit[k], np.ones(h.shape, bool))
+        x[a0:a1, b0:b1] = np.where(vis[k][a0:a1, b0:b1] == 1, val[k].mean(axis=0), np.nan)
+        sure, _ = SO.training_classes(lit[k], vis[k] == 1)
         az, el = ctx.sun[k]
         ci, cj = shadow_casters(h, lit[k], ctx.cell, az, el, float(ctx.opts.sun_tolerance), float(sh))
         ids, n, s = caster_log_lr_sums(lab, ci, cj, sure & core, x, clf)
@@ -211,9 +212,10 @@ def midpoint(clf) -> float:
 
 
 def raise_gone(p, gone):
-    """``max(p, (1 + p) / 2)`` where ``gone >= 1/2`` (a patch's P(gone) painted on its cells), else
-    ``p``: the cells of a roof whose shadow went are changed, in their own order."""
+    """``max(p, 1/2)`` where ``gone >= 1/2`` (a patch's P(gone) painted on its cells), else ``p``:
+    the cells of a roof whose shadow went are decided changed; the test says nothing about how
+    likely each of them is beyond that, so cells already above one half keep their probability."""
     p = np.asarray(p, np.float64)
     with np.errstate(invalid="ignore"):
         hit = np.isfinite(p) & np.isfinite(gone) & (np.asarray(gone) >= 0.5)
-    return np.where(hit, np.fmax(p, 0.5 * (1.0 + p)), p)
+    return np.where(hit, np.fmax(p, 0.5), p)

@@ -12,7 +12,8 @@ alarms lie in unexplained shadows, and those shadows are as dark as the predicte
 intensity (band mean) at cells the prediction is sure of gives the two classes: *shadow* = cells
 predicted without direct sun whose every neighbour within :data:`MARGIN` cells is predicted so
 too, *lit* = cells predicted lit with no predicted shadow (nor unknown cell) within
-:data:`MARGIN` cells. ``MARGIN`` = 2: a predicted shadow edge may be off by one cell of grid
+:data:`MARGIN` cells; both with every cell within :data:`MARGIN` visible (an occlusion rim blends
+the occluding roof into the resampled sample). ``MARGIN`` = 2: a predicted shadow edge may be off by one cell of grid
 discretisation and one of resampling blur (the same allowance as :mod:`offnadir.change.shadow`).
 Their intensities are histogrammed on :data:`BINS` equal-count bins of the pooled sample (so any
 monotone radiometry gives the same bins), each count + 1/2 (Jeffreys), giving the densities
@@ -102,17 +103,19 @@ class ShadowClassifier:
 
 def training_classes(codes, usable, margin: int = MARGIN):
     """(shadow, lit) bool masks: cells predicted without direct sun (code 0) / lit (1..254) whose
-    every cell within ``margin`` (square) is predicted the same, and ``usable``."""
+    every cell within ``margin`` (square) is predicted the same and ``usable``: resampling mixes a
+    cell with its neighbours, so a cell beside a predicted shadow edge or an occlusion rim (where
+    the occluding roof is blended in) does not speak for its class."""
     from scipy import ndimage as ndi
 
     codes = np.asarray(codes)
-    sh = codes == 0
-    lit = (codes > 0) & (codes < 255)
     size = 2 * int(margin) + 1
-    sure_sh = ndi.minimum_filter(sh.astype(np.uint8), size=size, mode="nearest") == 1
-    sure_lit = ndi.minimum_filter(lit.astype(np.uint8), size=size, mode="nearest") == 1
-    ok = np.asarray(usable, bool)
-    return sure_sh & ok, sure_lit & ok
+
+    def sure(m):
+        return ndi.minimum_filter(np.asarray(m, np.uint8), size=size, mode="nearest") == 1
+
+    ok = sure(usable)
+    return sure(codes == 0) & ok, sure((codes > 0) & (codes < 255)) & ok
 
 
 def _pav_nonincreasing(y, w):
