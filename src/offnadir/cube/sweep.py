@@ -26,6 +26,23 @@ and sampling kernels), and keep the height where the group agrees best:
   ``(1 - s*²) / sqrt(N)`` with N the window's cells, of the best swept agreement ``s*``, the
   images give no evidence that the surface moved: ``dh = 0`` and ``dh_score = s0``. This removes
   the fronto-parallel window's bias at unchanged height steps.
+* **the DSM's prediction at the best height**: at a height z other than the surface's, each image
+  looks through the cell at the DSM point its own ray meets, ``x - los (z - h)``, so the window
+  compares two *other* places than the cell. Where the cell's texture is weak and a strong
+  pattern that repeats along the pair's relative displacement lies nearby (an edge or a road
+  marking parallel to the baseline), the agreement at that wrong height beats the DSM's and a
+  false ``dh`` appears (hard simulated stereo scenes: 10-16 % of the unchanged cells measured
+  beyond 2.5 m, almost every ground false alarm of the change stage). If the DSM is right, each
+  image's samples at z are predicted by the *other* image's samples at the DSM heights read
+  along this image's ray (:func:`sweep_noise.null_agreement`); noise only lowers the
+  cross-image agreement below that prediction. So where the DSM height is not kept and the
+  best agreement does not beat the prediction at the best height by the same :data:`SE_FACTOR`
+  standard errors, the best height is no evidence of a surface there either: the cell has **no
+  measurement** (NaN: neither height is shown). Closer to the DSM height than the best peak's
+  full width at half maximum (``2 sqrt(s* / a)`` from its parabola) a surface at the best height
+  predicts the same agreement as the DSM (the heights are not resolved), the test has no power
+  and is not applied (:func:`sweep_noise.window_test`). Its cost: two more resamplings and two
+  more windowed correlations per candidate height (the sweep takes ~2.5x the CPU).
 * **the region stage** (``dsm_test="region"``, config ``height_sweep.dsm_test: region``; not the
   default): per window, a false match on weak texture (a flat agreement curve whose best height
   beats the DSM by sampling noise) looks like a real change. A real building's height change is a
@@ -221,12 +238,23 @@ def block_bounds(plan, tile, radius: int = WINDOW_RADIUS) -> tuple[int, int, int
     return max(tile.i0 - radius, 0), min(tile.i1 + radius, ny0), max(tile.j0 - radius, 0), min(tile.j1 + radius, nx0)
 
 
+def null_bounds(plan, tile, geom: dict, relief: float, radius: int = WINDOW_RADIUS) -> tuple[int, int, int, int]:
+    """(i0, i1, j0, j1): :func:`block_bounds` widened by the farthest a member's ray moves over the
+    swept heights (at most the scene's relief plus the margins, times its line of sight in cells
+    per metre): the block of DSM-height samples the DSM's prediction
+    (:func:`sweep_noise.null_agreement`) reads, so that it does not depend on the tiling."""
+    los = max(math.hypot(*v) for v in geom["los_cells_per_m"])
+    span = float(relief) + 2.0 * (MARGIN_STEPS + 1) * geom["step_m"]
+    reach = int(math.ceil(los * span)) + 1 if math.isfinite(los * span) else 0
+    return block_bounds(plan, tile, radius + reach)
+
+
 def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int = WINDOW_RADIUS,
                dsm_test: str = DSM_TEST) -> dict:
     """Best surface height of one date group over one tile, as an offset from the DSM.
 
     geom: :func:`pair_geometry` of the group; relief: the scene's height range (m); visible:
-    (n_members, ...) cube visibility of the group's images on :func:`block_bounds` (None: all
+    (n_members, ...) cube visibility of the group's images on :func:`null_bounds` (None: all
     visible). dsm_test: ``"region"`` (default: the window test, then the test pooled over each
     region of cells that moved) or ``"window"`` (the window test alone); the module docstring
     says what each does and costs. Returns float32 (ny, nx) arrays ``dh``, ``dh_sigma``,
@@ -254,15 +282,30 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     ncc = np.empty(shape, np.float32)
     work = np.empty((7,) + shape)
     min_count = MIN_WINDOW_FRACTION * (2 * radius + 1) ** 2
+    # the images at the DSM's own heights (windows follow the DSM surface, walls included), on the
+    # block the rays reach from every swept height (the DSM's prediction reads them there)
+    wi0, wi1, wj0, wj1 = null_bounds(plan, tile, geom, relief, radius)
+    inner = (slice(i0 - wi0, i1 - wi0), slice(j0 - wj0, j1 - wj0))
+    hw = np.ascontiguousarray(height_block(plan, wi0, wi1, wj0, wj1), dtype=np.float64)
+    wide = [_View(plan, plan.images[k], wi0, wi1, wj0, wj1, float(np.nanmin(hw)), float(np.nanmax(hw)))
+            for k in geom["members"]]
+    hidden_w = None if visible is None else [np.asarray(vis) != 1 for vis in visible]
+    at_wide = _samples_at(wide, *lonlat_block(plan, wi0, wi1, wj0, wj1), hw, hidden_w)
+    del wide
+    at_dsm = [np.ascontiguousarray(a[inner]) for a in at_wide]
+    hidden = None if hidden_w is None else [hid[inner] for hid in hidden_w]
+    lon, lat = lonlat_block(plan, i0, i1, j0, j1)
+    null_best = np.full(shape, np.nan, np.float32)  # the DSM's prediction of the agreement at the best height
+    null = np.empty(shape, np.float32)
     for k in range(n):
         z = z0 + k * step
         samples = [v.sample(z).copy() for v in views]
         _agreement(samples, geom["pairs"], radius, min_count, ncc, work, score)
+        SN.null_agreement(samples, at_wide, (i0 - wi0, j0 - wj0), geom["los_cells_per_m"], z, h, geom["pairs"],
+                          radius, min_count, (ncc, work), null)
+        better = np.isfinite(score) & ((best_k < 0) | (score > best))
+        null_best[better] = null[better]
         swk.update_best(score, k, best, best_k, s_prev, s_next, last)
-    # agreement at the DSM's own heights (windows follow the DSM surface, walls included)
-    lon, lat = lonlat_block(plan, i0, i1, j0, j1)
-    hidden = None if visible is None else [np.asarray(vis) != 1 for vis in visible]
-    at_dsm = _samples_at(views, lon, lat, h, hidden)
     s_dsm = np.empty(shape, np.float32)
     _agreement(at_dsm, geom["pairs"], radius, min_count, ncc, work, s_dsm)
     z = np.empty(shape)
@@ -271,12 +314,15 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     n_win = (2 * radius + 1) ** 2
     s = best.astype(np.float64)
     s0 = s_dsm.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # the DSM explains the images as well as the best height does: no measurable change
-        explained = s0 >= s - SE_FACTOR * (1.0 - s * s) / math.sqrt(n_win)
-        dh = np.where(explained, 0.0, z - h)
-    # a best score that noise alone reaches is no measurement (textureless or unmatched windows)
-    ok = np.isfinite(dh) & np.isfinite(h) & np.isfinite(s) & np.isfinite(curv)
+    with np.errstate(invalid="ignore"):
+        offset = z - h
+    # the DSM explains the images as well as the best height does (no measurable change); or the
+    # best height's agreement is what the DSM predicts there: no evidence of that height either
+    explained, no_peak = SN.window_test(s, s0, null_best, offset, curv, n_win, SE_FACTOR)
+    dh = np.where(explained, 0.0, offset)
+    # a best score that noise alone reaches is no measurement (textureless or unmatched windows),
+    # nor is a best height the DSM predicts while the DSM height does not fit either
+    ok = np.isfinite(dh) & np.isfinite(h) & np.isfinite(s) & np.isfinite(curv) & ~no_peak
     # (M: the candidates a cell's relief range holds, the same in every tile)
     ok &= best > SN.noise_peak(n_win, int(math.ceil(relief / step)) + 2 * MARGIN_STEPS + 1)
     if hidden is not None:

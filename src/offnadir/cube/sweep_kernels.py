@@ -270,3 +270,41 @@ def halo_counts(lab, n, r, out):
                 if ii[hi_y, hi_x] - ii[lo_y, hi_x] - ii[hi_y, lo_x] + ii[lo_y, lo_x] > 0:
                     c += 1
         out[k] = c
+
+
+@njit(**_NB)
+def sample_along_ray(src, oy, ox, di, dj, z, h, out):
+    """``src`` (an image's samples at the DSM heights, on a grid whose cell (0, 0) is cell
+    ``(-oy, -ox)`` of ``out``'s) read where another image's ray through every cell of ``out``
+    (the shape of ``h``) at height ``z`` meets the DSM: bilinear at ``(y + oy - di (z - h),
+    x + ox - dj (z - h))`` with ``(di, dj)`` that image's line of sight in cells per metre
+    (towards the sensor) and ``h`` the cell's DSM height (the DSM taken as level over the ray's
+    footprint). NaN outside ``src``, where ``h`` is NaN, or where a corner with weight is NaN."""
+    ny, nx = src.shape
+    for y in range(h.shape[0]):
+        for x in range(h.shape[1]):
+            dz = z - h[y, x]
+            fy = y + oy - di * dz
+            fx = x + ox - dj * dz
+            if not (fy >= 0.0 and fx >= 0.0 and fy <= ny - 1 and fx <= nx - 1):
+                out[y, x] = np.nan
+                continue
+            y0 = min(int(fy), ny - 2) if ny > 1 else 0
+            x0 = min(int(fx), nx - 2) if nx > 1 else 0
+            wy = fy - y0
+            wx = fx - x0
+            acc = 0.0
+            bad = False
+            for a in range(2):
+                wa = wy if a else 1.0 - wy
+                if wa == 0.0 or y0 + a >= ny:
+                    continue
+                for b in range(2):
+                    wb = wx if b else 1.0 - wx
+                    if wb == 0.0 or x0 + b >= nx:
+                        continue
+                    v = src[y0 + a, x0 + b]
+                    if not (v == v):
+                        bad = True
+                    acc += wa * wb * v
+            out[y, x] = np.nan if bad else acc

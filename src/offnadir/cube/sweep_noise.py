@@ -162,3 +162,61 @@ def selection_z(k: float, n_choices: float) -> float:
     from scipy.special import ndtr, ndtri
 
     return float(ndtri(float(ndtr(k)) ** (1.0 / max(float(n_choices), 1.0))))
+
+
+def null_agreement(samples, at_dsm, origin, los, z: float, h, pairs, radius: int, min_count: float, scratch,
+                   out) -> None:
+    """The agreement the DSM predicts at height ``z`` where nothing moved (the sweep's null
+    hypothesis), into ``out`` (ny, nx) float32: the mean over the pairs (a, b) of
+    ``(ncc(a_z, a_0 at b's ray) + ncc(b_0 at a's ray, b_z)) / 2``.
+
+    Why: at a height ``z`` other than the surface's, each image looks, through the cell, at the
+    DSM point its ray meets, ``x - los (z - h)``: the two images see *other* places than the
+    cell, each its own. If the DSM is right, image b's samples there equal image a's samples at
+    the DSM heights of those places (``a_0`` read along b's ray, :func:`sweep_kernels.sample_along_ray`),
+    up to noise, so the agreement at ``z`` is what image a's own pattern gives between the two
+    places: high wherever that pattern repeats along the pair's relative displacement (an edge
+    or a road marking parallel to the baseline, a periodic texture), and then a window of weak
+    texture at the cell loses to a strong pattern nearby seen from the wrong height. Noise only
+    lowers the cross-image agreement below this prediction, so a best height whose agreement does
+    not beat it (by the window test's standard errors) is no evidence that the surface moved. On
+    a real height change the places seen from the right height hold different patterns, and the
+    prediction is low. ``los``: per image of the group, its line of sight (cells per metre,
+    :func:`offnadir.cube.geometry.los_on_grid`; one per group, at the DSM centre); ``at_dsm``:
+    the group's samples at the DSM heights (NaN where hidden) on a block wider than ``samples``'
+    by the rays' reach (:func:`offnadir.cube.sweep.null_bounds`), whose cell ``origin`` (row,
+    col) is ``samples``' cell (0, 0): the prediction then does not depend on the tiling;
+    ``scratch``: (ncc, work) arrays."""
+    ncc, work = scratch
+    along = np.empty(h.shape)
+    acc = np.zeros(h.shape)
+    for a, b in pairs:
+        for own, other in ((a, b), (b, a)):
+            swk.sample_along_ray(at_dsm[own], origin[0], origin[1], los[other][0], los[other][1], z, h, along)
+            swk.window_ncc(samples[own], along.astype(np.float32), radius, min_count, ncc, work)
+            acc += ncc
+    out[...] = acc / (2 * len(pairs))
+
+
+def window_test(s_best, s_dsm, s_null, offset, curv, n_cells: int, k: float):
+    """The window test of the DSM height, per cell: (``explained``, ``no_measurement``) bool maps.
+
+    ``explained``: the agreement at the DSM heights ``s_dsm`` is within ``k`` standard errors of a
+    correlation, ``(1 - s*²) / sqrt(N)`` (N = ``n_cells``), of the best swept agreement ``s*`` =
+    ``s_best``: the images give no evidence that the surface moved (dh = 0).
+
+    ``no_measurement``: not explained, but the DSM's prediction of the agreement at the best
+    height (:func:`null_agreement` there, ``s_null``) is within the same margin of ``s*``: the
+    best height is no evidence of a surface there either, so neither height is shown. Applied
+    only where the best height is resolved from the DSM height: ``|offset|`` (best height minus
+    DSM height) at least the agreement peak's full width at half maximum, ``2 sqrt(s* / a)`` from
+    the parabola of curvature ``a`` = ``curv`` at the peak. Closer, a surface at the best height
+    predicts the same agreement as the DSM does (both see the pattern within its own
+    correlation length), and the test has no power. NaN inputs explain nothing."""
+    s = np.asarray(s_best, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tol = k * (1.0 - s * s) / math.sqrt(n_cells)
+        explained = np.asarray(s_dsm, np.float64) >= s - tol
+        resolved = np.abs(offset) >= 2.0 * np.sqrt(np.clip(s, 0.0, None) / np.asarray(curv, np.float64))
+        none = ~explained & resolved & (np.asarray(s_null, np.float64) >= s - tol)
+    return explained, none

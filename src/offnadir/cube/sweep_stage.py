@@ -61,7 +61,7 @@ def sweep_region(path: str, plan, tile, geom: dict, relief: float, dsm_test: str
 
     members = geom["members"]
     region = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
-    i0, i1, j0, j1 = sweep.block_bounds(plan, tile)
+    i0, i1, j0, j1 = sweep.null_bounds(plan, tile, geom, relief)
     with _quiet_zarr():
         g = zarr.open_group(path, mode="r+", use_consolidated=False)
         vis = np.stack([np.asarray(g["visible"][k, i0:i1, j0:j1]) for k in members])
