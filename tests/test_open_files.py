@@ -13,7 +13,7 @@ from rasterio.io import MemoryFile
 from rasterio.transform import from_origin
 
 from offnadir.io import open_files
-from offnadir.io.open_files import reading
+from offnadir.io.open_files import reading, session
 
 
 def _write(path, value, shape=(40, 50), count=2, compress="deflate"):
@@ -33,30 +33,44 @@ def _fresh_cache():
     open_files.close_all()
 
 
-def test_a_file_stays_open_and_serves_the_same_pixels(tmp_path):
+def test_a_file_stays_open_in_a_session_and_serves_the_same_pixels(tmp_path):
     p = str(tmp_path / "a.tif")
     data = _write(p, 0)
-    with reading(p) as ds1:
-        a = ds1.read()
-    with reading(p) as ds2:
-        b = ds2.read(window=((5, 9), (3, 20)))
-    assert ds1 is ds2 and not ds2.closed
+    with session():
+        with reading(p) as ds1:
+            a = ds1.read()
+        with session():   # nested: only the outermost closes
+            with reading(p) as ds2:
+                b = ds2.read(window=((5, 9), (3, 20)))
+        assert ds1 is ds2 and not ds2.closed
+    assert ds2.closed and not open_files._cache()
     np.testing.assert_array_equal(a, data)
     np.testing.assert_array_equal(b, data[:, 5:9, 3:20])
+
+
+def test_outside_a_session_every_read_opens_and_closes(tmp_path):
+    p = str(tmp_path / "a.tif")
+    data = _write(p, 1)
+    with reading(p) as ds1:
+        np.testing.assert_array_equal(ds1.read(), data)
+    with reading(p) as ds2:
+        pass
+    assert ds1.closed and ds2.closed and ds1 is not ds2 and not open_files._cache()
 
 
 def test_a_rewritten_file_is_opened_afresh(tmp_path):
     p = str(tmp_path / "a.tif")
     _write(p, 0)
-    with reading(p) as ds1:
-        ds1.read()
-    # same path, same size, other pixels: the stamp (inode, size, mtime) tells them apart
-    tmp = str(tmp_path / "b.tif")
-    new = _write(tmp, 7)
-    os.replace(tmp, p)
-    with reading(p) as ds2:
-        got = ds2.read()
-    assert ds2 is not ds1 and ds1.closed
+    with session():
+        with reading(p) as ds1:
+            ds1.read()
+        # same path, same size, other pixels: the stamp (inode, size, mtime) tells them apart
+        tmp = str(tmp_path / "b.tif")
+        new = _write(tmp, 7)
+        os.replace(tmp, p)
+        with reading(p) as ds2:
+            got = ds2.read()
+        assert ds2 is not ds1 and ds1.closed and not ds2.closed
     np.testing.assert_array_equal(got, new)
 
 
@@ -67,43 +81,44 @@ def test_threads_never_share_a_handle(tmp_path):
 
     def work():
         try:
-            with reading(p) as ds:
+            with session(), reading(p) as ds:
                 seen.append(id(ds))
                 np.testing.assert_array_equal(ds.read(), data)
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
-        finally:
-            open_files.close_all()
 
     threads = [threading.Thread(target=work) for _ in range(2)]
-    with reading(p) as mine:
+    with session(), reading(p) as mine:
         mine_id = id(mine)
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        assert not mine.closed   # the other threads' sessions closed their own handles only
     assert not errors and mine_id not in seen
 
 
 def test_at_most_max_open_files_per_thread(tmp_path, monkeypatch):
     monkeypatch.setattr(open_files, "MAX_OPEN", 2)
     handles = []
-    for k in range(3):
-        p = str(tmp_path / f"{k}.tif")
-        _write(p, k)
-        with reading(p) as ds:
-            handles.append(ds)
-    assert handles[0].closed and not handles[1].closed and not handles[2].closed
+    with session():
+        for k in range(3):
+            p = str(tmp_path / f"{k}.tif")
+            _write(p, k)
+            with reading(p) as ds:
+                handles.append(ds)
+        assert handles[0].closed and not handles[1].closed and not handles[2].closed
 
 
 def test_a_failed_read_drops_the_handle(tmp_path):
     p = str(tmp_path / "a.tif")
     _write(p, 0)
-    with pytest.raises(ValueError), reading(p) as ds1:
-        raise ValueError("read failed")
-    assert ds1.closed
-    with reading(p) as ds2:
-        assert ds2 is not ds1 and ds2.read().shape == (2, 40, 50)
+    with session():
+        with pytest.raises(ValueError), reading(p) as ds1:
+            raise ValueError("read failed")
+        assert ds1.closed
+        with reading(p) as ds2:
+            assert ds2 is not ds1 and ds2.read().shape == (2, 40, 50)
 
 
 def test_gdal_virtual_paths_are_not_kept(tmp_path):
@@ -112,9 +127,10 @@ def test_gdal_virtual_paths_are_not_kept(tmp_path):
         with mem.open(driver="GTiff", width=8, height=8, count=1, dtype="uint8",
                       transform=from_origin(0, 8, 1, 1)) as w:
             w.write(data)
-        with reading(mem.name) as ds:
+        with session(), reading(mem.name) as ds:
             np.testing.assert_array_equal(ds.read(), data)
-        assert ds.closed and not open_files._cache()
+            assert not open_files._cache()
+        assert ds.closed
 
 
 def test_geometry_only_tile_equals_the_full_tile(tmp_path):

@@ -120,8 +120,12 @@ def write_tile_at(store_path, plan, ti, tj, i0, i1, j0, j1):
 
 
 def write_tiles_at(store_path, plan, *ints):
-    """:func:`write_tile_at` of several tiles, six integers each, one after the other (a task)."""
-    return [write_tile_at(store_path, plan, *ints[k:k + 6]) for k in range(0, len(ints), 6)]
+    """:func:`write_tile_at` of several tiles, six integers each, one after the other (a task),
+    their input files kept open in between (:func:`offnadir.io.open_files.session`)."""
+    from offnadir.io.open_files import session
+
+    with session():
+        return [write_tile_at(store_path, plan, *ints[k:k + 6]) for k in range(0, len(ints), 6)]
 
 
 def empty_arrays(plan) -> dict[str, da.Array]:

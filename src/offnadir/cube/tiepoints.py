@@ -319,12 +319,30 @@ def measure_windows(d: dict, delta, radius: int) -> np.ndarray:
     return np.column_stack([d["ground"], rows[:, centre], cols[:, centre], ref])[ok]
 
 
+def block_data_row(plan, tiles, half: int, pad: int, dh_step, suns=None) -> list[dict]:
+    """:func:`block_data` of several blocks (a dask task), their input files kept open in between
+    (:func:`offnadir.io.open_files.session`): the blocks of one block row read the same image rows."""
+    from offnadir.io.open_files import session
+
+    with session():
+        return [block_data(plan, t, half, pad, dh_step, suns) for t in tiles]
+
+
 def gather(plan, tiles, opts: TieOptions, dh_step, suns=None) -> list[dict]:
-    """Block data of every tie block, computed with the current dask scheduler."""
+    """Block data of every tie block (in the order of ``tiles``), computed with the current dask
+    scheduler: one task per block row."""
     plan_node = dask.delayed(plan, pure=True, traverse=False)
     pad = int(opts.search_px) + 3
-    return list(dask.compute(*[dask.delayed(block_data, pure=True)(plan_node, t, opts.half, pad, dh_step, suns)
-                               for t in tiles]))
+    rows: dict[int, list[int]] = {}
+    for n, t in enumerate(tiles):
+        rows.setdefault(t.i0, []).append(n)
+    parts = dask.compute(*[dask.delayed(block_data_row, pure=True)(plan_node, [tiles[n] for n in idx], opts.half, pad,
+                                                                 dh_step, suns) for idx in rows.values()])
+    out: list = [None] * len(tiles)
+    for idx, part in zip(rows.values(), parts):
+        for n, d in zip(idx, part):
+            out[n] = d
+    return out
 
 
 # ------------------------------------------------------------------------------------ pipeline entry
