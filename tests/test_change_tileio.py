@@ -56,3 +56,22 @@ def test_forget_drops_a_runs_chunks_only(store):
     assert tileio.forget("drop") == 2 * 4 * 4  # both images' chunks of band-row 1 (4 x 4 chunks each)
     assert tileio.forget("drop") == 0
     assert tileio.forget("keep") == 4 * 4
+
+
+def test_cached_stage_arrays_read_the_same_and_refuse_writes(store):
+    """``StoreIO.cached``: the stage's own arrays, once final, read through the chunk cache (the same
+    values as zarr's), and writes to them are refused; without a run token nothing is cached."""
+    from offnadir.change.tileio import MemoryIO
+
+    path, v = store
+    lab = np.arange(37 * 29, dtype=np.int64).reshape(37, 29)
+    StoreIO(path, run="r").write("patch", (slice(None), slice(None)), lab)
+    io = StoreIO(path, run="r").cached(("patch",))
+    for key in [(slice(3, 25), slice(0, 29)), (slice(9, 10), slice(7, 17)), (slice(None), slice(None))]:
+        np.testing.assert_array_equal(io.read("patch", key), lab[key])
+        np.testing.assert_array_equal(io.read("patch", key), lab[key])  # from the cache
+    with pytest.raises(ValueError, match="read-only"):
+        io.write("patch", (slice(0, 2), slice(0, 2)), np.zeros((2, 2), np.int64))
+    assert StoreIO(path).cached(("patch",)).frozen == frozenset()  # no run token: no cache, writes allowed
+    mem = MemoryIO({"patch": lab})
+    assert mem.cached(("patch",)) is mem

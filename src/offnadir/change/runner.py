@@ -156,6 +156,16 @@ class Runner:
     def log(self, msg):
         say(_LOG, msg, self.quiet)
 
+    #: the segment pass's arrays, written for the last time by the evidence pass (the joins)
+    SEGMENTED_ARRAYS = ("patch", "elevated", "illumination")
+
+    def segmented_io(self):
+        """The I/O of the passes after the evidence pass: the segment pass's arrays no longer
+        change, so a worker decodes each of their chunks once (:meth:`StoreIO.cached`), not once
+        per halo read (the sums pass reads them twice, with halos)."""
+        cached = getattr(self.io, "cached", None)
+        return cached(self.SEGMENTED_ARRAYS) if cached is not None else self.io
+
     # -- pass 1: context
     def context(self):
         from offnadir.change import cells as P
@@ -246,7 +256,9 @@ class Runner:
                  + f"; IR-MAD sample rate {self.sample_rate:.3g}")
         cx, pl = self.shared(self.ctx), self.shared(self.plan)
         joins = getattr(self, "joins", None)  # the segment pass's joins across tile borders, applied first
-        root = _tree([dask.delayed(_evidence_tile, pure=False)(self.io, cx, t, pl, self.has,
+        cached = getattr(self.io, "cached", None)  # elevated and illumination are final (patch: the joins)
+        io = cached(("elevated", "illumination")) if cached is not None else self.io
+        root = _tree([dask.delayed(_evidence_tile, pure=False)(io, cx, t, pl, self.has,
                                                                joins[0] if joins and (t.ti, t.tj) in joins[1] else None)
                       for t in self.tiles], P.add_evidence)
         # IR-MAD runs on the workers (single-threaded BLAS, no 8 MiB to the client), one task per
@@ -296,7 +308,8 @@ class Runner:
     def sums(self):
         cx = self.shared(self.ctx)
         mo = self.shared((self.models, self.scales, self.ortho))
-        out = self.reduce([dask.delayed(_sums_tile, pure=True)(self.io, cx, t, mo, self.want_patch, self.want_ortho)
+        io = self.segmented_io()
+        out = self.reduce([dask.delayed(_sums_tile, pure=True)(io, cx, t, mo, self.want_patch, self.want_ortho)
                            for t in self.tiles], _add_sums)
         self.red = out.get("patch")
         self.hist.update(out.get("hist", {}))
@@ -360,7 +373,8 @@ class Runner:
         has = {**self.has, "patch": self.want_patch}
         cx, mo, pl = self.shared(self.ctx), self.shared(self.cal_models), self.shared(plan)
         # every tile, also on resume: its patch sums feed the table, and the maps are cheap
-        grouped = self.reduce([dask.delayed(_maps_tile, pure=False)(self.io, cx, t, mo, has, pl, mark)
+        io = self.segmented_io()
+        grouped = self.reduce([dask.delayed(_maps_tile, pure=False)(io, cx, t, mo, has, pl, mark)
                                for t in self.tiles], P.add_grouped)
         for t, d in self.per_target.items():
             d["probability"] = P.patch_probability(grouped, self.red_ids, t)

@@ -80,11 +80,19 @@ class StoreIO:
     a process keeps the arrays it opened and the decoded chunks of the :data:`READ_ONLY` arrays
     for that run: a tile read with a halo decodes up to four chunks of each image, and every pass
     reads them again; cached, a worker decodes each chunk once per run. Values are the store's,
-    unchanged; a new run (new token) never sees an earlier run's chunks."""
+    unchanged; a new run (new token) never sees an earlier run's chunks. ``frozen``: arrays of the
+    stage itself that no task writes any more in this run (:meth:`cached`), cached the same way."""
 
-    def __init__(self, path, run: str | None = None):
+    def __init__(self, path, run: str | None = None, frozen=()):
         self.path = str(path)
         self.run = run
+        self.frozen = frozenset(frozen)
+
+    def cached(self, names) -> StoreIO:
+        """The same store with the arrays ``names`` also read through the run's chunk cache (and
+        refusing writes): for the passes after the last one that writes them (``patch``,
+        ``elevated`` and ``illumination`` once segmented and joined). Without a run token: itself."""
+        return StoreIO(self.path, self.run, self.frozen | set(names)) if self.run is not None else self
 
     def _group(self):
         import zarr
@@ -104,7 +112,7 @@ class StoreIO:
 
         with _quiet_zarr():
             a = self._array(name)
-            if self.run is not None and name in READ_ONLY:
+            if self.run is not None and (name in READ_ONLY or name in self.frozen):
                 out = _chunked_read(a, (self.run, self.path, name), key)
                 if out is not None:
                     return out
@@ -113,7 +121,7 @@ class StoreIO:
     def write(self, name, key, arr):
         from offnadir.store import _quiet_zarr
 
-        if self.run is not None and name in READ_ONLY:
+        if self.run is not None and (name in READ_ONLY or name in self.frozen):
             raise ValueError(f"StoreIO: {name} is read-only during a change run (its chunks are cached)")
         with _quiet_zarr():
             self._array(name)[key] = arr
@@ -179,6 +187,9 @@ class MemoryIO:
 
     def has(self, name) -> bool:
         return name in self.arrays
+
+    def cached(self, names) -> MemoryIO:
+        return self
 
 
 # ----------------------------------------------------------------------------- context
