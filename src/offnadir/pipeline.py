@@ -369,7 +369,10 @@ class _ChangeStage:
     """Run change detection on the store the cube was just written to (a stage hook)."""
 
     def __init__(self, opts, quiet: bool):
+        from offnadir.change.preload import start
+
         self.opts, self.quiet = opts, quiet
+        start()  # the stage's client-side imports (xarray, pandas...) in the background while the cube is computed
 
     def __call__(self, cfg, plan, out, client):
         from offnadir.change.stage import detect_store
