@@ -151,3 +151,33 @@ def test_the_null_is_not_tested_within_the_peak_width():
     # NaN explains nothing
     explained, none = SN.window_test(s_best, np.full(4, np.nan), np.full(4, np.nan), offset, curv, N_WIN, 2.0)
     assert not explained.any() and not none.any()
+
+
+def test_prediction_barely_depends_on_the_tiling(tmp_path):
+    """With dsm_test="prediction" the DSM-height samples are read on a block widened by the rays'
+    reach (sweep.null_bounds), so tiles of another size give the same answer but where a best
+    height lies outside one tile's range (as with the window test)."""
+    import dask
+
+    from offnadir.pipeline import plan_cube
+    from offnadir.simulate import simulate
+
+    a = simulate(tmp_path / "a", seed=3, size=96, target_view=(20.0, 270.0)).paths
+    b = simulate(tmp_path / "b", seed=3, size=96, target_view=(20.0, 90.0)).paths
+    maps = []
+    with dask.config.set(scheduler="synchronous"):
+        for chunk in (32, 96):
+            plan = plan_cube(a["dsm"], [a["target"], b["target"]], chunk=chunk, vertical_datum="ellipsoid")
+            geom = sweep.pair_geometry(plan, [0, 1])
+            relief = plan.h_max - plan.h_min
+            dh = np.full(plan.dsm.shape, np.nan, np.float32)
+            for t in plan.tiles():
+                i0, i1, j0, j1 = sweep.visibility_bounds(plan, t, geom, relief, "prediction")
+                assert (i0, i1, j0, j1) == sweep.null_bounds(plan, t, geom, relief)
+                dh[t.i0:t.i1, t.j0:t.j1] = sweep.sweep_tile(plan, t, geom, relief, dsm_test="prediction")["dh"]
+            maps.append(dh)
+    a, b = maps
+    both = np.isfinite(a) & np.isfinite(b)
+    assert both.mean() > 0.5
+    assert (np.isfinite(a) != np.isfinite(b)).mean() < 0.02
+    assert (np.abs(a[both] - b[both]) < 1e-3).mean() > 0.98

@@ -151,7 +151,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "dsm_test": Field(str, "window", "when a better agreement at another height means the surface moved: "
                                          "window (per 13x13 window) | region (then pooled over each region of "
                                          "moved cells: fewer false dh on weak texture, some real changes lost; "
-                                         "docs/height_sweep.md)", choices=("window", "region")),
+                                         "docs/height_sweep.md) | prediction (then no dh where the best height "
+                                         "only repeats a pattern the DSM predicts there: fewer false dh, slower; "
+                                         "docs/change_detection.md)", choices=("window", "region", "prediction")),
     },
     "cluster": {
         "scheduler": Field(str, None, "address of an existing dask scheduler (tcp://host:8786, or tls://host:8786 "

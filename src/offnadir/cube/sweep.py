@@ -26,7 +26,8 @@ and sampling kernels), and keep the height where the group agrees best:
   ``(1 - s*²) / sqrt(N)`` with N the window's cells, of the best swept agreement ``s*``, the
   images give no evidence that the surface moved: ``dh = 0`` and ``dh_score = s0``. This removes
   the fronto-parallel window's bias at unchanged height steps.
-* **the DSM's prediction at the best height**: at a height z other than the surface's, each image
+* **the DSM's prediction at the best height** (``dsm_test="prediction"``, config
+  ``height_sweep.dsm_test: prediction``; not the default, see below): at a height z other than the surface's, each image
   looks through the cell at the DSM point its own ray meets, ``x - los (z - h)``, so the window
   compares two *other* places than the cell. Where the cell's texture is weak and a strong
   pattern that repeats along the pair's relative displacement lies nearby (an edge or a road
@@ -42,7 +43,10 @@ and sampling kernels), and keep the height where the group agrees best:
   full width at half maximum (``2 sqrt(s* / a)`` from its parabola) a surface at the best height
   predicts the same agreement as the DSM (the heights are not resolved), the test has no power
   and is not applied (:func:`sweep_noise.window_test`). Its cost: two more resamplings and two
-  more windowed correlations per candidate height (the sweep takes ~2.5x the CPU).
+  more windowed correlations per candidate height (the sweep takes ~2.5-3x the CPU). Measured
+  (docs/change_detection.md): ground false alarms down on all 12 hard simulated stereo targets,
+  Kahramanmaraş `dh` closer to CARS, but two of its changed objects (found by cells whose `dh`
+  was wrong by tens of metres) lost on each image: hence an option, not the default.
 * **the region stage** (``dsm_test="region"``, config ``height_sweep.dsm_test: region``; not the
   default): per window, a false match on weak texture (a flat agreement curve whose best height
   beats the DSM by sampling noise) looks like a real change. A real building's height change is a
@@ -118,7 +122,7 @@ MIN_WIDTH_M = 2.5
 SE_FACTOR = 2.0
 #: the tests of the DSM height :func:`sweep_tile` knows (config ``height_sweep.dsm_test``); the
 #: first is the default
-DSM_TESTS = ("window", "region")
+DSM_TESTS = ("window", "region", "prediction")
 DSM_TEST = DSM_TESTS[0]
 
 
@@ -249,15 +253,24 @@ def null_bounds(plan, tile, geom: dict, relief: float, radius: int = WINDOW_RADI
     return block_bounds(plan, tile, radius + reach)
 
 
+def visibility_bounds(plan, tile, geom: dict, relief: float, dsm_test: str = DSM_TEST,
+                      radius: int = WINDOW_RADIUS) -> tuple[int, int, int, int]:
+    """(i0, i1, j0, j1): the block whose cube visibility :func:`sweep_tile` takes for ``dsm_test``
+    (:func:`null_bounds` for ``"prediction"``, else :func:`block_bounds`)."""
+    return null_bounds(plan, tile, geom, relief, radius) if dsm_test == "prediction" else \
+        block_bounds(plan, tile, radius)
+
+
 def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int = WINDOW_RADIUS,
                dsm_test: str = DSM_TEST) -> dict:
     """Best surface height of one date group over one tile, as an offset from the DSM.
 
     geom: :func:`pair_geometry` of the group; relief: the scene's height range (m); visible:
-    (n_members, ...) cube visibility of the group's images on :func:`null_bounds` (None: all
-    visible). dsm_test: ``"region"`` (default: the window test, then the test pooled over each
-    region of cells that moved) or ``"window"`` (the window test alone); the module docstring
-    says what each does and costs. Returns float32 (ny, nx) arrays ``dh``, ``dh_sigma``,
+    (n_members, ...) cube visibility of the group's images on :func:`visibility_bounds` (None:
+    all visible). dsm_test: ``"window"`` (the default: the window test alone), ``"region"``
+    (then the test pooled over each region of cells that moved) or ``"prediction"`` (the window
+    test, then the DSM's prediction at the best height); the module docstring says what each
+    does and costs. Returns float32 (ny, nx) arrays ``dh``, ``dh_sigma``,
     ``dh_score`` of the tile, the range used (``z0``, ``n``, ``step``) and ``regions``: the
     number of regions tested and kept (``[0, 0]`` with ``"window"``)."""
     if dsm_test not in DSM_TESTS:
@@ -282,29 +295,34 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     ncc = np.empty(shape, np.float32)
     work = np.empty((7,) + shape)
     min_count = MIN_WINDOW_FRACTION * (2 * radius + 1) ** 2
-    # the images at the DSM's own heights (windows follow the DSM surface, walls included), on the
-    # block the rays reach from every swept height (the DSM's prediction reads them there)
-    wi0, wi1, wj0, wj1 = null_bounds(plan, tile, geom, relief, radius)
-    inner = (slice(i0 - wi0, i1 - wi0), slice(j0 - wj0, j1 - wj0))
-    hw = np.ascontiguousarray(height_block(plan, wi0, wi1, wj0, wj1), dtype=np.float64)
-    wide = [_View(plan, plan.images[k], wi0, wi1, wj0, wj1, float(np.nanmin(hw)), float(np.nanmax(hw)))
-            for k in geom["members"]]
-    hidden_w = None if visible is None else [np.asarray(vis) != 1 for vis in visible]
-    at_wide = _samples_at(wide, *lonlat_block(plan, wi0, wi1, wj0, wj1), hw, hidden_w)
-    del wide
-    at_dsm = [np.ascontiguousarray(a[inner]) for a in at_wide]
-    hidden = None if hidden_w is None else [hid[inner] for hid in hidden_w]
+    # the images at the DSM's own heights (windows follow the DSM surface, walls included)
     lon, lat = lonlat_block(plan, i0, i1, j0, j1)
+    predict = dsm_test == "prediction"
+    if predict:  # on the block the rays reach from every swept height (the prediction reads them there)
+        wi0, wi1, wj0, wj1 = null_bounds(plan, tile, geom, relief, radius)
+        inner = (slice(i0 - wi0, i1 - wi0), slice(j0 - wj0, j1 - wj0))
+        hw = np.ascontiguousarray(height_block(plan, wi0, wi1, wj0, wj1), dtype=np.float64)
+        wide = [_View(plan, plan.images[k], wi0, wi1, wj0, wj1, float(np.nanmin(hw)), float(np.nanmax(hw)))
+                for k in geom["members"]]
+        hidden_w = None if visible is None else [np.asarray(vis) != 1 for vis in visible]
+        at_wide = _samples_at(wide, *lonlat_block(plan, wi0, wi1, wj0, wj1), hw, hidden_w)
+        del wide
+        at_dsm = [np.ascontiguousarray(a[inner]) for a in at_wide]
+        hidden = None if hidden_w is None else [hid[inner] for hid in hidden_w]
+    else:
+        hidden = None if visible is None else [np.asarray(vis) != 1 for vis in visible]
+        at_dsm = _samples_at(views, lon, lat, h, hidden)
     null_best = np.full(shape, np.nan, np.float32)  # the DSM's prediction of the agreement at the best height
     null = np.empty(shape, np.float32)
     for k in range(n):
         z = z0 + k * step
         samples = [v.sample(z).copy() for v in views]
         _agreement(samples, geom["pairs"], radius, min_count, ncc, work, score)
-        SN.null_agreement(samples, at_wide, (i0 - wi0, j0 - wj0), geom["los_cells_per_m"], z, h, geom["pairs"],
-                          radius, min_count, (ncc, work), null)
-        better = np.isfinite(score) & ((best_k < 0) | (score > best))
-        null_best[better] = null[better]
+        if predict:
+            SN.null_agreement(samples, at_wide, (i0 - wi0, j0 - wj0), geom["los_cells_per_m"], z, h,
+                              geom["pairs"], radius, min_count, (ncc, work), null)
+            better = np.isfinite(score) & ((best_k < 0) | (score > best))
+            null_best[better] = null[better]
         swk.update_best(score, k, best, best_k, s_prev, s_next, last)
     s_dsm = np.empty(shape, np.float32)
     _agreement(at_dsm, geom["pairs"], radius, min_count, ncc, work, s_dsm)

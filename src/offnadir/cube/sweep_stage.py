@@ -61,7 +61,7 @@ def sweep_region(path: str, plan, tile, geom: dict, relief: float, dsm_test: str
 
     members = geom["members"]
     region = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
-    i0, i1, j0, j1 = sweep.null_bounds(plan, tile, geom, relief)
+    i0, i1, j0, j1 = sweep.visibility_bounds(plan, tile, geom, relief, dsm_test)
     with _quiet_zarr():
         g = zarr.open_group(path, mode="r+", use_consolidated=False)
         vis = np.stack([np.asarray(g["visible"][k, i0:i1, j0:j1]) for k in members])
@@ -108,6 +108,10 @@ DSM_TEST_TEXT = {
               "offset, or its median height) over the DSM heights must exceed the Sidak allowance for the offsets "
               "tried times its standard error from the effective samples; regions that fail get dh = 0 with "
               "dh_sigma >= |dh they claimed| / dsm_test_standard_errors",
+    "prediction": "prediction: the window test, then no measurement where the DSM height is not kept and the best "
+                  "agreement does not beat, by the same margin, the DSM's prediction at the best height (each "
+                  "image's samples at the DSM heights read along the other's rays), wherever the best height lies "
+                  "beyond its agreement peak's full width at half maximum from the DSM height",
 }
 
 
