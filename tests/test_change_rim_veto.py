@@ -69,3 +69,26 @@ def test_rim_ratios_of_the_table_are_the_outline_module_s():
     # a ground patch never: no rim, no roof to move
     tb.elevated = np.array([False])
     assert not rim_contradicts(tb, np.array([5.0]))[0]
+
+
+def test_decide_reports_the_roofs_whose_rim_stayed():
+    from offnadir.change.decide import decide
+
+    kept, lost = _table(5, 3.0, 3.0), _table(5, 3.0, 0.3)
+    assert decide(kept, ChangeOptions())["rim_kept"].tolist() == [True]
+    assert decide(lost, ChangeOptions())["rim_kept"].tolist() == [False]
+
+
+def test_rim_witness_keeps_the_census_probability_below_the_decision():
+    from offnadir.change.cells import DECISION_P, either, paint, rim_witness
+
+    lab = np.array([[1, 1, 2], [1, 2, 0]])
+    ids = np.array([1, 2])
+    p = np.array([[0.9, 0.3, 0.95], [np.nan, 0.6, np.nan]])
+    out = rim_witness(p, paint(lab, ids, np.array([1.0, 0.0])))  # patch 1's rim stayed
+    assert out[0, 0] < DECISION_P and out[0, 0] > 0.49  # below the decision, above the others below it
+    assert out[0, 1] == 0.3 and np.isnan(out[1, 0])  # lower values and NaN untouched
+    np.testing.assert_array_equal(out[:, 2], p[:, 2])  # patch 2 and the cell without a patch
+    assert out[1, 1] == 0.6
+    # a patch criterion applied after the witness still decides (a re-roof's spectral change)
+    assert either(out, paint(lab, ids, np.array([0.8, 0.0])))[0, 0] == 0.8

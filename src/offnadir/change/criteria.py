@@ -266,6 +266,14 @@ def rim_contradicts(tb: TargetTable, shift_cells):
     keeps an edge inside the rim's first step (a roof of the default simulator raised by a 3-cell
     move: base rim ratio 2.6, target 5.9). Patches without the rim's sums, with
     fewer than ``MIN_EDGE_PAIRS`` rim pairs or a smaller move: False."""
+    with np.errstate(invalid="ignore"):
+        return rim_kept(tb) & (np.abs(shift_cells) >= RIM_MOVE_CELLS)
+
+
+def rim_kept(tb: TargetTable):
+    """Elevated patches whose near-sensor rim is there at both dates: rim ratio at least
+    ``EDGE_FACTOR`` in the base and in the target (:mod:`offnadir.change.outline`; False without
+    the rim's sums or with fewer than ``MIN_EDGE_PAIRS`` rim pairs)."""
     from offnadir.change import outline as OL
 
     n = len(tb.ids)
@@ -273,7 +281,7 @@ def rim_contradicts(tb: TargetTable, shift_cells):
         return np.zeros(n, bool)
     b1, t1 = OL.rim_ratios(tb.outline)
     with np.errstate(invalid="ignore"):
-        return tb.elevated & (b1 >= OL.EDGE_FACTOR) & (t1 >= OL.EDGE_FACTOR) & (np.abs(shift_cells) >= RIM_MOVE_CELLS)
+        return tb.elevated & (b1 >= OL.EDGE_FACTOR) & (t1 >= OL.EDGE_FACTOR)
 
 
 @criterion("outline")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from offnadir.change.criteria import CRITERIA, TargetTable, corr
+from offnadir.change.criteria import CRITERIA, TargetTable, corr, rim_kept
 
 
 def target_table(red: dict, t: int, p: int, scales: list, shift_cells, model0=None, cell: float = 1.0) -> TargetTable:
@@ -103,6 +103,8 @@ def decide(tb: TargetTable, opts) -> dict:
     if opts.combination == "noisy_or":
         score = 1.0 - keep
     out.update(tb.extra)
+    # roofs whose near-sensor rim stayed: the maps pass keeps their census evidence below the decision
+    out["rim_kept"] = rim_kept(tb)
     out["score"] = score.astype(np.float32)
     out["change"] = (score >= 0.5).astype(np.uint8)
     return out

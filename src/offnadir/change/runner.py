@@ -365,7 +365,7 @@ class Runner:
         from offnadir.change import cells as P
 
         mark = self.mark if mark is None else mark
-        decisions = {t: (self.red_ids, d["score"]) for t, d in self.per_target.items()}
+        decisions = {t: (self.red_ids, d["score"], d.get("rim_kept")) for t, d in self.per_target.items()}
         ortho = (("change_ortho", "score_ortho") if self.want_patch else ("change", "score")) if self.want_ortho \
             else None
         plan = {**self.plan, "ortho": ortho, "bound": self.opts.elevated_height, "decisions": decisions,
