@@ -87,6 +87,7 @@ def test_rim_witness_keeps_the_census_probability_below_the_decision():
     p = np.array([[0.9, 0.3, 0.95], [np.nan, 0.6, np.nan]])
     out = rim_witness(p, paint(lab, ids, np.array([1.0, 0.0])))  # patch 1's rim stayed
     assert out[0, 0] < DECISION_P and out[0, 0] > 0.49  # below the decision, above the others below it
+    assert np.float32(out[0, 0]) < DECISION_P  # also as stored (float32)
     assert out[0, 1] == 0.3 and np.isnan(out[1, 0])  # lower values and NaN untouched
     np.testing.assert_array_equal(out[:, 2], p[:, 2])  # patch 2 and the cell without a patch
     assert out[1, 1] == 0.6

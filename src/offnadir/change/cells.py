@@ -223,7 +223,8 @@ def rim_witness(p, kept):
     p = np.asarray(p, np.float64)
     with np.errstate(invalid="ignore"):
         hit = np.isfinite(p) & np.isfinite(kept) & (np.asarray(kept) >= 0.5)
-    return np.where(hit, np.minimum(p, np.nextafter(DECISION_P, 0.0)), p)
+    # the largest float32 below the decision: the stored (float32) probability stays below it too
+    return np.where(hit, np.minimum(p, float(np.nextafter(np.float32(DECISION_P), np.float32(0.0)))), p)
 
 
 def ratio_evidence(r):
