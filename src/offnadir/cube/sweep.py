@@ -90,10 +90,9 @@ import math
 
 import numpy as np
 
-from offnadir.camera import kernels as camk
 from offnadir.cube import geometry
-from offnadir.cube import kernels as cubek
 from offnadir.cube import sweep_noise as SN
+from offnadir.cube import sweep_views as SV
 from offnadir.cube import sweep_kernels as swk
 from offnadir.cube.tile import height_block, lonlat_block
 
@@ -162,71 +161,6 @@ def height_range(h_block, relief: float, step: float) -> tuple[float, int]:
     return z0, n
 
 
-class _View:
-    """One image of the group over one block: lattice lon/lat nodes and the image window read."""
-
-    def __init__(self, plan, im, i0, i1, j0, j1, z_lo, z_hi):
-        self.im = im
-        self.step = plan.lattice_step
-        self.ni, self.nj = geometry.lattice_nodes(i0, i1, j0, j1, self.step)
-        I, J = np.meshgrid(self.ni, self.nj, indexing="ij")
-        lon, lat = geometry.cell_lonlat(plan.dsm, I, J)
-        self.lon, self.lat = lon.ravel(), lat.ravel()
-        self.kp = im.camera.kernel_params()
-        self.nshape = I.shape
-        self.i0, self.j0, self.shape = i0, j0, (i1 - i0, j1 - j0)
-        rows, cols = [], []
-        for z in (z_lo, z_hi):
-            r, c = self._nodes(z)
-            rows.append(r.ravel())
-            cols.append(c.ravel())
-        r = np.concatenate(rows)
-        c = np.concatenate(cols)
-        nr, nc = im.shape
-        self.window = None
-        if np.isfinite(r).any():
-            self.r0 = max(int(np.floor(np.nanmin(r))) - 2, 0)
-            r1 = min(int(np.floor(np.nanmax(r))) + 4, nr)
-            self.c0 = max(int(np.floor(np.nanmin(c))) - 2, 0)
-            c1 = min(int(np.floor(np.nanmax(c))) + 4, nc)
-            if r1 > self.r0 and c1 > self.c0:
-                # one intensity per pixel: the mean of the bands (NaN where any band is nodata)
-                w = im.read_window(self.r0, r1, self.c0, c1).astype(np.float32)
-                if np.isfinite(im.nodata_value):
-                    w[w == im.nodata_value] = np.nan
-                self.window = np.ascontiguousarray(w.mean(axis=0)[None])
-        self.row = np.empty(self.shape)
-        self.col = np.empty(self.shape)
-        self.out = np.empty((1,) + self.shape, np.float32)
-
-    def _nodes(self, z):
-        r = np.empty(self.lon.shape)
-        c = np.empty(self.lon.shape)
-        camk.project_serial(self.lon, self.lat, np.full(self.lon.shape, z), *self.kp, r, c)
-        return r.reshape(self.nshape), c.reshape(self.nshape)
-
-    def _sample(self) -> np.ndarray:
-        if self.window is None:
-            self.out.fill(np.nan)
-        else:
-            cubek.sample_bilinear(self.window, self.row, self.col, float(self.r0), float(self.c0), np.nan, self.out)
-        return self.out[0]
-
-    def sample(self, z) -> np.ndarray:
-        """(ny, nx) float32 samples of the image at height z for every cell (NaN outside)."""
-        if self.window is not None:
-            r, c = self._nodes(z)
-            cubek.interp_lattice(r, self.step, int(self.ni[0]), int(self.nj[0]), self.i0, self.j0, self.row)
-            cubek.interp_lattice(c, self.step, int(self.ni[0]), int(self.nj[0]), self.i0, self.j0, self.col)
-        return self._sample()
-
-    def sample_at(self, lon, lat, h) -> np.ndarray:
-        """(ny, nx) float32 samples at every cell's own height ``h`` (lon/lat of the block's cells)."""
-        if self.window is not None:
-            camk.project_serial(lon.ravel(), lat.ravel(), h.ravel(), *self.kp, self.row.ravel(), self.col.ravel())
-        return self._sample()
-
-
 def _agreement(samples, pairs, radius, min_count, ncc, work, out):
     """Mean over the pairs of the windowed NCC of their samples."""
     out.fill(0.0)
@@ -284,7 +218,7 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
         return {"dh": nan, "dh_sigma": nan.copy(), "dh_score": nan.copy(), "z0": math.nan, "n": 0, "step": step,
                 "regions": [0, 0]}
     z0, n = height_range(h, relief, step)
-    views = [_View(plan, plan.images[k], i0, i1, j0, j1, z0, z0 + (n - 1) * step) for k in geom["members"]]
+    views = [SV.View(plan, plan.images[k], i0, i1, j0, j1, z0, z0 + (n - 1) * step) for k in geom["members"]]
     shape = h.shape
     best = np.full(shape, -np.inf, np.float32)
     best_k = np.full(shape, -1, np.int32)
@@ -302,16 +236,16 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
         wi0, wi1, wj0, wj1 = null_bounds(plan, tile, geom, relief, radius)
         inner = (slice(i0 - wi0, i1 - wi0), slice(j0 - wj0, j1 - wj0))
         hw = np.ascontiguousarray(height_block(plan, wi0, wi1, wj0, wj1), dtype=np.float64)
-        wide = [_View(plan, plan.images[k], wi0, wi1, wj0, wj1, float(np.nanmin(hw)), float(np.nanmax(hw)))
+        wide = [SV.View(plan, plan.images[k], wi0, wi1, wj0, wj1, float(np.nanmin(hw)), float(np.nanmax(hw)))
                 for k in geom["members"]]
         hidden_w = None if visible is None else [np.asarray(vis) != 1 for vis in visible]
-        at_wide = _samples_at(wide, *lonlat_block(plan, wi0, wi1, wj0, wj1), hw, hidden_w)
+        at_wide = SV.samples_at(wide, *lonlat_block(plan, wi0, wi1, wj0, wj1), hw, hidden_w)
         del wide
         at_dsm = [np.ascontiguousarray(a[inner]) for a in at_wide]
         hidden = None if hidden_w is None else [hid[inner] for hid in hidden_w]
     else:
         hidden = None if visible is None else [np.asarray(vis) != 1 for vis in visible]
-        at_dsm = _samples_at(views, lon, lat, h, hidden)
+        at_dsm = SV.samples_at(views, lon, lat, h, hidden)
     null_best = np.full(shape, np.nan, np.float32)  # the DSM's prediction of the agreement at the best height
     null = np.empty(shape, np.float32)
     for k in range(n):
@@ -370,16 +304,6 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
             "z0": z0, "n": n, "step": step, "regions": regions}
 
 
-def _samples_at(views, lon, lat, surface, hidden):
-    """The group's samples at every cell's own height ``surface``; NaN where the cube finds the
-    cell hidden (a hidden cell's sample shows its occluder, not the cell)."""
-    out = [v.sample_at(lon, lat, surface).copy() for v in views]
-    if hidden is not None:
-        for smp, hid in zip(out, hidden):
-            smp[hid] = np.nan
-    return out
-
-
 def _pooled_regions(views, lon, lat, h, moved, at_dsm, a_dsm, hidden, pairs, radius, min_count, n_heights, scratch):
     """The region stage (module docstring): (bool map of the cells whose region passes, [regions
     tested, regions kept]). moved: dh where measured, 0 where the DSM height explains the
@@ -403,7 +327,7 @@ def _pooled_regions(views, lon, lat, h, moved, at_dsm, a_dsm, hidden, pairs, rad
     ncc, work = scratch
     leads = []
     for surface in (h + offset[lab], np.where(inside, level[lab], h)):
-        smp = _samples_at(views, lon, lat, surface, hidden)
+        smp = SV.samples_at(views, lon, lat, surface, hidden)
         a = np.empty(h.shape, np.float32)
         _agreement(smp, pairs, radius, min_count, ncc, work, a)
         leads.append(a.astype(np.float64))
