@@ -10,7 +10,9 @@ histogram:
   spread and weight 0.1 — i.e. the start says only "most cells are unchanged";
 * EM (weights, means, variances) runs to convergence on the bin counts; the component with the
   larger mean is "changed";
-* ``p(z) = pi1 N1(z) / (pi0 N0(z) + pi1 N1(z))``, capped below the null mean at its value there (a
+* ``p(z) = pi1 N1(z) / (pi0 N0(z) + pi1 N1(z))``, with ``N1`` held at its peak beyond the changed
+  mean (evidence nearer "no agreement beyond chance" is not less likely change), capped below the
+  null mean at its value there (a
   wider changed component lifts the far left tail again) and made non-decreasing in ``z`` (more
   evidence never lowers the probability); cells get ``p`` by linear
   interpolation in the table.
@@ -136,7 +138,10 @@ def fit(counts, anchor: float | None = None) -> dict:
                                            "sigmas above the median")
     else:
         d0 = pi[0] * _normal(z, mu[0], sd[0])
-        d1 = pi[1] * _normal(z, mu[1], sd[1])
+        # beyond its mean the changed density stays at its peak: the evidence there is nearer "no
+        # agreement beyond chance" (the anchor, certain change), which a Gaussian tail would call
+        # less likely to be change than the changed cells' typical evidence
+        d1 = pi[1] * np.where(z > mu[1], _normal(mu[1], mu[1], sd[1]), _normal(z, mu[1], sd[1]))
         p = d1 / np.maximum(d0 + d1, 1e-300)
         left = z < mu[0]  # a wider changed component lifts the far left tail again: not evidence
         p[left] = np.minimum(p[left], np.interp(mu[0], z, p))
