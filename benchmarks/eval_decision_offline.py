@@ -1,0 +1,183 @@
+"""Evaluation: variants of the calibration and of the patch decisions applied to the evidence and the
+patch table *stored* by existing runs (one image per date), scored in seconds (issue 7, H6).
+
+Where ``benchmarks/eval_evidence_offline.py`` recomputes the evidence, this harness keeps the stored
+``evidence`` and the stored per-patch table and changes what comes after them: the mixture
+calibration of each stratum (:func:`offnadir.change.calibrate.fit`), the rim rules
+(:func:`offnadir.change.criteria.rim_kept`, ``rim_contradicts``) and the ``outline`` test. The
+``current`` variant must reproduce the stored probability (largest difference printed), missing
+shadows included (a roof decided gone has its cells at ``max(p, 1/2)``: those cells are found as the
+stored probability 1/2 over a recomputed one below it, and kept for every variant).
+
+Reads the stores of ``benchmarks/eval_hard_sim.py --work DIR`` (``hardN.zarr``, scenes ``hardN/``)
+and ``benchmarks/eval_change_real.py --workdir DIR`` (``km_post1.zarr``, ``km_post2.zarr``).
+
+Variants:
+
+* ``current``: as the maps pass does it;
+* ``gaussian_tail_ground`` / ``gaussian_tail_all``: the changed component's Gaussian tail beyond its
+  mean (before the calibration held it at its peak there), in the ground stratum / in both;
+* ``sd_null_ground`` / ``sd_null_all``: the changed component no narrower than the null;
+* ``no_rim_witness``: without the rim witness (what it buys; the parallax veto is in the stored
+  structural scores and stays);
+* ``rim_ratio``: the ``outline`` test also fires where the rim's contrast fell by a factor 4 between
+  the dates (``log2(b1 / t1) / 2`` as its value, with ``b1 >= 1`` and ``t1 <= 1``).
+
+    python benchmarks/eval_decision_offline.py [--hard /tmp/eval_hard_sim] [--km /tmp/eval_change_real]
+                                               [--seeds 0 1 2 3 4 5] [--variants ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from offnadir.change import calibrate as C
+from offnadir.change import cells as P
+from offnadir.change import criteria as CR
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import eval_evidence_offline as EO  # noqa: E402
+
+VARIANTS = ("current", "gaussian_tail_ground", "gaussian_tail_all", "sd_null_ground", "sd_null_all", "no_rim_witness",
+            "rim_ratio")
+
+
+def _col(ds, name, t):
+    a = np.asarray(ds[name].values, np.float64)
+    return a[t] if ds[name].dims[0] == "image" else a[:, t]
+
+
+def load(store, t: int = 1) -> dict:
+    import xarray as xr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(store, mask_and_scale=False)
+        d = dict(ev=np.asarray(ds["evidence"].values[t], np.float64), vis=np.asarray(ds["visible"].values),
+                 elev=np.asarray(ds["elevated"].values) == 1, prob=np.asarray(ds["probability"].values[t], np.float64),
+                 patch=np.asarray(ds["patch"].values), ids=np.asarray(ds["patch_id"].values), t=t,
+                 cell=float(abs(ds.attrs["spatial:transform"][0])))
+        for k in ("spectral", "structural", "outline"):
+            d[k] = np.nan_to_num(_col(ds, f"patch_{k}_score", t))
+        d["score"] = np.nan_to_num(_col(ds, "patch_score", t))
+        d["b1"], d["t1"] = _col(ds, "patch_rim_base", t), _col(ds, "patch_rim_target", t)
+        d["shift"] = _col(ds, "patch_shift", t) / d["cell"]  # stored in metres
+        d["pelev"] = np.asarray(ds["patch_elevated"].values).astype(bool)
+    return d
+
+
+def refit(counts, plateau=True, sd_null=False):
+    """:func:`offnadir.change.calibrate.fit` with the changed component modified (mixtures only;
+    a fallback stays as it is): its density held at its peak beyond its mean (``plateau``, as the
+    calibration does) or not, its sigma at least the null's (``sd_null``)."""
+    m = C.fit(counts, anchor=P.ANCHOR["evidence"])
+    if m.get("fallback") or (plateau and not sd_null):
+        return m
+    z = C.centres()
+    pi, mu, sd = np.array(m["pi"]), np.array(m["mean"]), np.array(m["sd"])
+    if sd_null:
+        sd[1] = max(sd[1], sd[0])
+    d0 = pi[0] * C._normal(z, mu[0], sd[0])
+    n1 = C._normal(z, mu[1], sd[1])
+    if plateau:
+        n1 = np.where(z > mu[1], C._normal(mu[1], mu[1], sd[1]), n1)
+    p = pi[1] * n1 / np.maximum(d0 + pi[1] * n1, 1e-300)
+    left = z < mu[0]
+    p[left] = np.minimum(p[left], np.interp(mu[0], z, p))
+    return dict(m, table=np.maximum.accumulate(np.clip(p, 0.0, 1.0)).tolist())
+
+
+def decide(d, name, gone=None):
+    """Probability and change (0/1/2) of one stored run under variant ``name``."""
+    e, el, vis, t = d["ev"], d["elev"], d["vis"], d["t"]
+    p = np.full(e.shape, np.nan)
+    for s, m in ((1, el), (0, ~el)):
+        ground = s == 0
+        opt = dict(plateau=not (name == "gaussian_tail_all" or (name == "gaussian_tail_ground" and ground)),
+                   sd_null=name == "sd_null_all" or (name == "sd_null_ground" and ground))
+        p[m] = C.probability(P.ratio_evidence(e[m]), refit(C.histogram(P.ratio_evidence(e), m), **opt))
+    with np.errstate(invalid="ignore"):
+        kept = d["pelev"] & (d["b1"] >= 2.0) & (d["t1"] >= 2.0)  # criteria.rim_kept from the table
+        vetoed = kept & (np.abs(d["shift"]) >= CR.RIM_MOVE_CELLS)
+    structural = d["structural"]
+    outline = d["outline"]
+    if name == "no_rim_witness":  # (the stored structural score has the veto applied: it cannot be undone here)
+        kept = np.zeros_like(kept)
+    if name == "rim_ratio":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v = np.where((d["b1"] >= 1.0) & (d["t1"] <= 1.0) & d["pelev"], np.log2(d["b1"] / d["t1"]) / 2.0, 0.0)
+        outline = np.maximum(outline, np.nan_to_num(1.0 - 2.0 ** -(np.maximum(v, 0.0) ** 2)))
+    score = np.maximum(np.maximum(d["spectral"], np.where(vetoed, 0.0, structural)), outline)
+    p = P.rim_witness(p, P.paint(d["patch"], d["ids"], kept.astype(np.float64)))
+    p = P.either(p, P.paint(d["patch"], d["ids"], score))
+    if gone is not None:
+        p = np.where(gone, np.fmax(p, 0.5), p)
+    obs = (vis[0] == 1) & (vis[t] == 1) & np.isfinite(p)
+    ch = np.full(e.shape, 2, np.uint8)
+    ch[obs] = p[obs] >= P.DECISION_P
+    p[~obs] = np.nan
+    return p, ch
+
+
+def run_store(store, names, scorer):
+    d = load(store)
+    p0, _ = decide(d, "current")
+    with np.errstate(invalid="ignore"):
+        gone = np.isfinite(d["prob"]) & (d["prob"] == np.float32(0.5)) & (p0 < 0.5)
+    out = {}
+    for name in names:
+        p, ch = decide(d, name, gone)
+        r = scorer(d, p, ch)
+        if name == "current":
+            both = np.isfinite(p) & np.isfinite(d["prob"])
+            r["max_diff_vs_store"] = float(np.max(np.abs(p[both] - d["prob"][both]), initial=0.0))
+        out[name] = r
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hard", type=Path, default=Path("/tmp/eval_hard_sim"), help="eval_hard_sim.py --work")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4, 5])
+    ap.add_argument("--km", type=Path, default=Path("/tmp/eval_change_real"), help="eval_change_real.py --workdir")
+    ap.add_argument("--targets", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    a = ap.parse_args(argv)
+    hard = {}
+    for s in a.seeds:
+        store, scene = a.hard / f"hard{s}.zarr", a.hard / f"hard{s}"
+        if not store.exists():
+            sys.exit(f"{store} not found: run `python benchmarks/eval_hard_sim.py --work {a.hard} --seeds {s}` first")
+        hard[s] = run_store(store, a.variants, lambda d, p, ch, sc=scene: EO.score_hard(d, p, ch, d["ev"], sc))
+        print(f"hard seed {s}: current vs stored probability, largest difference "
+              f"{hard[s]['current']['max_diff_vs_store']:.2g}" if "current" in a.variants else f"hard seed {s}")
+    km = {}
+    for t in a.targets:
+        store = a.km / f"km_post{t}.zarr"
+        if not store.exists():
+            sys.exit(f"{store} not found: run `python benchmarks/eval_change_real.py --workdir {a.km}` first")
+        km[t] = run_store(store, a.variants, lambda d, p, ch: EO.score_km(d, p, ch))
+    print()
+    f = EO._f
+    for v in a.variants:
+        print(f"== {v}")
+        if hard:
+            rows = [hard[s][v] for s in a.seeds]
+            f1 = [r["elevated_f1"] for r in rows]
+            print(f"  hard elevated F1 per seed {', '.join(f(x) for x in f1)} (mean {f(float(np.mean(f1)))}); "
+                  f"score AUC {', '.join(f(r['auc']) for r in rows)}; ground false alarms "
+                  f"{', '.join(f(r['ground_fa']) for r in rows)}")
+        for t in a.targets:
+            r = km[t][v]
+            print(f"  Kahramanmaras img{t}: F1 {f(r['f1'], 4)}, AUC {f(r['auc'], 4)}, flagged {f(r['flagged'])}"
+                  + (f" (current vs stored: {r['max_diff_vs_store']:.2g})" if v == "current" else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
