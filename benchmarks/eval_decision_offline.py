@@ -39,6 +39,7 @@ import numpy as np
 from offnadir.change import calibrate as C
 from offnadir.change import cells as P
 from offnadir.change import criteria as CR
+from offnadir.change import outline as OL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_evidence_offline as EO  # noqa: E402
@@ -113,7 +114,7 @@ def decide(d, name, gone=None):
             v = np.where((d["b1"] >= 1.0) & (d["t1"] <= 1.0) & d["pelev"], np.log2(d["b1"] / d["t1"]) / 2.0, 0.0)
         outline = np.maximum(outline, np.nan_to_num(1.0 - 2.0 ** -(np.maximum(v, 0.0) ** 2)))
     score = np.maximum(np.maximum(d["spectral"], np.where(vetoed, 0.0, structural)), outline)
-    p = P.rim_witness(p, P.paint(d["patch"], d["ids"], kept.astype(np.float64)))
+    p = OL.rim_witness(p, P.paint(d["patch"], d["ids"], kept.astype(np.float64)), P.DECISION_P)
     p = P.either(p, P.paint(d["patch"], d["ids"], score))
     if gone is not None:
         p = np.where(gone, np.fmax(p, 0.5), p)

@@ -80,7 +80,8 @@ def test_decide_reports_the_roofs_whose_rim_stayed():
 
 
 def test_rim_witness_keeps_the_census_probability_below_the_decision():
-    from offnadir.change.cells import DECISION_P, either, paint, rim_witness
+    from offnadir.change.cells import DECISION_P, either, paint
+    from offnadir.change.outline import rim_witness
 
     lab = np.array([[1, 1, 2], [1, 2, 0]])
     ids = np.array([1, 2])

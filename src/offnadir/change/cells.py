@@ -209,24 +209,6 @@ def either(p, q):
     return np.where(hit, np.maximum(p, q), p)
 
 
-def rim_witness(p, kept):
-    """The census evidence's probability ``p`` kept below the decision on the cells of roofs whose
-    near-sensor rim is there at both dates (``kept >= 1/2``: :func:`offnadir.change.criteria.rim_kept`
-    painted on the cells), its order below kept.
-
-    Demolished, raised or lowered, a roof loses that rim in the target (ground, facade or its own
-    interior shows there: :mod:`offnadir.change.outline`); a rim that stayed is a geometric witness
-    of "not moved", which the census window cannot give on a re-covered roof (its texture, and the
-    order of its samples, is then unrelated at both dates). It speaks for the roof's geometry only:
-    the patch criteria (a re-roof's spectral change, a parallax move) and a measured ``dh`` are
-    applied after it and may still decide change."""
-    p = np.asarray(p, np.float64)
-    with np.errstate(invalid="ignore"):
-        hit = np.isfinite(p) & np.isfinite(kept) & (np.asarray(kept) >= 0.5)
-    # the largest float32 below the decision: the stored (float32) probability stays below it too
-    return np.where(hit, np.minimum(p, float(np.nextafter(np.float32(DECISION_P), np.float32(0.0)))), p)
-
-
 def ratio_evidence(r):
     """The census ratio ``R >= 0`` as an evidence in [0, 1): ``R / (1 + R)`` (``logit = log R``;
     ``R = 1``, no agreement beyond chance, is ``z = 0``: the calibration's anchor)."""
@@ -286,8 +268,10 @@ def probability_tile(io, ctx, tile, models, has, plan):
         for s, m in ((1, elev), (0, ~elev)):
             p[m] = C.probability(ratio_evidence(ev[t][m]), models[("evidence", t, s)])
         if crit is not None:
-            if len(plan["decisions"][t]) > 2 and plan["decisions"][t][2] is not None:
-                p = rim_witness(p, paint(lab, plan["decisions"][t][0], plan["decisions"][t][2]))
+            if len(plan["decisions"][t]) > 2 and plan["decisions"][t][2] is not None:  # roofs whose rim stayed
+                from offnadir.change.outline import rim_witness
+
+                p = rim_witness(p, paint(lab, plan["decisions"][t][0], plan["decisions"][t][2]), DECISION_P)
             p = either(p, crit[t])
         if dh is not None:
             sig = dsig[t] if dsig is not None else np.full(p.shape, np.nan)

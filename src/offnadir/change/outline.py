@@ -116,3 +116,21 @@ def rim_lost(b1, t1):
     lf = math.log(EDGE_FACTOR)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.minimum(np.log(b1) / lf, -np.log(t1) / lf)
+
+
+def rim_witness(p, kept, decision: float = 0.5):
+    """The census evidence's probability ``p`` kept below ``decision`` on the cells of roofs whose
+    near-sensor rim is there at both dates (``kept >= 1/2``: :func:`offnadir.change.criteria.rim_kept`
+    painted on the cells), its order below kept (the maps pass, :func:`offnadir.change.cells.probability_tile`).
+
+    Demolished, raised or lowered, a roof loses that rim in the target (ground, facade or its own
+    interior shows there); a rim that stayed is a geometric witness of "not moved", which the census
+    window cannot give on a re-covered roof (its texture, and the order of its samples, is then
+    unrelated at both dates). It speaks for the roof's geometry only: the patch criteria (a re-roof's
+    spectral change, a parallax move) and a measured ``dh`` are applied after it and may still
+    decide change."""
+    p = np.asarray(p, np.float64)
+    with np.errstate(invalid="ignore"):
+        hit = np.isfinite(p) & np.isfinite(kept) & (np.asarray(kept) >= 0.5)
+    # the largest float32 below the decision: the stored (float32) probability stays below it too
+    return np.where(hit, np.minimum(p, float(np.nextafter(np.float32(decision), np.float32(0.0)))), p)
