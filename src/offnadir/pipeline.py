@@ -119,8 +119,8 @@ def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = Fal
         _say(quiet, f"{n - len(skip)} of {n} tiles to compute ({plan.dsm.shape[0]}x{plan.dsm.shape[1]} cells, "
                     f"{len(plan.images)} images, halo {plan.halo} cells)")
         try:
-            run_tasks(client, tasks, desc="cube tiles" if per_task == 1 else f"cube tile runs (<= {per_task})",
-                      quiet=quiet)
+            run_tasks(client, tasks, desc="cube tiles", quiet=quiet,
+                      weights=graph.tiles_per_write_task(plan, skip, per_task))
             clock.lap("tiles")
             store.finalize(out, attrs)
             clock.lap("finalize")

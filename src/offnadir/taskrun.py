@@ -28,8 +28,11 @@ def _n_workers(client) -> int:
 NAP_MIN, NAP_MAX = 0.002, 0.05
 
 
-def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: float = 1.0) -> list:
+def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: float = 1.0,
+              weights=None) -> list:
     """Compute delayed tasks on the client with a progress bar; re-raise the first failure.
+    ``weights``: how many units (tiles) each task does, when a task does several (the progress
+    counts units; default one each).
     Stops with an error when the cluster has had no worker for ``client.offnadir_worker_timeout``
     seconds (set by :func:`offnadir.cluster.dask_client`; default 120) while tasks remain."""
     from distributed import as_completed
@@ -39,21 +42,26 @@ def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: 
         return []
     timeout = float(getattr(client, "offnadir_worker_timeout", DEFAULT_WORKER_TIMEOUT))
     futures = client.compute(tasks)
+    units = [1] * len(futures) if weights is None else [int(w) for w in weights]
+    unit_of = {f.key: w for f, w in zip(futures, units)}
+    total = sum(units)
+    done = 0
     results = []
     ready = as_completed(futures)
     no_worker_since = None
     last_check = time.monotonic()
     nap = NAP_MIN
-    lines = _BatchProgress(desc, len(futures)) if not quiet and not _is_terminal(sys.stderr) else None
-    with tqdm(total=len(futures), desc=desc, unit="tile", disable=quiet or None, file=sys.stderr) as bar:
+    lines = _BatchProgress(desc, total) if not quiet and not _is_terminal(sys.stderr) else None
+    with tqdm(total=total, desc=desc, unit="tile", disable=quiet or None, file=sys.stderr) as bar:
         try:
             while not ready.is_empty():
                 if ready.has_ready():
                     for fut in ready.next_batch(block=False):
                         results.append(fut.result())
-                        bar.update(1)
+                        done += unit_of.get(fut.key, 1)
+                        bar.update(unit_of.get(fut.key, 1))
                     if lines is not None:
-                        lines.update(len(results))
+                        lines.update(done)
                     no_worker_since = None
                     nap = NAP_MIN
                     continue
@@ -64,7 +72,7 @@ def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: 
                     continue
                 last_check = now
                 if lines is not None:
-                    lines.update(len(results))
+                    lines.update(done)
                 if _n_workers(client) > 0:
                     no_worker_since = None
                 elif no_worker_since is None:
@@ -77,7 +85,7 @@ def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: 
             _wait_until_idle(client)
             raise
     if lines is not None:
-        lines.update(len(results), final=True)
+        lines.update(done, final=True)
     return results
 
 

@@ -71,6 +71,14 @@ def tile_write_tasks(plan, store_path: str, skip: set | None = None, per_task: i
             for run in tile_runs(todo, per_task)]
 
 
+def tiles_per_write_task(plan, skip: set | None = None, per_task: int = 1) -> list[int]:
+    """How many tiles each task of :func:`tile_write_tasks` (same arguments) writes, in its order
+    (the progress counts tiles, not tasks)."""
+    skip = skip or set()
+    todo = [t for t in plan.tiles() if (t.ti, t.tj) not in skip]
+    return [1] * len(todo) if per_task <= 1 else [len(run) for run in tile_runs(todo, per_task)]
+
+
 #: at most this many tiles side by side per cube task (see :func:`tile_runs`)
 TILES_PER_TASK_MAX = 4
 
