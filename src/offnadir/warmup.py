@@ -67,6 +67,9 @@ SCENE_SIZE, SCENE_CHUNK = 128, 64
 #: options off by default whose stages call kernels of their own: the warm-up runs the scene a
 #: second time with them on (the region test of the height sweep, widened cast shadows)
 OPT_IN_OPTIONS = {"height_sweep": {"dsm_test": "region"}, "change": {"shadow_margin": True}}
+#: opt-in choices that exclude those above (another value of the same option): one more run each
+#: (the DSM prediction test of the height sweep)
+OPT_IN_ALTERNATIVES = ({"height_sweep": {"dsm_test": "prediction"}},)
 
 
 def cache_dir(disp: dict | None = None) -> str:
@@ -225,6 +228,11 @@ def _run_pipeline(tmp: Path, *, quiet: bool) -> None:
         raw = {**raw, section: {**(raw.get(section) or {}), **options}}
     raw["output"] = {"path": str(tmp / "warmup-options.zarr")}
     configs.append(validate(raw, base=".", source="warm-up"))
+    for k, alt in enumerate(OPT_IN_ALTERNATIVES):
+        one = {**raw, "output": {"path": str(tmp / f"warmup-alternative{k}.zarr")}}
+        for section, options in alt.items():
+            one[section] = {**(raw.get(section) or {}), **options}
+        configs.append(validate(one, base=".", source="warm-up"))
     # the scene's warnings (weak tie points, dates overriding metadata) are not the user's business
     quiet_logs = logging.getLogger("offnadir")
     level = quiet_logs.level
