@@ -1,6 +1,7 @@
 """`offnadir detect` end to end and per stage, against gdalwarp's pair ortho, in one run.
 
-    python benchmarks/bench_detect.py [--size 2048] [--workdir /tmp/h8] [--workers 2] [--json out.json]
+    python benchmarks/bench_detect.py [--size 2048] [--workdir /tmp/h8] [--workers 2]
+                                      [--local-workers auto|processes|threads] [--json out.json]
 
 Inputs: ``offnadir simulate --size SIZE --seed 0`` (a ray-traced city at two dates, two 4-band
 images with RPC tags, base 5 deg / target 25 deg off-nadir), made once and reused from
@@ -8,7 +9,9 @@ images with RPC tags, base 5 deg / target 25 deg off-nadir), made once and reuse
 
 offnadir: the same work as ``offnadir detect --dsm dsm.tif --base base.tif --target target.tif``
 with defaults (tie-point bias on, change detection with the ortho baseline), run in this process on
-a local cluster of ``--workers`` single-threaded workers. Timed per stage: cluster start-up (paid
+a local cluster of ``--workers`` workers run as ``offnadir detect`` runs them by default
+(``--local-workers auto``: ``cluster.local_workers`` picks threads in this process or worker
+processes from the scene's size, and the choice is printed; ``processes`` / ``threads`` force one). Timed per stage: cluster start-up (paid
 once per session: reported, left out of the throughput), plan, tie points, cube writes, height
 sweep, and every pass of the change stage (the methods its runner lists in ``PASSES``). CPU seconds are summed over the client/scheduler process and the workers.
 
@@ -96,11 +99,11 @@ def timed(rows, name, fn):
 
 
 # ---------------------------------------------------------------------------- offnadir
-def run_offnadir(scene: Path, out: Path, workers: int) -> dict:
+def run_offnadir(scene: Path, out: Path, workers: int, mode: str = "auto") -> dict:
     import dask
 
     from offnadir import pipeline
-    from offnadir.cluster import dask_client
+    from offnadir.cluster import dask_client, local_workers
     from offnadir.config import validate
     from offnadir.cube import sweep_stage, tiepoints
 
@@ -135,9 +138,11 @@ def run_offnadir(scene: Path, out: Path, workers: int) -> dict:
         shutil.rmtree(out)
     try:
         t0 = time.perf_counter()
-        with dask_client(None, workers, quiet=True) as client:
+        size = _dsm_cells(scene / "dsm.tif")
+        processes, why = local_workers(mode, workers, size, 2)
+        with dask_client(None, workers, quiet=True, processes=processes) as client:
             t_start = time.perf_counter() - t0
-            pids = [os.getpid()] + sorted(client.run(os.getpid).values())
+            pids = sorted({os.getpid(), *client.run(os.getpid).values()})
             cpu = Cpu(pids)
             CPU[0] = cpu
             load0 = os.getloadavg()
@@ -151,8 +156,15 @@ def run_offnadir(scene: Path, out: Path, workers: int) -> dict:
         for o, a, f in saved:
             setattr(o, a, f)
         CPU[0] = None
-    return {"startup_s": t_start, "wall_s": wall, "cpu_s": cpu_s, "load_before": load0, "load_after": load1,
+    return {"workers_why": why, "startup_s": t_start, "wall_s": wall, "cpu_s": cpu_s, "load_before": load0, "load_after": load1,
             "stages": rows}
+
+
+def _dsm_cells(path: Path) -> int:
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return ds.width * ds.height
 
 
 # ---------------------------------------------------------------------------- gdalwarp
@@ -206,17 +218,19 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/h8"))
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--local-workers", default="auto", choices=("auto", "processes", "threads"),
+                    help="as offnadir detect's --local-workers (default auto: what detect picks for this size)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     a.workdir.mkdir(parents=True, exist_ok=True)
     scene = make_scene(a.workdir, a.size)
     mpx = a.size * a.size / 1e6
     gd0 = run_gdalwarp(scene, a.workdir)
-    off = run_offnadir(scene, a.workdir / f"bench_detect_{a.size}.zarr", a.workers)
+    off = run_offnadir(scene, a.workdir / f"bench_detect_{a.size}.zarr", a.workers, a.local_workers)
     gd1 = run_gdalwarp(scene, a.workdir)  # before and after: load from elsewhere drifts
     gd = min(gd0, gd1, key=lambda g: g["wall_s"])
-    print(f"DSM {a.size}^2 = {mpx:.2f} Mpx, 2 images, {a.workers} worker(s); load average before "
-          f"{off['load_before'][0]:.2f}, after {off['load_after'][0]:.2f}")
+    print(f"DSM {a.size}^2 = {mpx:.2f} Mpx, 2 images, {a.workers} worker(s) ({off['workers_why']}); load "
+          f"average before {off['load_before'][0]:.2f}, after {off['load_after'][0]:.2f}")
     print(f"{'stage':<34} {'wall s':>8} {'DSM Mpx/s':>10} {'share':>6} {'CPU s':>7}")
     for name, s, c in off["stages"]:
         print(f"{name:<34} {s:8.2f} {mpx / max(s, 1e-9):10.3f} {s / off['wall_s']:6.1%} {c:7.2f}")
