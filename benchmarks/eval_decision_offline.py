@@ -29,7 +29,6 @@ Variants:
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -142,18 +141,10 @@ def run_store(store, names, scorer):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--hard", type=Path, default=Path("/tmp/eval_hard_sim"), help="eval_hard_sim.py --work")
-    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4, 5])
-    ap.add_argument("--km", type=Path, default=Path("/tmp/eval_change_real"), help="eval_change_real.py --workdir")
-    ap.add_argument("--targets", type=int, nargs="*", default=[1, 2])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    a = ap.parse_args(argv)
+    a = EO.stored_runs_args(__doc__, VARIANTS, argv)
     hard = {}
     for s in a.seeds:
-        store, scene = a.hard / f"hard{s}.zarr", a.hard / f"hard{s}"
-        if not store.exists():
-            sys.exit(f"{store} not found: run `python benchmarks/eval_hard_sim.py --work {a.hard} --seeds {s}` first")
+        store, scene = EO.hard_store(a, s)
         hard[s] = run_store(store, a.variants, lambda d, p, ch, sc=scene: EO.score_hard(d, p, ch, d["ev"], sc))
         print(f"hard seed {s}: current vs stored probability, largest difference "
               f"{hard[s]['current']['max_diff_vs_store']:.2g}" if "current" in a.variants else f"hard seed {s}")

@@ -282,19 +282,31 @@ def _f(v, n=3):
     return "nan" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{n}f}"
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def stored_runs_args(doc: str, variants, argv=None):
+    """The command line of the offline evaluations (this one and eval_decision_offline.py): where
+    the stored runs of eval_hard_sim.py / eval_change_real.py are, which seeds, targets, variants."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--hard", type=Path, default=Path("/tmp/eval_hard_sim"), help="eval_hard_sim.py --work")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4, 5])
     ap.add_argument("--km", type=Path, default=Path("/tmp/eval_change_real"), help="eval_change_real.py --workdir")
     ap.add_argument("--targets", type=int, nargs="*", default=[1, 2])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    a = ap.parse_args(argv)
+    ap.add_argument("--variants", nargs="+", default=list(variants), choices=variants)
+    return ap.parse_args(argv)
+
+
+def hard_store(a, s):
+    """(store, scene) of hard seed ``s`` under ``a.hard``; exits with the command that makes it."""
+    store, scene = a.hard / f"hard{s}.zarr", a.hard / f"hard{s}"
+    if not store.exists():
+        sys.exit(f"{store} not found: run `python benchmarks/eval_hard_sim.py --work {a.hard} --seeds {s}` first")
+    return store, scene
+
+
+def main(argv=None) -> int:
+    a = stored_runs_args(__doc__, VARIANTS, argv)
     hard = {}
     for s in a.seeds:
-        store, scene = a.hard / f"hard{s}.zarr", a.hard / f"hard{s}"
-        if not store.exists():
-            sys.exit(f"{store} not found: run `python benchmarks/eval_hard_sim.py --work {a.hard} --seeds {s}` first")
+        store, scene = hard_store(a, s)
         hard[s] = run_store(store, a.variants, lambda d, p, ch, e, sc=scene: score_hard(d, p, ch, e, sc))
         print(f"hard seed {s}: current vs stored probability, largest difference "
               f"{hard[s]['current']['max_diff_vs_store']:.2g}")
