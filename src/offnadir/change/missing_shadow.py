@@ -103,12 +103,21 @@ def prior_log_odds(llr, iterations: int = 200, tol: float = 1e-6) -> float:
     return math.log(pi / (1.0 - pi))
 
 
-def tile_sums(io, ctx, tile):
+def tile_sums(io, ctx, tile, keep=None):
     """Per elevated patch (the caster) and image: ``n`` sure predicted-shadow cells of the tile's core
     it casts, and their summed ``log f_lit / f_shadow`` (:func:`caster_log_lr_sums`). Returns the
     grouped table ``{"ids", "rows": {"msh_n": (m, images), "msh_llr": (m, images)}}`` (empty without
     a sun or a classifier). Reads the DSM, illumination, patch and elevated maps with the sun halo
-    (as the segment pass computed the codes) and the values of the core."""
+    (as the segment pass computed the codes) and the values of the core (``keep["value"]``, the
+    core's float64 values that :func:`offnadir.change.tile.patch_tile` read, when given).
+
+    The same numbers as :func:`shadow_casters` + :func:`caster_log_lr_sums` over the window, for
+    less: the sure shadows are found on the core and its :data:`~offnadir.change.shadow_observed.MARGIN`
+    only, the casters marched from those cells only
+    (:func:`offnadir.change.sun_kernels.caster_distances_at`), intensities taken at those cells."""
+    from scipy import ndimage as ndi
+
+    from offnadir.change.sun_kernels import caster_distances_at
     from offnadir.change.tileio import Window
 
     classes = getattr(ctx, "shadow_classes", ()) or ()
@@ -119,28 +128,56 @@ def tile_sums(io, ctx, tile):
     sh = max(ctx.sun_halo(), SO.MARGIN + 1)
     w = Window.around(tile, sh, ctx.shape)
     h = np.ascontiguousarray(io.read("dsm", w.yx), np.float64)
-    lit = io.read("illumination", (slice(None),) + w.yx)
-    lab = np.where(io.read("elevated", w.yx) == 1, io.read("patch", w.yx), 0)
+    ny, nx = h.shape
     a0, a1, b0, b1 = w.core
-    core = np.zeros(h.shape, bool)
-    core[a0:a1, b0:b1] = True
-    yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
-    vis = io.read("visible", (slice(None),) + w.yx)
-    val = io.read("value", (slice(None), slice(None)) + yx).astype(np.float64)
+    # the sure shadows of the core depend on the cells within MARGIN of it only (a square minimum
+    # filter): filtered on that crop, with the window's own edges where the crop reaches them
+    mg = SO.MARGIN
+    r0, r1, c0, c1 = max(a0 - mg, 0), min(a1 + mg, ny), max(b0 - mg, 0), min(b1 + mg, nx)
+    crop = (slice(w.i0 + r0, w.i0 + r1), slice(w.j0 + c0, w.j0 + c1))
+    lit = io.read("illumination", (slice(None),) + crop)
+    vis = io.read("visible", (slice(None),) + crop)
+    if keep is not None and "value" in keep:
+        val = keep["value"]
+    else:
+        val = io.read("value", (slice(None), slice(None), slice(tile.i0, tile.i1),
+                                slice(tile.j0, tile.j1))).astype(np.float64)
+    lab = None
+    size = 2 * int(mg) + 1
+    in_core = (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
     parts = []
     for k in range(n_img):
         clf = classes[k] if k < len(classes) else None
         if clf is None:
             continue
-        x = np.full(h.shape, np.nan)
-        x[a0:a1, b0:b1] = np.where(vis[k][a0:a1, b0:b1] == 1, val[k].mean(axis=0), np.nan)
-        sure, _ = SO.training_classes(lit[k], vis[k] == 1)
+        # training_classes' shadow class: min_filter(A) & min_filter(B) == min_filter(A & B)
+        both = ((lit[k] == 0) & (vis[k] == 1)).astype(np.uint8)
+        sure = ndi.minimum_filter(both, size=size, mode="nearest")[in_core] == 1
+        ii, jj = np.nonzero(sure)  # row-major: the order of the window's cells
+        x = val[k][:, ii, jj].mean(axis=0)
+        fin = np.isfinite(x)
+        ii, jj, x = ii[fin] + a0, jj[fin] + b0, x[fin]
+        mask = np.zeros(h.shape, bool)
+        mask[ii, jj] = True
         az, el = ctx.sun[k]
-        ci, cj = shadow_casters(h, lit[k], ctx.cell, az, el, float(ctx.opts.sun_tolerance), float(sh))
-        ids, n, s = caster_log_lr_sums(lab, ci, cj, sure & core, x, clf)
+        di, dj = -math.cos(az), math.sin(az)
+        dist = np.empty(h.shape)
+        caster_distances_at(h, math.tan(max(el, 1e-6)) * ctx.cell, di, dj, float(ctx.opts.sun_tolerance), float(sh),
+                            mask, dist)
+        d = dist[ii, jj]
+        ci = ii + np.floor(d * di + 0.5).astype(np.int64)
+        cj = jj + np.floor(d * dj + 0.5).astype(np.int64)
+        ok = (d > 0) & (ci >= 0) & (ci < ny) & (cj >= 0) & (cj < nx)
+        if lab is None:
+            lab = np.where(io.read("elevated", w.yx) == 1, io.read("patch", w.yx), 0)
+        lc = lab[ci[ok], cj[ok]]
+        llr = -(clf.cell_log_odds(x[ok]) - clf.prior)
+        keep_ = lc > 0
+        ids, inv = np.unique(lc[keep_], return_inverse=True)
         rows_n = np.zeros((len(ids), n_img))
         rows_s = np.zeros((len(ids), n_img))
-        rows_n[:, k], rows_s[:, k] = n, s
+        rows_n[:, k] = np.bincount(inv, minlength=len(ids))
+        rows_s[:, k] = np.bincount(inv, llr[keep_], minlength=len(ids))
         parts.append((ids, {"msh_n": rows_n, "msh_llr": rows_s}))
     if not parts:
         return empty

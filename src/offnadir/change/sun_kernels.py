@@ -245,3 +245,23 @@ def _slope(h, i, j, a, b, step_max):
     if np.isfinite(dn):
         return dn
     return 0.0
+
+
+@njit(**_NB)
+def caster_distances_at(h, rise, di, dj, tol, max_dist, mask, out):
+    """:func:`caster_distances` at the cells of ``mask`` only (-1 elsewhere): the per-cell march
+    (:func:`_march`, whose numbers the blocked passes reproduce) with the window's highest top.
+    For a few cells of a window (the sure shadows whose casters the missing-shadow sums look up)
+    this is cheaper than the blocked passes over every cell."""
+    ny, nx = h.shape
+    hmax = -np.inf
+    for i in range(ny):
+        for j in range(nx):
+            v = h[i, j]
+            if np.isfinite(v) and v > hmax:
+                hmax = v
+    for i in range(ny):
+        for j in range(nx):
+            out[i, j] = -1.0
+            if mask[i, j] and np.isfinite(h[i, j]):
+                out[i, j] = _march(h, i, j, rise, di, dj, hmax, tol, max_dist)

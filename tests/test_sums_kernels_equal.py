@@ -1,0 +1,144 @@
+"""The change stage's sums pass in numba gives the numbers of the numpy definitions it replaced,
+exactly (same cells, added in the same order): the missing-shadow caster sums
+(:func:`offnadir.change.missing_shadow.tile_sums` against :func:`~offnadir.change.missing_shadow.shadow_casters`
++ :func:`~offnadir.change.shadow_observed.training_classes` + :func:`~offnadir.change.missing_shadow.caster_log_lr_sums`
+over the whole window), the masked caster march (against the blocked passes of
+:func:`~offnadir.change.sun_kernels.caster_distances`) and the outline sums
+(:func:`offnadir.change.outline.patch_sums` against :func:`~offnadir.change.outline.cell_steps` + bincount)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from offnadir.change import missing_shadow as MS
+from offnadir.change import outline as OL
+from offnadir.change import shadow_observed as SO
+from offnadir.change.sun_kernels import caster_distances, caster_distances_at, illumination
+
+CELL = 0.5
+
+
+def _city(rng, n=96):
+    """Ground with gentle relief and random boxes 4-20 m high (a few NaN heights)."""
+    yy, xx = np.mgrid[0:n, 0:n]
+    h = 100.0 + 0.02 * xx + 0.5 * np.sin(yy / 9.0)
+    lab = np.zeros((n, n), np.int64)
+    for k in range(1, 16):
+        i, j = rng.integers(0, n - 12, 2)
+        a, b = rng.integers(4, 12, 2)
+        h[i:i + a, j:j + b] = 100.0 + rng.uniform(4, 20)
+        lab[i:i + a, j:j + b] = k
+    h[rng.integers(0, n, 5), rng.integers(0, n, 5)] = np.nan
+    return h, lab
+
+
+@pytest.mark.parametrize("az_deg,el_deg", [(150.0, 40.0), (90.0, 25.0), (213.7, 55.0), (0.0, 30.0)])
+def test_masked_march_equals_the_blocked_passes(az_deg, el_deg):
+    h, _ = _city(np.random.default_rng(int(az_deg)))
+    az, el = math.radians(az_deg), math.radians(el_deg)
+    di, dj, rise = -math.cos(az), math.sin(az), math.tan(el) * CELL
+    full = np.empty(h.shape)
+    caster_distances(h, rise, di, dj, 0.3, 60.0, full)
+    mask = np.random.default_rng(1).random(h.shape) < 0.5
+    at = np.empty(h.shape)
+    caster_distances_at(h, rise, di, dj, 0.3, 60.0, mask, at)
+    assert (full[mask] > 0).sum() > 100  # shadows were marched
+    assert np.array_equal(at[mask], full[mask]) and np.all(at[~mask] == -1.0)
+
+
+def _reference_tile_sums(io, ctx, tile):
+    """The HEAD a2bbb42 definition: every cell of the window marched, classes on the whole window."""
+    from offnadir.change.tileio import Window
+
+    sh = max(ctx.sun_halo(), SO.MARGIN + 1)
+    w = Window.around(tile, sh, ctx.shape)
+    h = np.ascontiguousarray(io.read("dsm", w.yx), np.float64)
+    lit = io.read("illumination", (slice(None),) + w.yx)
+    lab = np.where(io.read("elevated", w.yx) == 1, io.read("patch", w.yx), 0)
+    a0, a1, b0, b1 = w.core
+    core = np.zeros(h.shape, bool)
+    core[a0:a1, b0:b1] = True
+    vis = io.read("visible", (slice(None),) + w.yx)
+    val = io.read("value", (slice(None), slice(None), slice(tile.i0, tile.i1), slice(tile.j0, tile.j1)))
+    parts = []
+    for k in range(ctx.n_images):
+        x = np.full(h.shape, np.nan)
+        x[a0:a1, b0:b1] = np.where(vis[k][a0:a1, b0:b1] == 1, val[k].astype(np.float64).mean(axis=0), np.nan)
+        sure, _ = SO.training_classes(lit[k], vis[k] == 1)
+        ci, cj = MS.shadow_casters(h, lit[k], ctx.cell, *ctx.sun[k], float(ctx.opts.sun_tolerance), float(sh))
+        ids, n, s = MS.caster_log_lr_sums(lab, ci, cj, sure & core, x, ctx.shadow_classes[k])
+        rn, rs = np.zeros((len(ids), ctx.n_images)), np.zeros((len(ids), ctx.n_images))
+        rn[:, k], rs[:, k] = n, s
+        parts.append({"ids": ids, "rows": {"msh_n": rn, "msh_llr": rs}})
+    return MS.add_sums(*parts)
+
+
+def test_tile_sums_equal_the_window_definition():
+    from offnadir.change.options import ChangeOptions
+    from offnadir.change.tileio import Context, MemoryIO
+    from offnadir.cube.plan import Tile
+
+    rng = np.random.default_rng(5)
+    h, lab = _city(rng)
+    h = np.where(np.isfinite(h), h, 100.0)
+    n = h.shape[0]
+    suns = ((math.radians(150.0), math.radians(40.0)), (math.radians(120.0), math.radians(35.0)))
+    codes = []
+    for az, el in suns:
+        c = np.empty(h.shape, np.uint8)
+        illumination(h, CELL, az, el, 0.3, 1.0, 200.0, c)
+        codes.append(c)
+    vis = (rng.random((2, n, n)) > 0.03).astype(np.uint8)  # scattered occlusions
+    lit_val = rng.normal(100.0, 10.0, (2, 3, n, n))
+    val = np.where(np.stack(codes)[:, None] == 0, rng.normal(40.0, 8.0, (2, 3, n, n)), lit_val)
+    val[1, :, 60:80, 10:40] = lit_val[1, :, 60:80, 10:40]  # a strip lit at the new date, shadow or not
+    val[0, 1, 3, 3] = np.nan
+    clfs = tuple(SO.calibrate(val[k].mean(axis=0), codes[k], vis[k] == 1) for k in range(2))
+    arrays = {"dsm": h.astype(np.float32), "illumination": np.stack(codes), "patch": lab,
+              "elevated": (lab > 0).astype(np.uint8), "visible": vis, "value": val.astype(np.float32)}
+    ctx = Context(shape=(n, n), n_images=2, n_bands=3, cell=CELL, opts=ChangeOptions(), targets=(1,),
+                  h_range=(100.0, 120.0), sun=suns, shadow_classes=clfs)
+    io = MemoryIO(arrays)
+    step = 40
+    for a in range(0, n, step):
+        for b in range(0, n, step):
+            tile = Tile(a // step, b // step, a, min(a + step, n), b, min(b + step, n))
+            new, ref = MS.tile_sums(io, ctx, tile), _reference_tile_sums(io, ctx, tile)
+            assert np.array_equal(new["ids"], ref["ids"])
+            for k in ("msh_n", "msh_llr"):
+                assert np.array_equal(new["rows"][k], ref["rows"][k])
+    whole = MS.tile_sums(io, ctx, Tile(0, 0, 0, n, 0, n))
+    assert whole["rows"]["msh_n"][:, 1].sum() > 50  # casters were found
+
+
+def _reference_patch_sums(lab, elevated, xb, xt, ok, step, core, rowmap, n):
+    out = np.zeros((n, 6))
+    pair, edge, db, dt = OL.cell_steps(lab, elevated, xb, xt, ok, step)
+    i0, i1, j0, j1 = core
+    sl = (slice(i0, i1), slice(j0, j1))
+    rm = rowmap[sl]
+    for col, (m, w) in enumerate(((pair, None), (pair, db), (pair, dt), (edge, None), (edge, db), (edge, dt))):
+        sel = m[sl] & (rm >= 0)
+        out[:, col] = np.bincount(rm[sel], weights=None if w is None else w[sl][sel], minlength=n)[:n]
+    return out
+
+
+@pytest.mark.parametrize("step", [(0, -1), (1, 1), (-1, 0), (1, -1)])
+def test_outline_sums_equal_the_numpy_definition(step):
+    rng = np.random.default_rng(7)
+    _, lab = _city(rng, 80)
+    elev = rng.random(lab.shape) > 0.05
+    xb, xt = rng.normal(0.5, 0.1, (2,) + lab.shape)
+    xt[rng.random(lab.shape) < 0.02] = np.nan
+    ok = rng.random(lab.shape) > 0.05
+    core = (6, 70, 3, 77)
+    ids, inv = np.unique(lab[6:70, 3:77][lab[6:70, 3:77] > 0], return_inverse=True)
+    rowmap = np.full(lab.shape, -1, np.int64)
+    rowmap[6:70, 3:77][lab[6:70, 3:77] > 0] = inv
+    new = OL.patch_sums(lab, elev, xb, xt, ok, step, core, rowmap, len(ids))
+    ref = _reference_patch_sums(lab, elev, xb, xt, ok, step, core, rowmap, len(ids))
+    assert new[:, 3].sum() > 20 and new[:, 0].sum() > 500
+    assert np.array_equal(new, ref)
