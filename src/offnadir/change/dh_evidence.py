@@ -22,7 +22,19 @@ def dh_probability(dh, dh_sigma, bound: float):
 
 def combine(p_struct, p_dh):
     """Independent evidences: log-odds add (naive Bayes with the even prior of the dh test);
-    where ``p_dh`` is NaN, ``p_struct`` alone."""
+    where ``p_dh`` is NaN, ``p_struct`` alone.
+
+    Both are clipped to the same ``[1e-6, 1 - 1e-6]``, so a structural probability of ~0 and a
+    ``p_dh`` of ~1 cancel to one half. Tried and not adopted (issue 7, H7): (a) the structural
+    probability held within the calibration's resolution (``1 / (n pi_k + 2)`` from the cells of
+    each mixture component, Laplace's rule; dh kept at 1e-6) lets a large ``|dh|`` win there:
+    hard stereo sim elevated F1 mean 0.787 -> 0.796 but 6 of 12 targets lower (by 0.001-0.010)
+    and ground false alarms up; Kahramanmaraş stereo F1 0.722/0.726 -> 0.716/0.722 (objects
+    84/85 -> 86/88; every flip 0 -> 1, median |dh| 11 m; precision 0.684/0.675 -> 0.660/0.657);
+    same-date pairs unchanged. (b) ``p_dh`` also held within a false-peak rate of 10 %
+    (the sweep's documented rate on unchanged hard-sim cells): hard stereo mean 0.705. A bound
+    for ``p_dh`` measured on the run's own unchanged cells needs a run-wide reduction of ``dh``
+    against the calibrated structural probability before the maps pass (not built)."""
     eps = 1e-6
     a = np.clip(p_struct, eps, 1 - eps)
     b = np.clip(p_dh, eps, 1 - eps)
