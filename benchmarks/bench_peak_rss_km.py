@@ -4,10 +4,13 @@ with the numba cache warm (and, with ``--cold``, empty).
 Why this exists: a peak RSS read from one ``/usr/bin/time -v offnadir detect ...`` depends on
 whether numba had to compile kernels in that run. Every kernel is ``cache=True``; a kernel whose
 source file changed since it was cached (or a new kernel) is compiled again by LLVM in the run
-process, and that compilation, not the detection, sets the peak. Measured at HEAD a2bbb42 and
-82ea6fc (2 threads in one process, 2 shared cores): warm 0.88-0.94 GB at both, an empty
-``NUMBA_CACHE_DIR`` 1.10 GB (82ea6fc) and 1.15 GB (a2bbb42). A figure from a run right after
-commits that touched kernels is a cold or half-cold one.
+process, and that compilation sets the peak: an empty ``NUMBA_CACHE_DIR`` gave 1.14-1.21 GB at
+82ea6fc, a2bbb42 and e682f38, the first run of a fresh worktree 1.17 GB. Warm, the peak is a
+transient of the change stage's maps pass (both tiles' tasks at once on the 2 threads; RSS sampled
+every 0.04 s: ~0.7 GB before it) and its height depends on how the two tasks overlap: warm runs on
+2 shared cores (2026-12-06, fixed worktrees) 82ea6fc 0.865-1.01 GB (10 runs, median ~0.91),
+a2bbb42 0.88-1.05 GB (7 runs, median ~0.94). One run per tree tells nothing; take the median of
+several, after a warm-up.
 
 What it does: for each tree (``--tree SRC``: a ``src`` directory put first on ``PYTHONPATH``;
 default the installed package), one warm-up run (numba fills its cache; its figures are printed
