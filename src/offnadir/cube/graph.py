@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 import operator
+from typing import TYPE_CHECKING
 
 import dask
 import numpy as np
 
 from offnadir.cube import tile as tilemod
 from offnadir.cube.plan import Tile
+
+if TYPE_CHECKING:  # only for the annotations: dask.array is imported where arrays are built
+    import dask.array as da
 
 log = logging.getLogger("offnadir.cube.graph")
 
