@@ -25,7 +25,8 @@ def resolve_suns(cube, *, tol: float = 0.3, log=None, max_side: int = 512) -> li
 
     import numpy as np
 
-    from offnadir.change.sun_estimate import estimate_sun, pick_window
+    from offnadir.change.sun_estimate import estimate_sun
+    from offnadir.change.sun_window import pick_window_lazy
     from offnadir.io.acquisition import sun_from_time
 
     log = log or logging.getLogger("offnadir.change.illumination")
@@ -43,7 +44,6 @@ def resolve_suns(cube, *, tol: float = 0.3, log=None, max_side: int = 512) -> li
         lon, lat, north = grid_centre_lonlat_and_north(crs.to_wkt(), tuple(transform), (ny, nx))
     cell = abs(float(transform.a))
     out = []
-    h = None
     known = [_known_sun(cube, t, lon, lat, sun_from_time) for t in range(n)]
     groups = cube["date_group"].values if "date_group" in cube.coords else np.arange(n)
     for t in range(n):
@@ -55,14 +55,14 @@ def resolve_suns(cube, *, tol: float = 0.3, log=None, max_side: int = 512) -> li
             rec = dict(known[peer], source="same-date image",
                        detail=f"{known[peer]['source']} of {names[peer]} ({known[peer]['detail']})")
         if rec is None:
-            if h is None:
-                h = np.asarray(cube["dsm"].values, np.float64)
-            vis = np.asarray(cube["visible"].isel(image=t).values) == 1
-            i0, i1, j0, j1 = pick_window(h, vis, max_side)  # read the samples of that window only
-            val = np.asarray(cube["value"].isel(image=t, y=slice(i0, i1), x=slice(j0, j1)).mean("band").values,
-                             np.float64)
-            fit = estimate_sun(h[i0:i1, j0:j1], val, vis[i0:i1, j0:j1] & np.isfinite(val), cell, north, tol=tol,
-                               max_side=max_side)
+            # the window with the most visible walls, from per-chunk counts (bounded memory at any
+            # grid size); then the heights, visibility and samples of that window only
+            i0, i1, j0, j1 = pick_window_lazy(cube["dsm"], cube["visible"].isel(image=t), max_side)
+            win = dict(y=slice(i0, i1), x=slice(j0, j1))
+            h = np.asarray(cube["dsm"].isel(**win).values, np.float64)
+            vis = np.asarray(cube["visible"].isel(image=t, **win).values) == 1
+            val = np.asarray(cube["value"].isel(image=t, **win).mean("band").values, np.float64)
+            fit = estimate_sun(h, val, vis & np.isfinite(val), cell, north, tol=tol, max_side=max_side)
             if fit is None:
                 rec = dict(azimuth=None, elevation=None, source="none",
                            detail="no metadata, no acquisition time, and the image's shadows did not fit any sun")

@@ -19,7 +19,10 @@ Search, coarse to fine: every 10 degrees of azimuth and 5 degrees of elevation (
 on a grid block-averaged to cells of at least 1 m (and at most 256² cells), a refinement there
 (steps 2.5/1.25 degrees), then a last one on the native grid (steps 0.5/0.25 degrees); each
 refinement is a 9 × 9 grid, re-centred (up to 4 times) while its best lies on its edge. The analysis window is the (at most
-``max_side``²) part of the grid holding the most visible wall cells (height steps over 2 m).
+``max_side``²) part of the grid holding the most visible wall cells (height steps over 2 m). On a
+cube, the change stage finds it without reading the grid whole (:mod:`offnadir.change.sun_window`:
+wall counts per block in the dask graph, :func:`pick_window_from_counts`), the same window as
+:func:`pick_window` (tested).
 
 Uncertainty: a delete-one-block jackknife (4 × 4 blocks of the window) of the final search: the
 arg-max is recomputed without each block; the jackknife standard deviation of the azimuth and
@@ -85,6 +88,63 @@ def pick_window(h, ok, max_side: int):
     for i0 in list(range(0, ny - sy + 1, stride)) + [ny - sy]:
         for j0 in list(range(0, nx - sx + 1, stride)) + [nx - sx]:
             n = c[i0 + sy, j0 + sx] - c[i0, j0 + sx] - c[i0 + sy, j0] + c[i0, j0]
+            if n > best:
+                best, arg = n, (i0, i0 + sy, j0, j0 + sx)
+    return arg
+
+
+def window_starts(n: int, side: int, stride: int) -> list:
+    """The first rows (or columns) of the windows :func:`pick_window` compares along one axis, in
+    its order: every ``stride`` cells, and the last window flush with the grid's end."""
+    return list(range(0, n - side + 1, stride)) + [n - side]
+
+
+def window_cuts(n: int, max_side: int, bounds=()) -> np.ndarray:
+    """Sorted cut positions along one axis (0 and ``n`` included): every edge of a window
+    :func:`pick_window` compares, and ``bounds`` (e.g. chunk edges). Wall counts summed between
+    consecutive cuts give every window's count exactly (:func:`pick_window_from_counts`)."""
+    side, stride = min(n, max_side), max(1, max_side // 4)
+    starts = window_starts(n, side, stride)
+    edges = [0, n, *starts, *(s + side for s in starts), *bounds]
+    return np.unique(np.asarray(edges, np.int64))
+
+
+def wall_block_counts(h, ok, fill: float, top: int, left: int, shape, starts_y, starts_x):
+    """Usable wall cells (as :func:`pick_window` counts them) of one block, summed between cuts.
+
+    ``h`` the block's heights with ``top`` (0 or 1) rows above and ``left`` (0 or 1) columns left
+    of it (the neighbours a wall step needs; any rows/columns after the block are ignored), ``shape``
+    the block's (rows, columns) without them, ``ok`` the same cells' usability, ``fill`` the height of non-finite cells (the whole grid's nanmin, as
+    :func:`pick_window`), ``starts_y``/``starts_x`` the block-local first row/column of each
+    interval between cuts (the first 0). Returns int64 counts, one per interval pair."""
+    h = np.asarray(h, np.float64)
+    hz = np.where(np.isfinite(h), h, fill)
+    wall = np.zeros(h.shape, bool)
+    wall[:, 1:] |= np.abs(np.diff(hz, axis=1)) > WALL_STEP_M
+    wall[1:, :] |= np.abs(np.diff(hz, axis=0)) > WALL_STEP_M
+    wall &= np.asarray(ok, bool)
+    core = wall[top:top + shape[0], left:left + shape[1]].astype(np.int64)
+    return np.add.reduceat(np.add.reduceat(core, starts_y, axis=0), starts_x, axis=1)
+
+
+def pick_window_from_counts(counts, cuts_y, cuts_x, max_side: int):
+    """:func:`pick_window`'s choice from wall counts summed between cuts (:func:`window_cuts`,
+    :func:`wall_block_counts`): the same windows compared in the same order, the same counts,
+    the same window (ties go to the first)."""
+    ny, nx = int(cuts_y[-1]), int(cuts_x[-1])
+    if ny <= max_side and nx <= max_side:
+        return 0, ny, 0, nx
+    c = np.pad(np.asarray(counts, np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    iy = {int(v): k for k, v in enumerate(cuts_y)}
+    ix = {int(v): k for k, v in enumerate(cuts_x)}
+    sy, sx = min(ny, max_side), min(nx, max_side)
+    stride = max(1, max_side // 4)
+    best, arg = -1, (0, sy, 0, sx)
+    for i0 in window_starts(ny, sy, stride):
+        a, b = iy[i0], iy[i0 + sy]
+        for j0 in window_starts(nx, sx, stride):
+            e, f = ix[j0], ix[j0 + sx]
+            n = c[b, f] - c[a, f] - c[b, e] + c[a, e]
             if n > best:
                 best, arg = n, (i0, i0 + sy, j0, j0 + sx)
     return arg
