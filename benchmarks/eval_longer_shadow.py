@@ -1,0 +1,114 @@
+"""Evaluation: longer shadows as evidence of raised roofs (:mod:`offnadir.change.longer_shadow`),
+measured on finished runs; the rule is not in the pipeline (issue 7, H4).
+
+Per run and target 1: the target's shadow classifier (the run's suns, as the pipeline calibrates
+it), :func:`~offnadir.change.longer_shadow.fringe_sums` over the whole grid for each ``--band``,
+:func:`~offnadir.change.longer_shadow.decide`, and what it would do: the patches decided raised with
+their truth class (the majority of their cells in ``truth_change_class.tif``), the patches' per-class
+count of ``S/9 > 2`` and, painted as ``p -> max(p, 1/2)`` on the patches decided (as the
+missing-shadow rule paints a roof gone), the scores before and after:
+
+* hard simulator (``--hard W``: ``eval_hard_sim.py --work W`` leaves ``hardN/`` and ``hardN.zarr``):
+  elevated F1 on the structural truth and score AUC;
+* Kahramanmaras (``--km K``: ``eval_change_real.py --workdir K``): F1 and score AUC.
+
+    python benchmarks/eval_longer_shadow.py [--hard W] [--km K] [--band 3 4 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import eval_evidence_offline as OFF  # noqa: E402
+import eval_missing_shadow as EMS  # noqa: E402
+
+from offnadir.change import cells as P  # noqa: E402
+from offnadir.change import longer_shadow as LS  # noqa: E402
+from offnadir.change import missing_shadow as MS  # noqa: E402
+
+NAMES = {0: "none", 1: "new", 2: "demolished", 3: "raised", 4: "reroofed", 5: "tree_cut", 6: "tree_grown",
+         7: "below_parallax"}
+
+
+def with_rule(run, band: float, cls=None):
+    """(probability of target 1 after the rule, [(patch, class, cells, n, S/n, S/9, P)])."""
+    import xarray as xr
+
+    from offnadir.change.illumination import shadow_classifiers
+    from offnadir.change.options import ChangeOptions
+
+    a = run["arr"]
+    n_img = a["visible"].shape[0]
+    cube = xr.Dataset({"dsm": (("y", "x"), a["dsm"]), "visible": (("image", "y", "x"), a["visible"]),
+                       "value": (("image", "band", "y", "x"), a["value"])})
+    suns = [dict(s) for s in run["suns"][:n_img]]
+    shadow_classifiers(cube, suns, run["cell"])
+    clf = MS.classifiers(suns)[1]
+    p = a["probability"][1].astype(np.float64)
+    if clf is None:
+        return p, []
+    h = a["dsm"].astype(np.float64)
+    lab = np.where(a["elevated"] == 1, a["patch"], 0)
+    az = math.radians(suns[1]["azimuth"] + suns[1]["grid_north_deg"])
+    el = math.radians(suns[1]["elevation"])
+    usable = (a["visible"][0] == 1) & (a["visible"][1] == 1)
+    x = a["value"][1].astype(np.float64).mean(axis=0)
+    ids, n, s = LS.fringe_sums(h, lab, a["illumination"][1], usable, x, clf, run["cell"], az, el,
+                               ChangeOptions().sun_tolerance, float(max(h.shape)), band)
+    post = LS.decide(n, s, clf)
+    rows = []
+    for k, pid in enumerate(ids):
+        m = a["patch"] == pid
+        c = NAMES[int(np.bincount(cls[m], minlength=8).argmax())] if cls is not None else "?"
+        rows.append((int(pid), c, int(m.sum()), int(n[k]), float(s[k] / max(n[k], 1)), float(s[k] / 9), float(post[k])))
+    hit = post >= 0.5
+    if hit.any():
+        g = P.paint(a["patch"], ids[hit], post[hit])
+        if "dh" in a:
+            g[np.isfinite(a["dh"][1])] = np.nan
+        p = MS.raise_gone(p, g)
+    return p, rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hard", type=Path)
+    ap.add_argument("--km", type=Path)
+    ap.add_argument("--band", type=float, nargs="+", default=[LS.BAND_CELLS])
+    a = ap.parse_args(argv)
+    jobs = []
+    if a.hard:
+        jobs += [(f"hard{s}", a.hard / f"hard{s}.zarr", a.hard / f"hard{s}",
+                  lambda r, p, s=s: EMS.score_hard(r, p, a.hard / f"hard{s}"))
+                 for s in range(6) if (a.hard / f"hard{s}.zarr").exists()]
+    if a.km:
+        jobs += [(f"km img{t}", a.km / f"km_post{t}.zarr", None, EMS.score_km) for t in (1, 2)
+                 if (a.km / f"km_post{t}.zarr").exists()]
+    for band in a.band:
+        print(f"band {band:g} cells of extra shadow", flush=True)
+        for name, path, scene, scorer in jobs:
+            run = EMS.load(path)
+            cls = OFF._read(scene / "truth_change_class.tif") if scene is not None else None
+            before = scorer(run, run["arr"]["probability"][1].astype(np.float64))
+            p, rows = with_rule(run, band, cls)
+            after = scorer(run, p)
+            strong = {}
+            for r in rows:
+                if r[5] > 2:
+                    strong[r[1]] = strong.get(r[1], 0) + 1
+            dec = [(r[0], r[1], r[2]) for r in rows if r[6] >= 0.5]
+            print(f"  {name:9s} " + ", ".join(f"{k} {v:.4f}" for k, v in before.items()) + " -> " +
+                  ", ".join(f"{k} {v:.4f}" for k, v in after.items()) +
+                  f"; patches with a fringe {len(rows)}, S/9 > 2 by class {strong}; decided raised "
+                  f"(patch, class, cells) {dec[:8]}{' ...' if len(dec) > 8 else ''}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
