@@ -123,7 +123,7 @@ def tile_sums(io, ctx, tile, keep=None):
     classes = getattr(ctx, "shadow_classes", ()) or ()
     n_img = ctx.n_images
     empty = {"ids": np.zeros(0, np.int64), "rows": {"msh_n": np.zeros((0, n_img)), "msh_llr": np.zeros((0, n_img))}}
-    if not ctx.use_sun or not any(c is not None for c in classes):
+    if not ctx.use_sun or not any(c is not None for c in classes) or not getattr(ctx.opts, "missing_shadows", True):
         return empty
     sh = max(ctx.sun_halo(), SO.MARGIN + 1)
     w = Window.around(tile, sh, ctx.shape)
@@ -199,13 +199,21 @@ def classifiers(report) -> tuple:
                  for r in (report or ()))
 
 
-def decide(sums, targets, names=None, report=None, log=None) -> dict:
+def decide(sums, targets, names=None, report=None, log=None, enabled: bool = True) -> dict:
     """Per target: ``(patch ids, P(gone))`` (see the module docstring). What was decided (casters
     tested, gone, the prior share) is logged and added to the target's entry of ``report`` (the sun
-    report, stored as the attribute ``change_sun``) as ``missing_shadows``."""
+    report, stored as the attribute ``change_sun``) as ``missing_shadows``. ``enabled`` False (the
+    option ``change.missing_shadows: false``): no decision, and that is logged and recorded."""
     import logging
 
     log = log or logging.getLogger("offnadir.change.missing_shadow")
+    if not enabled:
+        log.info("missing-shadow rule off (change.missing_shadows: false): roofs whose predicted shadow is seen "
+                 "lit are not decided changed by it")
+        for t in targets:
+            if report is not None and t < len(report):
+                report[t]["missing_shadows"] = dict(rule="off (change.missing_shadows: false)")
+        return {}
     ids = np.asarray(sums["ids"])
     out = {}
     if not len(ids):

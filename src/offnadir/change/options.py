@@ -72,6 +72,9 @@ CHANGE_FIELDS: dict[str, Field] = {
                                         "(offnadir.change.shadow); off by default: on the simulator scenes it "
                                         "moved ground false alarms both ways and lowered the real one-image scores "
                                         "(docs/change_detection.md)"),
+    "missing_shadows": Field(bool, True, "roofs whose predicted cast shadow is seen lit at the target (and seen "
+                                         "at the base date) are decided changed (offnadir.change.missing_shadow); "
+                                         "needs the sun and each image's shadow/lit classifier"),
     "sun_tolerance": Field(float, 0.3, "metres a cell must rise above a sun ray to cast a shadow", lo=0),
     "vegetation": Field(bool, True, "a patch that is vegetation (NDVI) at both dates is not changed "
                                     "(phenology, crown shading); needs red and NIR bands"),
@@ -112,6 +115,7 @@ class ChangeOptions:
     shadows: bool = True
     incidence_tolerance: float = 0.25
     shadow_margin: bool = False
+    missing_shadows: bool = True
     sun_tolerance: float = 0.3
     vegetation: bool = True
     red_band: int | None = None

@@ -317,7 +317,8 @@ class Runner:
             from offnadir.change import missing_shadow as MS
 
             names = [str(v) for v in self.cube["image"].values]
-            self.gone = MS.decide(out["shadow"], self.targets, names, self.sun_report, _LOG)
+            self.gone = MS.decide(out["shadow"], self.targets, names, self.sun_report, _LOG,
+                                  enabled=self.opts.missing_shadows)
         if self.red is not None:
             self.red_ids = self.red["ids"]
             # the elevated patches' parallax profiles stay their non-empty (patch, offset) pairs (about
