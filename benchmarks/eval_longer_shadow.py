@@ -36,7 +36,7 @@ NAMES = {0: "none", 1: "new", 2: "demolished", 3: "raised", 4: "reroofed", 5: "t
          7: "below_parallax"}
 
 
-def with_rule(run, band: float, cls=None):
+def with_rule(run, band: float, cls=None, base: bool = True):
     """(probability of target 1 after the rule, [(patch, class, cells, n, S/n, S/9, P)])."""
     import xarray as xr
 
@@ -62,6 +62,18 @@ def with_rule(run, band: float, cls=None):
     ids, n, s = LS.fringe_sums(h, lab, a["illumination"][1], usable, x, clf, run["cell"], az, el,
                                ChangeOptions().sun_tolerance, float(max(h.shape)), band)
     post = LS.decide(n, s, clf)
+    clf0 = MS.classifiers(suns)[0]
+    if base and clf0 is not None:  # the base's own fringe under its own sun, on the same patches
+        az0 = math.radians(suns[0]["azimuth"] + suns[0]["grid_north_deg"])
+        el0 = math.radians(suns[0]["elevation"])
+        x0 = a["value"][0].astype(np.float64).mean(axis=0)
+        i0, n0_, s0_ = LS.fringe_sums(h, lab, a["illumination"][0], a["visible"][0] == 1, x0, clf0, run["cell"], az0, el0,
+                                      ChangeOptions().sun_tolerance, float(max(h.shape)), band)
+        k = np.searchsorted(i0, ids)
+        found = (k < len(i0)) & (i0[np.minimum(k, len(i0) - 1)] == ids)
+        n0 = np.where(found, n0_[np.minimum(k, len(i0) - 1)], 0)
+        s0 = np.where(found, s0_[np.minimum(k, len(i0) - 1)], 0.0)
+        post = LS.decide(n, s, clf, n0, s0)
     rows = []
     for k, pid in enumerate(ids):
         m = a["patch"] == pid
@@ -81,6 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--hard", type=Path)
     ap.add_argument("--km", type=Path)
     ap.add_argument("--band", type=float, nargs="+", default=[LS.BAND_CELLS])
+    ap.add_argument("--no-base", action="store_true", help="without the base's confirmation (-S_0)")
     a = ap.parse_args(argv)
     jobs = []
     if a.hard:
@@ -96,7 +109,7 @@ def main(argv=None) -> int:
             run = EMS.load(path)
             cls = OFF._read(scene / "truth_change_class.tif") if scene is not None else None
             before = scorer(run, run["arr"]["probability"][1].astype(np.float64))
-            p, rows = with_rule(run, band, cls)
+            p, rows = with_rule(run, band, cls, not a.no_base)
             after = scorer(run, p)
             strong = {}
             for r in rows:

@@ -62,3 +62,68 @@ def test_no_raise_no_evidence():
     assert np.all(LS.decide(n, s, clf) < 0.5)
     assert LS.decide([], [], clf).shape == (0,)
     assert np.all(LS.decide(n, -s, None) == 0)  # no classifier: no midpoint, nothing decided
+
+
+def test_tile_sums_do_not_depend_on_the_tiling_and_feed_the_decision():
+    from offnadir.change import missing_shadow as MS
+    from offnadir.change.options import ChangeOptions
+    from offnadir.change.tileio import Context, MemoryIO
+    from offnadir.cube.plan import Tile
+
+    h, lab, codes, usable, x, _ = _scene(4.0, seed=2)
+    x0 = _scene(0.0, seed=3)[4]  # the base: the DSM's date, same sun
+    n = h.shape[0]
+    clf = SO.calibrate(x, codes, usable)
+    arrays = {"dsm": h.astype(np.float32), "illumination": np.stack([codes, codes]), "patch": lab,
+              "elevated": (lab > 0).astype(np.uint8), "visible": np.ones((2, n, n), np.uint8),
+              "value": np.stack([x0, x])[:, None].astype(np.float32)}
+    ctx = Context(shape=(n, n), n_images=2, n_bands=1, cell=CELL, opts=ChangeOptions(), targets=(1,),
+                  h_range=(0.0, 8.0), sun=((AZ, EL),) * 2, shadow_classes=(clf, clf))
+    io = MemoryIO(arrays)
+    whole = LS.tile_sums(io, ctx, Tile(0, 0, 0, n, 0, n))
+    ids, nn, s = LS.fringe_sums(h, lab, codes, usable, arrays["value"][1, 0], clf, CELL, AZ, EL,
+                                ChangeOptions().sun_tolerance, float(n))
+    assert np.array_equal(whole["ids"], ids)
+    assert np.array_equal(whole["rows"]["lsh_n"][:, 1], nn) and np.allclose(whole["rows"]["lsh_s"][:, 1], s)
+    step = 40
+    parts = [LS.tile_sums(io, ctx, Tile(a // step, b // step, a, min(a + step, n), b, min(b + step, n)))
+             for a in range(0, n, step) for b in range(0, n, step)]
+    tiled = MS.add_sums(*parts)
+    assert np.array_equal(whole["ids"], tiled["ids"])
+    for k in ("lsh_n", "lsh_s"):
+        assert np.allclose(whole["rows"][k], tiled["rows"][k], rtol=0, atol=1e-9)
+    assert np.all(whole["rows"]["lsh_n"][:, 0] > 0) and np.all(whole["rows"]["lsh_s"][:, 0] < 0)  # base: lit
+    # beside the missing-shadow columns (a table without them gets zeros), and into the decision
+    both = MS.add_sums({"ids": np.array([1, 3]), "rows": {"msh_n": np.ones((2, 2)), "msh_llr": np.zeros((2, 2))}},
+                       tiled)
+    assert list(both["ids"]) == [1, 2, 3] and both["rows"]["lsh_n"][2, 1] == 0 and both["rows"]["msh_n"][1, 1] == 0
+    report = [{}, {}]
+    gone = LS.decide_targets(both, {1: (np.array([1, 2, 3]), np.array([0.0, 0.0, 0.7]))}, (1,), (clf, clf),
+                             report=report)
+    ids_g, p = gone[1]
+    assert list(ids_g) == [1, 2, 3]
+    assert p[0] < 0.5 <= p[1] and p[2] == 0.7  # box 2 raised; the missing-shadow decision of 3 kept
+    assert report[1]["longer_shadows"]["casters_raised"] == 1
+
+
+
+def test_a_shadow_beyond_the_prediction_at_both_dates_is_not_a_raise():
+    """The DSM lower than the caster (the base shows the same longer shadow): the base's fringe is
+    shadowed too, ``-S_0`` rejects it."""
+    h, lab, codes, usable, x, _ = _scene(4.0, seed=4)
+    x0 = _scene(4.0, seed=5)[4]
+    clf = SO.calibrate(x, codes, usable)
+    ids, n, s = LS.fringe_sums(h, lab, codes, usable, x, clf, CELL, AZ, EL, TOL, MAXD)
+    _, n0, s0 = LS.fringe_sums(h, lab, codes, usable, x0, clf, CELL, AZ, EL, TOL, MAXD)
+    assert LS.decide(n, s, clf)[1] >= 0.5 > LS.decide(n, s, clf, n0, s0)[1]
+
+
+def test_a_classifier_that_misses_most_shadows_is_no_witness():
+    import dataclasses
+
+    h, lab, codes, usable, x, _ = _scene(4.0, seed=6)
+    clf = SO.calibrate(x, codes, usable)
+    ids, n, s = LS.fringe_sums(h, lab, codes, usable, x, clf, CELL, AZ, EL, TOL, MAXD)
+    assert LS.decide(n, s, clf)[1] >= 0.5
+    weak = dataclasses.replace(clf, accuracy_shadow=LS.SHADOW_WITNESS / 2)
+    assert np.all(LS.decide(n, s, weak) == 0)

@@ -188,7 +188,10 @@ def add_sums(*parts):
     from offnadir.change import kernels as K
 
     parts = [p for p in parts if len(p["ids"])] or list(parts[:1])
-    ids, rows = K.merge_grouped([p["ids"] for p in parts], [p["rows"] for p in parts])
+    # tables with other columns (the longer-shadow sums beside these): every column in every table
+    names = {k: np.shape(v)[1:] for p in parts for k, v in p["rows"].items()}
+    rows_ = [{k: p["rows"].get(k, np.zeros((len(p["ids"]),) + s)) for k, s in names.items()} for p in parts]
+    ids, rows = K.merge_grouped([p["ids"] for p in parts], rows_)
     return {"ids": ids, "rows": rows}
 
 

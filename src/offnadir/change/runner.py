@@ -319,6 +319,10 @@ class Runner:
             names = [str(v) for v in self.cube["image"].values]
             self.gone = MS.decide(out["shadow"], self.targets, names, self.sun_report, _LOG,
                                   enabled=self.opts.missing_shadows)
+            from offnadir.change import longer_shadow as LS  # roofs whose shadow grew: gain evidence
+
+            self.gone = LS.decide_targets(out["shadow"], self.gone, self.targets, MS.classifiers(self.sun_report),
+                                          names, self.sun_report, _LOG)
         if self.red is not None:
             self.red_ids = self.red["ids"]
             # the elevated patches' parallax profiles stay their non-empty (patch, offset) pairs (about

@@ -71,7 +71,10 @@ def _sums_tile(io, ctx, tile, models, want_patch, want_ortho):
         from offnadir.change import missing_shadow as MS
 
         out["patch"] = T.patch_tile(io, ctx, tile, m, sc, keep=arrays)
-        out["shadow"] = MS.tile_sums(io, ctx, tile, keep=arrays)  # the core values patch_tile read
+        from offnadir.change import longer_shadow as LS
+
+        out["shadow"] = MS.add_sums(MS.tile_sums(io, ctx, tile, keep=arrays),  # the core values patch_tile read
+                                    LS.tile_sums(io, ctx, tile, keep=arrays))
     if want_ortho:
         out["hist"] = P.ortho_tile(io, ctx, tile, ortho, want_patch, arrays)
     return out
