@@ -21,7 +21,8 @@ import numpy as np
 
 from offnadir.change import calibrate as C
 from offnadir.change import evidence as EV
-from offnadir.change.dh_evidence import DH_SIGMA_FLOOR, combine, dh_probability  # noqa: F401 - re-exported
+from offnadir.change import localise as L
+from offnadir.change.dh_evidence import DH_SIGMA_FLOOR, coherent_dh, combine, dh_probability  # noqa: F401 - re-exported
 
 #: default decision: change where the probability reaches one half (the Bayes decision for equal
 #: costs of a miss and a false alarm)
@@ -67,6 +68,7 @@ def evidence_tile(io, ctx, tile, plan, has):
         inten = [EV.intensity(val[k]) for k in range(ctx.n_images)]
         ok = [(vis[k] == 1) & np.isfinite(inten[k]) for k in range(ctx.n_images)]
         ev = np.full((ctx.n_images,) + elev.shape, np.nan, np.float32)
+        fine = ev.copy() if io.has("evidence_local") else None
         # where a same-date pair measured the height change, dh (not S) weighs a roof's texture change
         no_dh = ~np.isfinite(io.read("dh", (slice(None),) + yx)) if has.get("dh") else None
         for t in ctx.targets:
@@ -77,7 +79,14 @@ def evidence_tile(io, ctx, tile, plan, has):
             ev[t] = e
             for s, m in ((1, elev), (0, ~elev)):
                 hist[("evidence", t, s)] = C.histogram(ratio_evidence(e), m)
+            if fine is not None:  # the ground cells' fine-window evidence (offnadir.change.localise)
+                fine[t] = L.ground_fine_evidence(inten[0], inten[t], ok[0], ok[t], elev_w, L.fine_window(window),
+                                                 offsets[t], (sigmas[0], sigmas[t]), compare=_same_sun(lit, t),
+                                                 core=(core[0].start, core[0].stop, core[1].start, core[1].stop))
+                hist[("local", t, 0)] = C.histogram(ratio_evidence(fine[t]), ~elev)
         io.write("evidence", (slice(None),) + yx, ev)
+        if fine is not None:
+            io.write("evidence_local", (slice(None),) + yx, fine)
     cv = (slice(None),) + core
     sample = F.sample_tile(vis[cv], val[(slice(None),) + cv], None if lit is None else lit[cv], ctx,
                            (tile.i0, tile.j0), plan["sample_rate"], plan["want_patch"], plan["want_ortho"])
@@ -217,7 +226,7 @@ def ratio_evidence(r):
 
 
 #: calibration anchors (z where change is certain): census R = 1; ortho u = Z / threshold = 1
-ANCHOR = {"evidence": 0.0, "ortho": 0.0}
+ANCHOR = {"evidence": 0.0, "ortho": 0.0, "local": 0.0}
 
 
 def ortho_evidence(score):
@@ -253,6 +262,7 @@ def probability_tile(io, ctx, tile, models, has, plan):
     yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
     vis = io.read("visible", (slice(None),) + yx)
     ev = io.read("evidence", (slice(None),) + yx).astype(np.float64)
+    fine = io.read("evidence_local", (slice(None),) + yx).astype(np.float64) if io.has("evidence_local") else None
     elev = io.read("elevated", yx) == 1 if has.get("elevated") else np.zeros(vis.shape[1:], bool)
     shp = vis.shape
     prob = np.full(shp, np.nan, np.float32)
@@ -261,12 +271,16 @@ def probability_tile(io, ctx, tile, models, has, plan):
     ch[0][vis[0] == 1] = 0
     dh = io.read("dh", (slice(None),) + yx).astype(np.float64) if has.get("dh") else None
     dsig = io.read("dh_sigma", (slice(None),) + yx).astype(np.float64) if has.get("dh_sigma") else None
+    dhc = coherent_dh(io, tile, ctx.shape) if dh is not None else None
     lab = io.read("patch", yx) if has.get("patch") else None
     crit = {t: paint(lab, *plan["decisions"][t][:2]) for t in ctx.targets} if lab is not None else None
     for t in ctx.targets if plan["structural"] else ():
         p = np.full(shp[1:], np.nan)
         for s, m in ((1, elev), (0, ~elev)):
             p[m] = C.probability(ratio_evidence(ev[t][m]), models[("evidence", t, s)])
+        if fine is not None and ("local", t, 0) in models:  # which ground cells of a changed neighbourhood
+            g = ~elev
+            p[g] = L.localise(p[g], fine[t][g], models[("evidence", t, 0)], models[("local", t, 0)])
         if crit is not None:
             if len(plan["decisions"][t]) > 2 and plan["decisions"][t][2] is not None:  # roofs whose rim stayed
                 from offnadir.change.outline import rim_witness
@@ -275,7 +289,8 @@ def probability_tile(io, ctx, tile, models, has, plan):
             p = either(p, crit[t])
         if dh is not None:
             sig = dsig[t] if dsig is not None else np.full(p.shape, np.nan)
-            p = combine(p, dh_probability(dh[t], sig, bound))
+            # a dh incoherent with its window is no measurement (dh_evidence: a false peak's streak)
+            p = combine(p, dh_probability(dhc[t], sig, bound))
         if lab is not None and (plan.get("gone") or {}).get(t) is not None:  # roofs whose shadow went
             from offnadir.change.missing_shadow import raise_gone
 

@@ -37,6 +37,10 @@ CHANGE_VARS = {
                  "attrs": {"long_name": "cross-date structural evidence: census code disagreement over chance "
                                         "(1 - kappa), smallest over the parallax search; ~1 unrelated, lower agree",
                            "units": "1"}},
+    "evidence_local": {"dims": ("image", "y", "x"), "dtype": np.float32, "fill": np.nan,
+                       "attrs": {"long_name": "ground cells: the census evidence over the fine window (a quarter "
+                                              "as wide), which localises a change inside the wide window "
+                                              "(offnadir.change.localise)", "units": "1"}},
     "probability": {"dims": ("image", "y", "x"), "dtype": np.float32, "fill": np.nan,
                     "attrs": {"long_name": "change probability 0-1 (per-run calibration of the evidence, and dh "
                                            "where measured; change where >= 0.5)", "valid_range": [0.0, 1.0],

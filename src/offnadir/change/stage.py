@@ -23,7 +23,7 @@ _Runner = Runner  # the name before the split
 def _var_names(opts):
     names = []
     if opts.method == "patch":
-        names += ["elevated", "patch", "illumination", "change", "score", "evidence", "probability"]
+        names += ["elevated", "patch", "illumination", "change", "score", "evidence", "evidence_local", "probability"]
         if opts.baseline:
             names += ["change_ortho", "score_ortho"]
     else:
