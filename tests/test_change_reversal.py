@@ -163,3 +163,29 @@ def test_a_roof_flat_at_both_dates_gets_no_reversal_ratio(monkeypatch):
     monkeypatch.setattr(RV, "MIN_EXPECTED", 0.0)
     _, s0 = EV.structural_evidence(base, target, ok, ok, 15, [(0, 0)], sig, reversal=True)
     assert np.nanmedian(s0[inner]) > 10.0
+
+
+@pytest.mark.parametrize("seed, window, offsets, core", [(4, 9, [(0, 0), (2, -1), (-5, 3)], None),
+                                                         (5, 31, [(0, k) for k in range(-6, 7)], (9, 50, 14, 66))])
+def test_census_sweep_with_the_reversal_ratio_is_identical_to_both_kernels(seed, window, offsets, core):
+    # min_census_ratio(..., reversal=True) takes S from the census sweep's window sums (one more
+    # lane): every number must equal min_census_ratio and min_reversal_ratio run apart
+    rng = np.random.default_rng(seed)
+    ny, nx = 64, 80
+    a = ndi.gaussian_filter(rng.normal(size=(ny, nx)), 0.8)
+    b = np.where(rng.random((ny, nx)) > 0.3, 0.7 * a, 0.0) + 0.3 * ndi.gaussian_filter(rng.normal(size=(ny, nx)), 0.8)
+    oa, ob = rng.random((ny, nx)) > 0.15, rng.random((ny, nx)) > 0.15
+    oa[:, :12] = False
+    wa = K.pack(*EV.census(a, oa, 0.05))
+    wb = K.pack(*EV.census(b, ob, 0.05))
+    r, s = K.min_census_ratio(wa, wb, offsets, window, core, reversal=True)
+    r_alone = K.min_census_ratio(wa, wb, offsets, window, core)
+    s_alone = RV.min_reversal_ratio(wa, wb, offsets, window, core)
+    np.testing.assert_array_equal(r, r_alone)
+    np.testing.assert_array_equal(s, s_alone)
+    assert np.isfinite(s).mean() > 0.3
+    assert np.isnan(s).any() == (core is None)  # the strip without base samples: no pair, NaN
+    # the unpacked (wide) sums take S from the reversal kernel: the same numbers
+    r_w, s_w = K.min_census_ratio(wa, wb, offsets, window, core, packed=False, reversal=True)
+    np.testing.assert_array_equal(r_w, r_alone)
+    np.testing.assert_array_equal(s_w, s_alone)

@@ -121,7 +121,8 @@ def _pop(x):
 @njit(**_NB)
 def _row(a_row, b_row, lo, hi):
     """Packed counts of aligned base/target words: ``lo = n | d << 16 | a- << 32 | a+ << 48``,
-    ``hi = b- | b+ << 16`` (valid pairs only)."""
+    ``hi = b- | b+ << 16 | D << 32`` (valid pairs only; ``D``: pairs whose signs reversed, the
+    sign-reversal ratio's count, :mod:`offnadir.change.reversal`)."""
     for t in range(a_row.shape[0]):
         a = _U(a_row[t])
         b = _U(b_row[t])
@@ -131,8 +132,9 @@ def _row(a_row, b_row, lo, hi):
         bn = b & both
         bp = (b >> _S8) & both
         d = (an ^ bn) | (ap ^ bp)
+        rev = (an & bp) | (ap & bn)
         lo[t] = _pop(both | (d << _S16) | (an << _S32) | (ap << _S48))
-        hi[t] = _pop(bn | (bp << _S16))
+        hi[t] = _pop(bn | (bp << _S16) | (rev << _S32))
 
 
 @njit(**_NB)
@@ -179,7 +181,28 @@ def _ratio_packed(wl, wh, o):
     for t in range(o.shape[0]):
         x, y = wl[t], wh[t]
         o[t] = _ratio(np.int64(x & _F16), np.int64((x >> _S16) & _F16), np.int64((x >> _S32) & _F16),
-                      np.int64(x >> _S48), np.int64(y & _F16), np.int64(y >> _S16), o[t])
+                      np.int64(x >> _S48), np.int64(y & _F16), np.int64((y >> _S16) & _F16), o[t])
+
+
+@njit(**_NB)
+def _reversal_packed(wl, wh, half, min_expected, o):
+    """``o = fmin(o, S)`` for one core row: the sign-reversal ratio of
+    :func:`offnadir.change.reversal.min_reversal_ratio` (its formula, the same float operations in
+    the same order) from the same packed window sums (``D`` in the third lane of ``wh``)."""
+    for t in range(o.shape[0]):
+        x, y = wl[t], wh[t]
+        n = np.int64(x & _F16)
+        if n < 1:
+            continue
+        am, ap = np.int64((x >> _S32) & _F16), np.int64(x >> _S48)
+        bm, bp, rv = np.int64(y & _F16), np.int64((y >> _S16) & _F16), np.int64((y >> _S32) & _F16)
+        den = float(am) * float(bp) + float(ap) * float(bm)
+        if den <= 0.0 or den < min_expected * float(n):
+            continue
+        s = max(float(rv), half) * float(n) / den
+        c = o[t]
+        if c != c or s < c:
+            o[t] = s
 
 
 @njit(**_NB)
@@ -215,7 +238,7 @@ def _hslide_wide(cl, ch, e0, nw, cj0, cj1, r, ja, o):
         am += np.int64((x >> _S32) & _F16)
         ap += np.int64(x >> _S48)
         bm += np.int64(y & _F16)
-        bp += np.int64(y >> _S16)
+        bp += np.int64((y >> _S16) & _F16)
     for j in range(cj0, cj1):
         k = j + r - ja
         if k < nw:
@@ -225,7 +248,7 @@ def _hslide_wide(cl, ch, e0, nw, cj0, cj1, r, ja, o):
             am += np.int64((x >> _S32) & _F16)
             ap += np.int64(x >> _S48)
             bm += np.int64(y & _F16)
-            bp += np.int64(y >> _S16)
+            bp += np.int64((y >> _S16) & _F16)
         k = j - r - 1 - ja
         if k >= 0:
             x, y = cl[k], ch[k]
@@ -234,15 +257,17 @@ def _hslide_wide(cl, ch, e0, nw, cj0, cj1, r, ja, o):
             am -= np.int64((x >> _S32) & _F16)
             ap -= np.int64(x >> _S48)
             bm -= np.int64(y & _F16)
-            bp -= np.int64(y >> _S16)
+            bp -= np.int64((y >> _S16) & _F16)
         o[j - cj0] = _ratio(n, d, am, ap, bm, bp, o[j - cj0])
 
 
 @njit(**_NB)
-def _min_ratio_offset(A, B, di, dj, w, ci0, ci1, cj0, cj1, packed, cl, ch, ring, wl, wh, out):
+def _min_ratio_offset(A, B, di, dj, w, ci0, ci1, cj0, cj1, packed, cl, ch, ring, wl, wh, out, rev, half,
+                      min_expected, rout):
     """``out = fmin(out, R)`` over the core rows/cols for one offset. Column sums roll down the
     rows (each row's packed counts computed once into a ring of 2r+2 rows: one row in, one out),
-    window sums along each row (one column in, one out)."""
+    window sums along each row (one column in, one out). ``rev`` (packed only): also ``rout =
+    fmin(rout, S)``, the sign-reversal ratio from the same window sums."""
     H, W = A.shape
     r = w // 2
     m = ring.shape[0]
@@ -271,17 +296,23 @@ def _min_ratio_offset(A, B, di, dj, w, ci0, ci1, cj0, cj1, packed, cl, ch, ring,
         if packed:
             _hslide_packed(cl, ch, e0, nw, cj0, cj1, r, ja, wl, wh)
             _ratio_packed(wl, wh, out[i - ci0])
+            if rev:
+                _reversal_packed(wl, wh, half, min_expected, rout[i - ci0])
         else:
             _hslide_wide(cl, ch, e0, nw, cj0, cj1, r, ja, out[i - ci0])
 
 
-def min_census_ratio(base_codes, target_codes, offsets, window: int, core=None, *, packed=None) -> np.ndarray:
+def min_census_ratio(base_codes, target_codes, offsets, window: int, core=None, *, packed=None,
+                     reversal: bool = False):
     """``min over offsets (di, dj) of census_ratio(base, target shifted by (di, dj))`` (NaN where
     no offset has a valid pair in the window). ``*_codes``: :func:`pack` words (or the three bit
     planes of :func:`words`). ``core``:
     ``(i0, i1, j0, j1)``, compute only those cells (the rest of the arrays is halo). ``packed``:
     slide the window sums in 16-bit lanes (default: when the window allows, ``w <=``
-    :data:`PACKED_MAX_WINDOW`; the result is the same either way)."""
+    :data:`PACKED_MAX_WINDOW`; the result is the same either way). ``reversal``: return ``(R, S)``,
+    with ``S`` :func:`offnadir.change.reversal.min_reversal_ratio` of the same words (identical
+    numbers): in the same sweep when the window sums are packed (the reversal count is one more
+    lane of the same popcount; one sweep instead of two), else by that function."""
     A = base_codes if isinstance(base_codes, np.ndarray) else words(*base_codes)
     B = target_codes if isinstance(target_codes, np.ndarray) else words(*target_codes)
     H, W = A.shape
@@ -299,6 +330,13 @@ def min_census_ratio(base_codes, target_codes, offsets, window: int, core=None, 
     wl = np.zeros(j1 - j0, np.uint64)
     wh = np.zeros(j1 - j0, np.uint64)
     out = np.full((i1 - i0, j1 - j0), np.nan)
+    from offnadir.change.reversal import CONTINUITY, MIN_EXPECTED, min_reversal_ratio
+
+    fused = bool(reversal) and lanes
+    rout = np.full((i1 - i0, j1 - j0) if fused else (0, 0), np.nan)
     for di, dj in offsets:
-        _min_ratio_offset(A, B, int(di), int(dj), w, i0, i1, j0, j1, lanes, cl, ch, ring, wl, wh, out)
-    return out
+        _min_ratio_offset(A, B, int(di), int(dj), w, i0, i1, j0, j1, lanes, cl, ch, ring, wl, wh, out, fused,
+                          CONTINUITY, MIN_EXPECTED, rout)
+    if not reversal:
+        return out
+    return out, (rout if fused else min_reversal_ratio(A, B, offsets, w, core))

@@ -161,15 +161,14 @@ def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=(
     # the packed codes of census() in one numba pass each (census_words; tested equal)
     wa = K.census_words(base, ok_base & cm, DEADBAND * sa, RADIUS, _NEIGH)
     wb = K.census_words(target, ok_target & cm, DEADBAND * sb, RADIUS, _NEIGH)
-    best = K.min_census_ratio(wa, wb, offsets, window, core)
+    # with the reversal ratio: both from one sweep of the window sums (identical to min_reversal_ratio)
+    best = K.min_census_ratio(wa, wb, offsets, window, core, reversal=bool(reversal))
+    best, rev = best if reversal else (best, None)
     i0, i1, j0, j1 = core if core is not None else (0, base.shape[0], 0, base.shape[1])
     unseen = ~(ok_base & ok_target)[i0:i1, j0:j1]
     best[unseen] = np.nan
     if not reversal:
         return best
-    from offnadir.change.reversal import min_reversal_ratio
-
-    rev = min_reversal_ratio(wa, wb, offsets, window, core)
     rev[unseen] = np.nan
     return best, rev
 
