@@ -308,3 +308,25 @@ def sample_along_ray(src, oy, ox, di, dj, z, h, out):
                         bad = True
                     acc += wa * wb * v
             out[y, x] = np.nan if bad else acc
+
+
+@njit(**_NB)
+def coherent_share(dh, r, tol, out):
+    """out[y, x] = share of the cells of the (2r+1)² window around (y, x) (clipped to the array;
+    the share is of the cells inside it) whose ``dh`` is within ``tol`` of the cell's own (the
+    cell itself included); NaN where ``dh`` is NaN. A NaN neighbour is never within ``tol``."""
+    ny, nx = dh.shape
+    for y in range(ny):
+        for x in range(nx):
+            v = dh[y, x]
+            if not (v == v):
+                out[y, x] = np.nan
+                continue
+            n = 0
+            m = 0
+            for yy in range(max(y - r, 0), min(y + r, ny - 1) + 1):
+                for xx in range(max(x - r, 0), min(x + r, nx - 1) + 1):
+                    m += 1
+                    if abs(dh[yy, xx] - v) <= tol:
+                        n += 1
+            out[y, x] = n / m
