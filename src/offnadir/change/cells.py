@@ -22,7 +22,7 @@ import numpy as np
 from offnadir.change import calibrate as C
 from offnadir.change import evidence as EV
 from offnadir.change import localise as L
-from offnadir.change.dh_evidence import DH_SIGMA_FLOOR, combine, dh_probability  # noqa: F401 - re-exported
+from offnadir.change.dh_evidence import DH_SIGMA_FLOOR, coherent_dh, combine, dh_probability  # noqa: F401 - re-exported
 
 #: default decision: change where the probability reaches one half (the Bayes decision for equal
 #: costs of a miss and a false alarm)
@@ -271,6 +271,7 @@ def probability_tile(io, ctx, tile, models, has, plan):
     ch[0][vis[0] == 1] = 0
     dh = io.read("dh", (slice(None),) + yx).astype(np.float64) if has.get("dh") else None
     dsig = io.read("dh_sigma", (slice(None),) + yx).astype(np.float64) if has.get("dh_sigma") else None
+    dhc = coherent_dh(io, tile, ctx.shape) if dh is not None else None
     lab = io.read("patch", yx) if has.get("patch") else None
     crit = {t: paint(lab, *plan["decisions"][t][:2]) for t in ctx.targets} if lab is not None else None
     for t in ctx.targets if plan["structural"] else ():
@@ -288,7 +289,8 @@ def probability_tile(io, ctx, tile, models, has, plan):
             p = either(p, crit[t])
         if dh is not None:
             sig = dsig[t] if dsig is not None else np.full(p.shape, np.nan)
-            p = combine(p, dh_probability(dh[t], sig, bound))
+            # a dh incoherent with its window is no measurement (dh_evidence: a false peak's streak)
+            p = combine(p, dh_probability(dhc[t], sig, bound))
         if lab is not None and (plan.get("gone") or {}).get(t) is not None:  # roofs whose shadow went
             from offnadir.change.missing_shadow import raise_gone
 
