@@ -41,7 +41,8 @@ SHADOW_WITNESS = 0.5
 def fringe(h, elevated_labels, codes_t, usable, cell: float, sun_az: float, sun_el: float, tol: float,
            max_dist: float, band: float = BAND_CELLS):
     """(rows, cols, caster labels) of the fringe cells (see the module docstring): lit under ``h``
-    at the target (``codes_t`` 1..254, every cell within 1 so too and not in a cast shadow), in the
+    at the target (``codes_t`` 1..254 — no caster under ``h`` with the march's tolerance ``tol`` —,
+    every cell within 1 so too), in the
     cast shadow of an elevated cell once every elevated cell (``elevated_labels > 0``) is raised by
     ``band * cell * tan(sun_el)``, and ``usable`` with every cell within 1 usable. ``sun_az`` is
     clockwise from the grid's north (rows up), radians."""
@@ -55,8 +56,8 @@ def fringe(h, elevated_labels, codes_t, usable, cell: float, sun_az: float, sun_
     ny, nx = h.shape
     di, dj = -math.cos(sun_az), math.sin(sun_az)
     rise = math.tan(max(sun_el, 1e-6)) * cell
-    d0 = np.empty(h.shape)
-    caster_distances(h, rise, di, dj, float(tol), float(max_dist), d0)
+    # a cell the codes call lit has no caster under h (the same march and tolerance made the codes):
+    # no march of h is needed
     h1 = np.where(lab > 0, h + band * rise, h)
     d1 = np.empty(h.shape)
     caster_distances(h1, rise, di, dj, float(tol), float(max_dist), d1)
@@ -64,8 +65,8 @@ def fringe(h, elevated_labels, codes_t, usable, cell: float, sun_az: float, sun_
     def sure(m):
         return ndi.minimum_filter(np.asarray(m, np.uint8), size=3, mode="nearest") == 1
 
-    lit = (codes_t > 0) & (codes_t < 255) & (d0 < 0)
-    fr = (d1 > 0) & (d0 < 0) & sure(lit) & sure(usable)
+    lit = (codes_t > 0) & (codes_t < 255)
+    fr = (d1 > 0) & sure(lit) & sure(usable)
     ii, jj = np.nonzero(fr)
     d = d1[ii, jj]
     ci = ii + np.floor(d * di + 0.5).astype(np.int64)
