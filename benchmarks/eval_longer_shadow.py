@@ -67,8 +67,8 @@ def with_rule(run, band: float, cls=None, base: bool = True):
         az0 = math.radians(suns[0]["azimuth"] + suns[0]["grid_north_deg"])
         el0 = math.radians(suns[0]["elevation"])
         x0 = a["value"][0].astype(np.float64).mean(axis=0)
-        i0, n0_, s0_ = LS.fringe_sums(h, lab, a["illumination"][0], a["visible"][0] == 1, x0, clf0, run["cell"], az0, el0,
-                                      ChangeOptions().sun_tolerance, float(max(h.shape)), band)
+        i0, n0_, s0_ = LS.fringe_sums(h, lab, a["illumination"][0], a["visible"][0] == 1, x0, clf0, run["cell"],
+                                      az0, el0, ChangeOptions().sun_tolerance, float(max(h.shape)), band)
         k = np.searchsorted(i0, ids)
         found = (k < len(i0)) & (i0[np.minimum(k, len(i0) - 1)] == ids)
         n0 = np.where(found, n0_[np.minimum(k, len(i0) - 1)], 0)

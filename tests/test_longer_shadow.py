@@ -103,7 +103,7 @@ def test_tile_sums_do_not_depend_on_the_tiling_and_feed_the_decision():
     ids_g, p = gone[1]
     assert list(ids_g) == [1, 2, 3]
     assert p[0] < 0.5 <= p[1] and p[2] == 0.7  # box 2 raised; the missing-shadow decision of 3 kept
-    assert report[1]["longer_shadows"]["casters_raised"] == 1
+    assert report[1]["longer_shadows"]["casters_raised"] == 1 and report[1]["longer_shadows"]["shadow_witness"]
 
 
 

@@ -117,8 +117,8 @@ def decide(n, s, clf, n0=None, s0=None) -> np.ndarray:
 
 
 def tile_sums(io, ctx, tile, keep=None, band: float = BAND_CELLS):
-    """Per elevated patch (the caster) and image (the base and each target): ``n`` fringe cells of the tile's core and their
-    summed ``log f_s / f_l`` (:func:`fringe_sums`, the same numbers whatever the tiling: the window
+    """Per elevated patch (the caster) and image (the base and each target): ``n`` fringe cells of
+    the tile's core and their summed ``log f_s / f_l`` (:func:`fringe_sums`, the same numbers whatever the tiling: the window
     holds the sun halo of the surface raised by ``band`` cells of shadow, and one cell more for the
     margin). Returns the grouped table ``{"ids", "rows": {"lsh_n": (m, images), "lsh_s": (m, images)}}``
     (empty without a sun or a target classifier). ``keep["value"]``: the core's values, when read."""
@@ -191,12 +191,19 @@ def decide_targets(sums, gone: dict, targets, clfs, names=None, report=None, log
             full[np.searchsorted(ids, g_ids)] = g_p
             post = np.maximum(post, full)
         gone[t] = (ids, post)
-        rec = dict(casters_tested=int(tested.sum()), casters_raised=raised,
-                   band_cells=BAND_CELLS, rule="roofs whose cast shadow reaches beyond the DSM's prediction "
-                   "(seen shadowed there at the target): cells changed, except where a same-date pair measured dh")
+        witness = bool(clf.accuracy_shadow >= SHADOW_WITNESS)
+        rec = dict(casters_tested=int(tested.sum()), casters_raised=raised, band_cells=BAND_CELLS,
+                   classifier_accuracy_shadow=float(clf.accuracy_shadow), shadow_witness=witness,
+                   rule="roofs whose cast shadow reaches beyond the DSM's prediction (seen shadowed there at the "
+                        "target): cells changed, except where a same-date pair measured dh")
         if report is not None and t < len(report):
             report[t]["longer_shadows"] = rec
+        name = names[t] if names is not None else t
+        if not witness:
+            log.info("%s: longer-shadow rule inactive: the image's shadow classifier calls only %.2f of its own "
+                     "training shadows shadow (< %.2f), so a dark fringe is no witness of a shadow", name,
+                     clf.accuracy_shadow, SHADOW_WITNESS)
+            continue
         log.info("%s: %d of %d roofs' cast shadows reach beyond the DSM's prediction (%g cells tested): gain "
-                 "evidence for those roofs", names[t] if names is not None else t, rec["casters_raised"],
-                 rec["casters_tested"], BAND_CELLS)
+                 "evidence for those roofs", name, rec["casters_raised"], rec["casters_tested"], BAND_CELLS)
     return gone
