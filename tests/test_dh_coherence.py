@@ -1,12 +1,12 @@
 """The coherence of the same-date height change with its window (``dh_evidence.coherent_dh``):
-a height change the size of a building is kept, corners included; a false peak's streak whose
-``dh`` drifts along it is not; the kernel matches a slow obvious twin; the result does not
-depend on the tiling."""
+a height change the size of a building is kept, corners included, also where its heights vary
+(rubble); a false peak's streak is not; the kernel matches a slow obvious twin; the result does
+not depend on the tiling."""
 
 import numpy as np
 import pytest
 
-from offnadir.change.dh_evidence import coherent_dh, coherent_mask, coherent_min_share
+from offnadir.change.dh_evidence import coherent_dh, coherent_mask, coherent_min_share, dh_answer
 from offnadir.change.tileio import MemoryIO
 from offnadir.cube.plan import Tile
 from offnadir.cube.sweep_kernels import coherent_share
@@ -41,29 +41,31 @@ def test_min_share_is_the_window_quadrant():
 
 
 def _scene(seed=0):
-    """Unchanged ground (dh 0 with noise, 5 % not measured), a raised roof (a 20x20 block, +6 m,
-    measured everywhere), and a false peak's streak along the baseline (2 cells wide, dh
+    """Unchanged ground (dh 0 with noise, 5 % not measured), a raised roof (a 20x20 block, +6 m)
+    and rubble (16x20, 3 to 15 m lower), both measured everywhere, and a false peak's streak along the baseline (2 cells wide, dh
     drifting from 6 to 30 m: beyond a storey from the ground)."""
     rng = np.random.default_rng(seed)
     dh = rng.normal(0.0, 0.2, (60, 80))
     dh[10:30, 10:30] = 6.0 + rng.normal(0.0, 0.3, (20, 20))
     dh[45:47, 5:75] = np.linspace(6.0, 30.0, 70)[None, :]
+    dh[12:28, 40:60] = rng.uniform(-15.0, -3.0, (16, 20))  # rubble of a demolished building
     holes = rng.random(dh.shape) < 0.05
-    holes[8:32, 8:32] = False  # a roof measured everywhere (holes lower the share: see the docstring)
+    holes[8:32, 8:62] = False  # a roof measured everywhere (holes lower the share: see the docstring)
     dh[holes] = np.nan
     return dh
 
 
-def test_a_building_sized_change_is_kept_corners_included_and_a_drifting_streak_is_not():
+def test_a_building_sized_change_is_kept_corners_included_and_a_streak_is_not():
     dh = _scene()
-    keep = coherent_mask(dh)
-    roof = np.isfinite(dh[10:30, 10:30])
-    # every measured cell of the roof, its corners included (a quadrant of the window inside)
-    assert keep[10:30, 10:30][roof].all()
+    keep = coherent_mask(dh_answer(dh, 2.5), tol=0.5)
+    # every cell of the roof and of the rubble, corners included (a quadrant of the window inside)
+    assert keep[10:30, 10:30].all() and keep[12:28, 40:60].all()
+    level = coherent_mask(dh)  # the values within a storey: rubble is not level
+    assert level[10:30, 10:30].all() and not level[12:28, 40:60].all()
     streak = dh[45:47, 5:75]
     assert not keep[45:47, 5:75][np.isfinite(streak)].any()
     ground = np.isfinite(dh)
-    ground[5:35, 5:35] = False
+    ground[5:35, 5:65] = False
     ground[40:52, :] = False
     assert keep[ground].mean() > 0.99
     assert not keep[np.isnan(dh)].any()  # no measurement stays none
@@ -73,7 +75,7 @@ def test_an_isolated_peak_in_unchanged_ground_is_dropped():
     dh = np.zeros((40, 40))
     dh[20, 20] = 12.0
     dh[5:8, 30:33] = -9.0  # 9 cells: far less than a window quadrant
-    keep = coherent_mask(dh)
+    keep = coherent_mask(dh_answer(dh, 2.5), tol=0.5)
     assert not keep[20, 20] and not keep[5:8, 30:33].any()
     assert keep[0, 0] and keep[39, 39]
 
@@ -82,14 +84,14 @@ def test_an_isolated_peak_in_unchanged_ground_is_dropped():
 def test_coherent_dh_does_not_depend_on_the_tiling(size):
     dh = np.stack([np.full((60, 80), np.nan), _scene(1), _scene(2)]).astype(np.float32)
     io = MemoryIO({"dh": dh})
-    whole = coherent_dh(io, Tile(0, 0, 0, 60, 0, 80), (60, 80))
+    whole = coherent_dh(io, Tile(0, 0, 0, 60, 0, 80), (60, 80), 2.5)
     assert np.isnan(whole[0]).all()
     assert np.isfinite(whole[1]).sum() < np.isfinite(dh[1]).sum()  # the streak went
     tiled = np.full(dh.shape, -1.0)
     for a, i0 in enumerate(range(0, 60, size)):
         for b, j0 in enumerate(range(0, 80, size)):
             t = Tile(a, b, i0, min(i0 + size, 60), j0, min(j0 + size, 80))
-            tiled[:, t.i0:t.i1, t.j0:t.j1] = coherent_dh(io, t, (60, 80))
+            tiled[:, t.i0:t.i1, t.j0:t.j1] = coherent_dh(io, t, (60, 80), 2.5)
     np.testing.assert_array_equal(tiled, whole)
     kept = np.isfinite(whole)
     np.testing.assert_array_equal(whole[kept], dh[kept].astype(np.float64))

@@ -271,7 +271,7 @@ def probability_tile(io, ctx, tile, models, has, plan):
     ch[0][vis[0] == 1] = 0
     dh = io.read("dh", (slice(None),) + yx).astype(np.float64) if has.get("dh") else None
     dsig = io.read("dh_sigma", (slice(None),) + yx).astype(np.float64) if has.get("dh_sigma") else None
-    dhc = coherent_dh(io, tile, ctx.shape) if dh is not None else None
+    dhc = coherent_dh(io, tile, ctx.shape, bound) if dh is not None else None
     lab = io.read("patch", yx) if has.get("patch") else None
     crit = {t: paint(lab, *plan["decisions"][t][:2]) for t in ctx.targets} if lab is not None else None
     for t in ctx.targets if plan["structural"] else ():
