@@ -31,7 +31,7 @@ def pick_window_lazy(dsm, visible, max_side: int):
     not; computed with the current dask scheduler (:func:`wall_counts_lazy`)."""
     from offnadir.change.sun_estimate import pick_window_from_counts
 
-    ny, nx = getattr(dsm, "shape")
+    ny, nx = dsm.shape
     if ny <= max_side and nx <= max_side:
         return 0, ny, 0, nx
     counts, cuts_y, cuts_x = wall_counts_lazy(dsm, visible, max_side)
