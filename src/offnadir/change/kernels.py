@@ -77,6 +77,65 @@ def parallax_sums(lab, row, x, y, di, dj, ci0, ci1, cj0, cj1, out):
                 out[r, k, 5] += xv * yv
 
 
+@njit(**_NB)
+def canonical_window(x, y, mask, a, ca, b, cb, u, v):
+    """First canonical variates of the cells of a window: ``u = x a - ca``, ``v = y b - cb`` where
+    ``mask`` (``x``, ``y``: (bands, H, W) float64), NaN elsewhere; the arithmetic of
+    :meth:`offnadir.change.irmad.MadModel.canonical` (a float64 sum over the bands in order, then
+    the constant), without the (cells, bands) copies of the masked cells."""
+    p = x.shape[0]
+    ny, nx = mask.shape
+    for i in range(ny):
+        for j in range(nx):
+            if not mask[i, j]:
+                u[i, j] = np.nan
+                v[i, j] = np.nan
+                continue
+            su = 0.0
+            sv = 0.0
+            for q in range(p):
+                su += x[q, i, j] * a[q]
+                sv += y[q, i, j] * b[q]
+            u[i, j] = su - ca
+            v[i, j] = sv - cb
+
+
+def visible_band_sums(val, vis):
+    """(n, sums, sums of squares) of the bands of the cells visible (``vis == 1``) with every
+    band finite: the numbers of ``v = val[:, ok].astype(np.float64); v.sum(axis=1), (v * v).sum(axis=1)``
+    without numpy's fancy-indexed copy and the squares' temporary. That copy is (cells, bands) in
+    memory, so numpy adds each band's values one after the other in cell order: so does this
+    (tested equal)."""
+    val = np.ascontiguousarray(val)
+    if val.dtype not in (np.float32, np.float64):
+        val = val.astype(np.float64)
+    nb = val.shape[0]
+    s, ss = np.zeros(nb), np.zeros(nb)
+    n = _visible_band_sums(val, np.ascontiguousarray(vis), s, ss)
+    return n, s, ss
+
+
+@njit(**_NB)
+def _visible_band_sums(val, vis, s, ss):
+    nb, ny, nx = val.shape
+    n = 0
+    for i in range(ny):
+        for j in range(nx):
+            if vis[i, j] != 1:
+                continue
+            ok = True
+            for b in range(nb):
+                ok = ok and np.isfinite(val[b, i, j])
+            if not ok:
+                continue
+            for b in range(nb):
+                x = np.float64(val[b, i, j])
+                s[b] += x
+                ss[b] += x * x
+            n += 1
+    return n
+
+
 def corr_sums(sums):
     """Pearson r from (..., 6) sums (n, Sx, Sy, Sxx, Syy, Sxy), clipped to [-1, 1]; NaN where
     fewer than 3 pairs or a variance is not above 1e-12. One numba pass over the rows, with the

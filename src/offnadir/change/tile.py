@@ -45,11 +45,8 @@ def stats(io, ctx_shape, n_images, n_bands, tile, ground_radius: int = 0):
            "n": np.zeros(n_images), "s": np.zeros((n_images, n_bands)), "ss": np.zeros((n_images, n_bands)),
            "above": above}
     for t in range(n_images):
-        ok = (vis[t] == 1) & np.all(np.isfinite(val[t]), axis=0)
-        v = val[t][:, ok].astype(np.float64)  # the same (bands, cells) float64 array, so the same sums
-        out["n"][t] = ok.sum()
-        out["s"][t] = v.sum(axis=1)
-        out["ss"][t] = (v * v).sum(axis=1)
+        # numpy's sums of val[t][:, ok] widened to float64 (ok: visible, every band finite), in one pass
+        out["n"][t], out["s"][t], out["ss"][t] = K.visible_band_sums(val[t], vis[t])
     return out
 
 
@@ -219,15 +216,15 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
             rows[f"ndvi_b_{t}"] = K.group_sums(r, n, ndvi(x[:, ctx.red], x[:, ctx.nir]))
             rows[f"ndvi_t_{t}"] = K.group_sums(r, n, ndvi(y[:, ctx.red], y[:, ctx.nir]))
         # structural: first canonical variates of the stratum-0 model, over the window
+        # structure is compared on patch interiors: cells at a patch edge mix neighbours in the
+        # resampled images (walls, rooftop structures), which is not the patch's own texture
         m0 = ms[0]
         u = np.full(lab.shape, np.nan)
         v = np.full(lab.shape, np.nan)
-        if m0 is not None:
-            u[ok], v[ok] = m0.canonical(val[0][:, ok].T, val[t][:, ok].T)
-        # structure is compared on patch interiors: cells at a patch edge mix neighbours in the
-        # resampled images (walls, rooftop structures), which is not the patch's own texture
-        u[~interior] = np.nan
-        v[~interior] = np.nan
+        if m0 is not None:  # m0.canonical's numbers, over the window in one pass (kernels.canonical_window)
+            a0, b0 = np.ascontiguousarray(m0.A[:, 0], np.float64), np.ascontiguousarray(m0.B[:, 0], np.float64)
+            K.canonical_window(val[0], val[t], ok & interior, a0, float(m0.mean_x @ m0.A[:, 0]), b0,
+                               float(m0.mean_y @ m0.B[:, 0]), u, v)
         uc, vc = u[cy, cx][okc], v[cy, cx][okc]
         okc_i = np.isfinite(uc) & np.isfinite(vc)
         uc, vc = np.where(okc_i, uc, 0.0), np.where(okc_i, vc, 0.0)
