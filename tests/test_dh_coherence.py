@@ -95,3 +95,50 @@ def test_coherent_dh_does_not_depend_on_the_tiling(size):
     np.testing.assert_array_equal(tiled, whole)
     kept = np.isfinite(whole)
     np.testing.assert_array_equal(whole[kept], dh[kept].astype(np.float64))
+
+
+def _stereo_cube(n=96):
+    """An unchanged surface seen at two dates (other radiometry), with a same-date dh that shows
+    a raised 30x30 block (+9 m) and a false peak's streak (2 cells wide, +9 m) on unchanged ground."""
+    import rioxarray  # noqa: F401
+    import xarray as xr
+    from affine import Affine
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(0)
+    g = 100 + 40 * ndi.gaussian_filter(rng.standard_normal((n, n)), 1.5)
+    val = np.stack([g + rng.normal(0, 0.5, g.shape), 20 + 0.6 * g + rng.normal(0, 0.5, g.shape)])
+    tr = Affine(0.5, 0, 500000.0, 0, -0.5, 4800000.0)
+    dh = np.full((2, n, n), np.nan, np.float32)
+    dh[1] = 0.0
+    dh[1, 30:60, 30:60] = 9.0
+    dh[1, 75:77, 10:86] = 9.0
+    ds = xr.Dataset({"value": (("image", "band", "y", "x"), val[:, None].astype(np.float32)),
+                     "visible": (("image", "y", "x"), np.ones((2, n, n), np.uint8)),
+                     "dsm": (("y", "x"), np.full((n, n), 100.0, np.float32)),
+                     "dh": (("image", "y", "x"), dh),
+                     "dh_sigma": (("image", "y", "x"), np.full((2, n, n), 0.5, np.float32))},
+                    coords={"image": ["base", "target"], "band": [1], "x": tr.c + 0.5 * (np.arange(n) + 0.5),
+                            "y": tr.f - 0.5 * (np.arange(n) + 0.5),
+                            "azimuth": ("image", [90.0, 270.0]), "off_nadir": ("image", [5.0, 20.0])})
+    ds = ds.rio.write_crs("EPSG:32631").rio.write_transform(tr)
+    ds.attrs["tile_size"] = 48
+    return ds
+
+
+def test_the_change_stage_keeps_the_block_and_drops_the_streak():
+    import json
+    import warnings
+
+    import dask
+
+    from offnadir.change import detect
+
+    with warnings.catch_warnings(), dask.config.set(scheduler="threads"):
+        warnings.simplefilter("ignore")
+        out = detect(_stereo_cube(), chunk=48, shadows=False)  # tiles of 48: the streak crosses a border
+    ch = out["change"].values[1]
+    assert (ch[30:60, 30:60] == 1).mean() > 0.95
+    assert (ch[75:77, 10:86] == 1).mean() < 0.05  # without the coherence test: every cell (dh 9 m, sigma 0.5)
+    rule = json.loads(out.attrs["change_calibration"])["dh_coherence"]
+    assert rule["radius_cells"] >= 1 and rule["min_share"] == pytest.approx(coherent_min_share(rule["radius_cells"]), abs=1e-4)

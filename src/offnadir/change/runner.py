@@ -347,8 +347,12 @@ class Runner:
     def calibrate(self):
         from offnadir.change import calibrate as C
         from offnadir.change import cells as P
+        from offnadir.change import dh_evidence as DE
 
         self.cal_models = {k: C.fit(v, anchor=P.ANCHOR[k[0]]) for k, v in self.hist.items()}
+        dh_rule = DE.coherence_rule(self.opts.elevated_height) if self.has["dh"] else None  # which dh count
+        if dh_rule:
+            self.log(f"dh is evidence where >= {dh_rule['min_share']:.2f} of its window answers the dh test as it does")
         for (kind, t, s), m in sorted(self.cal_models.items()):
             self.log(f"calibration {kind} image {t} {'elevated' if s else 'ground'}: "
                      + ("fallback (" + m.get("reason", "") + ")" if m.get("fallback") else
@@ -357,6 +361,7 @@ class Runner:
                             "decision_p": P.DECISION_P,
                             "offsets": {str(t): len(v) for t, v in self.plan["offsets"].items()},
                             "dh_used": bool(self.has["dh"]), "max_height_change_m": self.max_dh,
+                            "dh_coherence": dh_rule,
                             "evidence_height_m": {str(t): v for t, v in getattr(self, "evidence_dh", {}).items()},
                             "roof_evidence": "sqrt(R*S), the census ratio with the sign-reversal ratio, where no "
                                              "same-date dh measured the cell; R alone elsewhere and on ground",
