@@ -118,10 +118,11 @@ def decide(n, s, clf, n0=None, s0=None) -> np.ndarray:
 
 def tile_sums(io, ctx, tile, keep=None, band: float = BAND_CELLS):
     """Per elevated patch (the caster) and image (the base and each target): ``n`` fringe cells of
-    the tile's core and their summed ``log f_s / f_l`` (:func:`fringe_sums`, the same numbers whatever the tiling: the window
-    holds the sun halo of the surface raised by ``band`` cells of shadow, and one cell more for the
-    margin). Returns the grouped table ``{"ids", "rows": {"lsh_n": (m, images), "lsh_s": (m, images)}}``
-    (empty without a sun or a target classifier). ``keep["value"]``: the core's values, when read."""
+    the tile's core and their summed ``log f_s / f_l`` (:func:`fringe_sums`; the same numbers
+    whatever the tiling: the window holds the sun halo of the surface raised by ``band`` cells of
+    shadow, and one cell more for the margin). Returns the grouped table ``{"ids", "rows":
+    {"lsh_n": (m, images), "lsh_s": (m, images)}}`` (empty without a sun or a target classifier).
+    ``keep["value"]``: the core's values, when read."""
     from offnadir.change.tileio import Window
 
     classes = getattr(ctx, "shadow_classes", ()) or ()
