@@ -50,3 +50,25 @@ def test_canonical_window_equals_the_models_canonical_variates():
     ru[mask], rv[mask] = m.canonical(x[:, mask].T, y[:, mask].T)
     np.testing.assert_array_equal(u, ru)
     np.testing.assert_array_equal(v, rv)
+
+
+def test_canonical_sums_equal_the_stacked_group_sums():
+    rng = np.random.default_rng(8)
+    shape, core = (50, 61), (6, 44, 5, 58)
+    u = rng.normal(0.0, 30.0, shape)
+    v = 0.5 * u + rng.normal(0.0, 20.0, shape)
+    u[rng.random(shape) < 0.1] = np.nan
+    v[rng.random(shape) < 0.1] = np.nan
+    n = 9
+    rowmap = rng.integers(-1, n, shape)
+    cy, cx = slice(core[0], core[1]), slice(core[2], core[3])
+    used = (rng.random((core[1] - core[0], core[3] - core[2])) < 0.8) & (rowmap[cy, cx] >= 0)
+    # the numpy expression the kernel replaces (patch_tile before)
+    r = rowmap[cy, cx][used]
+    uc, vc = u[cy, cx][used], v[cy, cx][used]
+    ok = np.isfinite(uc) & np.isfinite(vc)
+    uc, vc = np.where(ok, uc, 0.0), np.where(ok, vc, 0.0)
+    want = K.group_sums(r, n, np.stack([ok.astype(np.float64), uc, vc, uc * uc, vc * vc, uc * vc], 1))
+    got = K.canonical_sums(u, v, used, rowmap, core[0], core[2], n)
+    np.testing.assert_array_equal(got, want)
+    assert (got[:, 0] > 0).all()

@@ -100,6 +100,34 @@ def canonical_window(x, y, mask, a, ca, b, cb, u, v):
             v[i, j] = sv - cb
 
 
+@njit(**_NB)
+def canonical_sums(u, v, used, rowmap, ci0, cj0, n_groups):
+    """Per-group sums (n, Σu, Σv, Σu², Σv², Σuv) of the canonical variates ``u``, ``v`` (window
+    arrays) over the core cells ``used`` (core-shaped, the core starting at window cell (ci0,
+    cj0)), a cell counting where both are finite (else it adds zeros): the numbers of
+    ``group_sums(rowmap[core][used], n, np.stack([one, u, v, u*u, v*v, u*v], 1))`` over the same
+    cells in the same (row-major) order, without the gathered copies and the six-column array."""
+    out = np.zeros((n_groups, 6))
+    for i in range(used.shape[0]):
+        for j in range(used.shape[1]):
+            if not used[i, j]:
+                continue
+            g = rowmap[ci0 + i, cj0 + j]
+            a = u[ci0 + i, cj0 + j]
+            b = v[ci0 + i, cj0 + j]
+            if np.isfinite(a) and np.isfinite(b):
+                one = 1.0
+            else:
+                one, a, b = 0.0, 0.0, 0.0
+            out[g, 0] += one
+            out[g, 1] += a
+            out[g, 2] += b
+            out[g, 3] += a * a
+            out[g, 4] += b * b
+            out[g, 5] += a * b
+    return out
+
+
 def visible_band_sums(val, vis):
     """(n, sums, sums of squares) of the bands of the cells visible (``vis == 1``) with every
     band finite: the numbers of ``v = val[:, ok].astype(np.float64); v.sum(axis=1), (v * v).sum(axis=1)``

@@ -225,11 +225,8 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
             a0, b0 = np.ascontiguousarray(m0.A[:, 0], np.float64), np.ascontiguousarray(m0.B[:, 0], np.float64)
             K.canonical_window(val[0], val[t], ok & interior, a0, float(m0.mean_x @ m0.A[:, 0]), b0,
                                float(m0.mean_y @ m0.B[:, 0]), u, v)
-        uc, vc = u[cy, cx][okc], v[cy, cx][okc]
-        okc_i = np.isfinite(uc) & np.isfinite(vc)
-        uc, vc = np.where(okc_i, uc, 0.0), np.where(okc_i, vc, 0.0)
-        one = okc_i.astype(np.float64)
-        rows[f"c0_{t}"] = K.group_sums(r, n, np.stack([one, uc, vc, uc * uc, vc * vc, uc * vc], 1))
+        # per patch (n, Σu, Σv, Σu², Σv², Σuv) over the used core cells where both are finite
+        rows[f"c0_{t}"] = K.canonical_sums(u, v, okc, rowmap, ci0, cj0, n)
         # the roofs' near-sensor rim at both dates (offnadir.change.outline, criterion "outline")
         rows[f"outline_{t}"] = OL.patch_sums(lab, elev == 1, EV.intensity(val[0]), EV.intensity(val[t]),
                                              (vis[0] == 1) & (vis[t] == 1), OL.sensor_step(*ctx.shifts[t]),
