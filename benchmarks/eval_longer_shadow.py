@@ -12,7 +12,12 @@ missing-shadow rule paints a roof gone), the scores before and after:
   elevated F1 on the structural truth and score AUC;
 * Kahramanmaras (``--km K``: ``eval_change_real.py --workdir K``): F1 and score AUC.
 
-    python benchmarks/eval_longer_shadow.py [--hard W] [--km K] [--band 3 4 6]
+``--trees`` (hard simulator): the missing-shadow caster sums
+(:func:`offnadir.change.missing_shadow.tile_sums`) of the cut trees, per elevated patch (as the rule
+decides) and per connected elevated component (the whole crown, which the roof-step split cuts into
+fragments), with the run's prior of roofs gone: why the missing-shadow rule does not find them.
+
+    python benchmarks/eval_longer_shadow.py [--hard W] [--km K] [--band 3 4 6] [--no-base] [--trees]
 """
 
 from __future__ import annotations
@@ -88,12 +93,60 @@ def with_rule(run, band: float, cls=None, base: bool = True):
     return p, rows
 
 
+def cut_trees(run, cls) -> str:
+    """The cut trees' missing-shadow evidence (see the module docstring, ``--trees``)."""
+    import xarray as xr
+    from scipy import ndimage as ndi
+
+    from offnadir.change.illumination import shadow_classifiers
+    from offnadir.change.options import ChangeOptions
+    from offnadir.change.tileio import Context, MemoryIO
+    from offnadir.cube.plan import Tile
+
+    a = run["arr"]
+    cube = xr.Dataset({"dsm": (("y", "x"), a["dsm"]), "visible": (("image", "y", "x"), a["visible"]),
+                       "value": (("image", "band", "y", "x"), a["value"])})
+    suns = [dict(s) for s in run["suns"][:2]]
+    shadow_classifiers(cube, suns, run["cell"])
+    h = a["dsm"].astype(np.float64)
+    grid = tuple((math.radians(s["azimuth"] + s["grid_north_deg"]), math.radians(s["elevation"])) for s in suns)
+    ctx = Context(shape=h.shape, n_images=2, n_bands=1, cell=run["cell"], opts=ChangeOptions(), targets=(1,),
+                  h_range=(float(np.nanmin(h)), float(np.nanmax(h))), sun=grid, shadow_classes=MS.classifiers(suns))
+    arrays = {k: a[k] for k in ("dsm", "visible", "value", "illumination", "patch", "elevated")}
+    sums = MS.tile_sums(MemoryIO(arrays), ctx, Tile(0, 0, 0, h.shape[0], 0, h.shape[1]))
+    ids, n, S = sums["ids"], sums["rows"]["msh_n"], sums["rows"]["msh_llr"]
+
+    def L(n0, n1, s0, s1):
+        return np.where(n1 > 0, np.where(n0 > 0, np.minimum(s1, -s0), s1) / MS.CORRELATED, np.nan)
+
+    lp = L(n[:, 0], n[:, 1], S[:, 0], S[:, 1])
+    prior = MS.prior_log_odds(lp[np.isfinite(lp)])
+    el = a["elevated"] == 1
+    comp, _ = ndi.label(el)
+    first = {}
+    for p_, c_ in zip(a["patch"][el], comp[el]):
+        first.setdefault(int(p_), int(c_))
+    cid = np.array([first.get(int(i), 0) for i in ids])
+    out = []
+    for c in np.unique(comp[el & (cls == 5)]):
+        m = comp == c
+        if (cls[m] == 5).mean() < 0.5:
+            continue
+        k = cid == c
+        pk = lp[k]
+        lc = float(L(n[k, 0].sum(), n[k, 1].sum(), S[k, 0].sum(), S[k, 1].sum()))
+        out.append(f"{int(m.sum())} cells, {int(k.sum())} casters, n_t {int(n[k, 1].sum())}: "
+                   f"best patch L {np.nanmax(pk) if np.isfinite(pk).any() else float('nan'):.2f}, crown L {lc:.2f}")
+    return f"prior log odds {prior:.2f}; cut trees: " + "; ".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hard", type=Path)
     ap.add_argument("--km", type=Path)
     ap.add_argument("--band", type=float, nargs="+", default=[LS.BAND_CELLS])
     ap.add_argument("--no-base", action="store_true", help="without the base's confirmation (-S_0)")
+    ap.add_argument("--trees", action="store_true", help="the cut trees' missing-shadow evidence (hard simulator)")
     a = ap.parse_args(argv)
     jobs = []
     if a.hard:
@@ -103,6 +156,12 @@ def main(argv=None) -> int:
     if a.km:
         jobs += [(f"km img{t}", a.km / f"km_post{t}.zarr", None, EMS.score_km) for t in (1, 2)
                  if (a.km / f"km_post{t}.zarr").exists()]
+    if a.trees:
+        for name, path, scene, _ in jobs:
+            if scene is not None:
+                print(f"  {name:9s} " + cut_trees(EMS.load(path), OFF._read(scene / "truth_change_class.tif")),
+                      flush=True)
+        return 0
     for band in a.band:
         print(f"band {band:g} cells of extra shadow", flush=True)
         for name, path, scene, scorer in jobs:
