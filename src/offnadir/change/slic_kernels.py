@@ -97,6 +97,12 @@ def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):
             while j < nx:  # one run of cells in the same block column: the same 9 candidates
                 bj0 = (gj0 + j) // S - b0j
                 L = min(nx, (bj0 + b0j + 1) * S - gj0) - j
+                anym = False
+                for q in range(L):
+                    anym = anym or mrow[j + q]
+                if not anym:  # no cell of the run is assigned: nothing to compute (roofs, hidden cells)
+                    j += L
+                    continue
                 nc = 0
                 for di in range(-1, 2):
                     bi = bi0 + di
