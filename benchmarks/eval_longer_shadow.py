@@ -1,5 +1,6 @@
 """Evaluation: longer shadows as evidence of raised roofs (:mod:`offnadir.change.longer_shadow`),
-measured on finished runs; the rule is not in the pipeline (issue 7, H4).
+applied through its own functions to finished runs (made without the rule: before fe656aa, or with
+it, which then shows what it decided) and scored, to choose its conditions (issue 7, H4).
 
 Per run and target 1: the target's shadow classifier (the run's suns, as the pipeline calibrates
 it), :func:`~offnadir.change.longer_shadow.fringe_sums` over the whole grid for each ``--band``,
