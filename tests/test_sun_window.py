@@ -83,8 +83,7 @@ def test_block_counts_add_up_to_the_whole_grid_count():
     wall &= vis == 1
     y0, y1, x0, x1 = 40, 100, 30, 120
     sy, sx = np.array([0, 7, 33]), np.array([0, 50])
-    got = wall_block_counts(h[y0 - 1:y1 + 1, x0 - 1:x1 + 1], vis[y0 - 1:y1 + 1, x0 - 1:x1 + 1] == 1, fill, 1, 1,
-                            (y1 - y0, x1 - x0), sy, sx)
+    got = wall_block_counts(h[y0 - 1:y1, x0 - 1:x1], vis[y0:y1, x0:x1] == 1, fill, 1, 1, sy, sx)
     core = wall[y0:y1, x0:x1]
     want = [[core[a:b, c:d].sum() for c, d in zip(sx, [*sx[1:], x1 - x0])] for a, b in zip(sy, [*sy[1:], y1 - y0])]
     assert got.tolist() == want

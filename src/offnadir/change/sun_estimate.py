@@ -109,21 +109,20 @@ def window_cuts(n: int, max_side: int, bounds=()) -> np.ndarray:
     return np.unique(np.asarray(edges, np.int64))
 
 
-def wall_block_counts(h, ok, fill: float, top: int, left: int, shape, starts_y, starts_x):
+def wall_block_counts(h, ok, fill: float, top: int, left: int, starts_y, starts_x):
     """Usable wall cells (as :func:`pick_window` counts them) of one block, summed between cuts.
 
     ``h`` the block's heights with ``top`` (0 or 1) rows above and ``left`` (0 or 1) columns left
-    of it (the neighbours a wall step needs; any rows/columns after the block are ignored), ``shape``
-    the block's (rows, columns) without them, ``ok`` the same cells' usability, ``fill`` the height of non-finite cells (the whole grid's nanmin, as
-    :func:`pick_window`), ``starts_y``/``starts_x`` the block-local first row/column of each
-    interval between cuts (the first 0). Returns int64 counts, one per interval pair."""
+    of it (the neighbours a wall step needs), ``ok`` the block's usability (without them),
+    ``fill`` the height of non-finite cells (the whole grid's nanmin, as :func:`pick_window`),
+    ``starts_y``/``starts_x`` the block-local first row/column of each interval between cuts (the
+    first 0). Returns int64 counts, one per interval pair."""
     h = np.asarray(h, np.float64)
     hz = np.where(np.isfinite(h), h, fill)
     wall = np.zeros(h.shape, bool)
     wall[:, 1:] |= np.abs(np.diff(hz, axis=1)) > WALL_STEP_M
     wall[1:, :] |= np.abs(np.diff(hz, axis=0)) > WALL_STEP_M
-    wall &= np.asarray(ok, bool)
-    core = wall[top:top + shape[0], left:left + shape[1]].astype(np.int64)
+    core = (wall[top:, left:] & np.asarray(ok, bool)).astype(np.int64)
     return np.add.reduceat(np.add.reduceat(core, starts_y, axis=0), starts_x, axis=1)
 
 

@@ -42,10 +42,14 @@ def pick_window_lazy(dsm, visible, max_side: int):
 
 def wall_counts_lazy(dsm, visible, max_side: int):
     """(counts, cuts_y, cuts_x): usable wall cells summed between consecutive cuts (every window
-    edge of :func:`~offnadir.change.sun_estimate.pick_window` and every chunk edge of ``dsm``), one
-    task per DSM chunk with a one-cell halo. Two passes over the DSM (first its nanmin: the height
-    the non-finite cells take) and one over ``visible``; the result is small (a few entries per
-    window stride and chunk along each axis)."""
+    edge of :func:`~offnadir.change.sun_estimate.pick_window` and every chunk edge of ``dsm``).
+
+    Two passes, each streaming chunk by chunk (a chunk is read, used and dropped): the first gathers
+    the DSM's nanmin (the height non-finite cells take) and its rows and columns just before each
+    chunk edge (the halos: a wall is a step to the cell above or to the left), the second counts
+    each chunk's walls with its halo row and column (one task per chunk). The client holds the
+    halos (one row per chunk row and one column per chunk column of the grid) and the counts (a few
+    entries per window stride and chunk along each axis)."""
     import dask
     import dask.array as da
 
@@ -54,19 +58,27 @@ def wall_counts_lazy(dsm, visible, max_side: int):
     h = _as_dask(getattr(dsm, "data", dsm), "auto")
     ny, nx = h.shape
     vis = _as_dask(getattr(visible, "data", visible), h.chunks).rechunk(h.chunks)
-    lo, anyfin = dask.compute(da.nanmin(h), da.isfinite(h).any())
-    fill = float(lo) if bool(anyfin) else 0.0
     offs = [np.concatenate([[0], np.cumsum(c)]).astype(np.int64) for c in h.chunks]
+    lo, anyfin, above, before = dask.compute(da.nanmin(h), da.isfinite(h).any(), h[offs[0][1:-1] - 1, :],
+                                             h[:, offs[1][1:-1] - 1])
+    fill = float(lo) if bool(anyfin) else 0.0
     cuts = [window_cuts(n, max_side, o) for n, o in zip((ny, nx), offs)]
     # per chunk, the block-local starts of the intervals between cuts it holds (chunk edges are cuts)
     local = [[c[(c >= o[k]) & (c < o[k + 1])] - o[k] for k in range(len(o) - 1)] for c, o in zip(cuts, offs)]
 
     def block(hb, vb, block_id=None):
         bi, bj = block_id
-        return wall_block_counts(hb, vb == 1, fill, int(bi > 0), int(bj > 0), (h.chunks[0][bi], h.chunks[1][bj]),
-                                 local[0][bi], local[1][bj])
+        (y0, y1), (x0, x1) = offs[0][bi:bi + 2], offs[1][bj:bj + 2]
+        top, left = int(bi > 0), int(bj > 0)
+        # the chunk with its halo row and column (their corner steps to no counted cell)
+        ext = np.full((top + y1 - y0, left + x1 - x0), np.nan)
+        ext[top:, left:] = hb
+        if top:
+            ext[0, left:] = above[bi - 1, x0:x1]
+        if left:
+            ext[top:, 0] = before[y0:y1, bj - 1]
+        return wall_block_counts(ext, vb == 1, fill, top, left, local[0][bi], local[1][bj])
 
-    counts = da.map_overlap(block, h, vis, depth={0: 1, 1: 1}, boundary="none", trim=False,
-                            chunks=tuple(tuple(len(s) for s in ax) for ax in local), dtype=np.int64,
-                            meta=np.empty((0, 0), np.int64))
+    counts = da.map_blocks(block, h, vis, chunks=tuple(tuple(len(s) for s in ax) for ax in local), dtype=np.int64,
+                           meta=np.empty((0, 0), np.int64))
     return counts.compute(), cuts[0], cuts[1]
