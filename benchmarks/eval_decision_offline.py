@@ -62,6 +62,8 @@ def load(store, t: int = 1) -> dict:
                  elev=np.asarray(ds["elevated"].values) == 1, prob=np.asarray(ds["probability"].values[t], np.float64),
                  patch=np.asarray(ds["patch"].values), ids=np.asarray(ds["patch_id"].values), t=t,
                  cell=float(abs(ds.attrs["spatial:transform"][0])))
+        # the ground cells' fine-window evidence (offnadir.change.localise), in stores that have it
+        d["fine"] = np.asarray(ds["evidence_local"].values[t], np.float64) if "evidence_local" in ds else None
         for k in ("spectral", "structural", "outline"):
             d[k] = np.nan_to_num(_col(ds, f"patch_{k}_score", t))
         d["score"] = np.nan_to_num(_col(ds, "patch_score", t))
@@ -101,6 +103,13 @@ def decide(d, name, gone=None):
         opt = dict(plateau=not (name == "gaussian_tail_all" or (name == "gaussian_tail_ground" and ground)),
                    sd_null=name == "sd_null_all" or (name == "sd_null_ground" and ground))
         p[m] = C.probability(P.ratio_evidence(e[m]), refit(C.histogram(P.ratio_evidence(e), m), **opt))
+    if d.get("fine") is not None:  # as the maps pass: which ground cells of a changed neighbourhood
+        from offnadir.change import localise as L
+
+        g = ~el
+        fm = C.fit(C.histogram(P.ratio_evidence(d["fine"]), g), anchor=P.ANCHOR["local"])
+        p[g] = L.localise(p[g], d["fine"][g], C.fit(C.histogram(P.ratio_evidence(e), g), anchor=P.ANCHOR["evidence"]),
+                          fm)
     with np.errstate(invalid="ignore"):
         kept = d["pelev"] & (d["b1"] >= 2.0) & (d["t1"] >= 2.0)  # criteria.rim_kept from the table
         vetoed = kept & (np.abs(d["shift"]) >= CR.RIM_MOVE_CELLS)

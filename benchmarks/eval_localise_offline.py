@@ -220,16 +220,18 @@ def main(argv=None) -> int:
             return r
 
         hard[s] = run_store(store, a.variants, scorer)
-        print(f"hard seed {s}: current vs stored probability, largest difference "
-              f"{hard[s]['current']['max_diff_vs_store']:.2g}", flush=True)
+        if "current" in hard[s]:
+            print(f"hard seed {s}: current vs stored probability, largest difference "
+                  f"{hard[s]['current']['max_diff_vs_store']:.2g}", flush=True)
     km = {}
     for t in a.targets:
         store = a.km / f"km_post{t}.zarr"
         if not store.exists():
             continue
         km[t] = run_store(store, a.variants, lambda d, p, ch, e: EO.score_km(d, p, ch))
-        print(f"Kahramanmaras img{t}: current vs stored, largest difference {km[t]['current']['max_diff_vs_store']:.2g}",
-              flush=True)
+        if "current" in km[t]:
+            print(f"Kahramanmaras img{t}: current vs stored, largest difference "
+                  f"{km[t]['current']['max_diff_vs_store']:.2g}", flush=True)
     print()
     for v in a.variants:
         print(f"== {v}")

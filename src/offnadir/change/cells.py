@@ -80,10 +80,8 @@ def evidence_tile(io, ctx, tile, plan, has):
             for s, m in ((1, elev), (0, ~elev)):
                 hist[("evidence", t, s)] = C.histogram(ratio_evidence(e), m)
             if fine is not None:  # the ground cells' fine-window evidence (offnadir.change.localise)
-                fine[t] = L.ground_fine_evidence(inten[0], inten[t], ok[0], ok[t], elev_w, L.fine_window(window),
-                                                 offsets[t], (sigmas[0], sigmas[t]), compare=_same_sun(lit, t),
-                                                 core=(core[0].start, core[0].stop, core[1].start, core[1].stop))
-                hist[("local", t, 0)] = C.histogram(ratio_evidence(fine[t]), ~elev)
+                fine[t], hist[("local", t, 0)] = L.fine_tile(inten[0], inten[t], ok[0], ok[t], elev_w, window, offsets[t],
+                                                             (sigmas[0], sigmas[t]), _same_sun(lit, t), core)
         io.write("evidence", (slice(None),) + yx, ev)
         if fine is not None:
             io.write("evidence_local", (slice(None),) + yx, fine)
@@ -278,9 +276,8 @@ def probability_tile(io, ctx, tile, models, has, plan):
         p = np.full(shp[1:], np.nan)
         for s, m in ((1, elev), (0, ~elev)):
             p[m] = C.probability(ratio_evidence(ev[t][m]), models[("evidence", t, s)])
-        if fine is not None and ("local", t, 0) in models:  # which ground cells of a changed neighbourhood
-            g = ~elev
-            p[g] = L.localise(p[g], fine[t][g], models[("evidence", t, 0)], models[("local", t, 0)])
+        if fine is not None:  # which ground cells of a changed neighbourhood changed
+            p = L.apply(p, ~elev, fine[t], models.get(("evidence", t, 0)), models.get(("local", t, 0)))
         if crit is not None:
             if len(plan["decisions"][t]) > 2 and plan["decisions"][t][2] is not None:  # roofs whose rim stayed
                 from offnadir.change.outline import rim_witness

@@ -61,6 +61,27 @@ def ground_fine_evidence(base, target, ok_base, ok_target, elevated, window, off
     return np.where(el, np.nan, e)
 
 
+def fine_tile(base, target, ok_base, ok_target, elevated, window, offsets, sigmas, compare, core):
+    """What the evidence pass adds per target and tile: the ground cells' fine evidence over the
+    core (``core``: a pair of slices) and its histogram (the calibration's key ``("local", t, 0)``)."""
+    from offnadir.change import calibrate as C
+
+    fine = ground_fine_evidence(base, target, ok_base, ok_target, elevated, fine_window(window), offsets, sigmas,
+                                compare=compare, core=(core[0].start, core[0].stop, core[1].start, core[1].stop))
+    fine = fine.astype(np.float32)  # as stored (and read back by the maps pass)
+    r = fine.astype(np.float64)
+    return fine, C.histogram(r / (1.0 + r), ~elevated[core])
+
+
+def apply(p, ground, fine, coarse_model, fine_model):
+    """:func:`localise` on the ``ground`` cells of ``p`` (a copy; unchanged without a fine model)."""
+    if fine_model is None:
+        return p
+    out = np.array(p, np.float64, copy=True)
+    out[ground] = localise(out[ground], fine[ground], coarse_model, fine_model)
+    return out
+
+
 def log_likelihood_ratio(model):
     """Per bin of :func:`offnadir.change.calibrate.centres`: ``log N1(z) / N0(z)`` of a fitted
     mixture (the changed density held at its peak beyond its mean, made non-decreasing in ``z``,
