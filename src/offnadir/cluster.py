@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from offnadir.taskrun import DEFAULT_WORKER_TIMEOUT, _n_workers, run_tasks  # noqa: F401  (run_tasks: re-exported)
 
@@ -199,27 +199,32 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
                                                     "scheduler_kwargs": {"dashboard": False}}
     if not quiet:
         _say_if_cache_is_cold()
-    with dask.config.set(malloc), _workers_ignore_sigint():
-        # worker logs at CRITICAL only: a task's error reaches the client (and the user) anyway, and a
-        # shutdown (Ctrl-C, a failed run) must not print a heartbeat traceback from every worker
-        if processes:
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                                   env=env, silence_logs=logging.CRITICAL, **web)
-        else:  # no process to start, import into or close: the kernels release the GIL
-            # the worker's own HTTP routes would listen on all interfaces: keep them on loopback
-            cluster = LocalCluster(n_workers=1, threads_per_worker=n, processes=False, memory_limit=memory_limit,
-                                   silence_logs=logging.CRITICAL, worker_dashboard_address="127.0.0.1:0", **web)
-    client = Client(cluster)
-    client.offnadir_worker_timeout = timeout
-    try:
-        if not quiet:
-            link = _dashboard_link(client, cluster, dash, processes) if dash else "off"
-            shape = f"{n} workers x 1 thread" if processes else f"{n} thread{'s' if n > 1 else ''} in this process"
-            print(f"offnadir: local dask cluster, {shape}; dashboard: {link}", file=sys.stderr)
-        yield client
-    finally:
-        client.close()
-        cluster.close()
+    from offnadir.malloc_reuse import reuse_freed_memory
+
+    # worker threads allocate in this process: keep freed tile arrays for reuse while the cluster runs
+    heap = reuse_freed_memory() if not processes else nullcontext()
+    with heap:
+        with dask.config.set(malloc), _workers_ignore_sigint():
+            # worker logs at CRITICAL only: a task's error reaches the client (and the user) anyway, and a
+            # shutdown (Ctrl-C, a failed run) must not print a heartbeat traceback from every worker
+            if processes:
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                                       env=env, silence_logs=logging.CRITICAL, **web)
+            else:  # no process to start, import into or close: the kernels release the GIL
+                # the worker's own HTTP routes would listen on all interfaces: keep them on loopback
+                cluster = LocalCluster(n_workers=1, threads_per_worker=n, processes=False, memory_limit=memory_limit,
+                                       silence_logs=logging.CRITICAL, worker_dashboard_address="127.0.0.1:0", **web)
+        client = Client(cluster)
+        client.offnadir_worker_timeout = timeout
+        try:
+            if not quiet:
+                link = _dashboard_link(client, cluster, dash, processes) if dash else "off"
+                shape = f"{n} workers x 1 thread" if processes else f"{n} thread{'s' if n > 1 else ''} in this process"
+                print(f"offnadir: local dask cluster, {shape}; dashboard: {link}", file=sys.stderr)
+            yield client
+        finally:
+            client.close()
+            cluster.close()
 
 
 def _dashboard_link(client, cluster, dash: str, processes: bool) -> str:

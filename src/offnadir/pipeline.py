@@ -233,6 +233,8 @@ def _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks, given_clien
                     options={**cfg["cluster"], "chunk": cfg["tiling"]["chunk"], "n_images": len(cfg["images"])})
     with cluster as client:
         clock.lap("cluster start")
+        for hook in stage_hooks:
+            getattr(hook, "preload", lambda: None)()
         with dask.config.set(scheduler=client):
             plan = plan_cube(dsm, images, chunk=cfg["tiling"]["chunk"], lattice_step=cfg["tiling"]["lattice_step"],
                              z_tol=cfg["occlusion"]["z_tol"])
@@ -325,10 +327,15 @@ class _ChangeStage:
     """Run change detection on the store the cube was just written to (a stage hook)."""
 
     def __init__(self, opts, quiet: bool):
+        self.opts, self.quiet = opts, quiet
+
+    def preload(self):
+        """The stage's client-side imports (xarray, pandas...) in a background thread while the cube is
+        computed. Started once the cluster runs: a thread started before a local threaded cluster
+        would get a malloc arena of its own (offnadir.malloc_reuse)."""
         from offnadir.change.preload import start
 
-        self.opts, self.quiet = opts, quiet
-        start()  # the stage's client-side imports (xarray, pandas...) in the background while the cube is computed
+        start()
 
     def __call__(self, cfg, plan, out, client):
         from offnadir.change.stage import detect_store
