@@ -114,7 +114,9 @@ def combine(p_struct, p_dh):
     same-date pairs unchanged. (b) ``p_dh`` also held within a false-peak rate of 10 %
     (the sweep's documented rate on unchanged hard-sim cells): hard stereo mean 0.705. A bound
     for ``p_dh`` measured on the run's own unchanged cells needs a run-wide reduction of ``dh``
-    against the calibrated structural probability before the maps pass (not built)."""
+    against the calibrated structural probability before the maps pass (not built). What the
+    change stage does instead (H3, third round): a ``dh`` not shared by its window quadrant is no
+    measurement (:func:`coherent_dh`), which removes most of the false peaks this clip let win."""
     eps = 1e-6
     a = np.clip(p_struct, eps, 1 - eps)
     b = np.clip(p_dh, eps, 1 - eps)
