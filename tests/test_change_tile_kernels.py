@@ -72,3 +72,20 @@ def test_canonical_sums_equal_the_stacked_group_sums():
     got = K.canonical_sums(u, v, used, rowmap, core[0], core[2], n)
     np.testing.assert_array_equal(got, want)
     assert (got[:, 0] > 0).all()
+
+
+def test_mad_group_sums_equal_the_numpy_expressions():
+    from offnadir.change.tile import LEVELS
+
+    rng = np.random.default_rng(11)
+    n_cells, p, n = 5000, 4, 37
+    M = rng.standard_t(3, (n_cells, p)) * rng.uniform(0.2, 8.0, (n_cells, 1))
+    M[rng.random(n_cells) < 0.03] = np.nan  # cells of a stratum without a model
+    M[5, 1], M[9, 2] = np.inf, -np.inf
+    inv = rng.integers(0, n, n_cells)
+    sums, levels = K.mad_group_sums(inv, n, M, LEVELS)
+    np.testing.assert_array_equal(sums, K.group_sums(inv, n, np.nan_to_num(M)))
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = K.level_counts(inv, n, np.sqrt(np.mean(M * M, axis=1)), LEVELS)
+    np.testing.assert_array_equal(levels, want)
+    assert levels[:, 0].sum() > 0 and levels[:, -1].sum() < levels[:, 0].sum()

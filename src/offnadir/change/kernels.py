@@ -101,6 +101,38 @@ def canonical_window(x, y, mask, a, ca, b, cb, u, v):
 
 
 @njit(**_NB)
+def mad_group_sums(inv, n_groups, M, levels):
+    """Per group, the sums of the MAD variates ``M`` (rows: cells; NaN counted as 0 and +-inf as
+    the largest finite float, as ``np.nan_to_num``) and the counts of :func:`level_counts` of the
+    cells' magnitudes ``sqrt(mean_i M_i^2)``: the numbers of ``group_sums(inv, n,
+    np.nan_to_num(M))`` and ``level_counts(inv, n, np.sqrt(np.mean(M * M, axis=1)), levels)`` in
+    one pass (a row's mean: its squares added in order, divided by their number)."""
+    p = M.shape[1]
+    big = np.finfo(np.float64).max
+    sums = np.zeros((n_groups, p))
+    out = np.zeros((n_groups, levels.shape[0]))
+    for r in range(inv.shape[0]):
+        g = inv[r]
+        s = 0.0
+        for c in range(p):
+            m = M[r, c]
+            s += m * m
+            if m != m:
+                m = 0.0
+            elif m == np.inf:
+                m = big
+            elif m == -np.inf:
+                m = -big
+            sums[g, c] += m
+        x = math.sqrt(s / p)
+        for q in range(levels.shape[0]):
+            if not x > levels[q]:
+                break
+            out[g, q] += 1.0
+    return sums, out
+
+
+@njit(**_NB)
 def canonical_sums(u, v, used, rowmap, ci0, cj0, n_groups):
     """Per-group sums (n, Σu, Σv, Σu², Σv², Σuv) of the canonical variates ``u``, ``v`` (window
     arrays) over the core cells ``used`` (core-shaped, the core starting at window cell (ci0,

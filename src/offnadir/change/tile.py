@@ -199,11 +199,10 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
         x = val[0][:, cy, cx][:, okc].T
         y = val[t][:, cy, cx][:, okc].T
         M = _robust_cells(ms, scales[t], x, y, st[cy, cx][okc])
-        mc = np.sqrt(np.mean(M * M, axis=1))
         r = rowmap[cy, cx][okc]
         rows[f"used_{t}"] = np.bincount(r, minlength=n).astype(np.float64)
-        rows[f"M_{t}"] = K.group_sums(r, n, np.nan_to_num(M))
-        rows[f"levels_{t}"] = K.level_counts(r, n, mc, LEVELS)
+        # sums of M (NaN as 0) and the level counts of m_c = sqrt(mean_i M_i^2), in one pass
+        rows[f"M_{t}"], rows[f"levels_{t}"] = K.mad_group_sums(r, n, np.ascontiguousarray(M, np.float64), LEVELS)
         rows[f"illum_{t}"] = np.bincount(rowmap[cy, cx][moved[cy, cx] & inp], minlength=n).astype(np.float64)
         if ctx.use_sun:  # relative change of direct irradiance on lit cells (sloped faces, new sun)
             lb = lit[0][cy, cx][okc].astype(np.float64)
