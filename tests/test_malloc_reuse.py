@@ -1,6 +1,8 @@
 """offnadir.malloc_reuse: inside the block a freed large buffer is reused without new page faults;
-after it glibc's behaviour is back (a large buffer is a fresh mapping again)."""
+after it glibc's behaviour is back (a large buffer is a fresh mapping again). A local threaded
+cluster runs within it (and with the start-up objects frozen out of the garbage collector)."""
 
+import gc
 import resource
 
 import pytest
@@ -43,6 +45,10 @@ def test_local_threaded_cluster_uses_it(monkeypatch):
         return real()
 
     monkeypatch.setattr(malloc_reuse, "reuse_freed_memory", spy)
+    frozen_before = gc.get_freeze_count()
     with dask_client(None, 1, quiet=True, processes=False) as client:
         assert client.submit(lambda: malloc_reuse._ACTIVE[-1] is not None).result()
+        # the objects that existed at the start are left out of the collections while it runs
+        assert gc.get_freeze_count() > frozen_before
     assert seen == ["entered"] and not malloc_reuse._ACTIVE
+    assert gc.get_freeze_count() == 0  # given back to the collector
