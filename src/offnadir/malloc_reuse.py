@@ -15,9 +15,11 @@ created from then on (``M_ARENA_MAX`` 1: the worker threads share the main heap,
 (``M_MMAP_MAX`` 0: they come from that heap), and no trimming of the heap's free top
 (``M_TRIM_THRESHOLD`` at its largest). Freed memory is then reused by the next task instead of
 being given back and faulted in again. The heap holds at most the run's own peak (what is free
-was in use before), so the peak RSS is not raised; measured with the same tree, alternated, on 2
-shared cores: minor faults 236 000-304 000 -> 112 000-130 000, system CPU 2.0-2.7 -> 1.1-1.6 s,
-peak RSS 1.38-1.48 -> 1.23-1.24 GB (one arena fragments less than one per thread). Arena lock
+was in use before), so the peak RSS is not raised. Measured on ``benchmarks/bench_detect.py``'s
+2048² scene (``offnadir detect`` defaults, threads; one tree with and without, alternated, 2 shared
+cores at load 10-14, 5-6 runs each): minor faults 205 000-322 000 -> 105 000-133 000, system CPU
+1.9-2.9 -> 1.2-1.9 s, the process's CPU 11.5-13.1 -> 10.8-12.0 s, peak RSS 1.36-1.39 ->
+1.21-1.29 GB (one arena fragments less than one per thread); every store array identical. Arena lock
 contention stays small: glibc's per-thread cache serves the small blocks, and Python's own
 allocator the Python objects. Outputs are unchanged (allocation only).
 
