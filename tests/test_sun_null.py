@@ -1,0 +1,106 @@
+"""The sun estimate's acceptance against its own null (offnadir.change.sun_estimate): the
+whole-sky search re-run on the image shifted against the DSM, a Gumbel quantile of those draws'
+best z as the threshold, and that threshold stated in the fit's record."""
+
+import logging
+import math
+
+import numpy as np
+import pytest
+
+
+def _boxes(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    h = np.full((n, n), 100.0)
+    for _ in range(25):
+        i, j = rng.integers(0, n - 30, 2)
+        a, b = rng.integers(8, 28, 2)
+        h[i:i + a, j:j + b] = np.maximum(h[i:i + a, j:j + b], 100 + rng.uniform(4, 20))
+    return h
+
+
+def test_null_threshold_is_the_gumbel_quantile_of_the_draws():
+    from scipy.stats import gumbel_r
+
+    import offnadir.change.sun_estimate as S
+
+    z = np.array([1.9, 2.2, 2.4, 2.5, 2.8, 3.0, 3.1, 3.6, 4.2])
+    # the method-of-moments Gumbel (scipy's law, parametrised by its own location and scale)
+    scale = z.std(ddof=1) * math.sqrt(6) / math.pi
+    loc = z.mean() - np.euler_gamma * scale
+    expected = gumbel_r.ppf(1 - S.NULL_ALPHA, loc=loc, scale=scale)
+    assert S.null_threshold(z) == pytest.approx(expected, rel=1e-6)
+    assert expected > z.max()  # a rarer quantile than the draws reach
+    # never below the single-candidate test, and a fallback when the draws are not usable
+    assert S.null_threshold(np.full(9, 0.1) + np.arange(9) * 1e-3) == S.Z_MIN
+    assert S.null_threshold([np.inf, np.nan, 2.0]) == S.Z_MIN
+
+
+def test_null_shifts_move_every_sample_far_from_its_cell():
+    import offnadir.change.sun_estimate as S
+
+    for ny, nx in ((128, 128), (100, 77)):
+        shifts = S.null_shifts(ny, nx)
+        assert len(set(shifts)) == len(shifts) == 9
+        for dy, dx in shifts:
+            assert min(dy % ny, -dy % ny) >= 0.29 * ny and min(dx % nx, -dx % nx) >= 0.29 * nx
+
+
+def test_null_draw_sums_match_the_search_sums():
+    """The draws' per-block sums (one illumination run for every draw) equal the search's own
+    sums (:meth:`_Level.sums`) on the same shifted image, NaN holes included."""
+    import offnadir.change.sun_estimate as S
+
+    rng = np.random.default_rng(3)
+    h = _boxes(96, 1)
+    h[5:9, 40:50] = np.nan
+    r = rng.uniform(0, 1, h.shape)
+    r[60:70, 10:14] = np.nan
+    level = S._Level(h, r, 0.5, 0.3)
+    shifts = [(0, 0), (29, 48), (67, 29)]
+    x = level.null_draws(shifts)
+    for az, el in ((200.0, 35.0), (73.0, 60.0)):
+        got = level.sums_draws(math.radians(az), math.radians(el), x)
+        for k, (dy, dx) in enumerate(shifts):
+            ref = S._Level(h, np.roll(r, (dy, dx), axis=(0, 1)), 0.5, 0.3).sums(math.radians(az), math.radians(el))
+            np.testing.assert_allclose(got[k], ref, rtol=1e-12, atol=1e-9)
+
+
+def test_shadow_free_image_that_passed_z3_is_rejected(caplog):
+    """Noise over a box DSM: the best of the search passes the single-candidate test z >= 3, the
+    null threshold (calibrated on the same image) rejects it."""
+    import offnadir.change.sun_estimate as S
+
+    h = _boxes(256, 1)
+    noise = np.random.default_rng(101).normal(0.0, 1.0, h.shape)
+    fit = S.fit_sun(h, noise, np.ones(h.shape, bool), 0.5)
+    assert fit.score > 0 and fit.z >= S.Z_MIN  # the old test alone accepted this image
+    assert len(fit.null_z) == 9 and np.isfinite(fit.null_z).all()
+    assert fit.null_threshold > max(fit.null_z) and fit.z_sky < fit.null_threshold
+    assert not fit.accepted()
+    with caplog.at_level(logging.WARNING, logger="offnadir.change.sun_estimate"):
+        assert S.estimate_sun(h, noise, np.ones(h.shape, bool), 0.5) is None
+    assert f"null threshold {fit.null_threshold:.2f}" in caplog.text
+
+
+def test_shadowed_image_is_accepted_and_states_its_threshold(caplog):
+    from offnadir.simulate.sun import sun_vector
+    from offnadir.simulate.views import cast_shadows
+
+    import offnadir.change.sun_estimate as S
+
+    h = _boxes(256, 4)
+    az, el = 250.0, 48.0
+    sh = cast_shadows(h, sun_vector(el, az), 0.5, 0.3)
+    rng = np.random.default_rng(5)
+    img = 40.0 + 900.0 * (np.where(sh == 1, 0.3, 1.0) * rng.uniform(0.5, 1.0, h.shape)) ** 1.7
+    img += rng.normal(0, 10, h.shape)
+    with caplog.at_level(logging.INFO, logger="offnadir.change.sun_estimate"):
+        fit = S.estimate_sun(h, img, np.ones(h.shape, bool), 0.5)
+    assert fit is not None and fit.accepted()
+    assert abs((fit.azimuth - az + 180) % 360 - 180) < 2.0 and abs(fit.elevation - el) < 2.0
+    # the draws stay near no association while the image's own search is far above them
+    assert max(fit.null_z) < S.Z_MIN + 3 < fit.null_threshold + 3 < fit.z_sky
+    assert f"null threshold {fit.null_threshold:.2f}" in fit.describe()
+    assert f"false-acceptance rate {S.NULL_ALPHA:g}" in fit.describe()
+    assert f"null threshold {fit.null_threshold:.2f}" in caplog.text
