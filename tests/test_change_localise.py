@@ -121,3 +121,41 @@ def test_localise_without_mixtures_changes_nothing_upwards():
     rf = np.array([np.exp(-0.05), np.exp(-0.05)])
     np.testing.assert_array_equal(L.localise(p, rf, {"fallback": True}, fine), p)  # wide: no changed population
     np.testing.assert_array_equal(L.localise(p, rf, _model(1), {"fallback": True}), p)  # fine: no mixture
+
+
+def test_maps_pass_localises_with_the_stored_fine_evidence():
+    """cells.probability_tile (the maps pass) on in-memory arrays: a neighbourhood the wide window
+    calls change-like at p ~ 0.45 everywhere; the stored fine evidence says which cells changed.
+    With ``evidence_local`` those cells are flagged and their neighbours not; without it, the
+    probability is the wide window's alone (the layer is what switches the rule)."""
+    from types import SimpleNamespace
+
+    from offnadir.change import cells as P
+    from offnadir.change.tileio import MemoryIO
+
+    coarse, fine = _model(1, pi1=0.08), _model(2, pi1=0.12)
+    z45 = C.threshold_z(coarse, 0.45)
+    n = 40
+    changed = np.zeros((n, n), bool)
+    changed[10:20, 10:20] = True
+
+    def run(with_fine):
+        arrays = {"visible": np.ones((2, n, n), np.uint8), "elevated": np.zeros((n, n), np.uint8),
+                  "evidence": np.full((2, n, n), np.exp(z45), np.float32),
+                  "probability": np.full((2, n, n), np.nan, np.float32), "change": np.full((2, n, n), 2, np.uint8),
+                  "score": np.full((2, n, n), np.nan, np.float32)}
+        if with_fine:
+            arrays["evidence_local"] = np.where(changed, np.exp(-0.05), np.exp(-0.8))[None].repeat(2, 0).astype(
+                np.float32)
+        ctx = SimpleNamespace(n_images=2, targets=[1], shape=(n, n))
+        models = {("evidence", 1, 0): coarse, ("evidence", 1, 1): coarse, ("local", 1, 0): fine}
+        plan = {"bound": 2.5, "structural": True, "ortho": None, "decisions": {}}
+        P.probability_tile(MemoryIO(arrays), ctx, SimpleNamespace(i0=0, i1=n, j0=0, j1=n), models,
+                           {"elevated": True}, plan)
+        return arrays["probability"][1], arrays["change"][1]
+
+    p0, c0 = run(False)
+    assert np.allclose(p0, p0[0, 0]) and 0.4 < p0[0, 0] < 0.5 and not c0.any()
+    p1, c1 = run(True)
+    np.testing.assert_array_equal(c1 == 1, changed)
+    assert np.all(p1[~changed] < p0[~changed])
