@@ -216,6 +216,10 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
                                        silence_logs=logging.CRITICAL, worker_dashboard_address="127.0.0.1:0", **web)
         client = Client(cluster)
         client.offnadir_worker_timeout = timeout
+        if not processes:  # the worker threads' kernels, loaded while the client opens the inputs and plans
+            from offnadir.kernel_preload import start
+
+            start()
         try:
             if not quiet:
                 link = _dashboard_link(client, cluster, dash, processes) if dash else "off"

@@ -1,0 +1,83 @@
+"""Load the run's numba kernels from the cache in a background thread when a local cluster's
+workers are threads of this process.
+
+Why: a cached kernel is loaded on its first call (index and object file read, LLVM linking),
+~0.3 CPU-s for the ~35 kernels of a detect run, but under numba's one global compiler lock: the
+first task of each pass on each worker thread waited for the other thread's loads of that pass's
+kernels (measured on bench_detect's 2048² run, threads, 2 shared cores: 0.30 thread CPU-s of
+loading took 1.55-1.77 s of the threads' wall time, most of it waiting for the lock). Loaded at
+the cluster's start, while the client opens the inputs and plans and the workers mostly wait,
+the passes find them ready. Only what the cache holds for this CPU and the current sources is
+loaded (nothing is compiled here: a kernel that is not cached is compiled on first use as
+before, and ``offnadir warmup`` fills the cache); the loaded machine code is the same code the
+first call would load, so outputs are unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+log = logging.getLogger("offnadir.kernel_preload")
+
+#: kernel modules of a detect run, in the order the run first needs them (the cube's, then the
+#: change stage's); those of ``offnadir.warmup.PIPELINE_MODULES`` plus the change stage's own
+RUN_MODULES = ("offnadir.camera.kernels", "offnadir.cube.kernels", "offnadir.cube.tiepoint_kernels",
+               "offnadir.cube.visibility_bound_kernels", "offnadir.cube.visibility_kernels",
+               "offnadir.cube.sweep_kernels", "offnadir.change.sun_kernels", "offnadir.change.slic_kernels",
+               "offnadir.change.segment_kernels", "offnadir.change.kernels", "offnadir.change.census",
+               "offnadir.change.irmad", "offnadir.change.outline")
+
+
+def _cached_here(d) -> list:
+    """Signatures of dispatcher ``d`` that its cache holds for this CPU and its current source."""
+    try:
+        magic = d.targetctx.codegen().magic_tuple()
+        return [key[0] for key in d._cache._cache_file._load_index() if key[1] == magic]
+    except Exception:  # noqa: BLE001 - no cache or an unreadable index: nothing to load
+        return []
+
+
+def load_cached(modules=RUN_MODULES) -> tuple[int, int]:
+    """Load every signature the numba cache holds for the kernels of ``modules`` (in order);
+    returns (signatures loaded, modules that could not be imported). A module that is gone or
+    fails to import is skipped (the run imports it again and raises what it must)."""
+    import importlib
+
+    from numba.core.registry import CPUDispatcher
+
+    n, missing = 0, 0
+    for modname in modules:
+        try:
+            mod = importlib.import_module(modname)
+        except Exception as e:  # noqa: BLE001 - see the docstring
+            log.debug("kernel preload: %s not imported (%s)", modname, e)
+            missing += 1
+            continue
+        for obj in list(vars(mod).values()):
+            if not isinstance(obj, CPUDispatcher) or obj.py_func.__module__ != modname:
+                continue
+            for sig in _cached_here(obj):
+                if tuple(sig) in obj.overloads:
+                    continue
+                try:
+                    obj.compile(sig)
+                    n += 1
+                except Exception as e:  # noqa: BLE001 - the first call loads or compiles it as before
+                    log.debug("kernel preload: %s%s not loaded (%s)", obj.py_func.__name__, sig, e)
+    return n, missing
+
+
+def _run(modules) -> None:
+    t0, c0 = time.perf_counter(), time.thread_time()
+    n, missing = load_cached(modules)
+    log.info("numba kernels: %d cached signatures loaded in the background (%.2f s, %.2f CPU-s)%s", n,
+             time.perf_counter() - t0, time.thread_time() - c0, f"; {missing} modules not found" if missing else "")
+
+
+def start(modules=RUN_MODULES) -> threading.Thread:
+    """:func:`load_cached` in a daemon thread; returns the thread."""
+    t = threading.Thread(target=_run, args=(tuple(modules),), name="offnadir-kernel-preload", daemon=True)
+    t.start()
+    return t
