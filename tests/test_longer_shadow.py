@@ -127,3 +127,34 @@ def test_a_classifier_that_misses_most_shadows_is_no_witness():
     assert LS.decide(n, s, clf)[1] >= 0.5
     weak = dataclasses.replace(clf, accuracy_shadow=LS.SHADOW_WITNESS / 2)
     assert np.all(LS.decide(n, s, weak) == 0)
+
+
+def test_fringe_of_a_core_is_the_window_fringe_restricted_to_it():
+    """The core-only fringe (filters on the core's crop, the window's far side NaN to the march) is
+    the whole window's fringe cut to the core: same cells, same order, same casters, for suns from
+    every side (the axis-aligned ones included) and cores touching the window's edges."""
+    rng = np.random.default_rng(5)
+    n = 96
+    h = rng.normal(0.0, 0.3, (n, n))
+    lab = np.zeros((n, n), np.int64)
+    for k in range(1, 13):  # boxes of 3-12 m, some cut by the window's edges
+        i, j = rng.integers(-4, n - 4, 2)
+        a, b = rng.integers(5, 16, 2)
+        lab[max(i, 0):i + a, max(j, 0):j + b] = k
+        h[max(i, 0):i + a, max(j, 0):j + b] += rng.uniform(3.0, 12.0)
+    h[rng.random((n, n)) < 0.002] = np.nan
+    usable = rng.random((n, n)) > 0.03
+    found = 0
+    for az_deg in (0.0, 37.0, 90.0, 150.0, 180.0, 221.0, 270.0, 333.0):
+        az, el = math.radians(az_deg), math.radians(rng.uniform(30.0, 60.0))
+        d = np.empty((n, n))
+        caster_distances(np.ascontiguousarray(h), math.tan(el) * CELL, -math.cos(az), math.sin(az), TOL, 40.0, d)
+        codes = np.where(np.isnan(h), 255, np.where(d > 0, 0, 100)).astype(np.uint8)
+        wi, wj, wl = LS.fringe(h, lab, codes, usable, CELL, az, el, TOL, 40.0)
+        for core in ((20, 60, 30, 70), (0, 50, 40, n), (45, n, 0, 33), (0, n, 0, n), (10, 11, 5, 90)):
+            a0, a1, b0, b1 = core
+            sel = (wi >= a0) & (wi < a1) & (wj >= b0) & (wj < b1)
+            ci, cj, cl = LS.fringe(h, lab, codes, usable, CELL, az, el, TOL, 40.0, core=core)
+            assert np.array_equal(ci, wi[sel]) and np.array_equal(cj, wj[sel]) and np.array_equal(cl, wl[sel])
+            found += int(sel.sum())
+    assert found > 100  # the scenes have fringes to compare

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from offnadir.change import missing_shadow as MS
 
@@ -41,14 +42,108 @@ BAND_CELLS = 4.0
 SHADOW_WITNESS = 0.5
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _blocked_distances(h, cand, rise, tol, hmax, oi, oj, ss, out):
+    """The blocked passes of :func:`offnadir.change.sun_kernels.caster_distances` (its blocks, its
+    8 x 8 block maxima, its skip test and its hit test, the same numbers) for the blocks holding a
+    cell of ``cand`` only (-1 elsewhere), each block leaving the offsets once the ray from its
+    lowest top is within ``tol`` of the window's highest top (every later offset is then skipped
+    by the skip test too). The offsets ``oi, oj, ss`` and the cell-by-cell march of the rows and
+    columns whose rounding differs are the caller's (:func:`_core_distances`)."""
+    ny, nx = h.shape
+    bm = np.full(((ny + 7) >> 3, (nx + 7) >> 3), -np.inf)
+    for i in range(ny):
+        for j in range(nx):
+            v = h[i, j]
+            out[i, j] = -1.0
+            if np.isfinite(v):
+                bm[i >> 3, j >> 3] = max(bm[i >> 3, j >> 3], v)
+    for r0 in range(0, ny, 8):
+        r1 = min(ny, r0 + 8)
+        for c0 in range(0, nx, 32):
+            c1 = min(nx, c0 + 32)
+            zb = np.inf
+            any_c = False
+            for i in range(r0, r1):
+                for j in range(c0, c1):
+                    zb = min(zb, h[i, j])
+                    any_c = any_c or cand[i, j]
+            if not any_c or not zb < np.inf:
+                continue
+            for n in range(oi.shape[0]):
+                a = oi[n]
+                b = oj[n]
+                s = ss[n]
+                sr = s * rise
+                if hmax - (zb + sr) <= tol:  # m <= hmax, and zb + sr grows with n
+                    break
+                i0 = max(r0, -a)
+                i1 = min(r1, ny - a)
+                j0 = max(c0, -b)
+                j1 = min(c1, nx - b)
+                if i0 >= i1 or j0 >= j1:
+                    continue
+                m = -np.inf
+                for p in range((i0 + a) >> 3, ((i1 - 1 + a) >> 3) + 1):
+                    for q in range((j0 + b) >> 3, ((j1 - 1 + b) >> 3) + 1):
+                        m = max(m, bm[p, q])
+                if m - (zb + sr) <= tol:
+                    continue
+                for i in range(i0, i1):
+                    hr = h[i + a]
+                    zrow = h[i]
+                    orow = out[i]
+                    for j in range(j0, j1):
+                        zr = zrow[j] + sr
+                        hit = (zr < hmax) & (hr[j + b] - zr > tol) & (orow[j] < 0.0)
+                        orow[j] = s if hit else orow[j]
+
+
+def _core_distances(h, cand, rise, di, dj, tol, max_dist):
+    """:func:`offnadir.change.sun_kernels.caster_distances` of ``h`` at the cells of ``cand`` (any
+    value elsewhere): its offsets and rounding checks (called from here: a kernel calls kernels of
+    its own file only), the blocked passes over the blocks that hold a cell of ``cand``
+    (:func:`_blocked_distances`), the per-cell march where the rounding differs
+    (:func:`~offnadir.change.sun_kernels.caster_distances_at`)."""
+    from offnadir.change.sun_kernels import _regular, caster_distances_at, ray_offsets
+
+    ny, nx = h.shape
+    out = np.full(h.shape, -1.0)
+    fin = h[np.isfinite(h)]
+    if not fin.size:
+        return out
+    hmax, zmin = float(fin.max()), float(fin.min())
+    climb = (hmax - zmin) - tol + 1e-9 * (1.0 + abs(hmax) + abs(zmin))
+    oi, oj, ss = ray_offsets(di, dj, max_dist, rise, climb, ny - 1, nx - 1)
+    _blocked_distances(h, cand, rise, tol, hmax, oi, oj, ss, out)
+    row_ok = _regular(ny, di, ny - 1, max_dist, rise, climb)
+    col_ok = _regular(nx, dj, nx - 1, max_dist, rise, climb)
+    odd = cand & ~(row_ok[:, None] & col_ok[None, :])
+    if odd.any():
+        d = np.empty(h.shape)
+        caster_distances_at(h, rise, di, dj, tol, max_dist, odd, d)
+        out[odd] = d[odd]
+    return out
+
+
 def fringe(h, elevated_labels, codes_t, usable, cell: float, sun_az: float, sun_el: float, tol: float,
-           max_dist: float, band: float = BAND_CELLS):
+           max_dist: float, band: float = BAND_CELLS, core=None):
     """(rows, cols, caster labels) of the fringe cells (see the module docstring): lit under ``h``
     at the target (``codes_t`` 1..254 — no caster under ``h`` with the march's tolerance ``tol`` —,
     every cell within 1 so too), in the
     cast shadow of an elevated cell once every elevated cell (``elevated_labels > 0``) is raised by
     ``band * cell * tan(sun_el)``, and ``usable`` with every cell within 1 usable. ``sun_az`` is
-    clockwise from the grid's north (rows up), radians."""
+    clockwise from the grid's north (rows up), radians.
+
+    ``core``: ``(a0, a1, b0, b1)``, window rows and columns: the fringe cells in ``[a0, a1) x [b0, b1)``
+    only (the same cells in the same order as those of the whole window that lie there), for less:
+    the filter runs on the core and one cell around it, the march of the raised surface only on the
+    blocks holding a core cell that the filter keeps (:func:`_core_distances`), and the rows and
+    columns of the window on the core's side away from the sun are NaN to it. A ray
+    from a core cell never samples them (``floor(i + s di + 1/2) >= i`` for ``di >= 0``, ``<= i``
+    for ``di <= 0``, in floating point too), the cells keep their indices (the march's rounding is
+    unchanged), and a smaller highest or larger lowest top only prunes samples that cannot block
+    (``tol >= 0``), so the core's distances are those of the whole window."""
     from scipy import ndimage as ndi
 
     from offnadir.change.sun_kernels import caster_distances
@@ -62,15 +157,36 @@ def fringe(h, elevated_labels, codes_t, usable, cell: float, sun_az: float, sun_
     # a cell the codes call lit has no caster under h (the same march and tolerance made the codes):
     # no march of h is needed
     h1 = np.where(lab > 0, h + band * rise, h)
-    d1 = np.empty(h.shape)
-    caster_distances(h1, rise, di, dj, float(tol), float(max_dist), d1)
+    if core is not None and tol >= 0:
+        a0, a1, b0, b1 = (int(v) for v in core)
+        if di >= 0:
+            h1[:a0] = np.nan
+        if di <= 0:
+            h1[a1:] = np.nan
+        if dj >= 0:
+            h1[:, :b0] = np.nan
+        if dj <= 0:
+            h1[:, b1:] = np.nan
 
-    def sure(m):
+    def sure(m):  # every cell within 1 so too; sure(a & b) == sure(a) & sure(b) for a minimum filter
         return ndi.minimum_filter(np.asarray(m, np.uint8), size=3, mode="nearest") == 1
 
-    lit = (codes_t > 0) & (codes_t < 255)
-    fr = (d1 > 0) & sure(lit) & sure(usable)
-    ii, jj = np.nonzero(fr)
+    if core is None:
+        d1 = np.empty(h.shape)
+        caster_distances(h1, rise, di, dj, float(tol), float(max_dist), d1)
+        lit = (codes_t > 0) & (codes_t < 255)
+        ii, jj = np.nonzero((d1 > 0) & sure(lit & np.asarray(usable, bool)))
+    else:
+        # the filter's values on the core depend on the cells within 1 of it: that crop, with the
+        # window's own edges where it reaches them (mode "nearest" sees the same cells); the march
+        # only where the fringe can be (those cells of the core)
+        a0, a1, b0, b1 = (int(v) for v in core)
+        r0, r1, c0, c1 = max(a0 - 1, 0), min(a1 + 1, ny), max(b0 - 1, 0), min(b1 + 1, nx)
+        ct, us = codes_t[r0:r1, c0:c1], np.asarray(usable, bool)[r0:r1, c0:c1]
+        cand = np.zeros(h.shape, bool)
+        cand[a0:a1, b0:b1] = sure((ct > 0) & (ct < 255) & us)[a0 - r0:a1 - r0, b0 - c0:b1 - c0]
+        d1 = _core_distances(h1, cand, rise, di, dj, float(tol), float(max_dist))
+        ii, jj = np.nonzero((d1 > 0) & cand)
     d = d1[ii, jj]
     ci = ii + np.floor(d * di + 0.5).astype(np.int64)
     cj = jj + np.floor(d * dj + 0.5).astype(np.int64)
@@ -152,9 +268,8 @@ def tile_sums(io, ctx, tile, keep=None, band: float = BAND_CELLS):
     for t in targets:
         az, el = ctx.sun[t]
         usable = (vis[0] == 1) & (vis[t] == 1)  # the base: visible there
-        ii, jj, lc = fringe(h, lab, ill[t], usable, ctx.cell, az, el, float(ctx.opts.sun_tolerance), float(sh), band)
-        core = (ii >= a0) & (ii < a1) & (jj >= b0) & (jj < b1)
-        ii, jj, lc = ii[core], jj[core], lc[core]
+        ii, jj, lc = fringe(h, lab, ill[t], usable, ctx.cell, az, el, float(ctx.opts.sun_tolerance), float(sh), band,
+                            core=(a0, a1, b0, b1))
         x = np.asarray(val[t], np.float64)[:, ii - a0, jj - b0].mean(axis=0)
         fin = np.isfinite(x)
         llr = classes[t].cell_log_odds(x[fin]) - classes[t].prior
