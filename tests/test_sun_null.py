@@ -47,8 +47,9 @@ def test_null_shifts_move_every_sample_far_from_its_cell():
 
 
 def test_null_draw_sums_match_the_search_sums():
-    """The draws' per-block sums (one illumination run for every draw) equal the search's own
-    sums (:meth:`_Level.sums`) on the same shifted image, NaN holes included."""
+    """The draws' per-block sums (one illumination run for the image and every draw) equal the
+    search's own sums (:meth:`_Level.sums`) on the same shifted image, NaN holes included; the
+    image's own sums are the search's, exactly."""
     import offnadir.change.sun_estimate as S
 
     rng = np.random.default_rng(3)
@@ -60,7 +61,8 @@ def test_null_draw_sums_match_the_search_sums():
     shifts = [(0, 0), (29, 48), (67, 29)]
     x = level.null_draws(shifts)
     for az, el in ((200.0, 35.0), (73.0, 60.0)):
-        got = level.sums_draws(math.radians(az), math.radians(el), x)
+        own, got = level.sums_draws(math.radians(az), math.radians(el), x)
+        np.testing.assert_array_equal(own, S._Level(h, r, 0.5, 0.3).sums(math.radians(az), math.radians(el)))
         for k, (dy, dx) in enumerate(shifts):
             ref = S._Level(h, np.roll(r, (dy, dx), axis=(0, 1)), 0.5, 0.3).sums(math.radians(az), math.radians(el))
             np.testing.assert_allclose(got[k], ref, rtol=1e-12, atol=1e-9)

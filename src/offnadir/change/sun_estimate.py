@@ -244,10 +244,9 @@ class _Level:
         return np.ascontiguousarray(np.stack(w + rk))
 
     def sums_draws(self, az_grid, el, x):
-        """:meth:`sums` for every null draw ``x`` (:meth:`null_draws`) under one candidate sun,
-        from one illumination run: array (K, 4, n_blocks)."""
-        max_dist = self.relief / (math.tan(el) * self.cell) + 2.0
-        K.illumination(self.h, self.cell, az_grid, el, self.tol, 1.0, max_dist, self.buf)
+        """:meth:`sums` of the image and of every null draw ``x`` (:meth:`null_draws`) under one
+        candidate sun, from one illumination run: arrays (4, n_blocks) and (K, 4, n_blocks)."""
+        own = self.sums(az_grid, el)  # leaves the candidate's illumination in self.buf
         nb = N_BLOCKS * N_BLOCKS
         buf = self.buf.ravel()
         block = self.block.ravel()
@@ -263,7 +262,7 @@ class _Level:
         bs = block[sh]
         shs = np.stack([np.bincount(bs, row[sh], minlength=nb) for row in x])
         k = x.shape[0] // 2
-        return np.stack([tot[:k], shs[:k], tot[k:], shs[k:]], axis=1)
+        return own, np.stack([tot[:k], shs[:k], tot[k:], shs[k:]], axis=1)
 
 
 def _score(s):
@@ -286,15 +285,16 @@ def _search(level, azs, els):
     return out
 
 
-def _null_search(level, azs, els, shifts):
-    """The best ``z`` (:func:`_z_at_best`) of the search over ``azs`` x ``els`` for each null
-    draw (the image shifted against the DSM by each of ``shifts``): array (K,)."""
+def _search_with_nulls(level, azs, els, shifts):
+    """:func:`_search` (the same sums), and the best ``z`` (:func:`_z_at_best`) of the same
+    search for each null draw (the image shifted against the DSM by each of ``shifts``): array (K,)."""
     x = level.null_draws(shifts)
-    out = np.empty((len(shifts), len(azs), len(els), 4, N_BLOCKS * N_BLOCKS))
+    s = np.empty((len(azs), len(els), 4, N_BLOCKS * N_BLOCKS))
+    out = np.empty((len(shifts),) + s.shape)
     for a, az in enumerate(azs):
         for e, el in enumerate(els):
-            out[:, a, e] = level.sums_draws(math.radians(az), math.radians(el), x)
-    return np.array([_z_at_best(o)[1] for o in out])
+            s[a, e], out[:, a, e] = level.sums_draws(math.radians(az), math.radians(el), x)
+    return s, np.array([_z_at_best(o)[1] for o in out])
 
 
 def null_shifts(ny: int, nx: int) -> list:
@@ -384,13 +384,12 @@ def fit_sun(h, values, usable, cell: float, north_deg: float = 0.0, *, tol: floa
     # level 0: coarse grid, whole sky
     azs = np.arange(0.0, 360.0, 10.0)
     els = np.arange(lo, hi + 1e-9, 5.0)
-    s = _search(coarse or fine, azs, els)
+    # with the same search on the image shifted against the DSM: the best z without association
+    s, z_null = _search_with_nulls(coarse or fine, azs, els, null_shifts(*(coarse or fine).h.shape))
     sc = _score(s.sum(-1))
     a, e = np.unravel_index(np.argmax(sc), sc.shape)
     az0, el0 = azs[a], els[e]
-    # the same whole-sky search with the image shifted against the DSM: the best z without association
     z_sky = _z_at_best(s)[1]
-    z_null = _null_search(coarse or fine, azs, els, null_shifts(*(coarse or fine).h.shape))
     z_thr = null_threshold(z_null)
     # levels 1 and 2: native grid around the best
     for level, da, de in ((coarse or fine, 2.5, 1.25), (fine, 0.5, 0.25)):
