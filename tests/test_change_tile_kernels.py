@@ -89,3 +89,27 @@ def test_mad_group_sums_equal_the_numpy_expressions():
         want = K.level_counts(inv, n, np.sqrt(np.mean(M * M, axis=1)), LEVELS)
     np.testing.assert_array_equal(levels, want)
     assert levels[:, 0].sum() > 0 and levels[:, -1].sum() < levels[:, 0].sum()
+
+
+@pytest.mark.parametrize("shape,r", [((1, 1), 2), ((9, 140), 3), ((131, 77), 10)])
+def test_ground_estimate_is_exactly_the_filters_opening(shape, r):
+    # minima and negation are exact: the fused row passes give the filters' numbers bit for bit
+    from scipy import ndimage
+
+    from offnadir.change import segment_kernels as SK
+
+    rng = np.random.default_rng(r)
+    h = rng.normal(100.0, 6.0, shape)
+    h[rng.random(shape) < 0.05] = np.nan
+    if shape[0] > 20:
+        h[10:40, 5:35] = np.nan  # a hole wider than the window: cells whose whole window is nodata
+    g = SK.ground_estimate(h, r)
+    a = np.where(np.isfinite(h), h, np.inf)
+    ero = ndimage.minimum_filter(a, size=2 * r + 1, mode="constant", cval=np.inf)
+    ref = ndimage.maximum_filter(np.where(np.isfinite(ero), ero, -np.inf), size=2 * r + 1, mode="constant",
+                                 cval=-np.inf)
+    ref[~np.isfinite(h)] = np.nan
+    np.testing.assert_array_equal(g, ref)
+    out = np.empty(shape)
+    SK.running_min_2d(a, r, out)
+    np.testing.assert_array_equal(out, ero)

@@ -72,19 +72,35 @@ def _strip_pass(tmp, j0, nb, r, w, buf, forward):
 
 
 @njit(**_NB)
-def running_min_2d(a, r, out):
-    """Square (2r+1)² moving minimum of ``a`` (float64), +inf beyond the array (separable)."""
-    ny, nx = a.shape
-    tmp = np.empty((ny, nx))
-    m = max(ny, nx) + 2 * r
+def _rows_min(src, mode, r, tmp):
+    """``tmp[i]`` = the running minimum (:func:`_running_min_1d`) of row ``i`` of ``src`` taken as
+    is (mode 0), with NaN as +inf (mode 1), or negated with non-finite as +inf (mode 2)."""
+    ny, nx = src.shape
+    m = nx + 2 * r
     bg = np.empty(m)
     bh = np.empty(m)
     row = np.empty(nx)
     for i in range(ny):
-        _running_min_1d(a[i], r, bg, bh, row)
-        tmp[i] = row
-    # columns: the same van Herk recursion on strips of B columns at a time, so that every step
-    # reads and writes contiguous row pieces (a column at a time strides through the window)
+        if mode == 0:
+            for j in range(nx):
+                row[j] = src[i, j]
+        elif mode == 1:
+            for j in range(nx):
+                v = src[i, j]
+                row[j] = v if np.isfinite(v) else np.inf
+        else:
+            for j in range(nx):
+                v = src[i, j]
+                row[j] = -v if np.isfinite(v) else np.inf
+        _running_min_1d(row, r, bg, bh, tmp[i])
+
+
+@njit(**_NB)
+def _cols_min(tmp, r, out):
+    """Column running minima of ``tmp`` into ``out``: the van Herk recursion on strips of B
+    columns at a time, so that every step reads and writes contiguous row pieces (a column at a
+    time strides through the window)."""
+    ny, nx = tmp.shape
     B = 64
     w = 2 * r + 1
     m = ny + 2 * r
@@ -97,6 +113,14 @@ def running_min_2d(a, r, out):
         for k in range(ny):
             for b in range(nb):
                 out[k, j0 + b] = min(H[k, b], G[k + 2 * r, b])
+
+
+@njit(**_NB)
+def running_min_2d(a, r, out):
+    """Square (2r+1)² moving minimum of ``a`` (float64), +inf beyond the array (separable)."""
+    tmp = np.empty(a.shape)
+    _rows_min(a, 0, r, tmp)
+    _cols_min(tmp, r, out)
 
 
 def ground_estimate(h, r):
@@ -113,20 +137,16 @@ def ground_estimate(h, r):
 @njit(**_NB)
 def _opening(h, r, out):
     """:func:`ground_estimate` in one kernel: min filter with NaN as +inf, then max filter as the
-    min filter of the negated erosion (cells whose whole window is nodata stay out), NaN back."""
+    min filter of the negated erosion (cells whose whole window is nodata stay out), NaN back.
+    The +inf and negation are applied as each row enters the row pass (no whole-array passes or
+    copies for them; minima are exact, so the numbers are those of the separate passes)."""
     ny, nx = h.shape
-    a = np.empty((ny, nx))
-    for i in range(ny):
-        for j in range(nx):
-            v = h[i, j]
-            a[i, j] = v if np.isfinite(v) else np.inf
+    tmp = np.empty((ny, nx))
     ero = np.empty((ny, nx))
-    running_min_2d(a, r, ero)
-    for i in range(ny):
-        for j in range(nx):
-            v = ero[i, j]
-            a[i, j] = -v if np.isfinite(v) else np.inf
-    running_min_2d(a, r, out)
+    _rows_min(h, 1, r, tmp)
+    _cols_min(tmp, r, ero)
+    _rows_min(ero, 2, r, tmp)
+    _cols_min(tmp, r, out)
     for i in range(ny):
         for j in range(nx):
             out[i, j] = -out[i, j] if np.isfinite(h[i, j]) else np.nan
