@@ -1,6 +1,7 @@
-"""The sun estimate's acceptance against its own null (offnadir.change.sun_estimate): the
-whole-sky search re-run on the image shifted against the DSM, a Gumbel quantile of those draws'
-best z as the threshold, and that threshold stated in the fit's record."""
+"""The sun estimate's acceptance against its own null (offnadir.change.sun_null, used by
+offnadir.change.sun_estimate): the whole-sky search re-run on the image shifted against the DSM,
+a Gumbel quantile of those draws' best z as the threshold, and that threshold stated in the
+fit's record."""
 
 import logging
 import math
@@ -51,6 +52,7 @@ def test_null_draw_sums_match_the_search_sums():
     search's own sums (:meth:`_Level.sums`) on the same shifted image, NaN holes included; the
     image's own sums are the search's, exactly."""
     import offnadir.change.sun_estimate as S
+    from offnadir.change.sun_null import shifted_draws
 
     rng = np.random.default_rng(3)
     h = _boxes(96, 1)
@@ -59,7 +61,7 @@ def test_null_draw_sums_match_the_search_sums():
     r[60:70, 10:14] = np.nan
     level = S._Level(h, r, 0.5, 0.3)
     shifts = [(0, 0), (29, 48), (67, 29)]
-    x = level.null_draws(shifts)
+    x = shifted_draws(level.r_img, level.h, shifts)
     for az, el in ((200.0, 35.0), (73.0, 60.0)):
         own, got = level.sums_draws(math.radians(az), math.radians(el), x)
         np.testing.assert_array_equal(own, S._Level(h, r, 0.5, 0.3).sums(math.radians(az), math.radians(el)))

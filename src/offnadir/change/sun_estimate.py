@@ -29,24 +29,11 @@ arg-max is recomputed without each block; the jackknife standard deviation of th
 elevation, with the last grid step's quantisation (step / sqrt(12)) added in quadrature, is the
 stated 1-sigma uncertainty. The best score's jackknife standard error gives ``z = score / SE``.
 
-Acceptance. ``z >= 3`` alone (three standard errors above no association between the predicted
-shadows and the image) is the test of one candidate; the best of the search's hundreds is biased
-upwards: on shadow-free images (noise over a box DSM) the best z reached 1.5-4.6 and 2 of 12 passed
-(``python benchmarks/eval_sun_null.py``). So the whole-sky search (the first level, where the
-multiplicity is) is run again on null draws of the same image: its samples circularly shifted
-against the DSM by 0.3, 0.5 or 0.7 of the window's side in each axis (9 draws; each sample lands
-at least 0.3 of a side from its own cell, farther than the shadows of any sun over ~30 degrees
-on the window sizes used, so the association is broken while the image's texture, its shadows'
-sizes and its dark fraction are kept). The DSM, hence every candidate's predicted shadows, is the
-same, so one illumination run per candidate serves every draw. Each draw's best z (over the same
-candidates, with the same jackknife) is a maximum of many dependent variates, whose law is taken
-as Gumbel, fitted by its moments to the 9 draws; the sun is accepted when the whole-sky search's
-own best z reaches that law's ``1 - NULL_ALPHA`` quantile (and ``z >= 3``). ``NULL_ALPHA`` is
-1 %: a quantile ~10 times beyond the draws' own range (9 draws reach ~90 %) is as far as 9 draws
-can be extrapolated; at 0.1 % the threshold rode on the draws' outliers (on the hard simulator's
-images some shifted draws reach z 5.6-6.3) and rejected a correct sun (z 8.6). Otherwise the image
-tells nothing about the sun (flat DSM, overcast, no shadows) and None is returned. The threshold,
-the draws and the rate are logged and stated in :meth:`SunFit.describe` (the sun record's detail).
+Acceptance: ``z >= 3`` and the whole-sky search's best z at least a threshold calibrated on
+the image itself (the same search on the image shifted against the DSM; the reason and the rate
+in :mod:`offnadir.change.sun_null`). Otherwise the image tells nothing about the sun (flat DSM,
+overcast, no shadows) and None is returned. The threshold, the draws and the rate are logged and
+stated in :meth:`SunFit.describe` (the sun record's detail).
 """
 
 from __future__ import annotations
@@ -59,6 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from offnadir.change import kernels as K
+from offnadir.change.sun_null import NULL_ALPHA, draw_sums, null_shifts, shifted_draws
+from offnadir.change.sun_null import null_threshold as _null_threshold
 
 log = logging.getLogger("offnadir.change.sun_estimate")
 
@@ -66,11 +55,6 @@ log = logging.getLogger("offnadir.change.sun_estimate")
 Z_MIN = 3.0
 #: a wall for the window choice: height step between neighbours (metres); 2 m ~ below a storey
 WALL_STEP_M = 2.0
-#: the search's own false-acceptance rate (module doc): one shadow-free image in a hundred would be
-#: given a sun; 9 null draws cannot pin a rarer quantile (0.1 % rejected a correct hard-sim sun)
-NULL_ALPHA = 0.01
-#: the null draws' shifts, in fractions of the window's sides (:func:`null_shifts`)
-NULL_FRACTIONS = (0.3, 0.5, 0.7)
 N_BLOCKS = 4
 
 
@@ -216,6 +200,7 @@ class _Level:
         self.buf = np.empty(h.shape, np.uint8)
         self.r_img = np.asarray(r, np.float64)  # the image's ranks, NaN where unusable (for the null draws)
         self.fin_flat = np.isfinite(self.h).ravel()
+        self.draw_cache = {}
 
     def sums(self, az_grid, el):
         """Per block: n usable, n shadowed, rank sum, rank sum in shadow (arrays of N_BLOCKS²)."""
@@ -229,40 +214,13 @@ class _Level:
                          np.bincount(b[ok], self.r[ok], minlength=nb),
                          np.bincount(b[sh], self.r[sh], minlength=nb)]).astype(np.float64)
 
-
-    def null_draws(self, shifts):
-        """The image's ranks circularly shifted against the DSM by each ``(dy, dx)``: array
-        (2 K, ny * nx), the usable indicator of each draw then its ranks (0 where unusable)."""
-        fin = np.isfinite(self.h)
-        r = self.r_img
-        w, rk = [], []
-        for dy, dx in shifts:
-            x = np.roll(r, (dy, dx), axis=(0, 1))
-            ok = np.isfinite(x) & fin
-            w.append(ok.ravel().astype(np.float64))
-            rk.append(np.where(ok, x, 0.0).ravel())
-        return np.ascontiguousarray(np.stack(w + rk))
-
     def sums_draws(self, az_grid, el, x):
-        """:meth:`sums` of the image and of every null draw ``x`` (:meth:`null_draws`) under one
-        candidate sun, from one illumination run: arrays (4, n_blocks) and (K, 4, n_blocks)."""
+        """:meth:`sums` of the image and of every null draw ``x`` (:func:`~offnadir.change.sun_null.
+        shifted_draws`) under one candidate sun, from one illumination run: arrays (4, n_blocks)
+        and (K, 4, n_blocks)."""
         own = self.sums(az_grid, el)  # leaves the candidate's illumination in self.buf
-        nb = N_BLOCKS * N_BLOCKS
-        buf = self.buf.ravel()
-        block = self.block.ravel()
-        unknown = (buf == K.UNKNOWN) & self.fin_flat
-        if unknown.any():  # the kernel marks only non-finite heights unknown: not expected
-            keep = ~unknown
-            tot = np.stack([np.bincount(block[keep], row[keep], minlength=nb) for row in x])
-        else:
-            if getattr(self, "_tot", None) is None or self._tot[0] is not x:
-                self._tot = (x, np.stack([np.bincount(block, row, minlength=nb) for row in x]))
-            tot = self._tot[1]
-        sh = np.flatnonzero(buf == K.SHADED)
-        bs = block[sh]
-        shs = np.stack([np.bincount(bs, row[sh], minlength=nb) for row in x])
-        k = x.shape[0] // 2
-        return own, np.stack([tot[:k], shs[:k], tot[k:], shs[k:]], axis=1)
+        return own, draw_sums(self.buf.ravel(), self.block.ravel(), self.fin_flat, x, N_BLOCKS * N_BLOCKS,
+                              self.draw_cache)
 
 
 def _score(s):
@@ -288,7 +246,7 @@ def _search(level, azs, els):
 def _search_with_nulls(level, azs, els, shifts):
     """:func:`_search` (the same sums), and the best ``z`` (:func:`_z_at_best`) of the same
     search for each null draw (the image shifted against the DSM by each of ``shifts``): array (K,)."""
-    x = level.null_draws(shifts)
+    x = shifted_draws(level.r_img, level.h, shifts)
     s = np.empty((len(azs), len(els), 4, N_BLOCKS * N_BLOCKS))
     out = np.empty((len(shifts),) + s.shape)
     for a, az in enumerate(azs):
@@ -297,23 +255,9 @@ def _search_with_nulls(level, azs, els, shifts):
     return s, np.array([_z_at_best(o)[1] for o in out])
 
 
-def null_shifts(ny: int, nx: int) -> list:
-    """The circular shifts (rows, columns) of the null draws: every pair of 0.3, 0.5, 0.7 of the
-    grid's sides, so each sample lands at least 0.3 of a side away from its cell in both axes."""
-    return [(int(round(fy * ny)), int(round(fx * nx))) for fy in NULL_FRACTIONS for fx in NULL_FRACTIONS]
-
-
 def null_threshold(z_null) -> float:
-    """The ``1 - NULL_ALPHA`` quantile of a Gumbel law with the null draws' mean and standard
-    deviation (method of moments), at least ``Z_MIN``; ``Z_MIN`` when fewer than 3 draws are finite."""
-    z = np.asarray(z_null, np.float64)
-    z = z[np.isfinite(z)]
-    if z.size < 3:
-        log.warning("sun estimate: only %d finite null draws; the null threshold falls back to z %.1f", z.size, Z_MIN)
-        return Z_MIN
-    beta = float(np.std(z, ddof=1)) * math.sqrt(6.0) / math.pi
-    mu = float(np.mean(z)) - 0.5772156649 * beta
-    return max(Z_MIN, mu - beta * math.log(-math.log1p(-NULL_ALPHA)))
+    """:func:`offnadir.change.sun_null.null_threshold` at least ``Z_MIN``."""
+    return _null_threshold(z_null, Z_MIN)
 
 
 def _z_at_best(s):
