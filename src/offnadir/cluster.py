@@ -216,10 +216,11 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
                                        silence_logs=logging.CRITICAL, worker_dashboard_address="127.0.0.1:0", **web)
         client = Client(cluster)
         client.offnadir_worker_timeout = timeout
+        preload = None
         if not processes:  # the worker threads' kernels, loaded while the client opens the inputs and plans
             from offnadir.kernel_preload import start
 
-            start()
+            preload = start()
         try:
             if not quiet:
                 link = _dashboard_link(client, cluster, dash, processes) if dash else "off"
@@ -229,6 +230,8 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
         finally:
             client.close()
             cluster.close()
+            if preload is not None:  # not left loading under numba's lock while the process exits
+                preload.join(60)
 
 
 @contextmanager
