@@ -1,5 +1,5 @@
 """The census evidence's parallax search tolerates small height errors only
-(:func:`offnadir.change.cells.evidence_height`): a raised roof is change, a one-cell
+(:func:`offnadir.change.search_heights.evidence_height`): a raised roof is change, a one-cell
 mis-registration is not."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from offnadir.change import cells as P
+from offnadir.change import cells
+from offnadir.change import search_heights as P
 from offnadir.change import evidence as EV
 from offnadir.change.options import ChangeOptions
 
@@ -100,7 +101,7 @@ def test_ground_cells_keep_their_ground_codes_as_a_witness():
     offs = EV.relative_offsets(*VIEWS, 2.5, CELL)
     sig = (1.0, 1.0)
     plain = EV.structural_evidence(base, target, ok, ok, 21, offs, sig)
-    strat = P.stratum_evidence(base, target, ok, ok, elevated, 21, offs, sig)
+    strat = cells.stratum_evidence(base, target, ok, ok, elevated, 21, offs, sig)
     beside = (slice(45, 75), slice(60, 64))  # ground within a quarter window of the changed roof
     assert np.nanmedian(plain[beside]) > 0.45  # the roof's disagreement fills the ground's windows
     assert np.nanmedian(strat[beside]) < 0.25  # its ground codes alone agree
@@ -112,5 +113,5 @@ def test_ground_cells_keep_their_ground_codes_as_a_witness():
     assert np.all(strat[~elevated] <= plain[~elevated])
     # core: the values of the whole-array computation, on the core only
     core = (10, 110, 30, 100)
-    sub = P.stratum_evidence(base, target, ok, ok, elevated, 21, offs, sig, core=core)
+    sub = cells.stratum_evidence(base, target, ok, ok, elevated, 21, offs, sig, core=core)
     np.testing.assert_allclose(sub, strat[10:110, 30:100], rtol=0, atol=1e-12)

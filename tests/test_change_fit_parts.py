@@ -7,7 +7,7 @@ import numpy as np
 from offnadir.change import fit as F
 from offnadir.change import tile as T
 from offnadir.change.options import ChangeOptions
-from offnadir.change.runner import _fit_task
+from offnadir.change.tasks import _fit_task
 from offnadir.errors import DataError
 
 

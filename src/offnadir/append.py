@@ -242,7 +242,7 @@ def _run(client, tasks, desc):
 # the change stage of one new image, through a two-image view of the store -----------------------
 def _stage():
     """The change stage's runner (its module moves as the stage is reorganised)."""
-    from offnadir.change import runner
+    from offnadir.change import runner, tasks
 
     def run_all(run, done, skip=()):
         """:func:`offnadir.change.runner.run_all`, leaving out passes already run."""
@@ -254,7 +254,7 @@ def _stage():
                 getattr(run, name)()
         return run
 
-    return runner.Runner, run_all, runner.PROGRESS
+    return runner.Runner, run_all, tasks.PROGRESS
 
 
 def _change_one(path, ds, opts, image_vars, index, client, quiet, summary, against=None) -> dict:

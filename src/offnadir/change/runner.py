@@ -35,28 +35,16 @@ import dask
 import numpy as np
 
 from offnadir.change import fit as F
-from offnadir.change import segment
+from offnadir.change import search_heights, segment
 from offnadir.change import tile as T
 from offnadir.change.options import ChangeOptions
 from offnadir.cube.plan import Tile
 from offnadir.errors import DataError
 from offnadir.logs import say
 
-# the per-tile task functions (module level: picklable), re-exported under their old names
-from offnadir.change.tasks import (  # noqa: E402,F401
-    PROGRESS,
-    SEGMENTED,
-    _add_stats,
-    _add_sums,
-    _evidence_tile,
-    _fit_task,
-    _hist_of,
-    _maps_tile,
-    _relabel,
-    _segment_and_mark,
-    _stats_tile,
-    _sums_tile,
-)
+# the per-tile task functions (module level: picklable)
+from offnadir.change.tasks import (SEGMENTED, _add_stats, _add_sums, _evidence_tile, _fit_task,  # noqa: E402
+                                   _hist_of, _maps_tile, _segment_and_mark, _stats_tile, _sums_tile)
 
 _LOG = logging.getLogger("offnadir.change.runner")
 #: automatic NDVI thresholds (Otsu) are never below this: no surface under 0.2 is vegetation
@@ -193,7 +181,7 @@ class Runner:
         red, nir = band_roles(names, self.n_bands, opts) if opts.vegetation else (None, None)
         az = self.cube["azimuth"].values if "azimuth" in self.cube.coords else np.full(self.n_images, np.nan)
         off = self.cube["off_nadir"].values if "off_nadir" in self.cube.coords else np.full(self.n_images, np.nan)
-        self.max_dh = P.max_height_change(opts, st["above"])
+        self.max_dh = search_heights.max_height_change(opts, st["above"])
         self.log(f"parallax searches cover height changes up to {self.max_dh:.1f} m "
                  f"({'option' if opts.max_height_change is not None else 'tallest object above the local ground'})")
         self.az, self.off = az, off
@@ -241,7 +229,7 @@ class Runner:
         from offnadir.change import evidence as EV
 
         window = P.window_cells(self.opts, self.cell)
-        self.evidence_dh = {t: P.evidence_height(self.opts, self.az[0], self.off[0], self.az[t], self.off[t], self.cell)
+        self.evidence_dh = {t: search_heights.evidence_height(self.opts, self.az[0], self.off[0], self.az[t], self.off[t], self.cell)
                             for t in self.targets}
         offsets = {t: EV.relative_offsets(self.az[0], self.off[0], self.az[t], self.off[t], self.evidence_dh[t],
                                           self.cell) for t in self.targets}

@@ -14,7 +14,8 @@ import numpy as np
 from offnadir.change import tile as T
 from offnadir.change.options import ChangeOptions
 from offnadir.change.results import summary_attrs, table
-from offnadir.change.runner import PROGRESS, Runner, run_all
+from offnadir.change.runner import Runner, run_all
+from offnadir.change.tasks import PROGRESS
 
 _Runner = Runner  # the name before the split
 
