@@ -69,17 +69,18 @@ def evidence_tile(io, ctx, tile, plan, has):
         fine = ev.copy() if io.has("evidence_local") else None
         # where a same-date pair measured the height change, dh (not S) weighs a roof's texture change
         no_dh = ~np.isfinite(io.read("dh", (slice(None),) + yx)) if has.get("dh") else None
-        for t in ctx.targets:
+        for t in ctx.targets:  # the fine window (offnadir.change.localise) from the same census sweeps
             e = stratum_evidence(inten[0], inten[t], ok[0], ok[t], elev_w, window, offsets[t], (sigmas[0], sigmas[t]),
                                  compare=_same_sun(lit, t), core=(core[0].start, core[0].stop, core[1].start,
                                                                   core[1].stop),
-                                 reversal=None if no_dh is None else no_dh[t])
+                                 reversal=None if no_dh is None else no_dh[t],
+                                 fine=None if fine is None else L.fine_window(window))
+            e, ef = e if fine is not None else (e, None)
             ev[t] = e
             for s, m in ((1, elev), (0, ~elev)):
                 hist[("evidence", t, s)] = C.histogram(ratio_evidence(e), m)
             if fine is not None:  # the ground cells' fine-window evidence (offnadir.change.localise)
-                fine[t], hist[("local", t, 0)] = L.fine_tile(inten[0], inten[t], ok[0], ok[t], elev_w, window, offsets[t],
-                                                             (sigmas[0], sigmas[t]), _same_sun(lit, t), core)
+                fine[t], hist[("local", t, 0)] = L.fine_tile(ef, elev)
         io.write("evidence", (slice(None),) + yx, ev)
         if fine is not None:
             io.write("evidence_local", (slice(None),) + yx, fine)
@@ -90,7 +91,7 @@ def evidence_tile(io, ctx, tile, plan, has):
 
 
 def stratum_evidence(base, target, ok_base, ok_target, elevated, window, offsets, sigmas, compare=None, core=None,
-                     reversal=None):
+                     reversal=None, fine=None):
     """:func:`offnadir.change.evidence.structural_evidence`, and for a **ground** cell the smaller of
     that and the same ratio over the code pairs of ground cells only (``~elevated``).
 
@@ -106,17 +107,23 @@ def stratum_evidence(base, target, ok_base, ok_target, elevated, window, offsets
     on flat ground is exactly texture appearing. ``reversal`` (bool, the core's shape): the
     elevated cells that use it (default all; :func:`evidence_tile`: those without a measured
     ``dh``, which weighs a roof's change there and sees a raised roof whose edges moved onto flat
-    roof, where ``S`` is blind). Same arguments as ``structural_evidence`` plus ``elevated``."""
+    roof, where ``S`` is blind). Same arguments as ``structural_evidence`` plus ``elevated``; ``fine``
+    (cells): also return :func:`offnadir.change.localise.ground_fine_evidence` over that window, from
+    the same sweeps, as ``(E, E_fine)``."""
     if not elevated.any():
         return EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=compare,
-                                      core=core)
-    e, rev = EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=compare,
-                                    core=core, reversal=True)
+                                      core=core, fine=fine)
+    e, rev, *ef = EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=compare,
+                                         core=core, reversal=True, fine=fine)
     ground = ~elevated if compare is None else (compare & ~elevated)
-    eg = EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=ground, core=core)
+    eg = EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=ground, core=core,
+                                fine=fine)
     i0, i1, j0, j1 = core if core is not None else (0, base.shape[0], 0, base.shape[1])
+    el = elevated[i0:i1, j0:j1]
+    eg, *efg = eg if fine is not None else (eg,)
     roof = EV.roof_evidence(e, rev) if reversal is None else np.where(reversal, EV.roof_evidence(e, rev), e)
-    return np.where(elevated[i0:i1, j0:j1], roof, np.fmin(e, eg))
+    out = np.where(el, roof, np.fmin(e, eg))
+    return out if fine is None else (out, np.where(el, np.nan, np.fmin(ef[0], efg[0])))
 
 
 def add_evidence(*parts):

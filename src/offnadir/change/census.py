@@ -331,11 +331,14 @@ def _hslide_wide(cl, ch, e0, nw, cj0, cj1, r, ja, o):
 
 @njit(**_NB)
 def _min_ratio_offset(A, B, di, dj, w, ci0, ci1, cj0, cj1, packed, cl, ch, ring, wl, wh, out, rev, half,
-                      min_expected, rout):
+                      min_expected, rout, wf, fl, fh, fout):
     """``out = fmin(out, R)`` over the core rows/cols for one offset. Column sums roll down the
     rows (each row's packed counts computed once into a ring of 2r+2 rows: one row in, one out),
     window sums along each row (one column in, one out). ``rev`` (packed only): also ``rout =
-    fmin(rout, S)``, the sign-reversal ratio from the same window sums."""
+    fmin(rout, S)``, the sign-reversal ratio from the same window sums. ``wf`` > 0 (a second,
+    narrower window, ``wf <= w`` and packed): also ``fout = fmin(fout, R_wf)``, its column sums
+    ``fl/fh`` rolled from the same ring (rows ``i - wf//2 - 1 .. i + wf//2`` are in it while row
+    ``i`` is done: the ring holds ``i - r - 1 .. i + r``)."""
     H, W = A.shape
     r = w // 2
     m = ring.shape[0]
@@ -350,6 +353,15 @@ def _min_ratio_offset(A, B, di, dj, w, ci0, ci1, cj0, cj1, packed, cl, ch, ring,
         _vadd(cl[:nw], rl)
         _vadd(ch[:nw], rh)
     e0 = min(cj0 + r, W) - ja  # the first core window's columns except its last
+    rf = wf // 2
+    fa = max(cj0 - rf, 0)  # the fine window's columns, [fa, fa + nf), within [ja, jb)
+    f0, nf, ftop = fa - ja, min(cj1 + rf, W) - fa, max(ci0 - rf, 0)
+    if wf > 0:
+        fl[:] = 0
+        fh[:] = 0
+        for i in range(ftop, min(ci0 + rf, H)):
+            _vadd(fl[:nf], ring[i % m, 0, f0:f0 + nf])
+            _vadd(fh[:nf], ring[i % m, 1, f0:f0 + nf])
     for i in range(ci0, ci1):
         k = i + r
         if k < H:
@@ -361,6 +373,15 @@ def _min_ratio_offset(A, B, di, dj, w, ci0, ci1, cj0, cj1, packed, cl, ch, ring,
         if k >= top:
             _vsub(cl[:nw], ring[k % m, 0, :nw])
             _vsub(ch[:nw], ring[k % m, 1, :nw])
+        if wf > 0:
+            k = i + rf
+            if k < H:
+                _vadd(fl[:nf], ring[k % m, 0, f0:f0 + nf])
+                _vadd(fh[:nf], ring[k % m, 1, f0:f0 + nf])
+            k = i - rf - 1
+            if k >= ftop:
+                _vsub(fl[:nf], ring[k % m, 0, f0:f0 + nf])
+                _vsub(fh[:nf], ring[k % m, 1, f0:f0 + nf])
         if packed:
             _hslide_packed(cl, ch, e0, nw, cj0, cj1, r, ja, wl, wh)
             _ratio_packed(wl, wh, out[i - ci0])
@@ -368,10 +389,13 @@ def _min_ratio_offset(A, B, di, dj, w, ci0, ci1, cj0, cj1, packed, cl, ch, ring,
                 _reversal_packed(wl, wh, half, min_expected, rout[i - ci0])
         else:
             _hslide_wide(cl, ch, e0, nw, cj0, cj1, r, ja, out[i - ci0])
+        if wf > 0:  # wl/wh are free again
+            _hslide_packed(fl, fh, min(cj0 + rf, W) - fa, nf, cj0, cj1, rf, fa, wl, wh)
+            _ratio_packed(wl, wh, fout[i - ci0])
 
 
 def min_census_ratio(base_codes, target_codes, offsets, window: int, core=None, *, packed=None,
-                     reversal: bool = False):
+                     reversal: bool = False, fine: int | None = None):
     """``min over offsets (di, dj) of census_ratio(base, target shifted by (di, dj))`` (NaN where
     no offset has a valid pair in the window). ``*_codes``: :func:`pack` words (or the three bit
     planes of :func:`words`). ``core``:
@@ -380,7 +404,10 @@ def min_census_ratio(base_codes, target_codes, offsets, window: int, core=None, 
     :data:`PACKED_MAX_WINDOW`; the result is the same either way). ``reversal``: return ``(R, S)``,
     with ``S`` :func:`offnadir.change.reversal.min_reversal_ratio` of the same words (identical
     numbers): in the same sweep when the window sums are packed (the reversal count is one more
-    lane of the same popcount; one sweep instead of two), else by that function."""
+    lane of the same popcount; one sweep instead of two), else by that function. ``fine``: a
+    narrower window (``<= window`` and :data:`PACKED_MAX_WINDOW`) whose ratio is taken in the same
+    sweep from the same per-row counts (identical to a call with ``window=fine``), appended to the
+    result: ``(R, R_fine)`` or ``(R, S, R_fine)``."""
     A = base_codes if isinstance(base_codes, np.ndarray) else words(*base_codes)
     B = target_codes if isinstance(target_codes, np.ndarray) else words(*target_codes)
     H, W = A.shape
@@ -402,9 +429,14 @@ def min_census_ratio(base_codes, target_codes, offsets, window: int, core=None, 
 
     fused = bool(reversal) and lanes
     rout = np.full((i1 - i0, j1 - j0) if fused else (0, 0), np.nan)
+    wf = 0 if fine is None else int(fine)
+    if fine is not None and not 1 <= wf <= min(w, PACKED_MAX_WINDOW):
+        raise ValueError(f"fine census window of {wf} cells: must be 1 to min(window {w}, {PACKED_MAX_WINDOW}).")
+    fcl, fch = (np.zeros(W, np.uint64), np.zeros(W, np.uint64)) if wf else (cl[:0], ch[:0])
+    fout = np.full((i1 - i0, j1 - j0) if wf else (0, 0), np.nan)
     for di, dj in offsets:
         _min_ratio_offset(A, B, int(di), int(dj), w, i0, i1, j0, j1, lanes, cl, ch, ring, wl, wh, out, fused,
-                          CONTINUITY, MIN_EXPECTED, rout)
-    if not reversal:
-        return out
-    return out, (rout if fused else min_reversal_ratio(A, B, offsets, w, core))
+                          CONTINUITY, MIN_EXPECTED, rout, wf, fcl, fch, fout)
+    res = (out, rout if fused else min_reversal_ratio(A, B, offsets, w, core)) if reversal else (out,)
+    res = res + ((fout,) if wf else ())
+    return res if len(res) > 1 else out

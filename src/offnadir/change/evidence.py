@@ -143,7 +143,7 @@ def relative_offsets(az0, off0, az1, off1, max_dh, cell):
 
 
 def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=((0, 0),),
-                        sigmas=None, compare=None, core=None, reversal: bool = False):
+                        sigmas=None, compare=None, core=None, reversal: bool = False, fine=None):
     """Per-cell cross-date structural evidence ``E`` (>= 0, about 1 = no agreement beyond
     chance; NaN: not observable): the smallest :func:`census_ratio` over the parallax
     ``offsets`` (target shifted), on the cells observable in both (``ok_base & ok_target``).
@@ -153,7 +153,9 @@ def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=(
     (default all; e.g. not where the direct sun differs between the dates: a moved cast shadow
     is a nuisance) — the others still get the evidence of their window. ``core``: (i0, i1, j0, j1),
     return only those cells (the arrays' margin is halo). ``reversal``: also return the
-    sign-reversal ratio ``S`` of the same codes (:mod:`offnadir.change.reversal`), as ``(E, S)``."""
+    sign-reversal ratio ``S`` of the same codes (:mod:`offnadir.change.reversal`), as ``(E, S)``.
+    ``fine``: a narrower window (cells) whose evidence (the same codes and offsets) is taken in the
+    same sweep and appended: ``(E, E_fine)`` or ``(E, S, E_fine)``."""
     from offnadir.change import census as K
 
     sa, sb = sigmas if sigmas is not None else (noise_sigma(base, ok_base), noise_sigma(target, ok_target))
@@ -162,15 +164,13 @@ def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=(
     wa = K.census_words(base, ok_base & cm, DEADBAND * sa, RADIUS, _NEIGH)
     wb = K.census_words(target, ok_target & cm, DEADBAND * sb, RADIUS, _NEIGH)
     # with the reversal ratio: both from one sweep of the window sums (identical to min_reversal_ratio)
-    best = K.min_census_ratio(wa, wb, offsets, window, core, reversal=bool(reversal))
-    best, rev = best if reversal else (best, None)
+    res = K.min_census_ratio(wa, wb, offsets, window, core, reversal=bool(reversal), fine=fine)
+    res = res if isinstance(res, tuple) else (res,)
     i0, i1, j0, j1 = core if core is not None else (0, base.shape[0], 0, base.shape[1])
     unseen = ~(ok_base & ok_target)[i0:i1, j0:j1]
-    best[unseen] = np.nan
-    if not reversal:
-        return best
-    rev[unseen] = np.nan
-    return best, rev
+    for a in res:
+        a[unseen] = np.nan
+    return res if len(res) > 1 else res[0]
 
 
 def roof_evidence(r, s):

@@ -61,16 +61,16 @@ def ground_fine_evidence(base, target, ok_base, ok_target, elevated, window, off
     return np.where(el, np.nan, e)
 
 
-def fine_tile(base, target, ok_base, ok_target, elevated, window, offsets, sigmas, compare, core):
+def fine_tile(fine, elevated):
     """What the evidence pass adds per target and tile: the ground cells' fine evidence over the
-    core (``core``: a pair of slices) and its histogram (the calibration's key ``("local", t, 0)``)."""
+    core (:func:`ground_fine_evidence`, taken by :func:`offnadir.change.cells.stratum_evidence` in
+    the wide window's sweeps; ``elevated``: the core's) as stored, and its histogram (the
+    calibration's key ``("local", t, 0)``)."""
     from offnadir.change import calibrate as C
 
-    fine = ground_fine_evidence(base, target, ok_base, ok_target, elevated, fine_window(window), offsets, sigmas,
-                                compare=compare, core=(core[0].start, core[0].stop, core[1].start, core[1].stop))
-    fine = fine.astype(np.float32)  # as stored (and read back by the maps pass)
+    fine = np.asarray(fine).astype(np.float32)  # as stored (and read back by the maps pass)
     r = fine.astype(np.float64)
-    return fine, C.histogram(r / (1.0 + r), ~elevated[core])
+    return fine, C.histogram(r / (1.0 + r), ~elevated)
 
 
 def apply(p, ground, fine, coarse_model, fine_model):
