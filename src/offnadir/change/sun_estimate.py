@@ -31,7 +31,13 @@ stated 1-sigma uncertainty. The best score's jackknife standard error gives ``z 
 
 Acceptance: ``z >= 3`` and the whole-sky search's best z at least a threshold calibrated on
 the image itself (the same search on the image shifted against the DSM; the reason and the rate
-in :mod:`offnadir.change.sun_null`). Otherwise the image tells nothing about the sun (flat DSM,
+in :mod:`offnadir.change.sun_null`), and the best elevation more than two of its sigmas inside the
+searched range (10-80 degrees; the refinements stay inside it). A best on the range's edge means
+the score still rose there: no maximum was found, so the elevation is not determined. That is
+the signature of an image whose brightness follows the shading of slopes rather than cast
+shadows (s2p's Réunion pair: 106 m of relief and no walls; the score grows as a sun sinking
+towards the horizon marks more of the slopes facing away dark, towards half the scene: best
+10 degrees at azimuth 50 against the true 38.9/31.0 of its acquisition time). Otherwise the image tells nothing about the sun (flat DSM,
 overcast, no shadows) and None is returned. The threshold, the draws and the rate are logged and
 stated in :meth:`SunFit.describe` (the sun record's detail).
 """
@@ -72,18 +78,25 @@ class SunFit:
     z_sky: float = math.nan  #: z of the best candidate of the whole-sky (first) search
     null_threshold: float = math.nan  #: what ``z_sky`` had to reach (:func:`null_threshold`)
     null_z: tuple = ()  #: the null draws' best z (:func:`null_shifts`)
+    #: the searched elevation range (lo, hi) when the best lies within two of its own sigmas of
+    #: an edge: a maximum beyond the range cannot be excluded, so the elevation was not found
+    #: (module doc); else ()
+    edge_range: tuple = ()
 
     def accepted(self) -> bool:
         """The best fit is significant: ``z >= Z_MIN`` and the whole-sky search's best z at least
         the null threshold (the module doc)."""
-        return bool(self.score > 0 and self.z >= Z_MIN and self.z_sky >= self.null_threshold)
+        return bool(self.score > 0 and self.z >= Z_MIN and self.z_sky >= self.null_threshold
+                    and not self.edge_range)
 
     def describe(self) -> str:
         return (f"estimated from the image and the DSM: score {self.score:.3f} (z {self.z:.1f}), "
                 f"uncertainty +/-{self.sigma_azimuth:.1f} deg azimuth, +/-{self.sigma_elevation:.1f} deg elevation "
                 f"(1 sigma), {100 * self.shadow_fraction:.1f} % of {self.n_cells} cells predicted in shadow; "
                 f"whole-sky z {self.z_sky:.2f} against the null threshold {self.null_threshold:.2f} "
-                f"({len(self.null_z)} draws of the image shifted against the DSM, false-acceptance rate {NULL_ALPHA:g})")
+                f"({len(self.null_z)} draws of the image shifted against the DSM, false-acceptance rate {NULL_ALPHA:g})"
+                + (f"; best on the edge of the searched elevations {self.edge_range[0]:g}-{self.edge_range[1]:g} deg "
+                   f"(no maximum inside them: elevation not determined)" if self.edge_range else ""))
 
 
 def pick_window(h, ok, max_side: int):
@@ -281,6 +294,13 @@ def estimate_sun(h, values, usable, cell: float, north_deg: float = 0.0, *, tol:
     fit = fit_sun(h, values, usable, cell, north_deg, tol=tol, max_side=max_side, el_range=el_range)
     if fit is None:
         return None
+    if fit.edge_range:
+        log.warning("sun estimate rejected: the best fit (azimuth %.1f, elevation %.1f, score %.3f, z %.1f) lies on the "
+                    "edge of the searched elevations %g-%g deg, so the score has no maximum inside them: the image's "
+                    "dark regions grow with the predicted shadows towards half the scene (shading of slopes, not "
+                    "cast shadows), and the elevation is not determined", fit.azimuth, fit.elevation, fit.score,
+                    fit.z, *fit.edge_range)
+        return None
     if not fit.accepted():
         log.warning("sun estimate rejected: best fit azimuth %.1f elevation %.1f has score %.3f, z %.1f (minimum "
                     "%.0f), whole-sky z %.2f against the null threshold %.2f (the image's dark regions do not follow "
@@ -328,6 +348,7 @@ def fit_sun(h, values, usable, cell: float, north_deg: float = 0.0, *, tol: floa
     # level 0: coarse grid, whole sky
     azs = np.arange(0.0, 360.0, 10.0)
     els = np.arange(lo, hi + 1e-9, 5.0)
+    lo, hi = float(els[0]), float(els[-1])  # the elevations the whole-sky search covers
     # with the same search on the image shifted against the DSM: the best z without association
     s, z_null = _search_with_nulls(coarse or fine, azs, els, null_shifts(*(coarse or fine).h.shape))
     sc = _score(s.sum(-1))
@@ -339,11 +360,13 @@ def fit_sun(h, values, usable, cell: float, north_deg: float = 0.0, *, tol: floa
     for level, da, de in ((coarse or fine, 2.5, 1.25), (fine, 0.5, 0.25)):
         for _ in range(4):  # re-centre while the best lies on the edge of the local grid
             azs = az0 + da * np.arange(-4, 5)
-            els = np.unique(np.clip(el0 + de * np.arange(-4, 5), 1.0, 89.0))
+            # within the elevations the whole-sky search covered: outside them nothing was
+            # compared, and the null threshold was calibrated on that range only
+            els = np.unique(np.clip(el0 + de * np.arange(-4, 5), lo, hi))
             s = _search(level, azs, els)
             sc = _score(s.sum(-1))
             a, e = np.unravel_index(np.argmax(sc), sc.shape)
-            edge = a in (0, len(azs) - 1) or (e in (0, len(els) - 1) and 1.0 < els[e] < 89.0)
+            edge = a in (0, len(azs) - 1) or (e in (0, len(els) - 1) and lo < els[e] < hi)
             az0, el0 = azs[a], els[e]
             if not edge:
                 break
@@ -370,5 +393,6 @@ def fit_sun(h, values, usable, cell: float, north_deg: float = 0.0, *, tol: floa
     fit = SunFit(azimuth=float((az0 - north_deg) % 360.0), elevation=float(el0), sigma_azimuth=sig_az,
                  sigma_elevation=sig_el, score=best, z=float(z), n_cells=n_ok,
                  shadow_fraction=float(tot[a, e, 1] / max(n_ok, 1)), window=(i0, i1, j0, j1),
-                 z_sky=float(z_sky), null_threshold=float(z_thr), null_z=tuple(float(v) for v in z_null))
+                 z_sky=float(z_sky), null_threshold=float(z_thr), null_z=tuple(float(v) for v in z_null),
+                 edge_range=(lo, hi) if min(el0 - lo, hi - el0) <= 2.0 * sig_el else ())
     return fit
