@@ -73,3 +73,20 @@ def test_stratum_evidence_returns_the_ground_fine_evidence_of_localise(with_elev
     assert np.array_equal(ef, ef0, equal_nan=True)
     assert np.isfinite(ef).sum() > 1000
     assert np.all(np.isnan(ef[elev[core[0]:core[1], core[2]:core[3]]]))
+
+
+def test_painter_shares_the_patch_look_up_and_paints_what_paint_paints():
+    """The maps pass paints several values per patch on the same IDs (criteria score, rim, gone
+    roofs): its painter looks the cells' patches up once per distinct ID array, same values."""
+    rng = np.random.default_rng(5)
+    lab = rng.integers(0, 40, (50, 60))
+    ids = np.unique(rng.integers(1, 45, 30))
+    other = np.unique(rng.integers(1, 45, 20))
+    painted = cells._painter(lab)
+    for i in (ids, ids.copy(), other, ids, np.zeros(0, np.int64)):
+        v = rng.random(len(i))
+        a, b = painted(i, v), cells.paint(lab, i, v)
+        assert np.array_equal(a, b, equal_nan=True)
+        assert len(i) == 0 or np.isfinite(a).any()
+    ix = cells.paint_index(lab, ids)
+    assert np.array_equal(ix[0], lab > 0) and ix[1].shape == (int((lab > 0).sum()),)

@@ -242,18 +242,41 @@ def ortho_evidence(score):
         return u / (1.0 + u)
 
 
-def paint(lab, ids, values):
-    """Per-cell value of each cell's patch (``ids`` sorted, ``values`` aligned; NaN: no patch)."""
+def paint(lab, ids, values, index=None):
+    """Per-cell value of each cell's patch (``ids`` sorted, ``values`` aligned; NaN: no patch).
+    ``index``: :func:`paint_index` of ``(lab, ids)`` when already taken."""
     out = np.full(lab.shape, np.nan)
-    m = lab > 0
-    if not len(ids) or not m.any():
+    m, idx, hit = paint_index(lab, ids) if index is None else index
+    if idx is None:
         return out
-    idx = np.minimum(np.searchsorted(ids, lab[m]), len(ids) - 1)
-    hit = ids[idx] == lab[m]
     v = np.zeros(idx.shape)
     v[hit] = np.asarray(values, np.float64)[idx[hit]]
     out[m] = v
     return out
+
+
+def paint_index(lab, ids):
+    """The patch cells of ``lab``, the position of each one's patch in ``ids`` and whether it is
+    there (the look-up :func:`paint` does; ``None`` twice: nothing to paint)."""
+    m = lab > 0
+    if not len(ids) or not m.any():
+        return m, None, None
+    idx = np.minimum(np.searchsorted(ids, lab[m]), len(ids) - 1)
+    return m, idx, ids[idx] == lab[m]
+
+
+def _painter(lab):
+    """:func:`paint` on ``lab`` with each distinct ``ids``' look-up taken once (a tile paints several
+    values per patch and target on the same patch IDs)."""
+    seen = []
+
+    def f(ids, values):
+        for i, ix in seen:
+            if i is ids or (len(i) == len(ids) and np.array_equal(i, ids)):
+                return paint(lab, ids, values, ix)
+        seen.append((ids, paint_index(lab, ids)))
+        return paint(lab, ids, values, seen[-1][1])
+    return f
 
 
 def probability_tile(io, ctx, tile, models, has, plan):
@@ -276,7 +299,8 @@ def probability_tile(io, ctx, tile, models, has, plan):
     dsig = io.read("dh_sigma", (slice(None),) + yx).astype(np.float64) if has.get("dh_sigma") else None
     dhc = coherent_dh(io, tile, ctx.shape, bound) if dh is not None else None
     lab = io.read("patch", yx) if has.get("patch") else None
-    crit = {t: paint(lab, *plan["decisions"][t][:2]) for t in ctx.targets} if lab is not None else None
+    painted = _painter(lab) if lab is not None else None
+    crit = {t: painted(*plan["decisions"][t][:2]) for t in ctx.targets} if lab is not None else None
     for t in ctx.targets if plan["structural"] else ():
         p = np.full(shp[1:], np.nan)
         for s, m in ((1, elev), (0, ~elev)):
@@ -287,7 +311,7 @@ def probability_tile(io, ctx, tile, models, has, plan):
             if len(plan["decisions"][t]) > 2 and plan["decisions"][t][2] is not None:  # roofs whose rim stayed
                 from offnadir.change.outline import rim_witness
 
-                p = rim_witness(p, paint(lab, plan["decisions"][t][0], plan["decisions"][t][2]), DECISION_P)
+                p = rim_witness(p, painted(plan["decisions"][t][0], plan["decisions"][t][2]), DECISION_P)
             p = either(p, crit[t])
         if dh is not None:
             sig = dsig[t] if dsig is not None else np.full(p.shape, np.nan)
@@ -296,7 +320,7 @@ def probability_tile(io, ctx, tile, models, has, plan):
         if lab is not None and (plan.get("gone") or {}).get(t) is not None:  # roofs whose shadow went
             from offnadir.change.missing_shadow import raise_gone
 
-            gone = paint(lab, *plan["gone"][t])
+            gone = painted(*plan["gone"][t])
             if dh is not None:  # where a same-date pair measured dh, dh weighs the roof's change
                 gone[np.isfinite(dh[t])] = np.nan
             p = raise_gone(p, gone)
