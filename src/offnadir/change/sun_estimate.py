@@ -37,8 +37,8 @@ the score still rose there: no maximum was found, so the elevation is not determ
 the signature of an image whose brightness follows the shading of slopes rather than cast
 shadows (s2p's Réunion pair: 106 m of relief and no walls; the score grows as a sun sinking
 towards the horizon marks more of the slopes facing away dark, towards half the scene: best
-10 degrees at azimuth 50 against the true 38.9/31.0 of its acquisition time). Otherwise the image tells nothing about the sun (flat DSM,
-overcast, no shadows) and None is returned. The threshold, the draws and the rate are logged and
+10 degrees at azimuth 50 against the true 38.9/31.0 of its acquisition time). Otherwise the
+image tells nothing about the sun (flat DSM, overcast, no shadows) and None is returned. The threshold, the draws and the rate are logged and
 stated in :meth:`SunFit.describe` (the sun record's detail).
 """
 
@@ -84,8 +84,8 @@ class SunFit:
     edge_range: tuple = ()
 
     def accepted(self) -> bool:
-        """The best fit is significant: ``z >= Z_MIN`` and the whole-sky search's best z at least
-        the null threshold (the module doc)."""
+        """The best fit is significant: ``z >= Z_MIN``, the whole-sky search's best z at least
+        the null threshold, and the best elevation not on the searched range's edge (module doc)."""
         return bool(self.score > 0 and self.z >= Z_MIN and self.z_sky >= self.null_threshold
                     and not self.edge_range)
 
