@@ -18,7 +18,9 @@ from 5 and 25 degrees on 0.5 m cells) that was most of the change stage. Here:
   out: ``w <= 90``); wider windows
   unpack the column sums and slide six integers (:func:`_hslide_wide`);
 * every loop runs over 0-based slices (numba adds no negative-index checks there, which is what
-  lets LLVM vectorise them), and only the columns a core window touches are counted.
+  lets LLVM vectorise them), and only the columns a core window touches are counted;
+* a narrower window (the fine localisation window, :mod:`offnadir.change.localise`) can take its
+  column sums from the same ring of per-row counts in the same sweep.
 
 Exact integer window sums (the same as ``uniform_filter(mode="constant")`` times ``w^2``) and the
 same floating-point expression as before: the results are bit-identical to the previous kernel
@@ -232,6 +234,17 @@ def _vsub(c, x):
         c[t] -= x[t]
 
 
+@njit(**_NB)
+def _roll(cl, ch, rows, f0, nf, add):
+    """Column sums ``cl/ch[:nf]`` +/- the ring's row ``rows`` (lo, hi) from column ``f0``."""
+    if add:
+        _vadd(cl[:nf], rows[0, f0:f0 + nf])
+        _vadd(ch[:nf], rows[1, f0:f0 + nf])
+    else:
+        _vsub(cl[:nf], rows[0, f0:f0 + nf])
+        _vsub(ch[:nf], rows[1, f0:f0 + nf])
+
+
 @njit(**_NB, inline="always")
 def _ratio(n, d, am, ap, bm, bp, o):
     """``o = fmin(o, R)`` for one core row from its window sums (the kernel's one formula)."""
@@ -335,10 +348,8 @@ def _min_ratio_offset(A, B, di, dj, w, ci0, ci1, cj0, cj1, packed, cl, ch, ring,
     """``out = fmin(out, R)`` over the core rows/cols for one offset. Column sums roll down the
     rows (each row's packed counts computed once into a ring of 2r+2 rows: one row in, one out),
     window sums along each row (one column in, one out). ``rev`` (packed only): also ``rout =
-    fmin(rout, S)``, the sign-reversal ratio from the same window sums. ``wf`` > 0 (a second,
-    narrower window, ``wf <= w`` and packed): also ``fout = fmin(fout, R_wf)``, its column sums
-    ``fl/fh`` rolled from the same ring (rows ``i - wf//2 - 1 .. i + wf//2`` are in it while row
-    ``i`` is done: the ring holds ``i - r - 1 .. i + r``)."""
+    fmin(rout, S)``, the sign-reversal ratio from the same window sums. ``wf > 0`` (<= w): also
+    ``fout = fmin(fout, R)`` over that window, its column sums ``fl/fh`` from the same ring."""
     H, W = A.shape
     r = w // 2
     m = ring.shape[0]
@@ -356,12 +367,10 @@ def _min_ratio_offset(A, B, di, dj, w, ci0, ci1, cj0, cj1, packed, cl, ch, ring,
     rf = wf // 2
     fa = max(cj0 - rf, 0)  # the fine window's columns, [fa, fa + nf), within [ja, jb)
     f0, nf, ftop = fa - ja, min(cj1 + rf, W) - fa, max(ci0 - rf, 0)
-    if wf > 0:
-        fl[:] = 0
-        fh[:] = 0
-        for i in range(ftop, min(ci0 + rf, H)):
-            _vadd(fl[:nf], ring[i % m, 0, f0:f0 + nf])
-            _vadd(fh[:nf], ring[i % m, 1, f0:f0 + nf])
+    fl[:] = 0
+    fh[:] = 0
+    for i in range(ftop, min(ci0 + rf, H) if wf > 0 else ftop):
+        _roll(fl, fh, ring[i % m], f0, nf, True)
     for i in range(ci0, ci1):
         k = i + r
         if k < H:
@@ -373,15 +382,11 @@ def _min_ratio_offset(A, B, di, dj, w, ci0, ci1, cj0, cj1, packed, cl, ch, ring,
         if k >= top:
             _vsub(cl[:nw], ring[k % m, 0, :nw])
             _vsub(ch[:nw], ring[k % m, 1, :nw])
-        if wf > 0:
-            k = i + rf
-            if k < H:
-                _vadd(fl[:nf], ring[k % m, 0, f0:f0 + nf])
-                _vadd(fh[:nf], ring[k % m, 1, f0:f0 + nf])
-            k = i - rf - 1
-            if k >= ftop:
-                _vsub(fl[:nf], ring[k % m, 0, f0:f0 + nf])
-                _vsub(fh[:nf], ring[k % m, 1, f0:f0 + nf])
+        if wf > 0:  # rows i - rf - 1 and i + rf are in the ring (it holds i - r - 1 .. i + r)
+            if i + rf < H:
+                _roll(fl, fh, ring[(i + rf) % m], f0, nf, True)
+            if i - rf - 1 >= ftop:
+                _roll(fl, fh, ring[(i - rf - 1) % m], f0, nf, False)
         if packed:
             _hslide_packed(cl, ch, e0, nw, cj0, cj1, r, ja, wl, wh)
             _ratio_packed(wl, wh, out[i - ci0])
