@@ -37,9 +37,10 @@ the score still rose there: no maximum was found, so the elevation is not determ
 the signature of an image whose brightness follows the shading of slopes rather than cast
 shadows (s2p's Réunion pair: 106 m of relief and no walls; the score grows as a sun sinking
 towards the horizon marks more of the slopes facing away dark, towards half the scene: best
-10 degrees at azimuth 50 against the true 38.9/31.0 of its acquisition time). Otherwise the
-image tells nothing about the sun (flat DSM, overcast, no shadows) and None is returned. The threshold, the draws and the rate are logged and
-stated in :meth:`SunFit.describe` (the sun record's detail).
+10 degrees at azimuth 50 against the true 38.9 at azimuth 31.0 of its acquisition time). Otherwise the
+image tells nothing about the sun (flat DSM, overcast, no shadows) and None is returned. The
+threshold, the draws and the rate are logged and stated in :meth:`SunFit.describe` (the sun
+record's detail).
 """
 
 from __future__ import annotations
@@ -295,11 +296,11 @@ def estimate_sun(h, values, usable, cell: float, north_deg: float = 0.0, *, tol:
     if fit is None:
         return None
     if fit.edge_range:
-        log.warning("sun estimate rejected: the best fit (azimuth %.1f, elevation %.1f, score %.3f, z %.1f) lies on the "
-                    "edge of the searched elevations %g-%g deg, so the score has no maximum inside them: the image's "
-                    "dark regions grow with the predicted shadows towards half the scene (shading of slopes, not "
-                    "cast shadows), and the elevation is not determined", fit.azimuth, fit.elevation, fit.score,
-                    fit.z, *fit.edge_range)
+        log.warning("sun estimate rejected: the best fit (azimuth %.1f, elevation %.1f, score %.3f, z %.1f) "
+                    "lies within two sigmas of the edge of the searched elevations %g-%g deg: the score has no "
+                    "maximum inside them, so the elevation is not determined (e.g. an image whose brightness "
+                    "follows the shading of slopes rather than cast shadows)", fit.azimuth, fit.elevation,
+                    fit.score, fit.z, *fit.edge_range)
         return None
     if not fit.accepted():
         log.warning("sun estimate rejected: best fit azimuth %.1f elevation %.1f has score %.3f, z %.1f (minimum "
