@@ -27,7 +27,8 @@ import numpy as np
 
 S2P = "/work/shared/data/real/s2p/tests/data"
 PAIRS = {
-    "reunion": (f"{S2P}/expected_output/pair/dsm.tif", [f"{S2P}/input_pair/img_01.tif", f"{S2P}/input_pair/img_02.tif"]),
+    "reunion": (f"{S2P}/expected_output/pair/dsm.tif",
+                [f"{S2P}/input_pair/img_01.tif", f"{S2P}/input_pair/img_02.tif"]),
     "marseille": (f"{S2P}/expected_output/triplet/dsm.tif",
                   [f"{S2P}/input_triplet/img_01.tif", f"{S2P}/input_triplet/img_02.tif"]),
 }
@@ -63,7 +64,7 @@ def irradiance_best(h, v, ok, cell, north):
             K.illumination(hz, cell * f, math.radians(az + north), math.radians(el), 0.3, 1.0, md, buf)
             c = float(np.corrcoef(rankdata(buf[use].astype(float)), rv)[0, 1])
             if c > best[0]:
-                best = (c, (float((az) % 360), float(el)))
+                best = (c, (float(az), float(el)))
     return best
 
 
@@ -84,7 +85,8 @@ def main(argv=None):
             cube = coregister(dsm, images, chunk=256).compute()
         grid = cube["dsm"]
         tr = grid.rio.transform()
-        lon, lat, north = grid_centre_lonlat_and_north(grid.rio.crs.to_wkt(), tuple(tr), (cube.sizes["y"], cube.sizes["x"]))
+        shape = (cube.sizes["y"], cube.sizes["x"])
+        lon, lat, north = grid_centre_lonlat_and_north(grid.rio.crs.to_wkt(), tuple(tr), shape)
         cell = abs(float(tr.a))
         h = np.asarray(grid.values, np.float64)
         for t, path in enumerate(images):
