@@ -67,6 +67,7 @@ import numpy as np
 from offnadir.change import calibrate as C
 from offnadir.change import cells as P
 from offnadir.change import census as K
+from offnadir.change import census_codes as CW
 from offnadir.change import evidence as EV
 from offnadir.change import reference as REF
 
@@ -128,7 +129,7 @@ def census_evidence(inp, compare=None, radius: int = 1, pairs=None):
     cb, vb = EV.census(b, ob & cm, inp["sigmas"][1], radius)
     if pairs is not None:
         va, vb = va & pairs, vb & pairs
-    e = K.min_census_ratio(K.pack(ca, va), K.pack(cb, vb), inp["offsets"], inp["window"], None)
+    e = K.min_census_ratio(CW.pack(ca, va), CW.pack(cb, vb), inp["offsets"], inp["window"], None)
     e[~(oa & ob)] = np.nan
     return e
 

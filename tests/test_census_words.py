@@ -1,11 +1,11 @@
-"""census.census_words (one pass) equals pack(*evidence.census(...)) (the numpy formula)."""
+"""census_codes.census_words (one pass) equals pack(*evidence.census(...)) (the numpy formula)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from offnadir.change import census as K
+from offnadir.change import census_codes as CW
 from offnadir.change import evidence as EV
 
 
@@ -16,8 +16,8 @@ def test_census_words_equal_the_packed_numpy_codes(dtype, r):
     x[5:9, 10:20] = 100.0  # flat: codes 0
     mask = rng.random(x.shape) > 0.1
     sigma = 0.5
-    want = K.pack(*EV.census(x, mask, sigma, r))
-    got = K.census_words(x, mask, EV.DEADBAND * sigma, r, EV._NEIGH)
+    want = CW.pack(*EV.census(x, mask, sigma, r))
+    got = CW.census_words(x, mask, EV.DEADBAND * sigma, r, EV._NEIGH)
     np.testing.assert_array_equal(got, want)
     assert (got & 0xFF).any() and (got & 0xFF00).any() and (got & 0xFF0000).any()
 
@@ -33,6 +33,6 @@ def test_census_words_row_sweep_equals_the_cell_by_cell_kernel(shape, dtype, r):
     mask = (rng.random(shape) > 0.1) & np.isfinite(x)
     t = x.dtype.type(EV.DEADBAND * 0.5)
     want = np.empty(shape, np.uint32)
-    K._census_words(x, mask, t, r, np.asarray(EV._NEIGH, np.int64), want)
-    got = K.census_words(x, mask, EV.DEADBAND * 0.5, r, EV._NEIGH)
+    CW._census_words(x, mask, t, r, np.asarray(EV._NEIGH, np.int64), want)
+    got = CW.census_words(x, mask, EV.DEADBAND * 0.5, r, EV._NEIGH)
     np.testing.assert_array_equal(got, want)

@@ -47,14 +47,15 @@ def test_census_kernel_lanes_and_wide_sums_agree():
     """The packed window sums (16-bit lanes) and the six-integer slide give the same ratios, and
     a window too wide for the lanes is refused rather than overflowing."""
     from offnadir.change import census as K
+    from offnadir.change import census_codes as CW
 
     rng = np.random.default_rng(5)
     H, W = 70, 90
     base = rng.normal(0, 10, (H, W)).cumsum(axis=0)
     target = np.where(rng.random((H, W)) < 0.3, rng.normal(0, 10, (H, W)), base)
     ok = rng.random((H, W)) > 0.1
-    ca = K.pack(*EV.census(base, ok, 1.0))
-    cb = K.pack(*EV.census(target, ok, 1.0))
+    ca = CW.pack(*EV.census(base, ok, 1.0))
+    cb = CW.pack(*EV.census(target, ok, 1.0))
     offs = [(0, 0), (2, -1), (-5, 3)]
     for w in (5, 41, K.PACKED_MAX_WINDOW - 1):
         a = K.min_census_ratio(ca, cb, offs, w, (4, 60, 3, 80))

@@ -10,6 +10,7 @@ from scipy import ndimage as ndi
 
 from offnadir.change import cells as P
 from offnadir.change import census as K
+from offnadir.change import census_codes as CW
 from offnadir.change import evidence as EV
 from offnadir.change import reversal as RV
 
@@ -26,7 +27,7 @@ def test_kernel_equals_the_numpy_formula(seed, window, offsets):
     oa[:, :16] = False  # a strip without base samples wider than the windows: no pair, NaN
     ca, va = EV.census(a, oa, 0.05)
     cb, vb = EV.census(b, ob, 0.05)
-    got = RV.min_reversal_ratio(K.pack(ca, va), K.pack(cb, vb), offsets, window)
+    got = RV.min_reversal_ratio(CW.pack(ca, va), CW.pack(cb, vb), offsets, window)
     ref = np.full((ny, nx), np.nan)
     for di, dj in offsets:
         ref = np.fmin(ref, RV.reversal_ratio_reference(ca, va, EV.shift(cb, di, dj, 0), EV.shift(vb, di, dj, False),
@@ -35,7 +36,7 @@ def test_kernel_equals_the_numpy_formula(seed, window, offsets):
     assert np.isnan(got).any() and np.isfinite(got).mean() > 0.5
     np.testing.assert_allclose(got[np.isfinite(got)], ref[np.isfinite(ref)], rtol=1e-12, atol=1e-12)
     core = (7, 41, 12, 70)
-    part = RV.min_reversal_ratio(K.pack(ca, va), K.pack(cb, vb), offsets, window, core)
+    part = RV.min_reversal_ratio(CW.pack(ca, va), CW.pack(cb, vb), offsets, window, core)
     np.testing.assert_array_equal(part, got[7:41, 12:70])
 
 
@@ -176,8 +177,8 @@ def test_census_sweep_with_the_reversal_ratio_is_identical_to_both_kernels(seed,
     b = np.where(rng.random((ny, nx)) > 0.3, 0.7 * a, 0.0) + 0.3 * ndi.gaussian_filter(rng.normal(size=(ny, nx)), 0.8)
     oa, ob = rng.random((ny, nx)) > 0.15, rng.random((ny, nx)) > 0.15
     oa[:, :12] = False
-    wa = K.pack(*EV.census(a, oa, 0.05))
-    wb = K.pack(*EV.census(b, ob, 0.05))
+    wa = CW.pack(*EV.census(a, oa, 0.05))
+    wb = CW.pack(*EV.census(b, ob, 0.05))
     r, s = K.min_census_ratio(wa, wb, offsets, window, core, reversal=True)
     r_alone = K.min_census_ratio(wa, wb, offsets, window, core)
     s_alone = RV.min_reversal_ratio(wa, wb, offsets, window, core)

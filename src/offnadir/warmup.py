@@ -293,15 +293,15 @@ def _compile_variants(disp: dict) -> int:
 def _beyond_the_scene() -> int:
     """Kernels the tiny scene does not reach: the hashed grouping that only tables of 4096 ids or
     more take (:func:`offnadir.change.kernels.group_index`), and the census packer of
-    :func:`offnadir.change.census.pack` (checks and tools; a run packs with ``census_words``), and
+    :func:`offnadir.change.census_codes.pack` (checks and tools; a run packs with ``census_words``), and
     the census and reversal ratios of windows too wide for packed sums (fine cells: the sign-reversal
     ratio then comes from :mod:`offnadir.change.reversal`'s own kernel)."""
     import numpy as np
 
-    from offnadir.change import census, kernels
+    from offnadir.change import census, census_codes, kernels
 
     kernels.group_index(np.arange(8192, dtype=np.int64) % 97)
-    w = census.pack(np.zeros((8, 4, 4), np.int8), np.ones((8, 4, 4), bool))
+    w = census_codes.pack(np.zeros((8, 4, 4), np.int8), np.ones((8, 4, 4), bool))
     census.min_census_ratio(w, w, [(0, 0)], 3, packed=False, reversal=True)
     return 3
 

@@ -157,12 +157,13 @@ def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=(
     ``fine``: a narrower window (cells) whose evidence (the same codes and offsets) is taken in the
     same sweep and appended: ``(E, E_fine)`` or ``(E, S, E_fine)``."""
     from offnadir.change import census as K
+    from offnadir.change import census_codes as CW
 
     sa, sb = sigmas if sigmas is not None else (noise_sigma(base, ok_base), noise_sigma(target, ok_target))
     cm = np.ones(base.shape, bool) if compare is None else compare
     # the packed codes of census() in one numba pass each (census_words; tested equal)
-    wa = K.census_words(base, ok_base & cm, DEADBAND * sa, RADIUS, _NEIGH)
-    wb = K.census_words(target, ok_target & cm, DEADBAND * sb, RADIUS, _NEIGH)
+    wa = CW.census_words(base, ok_base & cm, DEADBAND * sa, RADIUS, _NEIGH)
+    wb = CW.census_words(target, ok_target & cm, DEADBAND * sb, RADIUS, _NEIGH)
     # with the reversal ratio: both from one sweep of the window sums (identical to min_reversal_ratio)
     res = K.min_census_ratio(wa, wb, offsets, window, core, reversal=bool(reversal), fine=fine)
     res = res if isinstance(res, tuple) else (res,)

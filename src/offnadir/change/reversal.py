@@ -18,7 +18,7 @@ two surfaces are unrelated and near 0 where their structure agrees, whatever tex
 vanished; undefined (NaN) where chance would predict fewer than :data:`MIN_EXPECTED` reversals
 in the window (then "no reversal" says nothing). In window sums: ``S = max(D, 1/2) n / (A- B+ + A+ B-)`` (:data:`CONTINUITY`).
 
-Inputs are the packed census words of :func:`offnadir.change.census.pack` (bits of the directions
+Inputs are the packed census words of :func:`offnadir.change.census_codes.pack` (bits of the directions
 whose code is -1, +1 and valid), so one census serves both ratios.
 """
 
