@@ -1,6 +1,6 @@
 """`offnadir detect` end to end and per stage, against gdalwarp's pair ortho, in one run.
 
-    python benchmarks/bench_detect.py [--size 2048] [--workdir /tmp/h8] [--workers 2]
+    python benchmarks/bench_detect.py [--size 2048] [--workdir /tmp/offnadir_bench_detect] [--workers 2]
                                       [--local-workers auto|processes|threads] [--json out.json]
 
 Inputs: ``offnadir simulate --size SIZE --seed 0`` (a ray-traced city at two dates, two 4-band
@@ -36,6 +36,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -235,7 +236,8 @@ def run_gdalwarp(scene: Path, workdir: Path) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=2048)
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/h8"))
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "offnadir_bench_detect",
+                    help="where the simulated scene (kept for the next run), the store and gdalwarp's outputs go")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--local-workers", default="auto", choices=("auto", "processes", "threads"),
                     help="as offnadir detect's --local-workers (default auto: what detect picks for this size)")
