@@ -39,14 +39,7 @@ WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_TH
 #: tile's wall time. Tile buffers up to 32 MiB come from the heap instead and are reused by the
 #: next tile; the heap keeps up to 256 MiB of free memory (measured: tiles 1.4-1.7x faster, worker
 #: RSS about +300 MB at chunk 1024).
-#: One arena and no mmap (``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_MAX_``): the worker process's task
-#: thread allocates from the main heap, which has no 64 MiB heap limit and is not unmapped when
-#: empty, so tile arrays above the threshold are reused too (what offnadir.malloc_reuse sets
-#: for threads in this process; read by glibc before any thread exists). Measured on
-#: bench_detect's 2048² scene, local_workers processes, 4 runs each alternated: minor faults
-#: 240-310k -> 207-210k, CPU 11.4-11.9 -> 11.1-11.8 s, outputs identical.
-WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20, "MALLOC_TRIM_THRESHOLD_": 256 * 2**20,
-                     "MALLOC_ARENA_MAX": 1, "MALLOC_MMAP_MAX_": 0}
+WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20, "MALLOC_TRIM_THRESHOLD_": 256 * 2**20}
 #: defaults of the ``cluster`` config options this module reads (see offnadir.config)
 DEFAULTS = {"dashboard": "127.0.0.1:0", "worker_timeout": DEFAULT_WORKER_TIMEOUT, "tls_ca_file": None, "tls_cert": None,
             "tls_key": None, "local_workers": "auto"}
@@ -210,9 +203,6 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
 
     # worker threads allocate in this process: keep freed tile arrays for reuse while the cluster runs
     heap = reuse_freed_memory() if not processes else nullcontext()
-    # distributed sets the pre-spawn variables in this process's environment to spawn a worker:
-    # put them back on leaving, so that later subprocesses (gdalwarp, ...) get glibc's defaults
-    saved_env = {k: os.environ.get(k) for k in WORKER_MALLOC_ENV}
     with heap, _gc_frozen():
         with dask.config.set(malloc), _workers_ignore_sigint():
             # worker logs at CRITICAL only: a task's error reaches the client (and the user) anyway, and a
@@ -240,11 +230,6 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
         finally:
             client.close()
             cluster.close()
-            for k, v in saved_env.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
             if preload is not None:  # not left loading under numba's lock while the process exits
                 preload.join(60)
 

@@ -27,10 +27,6 @@ On leaving, the mmap and trim settings are put back to glibc's defaults and the 
 returned to the system (``malloc_trim``), so that a notebook that ran a local cluster does not
 keep the run's peak. The arena limit cannot be undone (glibc fixes it once it applied it): the
 process keeps one arena. Not glibc (musl, macOS): nothing is changed, and the log says so.
-
-Local worker processes get one arena and no mmap from their environment instead
-(``offnadir.cluster.WORKER_MALLOC_ENV``: read by glibc as the process starts, before any thread
-allocates), for the whole life of the process; there the heap's free top above 256 MiB is trimmed.
 """
 
 from __future__ import annotations
