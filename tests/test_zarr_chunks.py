@@ -70,3 +70,25 @@ def test_what_it_cannot_write_goes_through_zarr(plan, tmp_path):
     assert zc.chunks_of(meta, (0, 0), (36, 64)) is None  # a partial chunk inside the array
     assert zc.array_meta(str(v2 / "image")) is None  # strings: a filter (vlen-utf8)
     assert zc.array_meta(str(v3 / "dsm")) is None
+
+
+def test_a_write_cut_short_leaves_the_old_chunk_whole(plan, tmp_path, monkeypatch):
+    # a run killed while writing a chunk must not leave a truncated file: the resume reads the tile
+    # flags, and a torn flag chunk made it fail ("error during blosc decompression" after SIGKILL)
+    p = tmp_path / "s.zarr"
+    create_store(p, plan, {}, zarr_format=2)
+    meta = zc.array_meta(str(p / "dsm"))
+    old = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
+    zc.write_region(str(p / "dsm"), meta, (0, 0), old)
+
+    def killed(src, dst):
+        raise KeyboardInterrupt  # the process stops between writing the new bytes and the rename
+
+    monkeypatch.setattr(zc.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        zc.write_region(str(p / "dsm"), meta, (0, 0), old + 1)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(zarr.open_group(str(p), mode="r")["dsm"][:64, :64], old)
+    assert not [q.name for q in (p / "dsm").iterdir() if q.name.endswith(".partial")]
+    zc.write_region(str(p / "dsm"), meta, (0, 0), old + 1)  # and the next write replaces it
+    np.testing.assert_array_equal(zarr.open_group(str(p), mode="r")["dsm"][:64, :64], old + 1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import threading
 
 import numpy as np
 
@@ -79,8 +80,26 @@ def write_region(adir: str, meta: dict, start: tuple, data: np.ndarray) -> None:
             block = full
         block = np.ascontiguousarray(block)
         payload = meta["codec"].encode(block) if meta["codec"] is not None else block.tobytes()
-        with open(path, "wb") as f:
+        _replace_file(path, payload)
+
+
+def _replace_file(path: str, payload: bytes) -> None:
+    """``path`` holds ``payload`` or its old content, never a part of it: written beside it under a
+    name of this process and thread, then renamed over it (atomic on one file system). A run killed
+    mid-write (SIGKILL, power loss) otherwise leaves a truncated chunk that the codec cannot decode,
+    and a resume that reads the tile flags fails on it (seen: ``error during blosc decompression``
+    after SIGKILL). zarr's own local store writes the same way."""
+    tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.partial"
+    try:
+        with open(tmp, "wb") as f:
             f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _all_fill(block: np.ndarray, fill) -> bool:
