@@ -11,7 +11,9 @@ Readers (each returns a :class:`SunInfo` or None):
   ``view:sun_azimuth``, ``view:sun_elevation``).
 * GeoTIFF tags ``SUN_AZIMUTH``/``SUN_ELEVATION`` (DIMAP copied into tags) and
   ``SUN_AZIMUTH_DEG``/``SUN_ELEVATION_DEG`` (the simulator's images).
-* Acquisition time and place: the almanac :func:`offnadir.sun.sun_position`.
+* Acquisition time and place: the almanac :func:`offnadir.sun.sun_position`; the time is the
+  camera metadata's, else the Airbus dataset or product name the image carries
+  (:mod:`offnadir.io.acquisition_time`), and the sun's detail says which.
 
 Azimuths are degrees clockwise from true north, elevations degrees above the horizon.
 """
@@ -237,8 +239,9 @@ def sun_from_metadata(image_path, model_path=None) -> SunInfo | None:
     return None
 
 
-def sun_from_time(acquired, lon: float, lat: float) -> SunInfo | None:
-    """The almanac's sun at an acquisition time (UTC) and place, or None without a time."""
+def sun_from_time(acquired, lon: float, lat: float, source: str | None = None) -> SunInfo | None:
+    """The almanac's sun at an acquisition time (UTC) and place, or None without a time.
+    ``source``: where the time was read (stated in the detail)."""
     text = str(acquired).strip() if acquired is not None else ""
     if text in ("", "NaT"):
         return None
@@ -250,7 +253,8 @@ def sun_from_time(acquired, lon: float, lat: float) -> SunInfo | None:
     from offnadir.sun import sun_position
 
     el, az = sun_position(acquired, lon, lat)
-    return SunInfo(az, el, "almanac", f"acquisition time {str(acquired)[:19]}Z at lon {lon:.4f} lat {lat:.4f}")
+    where = f" from {source}" if source else ""
+    return SunInfo(az, el, "almanac", f"acquisition time {str(acquired)[:19]}Z{where} at lon {lon:.4f} lat {lat:.4f}")
 
 
 def sun_from_config(azimuth, elevation, where: str) -> SunInfo | None:
@@ -266,14 +270,16 @@ def sun_from_config(azimuth, elevation, where: str) -> SunInfo | None:
     return SunInfo(az % 360.0, el, "config", where)
 
 
-def image_sun(image_path, model_path=None, acquired=None, lonlat=None, given=None) -> SunInfo | None:
+def image_sun(image_path, model_path=None, acquired=None, lonlat=None, given=None,
+              time_source: str | None = None) -> SunInfo | None:
     """The sun of one image, in order of trust: ``given`` (config/CLI), vendor metadata, the
-    almanac at the acquisition time, else None (to be estimated from the image and the DSM)."""
+    almanac at the acquisition time (read at ``time_source``), else None (to be estimated from the
+    image and the DSM)."""
     if given is not None:
         return given
     s = sun_from_metadata(image_path, model_path)
     if s is None and lonlat is not None:
-        s = sun_from_time(acquired, *lonlat)
+        s = sun_from_time(acquired, *lonlat, source=time_source)
     return s
 
 
@@ -291,7 +297,12 @@ def image_suns(images, configs=None, lonlat=None) -> list[SunInfo | None]:
         cam = getattr(im, "camera", None)
         model = getattr(cam, "source", None)
         model = model if model and Path(model).exists() and Path(model) != Path(im.path) else None
-        s = image_sun(im.path, model, getattr(cam, "acquired", None), lonlat, given)
+        at = None
+        if given is None and lonlat is not None:
+            from offnadir.io.acquisition_time import acquisition_time
+
+            at = acquisition_time(im.path, cam)
+        s = image_sun(im.path, model, at.time if at else None, lonlat, given, at.source if at else None)
         if s is None:
             log.info("%s: no sun in the config, the metadata or an acquisition time; the change stage estimates "
                      "it from the image and the DSM", im.name)
