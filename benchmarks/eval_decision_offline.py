@@ -22,6 +22,11 @@ Variants:
   structural scores and stays);
 * ``rim_ratio``: the ``outline`` test also fires where the rim's contrast fell by a factor 4 between
   the dates (``log2(b1 / t1) / 2`` as its value, with ``b1 >= 1`` and ``t1 <= 1``).
+* ``uncensored_ground``: the ground stratum fitted as before the censored calibration (every bin
+  by its shape, the changed density held at its peak beyond its mean); ``plateau_ground``: censored,
+  with that plateau;
+* ``censor_all``: the elevated stratum censored below its median too; ``censor_ground_local`` /
+  ``censor_all_local``: and the fine window's mixture (``localise``) censored as well.
 
     python benchmarks/eval_decision_offline.py [--hard /tmp/eval_hard_sim] [--km /tmp/eval_change_real]
                                                [--seeds 0 1 2 3 4 5] [--variants ...]
@@ -44,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_evidence_offline as EO  # noqa: E402
 
 VARIANTS = ("current", "gaussian_tail_ground", "gaussian_tail_all", "sd_null_ground", "sd_null_all", "no_rim_witness",
-            "rim_ratio")
+            "rim_ratio", "uncensored_ground", "plateau_ground", "censor_all", "censor_ground_local", "censor_all_local")
 
 
 def _col(ds, name, t):
@@ -73,12 +78,20 @@ def load(store, t: int = 1) -> dict:
     return d
 
 
-def refit(counts, plateau=True, sd_null=False):
-    """:func:`offnadir.change.calibrate.fit` with the changed component modified (mixtures only;
-    a fallback stays as it is): its density held at its peak beyond its mean (``plateau``, as the
-    calibration does) or not, its sigma at least the null's (``sd_null``)."""
-    m = C.fit(counts, anchor=P.ANCHOR["evidence"])
-    if m.get("fallback") or (plateau and not sd_null):
+def refit(counts, stratum, plateau=None, sd_null=False, censor="pipeline"):
+    """:func:`offnadir.change.calibrate.fit` of the census evidence's ``stratum`` (1 elevated, 0
+    ground) with the pipeline's options (:data:`offnadir.change.cells.FIT`) unless given: the
+    changed density held at its peak beyond its mean (``plateau``) or not; ``censor``: the quantile
+    below which the fit sees the cells by their number only (None: not censored); and the changed
+    component's sigma at least the null's (``sd_null``; mixtures only, a fallback stays as it is)."""
+    opts = dict(P.FIT.get(("evidence", stratum), {}))
+    if plateau is not None:
+        opts["plateau"] = plateau
+    if censor != "pipeline":
+        opts["censor"] = censor
+    m = C.fit(counts, anchor=P.ANCHOR["evidence"], **opts)
+    plateau = opts.get("plateau", True)
+    if m.get("fallback") or not sd_null:
         return m
     z = C.centres()
     pi, mu, sd = np.array(m["pi"]), np.array(m["mean"]), np.array(m["sd"])
@@ -94,22 +107,37 @@ def refit(counts, plateau=True, sd_null=False):
     return dict(m, table=np.maximum.accumulate(np.clip(p, 0.0, 1.0)).tolist())
 
 
+#: the censoring variants: per fit (elevated / ground stratum, the fine window's "local"), the
+#: quantile below which the mixture sees the cells by their number only (calibrate.fit(censor=);
+#: None: not censored); the others keep the pipeline's (cells.FIT: the ground stratum at 0.5)
+CENSOR = {"uncensored_ground": {"ground": None}, "censor_all": {"elevated": 0.5},
+          "censor_ground_local": {"local": 0.5}, "censor_all_local": {"elevated": 0.5, "local": 0.5}}
+
+
 def decide(d, name, gone=None):
     """Probability and change (0/1/2) of one stored run under variant ``name``."""
     e, el, vis, t = d["ev"], d["elev"], d["vis"], d["t"]
     p = np.full(e.shape, np.nan)
+    cens = CENSOR.get(name, {})
+    models = {}
     for s, m in ((1, el), (0, ~el)):
         ground = s == 0
-        opt = dict(plateau=not (name == "gaussian_tail_all" or (name == "gaussian_tail_ground" and ground)),
-                   sd_null=name == "sd_null_all" or (name == "sd_null_ground" and ground))
-        p[m] = C.probability(P.ratio_evidence(e[m]), refit(C.histogram(P.ratio_evidence(e), m), **opt))
+        opt = dict(sd_null=name == "sd_null_all" or (name == "sd_null_ground" and ground))
+        if name == "gaussian_tail_all" or (name == "gaussian_tail_ground" and ground):
+            opt["plateau"] = False
+        if name in ("plateau_ground", "uncensored_ground") and ground:
+            opt["plateau"] = True
+        stratum = "ground" if ground else "elevated"
+        if stratum in cens:
+            opt["censor"] = cens[stratum]
+        models[s] = refit(C.histogram(P.ratio_evidence(e), m), s, **opt)
+        p[m] = C.probability(P.ratio_evidence(e[m]), models[s])
     if d.get("fine") is not None:  # as the maps pass: which ground cells of a changed neighbourhood
         from offnadir.change import localise as L
 
         g = ~el
-        fm = C.fit(C.histogram(P.ratio_evidence(d["fine"]), g), anchor=P.ANCHOR["local"])
-        p[g] = L.localise(p[g], d["fine"][g], C.fit(C.histogram(P.ratio_evidence(e), g), anchor=P.ANCHOR["evidence"]),
-                          fm)
+        fm = C.fit(C.histogram(P.ratio_evidence(d["fine"]), g), anchor=P.ANCHOR["local"], censor=cens.get("local"))
+        p[g] = L.localise(p[g], d["fine"][g], models[0], fm)
     with np.errstate(invalid="ignore"):
         kept = d["pelev"] & (d["b1"] >= 2.0) & (d["t1"] >= 2.0)  # criteria.rim_kept from the table
         vetoed = kept & (np.abs(d["shift"]) >= CR.RIM_MOVE_CELLS)

@@ -23,12 +23,23 @@ chance). A changed component whose mean is nearer the null's mean than the ancho
 only a tail of the unchanged population (e.g. a stereo pair's views disagreeing on steep
 slopes): the fit is treated as degenerate.
 
-If the fit is degenerate (a changed component with weight < :data:`MIN_WEIGHT`, not
-separated from the null by at least one null sigma, or held at the weight cap
-:data:`MAX_CHANGED`: one skewed population split in two), the fallback is a one-sided test against the
-robust null alone: ``p = 1 - 2 * (1 - Phi(max(z - median, 0) / spread))`` clipped to [0, 1],
-which is 0.5 at 0.67 robust sigmas... no: it is the two-sided-tail complement, 0.5 at
-``z = median + 0.674 spread`` — stated in the store's attributes as ``fallback``.
+If the fit is degenerate (a changed component with weight < :data:`MIN_WEIGHT`, closer to the
+null than :data:`MIN_SEPARATION` pooled sigmas, or held at the weight cap :data:`MAX_CHANGED`: one
+skewed population split in two), the fallback is a one-sided outlier test against the robust null
+alone: ``p = Phi((z - median) / spread - FALLBACK_SIGMA)`` (0.5 at ``FALLBACK_SIGMA`` robust sigmas
+above the median) — stated in the store's attributes as ``fallback``.
+
+**Censored** (``censor=q``; the ground stratum of the census evidence,
+:data:`offnadir.change.cells.FIT`): the bins below the ``q`` quantile enter the EM by their number
+only (the likelihood of a censored cell is ``pi0 F0(c) + pi1 F1(c)``, ``c`` the cut; the E-step
+takes each component's moments truncated below ``c``). With ``q = 1/2``: every cell below the
+median agrees *better* than the typical cell; as long as the changed share is well under one half
+(the weight cap says it is at most that) those cells are unchanged, and their *shape* (a heavy tail
+of strongly textured surfaces that agree far better than typical) says nothing about change. Fitted
+by shape, that tail takes one Gaussian and the null's peak the other, and the changed population
+goes unseen (hard simulator seed 5's ground: pinned at the weight cap, fallback, its new building
+missed; docs/change_detection.md, "Censored ground calibration"). With the cut, the null is fitted
+to its upper half and its count below the cut, the changed component to the excess above it.
 """
 
 from __future__ import annotations
@@ -81,10 +92,64 @@ def _normal(z, m, s):
     return np.exp(-0.5 * ((z - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
 
 
-def fit(counts, anchor: float | None = None) -> dict:
+def _truncated_moments(c, mu, sd):
+    """Per component: probability below ``c`` and the first two moments of the component
+    truncated to ``(-inf, c)`` (``E[z]``, ``E[z^2]``; Johnson, Kotz & Balakrishnan: with
+    ``a = (c - mu)/sd`` and ``lam = phi(a)/Phi(a)``, ``E = mu - sd lam``,
+    ``Var = sd^2 (1 - a lam - lam^2)``)."""
+    from scipy.special import ndtr
+
+    a = (c - mu) / sd
+    f = np.maximum(ndtr(a), 1e-300)
+    lam = np.exp(-0.5 * a * a) / math.sqrt(2 * math.pi) / f
+    ex = mu - sd * lam
+    return f, ex, sd**2 * np.maximum(1.0 - a * lam - lam**2, 0.0) + ex**2
+
+
+def _em(w, z, n, pi, mu, sd, width, cut=None):
+    """EM of the two-component mixture on the bin counts ``w``; with ``cut`` (a bin edge), the bins
+    below it are **censored**: their cells enter by their number only (likelihood
+    ``pi0 F0(cut) + pi1 F1(cut)``; the E-step takes each component's moments truncated below the
+    cut: the EM for censored data of Lee & Scott, "EM algorithms for multivariate Gaussian mixture
+    models with truncated and censored data", CSDA 2012)."""
+    below = np.zeros(len(z), bool) if cut is None else z < cut
+    n_low = float(w[below].sum())
+    wu = np.where(below, 0.0, w)
+    ll_old = -np.inf
+    for _ in range(EM_ITER):
+        dens = np.stack([pi[k] * _normal(z, mu[k], sd[k]) for k in range(2)]) + 1e-300
+        tot = dens.sum(axis=0)
+        r = dens / tot
+        if n_low > 0:
+            f, ex, ex2 = _truncated_moments(cut, mu, sd)
+            low = pi * f + 1e-300
+            rl = n_low * low / low.sum()  # censored cells per component
+        else:
+            ex = ex2 = rl = np.zeros(2)
+            low = np.ones(2)
+        nk = (r * wu).sum(axis=1) + rl
+        if np.any(nk < 1e-9):
+            break
+        pi = nk / n
+        if pi[1] > MAX_CHANGED:  # most of a scene is unchanged: the changed weight is capped
+            pi = np.array([1.0 - MAX_CHANGED, MAX_CHANGED])
+        mu = ((r * wu * z).sum(axis=1) + rl * ex) / nk
+        var = ((r * wu * (z - mu[:, None]) ** 2).sum(axis=1) + rl * (ex2 - 2.0 * mu * ex + mu**2)) / nk
+        sd = np.sqrt(np.maximum(var, width**2))
+        ll = float((wu * np.log(tot)).sum() + (n_low * math.log(low.sum()) if n_low > 0 else 0.0))
+        if ll - ll_old < 1e-9 * abs(ll):
+            break
+        ll_old = ll
+    return pi, mu, sd
+
+
+def fit(counts, anchor: float | None = None, censor: float | None = None, plateau: bool = True) -> dict:
     """Two-component Gaussian mixture (EM on the histogram of ``logit(E)``) -> model dict
     (JSON-able): ``pi``, ``mean``, ``sd`` (unchanged, changed), ``n``, ``fallback``, ``table``
-    (change probability per bin centre)."""
+    (change probability per bin centre). ``censor`` (a quantile, e.g. 0.5): the cells below it
+    enter the fit by their number only (module docstring, "Censored"); None: every bin by its
+    shape. ``plateau``: the changed density held at its peak beyond its mean (else its Gaussian
+    tail; the probability is held at its maximum either way)."""
     from scipy.special import ndtr  # the normal CDF (scipy.stats costs seconds to import)
 
     w = np.asarray(counts, np.float64)
@@ -96,36 +161,21 @@ def fit(counts, anchor: float | None = None) -> dict:
     width = (Z_HI - Z_LO) / N_BINS
     med = _quantile(z, w, 0.5)
     spread = max((_quantile(z, w, 0.75) - _quantile(z, w, 0.25)) / 1.349, width)
-    pi = np.array([0.9, 0.1])
-    mu = np.array([med, _quantile(z, w, 0.9) + spread])
-    sd = np.array([spread, spread])
-    ll_old = -np.inf
-    for _ in range(EM_ITER):
-        dens = np.stack([pi[k] * _normal(z, mu[k], sd[k]) for k in range(2)]) + 1e-300
-        tot = dens.sum(axis=0)
-        r = dens / tot
-        nk = (r * w).sum(axis=1)
-        if np.any(nk < 1e-9):
-            break
-        pi = nk / n
-        if pi[1] > MAX_CHANGED:  # most of a scene is unchanged: the changed weight is capped
-            pi = np.array([1.0 - MAX_CHANGED, MAX_CHANGED])
-        mu = (r * w * z).sum(axis=1) / nk
-        sd = np.sqrt(np.maximum((r * w * (z - mu[:, None]) ** 2).sum(axis=1) / nk, width**2))
-        ll = float((w * np.log(tot)).sum())
-        if ll - ll_old < 1e-9 * abs(ll):
-            break
-        ll_old = ll
+    # the cut: the lower edge of the bin holding the quantile (every bin below it lies wholly below)
+    cut = None if censor is None else _quantile(z, w, censor) - 0.5 * width
+    pi, mu, sd = _em(w, z, n, np.array([0.9, 0.1]), np.array([med, _quantile(z, w, 0.9) + spread]),
+                     np.array([spread, spread]), width, cut)
     sep = (mu[1] - mu[0]) / math.sqrt(0.5 * (sd[0] ** 2 + sd[1] ** 2))
     model = {"n": n, "pi": [float(pi[0]), float(pi[1])], "mean": [float(mu[0]), float(mu[1])],
              "sd": [float(sd[0]), float(sd[1])], "separation": float(sep), "null_median": med,
-             "null_spread": spread}
+             "null_spread": spread, "censored_below": None if cut is None else float(cut)}
     unlike = anchor is not None and mu[1] < 0.5 * (mu[0] + anchor)
     # EM wanted at least half of the cells "changed": the histogram is one skewed population split in
     # two, not a mostly unchanged scene with a changed part (the model this calibration assumes)
     pinned = pi[1] >= MAX_CHANGED - 1e-9
     model["anchor"] = anchor
     model["pinned"] = bool(pinned)
+    model["plateau"] = bool(plateau)
     if pi[1] < MIN_WEIGHT or sep < MIN_SEPARATION or unlike or pinned:
         p = ndtr((z - med) / spread - FALLBACK_SIGMA)
         if pi[1] < MIN_WEIGHT or sep < MIN_SEPARATION:
@@ -141,7 +191,7 @@ def fit(counts, anchor: float | None = None) -> dict:
         # beyond its mean the changed density stays at its peak: the evidence there is nearer "no
         # agreement beyond chance" (the anchor, certain change), which a Gaussian tail would call
         # less likely to be change than the changed cells' typical evidence
-        d1 = pi[1] * np.where(z > mu[1], _normal(mu[1], mu[1], sd[1]), _normal(z, mu[1], sd[1]))
+        d1 = pi[1] * np.where(plateau & (z > mu[1]), _normal(mu[1], mu[1], sd[1]), _normal(z, mu[1], sd[1]))
         p = d1 / np.maximum(d0 + d1, 1e-300)
         left = z < mu[0]  # a wider changed component lifts the far left tail again: not evidence
         p[left] = np.minimum(p[left], np.interp(mu[0], z, p))

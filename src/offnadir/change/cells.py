@@ -230,6 +230,19 @@ def ratio_evidence(r):
 
 #: calibration anchors (z where change is certain): census R = 1; ortho u = Z / threshold = 1
 ANCHOR = {"evidence": 0.0, "ortho": 0.0, "local": 0.0}
+#: per (evidence kind, stratum: 1 elevated, 0 ground), the mixture fit's options
+#: (:func:`offnadir.change.calibrate.fit`): the census evidence's ground stratum is fitted censored
+#: below its median (its changed share is small: new buildings; its best-agreeing half is
+#: unchanged and its heavy tail broke the fit) with the changed component's Gaussian tail (the
+#: probability held at its maximum: no more confidence than the changed mode supports where the
+#: null's upper tail, beyond its fitted half, is heavier than Gaussian). docs/change_detection.md,
+#: "Censored ground calibration"
+FIT = {("evidence", 0): {"censor": 0.5, "plateau": False}}
+
+
+def calibration_model(key, counts) -> dict:
+    """The mixture model of one calibration histogram ``key = (kind, target, stratum)``."""
+    return C.fit(counts, anchor=ANCHOR[key[0]], **FIT.get((key[0], key[2]), {}))
 
 
 def ortho_evidence(score):

@@ -333,11 +333,10 @@ class Runner:
 
     # -- client: mixture calibration of every evidence histogram
     def calibrate(self):
-        from offnadir.change import calibrate as C
         from offnadir.change import cells as P
         from offnadir.change import dh_evidence as DE
 
-        self.cal_models = {k: C.fit(v, anchor=P.ANCHOR[k[0]]) for k, v in self.hist.items()}
+        self.cal_models = {k: P.calibration_model(k, v) for k, v in self.hist.items()}
         dh_rule = DE.coherence_rule(self.opts.elevated_height) if self.has["dh"] else None  # which dh count
         if dh_rule:
             self.log(f"dh is evidence where >= {dh_rule['min_share']:.2f} of its window answers the dh test as it does")
