@@ -121,3 +121,15 @@ def test_image_suns_use_the_dataset_name_and_say_so(caplog):
     # a sun given in the config still wins over the time
     given = acq.image_suns(ims[:1], [{"sun_azimuth": 10.0, "sun_elevation": 20.0}], lonlat)[0]
     assert given.source == "config"
+
+
+def test_almanac_reads_zones_and_ignores_impossible_times(caplog):
+    from offnadir.sun import sun_position
+
+    ref = sun_position("2013-04-17T10:36:44.8Z", 5.44, 43.26)
+    assert sun_position("2013-04-17T12:36:44.8+02:00", 5.44, 43.26) == pytest.approx(ref, abs=1e-9)
+    assert sun_position("2013-04-17T07:36:44.8-0300", 5.44, 43.26) == pytest.approx(ref, abs=1e-9)
+    assert sun_position("2013-04-17T10:36:44.800000000", 5.44, 43.26) == pytest.approx(ref, abs=1e-9)
+    with caplog.at_level(logging.INFO, logger="offnadir.io.acquisition"):
+        assert acq.sun_from_time("2013-02-30T10:00:00Z", 5.44, 43.26, source="x.tif tags") is None
+    assert any("not a valid date" in r.getMessage() and "x.tif" in r.getMessage() for r in caplog.records)

@@ -5,6 +5,7 @@ know which cells were sunlit at each date."""
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timezone
 
 import numpy as np
@@ -17,8 +18,25 @@ def days_since_j2000(when) -> float:
     if isinstance(when, datetime):
         t = when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
         return (t - _J2000).total_seconds() / 86400.0
-    t = np.datetime64(str(when).strip().replace("Z", "")[:26], "ns")
+    t = _utc(str(when).strip())
     return float((t - np.datetime64("2000-01-01T12:00:00", "ns")) / np.timedelta64(1, "D"))
+
+
+_ZONE = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+
+
+def _utc(text: str) -> np.datetime64:
+    """ISO text (numpy's too) as UTC: a ``Z`` or ``+hh:mm`` / ``-hhmm`` suffix after the date is
+    applied (numpy cannot parse one), fractions of a second beyond nanoseconds are cut."""
+    minutes = 0
+    m = _ZONE.search(text[10:]) if len(text) > 10 else None
+    if m:
+        zone = m.group(1)
+        text = text[:10 + m.start()]
+        if zone != "Z":
+            minutes = (1 if zone[0] == "+" else -1) * (int(zone[1:3]) * 60 + int(zone[-2:]))
+    text = re.sub(r"(\.\d{9})\d+$", r"\1", text)
+    return np.datetime64(text, "ns") - np.timedelta64(minutes, "m")
 
 
 def sun_position(when, lon: float, lat: float) -> tuple[float, float]:

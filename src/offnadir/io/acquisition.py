@@ -252,7 +252,12 @@ def sun_from_time(acquired, lon: float, lat: float, source: str | None = None) -
         return None
     from offnadir.sun import sun_position
 
-    el, az = sun_position(acquired, lon, lat)
+    try:
+        el, az = sun_position(acquired, lon, lat)
+    except ValueError:  # e.g. 2013-02-30T10:00:00: a time that is no time places no sun
+        log.info("acquisition time %r%s is not a valid date and time: not used for the sun", text,
+                 f" (from {source})" if source else "")
+        return None
     where = f" from {source}" if source else ""
     return SunInfo(az, el, "almanac", f"acquisition time {str(acquired)[:19]}Z{where} at lon {lon:.4f} lat {lat:.4f}")
 
