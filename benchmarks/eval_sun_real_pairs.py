@@ -3,10 +3,13 @@ sun of their acquisition times.
 
 The s2p crops carry no sun angles and no acquisition-time tag, but their GeoTIFF metadata keep
 Pleiades' GML coverage description, whose dataset name ``DS_PHR1B_201306290637144_...`` holds the
-acquisition start (UTC, to 0.1 s). The almanac's sun at that time and the DSM grid's centre is the
-reference (the vendor time is data we did not make; the sun moves ~0.004 deg/s, the strip's
-seconds do not matter). Per image: the estimator's best (:func:`offnadir.change.sun_estimate.
-fit_sun`, as the change stage calls it), whether it is accepted and why not, and its error.
+acquisition start (UTC, to 0.1 s), which offnadir reads (:mod:`offnadir.io.acquisition_time`): the
+change stage uses the almanac's sun at that time. The estimate is what it would use without the
+time (images renamed or re-encoded without their metadata); the almanac at the grid's centre is
+the reference (the vendor time is data we did not make; the sun moves ~0.004 deg/s, the strip's
+seconds do not matter). Per image: the source offnadir uses, the estimator's best
+(:func:`offnadir.change.sun_estimate.fit_sun`, as the change stage calls it), whether it is
+accepted and why not, and its error.
 
 ``--irradiance`` adds a diagnostic (not used by offnadir): the whole-sky grid (10/5 deg) maximum
 of the rank correlation between the image and the predicted direct irradiance (cos of the
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import warnings
 from datetime import datetime, timezone
 
@@ -35,15 +37,12 @@ PAIRS = {
 
 
 def acquired(path) -> datetime:
-    import rasterio
+    from offnadir.io.acquisition_time import acquisition_time
 
-    with rasterio.open(path) as src:
-        gml = src.tags().get("gml.root-instance", "")
-    m = re.search(r"DS_PHR1[AB]_(\d{14})(\d)", gml)
-    if m is None:
-        raise SystemExit(f"{path}: no Pleiades dataset name in its GML metadata")
-    t = datetime.strptime(m.group(1), "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
-    return t.replace(microsecond=100000 * int(m.group(2)))
+    at = acquisition_time(path, None)
+    if at is None:
+        raise SystemExit(f"{path}: no acquisition time in its metadata")
+    return datetime.fromisoformat(at.time.replace("Z", "+00:00")).astimezone(timezone.utc)
 
 
 def irradiance_best(h, v, ok, cell, north):
@@ -75,7 +74,7 @@ def main(argv=None):
     import dask
 
     from offnadir.change.sun_estimate import fit_sun, pick_window
-    from offnadir.io.acquisition import sun_from_time
+    from offnadir.io.acquisition import image_sun, sun_from_time
     from offnadir.io.dsm import grid_centre_lonlat_and_north
     from offnadir.pipeline import coregister
 
@@ -92,6 +91,7 @@ def main(argv=None):
         for t, path in enumerate(images):
             when = acquired(path)
             truth = sun_from_time(when.isoformat(), lon, lat)
+            used = image_sun(path, None, when.isoformat(), (lon, lat))
             v = np.asarray(cube["value"].isel(image=t).mean("band").values, np.float64)
             ok = (np.asarray(cube["visible"].isel(image=t).values) == 1) & np.isfinite(v)
             fit = fit_sun(h, v, ok, cell, north)
@@ -103,7 +103,7 @@ def main(argv=None):
                   f" truth az {truth.azimuth:.1f} el {truth.elevation:.1f} | estimate az {fit.azimuth:.1f}"
                   f"+/-{fit.sigma_azimuth:.1f} el {fit.elevation:.2f}+/-{fit.sigma_elevation:.1f} (d_az {d_az:+.1f},"
                   f" d_el {fit.elevation - truth.elevation:+.1f}), {100 * fit.shadow_fraction:.0f} % predicted in"
-                  f" shadow, {why}")
+                  f" shadow, {why}; offnadir uses: {used.source if used else 'the estimate'}")
             if args.irradiance:
                 i0, i1, j0, j1 = pick_window(h, ok & np.isfinite(h), 512)
                 c, (az, el) = irradiance_best(h[i0:i1, j0:j1], v[i0:i1, j0:j1], ok[i0:i1, j0:j1], cell, north)
