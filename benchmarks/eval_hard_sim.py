@@ -16,10 +16,14 @@ It also prints where the misses and false alarms are, per truth class (``truth_c
 cells scored by ``offnadir evaluate``: visible in both images by the cube and by the truth), the
 ground false-alarm rate in and out of shadow (``truth_shadow.tif``), the elevated F1 on buildings
 only (tree changes left out too), and the sun the change stage used (store attribute
-``change_sun``) against the truth in scene.json (target: within 5 degrees).
+``change_sun``) against the truth in scene.json (target: within 5 degrees). The unchanged ground's
+false alarms are also split by how the old DSM's predicted shadows (the store's ``illumination``)
+match the true ones (:func:`shadow_classes`): shadows as predicted, unexplained (a new or raised
+caster's), missing (a caster gone or lowered), and ground lit at both dates.
 
     python benchmarks/eval_hard_sim.py [--seeds 0 1 2 3 4 5] [--size 256] [--work /tmp/eval_hard_sim]
                                        [--workers 1] [--reuse] [--json out.json] [--stereo]
+                                       [--base-view 5,90] [--target-view 30,270]
 
 ``--stereo``: the second date is a same-date pair (``offnadir simulate --new-views 2``: target.tif
 and target2.tif, same time and sun, B/H 0.3, every other file as in the one-image scene of the seed),
@@ -79,15 +83,18 @@ def _angle(az1, el1, az2, el2):
     return math.degrees(math.acos(float(np.clip(v(az1, el1) @ v(az2, el2), -1, 1))))
 
 
-def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool, stereo: bool = False) -> dict:
+def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool, stereo: bool = False,
+             sim_views: tuple = ()) -> dict:
     """Simulate and detect one seed; the scores of the (first) target, and with ``stereo`` those
-    of target2 (``target2``) and the height sweep's (``dh``) as well."""
+    of target2 (``target2``) and the height sweep's (``dh``) as well. ``sim_views``: extra
+    arguments of ``offnadir simulate`` (``--base-view``/``--target-view`` and their values)."""
     d = work / (f"hard_stereo{seed}" if stereo else f"hard{seed}")
     store = work / (f"hard_stereo{seed}.zarr" if stereo else f"hard{seed}.zarr")
     t_sim = t_det = 0.0
     if not (reuse and (d / "truth_structural.tif").exists() and (not stereo or (d / "target2.tif").exists())):
         t_sim = _run([sys.executable, "-m", "offnadir.cli", "simulate", str(d), "--seed", str(seed), "--size",
-                      str(size), "--preset", "hard", "--overwrite"] + (["--new-views", "2"] if stereo else []))
+                      str(size), "--preset", "hard", "--overwrite"] + (["--new-views", "2"] if stereo else [])
+                     + list(sim_views))
     meta = json.loads((d / "scene.json").read_text())
     if not (reuse and store.exists()):
         views = ["base", "target"] + (["target2"] if stereo else [])
@@ -135,6 +142,20 @@ def score_dh(d: Path, store: Path, meta: dict) -> dict:
                 unchanged_coverage=float((ok & unchanged).sum() / max(unchanged.sum(), 1)))
 
 
+def shadow_classes(pred_base, pred_target, shadow) -> dict:
+    """Cells by how the predicted shadows (bool, no direct sun at the base / the target's date)
+    match the true ones (``truth_shadow.tif``: bit 1 the base's date, bit 2 the new date):
+    ``as_predicted`` (truly shadowed at a date, and every date's state predicted right),
+    ``unexplained`` (truly shadowed at a date the prediction calls lit: a new or raised caster),
+    ``missing`` (predicted shadowed at a date that is truly lit: a caster gone or lowered; not
+    unexplained at the other date), ``lit`` (lit at both dates, and predicted so)."""
+    s0, st = (shadow & 1) != 0, (shadow & 2) != 0
+    unexpl = (s0 & ~pred_base) | (st & ~pred_target)
+    missing = ((pred_base & ~s0) | (pred_target & ~st)) & ~unexpl
+    return {"as_predicted": (s0 | st) & ~unexpl & ~missing, "unexplained": unexpl, "missing": missing,
+            "lit": ~(s0 | st | pred_base | pred_target)}
+
+
 def score_target(d: Path, store: Path, meta: dict, t: int, occluded_name: str) -> dict:
     """Scores of target image ``t`` of the store against the structural truth, with where the
     misses and false alarms are, and the sun the change stage used for every image."""
@@ -178,6 +199,17 @@ def score_target(d: Path, store: Path, meta: dict, t: int, occluded_name: str) -
     out["ground_fa_shadow"] = float(flag[in_shadow].mean()) if in_shadow.any() else math.nan
     out["ground_fa_lit"] = float(flag[lit].mean()) if lit.any() else math.nan
     out["ground_fa_shadow_share"] = float((flag & in_shadow).sum() / max((flag & ground_none).sum(), 1))
+    # unchanged ground by how the old DSM's predicted shadows (the store's illumination, no direct
+    # sun) match the true ones (truth_shadow bit 1: base date, bit 2: the new date) at both dates:
+    # "as predicted" (shadowed at a date, every date's state right), "unexplained" (truly shadowed
+    # where the prediction says lit: a new or raised caster), "missing" (predicted shadowed, truly
+    # lit: a caster gone or lowered), "lit" (lit and predicted so at both dates)
+    if "illumination" in ds:
+        ill = np.asarray(ds["illumination"].values)
+        for k, m in shadow_classes(ill[0] == 0, ill[t] == 0, shadow).items():
+            m = ground_none & m
+            out[f"ground_fa_shadow_{k}"] = float(flag[m].mean()) if m.any() else math.nan
+            out[f"ground_fa_shadow_{k}_cells"] = int((flag & m).sum())
     out["per_class"] = per
     # where the misses and the false alarms are (counts of scored cells)
     from scipy.ndimage import distance_transform_edt
@@ -239,6 +271,10 @@ def _print_target(r, label=""):
               f"{_f(o.get('loss_recall', math.nan))}, gain {_f(o.get('gain_recall', math.nan))})")
     print(f"  ground false alarms {_f(g['false_alarm_rate'])} (lit {_f(r['ground_fa_lit'])}, in shadow at either "
           f"date {_f(r['ground_fa_shadow'])}; {100 * r['ground_fa_shadow_share']:.0f} % of them in shadow)")
+    if "ground_fa_shadow_as_predicted" in r:
+        print("  ground false alarms against the old DSM's predicted shadows: " + ", ".join(
+            f"{k.replace('_', ' ')} {_f(r[f'ground_fa_shadow_{k}'])} ({r[f'ground_fa_shadow_{k}_cells']} cells)"
+            for k in ("as_predicted", "unexplained", "missing", "lit")))
     for s in r["sun"]:
         print(f"  sun {s['image']:7}: {s['source']}, error {_f(s['error_deg'], 2)} deg (d_az {_f(s['d_az'], 2)}, "
               f"d_el {_f(s['d_el'], 2)}; truth az {s['truth'][0]:.2f} el {s['truth'][1]:.2f})")
@@ -262,12 +298,19 @@ def main(argv=None) -> int:
     ap.add_argument("--stereo", action="store_true",
                     help="a same-date stereo pair at the second date (simulate --new-views 2), detected with the "
                          "three images and their dates; both targets scored, and the height change dh")
+    ap.add_argument("--base-view", metavar="OFFNADIR,AZIMUTH",
+                    help="the base view passed to offnadir simulate (default: the simulator's, 5,90)")
+    ap.add_argument("--target-view", metavar="OFFNADIR,AZIMUTH",
+                    help="the target view passed to offnadir simulate (default: the simulator's, 25,270); use a "
+                         "--work of its own")
     a = ap.parse_args(argv)
+    views = tuple(x for k, v in (("--base-view", a.base_view), ("--target-view", a.target_view)) if v
+                  for x in (k, v))
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in a.seeds:
-        r = one_seed(seed, a.size, work, a.workers, a.reuse, stereo=a.stereo)
+        r = one_seed(seed, a.size, work, a.workers, a.reuse, stereo=a.stereo, sim_views=views)
         rows.append(r)
         print(f"seed {seed} ({a.size}² cells, simulate {r['simulate_s']:.0f} s, detect {r['detect_s']:.0f} s)"
               + (f"; same-date pair B/H {r['base_to_height']:.2f}" if a.stereo else ""))
@@ -298,6 +341,10 @@ def main(argv=None) -> int:
         print(f"score AUC on all decided cells {what}: {', '.join(_f(v) for v in aucs)} (mean "
               f"{_f(float(np.mean(aucs)))})")
     print(f"ground false-alarm rate {what}: {', '.join(_f(f) for f in fas)}")
+    if all("ground_fa_shadow_as_predicted" in r for r in targets):
+        print("ground false alarms (cells) in shadows as predicted / unexplained / missing, and on lit ground, "
+              f"{what}: " + ", ".join("/".join(str(r[f"ground_fa_shadow_{k}_cells"]) for k in
+                                               ("as_predicted", "unexplained", "missing", "lit")) for r in targets))
     tot_m = {k: sum(r["misses"][k] for r in targets) for k in rows[0]["misses"]}
     tot_f = {k: sum(r["false_alarms"][k] for r in targets) for k in rows[0]["false_alarms"]}
     nm, nf = max(sum(tot_m.values()), 1), max(sum(tot_f.values()), 1)
