@@ -80,6 +80,26 @@ def test_group_index_equals_np_unique():
         np.testing.assert_array_equal(inv, winv)
 
 
+def test_sorted_lookup_equals_searchsorted():
+    """kernels.sorted_lookup (one binary search per run of equal values) gives the numbers of
+    ``idx = min(searchsorted(ids, v), len - 1); hit = ids[idx] == v`` (what cells.paint_index and
+    segment.relabel used), for values in runs, shuffled, absent, below and above every id."""
+    rng = np.random.default_rng(6)
+    ids = np.unique(rng.integers(10, 5_000_000, 4000))
+    runs = np.repeat(rng.choice(np.r_[ids, rng.integers(0, 6_000_000, 500), 0, 1, 6_000_000], 3000),
+                     rng.integers(1, 40, 3000))
+    mixed = runs.copy()
+    rng.shuffle(mixed[: len(mixed) // 3])
+    for v, i in ((runs, ids), (mixed, ids), (mixed[: len(mixed) // 7 * 7].reshape(-1, 7)[:, :5], ids), (runs[:50], ids[:1]),
+                 (np.zeros(0, np.int64), ids)):
+        idx, hit = K.sorted_lookup(v, i)
+        want = np.minimum(np.searchsorted(i, v), len(i) - 1)
+        np.testing.assert_array_equal(idx, want)
+        np.testing.assert_array_equal(hit, i[want] == v)
+        assert idx.shape == v.shape and hit.dtype == bool
+    assert K.sorted_lookup(runs, ids)[1].any() and not K.sorted_lookup(runs, ids)[1].all()
+
+
 def test_corr_sums_equal_the_numpy_formula():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(400, 9, 12))

@@ -187,10 +187,10 @@ def noise_tile(io, ctx, tile):
     """Histograms of the 2x2 second difference per image (for the global noise sigmas)."""
     yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
     vis = io.read("visible", (slice(None),) + yx)
-    val = io.read("value", (slice(None), slice(None)) + yx).astype(np.float64)
+    val = io.read("value", (slice(None), slice(None)) + yx)
     out = {}
     for k in range(ctx.n_images):
-        x = EV.intensity(val[k])
+        x = EV.intensity(val[k])  # widened to float64 there, one image at a time
         m = (vis[k] == 1) & np.isfinite(x)
         mm = m[:-1, :-1] & m[1:, :-1] & m[:-1, 1:] & m[1:, 1:]
         d = np.abs(x[:-1, :-1] - x[:-1, 1:] - x[1:, :-1] + x[1:, 1:])[mm]
@@ -274,8 +274,10 @@ def paint_index(lab, ids):
     m = lab > 0
     if not len(ids) or not m.any():
         return m, None, None
-    idx = np.minimum(np.searchsorted(ids, lab[m]), len(ids) - 1)
-    return m, idx, ids[idx] == lab[m]
+    from offnadir.change.kernels import sorted_lookup  # np.searchsorted's numbers, one search per run
+
+    idx, hit = sorted_lookup(lab[m], ids)
+    return m, idx, hit
 
 
 def _painter(lab):

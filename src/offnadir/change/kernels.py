@@ -284,8 +284,13 @@ def _hash_groups(ids, size):
     inv = np.empty(ids.shape[0], np.int64)
     mask = np.uint64(size - 1)
     n = 0
+    last_v = 0
+    last_g = -1
     for r in range(ids.shape[0]):
         v = ids[r]
+        if last_g >= 0 and v == last_v:  # patch IDs come in runs along a row: one probe per run
+            inv[r] = last_g
+            continue
         hsh = (np.uint64(v) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(17)
         q = hsh & mask
         while True:
@@ -301,7 +306,44 @@ def _hash_groups(ids, size):
                 inv[r] = g
                 break
             q = (q + np.uint64(1)) & mask
+        last_v = v
+        last_g = inv[r]
     return uniq[:n], inv
+
+
+def sorted_lookup(values, ids):
+    """Where each of ``values`` (int64, any shape) is in the sorted int64 ``ids`` (non-empty):
+    (``idx``, ``hit``) with ``idx = min(np.searchsorted(ids, values), len(ids) - 1)`` and ``hit =
+    ids[idx] == values``, the numbers of that numpy expression, with one binary search per run
+    of equal values (patch IDs come in runs along a row) instead of one per cell."""
+    v = np.ascontiguousarray(values, np.int64)
+    ids = np.ascontiguousarray(ids, np.int64)
+    idx = np.empty(v.shape, np.int64)
+    hit = np.empty(v.shape, np.bool_)
+    _sorted_lookup(v.reshape(-1), ids, idx.reshape(-1), hit.reshape(-1))
+    return idx, hit
+
+
+@njit(**_NB)
+def _sorted_lookup(v, ids, idx, hit):
+    n = ids.shape[0]
+    last = 0
+    k = -1
+    for r in range(v.shape[0]):
+        x = v[r]
+        if k < 0 or x != last:
+            lo = 0  # searchsorted 'left': the first position with ids[pos] >= x
+            hi = n
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if ids[mid] < x:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            k = min(lo, n - 1)
+            last = x
+        idx[r] = k
+        hit[r] = ids[k] == x
 
 
 def group_sums(inv, n_groups, values):

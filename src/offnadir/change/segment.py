@@ -144,9 +144,9 @@ def relabel(patch, old, new):
     """Replace IDs ``old`` (sorted) by ``new`` in a patch array."""
     if len(old) == 0:
         return patch
-    idx = np.searchsorted(old, patch)
-    idx = np.minimum(idx, len(old) - 1)
-    hit = old[idx] == patch
+    from offnadir.change.kernels import sorted_lookup  # np.searchsorted's numbers, one search per run
+
+    idx, hit = sorted_lookup(patch, old)
     out = patch.copy()
     out[hit] = new[idx[hit]]
     return out
