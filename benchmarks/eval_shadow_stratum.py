@@ -32,6 +32,10 @@ Variants (the ground cells put in the shadow stratum):
   and the other date's lit, the darker date's zero codes are left out of the comparison, and so are
   each image's code pairs across the edge of the shadows it sees; ``dim_seen`` keeps the predicted
   moved shadows left out as now, ``dim_all`` compares them too (by the rule);
+* ``shrink`` (no third stratum): each ground cell's ``log R`` (wide and fine window) shrunk towards
+  the ground cells' median by ``w = tau^2 / (tau^2 + c / n)``, ``n`` its window's compared pairs:
+  ``var(log R | n) = tau^2 + c / n`` fitted on the run's ground cells (robust variance per decile of
+  ``n``) -- empirical Bayes: a ratio of few pairs is mostly sampling noise;
 * ``edge_pairs`` (no third stratum: the ground cells' evidence recomputed, wide and fine window): the
   target's census pairs that cross the edge of a shadow it sees where the old DSM predicts direct
   sun (an unexplained shadow's edge: illumination, not structure) are left out of the comparison.
@@ -64,7 +68,7 @@ import eval_decision_offline as DO  # noqa: E402
 import eval_evidence_offline as EO  # noqa: E402
 
 VARIANTS = ("current", "pred_either", "pred_both", "seen_target", "unexplained", "any_shadow", "edge_pairs",
-            "few_pairs_half", "few_pairs_quarter", "moved_margin", "dim_seen", "dim_all")
+            "few_pairs_half", "few_pairs_quarter", "moved_margin", "dim_seen", "dim_all", "shrink")
 
 
 def load(store, t: int = 1) -> dict:
@@ -98,7 +102,39 @@ def seen_shadow(d, i):
         return ok & (lo >= 0)
 
 
-def pair_counts(d):
+def shrunk(e, n, mask):
+    """``e`` (census ratios) with ``log e`` on ``mask`` shrunk towards its median (see ``shrink``)."""
+    z = np.log(np.maximum(e, 1e-4))
+    m = mask & np.isfinite(z) & (n > 0)
+    if m.sum() < 1000:
+        return e
+    zm, nm = z[m], n[m]
+    med = float(np.median(zm))
+    edges = np.quantile(nm, np.linspace(0, 1, 11))
+    k = np.clip(np.searchsorted(edges, nm, side="right") - 1, 0, 9)
+    xs, ys, ws = [], [], []
+    for b in range(10):
+        sel = k == b
+        if sel.sum() < 50:
+            continue
+        zb = zm[sel]
+        xs.append(1.0 / float(np.mean(nm[sel])))
+        ys.append((1.4826 * float(np.median(np.abs(zb - np.median(zb))))) ** 2)
+        ws.append(float(sel.sum()))
+    if len(xs) < 3:
+        return e
+    A = np.stack([np.ones(len(xs)), xs], 1) * np.sqrt(ws)[:, None]
+    tau2, c = np.linalg.lstsq(A, np.asarray(ys) * np.sqrt(ws), rcond=None)[0]
+    tau2, c = max(float(tau2), 1e-6), max(float(c), 0.0)
+    w = np.where(m, tau2 / (tau2 + c / np.maximum(n, 1.0)), 1.0)
+    out = np.array(e, np.float64, copy=True)
+    out[m] = np.exp(med + w[m] * (z[m] - med))
+    print(f"      shrink: median {med:+.3f}, tau^2 {tau2:.4g}, c {c:.4g}; weight quartiles "
+          f"{np.round(np.quantile(w[m], [0.05, 0.25, 0.5, 0.75]), 3)}")
+    return out
+
+
+def pair_counts(d, window=None):
     """Compared code pairs (valid in both images, same direct-sun state) in each cell's window at
     offset 0."""
     from scipy import ndimage as ndi
@@ -109,13 +145,13 @@ def pair_counts(d):
     cm = np.ones(oa.shape, bool) if d["ill"] is None else P._same_sun(d["ill"], t)
     _, va = EV.census(d["inten"][0], oa & cm, 1.0)
     _, vb = EV.census(d["inten"][1], ob & cm, 1.0)
-    w = d["window"]
+    w = d["window"] if window is None else window
     return ndi.uniform_filter((va & vb).sum(0).astype(np.float64), w, mode="constant") * w * w
 
 
 def shadow_stratum(d, name):
     """Bool mask of the ground cells of the third stratum under variant ``name`` (None: none)."""
-    if name in ("current", "edge_pairs", "moved_margin", "dim_seen", "dim_all") or d["ill"] is None:
+    if name in ("current", "edge_pairs", "moved_margin", "dim_seen", "dim_all", "shrink") or d["ill"] is None:
         return None
     ill, t, g = d["ill"], d["t"], ~d["elev"]
     s0, st = ill[0] == 0, ill[t] == 0
@@ -298,6 +334,15 @@ def run_store(store, names, scorer, scene=None):
     out = {}
     for name in names:
         dv = d
+        if name == "shrink":
+            from offnadir.change import localise as L
+
+            g = ~d["elev"]
+            ev = np.where(g, shrunk(d["ev"], pair_counts(d), g), d["ev"])
+            fine = d.get("fine")
+            if fine is not None:
+                fine = np.where(g, shrunk(fine, pair_counts(d, L.fine_window(d["window"])), g), fine)
+            dv = dict(d, ev=ev, fine=fine)
         if name in ("edge_pairs", "moved_margin", "dim_seen", "dim_all"):
             if name.startswith("dim"):
                 ev, fine = dim_evidence(d, store, name)
