@@ -100,6 +100,25 @@ def test_sorted_lookup_equals_searchsorted():
     assert K.sorted_lookup(runs, ids)[1].any() and not K.sorted_lookup(runs, ids)[1].all()
 
 
+def test_prob_group_sums_equal_the_numpy_formula():
+    """kernels.prob_group_sums gives the numbers of the gathered numpy sums it replaces
+    (cells._patch_sums): NaN cells add zero to the sum and to the count, float32 widened."""
+    rng = np.random.default_rng(7)
+    lab = np.repeat(rng.integers(0, 40, (30, 8)), 6, axis=1)  # runs along rows, 0 = no patch
+    prob = rng.random((3, 30, 48)).astype(np.float32)
+    prob[rng.random(prob.shape) < 0.2] = np.nan
+    prob[0, :3] = -0.0
+    m = lab > 0
+    ids, inv = K.group_index(lab[m])
+    psum, pn = K.prob_group_sums(inv, len(ids), prob, m)
+    p = prob[:, m].T.astype(np.float64)
+    fin = np.isfinite(p)
+    np.testing.assert_array_equal(psum, K.group_sums(inv, len(ids), np.where(fin, p, 0.0)))
+    np.testing.assert_array_equal(pn, K.group_sums(inv, len(ids), fin.astype(np.float64)))
+    assert np.array_equal(np.signbit(psum), np.signbit(K.group_sums(inv, len(ids), np.where(fin, p, 0.0))))
+    assert pn.sum() == fin.sum() and 0 < pn.sum() < p.size
+
+
 def test_corr_sums_equal_the_numpy_formula():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(400, 9, 12))

@@ -375,10 +375,8 @@ def _patch_sums(lab, prob):
 
     m = lab > 0
     ids, inv = K.group_index(lab[m])
-    p = prob[:, m].T.astype(np.float64)  # (cells, images)
-    fin = np.isfinite(p)
-    return {"ids": ids, "rows": {"psum": K.group_sums(inv, len(ids), np.where(fin, p, 0.0)),
-                                 "pn": K.group_sums(inv, len(ids), fin.astype(np.float64))}}
+    psum, pn = K.prob_group_sums(inv, len(ids), prob, m)  # no (cells, images) copies
+    return {"ids": ids, "rows": {"psum": psum, "pn": pn}}
 
 
 def add_grouped(*parts):

@@ -366,6 +366,38 @@ def _add_rows(dest, values, out):
             out[g, c] += values[r, c]
 
 
+def prob_group_sums(inv, n_groups, prob, mask):
+    """Per group and image, the sum of the finite values of ``prob`` (images, H, W) over the cells
+    of ``mask`` (H, W; row-major order, ``inv``: their groups) and how many there are: the numbers
+    of ``p = prob[:, mask].T.astype(np.float64); fin = np.isfinite(p); group_sums(inv, n,
+    np.where(fin, p, 0.0)), group_sums(inv, n, fin.astype(np.float64))`` (the same additions in the
+    same order, zeros included) without the gathered copies."""
+    psum = np.zeros((n_groups, prob.shape[0]))
+    pn = np.zeros((n_groups, prob.shape[0]))
+    _prob_group_sums(np.asarray(inv, np.int64), np.ascontiguousarray(prob), np.ascontiguousarray(mask), psum, pn)
+    return psum, pn
+
+
+@njit(**_NB)
+def _prob_group_sums(inv, prob, mask, psum, pn):
+    ni, ny, nx = prob.shape
+    r = 0
+    for i in range(ny):
+        for j in range(nx):
+            if not mask[i, j]:
+                continue
+            g = inv[r]
+            r += 1
+            for k in range(ni):
+                v = np.float64(prob[k, i, j])
+                if np.isfinite(v):
+                    psum[g, k] += v
+                    pn[g, k] += 1.0
+                else:
+                    psum[g, k] += 0.0
+                    pn[g, k] += 0.0
+
+
 def level_counts(inv, n_groups, v, levels):
     """Per group, how many of its values exceed each of the ascending ``levels``: (n_groups,
     len(levels)) float64 (NaN exceeds none). numpy (a run takes these counts from
