@@ -36,6 +36,9 @@ Variants (the ground cells put in the shadow stratum):
   the ground cells' median by ``w = tau^2 / (tau^2 + c / n)``, ``n`` its window's compared pairs:
   ``var(log R | n) = tau^2 + c / n`` fitted on the run's ground cells (robust variance per decile of
   ``n``) -- empirical Bayes: a ratio of few pairs is mostly sampling noise;
+* ``explained_nuisance`` (after the decision): ``eval_shadow_offline.py``'s rule on today's runs --
+  ground cells in an unexplained seen shadow whose caster walk ends on a cell decided changed, where
+  the old surface lacks the caster, set unchanged (the shadow of a detected change);
 * ``edge_pairs`` (no third stratum: the ground cells' evidence recomputed, wide and fine window): the
   target's census pairs that cross the edge of a shadow it sees where the old DSM predicts direct
   sun (an unexplained shadow's edge: illumination, not structure) are left out of the comparison.
@@ -68,7 +71,8 @@ import eval_decision_offline as DO  # noqa: E402
 import eval_evidence_offline as EO  # noqa: E402
 
 VARIANTS = ("current", "pred_either", "pred_both", "seen_target", "unexplained", "any_shadow", "edge_pairs",
-            "few_pairs_half", "few_pairs_quarter", "moved_margin", "dim_seen", "dim_all", "shrink")
+            "few_pairs_half", "few_pairs_quarter", "moved_margin", "dim_seen", "dim_all", "shrink",
+            "explained_nuisance")
 
 
 def load(store, t: int = 1) -> dict:
@@ -151,7 +155,8 @@ def pair_counts(d, window=None):
 
 def shadow_stratum(d, name):
     """Bool mask of the ground cells of the third stratum under variant ``name`` (None: none)."""
-    if name in ("current", "edge_pairs", "moved_margin", "dim_seen", "dim_all", "shrink") or d["ill"] is None:
+    if name in ("current", "edge_pairs", "moved_margin", "dim_seen", "dim_all", "shrink",
+                "explained_nuisance") or d["ill"] is None:
         return None
     ill, t, g = d["ill"], d["t"], ~d["elev"]
     s0, st = ill[0] == 0, ill[t] == 0
@@ -350,6 +355,11 @@ def run_store(store, names, scorer, scene=None):
                 ev, fine = (edge_pairs_evidence if name == "edge_pairs" else moved_margin_evidence)(d, store)
             dv = dict(d, ev=ev, fine=fine)
         p, ch, models, sh = decide(dv, name, gone)
+        if name == "explained_nuisance":
+            import eval_shadow_offline as SOFF
+
+            full = EO.load_store(store)
+            p, ch = SOFF.explained_nuisance(full, EO.inputs(full), store, p, ch)
         r = scorer(dv, p, ch, dv["ev"])
         r["stratum_cells"] = int(sh.sum())
         m2 = models.get(2)
