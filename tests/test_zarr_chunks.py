@@ -92,3 +92,77 @@ def test_a_write_cut_short_leaves_the_old_chunk_whole(plan, tmp_path, monkeypatc
     assert not [q.name for q in (p / "dsm").iterdir() if q.name.endswith(".partial")]
     zc.write_region(str(p / "dsm"), meta, (0, 0), old + 1)  # and the next write replaces it
     np.testing.assert_array_equal(zarr.open_group(str(p), mode="r")["dsm"][:64, :64], old + 1)
+
+
+def _v2_arrays(root):
+    """A v2 group with arrays as the change stage makes them: float (NaN fill), uint8 (fill 2),
+    int64 (no fill value), bool; chunks that do not divide the shape (edge chunks)."""
+    g = zarr.open_group(str(root), mode="w", zarr_format=2)
+    codec = store.compressors(2)
+    specs = {"f": ((2, 70, 50), (1, 32, 32), np.float32, np.nan), "u": ((3, 70, 50), (1, 32, 32), np.uint8, 2),
+             "i": ((70, 50), (32, 32), np.int64, None), "b": ((70, 50), (32, 32), bool, False)}
+    rng = np.random.default_rng(0)
+    for name, (shape, chunks, dtype, fill) in specs.items():
+        a = g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, compressors=codec)
+        data = (rng.random(shape) * 200).astype(dtype)
+        if dtype == np.float32:
+            data[..., :10, :] = np.nan
+        a[..., :40, :] = data[..., :40, :]  # rows 40.. never written: chunks missing or partly filled
+    return g
+
+
+KEYS = [(slice(None),), (0,), (-1, slice(5, 69), slice(0, 50)), (slice(None), slice(30, 33), slice(31, 50)),
+        (1, 45, slice(None)), (slice(None), slice(40, 70)), (slice(None), slice(10, 10)), (slice(60, 70), 49)]
+
+
+def test_chunk_array_reads_what_zarr_reads(tmp_path):
+    g = _v2_arrays(tmp_path / "s.zarr")
+    for name in ("f", "u", "i", "b"):
+        a = zc.direct_array(str(tmp_path / "s.zarr"), name, lambda name=name: g[name])
+        assert isinstance(a, zc.ChunkArray) and a.shape == g[name].shape and a.chunks == g[name].chunks
+        for key in KEYS:
+            key = key[:a.ndim]
+            ref, got = np.asarray(g[name][key]), a[key]
+            assert got.dtype == ref.dtype and got.shape == ref.shape, (name, key)
+            np.testing.assert_array_equal(got, ref, err_msg=f"{name} {key}")
+        assert zc.read_region(a.adir, a.meta, (slice(0, 10, 2),)) is None  # a step: zarr's
+
+
+def test_chunk_array_writes_what_zarr_writes(tmp_path):
+    ref, new = _v2_arrays(tmp_path / "ref.zarr"), _v2_arrays(tmp_path / "new.zarr")
+    rng = np.random.default_rng(1)
+    direct = []
+    for name, key in (("f", (1, slice(32, 64), slice(0, 32))), ("f", (slice(None), slice(64, 70), slice(32, 50))),
+                      ("u", (slice(None), slice(0, 32), slice(0, 50))), ("i", (slice(32, 64), slice(0, 32))),
+                      ("f", (0, slice(3, 40), slice(0, 32))),  # part of a chunk: zarr's
+                      ("u", (slice(None), slice(0, 32), slice(32, 50)))):
+        a = zc.direct_array(str(tmp_path / "new.zarr"), name, lambda name=name: new[name])
+        shape = np.asarray(ref[name][key]).shape
+        val = rng.random(shape) * 100  # float64: cast to the array's dtype as zarr casts it
+        if name == "u":
+            val = np.full(shape, 2.0)  # all fill value: no chunk file, as zarr leaves it
+        direct.append(zc.write_selection(a.adir, a.meta, key, val))
+        a[key] = val  # a second write of the same: through the file again, or zarr
+        ref[name][key] = val
+    assert direct == [True, True, True, True, False, True]
+    for name in ("f", "u", "i", "b"):
+        np.testing.assert_array_equal(new[name][...], ref[name][...], err_msg=name)
+    files = {p.name for p in (tmp_path / "new.zarr" / "u").iterdir()}
+    assert files == {p.name for p in (tmp_path / "ref.zarr" / "u").iterdir()} and "0.0.0" not in files
+
+
+def test_has_array_and_stores_it_leaves_to_zarr(plan, tmp_path):
+    g = _v2_arrays(tmp_path / "s.zarr")
+    g.create_group("sub")
+    for name in ("f", "b", "sub", "nothing"):
+        assert zc.has_array(str(tmp_path / "s.zarr"), name) == (name in set(g.array_keys())), name
+    v3 = tmp_path / "v3.zarr"
+    create_store(v3, plan, {}, zarr_format=3)
+    g3 = zarr.open_group(str(v3), mode="r")
+    assert zc.has_array(str(v3), "dsm") is None
+    assert zc.direct_array(str(v3), "dsm", lambda: g3["dsm"]) is not None
+    assert not isinstance(zc.direct_array(str(v3), "dsm", lambda: g3["dsm"]), zc.ChunkArray)
+    v2 = tmp_path / "v2.zarr"
+    create_store(v2, plan, {}, zarr_format=2)
+    g2 = zarr.open_group(str(v2), mode="r")
+    assert not isinstance(zc.direct_array(str(v2), "image", lambda: g2["image"]), zc.ChunkArray)  # text

@@ -103,9 +103,11 @@ class StoreIO:
             return zarr.open_group(self.path, mode="r+", use_consolidated=False)
 
     def _array(self, name):
-        if self.run is None:
-            return self._group()[name]
-        return _CACHE.array((self.run, self.path, name), lambda: self._group()[name])
+        from offnadir.zarr_chunks import direct_array  # a local v2 array: its chunk files, not zarr's calls
+
+        def open_():
+            return direct_array(self.path, name, lambda: self._group()[name])
+        return open_() if self.run is None else _CACHE.array((self.run, self.path, name), open_)
 
     def read(self, name, key):
         from offnadir.store import _quiet_zarr
@@ -128,7 +130,11 @@ class StoreIO:
 
     def has(self, name) -> bool:
         from offnadir.store import _quiet_zarr
+        from offnadir.zarr_chunks import has_array
 
+        known = has_array(self.path, name)
+        if known is not None:
+            return known
         with _quiet_zarr():
             return name in set(self._group().array_keys())
 
