@@ -8,7 +8,9 @@ which cells of that neighbourhood changed. Only **ground** cells change; elevate
 current evidence. Each variant is calibrated and scored exactly as
 ``benchmarks/eval_evidence_offline.py`` does (its functions are reused):
 
-* ``current``: the pipeline's evidence (must reproduce the stored probability);
+* ``current``: the pipeline's wide-window evidence without the localisation (it reproduced the
+  stored probability before ``localise.py``; ``lrgb11`` is the pipeline's rule since), calibrated
+  as the pipeline does (:func:`offnadir.change.cells.calibration_model`: the ground stratum censored);
 * ``acquitW`` (W = 7, 11, 15, 21): ``sqrt(R min(R, R_W))``: the small window may only *lower*
   the evidence (acquit a cell whose own neighbourhood agrees), never raise it: its wide null then
   cannot create a false alarm where the wide window agrees;
@@ -52,7 +54,7 @@ def small_window(d, inp, w, cache):
 def coarse_probability(e, d):
     p = np.full(e.shape, np.nan)
     for s, m in ((1, d["elev"]), (0, ~d["elev"])):
-        model = C.fit(C.histogram(P.ratio_evidence(e), m), anchor=P.ANCHOR["evidence"])
+        model = P.calibration_model(("evidence", 1, s), C.histogram(P.ratio_evidence(e), m))
         p[m] = C.probability(P.ratio_evidence(e[m]), model)
     return p
 
@@ -82,7 +84,7 @@ def ground_shift(name, d, inp, cache, current):
     g = ~d["elev"]
     fit_on = g
     if kind == "lrgl":  # the fine mixture fitted on the neighbourhoods the coarse evidence calls change-like
-        m = C.fit(C.histogram(P.ratio_evidence(current), g), anchor=P.ANCHOR["evidence"])
+        m = P.calibration_model(("evidence", 1, 0), C.histogram(P.ratio_evidence(current), g))
         if m.get("fallback"):
             return np.zeros(small.shape)
         with np.errstate(invalid="ignore"):
@@ -99,7 +101,7 @@ def ground_shift(name, d, inp, cache, current):
     if kind == "lrgb":  # and the fine evidence alone (its own prior) says change
         fine_says = out >= np.log(fm["pi"][0] / fm["pi"][1])
     if kind in ("lrg", "lrga", "lrgb"):  # the coarse evidence favours change: its posterior above its prior
-        m = C.fit(C.histogram(P.ratio_evidence(current), g), anchor=P.ANCHOR["evidence"])
+        m = P.calibration_model(("evidence", 1, 0), C.histogram(P.ratio_evidence(current), g))
         pc = C.probability(P.ratio_evidence(current), m)
         prior = m["pi"][1] if not m.get("fallback") else 0.5
         with np.errstate(invalid="ignore"):
@@ -108,7 +110,7 @@ def ground_shift(name, d, inp, cache, current):
             like = like & fine_says
         out = np.where(like, out, np.minimum(out, 0.0) if kind in ("lrga", "lrgb") else 0.0)
     if kind == "lrm":  # only above the coarse null's centre (the typical unchanged cell)
-        m = C.fit(C.histogram(P.ratio_evidence(current), g), anchor=P.ANCHOR["evidence"])
+        m = P.calibration_model(("evidence", 1, 0), C.histogram(P.ratio_evidence(current), g))
         centre = m["null_median"] if m.get("fallback") else m["mean"][0]
         with np.errstate(invalid="ignore"):
             like = C.to_z(P.ratio_evidence(current)) > centre
@@ -164,8 +166,8 @@ def decide(d, gone, shift=None):
     e, el, vis, t = d["ev"], d["elev"], d["vis"], d["t"]
     p = np.full(e.shape, np.nan)
     for s, m in ((1, el), (0, ~el)):
-        p[m] = C.probability(P.ratio_evidence(e[m]), C.fit(C.histogram(P.ratio_evidence(e), m),
-                                                            anchor=P.ANCHOR["evidence"]))
+        p[m] = C.probability(P.ratio_evidence(e[m]),
+                             P.calibration_model(("evidence", 1, s), C.histogram(P.ratio_evidence(e), m)))
     if shift is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
             q = expit(logit(p) + shift)

@@ -11,7 +11,8 @@ histogram:
 * EM (weights, means, variances) runs to convergence on the bin counts; the component with the
   larger mean is "changed";
 * ``p(z) = pi1 N1(z) / (pi0 N0(z) + pi1 N1(z))``, with ``N1`` held at its peak beyond the changed
-  mean (evidence nearer "no agreement beyond chance" is not less likely change), capped below the
+  mean (``plateau``, the default: evidence nearer "no agreement beyond chance" is not less likely
+  change; without it the Gaussian tail, and ``p`` is held at its maximum), capped below the
   null mean at its value there (a
   wider changed component lifts the far left tail again) and made non-decreasing in ``z`` (more
   evidence never lowers the probability); cells get ``p`` by linear
