@@ -352,13 +352,14 @@ def probability_tile(io, ctx, tile, models, has, plan):
             grouped = _patch_sums(lab, prob)
     if plan["ortho"]:
         cname, sname = plan["ortho"]
-        so = ortho_evidence(io.read(sname, (slice(None),) + yx))
+        sc = io.read(sname, (slice(None),) + yx)
         cho = io.read(cname, (slice(None),) + yx)
         po = np.where(cho == 2, np.nan, 0.0).astype(np.float32)
         for t in ctx.targets:
+            so = ortho_evidence(sc[t])  # the targets' only (the base layer is not calibrated)
             p = np.full(shp[1:], np.nan)
             for s, m in ((1, elev), (0, ~elev)):
-                p[m] = C.probability(so[t][m], models[("ortho", t, s)])
+                p[m] = C.probability(so[m], models[("ortho", t, s)])
             fin = np.isfinite(p) & (cho[t] != 2)
             po[t][fin] = p[fin]
             cho[t][fin] = (p[fin] >= DECISION_P).astype(np.uint8)
