@@ -88,11 +88,15 @@ def time_from_product_name(name: str, where: str) -> str | None:
 
 
 def _tags(path) -> dict:
+    """The image's GDAL metadata as the camera readers see it (default domain, and the vendor
+    domains prefixed ``IMD:``, ``IMAGERY:``, ``DIMAP:``)."""
     import rasterio
+
+    from offnadir.camera.readers._common import tags_all
 
     try:
         with rasterio.open(path) as ds:
-            return dict(ds.tags())
+            return tags_all(ds)
     except Exception:  # noqa: BLE001 - not a raster GDAL reads: no tags
         return {}
 
