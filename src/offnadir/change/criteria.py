@@ -46,7 +46,9 @@ a fringe of a patch is not its texture.
   by ``dh tan(theta_t)`` along the target's azimuth (the cube samples the target at the epoch-1
   height). ``r(k)`` correlates ``u(c)`` with ``v(c + k)`` for integer offsets ``k`` along that
   azimuth covering height changes up to ``max_height_change``, smoothed over neighbouring offsets
-  (3-tap mean: one lucky offset is not a match). ``r_ref = max_k r(k)`` at offset ``k*`` when
+  (3-tap mean: one lucky offset is not a match), searched only at offsets where the patch overlaps
+  its shifted copy on at least :data:`MIN_OVERLAP` of its zero-offset pairs (a height change moves
+  the whole roof; a sliver at the patch's far ends does not speak for it). ``r_ref = max_k r(k)`` at offset ``k*`` when
   ``|k*|`` is at least ``structural_min_shift`` metres, else no evidence. The peak must stand out
   on both sides: ``r(0)`` in the formula is replaced by ``max(r(0), r(k* - w), r(k* + w))`` with
   ``w = structural_peak_width`` metres, so a plateau (a two-faced gable roof correlates with itself
@@ -131,14 +133,26 @@ def _smooth3(r):
 
 def _profile_corr(tb, m, nk, min_cells):
     """(m, nk) correlations of the profile's (patch, offset) pairs with at least ``min_cells``
-    cell pairs, NaN elsewhere. From the non-empty pairs alone when the table has them: an empty
-    pair (zero sums) has no correlation either way (fewer than 3 pairs)."""
+    cell pairs (a number, or one per profile row), NaN elsewhere. From the non-empty pairs alone
+    when the table has them: an empty pair (zero sums) has no correlation either way (fewer than 3
+    pairs)."""
+    need = np.broadcast_to(np.asarray(min_cells, np.float64), (m,))
     if tb.profile is not None:
-        return np.where(tb.profile[..., 0] >= min_cells, corr(tb.profile), np.nan)
+        return np.where(tb.profile[..., 0] >= need[:, None], corr(tb.profile), np.nan)
     row, k, sums = tb.profile_pairs
     out = np.full((m, nk), np.nan)
-    out[row, k] = np.where(sums[:, 0] >= min_cells, corr(sums), np.nan)
+    out[row, k] = np.where(sums[:, 0] >= need[row], corr(sums), np.nan)
     return out
+
+
+#: a parallax offset is searched only where the patch overlaps its shifted copy on at least this
+#: share of its pairs at zero offset (its compared interior cells). A height change moves the roof's
+#: whole texture, so its match holds over the roof less a strip as wide as the move; a match over a
+#: sliver at the patch's far ends (the offset nearly as long as the patch) is a fringe's, which does
+#: not speak for the patch -- the spectral criterion's quarter (docs/change_detection.md, H7: on the
+#: hard simulator at 1024^2 the parallax criterion's false alarms on unchanged roofs peaked at
+#: offsets overlapping 4-18 % of the roof, where 20-40 textured pairs correlate 0.6-0.99 by chance)
+MIN_OVERLAP = 0.25
 
 
 def median_level(frac_above, levels):
@@ -205,7 +219,9 @@ def structural(tb: TargetTable, opts):
         # only the rows with a profile (sel) can have one; of those, the elevated ones with any
         # correlation (``has``) are judged on it, the others keep r0 and no reference
         sel = np.arange(n) if tb.profile_rows is None else tb.profile_rows
-        rs = _smooth3(_profile_corr(tb, len(sel), nk, opts.min_cells))
+        # offsets whose overlap with the patch is a sliver of it are not searched (MIN_OVERLAP)
+        need = np.maximum(float(opts.min_cells), MIN_OVERLAP * np.asarray(tb.c0[sel, 0], np.float64))
+        rs = _smooth3(_profile_corr(tb, len(sel), nk, need))
         hs = tb.elevated[sel] & np.any(np.isfinite(rs), axis=1)
         at, r = sel[hs], rs[hs]
         kb = np.nanargmax(np.where(np.isfinite(r), r, -np.inf), axis=1)

@@ -1,0 +1,171 @@
+"""Evaluation: which rule flags the hard simulator's UNCHANGED roofs (issue 7, H7), on stored runs.
+
+For every scored unchanged elevated cell (no truth change, not a tree) that the stored run flags,
+the sources that would flag it on their own, recomputed from the store as the maps pass does
+(``eval_decision_offline.decide``'s steps, kept apart):
+
+* ``census``: the calibrated census evidence after the rim witness (p >= 1/2 before the patch
+  criteria are or-ed in), split by whether the target's predicted illumination (the store's
+  ``illumination``) has the cell in shadow;
+* ``structural``, ``spectral``, ``outline``: the stored patch criterion score >= 1/2 (the structural
+  score after the rim veto, as stored);
+* ``shadow rules``: a roof decided gone (missing shadow) or raised (longer shadow): the stored
+  probability 1/2 over a recomputed one below it.
+
+Each flagged cell is counted under every source that fires and, once, under its *sole* source
+(``several`` when more than one fires). Per roof patch the structural criterion's figures
+(``r_ref``, ``r(0)``, shift) are listed for the patches it flags, unchanged and changed, so that a
+chance-correlation bound can be checked against both. ``--null`` adds, per target, the
+chance-correlation level of a shifted copy measured on the run's own roofs (see
+:func:`chance_level`).
+
+    python benchmarks/eval_roof_false_alarms.py --hard /tmp/h7/w1024 --seeds 0 1 2 [--patches]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import eval_decision_offline as DO  # noqa: E402
+import eval_hard_sim as HS  # noqa: E402
+
+
+def sources(store, t: int = 1) -> dict:
+    """Per cell: each source's flag (bool arrays) and the stored flag, for target ``t``."""
+    import xarray as xr
+
+    from offnadir.change import calibrate as C
+    from offnadir.change import cells as P
+    from offnadir.change import criteria as CR
+    from offnadir.change import outline as OL
+
+    d = DO.load(store, t)
+    e, el = d["ev"], d["elev"]
+    p = np.full(e.shape, np.nan)
+    models = {}
+    for s, m in ((1, el), (0, ~el)):
+        models[s] = DO.refit(C.histogram(P.ratio_evidence(e), m), s)
+        p[m] = C.probability(P.ratio_evidence(e[m]), models[s])
+    if d.get("fine") is not None:
+        from offnadir.change import localise as L
+
+        fm = C.fit(C.histogram(P.ratio_evidence(d["fine"]), ~el), anchor=P.ANCHOR["local"])
+        p[~el] = L.localise(p[~el], d["fine"][~el], models[0], fm)
+    with np.errstate(invalid="ignore"):
+        kept = d["pelev"] & (d["b1"] >= 2.0) & (d["t1"] >= 2.0)
+    p = OL.rim_witness(p, P.paint(d["patch"], d["ids"], kept.astype(np.float64)), P.DECISION_P)
+    out = {"census": p >= 0.5}
+    for k in ("structural", "spectral", "outline"):
+        out[k] = P.paint(d["patch"], d["ids"], d[k]) >= 0.5
+    full = P.either(p, P.paint(d["patch"], d["ids"], np.maximum.reduce([d["structural"], d["spectral"],
+                                                                          d["outline"]])))
+    with np.errstate(invalid="ignore"):
+        out["shadow rules"] = np.isfinite(d["prob"]) & (d["prob"] == np.float32(0.5)) & (full < 0.5)
+        out["stored"] = np.nan_to_num(d["prob"]) >= 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(store, mask_and_scale=False)
+        out["shadow_t"] = np.asarray(ds["illumination"].values[t]) == 0
+        tab = {k: np.asarray(ds[k].values[t], np.float64) for k in ("patch_corr_ref", "patch_corr0", "patch_shift",
+                                                                    "patch_structural_score", "patch_rim_base",
+                                                                    "patch_rim_target")}
+        tab["n_cells"] = np.asarray(ds["patch_n_cells"].values)
+    out["d"], out["tab"] = d, tab
+    return out
+
+
+def truth(scene: Path, meta: dict, d: dict):
+    """(unchanged roof cells, changed cells) scored as ``eval_hard_sim`` scores them."""
+    from scipy.ndimage import distance_transform_edt
+
+    from offnadir.simulate import scene as S
+    from offnadir.simulate import truth as T
+
+    sb = HS._read(scene / "truth_structural.tif")
+    cls = HS._read(scene / "truth_change_class.tif")
+    occ = HS._read(scene / "truth_occluded.tif")
+    elev = HS._read(scene / "truth_elevated.tif") == 1
+    cells = (d["vis"][0] == 1) & (d["vis"][d["t"]] == 1) & (occ == 0) & (sb != T.IGNORE)
+    model = S.generate(int(meta["seed"]), int(meta["size"]), float(meta["cell"]), float(meta["heights"]["base_height"]))
+    tree = S.rasterize(model)[1].kind == S.TREE
+    near = distance_transform_edt(cls == 0) * float(meta["cell"]) <= HS.NEAR_M
+    roof = cells & (sb == 0) & elev & ~tree
+    changed = cells & np.isin(sb, (T.LOSS, T.GAIN)) & elev
+    return roof, near, changed
+
+
+NAMES = ("census", "structural", "spectral", "outline", "shadow rules")
+
+
+def one(store, scene, show_patches: bool) -> dict:
+    import json
+
+    src = sources(store)
+    d, tab = src["d"], src["tab"]
+    meta = json.loads((scene / "scene.json").read_text())
+    roof, near, changed = truth(scene, meta, d)
+    fa = roof & src["stored"]
+    res = {"flagged": int(fa.sum()), "roof_cells": int(roof.sum()), "near": int((fa & near).sum())}
+    fires = np.stack([src[k] for k in NAMES])
+    nf = fires.sum(axis=0)
+    res["any"] = {k: int((fa & src[k]).sum()) for k in NAMES}
+    res["sole"] = {k: int((fa & src[k] & (nf == 1)).sum()) for k in NAMES}
+    res["sole"]["several"] = int((fa & (nf > 1)).sum())
+    res["sole"]["none (unexplained)"] = int((fa & (nf == 0)).sum())
+    res["census_in_target_shadow"] = int((fa & src["census"] & src["shadow_t"]).sum())
+    tp = changed & src["stored"]
+    res["true_any"] = {k: int((tp & src[k]).sum()) for k in NAMES}
+    res["true_sole"] = {k: int((tp & src[k] & (nf == 1)).sum()) for k in NAMES}
+    # per patch: the structural criterion's flagged roofs, unchanged (majority of cells) or changed
+    rows = []
+    idx = np.searchsorted(d["ids"], d["patch"])
+    idx = np.clip(idx, 0, len(d["ids"]) - 1)
+    struct = np.nan_to_num(tab["patch_structural_score"]) >= 0.5
+    for i in np.flatnonzero(struct & d["pelev"]):
+        m = idx == i
+        n_roof, n_ch = int((roof & m).sum()), int((changed & m).sum())
+        rows.append(dict(id=int(d["ids"][i]), cells=int(tab["n_cells"][i]), unchanged=n_roof, changed=n_ch,
+                         r_ref=tab["patch_corr_ref"][i], r0=tab["patch_corr0"][i], shift_m=tab["patch_shift"][i],
+                         b1=tab["patch_rim_base"][i], t1=tab["patch_rim_target"][i]))
+    res["structural_patches"] = rows
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hard", type=Path, default=Path("/tmp/eval_hard_sim"))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    ap.add_argument("--patches", action="store_true", help="list the structural criterion's flagged roofs")
+    a = ap.parse_args(argv)
+    tot = {}
+    for s in a.seeds:
+        store, scene = a.hard / f"hard{s}.zarr", a.hard / f"hard{s}"
+        if not store.exists():
+            sys.exit(f"{store} not found: run `python benchmarks/eval_hard_sim.py --work {a.hard} --seeds {s}` first")
+        r = one(store, scene, a.patches)
+        print(f"seed {s}: unchanged roof cells flagged {r['flagged']} of {r['roof_cells']} ({r['near']} near a change)")
+        print("  fires on them: " + ", ".join(f"{k} {v}" for k, v in r["any"].items())
+              + f"; census in the target's predicted shadow {r['census_in_target_shadow']}")
+        print("  sole source:   " + ", ".join(f"{k} {v}" for k, v in r["sole"].items()))
+        print("  changed elevated cells found, by source: " + ", ".join(f"{k} {v}" for k, v in r["true_any"].items())
+              + "; sole: " + ", ".join(f"{k} {v}" for k, v in r["true_sole"].items()))
+        if a.patches:
+            for p in r["structural_patches"]:
+                print("    structural patch {id}: {cells} cells, unchanged {unchanged}, changed {changed}, r_ref "
+                      "{r_ref:.3f} r0 {r0:.3f} shift {shift_m:.1f} m, rim b1 {b1:.2f} t1 {t1:.2f}".format(**p))
+        for k, v in r["sole"].items():
+            tot[k] = tot.get(k, 0) + v
+    n = max(sum(tot.values()), 1)
+    print("over the seeds, sole source of the unchanged-roof false alarms: "
+          + ", ".join(f"{k} {v} ({100 * v / n:.0f} %)" for k, v in tot.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
