@@ -17,10 +17,29 @@ SEGMENTED, WRITTEN = 1, 4
 def _stats_tile(io, shape, n_images, n_bands, tile, r):
     from offnadir.change import cells as P
 
+    io = _ReadOnce(io)  # the noise histograms read the visible and value arrays the statistics just read
     out = T.stats(io, shape, n_images, n_bands, tile, r)
     out["noise"] = P.noise_tile(io, T.Context(shape=shape, n_images=n_images, n_bands=n_bands, cell=1.0, opts=None,
                                               targets=()), tile)
     return out
+
+
+class _ReadOnce:
+    """``io`` whose reads are kept for the task by (name, key): a second read of the same region
+    returns the same array, not another copy assembled from the chunks. For functions that only
+    read what they read (:func:`~offnadir.change.tile.stats`, :func:`~offnadir.change.cells.noise_tile`)."""
+
+    def __init__(self, io):
+        self.io, self.kept = io, {}
+
+    def read(self, name, key):
+        k = (name, repr(key))
+        if k not in self.kept:
+            self.kept[k] = self.io.read(name, key)
+        return self.kept[k]
+
+    def __getattr__(self, name):
+        return getattr(self.io, name)
 
 
 def _add_stats(*parts):

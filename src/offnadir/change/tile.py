@@ -81,10 +81,10 @@ def segment_tile(io, ctx, tile):
         hs = h[sw.i0 - w.i0:sw.i1 - w.i0, sw.j0 - w.j0:sw.j1 - w.j0]
         a0, a1, b0, b1 = sw.core
         buf = np.empty(hs.shape, np.uint8)
+        hsc = np.ascontiguousarray(hs)  # one copy for every image
         for t in range(ctx.n_images):
             az, el = ctx.sun[t]
-            K.illumination(np.ascontiguousarray(hs), ctx.cell, az, el, float(opts.sun_tolerance), 1.0, float(sh),
-                           buf)
+            K.illumination(hsc, ctx.cell, az, el, float(opts.sun_tolerance), 1.0, float(sh), buf)
             lit[t] = _widened(hs, buf, ctx, t, sh)[a0:a1, b0:b1]
     io.write("illumination", (slice(None),) + core, lit)
     a0, a1, b0, b1 = w.core
