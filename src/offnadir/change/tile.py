@@ -227,7 +227,9 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
         # per patch (n, Σu, Σv, Σu², Σv², Σuv) over the used core cells where both are finite
         rows[f"c0_{t}"] = K.canonical_sums(u, v, okc, rowmap, ci0, cj0, n)
         # the roofs' near-sensor rim at both dates (offnadir.change.outline, criterion "outline")
-        rows[f"outline_{t}"] = OL.patch_sums(lab, elev == 1, EV.intensity(val[0]), EV.intensity(val[t]),
+        if t == ctx.targets[0]:
+            base_intensity = EV.intensity(val[0])  # the base's, once for every target
+        rows[f"outline_{t}"] = OL.patch_sums(lab, elev == 1, base_intensity, EV.intensity(val[t]),
                                              (vis[0] == 1) & (vis[t] == 1), OL.sensor_step(*ctx.shifts[t]),
                                              (ci0, ci1, cj0, cj1), rowmap, n)
         di, dj, _ = ctx.shifts[t]
