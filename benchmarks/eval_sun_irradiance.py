@@ -8,6 +8,8 @@ shadow indicator? Both on the same inputs, every world where a true sun is known
   (:func:`offnadir.change.sun_kernels.illumination` codes: cos of the incidence over sin of the
   elevation, 0 without direct sun), same window, same grids, same coarse-to-fine search and
   re-centring, no acceptance test (a diagnostic: no null for it exists).
+* ``cast``: the binary score on cast shadows only (faces turned away that nothing shades are left
+  out), same search.
 
 Worlds: the real same-date s2p crops (truth: the almanac at the Airbus dataset-name time,
 :mod:`offnadir.io.acquisition_time`), the hard simulator (``offnadir simulate --preset hard``,
@@ -15,7 +17,7 @@ truth in scene.json), synthetic box DSMs with the simulator's cast shadows (``ev
 ``--shadows`` images) and Kahramanmaras post_event_img1 (truth: post_event_img2's IMAGING_TIME,
 one pass). The error is the angle between the estimated and the true sun directions.
 
-    python benchmarks/eval_sun_irradiance.py [--seeds 0 1 2 3 4 5] [--boxes 12] [--work /tmp/eval_sun_irradiance]
+    python benchmarks/eval_sun_irradiance.py [--seeds 0 1 2 3 4 5] [--boxes 12] [--work /tmp/eval_sun_irradiance] [--variants irradiance cast]
                                              [--skip-real] [--skip-sim] [--skip-km]
 """
 
@@ -32,6 +34,7 @@ import numpy as np
 
 S2P = Path("/work/shared/data/real/s2p/tests/data")
 KM = Path("/work/shared/data/real/picanteo")
+VARIANTS = ["irradiance", "cast"]
 
 
 def angle(az1, el1, az2, el2) -> float:
@@ -41,8 +44,11 @@ def angle(az1, el1, az2, el2) -> float:
     return math.degrees(math.acos(float(np.clip(v(az1, el1) @ v(az2, el2), -1, 1))))
 
 
-def _spearman_search(level, r_rank_use, azs, els):
-    """Spearman correlation of the image with the predicted irradiance for every candidate."""
+def _search(level, azs, els, kind):
+    """Score of every candidate: ``irradiance`` (Spearman correlation of the image with the
+    predicted irradiance) or ``cast`` (the binary score on cast shadows only: cells whose own face
+    is turned away from the sun but that no other cell shades are left out, so a low sun cannot
+    gain from marking slopes dark)."""
     from scipy.stats import rankdata
 
     from offnadir.change import sun_kernels as K
@@ -51,20 +57,35 @@ def _spearman_search(level, r_rank_use, azs, els):
     relief = float(np.nanmax(h) - np.nanmin(h))
     hz = np.where(np.isfinite(h), h, np.nanmin(h))
     buf = np.empty(h.shape, np.uint8)
+    dist = np.empty(h.shape)
+    r = np.zeros(h.shape)
+    r[use] = (rv - 0.5) / rv.size
     out = np.full((len(azs), len(els)), -np.inf)
     for a, az in enumerate(azs):
         for e, el in enumerate(els):
             md = relief / (math.tan(math.radians(el)) * cell) + 2.0
             K.illumination(hz, cell, math.radians(az), math.radians(el), 0.3, 1.0, md, buf)
-            x = buf[use].astype(np.float64)
-            if np.ptp(x) == 0:
+            if kind == "irradiance":
+                x = buf[use].astype(np.float64)
+                if np.ptp(x) > 0:
+                    out[a, e] = float(np.corrcoef(rankdata(x), rv)[0, 1])
                 continue
-            out[a, e] = float(np.corrcoef(rankdata(x), rv)[0, 1])
+            az_r = math.radians(az)
+            K.caster_distances(hz, math.tan(math.radians(el)) * cell, -math.cos(az_r), math.sin(az_r), 0.3, md, dist)
+            cast = dist >= 0
+            u = use & ~((buf == K.SHADED) & ~cast)
+            sh = u & cast
+            n, ns = int(u.sum()), int(sh.sum())
+            if ns < 10 or n - ns < 10:
+                continue
+            d = (r[u].sum() - r[sh].sum()) / (n - ns) - r[sh].sum() / ns
+            pp = ns / n
+            out[a, e] = d * math.sqrt(pp * (1 - pp) * 12.0)
     return out
 
 
-def irradiance_fit(h, v, ok, cell, north, max_side=512, el_range=(10.0, 80.0)):
-    """(true azimuth, elevation, best correlation) of the irradiance search (module doc)."""
+def variant_fit(h, v, ok, cell, north, kind, max_side=512, el_range=(10.0, 80.0)):
+    """(true azimuth, elevation, best score) of the ``kind`` search (:func:`_search`)."""
     from scipy.stats import rankdata
 
     from offnadir.change.sun_estimate import _block_mean, pick_window
@@ -84,14 +105,14 @@ def irradiance_fit(h, v, ok, cell, north, max_side=512, el_range=(10.0, 80.0)):
     fine = fine or coarse
     lo, hi = el_range
     azs, els = np.arange(0.0, 360.0, 10.0), np.arange(lo, hi + 1e-9, 5.0)
-    sc = _spearman_search(coarse, None, azs + north, els)
+    sc = _search(coarse, azs + north, els, kind)
     a, e = np.unravel_index(np.argmax(sc), sc.shape)
     az0, el0 = azs[a], els[e]
     for lv, da, de in ((coarse, 2.5, 1.25), (fine, 0.5, 0.25)):
         for _ in range(4):
             azs = az0 + da * np.arange(-4, 5)
             els = np.unique(np.clip(el0 + de * np.arange(-4, 5), lo, hi))
-            sc = _spearman_search(lv, None, azs + north, els)
+            sc = _search(lv, azs + north, els, kind)
             a, e = np.unravel_index(np.argmax(sc), sc.shape)
             edge = a in (0, len(azs) - 1) or (e in (0, len(els) - 1) and lo < els[e] < hi)
             az0, el0 = azs[a], els[e]
@@ -104,14 +125,16 @@ def compare(label, h, v, ok, cell, north, taz, tel, rows):
     from offnadir.change.sun_estimate import fit_sun
 
     b = fit_sun(h, v, ok, cell, north)
-    iaz, iel, ic = irradiance_fit(h, v, ok, cell, north)
     eb = angle(b.azimuth, b.elevation, taz, tel) if b else math.inf
-    ei = angle(iaz, iel, taz, tel)
-    rows.append((label, eb, ei))
     bs = (f"{b.azimuth:6.1f}/{b.elevation:5.1f} err {eb:5.2f} {'acc' if b.accepted() else 'REJ'}" if b
           else "none")
-    print(f"{label:34s} truth {taz:6.1f}/{tel:5.1f} | binary {bs} | irradiance {iaz:6.1f}/{iel:5.1f} "
-          f"err {ei:5.2f} (rho {ic:.3f})", flush=True)
+    line, errs = f"{label:30s} truth {taz:6.1f}/{tel:5.1f} | binary {bs}", [eb]
+    for kind in VARIANTS:
+        az, el, c = variant_fit(h, v, ok, cell, north, kind)
+        errs.append(angle(az, el, taz, tel))
+        line += f" | {kind} {az:6.1f}/{el:5.1f} err {errs[-1]:5.2f} ({c:.3f})"
+    rows.append((label, *errs))
+    print(line, flush=True)
 
 
 def _cube_arrays(cube, t):
@@ -216,7 +239,9 @@ def main(argv=None):
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--skip-sim", action="store_true")
     ap.add_argument("--skip-km", action="store_true")
+    ap.add_argument("--variants", nargs="+", default=VARIANTS, choices=["irradiance", "cast"])
     a = ap.parse_args(argv)
+    VARIANTS[:] = a.variants
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -228,14 +253,18 @@ def main(argv=None):
         simulated(rows, a.seeds, a.size, work)
     if a.boxes:
         boxes(rows, a.boxes)
-    print("world                 n  binary err median/max   irradiance err median/max   irradiance better/worse (>0.5 deg)")
+    print("world            n  binary err median/max" + "".join(f" | {k} median/max better/worse (>0.5 deg)"
+                                                          for k in VARIANTS))
     for world in ("reunion", "marseille", "kahramanmaras", "hard", "boxes"):
         r = [x for x in rows if x[0].startswith(world)]
         if not r:
             continue
-        eb, ei = np.array([x[1] for x in r]), np.array([x[2] for x in r])
-        print(f"{world:20s} {len(r):2d}  {np.median(eb):6.2f} / {eb.max():6.2f}          {np.median(ei):6.2f} / "
-              f"{ei.max():6.2f}             {int(np.sum(ei < eb - 0.5))}/{int(np.sum(ei > eb + 0.5))}")
+        e = np.array([x[1:] for x in r])
+        line = f"{world:15s} {len(r):2d}  {np.median(e[:, 0]):6.2f} / {e[:, 0].max():6.2f}"
+        for k in range(1, e.shape[1]):
+            line += (f" | {np.median(e[:, k]):6.2f} / {e[:, k].max():6.2f}  {int(np.sum(e[:, k] < e[:, 0] - 0.5))}/"
+                     f"{int(np.sum(e[:, k] > e[:, 0] + 0.5))}")
+        print(line)
     return 0
 
 
