@@ -15,9 +15,7 @@ the sources that would flag it on their own, recomputed from the store as the ma
 Each flagged cell is counted under every source that fires and, once, under its *sole* source
 (``several`` when more than one fires). Per roof patch the structural criterion's figures
 (``r_ref``, ``r(0)``, shift) are listed for the patches it flags, unchanged and changed, so that a
-chance-correlation bound can be checked against both. ``--null`` adds, per target, the
-chance-correlation level of a shifted copy measured on the run's own roofs (see
-:func:`chance_level`).
+chance-correlation bound can be checked against both.
 
     python benchmarks/eval_roof_false_alarms.py --hard /tmp/h7/w1024 --seeds 0 1 2 [--patches]
 """
@@ -42,7 +40,6 @@ def sources(store, t: int = 1) -> dict:
 
     from offnadir.change import calibrate as C
     from offnadir.change import cells as P
-    from offnadir.change import criteria as CR
     from offnadir.change import outline as OL
 
     d = DO.load(store, t)
@@ -103,7 +100,7 @@ def truth(scene: Path, meta: dict, d: dict):
 NAMES = ("census", "structural", "spectral", "outline", "shadow rules")
 
 
-def one(store, scene, show_patches: bool) -> dict:
+def one(store, scene) -> dict:
     import json
 
     src = sources(store)
@@ -148,7 +145,7 @@ def main(argv=None) -> int:
         store, scene = a.hard / f"hard{s}.zarr", a.hard / f"hard{s}"
         if not store.exists():
             sys.exit(f"{store} not found: run `python benchmarks/eval_hard_sim.py --work {a.hard} --seeds {s}` first")
-        r = one(store, scene, a.patches)
+        r = one(store, scene)
         print(f"seed {s}: unchanged roof cells flagged {r['flagged']} of {r['roof_cells']} ({r['near']} near a change)")
         print("  fires on them: " + ", ".join(f"{k} {v}" for k, v in r["any"].items())
               + f"; census in the target's predicted shadow {r['census_in_target_shadow']}")

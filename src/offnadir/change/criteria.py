@@ -224,6 +224,8 @@ def structural(tb: TargetTable, opts):
         rs = _smooth3(_profile_corr(tb, len(sel), nk, need))
         hs = tb.elevated[sel] & np.any(np.isfinite(rs), axis=1)
         at, r = sel[hs], rs[hs]
+        # ... but a plateau is judged on every offset: a side in the sliver still says "no peak"
+        r_all = _smooth3(_profile_corr(tb, len(sel), nk, opts.min_cells))[hs]
         kb = np.nanargmax(np.where(np.isfinite(r), r, -np.inf), axis=1)
         rows = np.arange(len(at))
         rb = r[rows, kb]
@@ -234,7 +236,7 @@ def structural(tb: TargetTable, opts):
         for sgn in (-1.0, 1.0):
             kk = np.argmin(np.abs(tb.shift_cells[None, :] - (sb[:, None] + sgn * w)), axis=1)
             inside = np.abs(tb.shift_cells[kk] - (sb + sgn * w)) <= 1.0
-            side = np.fmax(side, np.where(inside, r[rows, kk], np.nan))
+            side = np.fmax(side, np.where(inside, r_all[rows, kk], np.nan))
         moved = np.abs(sb) * tb.cell >= opts.structural_min_shift
         ref[at] = np.where(moved, rb, np.nan)
         shift[at] = sb
