@@ -1,0 +1,195 @@
+"""Evaluation: census code pairs compared by their cells' sun-transition class (issue 7, H8), offline
+on stored one-image-per-date runs.
+
+The census evidence compares a cell's codes only where the old DSM predicts the same direct-sun
+state at both dates (:func:`offnadir.change.cells._same_sun`): a moved cast shadow changes the
+intensities. But a code is the *order* of two cells; an illumination change that multiplies both
+cells by the same factor keeps it. Two cells that both go from lit to shadow (or both from shadow
+to lit) share that factor up to their albedo-independent diffuse share, so the **pair** may be
+compared though neither cell's state is the same at both dates. Pairs across a moved shadow edge
+(one cell's state moved, the other's not, or moved the other way) stay excluded.
+
+Labels per cell: 0 the current compare set (same state at both dates, or unknown), 1 lit -> shadow,
+2 shadow -> lit; a code pair is kept where both cells carry the same label. Label 0 pairs are the
+pairs the current rule keeps, so the pair rule only adds pairs.
+
+Variants (the evidence recomputed from the store's cube with the run's own choices as
+``eval_evidence_offline.py`` does, fine window included, then decided as
+``eval_decision_offline.decide`` does with the pipeline's calibration):
+
+* ``current``: the same-sun cell mask (must reproduce the stored evidence: largest difference printed);
+* ``pairs``: the pair labels for every cell's evidence;
+* ``pairs_ground``: the pair labels for the ground cells' evidence (wide and fine window), the
+  elevated cells keep the current evidence;
+* ``pairs_ground_codes``: the ground cells' ground-only code pairs (the second term of
+  ``stratum_evidence``'s smaller-of) by pair label, the whole window's pairs by the current cell
+  mask (no extra census sweep: the pipeline's two sweeps, one with the pair labels);
+* ``no_mask_ground``: no sun mask for the ground cells (the colleague's measurement in
+  docs/change_detection.md, "Censored ground calibration": the upper bound of what the ground
+  cells can gain, with every pair across a moved shadow edge compared).
+
+    python benchmarks/eval_pair_compare.py --hard W --km K [--seeds ...] [--variants ...]
+
+``W``/``K``: the ``--work`` of ``eval_hard_sim.py`` / ``--workdir`` of ``eval_change_real.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from offnadir.change import census as K
+from offnadir.change import census_codes as CW
+from offnadir.change import evidence as EV
+from offnadir.change import localise as L
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import eval_decision_offline as DO  # noqa: E402
+import eval_evidence_offline as EO  # noqa: E402
+
+VARIANTS = ("current", "pairs", "pairs_ground", "pairs_ground_codes", "no_mask_ground")
+
+
+def sun_labels(lit, t):
+    """0: same direct-sun state at base and target ``t`` (or unknown: 255), 1: lit -> shadow,
+    2: shadow -> lit (:mod:`offnadir.change.illumination`: 0 is no direct sun)."""
+    unknown = (lit[0] == 255) | (lit[t] == 255)
+    a, b = lit[0] != 0, lit[t] != 0
+    lab = np.zeros(lit.shape[1:], np.uint8)
+    lab[a & ~b & ~unknown] = 1
+    lab[~a & b & ~unknown] = 2
+    return lab
+
+
+def pair_word(labels):
+    """uint32 word per cell clearing, in :func:`offnadir.change.census_codes.pack`'s layout (all
+    three bytes), the directions whose neighbour carries another label."""
+    codes, _ = EV.census(labels.astype(np.float64), np.ones(labels.shape, bool), 0.0)
+    w = CW.pack(np.zeros_like(codes), codes == 0) >> np.uint32(16)
+    return w | (w << np.uint32(8)) | (w << np.uint32(16))
+
+
+def _struct(inp, mask, word, reversal, fine):
+    a, b = inp["inten"]
+    oa, ob = inp["ok"]
+    sa, sb = inp["sigmas"]
+    wa = CW.census_words(a, oa & mask, EV.DEADBAND * sa, EV.RADIUS, EV._NEIGH)
+    wb = CW.census_words(b, ob & mask, EV.DEADBAND * sb, EV.RADIUS, EV._NEIGH)
+    if word is not None:
+        wa, wb = wa & word, wb & word
+    res = K.min_census_ratio(wa, wb, inp["offsets"], inp["window"], None, reversal=reversal, fine=fine)
+    res = res if isinstance(res, tuple) else (res,)
+    for r in res:
+        r[~(oa & ob)] = np.nan
+    return res
+
+
+def evidence(inp, el, mask, word, fine, ground_word=False):
+    """:func:`offnadir.change.cells.stratum_evidence` (without dh: roof evidence everywhere) with
+    the cell mask ``mask`` and the pair word ``word`` (``ground_word``: the word for the ground
+    cells' own code pairs only, the whole window's pairs with ``mask`` alone); returns (wide,
+    fine) as stored (float32)."""
+    e, rev, ef = _struct(inp, mask, None if ground_word else word, True, fine)
+    gmask = (np.ones(el.shape, bool) if ground_word else mask) & ~el
+    eg, efg = _struct(inp, gmask, word, False, fine)
+    wide = np.where(el, EV.roof_evidence(e, rev), np.fmin(e, eg))
+    loc = np.where(el, np.nan, np.fmin(ef, efg))
+    return wide.astype(np.float32).astype(np.float64), loc.astype(np.float32).astype(np.float64)
+
+
+def variants(d, names):
+    inp = EO.inputs(d)
+    el = d["elev"]
+    fine = L.fine_window(inp["window"])
+    ones = np.ones(el.shape, bool)
+    same = inp["same_sun"] if inp["same_sun"] is not None else ones
+    word = pair_word(sun_labels(d["ill"], d["t"])) if d["ill"] is not None else None
+    cur = evidence(inp, el, same, None, fine)
+    out = {"current": cur}
+    if "pairs" in names or "pairs_ground" in names:
+        pw = evidence(inp, el, ones, word, fine)
+        out["pairs"] = pw
+        out["pairs_ground"] = (np.where(el, cur[0], pw[0]), pw[1])
+    if "pairs_ground_codes" in names:
+        out["pairs_ground_codes"] = evidence(inp, el, same, word, fine, ground_word=True)
+    if "no_mask_ground" in names:
+        nm = evidence(inp, el, ones, None, fine)
+        out["no_mask_ground"] = (np.where(el, cur[0], nm[0]), nm[1])
+    return {n: out[n] for n in names}
+
+
+def run_store(store, names, scorer):
+    d = DO.load(store)
+    p0, _ = DO.decide(d, "current")
+    with np.errstate(invalid="ignore"):
+        gone = np.isfinite(d["prob"]) & (d["prob"] == np.float32(0.5)) & (p0 < 0.5)
+    stored = d["ev"]
+    ev = variants(EO.load_store(store), names)
+    res = {}
+    for name, (wide, loc) in ev.items():
+        dd = dict(d, ev=wide, fine=loc if d["fine"] is not None else None)
+        p, ch = DO.decide(dd, "current", gone)
+        r = scorer(dd, p, ch)
+        if name == "current":
+            both = np.isfinite(wide) & np.isfinite(stored)
+            r["max_diff_ev"] = float(np.max(np.abs(wide[both] - stored[both]), initial=0.0))
+            bp = np.isfinite(p) & np.isfinite(d["prob"])
+            r["max_diff_p"] = float(np.max(np.abs(p[bp] - d["prob"][bp]), initial=0.0))
+        res[name] = r
+    return res
+
+
+def main(argv=None) -> int:
+    a = EO.stored_runs_args(__doc__, VARIANTS, argv)
+    f = EO._f
+    hard, km = {}, {}
+    for s in a.seeds:
+        store, scene = EO.hard_store(a, s)
+        hard[s] = run_store(store, a.variants, lambda d, p, ch, sc=scene: score_hard(d, p, ch, sc))
+        if "current" in hard[s]:
+            c = hard[s]["current"]
+            print(f"hard seed {s}: current vs stored, evidence {c['max_diff_ev']:.2g}, probability "
+                  f"{c['max_diff_p']:.2g}", flush=True)
+    for t in a.targets:
+        store = a.km / f"km_post{t}.zarr"
+        if not store.exists():
+            sys.exit(f"{store} not found: run `python benchmarks/eval_change_real.py --workdir {a.km}` first")
+        km[t] = run_store(store, a.variants, lambda d, p, ch: EO.score_km(d, p, ch))
+        if "current" in km[t]:
+            c = km[t]["current"]
+            print(f"Kahramanmaras img{t}: current vs stored, evidence {c['max_diff_ev']:.2g}, probability "
+                  f"{c['max_diff_p']:.2g}", flush=True)
+    print()
+    for v in a.variants:
+        print(f"== {v}")
+        if hard:
+            rows = [hard[s][v] for s in a.seeds]
+            f1 = [r["elevated_f1"] for r in rows]
+            print(f"  hard elevated F1 per seed {', '.join(f(x) for x in f1)} (mean {f(float(np.mean(f1)))}); "
+                  f"all-cells F1 {', '.join(f(r['f1']) for r in rows)} (mean {f(float(np.mean([r['f1'] for r in rows])))})")
+            print(f"  hard score AUC {', '.join(f(r['auc']) for r in rows)}; ground false alarms "
+                  f"{', '.join(f(r['ground_fa']) for r in rows)}; ground gains missed "
+                  f"{', '.join(str(r['ground_gain_missed']) for r in rows)}")
+        for t in a.targets:
+            r = km[t][v]
+            print(f"  Kahramanmaras img{t}: F1 {f(r['f1'], 4)}, AUC {f(r['auc'], 4)}, flagged {f(r['flagged'])}, "
+                  f"objects {r['objects']}")
+    return 0
+
+
+def score_hard(d, p, ch, scene):
+    """``eval_evidence_offline.score_hard`` plus the gained cells (truth 2) on the base's ground
+    (the store's ``elevated`` not set: new buildings, grown trees) decided unchanged."""
+    r = EO.score_hard(d, p, ch, d["ev"], scene)
+    ref = EO._read(scene / "truth_structural.tif")
+    occ = EO._read(scene / "truth_occluded.tif")
+    t = d["t"]
+    cells = (d["vis"][0] == 1) & (d["vis"][t] == 1) & (occ == 0) & (ch != 2)
+    r["ground_gain_missed"] = int(np.sum(cells & (ref == 2) & ~d["elev"] & (ch == 0)))
+    return r
+
+
+if __name__ == "__main__":
+    sys.exit(main())
