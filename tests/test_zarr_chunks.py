@@ -126,6 +126,15 @@ def test_chunk_array_reads_what_zarr_reads(tmp_path):
             assert got.dtype == ref.dtype and got.shape == ref.shape, (name, key)
             np.testing.assert_array_equal(got, ref, err_msg=f"{name} {key}")
         assert zc.read_region(a.adir, a.meta, (slice(0, 10, 2),)) is None  # a step: zarr's
+    # whole chunks (a tile's core) are decoded straight into the result: one written, one never written
+    m = g.create_array("m", shape=(64, 64), chunks=(32, 32), dtype=np.float32, fill_value=np.nan,
+                       compressors=store.compressors(2))
+    m[:32, :32] = np.arange(32 * 32, dtype=np.float32).reshape(32, 32)
+    a = zc.direct_array(str(tmp_path / "s.zarr"), "m", lambda: g["m"])
+    for key in ((slice(0, 32), slice(0, 32)), (slice(32, 64), slice(0, 32)), (slice(0, 32), slice(32, 64))):
+        got = a[key]
+        assert got.flags.writeable and got.dtype == np.float32
+        np.testing.assert_array_equal(got, m[key])
 
 
 def test_chunk_array_writes_what_zarr_writes(tmp_path):

@@ -157,6 +157,22 @@ def _decoded(adir: str, meta: dict, idx) -> np.ndarray | None:
     return np.frombuffer(buf, dtype=meta["dtype"]).reshape(meta["chunks"])
 
 
+def _decode_into(adir: str, meta: dict, lo, out: np.ndarray) -> bool:
+    """Decode the chunk starting at ``lo`` straight into ``out`` (its full chunk shape) when the
+    file is there and the codec decodes into a buffer; False, ``out`` to be filled by the caller,
+    otherwise."""
+    if meta["codec"] is None or not hasattr(meta["codec"], "decode"):
+        return False
+    idx = tuple(b // c for b, c in zip(lo, meta["chunks"]))
+    try:
+        with open(_chunk_path(adir, meta, idx), "rb") as f:
+            raw = f.read()
+        meta["codec"].decode(raw, out=out)
+    except (FileNotFoundError, TypeError, ValueError, RuntimeError):
+        return False
+    return True
+
+
 def read_region(adir: str, meta: dict, key) -> np.ndarray | None:
     """``a[key]`` of the array in ``adir`` (``meta``: :func:`array_meta`) read from its chunk files,
     the values zarr returns; None when ``key`` is not ints and unit-step slices."""
@@ -166,7 +182,9 @@ def read_region(adir: str, meta: dict, key) -> np.ndarray | None:
     lo, hi, drop = reg
     chunks, shape = meta["chunks"], meta["shape"]
     out = np.empty(tuple(e - b for b, e in zip(lo, hi)), meta["dtype"])
-    if out.size:
+    if out.shape == tuple(chunks) and not any(b % c for b, c in zip(lo, chunks)) and _decode_into(adir, meta, lo, out):
+        pass  # one whole chunk (a tile's core): decoded straight into the result, no copy
+    elif out.size:
         fill = 0 if meta["fill"] is None else meta["fill"]
         for idx in itertools.product(*[range(b // c, (e - 1) // c + 1) for b, e, c in zip(lo, hi, chunks)]):
             c0 = [i * c for i, c in zip(idx, chunks)]
