@@ -153,7 +153,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                          "moved cells: fewer false dh on weak texture, some real changes lost; "
                                          "docs/height_sweep.md) | prediction (then no dh where the best height "
                                          "only repeats a pattern the DSM predicts there: fewer false dh, slower; "
-                                         "docs/change_detection.md)", choices=("window", "region", "prediction")),
+                                         "docs/change_detection.md) | off_level (then dh = 0, uncertain, where the "
+                                         "lead comes from the window's cells whose DSM is at the best height: fewer "
+                                         "false dh beside height steps, some real changes lost; "
+                                         "docs/change_detection.md)",
+                              choices=("window", "region", "prediction", "off_level")),
     },
     "cluster": {
         "scheduler": Field(str, None, "address of an existing dask scheduler (tcp://host:8786, or tls://host:8786 "

@@ -330,3 +330,52 @@ def coherent_share(dh, r, tol, out):
                     if abs(dh[yy, xx] - v) <= tol:
                         n += 1
             out[y, x] = n / m
+
+
+@njit(**_NB)
+def ncc_off_level(a, b, h, zc, delta, r, min_count, out, count):
+    """Windowed NCC of ``a`` and ``b`` around every cell over the window cells whose height ``h``
+    is *not* within ``delta`` of the cell's level ``zc`` (``|h - zc| >= delta``; the cell itself
+    under the same rule): the DSM heights' agreement on the cells the sweep compared at ``zc``.
+
+    a, b: (ny, nx) float32 samples (NaN = none); h: (ny, nx) float64; zc: (ny, nx) float64, NaN:
+    no level (out NaN, count 0). out: float32 Pearson correlation, NaN where fewer than
+    ``min_count`` pairs or no variance; count: float64 number of pairs used.
+    """
+    ny, nx = a.shape
+    for y in range(ny):
+        for x in range(nx):
+            z = zc[y, x]
+            out[y, x] = np.nan
+            count[y, x] = 0.0
+            if not (z == z):
+                continue
+            n = 0
+            sa = 0.0
+            sb = 0.0
+            saa = 0.0
+            sbb = 0.0
+            sab = 0.0
+            for yy in range(max(y - r, 0), min(y + r, ny - 1) + 1):
+                for xx in range(max(x - r, 0), min(x + r, nx - 1) + 1):
+                    va = a[yy, xx]
+                    vb = b[yy, xx]
+                    hh = h[yy, xx]
+                    if not (va == va and vb == vb and hh == hh) or abs(hh - z) < delta:
+                        continue
+                    n += 1
+                    sa += va
+                    sb += vb
+                    saa += va * va
+                    sbb += vb * vb
+                    sab += va * vb
+            count[y, x] = n
+            if n < min_count or n < 2:
+                continue
+            ma = sa / n
+            mb = sb / n
+            va_ = saa / n - ma * ma
+            vb_ = sbb / n - mb * mb
+            if va_ <= 0.0 or vb_ <= 0.0:
+                continue
+            out[y, x] = (sab / n - ma * mb) / math.sqrt(va_ * vb_)

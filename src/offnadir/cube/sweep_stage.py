@@ -112,6 +112,10 @@ DSM_TEST_TEXT = {
                   "agreement does not beat, by the same margin, the DSM's prediction at the best height (each "
                   "image's samples at the DSM heights read along the other's rays), wherever the best height lies "
                   "beyond its agreement peak's full width at half maximum from the DSM height",
+    "off_level": "off_level: the window test, then dh = 0 (dh_sigma >= |best - DSM height| / "
+                 "dsm_test_standard_errors) where the best height lies one cell of relative displacement or more from "
+                 "the DSM height and, on the window cells whose DSM height is not within that of the best height, the "
+                 "agreement at the DSM heights is within the same margin of the best height's",
 }
 
 
