@@ -31,7 +31,7 @@ and sampling kernels), and keep the height where the group agrees best:
   step holds cells whose DSM surface lies at another height; at that height *those* cells agree
   (it is their own surface), so the window's agreement can peak there whatever the cell does: the
   fronto-parallel window's fattening (hard simulated stereo scenes: of the unchanged roofs' cells
-  with a coherent false ``dh``, 53-93 % had a height step in the window; the unchanged ground's
+  with a coherent false ``dh``, 54-93 % had a height step in the window; the unchanged ground's
   false ``dh`` were all upward). So after the window test, where the best height z* lies at least
   one cell of relative displacement (``level = step / STEP_FRACTION``: within it a surface still
   correlates with itself) from the DSM height, the agreement at z* and at the DSM heights are
