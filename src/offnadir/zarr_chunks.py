@@ -111,9 +111,12 @@ def _replace_file(path: str, payload: bytes) -> None:
 
 
 def _all_fill(block: np.ndarray, fill) -> bool:
+    if block.size == 0:
+        return True
+    first = block.flat[0]  # most chunks hold data: decided by their first value, not a pass over all
     if isinstance(fill, float) and np.isnan(fill):
-        return bool(np.isnan(block).all()) if block.dtype.kind == "f" else False
-    return bool((block == fill).all())
+        return bool(block.dtype.kind == "f" and np.isnan(first) and np.isnan(block).all())
+    return bool(first == fill and (block == fill).all())
 
 
 def _chunk_path(adir: str, meta: dict, idx) -> str:
