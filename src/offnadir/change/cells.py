@@ -71,8 +71,8 @@ def evidence_tile(io, ctx, tile, plan, has):
         no_dh = ~np.isfinite(io.read("dh", (slice(None),) + yx)) if has.get("dh") else None
         for t in ctx.targets:  # the fine window (offnadir.change.localise) from the same census sweeps
             e = stratum_evidence(inten[0], inten[t], ok[0], ok[t], elev_w, window, offsets[t], (sigmas[0], sigmas[t]),
-                                 compare=_same_sun(lit, t), core=(core[0].start, core[0].stop, core[1].start,
-                                                                  core[1].stop),
+                                 pairs=sun_pair_word(lit, t), core=(core[0].start, core[0].stop, core[1].start,
+                                                                    core[1].stop),
                                  reversal=None if no_dh is None else no_dh[t],
                                  fine=None if fine is None else L.fine_window(window))
             e, ef = e if fine is not None else (e, None)
@@ -91,7 +91,7 @@ def evidence_tile(io, ctx, tile, plan, has):
 
 
 def stratum_evidence(base, target, ok_base, ok_target, elevated, window, offsets, sigmas, compare=None, core=None,
-                     reversal=None, fine=None):
+                     reversal=None, fine=None, pairs=None):
     """:func:`offnadir.change.evidence.structural_evidence`, and for a **ground** cell the smaller of
     that and the same ratio over the code pairs of ground cells only (``~elevated``).
 
@@ -109,15 +109,16 @@ def stratum_evidence(base, target, ok_base, ok_target, elevated, window, offsets
     ``dh``, which weighs a roof's change there and sees a raised roof whose edges moved onto flat
     roof, where ``S`` is blind). Same arguments as ``structural_evidence`` plus ``elevated``; ``fine``
     (cells): also return :func:`offnadir.change.localise.ground_fine_evidence` over that window, from
-    the same sweeps, as ``(E, E_fine)``."""
+    the same sweeps, as ``(E, E_fine)``. ``pairs``: the code pairs that may be compared
+    (:func:`sun_pair_word`), in both sweeps."""
     if not elevated.any():
         return EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=compare,
-                                      core=core, fine=fine)
+                                      core=core, fine=fine, pairs=pairs)
     e, rev, *ef = EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=compare,
-                                         core=core, reversal=True, fine=fine)
+                                         core=core, reversal=True, fine=fine, pairs=pairs)
     ground = ~elevated if compare is None else (compare & ~elevated)
     eg = EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=ground, core=core,
-                                fine=fine)
+                                fine=fine, pairs=pairs)
     i0, i1, j0, j1 = core if core is not None else (0, base.shape[0], 0, base.shape[1])
     el = elevated[i0:i1, j0:j1]
     eg, *efg = eg if fine is not None else (eg,)
@@ -173,6 +174,50 @@ def _same_sun(lit, t):
         return None
     unknown = (lit[0] == 255) | (lit[t] == 255)
     return unknown | ((lit[0] == 0) == (lit[t] == 0))
+
+
+def sun_labels(lit, t):
+    """Per cell, its direct-sun transition from the base to target ``t`` as the old DSM predicts it
+    (:mod:`offnadir.change.illumination`: 0 no direct sun, 255 unknown): 0 the same state at both
+    dates or unknown (:func:`_same_sun`), 1 lit -> shadow, 2 shadow -> lit."""
+    moved = ~_same_sun(lit, t)
+    lab = np.zeros(lit.shape[1:], np.uint8)
+    lab[moved & (lit[0] != 0)] = 1
+    lab[moved & (lit[0] == 0)] = 2
+    return lab
+
+
+def pair_word(labels):
+    """(y, x) uint32 word in :func:`offnadir.change.census_codes.pack`'s layout (-1, +1 and
+    valid bits of every direction of :data:`offnadir.change.evidence._NEIGH` at
+    :data:`~offnadir.change.evidence.RADIUS`) that keeps a cell's code towards a neighbour only
+    where both carry the same label (directions leaving the array: kept; their codes are invalid)."""
+    ny, nx = labels.shape
+    out = np.zeros(labels.shape, np.uint32)
+    for d, (di, dj) in enumerate(EV._NEIGH):
+        di, dj = di * EV.RADIUS, dj * EV.RADIUS
+        bits = np.uint32((1 << d) | (1 << (d + 8)) | (1 << (d + 16)))
+        keep = np.full(labels.shape, True)
+        src = (slice(max(di, 0), ny + min(di, 0)), slice(max(dj, 0), nx + min(dj, 0)))
+        dst = (slice(max(-di, 0), ny + min(-di, 0)), slice(max(-dj, 0), nx + min(-dj, 0)))
+        keep[dst] = labels[src] == labels[dst]
+        out[keep] |= bits
+    return out
+
+
+def sun_pair_word(lit, t):
+    """The census code pairs the structural evidence compares (:func:`pair_word` of
+    :func:`sun_labels`; None without illumination codes: all). A code is the order of two cells;
+    a change of illumination that multiplies both by the same factor keeps it. Two cells with the
+    same predicted transition (both keep their state, both go into a moved shadow, or both come
+    out of one) share that factor (their direct-sun share is lost or gained alike), so their pair
+    is compared; a pair across a moved shadow edge (one cell's state moved, the other's not, or
+    the other way) is not: its order is the shadow's. Measured offline against the per-cell
+    same-sun mask: ``benchmarks/eval_pair_compare.py`` (docs/change_detection.md, "Code pairs by
+    sun transition")."""
+    if lit is None:
+        return None
+    return pair_word(sun_labels(lit, t))
 
 
 def add_hist(*parts):

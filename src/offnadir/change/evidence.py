@@ -143,7 +143,7 @@ def relative_offsets(az0, off0, az1, off1, max_dh, cell):
 
 
 def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=((0, 0),),
-                        sigmas=None, compare=None, core=None, reversal: bool = False, fine=None):
+                        sigmas=None, compare=None, core=None, reversal: bool = False, fine=None, pairs=None):
     """Per-cell cross-date structural evidence ``E`` (>= 0, about 1 = no agreement beyond
     chance; NaN: not observable): the smallest :func:`census_ratio` over the parallax
     ``offsets`` (target shifted), on the cells observable in both (``ok_base & ok_target``).
@@ -155,7 +155,9 @@ def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=(
     return only those cells (the arrays' margin is halo). ``reversal``: also return the
     sign-reversal ratio ``S`` of the same codes (:mod:`offnadir.change.reversal`), as ``(E, S)``.
     ``fine``: a narrower window (cells) whose evidence (the same codes and offsets) is taken in the
-    same sweep and appended: ``(E, E_fine)`` or ``(E, S, E_fine)``."""
+    same sweep and appended: ``(E, E_fine)`` or ``(E, S, E_fine)``. ``pairs``: a (y, x) uint32
+    word in :func:`offnadir.change.census_codes.pack`'s layout and-ed into both images' codes (the
+    code pairs that may be compared: :func:`offnadir.change.cells.pair_word`)."""
     from offnadir.change import census as K
     from offnadir.change import census_codes as CW
 
@@ -164,6 +166,8 @@ def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=(
     # the packed codes of census() in one numba pass each (census_words; tested equal)
     wa = CW.census_words(base, ok_base & cm, DEADBAND * sa, RADIUS, _NEIGH)
     wb = CW.census_words(target, ok_target & cm, DEADBAND * sb, RADIUS, _NEIGH)
+    if pairs is not None:
+        wa, wb = wa & pairs, wb & pairs
     # with the reversal ratio: both from one sweep of the window sums (identical to min_reversal_ratio)
     res = K.min_census_ratio(wa, wb, offsets, window, core, reversal=bool(reversal), fine=fine)
     res = res if isinstance(res, tuple) else (res,)
