@@ -68,8 +68,8 @@ SCENE_SIZE, SCENE_CHUNK = 128, 64
 #: second time with them on (the region test of the height sweep, widened cast shadows)
 OPT_IN_OPTIONS = {"height_sweep": {"dsm_test": "region"}, "change": {"shadow_margin": True}}
 #: opt-in choices that exclude those above (another value of the same option): one more run each
-#: (the DSM prediction test of the height sweep)
-OPT_IN_ALTERNATIVES = ({"height_sweep": {"dsm_test": "prediction"}},)
+#: (the DSM prediction and off-level tests of the height sweep)
+OPT_IN_ALTERNATIVES = ({"height_sweep": {"dsm_test": "prediction"}}, {"height_sweep": {"dsm_test": "off_level"}})
 
 
 def cache_dir(disp: dict | None = None) -> str:
