@@ -104,3 +104,11 @@ def test_a_run_says_when_the_workers_kernels_are_not_cached(warmed, tmp_path):
     assert cold.returncode == 0 and "offnadir warmup" in cold.stderr and str(tmp_path / "empty") in cold.stderr
     warm = _run(["-c", code], _env(NUMBA_CACHE_DIR=warmed[0]))
     assert warm.returncode == 0 and warm.stderr == ""
+
+
+def test_warmup_with_a_missing_workdir_is_a_clear_error(tmp_path):
+    missing = tmp_path / "not-there"
+    p = _run(["-m", "offnadir.cli", "warmup", "--workdir", str(missing)], _env())
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert str(missing) in p.stderr and "Traceback" not in p.stderr
+    assert not missing.exists()

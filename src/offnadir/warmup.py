@@ -172,6 +172,11 @@ def warmup(workdir=None, *, quiet: bool = True) -> dict:
     process. Returns a report: cache directory, wall and CPU seconds per step, compile seconds per
     kernel module, signatures loaded/compiled, and per kernel its signatures in this process and
     in the cache (``missing``: kernels with neither)."""
+    if workdir is not None and not Path(workdir).is_dir():
+        from offnadir.errors import ConfigError
+
+        raise ConfigError(f"warm-up folder {workdir} does not exist or is not a folder: create it first or leave "
+                          f"--workdir out to use the system's temp folder.")
     t_start, c_start = time.perf_counter(), time.process_time()
     import numba
 
