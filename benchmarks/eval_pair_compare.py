@@ -26,6 +26,10 @@ Variants (the evidence recomputed from the store's cube with the run's own choic
 * ``pairs_ground_codes``: the ground cells' ground-only code pairs (the second term of
   ``stratum_evidence``'s smaller-of) by pair label, the whole window's pairs by the current cell
   mask (no extra census sweep: the pipeline's two sweeps, one with the pair labels);
+* ``pairs_lit_gate``: ``pairs``, and a moved pair (label 1 or 2) compared only where its code at
+  the shadowed date (the target for 1, the base for 2) is not 0: the shadow shrinks the pair's
+  contrast, so a 0 code there may be lost contrast, not disagreement; a nonzero one is a larger
+  contrast still at the lit date;
 * ``no_mask_ground``: no sun mask for the ground cells (the colleague's measurement in
   docs/change_detection.md, "Censored ground calibration": the upper bound of what the ground
   cells can gain, with every pair across a moved shadow edge compared).
@@ -51,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_decision_offline as DO  # noqa: E402
 import eval_evidence_offline as EO  # noqa: E402
 
-VARIANTS = ("current", "pairs", "pairs_ground", "pairs_ground_codes", "no_mask_ground")
+VARIANTS = ("current", "pairs", "pairs_ground", "pairs_ground_codes", "no_mask_ground", "pairs_lit_gate")
 
 
 def sun_labels(lit, t):
@@ -73,7 +77,14 @@ def pair_word(labels):
     return w | (w << np.uint32(8)) | (w << np.uint32(16))
 
 
-def _struct(inp, mask, word, reversal, fine):
+def shadow_gate(w, moved):
+    """Clear the valid bits of ``w``'s code pairs flagged in ``moved`` (uint32, bits 0-7 per
+    direction) whose code is 0 in ``w`` (below the dead band)."""
+    nz = (w | (w >> np.uint32(8))) & np.uint32(0xFF)
+    return w & ~((moved & ~nz) << np.uint32(16))
+
+
+def _struct(inp, mask, word, reversal, fine, gate=None):
     a, b = inp["inten"]
     oa, ob = inp["ok"]
     sa, sb = inp["sigmas"]
@@ -81,6 +92,8 @@ def _struct(inp, mask, word, reversal, fine):
     wb = CW.census_words(b, ob & mask, EV.DEADBAND * sb, EV.RADIUS, EV._NEIGH)
     if word is not None:
         wa, wb = wa & word, wb & word
+    if gate is not None:  # moved pairs compared only where the shadowed date's code is not 0
+        wa, wb = shadow_gate(wa, gate[0]), shadow_gate(wb, gate[1])
     res = K.min_census_ratio(wa, wb, inp["offsets"], inp["window"], None, reversal=reversal, fine=fine)
     res = res if isinstance(res, tuple) else (res,)
     for r in res:
@@ -88,14 +101,14 @@ def _struct(inp, mask, word, reversal, fine):
     return res
 
 
-def evidence(inp, el, mask, word, fine, ground_word=False):
+def evidence(inp, el, mask, word, fine, ground_word=False, gate=None):
     """:func:`offnadir.change.cells.stratum_evidence` (without dh: roof evidence everywhere) with
     the cell mask ``mask`` and the pair word ``word`` (``ground_word``: the word for the ground
     cells' own code pairs only, the whole window's pairs with ``mask`` alone); returns (wide,
     fine) as stored (float32)."""
-    e, rev, ef = _struct(inp, mask, None if ground_word else word, True, fine)
+    e, rev, ef = _struct(inp, mask, None if ground_word else word, True, fine, gate)
     gmask = (np.ones(el.shape, bool) if ground_word else mask) & ~el
-    eg, efg = _struct(inp, gmask, word, False, fine)
+    eg, efg = _struct(inp, gmask, word, False, fine, gate)
     wide = np.where(el, EV.roof_evidence(e, rev), np.fmin(e, eg))
     loc = np.where(el, np.nan, np.fmin(ef, efg))
     return wide.astype(np.float32).astype(np.float64), loc.astype(np.float32).astype(np.float64)
@@ -116,6 +129,11 @@ def variants(d, names):
         out["pairs_ground"] = (np.where(el, cur[0], pw[0]), pw[1])
     if "pairs_ground_codes" in names:
         out["pairs_ground_codes"] = evidence(inp, el, same, word, fine, ground_word=True)
+    if "pairs_lit_gate" in names:
+        lab = sun_labels(d["ill"], d["t"])
+        low = pair_word(lab) & np.uint32(0xFF)
+        gate = (np.where(lab == 2, low, 0).astype(np.uint32), np.where(lab == 1, low, 0).astype(np.uint32))
+        out["pairs_lit_gate"] = evidence(inp, el, ones, word, fine, gate=gate)
     if "no_mask_ground" in names:
         nm = evidence(inp, el, ones, None, fine)
         out["no_mask_ground"] = (np.where(el, cur[0], nm[0]), nm[1])
