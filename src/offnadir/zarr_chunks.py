@@ -124,9 +124,12 @@ def _chunk_path(adir: str, meta: dict, idx) -> str:
 
 
 def _region(meta: dict, key):
+    return key_region(meta["shape"], key)
+
+
+def key_region(shape, key):
     """``(start, stop, dropped axes)`` of ``key`` (ints and unit-step slices, fewer than the axes
-    allowed) on an array of ``meta``'s shape; None for any other key or an int out of range."""
-    shape = meta["shape"]
+    allowed) on an array of ``shape``; None for any other key or an int out of range."""
     key = key if isinstance(key, tuple) else (key,)
     if len(key) > len(shape):
         return None

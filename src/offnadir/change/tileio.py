@@ -142,25 +142,12 @@ class StoreIO:
 def _chunked_read(a, prefix, key):
     """``a[key]`` assembled from cached decoded chunks; None for keys other than ints and
     unit-step slices."""
-    key = key if isinstance(key, tuple) else (key,)
-    if len(key) > a.ndim:
+    from offnadir.zarr_chunks import key_region
+
+    reg = key_region(a.shape, key)
+    if reg is None:
         return None
-    key = key + (slice(None),) * (a.ndim - len(key))
-    lo, hi, drop = [], [], []
-    for ax, (k, n) in enumerate(zip(key, a.shape)):
-        if isinstance(k, (int, np.integer)):
-            i = int(k) + n if k < 0 else int(k)
-            if not 0 <= i < n:
-                return None
-            lo.append(i)
-            hi.append(i + 1)
-            drop.append(ax)
-        elif isinstance(k, slice) and k.step in (None, 1):
-            b, e, _ = k.indices(n)
-            lo.append(b)
-            hi.append(max(b, e))
-        else:
-            return None
+    lo, hi, drop = reg
     ch = a.chunks
     out = np.empty(tuple(e - b for b, e in zip(lo, hi)), a.dtype)
     if out.size:
