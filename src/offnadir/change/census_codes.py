@@ -64,25 +64,13 @@ def _census_words(x, mask, t, r, neigh, out):
     nt = -t
     for i in range(ny):
         for j in range(nx):
-            mc = mask[i, j]
-            xc = x[i, j] if mc else zero
-            w = np.uint32(0)
-            for d in range(neigh.shape[0]):
-                a = i + neigh[d, 0] * r
-                b = j + neigh[d, 1] * r
-                if a < 0 or a >= ny or b < 0 or b >= nx:
-                    continue
-                ma = mask[a, b]
-                v = (x[a, b] if ma else zero) - xc
-                # |v| > t and v < 0  <=>  v < -t (negation and abs are exact)
-                w |= (np.uint32(v < nt) << np.uint32(d)) | (np.uint32(v > t) << np.uint32(d + 8)) \
-                    | (np.uint32(ma and mc) << np.uint32(d + 16))
-            out[i, j] = w
+            out[i, j] = _word(x, mask, t, nt, r, neigh, i, j, zero)
 
 
 @njit(**_NB, inline="always")
 def _word(x, mask, t, nt, r, neigh, i, j, zero):
-    """The word of cell (i, j) (:func:`_census_words`' loop body)."""
+    """The word of cell (i, j): bits d, d + 8, d + 16 for neighbour d darker by more than ``t``,
+    brighter by more than ``t``, both cells valid (|v| > t and v < 0  <=>  v < -t, exactly)."""
     ny, nx = x.shape
     mc = mask[i, j]
     xc = x[i, j] if mc else zero
