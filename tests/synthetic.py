@@ -84,3 +84,15 @@ def box_scene(n=160, ground=100.0, boxes=((60, 100, 60, 100, 30.0),)):
     for i0, i1, j0, j1, bh in boxes:
         h[i0:i1, j0:j1] = ground + bh
     return h
+
+
+def random_boxes(n: int, seed: int) -> np.ndarray:
+    """Flat ground at 100 m with 25 boxes 8-28 cells wide and 4-20 m high placed from ``seed``
+    (the sun-estimate tests' DSM; benchmarks/eval_sun_null.py draws the same boxes)."""
+    rng = np.random.default_rng(seed)
+    h = np.full((n, n), 100.0)
+    for _ in range(25):
+        i, j = rng.integers(0, n - 30, 2)
+        a, b = rng.integers(8, 28, 2)
+        h[i:i + a, j:j + b] = np.maximum(h[i:i + a, j:j + b], 100 + rng.uniform(4, 20))
+    return h

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic import random_boxes
 
 from offnadir.errors import ConfigError
 from offnadir.io import acquisition as acq
@@ -96,16 +97,6 @@ def test_config_and_cli_sun():
 
 
 # --------------------------------------------------------------------------- estimate
-def _boxes(n=200, seed=1, cell=0.5):
-    rng = np.random.default_rng(seed)
-    h = np.full((n, n), 100.0)
-    for _ in range(25):
-        i, j = rng.integers(0, n - 30, 2)
-        a, b = rng.integers(8, 28, 2)
-        h[i:i + a, j:j + b] = np.maximum(h[i:i + a, j:j + b], 100 + rng.uniform(4, 20))
-    return h
-
-
 def _shadowed_image(h, az_grid, el, cell=0.5, seed=2):
     """An image whose dark cells are the cast shadows of the simulator's ray tracer (box DSM),
     with albedo texture, noise and a non-linear (gamma) radiometry."""
@@ -122,7 +113,7 @@ def _shadowed_image(h, az_grid, el, cell=0.5, seed=2):
 def test_estimate_recovers_a_known_sun(az, el):
     from offnadir.change.sun_estimate import estimate_sun
 
-    h = _boxes()
+    h = random_boxes(200, 1)
     north = 1.5  # grid azimuth of true north: the estimate is returned as a true azimuth
     img = _shadowed_image(h, az + north, el)
     fit = estimate_sun(h, img, np.ones(h.shape, bool), 0.5, north)
@@ -136,7 +127,7 @@ def test_estimate_refuses_without_evidence():
     from offnadir.change.sun_estimate import estimate_sun
 
     rng = np.random.default_rng(0)
-    h = _boxes()
+    h = random_boxes(200, 1)
     noise = rng.normal(0, 1, h.shape)  # no shadows in the image: nothing fits
     assert estimate_sun(h, noise, np.ones(h.shape, bool), 0.5) is None
     flat = np.full(h.shape, 100.0)  # no relief: no shadows to predict
@@ -151,7 +142,7 @@ def test_resolve_suns_reads_the_cube_and_estimates_the_rest():
 
     from offnadir.change.illumination import resolve_suns
 
-    h = _boxes()
+    h = random_boxes(200, 1)
     n = h.shape[0]
     img = _shadowed_image(h, 140.0, 45.0)
     ds = xr.Dataset(

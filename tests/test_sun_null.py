@@ -8,16 +8,7 @@ import math
 
 import numpy as np
 import pytest
-
-
-def _boxes(n=256, seed=0):
-    rng = np.random.default_rng(seed)
-    h = np.full((n, n), 100.0)
-    for _ in range(25):
-        i, j = rng.integers(0, n - 30, 2)
-        a, b = rng.integers(8, 28, 2)
-        h[i:i + a, j:j + b] = np.maximum(h[i:i + a, j:j + b], 100 + rng.uniform(4, 20))
-    return h
+from synthetic import random_boxes
 
 
 def test_null_threshold_is_the_gumbel_quantile_of_the_draws():
@@ -55,7 +46,7 @@ def test_null_draw_sums_match_the_search_sums():
     from offnadir.change.sun_null import shifted_draws
 
     rng = np.random.default_rng(3)
-    h = _boxes(96, 1)
+    h = random_boxes(96, 1)
     h[5:9, 40:50] = np.nan
     r = rng.uniform(0, 1, h.shape)
     r[60:70, 10:14] = np.nan
@@ -75,7 +66,7 @@ def test_shadow_free_image_that_passed_z3_is_rejected(caplog):
     null threshold (calibrated on the same image) rejects it."""
     import offnadir.change.sun_estimate as S
 
-    h = _boxes(256, 1)
+    h = random_boxes(256, 1)
     noise = np.random.default_rng(101).normal(0.0, 1.0, h.shape)
     fit = S.fit_sun(h, noise, np.ones(h.shape, bool), 0.5)
     assert fit.score > 0 and fit.z >= S.Z_MIN  # the old test alone accepted this image
@@ -93,7 +84,7 @@ def test_shadowed_image_is_accepted_and_states_its_threshold(caplog):
 
     import offnadir.change.sun_estimate as S
 
-    h = _boxes(256, 4)
+    h = random_boxes(256, 4)
     az, el = 250.0, 48.0
     sh = cast_shadows(h, sun_vector(el, az), 0.5, 0.3)
     rng = np.random.default_rng(5)
