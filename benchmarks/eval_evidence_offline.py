@@ -66,6 +66,7 @@ import numpy as np
 
 from offnadir.change import calibrate as C
 from offnadir.change import cells as P
+from offnadir.change import sun_pairs as SP
 from offnadir.change import census as K
 from offnadir.change import census_codes as CW
 from offnadir.change import evidence as EV
@@ -111,7 +112,7 @@ def inputs(d) -> dict:
     sig = d["cal"]["noise_sigma"]
     offs = EV.relative_offsets(d["az"][0], d["off"][0], d["az"][t], d["off"][t],
                                d["cal"]["evidence_height_m"][str(t)], d["cell"])
-    return dict(inten=inten, ok=ok, sigmas=(sig[0], sig[t]), same_sun=P._same_sun(d["ill"], t) if d["ill"] is not None
+    return dict(inten=inten, ok=ok, sigmas=(sig[0], sig[t]), same_sun=SP.same_sun(d["ill"], t) if d["ill"] is not None
                 else None, window=int(d["cal"]["window_cells"]), offsets=offs)
 
 

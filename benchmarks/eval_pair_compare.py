@@ -2,7 +2,7 @@
 on stored one-image-per-date runs.
 
 The census evidence compares a cell's codes only where the old DSM predicts the same direct-sun
-state at both dates (:func:`offnadir.change.cells._same_sun`): a moved cast shadow changes the
+state at both dates (:func:`offnadir.change.sun_pairs.same_sun`): a moved cast shadow changes the
 intensities. But a code is the *order* of two cells; an illumination change that multiplies both
 cells by the same factor keeps it. Two cells that both go from lit to shadow (or both from shadow
 to lit) share that factor up to their albedo-independent diffuse share, so the **pair** may be
@@ -65,6 +65,7 @@ from offnadir.change import census as K
 from offnadir.change import census_codes as CW
 from offnadir.change import evidence as EV
 from offnadir.change import localise as L
+from offnadir.change import sun_pairs as SP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_decision_offline as DO  # noqa: E402
@@ -72,25 +73,6 @@ import eval_evidence_offline as EO  # noqa: E402
 
 VARIANTS = ("current", "pairs", "pairs_ground", "pairs_ground_codes", "no_mask_ground", "pairs_lit_gate",
             "pairs_shadow_band", "pairs_shadow_band_ground")
-
-
-def sun_labels(lit, t):
-    """0: same direct-sun state at base and target ``t`` (or unknown: 255), 1: lit -> shadow,
-    2: shadow -> lit (:mod:`offnadir.change.illumination`: 0 is no direct sun)."""
-    unknown = (lit[0] == 255) | (lit[t] == 255)
-    a, b = lit[0] != 0, lit[t] != 0
-    lab = np.zeros(lit.shape[1:], np.uint8)
-    lab[a & ~b & ~unknown] = 1
-    lab[~a & b & ~unknown] = 2
-    return lab
-
-
-def pair_word(labels):
-    """uint32 word per cell clearing, in :func:`offnadir.change.census_codes.pack`'s layout (all
-    three bytes), the directions whose neighbour carries another label."""
-    codes, _ = EV.census(labels.astype(np.float64), np.ones(labels.shape, bool), 0.0)
-    w = CW.pack(np.zeros_like(codes), codes == 0) >> np.uint32(16)
-    return w | (w << np.uint32(8)) | (w << np.uint32(16))
 
 
 def shadow_gate(w, moved):
@@ -146,7 +128,7 @@ def variants(d, names):
     fine = L.fine_window(inp["window"])
     ones = np.ones(el.shape, bool)
     same = inp["same_sun"] if inp["same_sun"] is not None else ones
-    word = pair_word(sun_labels(d["ill"], d["t"])) if d["ill"] is not None else None
+    word = SP.pair_word(SP.sun_labels(d["ill"], d["t"])) if d["ill"] is not None else None
     cur = evidence(inp, el, same, None, fine)
     out = {"current": cur}
     if any(n.startswith("pairs") for n in names):
@@ -156,12 +138,12 @@ def variants(d, names):
     if "pairs_ground_codes" in names:
         out["pairs_ground_codes"] = evidence(inp, el, same, word, fine, ground_word=True)
     if "pairs_lit_gate" in names:
-        lab = sun_labels(d["ill"], d["t"])
-        low = pair_word(lab) & np.uint32(0xFF)
+        lab = SP.sun_labels(d["ill"], d["t"])
+        low = SP.pair_word(lab) & np.uint32(0xFF)
         gate = (np.where(lab == 2, low, 0).astype(np.uint32), np.where(lab == 1, low, 0).astype(np.uint32))
         out["pairs_lit_gate"] = evidence(inp, el, ones, word, fine, gate=gate)
     if "pairs_shadow_band" in names or "pairs_shadow_band_ground" in names:
-        lab = sun_labels(d["ill"], d["t"])
+        lab = SP.sun_labels(d["ill"], d["t"])
         a, b = inp["inten"]
         oa, ob = inp["ok"]
         a2, fa = shadow_scale(a, oa, lab, 2)

@@ -45,6 +45,7 @@ import eval_evidence_offline as OFF  # noqa: E402
 from offnadir.change import cells as P  # noqa: E402
 from offnadir.change import missing_shadow as MS  # noqa: E402
 from offnadir.change import shadow_observed as SO  # noqa: E402
+from offnadir.change import sun_pairs as SP  # noqa: E402
 
 VARIANTS = ("current", "seen", "seen_unexplained", "seen_target", "seen_ground", "seen_ground_unexplained", "ground_pairs", "ground_pairs_unexplained", "explained_nuisance",
             "rev_moved_S", "rev_moved_min", "rev_moved_gm", "rev_seen_S", "rev_seen_min", "rev_seen_gm", "missing_llr", "missing_paired", "missing_prior", "missing_paired_prior", "missing_paired_prior_half", "missing_ground")
@@ -126,7 +127,7 @@ def reversal_variant(d, inp, name):
         moved = ~inp["same_sun"]
     else:
         sc = seen(d, inp, "seen")
-        moved = ~P._same_sun(np.stack([sc[0][0], sc[1][0]]), 1)
+        moved = ~SP.same_sun(np.stack([sc[0][0], sc[1][0]]), 1)
     m = moved & ~d["elev"] & np.isfinite(rev)
     if name.endswith("_S"):
         alt = rev
@@ -218,7 +219,7 @@ def run_store(store, scorer, scene=None):
             compare = inp["same_sun"]
         else:
             sc = seen(d, inp, name)
-            compare = P._same_sun(np.stack([sc[0][0], sc[1][0]]), 1)
+            compare = SP.same_sun(np.stack([sc[0][0], sc[1][0]]), 1)
             if name == "seen" and scene is not None:
                 truth = OFF._read(scene / "truth_shadow.tif")
                 for i, (bit, k) in enumerate(((1, 0), (2, d["t"]))):

@@ -65,6 +65,7 @@ from offnadir.change import criteria as CR
 from offnadir.change import evidence as EV
 from offnadir.change import outline as OL
 from offnadir.change import shadow_observed as SO
+from offnadir.change import sun_pairs as SP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_decision_offline as DO  # noqa: E402
@@ -146,7 +147,7 @@ def pair_counts(d, window=None):
     t = d["t"]
     oa = (d["vis"][0] == 1) & np.isfinite(d["inten"][0])
     ob = (d["vis"][t] == 1) & np.isfinite(d["inten"][1])
-    cm = np.ones(oa.shape, bool) if d["ill"] is None else P._same_sun(d["ill"], t)
+    cm = np.ones(oa.shape, bool) if d["ill"] is None else SP.same_sun(d["ill"], t)
     _, va = EV.census(d["inten"][0], oa & cm, 1.0)
     _, vb = EV.census(d["inten"][1], ob & cm, 1.0)
     w = d["window"] if window is None else window

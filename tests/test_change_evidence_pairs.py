@@ -1,4 +1,4 @@
-"""Census code pairs compared by their cells' predicted sun transition (cells.sun_pair_word, H8).
+"""Census code pairs compared by their cells' predicted sun transition (SP.sun_pair_word, H8).
 
 A code is the order of two cells; a moved cast shadow multiplies both cells of a pair that it
 covers (or uncovers) alike, so their order is kept: such pairs are compared, pairs across a moved
@@ -9,6 +9,7 @@ import pytest
 
 from offnadir.change import cells
 from offnadir.change import evidence as EV
+from offnadir.change import sun_pairs as SP
 
 
 def _reference(base, target, ok, labels, window, offsets, sigmas):
@@ -38,22 +39,22 @@ def test_pair_word_compares_exactly_the_pairs_of_equal_labels():
     target = base + rng.normal(0, 3, shape)
     ok = rng.random(shape) > 0.05
     offsets = [(0, 0), (1, 0), (0, -2)]
-    got = EV.structural_evidence(base, target, ok, ok, 9, offsets, (1.0, 1.0), pairs=cells.pair_word(labels))
+    got = EV.structural_evidence(base, target, ok, ok, 9, offsets, (1.0, 1.0), pairs=SP.pair_word(labels))
     ref = _reference(base, target, ok, labels, 9, offsets, (1.0, 1.0))
     assert np.array_equal(np.isnan(got), np.isnan(ref))
     np.testing.assert_allclose(got[np.isfinite(ref)], ref[np.isfinite(ref)], rtol=0, atol=1e-12)
     # every label equal: the word keeps every code (the evidence without pairs)
     plain = EV.structural_evidence(base, target, ok, ok, 9, offsets, (1.0, 1.0))
     same = EV.structural_evidence(base, target, ok, ok, 9, offsets, (1.0, 1.0),
-                                  pairs=cells.pair_word(np.zeros(shape, np.uint8)))
+                                  pairs=SP.pair_word(np.zeros(shape, np.uint8)))
     np.testing.assert_array_equal(same, plain)
 
 
 def test_sun_labels_and_unknown_states():
     # base, target: 0 no direct sun, 1..254 lit, 255 unknown
     lit = np.array([[[9, 9, 0, 0, 255, 9]], [[9, 0, 9, 0, 0, 255]]], np.uint8)
-    np.testing.assert_array_equal(cells.sun_labels(lit, 1)[0], [0, 1, 2, 0, 0, 0])
-    assert cells.sun_pair_word(None, 1) is None
+    np.testing.assert_array_equal(SP.sun_labels(lit, 1)[0], [0, 1, 2, 0, 0, 0])
+    assert SP.sun_pair_word(None, 1) is None
 
 
 @pytest.fixture
@@ -76,8 +77,8 @@ def test_cells_in_a_moved_shadow_are_compared_and_agree(moved_shadow_scene):
     base, target, ok, lit, shade, _ = moved_shadow_scene
     elev = np.zeros(base.shape, bool)
     args = (base, target, ok, ok, elev, 11, [(0, 0)], (1.0, 1.0))
-    masked = cells.stratum_evidence(*args, compare=cells._same_sun(lit, 1))
-    paired = cells.stratum_evidence(*args, pairs=cells.sun_pair_word(lit, 1))
+    masked = cells.stratum_evidence(*args, compare=SP.same_sun(lit, 1))
+    paired = cells.stratum_evidence(*args, pairs=SP.sun_pair_word(lit, 1))
     inner = np.zeros_like(shade)
     inner[30:66, 30:66] = True  # farther than half a window from the shadow's edge
     # the cell mask compares no code there: no evidence at all
@@ -99,7 +100,7 @@ def test_a_new_surface_in_a_moved_shadow_is_still_seen(moved_shadow_scene):
     changed[new] = 0.3 * (100.0 + rng.normal(0, 12, int(new.sum())))  # an unrelated surface, in the shadow
     elev = np.zeros(base.shape, bool)
     args = (base, changed, ok, ok, elev, 11, [(0, 0)], (1.0, 1.0))
-    paired = cells.stratum_evidence(*args, pairs=cells.sun_pair_word(lit, 1))
+    paired = cells.stratum_evidence(*args, pairs=SP.sun_pair_word(lit, 1))
     centre = np.zeros_like(shade)
     centre[43:53, 43:53] = True
     assert np.nanmin(paired[centre]) > 0.8  # about 1: no agreement beyond chance
@@ -115,7 +116,7 @@ def test_pairs_across_a_moved_shadow_edge_are_not_compared(moved_shadow_scene):
     elev = np.zeros(base.shape, bool)
     args = (base, target, ok, ok, elev, 3, [(0, 0)], (0.3, 0.3))
     everything = cells.stratum_evidence(*args)
-    paired = cells.stratum_evidence(*args, pairs=cells.sun_pair_word(lit, 1))
+    paired = cells.stratum_evidence(*args, pairs=SP.sun_pair_word(lit, 1))
     edge = np.zeros_like(shade)
     edge[30:66, 19] = True  # lit cells whose right-hand neighbours go into the shadow
     # (with the edge pairs compared the two would be equal)

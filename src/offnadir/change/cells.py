@@ -20,6 +20,7 @@ import numpy as np
 from offnadir.change import calibrate as C
 from offnadir.change import evidence as EV
 from offnadir.change import localise as L
+from offnadir.change import sun_pairs as SP
 from offnadir.change.dh_evidence import DH_SIGMA_FLOOR, coherent_dh, combine, dh_probability  # noqa: F401 - re-exported
 
 #: default decision: change where the probability reaches one half (the Bayes decision for equal
@@ -71,7 +72,7 @@ def evidence_tile(io, ctx, tile, plan, has):
         no_dh = ~np.isfinite(io.read("dh", (slice(None),) + yx)) if has.get("dh") else None
         for t in ctx.targets:  # the fine window (offnadir.change.localise) from the same census sweeps
             e = stratum_evidence(inten[0], inten[t], ok[0], ok[t], elev_w, window, offsets[t], (sigmas[0], sigmas[t]),
-                                 pairs=sun_pair_word(lit, t), core=(core[0].start, core[0].stop, core[1].start,
+                                 pairs=SP.sun_pair_word(lit, t), core=(core[0].start, core[0].stop, core[1].start,
                                                                     core[1].stop),
                                  reversal=None if no_dh is None else no_dh[t],
                                  fine=None if fine is None else L.fine_window(window))
@@ -110,7 +111,7 @@ def stratum_evidence(base, target, ok_base, ok_target, elevated, window, offsets
     roof, where ``S`` is blind). Same arguments as ``structural_evidence`` plus ``elevated``; ``fine``
     (cells): also return :func:`offnadir.change.localise.ground_fine_evidence` over that window, from
     the same sweeps, as ``(E, E_fine)``. ``pairs``: the code pairs that may be compared
-    (:func:`sun_pair_word`), in both sweeps."""
+    (:func:`offnadir.change.sun_pairs.sun_pair_word`), in both sweeps."""
     if not elevated.any():
         return EV.structural_evidence(base, target, ok_base, ok_target, window, offsets, sigmas, compare=compare,
                                       core=core, fine=fine, pairs=pairs)
@@ -165,59 +166,6 @@ def ortho_tile(io, ctx, tile, ortho, want_patch, arrays=None):
     io.write("change_ortho" if want_patch else "change", (slice(None),) + yx, ch)
     io.write("score_ortho" if want_patch else "score", (slice(None),) + yx, sc)
     return hist
-
-
-def _same_sun(lit, t):
-    """Cells whose direct-sun state (:mod:`offnadir.change.illumination`: 0 none, 255 unknown)
-    is the same at both dates or unknown (None: all)."""
-    if lit is None:
-        return None
-    unknown = (lit[0] == 255) | (lit[t] == 255)
-    return unknown | ((lit[0] == 0) == (lit[t] == 0))
-
-
-def sun_labels(lit, t):
-    """Per cell, its direct-sun transition from the base to target ``t`` as the old DSM predicts it
-    (:mod:`offnadir.change.illumination`: 0 no direct sun, 255 unknown): 0 the same state at both
-    dates or unknown (:func:`_same_sun`), 1 lit -> shadow, 2 shadow -> lit."""
-    moved = ~_same_sun(lit, t)
-    lab = np.zeros(lit.shape[1:], np.uint8)
-    lab[moved & (lit[0] != 0)] = 1
-    lab[moved & (lit[0] == 0)] = 2
-    return lab
-
-
-def pair_word(labels):
-    """(y, x) uint32 word in :func:`offnadir.change.census_codes.pack`'s layout (-1, +1 and
-    valid bits of every direction of :data:`offnadir.change.evidence._NEIGH` at
-    :data:`~offnadir.change.evidence.RADIUS`) that keeps a cell's code towards a neighbour only
-    where both carry the same label (directions leaving the array: kept; their codes are invalid)."""
-    ny, nx = labels.shape
-    out = np.zeros(labels.shape, np.uint32)
-    for d, (di, dj) in enumerate(EV._NEIGH):
-        di, dj = di * EV.RADIUS, dj * EV.RADIUS
-        bits = np.uint32((1 << d) | (1 << (d + 8)) | (1 << (d + 16)))
-        keep = np.full(labels.shape, True)
-        src = (slice(max(di, 0), ny + min(di, 0)), slice(max(dj, 0), nx + min(dj, 0)))
-        dst = (slice(max(-di, 0), ny + min(-di, 0)), slice(max(-dj, 0), nx + min(-dj, 0)))
-        keep[dst] = labels[src] == labels[dst]
-        out[keep] |= bits
-    return out
-
-
-def sun_pair_word(lit, t):
-    """The census code pairs the structural evidence compares (:func:`pair_word` of
-    :func:`sun_labels`; None without illumination codes: all). A code is the order of two cells;
-    a change of illumination that multiplies both by the same factor keeps it. Two cells with the
-    same predicted transition (both keep their state, both go into a moved shadow, or both come
-    out of one) share that factor (their direct-sun share is lost or gained alike), so their pair
-    is compared; a pair across a moved shadow edge (one cell's state moved, the other's not, or
-    the other way) is not: its order is the shadow's. Measured offline against the per-cell
-    same-sun mask: ``benchmarks/eval_pair_compare.py`` (docs/change_detection.md, "Code pairs by
-    sun transition")."""
-    if lit is None:
-        return None
-    return pair_word(sun_labels(lit, t))
 
 
 def add_hist(*parts):

@@ -157,7 +157,7 @@ def structural_evidence(base, target, ok_base, ok_target, window: int, offsets=(
     ``fine``: a narrower window (cells) whose evidence (the same codes and offsets) is taken in the
     same sweep and appended: ``(E, E_fine)`` or ``(E, S, E_fine)``. ``pairs``: a (y, x) uint32
     word in :func:`offnadir.change.census_codes.pack`'s layout and-ed into both images' codes (the
-    code pairs that may be compared: :func:`offnadir.change.cells.pair_word`)."""
+    code pairs that may be compared: :func:`offnadir.change.sun_pairs.pair_word`)."""
     from offnadir.change import census as K
     from offnadir.change import census_codes as CW
 

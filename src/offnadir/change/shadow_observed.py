@@ -32,7 +32,7 @@ threshold on intensity per image (``threshold`` in the report).
 **Use** (:func:`observed_codes`): an image's illumination codes with the cells predicted lit but
 seen shadowed set to 0 (unexplained shadows) and those predicted shadowed but seen lit set to
 :data:`SEEN_LIT` (missing shadows). The change stage compares code pairs by structure only where
-both dates had the same direct-sun state (:func:`offnadir.change.cells._same_sun`); with the seen
+both dates had the same direct-sun state (:func:`offnadir.change.sun_pairs.same_sun`); with the seen
 codes, a new building's shadow on unchanged ground is a nuisance there like a moved predicted
 shadow, not change. Less than :data:`MIN_CELLS` cells in either class: no classifier (the image
 keeps its predicted codes), said in the log.
