@@ -46,6 +46,7 @@ PIPELINE_MODULES = (
     "offnadir.cube.sweep_kernels",
     "offnadir.cube.tiepoint_kernels",
     "offnadir.change.kernels",
+    "offnadir.change.group_kernels",
 )
 #: modules that declare numba kernels (the warm-up also finds those its run imports)
 KERNEL_MODULES = PIPELINE_MODULES + (
