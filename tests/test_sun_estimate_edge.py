@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from test_sun_estimate import _boxes, _shadowed_image
+from synthetic import random_boxes
+from test_sun_estimate import _shadowed_image
 
 
 def _hills(n=200, cell=0.5, seed=3):
@@ -58,7 +59,7 @@ def test_a_sun_below_the_searched_range_is_not_accepted_at_its_edge():
     there; over the default range the same image gives its sun, accepted."""
     from offnadir.change.sun_estimate import estimate_sun, fit_sun
 
-    h = _boxes(n=160)
+    h = random_boxes(160, 1)
     img = _shadowed_image(h, 120.0, 20.0)
     ok = np.ones(h.shape, bool)
     fit = fit_sun(h, img, ok, 0.5, el_range=(30.0, 60.0))
