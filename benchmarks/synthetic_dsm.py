@@ -287,5 +287,6 @@ def write_image(path, camera: Camera, *, count: int = 4, seed: int = 0, block: i
                 dst.write(pattern(i, i1, j, j1, count, seed), window=Window(j, i, j1 - j, i1 - i))
         dst.rpcs = RioRPC.from_gdal(camera.rpc.to_gdal())
         if camera.acquired:
-            dst.update_tags(TIFFTAG_DATETIME=camera.acquired.replace("-", ":").replace("T", " "))
+            # GDAL's acquisition field; offnadir does not read the TIFF DateTime tag (creation time)
+            dst.update_tags(ns="IMAGERY", ACQUISITIONDATETIME=camera.acquired)
     return str(path)

@@ -64,7 +64,9 @@ def write_image(path, rpc: RPC, rows=400, cols=400, bands=2, acquired="2022-05-0
     with rasterio.open(path, "w", driver="GTiff", width=cols, height=rows, count=bands, dtype="float32") as dst:
         dst.write(data)
         dst.rpcs = rasterio.rpc.RPC.from_gdal(rpc.to_gdal())
-        dst.update_tags(TIFFTAG_DATETIME=acquired.replace("-", ":").replace("T", " "))
+        # GDAL's acquisition field (its IMAGERY domain): the TIFF DateTime tag is the file's creation
+        # time, which offnadir does not read as an acquisition time
+        dst.update_tags(ns="IMAGERY", ACQUISITIONDATETIME=acquired)
     return Path(path)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+import numpy as np
 import pytest
 from conftest import REAL
 
@@ -133,3 +134,80 @@ def test_almanac_reads_zones_and_ignores_impossible_times(caplog):
     with caplog.at_level(logging.INFO, logger="offnadir.io.acquisition"):
         assert acq.sun_from_time("2013-02-30T10:00:00Z", 5.44, 43.26, source="x.tif tags") is None
     assert any("not a valid date" in r.getMessage() and "x.tif" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------------ dates from the same times
+@needs_real
+def test_s2p_pair_gets_its_date_group_from_the_dataset_names(caplog):
+    """The Réunion pair's crops carry no time in their metadata, only Airbus dataset names: the
+    camera takes that time (with where it was read), so both crops form one date group, and the
+    almanac's sun and the date come from the same time."""
+    from offnadir.cube.dataset import date_groups
+    from offnadir.pipeline import load_images
+
+    paths = [str(S2P / "input_pair/img_01.tif"), str(S2P / "input_pair/img_02.tif")]
+    with caplog.at_level(logging.INFO):
+        ims = load_images(paths)
+        groups = date_groups(ims)
+    assert [im.camera.acquired for im in ims] == ["2013-06-29T06:37:14.4Z", "2013-06-29T06:37:38.9Z"]
+    assert list(groups) == [0, 0]
+    for im in ims:
+        assert im.date is None and im.date_source.startswith("from the Airbus dataset name DS_PHR1B_2013062906")
+        assert AT.acquisition_time(im.path, im.camera).source == im.camera.acquired_from
+    said = [r.getMessage() for r in caplog.records]
+    assert any("img_01: date 2013-06-29 (from the Airbus dataset name" in m for m in said)
+    assert any("date group 0 (2013-06-29): img_01, img_02" in m for m in said)
+    # a date given per image still wins over the name's
+    given = load_images([{"path": paths[0], "date": "2013-06-30"}, paths[1]])
+    assert given[0].date_source == "given" and list(date_groups(given, say=False)) == [0, 1]
+
+
+@needs_real
+def test_a_camera_with_its_own_time_is_left_alone():
+    from offnadir.camera.readers import read_camera
+
+    cam = read_camera(SHARELOC / "rpc/phr_ventoux/left_image.geom", image=SHARELOC / "image/phr_ventoux/left_image.tif")
+    assert AT.with_acquisition_time(cam, SHARELOC / "image/phr_ventoux/left_image.tif") is cam
+    assert cam.acquired == "2013-08-05T10:42:19.4Z" and "left_image.geom (ossim-geom)" in cam.acquired_from
+
+
+@needs_real
+def test_tiff_datetime_is_not_an_acquisition_time(caplog):
+    """picanteo's post_event_img1.tif holds its production time in TIFFTAG_DATETIME (that of its
+    mate's DATASET_PRODUCTION_DATE, 26 days after the imaging): no date, and the log says why."""
+    from offnadir.pipeline import load_images
+
+    img = REAL / "picanteo/docs/tutorials/data/post_event_img1.tif"
+    with caplog.at_level(logging.INFO, logger="offnadir.io.acquisition_time"):
+        im, = load_images([str(img)])
+    assert im.camera.acquired is None and im.date_source == "none"
+    assert any("TIFFTAG_DATETIME '20230511 10:46:49' is the file's creation time" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_tiff_datetime_in_the_standard_form_is_not_read_either(tmp_path):
+    """Even in the TIFF form (YYYY:MM:DD hh:mm:ss) the creation time gives no date; GDAL's
+    acquisition field (IMAGERY domain) does."""
+    import rasterio
+    import rasterio.rpc
+    from synthetic import affine_rpc
+
+    from offnadir.pipeline import load_images
+
+    def write(name, **tags):
+        p = tmp_path / name
+        with rasterio.open(p, "w", driver="GTiff", width=64, height=64, count=1, dtype="uint8") as dst:
+            dst.write(np.zeros((1, 64, 64), np.uint8))
+            dst.rpcs = rasterio.rpc.RPC.from_gdal(affine_rpc(10.0, 60.0, rows=64, cols=64).to_gdal())
+            dst.update_tags(TIFFTAG_DATETIME="2023:05:11 10:46:49")
+            if tags:
+                dst.update_tags(ns="IMAGERY", **tags)
+        return str(p)
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = load_images([write("a.tif"), write("b.tif", ACQUISITIONDATETIME="2023-04-15T08:34:39")])
+    assert a.camera.acquired is None and a.date_source == "none"
+    assert b.camera.acquired == "2023-04-15T08:34:39" and b.date_source == "from the camera model b.tif (gdal-raster:GTiff)"

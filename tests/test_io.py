@@ -23,10 +23,13 @@ def test_open_image_is_lazy_and_keeps_its_camera():
         assert img.shape == (src.count, src.height, src.width)
         np.testing.assert_array_equal(img.isel(band=0, y=slice(10, 20), x=slice(30, 40)).values,
                                       src.read(1)[10:20, 30:40])
-    # the camera in the attrs is the one read_camera gives, and the GDAL dict round-trips
+    # the camera in the attrs is the one read_camera gives (with the acquisition time of the Airbus
+    # dataset name the s2p crop carries: offnadir.io.acquisition_time), and the GDAL dict round-trips
     from offnadir import RPC, read_camera
+    from offnadir.io.acquisition_time import with_acquisition_time
 
-    assert cam == read_camera(IMG)
+    assert cam == with_acquisition_time(read_camera(IMG), IMG)
+    assert cam.acquired == "2013-04-17T10:36:44.8Z" and read_camera(IMG).acquired is None
     assert RPC.from_dict(img.attrs["rpc"]) == cam.rpc
 
 

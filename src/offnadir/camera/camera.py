@@ -60,6 +60,8 @@ class Camera:
     model_format: str | None = None
     #: per-GCP residuals from the bias fit (list of dicts), empty if not fitted
     bias_report: tuple = field(default=(), compare=False)
+    #: where ``acquired`` was read (file and field), when known; not part of the camera's identity
+    acquired_from: str | None = field(default=None, compare=False)
 
     # ------------------------------------------------------------------ kernel parameters
     @property

@@ -76,10 +76,12 @@ def load_camera(image, model=None):
     """The camera of ``image``; with ``model``, the camera read from that file and attached to
     ``image`` (its size and, for a crop in sensor geometry, its position in the full scene)."""
     from offnadir.camera.readers import read_camera
+    from offnadir.io.acquisition_time import with_acquisition_time
 
+    # the acquisition time the pipeline uses: the metadata's, else an Airbus dataset/product name's
     if model is None:
-        return read_camera(image)
-    return read_camera(model, image=image)
+        return with_acquisition_time(read_camera(image), image)
+    return with_acquisition_time(read_camera(model, image=image), image)
 
 
 def describe(camera, *, image=None, gcps=None, bias_model: str = "auto", strict: bool = False) -> dict:

@@ -67,6 +67,8 @@ def date_groups(images, *, say: bool = True) -> np.ndarray:
         if d is None:
             groups.append(nxt)
             continue
+        if say:  # where each date came from (also in the store's "images" attribute, date_source)
+            log.info("image %s: date %s (%s)", im.name, d, getattr(im, "date_source", None) or "given or metadata")
         if d not in by_date:
             by_date[d] = nxt
         groups.append(by_date[d])

@@ -25,6 +25,12 @@ image start of their OSSIM ``.geom`` (10:41:44.4 against 10:42:19.4, 10:42:17.3 
 ``.geom`` image date (10:38:39.3). The sun moves about 0.004 deg/s: tens of seconds are ~0.15 deg,
 far inside what the shadow prediction resolves.
 
+:func:`with_acquisition_time` puts the time of 2. or 3. into the camera of an image whose
+metadata has none (``offnadir.io.image.open_image_source`` calls it), so that the image's date,
+its date group and its almanac sun all come from it; a date given per image (config ``date:``,
+``--date``) still wins for the date. The TIFF ``DateTime`` tag is not an acquisition time (see
+``camera.readers._common.sensor_time_from_tags``).
+
 A name whose digits are not a calendar time (month 13, hour 25, ...) or lie before the first of
 these missions flew (Pleiades 1A, launched 2011-12-17) or in the future is ignored, with a log
 line; it never stops a run.
@@ -112,7 +118,8 @@ def acquisition_time(image_path, camera=None, *, tags: dict | None = None) -> Ac
         tags = _tags(p) if p.exists() else {}
     acquired = getattr(camera, "acquired", None)
     if acquired:
-        return AcquisitionTime(str(acquired), _camera_time_source(p, camera, tags))
+        return AcquisitionTime(str(acquired), getattr(camera, "acquired_from", None)
+                               or _camera_time_source(p, camera, tags))
     for key in ("DATASET_NAME", "gml.root-instance"):
         text = str(tags.get(key) or "")
         t = time_from_dataset_name(text, f"{p.name} tag {key}")
@@ -124,6 +131,28 @@ def acquisition_time(image_path, camera=None, *, tags: dict | None = None) -> Ac
     if t is not None:
         return AcquisitionTime(t, f"the Airbus product name of the file {p.name} (UTC)")
     return None
+
+
+def with_acquisition_time(camera, image_path, *, tags: dict | None = None):
+    """``camera`` with the acquisition time of its image: unchanged when its metadata has one, else
+    with the time of the Airbus dataset or product name (module doc) in :attr:`Camera.acquired`
+    and where it was read in :attr:`Camera.acquired_from`, so that the image's date (its date
+    group) and its almanac sun come from the same time. Logged; None found is logged too.
+    ``tags``: the image's GDAL metadata when already read (else read here, local files only)."""
+    if camera is None or getattr(camera, "acquired", None):
+        return camera
+    p = Path(str(image_path))
+    if tags is None:
+        tags = _tags(p) if p.exists() else {}
+    at = acquisition_time(p, None, tags=tags)
+    if at is None:
+        created = str(tags.get("TIFFTAG_DATETIME") or "").strip()
+        log.info("%s: no acquisition time in its metadata or an Airbus dataset/product name%s", p.name,
+                 f" (its TIFFTAG_DATETIME {created!r} is the file's creation time, TIFF 6.0, not read as one)"
+                 if created else "")
+        return camera
+    log.info("%s: acquisition time %s (date %s) from %s", p.name, at.time, at.time[:10], at.source)
+    return camera.replace(acquired=at.time, acquired_from=at.source)
 
 
 def _camera_time_source(p: Path, camera, tags: dict) -> str:

@@ -38,7 +38,15 @@ class ImageSource:
 
     @property
     def date_source(self) -> str:
-        return "given" if self.date else ("metadata" if self.camera.acquired else "none")
+        """Where the date came from: ``given`` (config ``date:`` / ``--date``), ``from <file and
+        field>`` (the camera's time, see :func:`offnadir.io.acquisition_time.with_acquisition_time`;
+        ``metadata`` when the camera does not say where), or ``none``."""
+        if self.date:
+            return "given"
+        if self.camera.acquired:
+            where = getattr(self.camera, "acquired_from", None)
+            return f"from {where}" if where else "metadata"
+        return "none"
 
     def read_window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Pixels rows r0..r1-1, cols c0..c1-1 (inside the image) of every band, file dtype."""
@@ -118,6 +126,9 @@ def open_image_source(path, *, model=None, gcps=None, name: str | None = None, b
         camera = read_camera(p)
     if camera.shape is None:
         camera = camera.replace(shape=tuple(shape))
+    from offnadir.io.acquisition_time import with_acquisition_time
+
+    camera = with_acquisition_time(camera, p)  # an Airbus dataset/product name's time, if no other
     if gcps is not None:
         from offnadir.camera.bias import fit_bias, read_gcps
 

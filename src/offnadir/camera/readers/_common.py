@@ -181,7 +181,9 @@ def make_camera(rpc: RPC, path: Path, fmt: str, *, shape=None, sensor=None, acqu
     if shape is not None:
         shape = image_shape(shape[0], shape[1], path, "image size")
     sensor = (sensor.strip() or None) if isinstance(sensor, str) else sensor
-    return Camera(rpc=rpc, shape=shape, sensor=sensor, acquired=acquired, source=str(path), model_format=fmt)
+    where = f"the camera model {Path(path).name} ({fmt})" if acquired else None
+    return Camera(rpc=rpc, shape=shape, sensor=sensor, acquired=acquired, source=str(path), model_format=fmt,
+                  acquired_from=where)
 
 
 def domain_validity(rpc: RPC, lon0, lon1, lat0, lat1) -> tuple[float, ...] | None:
@@ -354,14 +356,12 @@ def sensor_time_from_tags(tags: dict) -> tuple[str | None, str | None]:
         # none, so that value says nothing about the acquisition.
         if idatim and idatim != "20021216151629" and idatim.strip("0 -"):
             acquired = iso_time(idatim)
-    # last resort: the TIFF DateTime tag ("YYYY:MM:DD HH:MM:SS"). The TIFF spec calls it the image
-    # creation time, so vendor products may carry a production time there; it is used only when
-    # no acquisition time exists anywhere else (e.g. GeoTIFFs written with rasterio/GDAL).
-    if acquired is None:
-        dt = g("TIFFTAG_DATETIME")
-        m = re.match(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}:\d{2}:\d{2})$", dt or "")
-        if m:
-            acquired = f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}"
+    # Not read: the TIFF DateTime tag (TIFFTAG_DATETIME). TIFF 6.0 defines it as the date and time of
+    # image *creation*, and where a real product here carries one it is the production time:
+    # picanteo's post_event_img1.tif holds "20230511 10:46:49", the DATASET_PRODUCTION_DATE of its
+    # stereo mate post_event_img2.tif (2023-05-11T10:46:35), 26 days after both were imaged
+    # (IMAGING_DATE 2023-04-15). Read as an acquisition time it would give a wrong sun and a wrong
+    # date group (benchmarks/eval_sun_sources.py surveys every real image's time fields).
     return sensor, acquired
 
 
@@ -377,11 +377,13 @@ def attach_image(camera: Camera, image_path) -> Camera:
     crop = camera.crop
     if not info["has_rpc"] and info["crs"] is None and not _is_identity(info["transform"]):
         crop = sensor_crop(info["transform"])
+    from_tags = not camera.acquired and acquired
     return camera.replace(
         shape=tuple(int(v) for v in info["shape"]),
         crop=tuple(crop) if crop is not None else IDENTITY,
         sensor=camera.sensor or sensor,
         acquired=camera.acquired or acquired,
+        acquired_from=f"{Path(image_path).name}'s metadata tags" if from_tags else camera.acquired_from,
     )
 
 
