@@ -133,24 +133,87 @@ def test_too_few_points_in_the_first_round_skip_the_other_blocks(small_plan, mon
     assert fitted.images[1].camera == far.camera
 
 
-def test_first_round_then_all_blocks_recover_a_bias(small_plan, monkeypatch):
-    """With a bias inside the search radius: both rounds run, every block is used from the second
-    round on, and the report's standard deviation bounds the true error within a few sigma."""
+def test_first_round_then_stages_recover_a_bias(small_plan, monkeypatch):
+    """With a bias inside the search radius: the first round, then stages of blocks until the fit
+    meets its target (or every block is in); the report's standard deviation bounds the true
+    error within a few sigma, and says how many blocks were measured."""
     calls = []
     real = tiebias.gather
     monkeypatch.setattr(tiebias, "gather", lambda plan, tiles, *a, **k: calls.append(len(tiles)) or real(plan, tiles, *a, **k))
-    base, tgt = small_plan.images
-    shape = tgt.shape
-    centre = (np.asarray(shape, float) - 1) / 2
+    plan = _biased(small_plan)
+    with dask.config.set(scheduler="threads", num_workers=1):
+        fitted, rep = tiebias.fit_tie_bias(plan, TieOptions())
+    tiles = tiepoints.block_tiles(plan, TieOptions())
+    sizes = [len(s) for s in tiepoints.stages(tiles, 66)]
+    assert calls == sizes[:len(calls)] and len(calls) >= 2     # stages in order, each computed once
+    e = rep[1]
+    assert e["blocks_measured"] == [sum(calls), len(tiles)]
+    assert e["applied"] and e["n_iter"] >= 2 and np.isfinite(e["correction_sd_px"])
+    if sum(calls) < len(tiles):   # stopped early: only with a fit that meets the target
+        assert e["n_points"] >= tiebias.WEAK_POINTS and e["correction_sd_px"] <= tiebias.WEAK_SD_PX
+    err = affine_displacement(fitted.images[1].camera.bias, plan.images[1].shape)
+    assert err < 0.2
+    assert 0 < e["correction_sd_px"] < 0.1
+
+
+def _biased(plan):
+    base, tgt = plan.images
+    centre = (np.asarray(tgt.shape, float) - 1) / 2
     L = np.array([[1.0015, 0.002], [-0.001, 0.999]])
     t = centre + np.array([2.5, -1.5]) - L @ centre
     inj = (L[0, 0], L[0, 1], t[0], L[1, 0], L[1, 1], t[1])
-    plan = dataclasses.replace(small_plan, images=(base, dataclasses.replace(tgt, camera=tgt.camera.with_bias(inj))))
+    return dataclasses.replace(plan, images=(base, dataclasses.replace(tgt, camera=tgt.camera.with_bias(inj))))
+
+
+def test_stages_are_a_first_quarter_a_second_in_between_and_the_rest():
+    from offnadir.cube.plan import Tile
+
+    tiles = [Tile(-1, -1, i, i + 10, j, j + 10) for i in range(0, 60, 10) for j in range(0, 60, 10)]
+    st = tiepoints.stages(tiles, 10)
+    assert [len(s) for s in st] == [9, 9, 18]
+    assert st[0] == tiepoints.first_round(tiles, 10)
+    assert sorted({tiles[n].i0 for n in st[1]}) == [10, 30, 50] and sorted({tiles[n].j0 for n in st[1]}) == [10, 30, 50]
+    assert sorted(n for s in st for n in s) == list(range(36)) and all(s == sorted(s) for s in st)
+    assert tiepoints.stages(tiles[:4], 10) == [[0, 1, 2, 3]]
+    one_row = tiles[:6]   # a single row of blocks: no odd row, so no second stage
+    assert [len(s) for s in tiepoints.stages(one_row, 10)] == [3, 3]
+
+
+def test_short_of_target_asks_for_points_and_the_footprint_sd():
+    rng = np.random.default_rng(0)
+    fp = np.array([[0.0, 0.0], [0.0, 999.0], [999.0, 0.0], [999.0, 999.0]])
+
+    def fit(n, noise):
+        pred = rng.uniform(0, 1000, (n, 2))
+        return fit_robust(pred, pred + [1.0, -2.0] + rng.normal(0, noise, (n, 2)), "shift")
+
+    assert not tiebias.short_of_target(fit(200, 0.1), fp)              # sd ~ 0.1 * sqrt(2 / 200) = 0.01 px
+    assert tiebias.short_of_target(fit(200, 0.1), None)                # no footprint: cannot judge
+    assert tiebias.short_of_target(fit(tiebias.WEAK_POINTS - 5, 0.01), fp)   # too few inliers
+    assert tiebias.short_of_target(fit(200, 1.5), fp)                  # sd ~ 0.15 px > 0.05
+
+
+def test_a_fit_short_of_target_at_every_stage_is_the_fit_on_all_blocks(small_plan, monkeypatch):
+    """When every stage is needed, the rounds measure the same points in the same order, with the
+    same corrections and radii, as the fit given every block at once: the same correction, bit
+    for bit (what a scene that needs every block got before the stages)."""
+    from offnadir.camera.camera import IDENTITY
+
+    plan = _biased(small_plan)
+    opts = TieOptions()
+    monkeypatch.setattr(tiebias, "short_of_target", lambda fit, footprint: True)
     with dask.config.set(scheduler="threads", num_workers=1):
-        fitted, rep = tiebias.fit_tie_bias(plan, TieOptions())
-    assert sum(calls) == len(tiepoints.block_tiles(plan, TieOptions())) and len(calls) == 2
-    e = rep[1]
-    assert e["applied"] and e["n_iter"] >= 2 and np.isfinite(e["correction_sd_px"])
-    err = affine_displacement(fitted.images[1].camera.bias, shape)
-    assert err < 0.2
-    assert 0 < e["correction_sd_px"] < 0.1
+        _, rep = tiebias.fit_tie_bias(plan, opts)
+        tiles = tiepoints.block_tiles(plan, opts)
+        first = tiepoints.first_round(tiles, 66)
+        others = [n for n in range(len(tiles)) if n not in first]
+        dh = {1: tiepoints.STEP_PX / tiepoints.parallax_sensitivity(plan, 1)}
+        suns = tiepoints.plan_suns(plan, None)
+        b1 = tiepoints.gather(plan, [tiles[n] for n in first], opts, dh, suns)
+        b2 = tiepoints.gather(plan, [tiles[n] for n in others], opts, dh, suns)
+    data = [b[1] for b in b1 if 1 in b]
+    entry, corr = tiebias._fit_image(plan.images[1], data, opts, rest=[b[1] for b in b2 if 1 in b],
+                                     first_pts=tiebias._measure(data, IDENTITY, opts.search_px),
+                                     footprint=tiebias._footprint(plan, 1))
+    assert rep[1]["blocks_measured"] == [len(tiles), len(tiles)]
+    assert rep[1]["correction"] == [float(v) for v in corr] and rep[1]["n_points"] == entry["n_points"]

@@ -12,8 +12,8 @@ import numpy as np
 
 from offnadir.camera.bias_robust import affine_displacement, apply_affine, fit_robust
 from offnadir.camera.camera import compose_affine
-from offnadir.cube.tiepoints import (STEP_PX, BLOCK_WINDOWS, TieOptions, block_tiles, first_round, gather,
-                                     measure_windows, parallax_sensitivity, plan_suns)
+from offnadir.cube.tiepoints import (STEP_PX, BLOCK_WINDOWS, TieOptions, block_tiles, gather, measure_windows,
+                                     parallax_sensitivity, plan_suns, stages)
 from offnadir.logs import say
 
 log = logging.getLogger("offnadir.cube.tiepoints")
@@ -48,7 +48,8 @@ def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None, sa
     ``bias_new = correction ∘ bias_given``. A coarse first round measures a quarter of the blocks
     (:func:`~offnadir.cube.tiepoints.first_round`) with the full search radius; when it finds so
     few points that all blocks together would not reach :data:`MIN_POINTS`, the rest is never
-    computed (the camera is kept, with a warning)."""
+    computed (the camera is kept, with a warning). The other blocks are measured in stages
+    (:func:`~offnadir.cube.tiepoints.stages`), each only while the fit is :func:`short_of_target`."""
     from offnadir.camera.camera import IDENTITY
 
     opts = opts or TieOptions()
@@ -63,11 +64,13 @@ def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None, sa
         dh_step[k] = STEP_PX / s if s > 0 else math.inf
         log.info("tie points %s: %.3f px relative displacement per metre of height error; windows with a "
                  "neighbour height step above %.2f m are skipped", images[k].name, s, dh_step[k])
-    first = first_round(tiles, BLOCK_WINDOWS * (2 * opts.half + 1))
-    rest = [i for i in range(len(tiles)) if i not in set(first)]
-    log.info("tie points: %d blocks of %d cells (first round on %d), windows of %d cells, first search +-%d px",
-             len(tiles), (BLOCK_WINDOWS * (2 * opts.half + 1)) ** 2, len(first), (2 * opts.half + 1) ** 2,
-             opts.search_px)
+    order = stages(tiles, BLOCK_WINDOWS * (2 * opts.half + 1))
+    first, later = order[0], order[1:]
+    rest = [i for s in later for i in s]
+    log.info("tie points: %d blocks of %d cells (first round on %d, then stages of %s while the fit is short of "
+             "%d inliers or %.2f px standard deviation), windows of %d cells, first search +-%d px", len(tiles),
+             (BLOCK_WINDOWS * (2 * opts.half + 1)) ** 2, len(first), "/".join(str(len(s)) for s in later) or "none",
+             WEAK_POINTS, WEAK_SD_PX, (2 * opts.half + 1) ** 2, opts.search_px)
     suns = plan_suns(plan, image_configs)
     if suns[0] is None:
         log.info("tie points: the base's sun is unknown; shadowed windows are left to the robust fit")
@@ -83,7 +86,14 @@ def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None, sa
                      "at least %d needed): the other blocks are not measured", images[k].name, len(pts),
                      len(first), len(tiles), expected, MIN_POINTS)
     alive = [k for k in coarse if coarse[k][2] >= MIN_POINTS]
-    blocks2 = gather(plan, [tiles[i] for i in rest], opts, dh_step, suns) if rest and alive else []
+    gathered: dict[int, list] = {}
+
+    def stage_blocks(s):
+        """Block data of later stage ``s``, computed once for every image (on first demand)."""
+        if s not in gathered:
+            gathered[s] = gather(plan, [tiles[i] for i in later[s]], opts, dh_step, suns)
+        return gathered[s]
+
     out_images = list(images)
     for k in range(1, len(images)):
         data, pts, expected = coarse[k]
@@ -93,8 +103,10 @@ def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None, sa
             entry, corr = _image_report(images[k], {"n_iter": 1, "settled": False, "fit": None, "where": where,
                                                     "n_measured": len(pts), "move": math.nan}), IDENTITY
         else:
-            entry, corr = _fit_image(images[k], data, opts, rest=[b[k] for b in blocks2 if k in b],
-                                     first_pts=pts, footprint=_footprint(plan, k))
+            more = [(later[s], lambda s=s, k=k: [b.get(k) for b in stage_blocks(s)]) for s in range(len(later))]
+            entry, corr = _fit_image(images[k], data, opts, more=more, first_pts=pts, footprint=_footprint(plan, k))
+            n_stages = entry.pop("stages_measured", 1 + len(later))
+            entry["blocks_measured"] = [len(first) + sum(len(s) for s in later[:n_stages - 1]), len(tiles)]
         if entry["applied"]:
             cam = images[k].camera
             out_images[k] = dataclasses.replace(images[k], camera=cam.with_bias(compose_affine(corr, cam.bias)))
@@ -171,30 +183,66 @@ def _tie_same_date_mates(plan, images, out_images, report, opts, image_configs) 
             report[k] = entry
 
 
-def _fit_image(im, data, opts, *, rest=(), first_pts=None, footprint=None):
+def short_of_target(fit, footprint) -> bool:
+    """Whether more tie points are needed: fewer than :data:`WEAK_POINTS` inliers, or a correction
+    standard deviation over the DSM footprint above :data:`WEAK_SD_PX` (the report's own "weak"
+    bounds, from the fit's parameter covariance). No footprint: the deviation cannot be judged,
+    so more points are always wanted. The median residual is not asked: more points do not lower it."""
+    if int(fit.inliers.sum()) < WEAK_POINTS or footprint is None:
+        return True
+    return not float(fit.displacement_sd(*footprint.T).max()) <= WEAK_SD_PX
+
+
+def _fit_image(im, data, opts, *, rest=(), more=(), first_pts=None, footprint=None):
     """Measure / fit / re-project rounds for one image; returns (report entry, correction affine).
 
     ``data``: the first round's blocks (searched over the full radius; ``first_pts`` their
-    measurements when already made); ``rest``: the other blocks, measured from the second round
-    on, within a radius the first fit's own uncertainty and residuals set (:func:`_next_radius`).
-    ``footprint``: pixels where the correction's standard deviation is reported."""
+    measurements when already made); ``rest``: other blocks, measured from the second round on,
+    within a radius the first fit's own uncertainty and residuals set (:func:`_next_radius`);
+    ``more``: later stages of blocks, ``(tile indices, callable giving their block data)``, taken
+    one by one while the fit is :func:`short_of_target`: after the first round a short fit has the
+    next stage measured in the second round; in a later round it has the round measured again with
+    the next stage, with the same correction and radius. Blocks after the first round's are
+    always measured in tile order, so that a run that takes every stage measures the same points
+    in the same order as one given them all as ``rest``. ``footprint``: pixels where the
+    correction's standard deviation is reported."""
     from offnadir.camera.camera import IDENTITY
 
     corr = IDENTITY
-    rest = list(rest)
-    everything = list(data) + rest
+    pending = [(list(idx), get) for idx, get in more]
+    added = sorted(enumerate(rest), key=lambda p: p[0])   # (tile order key, block data)
+
+    taken = [0]
+
+    def take(n_stages=1):
+        for _ in range(n_stages):
+            if not pending:
+                return
+            idx, get = pending.pop(0)
+            taken[0] += 1
+            added.extend((i, d) for i, d in zip(idx, get()) if d is not None)
+        added.sort(key=lambda p: p[0])
+
+    def later():
+        return [d for _, d in added]
+
     st = {"n_iter": 0, "settled": False, "fit": None, "n_measured": 0, "move": math.nan}
     radius = opts.search_px
-    for it in range(opts.max_iter):
-        partial = it == 0 and bool(rest)
+    it = 0
+    while it < opts.max_iter:
+        partial = it == 0 and bool(added or pending)
         if it == 0:
             pts = first_pts if first_pts is not None else _measure(data, corr, radius)
-            if len(pts) < MIN_POINTS and rest:   # the first round's blocks alone are too few: all of them
-                pts, partial = np.concatenate([pts, _measure(rest, corr, radius)]), False
+            if len(pts) < MIN_POINTS and (added or pending):   # the first round's blocks alone are too few: all
+                take(len(pending))
+                pts, partial = np.concatenate([pts, _measure(later(), corr, radius)]), False
         else:
-            pts = _measure(everything, corr, radius)
-        st["n_iter"], st["n_measured"] = it + 1, int(len(pts))
+            pts = _measure(list(data) + later(), corr, radius)
         if len(pts) < MIN_POINTS:
+            if it > 0 and pending:
+                take()
+                continue
+            st["n_iter"], st["n_measured"] = it + 1, int(len(pts))
             st["fit"] = None
             break
         # pseudo-GCPs: prediction by the camera as given, and where the window was found
@@ -203,6 +251,13 @@ def _fit_image(im, data, opts, *, rest=(), first_pts=None, footprint=None):
         meas = pts[:, 3:5] + pts[:, 5:7]
         # each point weighs by its own correlation's standard error (peak curvature, from the refinement)
         fit = fit_robust(pred, meas, opts.model, sigma_pts=np.maximum(pts[:, 8], 1e-6))
+        if it > 0 and pending and short_of_target(fit, footprint):
+            log.info("tie points %s, round %d: %d inliers of %d measured fall short of the target (%d inliers, "
+                     "correction sd <= %.2f px): measured again with %d more blocks", im.name, it + 1,
+                     int(fit.inliers.sum()), len(pts), WEAK_POINTS, WEAK_SD_PX, len(pending[0][0]))
+            take()
+            continue
+        st["n_iter"], st["n_measured"] = it + 1, int(len(pts))
         new, used, inl, sigma = fit.bias, fit.model, fit.inliers, fit.sigma_rc
         move = affine_displacement(compose_affine(new, _inv(corr)), im.shape)
         st.update(fit=(new, used, inl, sigma, pred, meas), move=move, robust=fit, footprint=footprint)
@@ -211,10 +266,19 @@ def _fit_image(im, data, opts, *, rest=(), first_pts=None, footprint=None):
                  radius, int(inl.sum()), used, move)
         corr = new
         radius = _next_radius(fit, pred, meas, footprint, opts) if partial else REFINE_RADIUS
+        if partial and pending and short_of_target(fit, footprint):
+            take()   # the second round measures the next stage too
+        elif partial and pending:
+            log.info("tie points %s: the first round's %d inliers reach the target (correction sd <= %.2f px): the "
+                     "other blocks are not measured", im.name, int(inl.sum()), WEAK_SD_PX)
+        it += 1
         if move <= SETTLE_PX and not partial:
             st["settled"] = True
             break
-    return _image_report(im, st), corr
+    entry = _image_report(im, st)
+    if more:
+        entry["stages_measured"] = 1 + taken[0]
+    return entry, corr
 
 
 def _next_radius(fit, pred, meas, footprint, opts) -> int:

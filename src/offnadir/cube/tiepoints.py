@@ -41,6 +41,13 @@ Thresholds and why:
   the other blocks are never computed (a scene without usable texture costs a quarter of the
   pass); otherwise its fit predicts the other blocks' shifts and they are searched within the
   fit's own 99.9 % bound plus the points' p90 spread, not the full radius.
+* the blocks are measured in stages (:func:`stages`: the first round's quarter, a second quarter
+  in between, the rest), and a later stage only while the fit on the earlier ones is short of the
+  report's own target: at least ``WEAK_POINTS`` inliers and a correction standard deviation over
+  the DSM footprint of at most ``WEAK_SD_PX`` (0.05 px, half the 0.1 px agreement issue 8 aims
+  at; :func:`offnadir.cube.tiebias.short_of_target`). Such a fit is not "weak" by the report's
+  definition, and more points would only move it within its own standard deviation; a scene that
+  needs every block gets exactly the fit it got before the stages.
 
 Windows are sampled on the DSM grid (one sample per cell): with a DSM much coarser than the image
 pixels the windows see the image blurred, and with a much finer one they are small in pixels.
@@ -155,6 +162,23 @@ def block_tiles(plan, opts: TieOptions) -> list[Tile]:
         for j0 in starts(nx):
             out[(i0, j0)] = Tile(-1, -1, i0, min(i0 + size, ny), j0, min(j0 + size, nx))
     return list(out.values())
+
+
+def stages(tiles, size: int) -> list[list[int]]:
+    """Indices of the blocks in the order they are measured, stage by stage (each in tile order):
+    the first round (:func:`first_round`), then the blocks on odd rows and odd columns of the
+    block grid (a second quarter, in between the first's: together a spread half), then the rest.
+    Later stages are measured only while the fit on the earlier ones is short of its target
+    (:func:`offnadir.cube.tiebias.short_of_target`); empty stages are left out."""
+    first = first_round(tiles, size)
+    taken = set(first)
+    i_starts = sorted({t.i0 for t in tiles})
+    j_starts = sorted({t.j0 for t in tiles})
+    second = [n for n, t in enumerate(tiles) if n not in taken
+              and i_starts.index(t.i0) % 2 == 1 and j_starts.index(t.j0) % 2 == 1]
+    taken.update(second)
+    third = [n for n in range(len(tiles)) if n not in taken]
+    return [s for s in (first, second, third) if s]
 
 
 def first_round(tiles, size: int) -> list[int]:
