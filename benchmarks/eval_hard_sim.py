@@ -23,7 +23,7 @@ caster's), missing (a caster gone or lowered), and ground lit at both dates.
 
     python benchmarks/eval_hard_sim.py [--seeds 0 1 2 3 4 5] [--size 256] [--work /tmp/eval_hard_sim]
                                        [--workers 1] [--reuse] [--json out.json] [--stereo]
-                                       [--base-view 5,90] [--target-view 30,270]
+                                       [--base-view 5,90] [--target-view 30,270] [--config FILE]
 
 ``--stereo``: the second date is a same-date pair (``offnadir simulate --new-views 2``: target.tif
 and target2.tif, same time and sun, B/H 0.3, every other file as in the one-image scene of the seed),
@@ -34,7 +34,12 @@ pair sharing one), so that the height sweep measures ``dh``. Each target is scor
 where the sweep measured it, the share of those cells it measured, and the median ``|dh|`` on
 unchanged cells. Scenes and stores go to ``hard_stereoN`` / ``hard_stereoN.zarr``.
 
-Exits 1 when a target is missed.
+``--config FILE``: a YAML run config merged over the detect job (e.g. ``height_sweep: {dsm_test:
+off_level}``), validated as ``offnadir run`` validates (:mod:`eval_config`); the job then runs as
+``offnadir run`` of that config (the same DSM, images, dates, workers and change detection) instead
+of ``offnadir detect``. Use a ``--work`` of its own: ``--reuse`` cannot tell the stores apart.
+
+Exits 1 when a target is missed; 2 (one line) when --config is not a valid config.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import eval_config  # noqa: E402
 
 F1_TARGET = 0.9
 SUN_LIMIT_DEG = 5.0
@@ -84,10 +92,11 @@ def _angle(az1, el1, az2, el2):
 
 
 def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool, stereo: bool = False,
-             sim_views: tuple = ()) -> dict:
+             sim_views: tuple = (), config: Path | None = None) -> dict:
     """Simulate and detect one seed; the scores of the (first) target, and with ``stereo`` those
     of target2 (``target2``) and the height sweep's (``dh``) as well. ``sim_views``: extra
-    arguments of ``offnadir simulate`` (``--base-view``/``--target-view`` and their values)."""
+    arguments of ``offnadir simulate`` (``--base-view``/``--target-view`` and their values);
+    ``config``: a YAML run config merged over the detect job (:mod:`eval_config`)."""
     d = work / (f"hard_stereo{seed}" if stereo else f"hard{seed}")
     store = work / (f"hard_stereo{seed}.zarr" if stereo else f"hard{seed}.zarr")
     t_sim = t_det = 0.0
@@ -105,7 +114,17 @@ def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool, stereo
         if stereo:  # the files carry no time: dates given per image, as for Kahramanmaras
             for v in views:
                 cmd += ["--date", meta["views"][v]["acquired"][:10]]
-        t_det = _run(cmd + ["-o", str(store), "--workers", str(workers), "--quiet", "--overwrite"])
+        if config is not None:  # the same job as a run config, with the file's options over it
+            job = {"dsm": {"path": str(d / "dsm.tif")},
+                   "images": [{"path": str(d / f"{v}.tif"), **({"date": meta["views"][v]["acquired"][:10]}
+                                                            if stereo else {})} for v in views],
+                   "output": {"path": str(store), "overwrite": True}, "cluster": {"n_workers": workers},
+                   "change": {"enabled": True}}
+            cfg = eval_config.write_job(job, config, work / f"{store.stem}.job.json")
+            cmd = [sys.executable, "-m", "offnadir.cli", "run", str(cfg), "--quiet"]
+            t_det = _run(cmd)
+        else:
+            t_det = _run(cmd + ["-o", str(store), "--workers", str(workers), "--quiet", "--overwrite"])
     out = score_target(d, store, meta, 1, "truth_occluded.tif")
     out.update(seed=seed, simulate_s=t_sim, detect_s=t_det)
     if stereo:
@@ -303,14 +322,16 @@ def main(argv=None) -> int:
     ap.add_argument("--target-view", metavar="OFFNADIR,AZIMUTH",
                     help="the target view passed to offnadir simulate (default: the simulator's, 25,270); use a "
                          "--work of its own")
+    eval_config.add_argument(ap)
     a = ap.parse_args(argv)
+    eval_config.check(a.config)  # a bad file fails now, before any scene is simulated
     views = tuple(x for k, v in (("--base-view", a.base_view), ("--target-view", a.target_view)) if v
                   for x in (k, v))
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in a.seeds:
-        r = one_seed(seed, a.size, work, a.workers, a.reuse, stereo=a.stereo, sim_views=views)
+        r = one_seed(seed, a.size, work, a.workers, a.reuse, stereo=a.stereo, sim_views=views, config=a.config)
         rows.append(r)
         print(f"seed {seed} ({a.size}² cells, simulate {r['simulate_s']:.0f} s, detect {r['detect_s']:.0f} s)"
               + (f"; same-date pair B/H {r['base_to_height']:.2f}" if a.stereo else ""))
@@ -361,4 +382,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(eval_config.main_with_errors(main))

@@ -13,10 +13,15 @@
 Writes PNG quicklooks (dh beside the CARS difference) into --out. Usage::
 
     python benchmarks/eval_sweep_real.py --out /tmp/h3/eval [--workers 1] [--chunk 1024] [--dsm-test region|prediction]
+                                         [--config FILE]
 
 ``--dsm-test region`` / ``prediction`` / ``off_level``: the sweep's region stage, the DSM's prediction at the best
 height (config ``height_sweep.dsm_test``, see
 :mod:`offnadir.cube.sweep`) instead of the default window test.
+
+``--config FILE``: a YAML run config merged over each job (after ``--dsm-test`` and ``--no-tie-bias``),
+validated as ``offnadir run`` validates (:mod:`eval_config`); exit status 2 with one line when FILE
+is not a valid config.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as bc  # noqa: E402
+import eval_config  # noqa: E402
 
 PIC = bc.REAL / "picanteo"
 S2P = bc.REAL / "s2p" / "tests" / "data"
@@ -40,6 +46,8 @@ S2P = bc.REAL / "s2p" / "tests" / "data"
 TIE_BIAS = True
 #: the sweep's test of the DSM height (config height_sweep.dsm_test; --dsm-test)
 DSM_TEST = "window"
+#: --config FILE: a run config merged over each job (None: the job as it is)
+CONFIG = None
 
 
 def run_sweep(dsm, images, out: Path, *, workers: int, chunk: int):
@@ -50,11 +58,11 @@ def run_sweep(dsm, images, out: Path, *, workers: int, chunk: int):
     from offnadir.cube.sweep_stage import SweepStage
     from offnadir.pipeline import run_config
 
-    cfg = validate({"dsm": {"path": str(dsm), "vertical_datum": "ellipsoid"}, "images": images,
-                    "output": {"path": str(out), "overwrite": True}, "tiling": {"chunk": chunk},
-                    "cluster": {"n_workers": workers}, "tie_bias": {"enabled": TIE_BIAS},
-                    "height_sweep": {"dsm_test": DSM_TEST}},
-                   source="eval_sweep_real")
+    job = {"dsm": {"path": str(dsm), "vertical_datum": "ellipsoid"}, "images": images,
+           "output": {"path": str(out), "overwrite": True}, "tiling": {"chunk": chunk},
+           "cluster": {"n_workers": workers}, "tie_bias": {"enabled": TIE_BIAS},
+           "height_sweep": {"dsm_test": DSM_TEST}}
+    cfg = validate(job, source="eval_sweep_real") if CONFIG is None else eval_config.job_config(job, CONFIG)
     t0 = time.perf_counter()
     run_config(cfg, quiet=True, stage_hooks=(SweepStage(quiet=True),))
     dt = time.perf_counter() - t0
@@ -140,8 +148,8 @@ def _quicklook(path, dh, diff, ref, cmap):
 def same_date(name, dsm, images, out: Path, workers: int, chunk: int) -> dict:
     from offnadir.cube.sweep import STOREY_M, dh_change
 
-    # the s2p crops carry no time; they are one acquisition (stereo/tri-stereo), so one group
-    ims = [{"path": str(p), "date": "2000-01-01"} for p in images]
+    # one acquisition (stereo/tri-stereo), one date group: the date of each crop's Airbus dataset name
+    ims = [{"path": str(p)} for p in images]
     ds, dt = run_sweep(dsm, ims, out / f"{name}.zarr", workers=workers, chunk=chunk)
     dh = ds["dh"].values[0].astype(np.float64)
     sig = ds["dh_sigma"].values[0].astype(np.float64)
@@ -164,10 +172,13 @@ def main(argv=None) -> int:
                     help="the sweep's test of the DSM height (config height_sweep.dsm_test)")
     ap.add_argument("--skip-km", action="store_true")
     ap.add_argument("--skip-same-date", action="store_true")
+    eval_config.add_argument(ap)
     a = ap.parse_args(argv)
-    global TIE_BIAS, DSM_TEST
+    eval_config.check(a.config)
+    global TIE_BIAS, DSM_TEST, CONFIG
     TIE_BIAS = not a.no_tie_bias
     DSM_TEST = a.dsm_test
+    CONFIG = a.config
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -218,4 +229,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(eval_config.main_with_errors(main))

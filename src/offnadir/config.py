@@ -31,6 +31,14 @@ class _ConfigLoader(yaml.SafeLoader):
 
 
 def load(path) -> dict:
+    """The validated config of a YAML file (relative paths from its folder)."""
+    p = Path(path)
+    return validate(read(p) or {}, base=p.parent, source=str(p))
+
+
+def read(path):
+    """The raw contents of a YAML config file, not yet validated (the checks of :func:`load`: the
+    file exists and is UTF-8 YAML without aliases)."""
     p = Path(path)
     if not p.exists():
         raise InputFileError(f"{p}: config file not found. `offnadir template-config > {p.name}` writes a template.")
@@ -57,7 +65,7 @@ def load(path) -> dict:
         raise ConfigError(f"{p}: not valid YAML ({' '.join(str(e).split())[:300]}).") from None
     except RecursionError:
         raise ConfigError(f"{p}: nested too deeply to be a config; check the file.") from None
-    return validate(raw or {}, base=p.parent, source=str(p))
+    return raw
 
 
 def template() -> str:
