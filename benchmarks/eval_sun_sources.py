@@ -7,6 +7,11 @@ if any (:func:`offnadir.io.acquisition.sun_from_metadata`), then the raw fields 
 image's GDAL metadata (all domains), its GML coverage name and its model file whose name or
 value looks like a time or a sun angle, so that a field nobody reads shows up.
 
+The image's time is also its date (its date group), unless a date is given for it. Last, every
+raster under data/real is opened and each TIFF ``DateTime`` tag (``TIFFTAG_DATETIME``) is listed
+with the file's software tag and the time offnadir reads for it: the tag that TIFF 6.0 defines as
+the file's creation time, which offnadir does not read as an acquisition time.
+
     python benchmarks/eval_sun_sources.py [--real /work/shared/data/real]
 """
 
@@ -133,7 +138,38 @@ def main(argv=None):
         print(f"{rel}\n   time: {t or 'none'}\n   sun:  {sun.describe() if sun else 'none'}")
         for f in raw_fields(p):
             print(f"   field: {f}")
+    tiff_datetimes(real)
     return 0
+
+
+def tiff_datetimes(real: Path) -> None:
+    """Every raster under ``real``: those with a TIFF DateTime tag, what it holds and the time
+    offnadir reads for the image instead (none when no other field gives one)."""
+    import rasterio
+
+    from offnadir.io.image import open_image_source
+
+    rasters, hits = 0, []
+    for p in sorted(real.rglob("*")):
+        if not p.is_file() or p.suffix.lower() not in (".tif", ".tiff", ".ntf", ".vrt", ".jp2"):
+            continue
+        try:
+            with rasterio.open(p) as ds:
+                tags = ds.tags()
+        except Exception:  # noqa: BLE001 - not a raster GDAL opens: not counted
+            continue
+        rasters += 1
+        if tags.get("TIFFTAG_DATETIME"):
+            try:
+                t = open_image_source(p).camera.acquired or "none"
+            except Exception as e:  # noqa: BLE001 - e.g. a model file elsewhere: the tag is what matters
+                t = f"(camera not read: {str(e)[:50]})"
+            hits.append((p.relative_to(real), tags["TIFFTAG_DATETIME"].strip(), tags.get("TIFFTAG_SOFTWARE"), t))
+    print(f"== TIFF DateTime tags (TIFF 6.0: the file's creation time) on the {rasters} rasters under {real}")
+    for rel, dt, sw, t in hits:
+        print(f"{rel}: TIFFTAG_DATETIME {dt!r}, software {sw!r}; acquisition time offnadir reads: {t}")
+    if not hits:
+        print("none")
 
 
 if __name__ == "__main__":
