@@ -17,7 +17,11 @@ Each flagged cell is counted under every source that fires and, once, under its 
 (``r_ref``, ``r(0)``, shift) are listed for the patches it flags, unchanged and changed, so that a
 chance-correlation bound can be checked against both.
 
-    python benchmarks/eval_roof_false_alarms.py --hard /tmp/h7/w1024 --seeds 0 1 2 [--patches]
+``--ground``: the unchanged ground's false alarms too, split by the old DSM's predicted sun
+transition (lit at both dates, shadowed at both, lit -> shadow, shadow -> lit), with the truth's
+shadow class (as predicted / unexplained / missing / lit) and the sources that fire on them.
+
+    python benchmarks/eval_roof_false_alarms.py --hard /tmp/h7/w1024 --seeds 0 1 2 [--patches] [--ground]
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ def sources(store, t: int = 1) -> dict:
     with np.errstate(invalid="ignore"):
         out["shadow rules"] = np.isfinite(d["prob"]) & (d["prob"] == np.float32(0.5)) & (full < 0.5)
         out["stored"] = np.nan_to_num(d["prob"]) >= 0.5
+    out["full"] = full  # the probability before the shadow rules, as the maps pass computes it
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = xr.open_zarr(store, mask_and_scale=False)
@@ -134,17 +139,66 @@ def one(store, scene) -> dict:
     return res
 
 
+def ground(store, scene) -> list:
+    """The unchanged ground cells the stored run flags (target 1, scored as ``eval_hard_sim``), split
+    by the old DSM's predicted sun transition (:func:`offnadir.change.sun_pairs.sun_labels`; label 0
+    split into lit and shadowed at both dates): per part the count, the rate among its unchanged ground
+    cells, those farther than ``NEAR_M`` from a change, the truth's shadow class
+    (``eval_hard_sim.shadow_classes``) and the sources that fire on them (as :func:`sources`)."""
+    import json
+
+    import xarray as xr
+    from scipy.ndimage import distance_transform_edt
+
+    from offnadir.change import sun_pairs as SP
+    from offnadir.simulate import truth as T
+
+    src = sources(store)
+    d = src["d"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(store, mask_and_scale=False)
+        ill = np.asarray(ds["illumination"].values)
+        chm = np.asarray(ds["change"].values[1])
+    meta = json.loads((scene / "scene.json").read_text())
+    sb, cls = HS._read(scene / "truth_structural.tif"), HS._read(scene / "truth_change_class.tif")
+    occ, elev = HS._read(scene / "truth_occluded.tif"), HS._read(scene / "truth_elevated.tif") == 1
+    shadow = HS._read(scene / "truth_shadow.tif")
+    cells = (d["vis"][0] == 1) & (d["vis"][1] == 1) & (occ == 0) & (sb != T.IGNORE) & (chm != 2)
+    near = distance_transform_edt(cls == 0) * float(meta["cell"]) <= HS.NEAR_M
+    gr = cells & (sb == 0) & ~elev
+    fa = gr & (chm == 1)
+    lab = SP.sun_labels(ill, 1)
+    sc = HS.shadow_classes(ill[0] == 0, ill[1] == 0, shadow)
+    rows = []
+    for name, m in (("lit at both", (lab == 0) & (ill[0] != 0) & (ill[1] != 0)),
+                    ("shadow at both", (lab == 0) & (ill[0] == 0)), ("lit -> shadow", lab == 1),
+                    ("shadow -> lit", lab == 2)):
+        f = fa & m
+        rows.append(dict(part=name, flagged=int(f.sum()), rate=float(f.sum() / max((gr & m).sum(), 1)),
+                         far=int((f & ~near).sum()), truth={k: int((f & v).sum()) for k, v in sc.items()},
+                         sources={k: int((f & src[k]).sum()) for k in ("census", "spectral", "structural", "outline")}))
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hard", type=Path, default=Path("/tmp/eval_hard_sim"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     ap.add_argument("--patches", action="store_true", help="list the structural criterion's flagged roofs")
+    ap.add_argument("--ground", action="store_true", help="also split the unchanged ground's false alarms by the "
+                                                          "predicted sun transition, with their sources")
     a = ap.parse_args(argv)
     tot = {}
     for s in a.seeds:
         store, scene = a.hard / f"hard{s}.zarr", a.hard / f"hard{s}"
         if not store.exists():
             sys.exit(f"{store} not found: run `python benchmarks/eval_hard_sim.py --work {a.hard} --seeds {s}` first")
+        if a.ground:
+            for g in ground(store, scene):
+                print(f"seed {s} ground, {g['part']:15s}: flagged {g['flagged']:6d} (rate {g['rate']:.3f}; "
+                      f"{g['far']} far from a change) | truth: " + ", ".join(f"{k} {v}" for k, v in g["truth"].items())
+                      + " | sources: " + ", ".join(f"{k} {v}" for k, v in g["sources"].items()))
         r = one(store, scene)
         print(f"seed {s}: unchanged roof cells flagged {r['flagged']} of {r['roof_cells']} ({r['near']} near a change)")
         print("  fires on them: " + ", ".join(f"{k} {v}" for k, v in r["any"].items())

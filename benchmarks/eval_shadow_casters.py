@@ -1,0 +1,378 @@
+"""Evaluation: the shadow rules' casters, one by one, on stored runs, and variants of their decision
+(issue 7, point 4; H2 fifth round).
+
+For each run (the stores ``eval_hard_sim.py --work W`` and ``eval_change_real.py --workdir K`` leave):
+each image's shadow classifier from the run's suns (as the pipeline calibrates it), the caster sums
+of :func:`offnadir.change.missing_shadow.tile_sums` and :func:`offnadir.change.longer_shadow.tile_sums`
+over the whole grid as one tile (tested equal to any tiling), plus the sums of the squared per-cell
+log likelihood ratios (the same call with a classifier whose per-bin ratios are squared), and the
+decisions of target 1 under each ``--variants`` rule:
+
+* ``current``: :func:`~offnadir.change.missing_shadow.decide` and
+  :func:`~offnadir.change.longer_shadow.decide_targets` as the pipeline runs them;
+* ``none``, ``no_missing``, ``no_longer``: both, or one of the two rules left out;
+* ``need_base_missing`` / ``need_base_longer``: a caster whose prediction the base image cannot
+  check (no base cells: ``n_0 = 0``) is not decided (nor counted in the prior's EM);
+* ``surface``: the missing-shadow rule with its cells' shared surface as a noise model: per image
+  the intra-caster correlation ``rho`` of the per-cell ratios (:func:`surface_spread`, one-way random
+  effects on the run's casters of >= 81 cells) and each caster's evidence divided by the design
+  effect ``1 + (k - 1) rho`` (``k = n / 9``; :func:`effective_evidence`), the prior re-estimated on it;
+* ``standout``: the caster's mean ``log f_l / f_s`` must also stand 3 robust sigmas (1.4826 MAD)
+  above the median of the run's casters' means (>= 81 cells), as well as reach the midpoint (H7's
+  offline variant);
+* ``midpoint_tau``: the mean must reach the midpoint plus the casters' shared-surface sd ``tau``;
+* ``standing`` (``standing2``): the caster's rise in standing between the dates, ``d = z_t - z_0``
+  (``z``: its mean's distance to the median of the run's casters' means in robust sds, per image),
+  must reach 3 (2) robust sds of the run's rises above their median (casters of >= 81 cells at both
+  dates); a shadow on a bright surface is bright at both dates, a gone caster's rises;
+* ``gone_shadow_nuisance``: the current decisions, and the cells of the old DSM's ground in the
+  target's predicted shadow of a caster decided gone capped at probability 0 (the shadow's
+  disappearance, not the ground, made their codes disagree); ``standing_nuisance``: both;
+  ``gone_shadow_nuisance_lit``: only where the target's shadow classifier sees the cell lit (3 x 3
+  log-odds < 0, :func:`offnadir.change.shadow_observed.log_odds`): the explanation "the shadow went"
+  predicts lit ground; a cell seen dark there (a new building's shadow or dark roof) keeps its evidence.
+
+The probability before the shadow rules is the stored one except on the roofs the stored run lifted
+to exactly 1/2 with them (there it is recomputed as the maps pass computes it before the rules:
+``eval_roof_false_alarms.sources``); each variant's decisions are painted on it as the maps pass
+paints them (:func:`~offnadir.change.missing_shadow.raise_gone`, not where the run has ``dh``).
+``current`` reproduces the stored elevated F1 (checked on the 1024² hard stores to 4 digits).
+
+Printed per run and variant: elevated F1, score AUC, all-cells F1 and the ground false-alarm rate
+(hard simulator, structural truth), F1 and AUC (Kahramanmaras), and the casters decided per rule by the truth class of the majority of their
+cells (``casters/cells``; hard simulator) with the cells of unchanged truth among them.
+``--casters``: every decided caster (``n``, mean per-cell ``log f_l / f_s`` of the target and the
+base, ``P``).
+
+Figures and what they mean: docs/change_detection.md, "The shadow rules' false alarms, rule by rule".
+
+    python benchmarks/eval_shadow_casters.py [--hard W] [--seeds 0 1 2] [--km K] [--variants current none]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import eval_evidence_offline as OFF  # noqa: E402
+import eval_missing_shadow as EMS  # noqa: E402
+
+from offnadir.change import cells as P  # noqa: E402
+from offnadir.change import longer_shadow as LS  # noqa: E402
+from offnadir.change import missing_shadow as MS  # noqa: E402
+
+NAMES = {0: "none", 1: "new", 2: "demolished", 3: "raised", 4: "reroofed", 5: "tree_cut", 6: "tree_grown",
+         7: "below_parallax"}
+VARIANTS = ("current", "none", "no_missing", "no_longer", "need_base_missing", "need_base_longer", "surface",
+            "standout", "midpoint_tau", "standing", "standing2", "gone_shadow_nuisance", "standing_nuisance",
+            "gone_shadow_nuisance_lit")
+#: casters whose mean enters the run-level spread estimates: nine observations of 9 cells
+SPREAD_MIN_CELLS = 81
+#: fewest such casters for them (else rho 0, no standout bound)
+SPREAD_MIN_CASTERS = 20
+
+
+def surface_spread(n, s, s2) -> dict:
+    """Intra-caster correlation ``rho`` of the per-cell log likelihood ratios of one image's casters
+    (``n`` cells, sums ``s`` and ``s2`` of the ratio and its square). The cells of one shadow lie on
+    one surface, whose brightness all of them share. One-way random effects, ``x = mu + b_c + e``:
+    on the casters of >= :data:`SPREAD_MIN_CELLS` cells, ``sigma^2`` the median within-caster
+    variance, ``tau^2`` the robust variance of their means (1.4826 MAD, squared) less its within part
+    (median ``9 sigma^2 / n``), ``rho = tau^2 / (tau^2 + sigma^2)``. Also the robust centre and sd of
+    the means (``median``, ``mad``)."""
+    n, s, s2 = (np.asarray(v, np.float64) for v in (n, s, s2))
+    big = n >= SPREAD_MIN_CELLS
+    out = dict(rho=0.0, tau=math.nan, sigma=math.nan, median=math.nan, mad=math.nan, casters=int(big.sum()))
+    if big.sum() < SPREAD_MIN_CASTERS:
+        return out
+    nb = n[big]
+    mean = s[big] / nb
+    sig2 = float(np.median(np.maximum(s2[big] - nb * mean**2, 0.0) / (nb - 1.0)))
+    med = float(np.median(mean))
+    mad = 1.4826 * float(np.median(np.abs(mean - med)))
+    tau2 = max(mad**2 - float(np.median(sig2 * MS.CORRELATED / nb)), 0.0)
+    rho = tau2 / (tau2 + sig2) if tau2 + sig2 > 0 else 0.0
+    return dict(rho=rho, tau=math.sqrt(tau2), sigma=math.sqrt(sig2), median=med, mad=mad, casters=int(big.sum()))
+
+
+def effective_evidence(n, s, rho: float):
+    """``S / 9`` divided by the design effect ``1 + (k - 1) rho``, ``k = n / 9`` (Kish: ``k``
+    observations with intra-class correlation ``rho`` weigh as ``k / (1 + (k - 1) rho)`` independent
+    ones, at most ``1 / rho``)."""
+    k = np.asarray(n, np.float64) / MS.CORRELATED
+    return np.asarray(s, np.float64) / MS.CORRELATED / (1.0 + np.maximum(k - 1.0, 0.0) * rho)
+
+
+def caster_sums(run):
+    """(sums table of the sums pass over the whole grid with ``msh_llr2``/``lsh_s2`` added, the
+    run's suns with their classifiers, ctx)."""
+    import xarray as xr
+
+    from offnadir.change.illumination import shadow_classifiers
+    from offnadir.change.options import ChangeOptions
+    from offnadir.change.tileio import Context, MemoryIO
+    from offnadir.cube.plan import Tile
+
+    a = run["arr"]
+    n_img = a["visible"].shape[0]
+    cube = xr.Dataset({"dsm": (("y", "x"), a["dsm"]), "visible": (("image", "y", "x"), a["visible"]),
+                       "value": (("image", "band", "y", "x"), a["value"])})
+    suns = [dict(s) for s in run["suns"][:n_img]]
+    shadow_classifiers(cube, suns, run["cell"])
+    arrays = {k: a[k] for k in ("dsm", "visible", "value", "illumination", "patch", "elevated")}
+    h = a["dsm"].astype(np.float64)
+    grid = tuple((math.radians(s["azimuth"] + s["grid_north_deg"]), math.radians(s["elevation"])) for s in suns)
+    clfs = MS.classifiers(suns)
+    ctx = Context(shape=h.shape, n_images=n_img, n_bands=a["value"].shape[1], cell=run["cell"], opts=ChangeOptions(),
+                  targets=tuple(range(1, n_img)), h_range=(float(np.nanmin(h)), float(np.nanmax(h))), sun=grid,
+                  shadow_classes=clfs)
+    io, tile = MemoryIO(arrays), Tile(0, 0, 0, h.shape[0], 0, h.shape[1])
+    sums = MS.add_sums(MS.tile_sums(io, ctx, tile), LS.tile_sums(io, ctx, tile))
+    # the same sums of the squared ratios: a classifier whose per-bin log ratio r is -r^2 gives, as
+    # the missing-shadow sums' -(log odds - prior), r^2 (and +r^2 ... as the fringe's, sign flipped)
+    sq = tuple(None if c is None else dataclasses.replace(c, log_lr=tuple(-v * v for v in c.log_lr)) for c in clfs)
+    ctx2 = dataclasses.replace(ctx, shadow_classes=sq)
+    s2 = MS.add_sums(MS.tile_sums(io, ctx2, tile), LS.tile_sums(io, ctx2, tile))
+    assert np.array_equal(s2["ids"], sums["ids"])
+    sums["rows"]["msh_llr2"] = s2["rows"]["msh_llr"]
+    sums["rows"]["lsh_s2"] = -s2["rows"]["lsh_s"]
+    return sums, suns, ctx
+
+
+def decide_missing(sums, clfs, t: int, variant: str):
+    """(ids, P(gone)) of target ``t``: :func:`offnadir.change.missing_shadow.decide`'s rule, with the
+    ``variant``'s change."""
+    ids = np.asarray(sums["ids"])
+    r = sums["rows"]
+    n, s, s2 = r["msh_n"], r["msh_llr"], r["msh_llr2"]
+    sp = [surface_spread(n[:, k], s[:, k], s2[:, k]) for k in range(n.shape[1])]
+    rho = [x["rho"] if variant == "surface" else 0.0 for x in sp]
+    tested = n[:, t] > 0
+    if variant == "need_base_missing":
+        tested &= n[:, 0] > 0
+    lt = effective_evidence(n[:, t], s[:, t], rho[t])
+    lb = np.where(n[:, 0] > 0, -effective_evidence(n[:, 0], s[:, 0], rho[0]), np.inf)
+    llr = np.where(tested, np.minimum(lt, lb), np.nan)
+    prior = MS.prior_log_odds(llr[tested])
+    post = 1.0 / (1.0 + np.exp(-np.clip(np.where(tested, llr, -np.inf) + prior, -50.0, 50.0)))
+    thr = MS.midpoint(clfs[t])
+    if variant == "standout" and math.isfinite(sp[t]["median"]):
+        thr = max(thr, sp[t]["median"] + 3.0 * sp[t]["mad"])
+    if variant == "midpoint_tau" and math.isfinite(sp[t]["tau"]):
+        thr = thr + sp[t]["tau"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        post = np.where(s[:, t] / np.maximum(n[:, t], 1) >= thr, post, np.minimum(post, 0.0))
+    if variant.startswith("standing") and all(math.isfinite(sp[k]["mad"]) and sp[k]["mad"] > 0 for k in (0, t)):
+        # the caster's standing among the run's casters at the target against the base's: a shared
+        # surface keeps it; the rise must stand out from the run's casters' rises (>= 81 cells at both)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = [(s[:, k] / n[:, k] - sp[k]["median"]) / sp[k]["mad"] for k in (0, t)]
+        d = z[1] - z[0]
+        both = (n[:, 0] >= SPREAD_MIN_CELLS) & (n[:, t] >= SPREAD_MIN_CELLS)
+        if both.sum() >= SPREAD_MIN_CASTERS:
+            md = float(np.median(d[both]))
+            sd = 1.4826 * float(np.median(np.abs(d[both] - md)))
+            bound = float(variant[len("standing"):] or 3)
+            post = np.where((n[:, 0] == 0) | ((d - md) >= bound * sd), post, np.minimum(post, 0.0))
+    return ids, post, dict(prior=prior, threshold=thr, rho=rho[t], **{k: sp[t][k] for k in ("tau", "median", "mad")})
+
+
+def decide_longer(sums, clfs, t: int, variant: str):
+    """(ids, P(raised)) of target ``t``: :func:`offnadir.change.longer_shadow.decide` on the tested
+    casters, with the ``variant``'s change."""
+    ids = np.asarray(sums["ids"])
+    r = sums["rows"]
+    n, s = r["lsh_n"][:, t], r["lsh_s"][:, t]
+    n0, s0 = r["lsh_n"][:, 0], r["lsh_s"][:, 0]
+    tested = n > 0
+    if variant == "need_base_longer":
+        tested &= n0 > 0
+    post = np.zeros(len(ids))
+    if tested.any() and clfs[t] is not None:
+        post[tested] = LS.decide(n[tested], s[tested], clfs[t], n0[tested], s0[tested])
+    return ids, post
+
+
+def decisions(sums, suns, variant: str, t: int = 1):
+    """{"missing": (ids, P) or None, "longer": (ids, P) or None} of target ``t`` under ``variant``."""
+    clfs = MS.classifiers(suns)
+    out = {"missing": None, "longer": None}
+    if variant == "none" or clfs[t] is None:
+        return out
+    if variant != "no_missing":
+        ids, post, _ = decide_missing(sums, clfs, t, variant)
+        out["missing"] = (ids, post)
+    if variant != "no_longer" and "lsh_n" in sums["rows"]:
+        out["longer"] = decide_longer(sums, clfs, t, variant)
+    return out
+
+
+def check_current(sums, suns, dec, t: int = 1):
+    """The re-implemented ``current`` decisions equal the pipeline's functions' (raises otherwise)."""
+    import logging
+
+    quiet = logging.getLogger("eval_shadow_casters.quiet")
+    quiet.disabled = True
+    rep = [dict(s) for s in suns]
+    g = MS.decide(sums, (t,), None, rep, quiet)
+    if t in g:
+        assert np.allclose(g[t][1], dec["missing"][1]), "missing-shadow decisions differ from the pipeline's"
+    g = LS.decide_targets(sums, {}, (t,), MS.classifiers(rep), None, rep, quiet)
+    if t in g:
+        assert np.allclose(g[t][1], dec["longer"][1]), "longer-shadow decisions differ from the pipeline's"
+
+
+def pre_rule_probability(store, run, cur):
+    """The stored probability of target 1 with the current rules' lift undone (see the docstring)."""
+    import eval_roof_false_alarms as RFA
+
+    a = run["arr"]
+    p = a["probability"][1].astype(np.float64)
+    lifted = np.zeros(p.shape, bool)
+    for k in ("missing", "longer"):
+        if cur[k] is not None:
+            g = P.paint(a["patch"], *cur[k])
+            with np.errstate(invalid="ignore"):
+                lifted |= np.isfinite(g) & (g >= 0.5)
+    lifted &= np.isfinite(p) & (p == np.float32(0.5))
+    if "dh" in a:
+        lifted &= ~np.isfinite(a["dh"][1])
+    if not lifted.any():
+        return p
+    return np.where(lifted, RFA.sources(store)["full"], p)
+
+
+def gone_shadow_cells(run, ctx, dec, t: int = 1):
+    """Cells of the old DSM's ground (``elevated`` 0) in target ``t``'s predicted cast shadow of a
+    caster decided gone (:func:`offnadir.change.missing_shadow.shadow_casters`)."""
+    from offnadir.change.options import ChangeOptions
+
+    a = run["arr"]
+    if dec["missing"] is None:
+        return np.zeros(a["patch"].shape, bool)
+    ids, post = dec["missing"]
+    h = a["dsm"].astype(np.float64)
+    lab = np.where(a["elevated"] == 1, a["patch"], 0)
+    az, el = ctx.sun[t]
+    ci, cj = MS.shadow_casters(h, a["illumination"][t], ctx.cell, az, el, ChangeOptions().sun_tolerance,
+                               float(max(h.shape)))
+    clab = np.where(ci >= 0, lab[np.maximum(ci, 0), np.maximum(cj, 0)], 0)
+    return np.isin(clab, ids[post >= 0.5]) & (a["elevated"] != 1)
+
+
+def score_hard(run, p, scene):
+    """Elevated F1 and score AUC (``eval_missing_shadow.score_hard``), all-cells F1 and the ground
+    false-alarm rate on the structural truth."""
+    from offnadir.change import reference as REF
+    from offnadir.change.evaluate import metrics
+
+    a = run["arr"]
+    out = EMS.score_hard(run, p, scene)
+    ref, occ = OFF._read(scene / "truth_structural.tif"), OFF._read(scene / "truth_occluded.tif")
+    te = OFF._read(scene / "truth_elevated.tif") == 1
+    cells = (a["visible"][0] == 1) & (a["visible"][1] == 1) & (ref != REF.IGNORE) & (occ == 0)
+    ch = EMS._decided(p, a["visible"])
+    out["all_f1"] = REF.height_scores(ref, ch, p, cells, run["cell"] ** 2)["f1"]
+    dec = cells & (ch != 2) & ~te
+    out["ground_fa"] = metrics(np.isin(ref, (1, 2))[dec], (ch == 1)[dec])["false_alarm_rate"]
+    return out
+
+
+def apply(run, p0, dec):
+    """``p0`` with the decided casters' cells lifted to 1/2 (not where the run has ``dh``)."""
+    a = run["arr"]
+    p = p0
+    for k in ("missing", "longer"):
+        if dec[k] is None:
+            continue
+        g = P.paint(a["patch"], *dec[k])
+        if "dh" in a:
+            g[np.isfinite(a["dh"][1])] = np.nan
+        p = MS.raise_gone(p, g)
+    return p
+
+
+def caster_rows(run, sums, dec, cls):
+    """Per decided caster: rule, id, truth class (majority), cells, unchanged cells, n/mean of target
+    and base, P."""
+    a = run["arr"]
+    ids = np.asarray(sums["ids"])
+    rows = []
+    for rule, (nk, sk) in (("missing", ("msh_n", "msh_llr")), ("longer", ("lsh_n", "lsh_s"))):
+        if dec[rule] is None or nk not in sums["rows"]:
+            continue
+        did, post = dec[rule]
+        n, s = sums["rows"][nk], sums["rows"][sk]
+        for k in np.flatnonzero(post >= 0.5):
+            j = int(np.searchsorted(ids, did[k]))
+            m = a["patch"] == did[k]
+            c = NAMES[int(np.bincount(cls[m], minlength=8).argmax())] if cls is not None else "?"
+            rows.append(dict(rule=rule, id=int(did[k]), cls=c, cells=int(m.sum()),
+                             unchanged=int(((cls == 0) & m).sum()) if cls is not None else -1,
+                             n_t=int(n[j, 1]), m_t=float(s[j, 1] / max(n[j, 1], 1)), n_0=int(n[j, 0]),
+                             m_0=float(s[j, 0] / max(n[j, 0], 1)), P=float(post[k])))
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hard", type=Path)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    ap.add_argument("--km", type=Path)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS[:4]), choices=VARIANTS)
+    ap.add_argument("--casters", action="store_true", help="list every decided caster")
+    a = ap.parse_args(argv)
+    jobs = []
+    if a.hard:
+        jobs += [(f"hard{s}", a.hard / f"hard{s}.zarr", a.hard / f"hard{s}") for s in a.seeds
+                 if (a.hard / f"hard{s}.zarr").exists()]
+    if a.km:
+        jobs += [(f"km img{t}", a.km / f"km_post{t}.zarr", None) for t in (1, 2)
+                 if (a.km / f"km_post{t}.zarr").exists()]
+    for name, store, scene in jobs:
+        run = EMS.load(store)
+        sums, suns, ctx = caster_sums(run)
+        cur = decisions(sums, suns, "current")
+        check_current(sums, suns, cur)
+        p0 = pre_rule_probability(store, run, cur)
+        cls = OFF._read(scene / "truth_change_class.tif") if scene is not None else None
+        for v in a.variants:
+            base_v = "current" if v.startswith("gone_shadow") else v.replace("_nuisance", "")
+            dec = cur if base_v == "current" else decisions(sums, suns, base_v)
+            p = apply(run, p0, dec)
+            if "nuisance" in v:
+                cap = gone_shadow_cells(run, ctx, dec) & np.isfinite(p)
+                if v.endswith("_lit"):
+                    from offnadir.change import shadow_observed as SO
+
+                    x = run["arr"]["value"][1].astype(np.float64).mean(axis=0)
+                    with np.errstate(invalid="ignore"):
+                        cap &= SO.log_odds(x, run["arr"]["visible"][1] == 1, MS.classifiers(suns)[1]) < 0
+                p = np.where(cap, np.minimum(p, 0.0), p)
+            sc = score_hard(run, p, scene) if scene is not None else EMS.score_km(run, p)
+            rows = caster_rows(run, sums, dec, cls)
+            by = {}
+            for r in rows:
+                key = f"{r['rule']}:{r['cls']}"
+                n, c = by.get(key, (0, 0))
+                by[key] = (n + 1, c + r["cells"])
+            line = f"{name:9s} {v:17s} " + ", ".join(f"{k} {x:.4f}" for k, x in sc.items())
+            line += " | decided: " + ", ".join(f"{k} {n}/{c}" for k, (n, c) in sorted(by.items()))
+            if cls is not None:
+                line += f" | unchanged cells in them: {sum(r['unchanged'] for r in rows)}"
+            print(line, flush=True)
+            if a.casters:
+                for r in rows:
+                    print("    {rule:7s} {id:8d} {cls:12s} cells {cells:5d} unchanged {unchanged:5d} n_t {n_t:4d} "
+                          "m_t {m_t:6.2f} n_0 {n_0:4d} m_0 {m_0:6.2f} P {P:.3f}".format(**r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
