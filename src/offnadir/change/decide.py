@@ -47,6 +47,10 @@ def target_table(red: dict, t: int, p: int, scales: list, shift_cells, model0=No
             tb.ndvi_target = np.where(used > 0, rows[f"ndvi_t_{t}"] / used, np.nan)
     tb.extra["illum"] = rows[f"illum_{t}"]
     tb.outline = rows.get(f"outline_{t}")
+    if f"rimprof_{t}" in red["erows"] and len(red["eids"]):  # elevated patches' rim profiles
+        from offnadir.change.rim_profile import dense
+
+        tb.extra["rim_profile"] = (np.searchsorted(ids, red["eids"]), dense(red["eids"], red["erows"][f"rimprof_{t}"]))
     if f"incid_{t}" in rows:
         inc = rows[f"incid_{t}"]
         with np.errstate(all="ignore"):

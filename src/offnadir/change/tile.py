@@ -14,6 +14,7 @@ from offnadir.change import kernels as K
 from offnadir.change import segment, shadow
 from offnadir.change import evidence as EV
 from offnadir.change import outline as OL
+from offnadir.change import rim_profile as RP
 from offnadir.change.fit import N_STRATA, ndvi, usable
 from offnadir.change.tileio import (  # noqa: F401  (re-exported: the tasks' shared types)
     SUN_HALO_CAP,
@@ -229,7 +230,8 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
         # the roofs' near-sensor rim at both dates (offnadir.change.outline, criterion "outline")
         if t == ctx.targets[0]:
             base_intensity = EV.intensity(val[0])  # the base's, once for every target
-        rows[f"outline_{t}"] = OL.patch_sums(lab, elev == 1, base_intensity, EV.intensity(val[t]),
+        target_intensity = EV.intensity(val[t])
+        rows[f"outline_{t}"] = OL.patch_sums(lab, elev == 1, base_intensity, target_intensity,
                                              (vis[0] == 1) & (vis[t] == 1), OL.sensor_step(*ctx.shifts[t]),
                                              (ci0, ci1, cj0, cj1), rowmap, n)
         di, dj, _ = ctx.shifts[t]
@@ -238,6 +240,11 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
             erow_map = np.where(rowmap >= 0, erow_of[np.maximum(rowmap, 0)], -1)
             K.parallax_sums(lab, erow_map, u, v, di, dj, ci0, ci1, cj0, cj1, prof)
             erows[f"prof_{t}"] = sparse_profile(ids[is_el], prof)
+            # where the near-sensor rim went: the step profile inwards (offnadir.change.rim_profile)
+            erows[f"rimprof_{t}"] = RP.sparse(ids[is_el], RP.depth_sums(
+                lab, elev == 1, base_intensity, target_intensity, (vis[0] == 1) & (vis[t] == 1),
+                OL.sensor_step(*ctx.shifts[t]), int(np.max(np.maximum(np.abs(di), np.abs(dj)))),
+                (ci0, ci1, cj0, cj1), erow_map, int(is_el.sum()), *((lit[0], lit[t]) if ctx.use_sun else ())))
     out["ids"], out["rows"] = ids, rows
     out["eids"], out["erows"] = (ids[is_el] if erows else np.zeros(0, np.int64)), erows
     return out
