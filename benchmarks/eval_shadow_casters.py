@@ -30,7 +30,9 @@ decisions of target 1 under each ``--variants`` rule:
   disappearance, not the ground, made their codes disagree); ``standing_nuisance``: both;
   ``gone_shadow_nuisance_lit``: only where the target's shadow classifier sees the cell lit (3 x 3
   log-odds < 0, :func:`offnadir.change.shadow_observed.log_odds`): the explanation "the shadow went"
-  predicts lit ground; a cell seen dark there (a new building's shadow or dark roof) keeps its evidence.
+  predicts lit ground; a cell seen dark there (a new building's shadow or dark roof) keeps its evidence;
+  ``gone_shadow_nuisance_base``: that, and only on cells the base too has in shadow (predicted): a
+  cell lit in the base and in the target (its predicted shadow gone) saw no change of illumination.
 
 The probability before the shadow rules is the stored one except on the roofs the stored run lifted
 to exactly 1/2 with them (there it is recomputed as the maps pass computes it before the rules:
@@ -71,7 +73,7 @@ NAMES = {0: "none", 1: "new", 2: "demolished", 3: "raised", 4: "reroofed", 5: "t
          7: "below_parallax"}
 VARIANTS = ("current", "none", "no_missing", "no_longer", "need_base_missing", "need_base_longer", "surface",
             "standout", "midpoint_tau", "standing", "standing2", "gone_shadow_nuisance", "standing_nuisance",
-            "gone_shadow_nuisance_lit")
+            "gone_shadow_nuisance_lit", "gone_shadow_nuisance_base")
 #: casters whose mean enters the run-level spread estimates: nine observations of 9 cells
 SPREAD_MIN_CELLS = 81
 #: fewest such casters for them (else rho 0, no standout bound)
@@ -348,7 +350,9 @@ def main(argv=None) -> int:
             p = apply(run, p0, dec)
             if "nuisance" in v:
                 cap = gone_shadow_cells(run, ctx, dec) & np.isfinite(p)
-                if v.endswith("_lit"):
+                if v.endswith("_base"):
+                    cap &= run["arr"]["illumination"][0] == 0
+                if v.endswith("_lit") or v.endswith("_base"):
                     from offnadir.change import shadow_observed as SO
 
                     x = run["arr"]["value"][1].astype(np.float64).mean(axis=0)
