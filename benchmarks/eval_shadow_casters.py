@@ -32,7 +32,11 @@ decisions of target 1 under each ``--variants`` rule:
   log-odds < 0, :func:`offnadir.change.shadow_observed.log_odds`): the explanation "the shadow went"
   predicts lit ground; a cell seen dark there (a new building's shadow or dark roof) keeps its evidence;
   ``gone_shadow_nuisance_base``: that, and only on cells the base too has in shadow (predicted): a
-  cell lit in the base and in the target (its predicted shadow gone) saw no change of illumination.
+  cell lit in the base and in the target (its predicted shadow gone) saw no change of illumination;
+* ``fringe_unchanged``: the longer-shadow rule's target fringe sums without the fringe cells the run
+  flags changed before the rules (a new building's dark roof in the fringe is no shadow), the
+  fringes found by :func:`offnadir.change.longer_shadow.fringe` (the sums first checked equal to the
+  pipeline's).
 
 The probability before the shadow rules is the stored one except on the roofs the stored run lifted
 to exactly 1/2 with them (there it is recomputed as the maps pass computes it before the rules:
@@ -73,7 +77,7 @@ NAMES = {0: "none", 1: "new", 2: "demolished", 3: "raised", 4: "reroofed", 5: "t
          7: "below_parallax"}
 VARIANTS = ("current", "none", "no_missing", "no_longer", "need_base_missing", "need_base_longer", "surface",
             "standout", "midpoint_tau", "standing", "standing2", "gone_shadow_nuisance", "standing_nuisance",
-            "gone_shadow_nuisance_lit", "gone_shadow_nuisance_base")
+            "gone_shadow_nuisance_lit", "gone_shadow_nuisance_base", "fringe_unchanged")
 #: casters whose mean enters the run-level spread estimates: nine observations of 9 cells
 SPREAD_MIN_CELLS = 81
 #: fewest such casters for them (else rho 0, no standout bound)
@@ -199,6 +203,35 @@ def decide_longer(sums, clfs, t: int, variant: str):
     if tested.any() and clfs[t] is not None:
         post[tested] = LS.decide(n[tested], s[tested], clfs[t], n0[tested], s0[tested])
     return ids, post
+
+
+def fringe_unchanged(run, ctx, sums, p0, t: int = 1):
+    """The ``lsh_n`` / ``lsh_s`` columns of target ``t`` recomputed without the fringe cells where
+    ``p0`` >= 1/2 (a copy of ``sums``)."""
+    from offnadir.change.options import ChangeOptions
+
+    a = run["arr"]
+    clf = ctx.shadow_classes[t]
+    h = a["dsm"].astype(np.float64)
+    lab = np.where(a["elevated"] == 1, a["patch"], 0)
+    az, el = ctx.sun[t]
+    usable = (a["visible"][0] == 1) & (a["visible"][t] == 1)
+    ii, jj, lc = LS.fringe(h, lab, a["illumination"][t], usable, ctx.cell, az, el, ChangeOptions().sun_tolerance,
+                           float(max(h.shape)), LS.BAND_CELLS)
+    x = a["value"][t].astype(np.float64).mean(axis=0)[ii, jj]
+    llr = clf.cell_log_odds(x) - clf.prior
+    ids = np.asarray(sums["ids"])
+    out = {"ids": ids, "rows": {k: v.copy() for k, v in sums["rows"].items()}}
+    for name, keep in (("all", np.isfinite(x)), ("unchanged", np.isfinite(x) & ~(np.nan_to_num(p0[ii, jj]) >= 0.5))):
+        u, inv = np.unique(lc[keep], return_inverse=True)
+        k = np.searchsorted(ids, u)
+        n, s = np.zeros(len(ids)), np.zeros(len(ids))
+        n[k] = np.bincount(inv, minlength=len(u))
+        s[k] = np.bincount(inv, llr[keep], minlength=len(u))
+        if name == "all":
+            assert np.array_equal(n, sums["rows"]["lsh_n"][:, t]) and np.allclose(s, sums["rows"]["lsh_s"][:, t])
+    out["rows"]["lsh_n"][:, t], out["rows"]["lsh_s"][:, t] = n, s
+    return out
 
 
 def decisions(sums, suns, variant: str, t: int = 1):
@@ -346,7 +379,10 @@ def main(argv=None) -> int:
         cls = OFF._read(scene / "truth_change_class.tif") if scene is not None else None
         for v in a.variants:
             base_v = "current" if v.startswith("gone_shadow") else v.replace("_nuisance", "")
-            dec = cur if base_v == "current" else decisions(sums, suns, base_v)
+            if v == "fringe_unchanged":
+                dec = decisions(fringe_unchanged(run, ctx, sums, p0), suns, "current")
+            else:
+                dec = cur if base_v == "current" else decisions(sums, suns, base_v)
             p = apply(run, p0, dec)
             if "nuisance" in v:
                 cap = gone_shadow_cells(run, ctx, dec) & np.isfinite(p)
