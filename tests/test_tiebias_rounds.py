@@ -151,6 +151,7 @@ def test_first_round_then_stages_recover_a_bias(small_plan, monkeypatch):
     assert e["applied"] and e["n_iter"] >= 2 and np.isfinite(e["correction_sd_px"])
     if sum(calls) < len(tiles):   # stopped early: only with a fit that meets the target
         assert e["n_points"] >= tiebias.WEAK_POINTS and e["correction_sd_px"] <= tiebias.WEAK_SD_PX
+        assert e["correction_sd_blocks_px"] <= tiebias.WEAK_SD_PX
     err = affine_displacement(fitted.images[1].camera.bias, plan.images[1].shape)
     assert err < 0.2
     assert 0 < e["correction_sd_px"] < 0.1
@@ -201,7 +202,7 @@ def test_a_fit_short_of_target_at_every_stage_is_the_fit_on_all_blocks(small_pla
 
     plan = _biased(small_plan)
     opts = TieOptions()
-    monkeypatch.setattr(tiebias, "short_of_target", lambda fit, footprint: True)
+    monkeypatch.setattr(tiebias, "short_of_target", lambda fit, footprint, points=None: True)
     with dask.config.set(scheduler="threads", num_workers=1):
         _, rep = tiebias.fit_tie_bias(plan, opts)
         tiles = tiepoints.block_tiles(plan, opts)
@@ -217,3 +218,27 @@ def test_a_fit_short_of_target_at_every_stage_is_the_fit_on_all_blocks(small_pla
                                      footprint=tiebias._footprint(plan, 1))
     assert rep[1]["blocks_measured"] == [len(tiles), len(tiles)]
     assert rep[1]["correction"] == [float(v) for v in corr] and rep[1]["n_points"] == entry["n_points"]
+
+
+def test_clustered_sd_is_calibrated_where_points_share_a_block_error():
+    """Points in 12 blocks of 15, each block off by its own error (sd 0.1 px) on top of the points'
+    noise (0.1 px): the fitted shift scatters over repeated draws as the cluster-robust standard
+    deviation says, while the independent-point one is far too small."""
+    from offnadir.camera.bias_robust import clustered_displacement_sd
+
+    here = (np.array([500.0]), np.array([500.0]))
+    moved, formal, clustered = [], [], []
+    for seed in range(80):
+        rng = np.random.default_rng(seed)
+        groups = np.repeat(np.arange(12), 15)
+        pred = rng.uniform(0, 1000, (groups.size, 2))
+        meas = pred + [1.0, -2.0] + rng.normal(0, 0.1, (12, 2))[groups] + rng.normal(0, 0.1, pred.shape)
+        f = fit_robust(pred, meas, "shift")
+        moved.append(np.column_stack(apply_affine(f.bias, *here))[0])
+        formal.append(f.displacement_sd(*here)[0])
+        clustered.append(clustered_displacement_sd(f, pred, meas, groups, *here)[0])
+    empirical = float(np.sqrt(np.var(moved, axis=0).sum()))       # ~0.1 * sqrt(2 / 12) = 0.041 px
+    assert abs(np.median(clustered) / empirical - 1) < 0.3, (np.median(clustered), empirical)
+    assert np.median(formal) < 0.6 * empirical
+    one = clustered_displacement_sd(f, pred, meas, np.zeros(groups.size), *here)
+    assert np.isinf(one).all()   # one block: the spread between blocks is unknown

@@ -45,9 +45,11 @@ Thresholds and why:
   in between, the rest), and a later stage only while the fit on the earlier ones is short of the
   report's own target: at least ``WEAK_POINTS`` inliers and a correction standard deviation over
   the DSM footprint of at most ``WEAK_SD_PX`` (0.05 px, half the 0.1 px agreement issue 8 aims
-  at; :func:`offnadir.cube.tiebias.short_of_target`). Such a fit is not "weak" by the report's
-  definition, and more points would only move it within its own standard deviation; a scene that
-  needs every block gets exactly the fit it got before the stages.
+  at; :func:`offnadir.cube.tiebias.short_of_target`), counting the windows of one block as
+  sharing their errors (cluster-robust by block: the independent-point deviation is 1.2-2.3x too
+  small on real pairs and the simulator). Such a fit is not "weak" by the report's definition,
+  and more points would only move it within that deviation; a scene that needs every block gets
+  exactly the fit it got before the stages.
 
 Windows are sampled on the DSM grid (one sample per cell): with a DSM much coarser than the image
 pixels the windows see the image blurred, and with a much finer one they are small in pixels.
