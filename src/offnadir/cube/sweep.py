@@ -25,7 +25,12 @@ and sampling kernels), and keep the height where the group agrees best:
   hidden left out). Where ``s0`` is within :data:`SE_FACTOR` standard errors of a correlation,
   ``(1 - s*²) / sqrt(N)`` with N the window's cells, of the best swept agreement ``s*``, the
   images give no evidence that the surface moved: ``dh = 0`` and ``dh_score = s0``. This removes
-  the fronto-parallel window's bias at unchanged height steps.
+  the fronto-parallel window's bias at unchanged height steps. Where ``s0`` does not beat ``s*`` by
+  that margin either (a tie, :func:`sweep_noise.unresolved`), the images cannot tell the two
+  heights apart: ``dh_sigma >= |z* - h| / SE_FACTOR`` keeps the best height within reach, as the
+  off-level and region tests do, rather than a zero as certain as the peak's curvature (hard
+  stereo: raised roofs the fronto-parallel window loses at their edges; docs/change_detection.md,
+  "Unresolved zeros").
 * **the off-level test** (``dsm_test="off_level"``, config ``height_sweep.dsm_test: off_level``;
   not the default, see below; :func:`sweep_level.off_level_explained`): a window beside a height
   step holds cells whose DSM surface lies at another height; at that height *those* cells agree
@@ -299,6 +304,7 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     # the DSM explains the images as well as the best height does (no measurable change); or the
     # best height's agreement is what the DSM predicts there: no evidence of that height either
     explained, no_peak = SN.window_test(s, s0, null_best, offset, curv, n_win, SE_FACTOR)
+    tie = SN.unresolved(explained, s, s0, n_win, SE_FACTOR)  # kept, but the best height as good
     off = np.zeros(shape, bool)
     if level > 0:
         off = SL.off_level_explained(views, at_dsm, hidden, geom["pairs"], h, best, best_k, z0, step, explained,
@@ -313,9 +319,10 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     if hidden is not None:
         ok &= ~np.any(hidden, axis=0)
     regions = [0, 0]
-    # the off-level test cannot tell the DSM height from the best one: both stay within reach
+    # a kept DSM height that the test cannot tell from the best one (the window test's ties, the
+    # off-level test): both stay within reach
     with np.errstate(invalid="ignore"):
-        undecided = np.where(off, np.abs(offset) / SE_FACTOR, 0.0)
+        undecided = np.where(tie | off, np.abs(offset) / SE_FACTOR, 0.0)
     if dsm_test == "region":
         moved = np.where(ok, dh, np.nan)
         kept, regions = _pooled_regions(views, lon, lat, h, moved, at_dsm, s0, hidden, geom["pairs"], radius,
@@ -323,7 +330,7 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
         # a region the pooled test cannot tell from the DSM: dh = 0, uncertain by as much as the
         # height it claimed (that height within SE_FACTOR sigmas)
         rejected = ok & (dh != 0) & ~kept
-        undecided = np.where(rejected, np.abs(dh) / SE_FACTOR, 0.0)
+        undecided = np.fmax(undecided, np.where(rejected, np.abs(dh) / SE_FACTOR, 0.0))
         dh = np.where(rejected, 0.0, dh)
         explained |= rejected
     dh, curv, s, s0, ok, explained, undecided = (a[core] for a in (dh, curv, s, s0, ok, explained, undecided))

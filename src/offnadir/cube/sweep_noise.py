@@ -198,6 +198,18 @@ def null_agreement(samples, at_dsm, origin, los, z: float, h, pairs, radius: int
     out[...] = acc / (2 * len(pairs))
 
 
+def unresolved(explained, s_best, s_dsm, n_cells: int, k: float):
+    """bool map: cells the window test keeps at the DSM height (``explained``) whose DSM agreement
+    ``s_dsm`` does not beat the best swept one ``s*`` by ``k`` standard errors of a correlation
+    either, ``s_dsm <= s* + k (1 - s*²) / sqrt(N)``: neither height is preferred (the window test's
+    margin, both ways), so the zero is no evidence against the best height. Where the DSM heights
+    agree better by more than that margin, the DSM is the better explanation and the zero stands."""
+    s = np.asarray(s_best, np.float64)
+    with np.errstate(invalid="ignore"):
+        tol = k * (1.0 - s * s) / math.sqrt(n_cells)
+        return np.asarray(explained, bool) & (np.asarray(s_dsm, np.float64) <= s + tol)
+
+
 def window_test(s_best, s_dsm, s_null, offset, curv, n_cells: int, k: float):
     """The window test of the DSM height, per cell: (``explained``, ``no_measurement``) bool maps.
 
