@@ -38,6 +38,7 @@ from offnadir.change import fit as F
 from offnadir.change import search_heights, segment
 from offnadir.change import tile as T
 from offnadir.change.options import ChangeOptions
+from offnadir.cube.plan import Tile
 from offnadir.errors import DataError
 from offnadir.logs import say
 
@@ -45,11 +46,29 @@ from offnadir.logs import say
 from offnadir.change.tasks import (SEGMENTED, _add_stats, _add_sums, _evidence_tile, _fit_task,  # noqa: E402
                                    _hist_of, _maps_tile, _segment_and_mark, _stats_tile, _sums_tile)
 
-from offnadir.change.tree import _tree, start, tiles_of  # noqa: E402,F401  (tiles_of: re-exported)
-
 _LOG = logging.getLogger("offnadir.change.runner")
 #: automatic NDVI thresholds (Otsu) are never below this: no surface under 0.2 is vegetation
 NDVI_MIN = 0.2
+
+
+def tiles_of(chunks_y, chunks_x):
+    out, i0 = [], 0
+    for a, cy in enumerate(chunks_y):
+        j0 = 0
+        for b, cx in enumerate(chunks_x):
+            out.append(Tile(a, b, i0, i0 + cy, j0, j0 + cx))
+            j0 += cx
+        i0 += cy
+    return out
+
+
+def _tree(parts, combine, k=8):
+    parts = list(parts)
+    if not parts:
+        return None
+    while len(parts) > 1:
+        parts = [dask.delayed(combine, pure=True)(*parts[i:i + k]) for i in range(0, len(parts), k)]
+    return parts[0]
 
 
 class Runner:
@@ -65,7 +84,6 @@ class Runner:
         cube = small_coords_loaded(cube)  # one round trip for the per-image coordinates, not one per use
         self.io, self.cube, self.opts, self.client, self.quiet = io, cube, opts, client, quiet
         self._futures = {}
-        self._stats = None  # the context pass's statistics when started ahead (start_context)
         self.tiles = tiles_of(*chunks_yx)
         self.chunks_yx = chunks_yx
         self.shape = (cube.sizes["y"], cube.sizes["x"])
@@ -105,11 +123,12 @@ class Runner:
         return list(dask.compute(*tasks))
 
     def reduce(self, parts, combine):
-        return self.submit(parts, combine).result()
-
-    def submit(self, parts, combine):
-        """The tree reduction of ``parts``, pending (:func:`offnadir.change.tree.start`)."""
-        return start(self.client, parts, combine)
+        root = _tree(parts, combine)
+        if root is None:
+            return None
+        if self.client is not None:
+            return self.client.compute(root).result()
+        return root.compute()
 
     def shared(self, obj):
         """A large argument shared by many tasks (scattered once on a cluster)."""
@@ -136,60 +155,27 @@ class Runner:
         return cached(self.SEGMENTED_ARRAYS) if cached is not None else self.io
 
     # -- pass 1: context
-    def start_context(self):
-        """Start the context pass's per-tile statistics (they read only the cube: ``dsm``, ``visible``,
-        ``value``) and return their pending reduction; :meth:`context` waits for it. Called early
-        (:func:`offnadir.change.stage.detect_store`: before the store's set-up), the workers compute
-        while the client writes the change variables' layout and finds the sun."""
-        if self._stats is None:
-            r = segment.opening_radius(self.opts, self.cell)
-            self._stats = self.submit([dask.delayed(_stats_tile, pure=True)(self.io, self.shape, self.n_images,
-                                                                             self.n_bands, t, r)
-                                       for t in self.tiles], _add_stats)
-        return self._stats
-
-    def abandon(self):
-        """Wait for work started ahead (:meth:`start_context`) when the run stops before using it:
-        a task still running would cache chunks after the run's cache was dropped."""
-        pending, self._stats = self._stats, None
-        if pending is not None and self.client is not None:
-            from distributed import wait
-
-            try:
-                wait(pending)
-            except Exception:  # noqa: BLE001 - its error is not the one the run stops with
-                pass
-
-    def _checked(self, st):
-        """The context statistics, refused when an image sees no DSM cell."""
-        if st["n"][0] == 0:
-            raise DataError("no DSM cell is visible in the base image: nothing to compare.")
-        for t in self.targets:
-            if st["n"][t] == 0:
-                raise DataError(f"no DSM cell is visible in image {self.cube['image'].values[t]}: nothing to compare.")
-        return st
-
     def context(self):
         from offnadir.change import cells as P
         from offnadir.change.context import band_roles, image_band_names, resolve_sun, shadow_errors
         from offnadir.change import missing_shadow as MS
 
         opts = self.opts
-        pending, self._stats = self.start_context(), None
-        st = None if self.client is not None else self._checked(pending.result())
-        try:  # with a cluster, the sun is found here while the workers compute the statistics
-            sun, self.sun_report = resolve_sun(self.cube, opts, self.log) if opts.shadows else ((), None)
-        except Exception:
-            if st is None:
-                self._checked(pending.result())  # the statistics' error first, as when they came first
-            raise
-        st = self._checked(pending.result()) if st is None else st
+        r = segment.opening_radius(opts, self.cell)
+        st = self.reduce([dask.delayed(_stats_tile, pure=True)(self.io, self.shape, self.n_images, self.n_bands, t, r)
+                          for t in self.tiles], _add_stats)
         n = np.maximum(st["n"], 1)[:, None]
         mean = st["s"] / n
         std = np.sqrt(np.maximum(st["ss"] / n - mean**2, 0.0))
+        if st["n"][0] == 0:
+            raise DataError("no DSM cell is visible in the base image: nothing to compare.")
+        for t in self.targets:
+            if st["n"][t] == 0:
+                raise DataError(f"no DSM cell is visible in image {self.cube['image'].values[t]}: nothing to compare.")
         self.n_visible = st["n"]
         self.sigmas = [P.noise_sigma(st["noise"][k]) for k in range(self.n_images)]
         band_std = np.where(std[0] > 0, std[0], 1.0)
+        sun, self.sun_report = resolve_sun(self.cube, opts, self.log) if opts.shadows else ((), None)
         names = image_band_names([im["path"] for im in json.loads(self.cube.attrs.get("images", "[]"))]) \
             if "images" in self.cube.attrs else []
         red, nir = band_roles(names, self.n_bands, opts) if opts.vegetation else (None, None)

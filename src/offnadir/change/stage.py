@@ -76,8 +76,9 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
     per-patch table are added to the same store, tile by tile."""
     import zarr
 
-    from offnadir.store import _quiet_zarr, location, open_dataset, zarr_format
-    from offnadir.zarr_chunks import _local_v2_group
+    from offnadir.change import history as H
+    from offnadir.change.dataset import layout
+    from offnadir.store import _quiet_zarr, create_flag_array, encoding, location, open_dataset, zarr_format
 
     opts = options or ChangeOptions()
     path = location(path)  # a URL (s3://...) stays text
@@ -92,51 +93,6 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
     ny, nx = cube.sizes["y"], cube.sizes["x"]
     chunks_yx = (tuple(min(cy, ny - k) for k in range(0, ny, cy)), tuple(min(cx, nx - k) for k in range(0, nx, cx)))
     names = _var_names(opts)
-    io = T.StoreIO(path, run=uuid.uuid4().hex)  # this run's token: its workers cache the cube's chunks
-    runner = Runner(io, cube, opts, chunks_yx, client=client, quiet=quiet)
-    try:
-        if client is not None and _local_v2_group(path) is not None:
-            # the context pass's statistics read only the cube's chunk files, never the group's
-            # metadata the set-up rewrites: the workers compute them meanwhile
-            runner.start_context()
-        runner.history, done = _set_up(path, cube, opts, names, chunks_yx, (cy, cx), fmt, resume)
-        run = run_all(runner, done, mark=True)
-    except BaseException:
-        runner.abandon()
-        raise
-    finally:
-        _forget(io.run, client)
-    tab = table(run)
-    with _quiet_zarr():
-        if tab is not None:
-            g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-            for name in list(g.array_keys()):
-                if name.startswith("patch_") or name == "patch_id":
-                    del g[name]
-            tab = tab.drop_vars("image")
-            tab.attrs = dict(g.attrs)  # xarray's append mode rewrites the group attributes
-            tab.to_zarr(str(path), mode="a", zarr_format=fmt, consolidated=False)
-            if opts.table_csv:
-                from offnadir.change.dataset import table_to_csv
-
-                table_to_csv(table(run), opts.table_csv)
-        g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-        g.attrs.update(summary_attrs(run))
-        zarr.consolidate_metadata(str(path))
-    return path
-
-
-def _set_up(path, cube, opts, names, chunks_yx, chunk, fmt, resume):
-    """The change variables' layout in the store (removed and made anew unless a resume may reuse
-    them), the history's arrays and the progress flags; returns (the dated images of the history
-    or None, the progress flags)."""
-    import zarr
-
-    from offnadir.change import history as H
-    from offnadir.change.dataset import layout
-    from offnadir.store import _quiet_zarr, create_flag_array, encoding
-
-    ny, nx = cube.sizes["y"], cube.sizes["x"]
     grid = (len(chunks_yx[0]), len(chunks_yx[1]))
     with _quiet_zarr():
         g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
@@ -160,9 +116,33 @@ def _set_up(path, cube, opts, names, chunks_yx, chunk, fmt, resume):
         history = H.dated_images(cube["time"].values, cube["image"].values) if "time" in cube.coords else None
         if history is not None and not set(H.NAMES) <= set(g.array_keys()):
             gm = "spatial_ref" if "spatial_ref" in cube.coords or "spatial_ref" in cube else None
-            H.create_arrays(path, (ny, nx), chunk, gm, dict(g.attrs), fmt)
+            H.create_arrays(path, (ny, nx), (cy, cx), gm, dict(g.attrs), fmt)
         done = np.asarray(g[PROGRESS][...])
-    return history, done
+    io = T.StoreIO(path, run=uuid.uuid4().hex)  # this run's token: its workers cache the cube's chunks
+    try:
+        runner = Runner(io, cube, opts, chunks_yx, client=client, quiet=quiet)
+        runner.history = history
+        run = run_all(runner, done, mark=True)
+    finally:
+        _forget(io.run, client)
+    tab = table(run)
+    with _quiet_zarr():
+        if tab is not None:
+            g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+            for name in list(g.array_keys()):
+                if name.startswith("patch_") or name == "patch_id":
+                    del g[name]
+            tab = tab.drop_vars("image")
+            tab.attrs = dict(g.attrs)  # xarray's append mode rewrites the group attributes
+            tab.to_zarr(str(path), mode="a", zarr_format=fmt, consolidated=False)
+            if opts.table_csv:
+                from offnadir.change.dataset import table_to_csv
+
+                table_to_csv(table(run), opts.table_csv)
+        g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        g.attrs.update(summary_attrs(run))
+        zarr.consolidate_metadata(str(path))
+    return path
 
 
 def _forget(token, client):
