@@ -103,9 +103,9 @@ def roofs(store, scene) -> list:
         j = int(np.searchsorted(pr["eids"], p))
         has = j < len(pr["eids"]) and pr["eids"][j] == p
         z = float(np.median(dh[lab == k]))
-        rows.append(dict(cells=int(m.sum()), dh=z, move=z * pr["tan"] / pr["cell"], found=float(src["stored"][m].mean()),
-                         by={s: float(src[s][m].mean()) for s in RF.NAMES}, patch=p, b1=float(tab["patch_rim_base"][i]),
-                         t1=float(tab["patch_rim_target"][i]),
+        rows.append(dict(cells=int(m.sum()), dh=z, move=z * pr["tan"] / pr["cell"],
+                         found=float(src["stored"][m].mean()), by={s: float(src[s][m].mean()) for s in RF.NAMES},
+                         patch=p, b1=float(tab["patch_rim_base"][i]), t1=float(tab["patch_rim_target"][i]),
                          **{q: (float(pr[q][j]) if has else np.nan) for q in ("b0", "t0", "moved", "depth", "went")}))
     return rows
 
@@ -158,7 +158,8 @@ def main(argv=None) -> int:
             continue
         for r in roofs(store, scene):
             print(f"seed {s}: raised roof, {r['cells']} cells, dh {r['dh']:.1f} m (move {r['move']:.1f} cells), found "
-                  f"{r['found']:.2f} (" + ", ".join(f"{k} {v:.2f}" for k, v in r["by"].items()) + f"); patch {r['patch']}: "
+                  f"{r['found']:.2f} (" + ", ".join(f"{k} {v:.2f}" for k, v in r["by"].items())
+                  + f"); patch {r['patch']}: "
                   f"b1 {r['b1']:.2f} t1 {r['t1']:.2f} | lit pairs: b0 {r['b0']:.2f} t0 {r['t0']:.2f}, new edge "
                   f"{r['moved']:.2f} at depth {r['depth']:.0f}, went {r['went']:.2f}")
     return 0
