@@ -105,7 +105,10 @@ def combine(p_struct, p_dh):
     where ``p_dh`` is NaN, ``p_struct`` alone.
 
     Both are clipped to the same ``[1e-6, 1 - 1e-6]``, so a structural probability of ~0 and a
-    ``p_dh`` of ~1 cancel to one half. Tried and not adopted (issue 7, H7): (a) the structural
+    ``p_dh`` of ~1 cancel to one half (in float64 to 0.5 - 7e-12: such a tie is decided "no
+    change", while the stored float32 probability reads 0.5; thousands of elevated cells per
+    target on the 1024² hard stereo scenes, docs/change_detection.md "Unresolved zeros": no tie
+    rule holds on both the simulator and Kahramanmaraş). Tried and not adopted (issue 7, H7): (a) the structural
     probability held within the calibration's resolution (``1 / (n pi_k + 2)`` from the cells of
     each mixture component, Laplace's rule; dh kept at 1e-6) lets a large ``|dh|`` win there:
     hard stereo sim elevated F1 mean 0.787 -> 0.796 but 6 of 12 targets lower (by 0.001-0.010)
