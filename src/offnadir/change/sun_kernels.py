@@ -50,7 +50,15 @@ def illumination(h, cell, sun_az, sun_el, tol, step_max, max_dist, out):
     rise = math.tan(sun_el) * cell  # metres per cell of horizontal travel
     dist = np.empty((ny, nx))
     caster_distances(h, rise, di, dj, tol, max_dist, dist)
+    cosr = np.empty(nx)
     for i in range(ny):
+        if 0 < i < ny - 1 and nx > 2:
+            # interior cells without bounds checks or branches (vectorised): the arithmetic of
+            # _slope and of the cosine below, cell for cell; the row's two end cells below
+            _row_cosines(h[i - 1], h[i], h[i + 1], cell, se, sn, su, step_max, cosr)
+            j0, j1 = 1, nx - 1
+        else:
+            j0, j1 = 0, 0
         for j in range(nx):
             z = h[i, j]
             if not np.isfinite(z):
@@ -59,14 +67,40 @@ def illumination(h, cell, sun_az, sun_el, tol, step_max, max_dist, out):
             if dist[i, j] >= 0.0:  # in a cast shadow: no normal needed
                 out[i, j] = SHADED
                 continue
-            gx = _slope(h, i, j, 0, 1, step_max) / cell  # dz/d(east)
-            gy = -_slope(h, i, j, 1, 0, step_max) / cell  # dz/d(north)
-            cosi = (-gx * se - gy * sn + su) / math.sqrt(gx * gx + gy * gy + 1.0)
+            if j0 <= j < j1:
+                cosi = cosr[j]
+            else:
+                gx = _slope(h, i, j, 0, 1, step_max) / cell  # dz/d(east)
+                gy = -_slope(h, i, j, 1, 0, step_max) / cell  # dz/d(north)
+                cosi = (-gx * se - gy * sn + su) / math.sqrt(gx * gx + gy * gy + 1.0)
             if cosi <= 0.0:
                 out[i, j] = SHADED
             else:
                 q = int(round(ILLUM_SCALE * cosi / su))
                 out[i, j] = np.uint8(min(max(q, 1), 254))
+
+
+@njit(inline="always", **_NB)
+def _pick(up, dn, step_max):
+    """:func:`_slope` from its two one-sided differences, without branches."""
+    uok = np.isfinite(up) & (np.abs(up) <= step_max)
+    dok = np.isfinite(dn) & (np.abs(dn) <= step_max)
+    both = 0.5 * (up + dn)
+    one = up if uok else (dn if dok else 0.0)
+    return both if (uok & dok) else one
+
+
+@njit(**_NB)
+def _row_cosines(above, row, below, cell, se, sn, su, step_max, cosr):
+    """``cos(incidence)`` of the interior cells ``1 .. nx - 2`` of a row whose neighbours are rows
+    ``above`` and ``below``: :func:`_slope` along both axes, then the cosine, as :func:`illumination`
+    computes them per cell (same operations in the same order; values at non-finite cells unused)."""
+    nx = row.shape[0]
+    for j in range(1, nx - 1):
+        z = row[j]
+        gx = _pick(row[j + 1] - z, z - row[j - 1], step_max) / cell
+        gy = -_pick(below[j] - z, z - above[j], step_max) / cell
+        cosr[j] = (-gx * se - gy * sn + su) / math.sqrt(gx * gx + gy * gy + 1.0)
 
 
 @njit(inline="always", **_NB)
