@@ -49,8 +49,10 @@ def _image_report(im, st) -> dict:
     fit, fp = st.get("robust"), st.get("footprint")
     sd = float(fit.displacement_sd(*fp.T).max()) if fit is not None and fp is not None else math.nan
     blocks = st.get("blocks")
-    sd_blocks = float(clustered_displacement_sd(fit, blocks[0], blocks[1], blocks[3], *fp.T, sigma_pts=blocks[2]).max()) \
-        if fit is not None and fp is not None and blocks is not None else math.nan
+    sd_blocks = math.nan
+    if fit is not None and fp is not None and blocks is not None:
+        pred_b, meas_b, sigma_b, labels = blocks
+        sd_blocks = float(clustered_displacement_sd(fit, pred_b, meas_b, labels, *fp.T, sigma_pts=sigma_b).max())
     weak = n_in < WEAK_POINTS or not (ma <= WEAK_MEDIAN_PX) or sd > WEAK_SD_PX
     entry.update(n_points=n_in, n_outliers=int((~inl).sum()), model=used, correction=[float(v) for v in corr],
                  applied=True, weak=bool(weak),
@@ -63,7 +65,8 @@ def _image_report(im, st) -> dict:
     log.info("tie points %s: %d points (%d outliers), model %s, residual median/p90 %.3f/%.3f px before, "
              "%.3f/%.3f px after; correction %s, its standard deviation over the DSM footprint up to %.3f px "
              "(%.3f px with the errors of one block's windows shared)",
-             im.name, n_in, entry["n_outliers"], used, mb, pb, ma, pa, " ".join(f"{v:.5g}" for v in corr), sd, sd_blocks)
+             im.name, n_in, entry["n_outliers"], used, mb, pb, ma, pa, " ".join(f"{v:.5g}" for v in corr), sd,
+             sd_blocks)
     if weak:
         entry["warning"] = (f"weak tie-point fit: {n_in} inlier points (want >= {WEAK_POINTS}), median residual "
                             f"{ma:.2f} px (want <= {WEAK_MEDIAN_PX}), correction uncertain by up to {sd:.3f} px "

@@ -201,8 +201,9 @@ def _fit_image(im, data, opts, *, rest=(), more=(), first_pts=None, footprint=No
     """Measure / fit / re-project rounds for one image; returns (report entry, correction affine).
 
     ``data``: the first round's blocks (searched over the full radius; ``first_pts`` their
-    measurements when already made, alone or with their block labels as :func:`_measure_labelled`); ``rest``: other blocks, measured from the second round on,
-    within a radius the first fit's own uncertainty and residuals set (:func:`_next_radius`);
+    measurements when already made, alone or with their block labels as :func:`_measure_labelled`);
+    ``rest``: other blocks, measured from the second round on, within a radius the first fit's own
+    uncertainty and residuals set (:func:`_next_radius`);
     ``more``: later stages of blocks, ``(tile indices, callable giving their block data)``, taken
     one by one while the fit is :func:`short_of_target`: after the first round a short fit has the
     next stage measured in the second round; in a later round it has the round measured again with
@@ -281,7 +282,8 @@ def _fit_image(im, data, opts, *, rest=(), more=(), first_pts=None, footprint=No
             take()   # the second round measures the next stage too
         elif partial and pending:
             log.info("tie points %s: the first round's %d inliers reach the target (correction sd <= %.2f px): the "
-                     "other blocks are not measured", im.name, int(inl.sum()), WEAK_SD_PX)
+                     "other blocks are measured only if a later round falls short of it", im.name, int(inl.sum()),
+                     WEAK_SD_PX)
         it += 1
         if move <= SETTLE_PX and not partial:
             st["settled"] = True
