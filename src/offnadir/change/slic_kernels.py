@@ -22,14 +22,25 @@ def slic_features(h, base, visible, scale, feat, seg):
     the height or any band is not finite), ``seg`` = finite everywhere and ``visible == 1``.
     ``base`` may be float32: each value is widened before the division."""
     nb, ny, nx = base.shape
-    for i in range(ny):
+    ok = np.empty(nx, np.bool_)
+    for i in range(ny):  # row by row, band by band: contiguous and without branches (vectorised)
+        hr = h[i]
         for j in range(nx):
-            ok = np.isfinite(h[i, j])
-            for b in range(nb):
-                ok = ok and np.isfinite(base[b, i, j])
-            for b in range(nb):
-                feat[b, i, j] = np.float64(base[b, i, j]) / scale[b] if ok else 0.0
-            seg[i, j] = ok and visible[i, j] == 1
+            ok[j] = np.isfinite(hr[j])
+        for b in range(nb):
+            br = base[b, i]
+            for j in range(nx):
+                ok[j] = ok[j] & np.isfinite(br[j])
+        for b in range(nb):
+            br = base[b, i]
+            fr = feat[b, i]
+            sb = scale[b]
+            for j in range(nx):
+                fr[j] = np.float64(br[j]) / sb if ok[j] else 0.0
+        vr = visible[i]
+        sr = seg[i]
+        for j in range(nx):
+            sr[j] = ok[j] & (vr[j] == 1)
 
 
 @njit(**_NB)
