@@ -44,18 +44,20 @@ def image_band_names(paths):
         return []
 
 
-def resolve_sun(cube, opts, say=None):
+def resolve_sun(cube, opts, say=None, client=None):
     """(per image (grid azimuth, elevation) in radians, report): the cube's sun (config, metadata,
     almanac) or estimated from the image and the DSM; () when some image's sun stays unknown
-    (said in the log). The report goes to the store's ``change_sun`` attribute."""
+    (said in the log). The report goes to the store's ``change_sun`` attribute. ``client``: a
+    cluster's client, whose workers score an estimate's candidate suns (the reads stay here)."""
     import dask
 
     from offnadir.change.illumination import resolve_suns
+    from offnadir.change.sun_tasks import client_scoring
 
     # the windows of the cube it reads (sun estimate, shadow classifiers: a few chunks) are read
     # here, in this process: through a cluster each ``.values`` was a compute of its own (graph,
     # scheduling, a worker opening the store, the transfer back), several per image
-    with dask.config.set(scheduler="sync"):
+    with dask.config.set(scheduler="sync"), client_scoring(client):
         suns = resolve_suns(cube, tol=float(opts.sun_tolerance), log=_LOG)
     for s in suns:
         msg = f"sun of {s['image']}: " + ("unknown" if s["azimuth"] is None else

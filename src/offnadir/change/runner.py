@@ -175,7 +175,7 @@ class Runner:
         self.n_visible = st["n"]
         self.sigmas = [P.noise_sigma(st["noise"][k]) for k in range(self.n_images)]
         band_std = np.where(std[0] > 0, std[0], 1.0)
-        sun, self.sun_report = resolve_sun(self.cube, opts, self.log) if opts.shadows else ((), None)
+        sun, self.sun_report = resolve_sun(self.cube, opts, self.log, self.client) if opts.shadows else ((), None)
         names = image_band_names([im["path"] for im in json.loads(self.cube.attrs.get("images", "[]"))]) \
             if "images" in self.cube.attrs else []
         red, nir = band_roles(names, self.n_bands, opts) if opts.vegetation else (None, None)
@@ -326,6 +326,7 @@ class Runner:
             tb = D.target_table(self.red, t, self.n_bands, self.scales[t], self.ctx.shifts[t][2], self.models[t][0],
                                 self.cell)
             tb.ndvi_thresholds = self.ndvi_thresholds.get(t)
+            tb.tan_view = float(np.tan(np.radians(self.off[t])))  # criteria.rigid: one offset's height
             d = D.decide(tb, self.opts)
             d["used"] = tb.used
             d["ndvi_base"], d["ndvi_target"] = tb.ndvi_base, tb.ndvi_target

@@ -45,6 +45,9 @@ record's detail).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import copy
 import logging
 import math
 import warnings
@@ -248,25 +251,52 @@ def _score(s):
     return np.where((ns >= 10) & (nl >= 10), out, -np.inf)
 
 
-def _search(level, azs, els):
-    """Per-block sums for every candidate: array (n_az, n_el, 4, n_blocks)."""
-    out = np.empty((len(azs), len(els), 4, N_BLOCKS * N_BLOCKS))
-    for a, az in enumerate(azs):
-        for e, el in enumerate(els):
-            out[a, e] = level.sums(math.radians(az), math.radians(el))
-    return out
+def _score_batch(level, x, cands):
+    """Per candidate of ``cands`` ((grid azimuth, elevation) in radians): :meth:`_Level.sums`, or
+    with null draws ``x`` :meth:`_Level.sums_draws`. On a copy of ``level`` with buffers of its own:
+    batches run at once on threads that share ``level`` (:mod:`offnadir.change.sun_tasks`)."""
+    lv = copy.copy(level)
+    lv.buf, lv.draw_cache = np.empty_like(level.buf), {}
+    return [lv.sums(az, el) if x is None else lv.sums_draws(az, el, x) for az, el in cands]
+
+
+#: how the candidates of one search are scored: ``run(fn, items, *shared)`` returns ``fn(*shared,
+#: items)`` (a list, one result per item, in order) however it splits the items
+#: (:func:`offnadir.change.sun_tasks.client_scoring` spreads them over a cluster's workers)
+_RUN = contextvars.ContextVar("offnadir_sun_candidates", default=None)
+
+
+def _serial(fn, items, *shared):
+    return fn(*shared, items)
+
+
+@contextlib.contextmanager
+def candidate_runner(run):
+    """Within it, the searches score their candidates with ``run`` (see :data:`_RUN`); None: here."""
+    tok = _RUN.set(run)
+    try:
+        yield
+    finally:
+        _RUN.reset(tok)
+
+
+def _search(level, azs, els, shifts=None):
+    """Per-block sums for every candidate: array (n_az, n_el, 4, n_blocks); with null ``shifts``
+    also the best ``z`` (:func:`_z_at_best`) of the same search for each null draw (the image
+    shifted against the DSM by each of them): array (K,)."""
+    x = None if shifts is None else shifted_draws(level.r_img, level.h, shifts)
+    cands = [(math.radians(az), math.radians(el)) for az in azs for el in els]
+    res = (_RUN.get() or _serial)(_score_batch, cands, level, x)
+    shape = (len(azs), len(els), 4, N_BLOCKS * N_BLOCKS)
+    if x is None:
+        return np.stack(res).reshape(shape)
+    s = np.stack([r[0] for r in res]).reshape(shape)
+    out = np.moveaxis(np.stack([r[1] for r in res]), 1, 0).reshape((len(shifts),) + shape)
+    return s, np.array([_z_at_best(o)[1] for o in out])
 
 
 def _search_with_nulls(level, azs, els, shifts):
-    """:func:`_search` (the same sums), and the best ``z`` (:func:`_z_at_best`) of the same
-    search for each null draw (the image shifted against the DSM by each of ``shifts``): array (K,)."""
-    x = shifted_draws(level.r_img, level.h, shifts)
-    s = np.empty((len(azs), len(els), 4, N_BLOCKS * N_BLOCKS))
-    out = np.empty((len(shifts),) + s.shape)
-    for a, az in enumerate(azs):
-        for e, el in enumerate(els):
-            s[a, e], out[:, a, e] = level.sums_draws(math.radians(az), math.radians(el), x)
-    return s, np.array([_z_at_best(o)[1] for o in out])
+    return _search(level, azs, els, shifts)
 
 
 def null_threshold(z_null) -> float:
@@ -351,7 +381,7 @@ def fit_sun(h, values, usable, cell: float, north_deg: float = 0.0, *, tol: floa
     els = np.arange(lo, hi + 1e-9, 5.0)
     lo, hi = float(els[0]), float(els[-1])  # the elevations the whole-sky search covers
     # with the same search on the image shifted against the DSM: the best z without association
-    s, z_null = _search_with_nulls(coarse or fine, azs, els, null_shifts(*(coarse or fine).h.shape))
+    s, z_null = _search(coarse or fine, azs, els, null_shifts(*(coarse or fine).h.shape))
     sc = _score(s.sum(-1))
     a, e = np.unravel_index(np.argmax(sc), sc.shape)
     az0, el0 = azs[a], els[e]
