@@ -56,6 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from offnadir.change import kernels as K
+from offnadir.change.sun_block_sums import block_sums
 from offnadir.change.sun_null import NULL_ALPHA, draw_sums, null_shifts, shifted_draws
 from offnadir.change.sun_null import null_threshold as _null_threshold
 
@@ -223,13 +224,8 @@ class _Level:
         """Per block: n usable, n shadowed, rank sum, rank sum in shadow (arrays of N_BLOCKS²)."""
         max_dist = self.relief / (math.tan(el) * self.cell) + 2.0
         K.illumination(self.h, self.cell, az_grid, el, self.tol, 1.0, max_dist, self.buf)
-        ok = self.ok & (self.buf != K.UNKNOWN)
-        sh = ok & (self.buf == K.SHADED)
-        nb = N_BLOCKS * N_BLOCKS
-        b = self.block
-        return np.stack([np.bincount(b[ok], minlength=nb), np.bincount(b[sh], minlength=nb),
-                         np.bincount(b[ok], self.r[ok], minlength=nb),
-                         np.bincount(b[sh], self.r[sh], minlength=nb)]).astype(np.float64)
+        return block_sums(self.buf.ravel(), self.ok.ravel(), self.block.ravel(), self.r.ravel(), K.SHADED,
+                          K.UNKNOWN, N_BLOCKS * N_BLOCKS)
 
     def sums_draws(self, az_grid, el, x):
         """:meth:`sums` of the image and of every null draw ``x`` (:func:`~offnadir.change.sun_null.

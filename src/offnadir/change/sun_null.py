@@ -18,7 +18,8 @@ law's ``1 - NULL_ALPHA`` quantile (:func:`null_threshold`), and ``z >= 3``.
 ``NULL_ALPHA`` is 1 %: a quantile ~10 times beyond the draws' own range (9 draws reach ~90 %) is
 as far as 9 draws can be extrapolated; at 0.1 % the threshold rode on the draws' outliers (on the
 hard simulator some shifted draws reach z 5.6-6.3) and rejected a correct sun (z 8.6).
-numpy only (the illumination codes from :mod:`offnadir.change.kernels`).
+numpy only (the illumination codes from :mod:`offnadir.change.kernels`, the sums of the shaded
+cells :mod:`offnadir.change.sun_block_sums`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import math
 import numpy as np
 
 from offnadir.change import kernels as K
+from offnadir.change.sun_block_sums import shaded_row_sums
 
 log = logging.getLogger("offnadir.change.sun_null")
 
@@ -86,8 +88,6 @@ def draw_sums(buf, block, fin, x, nb: int, cache: dict) -> np.ndarray:
         if cache.get("x") is not x:
             cache["x"], cache["tot"] = x, np.stack([np.bincount(block, row, minlength=nb) for row in x])
         tot = cache["tot"]
-    sh = np.flatnonzero(buf == K.SHADED)
-    bs = block[sh]
-    shs = np.stack([np.bincount(bs, row[sh], minlength=nb) for row in x])
+    shs = shaded_row_sums(buf, block, x, K.SHADED, nb)
     k = x.shape[0] // 2
     return np.stack([tot[:k], shs[:k], tot[k:], shs[k:]], axis=1)
