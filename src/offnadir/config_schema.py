@@ -156,8 +156,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                          "docs/change_detection.md) | off_level (then dh = 0, uncertain, where the "
                                          "lead comes from the window's cells whose DSM is at the best height: fewer "
                                          "false dh beside height steps, some real changes lost; "
-                                         "docs/change_detection.md)",
-                              choices=("window", "region", "prediction", "off_level")),
+                                         "docs/change_detection.md) | on_level (then dh = best - DSM height where "
+                                         "the DSM height was kept but a window following the cell's surface moved "
+                                         "there agrees better: docs/change_detection.md)",
+                              choices=("window", "region", "prediction", "off_level", "on_level")),
     },
     "cluster": {
         "scheduler": Field(str, None, "address of an existing dask scheduler (tcp://host:8786, or tls://host:8786 "

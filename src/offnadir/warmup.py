@@ -44,6 +44,7 @@ PIPELINE_MODULES = (
     "offnadir.cube.visibility_kernels",
     "offnadir.cube.visibility_bound_kernels",
     "offnadir.cube.sweep_kernels",
+    "offnadir.cube.sweep_level_kernels",
     "offnadir.cube.tiepoint_kernels",
     "offnadir.change.kernels",
     "offnadir.change.group_kernels",
@@ -69,8 +70,9 @@ SCENE_SIZE, SCENE_CHUNK = 128, 64
 #: second time with them on (the region test of the height sweep, widened cast shadows)
 OPT_IN_OPTIONS = {"height_sweep": {"dsm_test": "region"}, "change": {"shadow_margin": True}}
 #: opt-in choices that exclude those above (another value of the same option): one more run each
-#: (the DSM prediction and off-level tests of the height sweep)
-OPT_IN_ALTERNATIVES = ({"height_sweep": {"dsm_test": "prediction"}}, {"height_sweep": {"dsm_test": "off_level"}})
+#: (the DSM prediction, off-level and on-level tests of the height sweep)
+OPT_IN_ALTERNATIVES = ({"height_sweep": {"dsm_test": "prediction"}}, {"height_sweep": {"dsm_test": "off_level"}},
+                       {"height_sweep": {"dsm_test": "on_level"}})
 
 
 def cache_dir(disp: dict | None = None) -> str:

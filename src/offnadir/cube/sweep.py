@@ -55,6 +55,14 @@ and sampling kernels), and keep the height where the group agrees best:
   12 targets, F1 on all decided cells 0.612 -> 0.629, elevated F1 mean 0.847 -> 0.850 (7 up, 3
   down); Kahramanmaraş precision +0.01 but recall -0.01 and 2 changed objects of 100 lost per
   image, ``dh`` vs CARS 1.17 -> 1.20 m: hence an option, not the default.
+* **the on-level test** (``dsm_test="on_level"``; not the default; :func:`sweep_level.on_level_moved`):
+  the window test compares the DSM heights with a *flat* window at z*; on a roof raised by dh the
+  flat window straddles the roof's edge and the DSM heights can win though the roof moved. So where
+  the window test keeps the DSM height and z* lies at least one cell of relative displacement from
+  it, the DSM heights are compared with a window that follows the cell's own surface moved by
+  ``z* - h`` (window cells within :data:`STOREY_M` of the cell's DSM height moved, the others at
+  their DSM heights: a jump of a storey is another surface); where it beats the DSM heights by
+  :data:`SE_FACTOR` standard errors, ``dh = z* - h`` (docs/change_detection.md, "The on-level test").
 * **the DSM's prediction at the best height** (``dsm_test="prediction"``, config
   ``height_sweep.dsm_test: prediction``; not the default, see below): at a height z other than the surface's, each image
   looks through the cell at the DSM point its own ray meets, ``x - los (z - h)``, so the window
@@ -151,8 +159,10 @@ MIN_WIDTH_M = 2.5
 SE_FACTOR = 2.0
 #: the tests of the DSM height :func:`sweep_tile` knows (config ``height_sweep.dsm_test``); the
 #: first is the default
-DSM_TESTS = ("window", "region", "prediction", "off_level")
+DSM_TESTS = ("window", "region", "prediction", "off_level", "on_level")
 DSM_TEST = DSM_TESTS[0]
+#: the on-level test compares the two windows on the cell's level's cells alone (where they differ)
+ON_LEVEL_ONLY = False
 
 
 def pair_geometry(plan, members) -> dict:
@@ -310,6 +320,12 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
         off = SL.off_level_explained(views, at_dsm, hidden, geom["pairs"], h, best, best_k, z0, step, explained,
                                      level, radius, min_count, SE_FACTOR)
         explained |= off
+    if dsm_test == "on_level":  # a kept DSM height must beat its own surface moved to the best height
+        moved = SL.on_level_moved(views, lon, lat, at_dsm, hidden, geom["pairs"], h, s0, offset, explained, step,
+                                  step / STEP_FRACTION, STOREY_M, radius, min_count,
+                                  SN.selection_z(SE_FACTOR, n * STEP_FRACTION), ON_LEVEL_ONLY)
+        explained &= ~moved
+        tie &= ~moved
     dh = np.where(explained, 0.0, offset)
     # a best score that noise alone reaches is no measurement (textureless or unmatched windows),
     # nor is a best height the DSM predicts while the DSM height does not fit either

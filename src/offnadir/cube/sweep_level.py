@@ -1,12 +1,16 @@
-"""The off-level test of the same-date height sweep (:mod:`offnadir.cube.sweep`, module docstring:
-"the off-level test"): a best height's lead over the DSM heights must hold on the window cells
-whose DSM surface does not lie at that height. numpy and the sweep's numba kernels; no dask."""
+"""The off-level and on-level tests of the same-date height sweep (:mod:`offnadir.cube.sweep`, module
+docstring): a best height's lead over the DSM heights must hold on the window cells whose DSM surface
+does not lie at that height (off-level); a DSM height the window test kept must beat a window that
+follows the cell's own surface moved to the best height (on-level). numpy and the sweep's numba
+kernels; no dask."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from offnadir.cube import sweep_kernels as swk
+from offnadir.cube import sweep_level_kernels as slk
+from offnadir.cube import sweep_views as SV
 
 
 def off_level_agreement(samples, pairs, h, level_z, level: float, radius: int, min_count: float):
@@ -62,3 +66,52 @@ def off_level_rule(at_dsm, pairs, h, z_best, far, off_best, off_cells, level: fl
     with np.errstate(invalid="ignore", divide="ignore"):
         tol = se_factor * (1.0 - off_best ** 2) / np.sqrt(np.maximum(off_cells, 1.0))
         return far & (s0_off >= off_best - tol)
+
+
+def on_level_agreement(at_dsm, moved, pairs, h, level_h, tol: float, radius: int, min_count: float,
+                       on_only: bool = False):
+    """(agreement, cells): the mean over the pairs of the windowed NCC over a window whose cells on
+    the cell's level (``|h - level_h| < tol``) are read from ``moved`` and the others from
+    ``at_dsm`` (left out with ``on_only``; :func:`sweep_level_kernels.ncc_on_level`), and the
+    fewest cells any pair used."""
+    acc = np.zeros(h.shape)
+    cells = np.full(h.shape, np.inf)
+    ncc = np.empty(h.shape, np.float32)
+    cnt = np.empty(h.shape)
+    for a, b in pairs:
+        slk.ncc_on_level(at_dsm[a], at_dsm[b], moved[a], moved[b], h, level_h, float(tol), bool(on_only), radius,
+                         min_count, ncc, cnt)
+        acc += ncc
+        cells = np.minimum(cells, cnt)
+    return acc / len(pairs), cells
+
+
+def on_level_moved(views, lon, lat, at_dsm, hidden, pairs, h, s0, offset, kept, step: float, level: float,
+                   tol: float, radius: int, min_count: float, se_factor: float, on_only: bool = False):
+    """The on-level test (:mod:`offnadir.cube.sweep`): bool map of the ``kept`` cells (dh = 0 by the
+    window test) whose best height lies at least ``level`` from the DSM height (``offset = z* -
+    h``) and where a window that follows the cell's own surface moved by that offset (the window
+    cells within ``tol`` of the cell's DSM height moved, the others at their DSM heights) agrees
+    better than the DSM heights ``s0`` by ``se_factor`` standard errors of a correlation,
+    ``(1 - s²) / sqrt(N)`` with N the cells it used: the surface moved there. The offsets are
+    grouped on the step lattice; the group's images are sampled once per offset some tested cell
+    holds (hidden cells out, as in ``at_dsm``). ``on_only``: both agreements on the cell's level's
+    window cells alone (the cells where the two windows differ), N those cells."""
+    with np.errstate(invalid="ignore"):
+        tested = kept & np.isfinite(offset) & np.isfinite(s0) & np.isfinite(h) & (np.abs(offset) >= level)
+    q = np.where(tested, np.rint(np.where(tested, offset, 0.0) / step), 0).astype(np.int64)
+    if on_only:
+        s0, _ = on_level_agreement(at_dsm, at_dsm, pairs, h, np.where(tested, h, np.nan), tol, radius, min_count,
+                                   True)
+    s_on = np.full(h.shape, np.nan)
+    n_on = np.zeros(h.shape)
+    for k in np.unique(q[tested]):
+        sel = tested & (q == k)
+        mv = SV.samples_at(views, lon, lat, h + k * step, hidden)
+        a_on, c_on = on_level_agreement(at_dsm, mv, pairs, h, np.where(sel, h, np.nan), tol, radius, min_count,
+                                        on_only)
+        s_on[sel] = a_on[sel]
+        n_on[sel] = c_on[sel]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        margin = se_factor * (1.0 - s_on ** 2) / np.sqrt(np.maximum(n_on, 1.0))
+        return tested & np.isfinite(s_on) & (s_on > s0 + margin)

@@ -116,6 +116,10 @@ DSM_TEST_TEXT = {
                  "dsm_test_standard_errors) where the best height lies one cell of relative displacement or more from "
                  "the DSM height and, on the window cells whose DSM height is not within that of the best height, the "
                  "agreement at the DSM heights is within the same margin of the best height's",
+    "on_level": "on_level: the window test, then dh = best - DSM height where the window test kept the DSM height, "
+                "the best height lies one cell of relative displacement or more from it, and a window whose cells "
+                "within a storey of the cell's DSM height are moved by that offset (the others at their DSM heights) "
+                "beats the agreement at the DSM heights by dsm_test_standard_errors * (1 - s^2) / sqrt(cells)",
 }
 
 
