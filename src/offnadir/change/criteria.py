@@ -112,6 +112,7 @@ class TargetTable:
     ndvi_base: np.ndarray | None = None
     ndvi_target: np.ndarray | None = None
     outline: np.ndarray | None = None  # (n, 6) near-sensor rim sums (offnadir.change.outline.patch_sums)
+    tan_view: float = np.nan  # tan of the target's off-nadir angle (NaN: unknown)
     extra: dict = field(default_factory=dict)
 
 
@@ -242,6 +243,13 @@ def structural(tb: TargetTable, opts):
         shift[at] = sb
         r0 = r0.copy()
         r0[at] = np.fmax(r0[at], side)
+    # a patch that is not one plane at the search's resolution (a crown) has no single offset to find
+    bent = ~rigid(tb)
+    if np.any(bent & np.isfinite(ref)):
+        _LOG.info("structural: %d elevated patches' parallax search set aside, their DSM departs from a plane by "
+                  "more than half a parallax offset's height (crowns, not rigid surfaces)",
+                  int(np.sum(bent & np.isfinite(ref))))
+    ref[bent] = np.nan
     # the texture left after the cells under a moved shadow are set aside must be most of the patch
     illum = tb.extra.get("illum", np.zeros(n))
     enough = tb.used >= 0.5 * (tb.used + illum)
@@ -261,6 +269,41 @@ def structural(tb: TargetTable, opts):
     tb.extra["shift_cells"] = shift
     valid = tb.used >= opts.min_cells
     return value, np.where(valid, sigma_score(value, opts.structural_dz), 0.0)
+
+
+#: robust sigmas of the DSM's noise a patch's plane-fit rms must exceed, besides half an offset's
+#: height, to count as bent (:func:`rigid`)
+RIGID_NOISE_SIGMAS = 3.0
+
+
+def rigid(tb: TargetTable):
+    """Patches whose DSM is one plane at the parallax search's resolution, as the criterion's move
+    assumes (a height change shifts the whole patch by one offset). The search's offsets are whole
+    cells, one of them a height step ``cell / tan(theta_t)``. A patch whose heights' rms departure
+    from their least-squares plane exceeds half that step has cells more than half a step off any
+    single plane (were every cell within it, the rms could not exceed it): its parts sit at different
+    offsets and no single shifted copy of its texture is its move. Crowns are such patches (domes:
+    rms 0.7-0.9 m on the hard simulator's flagged crowns, 0.54 m half a step at 25 deg and 0.5 m
+    cells; docs/change_detection.md, H9). The rms must also exceed ``RIGID_NOISE_SIGMAS`` times the
+    DSM's noise, estimated on the run as the median plane-fit rms of the ground patches (terrain is
+    locally a plane; a noisy DSM's flat roofs are not bent). All True without the plane sums or the
+    view angle; patches with fewer than 4 heights are rigid."""
+    from offnadir.change import crown as CR
+
+    n = len(tb.ids)
+    sums = tb.extra.get("plane")
+    if sums is None or not (np.isfinite(tb.tan_view) and tb.tan_view > 0):
+        return np.ones(n, bool)
+    rms = CR.plane_rms(sums)
+    tb.extra["plane_rms"] = rms
+    ground = ~tb.elevated & (np.asarray(sums)[:, 0] >= 4) & np.isfinite(rms)
+    noise = float(np.median(rms[ground])) if ground.any() else 0.0
+    bound = max(0.5 * tb.cell / tb.tan_view, RIGID_NOISE_SIGMAS * noise)
+    _LOG.info("structural: a patch is one plane for the parallax search up to a plane-fit rms of %.2f m (half "
+              "an offset's height %.2f m; %g x the DSM's noise, %.3f m)", bound, 0.5 * tb.cell / tb.tan_view,
+              RIGID_NOISE_SIGMAS, noise)
+    with np.errstate(invalid="ignore"):
+        return ~(tb.elevated & (rms > bound))
 
 
 #: cells a roof must move for its rim's first step (the pair of the outline cell and its neighbour

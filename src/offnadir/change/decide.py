@@ -46,6 +46,8 @@ def target_table(red: dict, t: int, p: int, scales: list, shift_cells, model0=No
             tb.ndvi_base = np.where(used > 0, rows[f"ndvi_b_{t}"] / used, np.nan)
             tb.ndvi_target = np.where(used > 0, rows[f"ndvi_t_{t}"] / used, np.nan)
     tb.extra["illum"] = rows[f"illum_{t}"]
+    if "plane" in rows:  # the patches' DSM plane-fit sums (criteria.rigid)
+        tb.extra["plane"] = rows["plane"]
     tb.outline = rows.get(f"outline_{t}")
     if f"rimprof_{t}" in red["erows"] and len(red["eids"]):  # elevated patches' rim profiles
         from offnadir.change.rim_profile import dense

@@ -15,6 +15,7 @@ from offnadir.change import segment, shadow
 from offnadir.change import evidence as EV
 from offnadir.change import outline as OL
 from offnadir.change import rim_profile as RP
+from offnadir.change import crown as CR
 from offnadir.change.fit import N_STRATA, ndvi, usable
 from offnadir.change.tileio import (  # noqa: F401  (re-exported: the tasks' shared types)
     SUN_HALO_CAP,
@@ -185,6 +186,8 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
     n = len(ids)
     rows = {"n_cells": np.bincount(inv, minlength=n).astype(np.float64),
             "n_elev": np.bincount(inv, elev[cy, cx][inp].astype(np.float64), minlength=n)}
+    # the patch's DSM plane fit (offnadir.change.crown: is it a rigid surface for the parallax test)
+    rows["plane"] = CR.plane_sums(io.read("dsm", w.yx)[cy, cx], labc, ids, w.i0 + ci0, w.j0 + cj0)
     interior = _interior(lab)
     rowmap = np.full(lab.shape, -1, np.int64)
     rowmap[cy, cx][inp] = inv
