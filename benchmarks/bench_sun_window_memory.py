@@ -14,7 +14,7 @@ set size is per process) with the synchronous scheduler, as the change stage cal
 Modes: ``resolve`` (the call itself, from the source tree given by ``--src``, default the installed
 package) and ``whole-grid pick`` (what resolve_suns did before the window came from per-chunk
 counts: ``dsm.values`` and ``visible.values`` of the whole grid into
-:func:`~offnadir.change.sun_estimate.pick_window`). For the whole function before the change, run
+:func:`~offnadir.change.sun_window_choice.pick_window`). For the whole function before the change, run
 ``resolve`` against an older tree: ``git worktree add /tmp/old a4e6a5d`` then ``--src /tmp/old/src``.
 
     python benchmarks/bench_sun_window_memory.py [--size 8192] [--modes resolve pick] [--src DIR]
@@ -85,7 +85,7 @@ def measure(mode: str, n: int) -> dict:
             out = resolve_suns(cube)
             detail = {k: out[1].get(k) for k in ("azimuth", "elevation", "source")}
         else:
-            from offnadir.change.sun_estimate import pick_window
+            from offnadir.change.sun_window_choice import pick_window
 
             h = np.asarray(cube["dsm"].values, np.float64)
             vis = np.asarray(cube["visible"].isel(image=1).values) == 1

@@ -1,12 +1,12 @@
 """The sun estimate's window from per-chunk wall counts (offnadir.change.sun_window) is the window
-the whole-grid pick (offnadir.change.sun_estimate.pick_window) chooses, on grids both can hold:
+the whole-grid pick (offnadir.change.sun_window_choice.pick_window) chooses, on grids both can hold:
 buildings, NaN holes, sizes that are no multiple of the stride, strides that do not divide the
 window, chunks of any shape (including one-cell chunks and chunks unlike the visibility's)."""
 
 import numpy as np
 import pytest
 
-from offnadir.change.sun_estimate import pick_window, wall_block_counts, window_cuts
+from offnadir.change.sun_window_choice import pick_window, wall_block_counts, window_cuts
 from offnadir.change.sun_window import pick_window_lazy
 
 

@@ -1,8 +1,8 @@
 """The sun estimate's window on a cube of any size (dask wiring only; the counting is
-:func:`offnadir.change.sun_estimate.wall_block_counts`, the choice
-:func:`~offnadir.change.sun_estimate.pick_window_from_counts`).
+:func:`offnadir.change.sun_window_choice.wall_block_counts`, the choice
+:func:`~offnadir.change.sun_window_choice.pick_window_from_counts`).
 
-:func:`offnadir.change.sun_estimate.pick_window` wants the whole grid's heights and visibility in
+:func:`offnadir.change.sun_window_choice.pick_window` wants the whole grid's heights and visibility in
 memory: at 60 000² cells that is tens of GB in one process. Here every chunk of the DSM (with one
 row above and one column left of it: a wall is a step to those neighbours) counts its usable wall
 cells between the window edges and its own edges, so the client only ever holds one chunk per task
@@ -29,7 +29,7 @@ def pick_window_lazy(dsm, visible, max_side: int):
     identical to ``pick_window(dsm.values, visible.values == 1, max_side)`` without reading either
     whole. ``dsm`` (y, x) and ``visible`` (y, x, 1 = visible) DataArrays or arrays, dask-backed or
     not; computed with the current dask scheduler (:func:`wall_counts_lazy`)."""
-    from offnadir.change.sun_estimate import pick_window_from_counts
+    from offnadir.change.sun_window_choice import pick_window_from_counts
 
     ny, nx = dsm.shape
     if ny <= max_side and nx <= max_side:
@@ -42,7 +42,7 @@ def pick_window_lazy(dsm, visible, max_side: int):
 
 def wall_counts_lazy(dsm, visible, max_side: int):
     """(counts, cuts_y, cuts_x): usable wall cells summed between consecutive cuts (every window
-    edge of :func:`~offnadir.change.sun_estimate.pick_window` and every chunk edge of ``dsm``).
+    edge of :func:`~offnadir.change.sun_window_choice.pick_window` and every chunk edge of ``dsm``).
 
     Two passes, each streaming chunk by chunk (a chunk is read, used and dropped): the first gathers
     the DSM's nanmin (the height non-finite cells take) and its rows and columns just before each
@@ -53,7 +53,7 @@ def wall_counts_lazy(dsm, visible, max_side: int):
     import dask
     import dask.array as da
 
-    from offnadir.change.sun_estimate import wall_block_counts, window_cuts
+    from offnadir.change.sun_window_choice import wall_block_counts, window_cuts
 
     h = _as_dask(getattr(dsm, "data", dsm), "auto")
     ny, nx = h.shape
