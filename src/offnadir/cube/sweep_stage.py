@@ -119,7 +119,8 @@ DSM_TEST_TEXT = {
     "on_level": "on_level: the window test, then dh = best - DSM height where the window test kept the DSM height, "
                 "the best height lies one cell of relative displacement or more from it, and a window whose cells "
                 "within a storey of the cell's DSM height are moved by that offset (the others at their DSM heights) "
-                "beats the agreement at the DSM heights by dsm_test_standard_errors * (1 - s^2) / sqrt(cells)",
+                "beats the agreement at the DSM heights by z * (1 - s^2) / sqrt(cells), z the Sidak allowance of "
+                "dsm_test_standard_errors for the candidate heights a cell of relative displacement apart",
 }
 
 
