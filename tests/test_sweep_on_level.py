@@ -70,8 +70,8 @@ class _FakeView:
         return np.where(np.abs(surface - self.true) < 1e-6, self.t, noise).astype(np.float32)
 
 
-@pytest.mark.parametrize("on_only", [False, True])
-def test_on_level_moves_a_raised_roof_and_keeps_the_ground(on_only):
+@pytest.mark.parametrize("on_only,rim_out", [(False, False), (True, False), (False, True)])
+def test_on_level_moves_a_raised_roof_and_keeps_the_ground(on_only, rim_out):
     """A roof raised by 4 m beside ground: at the DSM heights the two images disagree on the roof;
     moved by +4 m (its own level only) they agree. The roof cells the window test kept are moved,
     the ground cells with the same claimed offset are not (their on-level window moves the ground
@@ -91,13 +91,13 @@ def test_on_level_moves_a_raised_roof_and_keeps_the_ground(on_only):
     offset = np.full((ny, nx), 4.0)
     offset[:5] = 0.5  # below the resolution: not tested
     moved = SL.on_level_moved(views, lon, lat, at_dsm, None, [(0, 1)], h, s0, offset, kept, step, 2.0, 3.0,
-                              r, 8.0, 2.0, on_only)
+                              r, 8.0, 2.0, on_only, rim_out)
     assert moved[5:, 24:].all()  # the roof, away from its edge
     assert not moved[:, :20].any()  # the ground
     assert not moved[:5].any()
     # a cell the window test did not keep is not the on-level test's
     moved2 = SL.on_level_moved(views, lon, lat, at_dsm, None, [(0, 1)], h, s0, offset,
-                               kept & (np.arange(nx) < 30)[None, :], step, 2.0, 3.0, r, 8.0, 2.0, on_only)
+                               kept & (np.arange(nx) < 30)[None, :], step, 2.0, 3.0, r, 8.0, 2.0, on_only, rim_out)
     assert not moved2[:, 30:].any() and moved2[5:, 24:30].all()
 
 

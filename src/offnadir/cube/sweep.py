@@ -166,6 +166,8 @@ DSM_TESTS = ("window", "region", "prediction", "off_level", "on_level")
 DSM_TEST = DSM_TESTS[0]
 #: the on-level test compares the two windows on the cell's level's cells alone (where they differ)
 ON_LEVEL_ONLY = False
+#: the on-level test leaves out the cells beside a wall (3x3 DSM range of a storey or more)
+ON_LEVEL_RIM_OUT = False
 
 
 def pair_geometry(plan, members) -> dict:
@@ -326,7 +328,7 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     if dsm_test == "on_level":  # a kept DSM height must beat its own surface moved to the best height
         moved = SL.on_level_moved(views, lon, lat, at_dsm, hidden, geom["pairs"], h, s0, offset, explained, step,
                                   step / STEP_FRACTION, STOREY_M, radius, min_count,
-                                  SN.selection_z(SE_FACTOR, n * STEP_FRACTION), ON_LEVEL_ONLY)
+                                  SN.selection_z(SE_FACTOR, n * STEP_FRACTION), ON_LEVEL_ONLY, ON_LEVEL_RIM_OUT)
         explained &= ~moved
         tie &= ~moved
     dh = np.where(explained, 0.0, offset)

@@ -87,7 +87,8 @@ def on_level_agreement(at_dsm, moved, pairs, h, level_h, tol: float, radius: int
 
 
 def on_level_moved(views, lon, lat, at_dsm, hidden, pairs, h, s0, offset, kept, step: float, level: float,
-                   tol: float, radius: int, min_count: float, se_factor: float, on_only: bool = False):
+                   tol: float, radius: int, min_count: float, se_factor: float, on_only: bool = False,
+                   rim_out: bool = False):
     """The on-level test (:mod:`offnadir.cube.sweep`): bool map of the ``kept`` cells (dh = 0 by the
     window test) whose best height lies at least ``level`` from the DSM height (``offset = z* -
     h``) and where a window that follows the cell's own surface moved by that offset (the window
@@ -96,10 +97,22 @@ def on_level_moved(views, lon, lat, at_dsm, hidden, pairs, h, s0, offset, kept, 
     ``(1 - s²) / sqrt(N)`` with N the cells it used: the surface moved there. The offsets are
     grouped on the step lattice; the group's images are sampled once per offset some tested cell
     holds (hidden cells out, as in ``at_dsm``). ``on_only``: both agreements on the cell's level's
-    window cells alone (the cells where the two windows differ), N those cells."""
+    window cells alone (the cells where the two windows differ), N those cells. ``rim_out``: both
+    windows leave out the cells beside a wall (their 3x3 DSM neighbourhood spans ``tol`` or more:
+    mixed pixels and façades, where the DSM heights do not show one surface either)."""
     with np.errstate(invalid="ignore"):
         tested = kept & np.isfinite(offset) & np.isfinite(s0) & np.isfinite(h) & (np.abs(offset) >= level)
     q = np.where(tested, np.rint(np.where(tested, offset, 0.0) / step), 0).astype(np.int64)
+    rim = None
+    if rim_out:
+        from scipy import ndimage as ndi
+
+        with np.errstate(invalid="ignore"):
+            rim = ~(ndi.maximum_filter(h, 3, mode="nearest") - ndi.minimum_filter(h, 3, mode="nearest") < tol)
+        at_dsm = [np.where(rim, np.float32(np.nan), a) for a in at_dsm]
+        if not on_only:
+            s0, _ = on_level_agreement(at_dsm, at_dsm, pairs, h, np.where(tested, h, np.nan), tol, radius,
+                                       min_count)
     if on_only:
         s0, _ = on_level_agreement(at_dsm, at_dsm, pairs, h, np.where(tested, h, np.nan), tol, radius, min_count,
                                    True)
@@ -108,6 +121,9 @@ def on_level_moved(views, lon, lat, at_dsm, hidden, pairs, h, s0, offset, kept, 
     for k in np.unique(q[tested]):
         sel = tested & (q == k)
         mv = SV.samples_at(views, lon, lat, h + k * step, hidden)
+        if rim is not None:
+            for x in mv:
+                x[rim] = np.nan
         a_on, c_on = on_level_agreement(at_dsm, mv, pairs, h, np.where(sel, h, np.nan), tol, radius, min_count,
                                         on_only)
         s_on[sel] = a_on[sel]
