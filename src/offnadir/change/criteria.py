@@ -54,6 +54,8 @@ a fringe of a patch is not its texture.
   ``w = structural_peak_width`` metres, so a plateau (a two-faced gable roof correlates with itself
   shifted along one direction) is not a move. Nor is a shift of 3.4 cells or more on a roof whose
   near-sensor rim is there at both dates (:func:`rim_contradicts`): a height change moves the rim.
+  Nor is a patch whose DSM is not one plane at the search's resolution (:func:`rigid`: its heights'
+  rms departure from their plane above half an offset's height; crowns): it has no single offset.
 * Ground patches: no reference, no structural evidence. The correlation an unchanged patch of
   this texture would show, ``1 - s^2 / sqrt(var u var v)`` (``s^2`` the per-cell noise variance
   of the canonical variates, half the robust variance of the first MAD variate), is reported as
