@@ -18,11 +18,16 @@ def plane_sums(h, lab, ids, i0: int = 0, j0: int = 0):
     """Per patch ``ids`` the sums (n, Sx, Sy, Sz, Sxx, Syy, Sxy, Sxz, Syz, Szz) over its cells with
     a finite height ``h`` (cells ``lab``, coordinates in cells from ``(i0, j0)``; x along columns,
     y along rows). Mergeable by addition across tiles when every tile uses the same origin."""
-    n = len(ids)
     idx, inp = _group(lab, ids)
-    ok = inp & np.isfinite(h)
+    return plane_sums_rows(h, np.where(inp, idx, -1), len(ids), i0, j0)
+
+
+def plane_sums_rows(h, rows, n: int, i0: int = 0, j0: int = 0):
+    """:func:`plane_sums` from each cell's row ``rows`` (0 .. n-1, negative: no patch), as the
+    tiles' patch pass has them."""
+    ok = (rows >= 0) & np.isfinite(h)
     ii, jj = np.nonzero(ok)
-    r = idx[ok]
+    r = rows[ok]
     x = (jj + j0).astype(np.float64)
     y = (ii + i0).astype(np.float64)
     z = h[ok].astype(np.float64)

@@ -186,11 +186,12 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
     n = len(ids)
     rows = {"n_cells": np.bincount(inv, minlength=n).astype(np.float64),
             "n_elev": np.bincount(inv, elev[cy, cx][inp].astype(np.float64), minlength=n)}
-    # the patch's DSM plane fit (offnadir.change.crown: is it a rigid surface for the parallax test)
-    rows["plane"] = CR.plane_sums(io.read("dsm", w.yx)[cy, cx], labc, ids, w.i0 + ci0, w.j0 + cj0)
     interior = _interior(lab)
     rowmap = np.full(lab.shape, -1, np.int64)
     rowmap[cy, cx][inp] = inv
+    # the patch's DSM plane fit (offnadir.change.crown: is it a rigid surface for the parallax test)
+    rows["plane"] = CR.plane_sums_rows(io.read("dsm", (slice(w.i0 + ci0, w.i0 + ci1), slice(w.j0 + cj0, w.j0 + cj1))),
+                                       rowmap[cy, cx], n, w.i0 + ci0, w.j0 + cj0)
     # elevated patches get parallax profiles: rows of a second table
     is_el = rows["n_elev"] > 0.5 * rows["n_cells"]
     erow_of = np.full(n, -1, np.int64)
