@@ -93,7 +93,8 @@ def main(argv=None) -> int:
             m = d["pel"] & (c == k)
             f = m & flag
             q = lambda x: np.round(np.nanpercentile(x, [25, 50, 75]), 2) if len(x) else "-"  # noqa: E731
-            print(f"  {nm:15s} patches {int(m.sum()):5d} flagged {int(f.sum()):4d} ({int(d['ncell'][f].sum()):6d} cells)"
+            nf = int(d["ncell"][f].sum())
+            print(f"  {nm:15s} patches {int(m.sum()):5d} flagged {int(f.sum()):4d} ({nf:6d} cells)"
                   f"  rms all {q(rms[m])} flagged {q(rms[f])}  steep all {q(steep[m])} flagged {q(steep[f])}"
                   f"  shift(m) flagged {q(np.abs(d['col']['shift'][f]))} cells {q(d['ncell'][f])}"
                   f"  r_ref {q(d['col']['corr_ref'][f])} r0 {q(d['col']['corr0'][f])}")
