@@ -61,11 +61,12 @@ and sampling kernels), and keep the height where the group agrees best:
   the window test keeps the DSM height and z* lies at least one cell of relative displacement from
   it, the DSM heights are compared with a window that follows the cell's own surface moved by
   ``z* - h`` (window cells within :data:`STOREY_M` of the cell's DSM height moved, the others at
-  their DSM heights: a jump of a storey is another surface); where it beats the DSM heights by
+  their DSM heights: a jump of a storey is another surface; cells beside a wall left out of both
+  windows, :data:`ON_LEVEL_RIM_OUT`); where it beats the DSM heights by
   :data:`SE_FACTOR` standard errors after a Sidak allowance for z* picked among the candidates a
   cell of relative displacement apart (:func:`sweep_noise.selection_z`), ``dh = z* - h``. Measured
   (docs/change_detection.md, "The on-level test"): raised roofs found, but more false ``dh`` beside
-  unchanged height steps: hard stereo mean 0.869 -> 0.863, Kahramanmaraş unchanged: an option.
+  unchanged height steps: hard stereo mean 0.869 -> 0.866, Kahramanmaraş neutral: an option.
 * **the DSM's prediction at the best height** (``dsm_test="prediction"``, config
   ``height_sweep.dsm_test: prediction``; not the default, see below): at a height z other than the surface's, each image
   looks through the cell at the DSM point its own ray meets, ``x - los (z - h)``, so the window
@@ -166,8 +167,10 @@ DSM_TESTS = ("window", "region", "prediction", "off_level", "on_level")
 DSM_TEST = DSM_TESTS[0]
 #: the on-level test compares the two windows on the cell's level's cells alone (where they differ)
 ON_LEVEL_ONLY = False
-#: the on-level test leaves out the cells beside a wall (3x3 DSM range of a storey or more)
-ON_LEVEL_RIM_OUT = False
+#: the on-level test leaves out the cells beside a wall (3x3 DSM range of a storey or more): there the
+#: DSM heights show no single surface (mixed pixels, façades) and a moved level lined up better on
+#: unchanged cells (hard stereo mean 0.863 -> 0.866 with it; docs/change_detection.md)
+ON_LEVEL_RIM_OUT = True
 
 
 def pair_geometry(plan, members) -> dict:

@@ -118,7 +118,8 @@ DSM_TEST_TEXT = {
                  "agreement at the DSM heights is within the same margin of the best height's",
     "on_level": "on_level: the window test, then dh = best - DSM height where the window test kept the DSM height, "
                 "the best height lies one cell of relative displacement or more from it, and a window whose cells "
-                "within a storey of the cell's DSM height are moved by that offset (the others at their DSM heights) "
+                "within a storey of the cell's DSM height are moved by that offset (the others at their DSM heights; "
+                "cells beside a wall out of both windows) "
                 "beats the agreement at the DSM heights by z * (1 - s^2) / sqrt(cells), z the Sidak allowance of "
                 "dsm_test_standard_errors for the candidate heights a cell of relative displacement apart",
 }
