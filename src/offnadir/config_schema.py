@@ -158,7 +158,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                          "false dh beside height steps, some real changes lost; "
                                          "docs/change_detection.md) | on_level (then dh = best - DSM height where "
                                          "the DSM height was kept but a window following the cell's surface moved "
-                                         "there agrees better: docs/change_detection.md)",
+                                         "there agrees better: more raised roofs found, more false dh beside height "
+                                         "steps, slower; docs/change_detection.md)",
                               choices=("window", "region", "prediction", "off_level", "on_level")),
     },
     "cluster": {
