@@ -31,42 +31,9 @@ and sampling kernels), and keep the height where the group agrees best:
   off-level and region tests do, rather than a zero as certain as the peak's curvature (hard
   stereo: raised roofs the fronto-parallel window loses at their edges; docs/change_detection.md,
   "Unresolved zeros").
-* **the off-level test** (``dsm_test="off_level"``, config ``height_sweep.dsm_test: off_level``;
-  not the default, see below; :func:`sweep_level.off_level_explained`): a window beside a height
-  step holds cells whose DSM surface lies at another height; at that height *those* cells agree
-  (it is their own surface), so the window's agreement can peak there whatever the cell does: the
-  fronto-parallel window's fattening (hard simulated stereo scenes: of the unchanged roofs' cells
-  with a coherent false ``dh``, 54-93 % had a height step in the window; the unchanged ground's
-  false ``dh`` were all upward). So after the window test, where the best height z* lies at least
-  one cell of relative displacement (``level = step / STEP_FRACTION``: within it a surface still
-  correlates with itself) from the DSM height, the agreement at z* and at the DSM heights are
-  measured again on the window cells whose DSM height is *not* within ``level`` of z*
-  (:func:`sweep_kernels.ncc_off_level`, hidden cells out as at the DSM heights); where the DSM
-  heights' is within :data:`SE_FACTOR` standard errors of a correlation, ``(1 - s²) / sqrt(N)``
-  with N those cells, of z*'s, the lead came from the cells at z*: ``dh = 0`` with ``dh_sigma >=
-  |z* - h| / SE_FACTOR`` (as the region stage: the test cannot tell the DSM height from z* on
-  what is left, so both stay within reach; a certain zero vetoed the structural evidence of the
-  changed roofs the false peak had found by luck: hard stereo mean 0.846 against 0.850). A real
-  change keeps its lead: a demolished roof's cells (DSM at the roof) agree at the ground's height
-  off the ground's level, a new roof's cells (DSM on the ground) at the roof's. The images are
-  sampled again, after the sweep, at each candidate height that is a tested cell's best: sweep
-  CPU about 1.5x (0.31-0.39 -> 0.53-0.60 CPU-s on the 256² hard scenes). Measured
-  (docs/change_detection.md, "The off-level test"): hard stereo ground false alarms down on 11 of
-  12 targets, F1 on all decided cells 0.612 -> 0.629, elevated F1 mean 0.847 -> 0.850 (7 up, 3
-  down); Kahramanmaraş precision +0.01 but recall -0.01 and 2 changed objects of 100 lost per
-  image, ``dh`` vs CARS 1.17 -> 1.20 m: hence an option, not the default.
-* **the on-level test** (``dsm_test="on_level"``; not the default; :func:`sweep_level.on_level_moved`):
-  the window test compares the DSM heights with a *flat* window at z*; on a roof raised by dh the
-  flat window straddles the roof's edge and the DSM heights can win though the roof moved. So where
-  the window test keeps the DSM height and z* lies at least one cell of relative displacement from
-  it, the DSM heights are compared with a window that follows the cell's own surface moved by
-  ``z* - h`` (window cells within :data:`STOREY_M` of the cell's DSM height moved, the others at
-  their DSM heights: a jump of a storey is another surface; cells beside a wall left out of both
-  windows, :data:`ON_LEVEL_RIM_OUT`); where it beats the DSM heights by
-  :data:`SE_FACTOR` standard errors after a Sidak allowance for z* picked among the candidates a
-  cell of relative displacement apart (:func:`sweep_noise.selection_z`), ``dh = z* - h``. Measured
-  (docs/change_detection.md, "The on-level test"): raised roofs found, but more false ``dh`` beside
-  unchanged height steps: hard stereo mean 0.869 -> 0.866, Kahramanmaraş neutral: an option.
+* **the off-level and on-level tests** (``dsm_test="off_level"`` / ``"on_level"``, config
+  ``height_sweep.dsm_test``; options, not the default): described, with their reasons and measured
+  effects, in :mod:`offnadir.cube.sweep_level`'s docstring.
 * **the DSM's prediction at the best height** (``dsm_test="prediction"``, config
   ``height_sweep.dsm_test: prediction``; not the default, see below): at a height z other than the surface's, each image
   looks through the cell at the DSM point its own ray meets, ``x - los (z - h)``, so the window
