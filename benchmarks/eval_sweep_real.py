@@ -15,7 +15,8 @@ Writes PNG quicklooks (dh beside the CARS difference) into --out. Usage::
     python benchmarks/eval_sweep_real.py --out /tmp/h3/eval [--workers 1] [--chunk 1024] [--dsm-test region|prediction]
                                          [--config FILE]
 
-``--dsm-test region`` / ``prediction`` / ``off_level``: the sweep's region stage, the DSM's prediction at the best
+``--dsm-test region`` / ``prediction`` / ``off_level`` / ``on_level``: the sweep's region stage, the DSM's prediction
+at the best
 height (config ``height_sweep.dsm_test``, see
 :mod:`offnadir.cube.sweep`) instead of the default window test.
 
@@ -168,7 +169,9 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk", type=int, default=1024)
     ap.add_argument("--no-tie-bias", action="store_true",
                     help="switch the tie-point bias pass off (config tie_bias.enabled: false)")
-    ap.add_argument("--dsm-test", choices=("window", "region", "prediction", "off_level"), default="window",
+    from offnadir.cube.sweep import DSM_TESTS
+
+    ap.add_argument("--dsm-test", choices=DSM_TESTS, default="window",
                     help="the sweep's test of the DSM height (config height_sweep.dsm_test)")
     ap.add_argument("--skip-km", action="store_true")
     ap.add_argument("--skip-same-date", action="store_true")
