@@ -303,15 +303,23 @@ def _beyond_the_scene() -> int:
     more take (:func:`offnadir.change.kernels.group_index`), and the census packer of
     :func:`offnadir.change.census_codes.pack` (checks and tools; a run packs with ``census_words``), and
     the census and reversal ratios of windows too wide for packed sums (fine cells: the sign-reversal
-    ratio then comes from :mod:`offnadir.change.reversal`'s own kernel)."""
+    ratio then comes from :mod:`offnadir.change.reversal`'s own kernel), and the sun estimate's block
+    sums (:mod:`offnadir.change.sun_block_sums`: the scene's files carry their sun, so the run never
+    estimates one; here one is fitted to a box and its shadow, with the arguments' types the change
+    stage passes, float64 heights and samples)."""
     import numpy as np
 
-    from offnadir.change import census, census_codes, kernels
+    from offnadir.change import census, census_codes, kernels, sun_estimate
 
     kernels.group_index(np.arange(8192, dtype=np.int64) % 97)
     w = census_codes.pack(np.zeros((8, 4, 4), np.int8), np.ones((8, 4, 4), bool))
     census.min_census_ratio(w, w, [(0, 0)], 3, packed=False, reversal=True)
-    return 3
+    h = np.zeros((48, 48))
+    h[16:28, 16:28] = 8.0
+    samples = np.where(h > 0, 0.8, 0.6)
+    samples[28:36, 16:28] = 0.1  # the box's shadow, the sun to the north
+    sun_estimate.fit_sun(h, samples, np.ones(h.shape, bool), 1.0, max_side=48)
+    return 4
 
 
 def _cpu_name() -> str:
