@@ -102,6 +102,10 @@ def test_images_over_http_range_requests_give_the_local_store(served, local, clu
     # the sidecar model was fetched; the image names are the URL's file stems
     assert any(p == "/target_rpc.txt" and m == "GET" for m, p, _ in log)
     assert list(st.open_dataset(out)["image"].values) == ["base", "target"]
+    # the sun of the images' own tags, read over HTTP as from the local files (not estimated)
+    suns = json.loads(st.open_dataset(out).attrs["change_sun"])
+    assert [s["source"] for s in suns] == ["metadata", "metadata"], suns
+    assert suns[0]["detail"] == "base.tif tag SUN_AZIMUTH_DEG/SUN_ELEVATION_DEG"
 
 
 @pytest.fixture(scope="module")

@@ -222,20 +222,26 @@ def dimap_companion(model_path) -> Path | None:
 
 def sun_from_metadata(image_path, model_path=None) -> SunInfo | None:
     """The first sun found in: the camera model file, metadata files next to the image, the
-    image's own tags. None when none of them has one."""
+    image's own tags (of an image given by URL too; its neighbours are not looked for). None when
+    none of them has one."""
     files = []
     if model_path:
         files.append(Path(model_path))
         dim = dimap_companion(model_path)
         if dim is not None:
             files.append(dim)
-    files += sidecars(image_path)
-    files.append(Path(image_path))
+    from offnadir.io.remote import gdal_path, is_url
+
+    remote = is_url(image_path)
+    files += [] if remote else sidecars(image_path)
+    files += [] if remote else [Path(image_path)]
     for f in files:
         if f.exists():
             s = sun_from_file(f)
             if s is not None:
                 return s
+    if remote:  # an image given by URL: its own tags, read through GDAL (range requests for a COG)
+        return sun_from_tags(_raster_tags(gdal_path(image_path)), str(image_path))
     return None
 
 
