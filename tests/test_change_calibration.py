@@ -194,3 +194,19 @@ def test_height_scores_on_a_small_map():
     n1, n0 = 73, decided - 73
     wins = 30 * (n0 - 4) + 0.5 * 30 * 4 + 0.5 * 43 * (n0 - 4)
     assert r["auc"] == pytest.approx(wins / (n1 * n0))
+
+
+def test_stored_probability_keeps_the_decision_of_the_float64_value():
+    """A probability within float32 rounding under the decision (1e-6 against 1 - 1e-6 evidence
+    ties) must not be stored as the decision value itself: the store's change map is
+    ``probability >= decision_p``."""
+    eps = np.finfo(np.float32).eps
+    p = np.array([0.5 - 1e-9, 0.5 - 1e-12, 0.5, 0.5 + 1e-9, 0.3, 0.9, np.nan, 0.0, 1.0])
+    q = C.stored(p, 0.5)
+    assert q.dtype == np.float32
+    fin = np.isfinite(p)
+    np.testing.assert_array_equal(q[fin] >= 0.5, p[fin] >= 0.5)
+    assert np.all(np.abs(q[fin] - p[fin]) <= eps) and np.isnan(q[~fin]).all()
+    # values away from the decision are the plain float32
+    np.testing.assert_array_equal(q[4:6], p[4:6].astype(np.float32))
+    assert float(C.stored(np.array([0.5 - 1e-9]), 0.5)[0]) < 0.5

@@ -50,6 +50,8 @@ def test_dh_raises_the_probability_where_the_height_changed():
     out = _detect(_cube())
     p, ch = out["probability"].values[1], out["change"].values[1]
     assert np.all((p >= 0) & (p <= 1))
+    obs = ch != 2  # the stored probability gives the change map's decision, ties included
+    np.testing.assert_array_equal(ch[obs] == 1, p[obs] >= 0.5)
     assert (ch[32:58, 32:58] == 1).mean() > 0.95
     outside = np.ones(p.shape, bool)
     outside[28:62, 28:62] = False

@@ -215,3 +215,16 @@ def threshold_z(model, p: float = 0.5) -> float:
     t = np.asarray(model["table"])
     k = np.nonzero(t >= p)[0]
     return float(centres()[k[0]]) if len(k) else math.inf
+
+
+def stored(p, decision: float) -> np.ndarray:
+    """``p`` (float64 probabilities) as the float32 the store keeps, with every value under
+    ``decision`` kept under it: a probability within float32 rounding below the decision (e.g. a
+    structural probability at its 1e-6 clip against a ``dh`` one at 1 - 1e-6) would otherwise be
+    stored as ``decision`` itself, and ``probability >= decision_p`` read from the store would
+    disagree with ``change``. Those values become the float32 just below ``decision``."""
+    p = np.asarray(p, np.float64)
+    q = p.astype(np.float32)
+    below = (p < decision) & (q >= np.float32(decision))
+    q[below] = np.nextafter(np.float32(decision), np.float32(0.0))
+    return q

@@ -333,7 +333,7 @@ def probability_tile(io, ctx, tile, models, has, plan):
                 gone[np.isfinite(dh[t])] = np.nan
             p = raise_gone(p, gone)
         obs = (vis[0] == 1) & (vis[t] == 1) & np.isfinite(p)
-        prob[t][obs] = p[obs]
+        prob[t][obs] = C.stored(p[obs], DECISION_P)
         ch[t][obs] = (p[obs] >= DECISION_P).astype(np.uint8)
     grouped = {"ids": np.zeros(0, np.int64), "rows": {"psum": np.zeros((0, ctx.n_images)),
                                                        "pn": np.zeros((0, ctx.n_images))}}
@@ -354,7 +354,7 @@ def probability_tile(io, ctx, tile, models, has, plan):
             for s, m in ((1, elev), (0, ~elev)):
                 p[m] = C.probability(so[m], models[("ortho", t, s)])
             fin = np.isfinite(p) & (cho[t] != 2)
-            po[t][fin] = p[fin]
+            po[t][fin] = C.stored(p[fin], DECISION_P)
             cho[t][fin] = (p[fin] >= DECISION_P).astype(np.uint8)
         io.write(cname, (slice(None),) + yx, cho)
         io.write(sname, (slice(None),) + yx, po)
