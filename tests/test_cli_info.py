@@ -24,8 +24,8 @@ VENTOUX = real("shareloc/tests/data/image/phr_ventoux/left_image.tif")
 VENTOUX_GEOM = real("shareloc/tests/data/rpc/phr_ventoux/left_image.geom")
 WV = [real(f"rpcm/tests/test_rpc_files/rpc_WV{k}.xml") for k in (1, 2, 3)]
 
-TOP_KEYS = {"offnadir_version", "file", "model_file", "model_format", "sensor", "acquired", "image_size",
-            "validity_domain", "crop_affine", "footprint", "footprint_note", "view", "view_note", "gcps"}
+TOP_KEYS = {"offnadir_version", "file", "model_file", "model_format", "sensor", "acquired", "acquired_from",
+            "image_size", "validity_domain", "crop_affine", "footprint", "footprint_note", "view", "view_note", "gcps"}
 GCP_KEYS = {"file", "count", "outside_image", "model", "bias", "rms_before", "rms_after", "rms_leave_one_out",
             "mean_miss_before", "points"}
 POINT_KEYS = {"id", "lon", "lat", "h", "row", "col", "row_before", "col_before", "row_after", "col_after",
@@ -118,10 +118,11 @@ def test_info_dimap_xml(capsys):
     doc, _ = info_json(capsys, DIMAP)
     assert doc["model_format"] == "dimap-v2" and doc["sensor"].startswith("PHR")
     assert doc["acquired"].startswith("2017-09-28")
+    assert "RPC_PHR1B_P_201709281038393" in doc["acquired_from"] and "dimap-v2" in doc["acquired_from"]
     vd = doc["validity_domain"]
     assert vd["lon_min"] < 7.18 < vd["lon_max"] and vd["lat_min"] < 43.68 < vd["lat_max"]
     out, _ = info_text(capsys, DIMAP)
-    assert "dimap-v2" in out and "2017-09-28" in out
+    assert "dimap-v2" in out and "2017-09-28" in out and "(from the camera model RPC_PHR1B" in out
 
 
 @pytest.mark.parametrize("path", WV, ids=lambda p: p.name)

@@ -97,6 +97,7 @@ def describe(camera, *, image=None, gcps=None, bias_model: str = "auto", strict:
         "model_format": camera.model_format,
         "sensor": camera.sensor,
         "acquired": camera.acquired,
+        "acquired_from": getattr(camera, "acquired_from", None) if camera.acquired else None,
         "image_size": None if camera.shape is None else {"rows": int(camera.shape[0]), "cols": int(camera.shape[1])},
         "validity_domain": {"lon_min": lon0, "lon_max": lon1, "lat_min": lat0, "lat_max": lat1,
                             "h_min": h0, "h_max": h1},
@@ -191,7 +192,8 @@ def format_text(info: dict) -> str:
         out.append(f"  {label:<15} {text}")
 
     row("sensor", info["sensor"] or "unknown")
-    row("acquired", info["acquired"] or "unknown")
+    acquired, src = info["acquired"], info.get("acquired_from")
+    row("acquired", (f"{acquired} (from {src})" if src else acquired) if acquired else "unknown")
     row("camera model", f"RPC00B, format {info['model_format'] or 'unknown'}, from {info['model_file']}")
     size = info["image_size"]
     row("image size", f"{size['rows']} rows x {size['cols']} cols" if size else "unknown (model file only)")
