@@ -114,9 +114,41 @@ CENSOR = {"uncensored_ground": {"ground": None}, "censor_all": {"elevated": 0.5}
           "censor_ground_local": {"local": 0.5}, "censor_all_local": {"elevated": 0.5, "local": 0.5}}
 
 
+def rim_kept(d):
+    """Elevated patches whose base and target rims both kept their contrast (``criteria.rim_kept``,
+    read from the stored table)."""
+    with np.errstate(invalid="ignore"):
+        return d["pelev"] & (d["b1"] >= 2.0) & (d["t1"] >= 2.0)
+
+
+def criteria_score(d, kept, structural=None, outline=None):
+    """The patch criteria's score as the maps pass takes it: spectral, the parallax (structural) score
+    vetoed where a kept rim moved, and the outline's."""
+    structural = d["structural"] if structural is None else structural
+    outline = d["outline"] if outline is None else outline
+    with np.errstate(invalid="ignore"):
+        vetoed = kept & (np.abs(d["shift"]) >= CR.RIM_MOVE_CELLS)
+    return np.maximum(np.maximum(d["spectral"], np.where(vetoed, 0.0, structural)), outline)
+
+
+def finish(d, p, kept, score, gone=None):
+    """The maps pass's end on a calibrated probability ``p``: the rim witness, the patch criteria's
+    ``score``, the roofs whose shadow went (``gone``), then probability and change (0/1/2)."""
+    vis, t = d["vis"], d["t"]
+    p = OL.rim_witness(p, P.paint(d["patch"], d["ids"], kept.astype(np.float64)), P.DECISION_P)
+    p = P.either(p, P.paint(d["patch"], d["ids"], score))
+    if gone is not None:
+        p = np.where(gone, np.fmax(p, 0.5), p)
+    obs = (vis[0] == 1) & (vis[t] == 1) & np.isfinite(p)
+    ch = np.full(p.shape, 2, np.uint8)
+    ch[obs] = p[obs] >= P.DECISION_P
+    p[~obs] = np.nan
+    return p, ch
+
+
 def decide(d, name, gone=None):
     """Probability and change (0/1/2) of one stored run under variant ``name``."""
-    e, el, vis, t = d["ev"], d["elev"], d["vis"], d["t"]
+    e, el = d["ev"], d["elev"]
     p = np.full(e.shape, np.nan)
     cens = CENSOR.get(name, {})
     models = {}
@@ -138,10 +170,8 @@ def decide(d, name, gone=None):
         g = ~el
         fm = C.fit(C.histogram(P.ratio_evidence(d["fine"]), g), anchor=P.ANCHOR["local"], censor=cens.get("local"))
         p[g] = L.localise(p[g], d["fine"][g], models[0], fm)
-    with np.errstate(invalid="ignore"):
-        kept = d["pelev"] & (d["b1"] >= 2.0) & (d["t1"] >= 2.0)  # criteria.rim_kept from the table
-        vetoed = kept & (np.abs(d["shift"]) >= CR.RIM_MOVE_CELLS)
-    structural = d["structural"]
+    kept = rim_kept(d)
+    score_kept = kept
     outline = d["outline"]
     if name == "no_rim_witness":  # (the stored structural score has the veto applied: it cannot be undone here)
         kept = np.zeros_like(kept)
@@ -149,16 +179,7 @@ def decide(d, name, gone=None):
         with np.errstate(invalid="ignore", divide="ignore"):
             v = np.where((d["b1"] >= 1.0) & (d["t1"] <= 1.0) & d["pelev"], np.log2(d["b1"] / d["t1"]) / 2.0, 0.0)
         outline = np.maximum(outline, np.nan_to_num(1.0 - 2.0 ** -(np.maximum(v, 0.0) ** 2)))
-    score = np.maximum(np.maximum(d["spectral"], np.where(vetoed, 0.0, structural)), outline)
-    p = OL.rim_witness(p, P.paint(d["patch"], d["ids"], kept.astype(np.float64)), P.DECISION_P)
-    p = P.either(p, P.paint(d["patch"], d["ids"], score))
-    if gone is not None:
-        p = np.where(gone, np.fmax(p, 0.5), p)
-    obs = (vis[0] == 1) & (vis[t] == 1) & np.isfinite(p)
-    ch = np.full(e.shape, 2, np.uint8)
-    ch[obs] = p[obs] >= P.DECISION_P
-    p[~obs] = np.nan
-    return p, ch
+    return finish(d, p, kept, criteria_score(d, score_kept, outline=outline), gone)
 
 
 def run_store(store, names, scorer):

@@ -160,10 +160,9 @@ def decide(d, gone, shift=None):
     """:func:`eval_decision_offline.decide` (variant ``current``) with ``shift`` (log-odds per cell)
     added to the calibrated census probability before the rim witness, the patch criteria and the
     roofs whose shadow went."""
-    from offnadir.change import outline as OL
     from scipy.special import expit, logit
 
-    e, el, vis, t = d["ev"], d["elev"], d["vis"], d["t"]
+    e, el = d["ev"], d["elev"]
     p = np.full(e.shape, np.nan)
     for s, m in ((1, el), (0, ~el)):
         p[m] = C.probability(P.ratio_evidence(e[m]),
@@ -172,17 +171,7 @@ def decide(d, gone, shift=None):
         with np.errstate(divide="ignore", invalid="ignore"):
             q = expit(logit(p) + shift)
         p = np.where(np.isfinite(q), q, p)
-    with np.errstate(invalid="ignore"):
-        kept = d["pelev"] & (d["b1"] >= 2.0) & (d["t1"] >= 2.0)
-    p = OL.rim_witness(p, P.paint(d["patch"], d["ids"], kept.astype(np.float64)), P.DECISION_P)
-    p = P.either(p, P.paint(d["patch"], d["ids"], d["score"]))
-    if gone is not None:
-        p = np.where(gone, np.fmax(p, 0.5), p)
-    obs = (vis[0] == 1) & (vis[t] == 1) & np.isfinite(p)
-    ch = np.full(e.shape, 2, np.uint8)
-    ch[obs] = p[obs] >= P.DECISION_P
-    p[~obs] = np.nan
-    return p, ch
+    return DO.finish(d, p, DO.rim_kept(d), d["score"], gone)
 
 
 def run_store(store, names, scorer):

@@ -61,9 +61,7 @@ import numpy as np
 
 from offnadir.change import calibrate as C
 from offnadir.change import cells as P
-from offnadir.change import criteria as CR
 from offnadir.change import evidence as EV
-from offnadir.change import outline as OL
 from offnadir.change import shadow_observed as SO
 from offnadir.change import sun_pairs as SP
 
@@ -270,7 +268,7 @@ def dim_evidence(d, store, name):
 def decide(d, name, gone=None):
     """Probability and change of one stored run with the shadow stratum of ``name`` (after the
     calibration: as ``eval_decision_offline.decide`` ``current``)."""
-    e, el, vis, t = d["ev"], d["elev"], d["vis"], d["t"]
+    e, el = d["ev"], d["elev"]
     sh = shadow_stratum(d, name)
     sh = np.zeros(el.shape, bool) if sh is None else sh
     ground = ~el & ~sh
@@ -290,18 +288,8 @@ def decide(d, name, gone=None):
         for s, m in ((0, ground), (2, sh)):
             if m.any():
                 p[m] = L.localise(p[m], d["fine"][m], models[s], fm)
-    with np.errstate(invalid="ignore"):
-        kept = d["pelev"] & (d["b1"] >= 2.0) & (d["t1"] >= 2.0)
-        vetoed = kept & (np.abs(d["shift"]) >= CR.RIM_MOVE_CELLS)
-    score = np.maximum(np.maximum(d["spectral"], np.where(vetoed, 0.0, d["structural"])), d["outline"])
-    p = OL.rim_witness(p, P.paint(d["patch"], d["ids"], kept.astype(np.float64)), P.DECISION_P)
-    p = P.either(p, P.paint(d["patch"], d["ids"], score))
-    if gone is not None:
-        p = np.where(gone, np.fmax(p, 0.5), p)
-    obs = (vis[0] == 1) & (vis[t] == 1) & np.isfinite(p)
-    ch = np.full(e.shape, 2, np.uint8)
-    ch[obs] = p[obs] >= P.DECISION_P
-    p[~obs] = np.nan
+    kept = DO.rim_kept(d)
+    p, ch = DO.finish(d, p, kept, DO.criteria_score(d, kept), gone)
     return p, ch, models, sh
 
 

@@ -306,11 +306,9 @@ def _decide(d, gone, small=None, floor=False):
 
     from offnadir.change import calibrate as C
     from offnadir.change import cells as P
-    from offnadir.change import criteria as CR
     from offnadir.change import localise as L
-    from offnadir.change import outline as OL
 
-    e, el, vis, t = d["ev"], d["elev"], d["vis"], d["t"]
+    e, el = d["ev"], d["elev"]
     p = np.full(e.shape, np.nan)
     big = el if small is None else (el & ~small)
     models = {}
@@ -337,19 +335,8 @@ def _decide(d, gone, small=None, floor=False):
         else:
             pg = L.localise(pg, d["fine"][g], models[0], fm)
         p[g] = pg
-    with np.errstate(invalid="ignore"):
-        kept = d["pelev"] & (d["b1"] >= 2.0) & (d["t1"] >= 2.0)
-        vetoed = kept & (np.abs(d["shift"]) >= CR.RIM_MOVE_CELLS)
-    score = np.maximum(np.maximum(d["spectral"], np.where(vetoed, 0.0, d["structural"])), d["outline"])
-    p = OL.rim_witness(p, P.paint(d["patch"], d["ids"], kept.astype(np.float64)), P.DECISION_P)
-    p = P.either(p, P.paint(d["patch"], d["ids"], score))
-    if gone is not None:
-        p = np.where(gone, np.fmax(p, 0.5), p)
-    obs = (vis[0] == 1) & (vis[t] == 1) & np.isfinite(p)
-    ch = np.full(e.shape, 2, np.uint8)
-    ch[obs] = p[obs] >= P.DECISION_P
-    p[~obs] = np.nan
-    return p, ch
+    kept = ED.rim_kept(d)
+    return ED.finish(d, p, kept, ED.criteria_score(d, kept), gone)
 
 
 def replay(store, names, scene=None):
