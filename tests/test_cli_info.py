@@ -118,11 +118,12 @@ def test_info_dimap_xml(capsys):
     doc, _ = info_json(capsys, DIMAP)
     assert doc["model_format"] == "dimap-v2" and doc["sensor"].startswith("PHR")
     assert doc["acquired"].startswith("2017-09-28")
-    assert "RPC_PHR1B_P_201709281038393" in doc["acquired_from"] and "dimap-v2" in doc["acquired_from"]
+    # the time is the product name's (no DIM_ document beside this RPC file), and info says so
+    assert doc["acquired_from"].startswith("the product name") and "RPC_PHR1B_P_201709281038393" in doc["acquired_from"]
     vd = doc["validity_domain"]
     assert vd["lon_min"] < 7.18 < vd["lon_max"] and vd["lat_min"] < 43.68 < vd["lat_max"]
     out, _ = info_text(capsys, DIMAP)
-    assert "dimap-v2" in out and "2017-09-28" in out and "(from the camera model RPC_PHR1B" in out
+    assert "dimap-v2" in out and "2017-09-28" in out and "(from the product name in the camera model's file name RPC_PHR1B" in out
 
 
 @pytest.mark.parametrize("path", WV, ids=lambda p: p.name)

@@ -573,6 +573,10 @@ def test_dim_document_follows_its_rpc_reference(tmp_path):
     assert via_dim.rpc == direct.rpc == via_rpc.rpc
     assert via_dim.shape == via_rpc.shape == (22940, 40000)
     assert via_dim.sensor == "PHR 1B" and via_dim.acquired == "2017-09-28T10:38:39.3Z"
+    # the time is the DIM_ document's IMAGING_DATE/TIME either way, and the camera says so
+    for cam in (via_dim, via_rpc):
+        assert cam.acquired_from.startswith(f"the product document {dim.name} (IMAGING_DATE")
+    assert direct.acquired_from.startswith("the product name")  # no DIM_ beside the shared copy
 
 
 # ------------------------------------------------------------------------------- EnMAP bands

@@ -177,11 +177,14 @@ def image_shape(rows, cols, source, fields: str = "rows/cols") -> tuple[int, int
     return out[0], out[1]
 
 
-def make_camera(rpc: RPC, path: Path, fmt: str, *, shape=None, sensor=None, acquired=None) -> Camera:
+def make_camera(rpc: RPC, path: Path, fmt: str, *, shape=None, sensor=None, acquired=None,
+                acquired_from: str | None = None) -> Camera:
+    """The camera of model file ``path``; ``acquired_from`` says where ``acquired`` was read when that
+    was not the model file itself (default: "the camera model NAME (FORMAT)")."""
     if shape is not None:
         shape = image_shape(shape[0], shape[1], path, "image size")
     sensor = (sensor.strip() or None) if isinstance(sensor, str) else sensor
-    where = f"the camera model {Path(path).name} ({fmt})" if acquired else None
+    where = (acquired_from or f"the camera model {Path(path).name} ({fmt})") if acquired else None
     return Camera(rpc=rpc, shape=shape, sensor=sensor, acquired=acquired, source=str(path), model_format=fmt,
                   acquired_from=where)
 

@@ -79,8 +79,9 @@ def read(path: Path, _referrer: Path | None = None):
             )
         cam = read(ref, _referrer=path)
         info = _dim_info(root)
-        return cam.replace(shape=cam.shape or info["shape"], sensor=info["sensor"] or cam.sensor,
-                           acquired=info["acquired"] or cam.acquired)
+        if info["acquired"]:
+            cam = cam.replace(acquired=info["acquired"], acquired_from=_dim_time_source(path))
+        return cam.replace(shape=cam.shape or info["shape"], sensor=info["sensor"] or cam.sensor)
     _, inv, v = parts
     kw = {k: to_float(need_text(v, k, path, "RFM_Validity"), path, k) for k in _NORM}
     neo = _is_neo(root)
@@ -101,14 +102,20 @@ def read(path: Path, _referrer: Path | None = None):
         if val is not None:
             rpc = rpc.replace(validity=val).validated()
     sensor, acquired = _sensor_time(root, path)
+    where = f"the product name in the camera model's file name {path.name} ({FORMAT})" if acquired else None
     shape = None
     sib = _sibling_dim(path)
     if sib is not None:
         info = _dim_info(strip_namespaces(parse_xml(sib)))
         sensor = info["sensor"] or sensor
-        acquired = info["acquired"] or acquired
+        if info["acquired"]:
+            acquired, where = info["acquired"], _dim_time_source(sib)
         shape = info["shape"]
-    return make_camera(rpc, path, FORMAT, shape=shape, sensor=sensor, acquired=acquired)
+    return make_camera(rpc, path, FORMAT, shape=shape, sensor=sensor, acquired=acquired, acquired_from=where)
+
+
+def _dim_time_source(dim: Path) -> str:
+    return f"the product document {dim.name} (IMAGING_DATE/IMAGING_TIME, {FORMAT})"
 
 
 _NAME = re.compile(r"(PHR1[AB]|PNEO\d|SPOT\d|S[67])_[A-Z0-9]+_(\d{14})(\d?)", re.I)
