@@ -211,3 +211,36 @@ def test_tiff_datetime_in_the_standard_form_is_not_read_either(tmp_path):
         a, b = load_images([write("a.tif"), write("b.tif", ACQUISITIONDATETIME="2023-04-15T08:34:39")])
     assert a.camera.acquired is None and a.date_source == "none"
     assert b.camera.acquired == "2023-04-15T08:34:39" and b.date_source == "from the camera model b.tif (gdal-raster:GTiff)"
+
+
+@needs_real
+def test_image_by_url_is_dated_from_the_dataset_name_in_its_tags(tmp_path):
+    """An image given by URL (served on 127.0.0.1 with range requests) is dated from the Airbus
+    dataset name in its tags, as the same file is locally: before, only the URL's file name was
+    looked at, and this crop's name (img_01.tif) holds no time."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from offnadir.io.image import open_image_source
+
+    src = S2P / "input_pair/img_01.tif"
+    www = tmp_path / "www"
+    www.mkdir()
+    shutil.copy(src, www / "img_01.tif")
+    log = tmp_path / "requests.jsonl"
+    log.touch()
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(www), str(log)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        remote = open_image_source(f"http://127.0.0.1:{port}/img_01.tif")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        server.stdout.close()
+    local = open_image_source(src)
+    assert remote.camera.acquired == local.camera.acquired == "2013-06-29T06:37:14.4Z"
+    assert "DS_PHR1B_2013062906" in remote.camera.acquired_from and "gml.root-instance" in remote.camera.acquired_from
+    assert remote.camera.acquired_from == local.camera.acquired_from

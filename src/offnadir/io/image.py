@@ -112,6 +112,8 @@ def open_image_source(path, *, model=None, gcps=None, name: str | None = None, b
     try:
         with rasterio.open(gdal_path(p)) as ds:
             shape, count, dtype, nodata = ds.shape, ds.count, ds.dtypes[0], ds.nodata
+            # a local file's tags are read where needed; a URL's now, from the header already fetched
+            tags = _url_tags(ds) if remote else None
     except RasterioIOError as e:
         where = " (over the network: check the URL and that the server answers range requests)" if remote else ""
         raise InputFileError(f"{p}: cannot be opened as an image{where} ({e}).") from None
@@ -128,7 +130,7 @@ def open_image_source(path, *, model=None, gcps=None, name: str | None = None, b
         camera = camera.replace(shape=tuple(shape))
     from offnadir.io.acquisition_time import with_acquisition_time
 
-    camera = with_acquisition_time(camera, p)  # an Airbus dataset/product name's time, if no other
+    camera = with_acquisition_time(camera, p, tags=tags)  # an Airbus dataset/product name's time, if no other
     if gcps is not None:
         from offnadir.camera.bias import fit_bias, read_gcps
 
@@ -140,6 +142,14 @@ def open_image_source(path, *, model=None, gcps=None, name: str | None = None, b
     if date and meta and date != meta:
         log.warning("%s: the given date %s overrides the metadata's acquisition date %s", stem, date, camera.acquired)
     return ImageSource(str(p), camera, tuple(shape), int(count), str(dtype), nodata, name or stem, date)
+
+
+def _url_tags(ds) -> dict:
+    """The GDAL metadata of an image opened by URL, as the camera readers see it (so that an
+    Airbus dataset name in its tags dates it as it dates a local file)."""
+    from offnadir.camera.readers._common import tags_all
+
+    return tags_all(ds)
 
 
 def _fetched_camera(model_url: str, image=None):
