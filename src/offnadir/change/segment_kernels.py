@@ -24,103 +24,108 @@ _NB = dict(cache=True, nogil=True, error_model="numpy")
 
 # ----------------------------------------------------------------------------- running min/max
 @njit(**_NB)
-def _running_min_1d(x, r, buf_g, buf_h, out):
-    """out[k] = min(x[k-r .. k+r]) with +inf beyond the ends (van Herk / Gil-Werman, O(n))."""
-    n = x.shape[0]
+def _running_min_1d(p, n, r, g, h, out):
+    """out[k] = min(x[k-r .. k+r]) (van Herk / Gil-Werman, O(n)) of the row ``x`` given padded:
+    ``p[q] = x[q - r]``, +inf in the ``r`` cells each side (``m = n + 2r``). g: running min from
+    each block start, h: running min to each block end (blocks of ``w = 2r + 1`` from 0). Block by
+    block, so no index arithmetic or test per cell (the same minima in the same order)."""
     w = 2 * r + 1
     m = n + 2 * r
-    # padded sequence p[q] = x[q - r] (inf outside); g: running min from each block start,
-    # h: running min to each block end (blocks of length w)
-    for q in range(m):
-        k = q - r
-        v = x[k] if 0 <= k < n else np.inf
-        if q % w == 0:
-            buf_g[q] = v
-        else:
-            buf_g[q] = min(buf_g[q - 1], v)
-    for q in range(m - 1, -1, -1):
-        k = q - r
-        v = x[k] if 0 <= k < n else np.inf
-        if q == m - 1 or (q + 1) % w == 0:
-            buf_h[q] = v
-        else:
-            buf_h[q] = min(buf_h[q + 1], v)
+    for s in range(0, m, w):
+        e = min(s + w, m)
+        v = p[s]
+        g[s] = v
+        for q in range(s + 1, e):
+            v = min(v, p[q])
+            g[q] = v
+        v = p[e - 1]
+        h[e - 1] = v
+        for q in range(e - 2, s - 1, -1):
+            v = min(v, p[q])
+            h[q] = v
     for k in range(n):
         # window in padded coordinates: [k, k + 2r]
-        out[k] = min(buf_h[k], buf_g[k + 2 * r])
-
-
-@njit(inline="always", **_NB)
-def _strip_pass(tmp, j0, nb, r, w, buf, forward):
-    """One van Herk pass over columns ``j0 .. j0 + nb`` of ``tmp`` padded by ``r`` rows of +inf:
-    forward, the running minimum from each block start (blocks of ``w`` rows); backward, to each
-    block end. ``buf[q, b]`` for padded row ``q``."""
-    ny = tmp.shape[0]
-    m = ny + 2 * r
-    for t in range(m):
-        q = t if forward else m - 1 - t
-        k = q - r
-        start = q % w == 0 if forward else (q == m - 1 or (q + 1) % w == 0)
-        p = q - 1 if forward else q + 1
-        if 0 <= k < ny:
-            for b in range(nb):
-                v = tmp[k, j0 + b]
-                buf[q, b] = v if start else min(buf[p, b], v)
-        else:
-            for b in range(nb):
-                buf[q, b] = np.inf if start else min(buf[p, b], np.inf)
+        out[k] = min(h[k], g[k + 2 * r])
 
 
 @njit(**_NB)
-def _rows_min(src, mode, r, tmp):
-    """``tmp[i]`` = the running minimum (:func:`_running_min_1d`) of row ``i`` of ``src`` taken as
-    is (mode 0), with NaN as +inf (mode 1), or negated with non-finite as +inf (mode 2)."""
+def _rows_min(src, mode, r, tmp, off):
+    """``tmp[off + i]`` = the running minimum (:func:`_running_min_1d`) of row ``i`` of ``src``
+    taken as is (mode 0), with NaN as +inf (mode 1), or negated with non-finite as +inf (mode 2)."""
     ny, nx = src.shape
     m = nx + 2 * r
     bg = np.empty(m)
     bh = np.empty(m)
-    row = np.empty(nx)
+    p = np.full(m, np.inf)
+    row = p[r:r + nx]
     for i in range(ny):
+        s = src[i]
         if mode == 0:
             for j in range(nx):
-                row[j] = src[i, j]
+                row[j] = s[j]
         elif mode == 1:
             for j in range(nx):
-                v = src[i, j]
+                v = s[j]
                 row[j] = v if np.isfinite(v) else np.inf
         else:
             for j in range(nx):
-                v = src[i, j]
+                v = s[j]
                 row[j] = -v if np.isfinite(v) else np.inf
-        _running_min_1d(row, r, bg, bh, tmp[i])
+        _running_min_1d(p, nx, r, bg, bh, tmp[off + i])
 
 
 @njit(**_NB)
-def _cols_min(tmp, r, out):
-    """Column running minima of ``tmp`` into ``out``: the van Herk recursion on strips of B
-    columns at a time, so that every step reads and writes contiguous row pieces (a column at a
-    time strides through the window)."""
-    ny, nx = tmp.shape
-    B = 64
+def _cols_min(tp, r, out):
+    """Column running minima into ``out`` (ny, nx) of ``tp`` (ny + 2r, nx): the rows padded by
+    ``r`` rows of +inf each side. The van Herk recursion (the minima of :func:`_running_min_1d`
+    in the same order) block by block on strips of B columns, so that every step reads and writes
+    contiguous row pieces (a column at a time strides through the window) and pads are rows like
+    any other (no test per row)."""
+    m, nx = tp.shape
+    ny = m - 2 * r
     w = 2 * r + 1
-    m = ny + 2 * r
+    B = 64
     G = np.empty((m, B))
     H = np.empty((m, B))
     for j0 in range(0, nx, B):
         nb = min(B, nx - j0)
-        _strip_pass(tmp, j0, nb, r, w, G, True)
-        _strip_pass(tmp, j0, nb, r, w, H, False)
-        for k in range(ny):
+        for s in range(0, m, w):
+            e = min(s + w, m)
+            src = tp[s, j0:j0 + nb]
+            gq = G[s]
             for b in range(nb):
-                out[k, j0 + b] = min(H[k, b], G[k + 2 * r, b])
+                gq[b] = src[b]
+            for q in range(s + 1, e):
+                src = tp[q, j0:j0 + nb]
+                gp = G[q - 1]
+                gq = G[q]
+                for b in range(nb):
+                    gq[b] = min(gp[b], src[b])
+            src = tp[e - 1, j0:j0 + nb]
+            hq = H[e - 1]
+            for b in range(nb):
+                hq[b] = src[b]
+            for q in range(e - 2, s - 1, -1):
+                src = tp[q, j0:j0 + nb]
+                hp = H[q + 1]
+                hq = H[q]
+                for b in range(nb):
+                    hq[b] = min(hp[b], src[b])
+        for k in range(ny):
+            o = out[k, j0:j0 + nb]
+            hk = H[k]
+            gk = G[k + 2 * r]
+            for b in range(nb):
+                o[b] = min(hk[b], gk[b])
 
 
 @njit(**_NB)
 def running_min_2d(a, r, out):
     """Square (2r+1)² moving minimum of ``a`` (float64), +inf beyond the array (separable)."""
-    tmp = np.empty(a.shape)
-    _rows_min(a, 0, r, tmp)
-    _cols_min(tmp, r, out)
+    ny = a.shape[0]
+    tp = np.full((ny + 2 * r, a.shape[1]), np.inf)
+    _rows_min(a, 0, r, tp, r)
+    _cols_min(tp, r, out)
 
 
 def ground_estimate(h, r):
@@ -141,12 +146,12 @@ def _opening(h, r, out):
     The +inf and negation are applied as each row enters the row pass (no whole-array passes or
     copies for them; minima are exact, so the numbers are those of the separate passes)."""
     ny, nx = h.shape
-    tmp = np.empty((ny, nx))
+    tp = np.full((ny + 2 * r, nx), np.inf)  # the row passes' output, padded for the column passes
     ero = np.empty((ny, nx))
-    _rows_min(h, 1, r, tmp)
-    _cols_min(tmp, r, ero)
-    _rows_min(ero, 2, r, tmp)
-    _cols_min(tmp, r, out)
+    _rows_min(h, 1, r, tp, r)
+    _cols_min(tp, r, ero)
+    _rows_min(ero, 2, r, tp, r)
+    _cols_min(tp, r, out)
     for i in range(ny):
         for j in range(nx):
             out[i, j] = -out[i, j] if np.isfinite(h[i, j]) else np.nan
