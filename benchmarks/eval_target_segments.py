@@ -304,6 +304,39 @@ def _state(m):
     return f"pi1 {m['pi'][1]:.3f}, means {m['mean'][0]:.2f}/{m['mean'][1]:.2f}, sds {m['sd'][0]:.2f}/{m['sd'][1]:.2f}"
 
 
+#: footprint bins (cells of a new building): the fine window's area (11^2), a quarter and the whole
+#: of the wide window's (41^2 / 4, 41^2), as eval_small_object_misses.SIZE_BINS
+SIZE_BINS = (0, 121, 420, 1681, 10**9)
+
+
+def by_size(newmask, new, un, lab, evs):
+    """Per footprint bin of the new buildings (4-connected objects of the truth's ``new`` class):
+    scored cells, the share of them whose target segment is mostly (>= 1/2) that building's cells
+    (the segment follows the object), and each evidence's cell AUC against unchanged ground."""
+    from scipy import ndimage as ndi
+
+    obj, _ = ndi.label(newmask)
+    size = np.bincount(obj.ravel())
+    # purity: per segment, its most frequent object's share
+    both = (lab > 0) & (obj > 0)
+    key = lab[both].astype(np.int64) * (obj.max() + 1) + obj[both]
+    k, cnt = np.unique(key, return_counts=True)
+    seg_n = np.bincount(lab.ravel())
+    share = np.zeros(lab.shape)
+    share[both] = (cnt[np.searchsorted(k, key)] / seg_n[lab[both]])
+    rows = []
+    for lo, hi in zip(SIZE_BINS[:-1], SIZE_BINS[1:]):
+        ids = np.nonzero((size >= lo) & (size < hi))[0]
+        ids = ids[ids > 0]
+        m = new & np.isin(obj, ids)
+        if not m.any():
+            continue
+        aucs = {n: _auc(np.log(np.where(e[m] > 0, e[m], np.nan)), np.log(np.where(e[un] > 0, e[un], np.nan)))
+                for n, e in evs.items()}
+        rows.append((lo, hi, len(ids), int(m.sum()), float((share[m] >= 0.5).mean()), aucs))
+    return rows
+
+
 def run_store(store, scene, names, step):
     from offnadir.change import sun_pairs as SP
 
@@ -332,6 +365,8 @@ def run_store(store, scene, names, step):
             sep[k] = (_auc(z[new], z[un]), _best_f1(z[new], z[un]))
         out["separation"] = sep
         out["n_new"] = int(new.sum())
+        out["by_size"] = by_size(cls == T.CODE["new"], new, un, lab, {"wide": d["ev"], "fine": d["fine"], "seg": seg,
+                                                                       "iv": ev["iv"]})
     p0, _, _ = decide(d, "current", ev, None)
     with np.errstate(invalid="ignore"):
         gone = np.isfinite(d["prob"]) & (d["prob"] == np.float32(0.5)) & (p0 < 0.5)
@@ -378,6 +413,9 @@ def main(argv=None) -> int:
         if "separation" in r:
             print(f"   new buildings ({r['n_new']} cells) vs unchanged ground, cell AUC / best F1: "
                   + ", ".join(f"{k} {auc:.3f}/{f1:.3f}" for k, (auc, f1) in r["separation"].items()))
+            for lo, hi, n, m, fol, aucs in r["by_size"]:
+                print(f"     footprint [{lo}, {hi if hi < 10**9 else 'inf'}): {n} objects, {m} cells, in a segment "
+                      f"mostly theirs {fol:.2f}; AUC " + ", ".join(f"{k} {v:.3f}" for k, v in aucs.items()))
         for v in a.variants:
             x = r[v]
             if scene is None:
