@@ -82,8 +82,7 @@ def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):
                 cj[bi, bj] /= cnt[bi, bj]
                 for f in range(nf):
                     cf[bi, bj, f] /= cnt[bi, bj]
-    asg_i = np.full((ny, nx), -1, np.int64)
-    asg_j = np.full((ny, nx), -1, np.int64)
+    out[:, :] = 0
     inv_m2 = 1.0 / (m * m)
     inv_s2 = 1.0 / (S * S)
     cand = np.empty((9, 2), np.int64)
@@ -144,21 +143,21 @@ def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):
                         lt = dist[q] < best[q]
                         best[q] = dist[q] if lt else best[q]
                         bc[q] = c if lt else bc[q]
-                for q in range(L):
-                    if mrow[j + q] and bc[q] >= 0:
-                        bi = cand[bc[q], 0]
-                        bj = cand[bc[q], 1]
-                        asg_i[i, j + q] = bi
-                        asg_j[i, j + q] = bj
-                        if update:
+                if update:  # the centres' sums (the labels of the last iteration only are kept)
+                    for q in range(L):
+                        if mrow[j + q] and bc[q] >= 0:
+                            bi = cand[bc[q], 0]
+                            bj = cand[bc[q], 1]
                             cnt[bi, bj] += 1
                             si[bi, bj] += i
                             sj[bi, bj] += j + q
                             for f in range(nf):
                                 sf[bi, bj, f] += feat[f, i, j + q]
-                    elif mrow[j + q]:
-                        asg_i[i, j + q] = -1
-                        asg_j[i, j + q] = -1
+                else:
+                    orow = out[i]
+                    for q in range(L):
+                        if mrow[j + q] and bc[q] >= 0:
+                            orow[j + q] = (cand[bc[q], 0] + b0i) * NBX + (cand[bc[q], 1] + b0j) + 1
                 j += L
         if not update:
             break
@@ -169,9 +168,3 @@ def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):
                     cj[bi, bj] = sj[bi, bj] / cnt[bi, bj]
                     for f in range(nf):
                         cf[bi, bj, f] = sf[bi, bj, f] / cnt[bi, bj]
-    for i in range(ny):
-        for j in range(nx):
-            if asg_i[i, j] < 0:
-                out[i, j] = 0
-            else:
-                out[i, j] = (asg_i[i, j] + b0i) * NBX + (asg_j[i, j] + b0j) + 1
