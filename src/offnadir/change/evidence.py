@@ -47,9 +47,13 @@ _NEIGH = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
 
 
 def intensity(val):
-    """(bands, y, x) -> (y, x) band mean (single band: itself)."""
-    v = np.asarray(val, np.float64)
-    return v.mean(axis=0) if v.ndim == 3 else v
+    """(bands, y, x) -> (y, x) float64 band mean (single band: itself); the numbers of numpy's
+    ``mean(axis=0)`` of the float64 values (:func:`offnadir.change.kernels.band_mean`)."""
+    if np.ndim(val) == 3:
+        from offnadir.change.kernels import band_mean
+
+        return band_mean(val)
+    return np.asarray(val, np.float64)
 
 
 def noise_sigma(x, mask) -> float:

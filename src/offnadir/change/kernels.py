@@ -169,6 +169,35 @@ def canonical_sums(u, v, used, rowmap, ci0, cj0, n_groups):
     return out
 
 
+def band_mean(val):
+    """(bands, y, x) float32/float64 -> (y, x) float64 band mean: the numbers of
+    ``np.asarray(val, np.float64).mean(axis=0)`` (numpy adds the bands in order onto its identity
+    0.0, then divides by their number; fewer than 8 bands, so no pairwise blocks) in one pass,
+    without the widened copy and the sum's temporaries (tested equal, signed zeros and NaN too)."""
+    v = np.ascontiguousarray(val)
+    if v.ndim != 3 or v.shape[0] >= 8 or v.dtype not in (np.float32, np.float64):
+        return np.asarray(val, np.float64).mean(axis=0)
+    out = np.empty(v.shape[1:])
+    _band_mean(v, out)
+    return out
+
+
+@njit(**_NB)
+def _band_mean(v, out):
+    nb, ny, nx = v.shape
+    d = np.float64(nb)
+    for i in range(ny):
+        o = out[i]
+        for j in range(nx):
+            o[j] = 0.0
+        for b in range(nb):
+            r = v[b, i]
+            for j in range(nx):
+                o[j] += np.float64(r[j])
+        for j in range(nx):
+            o[j] = o[j] / d
+
+
 def visible_band_sums(val, vis):
     """(n, sums, sums of squares) of the bands of the cells visible (``vis == 1``) with every
     band finite: the numbers of ``v = val[:, ok].astype(np.float64); v.sum(axis=1), (v * v).sum(axis=1)``
