@@ -195,16 +195,22 @@ def label_components(key, h, dz, use_h, gi0, gj0, NX, out):
                         par[rb] = ra
                     else:
                         par[ra] = rb
-    # roots are the smallest local linear index of each component; local order = global order
+    # roots are the smallest local linear index of each component; local order = global order.
+    # Components come in runs along a row: the root's global ID (a division) once per run
+    last_r = -1
+    last_id = 0
     for i in range(ny):
         for j in range(nx):
             if key[i, j] == 0:
                 out[i, j] = 0
             else:
                 r = _find(par, i * nx + j)
-                ri = r // nx
-                rj = r - ri * nx
-                out[i, j] = (gi0 + ri) * NX + (gj0 + rj) + 1
+                if r != last_r:
+                    ri = r // nx
+                    rj = r - ri * nx
+                    last_id = (gi0 + ri) * NX + (gj0 + rj) + 1
+                    last_r = r
+                out[i, j] = last_id
 
 
 @njit(**_NB)
