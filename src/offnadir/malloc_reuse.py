@@ -33,10 +33,14 @@ Within the same block numpy stops advising transparent huge pages for its arrays
 or more). Why: with the heap reused, huge pages save few faults, while each one is 2 MiB zeroed
 (and, with the kernel's default ``defrag=madvise``, possibly compacted) at once, for arrays that
 touch only part of it. Measured on ``benchmarks/bench_detect.py``'s 2048² scene (threads, one tree
-with and without, alternated, 3 runs each, load 12-14): minor faults 98 000-103 000 -> 258 000-266 000
-(4 KiB pages instead), system CPU 1.97-2.13 -> 1.18-1.31 s, the process's CPU 10.8-11.8 -> 9.8-10.3 s
-(the cube's tile writes 0.60-0.79 -> 0.26-0.30 system CPU-s); outputs unchanged (allocation only).
-numpy's previous setting is put back on leaving.
+with and without, alternated, load 11-14): minor faults ~100 000 -> ~255 000 (4 KiB pages instead);
+its offnadir run alone, 4 pairs: system CPU 1.97-2.13 -> 1.07-1.31 s, the process's CPU 10.8-12.2 ->
+9.8-10.3 s; the whole command, 5 pairs: system CPU 1.71-2.15 (median 1.86) -> 1.13-2.33 (1.30) s,
+CPU median 11.0 -> 10.8 s (user CPU a little higher: more, smaller pages), the cube's tile writes
+1.14-1.50 -> 1.02-1.12 s wall and 0.26-0.80 -> 0.33-0.42 system CPU-s, end-to-end wall within the
+load's noise (median 7.56 -> 7.59 s). Outputs unchanged (allocation only). On this machine (a VM)
+a huge-page fault is also the likeliest to need fresh memory from the host. numpy's previous
+setting is put back on leaving.
 """
 
 from __future__ import annotations
