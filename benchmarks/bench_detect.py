@@ -23,7 +23,9 @@ run before any change detection.
 
 Figures: DSM Mpx/s (SIZE^2 / wall seconds), CPU seconds (per stage too, and both tools' CPU seconds side by
 side: they move much less with other load than wall seconds), offnadir's system CPU seconds and minor page
-faults (the kernel faulting in and zeroing fresh memory), the load average before and after (the
+faults (the kernel faulting in and zeroing fresh memory, copying the store's chunk files into the page
+cache; per stage too, from ``/proc/PID/stat`` of the processes, so in a threaded run a stage's figure
+includes whatever else the process did meanwhile, e.g. the kernel preload thread), the load average before and after (the
 machine is shared: other load slows both tools), and the targets of issue 7 (>= 0.5 DSM Mpx/s end
 to end on 2 cores, >= 1.5x gdalwarp's pair ortho), each PASS/FAIL.
 """
@@ -64,6 +66,7 @@ class Cpu:
     def __init__(self, pids):
         import psutil
 
+        self.pids = list(pids)
         self.procs = [psutil.Process(p) for p in pids]
         self.mark()
 
@@ -89,14 +92,18 @@ CPU: list = [None]
 
 
 def timed(rows, name, fn):
+    """``fn`` wrapped to append (name, wall s, CPU s, system CPU s, minor page faults) to ``rows``."""
     def wrap(*a, **k):
+        cpu = CPU[0]
         t0 = time.perf_counter()
-        c0 = CPU[0]._now() if CPU[0] is not None else float("nan")
+        c0 = cpu._now() if cpu is not None else float("nan")
+        s0, f0 = _sys_and_faults(cpu.pids) if cpu is not None else (float("nan"), 0)
         try:
             return fn(*a, **k)
         finally:
-            c1 = CPU[0]._now() if CPU[0] is not None else float("nan")
-            rows.append((name, time.perf_counter() - t0, c1 - c0))
+            c1 = cpu._now() if cpu is not None else float("nan")
+            s1, f1 = _sys_and_faults(cpu.pids) if cpu is not None else (float("nan"), 0)
+            rows.append((name, time.perf_counter() - t0, c1 - c0, s1 - s0, f1 - f0))
     return wrap
 
 
@@ -252,15 +259,15 @@ def main(argv=None) -> int:
     gd = min(gd0, gd1, key=lambda g: g["wall_s"])
     print(f"DSM {a.size}^2 = {mpx:.2f} Mpx, 2 images, {a.workers} worker(s) ({off['workers_why']}); load "
           f"average before {off['load_before'][0]:.2f}, after {off['load_after'][0]:.2f}")
-    print(f"{'stage':<34} {'wall s':>8} {'DSM Mpx/s':>10} {'share':>6} {'CPU s':>7}")
-    for name, s, c in off["stages"]:
-        print(f"{name:<34} {s:8.2f} {mpx / max(s, 1e-9):10.3f} {s / off['wall_s']:6.1%} {c:7.2f}")
+    print(f"{'stage':<34} {'wall s':>8} {'DSM Mpx/s':>10} {'share':>6} {'CPU s':>7} {'sys s':>6} {'faults':>7}")
+    for name, s, c, sy, fl in off["stages"]:
+        print(f"{name:<34} {s:8.2f} {mpx / max(s, 1e-9):10.3f} {s / off['wall_s']:6.1%} {c:7.2f} {sy:6.2f} {fl:7d}")
         if name == "  change: store + passes + table":  # the client's set-up and table, around the passes
-            passes = [(w, cc) for n, w, cc in off["stages"] if n.startswith("  change: ") and n != name
-                      and n != "  change: history"]
-            w, c = s - sum(p[0] for p in passes), c - sum(p[1] for p in passes)
+            passes = [r[1:] for r in off["stages"] if r[0].startswith("  change: ") and r[0] != name
+                      and r[0] != "  change: history"]
+            w, c, sy, fl = (v - sum(p[i] for p in passes) for i, v in enumerate((s, c, sy, fl)))
             print(f"{'  change: outside the passes':<34} {w:8.2f} {mpx / max(w, 1e-9):10.3f} "
-                  f"{w / off['wall_s']:6.1%} {c:7.2f}")
+                  f"{w / off['wall_s']:6.1%} {c:7.2f} {sy:6.2f} {fl:7d}")
     print(f"{'offnadir detect, end to end':<34} {off['wall_s']:8.2f} {mpx / off['wall_s']:10.3f}   "
           f"CPU {off['cpu_s']:.1f} s (+ cluster start-up {off['startup_s']:.1f} s, not counted)")
     print(f"{'gdalwarp pair ortho (cubic)':<34} {gd['wall_s']:8.2f} {mpx / gd['wall_s']:10.3f}   "
@@ -268,7 +275,7 @@ def main(argv=None) -> int:
           f"{gd['parallel_s']:.2f} s; best of a run before and after offnadir)")
     # CPU seconds move much less with what else the shared machine runs than wall seconds: the ratio
     # of the two tools' CPU seconds is printed too, as a figure, not as the goal
-    cpu_change = sum(c for name, _, c in off["stages"] if name == "change stage (total)")
+    cpu_change = sum(r[2] for r in off["stages"] if r[0] == "change stage (total)")
     print(f"offnadir system CPU {off['system_cpu_s']:.2f} s, minor page faults {off['minor_faults']}")
     print(f"CPU seconds: offnadir {off['cpu_s']:.1f} (change stage {cpu_change:.1f}) vs gdalwarp {gd['cpu_s']:.1f}: "
           f"gdalwarp / offnadir = {gd['cpu_s'] / max(off['cpu_s'], 1e-9):.2f}")
