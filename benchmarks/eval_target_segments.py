@@ -14,9 +14,13 @@ segment's pairs, smallest over the offsets, the smaller of all pairs and ground 
 
 Printed per stored run:
 
+* the lower-half spread of ``log R_seg`` per octave of segment size (the null's width);
 * the separation of new buildings from unchanged ground (cell AUC and the best F1 any single
-  threshold gives) for the wide window's stored ratio, the fine window's, ``R_seg``, and
-  ``R_seg`` standardised by its null spread per segment size (see :func:`standardise`);
+  threshold gives) for the wide window's stored ratio, the fine window's, ``R_seg``, ``R_seg``
+  standardised by its null spread per segment size (:func:`standardise`), the segment mean of the
+  fine window's ``log R_11`` (:func:`segment_mean`) and the combinations the variants use; per
+  new-building footprint, the share of its cells whose target segment is mostly that building (the
+  segment follows the object) and the cell AUC of each evidence;
 * with ``--variants``: decisions as the maps pass takes them (``eval_decision_offline``'s ``finish``:
   calibration, the localisation, rim witness, patch criteria, roofs whose shadow went), with the
   fine window's evidence replaced by or followed by the segment evidence (:data:`VARIANTS`), scored
@@ -56,6 +60,12 @@ VARIANTS = {
     "seg_max": "the fine window's localisation, or the segment one where it gives the larger probability",
     "gmseg": "ground cells' evidence sqrt(R_41 R_seg) (calibrated as the ground stratum), then the localisation",
     "gmseg0.5": "the same with R_seg at half weight: R_41^(2/3) R_seg^(1/3)",
+    "fineseg_local": "the localisation's fine evidence R_11 replaced by exp(mean log R_11 over the cell's target "
+                     "segment): the fine witness smoothed within the object's own outline",
+    "finegm_local": "the localisation's fine evidence sqrt(R_11 * that segment mean)",
+    "gmfs_iv": "ground cells' log evidence the inverse-variance mean of log R_41 and the segment mean of log R_11 "
+               "(variances: the squared lower-half spreads of each over the run's ground cells), then the localisation",
+    "gmfs": "the same, equal weights: sqrt(R_41 * segment mean of R_11)",
     "gmseg_iv": "ground cells' log evidence the inverse-variance mean of log R_41 and log R_seg, each variance the "
                 "run's null spread (lower half, 1.4826 MAD below the median; R_seg's per segment size octave)",
 }
@@ -210,6 +220,28 @@ def iv_combined(wide, r, size, labels, ground):
     return out
 
 
+def iv_pair(a, b, ground, equal=False):
+    """``exp`` of the inverse-variance mean of ``log a`` and ``log b`` per cell, each variance the
+    squared :func:`lower_spread` over the ``ground`` cells (``equal``: weights 1/2); NaN where either
+    is missing."""
+    za, zb = np.log(np.where(a > 0, a, np.nan)), np.log(np.where(b > 0, b, np.nan))
+    wa, wb = (1.0, 1.0) if equal else (lower_spread(za[ground]) ** -2, lower_spread(zb[ground]) ** -2)
+    return np.exp((wa * za + wb * zb) / (wa + wb))
+
+
+def segment_mean(e, labels, ground):
+    """Per cell ``exp`` of the mean ``log e`` over its segment's ground cells with a finite positive
+    ``e`` (NaN off segments)."""
+    z = np.log(np.where(e > 0, e, np.nan))
+    ok = ground & np.isfinite(z) & (labels > 0)
+    n = np.bincount(labels[ok], minlength=labels.max() + 1)
+    s = np.bincount(labels[ok], weights=z[ok], minlength=labels.max() + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.exp(s / n)
+    m[0] = np.nan
+    return m[labels]
+
+
 def cell_segment_evidence(st, inp, step, pairs):
     """Per cell, R_seg of its target segment (NaN off segments and on elevated cells), the standardised
     one, and the labels."""
@@ -241,6 +273,9 @@ def decide(d, name, ev, gone):
     seg, segz = ev["seg"], ev["segz"]
     if name == "gmseg_iv":
         e = np.where(g & np.isfinite(ev["iv"]), ev["iv"], e)
+    elif name in ("gmfs_iv", "gmfs"):
+        comb = iv_pair(e, ev["fineseg"], g, equal=name == "gmfs")
+        e = np.where(g & np.isfinite(comb), comb, e)
     elif name.startswith("gmseg"):
         k = 1.0 if name == "gmseg" else 0.5
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -253,12 +288,21 @@ def decide(d, name, ev, gone):
         p[m] = C.probability(P.ratio_evidence(e[m]), models[s])
     fm = _fit_local(d["fine"], g)
     info = {}
-    if name in ("current", "seg_after", "seg_max") or name.startswith("gmseg"):
+    if name in ("fineseg_local", "finegm_local"):
+        fe = ev["fineseg"] if name == "fineseg_local" else np.sqrt(d["fine"] * ev["fineseg"])
+        fe = np.where(np.isfinite(fe), fe, d["fine"])
+        fm = _fit_local(fe, g)
+        info["seg_model"] = fm
+        p[g] = L.localise(p[g], fe[g], models[0], fm)
+        kept = ED.rim_kept(d)
+        pp, ch = ED.finish(d, p, kept, ED.criteria_score(d, kept), gone)
+        return pp, ch, info
+    if name in ("current", "seg_after", "seg_max", "gmfs", "gmfs_iv") or name.startswith("gmseg"):
         p1 = p.copy()
         p1[g] = L.localise(p[g], d["fine"][g], models[0], fm)
     if name == "no_local":
         pass
-    elif name == "current" or name.startswith("gmseg"):
+    elif name in ("current", "gmfs", "gmfs_iv") or name.startswith("gmseg"):
         p = p1
     else:
         src = segz if name == "segz_local" else seg
@@ -350,6 +394,7 @@ def run_store(store, scene, names, step):
     seg, segz, lab, stats = ev["seg"], ev["segz"], ev["labels"], ev["stats"]
     g = ~d["elev"]
     ev["iv"] = iv_combined(d["ev"], ev["r"], ev["size"], lab, g)
+    ev["fineseg"] = segment_mean(d["fine"], lab, g)
     out = {"segments": int(len(np.unique(lab)) - 1), "size_stats": stats}
     if scene is not None:
         from offnadir.simulate import truth as T
@@ -360,13 +405,14 @@ def run_store(store, scene, names, step):
         new, un = cells & g & (cls == T.CODE["new"]), cells & g & (sb == 0)
         sep = {}
         for k, e in (("wide", d["ev"]), ("fine", d["fine"]), ("seg", seg), ("segz", segz),
-                     ("wide+fine", np.sqrt(d["ev"] * d["fine"])), ("wide+seg", np.sqrt(d["ev"] * seg)), ("iv", ev["iv"]), ("fine+seg", np.sqrt(d["fine"] * seg))):
+                     ("wide+fine", np.sqrt(d["ev"] * d["fine"])), ("wide+seg", np.sqrt(d["ev"] * seg)), ("iv", ev["iv"]), ("fineseg", ev["fineseg"]),
+                     ("wide+fineseg iv", iv_pair(d["ev"], ev["fineseg"], g)), ("fine+seg", np.sqrt(d["fine"] * seg))):
             z = np.log(np.where(e > 0, e, np.nan))
             sep[k] = (_auc(z[new], z[un]), _best_f1(z[new], z[un]))
         out["separation"] = sep
         out["n_new"] = int(new.sum())
         out["by_size"] = by_size(cls == T.CODE["new"], new, un, lab, {"wide": d["ev"], "fine": d["fine"], "seg": seg,
-                                                                       "iv": ev["iv"]})
+                                                                       "iv": ev["iv"], "fineseg": ev["fineseg"]})
     p0, _, _ = decide(d, "current", ev, None)
     with np.errstate(invalid="ignore"):
         gone = np.isfinite(d["prob"]) & (d["prob"] == np.float32(0.5)) & (p0 < 0.5)
