@@ -18,12 +18,23 @@ def group_index(ids):
     ids = np.ascontiguousarray(ids, np.int64).ravel()
     if len(ids) < 4096:
         return np.unique(ids, return_inverse=True)
-    size = 1 << int(len(ids) * 2 - 1).bit_length()  # load factor <= 1/2
+    # load factor <= 1/2: there are at most as many distinct ids as runs of equal ones (patch IDs
+    # come in runs along a row: ~8x fewer than cells), so a table that fits the caches
+    size = 1 << int(_count_runs(ids) * 2 - 1).bit_length()
     uniq, inv = _hash_groups(ids, size)
     order = np.argsort(uniq, kind="stable")
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order))
     return uniq[order], rank[inv]
+
+
+@njit(**_NB)
+def _count_runs(ids):
+    """How many runs of equal values ``ids`` (non-empty) has."""
+    n = 1
+    for r in range(1, ids.shape[0]):
+        n += ids[r] != ids[r - 1]
+    return n
 
 
 @njit(**_NB)
