@@ -137,26 +137,62 @@ def pooled_ratio(N, D, A, B):
     return np.where(N > 0, r, np.nan)
 
 
-def segment_ratio(base, target, ok_base, ok_target, ground, labels, offsets, sigmas, compare=None, pairs=None):
+def segment_ratio(base, target, ok_base, ok_target, ground, labels, offsets, sigmas, compare=None, pairs=None,
+                  radii=(1,)):
     """Per label the census ratio pooled over the label's cells, smallest over the parallax ``offsets``
     (target shifted as :func:`offnadir.change.evidence.structural_evidence` shifts it), the smaller of
-    all code pairs and ground code pairs only (``cells.stratum_evidence``'s ground rule)."""
+    all code pairs and ground code pairs only (``cells.stratum_evidence``'s ground rule). ``radii``:
+    census neighbour distances whose code pairs are pooled together (the pipeline's: 1); ``pairs``:
+    the sun-pair word of radius 1, or a dict radius -> word."""
     from offnadir.change import census_codes as CW
     from offnadir.change import evidence as EV
 
     cm = np.ones(base.shape, bool) if compare is None else compare
+    pw = pairs if isinstance(pairs, dict) or pairs is None else {1: pairs}
     best = None
     for m in (cm, cm & ground):
-        wa = CW.census_words(base, ok_base & m, EV.DEADBAND * sigmas[0], EV.RADIUS, EV._NEIGH)
-        wb = CW.census_words(target, ok_target & m, EV.DEADBAND * sigmas[1], EV.RADIUS, EV._NEIGH)
-        if pairs is not None:
-            wa, wb = wa & pairs, wb & pairs
+        words = []
+        for r in radii:
+            wa = CW.census_words(base, ok_base & m, EV.DEADBAND * sigmas[0], r, EV._NEIGH)
+            wb = CW.census_words(target, ok_target & m, EV.DEADBAND * sigmas[1], r, EV._NEIGH)
+            if pw is not None:
+                wa, wb = wa & pw[r], wb & pw[r]
+            words.append((wa, wb))
         for di, dj in offsets:
-            wbs = EV.shift(wb, di, dj, np.uint32(0)) if (di or dj) else wb
-            r = pooled_ratio(*pooled_counts(wa, wbs, labels))
+            tot = None
+            for wa, wb in words:
+                wbs = EV.shift(wb, di, dj, np.uint32(0)) if (di or dj) else wb
+                c = pooled_counts(wa, wbs, labels)
+                tot = c if tot is None else (tot[0] + c[0], tot[1] + c[1], (tot[2][0] + c[2][0], tot[2][1] + c[2][1]),
+                                             (tot[3][0] + c[3][0], tot[3][1] + c[3][1]))
+            r = pooled_ratio(*tot)
             best = r if best is None else np.fmin(best, r)
     best[0] = np.nan
     return best
+
+
+def pair_words(lit, t, radii):
+    """The sun-pair word (:func:`offnadir.change.sun_pairs.pair_word`'s rule) at each census radius."""
+    from offnadir.change import evidence as EV
+    from offnadir.change import sun_pairs as SP
+
+    if lit is None:
+        return None
+    lab = SP.sun_labels(lit, t)
+    ny, nx = lab.shape
+    out = {}
+    for r in radii:
+        w = np.zeros(lab.shape, np.uint32)
+        for d, (di, dj) in enumerate(EV._NEIGH):
+            di, dj = di * r, dj * r
+            bits = np.uint32((1 << d) | (1 << (d + 8)) | (1 << (d + 16)))
+            keep = np.full(lab.shape, True)
+            src = (slice(max(di, 0), ny + min(di, 0)), slice(max(dj, 0), nx + min(dj, 0)))
+            dst = (slice(max(-di, 0), ny + min(-di, 0)), slice(max(-dj, 0), nx + min(-dj, 0)))
+            keep[dst] = lab[src] == lab[dst]
+            w[keep] |= bits
+        out[r] = w
+    return out
 
 
 def standardise(r, size, lower=0.5):
@@ -242,14 +278,14 @@ def segment_mean(e, labels, ground):
     return m[labels]
 
 
-def cell_segment_evidence(st, inp, step, pairs):
+def cell_segment_evidence(st, inp, step, pairs, radii=(1,)):
     """Per cell, R_seg of its target segment (NaN off segments and on elevated cells), the standardised
     one, and the labels."""
     t = st["t"]
     ground = ~st["elev"]
     lab = target_segments(st["val"][t], st["dsm"], inp["ok"][1], ground, step=step)
     r = segment_ratio(inp["inten"][0], inp["inten"][1], inp["ok"][0], inp["ok"][1], ground, lab, inp["offsets"],
-                      inp["sigmas"], pairs=pairs)
+                      inp["sigmas"], pairs=pairs, radii=radii)
     size = np.bincount(lab.ravel())
     rz, stats = standardise(r, size.astype(np.float64))
     rz[0] = np.nan
@@ -381,7 +417,7 @@ def by_size(newmask, new, un, lab, evs):
     return rows
 
 
-def run_store(store, scene, names, step):
+def run_store(store, scene, names, step, radii=(1,)):
     from offnadir.change import sun_pairs as SP
 
     with warnings.catch_warnings():
@@ -389,8 +425,10 @@ def run_store(store, scene, names, step):
         st = EO.load_store(store)
         d = ED.load(store)
     inp = EO.inputs(st)
-    pairs = SP.sun_pair_word(st["ill"], 1) if st["ill"] is not None else None
-    ev = cell_segment_evidence(st, inp, step, pairs)
+    pairs = pair_words(st["ill"], 1, radii)
+    if pairs is not None:
+        assert np.array_equal(pairs[1], SP.sun_pair_word(st["ill"], 1))  # the pipeline's word at radius 1
+    ev = cell_segment_evidence(st, inp, step, pairs, radii)
     seg, segz, lab, stats = ev["seg"], ev["segz"], ev["labels"], ev["stats"]
     g = ~d["elev"]
     ev["iv"] = iv_combined(d["ev"], ev["r"], ev["size"], lab, g)
@@ -405,7 +443,8 @@ def run_store(store, scene, names, step):
         new, un = cells & g & (cls == T.CODE["new"]), cells & g & (sb == 0)
         sep = {}
         for k, e in (("wide", d["ev"]), ("fine", d["fine"]), ("seg", seg), ("segz", segz),
-                     ("wide+fine", np.sqrt(d["ev"] * d["fine"])), ("wide+seg", np.sqrt(d["ev"] * seg)), ("iv", ev["iv"]), ("fineseg", ev["fineseg"]),
+                     ("wide+fine", np.sqrt(d["ev"] * d["fine"])), ("wide+seg", np.sqrt(d["ev"] * seg)),
+                     ("iv", ev["iv"]), ("fineseg", ev["fineseg"]),
                      ("wide+fineseg iv", iv_pair(d["ev"], ev["fineseg"], g)), ("fine+seg", np.sqrt(d["fine"] * seg))):
             z = np.log(np.where(e > 0, e, np.nan))
             sep[k] = (_auc(z[new], z[un]), _best_f1(z[new], z[un]))
@@ -441,6 +480,8 @@ def main(argv=None) -> int:
     ap.add_argument("--km", type=Path, help="eval_change_real.py --workdir")
     ap.add_argument("--step", type=int, default=16, help="target SLIC grid step (cells; the base's default 16)")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["current"])
+    ap.add_argument("--radii", type=int, nargs="+", default=[1],
+                    help="census neighbour distances pooled in R_seg (the pipeline's: 1)")
     a = ap.parse_args(argv)
     runs = []
     if a.hard:
@@ -451,7 +492,7 @@ def main(argv=None) -> int:
     for title, store, scene in runs:
         if not store.exists():
             sys.exit(f"{store} not found: run the evaluation with --work/--workdir first")
-        r = res[title] = run_store(store, scene, a.variants, a.step)
+        r = res[title] = run_store(store, scene, a.variants, a.step, tuple(a.radii))
         print(f"== {title}: {r['segments']} target segments; current vs stored probability "
               f"{r['current_vs_store']:.2g}", flush=True)
         print("   size classes (log2 cells: segments, median log R_seg, lower-half sd): "
@@ -468,8 +509,8 @@ def main(argv=None) -> int:
                 print(f"   {v:11s} F1 {x['f1']:.4f} AUC {x['auc']:.4f} flagged {x['flagged']:.3f} objects "
                       f"{x['objects']} {x['seg_model']}")
             else:
-                print(f"   {v:11s} elevated F1 {x['elevated_f1']:.3f} AUC {x['auc']:.3f} ground FA {x['ground_fa']:.3f} "
-                      f"({x['fa_ground']} cells) new missed {x['miss_new']} {x['seg_model']}")
+                print(f"   {v:11s} elevated F1 {x['elevated_f1']:.3f} AUC {x['auc']:.3f} ground FA "
+                      f"{x['ground_fa']:.3f} ({x['fa_ground']} cells) new missed {x['miss_new']} {x['seg_model']}")
     for v in a.variants:
         hard = [res[k][v] for k in res if k.startswith("hard")]
         if hard:
