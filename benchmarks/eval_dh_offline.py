@@ -91,7 +91,19 @@ def load(work: Path, off: Path, seed: int) -> dict:
     out["occ"] = {1: _read(d / "truth_occluded.tif"), 2: _read(d / "truth_occluded_target2.tif")}
     out["true_dh"] = _read(d / "dsm_epoch2.tif").astype(np.float64) - _read(d / "dsm.tif")
     out["bound"] = 2.5
+    out["cell_area"] = float(abs((ds.x[1] - ds.x[0]) * (ds.y[1] - ds.y[0])))
     return out
+
+
+def all_cells(d, t, p):
+    """F1, score AUC and changed objects found on all decided cells, as ``offnadir evaluate``."""
+    from offnadir.change.cells import DECISION_P
+    from offnadir.change.reference import height_scores
+
+    ch = np.where(np.isfinite(p), (np.nan_to_num(p) >= DECISION_P).astype(np.uint8), 2)
+    cells = (d["visible"][0] == 1) & (d["visible"][t] == 1) & (d["occ"][t] == 0)  # as eval_hard_sim
+    r = height_scores(d["truth"], ch, np.nan_to_num(p), cells, d["cell_area"])
+    return r["f1"], r["auc"], r["objects"]["found"], r["objects"]["objects"]
 
 
 def coherent(dh, bound, min_share=None):
@@ -138,6 +150,22 @@ def variant(d, t, name):
         share = patch_share(d["patch"], ans)
         weak = d["elevated_dsm"] & np.isfinite(ans) & (ans != 0) & (share < x)
         return np.where(weak, np.nan, dh_probability(dhc, sig, b))
+    if name.startswith("object:"):  # object:dsm[:S] / object:patch[:S]: also coherent where the
+        # cell's small object (DSM-elevated component / base patch fitting in the window) answers
+        # as the cell on at least S of its cells (default 0.5)
+        from offnadir.change.dh_evidence import coherent_mask, object_coherent
+
+        parts = name.split(":")
+        x = float(parts[2]) if len(parts) > 2 else 0.5
+        ans = dh_answer(dh, b)
+        objects = d["elevated_dsm"] if parts[1] == "dsm" else np.asarray(d["patch"])
+        if parts[1] == "dsmpatch":  # the base patches of DSM-elevated cells
+            objects = np.where(d["elevated_dsm"], np.asarray(d["patch"]), 0)
+        obj = object_coherent(ans, objects, None, x)
+        if "lower" in parts[3:]:  # only a small object's "lower" answer (its removal)
+            obj &= ans == -1
+        keep = coherent_mask(ans, None, 0.5) | obj
+        return dh_probability(np.where(keep, dh, np.nan), sig, b)
     if name.startswith("share:"):  # another minimum window share for the coherence rule
         x = float(name.split(":")[1])
         return dh_probability(coherent(dh, b, x), sig, b)
@@ -173,6 +201,28 @@ def f1(d, t, p):
     return 2 * tp / max(2 * tp + fp + fn, 1), int(fn), int(fp)
 
 
+def miss_by_class(d, t, p, acc):
+    """Adds the elevated cells missed per truth class and the falsely flagged ones to ``acc``."""
+    from offnadir.change.cells import DECISION_P
+    from offnadir.simulate.truth import CLASSES
+
+    m = scored(d, t) & d["elev"] & np.isfinite(p)
+    truth = np.isin(d["truth"], (1, 2))
+    flag = np.where(np.isfinite(p), p, 0) >= DECISION_P
+    for code in (1, 2, 3, 5, 6):
+        k = "miss " + CLASSES[code]
+        acc[k] = acc.get(k, 0) + int((m & truth & ~flag & (d["cls"] == code)).sum())
+    acc["false elevated"] = acc.get("false elevated", 0) + int((m & ~truth & flag).sum())
+
+
+def ground_false(d, t, p):
+    """Flagged share of the unchanged ground cells (truth), scored as :func:`f1` scores."""
+    from offnadir.change.cells import DECISION_P
+
+    m = scored(d, t) & ~d["elev"] & np.isfinite(p) & (d["truth"] == 0)
+    return float((p[m] >= DECISION_P).mean()) if m.any() else float("nan")
+
+
 def diagnose(d, t):
     from offnadir.change.cells import DECISION_P
     from offnadir.simulate.truth import CLASSES
@@ -185,17 +235,22 @@ def diagnose(d, t):
     truth = np.isin(d["truth"], (1, 2))
     state = np.full(dh.shape, "unmeasured", object)
     state[np.isfinite(dh)] = "incoherent"
+    from offnadir.change.dh_evidence import dh_answer, object_coherent
+
+    ans = dh_answer(dh, b)
+    state[np.isfinite(dh) & ~np.isfinite(dhc) & object_coherent(ans, d["elevated_dsm"])] = "object"
     fin = np.isfinite(dhc)
     state[fin & (np.abs(np.nan_to_num(dhc)) <= b)] = "within"
     state[fin & (np.abs(np.nan_to_num(dhc)) > b)] = "beyond"
     err = np.abs(dh - d["true_dh"])
-    for what, sel in (("miss", m & truth & ~flag), ("false", m & ~truth & flag)):
+    for what, sel in (("miss", m & truth & ~flag), ("false", m & ~truth & flag), ("hit", m & truth & flag),
+                      ("ok", m & ~truth & ~flag)):
         for code, name in CLASSES.items():
             c = sel & (d["cls"] == code)
             if not c.any():
                 continue
             parts = []
-            for s in ("unmeasured", "incoherent", "within", "beyond"):
+            for s in ("unmeasured", "incoherent", "object", "within", "beyond"):
                 k = c & (state == s)
                 if k.any():
                     ok = k & np.isfinite(err)
@@ -250,6 +305,8 @@ def main(argv=None) -> int:
     ap.add_argument("--prepare", action="store_true", help="(re)make the copies with the combination off")
     ap.add_argument("--variants", nargs="+", default=["current"])
     ap.add_argument("--diagnose", action="store_true")
+    ap.add_argument("--all-cells", action="store_true",
+                    help="also F1, score AUC and changed objects on all decided cells (offnadir evaluate's)")
     ap.add_argument("--km", type=Path, nargs=2, metavar=("STORE", "REFERENCE"),
                     help="replay a real stereo store (the README's Kahramanmaraş detect) against its reference")
     a = ap.parse_args(argv)
@@ -259,6 +316,7 @@ def main(argv=None) -> int:
         km(a.km[0], a.km[1], a.variants, a.prepare, off)
         return 0
     table = {v: [] for v in a.variants}
+    classes, alls = {}, {}
     for seed in a.seeds:
         if a.prepare or not (off / f"hard_stereo{seed}.zarr").exists():
             prepare(a.work / f"hard_stereo{seed}.zarr", off / f"hard_stereo{seed}.zarr")
@@ -272,16 +330,27 @@ def main(argv=None) -> int:
                 p = np.where(np.isfinite(stored), p, np.nan)
                 r = f1(d, t, p)
                 table[v].append(r[0])
+                miss_by_class(d, t, p, classes.setdefault(v, {}))
                 extra = ""
                 if v == "current":
                     ok = np.isfinite(stored)
                     extra = f" max|p-stored| {np.nanmax(np.abs(p[ok] - stored[ok])):.2e}"
-                line.append(f"{v} {r[0]:.3f} (FN {r[1]}, FP {r[2]}){extra}")
+                if a.all_cells:
+                    al = all_cells(d, t, p)
+                    alls.setdefault(v, []).append(al)
+                    extra += f"; all F1 {al[0]:.3f} AUC {al[1]:.3f} objects {al[2]}/{al[3]}"
+                line.append(f"{v} {r[0]:.3f} (FN {r[1]}, FP {r[2]}, ground {ground_false(d, t, p):.4f}){extra}")
             print(" | ".join(line))
             if a.diagnose:
                 diagnose(d, t)
     for v, xs in table.items():
         print(f"{v:24s} mean {np.mean(xs):.4f}  " + " ".join(f"{x:.3f}" for x in xs))
+    for v, xs in alls.items():
+        x = np.asarray(xs, np.float64)
+        print(f"{v:24s} all decided cells: F1 mean {x[:, 0].mean():.4f}, AUC mean {x[:, 1].mean():.4f}, "
+              f"objects {int(x[:, 2].sum())}/{int(x[:, 3].sum())}")
+    for v, c in classes.items():
+        print(f"{v:24s} " + ", ".join(f"{k} {n}" for k, n in c.items()))
     return 0
 
 
