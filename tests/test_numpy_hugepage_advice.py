@@ -61,3 +61,22 @@ def test_previous_setting_is_what_comes_back():
         assert malloc_reuse.numpy_hugepages(False) is False  # it was off before: off again, not forced on
     finally:
         malloc_reuse.numpy_hugepages(before)
+
+
+def _advice_was_on() -> bool:
+    return malloc_reuse.numpy_hugepages(False)
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_local_cluster_workers_run_without_it(processes):
+    from offnadir.cluster import dask_client
+
+    before = malloc_reuse.numpy_hugepages(True)
+    try:
+        with dask_client(None, 1, quiet=True, processes=processes) as client:
+            # the switch reports its previous state: off in the worker (a thread here, or a process)
+            assert client.submit(_advice_was_on, pure=False).result() is False
+        if not processes:
+            assert malloc_reuse.numpy_hugepages(True) is True  # this process's setting is back
+    finally:
+        malloc_reuse.numpy_hugepages(before)

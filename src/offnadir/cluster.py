@@ -216,6 +216,8 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
                                        silence_logs=logging.CRITICAL, worker_dashboard_address="127.0.0.1:0", **web)
         client = Client(cluster)
         client.offnadir_worker_timeout = timeout
+        if processes:
+            _no_hugepage_advice(client)
         preload = None
         if not processes:  # the worker threads' kernels, loaded while the client opens the inputs and plans
             from offnadir.kernel_preload import start
@@ -232,6 +234,19 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
             cluster.close()
             if preload is not None:  # not left loading under numba's lock while the process exits
                 preload.join(60)
+
+
+def _no_hugepage_advice(client) -> None:
+    """Local worker processes stop numpy's transparent-huge-page advice for their arrays, as the
+    threads of a local threaded cluster do (:func:`offnadir.malloc_reuse.numpy_hugepages`, where the
+    reason and the figures are). Set once on the workers that started; a worker the nanny restarts
+    keeps numpy's default (only its speed differs)."""
+    from offnadir.malloc_reuse import numpy_hugepages
+
+    try:
+        client.run(numpy_hugepages, False)
+    except Exception as e:  # noqa: BLE001 - a speed setting: never a reason to fail the run
+        log.debug("numpy huge-page advice left on in the workers (%s)", e)
 
 
 @contextmanager
