@@ -261,3 +261,23 @@ def test_tile_sums_do_not_depend_on_the_tiling_and_leave_out_cells_another_objec
     by_box = (whole["ids"] >= 50) & (whole["ids"] <= 53)
     assert np.all(whole["rows"]["csh_n"][by_box] <= ms["rows"]["msh_n"][k][by_box])
     assert whole["rows"]["csh_n"][by_box].sum() < ms["rows"]["msh_n"][k][by_box].sum()
+
+
+def test_a_run_records_the_crowns_decision(tmp_path):
+    """A small hard simulated scene (trees cut and grown, no sun in the files) through ``offnadir
+    detect``: the store's ``change_sun`` records for the target what the crown rule did."""
+    import json
+
+    import xarray as xr
+
+    from offnadir.cli import main
+
+    d = tmp_path / "scene"
+    assert main(["simulate", str(d), "--seed", "1", "--size", "128", "--preset", "hard", "--tree-changes", "0.5"]) == 0
+    out = tmp_path / "out.zarr"
+    assert main(["detect", "--dsm", str(d / "dsm.tif"), "--base", str(d / "base.tif"), "--target",
+                 str(d / "target.tif"), "-o", str(out), "--workers", "1", "--quiet"]) == 0
+    rec = json.loads(xr.open_zarr(out).attrs["change_sun"])[1]["crown_shadows"]
+    assert rec["shadow_witness"] and rec["accuracy_shadow"] >= CS.SHADOW_WITNESS
+    assert rec["crowns"] > 0 and 0 <= rec["crowns_gone"] <= rec["crowns_tested"] <= rec["crowns"]
+    assert rec["bent_rms_bound_m"] >= rec["plane_tolerance_m"] > 0 and 0 < rec["prior_gone_share"] < 1

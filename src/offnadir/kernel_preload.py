@@ -30,7 +30,8 @@ RUN_MODULES = ("offnadir.camera.kernels", "offnadir.cube.kernels", "offnadir.cub
                "offnadir.change.segment_kernels", "offnadir.change.kernels", "offnadir.change.group_kernels",
                "offnadir.change.census_codes",
                "offnadir.change.census", "offnadir.change.irmad", "offnadir.change.shadow",
-               "offnadir.change.outline", "offnadir.change.rim_profile", "offnadir.change.longer_shadow")
+               "offnadir.change.outline", "offnadir.change.rim_profile", "offnadir.change.longer_shadow",
+               "offnadir.change.crown_shadow_kernels")
 
 
 def _cached_here(d) -> list:

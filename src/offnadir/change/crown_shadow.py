@@ -268,6 +268,9 @@ def decide_crowns(cr: dict, sums, targets, report=None, names=None, log=None, pr
     log = log or _LOG
     out = {}
     if not cr["count"] or sums is None or not len(sums["ids"]):
+        for t in targets:
+            if report is not None and t < len(report):
+                report[t]["crown_shadows"] = dict(crowns=int(cr["count"]), crowns_tested=0, crowns_gone=0)
         return out
     sid = np.asarray(sums["ids"], np.int64)
     # the cells no other object shades (tile_sums), else every cell the crown casts first

@@ -73,7 +73,8 @@ CHANGE_FIELDS: dict[str, Field] = {
                                         "moved ground false alarms both ways and lowered the real one-image scores "
                                         "(docs/change_detection.md)"),
     "missing_shadows": Field(bool, True, "roofs whose predicted cast shadow is seen lit at the target (and seen "
-                                         "at the base date) are decided changed (offnadir.change.missing_shadow); "
+                                         "at the base date) are decided changed (offnadir.change.missing_shadow), "
+                                         "and crowns whose shadow summed per crown is (offnadir.change.crown_shadow); "
                                          "needs the sun and each image's shadow/lit classifier"),
     "sun_tolerance": Field(float, 0.3, "metres a cell must rise above a sun ray to cast a shadow", lo=0),
     "vegetation": Field(bool, True, "a patch that is vegetation (NDVI) at both dates is not changed "

@@ -311,6 +311,11 @@ class Runner:
 
             self.gone = LS.decide_targets(out["shadow"], self.gone, self.targets, MS.classifiers(self.sun_report),
                                           names, self.sun_report, _LOG)
+            if self.opts.missing_shadows:  # crowns whose shadow went, summed per crown (crown_shadow)
+                from offnadir.change import crown_shadow as CS
+
+                self.gone = CS.decide_targets(out.get("patch"), out.get("crowns"), out["shadow"], self.gone,
+                                              self.targets, self.cell, self.off, names, self.sun_report)
         if self.red is not None:
             self.red_ids = self.red["ids"]
             # the elevated patches' parallax profiles stay their non-empty (patch, offset) pairs (about

@@ -90,10 +90,14 @@ def _sums_tile(io, ctx, tile, models, want_patch, want_ortho):
         from offnadir.change import missing_shadow as MS
 
         out["patch"] = T.patch_tile(io, ctx, tile, m, sc, keep=arrays)
+        from offnadir.change import crown_shadow as CS
         from offnadir.change import longer_shadow as LS
 
         out["shadow"] = MS.add_sums(MS.tile_sums(io, ctx, tile, keep=arrays),  # the core values patch_tile read
-                                    LS.tile_sums(io, ctx, tile, keep=arrays))
+                                    LS.tile_sums(io, ctx, tile, keep=arrays),
+                                    CS.tile_sums(io, ctx, tile, keep=arrays))  # crowns' shadows no other casts
+        if CS.wanted(ctx):  # the elevated patches' adjacency: crowns decided whole (crown_shadow)
+            out["crowns"] = CS.tile_pairs(io, tile, ctx.shape)
     if want_ortho:
         out["hist"] = P.ortho_tile(io, ctx, tile, ortho, want_patch, arrays)
     return out
@@ -111,6 +115,11 @@ def _add_sums(*parts):
         from offnadir.change import missing_shadow as MS
 
         out["shadow"] = MS.add_sums(*ss)
+    cp = [p["crowns"] for p in parts if "crowns" in p]
+    if cp:
+        from offnadir.change import crown_shadow as CS
+
+        out["crowns"] = CS.add_pairs(*cp)
     hh = [p["hist"] for p in parts if "hist" in p]
     if hh:
         out["hist"] = P.add_hist(*hh)
