@@ -18,8 +18,11 @@ crown's cells (not where a same-date pair measured ``dh``), and scored before an
   elevated F1 on the structural truth and score AUC; the crowns decided with their truth class;
 * Kahramanmaras (``--km K``: ``eval_change_real.py --workdir K``): F1 and score AUC.
 
+``--grown``: the longer-shadow rule's fringe sums added per crown, and what that rule would decide
+(grown crowns, hard simulator).
+
     python benchmarks/eval_tree_crowns.py [--hard W] [--km K] [--prior crowns|patches] [--all-cells] [--no-witness]
-                                        [--verbose]
+                                        [--grown] [--verbose]
 """
 
 from __future__ import annotations
@@ -102,6 +105,66 @@ def replay(path: Path, prior: str = "crowns", sole: bool = True, need_witness: b
     return run, p, lab_c, dec.get(1, {})
 
 
+def grown(path: Path, scene: Path) -> str:
+    """``--grown``: the longer-shadow fringe sums (:func:`offnadir.change.longer_shadow.tile_sums`,
+    band :data:`~offnadir.change.longer_shadow.BAND_CELLS`) summed per crown and decided as that rule
+    decides a roof (:func:`offnadir.change.longer_shadow.decide`), with each crown's truth class:
+    whether a grown crown's longer shadow is a witness once summed over the crown."""
+    import xarray as xr
+
+    from offnadir.change import longer_shadow as LS
+    from offnadir.change.illumination import shadow_classifiers
+    from offnadir.change.options import ChangeOptions
+    from offnadir.change.tileio import Context, MemoryIO
+    from offnadir.cube.plan import Tile
+
+    run = EMS.load(path)
+    a = run["arr"]
+    off = np.asarray(xr.open_zarr(path)["off_nadir"].values, np.float64)
+    cube = xr.Dataset({"dsm": (("y", "x"), a["dsm"]), "visible": (("image", "y", "x"), a["visible"]),
+                       "value": (("image", "band", "y", "x"), a["value"])})
+    suns = [dict(s) for s in run["suns"][:2]]
+    shadow_classifiers(cube, suns, run["cell"])
+    h = a["dsm"].astype(np.float64)
+    grid = tuple((math.radians(s["azimuth"] + s["grid_north_deg"]), math.radians(s["elevation"])) for s in suns)
+    ctx = Context(shape=h.shape, n_images=2, n_bands=1, cell=run["cell"], opts=ChangeOptions(), targets=(1,),
+                  h_range=(float(np.nanmin(h)), float(np.nanmax(h))), sun=grid, shadow_classes=MS.classifiers(suns))
+    io = MemoryIO({k: a[k] for k in ("dsm", "visible", "value", "illumination", "patch", "elevated")})
+    ls = LS.tile_sums(io, ctx, Tile(0, 0, 0, h.shape[0], 0, h.shape[1]))
+    pid = a["patch"]
+    ids = np.unique(pid[pid > 0])
+    elev = np.zeros(len(ids), bool)
+    elev[np.searchsorted(ids, pid[(pid > 0) & (a["elevated"] == 1)])] = True
+    cr = CS.crowns(ids, elev, CR.plane_sums(h, pid, ids), CS.adjacent_pairs(np.where(a["elevated"] == 1, pid, 0)),
+                   run["cell"], float(np.tan(np.radians(off[1]))))
+    if not cr["count"] or not len(ls["ids"]):
+        return "no crowns or no fringe"
+    sid = ls["ids"]
+    k = np.minimum(np.searchsorted(sid, cr["ids"]), len(sid) - 1)
+    f = sid[k] == cr["ids"]
+
+    def per_crown(col):
+        return np.bincount(cr["crown"], np.where(f, col[k], 0.0), minlength=cr["count"])
+
+    n1, s1 = per_crown(ls["rows"]["lsh_n"][:, 1]), per_crown(ls["rows"]["lsh_s"][:, 1])
+    n0, s0 = per_crown(ls["rows"]["lsh_n"][:, 0]), per_crown(ls["rows"]["lsh_s"][:, 0])
+    tested = n1 > 0
+    post = np.zeros(cr["count"])
+    post[tested] = LS.decide(n1[tested], s1[tested], MS.classifiers(suns)[1], n0[tested], s0[tested])
+    cls = OFF._read(scene / "truth_change_class.tif")
+    lab_c = np.zeros(pid.shape, np.int64)
+    m = pid > 0
+    kk = np.minimum(np.searchsorted(cr["ids"], pid[m]), len(cr["ids"]) - 1)
+    lab_c[m] = np.where(cr["ids"][kk] == pid[m], cr["crown"][kk] + 1, 0)
+    out = []
+    for c in range(cr["count"]):
+        mm = lab_c == c + 1
+        kl = NAMES[int(np.bincount(cls[mm], minlength=8).argmax())]
+        if kl == "tree_grown" or post[c] >= 0.5:
+            out.append(f"[{kl} {int(mm.sum())} cells, fringe {int(n1[c])} cells, S/9 {s1[c] / 9:.2f}, P {post[c]:.2f}]")
+    return " ".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hard", type=Path)
@@ -111,6 +174,8 @@ def main(argv=None) -> int:
                     help="variant: every shadow cell the crown casts first, also those another object still shades")
     ap.add_argument("--no-witness", action="store_true",
                     help="variant: also where the target's classifier is no witness (crown_shadow.SHADOW_WITNESS)")
+    ap.add_argument("--grown", action="store_true",
+                    help="the longer-shadow fringe summed per crown: grown crowns (hard simulator)")
     ap.add_argument("--verbose", action="store_true", help="every tested crown with its truth class")
     a = ap.parse_args(argv)
     jobs = []
@@ -120,6 +185,11 @@ def main(argv=None) -> int:
     if a.km:
         jobs += [(f"km img{t}", a.km / f"km_post{t}.zarr", None) for t in (1, 2)
                  if (a.km / f"km_post{t}.zarr").exists()]
+    if a.grown:
+        for name, path, scene in jobs:
+            if scene is not None:
+                print(f"{name:9s} " + grown(path, scene), flush=True)
+        return 0
     for name, path, scene in jobs:
         run, p, lab_c, d = replay(path, a.prior, not a.all_cells, not a.no_witness)
         p0 = run["arr"]["probability"][1].astype(np.float64)
