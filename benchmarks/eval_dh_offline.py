@@ -10,14 +10,22 @@ largest difference is printed) and with variants of the dh test, scoring each as
 ``offnadir evaluate`` does (elevated cells: decided, visible in both images by the cube and by the
 truth, the structural truth's loss/gain against no change).
 
-It also prints (``--diagnose``), per truth class of the missed and the falsely flagged elevated
-cells, how ``dh`` stood: not measured, incoherent, within the bound, beyond it (with the median
+It also prints (``--diagnose``), per truth class of the missed, falsely flagged, found and rightly
+unflagged elevated cells, how ``dh`` stood: not measured, incoherent, kept by the small-object rule
+only (``object``), within the bound, beyond it (by the window rule) (with the median
 structural probability ``ps`` and the median ``|dh - truth|``); and the combination's ties (cells
 at probability 0.5: the structural probability and ``p_dh`` at their opposite clips).
 
 Variants (``--variants``; docs/change_detection.md, "Unresolved zeros", has the figures):
 
-* ``current``: the change stage's rule (the check: it must match the stored maps);
+* ``current``: the change stage's rule (the check: it must match the stored maps of a store made
+  with the same code);
+* ``window``: the window rule alone (the change stage before the small-object rule; it matches
+  stores made before it);
+* ``object:dsm[:S[:lower]]``, ``object:patch``, ``object:dsmpatch``: the window rule and a small
+  object's (a DSM-elevated component, a base patch, or the DSM-elevated cells' patches, whose
+  bounding box fits in the window) answer shared by ``S`` of its cells (default 0.5; ``lower``:
+  only "lower" answers); ``object:dsm`` is the change stage's small-object rule;
 * ``bound:B``: another bound ``B`` (m) for the dh test and its coherence (the default is the
   change option ``elevated_height``, 2.5 m);
 * ``share:S``: another minimum window share for the coherence rule (default ``(r+1)²/(2r+1)²``);
@@ -30,7 +38,7 @@ AUC, changed objects found). The copies (``--off``, default ``WORK/offline``) ar
 change stage runs there with the ``offnadir`` on the path.
 
     python benchmarks/eval_dh_offline.py --work /tmp/eval_hard_sim [--seeds 0 1 2 3 4 5] [--prepare]
-                                         [--variants current bound:2.0 ...] [--diagnose]
+                                         [--variants current bound:2.0 ...] [--diagnose] [--all-cells]
     python benchmarks/eval_dh_offline.py --work /tmp/x --km km.zarr reference_change.tif --variants current bound:3.0
 """
 
@@ -106,8 +114,10 @@ def all_cells(d, t, p):
     return r["f1"], r["auc"], r["objects"]["found"], r["objects"]["objects"]
 
 
-def coherent(dh, bound, min_share=None):
-    """``dh`` where the coherence rule keeps it (``min_share``: another minimum share of the window)."""
+def coherent(dh, bound, min_share=None, objects=None):
+    """``dh`` where the coherence rule keeps it (``min_share``: another minimum share of the window;
+    ``objects``: the DSM-elevated mask, for the change stage's small-object rule when it is on)."""
+    from offnadir.change import dh_evidence as DE
     from offnadir.change.dh_evidence import coherent_mask, dh_answer
 
     if min_share is None:
@@ -120,6 +130,8 @@ def coherent(dh, bound, min_share=None):
         coherent_share(np.ascontiguousarray(dh_answer(dh, bound)), WINDOW_RADIUS, 0.5, share)
         with np.errstate(invalid="ignore"):
             keep = share >= min_share
+    if objects is not None and DE.OBJECT_RULE:
+        keep = keep | DE.object_coherent(dh_answer(dh, bound), objects)
     return np.where(keep, dh, np.nan)
 
 
@@ -137,22 +149,25 @@ def variant(d, t, name):
 
     dh, sig = d["dh"][t].astype(np.float64), d["dh_sigma"][t].astype(np.float64)
     b = d["bound"]
+    el = d["elevated_dsm"]
     if name == "current":
+        return dh_probability(coherent(dh, b, objects=el), sig, b)
+    if name == "window":  # the window rule alone (the change stage before the small-object rule)
         return dh_probability(coherent(dh, b), sig, b)
     if name.startswith("bound:"):  # another bound B (m) for the dh test and its coherence
         nb = float(name.split(":")[1])
-        return dh_probability(coherent(dh, nb), sig, nb)
+        return dh_probability(coherent(dh, nb, objects=el), sig, nb)
     if name.startswith("patch:"):  # on DSM-elevated cells, a "lower"/"higher" answer shared by less
         # than this share of the cell's patch (its measured cells) is no evidence
         x = float(name.split(":")[1])
-        dhc = coherent(dh, b)
+        dhc = coherent(dh, b, objects=el)
         ans = dh_answer(dhc, b)
         share = patch_share(d["patch"], ans)
         weak = d["elevated_dsm"] & np.isfinite(ans) & (ans != 0) & (share < x)
         return np.where(weak, np.nan, dh_probability(dhc, sig, b))
-    if name.startswith("object:"):  # object:dsm[:S] / object:patch[:S]: also coherent where the
-        # cell's small object (DSM-elevated component / base patch fitting in the window) answers
-        # as the cell on at least S of its cells (default 0.5)
+    if name.startswith("object:"):  # object:dsm[:S[:lower]] / object:patch / object:dsmpatch: the
+        # window rule, and also coherent where the cell's small object (DSM-elevated component /
+        # base patch fitting in the window) answers as the cell on at least S of its cells (0.5)
         from offnadir.change.dh_evidence import coherent_mask, object_coherent
 
         parts = name.split(":")
@@ -168,7 +183,7 @@ def variant(d, t, name):
         return dh_probability(np.where(keep, dh, np.nan), sig, b)
     if name.startswith("share:"):  # another minimum window share for the coherence rule
         x = float(name.split(":")[1])
-        return dh_probability(coherent(dh, b, x), sig, b)
+        return dh_probability(coherent(dh, b, x, objects=el), sig, b)
     raise KeyError(name)
 
 
