@@ -40,6 +40,9 @@ with fewer than :data:`MIN_PAIRS` pairs are never vetoed):
 * ``edge_midz``: vetoed only where both say "a step is there" (below the midpoint *and* 3 standard
   errors below the null), and only where the run's two centres stand :data:`SEPARATION` null sds
   apart (``m0 - mp >= 2 s0``; closer, a caster's mean is decided by its pair count, not its class);
+* ``edge_medz``: ``edge_midz`` with the caster's *median* step below the midpoint (most of its edge
+  steps; a new building's unpredicted shadow across part of a demolished roof's predicted one steps a
+  minority of it);
 * ``edge_rise``: the step must have risen between the dates: ``m_t - m_b >= (m0 - mp) / 2`` (the base
   image's step of the same caster: a shadow on a bright surface keeps its step at both dates);
 * ``edge_t``: a one-sample t test on the caster's own pairs' spread (``m < -3 sd / sqrt(n / 3)``,
@@ -73,7 +76,8 @@ from offnadir.change import missing_shadow as MS  # noqa: E402
 from offnadir.change import shadow_observed as SO  # noqa: E402
 
 VARIANTS = ("current", "edge_mid", "edge_z", "edge_rise", "edge_mid_longer", "edge_mid_both", "edge_z_plain",
-            "edge_z_all", "edge_t_all", "edge_t", "edge_mid_all", "edge_midz_all", "edge_midz_allx")
+            "edge_z_all", "edge_t_all", "edge_t", "edge_mid_all", "edge_midz_all", "edge_midz_allx",
+            "edge_medz_all")
 #: least distance between the two classes' centres (run's casters' median step, lit pairs' median), in
 #: lit pairs' robust sds, for the step to witness anything (``edge_midz``)
 SEPARATION = 2.0
@@ -187,8 +191,9 @@ def lit_pairs(run, ctx, k: int):
 
 
 def caster_steps(run, ctx, k: int, candidates=None, every=False):
-    """{caster: (n pairs, mean step)} of image ``k``; the pairs of the ``candidates`` (casters to
-    check) limited to inside cells lit without their caster; other casters: all their pairs."""
+    """{caster: (n pairs, mean step, sd of the steps, median step)} of image ``k``; the pairs of the
+    ``candidates`` (casters to check) limited to inside cells lit without their caster; other casters:
+    all their pairs."""
     c, pin, pout = edge_pairs(run, ctx, k, every)
     lx = _logx(run, k)
     d = lx[pin] - lx[pout]
@@ -206,14 +211,18 @@ def caster_steps(run, ctx, k: int, candidates=None, every=False):
         s = np.bincount(inv, d[keep])
         s2 = np.bincount(inv, d[keep] ** 2)
         sd = np.sqrt(np.maximum(s2 / n - (s / n) ** 2, 0.0) * n / np.maximum(n - 1, 1))
-        out = {int(i): (int(nn), float(ss / nn), float(q)) for i, nn, ss, q in zip(ids, n, s, sd)}
+        order = np.lexsort((d[keep], inv))  # each caster's steps, sorted, one run after the other
+        start = np.concatenate([[0], np.cumsum(n)])
+        dk = d[keep][order]
+        med = [float(np.median(dk[a:b])) for a, b in zip(start[:-1], start[1:])]
+        out = {int(i): (int(nn), float(ss / nn), float(q), md) for i, nn, ss, q, md in zip(ids, n, s, sd, med)}
     return out
 
 
 def edge_stats(run, ctx, k: int, candidates, plain=False, every=False):
     steps = caster_steps(run, ctx, k, None if plain else candidates, every)
     null = lit_pairs(run, ctx, k)
-    big = [m for n, m, _ in steps.values() if n >= MIN_PAIRS]
+    big = [m for n, m, _, _ in steps.values() if n >= MIN_PAIRS]
     m0 = float(np.median(null)) if len(null) else 0.0
     s0 = 1.4826 * float(np.median(np.abs(null - m0))) if len(null) else math.nan
     mp = float(np.median(big)) if big else math.nan
@@ -225,7 +234,7 @@ def veto(variant, ids, post, st_t, st_0):
     post = post.copy()
     for q in np.flatnonzero(post >= 0.5):
         cid = int(ids[q])
-        n, m, sd = st_t["steps"].get(cid, (0, math.nan, math.nan))
+        n, m, sd, med = st_t["steps"].get(cid, (0, math.nan, math.nan, math.nan))
         if variant == "edge_t":  # the caster's own pairs' spread: a one-sample t test of "no step"
             if n >= MIN_T_PAIRS and m < -3.0 * sd / math.sqrt(n / 3.0):
                 post[q] = 0.0
@@ -236,11 +245,14 @@ def veto(variant, ids, post, st_t, st_0):
             bad = m < 0.5 * (st_t["mp"] + st_t["m0"])
         elif variant == "edge_z":
             bad = m < st_t["m0"] - 3.0 * st_t["s0"] / math.sqrt(n / 3.0)
+        elif variant == "edge_medz":  # the majority of the edge must step (a median below the midpoint)
+            bad = (st_t["m0"] - st_t["mp"] >= SEPARATION * st_t["s0"]) and med < 0.5 * (st_t["mp"] + st_t["m0"]) \
+                and m < st_t["m0"] - 3.0 * st_t["s0"] / math.sqrt(n / 3.0)
         elif variant == "edge_midz":
             bad = (st_t["m0"] - st_t["mp"] >= SEPARATION * st_t["s0"]) and m < 0.5 * (st_t["mp"] + st_t["m0"]) \
                 and m < st_t["m0"] - 3.0 * st_t["s0"] / math.sqrt(n / 3.0)
         elif variant == "edge_rise":
-            n0, mb, _ = st_0["steps"].get(cid, (0, math.nan, math.nan))
+            n0, mb, _, _ = st_0["steps"].get(cid, (0, math.nan, math.nan, math.nan))
             if n0 < MIN_PAIRS:
                 continue
             bad = (m - mb) < 0.5 * (st_t["m0"] - st_t["mp"])
@@ -284,7 +296,8 @@ def main(argv=None) -> int:
         stp = {k: edge_stats(run, ctx, k, gone, plain=True) for k in (0, 1)} if "edge_z_plain" in a.variants else st
         print(f"{name}: step null (lit pairs) median {st[1]['m0']:.3f} sd {st[1]['s0']:.3f}; casters' median "
               f"{st[1]['mp']:.3f} ({st[1]['casters']} casters >= {MIN_PAIRS} pairs); base: null {st[0]['m0']:.3f} "
-              f"sd {st[0]['s0']:.3f}, casters {st[0]['mp']:.3f}", flush=True)
+              f"sd {st[0]['s0']:.3f}, casters {st[0]['mp']:.3f}; every edge: casters' median {sta[1]['mp']:.3f} "
+              f"({sta[1]['casters']} casters), base {sta[0]['mp']:.3f}", flush=True)
         for rule in ("missing", "longer") if a.casters else ():
             if cur[rule] is None:
                 continue
@@ -294,12 +307,12 @@ def main(argv=None) -> int:
                 m = run["arr"]["patch"] == cid
                 c = ESC.NAMES[int(np.bincount(cls[m], minlength=8).argmax())] if cls is not None else "?"
                 un = int(((cls == 0) & m).sum()) if cls is not None else -1
-                nt, mt, _ = st[1]["steps"].get(cid, (0, math.nan, math.nan))
-                nb, mb, _ = st[0]["steps"].get(cid, (0, math.nan, math.nan))
-                na, ma, sa = sta[1]["steps"].get(cid, (0, math.nan, math.nan))
+                nt, mt, _, _ = st[1]["steps"].get(cid, (0, math.nan, math.nan, math.nan))
+                nb, mb, _, _ = st[0]["steps"].get(cid, (0, math.nan, math.nan, math.nan))
+                na, ma, sa, mda = sta[1]["steps"].get(cid, (0, math.nan, math.nan, math.nan))
                 print(f"    {rule:7s} {cid:8d} {c:12s} cells {int(m.sum()):5d} unchanged {un:5d} edge pairs t {nt:4d} "
                       f"step {mt:6.2f} | base {nb:4d} step {mb:6.2f} | every edge t {na:4d} step {ma:6.2f} "
-                      f"sd {sa:5.2f}")
+                      f"sd {sa:5.2f} median {mda:6.2f}")
         for v in a.variants:
             dec = dict(cur)
             for rule in ("missing", "longer"):

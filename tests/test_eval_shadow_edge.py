@@ -62,13 +62,14 @@ def test_step_is_the_irradiance_ratio_whatever_the_albedo(edge, every, bright):
     run, ctx = _run(True, bright)
     steps = edge.caster_steps(run, ctx, 1, every=every)
     assert set(steps) == {5}  # the box's shadow only (the ground patch casts none)
-    n, m, sd = steps[5]
+    n, m, sd, med = steps[5]
     assert n >= 10
     assert abs(m - math.log(SHADE)) < 0.1, (m, math.log(SHADE))
+    assert abs(med - math.log(SHADE)) < 0.15 and 0.1 < sd < 0.5
     gone, ctx = _run(False, bright)
-    n0, m0, _ = edge.caster_steps(gone, ctx, 1, every=every)[5]
+    n0, m0, _, med0 = edge.caster_steps(gone, ctx, 1, every=every)[5]
     assert n0 == n  # the pairs are the prediction's, not the image's
-    assert abs(m0) < 0.1
+    assert abs(m0) < 0.1 and abs(med0) < 0.15
 
 
 def test_every_edge_has_more_pairs_than_the_far_edge(edge):
@@ -88,8 +89,8 @@ def test_lit_pairs_are_the_null(edge):
 def test_veto_reads_the_two_centres(edge):
     ids = np.array([5, 6, 7, 8])
     post = np.array([0.9, 0.9, 0.9, 0.2])
-    st = dict(m0=0.0, s0=0.2, mp=-1.0, steps={5: (40, -0.9, 0.3), 6: (40, -0.05, 0.3), 7: (3, -1.0, 0.3),
-                                              8: (40, -1.0, 0.3)})
+    st = dict(m0=0.0, s0=0.2, mp=-1.0, steps={5: (40, -0.9, 0.3, -0.9), 6: (40, -0.05, 0.3, 0.0),
+                                              7: (3, -1.0, 0.3, -1.0), 8: (40, -1.0, 0.3, -1.0)})
     out = edge.veto("edge_midz", ids, post, st, st)
     # 5: a step like the run's casters' -> not gone; 6: no step -> gone stays; 7: too few pairs to
     # speak; 8: not decided gone in the first place
@@ -97,3 +98,8 @@ def test_veto_reads_the_two_centres(edge):
     # centres closer than SEPARATION null sds: the step witnesses nothing
     weak = dict(st, mp=-0.1)
     assert edge.veto("edge_midz", ids, post, weak, weak).tolist() == post.tolist()
+    # half of the edge stepped (another, unpredicted shadow across it): the mean says a step, the
+    # median does not
+    half = dict(st, steps={5: (40, -0.55, 0.5, -0.05)})
+    assert edge.veto("edge_midz", ids[:1], post[:1], half, half).tolist() == [0.0]
+    assert edge.veto("edge_medz", ids[:1], post[:1], half, half).tolist() == [0.9]
