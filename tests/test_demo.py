@@ -15,6 +15,13 @@ def test_demo_writes_a_change_map_and_a_picture(tmp_path, capsys):
     assert main(["demo", str(out), "--size", "160", "--seed", "2", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "elevated" in printed and "F1 gain over the ortho baseline" in printed
+    # every changed building of the scene gets one line saying found, missed or not observable
+    import json
+    import re
+
+    changed = [i for ids in json.loads((out / "scene" / "scene.json").read_text())["changes"].values() for i in ids]
+    m = re.search(r"(\d+) found, (\d+) missed, (\d+) not observable", printed)
+    assert m and sum(int(g) for g in m.groups()) >= len(changed) > 0
     ds = open_dataset(out / "result.zarr")  # the stored codes (xr.open_zarr masks 2, the CF fill, as NaN)
     change = ds["change"].sel(image="target").values
     assert set(np.unique(change)) <= {0, 1, 2} and (change == 1).sum() > 50

@@ -30,9 +30,11 @@ def _rgb(bands: np.ndarray, names) -> np.ndarray:
 
 
 def write_quicklook(store, png, *, base_image=None, target_image=None, target_index: int = 1,
-                    truth=None, title: str | None = None) -> Path:
+                    truth=None, truth_unobservable=None, title: str | None = None) -> Path:
     """Write ``png`` from a result store (cube + change maps) and optionally the two image files
-    and a truth raster on the DSM grid (its outline is drawn)."""
+    and a truth raster on the DSM grid (its outline is drawn). ``truth_unobservable``: a boolean
+    mask on the grid of the truth objects no map can decide (hidden in a view); their outline is
+    drawn dashed in cyan instead of yellow, so a user does not read them as misses."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,8 +68,14 @@ def write_quicklook(store, png, *, base_image=None, target_image=None, target_in
     if truth is not None:
         with rasterio.open(truth) as src:
             t = src.read(1)
-        axes[-1].contour(t > 0, levels=[0.5], colors=["yellow"], linewidths=0.8)
-        axes[-1].set_title("change (red), unobservable (grey), truth outline (yellow)", fontsize=9)
+        hidden = np.zeros(t.shape, bool) if truth_unobservable is None else np.asarray(truth_unobservable, bool)
+        if (t > 0).any() and not hidden.all():
+            axes[-1].contour((t > 0) & ~hidden, levels=[0.5], colors=["yellow"], linewidths=0.8)
+        label = "change (red), unobservable (grey), truth outline (yellow)"
+        if hidden.any():
+            axes[-1].contour(hidden, levels=[0.5], colors=["cyan"], linewidths=1.0, linestyles="dashed")
+            label += ",\ntruth hidden from a view, not observable (dashed cyan)"
+        axes[-1].set_title(label, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -29,6 +29,7 @@ def add_parser(sub):
 def run(args) -> int:
     from offnadir.change.evaluate import evaluate, format_report
     from offnadir.config import validate
+    from offnadir.demo_truth import format_summary, summarize
     from offnadir.errors import OutputExistsError
     from offnadir.pipeline import detect_config
     from offnadir.quicklook import write_quicklook
@@ -68,10 +69,12 @@ def run(args) -> int:
     cfg = validate(raw, base=".", source="demo")
     detect_config(cfg, quiet=args.quiet)
     report = evaluate(store, scene_dir / "truth_change.tif")
+    objects = summarize(store, scene_dir)  # per object: found / missed / not observable (and why)
     write_quicklook(store, png, base_image=scene_dir / "base.tif", target_image=scene_dir / "target.tif",
-                    truth=scene_dir / "truth_change.tif",
+                    truth=scene_dir / "truth_change.tif", truth_unobservable=objects["not_observable_mask"],
                     title=f"offnadir demo, seed {args.seed}: {_views(scene)}")
     print(format_report(report))
+    print(format_summary(objects))
     print(f"wrote {store} and {png} in {time.perf_counter() - t0:.1f} s")
     return 0
 
