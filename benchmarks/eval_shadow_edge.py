@@ -53,9 +53,14 @@ with fewer than :data:`MIN_PAIRS` pairs are never vetoed):
 * ``edge_mid_longer`` (``edge_mid_both``): the same witness for the longer-shadow rule (and both): a
   raised roof casts its shadow beyond the predicted edge, so no step there either (both ends dark).
 
-Figures: docs/change_detection.md, "The step at a predicted shadow's edge".
+``--step-gone``: the far edge's step as a raise witness (casters whose base far edge steps and whose
+target far edge does not, by truth class; measured negative).
 
-    python benchmarks/eval_shadow_edge.py --hard W [--seeds 2 4 5] [--km K] [--variants current edge_mid] [--casters]
+Figures: docs/change_detection.md, "Unchanged-roof false alarms and raised-roof misses today, and the
+step at a predicted shadow's edge".
+
+    python benchmarks/eval_shadow_edge.py --hard W [--seeds 2 4 5] [--km K] [--variants current edge_midz_all]
+        [--casters] [--step-gone]
 """
 
 from __future__ import annotations
@@ -263,6 +268,30 @@ def veto(variant, ids, post, st_t, st_0):
     return post
 
 
+def step_gone(run, st, cur, cls, name):
+    """``--step-gone``: the casters (>= MIN_PAIRS far-edge pairs at both dates, not decided gone)
+    whose base step is below the base's midpoint and whose target step is not below the target's:
+    the predicted far edge lost its step (a raise lengthens the shadow past it, a demolition removes
+    it). Printed per truth class (majority of the patch's cells): casters, cells, cells the stored run
+    does not flag."""
+    mid = {k: 0.5 * (st[k]["mp"] + st[k]["m0"]) for k in (0, 1)}
+    gone = set() if cur["missing"] is None else {int(i) for i in cur["missing"][0][cur["missing"][1] >= 0.5]}
+    flagged = np.nan_to_num(run["arr"]["probability"][1].astype(np.float64)) >= 0.5
+    by = {}
+    for cid, (nt, mt, _, _) in st[1]["steps"].items():
+        nb, mb, _, _ = st[0]["steps"].get(cid, (0, math.nan, math.nan, math.nan))
+        if cid in gone or nt < MIN_PAIRS or nb < MIN_PAIRS or not (mb < mid[0]) or not (mt >= mid[1]):
+            continue
+        m = run["arr"]["patch"] == cid
+        c = ESC.NAMES[int(np.bincount(cls[m], minlength=8).argmax())] if cls is not None else "?"
+        r = by.setdefault(c, [0, 0, 0])
+        r[0] += 1
+        r[1] += int(m.sum())
+        r[2] += int((m & ~flagged).sum())
+    print(f"{name}: far edge's step went (casters/cells/not flagged): "
+          + ", ".join(f"{c} {r[0]}/{r[1]}/{r[2]}" for c, r in sorted(by.items())), flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hard", type=Path)
@@ -270,6 +299,8 @@ def main(argv=None) -> int:
     ap.add_argument("--km", type=Path)
     ap.add_argument("--variants", nargs="+", default=["current", "edge_midz_all"], choices=VARIANTS)
     ap.add_argument("--casters", action="store_true", help="list every caster the current rule decides gone")
+    ap.add_argument("--step-gone", action="store_true",
+                    help="casters whose far edge stepped in the base and no longer steps in the target, by truth class")
     a = ap.parse_args(argv)
     jobs = []
     if a.hard:
@@ -313,6 +344,8 @@ def main(argv=None) -> int:
                 print(f"    {rule:7s} {cid:8d} {c:12s} cells {int(m.sum()):5d} unchanged {un:5d} edge pairs t {nt:4d} "
                       f"step {mt:6.2f} | base {nb:4d} step {mb:6.2f} | every edge t {na:4d} step {ma:6.2f} "
                       f"sd {sa:5.2f} median {mda:6.2f}")
+        if a.step_gone:
+            step_gone(run, st, cur, cls, name)
         for v in a.variants:
             dec = dict(cur)
             for rule in ("missing", "longer"):
