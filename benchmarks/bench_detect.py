@@ -25,9 +25,9 @@ Figures: DSM Mpx/s (SIZE^2 / wall seconds), CPU seconds (per stage too, and both
 side: they move much less with other load than wall seconds), offnadir's system CPU seconds and minor page
 faults (the kernel faulting in and zeroing fresh memory, copying the store's chunk files into the page
 cache; per stage too, from ``/proc/PID/stat`` of the processes, so in a threaded run a stage's figure
-includes whatever else the process did meanwhile, e.g. the kernel preload thread), the load average before and after (the
-machine is shared: other load slows both tools), and the targets of issue 7 (>= 0.5 DSM Mpx/s end
-to end on 2 cores, >= 1.5x gdalwarp's pair ortho), each PASS/FAIL.
+includes whatever else the process did meanwhile, e.g. the kernel preload thread), the load average
+before and after (the machine is shared: other load slows both tools), and the targets of issue 7
+(>= 0.5 DSM Mpx/s end to end on 2 cores, >= 1.5x gdalwarp's pair ortho), each PASS/FAIL.
 """
 
 from __future__ import annotations
