@@ -25,7 +25,8 @@ Variants (``--variants``; docs/change_detection.md, "Unresolved zeros", has the 
 * ``object:dsm[:S[:lower]]``, ``object:patch``, ``object:dsmpatch``: the window rule and a small
   object's (a DSM-elevated component, a base patch, or the DSM-elevated cells' patches, whose
   bounding box fits in the window) answer shared by ``S`` of its cells (default 0.5; ``lower``:
-  only "lower" answers); ``object:dsm`` is the change stage's small-object rule;
+  only "lower" answers; ``ground``: "lower" answers within the bound of the object's height above
+  the median DSM of its outer ring); ``object:dsm:0.5:lower`` is the change stage's rule;
 * ``bound:B``: another bound ``B`` (m) for the dh test and its coherence (the default is the
   change option ``elevated_height``, 2.5 m);
 * ``share:S``: another minimum window share for the coherence rule (default ``(r+1)²/(2r+1)²``);
@@ -93,6 +94,7 @@ def load(work: Path, off: Path, seed: int) -> dict:
     out["change_struct"] = np.asarray(dc["change"].values)
     out["elevated_dsm"] = np.asarray(ds["elevated"].values) == 1
     out["patch"] = np.asarray(ds["patch"].values)
+    out["dsm"] = np.asarray(ds["dsm"].values)
     out["truth"] = _read(d / "truth_structural.tif")
     out["cls"] = _read(d / "truth_change_class.tif")
     out["elev"] = _read(d / "truth_elevated.tif") == 1
@@ -131,7 +133,7 @@ def coherent(dh, bound, min_share=None, objects=None):
         with np.errstate(invalid="ignore"):
             keep = share >= min_share
     if objects is not None and DE.OBJECT_RULE:
-        keep = keep | DE.object_coherent(dh_answer(dh, bound), objects)
+        keep = keep | DE.small_object_removal(dh_answer(dh, bound), objects)
     return np.where(keep, dh, np.nan)
 
 
@@ -179,12 +181,32 @@ def variant(d, t, name):
         obj = object_coherent(ans, objects, None, x)
         if "lower" in parts[3:]:  # only a small object's "lower" answer (its removal)
             obj &= ans == -1
+        if "ground" in parts[3:]:  # ... down to the ground around it, within the bound
+            obj &= np.abs(dh + height_above_ring(d["dsm"], d["elevated_dsm"])) <= b
         keep = coherent_mask(ans, None, 0.5) | obj
         return dh_probability(np.where(keep, dh, np.nan), sig, b)
     if name.startswith("share:"):  # another minimum window share for the coherence rule
         x = float(name.split(":")[1])
         return dh_probability(coherent(dh, b, x, objects=el), sig, b)
     raise KeyError(name)
+
+
+def height_above_ring(dsm, objects):
+    """Per cell of a DSM-elevated component: its DSM height above the median DSM of the
+    component's outer ring (the 8-neighbours outside it); NaN elsewhere."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(objects)
+    ring = ndimage.grey_dilation(lab, size=(3, 3)) * (lab == 0)
+    ok = ring > 0
+    order = np.argsort(ring[ok], kind="stable")
+    vals, keys = np.asarray(dsm, np.float64)[ok][order], ring[ok][order]
+    med = np.full(n + 1, np.nan)
+    bounds = np.searchsorted(keys, np.arange(n + 2))
+    for k in range(1, n + 1):
+        if bounds[k + 1] > bounds[k]:
+            med[k] = np.median(vals[bounds[k]:bounds[k + 1]])
+    return np.where(lab > 0, np.asarray(dsm, np.float64) - med[lab], np.nan)
 
 
 def patch_share(lab, ans):
@@ -250,10 +272,10 @@ def diagnose(d, t):
     truth = np.isin(d["truth"], (1, 2))
     state = np.full(dh.shape, "unmeasured", object)
     state[np.isfinite(dh)] = "incoherent"
-    from offnadir.change.dh_evidence import dh_answer, object_coherent
+    from offnadir.change.dh_evidence import dh_answer, small_object_removal
 
     ans = dh_answer(dh, b)
-    state[np.isfinite(dh) & ~np.isfinite(dhc) & object_coherent(ans, d["elevated_dsm"])] = "object"
+    state[np.isfinite(dh) & ~np.isfinite(dhc) & small_object_removal(ans, d["elevated_dsm"])] = "object"
     fin = np.isfinite(dhc)
     state[fin & (np.abs(np.nan_to_num(dhc)) <= b)] = "within"
     state[fin & (np.abs(np.nan_to_num(dhc)) > b)] = "beyond"
@@ -297,6 +319,7 @@ def km(store: Path, reference: Path, variants, prepare_copy: bool, off: Path) ->
     ref = read_on_grid(reference, ds, "truth")
     d = {k: np.asarray(ds[k].values) for k in ("visible", "change", "probability", "dh", "dh_sigma", "patch")}
     d["elevated_dsm"] = np.asarray(ds["elevated"].values) == 1
+    d["dsm"] = np.asarray(ds["dsm"].values)
     d["p_struct"] = np.asarray(dc["probability"].values, np.float64)
     d["bound"] = 2.5
     vis = d["visible"]

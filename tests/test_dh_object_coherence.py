@@ -6,7 +6,7 @@ the window is left to the window rule; ``coherent_dh`` with objects does not dep
 import numpy as np
 import pytest
 
-from offnadir.change.dh_evidence import coherent_dh, coherent_mask, dh_answer, object_coherent
+from offnadir.change.dh_evidence import coherent_dh, coherent_mask, dh_answer, object_coherent, small_object_removal
 from offnadir.change.tileio import MemoryIO
 from offnadir.cube.plan import Tile
 
@@ -14,7 +14,8 @@ from offnadir.cube.plan import Tile
 def _crowns(seed=0, n=(70, 90)):
     """Unchanged ground (dh ~0), a cut crown (7x7 DSM-elevated cells, dh -8 m, one cell missed),
     an unchanged small roof (6x6) crossed by a false peak's streak (2 cells wide, +9 m, along the
-    baseline), an unchanged large roof (20x30, dh 0) and another cut crown at an image corner."""
+    baseline), an unchanged large roof (20x30, dh 0), another cut crown at an image corner and an
+    unchanged crown (5x5) whose window peaked 20 m higher."""
     rng = np.random.default_rng(seed)
     dh = rng.normal(0.0, 0.2, n)
     elev = np.zeros(n, bool)
@@ -26,6 +27,8 @@ def _crowns(seed=0, n=(70, 90)):
     elev[30:50, 50:80] = True
     elev[0:5, 85:90] = True
     dh[0:5, 85:90] = -6.0
+    elev[55:60, 5:10] = True
+    dh[55:60, 5:10] = 20.0
     return dh, elev
 
 
@@ -45,6 +48,10 @@ def test_a_cut_crown_is_kept_by_its_object_not_by_its_window():
     assert not obj[streak_on_roof].any()  # 12 of the roof's 36 cells: a streak, not the object's answer
     assert not (window | obj)[42:44, 5:60].any()
     assert not obj[30:50, 50:80].any()  # larger than the window: the window rule's object
+    assert obj[55:60, 5:10].all()  # the object test alone keeps the crown's false rise...
+    removal = small_object_removal(ans, elev, 6)
+    assert not removal[55:60, 5:10].any()  # ...its removal rule does not: a small object's rise
+    np.testing.assert_array_equal(removal, obj & (ans == -1))  # cannot win its window (module doc)
 
 
 def test_labels_and_a_share():
@@ -74,6 +81,7 @@ def test_coherent_dh_with_objects_does_not_depend_on_the_tiling(size):
     assert np.isfinite(whole[1, 10:17, 10:17]).all()  # the crown by its object, the missed cell by its window
     assert np.isfinite(plain[1, 10:17, 10:17]).sum() == 1
     assert (np.isfinite(whole) >= np.isfinite(plain)).all()
+    assert np.isnan(whole[1:, 55:60, 5:10]).all()  # the small crown's false rise stays unmeasured
     tiled = np.full(dh.shape, -1.0)
     for i, i0 in enumerate(range(0, ny, size)):
         for j, j0 in enumerate(range(0, nx, size)):
