@@ -147,11 +147,12 @@ def _slic_twin(feat, mask, gi0, gj0, S, NBX, m, iters):
     return out
 
 
+@pytest.mark.parametrize("nb", [1, 3, 4])  # one and four bands take fused loops of their own
 @pytest.mark.parametrize("win,S,it", [((0, 0), 8, 3), ((13, 29), 7, 2), ((5, 3), 16, 1)])
-def test_slic_blocks_matches_twin(win, S, it):
+def test_slic_blocks_matches_twin(win, S, it, nb):
     rng = _rng(7)
     ny, nx = 70, 83
-    feat = ndimage.gaussian_filter(rng.normal(size=(3, ny, nx)), (0, 2, 2))
+    feat = ndimage.gaussian_filter(rng.normal(size=(nb, ny, nx)), (0, 2, 2))
     feat = feat / feat.std()
     mask = rng.random((ny, nx)) > 0.2
     mask[20:40, 30:60] = False  # an empty block: no centre there

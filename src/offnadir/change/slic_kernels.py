@@ -127,22 +127,64 @@ def slic_blocks(feat, mask, gi0, gj0, S, NBX, m, iters, out):
                         nc += 1
                 best[:L] = np.inf
                 bc[:L] = -1
-                for c in range(nc):  # same order and arithmetic per cell as one cell at a time
-                    bi = cand[c, 0]
-                    bj = cand[c, 1]
-                    dy2 = (i - ci[bi, bj]) ** 2
-                    cjv = cj[bi, bj]
-                    for q in range(L):
-                        dist[q] = (dy2 + ((j + q) - cjv) ** 2) * inv_s2
-                    for f in range(nf):
-                        cfv = cf[bi, bj, f]
-                        fr = feat[f, i, j:j + L]
+                # per candidate, the distance of every cell of the run and the first strict minimum,
+                # without branches: one pass per candidate for one or four bands (the distance kept
+                # in a register, the bands' rows read side by side), else a pass per term; the same
+                # operations in the same order per cell either way
+                if nf == 4:
+                    f0 = feat[0, i, j:j + L]
+                    f1 = feat[1, i, j:j + L]
+                    f2 = feat[2, i, j:j + L]
+                    f3 = feat[3, i, j:j + L]
+                    for c in range(nc):
+                        bi = cand[c, 0]
+                        bj = cand[c, 1]
+                        dy2 = (i - ci[bi, bj]) ** 2
+                        cjv = cj[bi, bj]
+                        c0 = cf[bi, bj, 0]
+                        c1 = cf[bi, bj, 1]
+                        c2 = cf[bi, bj, 2]
+                        c3 = cf[bi, bj, 3]
                         for q in range(L):
-                            dist[q] += (fr[q] - cfv) ** 2 * inv_m2
-                    for q in range(L):  # first strict minimum, without branches
-                        lt = dist[q] < best[q]
-                        best[q] = dist[q] if lt else best[q]
-                        bc[q] = c if lt else bc[q]
+                            d = (dy2 + ((j + q) - cjv) ** 2) * inv_s2
+                            d += (f0[q] - c0) ** 2 * inv_m2
+                            d += (f1[q] - c1) ** 2 * inv_m2
+                            d += (f2[q] - c2) ** 2 * inv_m2
+                            d += (f3[q] - c3) ** 2 * inv_m2
+                            lt = d < best[q]
+                            best[q] = d if lt else best[q]
+                            bc[q] = c if lt else bc[q]
+                elif nf == 1:
+                    f0 = feat[0, i, j:j + L]
+                    for c in range(nc):
+                        bi = cand[c, 0]
+                        bj = cand[c, 1]
+                        dy2 = (i - ci[bi, bj]) ** 2
+                        cjv = cj[bi, bj]
+                        c0 = cf[bi, bj, 0]
+                        for q in range(L):
+                            d = (dy2 + ((j + q) - cjv) ** 2) * inv_s2
+                            d += (f0[q] - c0) ** 2 * inv_m2
+                            lt = d < best[q]
+                            best[q] = d if lt else best[q]
+                            bc[q] = c if lt else bc[q]
+                else:
+                    for c in range(nc):  # same order and arithmetic per cell as one cell at a time
+                        bi = cand[c, 0]
+                        bj = cand[c, 1]
+                        dy2 = (i - ci[bi, bj]) ** 2
+                        cjv = cj[bi, bj]
+                        for q in range(L):
+                            dist[q] = (dy2 + ((j + q) - cjv) ** 2) * inv_s2
+                        for f in range(nf):
+                            cfv = cf[bi, bj, f]
+                            fr = feat[f, i, j:j + L]
+                            for q in range(L):
+                                dist[q] += (fr[q] - cfv) ** 2 * inv_m2
+                        for q in range(L):  # first strict minimum, without branches
+                            lt = dist[q] < best[q]
+                            best[q] = dist[q] if lt else best[q]
+                            bc[q] = c if lt else bc[q]
                 if update:  # the centres' sums (the labels of the last iteration only are kept)
                     for q in range(L):
                         if mrow[j + q] and bc[q] >= 0:
