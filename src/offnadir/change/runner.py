@@ -345,7 +345,8 @@ class Runner:
         self.cal_models = {k: P.calibration_model(k, v) for k, v in self.hist.items()}
         dh_rule = DE.coherence_rule(self.opts.elevated_height) if self.has["dh"] else None  # which dh count
         if dh_rule:
-            self.log(f"dh is evidence where >= {dh_rule['min_share']:.2f} of its window answers the dh test as it does")
+            self.log(f"dh is evidence where >= {dh_rule['min_share']:.2f} of its window answers the dh test as it does"
+                     + (", or 'lower' where its small object answers so" if dh_rule.get("small_objects") else ""))
         for (kind, t, s), m in sorted(self.cal_models.items()):
             self.log(f"calibration {kind} image {t} {'elevated' if s else 'ground'}: "
                      + ("fallback (" + m.get("reason", "") + ")" if m.get("fallback") else
