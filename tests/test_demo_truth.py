@@ -52,10 +52,11 @@ def test_format_summary_counts_every_status():
             {"name": "building 2 (9.0 m)", "kind": "raised", "cells": 10, "observable": 1.0, "flagged": 0.9,
              "status": "found", "why": ""}]
     text = format_summary({"image": "target", "objects": rows, "flagged_outside": 7,
-                           "flagged_outside_side_effects": 3, "flagged_outside_shade_differs": 2, "flagged": 16})
+                           "flagged_outside_side_effects": 3, "flagged_outside_shade_differs": 2, "flagged": 16,
+                           "flagged_outside_side_patches": 5})
     assert "1 found, 0 missed, 1 not observable" in text
     assert "hidden in the target view" in text and "7 of 16; 3 where a change shows" in text
-    assert "4 false alarms proper, 2 of them" in text
+    assert "4 false alarms proper, 2 of them" in text and "5 of the 7 lie in patches" in text
 
 
 def test_side_effects_lie_within_the_reach_of_a_change(tmp_path):

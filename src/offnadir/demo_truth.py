@@ -16,7 +16,8 @@ It also splits the flagged cells outside every truth object into those that lie 
 *shows* on unchanged ground (the target sees a different cast shadow, or a different lean of
 the changed object over its neighbours, than the epoch-1 DSM predicts: the simulator's two
 surfaces under the target's sun and its occlusion bits) and the rest (false alarms proper).
-The first kind is the image evidence of a real change seen beside its footprint, not noise.
+The first kind is the image evidence of a real change seen beside its footprint, not noise; as
+the map decides whole base patches, the flags in patches holding such cells are counted too.
 """
 
 from __future__ import annotations
@@ -185,6 +186,10 @@ def summarize(store, scene_dir, image: str = "target") -> dict:
            "flagged_outside_side_effects": int((outside & side).sum()),
            "flagged_outside_shade_differs": int((outside & ~side & sun_moved).sum()),
            "flagged": int((change == 1).sum()), "not_observable_mask": hidden}
+    if "patch" in ds:  # decisions are per base patch: a patch that holds such cells is flagged whole
+        patch = np.asarray(ds["patch"].values)
+        touched = np.unique(patch[outside & side])
+        out["flagged_outside_side_patches"] = int((outside & np.isin(patch, touched)).sum())
     for r in rows:
         log.info("%s %s: %s (%d cells, %.0f %% observable)", r["kind"], r["name"], r["status"], r["cells"],
                  100 * r["observable"])
@@ -209,4 +214,7 @@ def format_summary(s: dict) -> str:
                      "shows on unchanged ground in the target (its new or missing cast shadow, or its lean over "
                      f"neighbours); {n - side} false alarms proper, {shade} of them lit in one image and in "
                      "shadow in the other")
+        if "flagged_outside_side_patches" in s:
+            lines.append(f"  decided per base patch: {s['flagged_outside_side_patches']} of the {n} lie in patches "
+                         "holding cells where a change shows")
     return "\n".join(lines)
