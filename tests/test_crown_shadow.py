@@ -281,3 +281,46 @@ def test_a_run_records_the_crowns_decision(tmp_path):
     assert rec["shadow_witness"] and rec["accuracy_shadow"] >= CS.SHADOW_WITNESS
     assert rec["crowns"] > 0 and 0 <= rec["crowns_gone"] <= rec["crowns_tested"] <= rec["crowns"]
     assert rec["bent_rms_bound_m"] >= rec["plane_tolerance_m"] > 0 and 0 < rec["prior_gone_share"] < 1
+
+
+def _march_twin(h, elevated, i, j, rise, di, dj, tol, max_dist):
+    """The obvious march, to the window's highest top (no bound ahead): (first caster, other)."""
+    ny, nx = h.shape
+    hmax = np.nanmax(h)
+    z, s, first, left = h[i, j], 0.5, -1.0, False
+    while s <= max_dist:
+        zr = z + s * rise
+        if zr >= hmax:
+            break
+        pi, pj = int(math.floor(i + s * di + 0.5)), int(math.floor(j + s * dj + 0.5))
+        if not (0 <= pi < ny and 0 <= pj < nx):
+            break
+        v = h[pi, pj]
+        blocked = np.isfinite(v) and v - zr > tol
+        if first < 0:
+            if (pi, pj) != (i, j) and blocked:
+                first = s
+        else:
+            left |= elevated[pi, pj] != 1
+            if left and blocked:
+                return first, True
+        s += 0.5
+    return first, False
+
+
+def test_the_march_with_its_bound_ahead_answers_as_the_obvious_one():
+    rng = np.random.default_rng(5)
+    h = np.zeros((70, 90))
+    for _ in range(40):  # boxes of 2-15 m, some touching
+        i, j = rng.integers(0, 64), rng.integers(0, 84)
+        h[i:i + rng.integers(2, 9), j:j + rng.integers(2, 9)] = rng.uniform(2, 15)
+    h += rng.normal(0, 0.05, h.shape)
+    h[3, 4] = np.nan
+    elevated = (h > 1).astype(np.uint8)
+    ii, jj = np.nonzero(rng.random(h.shape) < 0.3)
+    for az in (0.3, 2.0, 3.5, 5.5):
+        rise, di, dj = 0.25, -math.cos(az), math.sin(az)
+        d, other = CS.first_and_other(h, elevated, ii, jj, rise, di, dj, 0.3, 200.0)
+        ref = [_march_twin(h, elevated, i, j, rise, di, dj, 0.3, 200.0) for i, j in zip(ii, jj)]
+        assert np.array_equal(d, [r[0] for r in ref]) and np.array_equal(other, [r[1] for r in ref])
+        assert other.sum() > 20 and (d > 0).sum() > other.sum()
