@@ -90,7 +90,7 @@ def test_coherent_dh_with_objects_does_not_depend_on_the_tiling(size):
     np.testing.assert_array_equal(tiled, whole)
 
 
-def test_the_change_stage_flags_a_cut_crown_by_its_object(monkeypatch):
+def test_the_change_stage_weighs_a_cut_crowns_dh_by_its_object(monkeypatch):
     """A stereo cube (tests/test_dh_coherence's) whose DSM holds a small crown (6x6 cells, +8 m)
     that the same-date dh measures 8 m lower: its dh weighs in with the object rule, not with the
     window rule alone (36 cells of a 169-cell window, the quadrant is 49); the store records the rule. (The images are
