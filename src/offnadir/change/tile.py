@@ -197,6 +197,7 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
     erow_of = np.full(n, -1, np.int64)
     erow_of[is_el] = np.arange(is_el.sum())
     erows = {}
+    erow_map = None
     for t in ctx.targets:
         ok, st, moved = _usable(vis, val, lit, t, ctx.use_sun, shaded_both=False)  # radiance: lit at both
         ms = models[t]
@@ -223,8 +224,9 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
         # structure is compared on patch interiors: cells at a patch edge mix neighbours in the
         # resampled images (walls, rooftop structures), which is not the patch's own texture
         m0 = ms[0]
-        u = np.full(lab.shape, np.nan)
-        v = np.full(lab.shape, np.nan)
+        # canonical_window writes every cell (NaN off its mask): no fill first
+        u = np.full(lab.shape, np.nan) if m0 is None else np.empty(lab.shape)
+        v = np.full(lab.shape, np.nan) if m0 is None else np.empty(lab.shape)
         if m0 is not None:  # m0.canonical's numbers, over the window in one pass (kernels.canonical_window)
             a0, b0 = np.ascontiguousarray(m0.A[:, 0], np.float64), np.ascontiguousarray(m0.B[:, 0], np.float64)
             K.canonical_window(val[0], val[t], ok & interior, a0, float(m0.mean_x @ m0.A[:, 0]), b0,
@@ -241,7 +243,8 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
         di, dj, _ = ctx.shifts[t]
         if len(di) and is_el.any():
             prof = np.zeros((int(is_el.sum()), len(di), 6))
-            erow_map = np.where(rowmap >= 0, erow_of[np.maximum(rowmap, 0)], -1)
+            if erow_map is None:  # the same for every target
+                erow_map = np.where(rowmap >= 0, erow_of[np.maximum(rowmap, 0)], -1)
             K.parallax_sums(lab, erow_map, u, v, di, dj, ci0, ci1, cj0, cj1, prof)
             erows[f"prof_{t}"] = sparse_profile(ids[is_el], prof)
             # where the near-sensor rim went: the step profile inwards (offnadir.change.rim_profile)
