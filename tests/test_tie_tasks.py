@@ -62,3 +62,32 @@ def test_block_data_is_the_same_however_the_blocks_are_split(plan256, monkeypatc
                         assert np.array_equal(a[k][key], b[k][key], equal_nan=True), key
                     else:
                         assert a[k][key] == b[k][key], key
+
+
+@pytest.mark.parametrize("sigma", [0.8, 0.5, 1.3])
+def test_the_smoothing_kernel_is_scipys_gaussian_filter_to_the_bit(sigma, monkeypatch):
+    """The tie windows' pre-filter (numba, nogil) against scipy.ndimage.gaussian_filter, which it
+    replaced: identical values on random images of many shapes (one row/column included), with
+    NaN holes, and on integer-valued band means as the images give."""
+    from scipy.ndimage import gaussian_filter
+
+    monkeypatch.setattr(tiepoints, "SMOOTH_SIGMA_PX", sigma)
+    rng = np.random.default_rng(7)
+    for t in range(40):
+        ny, nx = (int(v) for v in rng.integers(1, 70, 2))
+        a = rng.normal(0, 1000, (ny, nx)) if t % 2 else rng.integers(0, 4000, (ny, nx)) / 4.0
+        if t % 3 == 0:
+            a[rng.random(a.shape) < 0.05] = np.nan
+        got = tiepoints._smooth(a)
+        assert np.array_equal(got, gaussian_filter(a, sigma, mode="nearest"), equal_nan=True), (t, ny, nx)
+
+
+def test_the_shadow_dilation_is_scipys_binary_dilation():
+    from scipy.ndimage import binary_dilation
+
+    from offnadir.cube.tiepoint_shade import dilate_cross
+
+    rng = np.random.default_rng(3)
+    for shape in [(1, 1), (1, 9), (9, 1), (30, 41)]:
+        m = rng.random(shape) < 0.1
+        assert np.array_equal(dilate_cross(m), binary_dilation(m, iterations=1)), shape

@@ -162,3 +162,45 @@ def refine_shift(tpl, rows, cols, img, r0, c0, dr, dc, max_iter, max_move, min_n
             out[p, 1] = math.nan
             out[p, 2] = math.nan
             out[p, 3] = math.nan
+
+
+@njit(cache=True, nogil=True)
+def _smooth_axis0(img, w, out):
+    """``out`` = ``img`` correlated along axis 0 with the symmetric odd weights ``w``, edges
+    extended by their nearest value. The same operations in the same order as
+    ``scipy.ndimage.correlate1d(mode="nearest")`` on symmetric weights (centre term first, then the
+    pairs of neighbours from the outermost in), so the result is the same to the bit."""
+    ny, nx = img.shape
+    r = (w.shape[0] - 1) // 2
+    for i in range(ny):
+        for j in range(nx):
+            acc = img[i, j] * w[r]
+            for q in range(-r, 0):
+                a = min(max(i + q, 0), ny - 1)
+                b = min(max(i - q, 0), ny - 1)
+                acc += (img[a, j] + img[b, j]) * w[r + q]
+            out[i, j] = acc
+
+
+@njit(cache=True, nogil=True)
+def _smooth_axis1(img, w, out):
+    """:func:`_smooth_axis0` along axis 1."""
+    ny, nx = img.shape
+    r = (w.shape[0] - 1) // 2
+    for i in range(ny):
+        for j in range(nx):
+            acc = img[i, j] * w[r]
+            for q in range(-r, 0):
+                a = min(max(j + q, 0), nx - 1)
+                b = min(max(j - q, 0), nx - 1)
+                acc += (img[i, a] + img[i, b]) * w[r + q]
+            out[i, j] = acc
+
+
+@njit(cache=True, nogil=True)
+def gaussian_nearest(img, w, tmp, out):
+    """Separable smoothing of a float64 image (axis 0, then axis 1) by symmetric weights ``w``,
+    edges extended by their nearest value: ``scipy.ndimage.gaussian_filter(img, sigma,
+    mode="nearest")`` given its weights, bit for bit (``tmp`` and ``out``: arrays of img's shape)."""
+    _smooth_axis0(img, w, tmp)
+    _smooth_axis1(tmp, w, out)

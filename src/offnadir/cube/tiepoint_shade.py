@@ -56,8 +56,6 @@ def shaded_cells(plan, tile, sun, heights=None) -> np.ndarray | None:
     """Cells of the block without direct sun (cast shadow or facing away), dilated by one cell.
     ``heights``: ``(block, (top, bottom, left, right))`` already read around the tile (at least
     the :func:`_shade_reach` pads), or None to read them."""
-    from scipy.ndimage import binary_dilation
-
     from offnadir.change import kernels as chk
     from offnadir.cube.tile import height_block
 
@@ -73,7 +71,20 @@ def shaded_cells(plan, tile, sun, heights=None) -> np.ndarray | None:
     buf = np.empty(hb.shape, np.uint8)
     cell = abs(float(plan.dsm.transform[0]))
     chk.illumination(hb, cell, az, el, SHADOW_TOL_M, 1.0, float(max_dist), buf)
-    return binary_dilation(buf[t:t + ny, lf:lf + nx] == chk.SHADED, iterations=1)
+    return dilate_cross(buf[t:t + ny, lf:lf + nx] == chk.SHADED)
+
+
+def dilate_cross(mask) -> np.ndarray:
+    """``mask`` dilated by one cell along rows and columns (outside: not set): what
+    ``scipy.ndimage.binary_dilation(mask, iterations=1)`` gives, without importing scipy.ndimage
+    into the tie-point tasks."""
+    m = np.asarray(mask, dtype=bool)
+    out = m.copy()
+    out[1:] |= m[:-1]
+    out[:-1] |= m[1:]
+    out[:, 1:] |= m[:, :-1]
+    out[:, :-1] |= m[:, 1:]
+    return out
 
 
 def shade_heights(plan, tile, suns):

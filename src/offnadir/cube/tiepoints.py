@@ -283,12 +283,26 @@ def block_data(plan, tile, half: int, pad: int, dh_step, suns=None) -> dict:
 
 
 def _smooth(img) -> np.ndarray:
-    """Gaussian pre-filter (:data:`SMOOTH_SIGMA_PX`); NaN (nodata) spreads to its neighbours."""
-    from scipy.ndimage import gaussian_filter
-
+    """Gaussian pre-filter (:data:`SMOOTH_SIGMA_PX`, truncated at 4 sigma, edges extended by their
+    nearest value); NaN (nodata) spreads to its neighbours. The numba kernel does what
+    ``scipy.ndimage.gaussian_filter(img, SMOOTH_SIGMA_PX, mode="nearest")`` did here, to the bit
+    (tests/test_tie_tasks.py), without holding the GIL or importing scipy.ndimage (0.17 s of
+    import, with the GIL held, that stalled both threads of the first tie-point gather)."""
+    img = np.ascontiguousarray(img, dtype=np.float64)
     if SMOOTH_SIGMA_PX <= 0:
-        return np.ascontiguousarray(img, dtype=np.float64)
-    return np.ascontiguousarray(gaussian_filter(np.asarray(img, np.float64), SMOOTH_SIGMA_PX, mode="nearest"))
+        return img
+    tmp = np.empty_like(img)
+    out = np.empty_like(img)
+    tk.gaussian_nearest(img, smoothing_weights(SMOOTH_SIGMA_PX), tmp, out)
+    return out
+
+
+def smoothing_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """Normalised Gaussian weights of radius ``int(truncate * sigma + 0.5)`` (symmetric)."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x ** 2)
+    return np.ascontiguousarray((phi / phi.sum())[::-1])
 
 
 def _sample_smoothed(im, rows, cols) -> np.ndarray:
