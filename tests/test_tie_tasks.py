@@ -91,3 +91,18 @@ def test_the_shadow_dilation_is_scipys_binary_dilation():
     for shape in [(1, 1), (1, 9), (9, 1), (30, 41)]:
         m = rng.random(shape) < 0.1
         assert np.array_equal(dilate_cross(m), binary_dilation(m, iterations=1)), shape
+
+
+def test_the_fits_import_is_made_in_the_background_once():
+    import sys
+
+    from offnadir.cube import tiebias
+
+    name = "colorsys"                      # a module nothing here imports
+    sys.modules.pop(name, None)
+    thread = tiebias._import_meanwhile(name)
+    assert thread is not None
+    thread.join(30)
+    assert name in sys.modules
+    assert tiebias._import_meanwhile(name) is None                 # imported already: no thread
+    assert tiebias._import_meanwhile("offnadir_no_such_module") is not None   # a failure stays in the thread

@@ -61,6 +61,7 @@ def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None, sa
     suns = plan_suns(plan, image_configs)
     if suns[0] is None:
         log.info("tie points: the base's sun is unknown; shadowed windows are left to the robust fit")
+    _import_meanwhile("scipy.special")   # the first fit's F-test needs it; imported while the workers measure
     blocks1 = gather(plan, [tiles[i] for i in first], opts, dh_step, suns)
     coarse = {}
     for k in range(1, len(images)):
@@ -103,6 +104,29 @@ def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None, sa
     if same_date:
         _tie_same_date_mates(plan, images, out_images, report, opts, image_configs)
     return dataclasses.replace(plan, images=tuple(out_images)), report
+
+
+def _import_meanwhile(name: str):
+    """Import module ``name`` in a background thread, unless imported already: the first fit's
+    F-test imports ``scipy.special`` (~0.05-0.1 s with the GIL held), which in the client's thread
+    after the first gather left both worker threads idle. Nothing but the time of the import moves:
+    the fit imports it as before (waiting for this thread if it is still at it), and raises if it
+    must. Returns the thread, or None."""
+    import importlib
+    import sys
+    import threading
+
+    def run():
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the fit's own import reports it
+            pass
+
+    if name in sys.modules:
+        return None
+    thread = threading.Thread(target=run, name="offnadir-tie-import", daemon=True)
+    thread.start()
+    return thread
 
 
 def _footprint(plan, k) -> np.ndarray:
