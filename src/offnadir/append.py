@@ -153,7 +153,9 @@ def _append_locked(path, attrs, cfg, cfg_all, n0, pending, client, quiet, agains
             _note(summary, f"the new image needs an occlusion halo of {auto.halo} cells, the store was made with "
                            f"{halo}: a one-shot run would use {auto.halo} for every image")
             halo = auto.halo
-        plan = dataclasses.replace(auto, halo=halo)
+        # the store's own tiles (its chunks), whatever the tile rule of this version picks
+        enc = ds["visible"].encoding.get("chunks") or ds["visible"].data.chunksize
+        plan = dataclasses.replace(auto, halo=halo, tile=(int(enc[-2]), int(enc[-1])))
         sub_cfg = dict(cfg_all, images=[cfg["images"][0]] + list(new_cfg))
         plan, tie_report = tiepoints.run_for_config(plan, sub_cfg, quiet=quiet)
     plan_new = dataclasses.replace(plan, images=plan.images[1:])

@@ -111,12 +111,15 @@ def write_cube(plan, out, *, client, overwrite: bool = False, resume: bool = Fal
                 if isinstance(e, OSError):
                     raise _write_error(out, e) from None
                 raise
+        if state == store.RESUME:
+            _check_store_tiles(out, plan)
         skip = store.done_tiles(out) if state == store.RESUME else set()
         n = len(plan.tiles())
         per_task = graph.tiles_per_task(n - len(skip), plan.grid_shape[1], _threads(client))
         tasks = graph.tile_write_tasks(plan, str(out), skip, per_task, shared=_on_every_worker(client, plan))
         clock.lap("store layout")
-        _say(quiet, f"{n - len(skip)} of {n} tiles to compute ({plan.dsm.shape[0]}x{plan.dsm.shape[1]} cells, "
+        (ny, nx), (cy, cx) = plan.dsm.shape, plan.tile_shape
+        _say(quiet, f"{n - len(skip)} of {n} tiles to compute ({ny}x{nx} cells in tiles of {cy}x{cx}, "
                     f"{len(plan.images)} images, halo {plan.halo} cells)")
         try:
             run_tasks(client, tasks, desc="cube tiles", quiet=quiet,
@@ -144,6 +147,21 @@ def _removals_joined():
         yield
     finally:
         store.wait_for_removals()
+
+
+def _check_store_tiles(out, plan) -> None:
+    """A resumed store must have been cut into the tiles of ``plan`` (stores of versions before the
+    even tiles of :func:`offnadir.cube.plan.tile_sizes` may not be)."""
+    import zarr
+
+    from offnadir.store import _quiet_zarr
+
+    with _quiet_zarr():
+        have = tuple(int(c) for c in zarr.open_group(str(out), mode="r")["dsm"].chunks)
+    if have != tuple(plan.tile_shape):
+        raise ConfigError(f"{out}: the store's tiles are {have[0]} x {have[1]} cells, this version cuts the grid "
+                          f"into {plan.tile_shape[0]} x {plan.tile_shape[1]} (chunk {plan.chunk}); it cannot resume "
+                          "it. Run again with --overwrite (or another output path).")
 
 
 def _say(quiet: bool, msg: str) -> None:

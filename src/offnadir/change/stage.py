@@ -42,7 +42,8 @@ def detect_dataset(cube, options: ChangeOptions | None = None, *, chunk: int | N
     cube = cube.load() if any(v.chunks is not None for v in cube.data_vars.values()) else cube
     ny, nx = cube.sizes["y"], cube.sizes["x"]
     c = int(chunk or cube.attrs.get("tile_size", 512) or 512)
-    chunks_yx = (tuple(min(c, ny - k) for k in range(0, ny, c)), tuple(min(c, nx - k) for k in range(0, nx, c)))
+    cy, cx = (c, c) if chunk or "tile_shape" not in cube.attrs else (int(v) for v in cube.attrs["tile_shape"])
+    chunks_yx = (tuple(min(cy, ny - k) for k in range(0, ny, cy)), tuple(min(cx, nx - k) for k in range(0, nx, cx)))
     from offnadir.change.dataset import CHANGE_VARS
 
     n_img = cube.sizes["image"]

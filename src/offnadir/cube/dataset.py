@@ -198,6 +198,7 @@ def provenance(plan, config) -> dict:
         "lattice_step": plan.lattice_step,
         "occlusion_z_tol_m": plan.z_tol,
         "tile_size": plan.chunk,
+        "tile_shape": list(plan.tile_shape),
     }
     if config is not None:
         out["config"] = json.dumps(config, default=str)
