@@ -34,3 +34,16 @@ def test_band_mean_takes_views_and_single_bands():
     view = v[1][:, 3:27, 5:35]  # not contiguous
     assert np.array_equal(K.band_mean(view), np.asarray(view, np.float64).mean(axis=0))
     assert np.array_equal(EV.intensity(v[0, 2]), v[0, 2].astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
+def test_masked_cells_is_numpys_boolean_indexing(dtype):
+    rng = np.random.default_rng(3)
+    v = (rng.normal(size=(2, 4, 50, 61)) * 100).astype(dtype)
+    view = v[1][:, 7:43, 2:59]  # strided, as patch_tile's core of the window
+    mask = rng.random(view.shape[1:]) < 0.6
+    ref = view[:, mask]
+    got = K.masked_cells(view, mask)
+    assert got.dtype == ref.dtype and got.shape == ref.shape and got.strides == ref.strides  # same layout
+    assert np.array_equal(got, ref)
+    assert K.masked_cells(view, np.zeros(mask.shape, bool)).shape == (4, 0)

@@ -202,8 +202,8 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
         ok, st, moved = _usable(vis, val, lit, t, ctx.use_sun, shaded_both=False)  # radiance: lit at both
         ms = models[t]
         okc = ok[cy, cx] & inp
-        x = val[0][:, cy, cx][:, okc].T
-        y = val[t][:, cy, cx][:, okc].T
+        x = K.masked_cells(val[0][:, cy, cx], okc).T  # val[0][:, cy, cx][:, okc].T, the same array
+        y = K.masked_cells(val[t][:, cy, cx], okc).T
         M = _robust_cells(ms, scales[t], x, y, st[cy, cx][okc])
         r = rowmap[cy, cx][okc]
         rows[f"used_{t}"] = np.bincount(r, minlength=n).astype(np.float64)
