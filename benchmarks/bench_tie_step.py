@@ -1,6 +1,7 @@
 """Where the tie-point step's wall goes on a threaded local cluster, as `offnadir detect` runs it.
 
     python benchmarks/bench_tie_step.py [SCENE] [--workers 2] [--timeline]
+    python benchmarks/bench_tie_step.py --dsm DSM --image BASE --image TARGET ... [--date D --date D ...]
 
 SCENE: a folder with dsm.tif, base.tif, target.tif (default: bench_detect's simulated 2048^2
 scene, /tmp/offnadir_bench_detect/sim2048; make it with `python benchmarks/bench_detect.py` once).
@@ -40,6 +41,9 @@ def main(argv=None) -> int:
     ap.add_argument("scene", nargs="?", default="/tmp/offnadir_bench_detect/sim2048")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeline", action="store_true")
+    ap.add_argument("--dsm", help="a DSM instead of SCENE's (with --image, base first)")
+    ap.add_argument("--image", action="append", default=[])
+    ap.add_argument("--date", action="append", default=[], help="per --image, in order")
     a = ap.parse_args(argv)
 
     import dask
@@ -53,8 +57,10 @@ def main(argv=None) -> int:
     for mod, name in ((tiebias, "gather"), (tiebias, "_measure_labelled"), (tiebias, "fit_robust"),
                       (tiepoints, "block_data_row")):
         setattr(mod, name, functools.partial(_timed, getattr(mod, name), name))
-    raw = {"dsm": {"path": f"{a.scene}/dsm.tif"},
-           "images": [{"path": f"{a.scene}/base.tif"}, {"path": f"{a.scene}/target.tif"}],
+    paths = a.image or [f"{a.scene}/base.tif", f"{a.scene}/target.tif"]
+    dates = a.date or [None] * len(paths)
+    raw = {"dsm": {"path": a.dsm or f"{a.scene}/dsm.tif"},
+           "images": [{"path": p, "date": d} for p, d in zip(paths, dates)],
            "output": {"path": "unused.zarr", "overwrite": True}, "change": {"enabled": True}}
     cfg = validate(raw, base=".", source="bench_tie_step")
     d = cfg["dsm"]

@@ -14,7 +14,7 @@ from offnadir.camera.camera import compose_affine
 from offnadir.cube.tie_report import MIN_POINTS, WEAK_POINTS, WEAK_SD_PX, _image_report
 from offnadir.cube.tie_report import WEAK_MEDIAN_PX, format_report, record, report_attrs  # noqa: F401 (re-exported)
 from offnadir.cube.tiepoints import (STEP_PX, BLOCK_WINDOWS, TieOptions, block_tiles, gather, measure_windows,
-                                     parallax_sensitivity, plan_suns, stages)
+                                     parallax_sensitivity, plan_suns, scheduler_threads, stages)
 from offnadir.logs import say
 
 log = logging.getLogger("offnadir.cube.tiepoints")
@@ -62,7 +62,8 @@ def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None, sa
     if suns[0] is None:
         log.info("tie points: the base's sun is unknown; shadowed windows are left to the robust fit")
     _import_meanwhile("scipy.special")   # the first fit's F-test needs it; imported while the workers measure
-    blocks1 = gather(plan, [tiles[i] for i in first], opts, dh_step, suns)
+    threads = scheduler_threads()        # asked once: a round trip to a distributed scheduler
+    blocks1 = gather(plan, [tiles[i] for i in first], opts, dh_step, suns, threads)
     coarse = {}
     for k in range(1, len(images)):
         data = [b[k] for b in blocks1 if k in b]
@@ -79,7 +80,7 @@ def fit_tie_bias(plan, opts: TieOptions | None = None, *, image_configs=None, sa
     def stage_blocks(s):
         """Block data of later stage ``s``, computed once for every image (on first demand)."""
         if s not in gathered:
-            gathered[s] = gather(plan, [tiles[i] for i in later[s]], opts, dh_step, suns)
+            gathered[s] = gather(plan, [tiles[i] for i in later[s]], opts, dh_step, suns, threads)
         return gathered[s]
 
     out_images = list(images)

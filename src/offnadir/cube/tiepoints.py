@@ -398,13 +398,14 @@ def scheduler_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def gather(plan, tiles, opts: TieOptions, dh_step, suns=None) -> list[dict]:
+def gather(plan, tiles, opts: TieOptions, dh_step, suns=None, threads: int | None = None) -> list[dict]:
     """Block data of every tie block (in the order of ``tiles``), computed with the current dask
-    scheduler: one task per thread of it, each a run of consecutive blocks (:func:`task_groups`).
-    Which task computes a block does not change its data."""
+    scheduler: one task per thread of it (``threads``, else :func:`scheduler_threads`, a round trip
+    to a distributed scheduler), each a run of consecutive blocks (:func:`task_groups`). Which task
+    computes a block does not change its data."""
     plan_node = dask.delayed(plan, pure=True, traverse=False)
     pad = int(opts.search_px) + 3
-    groups = task_groups(len(tiles), scheduler_threads())
+    groups = task_groups(len(tiles), threads or scheduler_threads())
     parts = dask.compute(*[dask.delayed(block_data_row, pure=True)(plan_node, [tiles[n] for n in idx], opts.half, pad,
                                                                  dh_step, suns) for idx in groups])
     out: list = [None] * len(tiles)
