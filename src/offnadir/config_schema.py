@@ -125,7 +125,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "tiling": {
         # lo: the tile plan needs 16 cells (occlusion halo and lattice); hi: a tile's float64 arrays
         # (16384^2 cells = 2 GiB each) must still fit in one worker's memory
-        "chunk": Field(int, 1024, "tile size in DSM cells (also the Zarr chunk size)", lo=16, hi=16384),
+        "chunk": Field(int, 1024, "largest tile size in DSM cells (also the Zarr chunk size; an axis just over it "
+                                  "is cut into even tiles)", lo=16, hi=16384),
         # hi: the lattice interpolates between nodes; a step wider than the largest tile leaves no node inside
         "lattice_step": Field(int, 16, "ground coordinates and lines of sight are computed every N cells and "
                                        "interpolated (error bound tested <= 1e-3 px)", lo=1, hi=16384),

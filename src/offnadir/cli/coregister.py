@@ -28,7 +28,8 @@ def add_cube_arguments(p, *, images: bool = True) -> None:
     p.add_argument("--zarr-format", type=int, choices=(2, 3), default=2,
                    help="Zarr format of the store (default 2: opens in GDAL >= 3.10, rasterio, QGIS; 3 needs "
                         "GDAL >= 3.11)")
-    p.add_argument("--chunk", type=int, default=1024, help="tile size in DSM cells (default 1024)")
+    p.add_argument("--chunk", type=int, default=1024,
+                   help="largest tile size in DSM cells (default 1024; an axis just over it is cut into even tiles)")
     p.add_argument("--geoid", help="geoid grid when the DSM heights are above EGM96/EGM2008")
     p.add_argument("--vertical-datum", default="auto", choices=("auto", "ellipsoid", "egm96", "egm2008"))
     p.add_argument("--scheduler", help="address of an existing dask scheduler (default: local cluster)")
