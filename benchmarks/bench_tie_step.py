@@ -51,11 +51,11 @@ def main(argv=None) -> int:
     from offnadir import pipeline
     from offnadir.cluster import dask_client
     from offnadir.config import validate
-    from offnadir.cube import tiebias, tiepoints
+    from offnadir.cube import tie_tasks, tiebias, tiepoints
     from offnadir.io.dsm import open_dsm_source
 
     for mod, name in ((tiebias, "gather"), (tiebias, "_measure_labelled"), (tiebias, "fit_robust"),
-                      (tiepoints, "block_data_row")):
+                      (tie_tasks, "block_data_row")):
         setattr(mod, name, functools.partial(_timed, getattr(mod, name), name))
     paths = a.image or [f"{a.scene}/base.tif", f"{a.scene}/target.tif"]
     dates = a.date or [None] * len(paths)

@@ -1,4 +1,4 @@
-"""How a tie-point gather is split into dask tasks (offnadir.cube.tiepoints.task_groups): the split
+"""How a tie-point gather is split into dask tasks (offnadir.cube.tie_tasks.task_groups): the split
 decides only which thread computes a block, never the block's data."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ import dask
 import numpy as np
 import pytest
 
-from offnadir.cube import tiepoints
+from offnadir.cube import tie_tasks, tiepoints
 from offnadir.cube.tiepoints import TieOptions
 
 
 @pytest.mark.parametrize("n_blocks", [0, 1, 2, 3, 9, 17, 18, 36])
 @pytest.mark.parametrize("n_threads", [1, 2, 3, 8, 64])
 def test_task_groups_are_balanced_runs_of_consecutive_blocks(n_blocks, n_threads):
-    groups = tiepoints.task_groups(n_blocks, n_threads)
+    groups = tie_tasks.task_groups(n_blocks, n_threads)
     assert [n for g in groups for n in g] == list(range(n_blocks))      # every block once, in tile order
     assert len(groups) == min(n_blocks, n_threads)
     sizes = [len(g) for g in groups]
@@ -27,7 +27,7 @@ def test_scheduler_threads_counts_the_clients_worker_threads():
     with LocalCluster(n_workers=1, threads_per_worker=3, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         with dask.config.set(scheduler=client):
-            assert tiepoints.scheduler_threads() == 3
+            assert tie_tasks.scheduler_threads() == 3
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,9 @@ def test_block_data_is_the_same_however_the_blocks_are_split(plan256, monkeypatc
     suns = tiepoints.plan_suns(plan256, None)
     got = {}
     for threads in (1, 2, 5, len(tiles)):
-        monkeypatch.setattr(tiepoints, "scheduler_threads", lambda t=threads: t)
+        monkeypatch.setattr(tie_tasks, "scheduler_threads", lambda t=threads: t)
         with dask.config.set(scheduler="threads", num_workers=2):
-            got[threads] = tiepoints.gather(plan256, tiles, opts, dh, suns)
+            got[threads] = tie_tasks.gather(plan256, tiles, opts, dh, suns)
     ref = got.pop(1)
     assert len(ref) == len(tiles) > 4 and sum(1 in b for b in ref) > 4    # blocks with windows to compare
     for blocks in got.values():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from offnadir.camera.bias_robust import affine_displacement, apply_affine, fit_robust
-from offnadir.cube import tiebias, tiepoints
+from offnadir.cube import tie_tasks, tiebias, tiepoints
 from offnadir.cube.tiepoints import TieOptions
 
 AFF = (1.0015, 0.002, 1.2, -0.001, 0.999, -2.0)
@@ -210,8 +210,8 @@ def test_a_fit_short_of_target_at_every_stage_is_the_fit_on_all_blocks(small_pla
         others = [n for n in range(len(tiles)) if n not in first]
         dh = {1: tiepoints.STEP_PX / tiepoints.parallax_sensitivity(plan, 1)}
         suns = tiepoints.plan_suns(plan, None)
-        b1 = tiepoints.gather(plan, [tiles[n] for n in first], opts, dh, suns)
-        b2 = tiepoints.gather(plan, [tiles[n] for n in others], opts, dh, suns)
+        b1 = tie_tasks.gather(plan, [tiles[n] for n in first], opts, dh, suns)
+        b2 = tie_tasks.gather(plan, [tiles[n] for n in others], opts, dh, suns)
     data = [b[1] for b in b1 if 1 in b]
     entry, corr = tiebias._fit_image(plan.images[1], data, opts, rest=[b[1] for b in b2 if 1 in b],
                                      first_pts=tiebias._measure(data, IDENTITY, opts.search_px),
