@@ -139,7 +139,8 @@ def ortho_tile(io, ctx, tile, ortho, want_patch, arrays=None):
     ``change_ortho``/``score_ortho`` (``change``/``score`` with method ortho; the maps pass
     calibrates them), and histograms ``{("ortho", t, stratum): counts}`` of its statistic.
     ``arrays``: the core's visible/value/elevated when the caller read them already."""
-    from offnadir.change.ortho import cell_scores, usable
+    from offnadir.change import kernels as K
+    from offnadir.change.ortho import cell_scores
 
     yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
     if arrays:  # read by the patch sums of the same task
@@ -156,8 +157,8 @@ def ortho_tile(io, ctx, tile, ortho, want_patch, arrays=None):
     hist = {}
     for t in ctx.targets:
         model, scale, z_thr = ortho[t]
-        ok = usable(vis, val, t)
-        s = cell_scores(model, scale, z_thr, val[0][:, ok].T, val[t][:, ok].T)
+        ok = (vis[0] != 2) & (vis[t] != 2) & fin[0] & fin[t]  # ortho.usable's cells, finiteness taken once
+        s = cell_scores(model, scale, z_thr, K.masked_cells(val[0], ok).T, K.masked_cells(val[t], ok).T)
         ch[t][ok] = (s >= 0.5).astype(np.uint8)
         sc[t][ok] = s
         so = ortho_evidence(sc[t])
