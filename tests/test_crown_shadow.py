@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from offnadir.change import crown_shadow as CS
 from offnadir.change import kernels as K
@@ -324,3 +325,24 @@ def test_the_march_with_its_bound_ahead_answers_as_the_obvious_one():
         ref = [_march_twin(h, elevated, i, j, rise, di, dj, 0.3, 200.0) for i, j in zip(ii, jj)]
         assert np.array_equal(d, [r[0] for r in ref]) and np.array_equal(other, [r[1] for r in ref])
         assert other.sum() > 20 and (d > 0).sum() > other.sum()
+
+
+@pytest.mark.parametrize("base, rise", [(712.0, 0.08), (-30.0, 0.6), (0.0, 2.5)])
+def test_the_march_bound_on_the_rays_line_is_exact_at_real_heights_and_sun_elevations(base, rise):
+    """The bound of ``_strip_ahead`` (tops along the ray's own line, less the ray's rise) breaks
+    only where the march to ``hmax`` would meet nothing: at ellipsoidal heights (Kahramanmaras'
+    DSM is ~700 m), low and high suns, towers far along the ray and every azimuth octant."""
+    rng = np.random.default_rng(11)
+    h = base + rng.normal(0, 0.05, (80, 75))
+    for _ in range(45):
+        i, j = rng.integers(0, 74), rng.integers(0, 69)
+        h[i:i + rng.integers(1, 7), j:j + rng.integers(1, 7)] = base + rng.uniform(1, 25)
+    h[rng.random(h.shape) < 0.01] = np.nan
+    elevated = (h > base + 0.5).astype(np.uint8)
+    ii, jj = np.nonzero(rng.random(h.shape) < 0.25)
+    for az in np.linspace(0.1, 2 * np.pi, 9)[:-1]:
+        di, dj = -math.cos(az), math.sin(az)
+        d, other = CS.first_and_other(h, elevated, ii, jj, rise, di, dj, 0.3, 150.0)
+        ref = [_march_twin(h, elevated, i, j, rise, di, dj, 0.3, 150.0) for i, j in zip(ii, jj)]
+        assert np.array_equal(d, [r[0] for r in ref]) and np.array_equal(other, [r[1] for r in ref])
+        assert (d > 0).sum() > 50
