@@ -113,7 +113,7 @@ def localise(p, fine_evidence, coarse_model, fine_model):
     r = np.asarray(fine_evidence, np.float64)
     fin = np.isfinite(r) & np.isfinite(p)
     llr = np.zeros(p.shape)
-    llr[fin] = np.interp(C.to_z(r[fin] / (1.0 + r[fin])), C.centres(), tab)
+    llr[fin] = C.interp(C.to_z(r[fin] / (1.0 + r[fin])), C.centres(), tab)
     prior = None if coarse_model is None or coarse_model.get("fallback") else coarse_model["pi"][1]
     # the fine evidence alone, with its own mixture's prior, calls the cell changed (posterior >= 1/2)
     fine_says = llr >= np.log(fine_model["pi"][0] / fine_model["pi"][1])
