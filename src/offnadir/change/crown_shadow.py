@@ -109,46 +109,22 @@ def tile_sums(io, ctx, tile, keep=None):
     and numbers (the same window, sure shadows, casters and classifiers) less the cells another
     object would keep in shadow (:func:`first_and_other`). Grouped table ``{"ids", "rows"}``, merged by
     :func:`offnadir.change.missing_shadow.add_sums`; exact whatever the tiling."""
-    from scipy import ndimage as ndi
-
-    from offnadir.change import shadow_observed as SO
-    from offnadir.change.tileio import Window
+    from offnadir.change import missing_shadow as MS
 
     classes = getattr(ctx, "shadow_classes", ()) or ()
     n_img = ctx.n_images
     empty = {"ids": np.zeros(0, np.int64), "rows": {"csh_n": np.zeros((0, n_img)), "csh_llr": np.zeros((0, n_img))}}
     if not wanted(ctx):
         return empty
-    sh = max(ctx.sun_halo(), SO.MARGIN + 1)
-    w = Window.around(tile, sh, ctx.shape)
-    h = np.ascontiguousarray(io.read("dsm", w.yx), np.float64)
+    sw = MS.shadow_window(io, ctx, tile, keep)  # the missing-shadow rule's, when it ran in this task
+    h, sh, elev, lab = sw.h, sw.halo, sw.elevated, sw.labels
     ny, nx = h.shape
-    a0, a1, b0, b1 = w.core
-    mg = SO.MARGIN
-    r0, r1, c0, c1 = max(a0 - mg, 0), min(a1 + mg, ny), max(b0 - mg, 0), min(b1 + mg, nx)
-    crop = (slice(w.i0 + r0, w.i0 + r1), slice(w.j0 + c0, w.j0 + c1))
-    lit = io.read("illumination", (slice(None),) + crop)
-    vis = io.read("visible", (slice(None),) + crop)
-    if keep is not None and "value" in keep:
-        val = keep["value"]
-    else:
-        val = io.read("value", (slice(None), slice(None), slice(tile.i0, tile.i1),
-                                slice(tile.j0, tile.j1))).astype(np.float64)
-    elev = np.asarray(io.read("elevated", w.yx))
-    lab = np.where(elev == 1, io.read("patch", w.yx), 0)
-    size = 2 * int(mg) + 1
-    in_core = (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
     parts = []
     for k in range(n_img):
         clf = classes[k] if k < len(classes) else None
         if clf is None:
             continue
-        both = ((lit[k] == 0) & (vis[k] == 1)).astype(np.uint8)
-        sure = ndi.minimum_filter(both, size=size, mode="nearest")[in_core] == 1
-        ii, jj = np.nonzero(sure)
-        x = val[k][:, ii, jj].mean(axis=0)
-        fin = np.isfinite(x)
-        ii, jj, x = ii[fin] + a0, jj[fin] + b0, x[fin]
+        ii, jj, x = sw.sure[k]
         az, el = ctx.sun[k]
         di, dj = -math.cos(az), math.sin(az)
         d, other = first_and_other(h, elev, ii, jj, math.tan(max(el, 1e-6)) * ctx.cell, di, dj,
@@ -167,9 +143,7 @@ def tile_sums(io, ctx, tile, keep=None):
         parts.append({"ids": ids, "rows": {"csh_n": rows_n, "csh_llr": rows_s}})
     if not parts:
         return empty
-    from offnadir.change.missing_shadow import add_sums
-
-    return add_sums(*parts)
+    return MS.add_sums(*parts)
 
 
 def add_pairs(*parts):

@@ -115,16 +115,72 @@ def tile_sums(io, ctx, tile, keep=None):
     less: the sure shadows are found on the core and its :data:`~offnadir.change.shadow_observed.MARGIN`
     only, the casters marched from those cells only
     (:func:`offnadir.change.sun_kernels.caster_distances_at`), intensities taken at those cells."""
-    from scipy import ndimage as ndi
-
     from offnadir.change.sun_kernels import caster_distances_at
-    from offnadir.change.tileio import Window
 
     classes = getattr(ctx, "shadow_classes", ()) or ()
     n_img = ctx.n_images
     empty = {"ids": np.zeros(0, np.int64), "rows": {"msh_n": np.zeros((0, n_img)), "msh_llr": np.zeros((0, n_img))}}
     if not ctx.use_sun or not any(c is not None for c in classes) or not getattr(ctx.opts, "missing_shadows", True):
         return empty
+    sw = shadow_window(io, ctx, tile, keep)
+    h, sh, lab = sw.h, sw.halo, sw.labels
+    ny, nx = h.shape
+    parts = []
+    for k in range(n_img):
+        clf = classes[k] if k < len(classes) else None
+        if clf is None:
+            continue
+        ii, jj, x = sw.sure[k]
+        mask = np.zeros(h.shape, bool)
+        mask[ii, jj] = True
+        az, el = ctx.sun[k]
+        di, dj = -math.cos(az), math.sin(az)
+        dist = np.empty(h.shape)
+        caster_distances_at(h, math.tan(max(el, 1e-6)) * ctx.cell, di, dj, float(ctx.opts.sun_tolerance), float(sh),
+                            mask, dist)
+        d = dist[ii, jj]
+        ci = ii + np.floor(d * di + 0.5).astype(np.int64)
+        cj = jj + np.floor(d * dj + 0.5).astype(np.int64)
+        ok = (d > 0) & (ci >= 0) & (ci < ny) & (cj >= 0) & (cj < nx)
+        lc = lab[ci[ok], cj[ok]]
+        llr = -(clf.cell_log_odds(x[ok]) - clf.prior)
+        keep_ = lc > 0
+        ids, inv = np.unique(lc[keep_], return_inverse=True)
+        rows_n = np.zeros((len(ids), n_img))
+        rows_s = np.zeros((len(ids), n_img))
+        rows_n[:, k] = np.bincount(inv, minlength=len(ids))
+        rows_s[:, k] = np.bincount(inv, llr[keep_], minlength=len(ids))
+        parts.append((ids, {"msh_n": rows_n, "msh_llr": rows_s}))
+    if not parts:
+        return empty
+    return add_sums(*({"ids": i, "rows": r} for i, r in parts))
+
+
+def shadow_window(io, ctx, tile, keep=None):
+    """What the shadow sums of a tile read and find first (:func:`tile_sums`,
+    :func:`offnadir.change.crown_shadow.tile_sums`): a namespace with ``halo`` (the sun halo, at least
+    :data:`~offnadir.change.shadow_observed.MARGIN` + 1), ``window`` (the tile's
+    :class:`~offnadir.change.tileio.Window` with that halo), ``h`` (its DSM, float64), ``elevated`` (its
+    elevated map), ``labels`` (patch IDs on elevated cells, 0 elsewhere) and ``sure``: per image with a
+    shadow classifier (None for the others), ``(ii, jj, x)``, the window rows and columns of the core's
+    sure predicted-shadow cells whose mean value ``x`` over the bands is finite, row-major.
+
+    Sure shadow: :func:`offnadir.change.shadow_observed.training_classes`' shadow class, code 0 and
+    visible at every cell within MARGIN, so a square minimum filter of ``lit == 0 & visible`` (the
+    filter of an AND is the AND of the filters) over the core and its MARGIN only (the window's own
+    edges where that crop reaches them). ``keep``: the sums task's dict (``keep["value"]``, the core's
+    float64 values :func:`offnadir.change.tile.patch_tile` read, used when there); the result is kept
+    in it as ``keep["shadow_window"]`` and returned from there on the next call, so both rules read the
+    window and filter the shadows once per task."""
+    from types import SimpleNamespace
+
+    from scipy import ndimage as ndi
+
+    from offnadir.change.tileio import Window
+
+    if keep is not None and "shadow_window" in keep:
+        return keep["shadow_window"]
+    classes = getattr(ctx, "shadow_classes", ()) or ()
     sh = max(ctx.sun_halo(), SO.MARGIN + 1)
     w = Window.around(tile, sh, ctx.shape)
     h = np.ascontiguousarray(io.read("dsm", w.yx), np.float64)
@@ -142,46 +198,25 @@ def tile_sums(io, ctx, tile, keep=None):
     else:
         val = io.read("value", (slice(None), slice(None), slice(tile.i0, tile.i1),
                                 slice(tile.j0, tile.j1))).astype(np.float64)
-    lab = None
     size = 2 * int(mg) + 1
     in_core = (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
-    parts = []
-    for k in range(n_img):
-        clf = classes[k] if k < len(classes) else None
-        if clf is None:
+    sure = []
+    for k in range(ctx.n_images):
+        if (classes[k] if k < len(classes) else None) is None:
+            sure.append(None)
             continue
         # training_classes' shadow class: min_filter(A) & min_filter(B) == min_filter(A & B)
         both = ((lit[k] == 0) & (vis[k] == 1)).astype(np.uint8)
-        sure = ndi.minimum_filter(both, size=size, mode="nearest")[in_core] == 1
-        ii, jj = np.nonzero(sure)  # row-major: the order of the window's cells
+        ii, jj = np.nonzero(ndi.minimum_filter(both, size=size, mode="nearest")[in_core] == 1)  # row-major
         x = val[k][:, ii, jj].mean(axis=0)
         fin = np.isfinite(x)
-        ii, jj, x = ii[fin] + a0, jj[fin] + b0, x[fin]
-        mask = np.zeros(h.shape, bool)
-        mask[ii, jj] = True
-        az, el = ctx.sun[k]
-        di, dj = -math.cos(az), math.sin(az)
-        dist = np.empty(h.shape)
-        caster_distances_at(h, math.tan(max(el, 1e-6)) * ctx.cell, di, dj, float(ctx.opts.sun_tolerance), float(sh),
-                            mask, dist)
-        d = dist[ii, jj]
-        ci = ii + np.floor(d * di + 0.5).astype(np.int64)
-        cj = jj + np.floor(d * dj + 0.5).astype(np.int64)
-        ok = (d > 0) & (ci >= 0) & (ci < ny) & (cj >= 0) & (cj < nx)
-        if lab is None:
-            lab = np.where(io.read("elevated", w.yx) == 1, io.read("patch", w.yx), 0)
-        lc = lab[ci[ok], cj[ok]]
-        llr = -(clf.cell_log_odds(x[ok]) - clf.prior)
-        keep_ = lc > 0
-        ids, inv = np.unique(lc[keep_], return_inverse=True)
-        rows_n = np.zeros((len(ids), n_img))
-        rows_s = np.zeros((len(ids), n_img))
-        rows_n[:, k] = np.bincount(inv, minlength=len(ids))
-        rows_s[:, k] = np.bincount(inv, llr[keep_], minlength=len(ids))
-        parts.append((ids, {"msh_n": rows_n, "msh_llr": rows_s}))
-    if not parts:
-        return empty
-    return add_sums(*({"ids": i, "rows": r} for i, r in parts))
+        sure.append((ii[fin] + a0, jj[fin] + b0, x[fin]))
+    elev = np.asarray(io.read("elevated", w.yx))
+    out = SimpleNamespace(halo=sh, window=w, h=h, elevated=elev, labels=np.where(elev == 1, io.read("patch", w.yx), 0),
+                          sure=tuple(sure))
+    if keep is not None:
+        keep["shadow_window"] = out
+    return out
 
 
 def add_sums(*parts):
