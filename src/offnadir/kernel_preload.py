@@ -31,7 +31,8 @@ RUN_MODULES = ("offnadir.camera.kernels", "offnadir.cube.kernels", "offnadir.cub
                "offnadir.change.census_codes",
                "offnadir.change.census", "offnadir.change.irmad", "offnadir.change.shadow",
                "offnadir.change.outline", "offnadir.change.rim_profile", "offnadir.change.longer_shadow",
-               "offnadir.change.crown_shadow_kernels")
+               "offnadir.change.crown", "offnadir.change.crown_shadow_kernels", "offnadir.change.reversal",
+               "offnadir.change.calibrate")
 
 
 def _cached_here(d) -> list:
