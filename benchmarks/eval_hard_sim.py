@@ -24,6 +24,7 @@ caster's), missing (a caster gone or lowered), and ground lit at both dates.
     python benchmarks/eval_hard_sim.py [--seeds 0 1 2 3 4 5] [--size 256] [--work /tmp/eval_hard_sim]
                                        [--workers 1] [--reuse] [--json out.json] [--stereo]
                                        [--base-view 5,90] [--target-view 30,270] [--config FILE]
+                                       [--true-sun]
 
 ``--stereo``: the second date is a same-date pair (``offnadir simulate --new-views 2``: target.tif
 and target2.tif, same time and sun, B/H 0.3, every other file as in the one-image scene of the seed),
@@ -38,6 +39,10 @@ unchanged cells. Scenes and stores go to ``hard_stereoN`` / ``hard_stereoN.zarr`
 off_level}``), validated as ``offnadir run`` validates (:mod:`eval_config`); the job then runs as
 ``offnadir run`` of that config (the same DSM, images, dates, workers and change detection) instead
 of ``offnadir detect``. Use a ``--work`` of its own: ``--reuse`` cannot tell the stores apart.
+
+``--true-sun``: every image's true sun (scene.json) is given to the job (``--sun AZ,EL`` per image,
+or the images' ``sun_azimuth``/``sun_elevation`` with ``--config``) instead of being estimated: an
+oracle of how much of each figure the sun estimate costs. Use a ``--work`` of its own.
 
 Exits 1 when a target is missed; 2 (one line) when --config is not a valid config.
 """
@@ -92,11 +97,12 @@ def _angle(az1, el1, az2, el2):
 
 
 def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool, stereo: bool = False,
-             sim_views: tuple = (), config: Path | None = None) -> dict:
+             sim_views: tuple = (), config: Path | None = None, true_sun: bool = False) -> dict:
     """Simulate and detect one seed; the scores of the (first) target, and with ``stereo`` those
     of target2 (``target2``) and the height sweep's (``dh``) as well. ``sim_views``: extra
     arguments of ``offnadir simulate`` (``--base-view``/``--target-view`` and their values);
-    ``config``: a YAML run config merged over the detect job (:mod:`eval_config`)."""
+    ``config``: a YAML run config merged over the detect job (:mod:`eval_config`); ``true_sun``: every
+    image's true sun (scene.json) given to the job instead of estimating it (an oracle)."""
     d = work / (f"hard_stereo{seed}" if stereo else f"hard{seed}")
     store = work / (f"hard_stereo{seed}.zarr" if stereo else f"hard{seed}.zarr")
     t_sim = t_det = 0.0
@@ -114,10 +120,16 @@ def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool, stereo
         if stereo:  # the files carry no time: dates given per image, as for Kahramanmaras
             for v in views:
                 cmd += ["--date", meta["views"][v]["acquired"][:10]]
+        suns = {v: (meta["views"][v]["sun_azimuth_deg"], meta["views"][v]["sun_elevation_deg"]) for v in views}
+        if true_sun:  # the oracle: the truth given per image, in image order
+            for v in views:
+                cmd += ["--sun", f"{suns[v][0]!r},{suns[v][1]!r}"]
         if config is not None:  # the same job as a run config, with the file's options over it
             job = {"dsm": {"path": str(d / "dsm.tif")},
                    "images": [{"path": str(d / f"{v}.tif"), **({"date": meta["views"][v]["acquired"][:10]}
-                                                            if stereo else {})} for v in views],
+                                                            if stereo else {}),
+                               **({"sun_azimuth": suns[v][0], "sun_elevation": suns[v][1]} if true_sun else {})}
+                              for v in views],
                    "output": {"path": str(store), "overwrite": True}, "cluster": {"n_workers": workers},
                    "change": {"enabled": True}}
             cfg = eval_config.write_job(job, config, work / f"{store.stem}.job.json")
@@ -322,6 +334,9 @@ def main(argv=None) -> int:
     ap.add_argument("--target-view", metavar="OFFNADIR,AZIMUTH",
                     help="the target view passed to offnadir simulate (default: the simulator's, 25,270); use a "
                          "--work of its own")
+    ap.add_argument("--true-sun", action="store_true",
+                    help="give every image its true sun (scene.json) instead of estimating it: an oracle of how "
+                         "much of each figure the sun estimate costs; use a --work of its own")
     eval_config.add_argument(ap)
     a = ap.parse_args(argv)
     eval_config.check(a.config)  # a bad file fails now, before any scene is simulated
@@ -331,7 +346,8 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in a.seeds:
-        r = one_seed(seed, a.size, work, a.workers, a.reuse, stereo=a.stereo, sim_views=views, config=a.config)
+        r = one_seed(seed, a.size, work, a.workers, a.reuse, stereo=a.stereo, sim_views=views, config=a.config,
+                     true_sun=a.true_sun)
         rows.append(r)
         print(f"seed {seed} ({a.size}² cells, simulate {r['simulate_s']:.0f} s, detect {r['detect_s']:.0f} s)"
               + (f"; same-date pair B/H {r['base_to_height']:.2f}" if a.stereo else ""))
