@@ -19,7 +19,9 @@ only (tree changes left out too), and the sun the change stage used (store attri
 ``change_sun``) against the truth in scene.json (target: within 5 degrees). The unchanged ground's
 false alarms are also split by how the old DSM's predicted shadows (the store's ``illumination``)
 match the true ones (:func:`shadow_classes`): shadows as predicted, unexplained (a new or raised
-caster's), missing (a caster gone or lowered), and ground lit at both dates.
+caster's), missing (a caster gone or lowered), and ground lit at both dates; and by distance to the
+grid's edge (within half the evidence window, ``change_calibration`` ``window_cells``, the window is
+cut by the edge).
 
     python benchmarks/eval_hard_sim.py [--seeds 0 1 2 3 4 5] [--size 256] [--work /tmp/eval_hard_sim]
                                        [--workers 1] [--reuse] [--json out.json] [--stereo]
@@ -230,6 +232,16 @@ def score_target(d: Path, store: Path, meta: dict, t: int, occluded_name: str) -
     out["ground_fa_shadow"] = float(flag[in_shadow].mean()) if in_shadow.any() else math.nan
     out["ground_fa_lit"] = float(flag[lit].mean()) if lit.any() else math.nan
     out["ground_fa_shadow_share"] = float((flag & in_shadow).sum() / max((flag & ground_none).sum(), 1))
+    # by distance to the grid's edge: within half the evidence window its window is cut by the edge
+    # (fewer surfaces averaged: a wider null; docs/change_detection.md, H2 seventh round)
+    half = int(json.loads(ds.attrs.get("change_calibration", "{}") or "{}").get("window_cells", 41)) // 2
+    ny, nx = flag.shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    edge = np.minimum(np.minimum(yy, ny - 1 - yy), np.minimum(xx, nx - 1 - xx)) < half
+    for k, m in (("edge", ground_none & edge), ("inner", ground_none & ~edge)):
+        out[f"ground_fa_{k}"] = float(flag[m].mean()) if m.any() else math.nan
+        out[f"ground_fa_{k}_cells"] = int((flag & m).sum())
+    out["edge_cells"] = half
     # unchanged ground by how the old DSM's predicted shadows (the store's illumination, no direct
     # sun) match the true ones (truth_shadow bit 1: base date, bit 2: the new date) at both dates:
     # "as predicted" (shadowed at a date, every date's state right), "unexplained" (truly shadowed
@@ -302,6 +314,9 @@ def _print_target(r, label=""):
               f"{_f(o.get('loss_recall', math.nan))}, gain {_f(o.get('gain_recall', math.nan))})")
     print(f"  ground false alarms {_f(g['false_alarm_rate'])} (lit {_f(r['ground_fa_lit'])}, in shadow at either "
           f"date {_f(r['ground_fa_shadow'])}; {100 * r['ground_fa_shadow_share']:.0f} % of them in shadow)")
+    print(f"  ground false alarms within {r['edge_cells']} cells (half the evidence window) of the grid's edge "
+          f"{_f(r['ground_fa_edge'])} ({r['ground_fa_edge_cells']} cells), farther {_f(r['ground_fa_inner'])} "
+          f"({r['ground_fa_inner_cells']} cells)")
     if "ground_fa_shadow_as_predicted" in r:
         print("  ground false alarms against the old DSM's predicted shadows: " + ", ".join(
             f"{k.replace('_', ' ')} {_f(r[f'ground_fa_shadow_{k}'])} ({r[f'ground_fa_shadow_{k}_cells']} cells)"
@@ -382,6 +397,8 @@ def main(argv=None) -> int:
         print("ground false alarms (cells) in shadows as predicted / unexplained / missing, and on lit ground, "
               f"{what}: " + ", ".join("/".join(str(r[f"ground_fa_shadow_{k}_cells"]) for k in
                                                ("as_predicted", "unexplained", "missing", "lit")) for r in targets))
+    print(f"ground false-alarm rate within half the evidence window of the grid's edge / farther {what}: "
+          + ", ".join(f"{_f(r['ground_fa_edge'])}/{_f(r['ground_fa_inner'])}" for r in targets))
     tot_m = {k: sum(r["misses"][k] for r in targets) for k in rows[0]["misses"]}
     tot_f = {k: sum(r["false_alarms"][k] for r in targets) for k in rows[0]["false_alarms"]}
     nm, nf = max(sum(tot_m.values()), 1), max(sum(tot_f.values()), 1)
