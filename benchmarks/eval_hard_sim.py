@@ -122,7 +122,8 @@ def one_seed(seed: int, size: int, work: Path, workers: int, reuse: bool, stereo
         if stereo:  # the files carry no time: dates given per image, as for Kahramanmaras
             for v in views:
                 cmd += ["--date", meta["views"][v]["acquired"][:10]]
-        suns = {v: (meta["views"][v]["sun_azimuth_deg"], meta["views"][v]["sun_elevation_deg"]) for v in views}
+        suns = ({v: (meta["views"][v]["sun_azimuth_deg"], meta["views"][v]["sun_elevation_deg"]) for v in views}
+                if true_sun else {})
         if true_sun:  # the oracle: the truth given per image, in image order
             for v in views:
                 cmd += ["--sun", f"{suns[v][0]!r},{suns[v][1]!r}"]

@@ -98,3 +98,29 @@ def test_eval_hard_sim_runs_the_job_as_offnadir_run_of_the_merged_config(tmp_pat
     H.one_seed(3, 64, tmp_path, 1, reuse=False, stereo=True)
     det = cmds[1]
     assert det[3] == "detect" and det.count("--date") == 3 and "run" not in det
+
+
+def test_eval_hard_sim_true_sun_gives_each_image_its_sun_from_scene_json(tmp_path, monkeypatch):
+    """--true-sun (the oracle of issue 7 H2, seventh round): the truth of scene.json per image, in
+    image order, to ``offnadir detect`` (``--sun AZ,EL``) and to the run config's images."""
+    import eval_hard_sim as H
+
+    d = tmp_path / "hard5"
+    d.mkdir()
+    views = {"base": {"acquired": "2020-05-01T10:00:00Z", "sun_azimuth_deg": 142.5, "sun_elevation_deg": 31.25},
+             "target": {"acquired": "2023-06-02T10:00:00Z", "sun_azimuth_deg": 189.0, "sun_elevation_deg": 70.0}}
+    (d / "scene.json").write_text(json.dumps({"views": views}))
+    cmds = []
+    monkeypatch.setattr(H, "_run", lambda cmd: cmds.append(cmd) or 0.0)
+    monkeypatch.setattr(H, "score_target", lambda *a, **k: {})
+    H.one_seed(5, 64, tmp_path, 1, reuse=False, true_sun=True)
+    det = cmds[1]
+    i = [k for k, a in enumerate(det) if a == "--sun"]
+    assert [det[k + 1] for k in i] == ["142.5,31.25", "189.0,70.0"]
+    cmds.clear()
+    H.one_seed(5, 64, tmp_path, 1, reuse=False)
+    assert "--sun" not in cmds[1]  # the default estimates it
+    cmds.clear()
+    H.one_seed(5, 64, tmp_path, 1, reuse=False, config=_file(tmp_path, "change:\n  shadows: true\n"), true_sun=True)
+    job = json.loads(Path(cmds[1][4]).read_text())
+    assert [(im["sun_azimuth"], im["sun_elevation"]) for im in job["images"]] == [(142.5, 31.25), (189.0, 70.0)]
