@@ -67,6 +67,9 @@ VARIANTS = {
     "up": "control: raise with the ray up-sun",
     "perp": "control: raise with the ray across the sun",
     "both_nowitness": "both, also where the classifier is no witness",
+    "raise_elig": "raise, the ray's share over the cells where an unexplained shadow can be seen (ground, predicted lit, "
+                  "visible) only: predicted shadows and roofs on the ray do not dilute it",
+    "both_elig": "both, with that share",
 }
 BINS = 10
 MIN_CHANGED = 100
@@ -135,7 +138,12 @@ def shadow_ray(d, name):
         az += math.pi
     elif name.startswith("perp"):
         az += math.pi / 2
-    return ray_share(U, az, k), dict(info, height_m=round(h, 2), K=k, U_cells=int(U.sum()))
+    S = ray_share(U, az, k)
+    if "elig" in name:
+        n = ray_share(lit & ~d["elev"] & d["ok_t"], az, k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            S = np.where(n > 0, S / np.where(n > 0, n, 1.0), 0.0)
+    return S, dict(info, height_m=round(h, 2), K=k, U_cells=int(U.sum()))
 
 
 def pav_up(y, w):
