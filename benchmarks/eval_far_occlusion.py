@@ -88,13 +88,15 @@ def roof_table(val, vis, elev, patch, t: int, az_t: float, k: int):
         r = inner & (patch == pid)
         if s.sum() < 20 or g.sum() < 10 or r.sum() < 20:
             continue
-        q = []
+        q, inside = [], []
         for img in (val[0], val[t]):
             ms, mr, mg = np.median(img[s]), np.median(img[r]), np.median(img[g])
             a, b = abs(ms - mr), abs(ms - mg)
             q.append((a - b) / (a + b) if a + b > 0 else 0.0)
+            lo, hi = np.percentile(img[r], [25, 75])
+            inside.append(bool(lo <= ms <= hi))  # the strip's median within the roof's own quartiles
         rows.append(dict(pid=int(pid), n=int((patch == pid).sum()), strip=int(s.sum()), beyond=int(g.sum()),
-                         q_base=q[0], q_target=q[1], mask=s))
+                         q_base=q[0], q_target=q[1], iqr=(not inside[0]) and inside[1], mask=s))
     return rows
 
 
@@ -120,6 +122,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     ap.add_argument("--km", type=Path)
     ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--rule", choices=("strict", "iqr"), default="strict",
+                    help="strict: q_base >= 1/2 and q_target <= -1/2; iqr: the q flip with the strip's median "
+                         "outside the roof's quartiles at the base and inside them at the target")
     a = ap.parse_args(argv)
     tally = {}
     if a.hard:
@@ -130,7 +135,7 @@ def main(argv=None) -> int:
             for r in roof_table(val, vis, elev, patch, 1, az[1], a.k):
                 c = CLASSES[int(np.bincount(cls[patch == r["pid"]], minlength=8).argmax())]
                 flip = r["q_base"] > 0 > r["q_target"]
-                strict = r["q_base"] >= 0.5 and r["q_target"] <= -0.5
+                strict = (r["iqr"] and flip) if a.rule == "iqr" else (r["q_base"] >= 0.5 and r["q_target"] <= -0.5)
                 key = "changed" if c in ("new", "demolished", "raised") else "unchanged/re-roofed"
                 t = tally.setdefault(key, [0, 0, 0, 0, 0])
                 t[0] += 1
@@ -157,7 +162,8 @@ def main(argv=None) -> int:
                 m = (patch == r["pid"]) & (ref != REF.IGNORE)
                 ch = float(np.isin(ref[m], (1, 2)).mean()) if m.any() else math.nan
                 for key, hit in (("flip", r["q_base"] > 0 > r["q_target"]),
-                                 ("strict", r["q_base"] >= 0.5 and r["q_target"] <= -0.5)):
+                                 ("strict", (r["iqr"] and r["q_base"] > 0 > r["q_target"]) if a.rule == "iqr"
+                                  else (r["q_base"] >= 0.5 and r["q_target"] <= -0.5))):
                     if hit and math.isfinite(ch):
                         out[key][0] += 1
                         out[key][1] += r["n"]
