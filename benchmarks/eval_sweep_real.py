@@ -15,10 +15,10 @@ Writes PNG quicklooks (dh beside the CARS difference) into --out. Usage::
     python benchmarks/eval_sweep_real.py --out /tmp/h3/eval [--workers 1] [--chunk 1024] [--dsm-test region|prediction]
                                          [--config FILE]
 
-``--dsm-test region`` / ``prediction`` / ``off_level`` / ``on_level``: the sweep's region stage, the DSM's prediction
+``--dsm-test window`` / ``region`` / ``prediction`` / ``on_level``: the window test alone, the sweep's region stage, the DSM's prediction
 at the best
 height (config ``height_sweep.dsm_test``, see
-:mod:`offnadir.cube.sweep`) instead of the default window test.
+:mod:`offnadir.cube.sweep`) instead of the default off-level test.
 
 ``--config FILE``: a YAML run config merged over each job (after ``--dsm-test`` and ``--no-tie-bias``),
 validated as ``offnadir run`` validates (:mod:`eval_config`); exit status 2 with one line when FILE
@@ -46,7 +46,7 @@ S2P = bc.REAL / "s2p" / "tests" / "data"
 
 TIE_BIAS = True
 #: the sweep's test of the DSM height (config height_sweep.dsm_test; --dsm-test)
-DSM_TEST = "window"
+DSM_TEST = "off_level"
 #: --config FILE: a run config merged over each job (None: the job as it is)
 CONFIG = None
 
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
                     help="switch the tie-point bias pass off (config tie_bias.enabled: false)")
     from offnadir.cube.sweep import DSM_TESTS
 
-    ap.add_argument("--dsm-test", choices=DSM_TESTS, default="window",
+    ap.add_argument("--dsm-test", choices=DSM_TESTS, default="off_level",
                     help="the sweep's test of the DSM height (config height_sweep.dsm_test)")
     ap.add_argument("--skip-km", action="store_true")
     ap.add_argument("--skip-same-date", action="store_true")

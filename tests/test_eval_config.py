@@ -43,7 +43,7 @@ def test_the_job_with_a_file_validates_and_round_trips_through_offnadir_run(tmp_
     assert cfg["height_sweep"]["dsm_test"] == "off_level" and cfg["tie_bias"]["enabled"] is False
     assert cfg == E.job_config(JOB, f)
     assert [im["date"] for im in cfg["images"]] == [None, "2023-04-15"]
-    assert E.job_config(JOB, None)["height_sweep"]["dsm_test"] == "window"  # the default without a file
+    assert E.job_config(JOB, None)["height_sweep"]["dsm_test"] == "off_level"  # the default without a file
 
 
 @pytest.mark.parametrize("text, words", [

@@ -178,10 +178,10 @@ def test_the_config_chooses_the_dsm_test(monkeypatch):
     monkeypatch.setattr(sweep_stage, "sweep_store", lambda *a, **k: seen.append(k["dsm_test"]))
     monkeypatch.setattr(sweep_stage, "check_tie_consistency", lambda *a: [])
     base = {"dsm": {"path": "d.tif"}, "images": [{"path": "a.tif"}, {"path": "b.tif"}], "output": {"path": "o.zarr"}}
-    for section, want in (({}, "window"), ({"height_sweep": {"dsm_test": "region"}}, "region")):
+    for section, want in (({}, "off_level"), ({"height_sweep": {"dsm_test": "region"}}, "region")):
         cfg = validate({**base, **section}, source="t")
         sweep_stage.SweepStage(quiet=True)(cfg, None, "o.zarr", None)
-    assert seen == ["window", "region"]
+    assert seen == ["off_level", "region"]
     with pytest.raises(OffnadirError, match="dsm_test"):
         validate({**base, "height_sweep": {"dsm_test": "effective"}}, source="t")
 

@@ -149,14 +149,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     # issue 7: the same-date height sweep (offnadir.cube.sweep; docs/height_sweep.md)
     "height_sweep": {
-        "dsm_test": Field(str, "window", "when a better agreement at another height means the surface moved: "
+        "dsm_test": Field(str, "off_level", "when a better agreement at another height means the surface moved: "
                                          "window (per 13x13 window) | region (then pooled over each region of "
                                          "moved cells: fewer false dh on weak texture, some real changes lost; "
                                          "docs/height_sweep.md) | prediction (then no dh where the best height "
                                          "only repeats a pattern the DSM predicts there: fewer false dh, slower; "
-                                         "docs/change_detection.md) | off_level (then dh = 0, uncertain, where the "
-                                         "lead comes from the window's cells whose DSM is at the best height: fewer "
-                                         "false dh beside height steps, some real changes lost; "
+                                         "docs/change_detection.md) | off_level (the default: the window test, then dh = 0, "
+                                         "uncertain, where the lead comes from the window's cells whose DSM is at the "
+                                         "best height: fewer false dh beside height steps, some real changes lost; "
                                          "docs/change_detection.md) | on_level (then dh = best - DSM height where "
                                          "the DSM height was kept but a window following the cell's surface moved "
                                          "there agrees better: more raised roofs found, more false dh beside height "
