@@ -270,6 +270,13 @@ def tile_sums(io, ctx, tile, keep=None, band: float = BAND_CELLS):
         usable = (vis[0] == 1) & (vis[t] == 1)  # the base: visible there
         ii, jj, lc = fringe(h, lab, ill[t], usable, ctx.cell, az, el, float(ctx.opts.sun_tolerance), float(sh), band,
                             core=(a0, a1, b0, b1))
+        rng = ctx.sun_range[t] if t < len(getattr(ctx, "sun_range", ())) else None
+        if rng is not None and len(ii):  # lit over the sun's whole range (change.sun_range)
+            from offnadir.change import sun_range as SR
+
+            lit = ~SR.shadowed_at_ends(h, ii, jj, ctx.sun[t], rng, ctx.cell, float(ctx.opts.sun_tolerance), sh).any(
+                axis=0)
+            ii, jj, lc = ii[lit], jj[lit], lc[lit]
         x = np.asarray(val[t], np.float64)[:, ii - a0, jj - b0].mean(axis=0)
         fin = np.isfinite(x)
         llr = classes[t].cell_log_odds(x[fin]) - classes[t].prior

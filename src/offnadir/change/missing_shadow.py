@@ -210,7 +210,16 @@ def shadow_window(io, ctx, tile, keep=None):
         ii, jj = np.nonzero(ndi.minimum_filter(both, size=size, mode="nearest")[in_core] == 1)  # row-major
         x = val[k][:, ii, jj].mean(axis=0)
         fin = np.isfinite(x)
-        sure.append((ii[fin] + a0, jj[fin] + b0, x[fin]))
+        ii, jj, x = ii[fin] + a0, jj[fin] + b0, x[fin]
+        rng = ctx.sun_range[k] if k < len(getattr(ctx, "sun_range", ())) else None
+        if rng is not None and len(ii):  # shadowed over the sun's whole range (change.sun_range)
+            from offnadir.change import sun_range as SR
+
+            held = SR.shadowed_at_ends(h, ii, jj, ctx.sun[k], rng, ctx.cell, float(ctx.opts.sun_tolerance), sh)
+            if len(held):
+                keep_ = held.all(axis=0)
+                ii, jj, x = ii[keep_], jj[keep_], x[keep_]
+        sure.append((ii, jj, x))
     elev = np.asarray(io.read("elevated", w.yx))
     out = SimpleNamespace(halo=sh, window=w, h=h, elevated=elev, labels=np.where(elev == 1, io.read("patch", w.yx), 0),
                           sure=tuple(sure))

@@ -157,6 +157,7 @@ class Runner:
     # -- pass 1: context
     def context(self):
         from offnadir.change import cells as P
+        from offnadir.change import sun_range as SR
         from offnadir.change.context import band_roles, image_band_names, resolve_sun, shadow_errors
         from offnadir.change import missing_shadow as MS
 
@@ -191,7 +192,8 @@ class Runner:
                              opts=opts, targets=self.targets, band_mean=mean, band_std=band_std,
                              h_range=(st["h_min"], st["h_max"]), sun=sun, red=red, nir=nir, shifts=shifts,
                              shadow_errors=shadow_errors(self.sun_report) if sun and opts.shadow_margin else (),
-                             shadow_classes=MS.classifiers(self.sun_report) if sun else ())
+                             shadow_classes=MS.classifiers(self.sun_report) if sun else (),
+                             sun_range=SR.ranges(self.sun_report, _LOG) if sun else ())
         return self.ctx
 
     # -- pass 2: segmentation

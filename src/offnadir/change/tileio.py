@@ -225,6 +225,7 @@ class Context:
     shifts: tuple = ()  # per target: (di (k,), dj (k,), s_cells (k,)) parallax offsets
     shadow_errors: tuple = ()  # per image: relative error eps of its predicted shadows (change.shadow)
     shadow_classes: tuple = ()  # per image: its shadow/lit classifier or None (change.shadow_observed)
+    sun_range: tuple = ()  # per image: (d_az, d_el) radians, the roof-wide shadow rules' range (change.sun_range)
 
     @property
     def p(self) -> int:
@@ -238,7 +239,7 @@ class Context:
         if not self.use_sun:
             return 0
         relief = float(self.h_range[1] - self.h_range[0]) if np.all(np.isfinite(self.h_range)) else 0.0
-        el = min(s[1] for s in self.sun)
+        el = min(s[1] - (self.sun_range[k][1] if k < len(self.sun_range) else 0.0) for k, s in enumerate(self.sun))
         if el <= math.radians(1.0):
             return SUN_HALO_CAP
         widen = SHADOW_MARGIN_CAP if self.shadow_errors else 0  # change.shadow.widen reads that far
