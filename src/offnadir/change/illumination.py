@@ -188,3 +188,45 @@ def shadow_errors(suns, *, log=None) -> list:
                  SH.MARGIN_CAP, sa, se)
         out.append(eps)
     return out
+
+
+def prediction_sigmas(cube, suns, *, tol: float = 0.3, log=None, max_side: int = 512) -> None:
+    """For each image whose sun is known but came without an uncertainty (config, metadata,
+    almanac, a same-date mate of one): how precisely its own shadows and the DSM fix the sun, the
+    sigmas of :func:`offnadir.change.sun_estimate.estimate_sun` on the image (the window and samples
+    :func:`resolve_suns` would estimate from). The metadata's sun is the sun; the DSM's predicted
+    shadows still agree with the image equally well over the estimate's sigmas around it (edges
+    smoothed, heights off, a new neighbour), so a verdict that flips within them is not the image's
+    (:mod:`offnadir.change.sun_range`). Added to the entry as ``prediction_sigma_azimuth`` /
+    ``prediction_sigma_elevation`` and ``prediction_estimate`` (azimuth, elevation, degrees); an
+    image whose estimate is rejected gets none (logged)."""
+    import logging
+
+    import numpy as np
+
+    from offnadir.change.sun_estimate import estimate_sun
+    from offnadir.change.sun_window import pick_window_lazy
+
+    log = log or logging.getLogger("offnadir.change.illumination")
+    grid = cube["dsm"]
+    cell = abs(float(grid.rio.transform().a))
+    for t, rec in enumerate(suns):
+        if rec.get("azimuth") is None or rec.get("sigma_azimuth") is not None:
+            continue
+        i0, i1, j0, j1 = pick_window_lazy(cube["dsm"], cube["visible"].isel(image=t), max_side)
+        win = dict(y=slice(i0, i1), x=slice(j0, j1))
+        h = np.asarray(cube["dsm"].isel(**win).values, np.float64)
+        vis = np.asarray(cube["visible"].isel(image=t, **win).values) == 1
+        val = np.asarray(cube["value"].isel(image=t, **win).mean("band").values, np.float64)
+        fit = estimate_sun(h, val, vis & np.isfinite(val), cell, float(rec.get("grid_north_deg", 0.0)), tol=tol,
+                           max_side=max_side)
+        name = rec.get("image", t)
+        if fit is None:
+            log.info("%s: its shadows do not fix the sun (estimate rejected): the shadow rules' sun range is the "
+                     "%s sun's own precision", name, rec.get("source"))
+            continue
+        rec["prediction_sigma_azimuth"], rec["prediction_sigma_elevation"] = fit.sigma_azimuth, fit.sigma_elevation
+        rec["prediction_estimate"] = [fit.azimuth, fit.elevation]
+        log.info("%s: its shadows and the DSM fix the sun to sigma %.2f deg azimuth, %.2f deg elevation (estimate "
+                 "azimuth %.2f, elevation %.2f against the %s sun's %.2f, %.2f)", name, fit.sigma_azimuth,
+                 fit.sigma_elevation, fit.azimuth, fit.elevation, rec.get("source"), rec["azimuth"], rec["elevation"])
