@@ -32,6 +32,7 @@ RUN_MODULES = ("offnadir.camera.kernels", "offnadir.cube.kernels", "offnadir.cub
                "offnadir.change.census", "offnadir.change.irmad", "offnadir.change.shadow",
                "offnadir.change.outline", "offnadir.change.rim_profile", "offnadir.change.longer_shadow",
                "offnadir.change.crown", "offnadir.change.crown_shadow_kernels", "offnadir.change.reversal",
+               "offnadir.change.shadow_ray_kernels",
                "offnadir.change.calibrate")
 
 

@@ -306,10 +306,12 @@ def _beyond_the_scene() -> int:
     ratio then comes from :mod:`offnadir.change.reversal`'s own kernel), and the sun estimate's block
     sums (:mod:`offnadir.change.sun_block_sums`: the scene's files carry their sun, so the run never
     estimates one; here one is fitted to a box and its shadow, with the arguments' types the change
-    stage passes, float64 heights and samples)."""
+    stage passes, float64 heights and samples), and the new-building shadow ray
+    (:mod:`offnadir.change.shadow_ray_kernels`: the tiny scene's classifier need not be a witness)."""
     import numpy as np
 
-    from offnadir.change import census, census_codes, kernels, sun_estimate
+    from offnadir.change import census, census_codes, kernels, shadow_ray, sun_estimate
+    from offnadir.change.shadow_ray_kernels import ray_counts
 
     kernels.group_index(np.arange(8192, dtype=np.int64) % 97)
     w = census_codes.pack(np.zeros((8, 4, 4), np.int8), np.ones((8, 4, 4), bool))
@@ -319,7 +321,8 @@ def _beyond_the_scene() -> int:
     samples = np.where(h > 0, 0.8, 0.6)
     samples[28:36, 16:28] = 0.1  # the box's shadow, the sun to the north
     sun_estimate.fit_sun(h, samples, np.ones(h.shape, bool), 1.0, max_side=48)
-    return 4
+    ray_counts(np.zeros((8, 8), np.uint8), *shadow_ray.offsets(1.0, 3), 1, 7, 1, 7)
+    return 5
 
 
 def _cpu_name() -> str:

@@ -20,6 +20,7 @@ import numpy as np
 from offnadir.change import calibrate as C
 from offnadir.change import evidence as EV
 from offnadir.change import localise as L
+from offnadir.change import shadow_ray as SR
 from offnadir.change import sun_pairs as SP
 from offnadir.change.dh_evidence import DH_SIGMA_FLOOR, coherent_dh, combine, dh_probability  # noqa: F401 - re-exported
 
@@ -316,6 +317,8 @@ def probability_tile(io, ctx, tile, models, has, plan):
             p[m] = C.probability(ratio_evidence(ev[t][m]), models[("evidence", t, s)])
         if fine is not None:  # which ground cells of a changed neighbourhood changed
             p = L.apply(p, ~elev, fine[t], models.get(("evidence", t, 0)), models.get(("local", t, 0)))
+        if (plan.get("ray") or {}).get(t):  # a new building's cast shadow down-sun (shadow_ray)
+            p = SR.adjust(io, ctx, tile, t, p, elev, plan["ray"][t], bool(has.get("elevated")))
         if crit is not None:
             if len(plan["decisions"][t]) > 2 and plan["decisions"][t][2] is not None:  # roofs whose rim stayed
                 from offnadir.change.outline import rim_witness

@@ -76,6 +76,11 @@ CHANGE_FIELDS: dict[str, Field] = {
                                          "at the base date) are decided changed (offnadir.change.missing_shadow), "
                                          "and crowns whose shadow summed per crown is (offnadir.change.crown_shadow); "
                                          "needs the sun and each image's shadow/lit classifier"),
+    "new_building_shadows": Field(bool, True, "ground cells with the target's unexplained seen shadows down-sun "
+                                              "(the shadow length of the scene's typical building) gain, the others "
+                                              "lose, by a likelihood ratio calibrated on the run's own ground "
+                                              "decision (offnadir.change.shadow_ray); needs the sun and a target "
+                                              "shadow classifier that is a witness of shadows"),
     "sun_tolerance": Field(float, 0.3, "metres a cell must rise above a sun ray to cast a shadow", lo=0),
     "vegetation": Field(bool, True, "a patch that is vegetation (NDVI) at both dates is not changed "
                                     "(phenology, crown shading); needs red and NIR bands"),
@@ -117,6 +122,7 @@ class ChangeOptions:
     incidence_tolerance: float = 0.25
     shadow_margin: bool = False
     missing_shadows: bool = True
+    new_building_shadows: bool = True
     sun_tolerance: float = 0.3
     vegetation: bool = True
     red_band: int | None = None

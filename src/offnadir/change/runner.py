@@ -15,11 +15,10 @@ dask tree reductions), the rest on the client:
    calibration) and the fixed sample of cells (:mod:`~offnadir.change.fit`) from which the
    client fits IR-MAD (``fit``: iterations in memory, no pass over the cube) and the robust scales;
 4. ``sums``: per-patch sums (grouped by patch ID, tree-merged) and the ortho baseline's raw
-   per-cell scores with their histograms; on the client the patch decisions (``decide``) and the
-   mixture calibrations (``calibrate``);
-5. ``maps``: probability, ``change`` and ``score`` (and the baseline's) written tile by tile, and
-   with a store the per-cell history over the dates (:mod:`~offnadir.change.history`) from the
-   ``change`` maps the same task wrote.
+   per-cell scores with their histograms; on the client the patch decisions (``decide``), the
+   mixture calibrations (``calibrate``); ``ray``: :mod:`~offnadir.change.shadow_ray`'s reductions;
+5. ``maps``: probability, ``change``, ``score`` (and the baseline's) per tile; with a store the
+   per-cell history (:mod:`~offnadir.change.history`) from the ``change`` maps the task wrote.
 
 With a Zarr store, tasks read and write regions of the store (bounded memory per task) and a
 rerun with ``resume`` skips the tiles already segmented or written; without one (in-memory cube,
@@ -36,6 +35,7 @@ import numpy as np
 
 from offnadir.change import fit as F
 from offnadir.change import search_heights, segment
+from offnadir.change import shadow_ray as SR
 from offnadir.change import tile as T
 from offnadir.change.options import ChangeOptions
 from offnadir.cube.plan import Tile
@@ -76,7 +76,7 @@ class Runner:
     :class:`~offnadir.change.tileio.MemoryIO`). The passes are methods, run in :data:`PASSES` order
     by :func:`run_all`; benchmarks time them by name."""
 
-    PASSES = ("context", "segment", "evidence", "fit", "sums", "decide", "calibrate", "maps")
+    PASSES = ("context", "segment", "evidence", "fit", "sums", "decide", "calibrate", "ray", "maps")
 
     def __init__(self, io, cube, opts: ChangeOptions, chunks_yx, *, client=None, quiet=True):
         from offnadir.change.illumination import small_coords_loaded
@@ -154,8 +154,7 @@ class Runner:
         cached = getattr(self.io, "cached", None)
         return cached(self.SEGMENTED_ARRAYS) if cached is not None else self.io
 
-    # -- pass 1: context
-    def context(self):
+    def context(self):  # -- pass 1
         from offnadir.change import cells as P
         from offnadir.change import sun_range as SR
         from offnadir.change.context import band_roles, image_band_names, resolve_sun, shadow_errors
@@ -196,8 +195,7 @@ class Runner:
                              sun_range=SR.ranges(self.sun_report, _LOG) if sun else ())
         return self.ctx
 
-    # -- pass 2: segmentation
-    def segment(self, done=None):
+    def segment(self, done=None):  # -- pass 2: segmentation
         if not self.want_patch:
             return
         done = self.done if done is None else done
@@ -320,8 +318,7 @@ class Runner:
                                               self.targets, self.cell, self.off, names, self.sun_report)
         if self.red is not None:
             self.red_ids = self.red["ids"]
-            # the elevated patches' parallax profiles stay their non-empty (patch, offset) pairs (about
-            # 3 % of the dense table on the 2048^2 bench): decide.target_table takes them as they are
+            # the parallax profiles stay their non-empty (patch, offset) pairs (~3 % of the dense table)
 
     # -- client: decisions per patch
     def decide(self):
@@ -366,6 +363,9 @@ class Runner:
                                        {a: b for a, b in m.items() if a != "table"}
                                        for k, m in self.cal_models.items()}}
 
+    def ray(self):  # new buildings' cast shadows down-sun: a likelihood ratio for ground cells
+        self.ray_rules = SR.run_pass(self)
+
     # -- pass 5: maps
     def maps(self, mark=None):
         from offnadir.change import cells as P
@@ -375,7 +375,7 @@ class Runner:
         ortho = (("change_ortho", "score_ortho") if self.want_patch else ("change", "score")) if self.want_ortho \
             else None
         plan = {**self.plan, "ortho": ortho, "bound": self.opts.elevated_height, "decisions": decisions,
-                "history": self.history, "gone": getattr(self, "gone", None)}
+                "history": self.history, "gone": getattr(self, "gone", None), "ray": getattr(self, "ray_rules", None)}
         has = {**self.has, "patch": self.want_patch}
         cx, mo, pl = self.shared(self.ctx), self.shared(self.cal_models), self.shared(plan)
         # every tile, also on resume: its patch sums feed the table, and the maps are cheap

@@ -1,0 +1,114 @@
+"""The new-building shadow ray (:mod:`offnadir.change.shadow_ray`, issue 7, H6's measurement wired by
+H9): the kernel counts what the offline tool's numpy ray counts (and the same on a tile's core as on
+the whole grid), the likelihood ratio's fit is non-decreasing and neutral (None) with fewer than 100
+ground cells decided changed, the typical height is the median of the elevated cells' height, and a
+run records the rule in the store's calibration attribute (on by default, off by the option)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from offnadir.change import shadow_ray as SR
+from offnadir.change.options import ChangeOptions
+from offnadir.change.shadow_ray_kernels import ray_counts
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def esr():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("eval_shadow_ray")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.mark.parametrize("az_deg,k", [(180.0, 10), (37.0, 7), (251.5, 23), (300.0, 2)])
+def test_kernel_equals_the_offline_numpy_ray(esr, az_deg, k):
+    rng = np.random.default_rng(int(az_deg))
+    m = rng.random((60, 70)) < 0.2
+    di, dj = SR.offsets(math.radians(az_deg), k)
+    got = ray_counts(m.astype(np.uint8), di, dj, 0, 60, 0, 70) / k
+    ref = esr.ray_share(m, math.radians(az_deg), k)
+    assert np.array_equal(got, ref)
+    assert got.max() > 0
+
+
+def test_kernel_on_a_core_with_its_halo_equals_the_whole_grid():
+    rng = np.random.default_rng(3)
+    m = (rng.random((80, 80)) < 0.3).astype(np.uint8)
+    di, dj = SR.offsets(math.radians(123.0), 12)
+    whole = ray_counts(m, di, dj, 0, 80, 0, 80)
+    win = m[20 - 14:50 + 14, 30 - 14:60 + 14].copy()  # core rows 20-50, columns 30-60, halo K + 2
+    part = ray_counts(win, di, dj, 14, 44, 14, 44)
+    assert np.array_equal(part, whole[20:50, 30:60])
+
+
+def test_fit_is_non_decreasing_and_neutral_without_enough_changed_cells():
+    unchanged = np.array([9000, 500, 300, 200, 100, 80, 60, 40, 20, 10])
+    changed = np.array([300, 20, 40, 15, 30, 40, 50, 60, 70, 90])
+    llr = SR.fit(np.stack([unchanged, changed]))
+    assert llr is not None and np.all(np.diff(llr) >= -1e-12)
+    assert llr[0] < 0 < llr[-1]  # cells without unexplained shadow down-sun lose, full rays gain
+    few = np.stack([unchanged, np.array([50, 0, 0, 0, 0, 0, 0, 0, 0, 49])])
+    assert SR.fit(few) is None
+
+
+def test_typical_height_is_the_median_of_the_histogram():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 1000):
+        h = rng.uniform(2.0, 30.0, n)
+        hist = np.bincount((h / SR.HEIGHT_STEP).astype(np.int64), minlength=SR.HEIGHT_BINS)
+        assert abs(SR.typical_height(hist) - np.median(h)) <= SR.HEIGHT_STEP
+    assert math.isnan(SR.typical_height(np.zeros(SR.HEIGHT_BINS, np.int64)))
+
+
+def test_ray_length_is_the_shadow_of_the_typical_height():
+    assert SR.ray_length(10.0, math.radians(40.0), 0.5, 16) == 24  # 23.8 cells
+    assert SR.ray_length(10.0, math.radians(20.0), 0.5, 8) == 32  # at most 4 windows
+    assert SR.ray_length(0.1, math.radians(60.0), 1.0, 16) == 2  # at least 2 cells
+
+
+def test_default_is_on_and_the_switch_is_a_change_option():
+    assert ChangeOptions().new_building_shadows is True
+    assert ChangeOptions.from_config({"new_building_shadows": False}).new_building_shadows is False
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_a_run_records_the_rule_in_the_calibration_attribute(tmp_path, on):
+    import xarray as xr
+
+    import offnadir.change as C
+    from offnadir.cli import main
+
+    d = tmp_path / "scene"
+    assert main(["simulate", str(d), "--seed", "0", "--size", "128"]) == 0
+    out = tmp_path / "out.zarr"
+    assert main(["coregister", "--dsm", str(d / "dsm.tif"), "--image", str(d / "base.tif"), "--image",
+                 str(d / "target.tif"), "-o", str(out), "--workers", "1", "--quiet"]) == 0
+    C.detect(str(out), new_building_shadows=on)
+    rec = json.loads(xr.open_zarr(out).attrs["change_calibration"])["shadow_ray"]
+    assert rec["bins"] == SR.BINS and rec["min_changed"] == SR.MIN_CHANGED
+    if not on:
+        assert rec["rule"] == "off (change.new_building_shadows: false)"
+        return
+    suns = json.loads(xr.open_zarr(out).attrs["change_sun"])
+    acc = suns[1]["shadow_classifier"]["accuracy_shadow"]
+    if acc < 0.5:  # no witness: said so, nothing fitted
+        assert rec["rule"].startswith("off")
+        return
+    assert 1.0 < rec["typical_height_m"] < 100.0
+    t = rec["targets"]["1"]
+    assert t["K"] >= 2 and t["ground_changed"] + t["ground_unchanged"] > 1000
+    if t["ground_changed"] >= SR.MIN_CHANGED:
+        assert len(t["log_lr"]) == SR.BINS and np.all(np.diff(t["log_lr"]) >= -1e-9)
+    else:
+        assert t["log_lr"] is None
