@@ -168,23 +168,21 @@ def pair_geometry(plan, members) -> dict:
             "step_m": step, "los_cells_per_m": los}
 
 
-def height_range(h_block, relief: float, step: float) -> tuple[float, int]:
-    """(z0, n): candidate surface heights ``z0 + k step``, k < n, for a block of ellipsoidal heights.
-    The candidates are multiples of ``step`` whatever the block, so neighbouring tiles sample the
-    same heights (a cell's result changes with the tiling only if its best height lies outside
-    one tile's range)."""
-    lo = float(np.nanmin(h_block))
-    hi = max(float(np.nanmax(h_block)), lo + relief)
-    z0 = math.floor((lo - MARGIN_STEPS * step) / step) * step
-    n = int(math.ceil((hi + MARGIN_STEPS * step - z0) / step)) + 1
+def height_range(h_lo: float, h_hi: float, step: float) -> tuple[float, int]:
+    """(z0, n): candidate surface heights ``z0 + k step``, k < n, for a scene whose ellipsoidal
+    DSM heights lie in ``[h_lo, h_hi]`` (the plan's range: every tile gets the same candidates,
+    so a cell's result does not depend on the tiling). The candidates are multiples of ``step``."""
+    z0 = math.floor((float(h_lo) - MARGIN_STEPS * step) / step) * step
+    n = int(math.ceil((float(h_hi) + MARGIN_STEPS * step - z0) / step)) + 1
     return z0, n
 
 
-def _agreement(samples, pairs, radius, min_count, ncc, work, out):
-    """Mean over the pairs of the windowed NCC of their samples."""
+def _agreement(samples, pairs, radius, min_count, ncc, work, out, origin=(0, 0)):
+    """Mean over the pairs of the windowed NCC of their samples (origin: the grid cell of the
+    samples' cell (0, 0), which fixes the order of the window sums: :func:`sweep_kernels.window_ncc`)."""
     out.fill(0.0)
     for a, b in pairs:
-        swk.window_ncc(samples[a], samples[b], radius, min_count, ncc, work)
+        swk.window_ncc(samples[a], samples[b], radius, min_count, ncc, work, origin[0], origin[1])
         out += ncc
     out /= len(pairs)
 
@@ -237,7 +235,7 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     if not np.isfinite(h[core]).any() or not np.isfinite(step):
         return {"dh": nan, "dh_sigma": nan.copy(), "dh_score": nan.copy(), "z0": math.nan, "n": 0, "step": step,
                 "regions": [0, 0]}
-    z0, n = height_range(h, relief, step)
+    z0, n = height_range(plan.h_min, plan.h_max, step)
     views = [SV.View(plan, plan.images[k], i0, i1, j0, j1, z0, z0 + (n - 1) * step) for k in geom["members"]]
     shape = h.shape
     best = np.full(shape, -np.inf, np.float32)
@@ -273,15 +271,15 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     for k in range(n):
         z = z0 + k * step
         samples = [v.sample(z).copy() for v in views]
-        _agreement(samples, geom["pairs"], radius, min_count, ncc, work, score)
+        _agreement(samples, geom["pairs"], radius, min_count, ncc, work, score, (i0, j0))
         if predict:
             SN.null_agreement(samples, at_wide, (i0 - wi0, j0 - wj0), geom["los_cells_per_m"], z, h,
-                              geom["pairs"], radius, min_count, (ncc, work), null)
+                              geom["pairs"], radius, min_count, (ncc, work), null, (i0, j0))
             better = np.isfinite(score) & ((best_k < 0) | (score > best))
             null_best[better] = null[better]
         swk.update_best(score, k, best, best_k, s_prev, s_next, last)
     s_dsm = np.empty(shape, np.float32)
-    _agreement(at_dsm, geom["pairs"], radius, min_count, ncc, work, s_dsm)
+    _agreement(at_dsm, geom["pairs"], radius, min_count, ncc, work, s_dsm, (i0, j0))
     z = np.empty(shape)
     curv = np.empty(shape)
     swk.refine(best, best_k, s_prev, s_next, n, z0, step, z, curv)

@@ -18,77 +18,119 @@ _NB = dict(cache=True, nogil=True, error_model="numpy")
 
 
 @njit(**_NB)
-def _box_rows(v, r, out):
-    """out[y, x] = sum of v[y, x-r .. x+r] (clipped to the array)."""
+def _seg_sums(v, seg0, L, pre, suf):
+    """Segment sums of one line for window sums independent of where the line starts.
+
+    The line is cut into segments of ``L`` cells aligned to the *grid* (cell p starts a segment
+    where ``(p + seg0) % L == 0``, seg0 the line's first cell's grid index); ``pre[p]`` sums v from
+    its segment's start (or the line's) forward to p, ``suf[p]`` from p forward to its segment's end
+    (or the line's), each added in one fixed order. A window of at most L cells spans at most two
+    segments: its sum is ``suf[lo] + pre[hi]`` when it does, the direct sum (in index order) when
+    it lies in one. Either way the sum and its rounding depend only on the window's cells and their
+    grid positions, not on the line's extent (van Herk / Gil-Werman for sums; the prefix sums it
+    replaces carried the rounding of everything since the line's start)."""
+    n = v.shape[0]
+    for p in range(n):
+        if p > 0 and (p + seg0) % L != 0:
+            pre[p] = pre[p - 1] + v[p]
+        else:
+            pre[p] = v[p]
+    for p in range(n - 1, -1, -1):
+        if p < n - 1 and (p + 1 + seg0) % L != 0:
+            suf[p] = v[p] + suf[p + 1]
+        else:
+            suf[p] = v[p]
+
+
+@njit(**_NB)
+def _box_rows(v, r, out, ox):
+    """out[y, x] = sum of v[y, x-r .. x+r] (clipped to the array), rounded the same whatever the
+    array's extent (``ox``: the grid column of its column 0; :func:`_seg_sums`)."""
     ny, nx = v.shape
-    pre = np.empty(nx + 1)
+    L = 2 * r + 1
+    pre = np.empty(nx)
+    suf = np.empty(nx)
     for y in range(ny):
-        pre[0] = 0.0
-        for x in range(nx):
-            pre[x + 1] = pre[x] + v[y, x]
+        row = v[y]
+        _seg_sums(row, ox, L, pre, suf)
+        o = out[y]
         for x in range(nx):
             lo = max(x - r, 0)
-            hi = min(x + r, nx - 1) + 1
-            out[y, x] = pre[hi] - pre[lo]
+            hi = min(x + r, nx - 1)
+            if (lo + ox) // L != (hi + ox) // L:
+                o[x] = suf[lo] + pre[hi]
+            else:
+                acc = 0.0
+                for q in range(lo, hi + 1):
+                    acc += row[q]
+                o[x] = acc
 
 
 @njit(**_NB)
-def _box_cols(v, r, out, pre):
-    """out[y, x] = sum of v[y-r .. y+r, x] (clipped to the array). pre: (ny + 1, nx) scratch for
-    the column prefix sums, built and read row by row (a column-wise walk strided through memory
-    and took 2.5x longer; the sums are the same, added in the same order)."""
+def _box_cols(v, r, out, pre, suf, oy):
+    """out[y, x] = sum of v[y-r .. y+r, x] (clipped to the array), rounded the same whatever the
+    array's extent (``oy``: the grid row of its row 0; :func:`_seg_sums`, run row by row: a
+    column-wise walk strides through memory). pre, suf: (ny, nx) scratch."""
     ny, nx = v.shape
-    p0 = pre[0]
-    for x in range(nx):
-        p0[x] = 0.0
+    L = 2 * r + 1
     for y in range(ny):
-        a, b, vy = pre[y], pre[y + 1], v[y]
-        for x in range(nx):
-            b[x] = a[x] + vy[x]
+        b, vy = pre[y], v[y]
+        if y > 0 and (y + oy) % L != 0:
+            a = pre[y - 1]
+            for x in range(nx):
+                b[x] = a[x] + vy[x]
+        else:
+            for x in range(nx):
+                b[x] = vy[x]
+    for y in range(ny - 1, -1, -1):
+        b, vy = suf[y], v[y]
+        if y < ny - 1 and (y + 1 + oy) % L != 0:
+            a = suf[y + 1]
+            for x in range(nx):
+                b[x] = vy[x] + a[x]
+        else:
+            for x in range(nx):
+                b[x] = vy[x]
     for y in range(ny):
         lo = max(y - r, 0)
-        hi = min(y + r, ny - 1) + 1
-        ph, pl, o = pre[hi], pre[lo], out[y]
-        for x in range(nx):
-            o[x] = ph[x] - pl[x]
+        hi = min(y + r, ny - 1)
+        o = out[y]
+        if (lo + oy) // L != (hi + oy) // L:
+            sl, ph = suf[lo], pre[hi]
+            for x in range(nx):
+                o[x] = sl[x] + ph[x]
+        else:
+            for x in range(nx):
+                o[x] = 0.0
+            for q in range(lo, hi + 1):
+                vq = v[q]
+                for x in range(nx):
+                    o[x] += vq[x]
 
 
 @njit(**_NB)
-def window_ncc(a, b, r, min_count, out, work):
+def window_ncc(a, b, r, min_count, out, work, oy=0, ox=0):
     """Normalised cross-correlation of ``a`` and ``b`` in the (2r+1)² window around every cell.
 
     a, b: (ny, nx) float32, NaN = no sample. Only cells where both are finite enter a window
     (the window is clipped at the array border). out: (ny, nx) float32, the Pearson correlation
     of the window's pairs; NaN where fewer than ``min_count`` pairs, or where either side has no
-    variance in the window. work: (7, ny, nx) float64 scratch.
+    variance in the window. work: (7, ny, nx) float64 scratch. oy, ox: the grid row and column
+    of the arrays' cell (0, 0): a window's sums are added in an order fixed by the grid
+    (:func:`_seg_sums`), so a cell whose window lies inside the arrays gets the same result, to
+    the bit, from any block that holds it (the height sweep's tiles).
     """
     ny, nx = a.shape
-    # centre on the means of the valid pairs: the sums stay small, the variances exact
-    ma = 0.0
-    mb = 0.0
-    n = 0
+    # raw (uncentred) window sums: the products of float32 samples are exact in float64 and a
+    # window's sums hold (2r+1)² terms, so the variances keep ~1e-13 of the squared mean (a
+    # centring on the block's mean made every cell depend on the block)
     for y in range(ny):
         for x in range(nx):
             va = a[y, x]
             vb = b[y, x]
             if va == va and vb == vb:
-                ma += va
-                mb += vb
-                n += 1
-    if n == 0:
-        for y in range(ny):
-            for x in range(nx):
-                out[y, x] = np.nan
-        return
-    ma /= n
-    mb /= n
-    for y in range(ny):
-        for x in range(nx):
-            va = a[y, x]
-            vb = b[y, x]
-            if va == va and vb == vb:
-                da = va - ma
-                db = vb - mb
+                da = np.float64(va)
+                db = np.float64(vb)
                 work[0, y, x] = 1.0
                 work[1, y, x] = da
                 work[2, y, x] = db
@@ -99,10 +141,11 @@ def window_ncc(a, b, r, min_count, out, work):
                 for q in range(6):
                     work[q, y, x] = 0.0
     tmp = work[6]
-    pre = np.empty((ny + 1, nx))
+    pre = np.empty((ny, nx))
+    suf = np.empty((ny, nx))
     for q in range(6):
-        _box_rows(work[q], r, tmp)
-        _box_cols(tmp, r, work[q], pre)
+        _box_rows(work[q], r, tmp, ox)
+        _box_cols(tmp, r, work[q], pre, suf, oy)
     for y in range(ny):
         for x in range(nx):
             c = work[0, y, x]

@@ -165,7 +165,7 @@ def selection_z(k: float, n_choices: float) -> float:
 
 
 def null_agreement(samples, at_dsm, origin, los, z: float, h, pairs, radius: int, min_count: float, scratch,
-                   out) -> None:
+                   out, grid_origin=(0, 0)) -> None:
     """The agreement the DSM predicts at height ``z`` where nothing moved (the sweep's null
     hypothesis), into ``out`` (ny, nx) float32: the mean over the pairs (a, b) of
     ``(ncc(a_z, a_0 at b's ray) + ncc(b_0 at a's ray, b_z)) / 2``.
@@ -186,14 +186,16 @@ def null_agreement(samples, at_dsm, origin, los, z: float, h, pairs, radius: int
     the group's samples at the DSM heights (NaN where hidden) on a block wider than ``samples``'
     by the rays' reach (:func:`offnadir.cube.sweep.null_bounds`), whose cell ``origin`` (row,
     col) is ``samples``' cell (0, 0): the prediction then does not depend on the tiling;
-    ``scratch``: (ncc, work) arrays."""
+    ``scratch``: (ncc, work) arrays; ``grid_origin``: the grid cell of ``samples``' cell (0, 0) (fixes
+    the order of the window sums, :func:`sweep_kernels.window_ncc`)."""
     ncc, work = scratch
     along = np.empty(h.shape)
     acc = np.zeros(h.shape)
     for a, b in pairs:
         for own, other in ((a, b), (b, a)):
             swk.sample_along_ray(at_dsm[own], origin[0], origin[1], los[other][0], los[other][1], z, h, along)
-            swk.window_ncc(samples[own], along.astype(np.float32), radius, min_count, ncc, work)
+            swk.window_ncc(samples[own], along.astype(np.float32), radius, min_count, ncc, work, grid_origin[0],
+                           grid_origin[1])
             acc += ncc
     out[...] = acc / (2 * len(pairs))
 
