@@ -18,94 +18,121 @@ _NB = dict(cache=True, nogil=True, error_model="numpy")
 
 
 @njit(**_NB)
-def _seg_sums(v, seg0, L, pre, suf):
-    """Segment sums of one line for window sums independent of where the line starts.
+def _window_rule(n, r, origin, first, lo, hi, mode):
+    """How every window of a line of ``n`` cells is summed, whatever the line's extent.
 
-    The line is cut into segments of ``L`` cells aligned to the *grid* (cell p starts a segment
-    where ``(p + seg0) % L == 0``, seg0 the line's first cell's grid index); ``pre[p]`` sums v from
-    its segment's start (or the line's) forward to p, ``suf[p]`` from p forward to its segment's end
-    (or the line's), each added in one fixed order. A window of at most L cells spans at most two
-    segments: its sum is ``suf[lo] + pre[hi]`` when it does, the direct sum (in index order) when
-    it lies in one. Either way the sum and its rounding depend only on the window's cells and their
-    grid positions, not on the line's extent (van Herk / Gil-Werman for sums; the prefix sums it
-    replaces carried the rounding of everything since the line's start)."""
-    n = v.shape[0]
+    The line is cut into runs of ``L = 2r+1`` cells aligned to the *grid* (a run starts where the
+    cell's grid index, ``origin`` + its index, is a multiple of L, and at the line's start;
+    ``first``). Sums ``pre`` (from a run's start forward) and ``suf`` (from a cell to its run's
+    end, backward) are added in one fixed order each. The window ``lo..hi`` of a cell (at most L
+    cells, clipped to the line) spans at most two runs: ``mode`` 0 sums it as ``pre[hi]`` (it
+    starts a run), 1 as ``suf[lo]`` (it ends one), 2 as ``suf[lo] + pre[hi]``; the run from the
+    line's start may be shorter than L. So a window inside
+    the line is summed, to the bit, the same in any block that holds it (van Herk / Gil-Werman for
+    sums; prefix sums from the block's start carried the rounding of everything before the window)."""
+    L = 2 * r + 1
     for p in range(n):
-        if p > 0 and (p + seg0) % L != 0:
-            pre[p] = pre[p - 1] + v[p]
-        else:
-            pre[p] = v[p]
+        first[p] = p == 0 or (p + origin) % L == 0
+    run_end = np.empty(n, np.int64)
+    e = n - 1
     for p in range(n - 1, -1, -1):
-        if p < n - 1 and (p + 1 + seg0) % L != 0:
-            suf[p] = v[p] + suf[p + 1]
+        run_end[p] = e
+        if first[p]:
+            e = p - 1
+    for x in range(n):
+        a = max(x - r, 0)
+        b = min(x + r, n - 1)
+        lo[x] = a
+        hi[x] = b
+        if run_end[a] < b:
+            mode[x] = 2
+        elif (a + origin) % L == 0 or run_end[a] > b:
+            # a window that starts a run; or (a = 0 off the grid's runs and the run goes on past b)
+            # one clipped by the line's start: of a cell the block holds only as a window's halo
+            mode[x] = 0
         else:
-            suf[p] = v[p]
+            mode[x] = 1
 
 
 @njit(**_NB)
-def _box_rows(v, r, out, ox):
-    """out[y, x] = sum of v[y, x-r .. x+r] (clipped to the array), rounded the same whatever the
-    array's extent (``ox``: the grid column of its column 0; :func:`_seg_sums`)."""
-    ny, nx = v.shape
-    L = 2 * r + 1
+def _box_rows(work, nq, r, ox):
+    """work[q, y, x] <- sum of work[q, y, x-r .. x+r] (clipped to the array) for q < nq, in place,
+    rounded the same whatever the array's extent (``ox``: the grid column of its column 0;
+    :func:`_window_rule`)."""
+    nx = work.shape[2]
+    first = np.empty(nx, np.bool_)
+    lo = np.empty(nx, np.int64)
+    hi = np.empty(nx, np.int64)
+    mode = np.empty(nx, np.int8)
+    _window_rule(nx, r, ox, first, lo, hi, mode)
     pre = np.empty(nx)
     suf = np.empty(nx)
-    for y in range(ny):
-        row = v[y]
-        _seg_sums(row, ox, L, pre, suf)
-        o = out[y]
-        for x in range(nx):
-            lo = max(x - r, 0)
-            hi = min(x + r, nx - 1)
-            if (lo + ox) // L != (hi + ox) // L:
-                o[x] = suf[lo] + pre[hi]
-            else:
-                acc = 0.0
-                for q in range(lo, hi + 1):
-                    acc += row[q]
-                o[x] = acc
+    for y in range(work.shape[1]):
+        for q in range(nq):
+            v = work[q, y]
+            acc = 0.0
+            for p in range(nx):
+                acc = v[p] if first[p] else acc + v[p]
+                pre[p] = acc
+            acc = 0.0
+            for p in range(nx - 1, -1, -1):
+                acc = v[p] if (p == nx - 1 or first[p + 1]) else v[p] + acc
+                suf[p] = acc
+            for x in range(nx):
+                m = mode[x]
+                if m == 0:
+                    v[x] = pre[hi[x]]
+                elif m == 1:
+                    v[x] = suf[lo[x]]
+                else:
+                    v[x] = suf[lo[x]] + pre[hi[x]]
 
 
 @njit(**_NB)
-def _box_cols(v, r, out, pre, suf, oy):
-    """out[y, x] = sum of v[y-r .. y+r, x] (clipped to the array), rounded the same whatever the
-    array's extent (``oy``: the grid row of its row 0; :func:`_seg_sums`, run row by row: a
-    column-wise walk strides through memory). pre, suf: (ny, nx) scratch."""
+def _box_cols(v, r, suf, oy):
+    """v[y, x] <- sum of v[y-r .. y+r, x] (clipped to the array), in place, rounded the same
+    whatever the array's extent (``oy``: the grid row of its row 0; :func:`_window_rule`, run row
+    by row: a column-wise walk strides through memory). suf: (ny, nx) scratch."""
     ny, nx = v.shape
-    L = 2 * r + 1
-    for y in range(ny):
-        b, vy = pre[y], v[y]
-        if y > 0 and (y + oy) % L != 0:
-            a = pre[y - 1]
-            for x in range(nx):
-                b[x] = a[x] + vy[x]
-        else:
+    first = np.empty(ny, np.bool_)
+    lo = np.empty(ny, np.int64)
+    hi = np.empty(ny, np.int64)
+    mode = np.empty(ny, np.int8)
+    _window_rule(ny, r, oy, first, lo, hi, mode)
+    for y in range(ny - 1, -1, -1):  # suf from the original rows
+        b, vy = suf[y], v[y]
+        if y == ny - 1 or first[y + 1]:
             for x in range(nx):
                 b[x] = vy[x]
-    for y in range(ny - 1, -1, -1):
-        b, vy = suf[y], v[y]
-        if y < ny - 1 and (y + 1 + oy) % L != 0:
+        else:
             a = suf[y + 1]
             for x in range(nx):
                 b[x] = vy[x] + a[x]
-        else:
-            for x in range(nx):
-                b[x] = vy[x]
+    # pre in place, r rows ahead of the windows: the window of row y reads pre at rows >= y only
+    # (and pre of row p + 1 needs row p, overwritten r steps later), so row y is overwritten
+    # top-down right after (one pass: the rows are still in cache)
+    done = 0  # pre holds rows < done
     for y in range(ny):
-        lo = max(y - r, 0)
-        hi = min(y + r, ny - 1)
-        o = out[y]
-        if (lo + oy) // L != (hi + oy) // L:
-            sl, ph = suf[lo], pre[hi]
+        while done <= hi[y]:
+            if done > 0 and not first[done]:
+                a, b = v[done - 1], v[done]
+                for x in range(nx):
+                    b[x] = a[x] + b[x]
+            done += 1
+        m = mode[y]
+        o = v[y]
+        if m == 0:
+            ph = v[hi[y]]
+            for x in range(nx):
+                o[x] = ph[x]
+        elif m == 1:
+            sl = suf[lo[y]]
+            for x in range(nx):
+                o[x] = sl[x]
+        else:
+            sl, ph = suf[lo[y]], v[hi[y]]
             for x in range(nx):
                 o[x] = sl[x] + ph[x]
-        else:
-            for x in range(nx):
-                o[x] = 0.0
-            for q in range(lo, hi + 1):
-                vq = v[q]
-                for x in range(nx):
-                    o[x] += vq[x]
 
 
 @njit(**_NB)
@@ -117,7 +144,7 @@ def window_ncc(a, b, r, min_count, out, work, oy=0, ox=0):
     of the window's pairs; NaN where fewer than ``min_count`` pairs, or where either side has no
     variance in the window. work: (7, ny, nx) float64 scratch. oy, ox: the grid row and column
     of the arrays' cell (0, 0): a window's sums are added in an order fixed by the grid
-    (:func:`_seg_sums`), so a cell whose window lies inside the arrays gets the same result, to
+    (:func:`_window_rule`), so a cell whose window lies inside the arrays gets the same result, to
     the bit, from any block that holds it (the height sweep's tiles).
     """
     ny, nx = a.shape
@@ -140,12 +167,9 @@ def window_ncc(a, b, r, min_count, out, work, oy=0, ox=0):
             else:
                 for q in range(6):
                     work[q, y, x] = 0.0
-    tmp = work[6]
-    pre = np.empty((ny, nx))
-    suf = np.empty((ny, nx))
+    _box_rows(work, 6, r, ox)
     for q in range(6):
-        _box_rows(work[q], r, tmp, ox)
-        _box_cols(tmp, r, work[q], pre, suf, oy)
+        _box_cols(work[q], r, work[6], oy)
     for y in range(ny):
         for x in range(nx):
             c = work[0, y, x]
