@@ -10,12 +10,16 @@ and sampling kernels), and keep the height where the group agrees best:
   ``(2r+1)²`` window of DSM cells around the cell (all at height ``z``: a fronto-parallel window
   on the ground grid), averaged over the group's pairs. Pearson correlation ignores gain and
   offset between the images, so it holds across sensors of one date.
-* **candidate heights**: from the lowest DSM height of the tile and its halo minus a margin, to
-  the higher of the tile's highest surface and that low point plus the scene's relief (the
-  tallest thing the scene holds could stand anywhere, e.g. a new building on flat ground), plus
-  the margin. The margin is :data:`MARGIN_STEPS` steps: one step brackets a maximum at the end
-  of the range for the sub-step parabola, the others absorb DSM noise at the extremes. The
-  candidates are multiples of the step, the same lattice in every tile.
+* **candidate heights**: the scene's ellipsoidal DSM heights (the plan's ``h_min`` .. ``h_max``,
+  computed once) widened by a margin of :data:`MARGIN_STEPS` steps on each side, on one lattice
+  (multiples of the step): the same candidates in every tile, so a cell's result does not depend
+  on the tiling. One step of margin brackets a maximum at the end of the range for the sub-step
+  parabola, the others absorb DSM noise at the extremes. (Each tile swept from its own lowest
+  height to that plus the scene's relief before: as many candidates, but a cell whose best height
+  lay outside one tile's range, or at its end, changed with the chunk size; docs/change_detection.md,
+  "The height sweep does not depend on the tiling"; what it no longer seeks: a surface above the
+  scene's highest DSM height, which a tile on high ground sought up to its low + relief.) Window sums are added in an order fixed by the
+  grid (:func:`sweep_kernels.window_ncc`), so the agreement too is the same to the bit in any tile.
 * **step**: the height change that moves the pair's relative displacement on the ground grid by
   :data:`STEP_FRACTION` of a cell, ``step = STEP_FRACTION / |los_a - los_b|`` with ``los`` the
   line-of-sight field (cells per metre, :func:`offnadir.cube.geometry.los_on_grid`); for a triplet

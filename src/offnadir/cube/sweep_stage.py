@@ -147,11 +147,11 @@ def sweep_store(path, plan, *, client, quiet: bool = False, dsm_test: str = swee
     names = [im.name for im in plan.images]
     for geom in geoms:
         log.info("height sweep: group %s: B/H %s, step %.3f m (%.2f cell of relative displacement), %dx%d-cell "
-                 "window, candidate heights from the tile's lowest DSM height - %d steps to max(its highest, lowest + "
-                 "scene relief %.1f m) + %d steps", [names[k] for k in geom["members"]],
+                 "window, candidate heights from the scene's lowest DSM height %.1f m - %d steps to its highest %.1f m "
+                 "+ %d steps in every tile (%d heights)", [names[k] for k in geom["members"]],
                  ", ".join(f"{b:.3f}" for b in geom["base_to_height"]), geom["step_m"], sweep.STEP_FRACTION,
-                 2 * sweep.WINDOW_RADIUS + 1, 2 * sweep.WINDOW_RADIUS + 1, sweep.MARGIN_STEPS, relief,
-                 sweep.MARGIN_STEPS)
+                 2 * sweep.WINDOW_RADIUS + 1, 2 * sweep.WINDOW_RADIUS + 1, plan.h_min, sweep.MARGIN_STEPS,
+                 plan.h_max, sweep.MARGIN_STEPS, sweep.height_range(plan.h_min, plan.h_max, geom["step_m"])[1])
     log.info("height sweep: test of the DSM height: %s%s", DSM_TEST_TEXT[dsm_test],
              " (config height_sweep.dsm_test)" if dsm_test != sweep.DSM_TEST else " (the default)")
     _layout(path, plan)
