@@ -13,7 +13,8 @@ cell's log ratio moved by its class's midpoint to the pooled midpoint); ``ratio[
 patch rescaled by (median of the image's sure-lit cells) / (median of that patch's own lit cells in
 the same image, at least N, default 20) before the pooled classifier: shadow read relative to the
 surface's own lit brightness); ``ratiox[N]`` (ratio, and roof cells without such a reference are not
-counted); ``ground`` (split, roof cells not counted). Writes nothing; prints per-patch diagnostics of
+counted); a trailing ``b`` (``ratiob``, ``ratioxb``): the factor at most 1 (only roofs brighter than
+the lit class are read darker); ``ground`` (split, roof cells not counted). Writes nothing; prints per-patch diagnostics of
 the remaining false alarms for the ratio variants."""
 import sys, json, math, warnings
 import numpy as np, xarray as xr, rasterio
@@ -50,21 +51,23 @@ for g in sys.argv[2:]:
             llr = -(clf.cell_log_odds(xl) - clf.prior)
             if VARIANT.startswith('ratio'):
                 from scipy import ndimage as ndi
-                nmin = int(VARIANT.lstrip('ratiox') or 20)
+                nmin = int(VARIANT.lstrip('ratiox').rstrip('b') or 20)
                 mlit = float(np.median(x[lit]))
                 litP = (elev == 1) & ok & (codes > 0) & (codes < 255) & (ndi.minimum_filter(((codes > 0) & (codes < 255) & ok).astype(np.uint8), size=3, mode='nearest') == 1)
                 pl = np.where(litP, patch, 0)
                 pids = patch[m]; onroof = (elev[m] == 1)
-                u = np.unique(pids[onroof])
+                u = np.unique(pids[onroof]); KEPT = []
                 xs = xl.copy()
                 for pid in u:
                     vv = x[pl == pid]
                     if len(vv) < nmin: continue
+                    KEPT.append(pid)
                     sel = onroof & (pids == pid)
-                    xs[sel] = xl[sel] * mlit / np.median(vv)
+                    f = mlit / np.median(vv)
+                    xs[sel] = xl[sel] * (min(f, 1.0) if VARIANT.endswith('b') else f)
                 llr = -(clf.cell_log_odds(xs) - clf.prior)
-                if VARIANT.startswith('ratiox'): llr[onroof & (xs == xl)] = np.nan
-                if k == 1: DIAG = dict(lab=lab[ci[m], cj[m]], onroof=onroof, resc=xs != xl, llr=llr)
+                if VARIANT.startswith('ratiox'): llr[onroof & ~np.isin(pids, KEPT)] = np.nan
+                if k == 1: DIAG = dict(lab=lab[ci[m], cj[m]], onroof=onroof, resc=np.isin(pids, KEPT) & onroof, llr=llr)
             elif VARIANT != 'pooled':
                 for sv in (0, 1):
                     c2 = SO.calibrate(x, codes, ok & ((elev == 1) == bool(sv)))
