@@ -44,6 +44,7 @@ PIPELINE_MODULES = (
     "offnadir.cube.visibility_kernels",
     "offnadir.cube.visibility_bound_kernels",
     "offnadir.cube.sweep_kernels",
+    "offnadir.cube.window_sums_kernels",
     "offnadir.cube.sweep_level_kernels",
     "offnadir.cube.tiepoint_kernels",
     "offnadir.change.kernels",
