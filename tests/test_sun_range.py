@@ -109,38 +109,3 @@ def test_the_halo_holds_the_lowest_sun_of_the_range():
     ctx, _, _ = _ctx_io(0.0, ((0.0, math.radians(10.0)),) * 2)
     ctx0, _, _ = _ctx_io(0.0, ())
     assert ctx.sun_halo() > ctx0.sun_halo()
-
-
-def test_a_given_sun_gets_the_precision_its_shadows_fix_it_to(caplog):
-    import logging
-
-    import rioxarray  # noqa: F401
-    import xarray as xr
-    from synthetic import random_boxes
-    from test_sun_estimate import _shadowed_image
-
-    from offnadir.change.illumination import prediction_sigmas, resolve_suns
-
-    h = random_boxes(200, 1)
-    n = h.shape[0]
-    img = _shadowed_image(h, 140.0, 45.0)
-    flat = np.full(h.shape, 0.5) + np.random.default_rng(0).normal(0, 0.01, h.shape)  # no shadows at all
-    ds = xr.Dataset(
-        {"dsm": (("y", "x"), h.astype(np.float32)),
-         "value": (("image", "band", "y", "x"), np.stack([img, flat])[:, None].astype(np.float32)),
-         "visible": (("image", "y", "x"), np.ones((2, n, n), np.uint8))},
-        coords={"image": ["a", "b"], "x": 500000.25 + 0.5 * np.arange(n), "y": 4790000.0 - 0.25 - 0.5 * np.arange(n),
-                "sun_azimuth": ("image", [140.0, 140.0]), "sun_elevation": ("image", [45.0, 45.0]),
-                "sun_source": ("image", ["config: images[0] (a)", "config: images[1] (b)"])})
-    ds = ds.rio.write_crs("EPSG:32631")
-    suns = resolve_suns(ds)
-    assert "sigma_azimuth" not in suns[0]
-    with caplog.at_level(logging.INFO):
-        prediction_sigmas(ds, suns)
-    a, b = suns
-    assert a["prediction_sigma_azimuth"] > 0 and a["prediction_sigma_elevation"] > 0
-    assert len(a["prediction_estimate"]) == 2 and "prediction_sigma_azimuth" not in b  # b's shadows fix nothing
-    assert "estimate rejected" in caplog.text
-    r = SR.ranges(suns)
-    assert np.isclose(math.degrees(r[0][1]), 2 * max(a["prediction_sigma_elevation"], 0.01))
-    assert np.isclose(math.degrees(r[1][1]), 0.02)

@@ -69,11 +69,6 @@ def resolve_sun(cube, opts, say=None, client=None):
         _LOG.warning("shadow handling is off: the sun of %s is unknown",
                      ", ".join(s["image"] for s in suns if s["azimuth"] is None))
         return (), suns
-    if opts.shadows:  # a given sun: how precisely its shadows and the DSM fix it (change.sun_range)
-        from offnadir.change.illumination import prediction_sigmas
-
-        with dask.config.set(scheduler="sync"), client_scoring(client):
-            prediction_sigmas(cube, suns, tol=float(opts.sun_tolerance), log=_LOG)
     grid = tuple((math.radians(s["azimuth"] + s["grid_north_deg"]), math.radians(s["elevation"])) for s in suns)
     if opts.shadow_margin:
         from offnadir.change.illumination import shadow_errors

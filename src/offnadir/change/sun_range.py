@@ -11,14 +11,6 @@ its verdict is the sun's, not the image's. So the rules sum only the cells whose
 the whole range: a sure shadow cell must be cast-shadowed at every end of the range
 (:func:`shadowed_at_ends`, all), a fringe cell lit at every end (none).
 
-Sigma: the estimate's; for a sun given by metadata the larger of :data:`~offnadir.change.shadow.SIGMA_KNOWN_DEG`
-and the sigmas of an estimate on the image all the same
-(:func:`offnadir.change.illumination.prediction_sigmas`): the rules compare the image with the
-DSM's *prediction*, and the image's shadows fit that prediction equally well over those sigmas
-whatever the true sun (hard simulator seed 3 at the true sun: one unchanged 1120-cell roof whose
-132 fringe cells, 23 over the estimate's range, read shadowed; decided raised at the true sun, not
-at the estimate 0.28 deg away).
-
 Range: ``K_SIGMA`` = 2 sigmas in azimuth and in elevation (the same two sigmas as the shadow
 widening, :func:`offnadir.change.illumination.shadow_errors`); its ends are the four corners
 ``(az +- d_az, el +- d_el)``: the shortest shadows (highest sun) turned either way bound the
@@ -54,13 +46,8 @@ def ranges(report, log=None) -> tuple:
             out.append((0.0, 0.0))
             continue
         sa, se = rec.get("sigma_azimuth"), rec.get("sigma_elevation")
-        sa = SIGMA_KNOWN_DEG if sa is None else float(sa)
-        se = SIGMA_KNOWN_DEG if se is None else float(se)
-        # a given sun: the precision to which its own shadows and the DSM fix it, when measured
-        # (offnadir.change.illumination.prediction_sigmas)
-        sa = max(sa, float(rec.get("prediction_sigma_azimuth") or 0.0))
-        se = max(se, float(rec.get("prediction_sigma_elevation") or 0.0))
-        da, de = K_SIGMA * sa, K_SIGMA * se
+        da = K_SIGMA * (SIGMA_KNOWN_DEG if sa is None else float(sa))
+        de = K_SIGMA * (SIGMA_KNOWN_DEG if se is None else float(se))
         rec["rules_sun_range_deg"] = [da, de]
         log.info("%s: the roof-wide shadow rules count only cells whose shadow state holds over the sun's "
                  "range +-%.2f deg azimuth, +-%.2f deg elevation (%g sigmas of the %s sun)", rec.get("image", "?"),
