@@ -33,6 +33,22 @@ def test_ranges_are_two_sigmas_recorded_and_logged(caplog):
     assert len(SR.ends((AZ, EL), (0.01, 0.01))) == 4
 
 
+def test_a_range_that_moves_no_shadow_by_a_tenth_of_a_cell_is_dropped():
+    # a given sun (SIGMA_KNOWN_DEG, +-0.02 deg) over 30 m of relief at 30 deg: the tip moves ~0.04 m,
+    # under a tenth of a 0.5 m cell; the estimate's +-1 deg moves it metres
+    report = [dict(image="base", azimuth=180.0, elevation=30.0, source="metadata"),
+              dict(image="target", azimuth=150.0, elevation=30.0, source="estimated", sigma_azimuth=0.5,
+                   sigma_elevation=0.25)]
+    shift = SR.reach_shift(30.0, 30.0, 0.02, 0.02)
+    assert 0.0 < shift < 0.1 * CELL
+    assert SR.reach_shift(50.0, 30.0, 1.0, 0.5) > 1.0
+    r = SR.ranges(report, relief=30.0, cell=CELL)
+    assert r[0] == (0.0, 0.0) and report[0]["rules_sun_range_deg"] == [0.0, 0.0]
+    assert np.allclose(r[1], (math.radians(1.0), math.radians(0.5)))
+    # over 2 km of relief the same given sun's range does move shadows: kept
+    assert SR.ranges([dict(report[0])], relief=2000.0, cell=CELL)[0] != (0.0, 0.0)
+
+
 def _box():
     h = np.zeros((96, 96))
     lab = np.zeros(h.shape, np.int64)

@@ -192,7 +192,7 @@ class Runner:
                              h_range=(st["h_min"], st["h_max"]), sun=sun, red=red, nir=nir, shifts=shifts,
                              shadow_errors=shadow_errors(self.sun_report) if sun and opts.shadow_margin else (),
                              shadow_classes=MS.classifiers(self.sun_report) if sun else (),
-                             sun_range=SR.ranges(self.sun_report, _LOG) if sun else ())
+                             sun_range=SR.ranges(self.sun_report, _LOG, relief=st["h_max"] - st["h_min"], cell=self.cell) if sun else ())
         return self.ctx
 
     def segment(self, done=None):  # -- pass 2: segmentation

@@ -18,6 +18,12 @@ shadow every sun of the range casts, the longest (lowest sun) turned either way 
 sun of the range casts (for a box of suns the extremes of a cast shadow's reach lie at corners,
 up to the turn of a sun's azimuth between them: at 2 sigmas of at most a few degrees, a fraction
 of a cell at the distances of a roof's shadow).
+
+A range too narrow to move any shadow's reach by ``MIN_SHIFT_CELLS`` of a cell over the scene's
+relief (a given sun's ``SIGMA_KNOWN_DEG``: 0.04 m for 30 m of relief under a 30° sun) is no range:
+the corners would repeat the centre's cells but for rays grazing a caster within that hair, so it is
+dropped (``(0, 0)``) and the rules run on the sun alone, as before the range (the four extra sun
+marches cost ~1 CPU-s per 2048² run, `benchmarks/bench_detect.py`'s sums).
 """
 
 from __future__ import annotations
@@ -28,9 +34,20 @@ import numpy as np
 
 #: sigmas of the sun's uncertainty spanned by the range (two: about 95 % for each angle)
 K_SIGMA = 2.0
+#: a range that moves no shadow's reach by this share of a cell over the scene's relief is dropped
+#: (module doc): the rules' sums count whole cells, a tenth of one is below what they can see
+MIN_SHIFT_CELLS = 0.1
 
 
-def ranges(report, log=None) -> tuple:
+def reach_shift(relief: float, el_deg: float, d_az_deg: float, d_el_deg: float) -> float:
+    """How far (m) a shadow of height ``relief`` moves its tip over the range: its length
+    ``relief / tan(el)`` (at the range's lowest sun) turned by ``d_az``, and lengthened by ``d_el``
+    (``relief / sin² el`` per radian)."""
+    el = math.radians(max(el_deg - d_el_deg, 0.5))
+    return max(relief / math.tan(el) * math.radians(d_az_deg), relief / math.sin(el) ** 2 * math.radians(d_el_deg))
+
+
+def ranges(report, log=None, *, relief: float = math.inf, cell: float = 0.0) -> tuple:
     """Per image of the sun ``report`` (:func:`offnadir.change.illumination.resolve_suns`): the range's
     half-widths ``(d_az, d_el)`` in radians (``K_SIGMA`` times the estimate's sigmas, or
     :data:`~offnadir.change.shadow.SIGMA_KNOWN_DEG` when the sun came with none); ``(0, 0)`` for an
@@ -48,6 +65,14 @@ def ranges(report, log=None) -> tuple:
         sa, se = rec.get("sigma_azimuth"), rec.get("sigma_elevation")
         da = K_SIGMA * (SIGMA_KNOWN_DEG if sa is None else float(sa))
         de = K_SIGMA * (SIGMA_KNOWN_DEG if se is None else float(se))
+        shift = reach_shift(relief, float(rec.get("elevation", 45.0)), da, de) if math.isfinite(relief) else math.inf
+        if shift < MIN_SHIFT_CELLS * cell:
+            rec["rules_sun_range_deg"] = [0.0, 0.0]
+            log.info("%s: the %s sun's range +-%.3f deg moves no shadow over the scene's %.1f m of relief by more than "
+                     "%.3f m (< %g of a cell): the roof-wide shadow rules use the sun alone", rec.get("image", "?"),
+                     rec.get("source", "?"), max(da, de), relief, shift, MIN_SHIFT_CELLS)
+            out.append((0.0, 0.0))
+            continue
         rec["rules_sun_range_deg"] = [da, de]
         log.info("%s: the roof-wide shadow rules count only cells whose shadow state holds over the sun's "
                  "range +-%.2f deg azimuth, +-%.2f deg elevation (%g sigmas of the %s sun)", rec.get("image", "?"),
