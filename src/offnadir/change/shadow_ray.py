@@ -152,16 +152,11 @@ def add(*parts):
 
 
 def pav_up(y, w):
-    """Weighted least-squares non-decreasing fit (pool-adjacent-violators)."""
-    blocks = []
-    for yi, wi in zip(map(float, y), map(float, w)):
-        blocks.append([yi * wi, wi, 1])
-        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
-            s, wt, n = blocks.pop()
-            blocks[-1][0] += s
-            blocks[-1][1] += wt
-            blocks[-1][2] += n
-    return np.array([s / wt for s, wt, n in blocks for _ in range(n)])
+    """Weighted least-squares non-decreasing fit (pool-adjacent-violators): the shadow classifier's
+    non-increasing fit (:func:`offnadir.change.shadow_observed._pav_nonincreasing`) of ``-y``, negated."""
+    from offnadir.change.shadow_observed import _pav_nonincreasing
+
+    return -_pav_nonincreasing(-np.asarray(y, np.float64), w)
 
 
 def fit(counts):
