@@ -21,7 +21,12 @@ chance-correlation bound can be checked against both.
 transition (lit at both dates, shadowed at both, lit -> shadow, shadow -> lit), with the truth's
 shadow class (as predicted / unexplained / missing / lit) and the sources that fire on them.
 
-    python benchmarks/eval_roof_false_alarms.py --hard /tmp/h7/w1024 --seeds 0 1 2 [--patches] [--ground]
+``--roofs``: every unchanged roof with at least 20 flagged cells: its flagged cells by source, the share of its
+cells truly without direct sun at the base / the target date (``truth_shadow.tif``) against the share the old DSM
+predicts (the store's illumination codes; a target share well above the predicted one is an *unexplained* shadow,
+a neighbour's change laid on the roof) and the distance to the nearest cell of a new building (R3, eighth round).
+
+    python benchmarks/eval_roof_false_alarms.py --hard /tmp/h7/w1024 --seeds 0 1 2 [--patches] [--ground] [--roofs]
 """
 
 from __future__ import annotations
@@ -103,6 +108,41 @@ def truth(scene: Path, meta: dict, d: dict):
 
 
 NAMES = ("census", "structural", "spectral", "outline", "shadow rules")
+#: least flagged cells of an unchanged roof for ``--roofs`` to list it
+ROOF_MIN_FLAGGED = 20
+
+
+def roofs(store, scene) -> list:
+    """Per unchanged roof patch with >= :data:`ROOF_MIN_FLAGGED` flagged cells (most flagged first): flagged
+    cells, flagged cells per source, the truth's and the old DSM's share of its cells without direct sun at
+    each date, and the distance (m) from the patch to the nearest cell of class ``new``."""
+    import json
+
+    import xarray as xr
+    from scipy.ndimage import distance_transform_edt
+
+    src = sources(store)
+    d = src["d"]
+    meta = json.loads((scene / "scene.json").read_text())
+    roof, _, _ = truth(scene, meta, d)
+    fa = roof & src["stored"]
+    shadow = HS._read(scene / "truth_shadow.tif")
+    dist_new = distance_transform_edt(HS._read(scene / "truth_change_class.tif") != 1) * float(meta["cell"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ill = np.asarray(xr.open_zarr(store, mask_and_scale=False)["illumination"].values)
+    rows = []
+    for pid in np.unique(d["patch"][fa]):
+        m = d["patch"] == pid
+        f = fa & m
+        if f.sum() < ROOF_MIN_FLAGGED:
+            continue
+        rows.append(dict(id=int(pid), cells=int(m.sum()), flagged=int(f.sum()),
+                         sources={k: int((f & src[k]).sum()) for k in NAMES if (f & src[k]).any()},
+                         true_b=float(((shadow[m] & 1) > 0).mean()), true_t=float(((shadow[m] & 2) > 0).mean()),
+                         pred_b=float((ill[0][m] == 0).mean()), pred_t=float((ill[1][m] == 0).mean()),
+                         dist_new=float(dist_new[m].min())))
+    return sorted(rows, key=lambda r: -r["flagged"])
 
 
 def one(store, scene) -> dict:
@@ -186,6 +226,8 @@ def main(argv=None) -> int:
     ap.add_argument("--hard", type=Path, default=Path("/tmp/eval_hard_sim"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     ap.add_argument("--patches", action="store_true", help="list the structural criterion's flagged roofs")
+    ap.add_argument("--roofs", action="store_true", help="list every unchanged roof flagged (>= 20 cells): sources, "
+                                                          "true and predicted shadow shares, nearest new building")
     ap.add_argument("--ground", action="store_true", help="also split the unchanged ground's false alarms by the "
                                                           "predicted sun transition, with their sources")
     a = ap.parse_args(argv)
@@ -210,6 +252,11 @@ def main(argv=None) -> int:
             for p in r["structural_patches"]:
                 print("    structural patch {id}: {cells} cells, unchanged {unchanged}, changed {changed}, r_ref "
                       "{r_ref:.3f} r0 {r0:.3f} shift {shift_m:.1f} m, rim b1 {b1:.2f} t1 {t1:.2f}".format(**p))
+        if a.roofs:
+            for q in roofs(store, scene):
+                print("    roof {id}: {flagged} of {cells} cells flagged ({src}); no direct sun base / target: truth "
+                      "{true_b:.2f} / {true_t:.2f}, old DSM {pred_b:.2f} / {pred_t:.2f}; nearest new building "
+                      "{dist_new:.1f} m".format(src=", ".join(f"{k} {v}" for k, v in q["sources"].items()), **q))
         for k, v in r["sole"].items():
             tot[k] = tot.get(k, 0) + v
     n = max(sum(tot.values()), 1)
