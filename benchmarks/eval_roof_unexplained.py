@@ -13,6 +13,9 @@ cells'** windows only (ground cells keep their evidence: a new building on groun
 * ``either`` / ``target``: the codes of the ground cells in an unexplained shadow of either image / the target
   (``compare`` of the census) left out of both ``R`` and ``S`` of the roof cells;
 * ``s_either``: only out of the sign-reversal ratio ``S`` (the inverted rim is a reversal), ``R`` as it is;
+* ``target_witness``: ``target`` only where the target's classifier is a shadow witness (it calls at least
+  :data:`offnadir.change.longer_shadow.SHADOW_WITNESS` of its own training shadows shadow; else nothing left out);
+* ``target_all``: ``target_witness`` applied to every cell's evidence, ground cells too;
 * ``walk_ground``: only the unexplained-shadow cells whose caster walk
   (:func:`offnadir.change.shadow_observed.caster_walk`, towards the target's sun over its seen shadow) ends on a
   cell the old DSM has as ground and lacks the height to cast it: a caster standing on old ground, no old roof's.
@@ -41,7 +44,7 @@ import eval_evidence_offline as OFF  # noqa: E402
 from offnadir.change import cells as P  # noqa: E402
 from offnadir.change import evidence as EV  # noqa: E402
 
-VARIANTS = ("current", "either", "target", "s_either", "walk_ground", "target_all")
+VARIANTS = ("current", "either", "target", "s_either", "walk_ground", "target_witness", "target_all")
 
 
 def unexplained(x, usable, codes, clf):
@@ -145,7 +148,7 @@ def run_store(store, names, scorer):
                 drop = walk_ground(un[1], seen_t, suns, run, dd["t"])
             else:
                 drop = ~el & ((un[0] | un[1]) if name in ("either", "s_either") else un[1])
-                if name == "target_all" and not witness[1]:
+                if name in ("target_witness", "target_all") and not witness[1]:
                     drop[:] = False
             roof = roof_evidence_without(*args, drop, pairs, s_only=name.startswith("s_"))
             if name.endswith("_all"):  # every cell's evidence with those codes left out (ground cells too)
