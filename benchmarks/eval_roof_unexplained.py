@@ -172,7 +172,8 @@ def main(argv=None) -> int:
         jobs += [(f"hard{s}", a.hard / f"hard{s}.zarr", a.hard / f"hard{s}") for s in a.seeds
                  if (a.hard / f"hard{s}.zarr").exists()]
     if a.km:
-        jobs += [(f"km img{t}", a.km / f"km_post{t}.zarr", None) for t in (1, 2) if (a.km / f"km_post{t}.zarr").exists()]
+        jobs += [(f"km img{t}", a.km / f"km_post{t}.zarr", None) for t in (1, 2)
+                 if (a.km / f"km_post{t}.zarr").exists()]
     for name, store, scene in jobs:
         if scene is not None:
             def scorer(dd, dv, p, ch, sc=scene):
