@@ -210,3 +210,25 @@ def test_stored_probability_keeps_the_decision_of_the_float64_value():
     # values away from the decision are the plain float32
     np.testing.assert_array_equal(q[4:6], p[4:6].astype(np.float32))
     assert float(C.stored(np.array([0.5 - 1e-9]), 0.5)[0]) < 0.5
+
+
+def test_model_says_how_many_of_its_cells_it_decides_and_when_none():
+    """A fitted mixture decides its changed mode's cells (the count matches the table on the histogram);
+    a fallback whose threshold lies beyond every cell (as both20 seed 5's roofs: no cell at R >= 1.2)
+    decides none, and its summary says the calibrated decision is off."""
+    rng = np.random.default_rng(3)
+    z = np.r_[rng.normal(-1.5, 0.3, 20000), rng.normal(-0.2, 0.1, 1500)]
+    counts = C.histogram(1.0 / (1.0 + np.exp(-z)))
+    m = C.fit(counts, anchor=0.0)
+    assert not m["fallback"]
+    table = np.asarray(m["table"])
+    assert m["decided_cells"] == int(counts[table >= 0.5].sum())
+    assert 1200 < m["decided_cells"] < 2000 and m["decision_z"] < 0
+    assert "of 21500 cells" in C.summary(m) and "off" not in C.summary(m)
+    # one broad population with no tail (every cell's R well under 1): no mixture, and the outlier
+    # test's 3 robust sigmas lie beyond every cell
+    flat = rng.uniform(-0.7, -0.1, 12000)
+    m = C.fit(C.histogram(1.0 / (1.0 + np.exp(-flat))), anchor=0.0)
+    assert m["fallback"] and m["decided_cells"] == 0 and m["decision_z"] > flat.max()
+    assert "of 12000 cells (its calibrated decision is off" in C.summary(m)
+    assert C.summary(C.fit(np.zeros(C.N_BINS))).startswith("fallback (fewer than")

@@ -200,7 +200,28 @@ def fit(counts, anchor: float | None = None, censor: float | None = None, platea
         model.update(fallback=False)
     p = np.maximum.accumulate(np.clip(p, 0.0, 1.0))
     model["table"] = p.tolist()
+    # what the model decides on its own histogram: a fallback whose threshold no cell reaches turns the
+    # stratum's calibrated decision off (both20 seed 5's roofs: log R >= +0.17, beyond R = 1), which the
+    # log must say rather than leave to the reader of the sigmas
+    k = np.nonzero(p >= 0.5)[0]
+    model["decision_z"] = float(z[k[0]]) if len(k) else None
+    model["decided_cells"] = int(w[k[0]:].sum()) if len(k) else 0
     return model
+
+
+def summary(model) -> str:
+    """One log line's account of a :func:`fit` model: the fallback's reason or the mixture's weight and
+    separation, and the cells of its own histogram it decides changed (saying so when none: the
+    stratum's calibrated decision is then off, only other witnesses decide there)."""
+    out = ("fallback (" + model.get("reason", "") + ")" if model.get("fallback") else
+           f"changed weight {model['pi'][1]:.3f}, separation {model['separation']:.2f}")
+    if "decided_cells" not in model:
+        return out
+    z = model["decision_z"]
+    out += (f"; probability 1/2 at logit {z:+.2f}" if z is not None else "; probability 1/2 nowhere")
+    out += f": {model['decided_cells']} of {int(model['n'])} cells"
+    return out + (" (its calibrated decision is off: only other witnesses decide there)"
+                  if model["decided_cells"] == 0 else "")
 
 
 def probability(e, model) -> np.ndarray:

@@ -338,6 +338,7 @@ class Runner:
 
     # -- client: mixture calibration of every evidence histogram
     def calibrate(self):
+        from offnadir.change import calibrate as C
         from offnadir.change import cells as P
         from offnadir.change import dh_evidence as DE
 
@@ -347,9 +348,7 @@ class Runner:
             self.log(f"dh is evidence where >= {dh_rule['min_share']:.2f} of its window answers the dh test as it does"
                      + (", or 'lower' where its small object answers so" if dh_rule.get("small_objects") else ""))
         for (kind, t, s), m in sorted(self.cal_models.items()):
-            self.log(f"calibration {kind} image {t} {'elevated' if s else 'ground'}: "
-                     + ("fallback (" + m.get("reason", "") + ")" if m.get("fallback") else
-                        f"changed weight {m['pi'][1]:.3f}, separation {m['separation']:.2f}"))
+            self.log(f"calibration {kind} image {t} {'elevated' if s else 'ground'}: {C.summary(m)}")
         self.calibration = {"window_cells": self.plan["window"], "noise_sigma": self.sigmas,
                             "decision_p": P.DECISION_P,
                             "offsets": {str(t): len(v) for t, v in self.plan["offsets"].items()},
