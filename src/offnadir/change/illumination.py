@@ -123,8 +123,11 @@ def shadow_classifiers(cube, suns, cell: float, *, tol: float = 0.3, log=None, m
         clf = SO.calibrate(x, codes, vis & np.isfinite(x))
         rec["shadow_classifier"] = None if clf is None else clf.report()
         if clf is None:
-            log.info("%s: no shadow/lit classifier (fewer than %d sure shadow or lit cells in the %d x %d window): "
-                     "its shadows are only predicted", rec.get("image", t), SO.MIN_CELLS, *h.shape)
+            # a warning, like an unknown sun: the roof-wide shadow rules are off for this image (a high sun
+            # seen from its own side: both20 seed 5's target sees 46 sure shadow cells)
+            log.warning("%s: no shadow/lit classifier (fewer than %d sure shadow or lit cells in the %d x %d "
+                        "window): its shadows are only predicted, and the missing-, longer- and crown-shadow rules "
+                        "do not test its roofs", rec.get("image", t), SO.MIN_CELLS, *h.shape)
         else:
             log.info("%s: shadow/lit classifier calibrated on its predicted shadows (%d sure shadow, %d sure lit "
                      "cells): intensity below %.4g looks shadowed; %.1f %% of the shadow and %.1f %% of the lit "
