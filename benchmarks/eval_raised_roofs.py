@@ -72,7 +72,7 @@ def profile(store, scene, t: int = 1) -> dict:
         n0 = prof[:, 0, 0] >= 8
         b0 = np.where(n0, prof[:, 0, 1] / prof[:, 0, 0] / (tot[:, 1] / tot[:, 0]), np.nan)
         t0 = np.where(n0, prof[:, 0, 2] / prof[:, 0, 0] / (tot[:, 2] / tot[:, 0]), np.nan)
-    return dict(eids=eids, lab=lab, moved=moved, depth=depth, b0=b0, t0=t0, went=RP.rim_went(prof, 2.0, 8),
+    return dict(eids=eids, lab=lab, prof=prof, moved=moved, depth=depth, b0=b0, t0=t0, went=RP.rim_went(prof, 2.0, 8),
                 tan=float(np.tan(np.radians(tv["off_nadir_deg_at_centre"]))), cell=float(meta["cell"]))
 
 

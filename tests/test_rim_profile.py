@@ -22,7 +22,7 @@ def _depth_sums_slow(lab, elevated, xb, xt, ok, step, kmax, erow_of_label, lit_b
     not near a shadow edge of their patch, each cell's depth by walking +step in Python."""
     pair, _, db, dt = OL.cell_steps(lab, elevated, xb, xt, ok, step)
     m = max(erow_of_label.values()) + 1
-    out = np.zeros((m, kmax, 3))
+    out = np.zeros((m, kmax, RP.NCOL))
     ny, nx = lab.shape
     for i, j in zip(*np.nonzero(pair)):
         v = lab[i, j]
@@ -44,7 +44,7 @@ def _depth_sums_slow(lab, elevated, xb, xt, ok, step, kmax, erow_of_label, lit_b
                 break
         if k is None:
             continue
-        out[erow_of_label[v], k] += (1.0, db[i, j], dt[i, j])
+        out[erow_of_label[v], k] += (1.0, db[i, j], dt[i, j], xb[i, j], xt[i, j], xb[i, j] ** 2, xt[i, j] ** 2)
     return out
 
 
@@ -202,3 +202,71 @@ def test_a_shadow_edge_on_the_roof_is_no_moved_rim():
     seeing = RP.depth_sums(lab, elevated, xb, xt, ok, (0, -1), 12, core, erow, 1, lit_b, lit_t)
     assert RP.moved_rim(blind, 2.0, 8)[0][0] >= 1.0
     assert not RP.moved_rim(seeing, 2.0, 8)[0][0] >= 1.0
+
+
+def _raised_box(dark=60.0, base_strip=0.0, width=4, seed=2, n=30):
+    """A 20x20 roof seen towards -j (outline at column 5): the target shows a flat facade ``dark``
+    below the roof level (as textured as the roof: its rim at the outline stays) in its first ``width``
+    columns and the roof beyond; the base the roof (its
+    strip offset by ``base_strip``)."""
+    rng = np.random.default_rng(seed)
+    lab = np.zeros((n, n), np.int64)
+    lab[5:25, 5:25] = 1
+    xb = rng.normal(size=(n, n)) * 10 + 300
+    xt = rng.normal(size=(n, n)) * 10 + 300
+    xb[:, 5:5 + width] += base_strip
+    xt[:, 5:5 + width] = 300 - dark + rng.normal(size=(n, width)) * 10  # a textured facade
+    xb[lab == 0] = 100
+    xt[lab == 0] = 100
+    erow = np.where(lab == 1, 0, -1)
+    return RP.depth_sums(lab, lab > 0, xb, xt, np.ones((n, n), bool), (0, -1), 16, (0, n, 0, n), erow, 1)
+
+
+def test_strip_level_reads_the_facade_strip_against_the_roof_beyond():
+    prof = _raised_box()
+    moved, depth = RP.moved_rim(prof, 2.0, 8)
+    assert depth[0] == 3 and moved[0] >= 1.0  # the facade | roof edge between columns 8 and 9
+    dt, db = RP.strip_level(prof, depth, 8)
+    # strip (depths 1..3) 60 below the roof, in the roof's per-cell sd (the patch mixes both levels)
+    x = np.r_[np.full(3 * 20, 240.0), np.full(15 * 20, 300.0)]
+    assert dt[0] == pytest.approx(-60.0 / x.std(), rel=0.2)
+    assert abs(db[0]) < 0.5
+    assert RP.facade_strip(prof, 2.0, 8)[0] >= 1.0
+    # too few cells on either side, or no edge: undefined
+    assert np.isnan(RP.strip_level(prof, np.array([0]), 8)[0][0])
+    assert np.isnan(RP.strip_level(prof, depth, 100)[0][0])
+
+
+def test_facade_strip_needs_a_darker_strip_that_the_base_does_not_have():
+    # a brighter strip (a neighbour's new shadow over the roof beyond it): not a dark facade
+    assert np.isnan(RP.facade_strip(_raised_box(dark=-60.0), 2.0, 8)[0])
+    # the base's strip as dark (the roof's own structure): its offset is more than half the target's
+    assert not RP.facade_strip(_raised_box(base_strip=-40.0), 2.0, 8)[0] >= 1.0
+    # a strip only a little darker than the roof's texture: under one standard deviation
+    assert not RP.facade_strip(_raised_box(dark=5.0), 2.0, 8)[0] >= 1.0
+    # the old-style three-column tables carry no level: undefined
+    assert np.isnan(RP.facade_strip(_raised_box()[..., :3], 2.0, 8)[0])
+
+
+def test_facade_dark_from_the_sun_and_the_view():
+    # hard simulator: sensor at azimuth 270, sun from the south-east (134 deg, 40 deg high): wall in its own shade
+    assert RP.facade_dark(134.4, 39.8, 270.0, 2.0)
+    # high sun a little west of south: direct light grazing the wall, far under half the roof's
+    assert RP.facade_dark(189.0, 70.0, 270.0, 2.0)
+    # low sun straight onto the wall the sensor sees: brighter than the roof
+    assert not RP.facade_dark(270.0, 30.0, 270.0, 2.0)
+    # the bound is the roof's direct irradiance over the edge factor
+    e = 30.0
+    daz = np.degrees(np.arccos(np.tan(np.radians(e)) / 2.0))
+    assert RP.facade_dark(270.0 + daz + 0.5, e, 270.0, 2.0) and not RP.facade_dark(270.0 + daz - 0.5, e, 270.0, 2.0)
+    assert not RP.facade_dark(float("nan"), 30.0, 270.0, 2.0) and not RP.facade_dark(134.0, -5.0, 270.0, 2.0)
+
+
+def test_outline_criterion_reads_the_strip_only_where_the_facade_is_dark():
+    prof = _raised_box()
+    tb = _table(prof, np.zeros((1, 6)))
+    _, score = CR.outline(tb, None)
+    assert score[0] < 0.5  # no sun known: only the rim routes, which this roof's sums do not pass
+    tb.extra["facade_dark"] = True
+    value, score = CR.outline(tb, None)
+    assert score[0] >= 0.5 and value[0] == pytest.approx(RP.facade_strip(prof, 2.0, 8)[0])

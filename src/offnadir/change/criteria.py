@@ -354,7 +354,8 @@ def outline(tb: TargetTable, opts):
     target), ``score = 1 - 2^-value^2``, 0.5 when the base's first step inside the roof is twice the
     roof's mean step and the target's half of it. Or the rim *moved* inwards, whatever the base's
     rim contrast: gone from the target's outline and a new edge inside the roof where the base has
-    none (:func:`rim_moved`; the larger of the two values). No evidence on ground patches, on
+    none (:func:`rim_moved`), or the strip before that new edge darker in the target where the
+    raise's facade would be in the dark (:func:`facade_moved`; the largest of the values). No evidence on ground patches, on
     patches with fewer than 8 rim pairs, or without the sums (unknown view angles)."""
     from offnadir.change import outline as OL
 
@@ -371,6 +372,14 @@ def outline(tb: TargetTable, opts):
         _LOG.info("outline: %d roofs' near-sensor rim gone from the outline and moved inwards in the target "
                   "(their base rim fainter than %g times the roof's step)", int(extra.sum()), OL.EDGE_FACTOR)
     value = np.fmax(value, went)
+    # or the strip before that new edge turned darker where the raise's facade would be in the dark
+    strip = np.where(tb.elevated, facade_moved(tb), np.nan)
+    with np.errstate(invalid="ignore"):
+        extra = (strip >= 1.0) & ~(value >= 1.0)
+    if extra.any():
+        _LOG.info("outline: %d roofs' strip between the near-sensor outline and a new edge inside turned darker "
+                  "in the target, as the facade a raise shows there in the dark", int(extra.sum()))
+    value = np.fmax(value, strip)
     tb.extra["rim_base"] = np.where(tb.elevated, b1, np.nan)
     tb.extra["rim_target"] = np.where(tb.elevated, t1, np.nan)
     value = np.where(np.isfinite(value), np.maximum(value, 0.0), 0.0)
@@ -394,6 +403,25 @@ def rim_moved(tb: TargetTable):
     rows, table = prof
     v = rim_went(table, OL.EDGE_FACTOR, OL.MIN_EDGE_PAIRS)
     out[rows] = v
+    return out
+
+
+def facade_moved(tb: TargetTable):
+    """Per patch, :func:`offnadir.change.rim_profile.facade_strip` over the step profile inwards from
+    the near-sensor outline (``tb.extra["rim_profile"]``) where the facade facing the target's sensor
+    is in the dark (``tb.extra["facade_dark"]``, :func:`offnadir.change.rim_profile.facade_dark`, set
+    by the runner from the target's sun and view azimuth); NaN elsewhere, without the profile or
+    without a known sun. A roof raised by ``dh`` shows its new floors' facade in the strip
+    ``dh tan(theta_t)`` wide inside that outline: darker than the roof there whatever its texture."""
+    from offnadir.change import outline as OL
+    from offnadir.change.rim_profile import facade_strip
+
+    out = np.full(len(tb.ids), np.nan)
+    prof = tb.extra.get("rim_profile")
+    if prof is None or not tb.extra.get("facade_dark", False):
+        return out
+    rows, table = prof
+    out[rows] = facade_strip(table, OL.EDGE_FACTOR, OL.MIN_EDGE_PAIRS)
     return out
 
 

@@ -51,17 +51,22 @@ MIN_MOVE_DEPTH = 2
 #: own shadow on the ground beside it) do not touch its steps.
 SHADOW_MARGIN = 2
 
+#: columns of :func:`depth_sums` per (patch, depth): ``n``, the base's and the target's sums of
+#: ``|d x|`` over the pairs, and of the pair's outer cell's level ``x`` and ``x^2`` in each image
+NCOL = 7
+
 
 def depth_sums(lab, elevated, xb, xt, ok, step, kmax: int, core, erow_map, m: int, lit_base=None, lit_target=None,
                margin: int = SHADOW_MARGIN):
-    """(m, kmax, 3) sums ``(n, sum |d x_base|, sum |d x_target|)`` per elevated-patch row
+    """(m, kmax, :data:`NCOL`) sums ``(n, sum |d x_base|, sum |d x_target|, sum x_base, sum x_target,
+    sum x_base^2, sum x_target^2)`` (``x`` of the pair's outer cell) per elevated-patch row
     (``erow_map``: each window cell's row, -1 outside the core or not an elevated patch's row) and
     depth (module docstring). Only interior pairs: the cell beyond the pair's inner cell is in the
     patch too (the far side's rim is another edge, which a raise moves outwards, off the walk).
     ``lit_base``, ``lit_target``: the predicted direct-sun state (:mod:`offnadir.change.illumination`:
     0 none, 1..254 lit, 255 unknown), pairs near a shadow edge on the roof left out
     (:data:`SHADOW_MARGIN`); None: not known. Zeros when ``step`` is None."""
-    out = np.zeros((m, max(int(kmax), 0), 3))
+    out = np.zeros((m, max(int(kmax), 0), NCOL))
     if step is None or m == 0 or kmax < 1:
         return out
     i0, i1, j0, j1 = core
@@ -139,6 +144,11 @@ def _depth_sums(lab, elevated, xb, xt, ok, lb, lt, margin, si, sj, kmax, i0, i1,
             out[r, k, 0] += 1.0
             out[r, k, 1] += db
             out[r, k, 2] += dt
+            # the level of the pair's outer cell (the facade strip's witness, :func:`strip_level`)
+            out[r, k, 3] += xb[i, j]
+            out[r, k, 4] += xt[i, j]
+            out[r, k, 5] += xb[i, j] * xb[i, j]
+            out[r, k, 6] += xt[i, j] * xt[i, j]
 
 
 def sparse(eids, sums):
@@ -153,13 +163,14 @@ def dense(ids, sp):
     """:func:`sparse` summed over tiles back to the (len(ids), nk, 3) table of the (sorted) patch
     ``ids``; pairs of patches not in ``ids`` are dropped."""
     keys, vals, nk = sp
-    out = np.zeros((len(ids), int(nk), 3))
+    ncol = np.asarray(vals).shape[-1] if np.ndim(vals) == 2 else NCOL
+    out = np.zeros((len(ids), int(nk), ncol))
     if not len(keys):
         return out
     pid, k = keys // nk, keys % nk
     pos = np.clip(np.searchsorted(ids, pid), 0, max(len(ids) - 1, 0))
     hit = np.asarray(ids)[pos] == pid
-    np.add.at(out, (pos[hit], k[hit]), np.asarray(vals).reshape(-1, 3)[hit])
+    np.add.at(out, (pos[hit], k[hit]), np.asarray(vals).reshape(-1, ncol)[hit])
     return out
 
 
@@ -208,3 +219,73 @@ def rim_went(profile, edge_factor: float, min_pairs: int, min_depth: int = MIN_M
     with np.errstate(invalid="ignore", divide="ignore"):
         t0 = np.where(p[:, 0, 0] >= min_pairs, (p[:, 0, 2] / p[:, 0, 0]) / (s[:, 2] / s[:, 0]), np.nan)
         return np.minimum(-np.log(t0) / math.log(edge_factor), moved)
+
+
+def strip_level(profile, depth, min_pairs: int):
+    """Per patch, ``(dt, db)``: the mean level of the pairs' outer cells at depths ``1 .. depth`` (the
+    strip between the outline and an edge at ``depth``) minus that of the deeper ones, over the
+    patch's per-cell standard deviation of the level (all the profile's cells), in the target and
+    in the base. Depth 0 is left out: its outer cell is the outline cell, which the resampling mixes
+    with what lies outside the roof at both dates. NaN where ``depth`` < 1 or either side has fewer
+    than ``min_pairs`` cells."""
+    p = np.asarray(profile, np.float64)
+    n = p.shape[0]
+    dt = np.full(n, np.nan)
+    db = np.full(n, np.nan)
+    if n == 0 or p.shape[-1] < NCOL:
+        return dt, db
+    tot = p.sum(axis=1)
+    k = np.arange(p.shape[1])[None, :]
+    d = np.asarray(depth)[:, None]
+    strip = ((k >= 1) & (k <= d)).astype(np.float64)
+    inner = (k > d).astype(np.float64)
+    a = np.einsum("pk,pkc->pc", strip, p)
+    b = np.einsum("pk,pkc->pc", inner, p)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = (np.asarray(depth) >= 1) & (a[:, 0] >= min_pairs) & (b[:, 0] >= min_pairs)
+        for out, c in ((db, 3), (dt, 4)):
+            m = tot[:, c] / tot[:, 0]
+            sd = np.sqrt(np.maximum(tot[:, c + 2] / tot[:, 0] - m * m, 0.0))
+            v = (a[:, c] / a[:, 0] - b[:, c] / b[:, 0]) / sd
+            out[ok] = v[ok]
+    return dt, db
+
+
+def facade_dark(sun_azimuth_deg, sun_elevation_deg, view_azimuth_deg, edge_factor: float) -> bool:
+    """Is the facade that faces the target's sensor (its normal horizontal, towards the view azimuth,
+    both azimuths in the grid's frame) lit by at most ``1 / edge_factor`` of a flat roof's
+    irradiance, whatever the sky's share? Direct sun on the wall ``cos(e) max(0, cos(az_sun -
+    az_view))`` against ``sin(e)`` on the roof; diffuse light on a vertical wall at most half the
+    sky the roof sees. So the wall's total over the roof's is at most ``max(direct ratio, 1/2)``:
+    with a direct ratio of at most ``1 / edge_factor`` (``edge_factor`` >= 2) the facade is at least
+    ``edge_factor`` times darker than the roof in irradiance, which no plausible facade/roof albedo
+    ratio turns into a brighter facade on its own. False when any angle is unknown."""
+    vals = (sun_azimuth_deg, sun_elevation_deg, view_azimuth_deg)
+    if any(v is None or not np.isfinite(v) for v in vals) or sun_elevation_deg <= 0:
+        return False
+    e = math.radians(sun_elevation_deg)
+    direct = math.cos(e) * max(0.0, math.cos(math.radians(sun_azimuth_deg - view_azimuth_deg)))
+    return direct <= math.sin(e) / edge_factor
+
+
+def facade_strip(profile, edge_factor: float, min_pairs: int, min_depth: int = MIN_MOVE_DEPTH):
+    """Per patch, how strongly the strip between the outline and a new edge inside the roof turned into
+    a darker surface in the target, the facade a raise shows where that facade is in the dark
+    (:func:`facade_dark`): ``min(moved, -dt, db - dt, log_F |dt| / |db|)`` with ``dt < 0``
+    (:func:`moved_rim`, :func:`strip_level` at the new edge's depth), in factors of ``edge_factor``
+    for the edge and the base's share and in per-cell standard deviations of the roof for the
+    level. >= 1: a new edge in the target where the base has none, the strip before it at least one
+    standard deviation darker than the roof beyond it in the target, darker by at least one more
+    than in the base, and the base's offset at most ``1 / edge_factor`` of the target's (the strip is
+    not the roof's own structure). Seen whether or not the facade's texture leaves an edge at the
+    outline (which :func:`rim_went` needs gone). NaN where undefined, where the strip is not darker,
+    or with fewer than ``min_pairs`` pairs at depth 0 (no outline to start the walk from)."""
+    p = np.asarray(profile, np.float64)
+    moved, depth = moved_rim(p, edge_factor, min_pairs, min_depth)
+    if p.shape[0] == 0 or p.shape[1] == 0:
+        return moved
+    dt, db = strip_level(p, depth, min_pairs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.log(np.abs(dt) / np.abs(db)) / math.log(edge_factor)
+        v = np.minimum.reduce([moved, -dt, db - dt, share])
+        return np.where((p[:, 0, 0] >= min_pairs) & (dt < 0), v, np.nan)
