@@ -12,7 +12,10 @@ and its depth, ``went``).
 ``--variants``: every elevated patch's outcome under the rim rules, by the truth class holding most of
 its scored cells, counting the cells the stored run does not flag yet: ``went`` (the adopted route) and
 ``weakened`` (the target's rim at most half of ``max(1, b0)`` instead of half the roof's step, with the
-same new edge inside; not adopted, docs/change_detection.md).
+same new edge inside; not adopted, docs/change_detection.md) and ``facade`` (the dark facade strip,
+:func:`offnadir.change.rim_profile.facade_strip`, where the store's sun puts the facade facing the target's
+sensor in the dark; the route the ``outline`` criterion adds, issue 7 R4 eighth round). Per raised roof also
+the strip's level ``dt``/``db`` (:func:`offnadir.change.rim_profile.strip_level`) and ``facade``.
 
     python benchmarks/eval_raised_roofs.py --hard /tmp/eval_hard_sim [--seeds 0 1 2 3 4 5] [--variants]
 """
@@ -72,7 +75,15 @@ def profile(store, scene, t: int = 1) -> dict:
         n0 = prof[:, 0, 0] >= 8
         b0 = np.where(n0, prof[:, 0, 1] / prof[:, 0, 0] / (tot[:, 1] / tot[:, 0]), np.nan)
         t0 = np.where(n0, prof[:, 0, 2] / prof[:, 0, 0] / (tot[:, 2] / tot[:, 0]), np.nan)
+    sun = json.loads(ds.attrs.get("change_sun", "null") or "null") or []
+    rec = sun[t] if len(sun) > t and sun[t] else {}
+    dark = rec.get("azimuth") is not None and RP.facade_dark(
+        float(rec["azimuth"]) + float(rec.get("grid_north_deg") or 0.0), float(rec["elevation"]),
+        float(ds["azimuth"].values[t]), OL.EDGE_FACTOR)
+    dt, db = RP.strip_level(prof, depth, 8)
+    facade = RP.facade_strip(prof, 2.0, 8) if dark else np.full(len(eids), np.nan)
     return dict(eids=eids, lab=lab, prof=prof, moved=moved, depth=depth, b0=b0, t0=t0, went=RP.rim_went(prof, 2.0, 8),
+                dt=dt, db=db, facade=facade, dark=dark,
                 tan=float(np.tan(np.radians(tv["off_nadir_deg_at_centre"]))), cell=float(meta["cell"]))
 
 
@@ -106,7 +117,8 @@ def roofs(store, scene) -> list:
         rows.append(dict(cells=int(m.sum()), dh=z, move=z * pr["tan"] / pr["cell"],
                          found=float(src["stored"][m].mean()), by={s: float(src[s][m].mean()) for s in RF.NAMES},
                          patch=p, b1=float(tab["patch_rim_base"][i]), t1=float(tab["patch_rim_target"][i]),
-                         **{q: (float(pr[q][j]) if has else np.nan) for q in ("b0", "t0", "moved", "depth", "went")}))
+                         **{q: (float(pr[q][j]) if has else np.nan)
+                            for q in ("b0", "t0", "moved", "depth", "went", "dt", "db", "facade")}))
     return rows
 
 
@@ -126,7 +138,8 @@ def variants(store, scene) -> dict:
         lost = OL.rim_lost(d["b1"][pos], d["t1"][pos]) >= 1
         rules = {"went": (pr["went"] >= 1) & ~lost,
                  "weakened": (np.minimum(np.log2(np.maximum(1.0, pr["b0"]) / pr["t0"]), pr["moved"]) >= 1)
-                 & ~lost & ~(pr["went"] >= 1)}
+                 & ~lost & ~(pr["went"] >= 1),
+                 "facade": (pr["facade"] >= 1) & ~lost & ~(pr["went"] >= 1)}
     out = {}
     for name, sel in rules.items():
         res = out.setdefault(name, {})
@@ -161,7 +174,8 @@ def main(argv=None) -> int:
                   f"{r['found']:.2f} (" + ", ".join(f"{k} {v:.2f}" for k, v in r["by"].items())
                   + f"); patch {r['patch']}: "
                   f"b1 {r['b1']:.2f} t1 {r['t1']:.2f} | lit pairs: b0 {r['b0']:.2f} t0 {r['t0']:.2f}, new edge "
-                  f"{r['moved']:.2f} at depth {r['depth']:.0f}, went {r['went']:.2f}")
+                  f"{r['moved']:.2f} at depth {r['depth']:.0f}, went {r['went']:.2f} | strip level dt {r['dt']:.2f} "
+                  f"db {r['db']:.2f}, facade {r['facade']:.2f}")
     return 0
 
 
