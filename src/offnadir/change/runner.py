@@ -331,6 +331,7 @@ class Runner:
             return False
         az = float(rec["azimuth"]) + float(rec.get("grid_north_deg") or 0.0)
         dark = facade_dark(az, float(rec["elevation"]), float(self.az[t]), EDGE_FACTOR)
+        rec["facade_dark"] = dark  # recorded in the store's change_sun attribute
         self.log(f"image {t}: the facade facing the sensor (azimuth {float(self.az[t]):.1f} deg) is "
                  + ("in the dark under the sun: the outline test also reads its strip's level" if dark else
                     "lit by the sun: the outline test does not read its strip's level"))
