@@ -355,8 +355,9 @@ def outline(tb: TargetTable, opts):
     roof's mean step and the target's half of it. Or the rim *moved* inwards, whatever the base's
     rim contrast: gone from the target's outline and a new edge inside the roof where the base has
     none (:func:`rim_moved`), or the strip before that new edge darker in the target where the
-    raise's facade would be in the dark (:func:`facade_moved`; the largest of the values). No evidence on ground patches, on
-    patches with fewer than 8 rim pairs, or without the sums (unknown view angles)."""
+    raise's facade would be in the dark (:func:`facade_moved`; the largest of the values). No
+    evidence on ground patches, on patches with fewer than 8 rim pairs, or without the sums
+    (unknown view angles)."""
     from offnadir.change import outline as OL
 
     n = len(tb.ids)
