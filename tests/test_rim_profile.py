@@ -1,5 +1,5 @@
 """The roofs' step profile inwards from the near-sensor outline (offnadir.change.rim_profile) and
-the ``outline`` criterion's "rim gone and moved inwards" route (criteria.rim_moved)."""
+the ``outline`` criterion's "rim gone and moved inwards" route (outline.rim_moved)."""
 
 import numpy as np
 import pytest

@@ -354,10 +354,11 @@ def outline(tb: TargetTable, opts):
     target), ``score = 1 - 2^-value^2``, 0.5 when the base's first step inside the roof is twice the
     roof's mean step and the target's half of it. Or the rim *moved* inwards, whatever the base's
     rim contrast: gone from the target's outline and a new edge inside the roof where the base has
-    none (:func:`rim_moved`), or the strip before that new edge darker in the target where the
-    raise's facade would be in the dark (:func:`facade_moved`; the largest of the values). No
-    evidence on ground patches, on patches with fewer than 8 rim pairs, or without the sums
-    (unknown view angles)."""
+    none (:func:`offnadir.change.outline.rim_moved`), or the strip before that new edge darker in
+    the target where the raise's facade would be in the dark
+    (:func:`offnadir.change.outline.facade_moved`; the largest of the values). No evidence on
+    ground patches, on patches with fewer than 8 rim pairs, or without the sums (unknown view
+    angles)."""
     from offnadir.change import outline as OL
 
     n = len(tb.ids)
@@ -366,7 +367,7 @@ def outline(tb: TargetTable, opts):
     b1, t1 = OL.rim_ratios(tb.outline)
     value = np.where(tb.elevated, OL.rim_lost(b1, t1), np.nan)
     # or gone from the outline and moved inwards: the target's rim missing there, a new edge inside
-    went = np.where(tb.elevated, rim_moved(tb), np.nan)
+    went = np.where(tb.elevated, OL.rim_moved(tb), np.nan)
     with np.errstate(invalid="ignore"):
         extra = (went >= 1.0) & ~(value >= 1.0)
     if extra.any():
@@ -374,7 +375,7 @@ def outline(tb: TargetTable, opts):
                   "(their base rim fainter than %g times the roof's step)", int(extra.sum()), OL.EDGE_FACTOR)
     value = np.fmax(value, went)
     # or the strip before that new edge turned darker where the raise's facade would be in the dark
-    strip = np.where(tb.elevated, facade_moved(tb), np.nan)
+    strip = np.where(tb.elevated, OL.facade_moved(tb), np.nan)
     with np.errstate(invalid="ignore"):
         extra = (strip >= 1.0) & ~(value >= 1.0)
     if extra.any():
@@ -385,45 +386,6 @@ def outline(tb: TargetTable, opts):
     tb.extra["rim_target"] = np.where(tb.elevated, t1, np.nan)
     value = np.where(np.isfinite(value), np.maximum(value, 0.0), 0.0)
     return value, sigma_score(value, 1.0)
-
-
-def rim_moved(tb: TargetTable):
-    """Per patch, how far the near-sensor rim went from the outline to a new edge inside the roof in
-    the target (:func:`offnadir.change.rim_profile.rim_went` over the step profile inwards from that
-    outline, ``tb.extra["rim_profile"]``), in factors of ``EDGE_FACTOR``; NaN without the profile
-    or with fewer than ``MIN_EDGE_PAIRS`` pairs at depth 0 or at every depth from
-    ``MIN_MOVE_DEPTH`` on. A roof raised by ``dh`` shows, walking inwards from that outline, the new
-    floors' facade and then the facade | roof edge ``dh tan(theta_t)`` inside: the rim moved there."""
-    from offnadir.change import outline as OL
-    from offnadir.change.rim_profile import rim_went
-
-    out = np.full(len(tb.ids), np.nan)
-    prof = tb.extra.get("rim_profile")
-    if prof is None:
-        return out
-    rows, table = prof
-    v = rim_went(table, OL.EDGE_FACTOR, OL.MIN_EDGE_PAIRS)
-    out[rows] = v
-    return out
-
-
-def facade_moved(tb: TargetTable):
-    """Per patch, :func:`offnadir.change.rim_profile.facade_strip` over the step profile inwards from
-    the near-sensor outline (``tb.extra["rim_profile"]``) where the facade facing the target's sensor
-    is in the dark (``tb.extra["facade_dark"]``, :func:`offnadir.change.rim_profile.facade_dark`, set
-    by the runner from the target's sun and view azimuth); NaN elsewhere, without the profile or
-    without a known sun. A roof raised by ``dh`` shows its new floors' facade in the strip
-    ``dh tan(theta_t)`` wide inside that outline: darker than the roof there whatever its texture."""
-    from offnadir.change import outline as OL
-    from offnadir.change.rim_profile import facade_strip
-
-    out = np.full(len(tb.ids), np.nan)
-    prof = tb.extra.get("rim_profile")
-    if prof is None or not tb.extra.get("facade_dark", False):
-        return out
-    rows, table = prof
-    out[rows] = facade_strip(table, OL.EDGE_FACTOR, OL.MIN_EDGE_PAIRS)
-    return out
 
 
 # its evidence is the rim's own pairs (>= MIN_EDGE_PAIRS visible in both), not the radiometrically

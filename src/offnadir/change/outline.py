@@ -167,3 +167,40 @@ def rim_witness(p, kept, decision: float = 0.5):
         hit = np.isfinite(p) & np.isfinite(kept) & (np.asarray(kept) >= 0.5)
     # the largest float32 below the decision: the stored (float32) probability stays below it too
     return np.where(hit, np.minimum(p, float(np.nextafter(np.float32(decision), np.float32(0.0)))), p)
+
+
+def rim_moved(tb):
+    """Per patch of a :class:`offnadir.change.criteria.TargetTable`, how far the near-sensor rim
+    went from the outline to a new edge inside the roof in the target (:func:`offnadir.change.rim_profile.rim_went` over the step profile inwards from that
+    outline, ``tb.extra["rim_profile"]``), in factors of ``EDGE_FACTOR``; NaN without the profile
+    or with fewer than ``MIN_EDGE_PAIRS`` pairs at depth 0 or at every depth from
+    ``MIN_MOVE_DEPTH`` on. A roof raised by ``dh`` shows, walking inwards from that outline, the new
+    floors' facade and then the facade | roof edge ``dh tan(theta_t)`` inside: the rim moved there."""
+    from offnadir.change.rim_profile import rim_went
+
+    out = np.full(len(tb.ids), np.nan)
+    prof = tb.extra.get("rim_profile")
+    if prof is None:
+        return out
+    rows, table = prof
+    v = rim_went(table, EDGE_FACTOR, MIN_EDGE_PAIRS)
+    out[rows] = v
+    return out
+
+
+def facade_moved(tb):
+    """Per patch, :func:`offnadir.change.rim_profile.facade_strip` over the step profile inwards from
+    the near-sensor outline (``tb.extra["rim_profile"]``) where the facade facing the target's sensor
+    is in the dark (``tb.extra["facade_dark"]``, :func:`offnadir.change.rim_profile.facade_dark`, set
+    by the runner from the target's sun and view azimuth); NaN elsewhere, without the profile or
+    without a known sun. A roof raised by ``dh`` shows its new floors' facade in the strip
+    ``dh tan(theta_t)`` wide inside that outline: darker than the roof there whatever its texture."""
+    from offnadir.change.rim_profile import facade_strip
+
+    out = np.full(len(tb.ids), np.nan)
+    prof = tb.extra.get("rim_profile")
+    if prof is None or not tb.extra.get("facade_dark", False):
+        return out
+    rows, table = prof
+    out[rows] = facade_strip(table, EDGE_FACTOR, MIN_EDGE_PAIRS)
+    return out

@@ -320,26 +320,10 @@ class Runner:
             self.red_ids = self.red["ids"]
             # the parallax profiles stay their non-empty (patch, offset) pairs (~3 % of the dense table)
 
-    def _facade_dark(self, t) -> bool:
-        """Is the facade facing target ``t``'s sensor in the dark under its sun
-        (:func:`offnadir.change.rim_profile.facade_dark`; logged once per target)? False without a sun."""
-        from offnadir.change.outline import EDGE_FACTOR
-        from offnadir.change.rim_profile import facade_dark
-
-        rec = (self.sun_report or [None] * (t + 1))[t] or {}
-        if rec.get("azimuth") is None or rec.get("elevation") is None:
-            return False
-        az = float(rec["azimuth"]) + float(rec.get("grid_north_deg") or 0.0)
-        dark = facade_dark(az, float(rec["elevation"]), float(self.az[t]), EDGE_FACTOR)
-        rec["facade_dark"] = dark  # recorded in the store's change_sun attribute
-        self.log(f"image {t}: the facade facing the sensor (azimuth {float(self.az[t]):.1f} deg) is "
-                 + ("in the dark under the sun: the outline test also reads its strip's level" if dark else
-                    "lit by the sun: the outline test does not read its strip's level"))
-        return dark
-
     # -- client: decisions per patch
     def decide(self):
         from offnadir.change import decide as D
+        from offnadir.change.illumination import facade_dark_for
 
         if not self.want_patch:
             return
@@ -348,7 +332,7 @@ class Runner:
                                 self.cell)
             tb.ndvi_thresholds = self.ndvi_thresholds.get(t)
             tb.tan_view = float(np.tan(np.radians(self.off[t])))  # criteria.rigid: one offset's height
-            tb.extra["facade_dark"] = self._facade_dark(t)  # criteria.facade_moved
+            tb.extra["facade_dark"] = facade_dark_for(self.sun_report, t, float(self.az[t]), self.log)
             d = D.decide(tb, self.opts)
             d["used"] = tb.used
             d["ndvi_base"], d["ndvi_target"] = tb.ndvi_base, tb.ndvi_target
