@@ -112,3 +112,67 @@ def test_a_run_records_the_rule_in_the_calibration_attribute(tmp_path, on):
         assert len(t["log_lr"]) == SR.BINS and np.all(np.diff(t["log_lr"]) >= -1e-9)
     else:
         assert t["log_lr"] is None
+
+
+def test_kernel_equals_its_per_cell_definition_on_random_windows():
+    """The row-by-row kernel against the per-cell count it replaced: marks other than 0/1, rays
+    leaving the grid on every side, empty and one-cell windows."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        ny, nx = (int(v) for v in rng.integers(1, 30, 2))
+        m = ((rng.random((ny, nx)) < rng.random()) * rng.integers(1, 4, (ny, nx))).astype(np.uint8)
+        k = int(rng.integers(1, 50))
+        di, dj = SR.offsets(rng.uniform(0.0, 2.0 * math.pi), k)
+        i0, j0 = int(rng.integers(0, ny)), int(rng.integers(0, nx))
+        i1, j1 = int(rng.integers(i0, ny + 1)), int(rng.integers(j0, nx + 1))
+        ref = np.zeros((i1 - i0, j1 - j0))
+        for i in range(i0, i1):
+            for j in range(j0, j1):
+                a, b = i + di, j + dj
+                ins = (a >= 0) & (a < ny) & (b >= 0) & (b < nx)
+                ref[i - i0, j - j0] = np.count_nonzero(m[a[ins], b[ins]])
+        assert np.array_equal(ray_counts(m, di, dj, i0, i1, j0, j1), ref)
+
+
+def test_the_maps_pass_takes_what_the_ray_pass_handed_over_and_it_changes_nothing(tmp_path):
+    """The ray pass hands its bins of S and the ground cells' probability to the maps pass
+    (tileio.hand_over); a run that hands nothing over (the maps pass computes them again) writes
+    the same arrays, bit for bit."""
+    import shutil
+
+    import zarr
+
+    import offnadir.change as C
+    from offnadir.change import tileio
+    from offnadir.cli import main
+
+    d = tmp_path / "scene"
+    assert main(["simulate", str(d), "--seed", "0", "--size", "128"]) == 0
+    a = tmp_path / "a.zarr"
+    assert main(["coregister", "--dsm", str(d / "dsm.tif"), "--image", str(d / "base.tif"), "--image",
+                 str(d / "target.tif"), "-o", str(a), "--workers", "1", "--quiet"]) == 0
+    b = tmp_path / "b.zarr"
+    shutil.copytree(a, b)
+    taken, orig = [], tileio.take_over
+
+    def spy(io, key):
+        v = orig(io, key)
+        taken.append((key[0], v is not None))
+        return v
+    tileio.take_over = spy
+    try:
+        C.detect(str(a))
+    finally:
+        tileio.take_over = orig
+    rec = json.loads(zarr.open_group(str(a), mode="r").attrs["change_calibration"])["shadow_ray"]
+    assert rec["targets"]["1"]["log_lr"] is not None  # the scene's rule is on: both arrays are used
+    assert ("bins", True) in taken and ("ground_p", True) in taken
+    keep = tileio.hand_over
+    tileio.hand_over = lambda io, key, arr: False
+    try:
+        C.detect(str(b))
+    finally:
+        tileio.hand_over = keep
+    ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
+    for name in ("probability", "change", "score", "change_ortho", "score_ortho"):
+        assert np.array_equal(ga[name][...], gb[name][...], equal_nan=name in ("probability", "score")), name

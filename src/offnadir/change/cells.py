@@ -312,11 +312,13 @@ def probability_tile(io, ctx, tile, models, has, plan):
     painted = _painter(lab) if lab is not None else None
     crit = {t: painted(*plan["decisions"][t][:2]) for t in ctx.targets} if lab is not None else None
     for t in ctx.targets if plan["structural"] else ():
-        p = np.full(shp[1:], np.nan)
-        for s, m in ((1, elev), (0, ~elev)):
-            p[m] = C.probability(ratio_evidence(ev[t][m]), models[("evidence", t, s)])
-        if fine is not None:  # which ground cells of a changed neighbourhood changed
-            p = L.apply(p, ~elev, fine[t], models.get(("evidence", t, 0)), models.get(("local", t, 0)))
+        p = SR.taken_ground_p(io, tile, t)  # the ray pass's ground cells (shadow_ray.ground_p), or None
+        if p is None:
+            p = np.full(shp[1:], np.nan)
+            p[~elev] = C.probability(ratio_evidence(ev[t][~elev]), models[("evidence", t, 0)])
+            if fine is not None:  # which ground cells of a changed neighbourhood changed
+                p = L.apply(p, ~elev, fine[t], models.get(("evidence", t, 0)), models.get(("local", t, 0)))
+        p[elev] = C.probability(ratio_evidence(ev[t][elev]), models[("evidence", t, 1)])  # L.apply: ground only
         if (plan.get("ray") or {}).get(t):  # a new building's cast shadow down-sun (shadow_ray)
             p = SR.adjust(io, ctx, tile, t, p, elev, plan["ray"][t], bool(has.get("elevated")))
         if crit is not None:

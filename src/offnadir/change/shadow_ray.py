@@ -125,10 +125,17 @@ def ground_p(ev, fine, elev, models, t):
     return p
 
 
+def _key(kind, tile, t, k=0):
+    return (kind, tile.i0, tile.i1, tile.j0, tile.j1, int(t), int(k))
+
+
 def ray_tile(io, ctx, tile, models, ks, has_elevated):
     """{t: (2, BINS) counts of the observed ground cells decided unchanged (row 0) and changed (row 1)
-    by bin of ``S``} for the targets of ``ks`` ({t: K})."""
+    by bin of ``S``} for the targets of ``ks`` ({t: K}). The bins of ``S`` and the ground cells'
+    probability are handed over to the maps pass (:func:`offnadir.change.tileio.hand_over`: the
+    same arrays it would compute again, when its task runs in this process)."""
     from offnadir.change.cells import DECISION_P
+    from offnadir.change.tileio import hand_over
 
     yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
     vis = io.read("visible", (slice(None),) + yx)
@@ -142,7 +149,17 @@ def ray_tile(io, ctx, tile, models, ks, has_elevated):
         obs = ~elev & np.isfinite(p) & (vis[0] == 1) & (vis[t] == 1)
         chg = obs & (p >= DECISION_P)
         out[t] = np.stack([np.bincount(b[obs & ~chg], minlength=BINS), np.bincount(b[chg], minlength=BINS)])
+        hand_over(io, _key("bins", tile, t, k), b.astype(np.uint8))
+        hand_over(io, _key("ground_p", tile, t), p)
     return out
+
+
+def taken_ground_p(io, tile, t):
+    """The ground cells' probability :func:`ray_tile` computed for target ``t`` (:func:`ground_p`:
+    NaN on elevated cells), when handed over in this process; else None."""
+    from offnadir.change.tileio import take_over
+
+    return take_over(io, _key("ground_p", tile, t))
 
 
 def add(*parts):
@@ -173,10 +190,14 @@ def adjust(io, ctx, tile, t, p, elev, rule, has_elevated=True):
     target ``t``, or None: ``p`` as it is)."""
     from scipy.special import expit, logit
 
+    from offnadir.change.tileio import take_over
+
     if not rule or rule.get("log_lr") is None:
         return p
-    s = share(io, ctx, tile, t, int(rule["K"]), witness(ctx, t), has_elevated)
-    add_ = np.where(~elev, np.asarray(rule["log_lr"])[bins_of(s)], 0.0)
+    b = take_over(io, _key("bins", tile, t, int(rule["K"])))  # the ray pass's bins, when handed over here
+    if b is None:
+        b = bins_of(share(io, ctx, tile, t, int(rule["K"]), witness(ctx, t), has_elevated))
+    add_ = np.where(~elev, np.asarray(rule["log_lr"])[b], 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         q = expit(logit(np.clip(p, 0, 1)) + add_)
     return np.where(~elev & np.isfinite(q) & (add_ != 0), q, p)

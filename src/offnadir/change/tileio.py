@@ -46,6 +46,25 @@ class _Cache:
                     self.size -= old.nbytes
         return v
 
+    def put(self, key, v):
+        """Keep ``v`` (an array) under ``key``, counted against the limit like a chunk."""
+        with self.lock:
+            old = self.chunks.pop(key, None)
+            if old is not None:
+                self.size -= old.nbytes
+            self.chunks[key] = v
+            self.size += v.nbytes
+            while self.size > self.limit and len(self.chunks) > 1:
+                _, gone = self.chunks.popitem(last=False)
+                self.size -= gone.nbytes
+
+    def pop(self, key):
+        with self.lock:
+            v = self.chunks.pop(key, None)
+            if v is not None:
+                self.size -= v.nbytes
+        return v
+
     def array(self, key, open_):
         with self.lock:
             a = self.arrays.get(key)
@@ -71,6 +90,27 @@ def forget(run: str) -> int:
         for k in [k for k in _CACHE.arrays if k[0] == run]:
             del _CACHE.arrays[k]
     return len(gone)
+
+
+def hand_over(io, key, arr) -> bool:
+    """Keep ``arr`` in this process for a later task of the same run (:func:`take_over`), under the
+    chunk cache's limit (least recently used dropped first). Only for a :class:`StoreIO` with a run
+    token (the run's :func:`forget` drops what no task took); False (nothing kept) otherwise. What
+    a later task takes this way is what it would compute again: a task on another process, or one
+    whose entry was dropped, computes it again, so the handoff saves CPU and never changes a value."""
+    run = getattr(io, "run", None)
+    if run is None or not isinstance(io, StoreIO):
+        return False
+    _CACHE.put((run, io.path, "handoff") + tuple(key), np.asarray(arr))
+    return True
+
+
+def take_over(io, key):
+    """What :func:`hand_over` kept under ``key`` for this run in this process (removed), or None."""
+    run = getattr(io, "run", None)
+    if run is None or not isinstance(io, StoreIO):
+        return None
+    return _CACHE.pop((run, io.path, "handoff") + tuple(key))
 
 
 class StoreIO:
