@@ -428,3 +428,27 @@ def test_otsu_matches_skimage():
     ref = threshold_otsu(hist=(counts, centres))
     assert otsu(counts, -1.0, 1.0) == pytest.approx(ref, abs=0.011)
     assert 0.2 < otsu(counts, -1.0, 1.0) < 0.45
+
+
+def test_bin_values_equals_numpys_search_and_look_up():
+    """kernels.bin_values (the shadow classifiers' per-cell log-odds) gives numpy's numbers: the
+    bin by ``searchsorted(side="right")``, clipped, its value plus the prior, NaN where x is not
+    finite; values on the edges, an ulp either side, +-inf, NaN; unsorted edges take numpy's path."""
+    from offnadir.change.kernels import bin_values
+
+    rng = np.random.default_rng(11)
+    for n_inner in (1, 2, 9, 15):
+        e = np.r_[-np.inf, np.sort(rng.choice(np.arange(-50.0, 50.0, 0.25), n_inner, replace=False)), np.inf]
+        v = rng.normal(size=len(e) - 1 - int(rng.integers(0, 2)))  # also fewer values than bins: clipped
+        x = np.r_[rng.uniform(-60, 60, 5000), e[1:-1], np.nextafter(e[1:-1], -np.inf), np.nextafter(e[1:-1], np.inf),
+                  np.inf, -np.inf, np.nan, 0.0, -0.0]
+        ref = np.where(np.isfinite(x), v[np.clip(np.searchsorted(e, x, side="right") - 1, 0, len(v) - 1)] - 0.3,
+                       np.nan)
+        got = bin_values(x, tuple(e), tuple(v), -0.3)
+        assert got.dtype == np.float64 and np.array_equal(got, ref, equal_nan=True)
+        x2 = x[: 5000].reshape(50, 100)[:, ::2]  # 2-D, not contiguous
+        assert np.array_equal(bin_values(x2, e, v, -0.3), ref[:5000].reshape(50, 100)[:, ::2], equal_nan=True)
+    e = np.array([-np.inf, 3.0, 1.0, np.inf])  # not increasing: numpy's own search
+    x = np.linspace(-1, 5, 13)
+    assert np.array_equal(bin_values(x, e, (1.0, 2.0, 3.0), 0.0),
+                          np.array([1.0, 2.0, 3.0])[np.clip(np.searchsorted(e, x, side="right") - 1, 0, 2)])

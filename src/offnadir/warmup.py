@@ -307,8 +307,9 @@ def _beyond_the_scene() -> int:
     ratio then comes from :mod:`offnadir.change.reversal`'s own kernel), and the sun estimate's block
     sums (:mod:`offnadir.change.sun_block_sums`: the scene's files carry their sun, so the run never
     estimates one; here one is fitted to a box and its shadow, with the arguments' types the change
-    stage passes, float64 heights and samples), and the new-building shadow ray
-    (:mod:`offnadir.change.shadow_ray_kernels`: the tiny scene's classifier need not be a witness)."""
+    stage passes, float64 heights and samples), the new-building shadow ray
+    (:mod:`offnadir.change.shadow_ray_kernels`: the tiny scene's classifier need not be a witness) and
+    the shadow classifiers' look-up (:func:`offnadir.change.kernels.bin_values`)."""
     import numpy as np
 
     from offnadir.change import census, census_codes, kernels, shadow_ray, sun_estimate
@@ -323,7 +324,8 @@ def _beyond_the_scene() -> int:
     samples[28:36, 16:28] = 0.1  # the box's shadow, the sun to the north
     sun_estimate.fit_sun(h, samples, np.ones(h.shape, bool), 1.0, max_side=48)
     ray_counts(np.zeros((8, 8), np.uint8), *shadow_ray.offsets(1.0, 3), 1, 7, 1, 7)
-    return 5
+    kernels.bin_values(np.zeros(4), (-np.inf, 0.5, np.inf), (1.0, 2.0), 0.0)  # shadow classifiers' log-odds
+    return 6
 
 
 def _cpu_name() -> str:

@@ -182,6 +182,32 @@ def band_mean(val):
     return out
 
 
+def bin_values(x, edges, values, add):
+    """``values[clip(searchsorted(edges, x, side="right") - 1, 0, len(values) - 1)] + add``, NaN
+    where ``x`` is not finite (float64, any shape), for strictly increasing ``edges`` (then the
+    search is the count of edges ``<= x``, taken without branches); other edges: numpy's lines."""
+    x = np.asarray(x, np.float64)
+    e, v = np.asarray(edges, np.float64), np.asarray(values, np.float64)
+    if e.ndim != 1 or v.ndim != 1 or not len(v) or not (len(e) < 2 or bool(np.all(e[1:] > e[:-1]))):
+        k = np.clip(np.searchsorted(e, x, side="right") - 1, 0, len(v) - 1)
+        return np.where(np.isfinite(x), v[k] + add, np.nan)
+    return _bin_values(x.ravel(), e, v, np.float64(add)).reshape(x.shape)
+
+
+@njit(**_NB)
+def _bin_values(x, edges, values, add):
+    out = np.empty(x.shape[0], np.float64)
+    n, last = edges.shape[0], values.shape[0] - 1
+    for q in range(x.shape[0]):
+        v = x[q]
+        c = 0
+        for m in range(n):
+            c += edges[m] <= v
+        k = min(max(c - 1, 0), last)
+        out[q] = values[k] + add if np.isfinite(v) else np.nan
+    return out
+
+
 @njit(**_NB)
 def _band_mean(v, out):
     nb, ny, nx = v.shape

@@ -76,11 +76,9 @@ class ShadowClassifier:
 
     def cell_log_odds(self, x):
         """Posterior log-odds of shadow per cell of ``x`` (NaN where ``x`` is not finite)."""
-        x = np.asarray(x, np.float64)
-        e = np.asarray(self.edges)
-        k = np.clip(np.searchsorted(e, x, side="right") - 1, 0, len(self.log_lr) - 1)
-        out = np.asarray(self.log_lr)[k] + self.prior
-        return np.where(np.isfinite(x), out, np.nan)
+        from offnadir.change.kernels import bin_values
+
+        return bin_values(x, self.edges, self.log_lr, self.prior)  # in numpy: searchsorted, look-up, + prior
 
     def report(self) -> dict:
         """What the store's ``change_sun`` attribute records (JSON: also what :meth:`from_report`
