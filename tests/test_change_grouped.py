@@ -136,3 +136,18 @@ def test_corr_sums_equal_the_numpy_formula():
     got = K.corr_sums(s)
     np.testing.assert_array_equal(got, want)
     assert np.isfinite(got).any() and np.isnan(got).any()
+
+
+def test_unique_inverse_is_numpys_unique_with_inverse():
+    """group_kernels.unique_inverse (the shadow rules' casters grouped by label) returns what
+    ``np.unique(a, return_inverse=True)`` returns: int64 through the hashed grouping (more than
+    4096 values, few or many distinct), other dtypes and short arrays through numpy."""
+    from offnadir.change.group_kernels import unique_inverse
+
+    rng = np.random.default_rng(5)
+    for a in (rng.integers(1, 40, 20000), rng.integers(1, 2**40, 9000), np.repeat(rng.integers(1, 500, 900), 9),
+              rng.integers(0, 7, 100), rng.integers(1, 300, 6000).astype(np.int32), np.zeros(0, np.int64)):
+        a = np.asarray(a)
+        ids, inv = unique_inverse(a)
+        ref_ids, ref_inv = np.unique(a, return_inverse=True)
+        assert ids.dtype == ref_ids.dtype and np.array_equal(ids, ref_ids) and np.array_equal(inv, ref_inv)

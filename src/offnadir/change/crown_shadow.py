@@ -36,6 +36,8 @@ import math
 
 import numpy as np
 
+from offnadir.change.group_kernels import unique_inverse  # np.unique(..., return_inverse=True), hashed
+
 _LOG = logging.getLogger("offnadir.change.crown_shadow")
 #: share of its own training shadows the target's classifier must call shadow for a predicted
 #: shadow it calls lit to witness a missing one (the longer-shadow rule's witness condition, read
@@ -135,7 +137,7 @@ def tile_sums(io, ctx, tile, keep=None):
         lc, x = lab[ci[ok], cj[ok]], x[ok]
         lc, x = lc[lc > 0], x[lc > 0]
         llr = -(clf.cell_log_odds(x) - clf.prior)
-        ids, inv = np.unique(lc, return_inverse=True)
+        ids, inv = unique_inverse(lc)
         rows_n = np.zeros((len(ids), n_img))
         rows_s = np.zeros((len(ids), n_img))
         rows_n[:, k] = np.bincount(inv, minlength=len(ids))
@@ -223,7 +225,7 @@ def crowns(ids, elevated, plane, pairs, cell: float, tan_view: float) -> dict:
     keep = cand & bent[comp]
     if not keep.any():
         return empty
-    _, crown = np.unique(comp[keep], return_inverse=True)
+    _, crown = unique_inverse(comp[keep])
     k = int(crown.max()) + 1
     return dict(ids=ids[keep], crown=crown.astype(np.int64), count=k, bound=bound, plane_tolerance=tol,
                 cells=np.bincount(crown, n[keep], minlength=k).astype(np.int64))

@@ -28,6 +28,15 @@ def group_index(ids):
     return uniq[order], rank[inv]
 
 
+def unique_inverse(a):
+    """``np.unique(a, return_inverse=True)`` of a 1-D array; int64 arrays through :func:`group_index`
+    (the same arrays, found by hashing)."""
+    a = np.asarray(a)
+    if a.dtype == np.int64 and a.ndim == 1:
+        return group_index(a)
+    return np.unique(a, return_inverse=True)
+
+
 @njit(**_NB)
 def _count_runs(ids):
     """How many runs of equal values ``ids`` (non-empty) has."""

@@ -31,6 +31,7 @@ import math
 import numpy as np
 from numba import njit
 
+from offnadir.change.group_kernels import unique_inverse  # np.unique(..., return_inverse=True), hashed
 from offnadir.change import missing_shadow as MS
 
 #: cells of extra shadow beyond the predicted edge that the fringe tests (see the module docstring)
@@ -205,7 +206,7 @@ def fringe_sums(h, elevated_labels, codes_t, usable, x_t, clf, cell: float, sun_
     x = np.asarray(x_t, np.float64)[ii, jj]
     fin = np.isfinite(x)
     llr = clf.cell_log_odds(x[fin]) - clf.prior
-    ids, inv = np.unique(lc[fin], return_inverse=True)
+    ids, inv = unique_inverse(lc[fin])
     return ids, np.bincount(inv, minlength=len(ids)), np.bincount(inv, llr, minlength=len(ids))
 
 
@@ -280,7 +281,7 @@ def tile_sums(io, ctx, tile, keep=None, band: float = BAND_CELLS):
         x = np.asarray(val[t], np.float64)[:, ii - a0, jj - b0].mean(axis=0)
         fin = np.isfinite(x)
         llr = classes[t].cell_log_odds(x[fin]) - classes[t].prior
-        ids, inv = np.unique(lc[fin], return_inverse=True)
+        ids, inv = unique_inverse(lc[fin])
         rn, rs = np.zeros((len(ids), n_img)), np.zeros((len(ids), n_img))
         rn[:, t] = np.bincount(inv, minlength=len(ids))
         rs[:, t] = np.bincount(inv, llr, minlength=len(ids))

@@ -45,6 +45,7 @@ import math
 
 import numpy as np
 
+from offnadir.change.group_kernels import unique_inverse  # np.unique(..., return_inverse=True), hashed
 from offnadir.change import shadow_observed as SO
 
 #: cells per independent observation in the caster sums (a 3 x 3 neighbourhood: see the docstring)
@@ -78,7 +79,7 @@ def caster_log_lr_sums(labels, ci, cj, sure_shadow, x, clf):
     lab = np.asarray(labels)[ci[m], cj[m]]
     llr = -(clf.cell_log_odds(np.asarray(x)[m]) - clf.prior)
     keep = lab > 0
-    ids, inv = np.unique(lab[keep], return_inverse=True)
+    ids, inv = unique_inverse(lab[keep])
     return ids, np.bincount(inv, minlength=len(ids)), np.bincount(inv, llr[keep], minlength=len(ids))
 
 
@@ -145,7 +146,7 @@ def tile_sums(io, ctx, tile, keep=None):
         lc = lab[ci[ok], cj[ok]]
         llr = -(clf.cell_log_odds(x[ok]) - clf.prior)
         keep_ = lc > 0
-        ids, inv = np.unique(lc[keep_], return_inverse=True)
+        ids, inv = unique_inverse(lc[keep_])
         rows_n = np.zeros((len(ids), n_img))
         rows_s = np.zeros((len(ids), n_img))
         rows_n[:, k] = np.bincount(inv, minlength=len(ids))
