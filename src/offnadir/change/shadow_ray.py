@@ -197,10 +197,14 @@ def adjust(io, ctx, tile, t, p, elev, rule, has_elevated=True):
     b = take_over(io, _key("bins", tile, t, int(rule["K"])))  # the ray pass's bins, when handed over here
     if b is None:
         b = bins_of(share(io, ctx, tile, t, int(rule["K"]), witness(ctx, t), has_elevated))
-    add_ = np.where(~elev, np.asarray(rule["log_lr"])[b], 0.0)
+    add_ = np.asarray(rule["log_lr"], np.float64)[b]
+    w = ~elev & (add_ != 0)  # the cells the rule moves: the ufuncs on those only (element by element)
     with np.errstate(divide="ignore", invalid="ignore"):
-        q = expit(logit(np.clip(p, 0, 1)) + add_)
-    return np.where(~elev & np.isfinite(q) & (add_ != 0), q, p)
+        q = expit(logit(np.clip(p[w], 0, 1)) + add_[w])
+    out = np.array(p, np.float64, copy=True)
+    fin = np.isfinite(q)
+    out.reshape(-1)[np.flatnonzero(w)[fin]] = q[fin]
+    return out
 
 
 def run_pass(run):
