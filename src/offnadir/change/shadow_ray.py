@@ -96,7 +96,7 @@ def share(io, ctx, tile, t, k, clf, has_elevated=True):
     from offnadir.change.tileio import Window
 
     w = Window.around(tile, k + 2, ctx.shape)  # the ray, and the 3 x 3 mean of the classifier's log-odds
-    x = EV.intensity(np.asarray(io.read("value", (slice(t, t + 1), slice(None)) + w.yx)[0], np.float64))
+    x = EV.intensity(io.read("value", (slice(t, t + 1), slice(None)) + w.yx)[0])  # float32 bands: the same numbers
     ill = io.read("illumination", (slice(t, t + 1),) + w.yx)[0]
     ok = (io.read("visible", (slice(t, t + 1),) + w.yx)[0] == 1) & np.isfinite(x)
     elev = io.read("elevated", w.yx) == 1 if has_elevated else np.zeros(x.shape, bool)
