@@ -232,13 +232,15 @@ def crowns(ids, elevated, plane, pairs, cell: float, tan_view: float) -> dict:
 
 
 def decide_crowns(cr: dict, sums, targets, report=None, names=None, log=None, prior_log_odds=None,
-                  need_witness: bool = True) -> dict:
+                  need_witness: bool = True, texture=None) -> dict:
     """Per target: ``{"ids": patch ids of the crowns tested (sorted), "post": their crown's P(gone),
     "crowns": per tested crown a record, "prior": log prior odds, "midpoint", "crowns_total"}``
     (module docstring). ``sums`` the missing-shadow table (:func:`offnadir.change.missing_shadow.tile_sums`
     merged); ``report`` the sun report (its classifiers; the decision is recorded in the target's
     entry as ``crown_shadows``). ``prior_log_odds`` given: used instead of the crowns' EM;
-    ``need_witness`` False: the witness condition left out (replays of the variant)."""
+    ``need_witness`` False: the witness condition left out (replays of the variant). ``texture``: per
+    target a tuple ``(llr, m, s)`` of :func:`offnadir.change.crown_texture.log_lr` over the crowns, the
+    texture's evidence added to each crown's shadow evidence."""
     from offnadir.change import missing_shadow as MS
 
     log = log or _LOG
@@ -267,7 +269,9 @@ def decide_crowns(cr: dict, sums, targets, report=None, names=None, log=None, pr
             continue
         lt = s_t / MS.CORRELATED
         lb = np.where(n_0 > 0, -s_0 / MS.CORRELATED, np.inf)
-        llr = np.where(tested, np.minimum(lt, lb), np.nan)
+        tex = (texture or {}).get(t)
+        ltex = tex[0] if tex is not None else np.zeros(nc)
+        llr = np.where(tested, np.minimum(lt, lb) + ltex, np.nan)
         prior = MS.prior_log_odds(llr[tested]) if prior_log_odds is None else float(prior_log_odds)
         post = 1.0 / (1.0 + np.exp(-np.clip(np.where(tested, llr, -np.inf) + prior, -50.0, 50.0)))
         mid = MS.midpoint(clf)
@@ -278,7 +282,8 @@ def decide_crowns(cr: dict, sums, targets, report=None, names=None, log=None, pr
         npatch = np.bincount(cr["crown"], minlength=nc)
         recs = [dict(crown=int(c), cells=int(cr["cells"][c]), patches=int(npatch[c]), n_t=int(n_t[c]),
                      s_t=float(s_t[c]),
-                     n_0=int(n_0[c]), s_0=float(s_0[c]), L=float(llr[c]), post=float(post[c]))
+                     n_0=int(n_0[c]), s_0=float(s_0[c]), L=float(llr[c]), texture=float(ltex[c]),
+                     post=float(post[c]))
                 for c in np.nonzero(tested)[0]]
         out[t] = dict(ids=cr["ids"][sel], post=post[cr["crown"][sel]], crowns=recs, prior=prior, midpoint=mid,
                       crowns_total=nc)
@@ -287,6 +292,8 @@ def decide_crowns(cr: dict, sums, targets, report=None, names=None, log=None, pr
                    accuracy_shadow=float(clf.accuracy_shadow),
                    prior_gone_share=1.0 / (1.0 + math.exp(-prior)), bent_rms_bound_m=float(cr["bound"]),
                    plane_tolerance_m=float(cr["plane_tolerance"]),
+                   texture=(None if tex is None else dict(median_z=_num(tex[1]), robust_sd_z=_num(tex[2]),
+                                                          crowns_with_evidence=int((ltex[tested] > 0).sum()))),
                    rule="crowns (groups of elevated patches not one plane) whose predicted cast shadow, summed "
                         "over the crown, is seen lit (and seen at the base date): cells changed, except where a "
                         "same-date pair measured dh")
@@ -321,6 +328,11 @@ def merge_gone(gone: dict, crown_dec: dict) -> dict:
     return out
 
 
+def _num(x):
+    """A float for the store's attributes (None for NaN)."""
+    return float(x) if np.isfinite(x) else None
+
+
 def witness(clf) -> bool:
     """Whether image's shadow classifier ``clf`` witnesses a missing shadow (:data:`SHADOW_WITNESS`)."""
     return clf is not None and clf.accuracy_shadow >= SHADOW_WITNESS
@@ -340,6 +352,7 @@ def decide_targets(red, pairs, sums, gone, targets, cell: float, off_nadir_deg, 
     each target's view (:func:`crowns`), decided on the crowns' shadow sums (:func:`decide_crowns`)
     and merged into ``gone`` (:func:`merge_gone`); a target whose classifier is no witness
     (:func:`witness`) is logged and recorded as such. Returns ``gone``."""
+    from offnadir.change import crown_texture as CT
     from offnadir.change import missing_shadow as MS
 
     log = log or _LOG
@@ -364,5 +377,12 @@ def decide_targets(red, pairs, sums, gone, targets, cell: float, off_nadir_deg, 
     for t in live:
         tan_view = float(np.tan(np.radians(off_nadir_deg[t]))) if t < len(off_nadir_deg) else float("nan")
         cr = crowns(ids, elevated, rows["plane"], pairs, cell, tan_view)
-        gone = merge_gone(gone, decide_crowns(cr, sums, (t,), report, names, log))
+        texture = None
+        if CT.row(t) in rows:  # the crowns' texture (crown_texture): a second witness of a cut
+            texture = {t: CT.log_lr(CT.fisher_z(CT.per_crown(cr, ids, rows[CT.row(t)])))}
+            tex = texture[t]
+            log.info("%s: crowns' texture across the dates: median Fisher z %.2f, robust sd %.2f over the run's "
+                     "crowns; %d crowns' texture adds evidence of a cut", names[t] if names is not None else str(t),
+                     tex[1], tex[2], int((tex[0] > 0).sum()))
+        gone = merge_gone(gone, decide_crowns(cr, sums, (t,), report, names, log, texture=texture))
     return gone

@@ -16,6 +16,8 @@ from offnadir.change import evidence as EV
 from offnadir.change import outline as OL
 from offnadir.change import rim_profile as RP
 from offnadir.change import crown as CR
+from offnadir.change import crown_shadow as CS
+from offnadir.change import crown_texture as CT
 from offnadir.change.fit import N_STRATA, ndvi, usable
 from offnadir.change.tileio import (  # noqa: F401  (re-exported: the tasks' shared types)
     SUN_HALO_CAP,
@@ -198,6 +200,7 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
     erow_of[is_el] = np.arange(is_el.sum())
     erows = {}
     erow_map = None
+    crowns_tex, elev_inner = CS.wanted(ctx), None
     for t in ctx.targets:
         ok, st, moved = _usable(vis, val, lit, t, ctx.use_sun, shaded_both=False)  # radiance: lit at both
         ms = models[t]
@@ -233,6 +236,13 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
                                float(m0.mean_y @ m0.B[:, 0]), u, v)
         # per patch (n, Σu, Σv, Σu², Σv², Σuv) over the used core cells where both are finite
         rows[f"c0_{t}"] = K.canonical_sums(u, v, okc, rowmap, ci0, cj0, n)
+        if crowns_tex and m0 is not None:  # a cut crown's texture: these variates on crowns' inner cells
+            if elev_inner is None:
+                elev_inner = CT.inner(elev)
+            ut, vt = np.empty(lab.shape), np.empty(lab.shape)
+            K.canonical_window(val[0], val[t], ok & elev_inner, a0, float(m0.mean_x @ m0.A[:, 0]), b0,
+                               float(m0.mean_y @ m0.B[:, 0]), ut, vt)
+            rows[CT.row(t)] = K.canonical_sums(ut, vt, okc, rowmap, ci0, cj0, n)
         # the roofs' near-sensor rim at both dates (offnadir.change.outline, criterion "outline")
         if t == ctx.targets[0]:
             base_intensity = EV.intensity(val[0])  # the base's, once for every target
