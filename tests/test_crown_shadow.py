@@ -282,6 +282,10 @@ def test_a_run_records_the_crowns_decision(tmp_path):
     assert rec["shadow_witness"] and rec["accuracy_shadow"] >= CS.SHADOW_WITNESS
     assert rec["crowns"] > 0 and 0 <= rec["crowns_gone"] <= rec["crowns_tested"] <= rec["crowns"]
     assert rec["bent_rms_bound_m"] >= rec["plane_tolerance_m"] > 0 and 0 < rec["prior_gone_share"] < 1
+    # the crowns' texture witness (crown_texture): the run's crowns' correlation, and how many it speaks for
+    tex = rec["texture"]
+    assert tex["median_z"] is not None and tex["robust_sd_z"] >= 0
+    assert 0 <= tex["crowns_with_evidence"] <= rec["crowns_tested"]
 
 
 def _march_twin(h, elevated, i, j, rise, di, dj, tol, max_dist):
