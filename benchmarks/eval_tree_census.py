@@ -80,7 +80,8 @@ def census(path: Path, scene: Path, seed: int) -> dict:
                 gm = lab_c == c
                 r = recs.get(c)
                 zs = (z[c - 1] - med) / sd if sd > 0 else float("nan")
-                txt = f"group {gm.sum()} cells, this tree {(gm & m).sum() / gm.sum():.2f}, texture z {z[c - 1]:+.2f} ({zs:+.1f} sd) ev {ltex[c - 1]:.1f}"
+                txt = (f"group {gm.sum()} cells, this tree {(gm & m).sum() / gm.sum():.2f}, "
+                       f"texture z {z[c - 1]:+.2f} ({zs:+.1f} sd) ev {ltex[c - 1]:.1f}")
                 if r is None:
                     txt += ", no sure shadow of its own"
                     reason = reason or "no sure shadow of its own (untested)"
