@@ -44,17 +44,11 @@ NAMES = {0: "none", 1: "new", 2: "demolished", 3: "raised", 4: "reroofed", 5: "t
 
 def with_rule(run, band: float, cls=None, base: bool = True):
     """(probability of target 1 after the rule, [(patch, class, cells, n, S/n, S/9, P)])."""
-    import xarray as xr
 
-    from offnadir.change.illumination import shadow_classifiers
     from offnadir.change.options import ChangeOptions
 
     a = run["arr"]
-    n_img = a["visible"].shape[0]
-    cube = xr.Dataset({"dsm": (("y", "x"), a["dsm"]), "visible": (("image", "y", "x"), a["visible"]),
-                       "value": (("image", "band", "y", "x"), a["value"])})
-    suns = [dict(s) for s in run["suns"][:n_img]]
-    shadow_classifiers(cube, suns, run["cell"])
+    suns = EMS.fitted_suns(run)
     clf = MS.classifiers(suns)[1]
     p = a["probability"][1].astype(np.float64)
     if clf is None:

@@ -56,14 +56,12 @@ def load(path: Path) -> dict:
     return dict(arr=arr, suns=suns, cell=cell)
 
 
-def with_rule(run, ground_only=False) -> np.ndarray:
-    """The run's probability of target 1 after the missing-shadow rule."""
+def fitted_suns(run: dict) -> list:
+    """The stored run's suns (one per image) with the pipeline's shadow classifiers fitted on its cube
+    (:func:`offnadir.change.illumination.shadow_classifiers`), as every replay of the shadow rules needs."""
     import xarray as xr
 
     from offnadir.change.illumination import shadow_classifiers
-    from offnadir.change.options import ChangeOptions
-    from offnadir.change.tileio import Context, MemoryIO
-    from offnadir.cube.plan import Tile
 
     a = run["arr"]
     n_img = a["visible"].shape[0]
@@ -71,6 +69,31 @@ def with_rule(run, ground_only=False) -> np.ndarray:
                        "value": (("image", "band", "y", "x"), a["value"])})
     suns = [dict(s) for s in run["suns"][:n_img]]
     shadow_classifiers(cube, suns, run["cell"])
+    return suns
+
+
+def stored_jobs(hard, seeds, km) -> list:
+    """(name, store, scene or None) of the stores ``eval_hard_sim.py --work HARD`` and
+    ``eval_change_real.py --workdir KM`` left, those that exist."""
+    jobs = []
+    if hard:
+        jobs += [(f"hard{s}", hard / f"hard{s}.zarr", hard / f"hard{s}") for s in seeds
+                 if (hard / f"hard{s}.zarr").exists()]
+    if km:
+        jobs += [(f"km img{t}", km / f"km_post{t}.zarr", None) for t in (1, 2)
+                 if (km / f"km_post{t}.zarr").exists()]
+    return jobs
+
+
+def with_rule(run, ground_only=False) -> np.ndarray:
+    """The run's probability of target 1 after the missing-shadow rule."""
+    from offnadir.change.options import ChangeOptions
+    from offnadir.change.tileio import Context, MemoryIO
+    from offnadir.cube.plan import Tile
+
+    a = run["arr"]
+    n_img = a["visible"].shape[0]
+    suns = fitted_suns(run)
     arrays = {k: a[k] for k in ("dsm", "visible", "value", "illumination", "patch", "elevated")}
     if ground_only:  # shadow cells on roofs left out: their illumination read as unknown there
         ill = a["illumination"].copy()

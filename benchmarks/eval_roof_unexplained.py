@@ -74,20 +74,14 @@ def roof_evidence_without(base, target, ok_base, ok_target, elevated, window, of
 
 def seen(store, t: int = 1):
     """(per image 0 and ``t``: unexplained-shadow cells, the seen-shadow map of ``t``, the run's suns, arrays)."""
-    import xarray as xr
 
     import eval_missing_shadow as EMS
     from offnadir.change import missing_shadow as MS
     from offnadir.change import shadow_observed as SO
-    from offnadir.change.illumination import shadow_classifiers
 
     run = EMS.load(Path(store))
     a = run["arr"]
-    n_img = a["visible"].shape[0]
-    cube = xr.Dataset({"dsm": (("y", "x"), a["dsm"]), "visible": (("image", "y", "x"), a["visible"]),
-                       "value": (("image", "band", "y", "x"), a["value"])})
-    suns = [dict(s) for s in run["suns"][:n_img]]
-    shadow_classifiers(cube, suns, run["cell"])
+    suns = EMS.fitted_suns(run)
     clfs = MS.classifiers(suns)
     un, seen_t = [], None
     for k in (0, t):
@@ -167,13 +161,9 @@ def main(argv=None) -> int:
     ap.add_argument("--km", type=Path)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     a = ap.parse_args(argv)
-    jobs = []
-    if a.hard:
-        jobs += [(f"hard{s}", a.hard / f"hard{s}.zarr", a.hard / f"hard{s}") for s in a.seeds
-                 if (a.hard / f"hard{s}.zarr").exists()]
-    if a.km:
-        jobs += [(f"km img{t}", a.km / f"km_post{t}.zarr", None) for t in (1, 2)
-                 if (a.km / f"km_post{t}.zarr").exists()]
+    import eval_missing_shadow as EMS
+
+    jobs = EMS.stored_jobs(a.hard, a.seeds, a.km)
     for name, store, scene in jobs:
         if scene is not None:
             def scorer(dd, dv, p, ch, sc=scene):

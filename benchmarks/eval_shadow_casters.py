@@ -118,19 +118,14 @@ def effective_evidence(n, s, rho: float):
 def caster_sums(run):
     """(sums table of the sums pass over the whole grid with ``msh_llr2``/``lsh_s2`` added, the
     run's suns with their classifiers, ctx)."""
-    import xarray as xr
 
-    from offnadir.change.illumination import shadow_classifiers
     from offnadir.change.options import ChangeOptions
     from offnadir.change.tileio import Context, MemoryIO
     from offnadir.cube.plan import Tile
 
     a = run["arr"]
     n_img = a["visible"].shape[0]
-    cube = xr.Dataset({"dsm": (("y", "x"), a["dsm"]), "visible": (("image", "y", "x"), a["visible"]),
-                       "value": (("image", "band", "y", "x"), a["value"])})
-    suns = [dict(s) for s in run["suns"][:n_img]]
-    shadow_classifiers(cube, suns, run["cell"])
+    suns = EMS.fitted_suns(run)
     arrays = {k: a[k] for k in ("dsm", "visible", "value", "illumination", "patch", "elevated")}
     h = a["dsm"].astype(np.float64)
     grid = tuple((math.radians(s["azimuth"] + s["grid_north_deg"]), math.radians(s["elevation"])) for s in suns)
@@ -363,13 +358,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS[:4]), choices=VARIANTS)
     ap.add_argument("--casters", action="store_true", help="list every decided caster")
     a = ap.parse_args(argv)
-    jobs = []
-    if a.hard:
-        jobs += [(f"hard{s}", a.hard / f"hard{s}.zarr", a.hard / f"hard{s}") for s in a.seeds
-                 if (a.hard / f"hard{s}.zarr").exists()]
-    if a.km:
-        jobs += [(f"km img{t}", a.km / f"km_post{t}.zarr", None) for t in (1, 2)
-                 if (a.km / f"km_post{t}.zarr").exists()]
+    jobs = EMS.stored_jobs(a.hard, a.seeds, a.km)
     for name, store, scene in jobs:
         run = EMS.load(store)
         sums, suns, ctx = caster_sums(run)

@@ -302,13 +302,7 @@ def main(argv=None) -> int:
     ap.add_argument("--step-gone", action="store_true",
                     help="casters whose far edge stepped in the base and no longer steps in the target, by truth class")
     a = ap.parse_args(argv)
-    jobs = []
-    if a.hard:
-        jobs += [(f"hard{s}", a.hard / f"hard{s}.zarr", a.hard / f"hard{s}") for s in a.seeds
-                 if (a.hard / f"hard{s}.zarr").exists()]
-    if a.km:
-        jobs += [(f"km img{t}", a.km / f"km_post{t}.zarr", None) for t in (1, 2)
-                 if (a.km / f"km_post{t}.zarr").exists()]
+    jobs = EMS.stored_jobs(a.hard, a.seeds, a.km)
     for name, store, scene in jobs:
         run = EMS.load(store)
         sums, suns, ctx = ESC.caster_sums(run)

@@ -51,7 +51,6 @@ def replay(path: Path, prior: str = "crowns", sole: bool = True, need_witness: b
     """(run, probability of target 1 after the crown rule, crown labels per cell, per-crown records)."""
     import xarray as xr
 
-    from offnadir.change.illumination import shadow_classifiers
     from offnadir.change.options import ChangeOptions
     from offnadir.change.tileio import Context, MemoryIO
     from offnadir.cube.plan import Tile
@@ -60,10 +59,7 @@ def replay(path: Path, prior: str = "crowns", sole: bool = True, need_witness: b
     off = np.asarray(xr.open_zarr(path)["off_nadir"].values, np.float64)
     a = run["arr"]
     n_img = a["visible"].shape[0]
-    cube = xr.Dataset({"dsm": (("y", "x"), a["dsm"]), "visible": (("image", "y", "x"), a["visible"]),
-                       "value": (("image", "band", "y", "x"), a["value"])})
-    suns = [dict(s) for s in run["suns"][:n_img]]
-    shadow_classifiers(cube, suns, run["cell"])
+    suns = EMS.fitted_suns(run)
     h = a["dsm"].astype(np.float64)
     grid = tuple((math.radians(s["azimuth"] + s["grid_north_deg"]), math.radians(s["elevation"])) for s in suns)
     ctx = Context(shape=h.shape, n_images=n_img, n_bands=a["value"].shape[1], cell=run["cell"], opts=ChangeOptions(),
