@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("OFFNADIR_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
+BENCH = ROOT / "benchmarks"
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +24,18 @@ def real_data() -> Path:
 def real(path: str) -> Path:
     """Path of a file under shared/data/real (for parametrize lists at import time)."""
     return REAL / path
+
+
+def benchmark_module(name: str):
+    """A module-scoped fixture that imports ``benchmarks/NAME.py`` (the benchmarks folder on
+    ``sys.path`` while the fixture lives, for the script's own sibling imports)."""
+
+    @pytest.fixture(scope="module")
+    def _module():
+        sys.path.insert(0, str(BENCH))
+        try:
+            yield importlib.import_module(name)
+        finally:
+            sys.path.remove(str(BENCH))
+
+    return _module

@@ -3,22 +3,12 @@ writes real tiles there and cleans up after itself. A tiny procedural plan on on
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import benchmark_module
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
-
-@pytest.fixture(scope="module")
-def bench_cube():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("bench_cube")
-    finally:
-        sys.path.remove(str(BENCH))
+bench_cube = benchmark_module("bench_cube")
 
 
 def test_store_root_makes_missing_dirs_and_refuses_a_file(bench_cube, tmp_path):

@@ -4,23 +4,13 @@ simulator. (The figures themselves come from the evaluation command, not from te
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import benchmark_module
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
-
-@pytest.fixture(scope="module")
-def ehs():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("eval_hard_sim")
-    finally:
-        sys.path.remove(str(BENCH))
+ehs = benchmark_module("eval_hard_sim")
 
 
 def test_shadow_classes_one_cell_per_case(ehs):

@@ -6,23 +6,13 @@ Kahramanmaraş figures come from the evaluation command, not from tests.)"""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import benchmark_module
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
-
-@pytest.fixture(scope="module")
-def km():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("eval_km_errors")
-    finally:
-        sys.path.remove(str(BENCH))
+km = benchmark_module("eval_km_errors")
 
 
 def _scene():

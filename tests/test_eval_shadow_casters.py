@@ -5,24 +5,14 @@ command, not from tests.)"""
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import benchmark_module
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
-
-@pytest.fixture(scope="module")
-def esc():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("eval_shadow_casters")
-    finally:
-        sys.path.remove(str(BENCH))
+esc = benchmark_module("eval_shadow_casters")
 
 
 def _casters(rng, tau, sigma, n_casters=400, gone=0):

@@ -5,27 +5,18 @@ veto reads the run's two centres. (The figures come from the evaluation command,
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import benchmark_module
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 CELL = 0.5
 SHADE = 0.3  # diffuse over total irradiance of a shadow that is there
 
 
-@pytest.fixture(scope="module")
-def edge():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("eval_shadow_edge")
-    finally:
-        sys.path.remove(str(BENCH))
+edge = benchmark_module("eval_shadow_edge")
 
 
 def _run(present: bool, bright_surface: bool, seed: int = 0):

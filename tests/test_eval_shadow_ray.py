@@ -5,24 +5,14 @@ elevated cells' height above the window's floor. (The figures come from the eval
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import benchmark_module
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
-
-@pytest.fixture(scope="module")
-def esr():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("eval_shadow_ray")
-    finally:
-        sys.path.remove(str(BENCH))
+esr = benchmark_module("eval_shadow_ray")
 
 
 def test_ray_points_away_from_the_sun(esr):

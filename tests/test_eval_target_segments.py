@@ -5,25 +5,15 @@ between its two witnesses. (The figures come from the evaluation command, not fr
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import benchmark_module
 
 from offnadir.change import evidence as EV
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
-
-@pytest.fixture(scope="module")
-def ets():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("eval_target_segments")
-    finally:
-        sys.path.remove(str(BENCH))
+ets = benchmark_module("eval_target_segments")
 
 
 def _pair(rng, n=48):

@@ -6,29 +6,19 @@ run records the rule in the store's calibration attribute (on by default, off by
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import benchmark_module
 
 from offnadir.change import shadow_ray as SR
 from offnadir.change.options import ChangeOptions
 from offnadir.change.shadow_ray_kernels import ray_counts
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
-
-@pytest.fixture(scope="module")
-def esr():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("eval_shadow_ray")
-    finally:
-        sys.path.remove(str(BENCH))
+esr = benchmark_module("eval_shadow_ray")
 
 
 @pytest.mark.parametrize("az_deg,k", [(180.0, 10), (37.0, 7), (251.5, 23), (300.0, 2)])
