@@ -39,3 +39,17 @@ def benchmark_module(name: str):
             sys.path.remove(str(BENCH))
 
     return _module
+
+
+def coregistered_sim(tmp_path: Path, seed: int = 0, size: int = 128) -> Path:
+    """A simulated scene (``offnadir simulate``) in ``tmp_path/scene`` and its base/target cube written by
+    ``offnadir coregister`` to ``tmp_path/out.zarr`` (one worker); returns the store's path."""
+    from offnadir.cli import main
+
+    d = tmp_path / "scene"
+    assert main(["simulate", str(d), "--seed", str(seed), "--size", str(size)]) == 0
+    out = tmp_path / "out.zarr"
+    assert main(["coregister", "--dsm", str(d / "dsm.tif"), "--image", str(d / "base.tif"), "--image",
+                 str(d / "target.tif"), "-o", str(out), "--workers", "1", "--quiet"]) == 0
+    return out
+

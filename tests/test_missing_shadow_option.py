@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import coregistered_sim
 
 from offnadir.change import missing_shadow as MS
 from offnadir.change.options import ChangeOptions
@@ -73,13 +74,8 @@ def test_a_run_with_the_rule_off_records_it_in_the_store(tmp_path):
     import xarray as xr
 
     import offnadir.change as C
-    from offnadir.cli import main
 
-    d = tmp_path / "scene"
-    assert main(["simulate", str(d), "--seed", "0", "--size", "128"]) == 0
-    out = tmp_path / "out.zarr"
-    assert main(["coregister", "--dsm", str(d / "dsm.tif"), "--image", str(d / "base.tif"), "--image",
-                 str(d / "target.tif"), "-o", str(out), "--workers", "1", "--quiet"]) == 0
+    out = coregistered_sim(tmp_path)
     C.detect(str(out), missing_shadows=False)
     attrs = xr.open_zarr(out).attrs
     assert json.loads(attrs["change_options"])["missing_shadows"] is False

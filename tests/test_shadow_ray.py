@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import benchmark_module
+from conftest import benchmark_module, coregistered_sim
 
 from offnadir.change import shadow_ray as SR
 from offnadir.change.options import ChangeOptions
@@ -77,13 +77,8 @@ def test_a_run_records_the_rule_in_the_calibration_attribute(tmp_path, on):
     import xarray as xr
 
     import offnadir.change as C
-    from offnadir.cli import main
 
-    d = tmp_path / "scene"
-    assert main(["simulate", str(d), "--seed", "0", "--size", "128"]) == 0
-    out = tmp_path / "out.zarr"
-    assert main(["coregister", "--dsm", str(d / "dsm.tif"), "--image", str(d / "base.tif"), "--image",
-                 str(d / "target.tif"), "-o", str(out), "--workers", "1", "--quiet"]) == 0
+    out = coregistered_sim(tmp_path)
     C.detect(str(out), new_building_shadows=on)
     rec = json.loads(xr.open_zarr(out).attrs["change_calibration"])["shadow_ray"]
     assert rec["bins"] == SR.BINS and rec["min_changed"] == SR.MIN_CHANGED
