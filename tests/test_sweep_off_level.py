@@ -123,3 +123,90 @@ def test_off_level_only_sets_unresolved_heights_to_an_uncertain_zero(tmp_path):
     same = ~moved
     for name in ("dh", "dh_sigma", "dh_score"):
         assert np.array_equal(np.nan_to_num(w[name][same], nan=-9), np.nan_to_num(o[name][same], nan=-9))
+
+
+def _off_level_explained_full(views, at_dsm, hidden, pairs, h, best, best_k, z0, step, explained, level, radius,
+                              min_count, se_factor):
+    """The off-level test as it was before (issue 7, n2 ninth round): the whole block sampled at each
+    tested best height, the agreement over the whole block (the reference the cell-list version
+    must equal to the bit)."""
+    z_best = np.where(best_k >= 0, z0 + best_k * step, np.nan)
+    with np.errstate(invalid="ignore"):
+        far = ~explained & np.isfinite(best) & (np.abs(z_best - h) >= level)
+    off_best = np.full(h.shape, np.nan)
+    off_cells = np.zeros(h.shape)
+    for k in np.unique(best_k[far]):
+        sel = far & (best_k == k)
+        smp = [v.sample(z0 + k * step).copy() for v in views]
+        if hidden is not None:
+            for x, hid in zip(smp, hidden):
+                x[hid] = np.nan
+        a_off, n_off = SL.off_level_agreement(smp, pairs, h, np.where(sel, z0 + k * step, np.nan), level, radius,
+                                              min_count)
+        off_best[sel] = a_off[sel]
+        off_cells[sel] = n_off[sel]
+    return SL.off_level_rule(at_dsm, pairs, h, z_best, far, off_best, off_cells, level, radius, min_count,
+                             se_factor)
+
+
+def test_off_level_on_the_tested_windows_alone_equals_the_whole_block(tmp_path):
+    """The off-level test samples the images on the tested cells' windows alone
+    (:meth:`sweep_views.View.sample_cells`) and correlates at the tested cells alone: samples,
+    agreements and the decision equal to the bit to the whole block's, hidden cells included."""
+    import dask
+
+    from offnadir.cube import sweep_level_kernels as slk
+    from offnadir.cube import sweep_views as SV
+    from offnadir.cube.tile import height_block, lonlat_block
+    from offnadir.pipeline import plan_cube
+    from offnadir.simulate import simulate
+
+    a = simulate(tmp_path / "a", seed=2, size=80, target_view=(20.0, 270.0))
+    b = simulate(tmp_path / "b", seed=2, size=80, target_view=(20.0, 90.0))
+    with dask.config.set(scheduler="synchronous"):
+        plan = plan_cube(a.paths["dsm"], [a.paths["target"], b.paths["target"]], chunk=80,
+                         vertical_datum="ellipsoid")
+    geom = sweep.pair_geometry(plan, [0, 1])
+    step, r = geom["step_m"], sweep.WINDOW_RADIUS
+    ny, nx = plan.dsm.shape
+    i0, i1, j0, j1 = 5, ny - 3, 2, nx - 7  # a block not at the lattice's origin
+    h = np.ascontiguousarray(height_block(plan, i0, i1, j0, j1), dtype=np.float64)
+    z0, n = sweep.height_range(plan.h_min, plan.h_max, step)
+    views = [SV.View(plan, plan.images[k], i0, i1, j0, j1, z0, z0 + (n - 1) * step) for k in geom["members"]]
+    rng = np.random.default_rng(0)
+    hidden = [rng.random(h.shape) < 0.1 for _ in views]
+    cy, cx = np.nonzero(rng.random(h.shape) < 0.3)
+    for k in (0, n // 3, n // 2, n - 1):
+        z = z0 + k * step
+        for v, hid in zip(views, hidden):
+            full = v.sample(z).copy()
+            full[hid] = np.nan
+            out = np.full(h.shape, 7.0, np.float32)
+            v.sample_cells(z, cy, cx, out, hid)
+            assert np.isfinite(full[cy, cx]).sum() > 100
+            assert np.array_equal(out[cy, cx], full[cy, cx], equal_nan=True)
+            untouched = np.ones(h.shape, bool)
+            untouched[cy, cx] = False
+            assert (out[untouched] == 7.0).all()
+    # the agreement at listed cells equals the whole block's kernel there
+    smp = [v.sample(z0 + (n // 2) * step).copy() for v in views]
+    zc = np.full(h.shape, np.nan)
+    zc[cy, cx] = z0 + (n // 2) * step
+    full, cnt = np.empty(h.shape, np.float32), np.empty(h.shape)
+    swk.ncc_off_level(smp[0], smp[1], h, zc, 1.0, r, 20.0, full, cnt)
+    part, pcnt = np.empty(cy.size, np.float32), np.empty(cy.size)
+    slk.ncc_off_level_cells(smp[0], smp[1], h, cy, cx, z0 + (n // 2) * step, 1.0, r, 20.0, part, pcnt)
+    assert np.isfinite(part).sum() > 100
+    assert np.array_equal(part, full[cy, cx], equal_nan=True) and np.array_equal(pcnt, cnt[cy, cx])
+    # the whole test: best heights spread over the range, every cell tested
+    best_k = rng.integers(0, n, h.shape).astype(np.int32)
+    best = rng.random(h.shape).astype(np.float32)
+    explained = rng.random(h.shape) < 0.3
+    at_dsm = SV.samples_at(views, *lonlat_block(plan, i0, i1, j0, j1), h, hidden)
+    min_count = sweep.MIN_WINDOW_FRACTION * (2 * r + 1) ** 2
+    args = (at_dsm, geom["pairs"], h, best, best_k, z0, step, explained, step / sweep.STEP_FRACTION, r, min_count,
+            sweep.SE_FACTOR)
+    new = SL.off_level_explained(views, args[0], hidden, *args[1:])
+    ref = _off_level_explained_full(views, args[0], hidden, *args[1:])
+    assert ref.sum() > 50 and (~ref & ~explained).sum() > 50
+    assert np.array_equal(new, ref)

@@ -222,11 +222,10 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
 
     geom: :func:`pair_geometry` of the group; relief: the scene's height range (m); visible:
     (n_members, ...) cube visibility of the group's images on :func:`visibility_bounds` (None:
-    all visible). dsm_test: ``"window"`` (the default: the window test alone), ``"region"``
-    (then the test pooled over each region of cells that moved), ``"prediction"`` (the window
-    test, then the DSM's prediction at the best height) or ``"off_level"`` (the window test, then
-    the off-level test); the module docstring says what each
-    does and costs. Returns float32 (ny, nx) arrays ``dh``, ``dh_sigma``,
+    all visible). dsm_test: ``"off_level"`` (the default: the window test, then the off-level test),
+    ``"window"`` (the window test alone), ``"region"`` (then the test pooled over each region of cells
+    that moved), ``"prediction"`` (then the DSM's prediction at the best height) or ``"on_level"``; the
+    module docstring says what each does and costs. Returns float32 (ny, nx) arrays ``dh``, ``dh_sigma``,
     ``dh_score`` of the tile, the range used (``z0``, ``n``, ``step``) and ``regions``: the
     number of regions tested and kept (``[0, 0]`` with ``"window"``)."""
     if dsm_test not in DSM_TESTS:

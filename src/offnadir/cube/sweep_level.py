@@ -83,22 +83,42 @@ def off_level_explained(views, at_dsm, hidden, pairs, h, best, best_k, z0: float
     ``se_factor`` standard errors of a correlation, ``(1 - s²) / sqrt(N)`` with N those
     cells, of the best height's on the same cells: dh = 0 there. ``explained``: the window test's
     answer (those cells are not tested again). The group's images are sampled again at each
-    candidate height that is some tested cell's best (hidden cells out, as in ``at_dsm``)."""
+    candidate height that is some tested cell's best (hidden cells out, as in ``at_dsm``), on the
+    windows of the cells tested there alone (:meth:`sweep_views.View.sample_cells`; sampling the
+    whole block at each such height took most of the test's time, docs/change_detection.md, "The
+    off-level test's resampling"), and the agreement is taken at those cells alone."""
     z_best = np.where(best_k >= 0, z0 + best_k * step, np.nan)
     with np.errstate(invalid="ignore"):
         far = ~explained & np.isfinite(best) & (np.abs(z_best - h) >= level)
     off_best = np.full(h.shape, np.nan)
     off_cells = np.zeros(h.shape)
-    for k in np.unique(best_k[far]):
-        sel = far & (best_k == k)
-        smp = [v.sample(z0 + k * step).copy() for v in views]
-        if hidden is not None:
-            for x, hid in zip(smp, hidden):
-                x[hid] = np.nan
-        a_off, n_off = off_level_agreement(smp, pairs, h, np.where(sel, z0 + k * step, np.nan), level, radius,
-                                           min_count)
-        off_best[sel] = a_off[sel]
-        off_cells[sel] = n_off[sel]
+    ys, xs = np.nonzero(far)
+    ks = best_k[ys, xs]
+    order = np.argsort(ks, kind="stable")
+    ys, xs, ks = ys[order], xs[order], ks[order]
+    cuts = np.flatnonzero(np.diff(ks)) + 1
+    smp = [np.empty(h.shape, np.float32) for _ in views]
+    stamp = np.zeros(h.shape, np.int64)
+    cy = np.empty(h.size, np.int64)
+    cx = np.empty(h.size, np.int64)
+    hidden = [None] * len(views) if hidden is None else hidden
+    for tag, (s0, s1) in enumerate(zip(np.r_[0, cuts], np.r_[cuts, ks.size]), 1):
+        if s1 <= s0:
+            continue
+        y, x, z = ys[s0:s1], xs[s0:s1], float(z0 + ks[s0] * step)
+        m = slk.window_cells(y, x, radius, stamp, tag, cy, cx)
+        for v, out, hid in zip(views, smp, hidden):
+            v.sample_cells(z, cy[:m], cx[:m], out, hid)
+        acc = np.zeros(s1 - s0)
+        cells = np.full(s1 - s0, np.inf)
+        ncc = np.empty(s1 - s0, np.float32)
+        cnt = np.empty(s1 - s0)
+        for a, b in pairs:
+            slk.ncc_off_level_cells(smp[a], smp[b], h, y, x, z, float(level), radius, min_count, ncc, cnt)
+            acc += ncc
+            cells = np.minimum(cells, cnt)
+        off_best[y, x] = acc / len(pairs)
+        off_cells[y, x] = cells
     return off_level_rule(at_dsm, pairs, h, z_best, far, off_best, off_cells, level, radius, min_count, se_factor)
 
 

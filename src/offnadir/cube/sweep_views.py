@@ -9,6 +9,7 @@ import numpy as np
 from offnadir.camera import kernels as camk
 from offnadir.cube import geometry
 from offnadir.cube import kernels as cubek
+from offnadir.cube import sweep_level_kernels as slk
 
 
 class View:
@@ -75,6 +76,16 @@ class View:
             camk.project_serial(lon.ravel(), lat.ravel(), h.ravel(), *self.kp, self.row.ravel(), self.col.ravel())
         return self._sample()
 
+    def sample_cells(self, z, cy, cx, out, hidden=None) -> None:
+        """:meth:`sample` at height z written to ``out`` at the listed cells ``(cy, cx)`` only (int64
+        indices of the block), equal to the bit; NaN where ``hidden`` (bool (ny, nx) or None)."""
+        if self.window is None:
+            out[cy, cx] = np.nan
+            return
+        r, c = self._nodes(z)
+        hid = np.zeros((1, 1), bool) if hidden is None else hidden
+        slk.sample_cells(self.window[0], r, c, self.step, int(self.ni[0]), int(self.nj[0]), self.i0, self.j0,
+                         float(self.r0), float(self.c0), cy, cx, hid, hidden is not None, out)
 
 
 def samples_at(views, lon, lat, surface, hidden):
