@@ -27,9 +27,9 @@ height's standard errors and ``SE_FACTOR``, ``STOREY_M``, ``STEP_FRACTION`` are 
   off the ground's level, a new roof's cells (DSM on the ground) at the roof's. The images are
   sampled again, after the sweep, at each candidate height that is a tested cell's best, on the
   windows of the cells tested there alone (the whole block was resampled at each before: then
-  sweep CPU about 1.5x, 0.31-0.39 -> 0.53-0.60 CPU-s on the 256² hard scenes; the test took 3.5-3.7
-  of a Kahramanmaraş tile's 10.3-10.7 CPU-s, now 0.6 of 7.4-7.7; docs/change_detection.md, "The
-  off-level test's resampling"). Measured
+  sweep CPU about 1.5x, 0.31-0.39 -> 0.53-0.60 CPU-s on the 256² hard scenes; the test took 6.9-7.2
+  of the two Kahramanmaraş tiles' 20.8-21.3 CPU-s, now 1.4-1.5 of 15.2-15.6; docs/change_detection.md,
+  "The off-level test's resampling"). Measured
   (docs/change_detection.md, "The off-level test"): hard stereo ground false alarms down on 11 of
   12 targets, F1 on all decided cells 0.612 -> 0.629, elevated F1 mean 0.847 -> 0.850 (7 up, 3
   down); Kahramanmaraş precision +0.01 but recall -0.01 and 2 changed objects of 100 lost per
