@@ -1,8 +1,11 @@
-"""numba kernel of the height sweep's on-level test (:func:`offnadir.cube.sweep_level.on_level_moved`):
-the windowed NCC of two images over a window that follows a moved surface, the window cells on the
-centre cell's level read from samples at the moved heights, the others from samples at the DSM
-heights. numpy and numba only; one thread per call (``nogil``). Slow twin in
-``tests/test_sweep_on_level.py``."""
+"""numba kernels of the height sweep's on-level and off-level tests (:mod:`offnadir.cube.sweep_level`).
+On-level (:func:`~offnadir.cube.sweep_level.on_level_moved`): the windowed NCC of two images over a
+window that follows a moved surface, the window cells on the centre cell's level read from samples at
+the moved heights, the others from samples at the DSM heights (slow twin in
+``tests/test_sweep_on_level.py``). Off-level (:func:`~offnadir.cube.sweep_level.off_level_explained`):
+the windows of the tested cells, the images sampled there alone and the off-level NCC at those cells
+alone, each equal to the bit to the whole-block kernels (``tests/test_sweep_off_level.py``). numpy and
+numba only; one thread per call (``nogil``)."""
 
 from __future__ import annotations
 
