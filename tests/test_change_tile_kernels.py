@@ -74,6 +74,40 @@ def test_canonical_sums_equal_the_stacked_group_sums():
     assert (got[:, 0] > 0).all()
 
 
+@pytest.mark.parametrize("p", [1, 4])
+def test_canonical_sums_on_a_second_mask_equal_a_second_window_pass(p):
+    # patch_tile's crown texture: the variates of another mask summed, reusing the first mask's
+    # variates; before, a second canonical_window over ok & mask and canonical_sums of it
+    rng = np.random.default_rng(13 + p)
+    shape, core = (48, 57), (5, 41, 7, 52)
+    x = rng.normal(200.0, 40.0, (p,) + shape)
+    y = 0.8 * x + rng.normal(10.0, 5.0, x.shape)
+    x[rng.random(x.shape) < 0.03] = np.nan
+    y[rng.random(y.shape) < 0.03] = np.inf
+    a, b = rng.normal(size=p), rng.normal(size=p)
+    ca, cb = float(rng.normal()), float(rng.normal())
+    ok = rng.random(shape) < 0.8
+    first, second = ok & (rng.random(shape) < 0.6), ok & (rng.random(shape) < 0.5)
+    u, v = np.empty(shape), np.empty(shape)
+    K.canonical_window(x, y, first, a, ca, b, cb, u, v)
+    n = 7
+    rowmap = rng.integers(-1, n, shape)
+    cy, cx = slice(core[0], core[1]), slice(core[2], core[3])
+    used = ok[cy, cx] & (rowmap[cy, cx] >= 0)
+    u2, v2 = np.empty(shape), np.empty(shape)
+    K.canonical_window(x, y, second, a, ca, b, cb, u2, v2)
+    want = K.canonical_sums(u2, v2, used, rowmap, core[0], core[2], n)
+    got = K.canonical_sums_on(x, y, u, v, used, second, a, ca, b, cb, rowmap, core[0], core[2], n)
+    np.testing.assert_array_equal(got, want)
+    assert (want[:, 0] > 0).all() and (want[:, 0] < used.sum()).all()
+    # a perturbed first-mask variate would show: the reuse is what is tested
+    both = np.argwhere(first[cy, cx] & second[cy, cx] & used & np.isfinite(u[cy, cx]) & np.isfinite(v[cy, cx]))
+    i, j = both[0] + (core[0], core[2])
+    u[i, j] += 1.0
+    bad = K.canonical_sums_on(x, y, u, v, used, second, a, ca, b, cb, rowmap, core[0], core[2], n)
+    assert not np.array_equal(bad, want)
+
+
 def test_mad_group_sums_equal_the_numpy_expressions():
     from offnadir.change.tile import LEVELS
 

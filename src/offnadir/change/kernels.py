@@ -169,6 +169,47 @@ def canonical_sums(u, v, used, rowmap, ci0, cj0, n_groups):
     return out
 
 
+@njit(**_NB)
+def canonical_sums_on(x, y, u, v, used, mask, a, ca, b, cb, rowmap, ci0, cj0, n_groups):
+    """The numbers of ``canonical_window(x, y, ok & mask, ...)`` into fresh ``u2``, ``v2`` then
+    ``canonical_sums(u2, v2, used, rowmap, ci0, cj0, n)``, where ``used`` implies ``ok`` and ``u``,
+    ``v`` are the variates :func:`canonical_window` already wrote for the same model on another
+    mask: a used core cell of ``mask`` takes ``u``, ``v`` where both are finite (the same arithmetic
+    gave them) and computes its variates otherwise (a cell off the other mask, or NaN inputs, which
+    give NaN again). One pass over the core's used cells, no window arrays, no second window pass
+    (the crown texture's sums, :func:`offnadir.change.tile.patch_tile`)."""
+    p = x.shape[0]
+    out = np.zeros((n_groups, 6))
+    for i in range(used.shape[0]):
+        for j in range(used.shape[1]):
+            wi = ci0 + i
+            wj = cj0 + j
+            if not used[i, j] or not mask[wi, wj]:
+                continue
+            g = rowmap[wi, wj]
+            fu = u[wi, wj]
+            fv = v[wi, wj]
+            if not (np.isfinite(fu) and np.isfinite(fv)):
+                su = 0.0
+                sv = 0.0
+                for q in range(p):
+                    su += x[q, wi, wj] * a[q]
+                    sv += y[q, wi, wj] * b[q]
+                fu = su - ca
+                fv = sv - cb
+            if np.isfinite(fu) and np.isfinite(fv):
+                one = 1.0
+            else:
+                one, fu, fv = 0.0, 0.0, 0.0
+            out[g, 0] += one
+            out[g, 1] += fu
+            out[g, 2] += fv
+            out[g, 3] += fu * fu
+            out[g, 4] += fv * fv
+            out[g, 5] += fu * fv
+    return out
+
+
 def band_mean(val):
     """(bands, y, x) float32/float64 -> (y, x) float64 band mean: the numbers of
     ``np.asarray(val, np.float64).mean(axis=0)`` (numpy adds the bands in order onto its identity

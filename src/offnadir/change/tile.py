@@ -239,10 +239,10 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
         if crowns_tex and m0 is not None:  # a cut crown's texture: these variates on crowns' inner cells
             if elev_inner is None:
                 elev_inner = CT.inner(elev)
-            ut, vt = np.empty(lab.shape), np.empty(lab.shape)
-            K.canonical_window(val[0], val[t], ok & elev_inner, a0, float(m0.mean_x @ m0.A[:, 0]), b0,
-                               float(m0.mean_y @ m0.B[:, 0]), ut, vt)
-            rows[CT.row(t)] = K.canonical_sums(ut, vt, okc, rowmap, ci0, cj0, n)
+            # the same variates on these cells: taken from u, v where computed, else computed here
+            rows[CT.row(t)] = K.canonical_sums_on(val[0], val[t], u, v, okc, elev_inner, a0,
+                                                  float(m0.mean_x @ m0.A[:, 0]), b0,
+                                                  float(m0.mean_y @ m0.B[:, 0]), rowmap, ci0, cj0, n)
         # the roofs' near-sensor rim at both dates (offnadir.change.outline, criterion "outline")
         if t == ctx.targets[0]:
             base_intensity = EV.intensity(val[0])  # the base's, once for every target
