@@ -72,6 +72,34 @@ def test_edge_cells_of_a_shadow_move_within_the_range_deep_ones_do_not():
     assert not s[:, 5].any()  # the roof itself (no higher caster)
 
 
+def test_held_over_range_is_the_reduction_of_every_end_and_the_cells_march_as_the_window_march():
+    from offnadir.change.sun_kernels import caster_distances_at, march_cells, window_top
+
+    rng_ = np.random.default_rng(4)
+    h, _ = _box()
+    h = h + rng_.uniform(0.0, 1.5, h.shape)  # a rough ground: many grazing rays
+    h[5, 7] = np.nan
+    ii, jj = np.nonzero(rng_.random(h.shape) < 0.3)
+    ii, jj = np.append(ii, 5), np.append(jj, 7)  # a NaN cell: -1 as the window march
+    for az in (AZ, math.radians(33.0), math.radians(271.0)):
+        mask = np.zeros(h.shape, bool)
+        mask[ii, jj] = True
+        want, got = np.empty(h.shape), np.empty(len(ii))
+        caster_distances_at(h, math.tan(EL) * CELL, -math.cos(az), math.sin(az), 0.3, 100.0, mask, want)
+        march_cells(h, ii, jj, math.tan(EL) * CELL, -math.cos(az), math.sin(az), window_top(h), 0.3, 100.0, got)
+        np.testing.assert_array_equal(got, want[ii, jj])
+        assert (got > 0).any() and (got < 0).any()
+        rng = (math.radians(3.0), math.radians(5.0))
+        s = SR.shadowed_at_ends(h, ii, jj, (az, EL), rng, CELL, 0.3, 100.0)
+        every = SR.held_over_range(h, ii, jj, (az, EL), rng, CELL, 0.3, 100.0, True)
+        lit = SR.held_over_range(h, ii, jj, (az, EL), rng, CELL, 0.3, 100.0, False)
+        np.testing.assert_array_equal(every, s.all(axis=0))
+        np.testing.assert_array_equal(lit, ~s.any(axis=0))
+        assert s.all(axis=0).any() and (~s.any(axis=0)).any() and (s.any(axis=0) & ~s.all(axis=0)).any()
+    assert SR.held_over_range(h, ii, jj, (AZ, EL), (0.0, 0.0), CELL, 0.3, 100.0, True) is None
+    assert SR.held_over_range(h, ii[:0], jj[:0], (AZ, EL), (0.1, 0.1), CELL, 0.3, 100.0, False) is None
+
+
 def _scene(raise_b, seed):
     from offnadir.change.sun_kernels import caster_distances
 

@@ -275,9 +275,9 @@ def tile_sums(io, ctx, tile, keep=None, band: float = BAND_CELLS):
         if rng is not None and len(ii):  # lit over the sun's whole range (change.sun_range)
             from offnadir.change import sun_range as SR
 
-            lit = ~SR.shadowed_at_ends(h, ii, jj, ctx.sun[t], rng, ctx.cell, float(ctx.opts.sun_tolerance), sh).any(
-                axis=0)
-            ii, jj, lc = ii[lit], jj[lit], lc[lit]
+            lit = SR.held_over_range(h, ii, jj, ctx.sun[t], rng, ctx.cell, float(ctx.opts.sun_tolerance), sh, False)
+            if lit is not None:
+                ii, jj, lc = ii[lit], jj[lit], lc[lit]
         x = np.asarray(val[t], np.float64)[:, ii - a0, jj - b0].mean(axis=0)
         fin = np.isfinite(x)
         llr = classes[t].cell_log_odds(x[fin]) - classes[t].prior

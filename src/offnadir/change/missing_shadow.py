@@ -115,8 +115,9 @@ def tile_sums(io, ctx, tile, keep=None):
     The same numbers as :func:`shadow_casters` + :func:`caster_log_lr_sums` over the window, for
     less: the sure shadows are found on the core and its :data:`~offnadir.change.shadow_observed.MARGIN`
     only, the casters marched from those cells only
-    (:func:`offnadir.change.sun_kernels.caster_distances_at`), intensities taken at those cells."""
-    from offnadir.change.sun_kernels import caster_distances_at
+    (:func:`offnadir.change.sun_kernels.march_cells`, the march of ``caster_distances_at``),
+    intensities taken at those cells."""
+    from offnadir.change.sun_kernels import march_cells, window_top
 
     classes = getattr(ctx, "shadow_classes", ()) or ()
     n_img = ctx.n_images
@@ -126,20 +127,19 @@ def tile_sums(io, ctx, tile, keep=None):
     sw = shadow_window(io, ctx, tile, keep)
     h, sh, lab = sw.h, sw.halo, sw.labels
     ny, nx = h.shape
-    parts = []
+    parts, hmax = [], None
     for k in range(n_img):
         clf = classes[k] if k < len(classes) else None
         if clf is None:
             continue
         ii, jj, x = sw.sure[k]
-        mask = np.zeros(h.shape, bool)
-        mask[ii, jj] = True
         az, el = ctx.sun[k]
         di, dj = -math.cos(az), math.sin(az)
-        dist = np.empty(h.shape)
-        caster_distances_at(h, math.tan(max(el, 1e-6)) * ctx.cell, di, dj, float(ctx.opts.sun_tolerance), float(sh),
-                            mask, dist)
-        d = dist[ii, jj]
+        if hmax is None:
+            hmax = window_top(h)
+        d = np.empty(len(ii))
+        march_cells(h, np.asarray(ii, np.int64), np.asarray(jj, np.int64), math.tan(max(el, 1e-6)) * ctx.cell, di, dj,
+                    hmax, float(ctx.opts.sun_tolerance), float(sh), d)
         ci = ii + np.floor(d * di + 0.5).astype(np.int64)
         cj = jj + np.floor(d * dj + 0.5).astype(np.int64)
         ok = (d > 0) & (ci >= 0) & (ci < ny) & (cj >= 0) & (cj < nx)
@@ -216,9 +216,8 @@ def shadow_window(io, ctx, tile, keep=None):
         if rng is not None and len(ii):  # shadowed over the sun's whole range (change.sun_range)
             from offnadir.change import sun_range as SR
 
-            held = SR.shadowed_at_ends(h, ii, jj, ctx.sun[k], rng, ctx.cell, float(ctx.opts.sun_tolerance), sh)
-            if len(held):
-                keep_ = held.all(axis=0)
+            keep_ = SR.held_over_range(h, ii, jj, ctx.sun[k], rng, ctx.cell, float(ctx.opts.sun_tolerance), sh, True)
+            if keep_ is not None:
                 ii, jj, x = ii[keep_], jj[keep_], x[keep_]
         sure.append((ii, jj, x))
     elev = np.asarray(io.read("elevated", w.yx))

@@ -299,3 +299,30 @@ def caster_distances_at(h, rise, di, dj, tol, max_dist, mask, out):
             out[i, j] = -1.0
             if mask[i, j] and np.isfinite(h[i, j]):
                 out[i, j] = _march(h, i, j, rise, di, dj, hmax, tol, max_dist)
+
+
+@njit(**_NB)
+def window_top(h):
+    """The window's highest finite top (-inf: none), the bound :func:`caster_distances_at` marches to."""
+    ny, nx = h.shape
+    hmax = -np.inf
+    for i in range(ny):
+        for j in range(nx):
+            v = h[i, j]
+            if np.isfinite(v) and v > hmax:
+                hmax = v
+    return hmax
+
+
+@njit(**_NB)
+def march_cells(h, ii, jj, rise, di, dj, hmax, tol, max_dist, out):
+    """:func:`caster_distances_at` at the listed cells ``(ii[m], jj[m])`` into ``out[m]`` (``hmax``:
+    :func:`window_top` of ``h``): the same march, without the window-sized mask and output and the
+    window scans per call (the sun range's four ends march the same few cells of one window)."""
+    for m in range(ii.shape[0]):
+        i = ii[m]
+        j = jj[m]
+        if np.isfinite(h[i, j]):
+            out[m] = _march(h, i, j, rise, di, dj, hmax, tol, max_dist)
+        else:
+            out[m] = -1.0

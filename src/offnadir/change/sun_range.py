@@ -94,7 +94,7 @@ def shadowed_at_ends(h, ii, jj, sun, rng, cell: float, tol: float, max_dist: flo
     """(ends, m) bool: window cells ``(ii, jj)`` of ``h`` cast-shadowed (a caster more than ``tol``
     above the ray within ``max_dist`` cells) under each end of the range (:func:`ends`); shape
     ``(0, m)`` for an empty range."""
-    from offnadir.change.sun_kernels import caster_distances_at
+    from offnadir.change.sun_kernels import march_cells, window_top
 
     ii, jj = np.asarray(ii, np.int64), np.asarray(jj, np.int64)
     es = ends(sun, rng)
@@ -102,13 +102,37 @@ def shadowed_at_ends(h, ii, jj, sun, rng, cell: float, tol: float, max_dist: flo
     if not len(ii) or not es:
         return out
     h = np.ascontiguousarray(h, np.float64)
-    mask = np.zeros(h.shape, bool)
-    mask[ii, jj] = True
-    dist = np.empty(h.shape)
+    hmax, dist = window_top(h), np.empty(len(ii))
     for k, (az, el) in enumerate(es):
-        caster_distances_at(h, math.tan(el) * cell, -math.cos(az), math.sin(az), float(tol), float(max_dist), mask,
-                            dist)
-        out[k] = dist[ii, jj] > 0
+        march_cells(h, ii, jj, math.tan(el) * cell, -math.cos(az), math.sin(az), hmax, float(tol), float(max_dist),
+                    dist)
+        out[k] = dist > 0
+    return out
+
+
+def held_over_range(h, ii, jj, sun, rng, cell: float, tol: float, max_dist: float, shadowed: bool):
+    """(m,) bool: ``shadowed_at_ends(...).all(axis=0)`` (``shadowed``: a cell cast-shadowed at every
+    end) or ``~shadowed_at_ends(...).any(axis=0)`` (not ``shadowed``: lit at every end); None for an
+    empty range or no cells (nothing to filter). The same marches, but an end marches only the
+    cells every earlier end kept: a cell that failed once is out whatever the later ends say."""
+    from offnadir.change.sun_kernels import march_cells, window_top
+
+    es = ends(sun, rng)
+    if not len(ii) or not es:
+        return None
+    ii, jj = np.asarray(ii, np.int64), np.asarray(jj, np.int64)
+    h = np.ascontiguousarray(h, np.float64)
+    hmax = window_top(h)
+    todo = np.arange(len(ii))
+    for az, el in es:
+        dist = np.empty(len(todo))
+        march_cells(h, ii[todo], jj[todo], math.tan(el) * cell, -math.cos(az), math.sin(az), hmax, float(tol),
+                    float(max_dist), dist)
+        todo = todo[(dist > 0) == shadowed]
+        if not len(todo):
+            break
+    out = np.zeros(len(ii), bool)
+    out[todo] = True
     return out
 
 
