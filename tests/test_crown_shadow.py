@@ -262,6 +262,19 @@ def test_tile_sums_do_not_depend_on_the_tiling_and_leave_out_cells_another_objec
     by_box = (whole["ids"] >= 50) & (whole["ids"] <= 53)
     assert np.all(whole["rows"]["csh_n"][by_box] <= ms["rows"]["msh_n"][k][by_box])
     assert whole["rows"]["csh_n"][by_box].sum() < ms["rows"]["msh_n"][k][by_box].sum()
+    # as the sums task runs them: the crown rule first, its first casters kept in the shared shadow
+    # window, the missing-shadow sums taking them instead of marching again: the same table
+    keep = {}
+    again = CS.tile_sums(io, ctx, Tile(0, 0, 0, n, 0, n), keep=keep)
+    assert sorted(keep["shadow_window"].first) == [0, 1]
+    shared = MS.tile_sums(io, ctx, Tile(0, 0, 0, n, 0, n), keep=keep)
+    assert _tables_equal(again, whole) and _tables_equal(shared, ms)
+    keep["shadow_window"].first[1] = keep["shadow_window"].first[1] + 1.0  # taken, not marched: it shows
+    assert not _tables_equal(MS.tile_sums(io, ctx, Tile(0, 0, 0, n, 0, n), keep=keep), ms)
+
+
+def _tables_equal(a, b):
+    return np.array_equal(a["ids"], b["ids"]) and all(np.array_equal(a["rows"][k], b["rows"][k]) for k in a["rows"])
 
 
 def test_a_run_records_the_crowns_decision(tmp_path):

@@ -137,6 +137,7 @@ def tile_sums(io, ctx, tile, keep=None):
         di, dj = -math.cos(az), math.sin(az)
         d, other = first_and_other(h, elev, ii, jj, math.tan(max(el, 1e-6)) * ctx.cell, di, dj,
                                    float(ctx.opts.sun_tolerance), float(sh))
+        sw.first[k] = d  # the missing-shadow sums' casters of the same cells (the same march's numbers)
         ci = ii + np.floor(d * di + 0.5).astype(np.int64)
         cj = jj + np.floor(d * dj + 0.5).astype(np.int64)
         ok = (d > 0) & (ci >= 0) & (ci < ny) & (cj >= 0) & (cj < nx) & ~other

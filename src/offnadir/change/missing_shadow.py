@@ -135,11 +135,13 @@ def tile_sums(io, ctx, tile, keep=None):
         ii, jj, x = sw.sure[k]
         az, el = ctx.sun[k]
         di, dj = -math.cos(az), math.sin(az)
-        if hmax is None:
-            hmax = window_top(h)
-        d = np.empty(len(ii))
-        march_cells(h, np.asarray(ii, np.int64), np.asarray(jj, np.int64), math.tan(max(el, 1e-6)) * ctx.cell, di, dj,
-                    hmax, float(ctx.opts.sun_tolerance), float(sh), d)
+        d = sw.first.get(k)  # the crown rule's march of the same cells, when it ran first (crown_shadow)
+        if d is None:
+            if hmax is None:
+                hmax = window_top(h)
+            d = np.empty(len(ii))
+            march_cells(h, np.asarray(ii, np.int64), np.asarray(jj, np.int64), math.tan(max(el, 1e-6)) * ctx.cell,
+                        di, dj, hmax, float(ctx.opts.sun_tolerance), float(sh), d)
         ci = ii + np.floor(d * di + 0.5).astype(np.int64)
         cj = jj + np.floor(d * dj + 0.5).astype(np.int64)
         ok = (d > 0) & (ci >= 0) & (ci < ny) & (cj >= 0) & (cj < nx)
@@ -164,7 +166,9 @@ def shadow_window(io, ctx, tile, keep=None):
     :class:`~offnadir.change.tileio.Window` with that halo), ``h`` (its DSM, float64), ``elevated`` (its
     elevated map), ``labels`` (patch IDs on elevated cells, 0 elsewhere) and ``sure``: per image with a
     shadow classifier (None for the others), ``(ii, jj, x)``, the window rows and columns of the core's
-    sure predicted-shadow cells whose mean value ``x`` over the bands is finite, row-major.
+    sure predicted-shadow cells whose mean value ``x`` over the bands is finite, row-major; ``first``:
+    per image, the distances to those cells' first casters, when the crown rule marched them
+    (:func:`offnadir.change.crown_shadow.tile_sums`, the numbers of :func:`tile_sums`' own march).
 
     Sure shadow: :func:`offnadir.change.shadow_observed.training_classes`' shadow class, code 0 and
     visible at every cell within MARGIN, so a square minimum filter of ``lit == 0 & visible`` (the
@@ -222,7 +226,7 @@ def shadow_window(io, ctx, tile, keep=None):
         sure.append((ii, jj, x))
     elev = np.asarray(io.read("elevated", w.yx))
     out = SimpleNamespace(halo=sh, window=w, h=h, elevated=elev, labels=np.where(elev == 1, io.read("patch", w.yx), 0),
-                          sure=tuple(sure))
+                          sure=tuple(sure), first={})
     if keep is not None:
         keep["shadow_window"] = out
     return out

@@ -93,9 +93,10 @@ def _sums_tile(io, ctx, tile, models, want_patch, want_ortho):
         from offnadir.change import crown_shadow as CS
         from offnadir.change import longer_shadow as LS
 
+        crowns = CS.tile_sums(io, ctx, tile, keep=arrays)  # crowns' shadows no other casts; first: it keeps
+        # the sure shadows' first casters in the shared shadow window, which the missing-shadow sums then take
         out["shadow"] = MS.add_sums(MS.tile_sums(io, ctx, tile, keep=arrays),  # the core values patch_tile read
-                                    LS.tile_sums(io, ctx, tile, keep=arrays),
-                                    CS.tile_sums(io, ctx, tile, keep=arrays))  # crowns' shadows no other casts
+                                    LS.tile_sums(io, ctx, tile, keep=arrays), crowns)
         if CS.wanted(ctx):  # the elevated patches' adjacency: crowns decided whole (crown_shadow)
             out["crowns"] = CS.tile_pairs(io, tile, ctx.shape)
     if want_ortho:
