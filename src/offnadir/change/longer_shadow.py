@@ -46,11 +46,16 @@ SHADOW_WITNESS = 0.5
 @njit(cache=True, nogil=True, error_model="numpy")
 def _blocked_distances(h, cand, rise, tol, hmax, oi, oj, ss, out):
     """The blocked passes of :func:`offnadir.change.sun_kernels.caster_distances` (its blocks, its
-    8 x 8 block maxima, its skip test and its hit test, the same numbers) for the blocks holding a
-    cell of ``cand`` only (-1 elsewhere), each block leaving the offsets once the ray from its
-    lowest top is within ``tol`` of the window's highest top (every later offset is then skipped
-    by the skip test too). The offsets ``oi, oj, ss`` and the cell-by-cell march of the rows and
-    columns whose rounding differs are the caller's (:func:`_core_distances`)."""
+    8 x 8 block maxima, its skip test and its hit test, the same numbers) at the cells of ``cand``
+    (-1 at the other cells of blocks without one; the other cells of a block with one are not
+    wanted and may hold anything): each block holding a cell of ``cand`` runs over the rows and
+    columns its ``cand`` cells span, and takes its break and skip tests from the lowest finite top
+    of its ``cand`` cells (not of all its cells): it leaves the offsets once the ray from that top
+    is within ``tol`` of the window's highest top, and skips an offset whose shifted block's maxima
+    are within ``tol`` of the ray from it. Exact at the ``cand`` cells: a higher top's ray is higher
+    (float sums and differences are monotone), so no ``cand`` cell can hit where the tests skip.
+    The offsets ``oi, oj, ss`` and the cell-by-cell march of the rows and columns whose rounding
+    differs are the caller's (:func:`_core_distances`)."""
     ny, nx = h.shape
     bm = np.full(((ny + 7) >> 3, (nx + 7) >> 3), -np.inf)
     for i in range(ny):
@@ -63,32 +68,40 @@ def _blocked_distances(h, cand, rise, tol, hmax, oi, oj, ss, out):
         r1 = min(ny, r0 + 8)
         for c0 in range(0, nx, 32):
             c1 = min(nx, c0 + 32)
-            zb = np.inf
-            any_c = False
+            zb = np.inf  # the block's lowest top as caster_distances takes it (a block it skips stays -1)
+            zc = np.inf  # the lowest finite top of the block's cand cells, and the rows and columns they span
+            ra, rb, ca, cb = r1, r0, c1, c0
             for i in range(r0, r1):
                 for j in range(c0, c1):
                     zb = min(zb, h[i, j])
-                    any_c = any_c or cand[i, j]
-            if not any_c or not zb < np.inf:
+                    if cand[i, j]:
+                        v = h[i, j]
+                        if v < zc:
+                            zc = v
+                        ra = min(ra, i)
+                        rb = max(rb, i + 1)
+                        ca = min(ca, j)
+                        cb = max(cb, j + 1)
+            if ra >= rb or not zb < np.inf or not zc < np.inf:
                 continue
             for n in range(oi.shape[0]):
                 a = oi[n]
                 b = oj[n]
                 s = ss[n]
                 sr = s * rise
-                if hmax - (zb + sr) <= tol:  # m <= hmax, and zb + sr grows with n
+                if hmax - (zc + sr) <= tol:  # m <= hmax, and zc + sr grows with n
                     break
-                i0 = max(r0, -a)
-                i1 = min(r1, ny - a)
-                j0 = max(c0, -b)
-                j1 = min(c1, nx - b)
+                i0 = max(ra, -a)
+                i1 = min(rb, ny - a)
+                j0 = max(ca, -b)
+                j1 = min(cb, nx - b)
                 if i0 >= i1 or j0 >= j1:
                     continue
                 m = -np.inf
                 for p in range((i0 + a) >> 3, ((i1 - 1 + a) >> 3) + 1):
                     for q in range((j0 + b) >> 3, ((j1 - 1 + b) >> 3) + 1):
                         m = max(m, bm[p, q])
-                if m - (zb + sr) <= tol:
+                if m - (zc + sr) <= tol:
                     continue
                 for i in range(i0, i1):
                     hr = h[i + a]
@@ -105,8 +118,9 @@ def _core_distances(h, cand, rise, di, dj, tol, max_dist):
     value elsewhere): its offsets and rounding checks (called from here: a kernel calls kernels of
     its own file only), the blocked passes over the blocks that hold a cell of ``cand``
     (:func:`_blocked_distances`), the per-cell march where the rounding differs
-    (:func:`~offnadir.change.sun_kernels.caster_distances_at`)."""
-    from offnadir.change.sun_kernels import _regular, caster_distances_at, ray_offsets
+    (:func:`~offnadir.change.sun_kernels.caster_distances_at`'s, at those cells:
+    :func:`~offnadir.change.sun_kernels.march_cells`)."""
+    from offnadir.change.sun_kernels import _regular, march_cells, ray_offsets
 
     ny, nx = h.shape
     out = np.full(h.shape, -1.0)
@@ -120,10 +134,11 @@ def _core_distances(h, cand, rise, di, dj, tol, max_dist):
     row_ok = _regular(ny, di, ny - 1, max_dist, rise, climb)
     col_ok = _regular(nx, dj, nx - 1, max_dist, rise, climb)
     odd = cand & ~(row_ok[:, None] & col_ok[None, :])
-    if odd.any():
-        d = np.empty(h.shape)
-        caster_distances_at(h, rise, di, dj, tol, max_dist, odd, d)
-        out[odd] = d[odd]
+    if odd.any():  # caster_distances_at's march at those cells (hmax: the window's highest finite top, as there)
+        oi_, oj_ = np.nonzero(odd)
+        d = np.empty(len(oi_))
+        march_cells(h, oi_.astype(np.int64), oj_.astype(np.int64), rise, di, dj, hmax, tol, max_dist, d)
+        out[oi_, oj_] = d
     return out
 
 
