@@ -185,6 +185,20 @@ def variant(d, t, name):
             obj &= np.abs(dh + height_above_ring(d["dsm"], d["elevated_dsm"])) <= b
         keep = coherent_mask(ans, None, 0.5) | obj
         return dh_probability(np.where(keep, dh, np.nan), sig, b)
+    if name == "edge" or name.startswith("edge:"):  # edge[:S]: a "within" answer whose window holds at least S (default the
+        # coherence quadrant (r+1)²/(2r+1)²) of coherent beyond-bound answers is no measurement (n6, ninth round)
+        from scipy import ndimage as ndi
+
+        from offnadir.change.dh_evidence import coherent_min_share
+        from offnadir.cube.sweep import WINDOW_RADIUS
+
+        parts = name.split(":")
+        x = float(parts[1]) if len(parts) > 1 and parts[1] else coherent_min_share(WINDOW_RADIUS)
+        dhc = coherent(dh, b, objects=el)
+        a = np.abs(np.nan_to_num(dhc, nan=-1.0))
+        within, beyond = np.isfinite(dhc) & (a <= b), np.isfinite(dhc) & (a > b)
+        share = ndi.uniform_filter(beyond.astype(np.float64), 2 * WINDOW_RADIUS + 1, mode="constant")
+        return np.where(within & (share >= x - 1e-9), np.nan, dh_probability(dhc, sig, b))
     if name.startswith("share:"):  # another minimum window share for the coherence rule
         x = float(name.split(":")[1])
         return dh_probability(coherent(dh, b, x, objects=el), sig, b)
