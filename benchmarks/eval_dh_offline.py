@@ -32,6 +32,9 @@ Variants (``--variants``; docs/change_detection.md, "Unresolved zeros", has the 
 * ``share:S``: another minimum window share for the coherence rule (default ``(r+1)²/(2r+1)²``);
 * ``patch:S``: on DSM-elevated cells, a "lower"/"higher" answer shared by less than ``S`` of the
   cell's patch (its measured cells) is no evidence.
+* ``edge[:S]``: a coherent "within" answer whose window holds at least ``S`` (default the coherence
+  quadrant) of coherent beyond-bound answers is no evidence (a zero beside a change; n6 ninth round,
+  measured and not adopted: +0.004 on the hard stereo mean, Kahramanmaraş F1 -0.007).
 
 ``--km STORE REFERENCE``: the same replay on a real stereo store (the README's Kahramanmaraş
 ``offnadir detect``), scored on all decided cells as ``offnadir evaluate`` does (F1, P, R, score
