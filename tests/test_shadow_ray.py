@@ -161,3 +161,24 @@ def test_the_maps_pass_takes_what_the_ray_pass_handed_over_and_it_changes_nothin
     ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
     for name in ("probability", "change", "score", "change_ortho", "score_ortho"):
         assert np.array_equal(ga[name][...], gb[name][...], equal_nan=name in ("probability", "score")), name
+
+
+def test_the_ray_counts_towards_the_localisations_gate(esr, tmp_path):
+    """The maps pass adds the ray's log LR to the wide window's ground probability *before* the
+    localisation (issue 7, n3 ninth round): the offline tool's ``first`` variant (that order)
+    reproduces the stored probability, its ``both`` variant (the ray after the localisation, the
+    order before) does not."""
+    import offnadir.change as C
+
+    store = coregistered_sim(tmp_path, seed=0, size=128)
+    C.detect(str(store))
+    d = esr.load(store)
+    assert d["cal"]["shadow_ray"]["targets"]["1"]["log_lr"] is not None  # the rule is on here
+    p0, _ = esr.ED.decide(d, "current")
+    with np.errstate(invalid="ignore"):
+        d["gone"] = np.isfinite(d["prob"]) & (d["prob"] == np.float32(0.5)) & (p0 < 0.5)
+    fin = np.isfinite(d["prob"])
+    first, _, _ = esr.decide(d, "first")
+    both, _, _ = esr.decide(d, "both")
+    assert np.nanmax(np.abs(first[fin] - d["prob"][fin])) < 1e-5
+    assert np.nanmax(np.abs(both[fin] - d["prob"][fin])) > 1e-3

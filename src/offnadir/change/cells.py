@@ -312,15 +312,14 @@ def probability_tile(io, ctx, tile, models, has, plan):
     painted = _painter(lab) if lab is not None else None
     crit = {t: painted(*plan["decisions"][t][:2]) for t in ctx.targets} if lab is not None else None
     for t in ctx.targets if plan["structural"] else ():
-        p = SR.taken_ground_p(io, tile, t)  # the ray pass's ground cells (shadow_ray.ground_p), or None
+        p = SR.taken_ground_p(io, tile, t)  # the ray pass's wide ground probability (shadow_ray.wide_p), or None
         if p is None:
-            p = np.full(shp[1:], np.nan)
-            p[~elev] = C.probability(ratio_evidence(ev[t][~elev]), models[("evidence", t, 0)])
-            if fine is not None:  # which ground cells of a changed neighbourhood changed
-                p = L.apply(p, ~elev, fine[t], models.get(("evidence", t, 0)), models.get(("local", t, 0)))
+            p = SR.wide_p(ev[t], elev, models, t)
+        if (plan.get("ray") or {}).get(t):  # a new building's cast shadow down-sun (shadow_ray), before the
+            p = SR.adjust(io, ctx, tile, t, p, elev, plan["ray"][t], bool(has.get("elevated")))  # localisation's gate
+        if fine is not None:  # which ground cells of a changed neighbourhood changed
+            p = L.apply(p, ~elev, fine[t], models.get(("evidence", t, 0)), models.get(("local", t, 0)))
         p[elev] = C.probability(ratio_evidence(ev[t][elev]), models[("evidence", t, 1)])  # L.apply: ground only
-        if (plan.get("ray") or {}).get(t):  # a new building's cast shadow down-sun (shadow_ray)
-            p = SR.adjust(io, ctx, tile, t, p, elev, plan["ray"][t], bool(has.get("elevated")))
         if crit is not None:
             if len(plan["decisions"][t]) > 2 and plan["decisions"][t][2] is not None:  # roofs whose rim stayed
                 from offnadir.change.outline import rim_witness

@@ -10,7 +10,11 @@ of the old DSM's elevated objects (median over elevated cells of the DSM above i
 census window). Its likelihood ratio is calibrated on the run's own ground cells split by the
 decision before the rule (10 equal bins of ``S``, counts + 1/2, made non-decreasing by
 pool-adjacent-violators: more unexplained shadow down-sun never makes change less likely), and
-``log LR(S)`` is added to the ground cells' logit after the localisation. Off for a target whose
+``log LR(S)`` is added to the ground cells' logit of the wide window, before the localisation
+(issue 7, n3 ninth round): the localisation lets the fine window raise a cell only where the wide
+probability exceeds its prior, and the ray is evidence on the cell's neighbourhood as the wide
+window is, so it counts towards that gate. The table is fitted on the decisions after the
+localisation without the rule (the census's own best labels). Off for a target whose
 classifier is no witness of shadows (``longer_shadow.SHADOW_WITNESS``) and when fewer than
 :data:`MIN_CHANGED` ground cells are decided changed (nothing to calibrate on).
 
@@ -111,17 +115,24 @@ def bins_of(s):
     return np.clip(np.searchsorted(EDGES, s, side="right"), 0, BINS - 1)
 
 
-def ground_p(ev, fine, elev, models, t):
-    """The ground cells' probability after the localisation, as the maps pass computes it (NaN elsewhere)."""
+def wide_p(ev, elev, models, t):
+    """The ground cells' probability from the wide window's calibration alone (NaN elsewhere)."""
     from offnadir.change import calibrate as C
-    from offnadir.change import localise as L
     from offnadir.change.cells import ratio_evidence
 
     p = np.full(ev.shape, np.nan)
-    g = ~elev
-    p[g] = C.probability(ratio_evidence(ev[g]), models[("evidence", t, 0)])
+    p[~elev] = C.probability(ratio_evidence(ev[~elev]), models[("evidence", t, 0)])
+    return p
+
+
+def ground_p(ev, fine, elev, models, t, wide=None):
+    """The ground cells' probability after the localisation, without this rule (NaN elsewhere): the
+    decision the rule is calibrated on. ``wide``: :func:`wide_p`, when computed already."""
+    from offnadir.change import localise as L
+
+    p = wide_p(ev, elev, models, t) if wide is None else wide
     if fine is not None:
-        p = L.apply(p, g, fine, models.get(("evidence", t, 0)), models.get(("local", t, 0)))
+        p = L.apply(p, ~elev, fine, models.get(("evidence", t, 0)), models.get(("local", t, 0)))
     return p
 
 
@@ -144,19 +155,21 @@ def ray_tile(io, ctx, tile, models, ks, has_elevated):
     for t, k in ks.items():
         ev = io.read("evidence", (slice(t, t + 1),) + yx)[0].astype(np.float64)
         fine = io.read("evidence_local", (slice(t, t + 1),) + yx)[0].astype(np.float64) if io.has("evidence_local") else None
-        p = ground_p(ev, fine, elev, models, t)
+        pw = wide_p(ev, elev, models, t)
+        p = ground_p(ev, fine, elev, models, t, pw)
         b = bins_of(share(io, ctx, tile, t, k, witness(ctx, t), has_elevated))
         obs = ~elev & np.isfinite(p) & (vis[0] == 1) & (vis[t] == 1)
         chg = obs & (p >= DECISION_P)
         out[t] = np.stack([np.bincount(b[obs & ~chg], minlength=BINS), np.bincount(b[chg], minlength=BINS)])
         hand_over(io, _key("bins", tile, t, k), b.astype(np.uint8))
-        hand_over(io, _key("ground_p", tile, t), p)
+        hand_over(io, _key("ground_p", tile, t), pw)
     return out
 
 
 def taken_ground_p(io, tile, t):
-    """The ground cells' probability :func:`ray_tile` computed for target ``t`` (:func:`ground_p`:
-    NaN on elevated cells), when handed over in this process; else None."""
+    """The ground cells' wide-window probability :func:`ray_tile` computed for target ``t``
+    (:func:`wide_p`: NaN on elevated cells; the maps pass adds the rule to it, then localises), when
+    handed over in this process; else None."""
     from offnadir.change.tileio import take_over
 
     return take_over(io, _key("ground_p", tile, t))
