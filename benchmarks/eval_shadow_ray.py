@@ -29,6 +29,13 @@ nothing, they would do as well.
     python benchmarks/eval_shadow_ray.py [--hard DIR --seeds 0 1 2] [--km DIR]
                                          [--variants current raise both up perp ...]
 
+``--objects`` (hard only; issue 7, n3 ninth round): a census of the new buildings instead, per object:
+footprint, height (``dsm_epoch2 - dtm``), scored and missed cells, its true cast shadow (``on_lit``: the
+share on predicted-lit, seen ground; ``seen``: the share of that the classifier marks ``U``), the
+medians of ``S``, the ray's log LR and the wide / localised ground probability, and where each missed
+cell stopped (:data:`STOPS`, in the maps pass's order before the ray moved ahead of the localisation:
+the stores replayed with the ``both`` variant); ``--json`` keeps the rows.
+
 ``--hard``: ``benchmarks/eval_hard_sim.py --work DIR [--size N]``; ``--km``:
 ``benchmarks/eval_change_real.py --workdir DIR``. ``current`` reproduces the stored probability
 (largest difference printed).
@@ -72,6 +79,8 @@ VARIANTS = {
     "both_elig": "both, with that share",
     "first": "both's table (fitted on the localised decisions), added to the wide probability before the "
              "localisation: the ray's evidence may open the fine window's gate (p > prior)",
+    "first_open": "first, with only the ratio's positive part before the localisation (it may open the gate, "
+                  "never close it) and its negative part after",
 }
 BINS = 10
 MIN_CHANGED = 100
@@ -191,11 +200,17 @@ def decide(d, name):
                 info["log_lr"] = np.round(llr, 2).tolist()
                 add = np.where(g, llr[b], 0.0)
                 base = pw if name.startswith("first") else p
+                before = np.maximum(add, 0.0) if name == "first_open" else add
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    q = expit(logit(np.clip(base, 0, 1)) + add)
-                p = np.where(g & np.isfinite(q) & (add != 0), q, base)
+                    q = expit(logit(np.clip(base, 0, 1)) + before)
+                p = np.where(g & np.isfinite(q) & (before != 0), q, base)
                 if name.startswith("first") and fm is not None:  # the ray's ratio before the localisation
                     p[g] = L.localise(p[g], d["fine"][g], models[0], fm)
+                if name == "first_open":  # the rest of the ratio (its negative part) after it
+                    after = np.minimum(add, 0.0)
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        q = expit(logit(np.clip(p, 0, 1)) + after)
+                    p = np.where(g & np.isfinite(q) & (after != 0), q, p)
     kept = ED.rim_kept(d)
     p, ch = ED.finish(d, p, kept, ED.criteria_score(d, kept), d.get("gone"))
     return p, ch, info
@@ -323,6 +338,7 @@ def objects(store, scene):
         for s in range(1, kt + 1):
             sw |= shift(obj, -int(math.floor(s * di + 0.5)), -int(math.floor(s * dj + 0.5)))
         shd = sw & ~obj & newsh[sl2]
+        cast = sw & ~obj & ((tsh[sl2] & 2) > 0)  # its true shadow at the new date, wherever it falls
         c = obj & cells[sl2]
         m = c & (ch[sl2] == 0)
         stop = np.zeros(len(STOPS), int)
@@ -335,6 +351,7 @@ def objects(store, scene):
             stop = np.bincount(code, minlength=len(STOPS))
         rows.append(dict(id=k, size=int(obj.sum()), h=round(h, 1), ground=int((obj & ~d["elev"][sl2]).sum()),
                          scored=int(c.sum()), missed=int(m.sum()), kt=kt, shadow_cells=int(shd.sum()),
+                         on_lit=float(shd.sum() / cast.sum()) if cast.any() else math.nan,
                          shadow_seen=float(U[sl2][shd].mean()) if shd.any() else math.nan,
                          S=float(np.nanmedian(st["S"][sl2][c])) if (st["S"] is not None and c.any()) else math.nan,
                          add=float(np.median(st["add"][sl2][c])) if c.any() else math.nan,
@@ -364,6 +381,11 @@ def print_objects(seed, rows, summary):
     print(f"== seed {seed}: {summary}")
     tot = np.sum([r["stops"] for r in rows], axis=0) if rows else np.zeros(len(STOPS), int)
     print("  missed new-building cells by where they stopped: " + "; ".join(f"{s} {int(v)}" for s, v in zip(STOPS, tot)))
+    kinds = {"its shadow mostly (> 2/3) on predicted shadow or roofs": lambda r: not r["on_lit"] >= 1 / 3,
+             "its shadow on predicted-lit ground, seen (U) on < 1/2": lambda r: r["on_lit"] >= 1 / 3 and not r["shadow_seen"] >= 0.5,
+             "its shadow on predicted-lit ground and seen": lambda r: r["on_lit"] >= 1 / 3 and r["shadow_seen"] >= 0.5}
+    print("  missed cells by the object's shadow: " + "; ".join(
+        f"{k} {sum(r['missed'] for r in rows if f(r))}" for k, f in kinds.items()))
     for lo, hi in zip(SIZE_BINS[:-1], SIZE_BINS[1:]):
         rr = [r for r in rows if lo <= r["size"] < hi]
         if not rr:
@@ -371,11 +393,12 @@ def print_objects(seed, rows, summary):
         sc, mi = sum(r["scored"] for r in rr), sum(r["missed"] for r in rr)
         print(f"  footprint {lo}-{hi}: {len(rr)} objects, scored {sc}, missed {mi} ({mi / max(sc, 1):.2f}); "
               f"objects half missed {sum(r['missed'] > r['scored'] / 2 for r in rr)}")
-    print("  id size h ground scored missed K_true shadow_cells seen S add pw pl log_ev log_fine stops")
+    print("  id size h ground scored missed K_true shadow_cells on_lit seen S add pw pl log_ev log_fine stops")
     for r in sorted(rows, key=lambda r: -r["missed"]):
         if r["missed"] < 20:
             continue
         print(f"  {r['id']} {r['size']} {r['h']} {r['ground']} {r['scored']} {r['missed']} {r['kt']} {r['shadow_cells']} "
+              f"{r['on_lit']:.2f} "
               f"{r['shadow_seen']:.2f} {r['S']:.2f} {r['add']:.2f} {r['pw']:.3f} {r['pl']:.3f} {r['ev']:.2f} "
               f"{r['fine']:.2f} {r['stops']}")
 
