@@ -267,3 +267,34 @@ def test_a_run_records_each_images_classifier_and_the_missing_shadows(tmp_path):
     ms = suns[1]["missing_shadows"]
     assert ms["casters_tested"] > 0 and 0 <= ms["casters_gone"] <= ms["casters_tested"]
     assert 0.0 < ms["prior_gone_share"] < 1.0
+
+
+def test_a_shadow_on_a_bright_roof_reads_shadow_relative_to_that_roofs_lit_part():
+    """Ground of reflectance ~200 trains the classifier; a roof three times as bright, half in a
+    shadow (sky light 0.35): its shadowed cells are brighter than lit ground, so the pooled classifier
+    reads them lit; read relative to the roof's own lit cells they are shadow. A roof with no lit
+    cell of its own is not read at all; a roof darker than the lit class is not rescaled (factor <= 1)."""
+    rng = np.random.default_rng(5)
+    n = 120
+    shadow = np.zeros((n, n), bool)
+    shadow[:, :40] = True
+    codes = np.where(shadow, 0, 100).astype(np.uint8)
+    x = _image(shadow, seed=1)
+    clf = SO.calibrate(x, codes, np.ones((n, n), bool))
+    assert clf is not None and math.isfinite(clf.lit_median)
+    roof_sh = np.exp(rng.normal(0.0, 0.25, 200)) * 600.0 * 0.35  # shadowed part of the bright roof
+    roof_lit = np.exp(rng.normal(0.0, 0.25, 200)) * 600.0  # its lit part
+    dark_lit = np.full(30, 0.5 * clf.lit_median)  # a dark roof's lit cells
+    assert np.mean(clf.cell_log_odds(roof_sh) >= 0) < 0.2  # pooled: mostly "lit"
+    xs = np.r_[roof_sh, 150.0, 400.0, 40.0]
+    patch = np.r_[np.full(200, 7), 0, 9, 4]  # roof 7, a ground cell, roof 9 (no lit cells of its own), dark roof 4
+    ref_x, ref_p = np.r_[roof_lit, dark_lit, roof_lit[:5]], np.r_[np.full(200, 7), np.full(30, 4), np.full(5, 9)]
+    out, keep = SO.relative_to_surface(xs, patch, ref_x, ref_p, clf.lit_median)
+    assert keep[:201].all() and not keep[201] and keep[202]
+    assert out[200] == 150.0 and out[202] == 40.0  # ground as it is; the dark roof not scaled up
+    assert np.mean(clf.cell_log_odds(out[:200]) >= 0) > 0.9  # relative to its own lit part: shadow
+    assert np.allclose(out[:200], roof_sh * clf.lit_median / np.median(roof_lit))
+    same, kept = SO.relative_to_surface(xs, patch, ref_x, ref_p, math.nan)
+    assert np.array_equal(same, xs) and kept.all()  # classifier from an older store: unchanged
+    r = SO.ShadowClassifier.from_report(json.loads(json.dumps(clf.report())))
+    assert r.lit_median == clf.lit_median

@@ -133,10 +133,15 @@ def tile_sums(io, ctx, tile, keep=None):
         if clf is None:
             continue
         ii, jj, x = sw.sure[k]
+        # read on the receiving surface: a sure shadow on a roof relative to that roof's own lit level
+        x, ok = SO.relative_to_surface(x, lab[ii, jj], *sw.roof_lit[k], clf.lit_median)
+        ii, jj, x = ii[ok], jj[ok], x[ok]
         az, el = ctx.sun[k]
         di, dj = -math.cos(az), math.sin(az)
         d = sw.first.get(k)  # the crown rule's march of the same cells, when it ran first (crown_shadow)
-        if d is None:
+        if d is not None:
+            d = d[ok]
+        else:
             if hmax is None:
                 hmax = window_top(h)
             d = np.empty(len(ii))
@@ -196,20 +201,29 @@ def shadow_window(io, ctx, tile, keep=None):
     mg = SO.MARGIN
     r0, r1, c0, c1 = max(a0 - mg, 0), min(a1 + mg, ny), max(b0 - mg, 0), min(b1 + mg, nx)
     crop = (slice(w.i0 + r0, w.i0 + r1), slice(w.j0 + c0, w.j0 + c1))
-    lit = io.read("illumination", (slice(None),) + crop)
-    vis = io.read("visible", (slice(None),) + crop)
-    if keep is not None and "value" in keep:
-        val = keep["value"]
-    else:
-        val = io.read("value", (slice(None), slice(None), slice(tile.i0, tile.i1),
-                                slice(tile.j0, tile.j1))).astype(np.float64)
+    # the whole window's codes, visibility and values: a roof's own lit cells there are the reference
+    # of the shadows read on it (roof_lit; the window holds the receiving roofs of the core's shadows
+    # but for a roof cut by the window's edge, whose reference is then its part inside)
+    litw = np.asarray(io.read("illumination", (slice(None),) + w.yx))
+    visw = np.asarray(io.read("visible", (slice(None),) + w.yx))
+    lit, vis = litw[:, r0:r1, c0:c1], visw[:, r0:r1, c0:c1]
+    wval = np.asarray(io.read("value", (slice(None), slice(None)) + w.yx), np.float64)  # (image, band, y, x)
+    val = keep["value"] if keep is not None and "value" in keep else wval[:, :, a0:a1, b0:b1]
     size = 2 * int(mg) + 1
     in_core = (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
-    sure = []
+    elev = np.asarray(io.read("elevated", w.yx))
+    labels = np.where(elev == 1, io.read("patch", w.yx), 0)
+    sure, roof_lit = [], []
     for k in range(ctx.n_images):
         if (classes[k] if k < len(classes) else None) is None:
             sure.append(None)
+            roof_lit.append(None)
             continue
+        # the window's roof cells sure lit (predicted lit and visible, every cell within 1 so too: one
+        # cell of resampling blur): each roof's own lit level, the reference of a shadow read on it
+        good = ((litw[k] > 0) & (litw[k] < 255) & (visw[k] == 1)).astype(np.uint8)
+        ri, rj = np.nonzero((ndi.minimum_filter(good, size=3, mode="nearest") == 1) & (labels > 0))
+        roof_lit.append((wval[k][:, ri, rj].mean(axis=0), labels[ri, rj]))
         # training_classes' shadow class: min_filter(A) & min_filter(B) == min_filter(A & B)
         both = ((lit[k] == 0) & (vis[k] == 1)).astype(np.uint8)
         ii, jj = np.nonzero(ndi.minimum_filter(both, size=size, mode="nearest")[in_core] == 1)  # row-major
@@ -224,9 +238,8 @@ def shadow_window(io, ctx, tile, keep=None):
             if keep_ is not None:
                 ii, jj, x = ii[keep_], jj[keep_], x[keep_]
         sure.append((ii, jj, x))
-    elev = np.asarray(io.read("elevated", w.yx))
-    out = SimpleNamespace(halo=sh, window=w, h=h, elevated=elev, labels=np.where(elev == 1, io.read("patch", w.yx), 0),
-                          sure=tuple(sure), first={})
+    out = SimpleNamespace(halo=sh, window=w, h=h, elevated=elev, labels=labels, sure=tuple(sure),
+                          roof_lit=tuple(roof_lit), first={})
     if keep is not None:
         keep["shadow_window"] = out
     return out
