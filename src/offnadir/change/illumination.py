@@ -131,8 +131,9 @@ def shadow_classifiers(cube, suns, cell: float, *, tol: float = 0.3, log=None, m
         else:
             log.info("%s: shadow/lit classifier calibrated on its predicted shadows (%d sure shadow, %d sure lit "
                      "cells): intensity below %.4g looks shadowed; %.1f %% of the shadow and %.1f %% of the lit "
-                     "cells classified as predicted", rec.get("image", t), clf.n_shadow, clf.n_lit, clf.threshold,
-                     100 * clf.accuracy_shadow, 100 * clf.accuracy_lit)
+                     "cells classified as predicted; lit median %.4g (the missing-shadow rule reads a shadow on a "
+                     "roof at this level relative to that roof's own lit cells)", rec.get("image", t), clf.n_shadow,
+                     clf.n_lit, clf.threshold, 100 * clf.accuracy_shadow, 100 * clf.accuracy_lit, clf.lit_median)
 
 
 def small_coords_loaded(cube):

@@ -10,6 +10,23 @@ The caster of a shadow cell is the first cell towards the sun whose top is above
 (:func:`shadow_casters`, the illumination kernel's own march), so each shadow cell is counted for
 exactly one roof, in the tile that holds it (the sums are exact whatever the tiling).
 
+**A shadow read on the surface that receives it.** The classifier is trained on all sure shadow and
+lit cells pooled, mostly ground; a shadow cast on a roof brighter than lit ground is brighter than
+lit ground too and reads "lit". Where the target's view hides the ground part of a caster's shadow
+(behind the caster seen from the sun's side, from the north or from 40°) only the shadow on a lower
+bright roof is left, and an unchanged caster was decided gone (issue 7, H1/H10 seventh round). So in
+these sums a sure-shadow cell on a roof patch is read at ``x * min(1, lit_median / m_P)``
+(:func:`~offnadir.change.shadow_observed.relative_to_surface`): ``m_P`` the median of that roof's own
+sure-lit cells (predicted lit, visible, every cell within 1 so too) in the same image within the
+tile's window, ``lit_median`` the classifier's lit class median; a roof with fewer than
+:data:`~offnadir.change.shadow_observed.MIN_REF` such cells has no level of its own and its cells
+are not counted. The reference is the roof's part in the window (core plus the sun halo): a
+receiving roof cut by the window's edge is referred to its part inside, so on roofs the sums are
+exact for any tiling only where the window holds the receiving roof. The crown-shadow sums
+(:mod:`offnadir.change.crown_shadow`) keep the pooled reading (with it the default geometry lost cut
+crowns, H10). Measured in ``docs/change_detection.md``, section "View geometries: the missing
+shadow read on its receiving roof".
+
 Decision per target ``t`` and patch (:func:`decide`):
 
     L = min( S_t / C , -S_0 / C )          (S_0 absent: L = S_t / C)
