@@ -217,30 +217,40 @@ def shadow_window(io, ctx, tile, keep=None):
     # filter): filtered on that crop, with the window's own edges where the crop reaches them
     mg = SO.MARGIN
     r0, r1, c0, c1 = max(a0 - mg, 0), min(a1 + mg, ny), max(b0 - mg, 0), min(b1 + mg, nx)
-    crop = (slice(w.i0 + r0, w.i0 + r1), slice(w.j0 + c0, w.j0 + c1))
-    # the whole window's codes, visibility and values: a roof's own lit cells there are the reference
-    # of the shadows read on it (roof_lit; the window holds the receiving roofs of the core's shadows
-    # but for a roof cut by the window's edge, whose reference is then its part inside)
-    litw = np.asarray(io.read("illumination", (slice(None),) + w.yx))
-    visw = np.asarray(io.read("visible", (slice(None),) + w.yx))
-    lit, vis = litw[:, r0:r1, c0:c1], visw[:, r0:r1, c0:c1]
-    wval = np.asarray(io.read("value", (slice(None), slice(None)) + w.yx), np.float64)  # (image, band, y, x)
-    val = keep["value"] if keep is not None and "value" in keep else wval[:, :, a0:a1, b0:b1]
-    size = 2 * int(mg) + 1
-    in_core = (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
     elev = np.asarray(io.read("elevated", w.yx))
     labels = np.where(elev == 1, io.read("patch", w.yx), 0)
+    # the codes, visibility and values of the crop and of every roof that touches it (its bounding box in
+    # the window, one cell more for the 3 x 3 filter): a roof's own lit cells are the reference of the
+    # shadows read on it (roof_lit); a roof cut by the window's edge is referred to its part inside
+    R0, R1, C0, C1 = r0, r1, c0, c1
+    near = np.unique(labels[r0:r1, c0:c1])
+    near = near[near > 0]
+    if len(near):
+        m = np.isin(labels, near)
+        rows, cols = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
+        R0, R1 = min(R0, max(int(rows[0]) - 1, 0)), max(R1, min(int(rows[-1]) + 2, ny))
+        C0, C1 = min(C0, max(int(cols[0]) - 1, 0)), max(C1, min(int(cols[-1]) + 2, nx))
+    box = (slice(w.i0 + R0, w.i0 + R1), slice(w.j0 + C0, w.j0 + C1))
+    litb = np.asarray(io.read("illumination", (slice(None),) + box))
+    visb = np.asarray(io.read("visible", (slice(None),) + box))
+    lit, vis = litb[:, r0 - R0:r1 - R0, c0 - C0:c1 - C0], visb[:, r0 - R0:r1 - R0, c0 - C0:c1 - C0]
+    bval = np.asarray(io.read("value", (slice(None), slice(None)) + box), np.float64)  # (image, band, y, x)
+    val = (keep["value"] if keep is not None and "value" in keep
+           else bval[:, :, a0 - R0:a1 - R0, b0 - C0:b1 - C0])
+    blab = labels[R0:R1, C0:C1]
+    size = 2 * int(mg) + 1
+    in_core = (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
     sure, roof_lit = [], []
     for k in range(ctx.n_images):
         if (classes[k] if k < len(classes) else None) is None:
             sure.append(None)
             roof_lit.append(None)
             continue
-        # the window's roof cells sure lit (predicted lit and visible, every cell within 1 so too: one
+        # the box's roof cells sure lit (predicted lit and visible, every cell within 1 so too: one
         # cell of resampling blur): each roof's own lit level, the reference of a shadow read on it
-        good = ((litw[k] > 0) & (litw[k] < 255) & (visw[k] == 1)).astype(np.uint8)
-        ri, rj = np.nonzero((ndi.minimum_filter(good, size=3, mode="nearest") == 1) & (labels > 0))
-        roof_lit.append((wval[k][:, ri, rj].mean(axis=0), labels[ri, rj]))
+        good = ((litb[k] > 0) & (litb[k] < 255) & (visb[k] == 1)).astype(np.uint8)
+        ri, rj = np.nonzero((ndi.minimum_filter(good, size=3, mode="nearest") == 1) & (blab > 0))
+        roof_lit.append((bval[k][:, ri, rj].mean(axis=0), blab[ri, rj]))
         # training_classes' shadow class: min_filter(A) & min_filter(B) == min_filter(A & B)
         both = ((lit[k] == 0) & (vis[k] == 1)).astype(np.uint8)
         ii, jj = np.nonzero(ndi.minimum_filter(both, size=size, mode="nearest")[in_core] == 1)  # row-major
