@@ -18,14 +18,14 @@ bright roof is left, and an unchanged caster was decided gone (issue 7, H1/H10 s
 these sums a sure-shadow cell on a roof patch is read at ``x * min(1, lit_median / m_P)``
 (:func:`~offnadir.change.shadow_observed.relative_to_surface`): ``m_P`` the median of that roof's own
 sure-lit cells (predicted lit, visible, every cell within 1 so too) in the same image within the
-tile's window, ``lit_median`` the classifier's lit class median; a roof with fewer than
+tile's window (read over the bounding box of the roofs that touch the core), ``lit_median`` the classifier's lit class median; a roof with fewer than
 :data:`~offnadir.change.shadow_observed.MIN_REF` such cells has no level of its own and its cells
 are not counted. The reference is the roof's part in the window (core plus the sun halo): a
 receiving roof cut by the window's edge is referred to its part inside, so on roofs the sums are
 exact for any tiling only where the window holds the receiving roof. The crown-shadow sums
 (:mod:`offnadir.change.crown_shadow`) keep the pooled reading (with it the default geometry lost cut
-crowns, H10). Measured in ``docs/change_detection.md``, section "View geometries: the missing
-shadow read on its receiving roof".
+crowns, H10). Measured in ``docs/change_detection.md``, section "View geometries: the loss census,
+and the missing shadow read on its receiving roof" (issue 7, n5 ninth round).
 
 Decision per target ``t`` and patch (:func:`decide`):
 
