@@ -18,7 +18,8 @@ bright roof is left, and an unchanged caster was decided gone (issue 7, H1/H10 s
 these sums a sure-shadow cell on a roof patch is read at ``x * min(1, lit_median / m_P)``
 (:func:`~offnadir.change.shadow_observed.relative_to_surface`): ``m_P`` the median of that roof's own
 sure-lit cells (predicted lit, visible, every cell within 1 so too) in the same image within the
-tile's window (read over the bounding box of the roofs that touch the core), ``lit_median`` the classifier's lit class median; a roof with fewer than
+tile's window (read over the bounding box of the roofs receiving a sure shadow,
+:func:`roof_references`), ``lit_median`` the classifier's lit class median; a roof with fewer than
 :data:`~offnadir.change.shadow_observed.MIN_REF` such cells has no level of its own and its cells
 are not counted. The reference is the roof's part in the window (core plus the sun halo): a
 receiving roof cut by the window's edge is referred to its part inside, so on roofs the sums are
@@ -219,38 +220,21 @@ def shadow_window(io, ctx, tile, keep=None):
     r0, r1, c0, c1 = max(a0 - mg, 0), min(a1 + mg, ny), max(b0 - mg, 0), min(b1 + mg, nx)
     elev = np.asarray(io.read("elevated", w.yx))
     labels = np.where(elev == 1, io.read("patch", w.yx), 0)
-    # the codes, visibility and values of the crop and of every roof that touches it (its bounding box in
-    # the window, one cell more for the 3 x 3 filter): a roof's own lit cells are the reference of the
-    # shadows read on it (roof_lit); a roof cut by the window's edge is referred to its part inside
-    R0, R1, C0, C1 = r0, r1, c0, c1
-    near = np.unique(labels[r0:r1, c0:c1])
-    near = near[near > 0]
-    if len(near):
-        m = np.isin(labels, near)
-        rows, cols = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
-        R0, R1 = min(R0, max(int(rows[0]) - 1, 0)), max(R1, min(int(rows[-1]) + 2, ny))
-        C0, C1 = min(C0, max(int(cols[0]) - 1, 0)), max(C1, min(int(cols[-1]) + 2, nx))
-    box = (slice(w.i0 + R0, w.i0 + R1), slice(w.j0 + C0, w.j0 + C1))
-    litb = np.asarray(io.read("illumination", (slice(None),) + box))
-    visb = np.asarray(io.read("visible", (slice(None),) + box))
-    lit, vis = litb[:, r0 - R0:r1 - R0, c0 - C0:c1 - C0], visb[:, r0 - R0:r1 - R0, c0 - C0:c1 - C0]
-    bval = np.asarray(io.read("value", (slice(None), slice(None)) + box), np.float64)  # (image, band, y, x)
-    val = (keep["value"] if keep is not None and "value" in keep
-           else bval[:, :, a0 - R0:a1 - R0, b0 - C0:b1 - C0])
-    blab = labels[R0:R1, C0:C1]
+    crop = (slice(w.i0 + r0, w.i0 + r1), slice(w.j0 + c0, w.j0 + c1))
+    lit = io.read("illumination", (slice(None),) + crop)
+    vis = io.read("visible", (slice(None),) + crop)
+    if keep is not None and "value" in keep:
+        val = keep["value"]
+    else:
+        val = io.read("value", (slice(None), slice(None), slice(tile.i0, tile.i1),
+                                slice(tile.j0, tile.j1))).astype(np.float64)
     size = 2 * int(mg) + 1
     in_core = (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
-    sure, roof_lit = [], []
+    sure = []
     for k in range(ctx.n_images):
         if (classes[k] if k < len(classes) else None) is None:
             sure.append(None)
-            roof_lit.append(None)
             continue
-        # the box's roof cells sure lit (predicted lit and visible, every cell within 1 so too: one
-        # cell of resampling blur): each roof's own lit level, the reference of a shadow read on it
-        good = ((litb[k] > 0) & (litb[k] < 255) & (visb[k] == 1)).astype(np.uint8)
-        ri, rj = np.nonzero((ndi.minimum_filter(good, size=3, mode="nearest") == 1) & (blab > 0))
-        roof_lit.append((bval[k][:, ri, rj].mean(axis=0), blab[ri, rj]))
         # training_classes' shadow class: min_filter(A) & min_filter(B) == min_filter(A & B)
         both = ((lit[k] == 0) & (vis[k] == 1)).astype(np.uint8)
         ii, jj = np.nonzero(ndi.minimum_filter(both, size=size, mode="nearest")[in_core] == 1)  # row-major
@@ -266,7 +250,7 @@ def shadow_window(io, ctx, tile, keep=None):
                 ii, jj, x = ii[keep_], jj[keep_], x[keep_]
         sure.append((ii, jj, x))
     out = SimpleNamespace(halo=sh, window=w, h=h, elevated=elev, labels=labels, sure=tuple(sure),
-                          roof_lit=tuple(roof_lit), first={})
+                          roof_lit=roof_references(io, ctx, w, labels, sure), first={})
     if keep is not None:
         keep["shadow_window"] = out
     return out
@@ -355,3 +339,39 @@ def raise_gone(p, gone):
     with np.errstate(invalid="ignore"):
         hit = np.isfinite(p) & np.isfinite(gone) & (np.asarray(gone) >= 0.5)
     return np.where(hit, np.fmax(p, 0.5), p)
+
+
+def roof_references(io, ctx, w, labels, sure):
+    """Per image with sure shadows (None for the others), ``(x, patch)``: the sure-lit cells (predicted
+    lit and visible, every cell within 1 so too: one cell of resampling blur) of the roofs that receive
+    one of its sure shadows, their mean value over the bands and patch ID: each receiving roof's own lit
+    level in the window, the reference of a shadow read on it (:func:`tile_sums`). Read over the
+    bounding box of those roofs, one cell more for the 3 x 3 filter; a roof cut by the window's edge is
+    referred to its part inside."""
+    import scipy.ndimage as ndi
+
+    got = [np.unique(labels[s[0], s[1]]) for s in sure if s is not None]
+    ids = np.unique(np.concatenate(got)) if got else np.zeros(0, labels.dtype)
+    ids = ids[ids > 0]
+    empty = (np.zeros(0), np.zeros(0, labels.dtype))
+    if not len(ids):
+        return tuple(None if s is None else empty for s in sure)
+    ny, nx = labels.shape
+    m = np.isin(labels, ids)
+    rows, cols = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
+    R0, R1 = max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, ny)
+    C0, C1 = max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, nx)
+    box = (slice(w.i0 + R0, w.i0 + R1), slice(w.j0 + C0, w.j0 + C1))
+    litb = np.asarray(io.read("illumination", (slice(None),) + box))
+    visb = np.asarray(io.read("visible", (slice(None),) + box))
+    bval = np.asarray(io.read("value", (slice(None), slice(None)) + box), np.float64)  # (image, band, y, x)
+    blab = np.where(m[R0:R1, C0:C1], labels[R0:R1, C0:C1], 0)
+    out = []
+    for k, s in enumerate(sure):
+        if s is None:
+            out.append(None)
+            continue
+        good = ((litb[k] > 0) & (litb[k] < 255) & (visb[k] == 1)).astype(np.uint8)
+        ri, rj = np.nonzero((ndi.minimum_filter(good, size=3, mode="nearest") == 1) & (blab > 0))
+        out.append((bval[k][:, ri, rj].mean(axis=0), blab[ri, rj]))
+    return tuple(out)
