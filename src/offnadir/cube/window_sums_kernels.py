@@ -54,37 +54,63 @@ def _window_rule(n, r, origin, first, lo, hi, mode):
 
 
 @njit(**_NB)
-def _box_rows(work, nq, r, ox):
-    """work[q, y, x] <- sum of work[q, y, x-r .. x+r] (clipped to the array) for q < nq, in place,
-    rounded the same whatever the array's extent (``ox``: the grid column of its column 0;
-    :func:`_window_rule`)."""
-    nx = work.shape[2]
+def _row_sums(a, b, work, r, ox):
+    """work[q, y, x] <- the sum over the row window x-r .. x+r (clipped to the array) of the six
+    per-cell terms of :func:`window_ncc` (q: 1 where both samples are finite, a, b, a², b², ab; 0
+    elsewhere), rounded the same whatever the array's extent (``ox``: the grid column of its column
+    0; :func:`_window_rule`). The terms are made as the row is walked and the six running sums
+    advance together: six independent chains of additions (one sum at a time waited on each
+    addition's latency), each added in the same order as before, so every sum is the same to the
+    bit (issue 7, p2 ninth round; a fill of six (ny, nx) planes then one plane at a time before)."""
+    ny, nx = a.shape
     first = np.empty(nx, np.bool_)
     lo = np.empty(nx, np.int64)
     hi = np.empty(nx, np.int64)
     mode = np.empty(nx, np.int8)
     _window_rule(nx, r, ox, first, lo, hi, mode)
-    pre = np.empty(nx)
-    suf = np.empty(nx)
-    for y in range(work.shape[1]):
-        for q in range(nq):
-            v = work[q, y]
-            acc = 0.0
-            for p in range(nx):
-                acc = v[p] if first[p] else acc + v[p]
-                pre[p] = acc
-            acc = 0.0
-            for p in range(nx - 1, -1, -1):
-                acc = v[p] if (p == nx - 1 or first[p + 1]) else v[p] + acc
-                suf[p] = acc
+    last = np.empty(nx, np.bool_)  # the cell ends its run
+    for p in range(nx):
+        last[p] = p == nx - 1 or first[p + 1]
+    pre = np.empty((6, nx))
+    suf = np.empty((6, nx))
+    for y in range(ny):
+        ay = a[y]
+        by = b[y]
+        for back in range(2):  # pre: from a run's start forward; suf: from a cell to its run's end
+            c0 = c1 = c2 = c3 = c4 = c5 = 0.0
+            acc = suf if back else pre
+            for i in range(nx):
+                p = nx - 1 - i if back else i
+                va = ay[p]
+                vb = by[p]
+                if va == va and vb == vb:
+                    da = np.float64(va)
+                    db = np.float64(vb)
+                    e0, e1, e2, e3, e4, e5 = 1.0, da, db, da * da, db * db, da * db
+                else:
+                    e0 = e1 = e2 = e3 = e4 = e5 = 0.0
+                if (last[p] if back else first[p]):
+                    c0, c1, c2, c3, c4, c5 = e0, e1, e2, e3, e4, e5
+                else:
+                    c0, c1, c2, c3, c4, c5 = e0 + c0, e1 + c1, e2 + c2, e3 + c3, e4 + c4, e5 + c5
+                acc[0, p] = c0
+                acc[1, p] = c1
+                acc[2, p] = c2
+                acc[3, p] = c3
+                acc[4, p] = c4
+                acc[5, p] = c5
+        for q in range(6):
+            w = work[q, y]
+            pq = pre[q]
+            sq = suf[q]
             for x in range(nx):
                 m = mode[x]
                 if m == 0:
-                    v[x] = pre[hi[x]]
+                    w[x] = pq[hi[x]]
                 elif m == 1:
-                    v[x] = suf[lo[x]]
+                    w[x] = sq[lo[x]]
                 else:
-                    v[x] = suf[lo[x]] + pre[hi[x]]
+                    w[x] = sq[lo[x]] + pq[hi[x]]
 
 
 @njit(**_NB)
@@ -150,23 +176,7 @@ def window_ncc(a, b, r, min_count, out, work, oy=0, ox=0):
     # raw (uncentred) window sums: the products of float32 samples are exact in float64 and a
     # window's sums hold (2r+1)² terms, so the variances keep ~1e-13 of the squared mean (a
     # centring on the block's mean made every cell depend on the block)
-    for y in range(ny):
-        for x in range(nx):
-            va = a[y, x]
-            vb = b[y, x]
-            if va == va and vb == vb:
-                da = np.float64(va)
-                db = np.float64(vb)
-                work[0, y, x] = 1.0
-                work[1, y, x] = da
-                work[2, y, x] = db
-                work[3, y, x] = da * da
-                work[4, y, x] = db * db
-                work[5, y, x] = da * db
-            else:
-                for q in range(6):
-                    work[q, y, x] = 0.0
-    _box_rows(work, 6, r, ox)
+    _row_sums(a, b, work, r, ox)
     for q in range(6):
         _box_cols(work[q], r, work[6], oy)
     for y in range(ny):
