@@ -61,8 +61,10 @@ def _row_sums(a, b, work, r, ox):
     0; :func:`_window_rule`). The terms are made as the row is walked and the six running sums
     advance together: six independent chains of additions (one sum at a time waited on each
     addition's latency), each added in the same order as before, so every sum is the same to the
-    bit (issue 7, p2 ninth round; a fill of six (ny, nx) planes then one plane at a time before)."""
+    bit (issue 7, p2 ninth round; a fill of six (ny, nx) planes then one plane at a time before).
+    Returns True when every cell has both samples finite."""
     ny, nx = a.shape
+    full = True
     first = np.empty(nx, np.bool_)
     lo = np.empty(nx, np.int64)
     hi = np.empty(nx, np.int64)
@@ -88,6 +90,7 @@ def _row_sums(a, b, work, r, ox):
                     db = np.float64(vb)
                     e0, e1, e2, e3, e4, e5 = 1.0, da, db, da * da, db * db, da * db
                 else:
+                    full = False
                     e0 = e1 = e2 = e3 = e4 = e5 = 0.0
                 if (last[p] if back else first[p]):
                     c0, c1, c2, c3, c4, c5 = e0, e1, e2, e3, e4, e5
@@ -111,6 +114,7 @@ def _row_sums(a, b, work, r, ox):
                     w[x] = sq[lo[x]]
                 else:
                     w[x] = sq[lo[x]] + pq[hi[x]]
+    return full
 
 
 @njit(**_NB)
@@ -176,8 +180,13 @@ def window_ncc(a, b, r, min_count, out, work, oy=0, ox=0):
     # raw (uncentred) window sums: the products of float32 samples are exact in float64 and a
     # window's sums hold (2r+1)² terms, so the variances keep ~1e-13 of the squared mean (a
     # centring on the block's mean made every cell depend on the block)
-    _row_sums(a, b, work, r, ox)
-    for q in range(6):
+    full = _row_sums(a, b, work, r, ox)
+    if full:  # every window's count is its clipped extent: sums of integers, exact in any order
+        for y in range(ny):
+            cy = np.float64(min(y + r, ny - 1) - max(y - r, 0) + 1)
+            for x in range(nx):
+                work[0, y, x] = cy * (min(x + r, nx - 1) - max(x - r, 0) + 1)
+    for q in range(1 if full else 0, 6):
         _box_cols(work[q], r, work[6], oy)
     for y in range(ny):
         for x in range(nx):
