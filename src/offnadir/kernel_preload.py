@@ -26,6 +26,7 @@ log = logging.getLogger("offnadir.kernel_preload")
 RUN_MODULES = ("offnadir.camera.kernels", "offnadir.cube.kernels", "offnadir.cube.tiepoint_kernels",
                "offnadir.cube.visibility_bound_kernels", "offnadir.cube.visibility_kernels",
                "offnadir.cube.sweep_kernels", "offnadir.cube.window_sums_kernels", "offnadir.cube.sweep_level_kernels",
+               "offnadir.cube.sweep_views_kernels",
                "offnadir.change.sun_kernels", "offnadir.change.sun_block_sums", "offnadir.change.slic_kernels",
                "offnadir.change.segment_kernels", "offnadir.change.kernels", "offnadir.change.group_kernels",
                "offnadir.change.census_codes",

@@ -46,6 +46,7 @@ PIPELINE_MODULES = (
     "offnadir.cube.sweep_kernels",
     "offnadir.cube.window_sums_kernels",
     "offnadir.cube.sweep_level_kernels",
+    "offnadir.cube.sweep_views_kernels",
     "offnadir.cube.tiepoint_kernels",
     "offnadir.change.kernels",
     "offnadir.change.group_kernels",
