@@ -18,7 +18,8 @@ def test_interp_lattice_rows_equals_the_cubes_interpolation(i0, j0, ny, nx, il, 
     nli = (i0 + ny - 1 - il) // step + 2
     nlj = (j0 + nx - 1 - jl) // step + 2
     lattice = rng.normal(5000.0, 800.0, (nli, nlj))
-    lattice[rng.random(lattice.shape) < 0.1] = np.nan
+    if lattice.size >= 12:  # NaN nodes where the lattice holds cells away from them
+        lattice[rng.random(lattice.shape) < 0.1] = np.nan
     ref = np.empty((ny, nx))
     out = np.full((ny, nx), -1.0)
     cubek.interp_lattice(lattice, step, il, jl, i0, j0, ref)
