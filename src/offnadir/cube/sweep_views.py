@@ -8,7 +8,6 @@ import numpy as np
 
 from offnadir.camera import kernels as camk
 from offnadir.cube import geometry
-from offnadir.cube import kernels as cubek
 from offnadir.cube import sweep_level_kernels as slk
 from offnadir.cube import sweep_views_kernels as svk
 
@@ -60,7 +59,8 @@ class View:
         if self.window is None:
             self.out.fill(np.nan)
         else:
-            cubek.sample_bilinear(self.window, self.row, self.col, float(self.r0), float(self.c0), np.nan, self.out)
+            # the cube's sample_bilinear to the bit, for the one float32 band without nodata (p2 ninth round)
+            svk.sample_bilinear_nan(self.window[0], self.row, self.col, float(self.r0), float(self.c0), self.out[0])
         return self.out[0]
 
     def sample(self, z) -> np.ndarray:

@@ -1,11 +1,15 @@
-"""numba kernel of the height sweep's resampling (:mod:`offnadir.cube.sweep_views`): the lattice
-interpolation of :func:`offnadir.cube.kernels.interp_lattice`, with each lattice row's interpolation
-along the columns made once for the block rather than once per fine row (issue 7, p2 ninth round).
+"""numba kernels of the height sweep's resampling (:mod:`offnadir.cube.sweep_views`), equal to the
+bit to the cube's: the lattice interpolation of :func:`offnadir.cube.kernels.interp_lattice`, with
+each lattice row's interpolation along the columns made once for the block rather than once per
+fine row, and :func:`offnadir.cube.kernels.sample_bilinear` for the sweep's one float32 band without
+a nodata value (issue 7, p2 ninth round).
 
 Kernels know numpy and numba only; one thread (``nogil``), preallocated outputs.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit
@@ -67,3 +71,46 @@ def interp_lattice_rows(lattice, step, i_lat0, j_lat0, i0, j0, out):
         else:
             for x in range(nx):
                 o[x] = h0[x]
+
+
+@njit(**_NB)
+def sample_bilinear_nan(image, row, col, row0, col0, out):
+    """:func:`offnadir.cube.kernels.sample_bilinear` of a one-band float32 window without a nodata
+    value (NaN pixels propagate), equal to the bit: the same positions, weights and arithmetic.
+    image: (h, w) float32; row, col: (ny, nx) float64; out: (ny, nx) float32."""
+    h = image.shape[0]
+    w = image.shape[1]
+    ny, nx = row.shape
+    rmax = np.float64(h - 1)
+    cmax = np.float64(w - 1)
+    one = np.uintp(1)
+    for y in range(ny):
+        ry = row[y]
+        cy = col[y]
+        oy = out[y]
+        for x in range(nx):
+            r = ry[x] - row0
+            c = cy[x] - col0
+            if not (r >= 0.0 and r <= rmax and c >= 0.0 and c <= cmax):
+                oy[x] = np.nan
+                continue
+            ir = int(math.floor(r))
+            ic = int(math.floor(c))
+            fr = r - ir
+            fc = c - ic
+            ur = np.uintp(ir)
+            uc = np.uintp(ic)
+            a00 = np.float64(image[ur, uc])
+            top = a00
+            if fc != 0.0:
+                a01 = np.float64(image[ur, uc + one])
+                top = a00 + fc * (a01 - a00)
+            val = top
+            if fr != 0.0:
+                a10 = np.float64(image[ur + one, uc])
+                bot = a10
+                if fc != 0.0:
+                    a11 = np.float64(image[ur + one, uc + one])
+                    bot = a10 + fc * (a11 - a10)
+                val = top + fr * (bot - top)
+            oy[x] = val
