@@ -31,3 +31,23 @@ def test_interp_lattice_rows_equals_the_cubes_interpolation(i0, j0, ny, nx, il, 
 def test_interp_lattice_rows_refuses_a_lattice_that_does_not_cover_the_block():
     with pytest.raises(ValueError):
         svk.interp_lattice_rows(np.zeros((2, 2)), 16, 0, 0, 10, 0, np.empty((10, 4)))
+
+
+def test_sample_bilinear_nan_equals_the_cubes_sampling():
+    rng = np.random.default_rng(5)
+    img = rng.normal(500.0, 100.0, (1, 90, 70)).astype(np.float32)
+    img[0, rng.random((90, 70)) < 0.02] = np.nan
+    Y, X = np.mgrid[0:60, 0:50]
+    row = 10.3 + Y * 1.01 + 0.2 * X + rng.normal(0.0, 0.01, Y.shape)
+    col = 5.7 + X * 0.98 - 0.1 * Y
+    row[::7, ::5] = np.round(row[::7, ::5])  # on pixel centres: one neighbour alone
+    col[::3, ::4] = np.round(col[::3, ::4])
+    row[5, 5] = np.nan
+    row[7, 7] = -100.0  # outside the window
+    col[9, 9] = 1e4
+    ref = np.empty((1, 60, 50), np.float32)
+    out = np.full((60, 50), -1.0, np.float32)
+    cubek.sample_bilinear(img, row, col, 3.0, 2.0, np.nan, ref)
+    svk.sample_bilinear_nan(img[0], row, col, 3.0, 2.0, out)
+    assert np.array_equal(out, ref[0], equal_nan=True)
+    assert np.isfinite(out).mean() > 0.8 and np.isnan(out[5, 5]) and np.isnan(out[7, 7]) and np.isnan(out[9, 9])
