@@ -120,6 +120,11 @@ def localise(p, fine_evidence, coarse_model, fine_model):
     with np.errstate(invalid="ignore"):
         may_raise = ((p > prior) & fine_says) if prior is not None else np.zeros(p.shape, bool)
     llr = np.where(may_raise, llr, np.minimum(llr, 0.0))
+    # the ufuncs on the cells they move only (element by element: the same numbers as over all cells)
+    w = np.flatnonzero(fin & (llr != 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
-        q = expit(logit(np.clip(p, 0.0, 1.0)) + llr)
-    return np.where(fin & (llr != 0.0) & np.isfinite(q), q, p)
+        q = expit(logit(np.clip(p.reshape(-1)[w], 0.0, 1.0)) + llr.reshape(-1)[w])
+    out = p.copy()
+    ok = np.isfinite(q)
+    out.reshape(-1)[w[ok]] = q[ok]
+    return out
