@@ -142,3 +142,53 @@ def test_outline_sums_equal_the_numpy_definition(step):
     ref = _reference_patch_sums(lab, elev, xb, xt, ok, step, core, rowmap, len(ids))
     assert new[:, 3].sum() > 20 and new[:, 0].sum() > 500
     assert np.array_equal(new, ref)
+
+
+def test_all_within_one_is_the_3x3_minimum_filter():
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(3)
+    for shape in [(1, 1), (1, 6), (6, 1), (2, 2), (3, 7), (60, 45)]:
+        for share in (0.0, 0.5, 0.9, 0.99, 1.0):
+            g = rng.random(shape) < share
+            want = ndi.minimum_filter(g.astype(np.uint8), size=3, mode="nearest") == 1
+            assert np.array_equal(MS.all_within_one(g), want)
+    g = np.ones((5, 5), bool)
+    g[2, 2] = False
+    assert MS.all_within_one(g).sum() == 25 - 9  # one dark cell takes its 3 x 3 neighbourhood out
+
+
+def test_roof_references_equal_the_whole_box_definition():
+    """The lit references read over the receiving roofs' box (a table look-up of the IDs, the 3 x 3
+    test as shifted ANDs, float64 of the read cells only) equal the numpy form: ``np.isin``, a
+    ``minimum_filter`` and the mean of the box's float64 copy."""
+    from types import SimpleNamespace
+
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(5)
+    n, bands = 70, 4
+    lab = np.zeros((n, n), np.int64)
+    for k in range(1, 12):
+        i, j = rng.integers(0, n - 10, 2)
+        lab[i:i + rng.integers(3, 10), j:j + rng.integers(3, 10)] = k
+    lab[0:4, 60:70] = 40  # a roof at the window's edge, an ID above the others
+    lit = rng.choice(np.array([0, 7, 128, 255], np.uint8), size=(2, n, n), p=[0.1, 0.1, 0.75, 0.05])
+    vis = (rng.random((2, n, n)) < 0.97).astype(np.uint8)
+    val = rng.normal(500, 80, (2, bands, n, n)).astype(np.float32)
+    val[1, 2, 5:9, 5:9] = np.nan
+    arrays = {"illumination": lit, "visible": vis, "value": val}
+    io = SimpleNamespace(read=lambda name, key: arrays[name][key])
+    w = SimpleNamespace(i0=0, j0=0)
+    sure = ((np.array([1, 2, 30, 50]), np.array([61, 3, 30, 50])), None)  # (rows, columns) per image
+    got = MS.roof_references(io, None, w, lab, sure)
+    ids = np.unique(lab[sure[0][0], sure[0][1]])
+    ids = ids[ids > 0]
+    assert len(ids) >= 1
+    m = np.isin(lab, ids)
+    good = ((lit[0] > 0) & (lit[0] < 255) & (vis[0] == 1)).astype(np.uint8)
+    ri, rj = np.nonzero((ndi.minimum_filter(good, size=3, mode="nearest") == 1) & m)
+    want_x = val.astype(np.float64)[0][:, ri, rj].mean(axis=0)
+    assert got[1] is None
+    assert np.array_equal(got[0][1], lab[ri, rj])
+    assert np.array_equal(got[0][0], want_x, equal_nan=True) and len(want_x) > 0

@@ -348,8 +348,6 @@ def roof_references(io, ctx, w, labels, sure):
     level in the window, the reference of a shadow read on it (:func:`tile_sums`). Read over the
     bounding box of those roofs, one cell more for the 3 x 3 filter; a roof cut by the window's edge is
     referred to its part inside."""
-    import scipy.ndimage as ndi
-
     got = [np.unique(labels[s[0], s[1]]) for s in sure if s is not None]
     ids = np.unique(np.concatenate(got)) if got else np.zeros(0, labels.dtype)
     ids = ids[ids > 0]
@@ -357,21 +355,38 @@ def roof_references(io, ctx, w, labels, sure):
     if not len(ids):
         return tuple(None if s is None else empty for s in sure)
     ny, nx = labels.shape
-    m = np.isin(labels, ids)
+    lut = np.zeros(int(ids[-1]) + 1, bool)  # ids: sorted, > 0; labels >= 0 (patch IDs, 0 off the roofs)
+    lut[ids] = True
+    m = lut[np.clip(labels, 0, len(lut) - 1)] & (labels <= ids[-1])  # lut[0] is False: no negative ID matches
     rows, cols = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
     R0, R1 = max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, ny)
     C0, C1 = max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, nx)
     box = (slice(w.i0 + R0, w.i0 + R1), slice(w.j0 + C0, w.j0 + C1))
     litb = np.asarray(io.read("illumination", (slice(None),) + box))
     visb = np.asarray(io.read("visible", (slice(None),) + box))
-    bval = np.asarray(io.read("value", (slice(None), slice(None)) + box), np.float64)  # (image, band, y, x)
+    bval = np.asarray(io.read("value", (slice(None), slice(None)) + box))  # (image, band, y, x), as stored
     blab = np.where(m[R0:R1, C0:C1], labels[R0:R1, C0:C1], 0)
+    on_roof = blab > 0
     out = []
     for k, s in enumerate(sure):
         if s is None:
             out.append(None)
             continue
-        good = ((litb[k] > 0) & (litb[k] < 255) & (visb[k] == 1)).astype(np.uint8)
-        ri, rj = np.nonzero((ndi.minimum_filter(good, size=3, mode="nearest") == 1) & (blab > 0))
-        out.append((bval[k][:, ri, rj].mean(axis=0), blab[ri, rj]))
+        good = (litb[k] > 0) & (litb[k] < 255) & (visb[k] == 1)
+        ri, rj = np.nonzero(all_within_one(good) & on_roof)
+        # float64 of the cells read only: the numbers of the whole box's float64 copy
+        out.append((np.asarray(bval[k][:, ri, rj], np.float64).mean(axis=0), blab[ri, rj]))
     return tuple(out)
+
+
+def all_within_one(good):
+    """``good`` at a cell and its 8 neighbours (bool 2-D): ``ndi.minimum_filter(good.astype(uint8),
+    size=3, mode="nearest") == 1`` (the edges repeated, so the clipped square), as two passes of
+    shifted ANDs."""
+    r = np.array(good, bool, copy=True)
+    r[1:] &= good[:-1]
+    r[:-1] &= good[1:]
+    c = r.copy()
+    c[:, 1:] &= r[:, :-1]
+    c[:, :-1] &= r[:, 1:]
+    return c
