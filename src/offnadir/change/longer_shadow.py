@@ -123,10 +123,10 @@ def _core_distances(h, cand, rise, di, dj, tol, max_dist):
     from offnadir.change.sun_kernels import _regular, march_cells, ray_offsets
 
     ny, nx = h.shape
-    out = np.full(h.shape, -1.0)
     fin = h[np.isfinite(h)]
     if not fin.size:
-        return out
+        return np.full(h.shape, -1.0)
+    out = np.empty(h.shape)  # _blocked_distances writes -1 to every cell first
     hmax, zmin = float(fin.max()), float(fin.min())
     climb = (hmax - zmin) - tol + 1e-9 * (1.0 + abs(hmax) + abs(zmin))
     oi, oj, ss = ray_offsets(di, dj, max_dist, rise, climb, ny - 1, nx - 1)
