@@ -144,18 +144,19 @@ def test_outline_sums_equal_the_numpy_definition(step):
     assert np.array_equal(new, ref)
 
 
-def test_all_within_one_is_the_3x3_minimum_filter():
+@pytest.mark.parametrize("radius", [0, 1, 2, 3])
+def test_all_within_is_the_square_minimum_filter(radius):
     from scipy import ndimage as ndi
 
     rng = np.random.default_rng(3)
-    for shape in [(1, 1), (1, 6), (6, 1), (2, 2), (3, 7), (60, 45)]:
+    for shape in [(1, 1), (1, 6), (6, 1), (2, 2), (3, 7), (4, 9), (60, 45)]:
         for share in (0.0, 0.5, 0.9, 0.99, 1.0):
             g = rng.random(shape) < share
-            want = ndi.minimum_filter(g.astype(np.uint8), size=3, mode="nearest") == 1
-            assert np.array_equal(MS.all_within_one(g), want)
+            want = ndi.minimum_filter(g.astype(np.uint8), size=2 * radius + 1, mode="nearest") == 1
+            assert np.array_equal(SO.all_within(g, radius), want)
     g = np.ones((5, 5), bool)
     g[2, 2] = False
-    assert MS.all_within_one(g).sum() == 25 - 9  # one dark cell takes its 3 x 3 neighbourhood out
+    assert SO.all_within(g, 1).sum() == 25 - 9  # one dark cell takes its 3 x 3 neighbourhood out
 
 
 def test_roof_references_equal_the_whole_box_definition():

@@ -160,8 +160,7 @@ def fringe(h, elevated_labels, codes_t, usable, cell: float, sun_az: float, sun_
     for ``di <= 0``, in floating point too), the cells keep their indices (the march's rounding is
     unchanged), and a smaller highest or larger lowest top only prunes samples that cannot block
     (``tol >= 0``), so the core's distances are those of the whole window."""
-    from scipy import ndimage as ndi
-
+    from offnadir.change import shadow_observed as SO
     from offnadir.change.sun_kernels import caster_distances
 
     h = np.ascontiguousarray(h, np.float64)
@@ -185,7 +184,7 @@ def fringe(h, elevated_labels, codes_t, usable, cell: float, sun_az: float, sun_
             h1[:, b1:] = np.nan
 
     def sure(m):  # every cell within 1 so too; sure(a & b) == sure(a) & sure(b) for a minimum filter
-        return ndi.minimum_filter(np.asarray(m, np.uint8), size=3, mode="nearest") == 1
+        return SO.all_within(m, 1)
 
     if core is None:
         d1 = np.empty(h.shape)

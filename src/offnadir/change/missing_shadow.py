@@ -202,8 +202,6 @@ def shadow_window(io, ctx, tile, keep=None):
     window and filter the shadows once per task."""
     from types import SimpleNamespace
 
-    from scipy import ndimage as ndi
-
     from offnadir.change.tileio import Window
 
     if keep is not None and "shadow_window" in keep:
@@ -228,7 +226,6 @@ def shadow_window(io, ctx, tile, keep=None):
     else:
         val = io.read("value", (slice(None), slice(None), slice(tile.i0, tile.i1),
                                 slice(tile.j0, tile.j1))).astype(np.float64)
-    size = 2 * int(mg) + 1
     in_core = (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
     sure = []
     for k in range(ctx.n_images):
@@ -236,8 +233,8 @@ def shadow_window(io, ctx, tile, keep=None):
             sure.append(None)
             continue
         # training_classes' shadow class: min_filter(A) & min_filter(B) == min_filter(A & B)
-        both = ((lit[k] == 0) & (vis[k] == 1)).astype(np.uint8)
-        ii, jj = np.nonzero(ndi.minimum_filter(both, size=size, mode="nearest")[in_core] == 1)  # row-major
+        both = (lit[k] == 0) & (vis[k] == 1)
+        ii, jj = np.nonzero(SO.all_within(both, mg)[in_core])  # row-major
         x = val[k][:, ii, jj].mean(axis=0)
         fin = np.isfinite(x)
         ii, jj, x = ii[fin] + a0, jj[fin] + b0, x[fin]
@@ -373,20 +370,7 @@ def roof_references(io, ctx, w, labels, sure):
             out.append(None)
             continue
         good = (litb[k] > 0) & (litb[k] < 255) & (visb[k] == 1)
-        ri, rj = np.nonzero(all_within_one(good) & on_roof)
+        ri, rj = np.nonzero(SO.all_within(good, 1) & on_roof)
         # float64 of the cells read only: the numbers of the whole box's float64 copy
         out.append((np.asarray(bval[k][:, ri, rj], np.float64).mean(axis=0), blab[ri, rj]))
     return tuple(out)
-
-
-def all_within_one(good):
-    """``good`` at a cell and its 8 neighbours (bool 2-D): ``ndi.minimum_filter(good.astype(uint8),
-    size=3, mode="nearest") == 1`` (the edges repeated, so the clipped square), as two passes of
-    shifted ANDs."""
-    r = np.array(good, bool, copy=True)
-    r[1:] &= good[:-1]
-    r[:-1] &= good[1:]
-    c = r.copy()
-    c[:, 1:] &= r[:, :-1]
-    c[:, :-1] &= r[:, 1:]
-    return c
