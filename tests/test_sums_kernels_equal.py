@@ -182,7 +182,7 @@ def test_roof_references_equal_the_whole_box_definition():
     io = SimpleNamespace(read=lambda name, key: arrays[name][key])
     w = SimpleNamespace(i0=0, j0=0)
     sure = ((np.array([1, 2, 30, 50]), np.array([61, 3, 30, 50])), None)  # (rows, columns) per image
-    got = MS.roof_references(io, None, w, lab, sure)
+    got = MS.roof_references(io, w, lab, sure)
     ids = np.unique(lab[sure[0][0], sure[0][1]])
     ids = ids[ids > 0]
     assert len(ids) >= 1

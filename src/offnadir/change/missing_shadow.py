@@ -247,7 +247,7 @@ def shadow_window(io, ctx, tile, keep=None):
                 ii, jj, x = ii[keep_], jj[keep_], x[keep_]
         sure.append((ii, jj, x))
     out = SimpleNamespace(halo=sh, window=w, h=h, elevated=elev, labels=labels, sure=tuple(sure),
-                          roof_lit=roof_references(io, ctx, w, labels, sure), first={})
+                          roof_lit=roof_references(io, w, labels, sure), first={})
     if keep is not None:
         keep["shadow_window"] = out
     return out
@@ -338,7 +338,7 @@ def raise_gone(p, gone):
     return np.where(hit, np.fmax(p, 0.5), p)
 
 
-def roof_references(io, ctx, w, labels, sure):
+def roof_references(io, w, labels, sure):
     """Per image with sure shadows (None for the others), ``(x, patch)``: the sure-lit cells (predicted
     lit and visible, every cell within 1 so too: one cell of resampling blur) of the roofs that receive
     one of its sure shadows, their mean value over the bands and patch ID: each receiving roof's own lit
