@@ -14,8 +14,6 @@ import math
 import numpy as np
 from numba import njit
 
-from offnadir.cube.sweep_kernels import off_level_ncc_at
-
 _NB = dict(cache=True, nogil=True, error_model="numpy")
 
 
@@ -164,5 +162,38 @@ def ncc_off_level_cells(a, b, h, ys, xs, z, delta, r, min_count, out, count):
     """:func:`offnadir.cube.sweep_kernels.ncc_off_level` at the listed cells ``(ys, xs)`` only, all at
     the level ``z`` (the same sums in the same order: equal to the bit). out: float32, count:
     float64, one value per listed cell."""
+    ny, nx = a.shape
     for i in range(ys.shape[0]):
-        out[i], count[i] = off_level_ncc_at(a, b, h, ys[i], xs[i], z, delta, r, min_count)
+        y = ys[i]
+        x = xs[i]
+        out[i] = np.nan
+        count[i] = 0.0
+        n = 0
+        sa = 0.0
+        sb = 0.0
+        saa = 0.0
+        sbb = 0.0
+        sab = 0.0
+        for yy in range(max(y - r, 0), min(y + r, ny - 1) + 1):
+            for xx in range(max(x - r, 0), min(x + r, nx - 1) + 1):
+                va = a[yy, xx]
+                vb = b[yy, xx]
+                hh = h[yy, xx]
+                if not (va == va and vb == vb and hh == hh) or abs(hh - z) < delta:
+                    continue
+                n += 1
+                sa += va
+                sb += vb
+                saa += va * va
+                sbb += vb * vb
+                sab += va * vb
+        count[i] = n
+        if n < min_count or n < 2:
+            continue
+        ma = sa / n
+        mb = sb / n
+        va_ = saa / n - ma * ma
+        vb_ = sbb / n - mb * mb
+        if va_ <= 0.0 or vb_ <= 0.0:
+            continue
+        out[i] = (sab / n - ma * mb) / math.sqrt(va_ * vb_)
