@@ -40,34 +40,6 @@ NODATA = np.uint8(2)
 
 
 @njit(**_NB)
-def lattice_columns(lattice, step, i_lat0, j_lat0, i0, j0, ny, nx):
-    """The checks of :func:`interp_lattice` (and of the sweep's
-    :func:`offnadir.cube.sweep_views_kernels.interp_lattice_rows`) and each fine column's node index
-    and fraction (integer arithmetic, then one exact division): ``(jb, fj)``, empty for an empty block."""
-    nli, nlj = lattice.shape
-    if step < 1:
-        raise ValueError("interp_lattice: step must be >= 1 fine cell")
-    if ny == 0 or nx == 0:
-        return np.empty(0, np.int64), np.empty(0, np.float64)
-    ri_first = i0 - i_lat0
-    ri_last = i0 + ny - 1 - i_lat0
-    rj_first = j0 - j_lat0
-    rj_last = j0 + nx - 1 - j_lat0
-    if (ri_first < 0 or rj_first < 0 or ri_last > (nli - 1) * step
-            or rj_last > (nlj - 1) * step):
-        raise ValueError("interp_lattice: the lattice does not cover the requested block; "
-                         "extend the lattice by one node on each side")
-    jb = np.empty(nx, np.int64)
-    fj = np.empty(nx, np.float64)
-    for x in range(nx):
-        r = j0 + x - j_lat0
-        b = r // step
-        jb[x] = b
-        fj[x] = (r - b * step) / step
-    return jb, fj
-
-
-@njit(**_NB)
 def interp_lattice(lattice, step, i_lat0, j_lat0, i0, j0, out):
     """Bilinear interpolation of a coarse lattice onto a block of fine cells.
 
@@ -80,8 +52,28 @@ def interp_lattice(lattice, step, i_lat0, j_lat0, i0, j0, out):
     four) nodes around it only. A cell on a lattice row or column uses that row/column alone, so
     a NaN node only reaches the cells strictly inside the lattice cells around it.
     """
+    nli, nlj = lattice.shape
     ny, nx = out.shape
-    jb, fj = lattice_columns(lattice, step, i_lat0, j_lat0, i0, j0, ny, nx)
+    if step < 1:
+        raise ValueError("interp_lattice: step must be >= 1 fine cell")
+    if ny == 0 or nx == 0:
+        return
+    ri_first = i0 - i_lat0
+    ri_last = i0 + ny - 1 - i_lat0
+    rj_first = j0 - j_lat0
+    rj_last = j0 + nx - 1 - j_lat0
+    if (ri_first < 0 or rj_first < 0 or ri_last > (nli - 1) * step
+            or rj_last > (nlj - 1) * step):
+        raise ValueError("interp_lattice: the lattice does not cover the requested block; "
+                         "extend the lattice by one node on each side")
+    # per-column node index and fraction (integer arithmetic, then one exact division)
+    jb = np.empty(nx, np.int64)
+    fj = np.empty(nx, np.float64)
+    for x in range(nx):
+        r = j0 + x - j_lat0
+        b = r // step
+        jb[x] = b
+        fj[x] = (r - b * step) / step
     for y in range(ny):
         r = i0 + y - i_lat0
         a = r // step

@@ -14,8 +14,6 @@ import math
 import numpy as np
 from numba import njit
 
-from offnadir.cube.kernels import lattice_columns
-
 _NB = dict(cache=True, nogil=True, error_model="numpy")
 
 
@@ -26,13 +24,27 @@ def interp_lattice_rows(lattice, step, i_lat0, j_lat0, i0, j0, out):
     the columns at the cell's column, which depend on the lattice row and the column alone; they
     are made once per lattice row (the same arithmetic, the same NaN rule: a cell on a lattice row
     or column uses that row or column alone) and every fine row between two lattice rows reads them."""
-    nli = lattice.shape[0]
+    nli, nlj = lattice.shape
     ny, nx = out.shape
-    jb, fj = lattice_columns(lattice, step, i_lat0, j_lat0, i0, j0, ny, nx)
+    if step < 1:
+        raise ValueError("interp_lattice_rows: step must be >= 1 fine cell")
     if ny == 0 or nx == 0:
         return
     ri_first = i0 - i_lat0
     ri_last = i0 + ny - 1 - i_lat0
+    rj_first = j0 - j_lat0
+    rj_last = j0 + nx - 1 - j_lat0
+    if (ri_first < 0 or rj_first < 0 or ri_last > (nli - 1) * step
+            or rj_last > (nlj - 1) * step):
+        raise ValueError("interp_lattice_rows: the lattice does not cover the requested block; "
+                         "extend the lattice by one node on each side")
+    jb = np.empty(nx, np.int64)
+    fj = np.empty(nx, np.float64)
+    for x in range(nx):
+        r = j0 + x - j_lat0
+        b = r // step
+        jb[x] = b
+        fj[x] = (r - b * step) / step
     a_lo = ri_first // step
     a_hi = min(ri_last // step + 1, nli - 1)
     rows = np.empty((a_hi - a_lo + 1, nx))
