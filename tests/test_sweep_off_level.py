@@ -155,7 +155,6 @@ def test_off_level_on_the_tested_windows_alone_equals_the_whole_block(tmp_path):
     agreements and the decision equal to the bit to the whole block's, hidden cells included."""
     import dask
 
-    from offnadir.cube import sweep_level_kernels as slk
     from offnadir.cube import sweep_views as SV
     from offnadir.cube.tile import height_block, lonlat_block
     from offnadir.pipeline import plan_cube
@@ -195,7 +194,7 @@ def test_off_level_on_the_tested_windows_alone_equals_the_whole_block(tmp_path):
     full, cnt = np.empty(h.shape, np.float32), np.empty(h.shape)
     swk.ncc_off_level(smp[0], smp[1], h, zc, 1.0, r, 20.0, full, cnt)
     part, pcnt = np.empty(cy.size, np.float32), np.empty(cy.size)
-    slk.ncc_off_level_cells(smp[0], smp[1], h, cy, cx, z0 + (n // 2) * step, 1.0, r, 20.0, part, pcnt)
+    swk.ncc_off_level_cells(smp[0], smp[1], h, cy, cx, z0 + (n // 2) * step, 1.0, r, 20.0, part, pcnt)
     assert np.isfinite(part).sum() > 100
     assert np.array_equal(part, full[cy, cx], equal_nan=True) and np.array_equal(pcnt, cnt[cy, cx])
     # the whole test: best heights spread over the range, every cell tested

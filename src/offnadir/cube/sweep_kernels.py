@@ -226,6 +226,43 @@ def coherent_share(dh, r, tol, out):
 
 
 @njit(**_NB)
+def off_level_ncc_at(a, b, h, y, x, z, delta, r, min_count):
+    """One cell of :func:`ncc_off_level`: ``(ncc, n)`` over the window of radius ``r`` around ``(y, x)``
+    without the cells whose height ``h`` is within ``delta`` of ``z`` or NaN in either image (ncc NaN
+    under ``min_count`` pairs or without variance); shared with the sweep's listed-cell form
+    (:func:`offnadir.cube.sweep_level_kernels.ncc_off_level_cells`)."""
+    ny, nx = a.shape
+    n = 0
+    sa = 0.0
+    sb = 0.0
+    saa = 0.0
+    sbb = 0.0
+    sab = 0.0
+    for yy in range(max(y - r, 0), min(y + r, ny - 1) + 1):
+        for xx in range(max(x - r, 0), min(x + r, nx - 1) + 1):
+            va = a[yy, xx]
+            vb = b[yy, xx]
+            hh = h[yy, xx]
+            if not (va == va and vb == vb and hh == hh) or abs(hh - z) < delta:
+                continue
+            n += 1
+            sa += va
+            sb += vb
+            saa += va * va
+            sbb += vb * vb
+            sab += va * vb
+    if n < min_count or n < 2:
+        return np.nan, float(n)
+    ma = sa / n
+    mb = sb / n
+    va_ = saa / n - ma * ma
+    vb_ = sbb / n - mb * mb
+    if va_ <= 0.0 or vb_ <= 0.0:
+        return np.nan, float(n)
+    return (sab / n - ma * mb) / math.sqrt(va_ * vb_), float(n)
+
+
+@njit(**_NB)
 def ncc_off_level(a, b, h, zc, delta, r, min_count, out, count):
     """Windowed NCC of ``a`` and ``b`` around every cell over the window cells whose height ``h``
     is *not* within ``delta`` of the cell's level ``zc`` (``|h - zc| >= delta``; the cell itself
@@ -243,32 +280,13 @@ def ncc_off_level(a, b, h, zc, delta, r, min_count, out, count):
             count[y, x] = 0.0
             if not (z == z):
                 continue
-            n = 0
-            sa = 0.0
-            sb = 0.0
-            saa = 0.0
-            sbb = 0.0
-            sab = 0.0
-            for yy in range(max(y - r, 0), min(y + r, ny - 1) + 1):
-                for xx in range(max(x - r, 0), min(x + r, nx - 1) + 1):
-                    va = a[yy, xx]
-                    vb = b[yy, xx]
-                    hh = h[yy, xx]
-                    if not (va == va and vb == vb and hh == hh) or abs(hh - z) < delta:
-                        continue
-                    n += 1
-                    sa += va
-                    sb += vb
-                    saa += va * va
-                    sbb += vb * vb
-                    sab += va * vb
-            count[y, x] = n
-            if n < min_count or n < 2:
-                continue
-            ma = sa / n
-            mb = sb / n
-            va_ = saa / n - ma * ma
-            vb_ = sbb / n - mb * mb
-            if va_ <= 0.0 or vb_ <= 0.0:
-                continue
-            out[y, x] = (sab / n - ma * mb) / math.sqrt(va_ * vb_)
+            out[y, x], count[y, x] = off_level_ncc_at(a, b, h, y, x, z, delta, r, min_count)
+
+
+@njit(**_NB)
+def ncc_off_level_cells(a, b, h, ys, xs, z, delta, r, min_count, out, count):
+    """:func:`ncc_off_level` at the listed cells ``(ys, xs)`` only, all at the level ``z`` (the same
+    cell sums, :func:`off_level_ncc_at`: equal to the bit; the height sweep's off-level test,
+    :mod:`offnadir.cube.sweep_level`). out: float32, count: float64, one value per listed cell."""
+    for i in range(ys.shape[0]):
+        out[i], count[i] = off_level_ncc_at(a, b, h, ys[i], xs[i], z, delta, r, min_count)

@@ -117,7 +117,7 @@ def off_level_explained(views, at_dsm, hidden, pairs, h, best, best_k, z0: float
         ncc = np.empty(s1 - s0, np.float32)
         cnt = np.empty(s1 - s0)
         for a, b in pairs:
-            slk.ncc_off_level_cells(smp[a], smp[b], h, y, x, z, float(level), radius, min_count, ncc, cnt)
+            swk.ncc_off_level_cells(smp[a], smp[b], h, y, x, z, float(level), radius, min_count, ncc, cnt)
             acc += ncc
             cells = np.minimum(cells, cnt)
         off_best[y, x] = acc / len(pairs)

@@ -3,8 +3,9 @@ On-level (:func:`~offnadir.cube.sweep_level.on_level_moved`): the windowed NCC o
 window that follows a moved surface, the window cells on the centre cell's level read from samples at
 the moved heights, the others from samples at the DSM heights (slow twin in
 ``tests/test_sweep_on_level.py``). Off-level (:func:`~offnadir.cube.sweep_level.off_level_explained`):
-the windows of the tested cells, the images sampled there alone and the off-level NCC at those cells
-alone, each equal to the bit to the whole-block kernels (``tests/test_sweep_off_level.py``). numpy and
+the windows of the tested cells and the images sampled there alone (the off-level NCC at those cells
+alone is :func:`offnadir.cube.sweep_kernels.ncc_off_level_cells`, beside the whole-block kernel whose
+cell sums it shares), each equal to the bit to the whole-block kernels (``tests/test_sweep_off_level.py``). numpy and
 numba only; one thread per call (``nogil``)."""
 
 from __future__ import annotations
@@ -155,45 +156,3 @@ def sample_cells(image, lat_r, lat_c, step, i_lat0, j_lat0, i0, j0, row0, col0, 
                 bot = bot + fc * (np.float64(image[ir + 1, ic + 1]) - bot)
             val = top + fr * (bot - top)
         out[y, x] = val
-
-
-@njit(**_NB)
-def ncc_off_level_cells(a, b, h, ys, xs, z, delta, r, min_count, out, count):
-    """:func:`offnadir.cube.sweep_kernels.ncc_off_level` at the listed cells ``(ys, xs)`` only, all at
-    the level ``z`` (the same sums in the same order: equal to the bit). out: float32, count:
-    float64, one value per listed cell."""
-    ny, nx = a.shape
-    for i in range(ys.shape[0]):
-        y = ys[i]
-        x = xs[i]
-        out[i] = np.nan
-        count[i] = 0.0
-        n = 0
-        sa = 0.0
-        sb = 0.0
-        saa = 0.0
-        sbb = 0.0
-        sab = 0.0
-        for yy in range(max(y - r, 0), min(y + r, ny - 1) + 1):
-            for xx in range(max(x - r, 0), min(x + r, nx - 1) + 1):
-                va = a[yy, xx]
-                vb = b[yy, xx]
-                hh = h[yy, xx]
-                if not (va == va and vb == vb and hh == hh) or abs(hh - z) < delta:
-                    continue
-                n += 1
-                sa += va
-                sb += vb
-                saa += va * va
-                sbb += vb * vb
-                sab += va * vb
-        count[i] = n
-        if n < min_count or n < 2:
-            continue
-        ma = sa / n
-        mb = sb / n
-        va_ = saa / n - ma * ma
-        vb_ = sbb / n - mb * mb
-        if va_ <= 0.0 or vb_ <= 0.0:
-            continue
-        out[i] = (sab / n - ma * mb) / math.sqrt(va_ * vb_)
