@@ -36,6 +36,16 @@ medians of ``S``, the ray's log LR and the wide / localised ground probability, 
 cell stopped (:data:`STOPS`, in the maps pass's order before the ray moved ahead of the localisation:
 the stores replayed with the ``both`` variant); ``--json`` keeps the rows.
 
+``lean*`` (issue 7, q3 tenth round; measured, not adopted): the **relief ray**, the new building's other
+witness. A building of height h standing where the old DSM is flat leans h tan(off-nadir) away from the
+target's sensor in the target's ortho (its roof displaced, its facade on the sensor side), so the ground
+cells down the lean of a new footprint show change in the target. Per ground cell: the share of ground
+cells whose fine window (:mod:`offnadir.change.localise`) says change on the ray of ``K = ceil(h tan(off-nadir)
+/ cell)`` cells away from the sensor (h the old DSM's typical height, as the shadow ray's), its ratio
+calibrated as the shadow ray's and added with it before the localisation; controls ``lean_against`` /
+``lean_perp`` (the ray towards the sensor / across), ``lean_diff`` (the share less the share towards the
+sensor), ``lean_lit`` (input on ground predicted lit at the new date only).
+
 ``--hard``: ``benchmarks/eval_hard_sim.py --work DIR [--size N]``; ``--km``:
 ``benchmarks/eval_change_real.py --workdir DIR``. ``current`` reproduces the stored probability
 (largest difference printed).
@@ -81,6 +91,15 @@ VARIANTS = {
              "localisation: the ray's evidence may open the fine window's gate (p > prior)",
     "first_open": "first, with only the ratio's positive part before the localisation (it may open the gate, "
                   "never close it) and its negative part after",
+    "lean": "first, and the relief ray before the localisation: the share of ground cells whose fine window says "
+            "change on the K cells from the cell away from the target's sensor (K: the typical height's relief "
+            "displacement, h tan(off-nadir) / cell), its likelihood ratio calibrated as the shadow ray's",
+    "lean_raise": "lean, the relief ray's ratio relative to S = 0 (may only raise)",
+    "lean_against": "control: lean with the ray towards the sensor",
+    "lean_perp": "control: lean with the ray across the lean",
+    "lean_diff": "lean, the ray's share less the same share towards the sensor (clipped at 0): the relief's asymmetry",
+    "lean_lit": "lean, the ray's input on ground predicted lit at the new date only (not the sun's shadow changes)",
+    "lean_only": "the relief ray alone before the localisation (no shadow ray)",
 }
 BINS = 10
 MIN_CHANGED = 100
@@ -99,6 +118,8 @@ def load(store, t=1):
         d["dsm"] = np.asarray(ds["dsm"].values, np.float64)
         d["sun"] = json.loads(ds.attrs["change_sun"])[t]
         d["cal"] = json.loads(ds.attrs["change_calibration"])
+        d["view_az"] = float(ds["azimuth"].values[t])
+        d["view_off"] = float(ds["off_nadir"].values[t])
     d["ok_t"] = (d["vis"][t] == 1) & np.isfinite(d["target"])
     return d
 
@@ -157,6 +178,38 @@ def shadow_ray(d, name):
     return S, dict(info, height_m=round(h, 2), K=k, U_cells=int(U.sum()))
 
 
+def lean_ray(d, name, says):
+    """(S, info): the share of ``says`` (ground cells whose fine window calls change, seen) on the ray of K
+    cells from each cell away from the target's sensor: where a building standing on the cell would show its
+    roof in the target (relief displacement h tan(off-nadir), h the old DSM's typical height)."""
+    az = math.radians(d["view_az"] + d["sun"]["grid_north_deg"])
+    if name.endswith("against"):
+        az += math.pi
+    elif name.endswith("perp"):
+        az += math.pi / 2
+    h = typical_height(d)
+    k = int(min(max(2, math.ceil(h * math.tan(math.radians(d["view_off"])) / d["cell"])),
+                int(d["cal"]["window_cells"]) // 2))
+    m = says & ~d["elev"] & d["ok_t"]
+    if name.endswith("lit"):  # only what the fine window says on ground the old DSM predicts lit at the new date
+        m &= (d["ill"] > 0) & (d["ill"] < 255)
+    S = ray_share(m, az, k)
+    if name.endswith("diff"):  # the asymmetry: change down the lean that the sensor side of the cell does not show
+        S = np.maximum(S - ray_share(m, az + math.pi, k), 0.0)
+    return S, dict(lean_K=k, lean_h=round(h, 2))
+
+
+def ray_table(S, chg, unc, name):
+    """log LR per bin of ``S`` (10 bins, counts + 1/2, pool-adjacent-violators: non-decreasing)."""
+    b = np.clip(np.searchsorted(np.linspace(0, 1, BINS + 1)[1:-1], S, side="right"), 0, BINS - 1)
+    fc = np.bincount(b[chg], minlength=BINS) + 0.5
+    fu = np.bincount(b[unc], minlength=BINS) + 0.5
+    llr = pav_up(np.log(fc / fc.sum()) - np.log(fu / fu.sum()), fc + fu)
+    if name.endswith("raise"):
+        llr = llr - llr[0]
+    return llr, b
+
+
 def pav_up(y, w):
     """Weighted least-squares non-decreasing fit."""
     blocks = []
@@ -184,8 +237,25 @@ def decide(d, name):
         fm = C.fit(C.histogram(P.ratio_evidence(d["fine"]), g), anchor=P.ANCHOR["local"])
         p[g] = L.localise(p[g], d["fine"][g], models[0], fm)
     info = {}
+    lean_add = None
+    if name.startswith("lean") and fm is not None and L.log_likelihood_ratio(fm) is not None:
+        tab = L.log_likelihood_ratio(fm)
+        fin = np.isfinite(d["fine"])
+        llr_f = np.full(e.shape, -np.inf)
+        llr_f[fin] = C.interp(C.to_z(d["fine"][fin] / (1.0 + d["fine"][fin])), C.centres(), tab)
+        says = llr_f >= np.log(fm["pi"][0] / fm["pi"][1])
+        Sl, li = lean_ray(d, name, says)
+        obs = g & np.isfinite(p) & (d["vis"][0] == 1) & (d["vis"][d["t"]] == 1)
+        chg, unc = obs & (p >= 0.5), obs & (p < 0.5)
+        if chg.sum() >= MIN_CHANGED:
+            lt, lb = ray_table(Sl, chg, unc, name)
+            li["lean_log_lr"] = np.round(lt, 2).tolist()
+            lean_add = np.where(g, lt[lb], 0.0)
+        info.update(li)
     if name != "current":
-        S, info = shadow_ray(d, name)
+        S, info0 = (None, {}) if name == "lean_only" else shadow_ray(d, name)
+        info.update(info0)
+        add = None
         if S is not None:
             obs = g & np.isfinite(p) & (d["vis"][0] == 1) & (d["vis"][d["t"]] == 1)
             chg, unc = obs & (p >= 0.5), obs & (p < 0.5)
@@ -195,22 +265,25 @@ def decide(d, name):
                 fc = np.bincount(b[chg], minlength=BINS) + 0.5
                 fu = np.bincount(b[unc], minlength=BINS) + 0.5
                 llr = pav_up(np.log(fc / fc.sum()) - np.log(fu / fu.sum()), fc + fu)
-                if not name.startswith(("both", "first")):
+                if not name.startswith(("both", "first", "lean")):
                     llr = llr - llr[0]
                 info["log_lr"] = np.round(llr, 2).tolist()
                 add = np.where(g, llr[b], 0.0)
-                base = pw if name.startswith("first") else p
-                before = np.maximum(add, 0.0) if name == "first_open" else add
+        if lean_add is not None:  # the relief ray's ratio, with or without the shadow ray's
+            add = lean_add if add is None else add + lean_add
+        if add is not None:
+            base = pw if name.startswith(("first", "lean")) else p
+            before = np.maximum(add, 0.0) if name == "first_open" else add
+            with np.errstate(divide="ignore", invalid="ignore"):
+                q = expit(logit(np.clip(base, 0, 1)) + before)
+            p = np.where(g & np.isfinite(q) & (before != 0), q, base)
+            if name.startswith(("first", "lean")) and fm is not None:  # the rays' ratios before the localisation
+                p[g] = L.localise(p[g], d["fine"][g], models[0], fm)
+            if name == "first_open":  # the rest of the ratio (its negative part) after it
+                after = np.minimum(add, 0.0)
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    q = expit(logit(np.clip(base, 0, 1)) + before)
-                p = np.where(g & np.isfinite(q) & (before != 0), q, base)
-                if name.startswith("first") and fm is not None:  # the ray's ratio before the localisation
-                    p[g] = L.localise(p[g], d["fine"][g], models[0], fm)
-                if name == "first_open":  # the rest of the ratio (its negative part) after it
-                    after = np.minimum(add, 0.0)
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        q = expit(logit(np.clip(p, 0, 1)) + after)
-                    p = np.where(g & np.isfinite(q) & (after != 0), q, p)
+                    q = expit(logit(np.clip(p, 0, 1)) + after)
+                p = np.where(g & np.isfinite(q) & (after != 0), q, p)
     kept = ED.rim_kept(d)
     p, ch = ED.finish(d, p, kept, ED.criteria_score(d, kept), d.get("gone"))
     return p, ch, info

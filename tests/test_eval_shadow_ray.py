@@ -52,3 +52,27 @@ def test_typical_height_over_the_window_floor(esr):
     d = dict(dsm=dsm, elev=elev, cal=dict(window_cells=41))
     h = esr.typical_height(d)
     assert 8.0 < h < 9.5  # the roof over the lowest ground within the window (slope 0.05 m a cell)
+
+
+def test_relief_ray_runs_away_from_the_sensor(esr):
+    """q3 tenth round: a sensor to the west (view azimuth 270) leans a building's roof east of its footprint, so
+    the relief ray of a cell counts what the fine window says on the K cells east of it; the controls point
+    elsewhere; the asymmetry form keeps only what the sensor side does not show."""
+    n = 60
+    dsm = np.full((n, n), 100.0)
+    elev = np.zeros((n, n), bool)
+    elev[:6, :6] = True
+    dsm[elev] += 10.0  # typical height 10 m: K = ceil(10 tan 25 / 0.5) = 10 cells
+    says = np.zeros((n, n), bool)
+    says[20:40, 30:40] = True  # a displaced roof east of column 29
+    d = dict(dsm=dsm, elev=elev, cal=dict(window_cells=41), cell=0.5, view_az=270.0, view_off=25.0,
+             sun=dict(grid_north_deg=0.0), ok_t=np.ones((n, n), bool))
+    S, info = esr.lean_ray(d, "lean", says)
+    assert info["lean_K"] == 10
+    assert S[30, 25] == pytest.approx(0.6)  # cells 26..35: 30..35 say change
+    assert S[30, 45] == 0.0  # the roof lies west of this cell: towards the sensor
+    against, _ = esr.lean_ray(d, "lean_against", says)
+    assert against[30, 45] == pytest.approx(0.5) and against[30, 25] == 0.0
+    diff, _ = esr.lean_ray(d, "lean_diff", says)
+    assert diff[30, 25] == pytest.approx(0.6)
+    assert diff[30, 35] == 0.0  # inside: 4 cells east, 5 west
