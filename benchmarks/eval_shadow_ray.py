@@ -99,6 +99,7 @@ VARIANTS = {
     "lean_perp": "control: lean with the ray across the lean",
     "lean_diff": "lean, the ray's share less the same share towards the sensor (clipped at 0): the relief's asymmetry",
     "lean_lit": "lean, the ray's input on ground predicted lit at the new date only (not the sun's shadow changes)",
+    "lean_gate": "lean, the relief ray's ratio counted for the localisation's gate only (p itself not moved by it)",
     "lean_only": "the relief ray alone before the localisation (no shadow ray)",
 }
 BINS = 10
@@ -199,6 +200,29 @@ def lean_ray(d, name, says):
     return S, dict(lean_K=k, lean_h=round(h, 2))
 
 
+def localise_gated(p, gate_llr, fine, coarse_model, fine_model):
+    """``localise.localise`` with the gate ``p > prior`` read on ``logit p + gate_llr`` (the relief ray's
+    ratio: a standing object's roof down the lean calls for the closer look) while the fine window raises or
+    lowers ``p`` itself."""
+    from offnadir.change import localise as LL
+
+    tab = LL.log_likelihood_ratio(fine_model)
+    if tab is None:
+        return p.copy()
+    r = np.asarray(fine, np.float64)
+    fin = np.isfinite(r) & np.isfinite(p)
+    llr = np.zeros(p.shape)
+    llr[fin] = C.interp(C.to_z(r[fin] / (1.0 + r[fin])), C.centres(), tab)
+    prior = None if coarse_model is None or coarse_model.get("fallback") else coarse_model["pi"][1]
+    says = llr >= np.log(fine_model["pi"][0] / fine_model["pi"][1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pg = expit(logit(np.clip(p, 0, 1)) + gate_llr)
+        may = ((pg > prior) & says) if prior is not None else np.zeros(p.shape, bool)
+        llr = np.where(may, llr, np.minimum(llr, 0.0))
+        q = expit(logit(np.clip(p, 0, 1)) + llr)
+    return np.where(fin & np.isfinite(q) & (llr != 0), q, p)
+
+
 def ray_table(S, chg, unc, name):
     """log LR per bin of ``S`` (10 bins, counts + 1/2, pool-adjacent-violators: non-decreasing)."""
     b = np.clip(np.searchsorted(np.linspace(0, 1, BINS + 1)[1:-1], S, side="right"), 0, BINS - 1)
@@ -269,7 +293,10 @@ def decide(d, name):
                     llr = llr - llr[0]
                 info["log_lr"] = np.round(llr, 2).tolist()
                 add = np.where(g, llr[b], 0.0)
-        if lean_add is not None:  # the relief ray's ratio, with or without the shadow ray's
+        gate_add = None
+        if lean_add is not None and name == "lean_gate":  # the relief ray opens the fine window's gate only
+            gate_add = lean_add
+        elif lean_add is not None:  # the relief ray's ratio, with or without the shadow ray's
             add = lean_add if add is None else add + lean_add
         if add is not None:
             base = pw if name.startswith(("first", "lean")) else p
@@ -277,7 +304,9 @@ def decide(d, name):
             with np.errstate(divide="ignore", invalid="ignore"):
                 q = expit(logit(np.clip(base, 0, 1)) + before)
             p = np.where(g & np.isfinite(q) & (before != 0), q, base)
-            if name.startswith(("first", "lean")) and fm is not None:  # the rays' ratios before the localisation
+            if gate_add is not None and fm is not None:
+                p[g] = localise_gated(p[g], gate_add[g], d["fine"][g], models[0], fm)
+            elif name.startswith(("first", "lean")) and fm is not None:  # the rays' ratios before the localisation
                 p[g] = L.localise(p[g], d["fine"][g], models[0], fm)
             if name == "first_open":  # the rest of the ratio (its negative part) after it
                 after = np.minimum(add, 0.0)
