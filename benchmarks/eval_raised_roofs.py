@@ -14,7 +14,8 @@ its scored cells, counting the cells the stored run does not flag yet: ``went`` 
 ``weakened`` (the target's rim at most half of ``max(1, b0)`` instead of half the roof's step, with the
 same new edge inside; not adopted, docs/change_detection.md) and ``facade`` (the dark facade strip,
 :func:`offnadir.change.rim_profile.facade_strip`, where the store's sun puts the facade facing the target's
-sensor in the dark; the route the ``outline`` criterion adds, issue 7 R4 eighth round). Per raised roof also
+sensor in the dark; the route the ``outline`` criterion adds, issue 7 R4 eighth round; either sign where that
+facade is lit, q2 tenth round). Per raised roof also
 the strip's level ``dt``/``db`` (:func:`offnadir.change.rim_profile.strip_level`) and ``facade``.
 
     python benchmarks/eval_raised_roofs.py --hard /tmp/eval_hard_sim [--seeds 0 1 2 3 4 5] [--variants]
@@ -81,7 +82,9 @@ def profile(store, scene, t: int = 1) -> dict:
         float(rec["azimuth"]) + float(rec.get("grid_north_deg") or 0.0), float(rec["elevation"]),
         float(ds["azimuth"].values[t]), OL.EDGE_FACTOR)
     dt, db = RP.strip_level(prof, depth, 8)
-    facade = RP.facade_strip(prof, 2.0, 8) if dark else np.full(len(eids), np.nan)
+    # the pipeline's route (outline.facade_moved): darker strip where the facade is dark, either sign where lit
+    facade = (RP.facade_strip(prof, 2.0, 8, either_sign=not dark) if rec.get("azimuth") is not None
+              else np.full(len(eids), np.nan))
     return dict(eids=eids, lab=lab, prof=prof, moved=moved, depth=depth, b0=b0, t0=t0, went=RP.rim_went(prof, 2.0, 8),
                 dt=dt, db=db, facade=facade, dark=dark,
                 tan=float(np.tan(np.radians(tv["off_nadir_deg_at_centre"]))), cell=float(meta["cell"]))

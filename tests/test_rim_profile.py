@@ -270,3 +270,29 @@ def test_outline_criterion_reads_the_strip_only_where_the_facade_is_dark():
     tb.extra["facade_dark"] = True
     value, score = CR.outline(tb, None)
     assert score[0] >= 0.5 and value[0] == pytest.approx(RP.facade_strip(prof, 2.0, 8)[0])
+
+
+def test_facade_strip_either_sign_where_the_facade_is_lit():
+    # a lit facade brighter than the roof (a white facade on a dark roof): found with either sign only
+    bright = _raised_box(dark=-60.0)
+    assert np.isnan(RP.facade_strip(bright, 2.0, 8)[0])
+    assert RP.facade_strip(bright, 2.0, 8, either_sign=True)[0] >= 1.0
+    # the same bounds along the sign: a dark strip equally, the base's strip as bright, a small offset
+    assert RP.facade_strip(_raised_box(), 2.0, 8, either_sign=True)[0] == pytest.approx(
+        RP.facade_strip(_raised_box(), 2.0, 8)[0])
+    assert not RP.facade_strip(_raised_box(dark=-60.0, base_strip=40.0), 2.0, 8, either_sign=True)[0] >= 1.0
+    assert not RP.facade_strip(_raised_box(dark=-5.0), 2.0, 8, either_sign=True)[0] >= 1.0
+    # an unchanged roof (no facade in the target's strip): no new edge, nothing either way
+    assert not RP.facade_strip(_raised_box(dark=0.0), 2.0, 8, either_sign=True)[0] >= 1.0
+
+
+def test_outline_criterion_reads_a_brighter_strip_only_where_the_facade_is_lit():
+    prof = _raised_box(dark=-60.0)
+    tb = _table(prof, np.zeros((1, 6)))
+    tb.extra["facade_dark"] = None  # no sun: no strip read
+    assert CR.outline(tb, None)[1][0] < 0.5
+    tb.extra["facade_dark"] = True  # dark facade predicted: a brighter strip is not one
+    assert CR.outline(tb, None)[1][0] < 0.5
+    tb.extra["facade_dark"] = False  # lit: the facade's albedo sets the sign
+    value, score = CR.outline(tb, None)
+    assert score[0] >= 0.5 and value[0] == pytest.approx(RP.facade_strip(prof, 2.0, 8, either_sign=True)[0])

@@ -194,21 +194,22 @@ def shadow_errors(suns, *, log=None) -> list:
     return out
 
 
-def facade_dark_for(sun_report, t: int, view_azimuth_deg: float, log) -> bool:
+def facade_dark_for(sun_report, t: int, view_azimuth_deg: float, log):
     """Is the facade facing target ``t``'s sensor in the dark under its sun
     (:func:`offnadir.change.rim_profile.facade_dark`, the sun's azimuth turned into the grid's frame
     by the report's ``grid_north_deg``)? Recorded in the report (the store's ``change_sun``) and
-    logged; False without a sun."""
+    logged; None without a sun (the outline test then reads no strip)."""
     from offnadir.change.outline import EDGE_FACTOR
     from offnadir.change.rim_profile import facade_dark
 
     rec = (sun_report or [None] * (t + 1))[t] or {}
     if rec.get("azimuth") is None or rec.get("elevation") is None:
-        return False
+        return None
     az = float(rec["azimuth"]) + float(rec.get("grid_north_deg") or 0.0)
     dark = facade_dark(az, float(rec["elevation"]), view_azimuth_deg, EDGE_FACTOR)
     rec["facade_dark"] = dark
     log(f"image {t}: the facade facing the sensor (azimuth {view_azimuth_deg:.1f} deg) is "
-        + ("in the dark under the sun: the outline test also reads its strip's level" if dark else
-           "lit by the sun: the outline test does not read its strip's level"))
+        + ("in the dark under the sun: the outline test also reads its strip's level, darker than the roof"
+           if dark else "lit by the sun: the outline test also reads its strip's level, darker or brighter than "
+           "the roof (the facade's albedo decides)"))
     return dark

@@ -190,17 +190,19 @@ def rim_moved(tb):
 
 def facade_moved(tb):
     """Per patch, :func:`offnadir.change.rim_profile.facade_strip` over the step profile inwards from
-    the near-sensor outline (``tb.extra["rim_profile"]``) where the facade facing the target's sensor
-    is in the dark (``tb.extra["facade_dark"]``, :func:`offnadir.change.rim_profile.facade_dark`, set
-    by the runner from the target's sun and view azimuth); NaN elsewhere, without the profile or
-    without a known sun. A roof raised by ``dh`` shows its new floors' facade in the strip
-    ``dh tan(theta_t)`` wide inside that outline: darker than the roof there whatever its texture."""
+    the near-sensor outline (``tb.extra["rim_profile"]``) under a known sun (``tb.extra["facade_dark"]``,
+    :func:`offnadir.change.rim_profile.facade_dark`, set by the runner from the target's sun and view
+    azimuth; None: no sun, NaN). A roof raised by ``dh`` shows its new floors' facade in the strip
+    ``dh tan(theta_t)`` wide inside that outline: darker than the roof there whatever its texture
+    where that facade is in the dark; where it is lit (``facade_dark`` False) its irradiance is
+    comparable to the roof's and the strip may differ in either sign (the facade's albedo decides)."""
     from offnadir.change.rim_profile import facade_strip
 
     out = np.full(len(tb.ids), np.nan)
     prof = tb.extra.get("rim_profile")
-    if prof is None or not tb.extra.get("facade_dark", False):
+    dark = tb.extra.get("facade_dark")
+    if prof is None or dark is None:
         return out
     rows, table = prof
-    out[rows] = facade_strip(table, EDGE_FACTOR, MIN_EDGE_PAIRS)
+    out[rows] = facade_strip(table, EDGE_FACTOR, MIN_EDGE_PAIRS, either_sign=not dark)
     return out

@@ -268,7 +268,7 @@ def facade_dark(sun_azimuth_deg, sun_elevation_deg, view_azimuth_deg, edge_facto
     return direct <= math.sin(e) / edge_factor
 
 
-def facade_strip(profile, edge_factor: float, min_pairs: int, min_depth: int = MIN_MOVE_DEPTH):
+def facade_strip(profile, edge_factor: float, min_pairs: int, min_depth: int = MIN_MOVE_DEPTH, either_sign: bool = False):
     """Per patch, how strongly the strip between the outline and a new edge inside the roof turned into
     a darker surface in the target, the facade a raise shows where that facade is in the dark
     (:func:`facade_dark`): ``min(moved, -dt, db - dt, log_F |dt| / |db|)`` with ``dt < 0``
@@ -279,7 +279,13 @@ def facade_strip(profile, edge_factor: float, min_pairs: int, min_depth: int = M
     than in the base, and the base's offset at most ``1 / edge_factor`` of the target's (the strip is
     not the roof's own structure). Seen whether or not the facade's texture leaves an edge at the
     outline (which :func:`rim_went` needs gone). NaN where undefined, where the strip is not darker,
-    or with fewer than ``min_pairs`` pairs at depth 0 (no outline to start the walk from)."""
+    or with fewer than ``min_pairs`` pairs at depth 0 (no outline to start the walk from).
+
+    ``either_sign``: the strip may differ from the roof in either sign, the same bounds taken along
+    the sign of ``dt`` (``min(moved, |dt|, sign(dt) (dt - db), log_F |dt| / |db|)``): where the facade
+    facing the sensor is lit (:func:`facade_dark` False under a known sun) its irradiance is within a
+    factor of about 2 of the roof's either way, so the facade/roof albedo ratio (0.2 to 8 between the
+    simulator's facade and roof materials) sets the strip's sign, which is then not predicted."""
     p = np.asarray(profile, np.float64)
     moved, depth = moved_rim(p, edge_factor, min_pairs, min_depth)
     if p.shape[0] == 0 or p.shape[1] == 0:
@@ -287,5 +293,7 @@ def facade_strip(profile, edge_factor: float, min_pairs: int, min_depth: int = M
     dt, db = strip_level(p, depth, min_pairs)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.log(np.abs(dt) / np.abs(db)) / math.log(edge_factor)
-        v = np.minimum.reduce([moved, -dt, db - dt, share])
-        return np.where((p[:, 0, 0] >= min_pairs) & (dt < 0), v, np.nan)
+        sgn = np.where(dt > 0, 1.0, -1.0) if either_sign else -1.0
+        v = np.minimum.reduce([moved, sgn * dt, sgn * (dt - db), share])
+        keep = (p[:, 0, 0] >= min_pairs) & ((dt != 0) if either_sign else (dt < 0))
+        return np.where(keep, v, np.nan)
