@@ -283,9 +283,11 @@ def facade_strip(profile, edge_factor: float, min_pairs: int, min_depth: int = M
 
     ``either_sign``: the strip may differ from the roof in either sign, the same bounds taken along
     the sign of ``dt`` (``min(moved, |dt|, sign(dt) (dt - db), log_F |dt| / |db|)``): where the facade
-    facing the sensor is lit (:func:`facade_dark` False under a known sun) its irradiance is within a
-    factor of about 2 of the roof's either way, so the facade/roof albedo ratio (0.2 to 8 between the
-    simulator's facade and roof materials) sets the strip's sign, which is then not predicted."""
+    facing the sensor is lit (:func:`facade_dark` False under a known sun) its irradiance over the
+    roof's runs from ``1 / edge_factor`` up to about ``cot(e)`` (2.3 at a 23.5 degree sun, the sky
+    light pulling it towards 1), while the facade/roof albedo ratio spans 0.2 to 8 between the
+    simulator's facade and roof materials (brick on metal, white render on bitumen): their product,
+    the strip's contrast, falls on either side of 1 and its sign is not predicted."""
     p = np.asarray(profile, np.float64)
     moved, depth = moved_rim(p, edge_factor, min_pairs, min_depth)
     if p.shape[0] == 0 or p.shape[1] == 0:
