@@ -355,7 +355,7 @@ def outline(tb: TargetTable, opts):
     roof's mean step and the target's half of it. Or the rim *moved* inwards, whatever the base's
     rim contrast: gone from the target's outline and a new edge inside the roof where the base has
     none (:func:`offnadir.change.outline.rim_moved`), or the strip before that new edge darker in
-    the target where the raise's facade would be in the dark
+    the target where the raise's facade would be in the dark, darker or brighter where it would be lit
     (:func:`offnadir.change.outline.facade_moved`; the largest of the values). No evidence on
     ground patches, on patches with fewer than 8 rim pairs, or without the sums (unknown view
     angles)."""
@@ -380,7 +380,8 @@ def outline(tb: TargetTable, opts):
         extra = (strip >= 1.0) & ~(value >= 1.0)
     if extra.any():
         _LOG.info("outline: %d roofs' strip between the near-sensor outline and a new edge inside turned darker "
-                  "in the target, as the facade a raise shows there in the dark", int(extra.sum()))
+                  "in the target (darker or brighter where the facade is lit), as the facade a raise shows there",
+                  int(extra.sum()))
     value = np.fmax(value, strip)
     tb.extra["rim_base"] = np.where(tb.elevated, b1, np.nan)
     tb.extra["rim_target"] = np.where(tb.elevated, t1, np.nan)
