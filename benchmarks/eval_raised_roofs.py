@@ -18,7 +18,10 @@ sensor in the dark; the route the ``outline`` criterion adds, issue 7 R4 eighth 
 facade is lit, q2 tenth round). Per raised roof also
 the strip's level ``dt``/``db`` (:func:`offnadir.change.rim_profile.strip_level`) and ``facade``.
 
-    python benchmarks/eval_raised_roofs.py --hard /tmp/eval_hard_sim [--seeds 0 1 2 3 4 5] [--variants]
+``--light``: per seed the target's sun and the irradiance of the wall facing its sensor over a flat roof's,
+per roof the raised building's roof and facade materials and the strip's expected contrast (truth only).
+
+    python benchmarks/eval_raised_roofs.py --hard /tmp/eval_hard_sim [--seeds 0 1 2 3 4 5] [--variants] [--light]
 """
 
 from __future__ import annotations
@@ -117,12 +120,50 @@ def roofs(store, scene) -> list:
         j = int(np.searchsorted(pr["eids"], p))
         has = j < len(pr["eids"]) and pr["eids"][j] == p
         z = float(np.median(dh[lab == k]))
-        rows.append(dict(cells=int(m.sum()), dh=z, move=z * pr["tan"] / pr["cell"],
+        ii, jj = np.nonzero(d["patch"] == p)
+        rows.append(dict(cells=int(m.sum()), dh=z, move=z * pr["tan"] / pr["cell"], ci=ii.mean(), cj=jj.mean(),
                          found=float(src["stored"][m].mean()), by={s: float(src[s][m].mean()) for s in RF.NAMES},
                          patch=p, b1=float(tab["patch_rim_base"][i]), t1=float(tab["patch_rim_target"][i]),
                          **{q: (float(pr[q][j]) if has else np.nan)
                             for q in ("b0", "t0", "moved", "depth", "went", "dt", "db", "facade")}))
     return rows
+
+
+def facade_light(scene, rows) -> tuple:
+    """The target's sun and the Lambertian irradiance of the wall facing its sensor over a flat roof's
+    (direct ``cos e max(0, cos(az_sun - az_view)) / sin e``, and with the simulator's sky light, half of it
+    on a wall), and per row the raised building nearest the patch's centre (its roof and facade
+    materials, their mean albedo ratio, and ``contrast`` = that ratio times the irradiance ratio with sky:
+    the strip's expected level over the roof's; truth only, not known to a run)."""
+    import math
+
+    from offnadir.simulate.presets import SKY
+    from offnadir.simulate.scene_model import MATERIALS
+
+    meta = json.loads((scene / "scene.json").read_text())
+    tv, g = meta["views"]["target"], meta["grid"]
+    e = math.radians(tv["sun_elevation_deg"])
+    direct = math.cos(e) * max(0.0, math.cos(math.radians(tv["sun_azimuth_deg"] - tv["azimuth_deg_at_centre"])))
+    sky = float(np.mean(SKY))
+    ratio = (direct + 0.5 * sky) / (math.sin(e) + sky)
+    head = (f"target sun elevation {tv['sun_elevation_deg']:.1f} azimuth {tv['sun_azimuth_deg']:.1f}, view azimuth "
+            f"{tv['azimuth_deg_at_centre']:.0f}: wall/roof irradiance direct {direct / math.sin(e):.2f}, with sky {ratio:.2f}")
+    raised = [b for b in meta["buildings"] if b.get("change") == "raised"]
+    out = []
+    for r in rows:
+        if not raised:
+            out.append("")
+            continue
+
+        def dist(b):
+            xy = np.asarray(b["footprint_xy"][0], float)
+            return math.hypot((g["y0"] - xy[:, 1].mean()) / g["cell"] - r["ci"],
+                              (xy[:, 0].mean() - g["x0"]) / g["cell"] - r["cj"])
+        b = min(raised, key=dist)
+        roof = b["material_epoch2"] or b["material"]
+        ar = float(np.mean(MATERIALS[b["facade"]][0]) / np.mean(MATERIALS[roof][0]))
+        out.append(f"{roof} / {b['facade']}: albedo ratio {ar:.2f}, contrast {ar * ratio:.2f}")
+    return head, out
 
 
 def variants(store, scene) -> dict:
@@ -162,6 +203,7 @@ def main(argv=None) -> int:
     ap.add_argument("--hard", type=Path, default=Path("/tmp/eval_hard_sim"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     ap.add_argument("--variants", action="store_true", help="the rim rules' outcome per elevated patch")
+    ap.add_argument("--light", action="store_true", help="per roof also the facade's light and materials (truth)")
     a = ap.parse_args(argv)
     for s in a.seeds:
         store, scene = a.hard / f"hard{s}.zarr", a.hard / f"hard{s}"
@@ -172,13 +214,17 @@ def main(argv=None) -> int:
                   + "; ".join(f"{k}: " + ", ".join(f"{c} {v[0]} ({v[1]})" for c, v in sorted(r.items()))
                               for k, r in variants(store, scene).items()))
             continue
-        for r in roofs(store, scene):
+        rows = roofs(store, scene)
+        head, light = facade_light(scene, rows) if a.light else ("", [""] * len(rows))
+        if head:
+            print(f"seed {s}: {head}")
+        for r, lt in zip(rows, light):
             print(f"seed {s}: raised roof, {r['cells']} cells, dh {r['dh']:.1f} m (move {r['move']:.1f} cells), found "
                   f"{r['found']:.2f} (" + ", ".join(f"{k} {v:.2f}" for k, v in r["by"].items())
                   + f"); patch {r['patch']}: "
                   f"b1 {r['b1']:.2f} t1 {r['t1']:.2f} | lit pairs: b0 {r['b0']:.2f} t0 {r['t0']:.2f}, new edge "
                   f"{r['moved']:.2f} at depth {r['depth']:.0f}, went {r['went']:.2f} | strip level dt {r['dt']:.2f} "
-                  f"db {r['db']:.2f}, facade {r['facade']:.2f}")
+                  f"db {r['db']:.2f}, facade {r['facade']:.2f}" + (f" | {lt}" if lt else ""))
     return 0
 
 
