@@ -147,7 +147,8 @@ def facade_light(scene, rows) -> tuple:
     sky = float(np.mean(SKY))
     ratio = (direct + 0.5 * sky) / (math.sin(e) + sky)
     head = (f"target sun elevation {tv['sun_elevation_deg']:.1f} azimuth {tv['sun_azimuth_deg']:.1f}, view azimuth "
-            f"{tv['azimuth_deg_at_centre']:.0f}: wall/roof irradiance direct {direct / math.sin(e):.2f}, with sky {ratio:.2f}")
+            f"{tv['azimuth_deg_at_centre']:.0f}: wall/roof irradiance direct {direct / math.sin(e):.2f}, "
+            f"with sky {ratio:.2f}")
     raised = [b for b in meta["buildings"] if b.get("change") == "raised"]
     out = []
     for r in rows:

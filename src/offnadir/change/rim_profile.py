@@ -268,7 +268,8 @@ def facade_dark(sun_azimuth_deg, sun_elevation_deg, view_azimuth_deg, edge_facto
     return direct <= math.sin(e) / edge_factor
 
 
-def facade_strip(profile, edge_factor: float, min_pairs: int, min_depth: int = MIN_MOVE_DEPTH, either_sign: bool = False):
+def facade_strip(profile, edge_factor: float, min_pairs: int, min_depth: int = MIN_MOVE_DEPTH,
+                 either_sign: bool = False):
     """Per patch, how strongly the strip between the outline and a new edge inside the roof turned into
     a darker surface in the target, the facade a raise shows where that facade is in the dark
     (:func:`facade_dark`): ``min(moved, -dt, db - dt, log_F |dt| / |db|)`` with ``dt < 0``
