@@ -65,7 +65,7 @@ def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: 
                     no_worker_since = None
                     nap = NAP_MIN
                     continue
-                time.sleep(nap)  # short naps first: a stage's small computes return in milliseconds
+                _nap(ready, nap)  # short naps first: a stage's small computes return in milliseconds
                 nap = min(2 * nap, NAP_MAX)
                 now = time.monotonic()
                 if now - last_check < poll:
@@ -87,6 +87,19 @@ def run_tasks(client, tasks, *, desc: str = "tiles", quiet: bool = False, poll: 
     if lines is not None:
         lines.update(done, final=True)
     return results
+
+
+def _nap(ready, seconds: float) -> None:
+    """Wait up to ``seconds`` for a result of ``ready`` (``distributed.as_completed``), waking as one
+    comes: a plain sleep noticed the last result of a pass up to :data:`NAP_MAX` late, with every
+    worker idle meanwhile. (``thread_condition`` is what ``as_completed``'s own blocking iteration
+    waits on; a version without it sleeps.)"""
+    cond = getattr(ready, "thread_condition", None)
+    if cond is None:
+        time.sleep(seconds)
+        return
+    with cond:
+        cond.wait_for(ready.has_ready, timeout=seconds)
 
 
 def _running(dask_worker) -> int:
