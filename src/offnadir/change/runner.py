@@ -123,12 +123,18 @@ class Runner:
         return list(dask.compute(*tasks))
 
     def reduce(self, parts, combine):
-        root = _tree(parts, combine)
-        if root is None:
-            return None
+        return self.reduce_many((parts, combine))[0]
+
+    def reduce_many(self, *jobs):
+        """:meth:`reduce` of several ``(parts, combine)`` in one computation: their tasks share the
+        workers, with no barrier between the reductions."""
+        roots = [_tree(p, c) for p, c in jobs]
+        live = [r for r in roots if r is not None]
         if self.client is not None:
-            return self.client.compute(root).result()
-        return root.compute()
+            done = iter(f.result() for f in self.client.compute(live))
+        else:
+            done = iter(dask.compute(*live))
+        return [None if r is None else next(done) for r in roots]
 
     def shared(self, obj):
         """A large argument shared by many tasks (scattered once on a cluster)."""
@@ -297,8 +303,13 @@ class Runner:
         cx = self.shared(self.ctx)
         mo = self.shared((self.models, self.scales, self.ortho))
         io = self.segmented_io()
-        out = self.reduce([dask.delayed(_sums_tile, pure=True)(io, cx, t, mo, self.want_patch, self.want_ortho)
-                           for t in self.tiles], _add_sums)
+        parts = [dask.delayed(_sums_tile, pure=True)(io, cx, t, mo, self.want_patch, self.want_ortho)
+                 for t in self.tiles]
+        heights = SR.height_parts(self)  # the shadow ray's height histogram: no round of its own later
+        if heights is None:
+            out = self.reduce(parts, _add_sums)
+        else:
+            out, self.ray_heights = self.reduce_many((parts, _add_sums), (heights, SR.add))
         self.red = out.get("patch")
         self.hist.update(out.get("hist", {}))
         if out.get("shadow") is not None:  # missing shadows: loss evidence for their roofs (missing_shadow)

@@ -81,6 +81,20 @@ def height_tile(io, tile, shape, window, has_elevated):
                        minlength=HEIGHT_BINS).astype(np.int64)
 
 
+def height_parts(run):
+    """The per-tile :func:`height_tile` tasks of ``run`` (a
+    :class:`~offnadir.change.runner.Runner` after its evidence pass) when :func:`run_pass` will
+    use them, else None. They read only the DSM and ``elevated`` (final after the segment pass), so
+    the runner computes them with the sums pass, not in a round of their own after the calibration."""
+    import dask
+
+    if not run.plan.get("structural") or not getattr(run.opts, "new_building_shadows", True) \
+            or not run.has.get("elevated") or all(witness(run.ctx, t) is None for t in run.targets):
+        return None
+    io, win = run.segmented_io(), int(run.plan["window"])
+    return [dask.delayed(height_tile, pure=True)(io, t, run.ctx.shape, win, True) for t in run.tiles]
+
+
 def typical_height(hist):
     """Median of :func:`height_tile`'s summed histogram (bin centre; NaN: no elevated cell)."""
     n = int(hist.sum())
@@ -239,8 +253,11 @@ def run_pass(run):
         run.log("new-building shadow ray " + rec["rule"])
         run.calibration["shadow_ray"] = rec
         return {}
-    io, win = run.segmented_io(), int(run.plan["window"])
-    hist = run.reduce([dask.delayed(height_tile, pure=True)(io, t, ctx.shape, win, has_el) for t in run.tiles], add)
+    hist = getattr(run, "ray_heights", None)  # computed with the sums pass (height_parts)
+    if hist is None:
+        hist = run.reduce(height_parts(run), add)
+    win = int(run.plan["window"])
+    io = run.segmented_io()
     h = typical_height(hist)
     rec["typical_height_m"] = round(h, 3) if math.isfinite(h) else None
     if not math.isfinite(h):
