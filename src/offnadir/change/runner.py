@@ -76,7 +76,9 @@ class Runner:
     :class:`~offnadir.change.tileio.MemoryIO`). The passes are methods, run in :data:`PASSES` order
     by :func:`run_all`; benchmarks time them by name."""
 
-    PASSES = ("context", "segment", "evidence", "fit", "sums", "decide", "calibrate", "ray", "maps")
+    #: calibrate before decide: it starts the ray's tile tasks, which need the calibration, not the
+    #: decisions, so the workers run them while the client decides
+    PASSES = ("context", "segment", "evidence", "fit", "sums", "calibrate", "decide", "ray", "maps")
 
     def __init__(self, io, cube, opts: ChangeOptions, chunks_yx, *, client=None, quiet=True):
         from offnadir.change.illumination import small_coords_loaded
@@ -124,6 +126,14 @@ class Runner:
 
     def reduce(self, parts, combine):
         return self.reduce_many((parts, combine))[0]
+
+    def submit(self, parts, combine):
+        """:meth:`reduce` started, not waited for: :meth:`fetch` gives its result."""
+        root = _tree(parts, combine)
+        return self.client.compute(root) if self.client is not None and root is not None else root
+
+    def fetch(self, handle):
+        return None if handle is None else handle.result() if self.client is not None else handle.compute()
 
     def reduce_many(self, *jobs):
         """:meth:`reduce` of several ``(parts, combine)`` in one computation: their tasks share the
@@ -374,9 +384,10 @@ class Runner:
                             "models": {f"{k[0]}/{k[1]}/{'elevated' if k[2] else 'ground'}":
                                        {a: b for a, b in m.items() if a != "table"}
                                        for k, m in self.cal_models.items()}}
+        self.ray_started = SR.start_pass(self)  # the ray's tile tasks run while the client decides
 
     def ray(self):  # new buildings' cast shadows down-sun: a likelihood ratio for ground cells
-        self.ray_rules = SR.run_pass(self)
+        self.ray_rules = SR.run_pass(self, getattr(self, "ray_started", None))
 
     # -- pass 5: maps
     def maps(self, mark=None):

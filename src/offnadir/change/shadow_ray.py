@@ -234,9 +234,10 @@ def adjust(io, ctx, tile, t, p, elev, rule, has_elevated=True):
     return out
 
 
-def run_pass(run):
-    """The rule's reductions and fit for a :class:`~offnadir.change.runner.Runner` after its
-    calibration: {t: {"K", "log_lr"}} for the maps pass, logged and recorded in ``run.calibration``."""
+def start_pass(run):
+    """:func:`run_pass` up to its tile tasks, which are submitted (``run.submit``) without waiting
+    for them: they need the calibration, not the patch decisions, so the runner decides the patches
+    on the client while they run. Returns what :func:`run_pass` finishes from."""
     import dask
 
     ctx, has_el = run.ctx, bool(run.has.get("elevated"))
@@ -244,7 +245,7 @@ def run_pass(run):
     if not run.plan.get("structural") or not getattr(run.opts, "new_building_shadows", True):
         rec["rule"] = "off" + (" (change.new_building_shadows: false)" if run.plan.get("structural") else " (no structural evidence)")
         run.calibration["shadow_ray"] = rec
-        return {}
+        return {"rules": {}}
     clfs = {t: witness(ctx, t) for t in run.targets}
     if not any(c is not None for c in clfs.values()) or not has_el:
         rec["rule"] = "off: no target's shadow classifier is a witness of shadows" if has_el else "off: no elevated"
@@ -252,7 +253,7 @@ def run_pass(run):
                                            else round(ctx.shadow_classes[t].accuracy_shadow, 3)) for t in run.targets}
         run.log("new-building shadow ray " + rec["rule"])
         run.calibration["shadow_ray"] = rec
-        return {}
+        return {"rules": {}}
     hist = getattr(run, "ray_heights", None)  # computed with the sums pass (height_parts)
     if hist is None:
         hist = run.reduce(height_parts(run), add)
@@ -263,10 +264,23 @@ def run_pass(run):
     if not math.isfinite(h):
         rec["rule"] = "off: no elevated cell"
         run.calibration["shadow_ray"] = rec
-        return {}
+        return {"rules": {}}
     ks = {t: ray_length(h, ctx.sun[t][1], ctx.cell, win) for t, c in clfs.items() if c is not None}
     cx, mo = run.shared(ctx), run.shared(run.cal_models)
-    counts = run.reduce([dask.delayed(ray_tile, pure=True)(io, cx, tile, mo, ks, has_el) for tile in run.tiles], add)
+    return {"rec": rec, "h": h, "ks": ks,
+            "counts": run.submit([dask.delayed(ray_tile, pure=True)(io, cx, tile, mo, ks, has_el) for tile in run.tiles],
+                                 add)}
+
+
+def run_pass(run, started=None):
+    """The rule's reductions and fit for a :class:`~offnadir.change.runner.Runner` after its
+    calibration: {t: {"K", "log_lr"}} for the maps pass, logged and recorded in ``run.calibration``.
+    ``started``: what :func:`start_pass` returned (None: started here)."""
+    started = start_pass(run) if started is None else started
+    if "rules" in started:
+        return started["rules"]
+    ctx, rec, h, ks = run.ctx, started["rec"], started["h"], started["ks"]
+    counts = run.fetch(started["counts"])
     rules, per = {}, {}
     for t in run.targets:
         if t not in ks:
