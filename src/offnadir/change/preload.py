@@ -18,10 +18,11 @@ import threading
 
 log = logging.getLogger("offnadir.change.preload")
 
-#: what the stage's client imports before its first pass (the heavy libraries first); zarr first of
-#: all: the cube's store layout (offnadir.cube.layout) imports it on the client between the tie points
-#: and the tiles, 0.2 s with the workers idle, and the thread starts with the cluster, before the plan
-CLIENT_MODULES = ("zarr", "xarray", "rioxarray", "dask.array", "offnadir.store", "offnadir.change.dataset",
+#: what the stage's client imports before its first pass (the heavy libraries first); pyproj first of
+#: all: the plan (offnadir.cube.geometry) imports it on the client right after the DSM statistics, with
+#: the workers idle, and the thread starts with the cluster, before the plan; then zarr: the cube's
+#: store layout (offnadir.cube.layout) imports it on the client between the tie points and the tiles
+CLIENT_MODULES = ("pyproj", "zarr", "xarray", "rioxarray", "dask.array", "offnadir.store", "offnadir.change.dataset",
                   "offnadir.change.stage", "offnadir.change.illumination", "offnadir.change.decide",
                   "offnadir.change.calibrate")
 
