@@ -339,9 +339,7 @@ class Runner(Dispatch):
         self.ray_rules = SR.run_pass(self, getattr(self, "ray_started", None))
 
     # -- pass 5: maps
-    def maps(self, mark=None, meanwhile=None):
-        """``meanwhile``: called on the client once the tasks are submitted, before waiting for them
-        (the store's run writes the patch table's columns that do not need the maps)."""
+    def maps(self, mark=None):
         from offnadir.change import cells as P
 
         mark = self.mark if mark is None else mark
@@ -354,11 +352,8 @@ class Runner(Dispatch):
         cx, mo, pl = self.shared(self.ctx), self.shared(self.cal_models), self.shared(plan)
         # every tile, also on resume: its patch sums feed the table, and the maps are cheap
         io = self.segmented_io()
-        grouped = self.submit([dask.delayed(_maps_tile, pure=False)(io, cx, t, mo, has, pl, mark)
+        grouped = self.reduce([dask.delayed(_maps_tile, pure=False)(io, cx, t, mo, has, pl, mark)
                                for t in self.tiles], P.add_grouped)
-        if meanwhile is not None:
-            meanwhile()
-        grouped = self.fetch(grouped)
         for t, d in self.per_target.items():
             d["probability"] = P.patch_probability(grouped, self.red_ids, t)
 
@@ -374,9 +369,8 @@ class Runner(Dispatch):
         return summary_attrs(self)
 
 
-def run_all(run: Runner, done, *, mark: bool, meanwhile=None) -> Runner:
-    """The passes in order; ``meanwhile``: see :meth:`Runner.maps`."""
+def run_all(run: Runner, done, *, mark: bool) -> Runner:
     run.done, run.mark = done, mark
     for name in Runner.PASSES:
-        getattr(run, name)(**({"meanwhile": meanwhile} if name == "maps" and meanwhile is not None else {}))
+        getattr(run, name)()
     return run

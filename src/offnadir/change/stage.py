@@ -120,18 +120,22 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
             H.create_arrays(path, (ny, nx), (cy, cx), gm, dict(g.attrs), fmt)
         done = np.asarray(g[PROGRESS][...])
     io = T.StoreIO(path, run=uuid.uuid4().hex)  # this run's token: its workers cache the cube's chunks
-    early = []
     try:
         runner = Runner(io, cube, opts, chunks_yx, client=client, quiet=quiet)
         runner.history = history
-        # the table's columns but the maps pass's (patch_probability) are written while its tasks run
-        run = run_all(runner, done, mark=True, meanwhile=lambda: early.append(_write_table(path, fmt, table(runner))))
+        run = run_all(runner, done, mark=True)
     finally:
         _forget(io.run, client)
     tab = table(run)
     with _quiet_zarr():
         if tab is not None:
-            _write_table(path, fmt, tab, written=early[0] if early else ())
+            g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+            for name in list(g.array_keys()):
+                if name.startswith("patch_") or name == "patch_id":
+                    del g[name]
+            tab = tab.drop_vars("image")
+            tab.attrs = dict(g.attrs)  # xarray's append mode rewrites the group attributes
+            tab.to_zarr(str(path), mode="a", zarr_format=fmt, consolidated=False)
             if opts.table_csv:
                 from offnadir.change.dataset import table_to_csv
 
@@ -140,28 +144,6 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
         g.attrs.update(summary_attrs(run))
         zarr.consolidate_metadata(str(path))
     return path
-
-
-def _write_table(path, fmt, tab, written=()) -> tuple:
-    """Write the patch table ``tab`` (None: nothing) to the store, all but the variables in
-    ``written`` (which an earlier call wrote: the first call removes an earlier run's table);
-    returns the names of the variables written."""
-    import zarr
-
-    from offnadir.store import _quiet_zarr
-
-    if tab is None:
-        return ()
-    with _quiet_zarr():
-        g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-        if not written:
-            for name in list(g.array_keys()):
-                if name.startswith("patch_") or name == "patch_id":
-                    del g[name]
-        tab = tab.drop_vars(["image", *written] + (["patch_id"] if written else []), errors="ignore")
-        tab.attrs = dict(g.attrs)  # xarray's append mode rewrites the group attributes
-        tab.to_zarr(str(path), mode="a", zarr_format=fmt, consolidated=False)
-    return tuple(tab.data_vars)
 
 
 def _forget(token, client):
