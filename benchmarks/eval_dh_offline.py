@@ -79,7 +79,7 @@ def prepare(store: Path, copy: Path) -> None:
         shutil.rmtree(copy)
     shutil.copytree(store, copy)
     saved = cells.combine
-    cells.combine = lambda p, p_dh: p
+    cells.combine = lambda p, p_dh, removal=None: p
     try:
         detect_store(copy, ChangeOptions(), quiet=True)
     finally:
@@ -140,12 +140,32 @@ def coherent(dh, bound, min_share=None, objects=None):
     return np.where(keep, dh, np.nan)
 
 
+def removal(d, t):
+    """The change stage's removals down to the local ground (:func:`dh_evidence.removal_to_ground`)
+    of image t on the whole grid (the rule does not depend on the tiling), or None without a DSM."""
+    from offnadir.change import dh_evidence as DE
+    from offnadir.change.options import ChangeOptions
+    from offnadir.change.segment import opening_radius
+    from offnadir.change.tileio import MemoryIO
+    from offnadir.cube.plan import Tile
+
+    if "dsm" not in d or not DE.REMOVAL_TIE:
+        return None
+    h = np.asarray(d["dsm"], np.float64)
+    cell = float(np.sqrt(d["cell_area"])) if "cell_area" in d else d.get("cell", 0.5)
+    dhc = coherent(d["dh"][t].astype(np.float64), d["bound"], objects=d["elevated_dsm"])
+    r = DE.removal_to_ground(MemoryIO({"dsm": h}), Tile(0, 0, 0, h.shape[0], 0, h.shape[1]), h.shape, dhc[None],
+                             d["elevated_dsm"], d["bound"], opening_radius(ChangeOptions(), cell))
+    return None if r is None else r[0]
+
+
 def p_final(d, t, p_dh):
-    """The combination replayed: where a coherent ``p_dh`` exists, combined with ``p_struct``."""
+    """The combination replayed: where a coherent ``p_dh`` exists, combined with ``p_struct`` (the
+    ties decided by :func:`removal`, as the change stage does)."""
     from offnadir.change.dh_evidence import combine
 
     ps = d["p_struct"][t]
-    return np.where(np.isfinite(p_dh), combine(ps, p_dh), ps)
+    return np.where(np.isfinite(p_dh), combine(ps, p_dh, removal(d, t)), ps)
 
 
 def variant(d, t, name):
@@ -337,6 +357,7 @@ def km(store: Path, reference: Path, variants, prepare_copy: bool, off: Path) ->
     d = {k: np.asarray(ds[k].values) for k in ("visible", "change", "probability", "dh", "dh_sigma", "patch")}
     d["elevated_dsm"] = np.asarray(ds["elevated"].values) == 1
     d["dsm"] = np.asarray(ds["dsm"].values)
+    d["cell"] = float(abs(ds.x[1] - ds.x[0]))
     d["p_struct"] = np.asarray(dc["probability"].values, np.float64)
     d["bound"] = 2.5
     vis = d["visible"]

@@ -49,6 +49,11 @@ DH_SIGMA_FLOOR = 0.1
 OBJECT_RULE = True
 #: the share of a small object that must answer as the cell: a majority (the object's answer)
 OBJECT_MIN_SHARE = 0.5
+#: a tie of :func:`combine` (each evidence at its clip) goes to the dh where it is a removal down to
+#: the local ground (:func:`removal_to_ground`; q4, tenth round)
+REMOVAL_TIE = True
+#: the clip of both evidences in :func:`combine`
+CLIP = 1e-6
 
 
 def coherent_min_share(radius: int) -> float:
@@ -70,6 +75,11 @@ def coherence_rule(bound: float) -> dict:
                                             "window", "min_share": OBJECT_MIN_SHARE,
                                  "rule": "a 'lower' answer is also evidence where >= min_share of the cell's small "
                                          "object answers 'lower' (the object's removal)"}
+    if REMOVAL_TIE:
+        rule["removal_ties"] = {"clip": CLIP, "rule": "a cell whose structural probability is at its lower clip and whose "
+                                "p_dh is at its upper clip (the log-odds cancel) is decided 'change' where its coherent dh "
+                                "is a removal down to the local ground: DSM-elevated, dh < -bound, |dsm + dh - ground| <= "
+                                "bound (ground: the DSM's opening of the elevated stratum)"}
     return rule
 
 
@@ -191,7 +201,35 @@ def dh_probability(dh, dh_sigma, bound: float):
         return np.where(np.isfinite(dh), ndtr((np.abs(dh) - bound) / s), np.nan)
 
 
-def combine(p_struct, p_dh):
+def removal_to_ground(io, tile, shape, dhc, elevated, bound: float, ground_radius: int):
+    """bool (n_images, ny, nx) of the tile, or None where nothing can be a removal: DSM-elevated
+    cells (``elevated``, the tile's) whose coherent ``dhc`` (:func:`coherent_dh`) is lower than
+    ``-bound`` and puts the surface within ``bound`` of the local ground, ``|h + dh - g| <= bound``
+    with ``g`` the DSM's grey opening of radius ``ground_radius`` (the ground estimate that defines
+    the elevated stratum, :func:`offnadir.change.segment.elevated_mask`): the object went and left
+    the ground. The DSM is read with a halo of ``2 ground_radius`` (the opening depends on heights
+    that far): the result does not depend on the tiling. Why it decides :func:`combine`'s ties:
+    there."""
+    from offnadir.change.segment_kernels import ground_estimate
+
+    dhc = np.asarray(dhc, np.float64)
+    with np.errstate(invalid="ignore"):
+        cand = np.asarray(elevated, bool)[None] & (dhc < -bound)
+    if not cand.any():
+        return None
+    ny, nx = shape
+    r2 = 2 * int(ground_radius)
+    i0, i1 = max(tile.i0 - r2, 0), min(tile.i1 + r2, ny)
+    j0, j1 = max(tile.j0 - r2, 0), min(tile.j1 + r2, nx)
+    h = io.read("dsm", (slice(i0, i1), slice(j0, j1))).astype(np.float64)
+    g = ground_estimate(h, int(ground_radius))
+    core = (slice(tile.i0 - i0, tile.i1 - i0), slice(tile.j0 - j0, tile.j1 - j0))
+    h, g = h[core], g[core]
+    with np.errstate(invalid="ignore"):
+        return cand & (np.abs(h[None] + dhc - g[None]) <= bound)
+
+
+def combine(p_struct, p_dh, removal=None):
     """Independent evidences: log-odds add (naive Bayes with the even prior of the dh test);
     where ``p_dh`` is NaN, ``p_struct`` alone.
 
@@ -210,11 +248,25 @@ def combine(p_struct, p_dh):
     for ``p_dh`` measured on the run's own unchanged cells needs a run-wide reduction of ``dh``
     against the calibrated structural probability before the maps pass (not built). What the
     change stage does instead (H3, third round): a ``dh`` not shared by its window quadrant is no
-    measurement (:func:`coherent_dh`), which removes most of the false peaks this clip let win."""
-    eps = 1e-6
+    measurement (:func:`coherent_dh`), which removes most of the false peaks this clip let win.
+
+    **Ties and removals** (``removal``: bool, :func:`removal_to_ground`; q4, tenth round). Where the
+    structural probability is at its lower clip and ``p_dh`` at its upper one, the two log-odds
+    cancel: the model says one half, and the decision was left to float rounding (below one half:
+    "no change"). Such a tie is decided by a third, independent reading: whether the measured ``dh``
+    is a *removal down to the local ground* (a DSM-elevated cell lowered by more than the bound onto
+    the ground estimate that defines the elevated stratum, within the bound). A felled crown or a
+    demolished block leaves the ground; a false peak of the sweep has no reason to land there. Such
+    a tie gets the decision probability itself (change). Elsewhere nothing moves (the magnitudes
+    decide). Measured (docs/change_detection.md, q4 tenth round): the hard stereo scenes at 1024²
+    hold thousands of such ties per target (cut crowns and demolished roofs whose structural
+    probability is at its clip), Kahramanmaraş none."""
+    eps = CLIP
     a = np.clip(p_struct, eps, 1 - eps)
     b = np.clip(p_dh, eps, 1 - eps)
     with np.errstate(invalid="ignore"):
         lo = np.log(a / (1 - a)) + np.log(b / (1 - b))
         both = 1.0 / (1.0 + np.exp(-lo))
+        if removal is not None and REMOVAL_TIE:
+            both = np.where(np.asarray(removal, bool) & (a <= eps) & (b >= 1 - eps), 0.5, both)
     return np.where(np.isfinite(p_dh) & np.isfinite(p_struct), both, p_struct)
