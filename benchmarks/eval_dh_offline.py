@@ -153,7 +153,7 @@ def removal(d, t):
         return None
     h = np.asarray(d["dsm"], np.float64)
     cell = float(np.sqrt(d["cell_area"])) if "cell_area" in d else d.get("cell", 0.5)
-    dhc = coherent(d["dh"][t].astype(np.float64), d["bound"], objects=d["elevated_dsm"])
+    dhc = coherent(d["dh"][t].astype(np.float64), d["bound"])  # the window rule's (not the small objects')
     r = DE.removal_to_ground(MemoryIO({"dsm": h}), Tile(0, 0, 0, h.shape[0], 0, h.shape[1]), h.shape, dhc[None],
                              d["elevated_dsm"], d["bound"], opening_radius(ChangeOptions(), cell))
     return None if r is None else r[0]

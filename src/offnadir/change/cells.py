@@ -308,12 +308,13 @@ def probability_tile(io, ctx, tile, models, has, plan):
     ch[0][vis[0] == 1] = 0
     dh = io.read("dh", (slice(None),) + yx).astype(np.float64) if has.get("dh") else None
     dsig = io.read("dh_sigma", (slice(None),) + yx).astype(np.float64) if has.get("dh_sigma") else None
-    dhc = coherent_dh(io, tile, ctx.shape, bound) if dh is not None else None
+    dhc, win = coherent_dh(io, tile, ctx.shape, bound, window_kept=True) if dh is not None else (None, None)
     removal = None  # removals down to the local ground decide the combination's ties (dh_evidence.combine)
     if dhc is not None and DE.REMOVAL_TIE and has.get("elevated"):
         from offnadir.change.segment import opening_radius
 
-        removal = DE.removal_to_ground(io, tile, ctx.shape, dhc, elev, bound, opening_radius(ctx.opts, ctx.cell))
+        removal = DE.removal_to_ground(io, tile, ctx.shape, np.where(win, dhc, np.nan), elev, bound,
+                                       opening_radius(ctx.opts, ctx.cell))
     lab = io.read("patch", yx) if has.get("patch") else None
     painted = _painter(lab) if lab is not None else None
     crit = {t: painted(*plan["decisions"][t][:2]) for t in ctx.targets} if lab is not None else None

@@ -160,13 +160,15 @@ def small_object_removal(answer, elevated, radius: int | None = None):
     return object_coherent(ans, elevated, radius, OBJECT_MIN_SHARE) & (ans == -1)
 
 
-def coherent_dh(io, tile, shape, bound: float, radius: int | None = None, objects: bool | None = None):
+def coherent_dh(io, tile, shape, bound: float, radius: int | None = None, objects: bool | None = None,
+                window_kept: bool = False):
     """The tile's ``dh`` (all images) with the cells whose dh test's answer (:func:`dh_answer`)
     is shared neither by the window quadrant (:func:`coherent_mask`) nor, with ``objects`` and an
     ``elevated`` layer, by its small DSM-elevated object (:func:`small_object_removal`) set to NaN (not
     measured). Read with a halo of ``2r + 1`` (``r`` without objects): the result does not depend
     on the tiling (a component that reaches the halo's edge from the core spans more than the
-    window, so it is not small whatever lies beyond)."""
+    window, so it is not small whatever lies beyond). With ``window_kept``: (that ``dh``, bool map
+    of the cells the window rule alone keeps)."""
     from offnadir.cube.sweep import WINDOW_RADIUS
 
     r = WINDOW_RADIUS if radius is None else int(radius)
@@ -182,12 +184,14 @@ def coherent_dh(io, tile, shape, bound: float, radius: int | None = None, object
     wx = slice(max(tile.j0 - r, 0) - j0, min(tile.j1 + r, nx) - j0)
     keep = np.zeros(ans.shape, bool)
     keep[:, wy, wx] = coherent_mask(ans[:, wy, wx], r, 0.5)
+    core = (slice(None), slice(tile.i0 - i0, tile.i1 - i0), slice(tile.j0 - j0, tile.j1 - j0))
+    window = keep[core].copy() if window_kept else None
     if use_obj:
         elev = io.read("elevated", (slice(i0, i1), slice(j0, j1))) == 1
         for k in range(block.shape[0]):
             keep[k] |= small_object_removal(ans[k], elev, r)
-    core = (slice(None), slice(tile.i0 - i0, tile.i1 - i0), slice(tile.j0 - j0, tile.j1 - j0))
-    return np.where(keep, block, np.nan)[core]
+    out = np.where(keep, block, np.nan)[core]
+    return (out, window) if window_kept else out
 
 
 def dh_probability(dh, dh_sigma, bound: float):
@@ -203,7 +207,8 @@ def dh_probability(dh, dh_sigma, bound: float):
 
 def removal_to_ground(io, tile, shape, dhc, elevated, bound: float, ground_radius: int):
     """bool (n_images, ny, nx) of the tile, or None where nothing can be a removal: DSM-elevated
-    cells (``elevated``, the tile's) whose coherent ``dhc`` (:func:`coherent_dh`) is lower than
+    cells (``elevated``, the tile's) whose ``dhc`` (the ``dh`` the window rule keeps, NaN elsewhere:
+    :func:`coherent_dh` with ``window_kept``; why not the small objects' in :func:`combine`) is lower than
     ``-bound`` and puts the surface within ``bound`` of the local ground, ``|h + dh - g| <= bound``
     with ``g`` the DSM's grey opening of radius ``ground_radius`` (the ground estimate that defines
     the elevated stratum, :func:`offnadir.change.segment.elevated_mask`): the object went and left
