@@ -71,3 +71,27 @@ def test_removal_to_ground_does_not_depend_on_the_tiling(size):
             r = removal_to_ground(io, t, (90, 120), dh[sl], elev[sl[1:]], 2.5, 25)
             out[sl] = False if r is None else r
     np.testing.assert_array_equal(out, whole)
+
+
+def test_tie_removals_reads_the_dsm_only_for_ties():
+    from offnadir.change.dh_evidence import tie_removals
+
+    h, elev, dh, block, crown = _scene()
+    tile = Tile(0, 0, 0, 90, 0, 120)
+    ps = np.full(h.shape, 1e-9)
+    pdh = np.full(h.shape, 1 - 1e-9)
+
+    class NoRead(MemoryIO):
+        def read(self, name, sl):
+            raise AssertionError("read without a tie")
+
+    # no tie anywhere: nothing is read
+    assert tie_removals(NoRead({"dsm": h}), tile, h.shape, np.full(h.shape, 0.3), pdh, dh[0], elev, 2.5, 25) is None
+    io = MemoryIO({"dsm": h})
+    memo = {}
+    r = tie_removals(io, tile, h.shape, ps, pdh, dh[0], elev, 2.5, 25, memo)
+    np.testing.assert_array_equal(r, removal_to_ground(io, tile, h.shape, dh, elev, 2.5, 25)[0])
+    assert "hg" in memo  # the ground estimate is kept for the tile's other images
+    ps2 = ps.copy()
+    ps2[block] = 0.2  # no tie on the block: not a removal there
+    assert not tie_removals(io, tile, h.shape, ps2, pdh, dh[0], elev, 2.5, 25, memo)[block].any()

@@ -19,6 +19,7 @@ import numpy as np
 
 from offnadir.change import calibrate as C
 from offnadir.change import dh_evidence as DE
+from offnadir.change import segment as SG
 from offnadir.change import evidence as EV
 from offnadir.change import localise as L
 from offnadir.change import shadow_ray as SR
@@ -309,12 +310,8 @@ def probability_tile(io, ctx, tile, models, has, plan):
     dh = io.read("dh", (slice(None),) + yx).astype(np.float64) if has.get("dh") else None
     dsig = io.read("dh_sigma", (slice(None),) + yx).astype(np.float64) if has.get("dh_sigma") else None
     dhc, win = coherent_dh(io, tile, ctx.shape, bound, window_kept=True) if dh is not None else (None, None)
-    removal = None  # removals down to the local ground decide the combination's ties (dh_evidence.combine)
-    if dhc is not None and DE.REMOVAL_TIE and has.get("elevated"):
-        from offnadir.change.segment import opening_radius
-
-        removal = DE.removal_to_ground(io, tile, ctx.shape, np.where(win, dhc, np.nan), elev, bound,
-                                       opening_radius(ctx.opts, ctx.cell))
+    ties = dhc is not None and DE.REMOVAL_TIE and bool(has.get("elevated"))  # dh_evidence.combine's ties
+    memo = {}
     lab = io.read("patch", yx) if has.get("patch") else None
     painted = _painter(lab) if lab is not None else None
     crit = {t: painted(*plan["decisions"][t][:2]) for t in ctx.targets} if lab is not None else None
@@ -336,7 +333,10 @@ def probability_tile(io, ctx, tile, models, has, plan):
         if dh is not None:
             sig = dsig[t] if dsig is not None else np.full(p.shape, np.nan)
             # a dh incoherent with its window is no measurement (dh_evidence: a false peak's streak)
-            p = combine(p, dh_probability(dhc[t], sig, bound), None if removal is None else removal[t])
+            pdh = dh_probability(dhc[t], sig, bound)
+            removal = DE.tie_removals(io, tile, ctx.shape, p, pdh, np.where(win[t], dhc[t], np.nan), elev, bound,
+                                      SG.opening_radius(ctx.opts, ctx.cell), memo) if ties else None
+            p = combine(p, pdh, removal)
         if lab is not None and (plan.get("gone") or {}).get(t) is not None:  # roofs whose shadow went
             from offnadir.change.missing_shadow import raise_gone
 

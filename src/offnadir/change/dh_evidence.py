@@ -76,10 +76,10 @@ def coherence_rule(bound: float) -> dict:
                                  "rule": "a 'lower' answer is also evidence where >= min_share of the cell's small "
                                          "object answers 'lower' (the object's removal)"}
     if REMOVAL_TIE:
-        rule["removal_ties"] = {"clip": CLIP, "rule": "a cell whose structural probability is at its lower clip and whose "
-                                "p_dh is at its upper clip (the log-odds cancel) is decided 'change' where its coherent dh "
-                                "is a removal down to the local ground: DSM-elevated, dh < -bound, |dsm + dh - ground| <= "
-                                "bound (ground: the DSM's opening of the elevated stratum)"}
+        rule["removal_ties"] = {"clip": CLIP, "rule": "a cell whose structural probability is at its lower clip and "
+                                "whose p_dh is at its upper clip (the log-odds cancel) is decided 'change' where its dh, "
+                                "kept by the window rule, is a removal down to the local ground: DSM-elevated, dh < "
+                                "-bound, |dsm + dh - ground| <= bound (ground: the DSM's opening of the elevated stratum)"}
     return rule
 
 
@@ -232,6 +232,36 @@ def removal_to_ground(io, tile, shape, dhc, elevated, bound: float, ground_radiu
     h, g = h[core], g[core]
     with np.errstate(invalid="ignore"):
         return cand & (np.abs(h[None] + dhc - g[None]) <= bound)
+
+
+def tie_removals(io, tile, shape, p_struct, p_dh, dh_window, elevated, bound: float, ground_radius: int,
+                 memo: dict | None = None):
+    """:func:`removal_to_ground` of one image's tile where :func:`combine` would tie (``p_struct``
+    at its lower clip, ``p_dh`` at its upper one), None where no such tie is a candidate (then the
+    DSM is not read: the ground estimate costs ~0.1 CPU-s per Mpx). ``memo``: a dict kept across
+    the images of one tile (the ground estimate is made once)."""
+    from offnadir.change.segment_kernels import ground_estimate
+
+    eps = CLIP
+    dw = np.asarray(dh_window, np.float64)
+    with np.errstate(invalid="ignore"):
+        cand = np.asarray(elevated, bool) & (dw < -bound) & (np.asarray(p_struct) <= eps) & \
+            (np.asarray(p_dh) >= 1 - eps)
+    if not cand.any():
+        return None
+    memo = {} if memo is None else memo
+    if "hg" not in memo:
+        ny, nx = shape
+        r2 = 2 * int(ground_radius)
+        i0, i1 = max(tile.i0 - r2, 0), min(tile.i1 + r2, ny)
+        j0, j1 = max(tile.j0 - r2, 0), min(tile.j1 + r2, nx)
+        h = io.read("dsm", (slice(i0, i1), slice(j0, j1))).astype(np.float64)
+        g = ground_estimate(h, int(ground_radius))
+        core = (slice(tile.i0 - i0, tile.i1 - i0), slice(tile.j0 - j0, tile.j1 - j0))
+        memo["hg"] = (h[core], g[core])
+    h, g = memo["hg"]
+    with np.errstate(invalid="ignore"):
+        return cand & (np.abs(h + dw - g) <= bound)
 
 
 def combine(p_struct, p_dh, removal=None):
