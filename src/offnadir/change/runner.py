@@ -318,7 +318,9 @@ class Runner(Dispatch):
         dh_rule = DE.coherence_rule(self.opts.elevated_height) if self.has["dh"] else None  # which dh count
         if dh_rule:
             self.log(f"dh is evidence where >= {dh_rule['min_share']:.2f} of its window answers the dh test as it does"
-                     + (", or 'lower' where its small object answers so" if dh_rule.get("small_objects") else ""))
+                     + (", or 'lower' where its small object answers so" if dh_rule.get("small_objects") else "")
+                     + ("; a tie with the structural probability (both at their clips) goes to a removal down to the"
+                        " local ground" if dh_rule.get("removal_ties") else ""))
         for (kind, t, s), m in sorted(self.cal_models.items()):
             self.log(f"calibration {kind} image {t} {'elevated' if s else 'ground'}: {C.summary(m)}")
         self.calibration = {"window_cells": self.plan["window"], "noise_sigma": self.sigmas,
