@@ -76,10 +76,12 @@ def coherence_rule(bound: float) -> dict:
                                  "rule": "a 'lower' answer is also evidence where >= min_share of the cell's small "
                                          "object answers 'lower' (the object's removal)"}
     if REMOVAL_TIE:
-        rule["removal_ties"] = {"clip": CLIP, "rule": "a cell whose structural probability is at its lower clip and "
-                                "whose p_dh is at its upper clip (the log-odds cancel) is decided 'change' where its dh, "
-                                "kept by the window rule, is a removal down to the local ground: DSM-elevated, dh < "
-                                "-bound, |dsm + dh - ground| <= bound (ground: the DSM's opening of the elevated stratum)"}
+        rule["removal_ties"] = {
+            "clip": CLIP,
+            "rule": "a cell whose structural probability is at its lower clip and whose p_dh is at its upper clip "
+                    "(the log-odds cancel) is decided 'change' where its dh, kept by the window rule, is a removal "
+                    "down to the local ground: DSM-elevated, dh < -bound, |dsm + dh - ground| <= bound (ground: "
+                    "the DSM's opening of the elevated stratum)"}
     return rule
 
 
