@@ -26,7 +26,15 @@ cells truly without direct sun at the base / the target date (``truth_shadow.tif
 predicts (the store's illumination codes; a target share well above the predicted one is an *unexplained* shadow,
 a neighbour's change laid on the roof) and the distance to the nearest cell of a new building (R3, eighth round).
 
+``--regions``: every connected region (8-neighbours) of flagged unchanged-roof cells (q1, tenth round): its size,
+its roof patch (the majority of its cells) and the share of that roof's scored unchanged cells it covers (*whole*:
+at least :data:`WHOLE_SHARE`, else a *fragment*), and its sole source (majority of its cells); summed per source
+and shape. Beside them, per source, the *changed* roofs the same source finds (patches whose scored cells are
+mostly changed and at least half flagged by it): count, cells and the patch-level figures that could separate the
+two (the criterion's score, the rim contrasts ``b1`` / ``t1``, the patch size), as medians and ranges.
+
     python benchmarks/eval_roof_false_alarms.py --hard /tmp/h7/w1024 --seeds 0 1 2 [--patches] [--ground] [--roofs]
+                                                [--regions]
 """
 
 from __future__ import annotations
@@ -145,6 +153,104 @@ def roofs(store, scene) -> list:
     return sorted(rows, key=lambda r: -r["flagged"])
 
 
+#: share of its roof's scored unchanged cells a flagged region must cover to count as the *whole* roof
+WHOLE_SHARE = 0.8
+#: least cells of a region for ``--regions`` to list it one by one
+REGION_LIST_MIN = 100
+
+
+def _sole(src, m) -> str:
+    """The sole source of the majority of the cells ``m`` (``several`` where more than one fires on most)."""
+    fires = np.stack([src[k][m] for k in NAMES])
+    nf = fires.sum(axis=0)
+    counts = {k: int((fires[i] & (nf == 1)).sum()) for i, k in enumerate(NAMES)}
+    counts["several"] = int((nf > 1).sum())
+    counts["none"] = int((nf == 0).sum())
+    return max(counts, key=counts.get)
+
+
+def flagged_regions(fa, roof, idx, flags: dict) -> list:
+    """The connected regions (8-neighbours) of the flagged unchanged-roof cells ``fa``: per region its cells, its
+    patch (index ``idx`` of the majority of its cells), the share of that patch's unchanged-roof cells (``roof``) it
+    covers, *whole* (>= :data:`WHOLE_SHARE`) or *fragment*, and its sole source (:func:`_sole` over ``flags``,
+    one boolean array per name of :data:`NAMES`)."""
+    from scipy import ndimage as ndi
+
+    lab, _ = ndi.label(fa, structure=np.ones((3, 3), bool))
+    rows = []
+    for r, sl in enumerate(ndi.find_objects(lab), start=1):
+        m = lab[sl] == r
+        i = int(np.bincount(idx[sl][m]).argmax())
+        share = float(m.sum() / max(int((roof & (idx == i)).sum()), 1))
+        rows.append(dict(index=i, cells=int(m.sum()), roof=int((roof & (idx == i)).sum()), share=share,
+                         shape="whole" if share >= WHOLE_SHARE else "fragment",
+                         source=_sole({k: flags[k][sl] for k in NAMES}, m)))
+    return rows
+
+
+def regions(store, scene) -> dict:
+    """The ``--regions`` census of one stored run (see the module docstring): ``rows`` one per region of
+    flagged unchanged-roof cells, ``changed`` per source the changed patches it finds with their figures."""
+    import json
+
+    src = sources(store)
+    d = src["d"]
+    meta = json.loads((scene / "scene.json").read_text())
+    roof, _, changed = truth(scene, meta, d)
+    idx = np.clip(np.searchsorted(d["ids"], d["patch"]), 0, len(d["ids"]) - 1)
+    score = {"structural": d["structural"], "spectral": d["spectral"], "outline": d["outline"]}
+    rows = flagged_regions(roof & src["stored"], roof, idx, src)
+    for r in rows:
+        i, k = r["index"], r["source"]
+        r.update(id=int(d["ids"][i]), b1=float(d["b1"][i]), t1=float(d["t1"][i]),
+                 score=float(score[k][i]) if k in score else float("nan"))
+    # the changed roofs each source finds: patches mostly changed, at least half of their changed cells flagged by it
+    found = {}
+    for k in NAMES:
+        for i in np.unique(idx[changed & src[k]]):
+            m = idx == i
+            n_ch, n_un = int((changed & m).sum()), int((roof & m).sum())
+            if n_ch <= n_un or (changed & m & src[k]).sum() * 2 < n_ch:
+                continue
+            found.setdefault(k, []).append(dict(id=int(d["ids"][i]), cells=n_ch, b1=float(d["b1"][i]),
+                                                t1=float(d["t1"][i]),
+                                                score=float(score[k][i]) if k in score else float("nan")))
+    return {"rows": sorted(rows, key=lambda q: -q["cells"]), "changed": found}
+
+
+def _spread(v) -> str:
+    v = np.asarray([x for x in v if np.isfinite(x)], np.float64)
+    if not len(v):
+        return "-"
+    return f"{np.median(v):.2f} [{v.min():.2f}, {v.max():.2f}]"
+
+
+def print_regions(s: int, q: dict) -> dict:
+    """Prints one seed's ``--regions`` census; returns its per (source, shape) totals (regions, cells)."""
+    tot = {}
+    for r in q["rows"]:
+        n, c = tot.get((r["source"], r["shape"]), (0, 0))
+        tot[(r["source"], r["shape"])] = (n + 1, c + r["cells"])
+    sizes = np.asarray([r["cells"] for r in q["rows"]])
+    print(f"seed {s}: {len(sizes)} regions of flagged unchanged-roof cells, {int(sizes.sum())} cells; sizes: "
+          f"< 20 {int((sizes < 20).sum())} ({int(sizes[sizes < 20].sum())} cells), 20-99 "
+          f"{int(((sizes >= 20) & (sizes < 100)).sum())} ({int(sizes[(sizes >= 20) & (sizes < 100)].sum())}), >= 100 "
+          f"{int((sizes >= 100).sum())} ({int(sizes[sizes >= 100].sum())})")
+    for (k, shape), (n, c) in sorted(tot.items(), key=lambda x: -x[1][1]):
+        rs = [r for r in q["rows"] if r["source"] == k and r["shape"] == shape]
+        print(f"  {k:12s} {shape:8s}: {n:4d} regions, {c:6d} cells; b1 {_spread([r['b1'] for r in rs])}, t1 "
+              f"{_spread([r['t1'] for r in rs])}, score {_spread([r['score'] for r in rs])}")
+    for k, rows in q["changed"].items():
+        print(f"  changed roofs {k} finds: {len(rows)} patches, {sum(r['cells'] for r in rows)} cells; b1 "
+              f"{_spread([r['b1'] for r in rows])}, t1 {_spread([r['t1'] for r in rows])}, score "
+              f"{_spread([r['score'] for r in rows])}, size {_spread([r['cells'] for r in rows])}")
+    for r in q["rows"]:
+        if r["cells"] >= REGION_LIST_MIN:
+            print("    region on roof {id}: {cells} cells of {roof} ({shape}, {share:.2f}); {source}; b1 {b1:.2f} t1 "
+                  "{t1:.2f} score {score:.2f}".format(**r))
+    return tot
+
+
 def one(store, scene) -> dict:
     import json
 
@@ -228,6 +334,9 @@ def main(argv=None) -> int:
     ap.add_argument("--patches", action="store_true", help="list the structural criterion's flagged roofs")
     ap.add_argument("--roofs", action="store_true", help="list every unchanged roof flagged (>= 20 cells): sources, "
                                                           "true and predicted shadow shares, nearest new building")
+    ap.add_argument("--regions", action="store_true", help="the connected regions of flagged unchanged-roof cells: "
+                                                            "size, whole roof or fragment, sole source; and the "
+                                                            "changed roofs each source finds")
     ap.add_argument("--ground", action="store_true", help="also split the unchanged ground's false alarms by the "
                                                           "predicted sun transition, with their sources")
     a = ap.parse_args(argv)
@@ -241,6 +350,12 @@ def main(argv=None) -> int:
                 print(f"seed {s} ground, {g['part']:15s}: flagged {g['flagged']:6d} (rate {g['rate']:.3f}; "
                       f"{g['far']} far from a change) | truth: " + ", ".join(f"{k} {v}" for k, v in g["truth"].items())
                       + " | sources: " + ", ".join(f"{k} {v}" for k, v in g["sources"].items()))
+        if a.regions:
+            for key, (n, c) in print_regions(s, regions(store, scene)).items():
+                rt = tot.setdefault("regions", {})
+                rn, rc = rt.get(key, (0, 0))
+                rt[key] = (rn + n, rc + c)
+            continue
         r = one(store, scene)
         print(f"seed {s}: unchanged roof cells flagged {r['flagged']} of {r['roof_cells']} ({r['near']} near a change)")
         print("  fires on them: " + ", ".join(f"{k} {v}" for k, v in r["any"].items())
@@ -259,6 +374,10 @@ def main(argv=None) -> int:
                       "{dist_new:.1f} m".format(src=", ".join(f"{k} {v}" for k, v in q["sources"].items()), **q))
         for k, v in r["sole"].items():
             tot[k] = tot.get(k, 0) + v
+    if a.regions:
+        print("over the seeds, regions by sole source and shape: " + ", ".join(
+            f"{k} {sh} {n}/{c}" for (k, sh), (n, c) in sorted(tot.get("regions", {}).items(), key=lambda x: -x[1][1])))
+        return 0
     n = max(sum(tot.values()), 1)
     print("over the seeds, sole source of the unchanged-roof false alarms: "
           + ", ".join(f"{k} {v} ({100 * v / n:.0f} %)" for k, v in tot.items()))
