@@ -33,6 +33,10 @@ decisions of target 1 under each ``--variants`` rule:
   predicts lit ground; a cell seen dark there (a new building's shadow or dark roof) keeps its evidence;
   ``gone_shadow_nuisance_base``: that, and only on cells the base too has in shadow (predicted): a
   cell lit in the base and in the target (its predicted shadow gone) saw no change of illumination;
+* ``rim_veto`` (``rim_veto_missing`` / ``rim_veto_longer``: one rule only): no roof is decided gone or raised
+  whose near-sensor rim is there at both dates (:func:`offnadir.change.criteria.rim_kept`, read from the stored
+  patch table): the rim witness (:func:`offnadir.change.outline.rim_witness`) that already holds the census
+  evidence of such a roof, applied to the roof-wide shadow rules too (q1 tenth round);
 * ``fringe_unchanged``: the longer-shadow rule's target fringe sums without the fringe cells the run
   flags changed before the rules (a new building's dark roof in the fringe is no shadow), the
   fringes found by :func:`offnadir.change.longer_shadow.fringe` (the sums first checked equal to the
@@ -77,7 +81,8 @@ NAMES = {0: "none", 1: "new", 2: "demolished", 3: "raised", 4: "reroofed", 5: "t
          7: "below_parallax"}
 VARIANTS = ("current", "none", "no_missing", "no_longer", "need_base_missing", "need_base_longer", "surface",
             "standout", "midpoint_tau", "standing", "standing2", "gone_shadow_nuisance", "standing_nuisance",
-            "gone_shadow_nuisance_lit", "gone_shadow_nuisance_base", "fringe_unchanged")
+            "gone_shadow_nuisance_lit", "gone_shadow_nuisance_base", "fringe_unchanged", "rim_veto", "rim_veto_missing",
+            "rim_veto_longer")
 #: casters whose mean enters the run-level spread estimates: nine observations of 9 cells
 SPREAD_MIN_CELLS = 81
 #: fewest such casters for them (else rho 0, no standout bound)
@@ -229,6 +234,21 @@ def fringe_unchanged(run, ctx, sums, p0, t: int = 1):
     return out
 
 
+def rim_veto(store, dec, rules=("missing", "longer")):
+    """``dec`` with P set to 0 for the patches whose near-sensor rim is there at both dates (target 1), in
+    ``rules``."""
+    import eval_decision_offline as DO
+
+    d = DO.load(store)
+    kept_ids = d["ids"][DO.rim_kept(d)]
+    out = dict(dec)
+    for k in rules:
+        if dec[k] is not None:
+            ids, post = dec[k]
+            out[k] = (ids, np.where(np.isin(ids, kept_ids), 0.0, post))
+    return out
+
+
 def decisions(sums, suns, variant: str, t: int = 1):
     """{"missing": (ids, P) or None, "longer": (ids, P) or None} of target ``t`` under ``variant``."""
     clfs = MS.classifiers(suns)
@@ -368,7 +388,10 @@ def main(argv=None) -> int:
         cls = OFF._read(scene / "truth_change_class.tif") if scene is not None else None
         for v in a.variants:
             base_v = "current" if v.startswith("gone_shadow") else v.replace("_nuisance", "")
-            if v == "fringe_unchanged":
+            if v.startswith("rim_veto"):
+                dec = rim_veto(store, cur, {"rim_veto": ("missing", "longer"), "rim_veto_missing": ("missing",),
+                                            "rim_veto_longer": ("longer",)}[v])
+            elif v == "fringe_unchanged":
                 dec = decisions(fringe_unchanged(run, ctx, sums, p0), suns, "current")
             else:
                 dec = cur if base_v == "current" else decisions(sums, suns, base_v)
