@@ -36,7 +36,9 @@ decisions of target 1 under each ``--variants`` rule:
 * ``rim_veto`` (``rim_veto_missing`` / ``rim_veto_longer``: one rule only): no roof is decided gone or raised
   whose near-sensor rim is there at both dates (:func:`offnadir.change.criteria.rim_kept`, read from the stored
   patch table): the rim witness (:func:`offnadir.change.outline.rim_witness`) that already holds the census
-  evidence of such a roof, applied to the roof-wide shadow rules too (q1 tenth round);
+  evidence of such a roof, applied to the roof-wide shadow rules too (q1 tenth round); ``rim_veto_dark``: only
+  where the facade facing the target's sensor is in the dark (``change_sun[1]["facade_dark"]``,
+  :func:`offnadir.change.rim_profile.facade_dark`): a lit facade's step to the roof can read as a rim;
 * ``fringe_unchanged``: the longer-shadow rule's target fringe sums without the fringe cells the run
   flags changed before the rules (a new building's dark roof in the fringe is no shadow), the
   fringes found by :func:`offnadir.change.longer_shadow.fringe` (the sums first checked equal to the
@@ -82,7 +84,7 @@ NAMES = {0: "none", 1: "new", 2: "demolished", 3: "raised", 4: "reroofed", 5: "t
 VARIANTS = ("current", "none", "no_missing", "no_longer", "need_base_missing", "need_base_longer", "surface",
             "standout", "midpoint_tau", "standing", "standing2", "gone_shadow_nuisance", "standing_nuisance",
             "gone_shadow_nuisance_lit", "gone_shadow_nuisance_base", "fringe_unchanged", "rim_veto", "rim_veto_missing",
-            "rim_veto_longer")
+            "rim_veto_longer", "rim_veto_dark")
 #: casters whose mean enters the run-level spread estimates: nine observations of 9 cells
 SPREAD_MIN_CELLS = 81
 #: fewest such casters for them (else rho 0, no standout bound)
@@ -234,11 +236,17 @@ def fringe_unchanged(run, ctx, sums, p0, t: int = 1):
     return out
 
 
-def rim_veto(store, dec, rules=("missing", "longer")):
+def rim_veto(store, dec, rules=("missing", "longer"), dark_only: bool = False):
     """``dec`` with P set to 0 for the patches whose near-sensor rim is there at both dates (target 1), in
-    ``rules``."""
+    ``rules`` (``dark_only``: only where the target's facade facing its sensor is dark)."""
+    import json
+
+    import xarray as xr
+
     import eval_decision_offline as DO
 
+    if dark_only and not json.loads(xr.open_zarr(store).attrs["change_sun"])[1].get("facade_dark"):
+        return dec
     d = DO.load(store)
     kept_ids = d["ids"][DO.rim_kept(d)]
     out = dict(dec)
@@ -390,7 +398,8 @@ def main(argv=None) -> int:
             base_v = "current" if v.startswith("gone_shadow") else v.replace("_nuisance", "")
             if v.startswith("rim_veto"):
                 dec = rim_veto(store, cur, {"rim_veto": ("missing", "longer"), "rim_veto_missing": ("missing",),
-                                            "rim_veto_longer": ("longer",)}[v])
+                                            "rim_veto_longer": ("longer",), "rim_veto_dark": ("missing", "longer")}[v],
+                               dark_only=v == "rim_veto_dark")
             elif v == "fringe_unchanged":
                 dec = decisions(fringe_unchanged(run, ctx, sums, p0), suns, "current")
             else:

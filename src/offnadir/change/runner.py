@@ -306,12 +306,14 @@ class Runner(Dispatch):
             d = D.decide(tb, self.opts)
             d["used"] = tb.used
             d["ndvi_base"], d["ndvi_target"] = tb.ndvi_base, tb.ndvi_target
+            d["facade_dark"] = tb.extra["facade_dark"]
             self.per_target[t] = d
         if getattr(self, "gone", None):  # a roof whose rim stayed did not move: no shadow rule decides it
             from offnadir.change import missing_shadow as MS
 
-            self.gone = MS.rim_veto(self.gone, self.red_ids, {t: d.get("rim_kept") for t, d in self.per_target.items()},
-                                    self.sun_report, _LOG)
+            pt = self.per_target
+            self.gone = MS.rim_veto(self.gone, self.red_ids, {t: d.get("rim_kept") for t, d in pt.items()},
+                                    {t: d["facade_dark"] for t, d in pt.items()}, self.sun_report, _LOG)
 
     # -- client: mixture calibration of every evidence histogram
     def calibrate(self):
