@@ -39,6 +39,9 @@ decisions of target 1 under each ``--variants`` rule:
   evidence of such a roof, applied to the roof-wide shadow rules too (q1 tenth round); ``rim_veto_dark``: only
   where the facade facing the target's sensor is in the dark (``change_sun[1]["facade_dark"]``,
   :func:`offnadir.change.rim_profile.facade_dark`): a lit facade's step to the roof can read as a rim;
+  ``rim_veto_dark_s``: that, and the longer-shadow rule's decisions only where the least raise it asserts
+  (``BAND_CELLS`` cells of shadow, ``dz = BAND_CELLS * cell * tan e``) moves the rim towards the sensor by at
+  least one cell (``dz * tan(off-nadir) >= cell``, :func:`offnadir.change.rim_veto.raise_moves_rim`);
 * ``fringe_unchanged``: the longer-shadow rule's target fringe sums without the fringe cells the run
   flags changed before the rules (a new building's dark roof in the fringe is no shadow), the
   fringes found by :func:`offnadir.change.longer_shadow.fringe` (the sums first checked equal to the
@@ -84,7 +87,7 @@ NAMES = {0: "none", 1: "new", 2: "demolished", 3: "raised", 4: "reroofed", 5: "t
 VARIANTS = ("current", "none", "no_missing", "no_longer", "need_base_missing", "need_base_longer", "surface",
             "standout", "midpoint_tau", "standing", "standing2", "gone_shadow_nuisance", "standing_nuisance",
             "gone_shadow_nuisance_lit", "gone_shadow_nuisance_base", "fringe_unchanged", "rim_veto", "rim_veto_missing",
-            "rim_veto_longer", "rim_veto_dark")
+            "rim_veto_longer", "rim_veto_dark", "rim_veto_dark_s")
 #: casters whose mean enters the run-level spread estimates: nine observations of 9 cells
 SPREAD_MIN_CELLS = 81
 #: fewest such casters for them (else rho 0, no standout bound)
@@ -245,8 +248,16 @@ def rim_veto(store, dec, rules=("missing", "longer"), dark_only: bool = False):
 
     import eval_decision_offline as DO
 
-    if dark_only and not json.loads(xr.open_zarr(store).attrs["change_sun"])[1].get("facade_dark"):
+    ds = xr.open_zarr(store)
+    sun = json.loads(ds.attrs["change_sun"])[1]
+    if dark_only and not sun.get("facade_dark"):
         return dec
+    if "longer-if-moved" in rules:
+        from offnadir.change import rim_veto as RV
+
+        off = float(np.asarray(ds["off_nadir"].values)[1])
+        moved = RV.raise_moves_rim(float(sun["elevation"]), off)
+        rules = tuple(r for r in rules if r != "longer-if-moved") + (("longer",) if moved else ())
     d = DO.load(store)
     kept_ids = d["ids"][DO.rim_kept(d)]
     out = dict(dec)
@@ -398,8 +409,9 @@ def main(argv=None) -> int:
             base_v = "current" if v.startswith("gone_shadow") else v.replace("_nuisance", "")
             if v.startswith("rim_veto"):
                 dec = rim_veto(store, cur, {"rim_veto": ("missing", "longer"), "rim_veto_missing": ("missing",),
-                                            "rim_veto_longer": ("longer",), "rim_veto_dark": ("missing", "longer")}[v],
-                               dark_only=v == "rim_veto_dark")
+                                            "rim_veto_longer": ("longer",), "rim_veto_dark": ("missing", "longer"),
+                                            "rim_veto_dark_s": ("missing", "longer-if-moved")}[v],
+                               dark_only=v.startswith("rim_veto_dark"))
             elif v == "fringe_unchanged":
                 dec = decisions(fringe_unchanged(run, ctx, sums, p0), suns, "current")
             else:

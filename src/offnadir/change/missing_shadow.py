@@ -319,40 +319,6 @@ def decide(sums, targets, names=None, report=None, log=None, enabled: bool = Tru
     return out
 
 
-def rim_veto(gone: dict, ids, kept: dict, facade_dark: dict, report=None, log=None) -> dict:
-    """``gone`` (per target ``(ids, P)``: the roof-wide shadow rules' decisions, missing, longer and crown
-    shadows) with ``P`` set to 0 on the patches whose near-sensor rim is there at both dates (``kept[t]``, a
-    boolean per patch of ``ids``: :func:`offnadir.change.criteria.rim_kept`), on the targets whose facade facing
-    the sensor is in the dark (``facade_dark[t]``, :func:`offnadir.change.rim_profile.facade_dark`).
-    Demolished or raised, a roof loses that rim in the target (ground, or its shaded, textureless facade shows
-    there: :mod:`offnadir.change.outline`); a rim that stayed is the geometric witness of "not moved" that
-    already holds the roof's census evidence (:func:`offnadir.change.outline.rim_witness`), so a shadow read as
-    gone or longer on such a roof is a neighbour's shadow or a bright surface, not the roof's own change. Where
-    the facade is lit, a raised roof's facade | roof step can read as a kept rim (hard simulator, sun-side
-    targets: a raised roof found by the longer-shadow rule alone), so there the rules decide as before.
-    Recorded per target in ``report`` as ``shadow_rules_rim_vetoed`` and logged."""
-    import logging
-
-    log = log or logging.getLogger("offnadir.change.missing_shadow")
-    out = dict(gone)
-    for t, (g_ids, post) in gone.items():
-        k = kept.get(t)
-        if k is None or not len(g_ids):
-            continue
-        if not facade_dark.get(t):
-            if report is not None and t < len(report):
-                report[t]["shadow_rules_rim_vetoed"] = "off: the facade facing the sensor is lit"
-            continue
-        held = np.isin(np.asarray(g_ids), np.asarray(ids)[np.asarray(k, bool)])
-        vetoed = held & (np.asarray(post) >= 0.5)
-        out[t] = (g_ids, np.where(held, np.minimum(post, 0.0), post))
-        if report is not None and t < len(report):
-            report[t]["shadow_rules_rim_vetoed"] = int(vetoed.sum())
-        log.info("image %s: %d roof(s) decided gone or raised by their shadow keep their near-sensor rim at both "
-                 "dates (not moved): not decided changed", t, int(vetoed.sum()))
-    return out
-
-
 def midpoint(clf) -> float:
     """The mean per-cell ``log f_l / f_s`` halfway between a sample of the shadow class and one of
     the lit class (:attr:`~offnadir.change.shadow_observed.ShadowClassifier.mean_llr_shadow`,

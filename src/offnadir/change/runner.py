@@ -277,6 +277,7 @@ class Runner(Dispatch):
             names = [str(v) for v in self.cube["image"].values]
             self.gone = MS.decide(out["shadow"], self.targets, names, self.sun_report, _LOG,
                                   enabled=self.opts.missing_shadows)
+            self.gone_missing = dict(self.gone)  # the missing-shadow rule's own decisions (rim_veto)
             from offnadir.change import longer_shadow as LS  # roofs whose shadow grew: gain evidence
 
             self.gone = LS.decide_targets(out["shadow"], self.gone, self.targets, MS.classifiers(self.sun_report),
@@ -309,11 +310,10 @@ class Runner(Dispatch):
             d["facade_dark"] = tb.extra["facade_dark"]
             self.per_target[t] = d
         if getattr(self, "gone", None):  # a roof whose rim stayed did not move: no shadow rule decides it
-            from offnadir.change import missing_shadow as MS
+            from offnadir.change import rim_veto as RV
 
-            pt = self.per_target
-            self.gone = MS.rim_veto(self.gone, self.red_ids, {t: d.get("rim_kept") for t, d in pt.items()},
-                                    {t: d["facade_dark"] for t, d in pt.items()}, self.sun_report, _LOG)
+            self.gone = RV.for_run(self.gone, getattr(self, "gone_missing", {}), self.red_ids, self.per_target, self.sun_report,
+                                   self.off, _LOG)
 
     # -- client: mixture calibration of every evidence histogram
     def calibrate(self):
