@@ -312,8 +312,8 @@ class Runner(Dispatch):
         if getattr(self, "gone", None):  # a roof whose rim stayed did not move: no shadow rule decides it
             from offnadir.change import rim_veto as RV
 
-            self.gone = RV.for_run(self.gone, getattr(self, "gone_missing", {}), self.red_ids, self.per_target, self.sun_report,
-                                   self.off, _LOG)
+            self.gone = RV.for_run(self.gone, getattr(self, "gone_missing", {}), self.red_ids, self.per_target,
+                                   self.sun_report, self.off, _LOG)
 
     # -- client: mixture calibration of every evidence histogram
     def calibrate(self):
