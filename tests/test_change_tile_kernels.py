@@ -33,6 +33,28 @@ def test_visible_band_sums_of_nothing_are_zero():
     assert n == 0 and not s.any() and not ss.any()
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 6), (6, 1), (2, 2), (3, 5), (40, 61), (301, 257)])
+def test_second_differences_equal_numpy(shape):
+    # the noise histogram's input (cells.noise_tile): numpy's masked expression, element for element
+    rng = np.random.default_rng(shape[0] * 7 + shape[1])
+    x = rng.normal(300.0, 80.0, shape)
+    x[rng.random(shape) < 0.05] = np.nan
+    x[rng.random(shape) < 0.01] = np.inf
+    x[rng.random(shape) < 0.01] = -np.inf
+    vis = rng.integers(0, 3, shape).astype(np.uint8)
+    m = (vis == 1) & np.isfinite(x)
+    mm = m[:-1, :-1] & m[1:, :-1] & m[:-1, 1:] & m[1:, 1:]
+    want = np.abs(x[:-1, :-1] - x[:-1, 1:] - x[1:, :-1] + x[1:, 1:])[mm]
+    got = K.second_differences(x, vis)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    if want.size:  # a moved corner shows
+        x2 = x.copy()
+        i, j = np.argwhere(mm)[0]
+        x2[i + 1, j + 1] += 1.0
+        assert not np.array_equal(K.second_differences(x2, vis), want)
+
+
 def test_canonical_window_equals_the_models_canonical_variates():
     rng = np.random.default_rng(5)
     p, shape = 4, (57, 66)

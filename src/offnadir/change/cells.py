@@ -182,15 +182,15 @@ def add_hist(*parts):
 
 def noise_tile(io, ctx, tile):
     """Histograms of the 2x2 second difference per image (for the global noise sigmas)."""
+    from offnadir.change import kernels as K
+
     yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
     vis = io.read("visible", (slice(None),) + yx)
     val = io.read("value", (slice(None), slice(None)) + yx)
     out = {}
     for k in range(ctx.n_images):
         x = EV.intensity(val[k])  # widened to float64 there, one image at a time
-        m = (vis[k] == 1) & np.isfinite(x)
-        mm = m[:-1, :-1] & m[1:, :-1] & m[:-1, 1:] & m[1:, 1:]
-        d = np.abs(x[:-1, :-1] - x[:-1, 1:] - x[1:, :-1] + x[1:, 1:])[mm]
+        d = K.second_differences(x, vis[k])  # where all four corners are visible and finite
         out[k] = np.histogram(np.log10(np.maximum(d, 1e-6)), bins=NOISE_BINS, range=NOISE_RANGE)[0]
     return out
 

@@ -289,6 +289,42 @@ def _masked_cells(a, mask, out):
                 k += 1
 
 
+def second_differences(x, vis):
+    """``|x[i, j] - x[i, j + 1] - x[i + 1, j] + x[i + 1, j + 1]|`` (the 2 x 2 second difference of
+    a (y, x) float64 array) at the cells whose four corners are visible (``vis == 1``) and finite,
+    in row-major order: the array numpy's
+    ``np.abs(x[:-1, :-1] - x[:-1, 1:] - x[1:, :-1] + x[1:, 1:])[mm]`` makes (the same operations in the
+    same order; tested equal), in one pass without its five window-sized temporaries and masks."""
+    ny, nx = x.shape
+    out = np.empty(max(ny - 1, 0) * max(nx - 1, 0))
+    if out.size == 0:
+        return out
+    n = _second_differences(np.ascontiguousarray(x, np.float64), np.ascontiguousarray(vis), out)
+    return out[:n]
+
+
+@njit(**_NB)
+def _second_differences(x, vis, out):
+    ny, nx = x.shape
+    ok = np.empty((2, nx), np.bool_)  # rows i and i + 1: visible and finite
+    for j in range(nx):
+        ok[0, j] = (vis[0, j] == 1) & np.isfinite(x[0, j])
+    n = 0
+    for i in range(ny - 1):
+        a = ok[i & 1]
+        b = ok[(i + 1) & 1]
+        xr = x[i]
+        xs = x[i + 1]
+        vs = vis[i + 1]
+        for j in range(nx):
+            b[j] = (vs[j] == 1) & np.isfinite(xs[j])
+        for j in range(nx - 1):
+            if a[j] & b[j] & a[j + 1] & b[j + 1]:
+                out[n] = abs(xr[j] - xr[j + 1] - xs[j] + xs[j + 1])
+                n += 1
+    return n
+
+
 def visible_band_sums(val, vis):
     """(n, sums, sums of squares) of the bands of the cells visible (``vis == 1``) with every
     band finite: the numbers of ``v = val[:, ok].astype(np.float64); v.sum(axis=1), (v * v).sum(axis=1)``
