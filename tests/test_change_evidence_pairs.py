@@ -50,6 +50,22 @@ def test_pair_word_compares_exactly_the_pairs_of_equal_labels():
     np.testing.assert_array_equal(same, plain)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (6, 1), (2, 2), (3, 5), (48, 56), (301, 257)])
+def test_pair_word_equals_its_numpy_form(shape):
+    # the one-pass kernel against the direction-by-direction numpy expressions, word for word
+    rng = np.random.default_rng(shape[0] * 31 + shape[1])
+    labels = rng.integers(0, 3, shape).astype(np.uint8)
+    want = SP.pair_word_numpy(labels)
+    got = SP.pair_word(labels)
+    assert got.dtype == want.dtype == np.uint32
+    np.testing.assert_array_equal(got, want)
+    if shape[0] * shape[1] > 1:  # a changed label moves the words of its cell's pairs
+        lab2 = labels.copy()
+        nb = labels[0, 1] if shape[1] > 1 else labels[1, 0]  # a neighbour of cell (0, 0)
+        lab2[0, 0] = nb if labels[0, 0] != nb else 3  # their pair flips between kept and not
+        assert not np.array_equal(SP.pair_word(lab2), want)
+
+
 def test_sun_labels_and_unknown_states():
     # base, target: 0 no direct sun, 1..254 lit, 255 unknown
     lit = np.array([[[9, 9, 0, 0, 255, 9]], [[9, 0, 9, 0, 0, 255]]], np.uint8)

@@ -36,6 +36,42 @@ def _pack(codes, valid, out):
                                                                                             np.uint32(0))
 
 
+def same_label_word(labels, r: int, neigh):
+    """(y, x) uint32 word in :func:`pack`'s layout: the -1, +1 and valid bits of direction ``d``
+    (``neigh[d]`` times ``r``) set where the cell and its neighbour that way carry the same
+    ``labels`` value, or the neighbour lies outside the array (those codes are invalid anyway).
+    The word of :func:`offnadir.change.sun_pairs.pair_word`, in one pass (integer operations: the
+    same words, tested against the numpy form)."""
+    lab = np.ascontiguousarray(labels)
+    out = np.zeros(lab.shape, np.uint32)
+    nb = np.asarray(neigh, np.int64) * int(r)
+    _same_label_word(lab, np.ascontiguousarray(nb[:, 0]), np.ascontiguousarray(nb[:, 1]), out)
+    return out
+
+
+@njit(**_NB)
+def _same_label_word(lab, di, dj, out):
+    ny, nx = lab.shape
+    for i in range(ny):  # a row's eight directions while the row is in cache
+        orow = out[i]
+        lrow = lab[i]
+        for d in range(di.shape[0]):
+            a, b = di[d], dj[d]
+            bits = np.uint32((1 << d) | (1 << (d + 8)) | (1 << (d + 16)))
+            if not 0 <= i + a < ny:  # every neighbour that way is outside: kept
+                for j in range(nx):
+                    orow[j] |= bits
+                continue
+            nrow = lab[i + a]
+            j0, j1 = min(max(0, -b), nx), max(min(nx, nx - b), 0)  # neighbours inside for j0 <= j < j1
+            for j in range(0, j0):
+                orow[j] |= bits
+            for j in range(j0, j1):
+                orow[j] |= bits if lrow[j] == nrow[j + b] else np.uint32(0)
+            for j in range(max(j1, j0), nx):
+                orow[j] |= bits
+
+
 def census_words(x, mask, t, r: int, neigh):
     """The packed words (:func:`pack`) of the ternary census codes of ``x`` in one pass, without
     the (8, y, x) code and validity arrays: for direction ``d`` = ``neigh[d] * r``, the neighbour

@@ -34,7 +34,16 @@ def pair_word(labels):
     """(y, x) uint32 word in :func:`offnadir.change.census_codes.pack`'s layout (-1, +1 and
     valid bits of every direction of :data:`offnadir.change.evidence._NEIGH` at
     :data:`~offnadir.change.evidence.RADIUS`) that keeps a cell's code towards a neighbour only
-    where both carry the same label (directions leaving the array: kept; their codes are invalid)."""
+    where both carry the same label (directions leaving the array: kept; their codes are invalid).
+    One numba pass (:func:`offnadir.change.census_codes.same_label_word`; the words of
+    :func:`pair_word_numpy`, tested equal)."""
+    from offnadir.change import census_codes as CW
+
+    return CW.same_label_word(labels, EV.RADIUS, EV._NEIGH)
+
+
+def pair_word_numpy(labels):
+    """:func:`pair_word` as numpy expressions, direction by direction (the reference of its tests)."""
     ny, nx = labels.shape
     out = np.zeros(labels.shape, np.uint32)
     for d, (di, dj) in enumerate(EV._NEIGH):
