@@ -61,7 +61,10 @@ def evidence_tile(io, ctx, tile, plan, has):
     wyx, core = _win(tile, halo, ctx.shape)
     yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
     vis = io.read("visible", (slice(None),) + wyx)
-    val = io.read("value", (slice(None), slice(None)) + wyx).astype(np.float64)
+    # as stored (float32): the intensities widen each value to float64 as they add (EV.intensity: the
+    # same numbers), usable() only tests finiteness, and the sample is float32 rows (no window-sized
+    # float64 copy of every band)
+    val = io.read("value", (slice(None), slice(None)) + wyx)
     lit = io.read("illumination", (slice(None),) + wyx) if has.get("illumination") else None
     elev_w = io.read("elevated", wyx) == 1 if has.get("elevated") else np.zeros(vis.shape[1:], bool)
     elev = elev_w[core]
