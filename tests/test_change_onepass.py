@@ -118,6 +118,17 @@ class _Ctx:
     use_sun = True
 
 
+@pytest.mark.parametrize("gij0,shape,rate", [((0, 0), (200, 300), 0.1), ((1024, 2048), (64, 96), 0.0637),
+                                              ((5, 7), (1, 1), 0.5), ((10**6, 3), (50, 60), 0.3), ((0, 0), (9, 9), 1.0)])
+def test_sampled_equals_its_numpy_form(gij0, shape, rate):
+    want = F.sampled_numpy(*gij0, shape, rate)
+    got = F.sampled(*gij0, shape, rate)
+    assert got.dtype == want.dtype == bool
+    np.testing.assert_array_equal(got, want)
+    if 0 < rate < 1 and want.size > 100:
+        assert not np.array_equal(F.sampled(gij0[0] + 1, gij0[1], shape, rate), want)
+
+
 def test_sample_depends_on_global_positions_only():
     rate = 0.1
     whole = F.sampled(0, 0, (200, 300), rate)
@@ -128,3 +139,32 @@ def test_sample_depends_on_global_positions_only():
             tiled[i0:i0 + 64, j0:j0 + 96] = F.sampled(i0, j0, whole[i0:i0 + 64, j0:j0 + 96].shape, rate)
     assert np.array_equal(whole, tiled)
     assert F.sample_rate(F.SAMPLE_CELLS // 2) == 1.0 and F.sample_rate(4 * F.SAMPLE_CELLS) == 0.25
+
+
+@pytest.mark.parametrize("rate", [0.07, 0.5, 1.0])
+def test_sample_tile_equals_testing_the_whole_tile(rate):
+    # sample_tile tests usability on the sampled cells only: the rows of testing every cell and
+    # keeping the sampled ones, in the same order, dtypes and memory layout
+    from offnadir.change.ortho import usable as ortho_usable
+
+    rng = np.random.default_rng(11)
+    ny, nx, p = 70, 90, 4
+    vis = rng.integers(0, 3, (2, ny, nx)).astype(np.uint8)
+    val = rng.normal(300.0, 50.0, (2, p, ny, nx)).astype(np.float32)
+    val[rng.random(val.shape) < 0.03] = np.nan
+    lit = rng.choice(np.array([0, 80, 255], np.uint8), (2, ny, nx))
+    ctx = _Ctx()
+    got = F.sample_tile(vis, val, lit, ctx, (123, 456), rate, True, True)
+    keep = F.sampled_numpy(123, 456, (ny, nx), rate)
+    ok, st, _ = F.usable(vis, val, lit, 1, True)
+    ok &= keep
+    want = {("patch", 1): (val[0][:, ok].T.astype(np.float32), val[1][:, ok].T.astype(np.float32),
+                           st[ok].astype(np.int8))}
+    ok = ortho_usable(vis, val, 1) & keep
+    want[("ortho", 1)] = (val[0][:, ok].T.astype(np.float32), val[1][:, ok].T.astype(np.float32))
+    assert got.keys() == want.keys()
+    for k in want:
+        for a, b in zip(got[k], want[k]):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides
+            np.testing.assert_array_equal(a, b)
+    assert 0 < len(got[("patch", 1)][0]) < ny * nx

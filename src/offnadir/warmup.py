@@ -310,10 +310,11 @@ def _beyond_the_scene() -> int:
     estimates one; here one is fitted to a box and its shadow, with the arguments' types the change
     stage passes, float64 heights and samples), the new-building shadow ray
     (:mod:`offnadir.change.shadow_ray_kernels`: the tiny scene's classifier need not be a witness) and
-    the shadow classifiers' look-up (:func:`offnadir.change.kernels.bin_values`)."""
+    the shadow classifiers' look-up (:func:`offnadir.change.kernels.bin_values`) and the IR-MAD
+    sample's hash (:func:`offnadir.change.kernels.sampled_cells`: a scene that small samples every cell)."""
     import numpy as np
 
-    from offnadir.change import census, census_codes, kernels, shadow_ray, sun_estimate
+    from offnadir.change import census, census_codes, fit, kernels, shadow_ray, sun_estimate
     from offnadir.change.shadow_ray_kernels import ray_counts
 
     kernels.group_index(np.arange(8192, dtype=np.int64) % 97)
@@ -326,7 +327,8 @@ def _beyond_the_scene() -> int:
     sun_estimate.fit_sun(h, samples, np.ones(h.shape, bool), 1.0, max_side=48)
     ray_counts(np.zeros((8, 8), np.uint8), *shadow_ray.offsets(1.0, 3), 1, 7, 1, 7)
     kernels.bin_values(np.zeros(4), (-np.inf, 0.5, np.inf), (1.0, 2.0), 0.0)  # shadow classifiers' log-odds
-    return 6
+    fit.sampled(0, 0, (4, 4), 0.5)  # the IR-MAD sample's hash (the tiny scene samples every cell)
+    return 7
 
 
 def _cpu_name() -> str:

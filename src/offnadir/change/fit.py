@@ -40,6 +40,17 @@ def sampled(gi0: int, gj0: int, shape, rate: float) -> np.ndarray:
     """Cells of a window starting at global (gi0, gj0) that belong to the sample (bool)."""
     if rate >= 1.0:
         return np.ones(shape, bool)
+    from offnadir.change.kernels import sampled_cells
+
+    out = np.empty(shape, np.bool_)
+    sampled_cells(int(gi0), int(gj0), float(rate), out)  # the hash below, in one numba pass (tested equal)
+    return out
+
+
+def sampled_numpy(gi0: int, gj0: int, shape, rate: float) -> np.ndarray:
+    """:func:`sampled` as numpy expressions (the reference of its test)."""
+    if rate >= 1.0:
+        return np.ones(shape, bool)
     i = np.arange(gi0, gi0 + shape[0], dtype=np.uint64)[:, None]
     j = np.arange(gj0, gj0 + shape[1], dtype=np.uint64)[None, :]
     with np.errstate(over="ignore"):
@@ -84,16 +95,19 @@ def sample_tile(vis, val, lit, ctx, gij0, rate, want_patch, want_ortho) -> dict:
     ``("ortho", t)`` -> (x, y) with x, y (n, p) float32 rows of base and target bands."""
     from offnadir.change.ortho import usable as ortho_usable
 
-    keep = sampled(gij0[0], gij0[1], vis.shape[1:], rate)
+    if rate < 1.0:  # the sampled cells first (row-major, as a mask selects them), then the usable
+        # tests on those only: the same rows in the same order as testing the whole tile and selecting
+        ii, jj = np.nonzero(sampled(gij0[0], gij0[1], vis.shape[1:], rate))
+        vis, val = vis[:, ii, jj], val[:, :, ii, jj]
+        lit = None if lit is None else lit[:, ii, jj]
     out = {}
     for t in ctx.targets:
         if want_patch:
             ok, st, _ = usable(vis, val, lit, t, ctx.use_sun)
-            ok &= keep
             out[("patch", t)] = (val[0][:, ok].T.astype(np.float32), val[t][:, ok].T.astype(np.float32),
                                  st[ok].astype(np.int8))
         if want_ortho:
-            ok = ortho_usable(vis, val, t) & keep
+            ok = ortho_usable(vis, val, t)
             out[("ortho", t)] = (val[0][:, ok].T.astype(np.float32), val[t][:, ok].T.astype(np.float32))
     return out
 

@@ -325,6 +325,28 @@ def _second_differences(x, vis, out):
     return n
 
 
+@njit(**_NB)
+def sampled_cells(gi0, gj0, rate, out):
+    """:func:`offnadir.change.fit.sampled`'s hash of the global cell (gi0 + i, gj0 + j), cell by cell
+    (its uint64 operations, wrapping alike; ``(x >> 11)`` is below 2^53, so its float64 and the
+    scaling by 2^-53 are exact): ``out[i, j]`` whether the cell is in the sample."""
+    ny, nx = out.shape
+    k1 = np.uint64(0x9E3779B97F4A7C15)
+    c2 = np.uint64(0x632BE59BD9B4E019)
+    k2 = np.uint64(0xBF58476D1CE4E5B9)
+    k3 = np.uint64(0x94D049BB133111EB)
+    s31, s29, s11 = np.uint64(31), np.uint64(29), np.uint64(11)
+    scale = 1.0 / 2.0 ** 53
+    for i in range(ny):
+        a = np.uint64(gi0 + i) * k1
+        for j in range(nx):
+            x = a ^ ((np.uint64(gj0 + j) + c2) * k2)
+            x ^= x >> s31
+            x *= k3
+            x ^= x >> s29
+            out[i, j] = np.float64(x >> s11) * scale < rate
+
+
 def visible_band_sums(val, vis):
     """(n, sums, sums of squares) of the bands of the cells visible (``vis == 1``) with every
     band finite: the numbers of ``v = val[:, ok].astype(np.float64); v.sum(axis=1), (v * v).sum(axis=1)``
