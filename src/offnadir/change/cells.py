@@ -25,6 +25,7 @@ from offnadir.change import localise as L
 from offnadir.change import shadow_ray as SR
 from offnadir.change import sun_pairs as SP
 from offnadir.change.dh_evidence import DH_SIGMA_FLOOR, coherent_dh, combine, dh_probability  # noqa: F401 - re-exported
+from offnadir.change.noise_hist import NOISE_BINS, NOISE_RANGE, noise_sigma, noise_tile  # noqa: F401 - re-exported
 
 #: default decision: change where the probability reaches one half (the Bayes decision for equal
 #: costs of a miss and a false alarm)
@@ -181,35 +182,6 @@ def add_hist(*parts):
         for k, v in p.items():
             out[k] = out[k] + v if k in out else v
     return out
-
-
-def noise_tile(io, ctx, tile):
-    """Histograms of the 2x2 second difference per image (for the global noise sigmas)."""
-    from offnadir.change import kernels as K
-
-    yx = (slice(tile.i0, tile.i1), slice(tile.j0, tile.j1))
-    vis = io.read("visible", (slice(None),) + yx)
-    val = io.read("value", (slice(None), slice(None)) + yx)
-    out = {}
-    for k in range(ctx.n_images):
-        x = EV.intensity(val[k])  # widened to float64 there, one image at a time
-        d = K.second_differences(x, vis[k])  # where all four corners are visible and finite
-        out[k] = np.histogram(np.log10(np.maximum(d, 1e-6)), bins=NOISE_BINS, range=NOISE_RANGE)[0]
-    return out
-
-
-NOISE_BINS, NOISE_RANGE = 800, (-6.0, 10.0)
-
-
-def noise_sigma(counts) -> float:
-    """``1.4826 median |d| / 2`` from a :func:`noise_tile` histogram (the second difference of
-    white noise has zero median and sd 2 sigma)."""
-    c = np.cumsum(counts)
-    if c[-1] == 0:
-        return 0.0
-    k = int(np.searchsorted(c, 0.5 * c[-1]))
-    edges = np.linspace(*NOISE_RANGE, NOISE_BINS + 1)
-    return float(1.4826 * 10 ** (0.5 * (edges[k] + edges[k + 1])) / 2.0)
 
 
 def either(p, q):
