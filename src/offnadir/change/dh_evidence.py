@@ -217,13 +217,21 @@ def removal_to_ground(io, tile, shape, dhc, elevated, bound: float, ground_radiu
     the ground. The DSM is read with a halo of ``2 ground_radius`` (the opening depends on heights
     that far): the result does not depend on the tiling. Why it decides :func:`combine`'s ties:
     there."""
-    from offnadir.change.segment_kernels import ground_estimate
-
     dhc = np.asarray(dhc, np.float64)
     with np.errstate(invalid="ignore"):
         cand = np.asarray(elevated, bool)[None] & (dhc < -bound)
     if not cand.any():
         return None
+    h, g = _dsm_and_ground(io, tile, shape, ground_radius)
+    with np.errstate(invalid="ignore"):
+        return cand & (np.abs(h[None] + dhc - g[None]) <= bound)
+
+
+def _dsm_and_ground(io, tile, shape, ground_radius: int):
+    """The tile's DSM heights and their ground estimate (the grey opening of radius
+    ``ground_radius``), read with a halo of ``2 ground_radius`` so that they do not depend on the tiling."""
+    from offnadir.change.segment_kernels import ground_estimate
+
     ny, nx = shape
     r2 = 2 * int(ground_radius)
     i0, i1 = max(tile.i0 - r2, 0), min(tile.i1 + r2, ny)
@@ -231,9 +239,7 @@ def removal_to_ground(io, tile, shape, dhc, elevated, bound: float, ground_radiu
     h = io.read("dsm", (slice(i0, i1), slice(j0, j1))).astype(np.float64)
     g = ground_estimate(h, int(ground_radius))
     core = (slice(tile.i0 - i0, tile.i1 - i0), slice(tile.j0 - j0, tile.j1 - j0))
-    h, g = h[core], g[core]
-    with np.errstate(invalid="ignore"):
-        return cand & (np.abs(h[None] + dhc - g[None]) <= bound)
+    return h[core], g[core]
 
 
 def tie_removals(io, tile, shape, p_struct, p_dh, dh_window, elevated, bound: float, ground_radius: int,
@@ -242,8 +248,6 @@ def tie_removals(io, tile, shape, p_struct, p_dh, dh_window, elevated, bound: fl
     at its lower clip, ``p_dh`` at its upper one), None where no such tie is a candidate (then the
     DSM is not read: the ground estimate costs ~0.1 CPU-s per Mpx). ``memo``: a dict kept across
     the images of one tile (the ground estimate is made once)."""
-    from offnadir.change.segment_kernels import ground_estimate
-
     eps = CLIP
     dw = np.asarray(dh_window, np.float64)
     with np.errstate(invalid="ignore"):
@@ -253,14 +257,7 @@ def tie_removals(io, tile, shape, p_struct, p_dh, dh_window, elevated, bound: fl
         return None
     memo = {} if memo is None else memo
     if "hg" not in memo:
-        ny, nx = shape
-        r2 = 2 * int(ground_radius)
-        i0, i1 = max(tile.i0 - r2, 0), min(tile.i1 + r2, ny)
-        j0, j1 = max(tile.j0 - r2, 0), min(tile.j1 + r2, nx)
-        h = io.read("dsm", (slice(i0, i1), slice(j0, j1))).astype(np.float64)
-        g = ground_estimate(h, int(ground_radius))
-        core = (slice(tile.i0 - i0, tile.i1 - i0), slice(tile.j0 - j0, tile.j1 - j0))
-        memo["hg"] = (h[core], g[core])
+        memo["hg"] = _dsm_and_ground(io, tile, shape, ground_radius)
     h, g = memo["hg"]
     with np.errstate(invalid="ignore"):
         return cand & (np.abs(h + dw - g) <= bound)
