@@ -18,7 +18,7 @@ from scipy.special import expit, logit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_decision_offline as ED  # noqa: E402
 import eval_evidence_offline as EO  # noqa: E402
-from _shadow_ray_rays import BINS, MIN_CHANGED, load, pav_up, shadow_ray, shift  # noqa: E402
+from _shadow_ray_rays import MIN_CHANGED, load, ray_table, shadow_ray, shift  # noqa: E402
 
 from offnadir.change import calibrate as C  # noqa: E402
 from offnadir.change import cells as P  # noqa: E402
@@ -62,10 +62,7 @@ def _stages(d):
         chg, unc = obs & (pl >= 0.5), obs & (pl < 0.5)
         info["ground_changed"] = int(chg.sum())
         if chg.sum() >= MIN_CHANGED:
-            b = np.clip(np.searchsorted(np.linspace(0, 1, BINS + 1)[1:-1], S, side="right"), 0, BINS - 1)
-            fc = np.bincount(b[chg], minlength=BINS) + 0.5
-            fu = np.bincount(b[unc], minlength=BINS) + 0.5
-            lr = pav_up(np.log(fc / fc.sum()) - np.log(fu / fu.sum()), fc + fu)
+            lr, b = ray_table(S, chg, unc, "")
             info["log_lr"] = np.round(lr, 2).tolist()
             add = np.where(g, lr[b], 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -165,10 +165,7 @@ def decide(d, name):
             chg, unc = obs & (p >= 0.5), obs & (p < 0.5)
             info["ground_changed"] = int(chg.sum())
             if chg.sum() >= MIN_CHANGED:
-                b = np.clip(np.searchsorted(np.linspace(0, 1, BINS + 1)[1:-1], S, side="right"), 0, BINS - 1)
-                fc = np.bincount(b[chg], minlength=BINS) + 0.5
-                fu = np.bincount(b[unc], minlength=BINS) + 0.5
-                llr = pav_up(np.log(fc / fc.sum()) - np.log(fu / fu.sum()), fc + fu)
+                llr, b = ray_table(S, chg, unc, "")
                 if not name.startswith(("both", "first", "lean")):
                     llr = llr - llr[0]
                 info["log_lr"] = np.round(llr, 2).tolist()
