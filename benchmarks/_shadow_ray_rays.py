@@ -36,6 +36,8 @@ def load(store, t=1):
         ds = xr.open_zarr(store, mask_and_scale=False)
         val = np.asarray(ds["value"].values, np.float64)
         d["target"] = EV.intensity(val[t])
+        d["base"] = EV.intensity(val[0])
+        d["ill_base"] = np.asarray(ds["illumination"].values[0])
         d["ill"] = np.asarray(ds["illumination"].values[t])
         d["dsm"] = np.asarray(ds["dsm"].values, np.float64)
         d["sun"] = json.loads(ds.attrs["change_sun"])[t]
@@ -143,3 +145,153 @@ def pav_up(y, w):
             blocks[-1][1] += wt
             blocks[-1][2] += n
     return np.array([s / wt for s, wt, n in blocks for _ in range(n)])
+
+
+def unexplained_shadows(d):
+    """``U``: the target's classifier says shadow on ground the old DSM predicts lit and the target sees (the
+    shadow ray's input), or None where the classifier is no witness."""
+    rec = d["sun"].get("shadow_classifier")
+    clf = SO.ShadowClassifier.from_report(rec) if rec else None
+    if clf is None or clf.accuracy_shadow < LS.SHADOW_WITNESS:
+        return None
+    lo = SO.log_odds(d["target"], d["ok_t"], clf)
+    lit = (d["ill"] > 0) & (d["ill"] < 255)
+    return (np.nan_to_num(lo, nan=-1.0) >= 0) & lit & ~d["elev"] & d["ok_t"]
+
+
+def _step(az, k):
+    return int(math.floor(k * math.cos(az) + 0.5)), int(math.floor(-k * math.sin(az) + 0.5))
+
+
+def facade_strips(U, bright, az, lo, hi, parts=False):
+    """Cells of the dark facade strips (issue 7, s3 eleventh round): runs of ``U`` along ``az`` (the lean, away
+    from the sensor) of ``lo`` .. ``hi`` cells that end in a step to a ``bright`` cell (the displaced roof: lit,
+    seen, not classified shadow). A new building's wall facing the sensor and turned from the sun shows in the
+    target's ortho as such a strip, ``H tan(off-nadir)`` wide, between its ground line and its roof."""
+    run = U.copy()
+    length = U.astype(np.int32)
+    for k in range(1, hi + 1):  # length of the run of U ending at each cell, counted towards the sensor
+        di, dj = _step(az, -k)
+        run &= shift(U, di, dj)
+        if not run.any():
+            break
+        length += run
+    di, dj = _step(az, 1)
+    end = U & shift(bright, di, dj) & (length >= lo) & (length <= hi)
+    strip = end.copy()
+    for k in range(1, hi):  # the strip: back from each end cell over its run
+        di, dj = _step(az, -k)
+        strip |= shift(end & (length > k), -di, -dj)
+    return (strip, end, length) if parts else strip
+
+
+def facade_ray(d, name, U):
+    """(S, info): share of facade-strip cells on the cell and the ``2 K`` cells towards the sensor from it (``K``
+    the typical height's relief displacement): a footprint lies on and down the lean of its facade strip. Strip
+    runs of ``K/2 .. 2 K`` cells (half to twice the typical height). Controls: ``_against`` (the lean reversed:
+    the strip's roof step towards the sensor), ``_perp`` (across the lean)."""
+    az = math.radians(d["view_az"] + d["sun"]["grid_north_deg"])
+    if "against" in name:
+        az += math.pi
+    elif "perp" in name:
+        az += math.pi / 2
+    h = typical_height(d)
+    k = int(max(2, math.ceil(h * math.tan(math.radians(d["view_off"])) / d["cell"])))
+    lit = (d["ill"] > 0) & (d["ill"] < 255)
+    bright = lit & d["ok_t"] & ~U & ~d["elev"]
+    if "roof" in name:  # the roof step must lead onto a surface the base does not show
+        bright &= roof_differs(d, az, k)
+    if "wall" in name:  # a wall: the strip's end has a neighbour across the lean ending a strip of the same width
+        strip, end, length = facade_strips(U, bright, az, max(2, k // 2), 2 * k, parts=True)
+        el = np.where(end, length, -99)
+        keep = np.zeros(end.shape, bool)
+        for side in (math.pi / 2, -math.pi / 2):
+            a, b = _step(az + side, 1)
+            for along in (-1, 0, 1):
+                c, e = _step(az, along)
+                keep |= np.abs(shift(el, a + c, b + e) - el) <= 1
+        end &= keep
+        strip = end.copy()
+        for kk in range(1, 2 * k):
+            a, b = _step(az, -kk)
+            strip |= shift(end & (length > kk), -a, -b)
+    else:
+        strip = facade_strips(U, bright, az, max(2, k // 2), 2 * k)
+    S = (strip.astype(np.float64) + 2 * k * ray_share(strip, az + math.pi, 2 * k)) / (2 * k + 1)
+    info = dict(facade_K=k, strip_cells=int(strip.sum()))
+    if "elig" in name:  # where a facade could not be seen (its ray mostly on predicted shadow, roofs, unseen): no word
+        seen = lit & d["ok_t"] & ~d["elev"]
+        e = (seen.astype(np.float64) + 2 * k * ray_share(seen, az + math.pi, 2 * k)) / (2 * k + 1)
+        S = np.where((S > 0) | (e >= 0.5), S, np.nan)
+        info["eligible_share"] = round(float(np.mean(e >= 0.5)), 3)
+    return S, info
+
+
+def roof_differs(d, az, k, level=0.9):
+    """Cells whose ``k`` cells down the lean (``az``), from the cell itself, differ from the base more than
+    ``level`` of the run's ground cells do: the residual of the target on a least-squares line of the base
+    (ground lit at both dates, seen by both), its mean over the ``k`` cells, against the same mean's
+    ``level`` quantile of absolute values over the ground cells."""
+    lit = (d["ill"] > 0) & (d["ill"] < 255) & (d["ill_base"] > 0) & (d["ill_base"] < 255)
+    ok = ~d["elev"] & d["ok_t"] & (d["vis"][0] == 1) & np.isfinite(d["base"])
+    fitm = ok & lit
+    c1, c0 = np.polyfit(d["base"][fitm], d["target"][fitm], 1)
+    r = np.where(ok, d["target"] - (c0 + c1 * d["base"]), 0.0)
+    sig = 1.4826 * np.median(np.abs(r[fitm] - np.median(r[fitm])))
+    acc = r / sig
+    for j in range(1, k):
+        di, dj = _step(az, j)
+        acc = acc + shift(r / sig, di, dj)
+    m = np.abs(acc / k)
+    thr = np.quantile(m[ok], level)
+    return m > thr
+
+
+def facade_segments(d, name, U):
+    """(S, info): the facade test per target segment (issue 7, s3 eleventh round). The target's ortho is
+    segmented (:func:`eval_target_segments.target_segments`, the segment pass's SLIC on the target's ground
+    cells); a segment ``A`` is a candidate roof. ``Q(A)`` = the share of ``A``'s sensor-side outline cells
+    (cells of ``A`` whose neighbour towards the sensor is not in ``A``) that a facade strip ends at (a run of
+    ``U`` of ``K/2 .. 2K`` cells along the lean, :func:`facade_strips`): the step edge parallel to the
+    outline, a strip's width (``H tan(off-nadir)``) towards the sensor. Each cell gets the largest ``Q`` of the
+    segment it lies in and of the segment its own strip width down the lean (the roof of a footprint on the
+    cell); the strip width per segment is the mean of its strips' lengths."""
+    from eval_target_segments import target_segments
+
+    az = math.radians(d["view_az"] + d["sun"]["grid_north_deg"])
+    if "against" in name:
+        az += math.pi
+    elif "perp" in name:
+        az += math.pi / 2
+    h = typical_height(d)
+    k = int(max(2, math.ceil(h * math.tan(math.radians(d["view_off"])) / d["cell"])))
+    lit = (d["ill"] > 0) & (d["ill"] < 255)
+    bright = lit & d["ok_t"] & ~U & ~d["elev"]
+    strip, end, length = facade_strips(U, bright, az, max(2, k // 2), 2 * k, parts=True)
+    if "lab" not in d:
+        d["lab"] = target_segments(d["target"], d["dsm"], d["ok_t"], ~d["elev"])
+    lab = d["lab"]
+    n = int(lab.max()) + 1
+    di, dj = _step(az, 1)
+    near = (lab > 0) & (shift(lab, -di, -dj) != lab)
+    # a strip's first cell (its ground line) at the outline (the segment holds facade and roof), or its last
+    # cell just outside it (the segment is the roof alone)
+    start_len = np.zeros(lab.shape, np.int32)
+    for ell in range(max(2, k // 2), 2 * k + 1):
+        a, b = _step(az, ell - 1)
+        start_len = np.maximum(start_len, shift(np.where(end & (length == ell), ell, 0).astype(np.int32), a, b))
+    end_len = shift(np.where(end, length, 0).astype(np.int32), -di, -dj)
+    hl = np.where(start_len > 0, start_len, end_len)
+    hit = near & (hl > 0)
+    cn = np.bincount(lab[near], minlength=n).astype(np.float64)
+    ch = np.bincount(lab[hit], minlength=n).astype(np.float64)
+    Q = np.where(cn > 0, ch / np.maximum(cn, 1), 0.0)
+    Q[0] = 0.0
+    w = np.bincount(lab[hit], weights=hl[hit].astype(np.float64), minlength=n)
+    L = np.where(ch > 0, np.rint(w / np.maximum(ch, 1)), 0).astype(int)
+    S = Q[lab]
+    for ell in np.unique(L[Q > 0]):
+        q = np.where(L == ell, Q, 0.0)[lab]
+        dl, dm = _step(az, int(ell))
+        S = np.maximum(S, shift(q, dl, dm))
+    return S, dict(facade_K=k, strip_cells=int(strip.sum()), segments_hit=int((Q > 0).sum()))

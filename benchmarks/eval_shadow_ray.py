@@ -68,8 +68,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_decision_offline as ED  # noqa: E402
 import eval_evidence_offline as EO  # noqa: E402
 from _shadow_ray_census import SIZE_BINS, STOPS, objects, print_objects  # noqa: E402, F401
-from _shadow_ray_rays import (BINS, MIN_CHANGED, lean_ray, load, pav_up, ray_share, ray_table,  # noqa: E402, F401
-                              shadow_ray, shift, typical_height)
+from _shadow_ray_rays import (BINS, MIN_CHANGED, facade_ray, facade_segments, facade_strips, lean_ray, load, pav_up, ray_share,  # noqa: E402, F401
+                              ray_table, shadow_ray, shift, typical_height, unexplained_shadows)
 
 from offnadir.change import calibrate as C  # noqa: E402
 from offnadir.change import cells as P  # noqa: E402
@@ -101,7 +101,32 @@ VARIANTS = {
     "lean_lit": "lean, the ray's input on ground predicted lit at the new date only (not the sun's shadow changes)",
     "lean_gate": "lean, the relief ray's ratio counted for the localisation's gate only (p itself not moved by it)",
     "lean_only": "the relief ray alone before the localisation (no shadow ray)",
+    "facade": "first, and the facade ray before the localisation: the share of dark facade strips (runs of U along the "
+              "lean of K/2 .. 2K cells ending in a step to a lit roof) on the cell and the 2K cells towards the "
+              "sensor, its likelihood ratio calibrated as the shadow ray's",
+    "facade_against": "control: facade with the lean reversed (strips whose roof step lies towards the sensor)",
+    "facade_perp": "control: facade across the lean",
+    "facade_seg": "first, and the facade test per target segment before the localisation: the share of a target "
+                  "segment's sensor-side outline where a facade strip ends, on the segment and on the cells a strip "
+                  "width towards the sensor (its footprint), calibrated as the shadow ray's",
+    "facade_seg_against": "control: facade_seg with the lean reversed",
+    "facade_seg_perp": "control: facade_seg across the lean",
+    "facade_wall": "facade, strips whose end has a neighbour across the lean (or one cell along it) ending a strip "
+                   "of the same width (within a cell): a wall, not a dark blob",
+    "facade_wall_against": "control: facade_wall with the lean reversed",
+    "facade_wall_perp": "control: facade_wall across the lean",
+    "facade_wall_elig": "facade_wall, no word (ratio 0) on cells with no strip whose 2K cells towards the sensor are "
+                        "mostly where no facade could be seen (predicted shadow, roofs, unseen); the table fitted on "
+                        "the others",
+    "facade_wall_elig_against": "control: facade_wall_elig with the lean reversed",
+    "facade_wall_elig_perp": "control: facade_wall_elig across the lean",
+    "facade_raise": "facade, its ratio relative to S = 0 (may only raise)",
+    "facade_roof": "facade, the roof step onto cells whose K-cell mean down the lean differs from the base (target "
+                   "residual on a line of the base) more than 90 % of the run's ground cells do",
+    "facade_roof_against": "control: facade_roof with the lean reversed",
+    "facade_roof_perp": "control: facade_roof across the lean",
 }
+FIRST = ("first", "lean", "facade")
 
 
 def localise_gated(p, gate_llr, fine, coarse_model, fine_model):
@@ -156,6 +181,19 @@ def decide(d, name):
             li["lean_log_lr"] = np.round(lt, 2).tolist()
             lean_add = np.where(g, lt[lb], 0.0)
         info.update(li)
+    if name.startswith("facade"):
+        U = unexplained_shadows(d)
+        if U is not None:
+            Sf, li = (facade_segments if "seg" in name else facade_ray)(d, name, U)
+            obs = g & np.isfinite(p) & (d["vis"][0] == 1) & (d["vis"][d["t"]] == 1)
+            chg, unc = obs & (p >= 0.5), obs & (p < 0.5)
+            known = np.isfinite(Sf)  # facade_*_elig: NaN where no facade could be seen (no word there)
+            chg, unc = chg & known, unc & known
+            if chg.sum() >= MIN_CHANGED:
+                lt, lb = ray_table(np.nan_to_num(Sf), chg, unc, name)
+                li["facade_log_lr"] = np.round(lt, 2).tolist()
+                lean_add = np.where(g & known, lt[lb], 0.0)
+            info.update(li)
     if name != "current":
         S, info0 = (None, {}) if name == "lean_only" else shadow_ray(d, name)
         info.update(info0)
@@ -166,7 +204,7 @@ def decide(d, name):
             info["ground_changed"] = int(chg.sum())
             if chg.sum() >= MIN_CHANGED:
                 llr, b = ray_table(S, chg, unc, "")
-                if not name.startswith(("both", "first", "lean")):
+                if not name.startswith(("both",) + FIRST):
                     llr = llr - llr[0]
                 info["log_lr"] = np.round(llr, 2).tolist()
                 add = np.where(g, llr[b], 0.0)
@@ -176,14 +214,14 @@ def decide(d, name):
         elif lean_add is not None:  # the relief ray's ratio, with or without the shadow ray's
             add = lean_add if add is None else add + lean_add
         if add is not None:
-            base = pw if name.startswith(("first", "lean")) else p
+            base = pw if name.startswith(FIRST) else p
             before = np.maximum(add, 0.0) if name == "first_open" else add
             with np.errstate(divide="ignore", invalid="ignore"):
                 q = expit(logit(np.clip(base, 0, 1)) + before)
             p = np.where(g & np.isfinite(q) & (before != 0), q, base)
             if gate_add is not None and fm is not None:
                 p[g] = localise_gated(p[g], gate_add[g], d["fine"][g], models[0], fm)
-            elif name.startswith(("first", "lean")) and fm is not None:  # the rays' ratios before the localisation
+            elif name.startswith(FIRST) and fm is not None:  # the rays' ratios before the localisation
                 p[g] = L.localise(p[g], d["fine"][g], models[0], fm)
             if name == "first_open":  # the rest of the ratio (its negative part) after it
                 after = np.minimum(add, 0.0)

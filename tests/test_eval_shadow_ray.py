@@ -76,3 +76,40 @@ def test_relief_ray_runs_away_from_the_sensor(esr):
     diff, _ = esr.lean_ray(d, "lean_diff", says)
     assert diff[30, 25] == pytest.approx(0.6)
     assert diff[30, 35] == 0.0  # inside: 4 cells east, 5 west
+
+
+def test_facade_strips_end_in_a_roof_step_down_the_lean(esr):
+    """s3 eleventh round: a sensor to the west (lean east, grid azimuth 270) shows a new building's sunless west
+    wall as a run of unexplained shadow along the lean, as wide as the relief displacement, ending in a step to
+    the lit roof. Runs of the right width ending in a bright cell are strips; too short or too long runs, runs
+    with no bright cell after them are not; the reversed lean finds the run only where a bright cell lies on its
+    sensor side (lit ground there: the control then differs in the side it puts the footprint on)."""
+    ny, nx = 12, 60
+    U = np.zeros((ny, nx), bool)
+    bright = np.ones((ny, nx), bool)
+    U[2:8, 10:16] = True  # width 6, a roof east of it
+    U[2:8, 30:32] = True  # width 2: too narrow
+    U[2:8, 40:55] = True  # width 15: too wide
+    bright &= ~U
+    bright[2:8, 16] = False  # rows 2..7 of the first run: no step to a roof ...
+    bright[5:8, 16] = True  # ... except rows 5..7
+    az = math.radians(270.0)
+    strip = esr.facade_strips(U, bright, az, 3, 12)
+    assert strip[5:8, 10:16].all() and not strip[2:5].any()
+    assert not strip[:, 25:].any()
+    rev = esr.facade_strips(U, bright, az + math.pi, 3, 12)  # reversed: a bright cell west of the run ends it
+    assert rev[5:8, 10:16].all()
+    dark_west = bright.copy()
+    dark_west[:, 9] = False
+    assert not esr.facade_strips(U, dark_west, az + math.pi, 3, 12)[:, 10:16].any()
+    # the facade ray: a footprint cell down the lean of its strip sees it; a cell towards the sensor does not
+    d = dict(view_az=270.0, sun=dict(grid_north_deg=0.0), dsm=np.zeros((ny, nx)), elev=np.zeros((ny, nx), bool),
+             cal=dict(window_cells=41), view_off=25.0, cell=0.5, ill=np.ones((ny, nx)), ok_t=np.ones((ny, nx), bool))
+    d["dsm"][5, 5] = 6.0  # typical height 6 m: K = ceil(6 tan 25 / 0.5) = 6, strips of 3 .. 12 cells
+    d["elev"][5, 5] = True
+    U2 = U.copy()
+    S, info = esr.facade_ray(d, "facade", U2)
+    assert info["facade_K"] == 6
+    assert S[6, 18] > 0.2 and S[6, 5] == 0.0
+    Sa, _ = esr.facade_ray(d, "facade_against", U2)
+    assert Sa[6, 18] == 0.0
