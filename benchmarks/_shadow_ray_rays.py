@@ -217,7 +217,18 @@ def facade_ray(d, name, U):
             strip |= shift(end & (length > kk), -a, -b)
     else:
         strip = facade_strips(U, bright, az, max(2, k // 2), 2 * k)
-    S = (strip.astype(np.float64) + 2 * k * ray_share(strip, az + math.pi, 2 * k)) / (2 * k + 1)
+    reach = 4 * k if "deep" in name else 2 * k  # _deep: footprints up to twice as deep along the lean
+    S = (strip.astype(np.float64) + reach * ray_share(strip, az + math.pi, reach)) / (reach + 1)
+    if "any" in name:  # _any: a strip anywhere on the ray, not its share
+        S = (S > 0).astype(np.float64)
+    if "across" in name:  # _across: and on the K cells either side across the lean (rows whose wall was not seen)
+        hit = S > 0
+        acc = hit.copy()
+        for side in (math.pi / 2, -math.pi / 2):
+            for j in range(1, k + 1):
+                a, b = _step(az + side, j)
+                acc |= shift(hit, a, b)
+        S = np.maximum(S, np.where(acc & ~hit, 0.5 if "any" not in name else 1.0, 0.0))
     info = dict(facade_K=k, strip_cells=int(strip.sum()))
     if "elig" in name:  # where a facade could not be seen (its ray mostly on predicted shadow, roofs, unseen): no word
         seen = lit & d["ok_t"] & ~d["elev"]

@@ -46,6 +46,18 @@ calibrated as the shadow ray's and added with it before the localisation; contro
 ``lean_perp`` (the ray towards the sensor / across), ``lean_diff`` (the share less the share towards the
 sensor), ``lean_lit`` (input on ground predicted lit at the new date only).
 
+``facade*`` (issue 7, s3 eleventh round; measured, not adopted): the **facade test**. A new building's wall on
+the sensor side, turned from the sun, shows in the target's ortho on the old (flat) DSM as a dark strip
+``H tan(off-nadir)`` wide between its ground line and its displaced roof: a run of ``U`` (the shadow ray's
+unexplained seen shadows) along the lean, of ``K/2 .. 2K`` cells (half to twice the typical height's
+displacement), ending in a step to a lit, seen, not-shadow cell (:func:`_shadow_ray_rays.facade_strips`).
+Per ground cell ``S`` = the share of strip cells on the cell and the ``2K`` cells towards the sensor (the
+footprint lies on and down the lean of its wall), calibrated and added as the relief ray is. Forms: ``_wall``
+(a strip's end must have a neighbour across the lean ending a strip of the same width), ``_deep`` (4K),
+``_any`` (any strip on the ray), ``_across`` (also K cells either side across the lean), ``_elig``, ``_roof``
+(the roof side must differ from the base radiometrically), ``_seg`` (per target SLIC segment: the share of its
+sensor-side outline a strip starts or ends at), ``facade_raise``; controls ``_against`` / ``_perp``.
+
 ``--hard``: ``benchmarks/eval_hard_sim.py --work DIR [--size N]``; ``--km``:
 ``benchmarks/eval_change_real.py --workdir DIR``. ``current`` reproduces the stored probability
 (largest difference printed).
@@ -120,6 +132,15 @@ VARIANTS = {
                         "the others",
     "facade_wall_elig_against": "control: facade_wall_elig with the lean reversed",
     "facade_wall_elig_perp": "control: facade_wall_elig across the lean",
+    "facade_wall_any": "facade_wall, S = 1 where a strip lies on the cell or its 2K cells towards the sensor (not the share)",
+    "facade_wall_deep": "facade_wall, the share over 4K cells towards the sensor",
+    "facade_wall_deep_any": "facade_wall, S = 1 where a strip lies on the cell or its 4K cells towards the sensor",
+    "facade_wall_deep_any_against": "control: facade_wall_deep_any with the lean reversed",
+    "facade_wall_deep_any_perp": "control: facade_wall_deep_any across the lean",
+    "facade_wall_deep_any_across": "facade_wall_deep_any, also on the K cells either side across the lean",
+    "facade_wall_deep_any_across_against": "control: facade_wall_deep_any_across with the lean reversed",
+    "facade_wall_deep_any_across_perp": "control: facade_wall_deep_any_across across the lean",
+    "facade_wall_across": "facade_wall, and S = 1/2 on the K cells either side across the lean of where it is > 0",
     "facade_raise": "facade, its ratio relative to S = 0 (may only raise)",
     "facade_roof": "facade, the roof step onto cells whose K-cell mean down the lean differs from the base (target "
                    "residual on a line of the base) more than 90 % of the run's ground cells do",

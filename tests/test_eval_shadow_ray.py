@@ -113,3 +113,21 @@ def test_facade_strips_end_in_a_roof_step_down_the_lean(esr):
     assert S[6, 18] > 0.2 and S[6, 5] == 0.0
     Sa, _ = esr.facade_ray(d, "facade_against", U2)
     assert Sa[6, 18] == 0.0
+
+
+def test_facade_wall_keeps_strips_with_a_neighbour_of_the_same_width(esr):
+    """s3 eleventh round: ``facade_wall`` keeps a strip whose end has a neighbour across the lean ending a strip of
+    the same width (a wall several rows long), and drops a dark run on one row alone."""
+    ny, nx = 16, 40
+    U = np.zeros((ny, nx), bool)
+    U[2:7, 10:16] = True  # a wall five rows long, width 6
+    U[11, 10:16] = True  # one row alone, width 6
+    d = dict(view_az=270.0, sun=dict(grid_north_deg=0.0), dsm=np.zeros((ny, nx)), elev=np.zeros((ny, nx), bool),
+             cal=dict(window_cells=41), view_off=25.0, cell=0.5, ill=np.ones((ny, nx)), ok_t=np.ones((ny, nx), bool))
+    d["dsm"][14, 35] = 6.0  # typical height 6 m: K = 6
+    d["elev"][14, 35] = True
+    S, _ = esr.facade_ray(d, "facade", U)
+    Sw, info = esr.facade_ray(d, "facade_wall", U)
+    assert S[11, 17] > 0 and Sw[11, 17] == 0.0  # the lone row: a strip, not a wall
+    assert Sw[4, 17] == pytest.approx(S[4, 17]) and Sw[4, 17] > 0
+    assert info["strip_cells"] == 5 * 6
