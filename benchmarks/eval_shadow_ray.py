@@ -80,8 +80,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_decision_offline as ED  # noqa: E402
 import eval_evidence_offline as EO  # noqa: E402
 from _shadow_ray_census import SIZE_BINS, STOPS, objects, print_objects  # noqa: E402, F401
-from _shadow_ray_rays import (BINS, MIN_CHANGED, facade_ray, facade_segments, facade_strips, lean_ray, load, pav_up, ray_share,  # noqa: E402, F401
-                              ray_table, shadow_ray, shift, typical_height, unexplained_shadows)
+from _shadow_ray_rays import (BINS, MIN_CHANGED, facade_ray, facade_segments, facade_strips,  # noqa: E402, F401
+                              lean_ray, load, pav_up, ray_share, ray_table, shadow_ray, shift, typical_height,
+                              unexplained_shadows)
 
 from offnadir.change import calibrate as C  # noqa: E402
 from offnadir.change import cells as P  # noqa: E402
@@ -132,7 +133,8 @@ VARIANTS = {
                         "the others",
     "facade_wall_elig_against": "control: facade_wall_elig with the lean reversed",
     "facade_wall_elig_perp": "control: facade_wall_elig across the lean",
-    "facade_wall_any": "facade_wall, S = 1 where a strip lies on the cell or its 2K cells towards the sensor (not the share)",
+    "facade_wall_any": "facade_wall, S = 1 where a strip lies on the cell or its 2K cells towards the sensor (not the "
+                       "share)",
     "facade_wall_deep": "facade_wall, the share over 4K cells towards the sensor",
     "facade_wall_deep_any": "facade_wall, S = 1 where a strip lies on the cell or its 4K cells towards the sensor",
     "facade_wall_deep_any_against": "control: facade_wall_deep_any with the lean reversed",
