@@ -27,7 +27,7 @@ Controls: the same ray **up-sun** (``up``) and across the sun (``perp``): if the
 nothing, they would do as well.
 
     python benchmarks/eval_shadow_ray.py [--hard DIR --seeds 0 1 2] [--km DIR]
-                                         [--variants current raise both up perp ...]
+                                         [--variants first no_ray raise both up perp ...]
 
 ``--objects`` (hard only; issue 7, n3 ninth round): a census of the new buildings instead, per object:
 footprint, height (``dsm_epoch2 - dtm``), scored and missed cells, its true cast shadow (``on_lit``: the
@@ -59,8 +59,9 @@ footprint lies on and down the lean of its wall), calibrated and added as the re
 sensor-side outline a strip starts or ends at), ``facade_raise``; controls ``_against`` / ``_perp``.
 
 ``--hard``: ``benchmarks/eval_hard_sim.py --work DIR [--size N]``; ``--km``:
-``benchmarks/eval_change_real.py --workdir DIR``. ``current`` reproduces the stored probability
-(largest difference printed).
+``benchmarks/eval_change_real.py --workdir DIR``. ``first`` is the pipeline as it is and reproduces the stored
+probability (largest difference printed); ``no_ray`` is the maps pass without the shadow ray (the pipeline before h9
+wired it; it was called ``current`` until then).
 
 The rays and the store reader live in ``_shadow_ray_rays.py``, the ``--objects`` census in
 ``_shadow_ray_census.py``; this script holds the variants, their decisions and the printed tables.
@@ -89,7 +90,7 @@ from offnadir.change import cells as P  # noqa: E402
 from offnadir.change import localise as L  # noqa: E402
 
 VARIANTS = {
-    "current": "the maps pass as it is",
+    "no_ray": "the maps pass without the shadow ray (before h9 wired it)",
     "raise": "down-sun ray, K from the DSM's typical height, LR relative to S = 0 (may only raise)",
     "both": "the same, the likelihood ratio itself (cells without unexplained shadow down-sun lowered)",
     "raise_evh": "raise, K from the run's evidence height (evidence_height_m) instead",
@@ -217,7 +218,7 @@ def decide(d, name):
                 li["facade_log_lr"] = np.round(lt, 2).tolist()
                 lean_add = np.where(g & known, lt[lb], 0.0)
             info.update(li)
-    if name != "current":
+    if name != "no_ray":
         S, info0 = (None, {}) if name == "lean_only" else shadow_ray(d, name)
         info.update(info0)
         add = None
@@ -266,7 +267,7 @@ def run(store, names, scorer):
         p, ch, info = decide(d, n)
         r = scorer(d, p, ch)
         r["info"] = info
-        if n == "current":
+        if n == "first":
             both = np.isfinite(p) & np.isfinite(d["prob"])
             r["diff"] = float(np.max(np.abs(p[both] - d["prob"][both]), initial=0))
         out[n] = r
@@ -290,7 +291,7 @@ def main(argv=None) -> int:
     ap.add_argument("--hard", type=Path)
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4, 5])
     ap.add_argument("--km", type=Path)
-    ap.add_argument("--variants", nargs="+", default=["current", "raise", "both"], choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=["first", "no_ray"], choices=list(VARIANTS))
     ap.add_argument("--objects", action="store_true", help="census of the new buildings, per object (hard only)")
     ap.add_argument("--json", type=Path, help="with --objects: the rows and summaries to this JSON file")
     a = ap.parse_args(argv)
