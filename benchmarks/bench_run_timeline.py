@@ -8,8 +8,10 @@ fewer tasks run than there are worker threads, each with what the client's main 
 The scene is ``bench_detect.py``'s (``offnadir simulate --size SIZE --seed 0``, made once in
 ``WORKDIR/simSIZE`` and reused); the run is ``bench_detect.py``'s (defaults, change detection on,
 a local cluster of two worker threads in this process as ``offnadir detect`` runs this size), with
-the same per-stage wrappers. Printed per run: per stage and per pass its wall, the core-seconds
-inside tasks and the idle core-seconds (threads x wall - inside tasks); then every gap of at least
+the same per-stage wrappers. Printed per run: the cluster's start-up before it; per stage and per pass
+its wall, the core-seconds inside tasks, the idle core-seconds (threads x wall - inside tasks) and
+the CPU seconds of the worker threads, the main thread, the event loop and offnadir's own threads
+(kernel preload, tie-point measuring; a thread that ended keeps its figure); then every gap of at least
 ``--gap`` s in which fewer than all worker threads ran a task: its start and length, how many
 threads were idle, the stage or pass it falls in, the tasks before and after it, and the CPU of
 the client's main thread and of the event loop during it (sampled from ``/proc/self/task`` every
@@ -46,15 +48,19 @@ class ThreadSampler:
         return {t.native_id: t.name for t in threading.enumerate()}
 
     def _loop(self):
+        last = {}  # tid -> (name, CPU s): a thread that ended keeps its last figure (no negative deltas)
         while not self._stop.is_set():
-            names, out = self._names(), {}
+            names = self._names()
             for tid in os.listdir("/proc/self/task"):
                 try:
                     f = open(f"/proc/self/task/{tid}/stat").read().rsplit(")", 1)[1].split()
                 except OSError:
                     continue
-                n = names.get(int(tid), f"tid{tid}")
-                out[n] = out.get(n, 0.0) + (int(f[11]) + int(f[12])) / self._tick
+                n = names.get(int(tid), last.get(tid, (f"tid{tid}",))[0])
+                last[tid] = (n, (int(f[11]) + int(f[12])) / self._tick)
+            out = {}
+            for n, v in last.values():
+                out[n] = out.get(n, 0.0) + v
             self.rows.append((time.time(), out))
             frame = sys._current_frames().get(self._main)
             self.stacks.append((time.time(), _where(frame)))
@@ -69,7 +75,9 @@ class ThreadSampler:
         self._t.join()
 
     def cpu(self, name, a, b):
-        """CPU seconds of the threads whose name starts with ``name`` between times ``a`` and ``b``."""
+        """CPU seconds of the threads whose name starts with ``name`` (or, for the worker threads, holds
+        ``Dask-Default-Threads``: a local cluster's are named ``0-Dask-Default-Threads-...``) between
+        times ``a`` and ``b``."""
         def at(t):
             best = None
             for ts, d in self.rows:
@@ -78,8 +86,16 @@ class ThreadSampler:
                 else:
                     break
             best = best or (self.rows[0][1] if self.rows else {})
-            return sum(v for k, v in best.items() if k.startswith(name))
+            return sum(v for k, v in best.items() if k.startswith(name) or (name == WORKERS and name in k))
         return at(b) - at(a)
+
+
+#: the worker threads of a threaded local cluster (named ``0-Dask-Default-Threads-PID-N``)
+WORKERS = "Dask-Default-Threads"
+#: per-stage CPU columns: (title, thread name prefixes)
+GROUPS = (("workers", (WORKERS, "ThreadPoolExecutor")), ("main", ("MainThread",)),
+          ("loop", ("IO loop", "Dask-Offload")),
+          ("offnadir threads", ("offnadir",)))
 
 
 def _where(frame, depth=3):
@@ -133,7 +149,9 @@ def run_once(scene: Path, out: Path, workers: int, gap: float) -> dict:
     size = BD._dsm_cells(scene / "dsm.tif")
     processes, why = local_workers("auto", workers, size, 2)
     try:
+        ts0 = time.time()
         with dask_client(None, workers, quiet=True, processes=processes) as client:
+            startup = time.time() - ts0
             nthreads = sum(client.nthreads().values())
             with ThreadSampler() as smp, get_task_stream(client) as ts:
                 t0 = time.time()
@@ -146,7 +164,8 @@ def run_once(scene: Path, out: Path, workers: int, gap: float) -> dict:
     finally:
         for o, a, f in reversed(saved):
             setattr(o, a, f)
-    return {"why": why, "threads": nthreads, "t0": t0, "t1": t1, "marks": marks, "tasks": tasks, "sampler": smp,
+    return {"why": why, "threads": nthreads, "startup": startup, "t0": t0, "t1": t1, "marks": marks, "tasks": tasks,
+            "sampler": smp,
             "processes": processes}
 
 
@@ -172,19 +191,23 @@ def report(r: dict, gap: float) -> dict:
     wall = t1 - t0
     inside = sum(min(b, t1) - max(a, t0) for _, _, a, b in tasks if b > t0 and a < t1)
     print(f"run wall {wall:.2f} s on {n} worker threads ({r['why']}); inside tasks {inside:.2f} core-s, idle "
-          f"{n * wall - inside:.2f} core-s; load {os.getloadavg()[0]:.1f}")
+          f"{n * wall - inside:.2f} core-s; load {os.getloadavg()[0]:.1f}; cluster start-up before it "
+          f"{r['startup']:.2f} s")
     print(f"main thread CPU {smp.cpu('MainThread', t0, t1):.2f} s, event loop "
           f"{smp.cpu('IO loop', t0, t1) + smp.cpu('Dask-Offload', t0, t1):.2f} s, workers' threads "
-          f"{smp.cpu('Dask-Default-Threads', t0, t1) + smp.cpu('ThreadPoolExecutor', t0, t1):.2f} s")
+          f"{smp.cpu(WORKERS, t0, t1) + smp.cpu('ThreadPoolExecutor', t0, t1):.2f} s, all threads "
+          f"{smp.cpu('', t0, t1):.2f} s")
     rows = []
     for name, a, b in sorted(r["marks"], key=lambda m: m[1]):
         ins = sum(max(0.0, min(y, b) - max(x, a)) for _, _, x, y in tasks)
         idle = n * (b - a) - ins
         gl = sum(max(0.0, min(y, b) - max(x, a)) * k for x, y, k in gaps)
+        cpu = {title: sum(smp.cpu(p, a, b) for p in prefixes) for title, prefixes in GROUPS}
+        cpu["all"] = smp.cpu("", a, b)
         rows.append({"name": name.strip(), "start": a - t0, "wall": b - a, "in_tasks": ins, "idle": idle,
-                     "main_cpu": smp.cpu("MainThread", a, b)})
+                     "main_cpu": smp.cpu("MainThread", a, b), "cpu": cpu})
         print(f"{name:<16} @{a - t0:6.2f} wall {b - a:5.2f} in tasks {ins:5.2f} idle core-s {idle:5.2f} "
-              f"(in gaps >= {gap:g} s {gl:5.2f}) main-thread CPU {smp.cpu('MainThread', a, b):5.2f}")
+              f"(in gaps >= {gap:g} s {gl:5.2f}) CPU s: " + " ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
     print(f"gaps >= {gap:g} s with idle threads: {len(gaps)}, {sum((b - a) * k for a, b, k in gaps):.2f} core-s")
     where = lambda t: ",".join(m[0].strip() for m in r["marks"] if m[1] <= t < m[2]) or "-"  # noqa: E731
     for a, b, k in gaps:
@@ -201,7 +224,7 @@ def report(r: dict, gap: float) -> dict:
                 seen[w] = seen.get(w, 0) + 1
         for w, c in sorted(seen.items(), key=lambda x: -x[1])[:3]:
             print(f"      {c:3d} x {w}")
-    return {"wall": wall, "inside": inside, "stages": rows,
+    return {"wall": wall, "startup": r["startup"], "inside": inside, "stages": rows,
             "gaps": [(a - t0, b - a, k, where(a)) for a, b, k in gaps]}
 
 
