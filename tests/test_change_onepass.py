@@ -113,6 +113,34 @@ def test_irmad_on_the_sample_equals_whole_array_iterations():
         assert np.allclose(sc, want, rtol=0.03)  # histogram bins: 2.3 % relative resolution
 
 
+def test_weights_in_one_pass_equal_the_per_stratum_weights():
+    """fit._weights_strata (the squared MAD norms of every stratum in one numba pass, one chi2_sf)
+    gives the numbers of the per-stratum form (a copy of each stratum's rows, their (n, p)
+    variates, ``(M * M).sum(axis=1)``, chi2_sf), bit for bit: strata outside the models' range,
+    missing models (stratum 0's taken; none at all: weight 1), NaN rows, float32 rows."""
+    rng = np.random.default_rng(11)
+    p, n = 4, 5000
+    x, y = _cells(n, p, rng)
+    s = rng.integers(-1, 3, n)  # -1 and 2: no stratum of the fit (weight 1)
+    ref_x, ref_y = x.mean(axis=0), y.mean(axis=0)
+    sums = irmad.accumulate(irmad.empty_sums(2, p), x, y, np.ones(n), np.clip(s, 0, 1), ref_x, ref_y)
+    m0, m1 = (irmad.solve(sums, k, ref_x, ref_y) for k in range(2))
+    x[::97, 2] = np.nan
+    y[::89, 0] = np.inf
+    for ms in ([m0, m1], [m0, None], [None, m1], [m1, m0]):
+        for xs, ys in ((x, y), (x.astype(np.float32), y.astype(np.float32))):
+            want = F._weights_strata_per_stratum(ms, xs, ys, s)
+            got = F._weights_strata(ms, xs, ys, s)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+            assert (want[(s < 0) | (s > 1)] == 1).all() and 0.1 < np.mean(want < 1)
+    z, used = irmad.sq_norms_strata([m0, m1], x, y, s)
+    assert used.sum() == ((s == 0) | (s == 1)).sum()
+    moved = irmad.MadModel(m1.mean_x, m1.mean_y, m1.A, m1.B * (1 + 1e-12), m1.rho, m1.weight, m1.n)
+    assert not np.array_equal(F._weights_strata([m0, moved], x, y, s), F._weights_strata([m0, m1], x, y, s))
+    assert np.array_equal(F._weights_strata([None, None], x, y, s), np.ones(n))
+
+
 class _Ctx:
     targets = (1,)
     use_sun = True

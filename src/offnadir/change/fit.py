@@ -121,6 +121,23 @@ def add_samples(*parts) -> dict:
 
 
 def _weights_strata(ms, x, y, s):
+    """Each cell's no-change probability under its stratum's model (:func:`irmad.weights`; 1 where
+    no model applies): the squared MAD norms of every stratum in one pass
+    (:func:`irmad.sq_norms_strata`, the numbers of ``irmad.weights``' ``(M * M).sum(axis=1)``) and
+    one ``chi2_sf`` over the cells (element by element: the same numbers), not a copy of the
+    cells, the (n, p) variates and their squares per stratum and iteration.
+    :func:`_weights_strata_per_stratum` is that form (kept for the twin test)."""
+    ms = list(ms)[:N_STRATA]
+    dof = {m.p for m in ms if m is not None}
+    if len(dof) != 1:  # no model, or models of different band counts: the per-stratum form
+        return _weights_strata_per_stratum(ms, x, y, s)
+    z, used = irmad.sq_norms_strata(ms, x, y, s)
+    w = np.ones(len(x))
+    w[used] = irmad.chi2_sf(z[used], dof.pop())
+    return w
+
+
+def _weights_strata_per_stratum(ms, x, y, s):
     w = np.ones(len(x))
     for k in range(N_STRATA):
         sel = s == k

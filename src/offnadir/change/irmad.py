@@ -162,6 +162,52 @@ def _mad_strata(x, y, stratum, A, B, c, sigma, scale, has, out):
             out[i, q] = (s - c[k, q]) / sigma[k, q] / scale[k, q]
 
 
+def sq_norms_strata(models, x, y, stratum):
+    """Per row of x, y (n, p), the squared norm ``sum_i M_i^2`` of its MAD variates ``M_i / sigma_i``
+    under its stratum's model (None: stratum 0's), and whether a model applied (False: no model, or
+    a stratum outside ``range(len(models))``): in one numba pass, the numbers of
+    ``(m.mad(x[sel], y[sel]) ** 2).sum(axis=1)`` per stratum (the same products and quotients, the
+    squares added in variate order), without the per-stratum copies of the rows and the (n, p)
+    variates. What :func:`weights` takes ``chi2_sf`` of."""
+    x, y = _rows(x), _rows(y)
+    k_n = len(models)
+    p = x.shape[1]
+    A = np.zeros((k_n, p, p))
+    B = np.zeros((k_n, p, p))
+    c = np.zeros((k_n, p))
+    sig = np.ones((k_n, p))
+    has = np.zeros(k_n, np.bool_)
+    for k in range(k_n):
+        m = models[k] if models[k] is not None else models[0]
+        if m is not None:
+            A[k], B[k], c[k], sig[k] = m.A, m.B, m.mean_x @ m.A - m.mean_y @ m.B, m.sigma
+            has[k] = True
+    z = np.empty(x.shape[0])
+    used = np.empty(x.shape[0], np.bool_)
+    _sq_norms_strata(x, y, np.ascontiguousarray(stratum, np.int64), A, B, c, sig, has, z, used)
+    return z, used
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sq_norms_strata(x, y, stratum, A, B, c, sigma, has, z, used):
+    n, p = x.shape
+    for i in range(n):
+        k = stratum[i]
+        if k < 0 or k >= has.shape[0] or not has[k]:
+            z[i] = np.nan
+            used[i] = False
+            continue
+        s2 = 0.0
+        for q in range(p):
+            s = 0.0
+            for r in range(p):
+                s += float(x[i, r]) * A[k, r, q] - float(y[i, r]) * B[k, r, q]
+            m = (s - c[k, q]) / sigma[k, q]
+            s2 += m * m
+        z[i] = s2
+        used[i] = True
+
+
 def _rows(a):
     """(n, p) rows as float32 or float64 in their own memory order (a copy only for other dtypes)."""
     a = np.asarray(a)
