@@ -141,6 +141,37 @@ def test_weights_in_one_pass_equal_the_per_stratum_weights():
     assert np.array_equal(F._weights_strata([None, None], x, y, s), np.ones(n))
 
 
+def test_mad_histogram_equals_numpy_histogram_and_robust_scales_mad_cells():
+    """irmad.histogram (numba, the bin from log10 corrected against the edges) counts what
+    np.histogram over the clipped values counts; robust_scales' variates are mad_cells'."""
+    rng = np.random.default_rng(5)
+    e = irmad.HIST_EDGES
+    cases = [np.abs(rng.standard_cauchy((20000, 4))), np.exp(rng.uniform(-18, 18, (20000, 3))),
+             np.stack([np.nextafter(e, 0), np.nextafter(e, np.inf), e, e * 1.0000001], 1), np.zeros((0, 2))]
+    odd = np.abs(rng.standard_cauchy((3000, 4)))
+    odd[::7, 1], odd[::11, 2], odd[::13, 3], odd[:5, 0] = np.nan, np.inf, 0.0, 1e300
+    cases.append(odd)
+    for a in cases:
+        want = irmad.histogram_numpy(a)
+        got = irmad.histogram(a)
+        np.testing.assert_array_equal(got, want)
+        assert got.sum() == (~np.isnan(a)).sum()
+    shifted = cases[2].copy()
+    shifted[100, 2] = np.nextafter(shifted[100, 2], 0)  # below its edge: one bin lower
+    assert not np.array_equal(irmad.histogram(shifted), irmad.histogram(cases[2]))
+    p, n = 4, 4000
+    x, y = _cells(n, p, rng)
+    s = rng.integers(0, 2, n)
+    ref_x, ref_y = x.mean(axis=0), y.mean(axis=0)
+    sums = irmad.accumulate(irmad.empty_sums(2, p), x, y, np.ones(n), s, ref_x, ref_y)
+    ms = [irmad.solve(sums, k, ref_x, ref_y) for k in range(2)]
+    for models in (ms, [ms[0], None]):
+        got = F.robust_scales(models, x, y, s)
+        M = F.mad_cells(models, x, y, s)
+        for k in range(2):
+            np.testing.assert_array_equal(got[k], irmad.robust_scale(irmad.histogram_numpy(np.abs(M[s == k]))))
+
+
 class _Ctx:
     targets = (1,)
     use_sun = True

@@ -181,7 +181,8 @@ def mad_cells(models, x, y, stratum):
 
 def robust_scales(models, x, y, stratum) -> list:
     """Per stratum, the robust scale ``1.4826 median |M_i|`` of the sampled cells (None: none)."""
-    M = mad_cells(models, np.asarray(x, np.float64), np.asarray(y, np.float64), stratum)
+    # mad_cells' numbers (mad_strata without scales divides by 1.0) without a copy of each stratum's rows
+    M = irmad.mad_strata(models, [None] * len(models), np.asarray(x, np.float64), np.asarray(y, np.float64), stratum)
     out = []
     for k in range(len(models)):
         sel = stratum == k
