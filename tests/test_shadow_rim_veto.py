@@ -38,15 +38,34 @@ def test_lit_facade_no_veto():
     assert report[1]["shadow_rules_rim_vetoed"].startswith("off")
 
 
-def test_raise_that_keeps_the_rim_vetoes_the_missing_rule_only():
+def test_raise_that_keeps_the_rim_keeps_the_longer_rule_claims_only():
     """Near nadir the least raise the longer-shadow rule asserts moves the rim by less than a cell: a raised roof
-    may keep its rim, so only the missing-shadow rule's 'gone' is vetoed there."""
+    may keep its rim, so its claims stand there; the claims of 'gone' (missing shadow, crowns) are still vetoed."""
     assert RV.raise_moves_rim(45.6, 25.0) and not RV.raise_moves_rim(37.1, 10.0)
-    red_ids = np.array([1, 2])
-    gone = {1: (np.array([1, 2]), np.array([0.9, 0.8]))}  # 1: raised (longer rule), 2: gone (missing rule)
-    missing = {1: (np.array([1, 2]), np.array([0.0, 0.8]))}
-    kept = {1: np.array([True, True])}
-    out = RV.rim_veto(gone, red_ids, kept, {1: True}, missing, {1: False})
-    assert out[1][1].tolist() == [0.9, 0.0]
-    out = RV.rim_veto(gone, red_ids, kept, {1: True}, missing, {1: True})
-    assert out[1][1].tolist() == [0.0, 0.0]
+    red_ids = np.array([1, 2, 3, 4])
+    # after the crowns: 1 raised (longer rule), 2 gone (missing rule), 3 gone (a crown, on a non-planar roof),
+    # 4 raised and gone (both patch rules)
+    gone = {1: (np.array([1, 2, 3, 4]), np.array([0.9, 0.8, 0.96, 0.7]))}
+    missing = {1: (np.array([1, 2, 3, 4]), np.array([0.0, 0.8, 0.36, 0.7]))}
+    patch_rules = {1: (np.array([1, 2, 3, 4]), np.array([0.9, 0.8, 0.36, 0.7]))}  # before the crowns
+    raised = RV.raised_claims(missing, patch_rules)
+    assert raised[1][1].tolist() == [0.9, 0.0, 0.36, 0.0]
+    kept = {1: np.array([True, True, True, True])}
+    out = RV.rim_veto(gone, red_ids, kept, {1: True}, raised, {1: False})
+    assert out[1][1].tolist() == [0.9, 0.0, 0.0, 0.0]
+    out = RV.rim_veto(gone, red_ids, kept, {1: True}, raised, {1: True})
+    assert out[1][1].tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_for_run_crown_gone_vetoed_near_nadir():
+    """for_run with the runner's tables: at a view where no raise moves the rim (10 deg off nadir), the crown
+    rule's 'gone' on a roof whose rim stayed is taken back, the longer rule's 'raised' is not."""
+    red_ids = np.array([7, 9])
+    gone = {1: (np.array([7, 9]), np.array([0.95, 0.9]))}  # 7 a crown's, 9 the longer rule's
+    missing = {1: (np.array([7, 9]), np.array([0.2, 0.0]))}
+    patch_rules = {1: (np.array([7, 9]), np.array([0.2, 0.9]))}
+    per_target = {1: {"rim_kept": np.array([True, True]), "facade_dark": True}}
+    report = [{}, {"elevation": 37.1}]
+    out = RV.for_run(gone, missing, patch_rules, red_ids, per_target, report, [5.0, 10.0])
+    assert out[1][1].tolist() == [0.0, 0.9]
+    assert report[1]["shadow_rules_rim_vetoed"] == 1

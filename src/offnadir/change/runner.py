@@ -282,6 +282,7 @@ class Runner(Dispatch):
 
             self.gone = LS.decide_targets(out["shadow"], self.gone, self.targets, MS.classifiers(self.sun_report),
                                           names, self.sun_report, _LOG)
+            self.gone_patch_rules = dict(self.gone)  # before the crowns: the longer rule's claims (rim_veto)
             if self.opts.missing_shadows:  # crowns whose shadow went, summed per crown (crown_shadow)
                 from offnadir.change import crown_shadow as CS
 
@@ -312,8 +313,8 @@ class Runner(Dispatch):
         if getattr(self, "gone", None):  # a roof whose rim stayed did not move: no shadow rule decides it
             from offnadir.change import rim_veto as RV
 
-            self.gone = RV.for_run(self.gone, getattr(self, "gone_missing", {}), self.red_ids, self.per_target,
-                                   self.sun_report, self.off, _LOG)
+            self.gone = RV.for_run(self.gone, getattr(self, "gone_missing", {}), getattr(self, "gone_patch_rules", {}),
+                                   self.red_ids, self.per_target, self.sun_report, self.off, _LOG)
 
     # -- client: mixture calibration of every evidence histogram
     def calibrate(self):
