@@ -114,9 +114,9 @@ def test_tile_sums_equal_the_window_definition():
     assert whole["rows"]["msh_n"][:, 1].sum() > 50  # casters were found
 
 
-def _reference_patch_sums(lab, elevated, xb, xt, ok, step, core, rowmap, n):
+def _reference_patch_sums(lab, elevated, xb, xt, ok, step, core, rowmap, n, lit_base=None, lit_target=None):
     out = np.zeros((n, 6))
-    pair, edge, db, dt = OL.cell_steps(lab, elevated, xb, xt, ok, step)
+    pair, edge, db, dt = OL.cell_steps(lab, elevated, xb, xt, ok, step, lit_base, lit_target)
     i0, i1, j0, j1 = core
     sl = (slice(i0, i1), slice(j0, j1))
     rm = rowmap[sl]
@@ -142,6 +142,13 @@ def test_outline_sums_equal_the_numpy_definition(step):
     ref = _reference_patch_sums(lab, elev, xb, xt, ok, step, core, rowmap, len(ids))
     assert new[:, 3].sum() > 20 and new[:, 0].sum() > 500
     assert np.array_equal(new, ref)
+    # with predicted illumination codes (0 shadow, 1..254 lit, 255 unknown): the pairs across a shadow edge out
+    codes = [rng.choice(np.array([0, 0, 37, 200, 255], np.uint8), lab.shape) for _ in range(2)]
+    new = OL.patch_sums(lab, elev, xb, xt, ok, step, core, rowmap, len(ids), codes[0], codes[1])
+    ref = _reference_patch_sums(lab, elev, xb, xt, ok, step, core, rowmap, len(ids), codes[0], codes[1])
+    assert np.array_equal(new, ref)
+    assert 20 < new[:, 0].sum() < ref_all if (ref_all := _reference_patch_sums(
+        lab, elev, xb, xt, ok, step, core, rowmap, len(ids))[:, 0].sum()) else False
 
 
 @pytest.mark.parametrize("radius", [0, 1, 2, 3])

@@ -23,6 +23,15 @@ neighbour ``-u`` (both in the patch, both observable in the two images):
 
 ``b1 = mean_edge |d x_base| / mean_all |d x_base|`` and ``t1`` the same for the target; the patch's
 rim vanished when the base has one (``b1 >= 2``) and the target has none (``t1 <= 1/2``).
+
+**One light** (s2, eleventh round). A pair whose two cells lie on two sides of a predicted shadow edge in
+either image (one without direct sun, the other lit: :mod:`offnadir.change.illumination`'s codes) is left
+out, of ``edge`` and ``all`` alike: its step is the irradiance's (a cast shadow's edge, which moves with the
+sun between the dates), not the roof's. Hard simulator 1024² seed 1, an unchanged roof in a neighbour's
+shadow: the base's rim pairs straddle that shadow's edge (steps 63-230 against 10-23 for its lit pairs:
+``b1`` 8.3), the target has the whole roof in shadow (``t1`` 0.24), and the test read "rim lost". Only the
+straddling pair: the rim profile's wider rule (no shadow edge within 2 cells, lit at both dates) drops the
+rim pairs of most roofs in a shadow at either date (docs/change_detection.md, section of s2's round).
 """
 
 from __future__ import annotations
@@ -67,13 +76,34 @@ def _shift(a, di: int, dj: int, fill):
     return out
 
 
-def cell_steps(lab, elevated, xb, xt, ok, step):
+def sun_class(codes):
+    """The predicted direct-sun class of illumination codes (:mod:`offnadir.change.illumination`): 0 none
+    (code 0), 1 lit (1..254), 2 unknown (255)."""
+    c = np.asarray(codes)
+    return np.where(c == 0, 0, np.where(c < 255, 1, 2)).astype(np.uint8)
+
+
+def one_light(lit, step):
+    """Cells ``c`` whose pair ``(c, c - step)`` does not cross a predicted shadow edge in the image of the
+    illumination codes ``lit``: both cells without direct sun, or both with it (an unknown code on either
+    side, or ``lit`` None: no prediction, kept)."""
+    if lit is None:
+        return True
+    a = sun_class(lit)
+    b = _shift(a, -step[0], -step[1], 2)
+    return (a == b) | (a == 2) | (b == 2)
+
+
+def cell_steps(lab, elevated, xb, xt, ok, step, lit_base=None, lit_target=None):
     """Per cell: (pair, edge, |d x_base|, |d x_target|) of the pair (c, c - step): ``pair`` where
-    both cells are in the same elevated patch and ``ok``; ``edge`` where moreover ``c + step`` is
+    both cells are in the same elevated patch and ``ok``, and on one side of every predicted shadow
+    edge (:func:`one_light` of ``lit_base`` and ``lit_target``, the illumination codes: a step across
+    one is the light's, not the roof's: module docstring); ``edge`` where moreover ``c + step`` is
     outside the patch (the near-sensor outline)."""
     si, sj = step
     inner = _shift(lab, -si, -sj, 0)
     pair = (lab > 0) & elevated & (inner == lab) & ok & _shift(ok, -si, -sj, False)
+    pair &= one_light(lit_base, step) & one_light(lit_target, step)
     edge = pair & (_shift(lab, si, sj, 0) != lab)
     with np.errstate(invalid="ignore"):
         db = np.abs(_shift(xb, -si, -sj, np.nan) - xb)
@@ -83,28 +113,43 @@ def cell_steps(lab, elevated, xb, xt, ok, step):
     return pair, edge, np.where(pair, db, 0.0), np.where(pair, dt, 0.0)
 
 
-def patch_sums(lab, elevated, xb, xt, ok, step, core, rowmap, n: int):
+def patch_sums(lab, elevated, xb, xt, ok, step, core, rowmap, n: int, lit_base=None, lit_target=None):
     """(n, 6) per-patch sums ``(n_all, sum_all |d x_b|, sum_all |d x_t|, n_edge, sum_edge |d x_b|,
     sum_edge |d x_t|)`` of the core cells (``core`` = (i0, i1, j0, j1) of the window arrays;
     ``rowmap``: each window cell's row in the tile's table, -1 outside the core or no patch).
-    Zeros when ``step`` is None. The pairs of :func:`cell_steps`, summed in one pass over the core
+    Zeros when ``step`` is None. The pairs of :func:`cell_steps` (``lit_base``, ``lit_target``: the
+    images' illumination codes, None where no sun is known), summed in one pass over the core
     (:func:`_patch_sums`: the same numbers, added in the same order)."""
     out = np.zeros((n, 6))
     if step is None or n == 0:
         return out
     i0, i1, j0, j1 = core
+    unknown = np.full((1, 1), 2, np.uint8)
+    lb = unknown if lit_base is None else sun_class(lit_base)
+    lt = unknown if lit_target is None else sun_class(lit_target)
     _patch_sums(np.ascontiguousarray(lab), np.ascontiguousarray(elevated, np.bool_),
                 np.ascontiguousarray(xb, np.float64), np.ascontiguousarray(xt, np.float64),
-                np.ascontiguousarray(ok, np.bool_), int(step[0]), int(step[1]), int(i0), int(i1), int(j0), int(j1),
-                np.ascontiguousarray(rowmap, np.int64), out)
+                np.ascontiguousarray(ok, np.bool_), lb, lt, int(step[0]), int(step[1]), int(i0), int(i1), int(j0),
+                int(j1), np.ascontiguousarray(rowmap, np.int64), out)
     return out
 
 
 @njit(**_NB)
-def _patch_sums(lab, elevated, xb, xt, ok, si, sj, i0, i1, j0, j1, rowmap, out):
+def _two_lights(c, i, j, pi, pj):
+    """The pair's cells on two sides of a predicted shadow edge (classes of :func:`sun_class`; a 1 x 1
+    ``c``: no prediction)."""
+    if c.shape[0] == 1:
+        return False
+    a = c[i, j]
+    b = c[pi, pj]
+    return a != b and a != 2 and b != 2
+
+
+@njit(**_NB)
+def _patch_sums(lab, elevated, xb, xt, ok, lb, lt, si, sj, i0, i1, j0, j1, rowmap, out):
     """:func:`patch_sums` per core cell in row-major order: the pair (c, c - step) of
-    :func:`cell_steps` (same patch, elevated, both ``ok``, finite steps), and an edge where
-    ``c + step`` is outside the window or the patch."""
+    :func:`cell_steps` (same patch, elevated, both ``ok``, one side of every predicted shadow edge,
+    finite steps), and an edge where ``c + step`` is outside the window or the patch."""
     ny, nx = lab.shape
     for i in range(i0, i1):
         for j in range(j0, j1):
@@ -115,6 +160,8 @@ def _patch_sums(lab, elevated, xb, xt, ok, si, sj, i0, i1, j0, j1, rowmap, out):
             pi = i - si
             pj = j - sj
             if pi < 0 or pi >= ny or pj < 0 or pj >= nx or lab[pi, pj] != v or not ok[pi, pj]:
+                continue
+            if _two_lights(lb, i, j, pi, pj) or _two_lights(lt, i, j, pi, pj):
                 continue
             db = abs(xb[pi, pj] - xb[i, j])
             dt = abs(xt[pi, pj] - xt[i, j])
