@@ -61,8 +61,9 @@ def test_a_shadow_edge_across_the_rim_is_no_rim():
     """An unchanged roof in a neighbour's cast shadow whose edge runs along the rim in the base (the outline
     column lit, the rest of the roof not) and across the roof's middle in the target: over every pair the base
     reads a strong rim and the target none ("rim lost"); left out the pairs that straddle a predicted shadow
-    edge (the illumination codes), the roof's steps are its texture's at both dates. A raised roof's rim
-    (a real edge, no shadow edge) is lost either way."""
+    edge (the illumination codes), the roof's steps are its texture's at both dates, and the criterion's
+    reading (lost in both) is not lost. A raised roof's rim (a real edge, no shadow edge) is lost either
+    way."""
     rng = np.random.default_rng(4)
     ny, nx = 40, 40
     lab = np.zeros((ny, nx), np.int64)
@@ -77,8 +78,11 @@ def test_a_shadow_edge_across_the_rim_is_no_rim():
     xb = np.where(lit_b > 0, 200.0, 50.0) + tex()
     xt = np.where(lit_t > 0, 200.0, 50.0) + tex()
 
-    def lost(lb=None, lt=None, xb=xb, xt=xt):
-        b1, t1 = OL.rim_ratios(OL.patch_sums(lab, elev, xb, xt, ok, (0, -1), core, rowmap, 1, lb, lt))
+    def lost(lb=None, lt=None, xb=xb, xt=xt, both=False):
+        sums = OL.patch_sums(lab, elev, xb, xt, ok, (0, -1), core, rowmap, 1, lb, lt)
+        if both:  # the criterion's reading: lost over every pair and over the one-light pairs
+            return float(OL.rim_lost_in_one_light(sums)[0])
+        b1, t1 = OL.rim_ratios(sums, one_light=lb is not None)
         return float(OL.rim_lost(b1, t1)[0])
 
     assert lost() > 1.0  # the shadow edges read as a rim lost
@@ -89,6 +93,8 @@ def test_a_shadow_edge_across_the_rim_is_no_rim():
     lit_b2[10:30, 12:30] = 0
     xb3 = np.where(lit_b2 > 0, 200.0, 50.0) + tex()
     assert lost(lit_b2, lit_t, xb3) < 1.0
+    assert lost(lit_b2, lit_t, xb3, both=True) < 1.0  # the criterion's reading too
+    assert lost(lit_b, lit_t, both=True) > 1.0  # no one-light rim pair at all: the all-pairs reading stands
     # raised: a real rim in the base (a bright parapet), the new floors' flat facade over the target's first
     # columns; all lit at both dates: read lost with or without the codes
     lit = np.full((ny, nx), 120, np.uint8)
@@ -97,6 +103,7 @@ def test_a_shadow_edge_across_the_rim_is_no_rim():
     xt2 = 100.0 + tex()
     xt2[10:30, 10:13] = 60.0 + 0.01 * rng.standard_normal((20, 3))
     assert lost(lit, lit, xb2, xt2) > 1.0 and lost(None, None, xb2, xt2) == lost(lit, lit, xb2, xt2)
+    assert lost(lit, lit, xb2, xt2, both=True) > 1.0
 
 
 def test_sums_match_a_direct_count():
@@ -113,7 +120,7 @@ def test_sums_match_a_direct_count():
             n, sb, st = n + 1, sb + db, st + dt
             if lab[i, j - 1] != 7:
                 ne, eb, et = ne + 1, eb + db, et + dt
-    np.testing.assert_allclose(s, [n, sb, st, ne, eb, et], rtol=1e-12)
+    np.testing.assert_allclose(s, [n, sb, st, ne, eb, et] * 2, rtol=1e-12)  # no light known: both halves alike
 
 
 def test_sensor_step_from_parallax_offsets():
@@ -132,7 +139,7 @@ def test_outline_criterion_scores_the_patch(raise_cells, changed):
     tb = TargetTable(ids=np.array([1, 2]), n_cells=np.array([500.0, 300.0]), elevated=np.array([True, False]),
                      used=np.array([0.0, 300.0]), mean_rob=np.zeros((n, 1)), frac_above=np.zeros((n, 1)),
                      c0=np.zeros((n, 6)), profile=None, shift_cells=np.zeros(0),
-                     outline=np.vstack([s, np.zeros((1, 6))]))
+                     outline=np.vstack([s, np.zeros((1, s.shape[1]))]))
     value, score = CRITERIA["outline"](tb, ChangeOptions())
     assert (score[0] >= 0.5) == changed
     assert score[1] == 0.0 and value[1] == 0.0
