@@ -128,9 +128,9 @@ def patch_sums(lab, elevated, xb, xt, ok, step, core, rowmap, n: int, lit_base=N
     if step is None or n == 0:
         return out
     i0, i1, j0, j1 = core
-    unknown = np.full((1, 1), 2, np.uint8)
-    lb = unknown if lit_base is None else sun_class(lit_base)
-    lt = unknown if lit_target is None else sun_class(lit_target)
+    unknown = np.full((1, 1), 255, np.uint8)
+    lb = unknown if lit_base is None else np.ascontiguousarray(lit_base, np.uint8)
+    lt = unknown if lit_target is None else np.ascontiguousarray(lit_target, np.uint8)
     _patch_sums(np.ascontiguousarray(lab), np.ascontiguousarray(elevated, np.bool_),
                 np.ascontiguousarray(xb, np.float64), np.ascontiguousarray(xt, np.float64),
                 np.ascontiguousarray(ok, np.bool_), lb, lt, int(step[0]), int(step[1]), int(i0), int(i1), int(j0),
@@ -140,13 +140,15 @@ def patch_sums(lab, elevated, xb, xt, ok, step, core, rowmap, n: int, lit_base=N
 
 @njit(**_NB)
 def _two_lights(c, i, j, pi, pj):
-    """The pair's cells on two sides of a predicted shadow edge (classes of :func:`sun_class`; a 1 x 1
-    ``c``: no prediction)."""
+    """The pair's cells on two sides of a predicted shadow edge (illumination codes: 0 no direct sun,
+    1..254 lit, 255 unknown, as :func:`sun_class`; a 1 x 1 ``c``: no prediction)."""
     if c.shape[0] == 1:
         return False
     a = c[i, j]
     b = c[pi, pj]
-    return a != b and a != 2 and b != 2
+    if a == 255 or b == 255:
+        return False
+    return (a == 0) != (b == 0)
 
 
 @njit(**_NB)
