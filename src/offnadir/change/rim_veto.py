@@ -93,7 +93,8 @@ def raised_claims(missing: dict, patch_rules: dict) -> dict:
     return out
 
 
-def raise_moves_rim(sun_elevation_deg: float, off_nadir_deg: float, band: float = 4.0, least_cells: float = 0.0) -> bool:
+def raise_moves_rim(sun_elevation_deg: float, off_nadir_deg: float, band: float = 4.0,
+                    least_cells: float = 0.0) -> bool:
     """Does the least raise the longer-shadow rule asserts move the roof's near-sensor rim by at least one cell
     in the target? The rule asserts ``band`` cells of shadow beyond the predicted edge (``dz = band * cell *
     tan e``), and a raise it may call a change is at least ``least_cells`` cells high (``elevated_height / cell``:
