@@ -106,6 +106,7 @@ import numpy as np
 from offnadir.cube import geometry
 from offnadir.cube import sweep_level as SL
 from offnadir.cube import sweep_noise as SN
+from offnadir.cube import sweep_small as SS
 from offnadir.cube import sweep_views as SV
 from offnadir.cube import sweep_kernels as swk
 from offnadir.cube.tile import height_block, lonlat_block
@@ -213,11 +214,11 @@ def visibility_bounds(plan, tile, geom: dict, relief: float, dsm_test: str = DSM
     """(i0, i1, j0, j1): the block whose cube visibility :func:`sweep_tile` takes for ``dsm_test``
     (:func:`null_bounds` for ``"prediction"``, else :func:`block_bounds`)."""
     return null_bounds(plan, tile, geom, relief, radius) if dsm_test == "prediction" else \
-        block_bounds(plan, tile, radius)
+        block_bounds(plan, tile, SS.halo(radius, dsm_test))
 
 
 def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int = WINDOW_RADIUS,
-               dsm_test: str = DSM_TEST) -> dict:
+               dsm_test: str = DSM_TEST, bound: float = SS.DH_BOUND_M) -> dict:
     """Best surface height of one date group over one tile, as an offset from the DSM.
 
     geom: :func:`pair_geometry` of the group; relief: the scene's height range (m); visible:
@@ -227,17 +228,19 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     that moved), ``"prediction"`` (then the DSM's prediction at the best height) or ``"on_level"``; the
     module docstring says what each does and costs. Returns float32 (ny, nx) arrays ``dh``, ``dh_sigma``,
     ``dh_score`` of the tile, the range used (``z0``, ``n``, ``step``) and ``regions``: the
-    number of regions tested and kept (``[0, 0]`` with ``"window"``)."""
+    number of regions tested and kept (``[0, 0]`` with ``"window"``); ``edge``: the cells swept again
+    with the second, smaller window and those that took its height (:mod:`offnadir.cube.sweep_small`,
+    ``bound`` the change stage's dh bound)."""
     if dsm_test not in DSM_TESTS:
         raise ValueError(f"dsm_test must be one of {', '.join(map(repr, DSM_TESTS))}, not {dsm_test!r}")
     step = geom["step_m"]
-    i0, i1, j0, j1 = block_bounds(plan, tile, radius)
+    i0, i1, j0, j1 = block_bounds(plan, tile, SS.halo(radius, dsm_test))
     core = (slice(tile.i0 - i0, tile.i1 - i0), slice(tile.j0 - j0, tile.j1 - j0))
     nan = np.full(tile.shape, np.nan, np.float32)
     h = np.ascontiguousarray(height_block(plan, i0, i1, j0, j1), dtype=np.float64)
     if not np.isfinite(h[core]).any() or not np.isfinite(step):
         return {"dh": nan, "dh_sigma": nan.copy(), "dh_score": nan.copy(), "z0": math.nan, "n": 0, "step": step,
-                "regions": [0, 0]}
+                "regions": [0, 0], "edge": [0, 0]}
     z0, n = height_range(plan.h_min, plan.h_max, step)
     views = [SV.View(plan, plan.images[k], i0, i1, j0, j1, z0, z0 + (n - 1) * step) for k in geom["members"]]
     shape = h.shape
@@ -311,9 +314,15 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     # nor is a best height the DSM predicts while the DSM height does not fit either
     ok = np.isfinite(dh) & np.isfinite(h) & np.isfinite(s) & np.isfinite(curv) & ~no_peak
     # (M: the candidates a cell's relief range holds, the same in every tile)
-    ok &= best > SN.noise_peak(n_win, int(math.ceil(relief / step)) + 2 * MARGIN_STEPS + 1)
+    n_noise = int(math.ceil(relief / step)) + 2 * MARGIN_STEPS + 1
+    ok &= best > SN.noise_peak(n_win, n_noise)
     if hidden is not None:
         ok &= ~np.any(hidden, axis=0)
+    edge, n_edge = (np.empty(0, np.int64),) * 2 + (np.empty(0),) * 3, 0
+    if SS.EDGE_SECOND and dsm_test in SS.TESTS:  # a zero at a changed object's edge: the smaller window
+        edge, n_edge = SS.at_edges(np.where(ok, dh, np.nan), core, bound, radius, lambda ys, xs: SS.small_window(
+            views, at_dsm, hidden, geom["pairs"], h, ys, xs, z0, step, n, n_noise, level, SS.SMALL_RADIUS,
+            MIN_WINDOW_FRACTION, SE_FACTOR))
     regions = [0, 0]
     # a kept DSM height that the test cannot tell from the best one (the window test's ties, the
     # off-level test): both stay within reach
@@ -336,10 +345,12 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
         sigma = np.sqrt(2.0 * np.clip(1.0 - s, 0.0, None) / (n_win * curv) + step * step / 12.0)
         sigma = np.fmax(sigma, undecided)
     ok &= np.isfinite(s) & np.isfinite(sigma)
-    return {"dh": np.where(ok, dh, np.nan).astype(np.float32),
-            "dh_sigma": np.where(ok, sigma, np.nan).astype(np.float32),
-            "dh_score": np.where(ok, s, np.nan).astype(np.float32),
-            "z0": z0, "n": n, "step": step, "regions": regions}
+    out = {"dh": np.where(ok, dh, np.nan).astype(np.float32), "dh_sigma": np.where(ok, sigma, np.nan).astype(np.float32),
+           "dh_score": np.where(ok, s, np.nan).astype(np.float32), "z0": z0, "n": n, "step": step, "regions": regions,
+           "edge": [n_edge, int(edge[0].size)]}
+    for name, v in zip(("dh", "dh_sigma", "dh_score"), edge[2:]):
+        out[name][edge[0], edge[1]] = v
+    return out
 
 
 def _pooled_regions(views, lon, lat, h, moved, at_dsm, a_dsm, hidden, pairs, radius, min_count, n_heights, scratch):

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from offnadir.cube import sweep
+from offnadir.cube import sweep_small
 
 log = logging.getLogger("offnadir.cube.sweep_stage")
 
@@ -52,9 +53,10 @@ def multi_view_groups(images) -> list[list[int]]:
     return [[int(k) for k in np.flatnonzero(g == v)] for v in np.unique(g) if (g == v).sum() >= 2]
 
 
-def sweep_region(path: str, plan, tile, geom: dict, relief: float, dsm_test: str = sweep.DSM_TEST) -> dict:
+def sweep_region(path: str, plan, tile, geom: dict, relief: float, dsm_test: str = sweep.DSM_TEST,
+                 bound: float = sweep_small.DH_BOUND_M) -> dict:
     """One task: sweep one group over one tile and write its region of dh, dh_sigma, dh_score
-    (``dsm_test``: :func:`offnadir.cube.sweep.sweep_tile`'s)."""
+    (``dsm_test``, ``bound``: :func:`offnadir.cube.sweep.sweep_tile`'s)."""
     import zarr
 
     from offnadir.store import _quiet_zarr
@@ -65,12 +67,12 @@ def sweep_region(path: str, plan, tile, geom: dict, relief: float, dsm_test: str
     with _quiet_zarr():
         g = zarr.open_group(path, mode="r+", use_consolidated=False)
         vis = np.stack([np.asarray(g["visible"][k, i0:i1, j0:j1]) for k in members])
-        res = sweep.sweep_tile(plan, tile, geom, relief, visible=vis, dsm_test=dsm_test)
+        res = sweep.sweep_tile(plan, tile, geom, relief, visible=vis, dsm_test=dsm_test, bound=bound)
         for name in SWEEP_VARS:
             for k in members:
                 g[name][(k,) + region] = res[name]
     return {"tile": [tile.ti, tile.tj], "members": members, "z0": res["z0"], "n": res["n"], "step": res["step"],
-            "measured": int(np.isfinite(res["dh"]).sum()), "regions": res["regions"]}
+            "measured": int(np.isfinite(res["dh"]).sum()), "regions": res["regions"], "edge": res["edge"]}
 
 
 def _layout(path: Path, plan) -> None:
@@ -125,11 +127,13 @@ DSM_TEST_TEXT = {
 }
 
 
-def sweep_store(path, plan, *, client, quiet: bool = False, dsm_test: str = sweep.DSM_TEST) -> dict | None:
+def sweep_store(path, plan, *, client, quiet: bool = False, dsm_test: str = sweep.DSM_TEST,
+                bound: float = sweep_small.DH_BOUND_M) -> dict | None:
     """Run the height sweep for every multi-view date group and write it to the store at ``path``.
     Returns the summary stored in the ``height_sweep`` attribute (None when no date has two images).
     ``dsm_test``: the test of the DSM height (config ``height_sweep.dsm_test``;
-    :func:`offnadir.cube.sweep.sweep_tile`)."""
+    :func:`offnadir.cube.sweep.sweep_tile`); ``bound``: the change stage's dh bound (config
+    ``change.elevated_height``), for the second window at a changed object's edge."""
     import dask
     import zarr
 
@@ -154,9 +158,12 @@ def sweep_store(path, plan, *, client, quiet: bool = False, dsm_test: str = swee
                  plan.h_max, sweep.MARGIN_STEPS, sweep.height_range(plan.h_min, plan.h_max, geom["step_m"])[1])
     log.info("height sweep: test of the DSM height: %s%s", DSM_TEST_TEXT[dsm_test],
              " (config height_sweep.dsm_test)" if dsm_test != sweep.DSM_TEST else " (the default)")
+    edge = _edge_text(dsm_test, bound)
+    if edge:
+        log.info("height sweep: %s", edge)
     _layout(path, plan)
     plan_node = dask.delayed(plan, pure=True, traverse=False)
-    tasks = [dask.delayed(sweep_region, pure=False)(str(path), plan_node, t, geom, relief, dsm_test)
+    tasks = [dask.delayed(sweep_region, pure=False)(str(path), plan_node, t, geom, relief, dsm_test, bound)
              for t in plan.tiles() for geom in geoms]
     if not quiet:
         print(f"offnadir: height sweep, {len(groups)} date group(s) with >= 2 images, {len(tasks)} tasks",
@@ -172,11 +179,13 @@ def sweep_store(path, plan, *, client, quiet: bool = False, dsm_test: str = swee
         "margin_steps": sweep.MARGIN_STEPS,
         "dsm_test_standard_errors": sweep.SE_FACTOR,
         "dsm_test": DSM_TEST_TEXT[dsm_test],
+        "second_window": edge,
         "scene_relief_m": relief,
         "seconds": elapsed,
         "tiles": [{"tile": r["tile"], "images": [names[k] for k in r["members"]], "z_min": r["z0"],
                    "z_max": r["z0"] + (r["n"] - 1) * r["step"] if r["n"] else None,
-                   "heights": r["n"], "cells_measured": r["measured"], "regions_tested_kept": r.get("regions")}
+                   "heights": r["n"], "cells_measured": r["measured"], "regions_tested_kept": r.get("regions"),
+                   "second_window_swept_taken": r.get("edge")}
                   for r in results if isinstance(r, dict)],
     }
     z = [(t["z_min"], t["z_max"]) for t in summary["tiles"] if t["heights"]]
@@ -190,6 +199,17 @@ def sweep_store(path, plan, *, client, quiet: bool = False, dsm_test: str = swee
     return summary
 
 
+def _edge_text(dsm_test: str, bound: float) -> str | None:
+    """What the second, smaller window does (:mod:`offnadir.cube.sweep_small`), or None where it does not run."""
+    if not (sweep_small.EDGE_SECOND and dsm_test in sweep_small.TESTS):
+        return None
+    r, rs = sweep.WINDOW_RADIUS, sweep_small.SMALL_RADIUS
+    return (f"second window: where the {2 * r + 1}x{2 * r + 1} window answers within {bound:g} m (change.elevated_height) "
+            f"while >= {sweep_small.quadrant(r):.3f} of it holds coherent answers beyond, the sweep runs again with a "
+            f"{2 * rs + 1}x{2 * rs + 1} window (its own tests at that size); a beyond answer on the neighbours' side "
+            "replaces the zero, otherwise the zero stays")
+
+
 class SweepStage:
     """Stage hook (see :func:`offnadir.pipeline.run_config`): the height sweep on the written cube."""
 
@@ -199,7 +219,8 @@ class SweepStage:
     def __call__(self, cfg, plan, out, client):
         check_tie_consistency(out, plan)
         dsm_test = (cfg.get("height_sweep") or {}).get("dsm_test") or sweep.DSM_TEST
-        sweep_store(out, plan, client=client, quiet=self.quiet, dsm_test=dsm_test)
+        bound = (cfg.get("change") or {}).get("elevated_height") or sweep_small.DH_BOUND_M
+        sweep_store(out, plan, client=client, quiet=self.quiet, dsm_test=dsm_test, bound=float(bound))
 
 
 def check_tie_consistency(path, plan) -> list[str]:

@@ -1,0 +1,171 @@
+"""The height sweep's second, smaller window at a changed object's edge (:mod:`offnadir.cube.sweep`;
+issue 7, s1 eleventh round). numpy and the sweep's numba kernels; no dask.
+
+**Why.** The sweep measures ``dh`` on a fronto-parallel ``(2r+1)²`` window (13² cells). Along the
+edges of a raised or new roof the window straddles the roof and the ground or roof around it, whose
+DSM heights are right; there the DSM heights agree as well as the moved surface does and the window
+test keeps the DSM height with a zero as certain as the peak's curvature: a band about a window wide
+inside the changed roof (hard stereo seed 5: its new block's west band, 175 cells, its +9 m raised
+block, 474; docs/change_detection.md, n6 ninth round). Treating such a zero as no measurement (n6's
+``edge`` rule) gained on the simulator but cost Kahramanmaraş, whose stable cells beside fragmentary
+changes lost the zero that vetoed their structural false alarms.
+
+**The rule.** The classic stereo remedy besides shifting the window: measure again with a smaller
+one, where the large window's answer is suspect. A cell is suspect where the large window keeps a
+"within" answer (``|dh| <= bound``, ``bound`` the change stage's dh bound, ``elevated_height``) while
+its window holds at least the quadrant ``(r+1)²/(2r+1)²`` of *coherent* beyond-bound answers (the
+change stage's coherence rule, :func:`offnadir.change.dh_evidence.coherent_dh`: a changed object at
+least as large as the window holds that share around any of its cells, corners included): the cell
+may lie on that object's edge, where the window answers for its majority, not for the cell. There the
+sweep is run again on a window of radius :data:`SMALL_RADIUS`, with the sweep's own machinery for
+that window size: the window test and its unresolved zeros, the off-level test and the noise peak at
+``N = (2r'+1)²`` (a smaller window has a wider null, and those tests widen with it). Where the small
+window also answers "within", or measures nothing, the zero stays (so stable cells beside a change
+keep their veto); where it answers beyond the bound *on the side of its neighbours' change* (the sign
+of their coherent ``dh``), the cell takes the small window's ``dh``, ``dh_sigma`` and agreement. A
+small window's answer of the other sign is not what the suspicion is about: the zero stays.
+
+**The small window's size.** ``SMALL_RADIUS = 3`` (7² cells), half the large window's radius: the band
+a fronto-parallel window loses at an edge is about its radius wide, so it halves the band, while the
+noise peak a window of N cells reaches over the candidate heights (:func:`sweep_noise.noise_peak`,
+``sqrt(2 ln M) / sqrt(N - 3)``) stays below the agreement of textured windows (0.47 at N = 49 for
+~150 candidates, against 0.68 for 5² and 0.24 for 13²). Measured offline
+(docs/change_detection.md): radius 2 and 4 as well.
+
+**Cost.** Only the suspect cells are swept again: the images are sampled at every candidate height on
+the union of their small windows (:meth:`sweep_views.View.sample_cells`) and the correlation taken at
+those cells alone (:func:`sweep_kernels.ncc_off_level_cells` with no level left out). The rule needs the
+large window's ``dh`` two window radii around the tile, so the sweep's block is widened by that
+(:func:`halo`): the result does not depend on the tiling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from offnadir.cube import sweep_kernels as swk
+from offnadir.cube import sweep_level as SL
+from offnadir.cube import sweep_level_kernels as slk
+from offnadir.cube import sweep_noise as SN
+
+#: the second window's radius (cells): half the sweep's (module docstring)
+SMALL_RADIUS = 3
+#: the second window at a changed object's edge is on (config-free: the sweep's default)
+EDGE_SECOND = True
+#: the dh bound of the change stage's default (``elevated_height``, m) when the run gives none
+DH_BOUND_M = 2.5
+#: the tests of the DSM height the second window runs with (the window test, and the off-level test)
+TESTS = ("window", "off_level")
+
+
+def halo(radius: int, dsm_test: str) -> int:
+    """The sweep block's margin around a tile (cells): the window radius, plus two more where the
+    second window runs (the coherence of the large window's answers, then their share in the window)."""
+    return 3 * radius if EDGE_SECOND and dsm_test in TESTS else radius
+
+
+def quadrant(radius: int) -> float:
+    """``(r+1)² / (2r+1)²``: the share of a window a changed object at least as large holds around any of its cells."""
+    return (radius + 1) ** 2 / (2 * radius + 1) ** 2
+
+
+def answers(dh, bound: float):
+    """-1 lower than ``-bound``, 0 within, +1 higher than ``bound``; NaN where not measured."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(dh), np.sign(dh) * (np.abs(dh) > bound), np.nan)
+
+
+def edge_suspects(dh, bound: float, radius: int):
+    """(suspect, side): bool map of the "within" cells whose window holds at least :func:`quadrant` of
+    coherent beyond-bound answers, and the sign of those answers' summed ``dh`` (their side)."""
+    a = answers(dh, bound)
+    share = np.empty(dh.shape)
+    swk.coherent_share(np.ascontiguousarray(a), radius, 0.5, share)
+    with np.errstate(invalid="ignore"):
+        beyond = (share >= quadrant(radius) - 1e-12) & (np.abs(np.nan_to_num(a)) > 0)
+        frac = SN.box_sum(beyond.astype(np.float64), radius) / (2 * radius + 1) ** 2
+        side = np.sign(SN.box_sum(np.where(beyond, dh, 0.0), radius))
+        return (a == 0) & (frac >= quadrant(radius) - 1e-12), side
+
+
+def small_window(views, at_dsm, hidden, pairs, h, ys, xs, z0: float, step: float, n: int, n_noise: int,
+                 off_level: float, radius: int, min_fraction: float, se_factor: float):
+    """The sweep of :func:`offnadir.cube.sweep.sweep_tile` at the listed cells ``(ys, xs)`` of the
+    block with a window of ``radius``: (dh, dh_sigma, dh_score) float64, one per cell, NaN where not
+    measured. ``n_noise``: the candidates the noise peak allows for; ``off_level``: the off-level test's
+    level (m; 0: the window test alone)."""
+    m = ys.size
+    n_win = (2 * radius + 1) ** 2
+    min_count = min_fraction * n_win
+    stamp = np.zeros(h.shape, np.int64)
+    cy = np.empty(h.size, np.int64)
+    cx = np.empty(h.size, np.int64)
+    k = slk.window_cells(ys, xs, radius, stamp, 1, cy, cx)
+    cy, cx = cy[:k], cx[:k]
+    smp = [np.full(h.shape, np.nan, np.float32) for _ in views]
+    best = np.full((1, m), -np.inf, np.float32)
+    best_k = np.full((1, m), -1, np.int32)
+    s_prev, s_next, last = (np.full((1, m), np.nan, np.float32) for _ in range(3))
+    ncc = np.empty(m, np.float32)
+    cnt = np.empty(m)
+
+    def agreement(samples, z):
+        acc = np.zeros(m)
+        for a, b in pairs:
+            swk.ncc_off_level_cells(samples[a], samples[b], h, ys, xs, z, -1.0, radius, min_count, ncc, cnt)
+            acc += ncc
+        return acc / len(pairs)
+
+    for i in range(n):
+        z = z0 + i * step
+        for v, out in zip(views, smp):
+            v.sample_cells(z, cy, cx, out)
+        swk.update_best(agreement(smp, z).astype(np.float32)[None], i, best, best_k, s_prev, s_next, last)
+    s0 = agreement(at_dsm, 0.0)
+    zz = np.empty((1, m))
+    curv = np.empty((1, m))
+    swk.refine(best, best_k, s_prev, s_next, n, z0, step, zz, curv)
+    s, zz, curv = best[0].astype(np.float64), zz[0], curv[0]
+    offset = zz - h[ys, xs]
+    explained, no_peak = SN.window_test(s, s0, np.full(m, np.nan), offset, curv, n_win, se_factor)
+    tie = SN.unresolved(explained, s, s0, n_win, se_factor)
+    off = np.zeros(m, bool)
+    if off_level > 0:  # the off-level test on the block's arrays, only the listed cells in play
+        full_best = np.full(h.shape, -np.inf, np.float32)
+        full_k = np.full(h.shape, -1, np.int32)
+        full_expl = np.ones(h.shape, bool)
+        full_best[ys, xs], full_k[ys, xs], full_expl[ys, xs] = best[0], best_k[0], explained
+        off = SL.off_level_explained(views, at_dsm, hidden, pairs, h, full_best, full_k, z0, step, full_expl,
+                                     off_level, radius, min_count, se_factor)[ys, xs]
+        explained = explained | off
+    dh = np.where(explained, 0.0, offset)
+    ok = np.isfinite(dh) & np.isfinite(s) & np.isfinite(curv) & ~no_peak & (s > SN.noise_peak(n_win, n_noise))
+    if hidden is not None:
+        ok &= ~np.any([hid[ys, xs] for hid in hidden], axis=0)
+    score = np.where(explained, s0, s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        undecided = np.where(tie | off, np.abs(offset) / se_factor, 0.0)
+        sigma = np.fmax(np.sqrt(2.0 * np.clip(1.0 - score, 0.0, None) / (n_win * curv) + step * step / 12.0),
+                        undecided)
+    ok &= np.isfinite(score) & np.isfinite(sigma)
+    return tuple(np.where(ok, x, np.nan) for x in (dh, sigma, score))
+
+
+def at_edges(dh, core, bound: float, radius: int, small):
+    """The rule (module docstring) on one sweep block: ``dh`` the large window's (block, NaN where
+    not measured), ``core`` the tile's slices in it, ``small(ys, xs)`` -> :func:`small_window`'s
+    answer at block cells. Returns (ys, xs, dh, dh_sigma, dh_score) of the tile's cells that take the
+    small window's measurement (tile coordinates), and the number of suspect cells swept again."""
+    sus, side = edge_suspects(dh, bound, radius)
+    inner = np.zeros(dh.shape, bool)
+    inner[core] = True
+    ys, xs = np.nonzero(sus & inner)
+    if ys.size == 0:
+        e = np.empty(0)
+        return (ys, xs, e, e, e), 0
+    d, sg, sc = small(ys, xs)
+    with np.errstate(invalid="ignore"):
+        take = np.isfinite(d) & (np.abs(d) > bound) & (np.sign(d) == side[ys, xs])
+    return (ys[take] - core[0].start, xs[take] - core[1].start, d[take], sg[take], sc[take]), int(ys.size)
