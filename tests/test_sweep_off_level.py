@@ -95,11 +95,16 @@ def test_a_lead_carried_by_cells_at_the_best_height_is_no_height_change():
     assert kept[5:35, 30:].all()
 
 
-def test_off_level_only_sets_unresolved_heights_to_an_uncertain_zero(tmp_path):
+def test_off_level_only_sets_unresolved_heights_to_an_uncertain_zero(tmp_path, monkeypatch):
     """``dsm_test="off_level"`` on a simulated same-date pair: against the window test alone, every
     cell it changes gets ``dh = 0`` from a best height at least one cell of relative displacement
-    away, with a sigma that keeps that height within reach; everything else is identical."""
+    away, with a sigma that keeps that height within reach; everything else is identical (the
+    second window at a changed object's edge off: it follows each test's own zeros)."""
     import dask
+
+    from offnadir.cube import sweep_small
+
+    monkeypatch.setattr(sweep_small, "EDGE_SECOND", False)
 
     from offnadir.pipeline import plan_cube
     from offnadir.simulate import simulate
