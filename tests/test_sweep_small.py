@@ -21,11 +21,11 @@ def _planted(n=60):
 
 def test_suspects_are_the_zeros_beside_a_coherent_change():
     dh = _planted()
-    sus, side = SS.edge_suspects(dh, 2.5, 6)
+    sus, nb = SS.edge_suspects(dh, 2.5, 6)
     # the band's cells whose window holds the quadrant of the measured block (the band's west part does not:
     # a band a window wide keeps some zeros; n6 ninth round)
-    assert sus[25, 12:15].all() and (side[25, 12:15] == 1).all() and not sus[25, 10:12].any()
-    assert sus[8, 25] and side[8, 25] == 1  # ground just outside the north edge: the small window decides there
+    assert sus[25, 12:15].all() and np.allclose(nb[25, 12:15], 9.0) and not sus[25, 10:12].any()
+    assert sus[8, 25] and nb[8, 25] == 9.0  # ground just outside the north edge: the small window decides there
     assert not sus[25, 7] and not sus[2, 25] and not sus[5, 55]  # farther than the window's quadrant allows
     assert not sus[25, 20]  # a measured change is not a suspect
     assert not sus[50:55, 20:40].any()  # a streak is not coherent: nothing beside it is suspect
@@ -33,25 +33,28 @@ def test_suspects_are_the_zeros_beside_a_coherent_change():
     assert not SS.edge_suspects(dh, 2.5, 6)[0][25, 12]  # an unmeasured cell stays unmeasured
 
 
-def test_only_a_beyond_answer_on_the_neighbours_side_is_taken():
+def test_only_a_beyond_answer_at_the_neighbours_surface_is_taken():
     dh = _planted()
     core = (slice(0, 60), slice(0, 60))
     seen = {}
 
     def small(ys, xs):
         seen["n"] = ys.size
-        d = np.full(ys.size, 8.5)  # beyond, the neighbours' side
+        d = np.full(ys.size, 8.5)  # beyond, within a storey of the neighbours' 9 m
         d[xs == 12] = 1.0  # within: the zero stays
         d[xs == 13] = np.nan  # not measured: the zero stays
         d[xs == 14] = -8.0  # beyond on the other side: the zero stays
+        d[ys == 8] = 4.0  # beyond, but two storeys below the neighbours: another surface, the zero stays
+        d[(ys == 8) & (xs == 30)] = 11.9  # within a storey above them: taken
         return d, np.full(ys.size, 0.3), np.full(ys.size, 0.9)
 
-    (ys, xs, d, sg, sc), n = SS.at_edges(dh, core, 2.5, 6, small)
+    (ys, xs, d, sg, sc), n = SS.at_edges(dh, core, 2.5, 6, 3.0, small)
     assert n == seen["n"] > 0
     assert set(np.unique(xs[(ys >= 10) & (ys < 40)])) & {12, 13, 14} == set()
-    assert (8, 25) in set(zip(ys, xs)) and (d == 8.5).all() and (sg == 0.3).all() and (sc == 0.9).all()
+    assert (8, 25) not in set(zip(ys, xs)) and (8, 30) in set(zip(ys, xs))
+    assert np.isin(d, (8.5, 11.9)).all() and (sg == 0.3).all() and (sc == 0.9).all()
     # tile coordinates: the same cells from a block whose core starts at (5, 5)
-    (ys2, xs2, *_), _ = SS.at_edges(dh, (slice(5, 60), slice(5, 60)), 2.5, 6, small)
+    (ys2, xs2, *_), _ = SS.at_edges(dh, (slice(5, 60), slice(5, 60)), 2.5, 6, 3.0, small)
     assert set(zip(ys2 + 5, xs2 + 5)) == {(y, x) for y, x in zip(ys, xs) if y >= 5 and x >= 5}
 
 

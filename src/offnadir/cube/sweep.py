@@ -320,7 +320,7 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
         ok &= ~np.any(hidden, axis=0)
     edge, n_edge = (np.empty(0, np.int64),) * 2 + (np.empty(0),) * 3, 0
     if SS.EDGE_SECOND and dsm_test in SS.TESTS:  # a zero at a changed object's edge: the smaller window
-        edge, n_edge = SS.at_edges(np.where(ok, dh, np.nan), core, bound, radius, lambda ys, xs: SS.small_window(
+        edge, n_edge = SS.at_edges(np.where(ok, dh, np.nan), core, bound, radius, STOREY_M, lambda ys, xs: SS.small_window(
             views, at_dsm, hidden, geom["pairs"], h, ys, xs, z0, step, n, n_noise, level, SS.SMALL_RADIUS,
             MIN_WINDOW_FRACTION, SE_FACTOR))
     regions = [0, 0]

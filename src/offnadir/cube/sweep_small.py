@@ -21,9 +21,10 @@ sweep is run again on a window of radius :data:`SMALL_RADIUS`, with the sweep's 
 that window size: the window test and its unresolved zeros, the off-level test and the noise peak at
 ``N = (2r'+1)²`` (a smaller window has a wider null, and those tests widen with it). Where the small
 window also answers "within", or measures nothing, the zero stays (so stable cells beside a change
-keep their veto); where it answers beyond the bound *on the side of its neighbours' change* (the sign
-of their coherent ``dh``), the cell takes the small window's ``dh``, ``dh_sigma`` and agreement. A
-small window's answer of the other sign is not what the suspicion is about: the zero stays.
+keep their veto); where it answers beyond the bound *at its neighbours' surface* (within a storey,
+``STOREY_M``, of the mean of their coherent beyond-bound ``dh``: a jump of a storey is another
+surface, as the region stage's labels), the cell takes the small window's ``dh``, ``dh_sigma`` and
+agreement. Any other answer of the small window is not what the suspicion is about: the zero stays.
 
 **The small window's size.** ``SMALL_RADIUS = 3`` (7² cells), half the large window's radius: the band
 a fronto-parallel window loses at an edge is about its radius wide, so it halves the band, while the
@@ -78,16 +79,16 @@ def answers(dh, bound: float):
 
 
 def edge_suspects(dh, bound: float, radius: int):
-    """(suspect, side): bool map of the "within" cells whose window holds at least :func:`quadrant` of
-    coherent beyond-bound answers, and the sign of those answers' summed ``dh`` (their side)."""
+    """(suspect, neighbours): bool map of the "within" cells whose window holds at least :func:`quadrant`
+    of coherent beyond-bound answers, and the mean ``dh`` of those answers (their surface; NaN where none)."""
     a = answers(dh, bound)
     share = np.empty(dh.shape)
     swk.coherent_share(np.ascontiguousarray(a), radius, 0.5, share)
     with np.errstate(invalid="ignore"):
         beyond = (share >= quadrant(radius) - 1e-12) & (np.abs(np.nan_to_num(a)) > 0)
-        frac = SN.box_sum(beyond.astype(np.float64), radius) / (2 * radius + 1) ** 2
-        side = np.sign(SN.box_sum(np.where(beyond, dh, 0.0), radius))
-        return (a == 0) & (frac >= quadrant(radius) - 1e-12), side
+        count = SN.box_sum(beyond.astype(np.float64), radius)
+        neighbours = np.where(count > 0, SN.box_sum(np.where(beyond, dh, 0.0), radius) / count, np.nan)
+        return (a == 0) & (count / (2 * radius + 1) ** 2 >= quadrant(radius) - 1e-12), neighbours
 
 
 def small_window(views, at_dsm, hidden, pairs, h, ys, xs, z0: float, step: float, n: int, n_noise: int,
@@ -153,12 +154,13 @@ def small_window(views, at_dsm, hidden, pairs, h, ys, xs, z0: float, step: float
     return tuple(np.where(ok, x, np.nan) for x in (dh, sigma, score))
 
 
-def at_edges(dh, core, bound: float, radius: int, small):
+def at_edges(dh, core, bound: float, radius: int, storey: float, small):
     """The rule (module docstring) on one sweep block: ``dh`` the large window's (block, NaN where
     not measured), ``core`` the tile's slices in it, ``small(ys, xs)`` -> :func:`small_window`'s
-    answer at block cells. Returns (ys, xs, dh, dh_sigma, dh_score) of the tile's cells that take the
-    small window's measurement (tile coordinates), and the number of suspect cells swept again."""
-    sus, side = edge_suspects(dh, bound, radius)
+    answer at block cells; ``storey``: within it of the neighbours' mean ``dh`` the small window's is
+    their surface. Returns (ys, xs, dh, dh_sigma, dh_score) of the tile's cells that take the small
+    window's measurement (tile coordinates), and the number of suspect cells swept again."""
+    sus, neighbours = edge_suspects(dh, bound, radius)
     inner = np.zeros(dh.shape, bool)
     inner[core] = True
     ys, xs = np.nonzero(sus & inner)
@@ -167,5 +169,5 @@ def at_edges(dh, core, bound: float, radius: int, small):
         return (ys, xs, e, e, e), 0
     d, sg, sc = small(ys, xs)
     with np.errstate(invalid="ignore"):
-        take = np.isfinite(d) & (np.abs(d) > bound) & (np.sign(d) == side[ys, xs])
+        take = np.isfinite(d) & (np.abs(d) > bound) & (np.abs(d - neighbours[ys, xs]) <= storey)
     return (ys[take] - core[0].start, xs[take] - core[1].start, d[take], sg[take], sc[take]), int(ys.size)

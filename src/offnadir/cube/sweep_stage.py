@@ -206,8 +206,8 @@ def _edge_text(dsm_test: str, bound: float) -> str | None:
     r, rs = sweep.WINDOW_RADIUS, sweep_small.SMALL_RADIUS
     return (f"second window: where the {2 * r + 1}x{2 * r + 1} window answers within {bound:g} m (change.elevated_height) "
             f"while >= {sweep_small.quadrant(r):.3f} of it holds coherent answers beyond, the sweep runs again with a "
-            f"{2 * rs + 1}x{2 * rs + 1} window (its own tests at that size); a beyond answer on the neighbours' side "
-            "replaces the zero, otherwise the zero stays")
+            f"{2 * rs + 1}x{2 * rs + 1} window (its own tests at that size); a beyond answer within {sweep.STOREY_M:g} m of "
+            "the neighbours' mean beyond dh replaces the zero, otherwise the zero stays")
 
 
 class SweepStage:
