@@ -42,8 +42,6 @@ large window's ``dh`` two window radii around the tile, so the sweep's block is 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from offnadir.cube import sweep_kernels as swk
