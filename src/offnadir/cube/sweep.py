@@ -35,6 +35,9 @@ and sampling kernels), and keep the height where the group agrees best:
   off-level and region tests do, rather than a zero as certain as the peak's curvature (hard
   stereo: raised roofs the fronto-parallel window loses at their edges; docs/change_detection.md,
   "Unresolved zeros").
+* **a second, smaller window at a changed object's edge** (with ``off_level`` and ``window``): a zero
+  whose window holds the quadrant of coherent beyond-bound answers is swept again with a 7² window;
+  its height is taken at the neighbours' surface (:mod:`offnadir.cube.sweep_small`, why and measured).
 * **the off-level test** (``dsm_test="off_level"``, **the default** since issue 7, H4 seventh
   round) **and the on-level test** (``"on_level"``, an option): described, with their reasons and
   measured effects, in :mod:`offnadir.cube.sweep_level`'s docstring. ``"window"`` runs the window
