@@ -119,6 +119,23 @@ class MadModel:
         return cls(**{k: (np.asarray(v, np.float64) if isinstance(v, list) else v) for k, v in d.items()})
 
 
+def _stack_models(models, p):
+    """Each stratum's model (None: stratum 0's) stacked for the kernels: A, B (k, p, p), the offsets
+    ``mean_x A - mean_y B`` and sigmas (k, p), and whether stratum k has a model at all."""
+    k_n = len(models)
+    A = np.zeros((k_n, p, p))
+    B = np.zeros((k_n, p, p))
+    c = np.zeros((k_n, p))
+    sig = np.ones((k_n, p))
+    has = np.zeros(k_n, np.bool_)
+    for k in range(k_n):
+        m = models[k] if models[k] is not None else models[0]
+        if m is not None:
+            A[k], B[k], c[k], sig[k] = m.A, m.B, m.mean_x @ m.A - m.mean_y @ m.B, m.sigma
+            has[k] = True
+    return A, B, c, sig, has
+
+
 def mad_strata(models, scales, x, y, stratum):
     """MAD variates ``M_i / sigma_i`` of rows of x, y (n, p) under the model of each row's
     stratum (None: stratum 0's; both None: NaN), divided by that stratum's robust ``scales``
@@ -126,23 +143,13 @@ def mad_strata(models, scales, x, y, stratum):
     :func:`offnadir.change.fit.mad_cells` followed by the per-stratum division, without a copy of
     the cells per stratum."""
     x, y = _rows(x), _rows(y)
-    k_n = len(models)
-    p = x.shape[1]
-    A = np.zeros((k_n, p, p))
-    B = np.zeros((k_n, p, p))
-    c = np.zeros((k_n, p))
-    sig = np.ones((k_n, p))
-    sc = np.ones((k_n, p))
-    has = np.zeros(k_n, np.bool_)
-    for k in range(k_n):
-        m = models[k] if models[k] is not None else models[0]
-        if m is not None:
-            A[k], B[k], c[k], sig[k] = m.A, m.B, m.mean_x @ m.A - m.mean_y @ m.B, m.sigma
-            has[k] = True
+    A, B, c, sig, has = _stack_models(models, x.shape[1])
+    sc = np.ones_like(sig)
+    for k in range(len(models)):
         s_k = scales[k] if scales[k] is not None else scales[0]
         if s_k is not None:
             sc[k] = s_k
-    out = np.empty((x.shape[0], p))
+    out = np.empty(x.shape)
     _mad_strata(x, y, np.ascontiguousarray(stratum, np.int64), A, B, c, sig, sc, has, out)
     return out
 
@@ -171,18 +178,7 @@ def sq_norms_strata(models, x, y, stratum):
     squares added in variate order), without the per-stratum copies of the rows and the (n, p)
     variates. What :func:`weights` takes ``chi2_sf`` of."""
     x, y = _rows(x), _rows(y)
-    k_n = len(models)
-    p = x.shape[1]
-    A = np.zeros((k_n, p, p))
-    B = np.zeros((k_n, p, p))
-    c = np.zeros((k_n, p))
-    sig = np.ones((k_n, p))
-    has = np.zeros(k_n, np.bool_)
-    for k in range(k_n):
-        m = models[k] if models[k] is not None else models[0]
-        if m is not None:
-            A[k], B[k], c[k], sig[k] = m.A, m.B, m.mean_x @ m.A - m.mean_y @ m.B, m.sigma
-            has[k] = True
+    A, B, c, sig, has = _stack_models(models, x.shape[1])
     z = np.empty(x.shape[0])
     used = np.empty(x.shape[0], np.bool_)
     _sq_norms_strata(x, y, np.ascontiguousarray(stratum, np.int64), A, B, c, sig, has, z, used)
