@@ -185,11 +185,10 @@ def facade_strips(U, bright, az, lo, hi, parts=False):
     return (strip, end, length) if parts else strip
 
 
-def facade_ray(d, name, U):
-    """(S, info): share of facade-strip cells on the cell and the ``2 K`` cells towards the sensor from it (``K``
-    the typical height's relief displacement): a footprint lies on and down the lean of its facade strip. Strip
-    runs of ``K/2 .. 2 K`` cells (half to twice the typical height). Controls: ``_against`` (the lean reversed:
-    the strip's roof step towards the sensor), ``_perp`` (across the lean)."""
+def lean_and_bright(d, name, U):
+    """The facade test's set-up: the lean's azimuth on the grid (reversed for ``_against``, turned a quarter
+    for ``_perp``), ``K`` (the typical height's relief displacement in cells, at least 2) and the lit
+    ground cells the target sees without unexplained shadow (where a strip can end at a roof step)."""
     az = math.radians(d["view_az"] + d["sun"]["grid_north_deg"])
     if "against" in name:
         az += math.pi
@@ -198,7 +197,15 @@ def facade_ray(d, name, U):
     h = typical_height(d)
     k = int(max(2, math.ceil(h * math.tan(math.radians(d["view_off"])) / d["cell"])))
     lit = (d["ill"] > 0) & (d["ill"] < 255)
-    bright = lit & d["ok_t"] & ~U & ~d["elev"]
+    return az, k, lit & d["ok_t"] & ~U & ~d["elev"]
+
+
+def facade_ray(d, name, U):
+    """(S, info): share of facade-strip cells on the cell and the ``2 K`` cells towards the sensor from it (``K``
+    the typical height's relief displacement): a footprint lies on and down the lean of its facade strip. Strip
+    runs of ``K/2 .. 2 K`` cells (half to twice the typical height). Controls: ``_against`` (the lean reversed:
+    the strip's roof step towards the sensor), ``_perp`` (across the lean)."""
+    az, k, bright = lean_and_bright(d, name, U)
     if "roof" in name:  # the roof step must lead onto a surface the base does not show
         bright &= roof_differs(d, az, k)
     if "wall" in name:  # a wall: the strip's end has a neighbour across the lean ending a strip of the same width
@@ -269,15 +276,7 @@ def facade_segments(d, name, U):
     cell); the strip width per segment is the mean of its strips' lengths."""
     from eval_target_segments import target_segments
 
-    az = math.radians(d["view_az"] + d["sun"]["grid_north_deg"])
-    if "against" in name:
-        az += math.pi
-    elif "perp" in name:
-        az += math.pi / 2
-    h = typical_height(d)
-    k = int(max(2, math.ceil(h * math.tan(math.radians(d["view_off"])) / d["cell"])))
-    lit = (d["ill"] > 0) & (d["ill"] < 255)
-    bright = lit & d["ok_t"] & ~U & ~d["elev"]
+    az, k, bright = lean_and_bright(d, name, U)
     strip, end, length = facade_strips(U, bright, az, max(2, k // 2), 2 * k, parts=True)
     if "lab" not in d:
         d["lab"] = target_segments(d["target"], d["dsm"], d["ok_t"], ~d["elev"])
