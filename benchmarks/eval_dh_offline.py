@@ -339,18 +339,13 @@ def diagnose(d, t):
           f"decision at {DECISION_P}")
 
 
-def km(store: Path, reference: Path, variants, prepare_copy: bool, off: Path) -> None:
-    """The replay on a real stereo store (Kahramanmaraş) against its height-change reference: F1,
-    score AUC and objects found on the decided cells, as ``offnadir evaluate`` scores them."""
+def load_km(store: Path, copy: Path, reference: Path):
+    """(d, ref): a real stereo store's arrays for the replay (its structural probability from the copy made
+    with the dh combination off, ``prepare``) and its height-change reference on the store's grid."""
     import xarray as xr
 
-    from offnadir.change.cells import DECISION_P
     from offnadir.change.evaluate import read_on_grid
-    from offnadir.change.reference import height_scores
 
-    copy = off / store.name
-    if prepare_copy or not copy.exists():
-        prepare(store, copy)
     ds = xr.open_zarr(store, mask_and_scale=False)
     dc = xr.open_zarr(copy, mask_and_scale=False)
     ref = read_on_grid(reference, ds, "truth")
@@ -360,6 +355,19 @@ def km(store: Path, reference: Path, variants, prepare_copy: bool, off: Path) ->
     d["cell"] = float(abs(ds.x[1] - ds.x[0]))
     d["p_struct"] = np.asarray(dc["probability"].values, np.float64)
     d["bound"] = 2.5
+    return d, ref
+
+
+def km(store: Path, reference: Path, variants, prepare_copy: bool, off: Path) -> None:
+    """The replay on a real stereo store (Kahramanmaraş) against its height-change reference: F1,
+    score AUC and objects found on the decided cells, as ``offnadir evaluate`` scores them."""
+    from offnadir.change.cells import DECISION_P
+    from offnadir.change.reference import height_scores
+
+    copy = off / store.name
+    if prepare_copy or not copy.exists():
+        prepare(store, copy)
+    d, ref = load_km(store, copy, reference)
     vis = d["visible"]
     for t in range(1, vis.shape[0]):
         cells = (vis[0] == 1) & (vis[t] == 1)

@@ -161,21 +161,10 @@ def sim(seeds, rules, work, off, dump):
 
 
 def km(rules, store, copy, reference, dump):
-    import xarray as xr
-
     from offnadir.change.cells import DECISION_P
-    from offnadir.change.evaluate import read_on_grid
     from offnadir.change.reference import height_scores
 
-    ds = xr.open_zarr(store, mask_and_scale=False)
-    dc = xr.open_zarr(copy, mask_and_scale=False)
-    ref = read_on_grid(reference, ds, "truth")
-    d = {k: np.asarray(ds[k].values) for k in ("visible", "change", "probability", "dh", "dh_sigma", "patch")}
-    d["elevated_dsm"] = np.asarray(ds["elevated"].values) == 1
-    d["dsm"] = np.asarray(ds["dsm"].values)
-    d["cell"] = float(abs(ds.x[1] - ds.x[0]))
-    d["p_struct"] = np.asarray(dc["probability"].values, np.float64)
-    d["bound"] = 2.5
+    d, ref = eo.load_km(store, copy, reference)
     z = np.load(dump)
     dh0, sg0 = d["dh"].copy(), d["dh_sigma"].copy()
     vis = d["visible"]
