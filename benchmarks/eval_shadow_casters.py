@@ -41,8 +41,7 @@ decisions of target 1 under each ``--variants`` rule:
   :func:`offnadir.change.rim_profile.facade_dark`): a lit facade's step to the roof can read as a rim;
   ``rim_veto_dark_s``: that, and the longer-shadow rule's decisions only where the least raise it asserts
   (``BAND_CELLS`` cells of shadow, ``dz = BAND_CELLS * cell * tan e``) moves the rim towards the sensor by at
-  least one cell (``dz * tan(off-nadir) >= cell``, ``dz`` at least ``elevated_height``,
-  :func:`offnadir.change.rim_veto.raise_moves_rim`; the crowns' rule is not in this harness);
+  least one cell (``dz * tan(off-nadir) >= cell``, :func:`offnadir.change.rim_veto.raise_moves_rim`);
 * ``fringe_unchanged``: the longer-shadow rule's target fringe sums without the fringe cells the run
   flags changed before the rules (a new building's dark roof in the fringe is no shadow), the
   fringes found by :func:`offnadir.change.longer_shadow.fringe` (the sums first checked equal to the
@@ -139,11 +138,8 @@ def rim_veto(store, dec, rules=("missing", "longer"), dark_only: bool = False):
     if "longer-if-moved" in rules:
         from offnadir.change import rim_veto as RV
 
-        from offnadir.change.options import ChangeOptions
-
         off = float(np.asarray(ds["off_nadir"].values)[1])
-        cell = float(abs(ds["x"].values[1] - ds["x"].values[0]))
-        moved = RV.raise_moves_rim(float(sun["elevation"]), off, least_cells=ChangeOptions().elevated_height / cell)
+        moved = RV.raise_moves_rim(float(sun["elevation"]), off)
         rules = tuple(r for r in rules if r != "longer-if-moved") + (("longer",) if moved else ())
     d = DO.load(store)
     kept_ids = d["ids"][DO.rim_kept(d)]

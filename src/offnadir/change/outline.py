@@ -23,18 +23,6 @@ neighbour ``-u`` (both in the patch, both observable in the two images):
 
 ``b1 = mean_edge |d x_base| / mean_all |d x_base|`` and ``t1`` the same for the target; the patch's
 rim vanished when the base has one (``b1 >= 2``) and the target has none (``t1 <= 1/2``).
-
-**One light** (s2, eleventh round). A pair whose two cells lie on two sides of a predicted shadow edge in
-either image (one without direct sun, the other lit: :mod:`offnadir.change.illumination`'s codes) has the
-irradiance's step (a cast shadow's edge, which moves with the sun between the dates), not the roof's.
-:func:`patch_sums` also sums the ratios without those pairs, and the ``outline`` criterion reads the rim
-lost only where both readings say so (:func:`rim_lost_in_one_light`). Hard simulator 1024² seed 1, an
-unchanged roof in a neighbour's shadow: its base rim pairs straddle that shadow's edge (steps 63-230
-against 10-23 for its lit pairs: ``b1`` 8.3), the target has the whole roof in shadow (``t1`` 0.24), and
-the test read "rim lost". Either way, not the one reading alone: left out, the straddling pairs also
-lower the roof's mean step and *raise* ``b1`` of roofs that had none (256² seed 1, a 540-cell unchanged
-roof, ``b1`` 1.6 -> 3.1). The rim profile's wider rule (no shadow edge within 2 cells, lit at both dates)
-drops the rim pairs of most roofs in a shadow at either date (docs/change_detection.md, s2's section).
 """
 
 from __future__ import annotations
@@ -79,34 +67,13 @@ def _shift(a, di: int, dj: int, fill):
     return out
 
 
-def sun_class(codes):
-    """The predicted direct-sun class of illumination codes (:mod:`offnadir.change.illumination`): 0 none
-    (code 0), 1 lit (1..254), 2 unknown (255)."""
-    c = np.asarray(codes)
-    return np.where(c == 0, 0, np.where(c < 255, 1, 2)).astype(np.uint8)
-
-
-def one_light(lit, step):
-    """Cells ``c`` whose pair ``(c, c - step)`` does not cross a predicted shadow edge in the image of the
-    illumination codes ``lit``: both cells without direct sun, or both with it (an unknown code on either
-    side, or ``lit`` None: no prediction, kept)."""
-    if lit is None:
-        return True
-    a = sun_class(lit)
-    b = _shift(a, -step[0], -step[1], 2)
-    return (a == b) | (a == 2) | (b == 2)
-
-
-def cell_steps(lab, elevated, xb, xt, ok, step, lit_base=None, lit_target=None):
+def cell_steps(lab, elevated, xb, xt, ok, step):
     """Per cell: (pair, edge, |d x_base|, |d x_target|) of the pair (c, c - step): ``pair`` where
-    both cells are in the same elevated patch and ``ok`` (and, where ``lit_base`` / ``lit_target``, the
-    illumination codes, are given, on one side of every predicted shadow edge: :func:`one_light`, the
-    pairs of :func:`patch_sums`' columns 6-11); ``edge`` where moreover ``c + step`` is outside the
-    patch (the near-sensor outline)."""
+    both cells are in the same elevated patch and ``ok``; ``edge`` where moreover ``c + step`` is
+    outside the patch (the near-sensor outline)."""
     si, sj = step
     inner = _shift(lab, -si, -sj, 0)
     pair = (lab > 0) & elevated & (inner == lab) & ok & _shift(ok, -si, -sj, False)
-    pair &= one_light(lit_base, step) & one_light(lit_target, step)
     edge = pair & (_shift(lab, si, sj, 0) != lab)
     with np.errstate(invalid="ignore"):
         db = np.abs(_shift(xb, -si, -sj, np.nan) - xb)
@@ -116,47 +83,28 @@ def cell_steps(lab, elevated, xb, xt, ok, step, lit_base=None, lit_target=None):
     return pair, edge, np.where(pair, db, 0.0), np.where(pair, dt, 0.0)
 
 
-def patch_sums(lab, elevated, xb, xt, ok, step, core, rowmap, n: int, lit_base=None, lit_target=None):
-    """(n, 12) per-patch sums ``(n_all, sum_all |d x_b|, sum_all |d x_t|, n_edge, sum_edge |d x_b|,
+def patch_sums(lab, elevated, xb, xt, ok, step, core, rowmap, n: int):
+    """(n, 6) per-patch sums ``(n_all, sum_all |d x_b|, sum_all |d x_t|, n_edge, sum_edge |d x_b|,
     sum_edge |d x_t|)`` of the core cells (``core`` = (i0, i1, j0, j1) of the window arrays;
-    ``rowmap``: each window cell's row in the tile's table, -1 outside the core or no patch) over the
-    pairs of :func:`cell_steps` without the light (columns 0-5) and with it (6-11: one side of every
-    predicted shadow edge of ``lit_base``, ``lit_target``, the images' illumination codes, None where no
-    sun is known; module docstring). Zeros when ``step`` is None. Summed in one pass over the core
+    ``rowmap``: each window cell's row in the tile's table, -1 outside the core or no patch).
+    Zeros when ``step`` is None. The pairs of :func:`cell_steps`, summed in one pass over the core
     (:func:`_patch_sums`: the same numbers, added in the same order)."""
-    out = np.zeros((n, 12))
+    out = np.zeros((n, 6))
     if step is None or n == 0:
         return out
     i0, i1, j0, j1 = core
-    unknown = np.full((1, 1), 255, np.uint8)
-    lb = unknown if lit_base is None else np.ascontiguousarray(lit_base, np.uint8)
-    lt = unknown if lit_target is None else np.ascontiguousarray(lit_target, np.uint8)
     _patch_sums(np.ascontiguousarray(lab), np.ascontiguousarray(elevated, np.bool_),
                 np.ascontiguousarray(xb, np.float64), np.ascontiguousarray(xt, np.float64),
-                np.ascontiguousarray(ok, np.bool_), lb, lt, int(step[0]), int(step[1]), int(i0), int(i1), int(j0),
-                int(j1), np.ascontiguousarray(rowmap, np.int64), out)
+                np.ascontiguousarray(ok, np.bool_), int(step[0]), int(step[1]), int(i0), int(i1), int(j0), int(j1),
+                np.ascontiguousarray(rowmap, np.int64), out)
     return out
 
 
 @njit(**_NB)
-def _two_lights(c, i, j, pi, pj):
-    """The pair's cells on two sides of a predicted shadow edge (illumination codes: 0 no direct sun,
-    1..254 lit, 255 unknown, as :func:`sun_class`; a 1 x 1 ``c``: no prediction)."""
-    if c.shape[0] == 1:
-        return False
-    a = c[i, j]
-    b = c[pi, pj]
-    if a == 255 or b == 255:
-        return False
-    return (a == 0) != (b == 0)
-
-
-@njit(**_NB)
-def _patch_sums(lab, elevated, xb, xt, ok, lb, lt, si, sj, i0, i1, j0, j1, rowmap, out):
+def _patch_sums(lab, elevated, xb, xt, ok, si, sj, i0, i1, j0, j1, rowmap, out):
     """:func:`patch_sums` per core cell in row-major order: the pair (c, c - step) of
-    :func:`cell_steps` (same patch, elevated, both ``ok``, finite steps) into columns 0-5, and into
-    6-11 where it lies on one side of every predicted shadow edge; an edge where ``c + step`` is
-    outside the window or the patch."""
+    :func:`cell_steps` (same patch, elevated, both ``ok``, finite steps), and an edge where
+    ``c + step`` is outside the window or the patch."""
     ny, nx = lab.shape
     for i in range(i0, i1):
         for j in range(j0, j1):
@@ -172,48 +120,26 @@ def _patch_sums(lab, elevated, xb, xt, ok, lb, lt, si, sj, i0, i1, j0, j1, rowma
             dt = abs(xt[pi, pj] - xt[i, j])
             if not (np.isfinite(db) and np.isfinite(dt)):
                 continue
+            out[r, 0] += 1.0
+            out[r, 1] += db
+            out[r, 2] += dt
             qi = i + si
             qj = j + sj
-            e = qi < 0 or qi >= ny or qj < 0 or qj >= nx or lab[qi, qj] != v
-            one = not (_two_lights(lb, i, j, pi, pj) or _two_lights(lt, i, j, pi, pj))
-            for k in range(2):
-                if k == 1 and not one:
-                    break
-                o = 6 * k
-                out[r, o] += 1.0
-                out[r, o + 1] += db
-                out[r, o + 2] += dt
-                if e:
-                    out[r, o + 3] += 1.0
-                    out[r, o + 4] += db
-                    out[r, o + 5] += dt
+            if qi < 0 or qi >= ny or qj < 0 or qj >= nx or lab[qi, qj] != v:
+                out[r, 3] += 1.0
+                out[r, 4] += db
+                out[r, 5] += dt
 
 
-def rim_ratios(sums, one_light: bool = False):
+def rim_ratios(sums):
     """``(b1, t1)`` per patch from :func:`patch_sums` (NaN with fewer than
-    :data:`MIN_EDGE_PAIRS` outline pairs or no step at all); ``one_light``: over the pairs on one side of
-    every predicted shadow edge (its columns 6-11; all NaN where the sums have none)."""
+    :data:`MIN_EDGE_PAIRS` outline pairs or no step at all)."""
     s = np.asarray(sums, np.float64)
-    if one_light:
-        if s.ndim != 2 or s.shape[1] < 12:
-            return np.full(len(s), np.nan), np.full(len(s), np.nan)
-        s = s[:, 6:12]
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = s[:, 3] >= MIN_EDGE_PAIRS
         b1 = np.where(ok, (s[:, 4] / s[:, 3]) / (s[:, 1] / s[:, 0]), np.nan)
         t1 = np.where(ok, (s[:, 5] / s[:, 3]) / (s[:, 2] / s[:, 0]), np.nan)
     return b1, t1
-
-
-def rim_lost_in_one_light(sums):
-    """:func:`rim_lost` of the ratios over every pair, capped by its value over the pairs on one side of
-    every predicted shadow edge (:func:`rim_ratios` ``one_light``) where that is defined (module
-    docstring): a rim reads lost only if it does without the light's steps too."""
-    b1, t1 = rim_ratios(sums)
-    v = rim_lost(b1, t1)
-    b, t = rim_ratios(sums, one_light=True)
-    v1 = rim_lost(b, t)
-    return np.where(np.isfinite(v1), np.fmin(v, v1), v)
 
 
 def rim_lost(b1, t1):

@@ -64,16 +64,15 @@ def rim_veto(gone: dict, ids, kept: dict, facade_dark: dict, raised=None, moved=
 
 
 def for_run(gone: dict, missing: dict, patch_rules: dict, ids, per_target: dict, report, off_nadir,
-            least_cells: float = 0.0, log=None) -> dict:
+            log=None) -> dict:
     """:func:`rim_veto` with the runner's tables: ``missing`` the missing-shadow rule's own decisions,
     ``patch_rules`` those after the longer-shadow rule, before the crowns' (the longer rule's own claims,
     :func:`raised_claims`), ``per_target[t]``'s ``rim_kept`` and ``facade_dark``, the targets' suns in
-    ``report`` (the sun report), their off-nadir angles (degrees) and the least raise of interest in cells
-    (``least_cells``: ``elevated_height / cell``) for :func:`raise_moves_rim`."""
+    ``report`` (the sun report) and their off-nadir angles (degrees) for :func:`raise_moves_rim`."""
     from offnadir.change.longer_shadow import BAND_CELLS
 
     rep = report or []
-    moved = {t: raise_moves_rim(float(rep[t]["elevation"]), float(off_nadir[t]), BAND_CELLS, least_cells)
+    moved = {t: raise_moves_rim(float(rep[t]["elevation"]), float(off_nadir[t]), BAND_CELLS)
              if t < len(rep) and rep[t].get("elevation") is not None else False for t in per_target}
     return rim_veto(gone, ids, {t: d.get("rim_kept") for t, d in per_target.items()},
                     {t: d.get("facade_dark", False) for t, d in per_target.items()},
@@ -93,14 +92,9 @@ def raised_claims(missing: dict, patch_rules: dict) -> dict:
     return out
 
 
-def raise_moves_rim(sun_elevation_deg: float, off_nadir_deg: float, band: float = 4.0,
-                    least_cells: float = 0.0) -> bool:
-    """Does the least raise the longer-shadow rule asserts move the roof's near-sensor rim by at least one cell
-    in the target? The rule asserts ``band`` cells of shadow beyond the predicted edge (``dz = band * cell *
-    tan e``), and a raise it may call a change is at least ``least_cells`` cells high (``elevated_height / cell``:
-    a height change below what makes a cell elevated is not a building change, the bound of the ``dh`` test and
-    of :func:`offnadir.change.search_heights.evidence_height`); the larger of the two moves the rim by ``dz *
-    tan(off-nadir)``. If that is under a cell, a raised roof can keep its rim and the rim is no witness against
-    the rule (:func:`rim_veto`)."""
-    dz = max(band * math.tan(math.radians(sun_elevation_deg)), float(least_cells))
-    return dz * math.tan(math.radians(off_nadir_deg)) >= 1.0
+def raise_moves_rim(sun_elevation_deg: float, off_nadir_deg: float, band: float = 4.0) -> bool:
+    """Does the least raise the longer-shadow rule asserts (``band`` cells of shadow beyond the predicted
+    edge: ``dz = band * cell * tan e``) move the roof's near-sensor rim by at least one cell in the target
+    (``dz * tan(off-nadir) >= cell``)? If not, a raised roof can keep its rim and the rim is no witness
+    against the rule (:func:`rim_veto`)."""
+    return band * math.tan(math.radians(sun_elevation_deg)) * math.tan(math.radians(off_nadir_deg)) >= 1.0

@@ -314,8 +314,7 @@ class Runner(Dispatch):
             from offnadir.change import rim_veto as RV
 
             self.gone = RV.for_run(self.gone, getattr(self, "gone_missing", {}), getattr(self, "gone_patch_rules", {}),
-                                   self.red_ids, self.per_target, self.sun_report, self.off,
-                                   self.opts.elevated_height / self.cell, _LOG)
+                                   self.red_ids, self.per_target, self.sun_report, self.off, _LOG)
 
     # -- client: mixture calibration of every evidence histogram
     def calibrate(self):
