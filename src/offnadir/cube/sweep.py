@@ -321,7 +321,7 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     ok &= best > SN.noise_peak(n_win, n_noise)
     if hidden is not None:
         ok &= ~np.any(hidden, axis=0)
-    edge, n_edge = (np.empty(0, np.int64),) * 2 + (np.empty(0),) * 3, 0
+    edge, n_edge = SS.NO_EDGE, 0
     if SS.EDGE_SECOND and dsm_test in SS.TESTS:  # a zero at a changed object's edge: the smaller window
         edge, n_edge = SS.at_edges(np.where(ok, dh, np.nan), core, bound, radius, STOREY_M, lambda ys, xs: SS.small_window(
             views, at_dsm, hidden, geom["pairs"], h, ys, xs, z0, step, n, n_noise, level, SS.SMALL_RADIUS,

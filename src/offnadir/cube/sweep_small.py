@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from offnadir.change.options import ChangeOptions
 from offnadir.cube import sweep_kernels as swk
 from offnadir.cube import sweep_level as SL
 from offnadir.cube import sweep_level_kernels as slk
@@ -53,8 +54,8 @@ from offnadir.cube import sweep_noise as SN
 SMALL_RADIUS = 3
 #: the second window at a changed object's edge is on (config-free: the sweep's default)
 EDGE_SECOND = True
-#: the dh bound of the change stage's default (``elevated_height``, m) when the run gives none
-DH_BOUND_M = 2.5
+#: the dh bound when the run gives none: the change stage's default ``elevated_height`` (m)
+DH_BOUND_M = ChangeOptions.elevated_height
 #: the tests of the DSM height the second window runs with (the window test, and the off-level test)
 TESTS = ("window", "off_level")
 
@@ -152,6 +153,10 @@ def small_window(views, at_dsm, hidden, pairs, h, ys, xs, z0: float, step: float
     return tuple(np.where(ok, x, np.nan) for x in (dh, sigma, score))
 
 
+#: at_edges' answer where no cell takes the small window's measurement
+NO_EDGE = (np.empty(0, np.int64),) * 2 + (np.empty(0),) * 3
+
+
 def at_edges(dh, core, bound: float, radius: int, storey: float, small):
     """The rule (module docstring) on one sweep block: ``dh`` the large window's (block, NaN where
     not measured), ``core`` the tile's slices in it, ``small(ys, xs)`` -> :func:`small_window`'s
@@ -163,8 +168,7 @@ def at_edges(dh, core, bound: float, radius: int, storey: float, small):
     inner[core] = True
     ys, xs = np.nonzero(sus & inner)
     if ys.size == 0:
-        e = np.empty(0)
-        return (ys, xs, e, e, e), 0
+        return NO_EDGE, 0
     d, sg, sc = small(ys, xs)
     with np.errstate(invalid="ignore"):
         take = np.isfinite(d) & (np.abs(d) > bound) & (np.abs(d - neighbours[ys, xs]) <= storey)
