@@ -85,6 +85,8 @@ from _shadow_ray_rays import (BINS, MIN_CHANGED, facade_ray, facade_segments, fa
                               lean_ray, load, pav_up, ray_share, ray_table, shadow_ray, shift, typical_height,
                               unexplained_shadows)
 
+from _facade_object import object_probability, wall_object_probability  # noqa: E402
+
 from offnadir.change import calibrate as C  # noqa: E402
 from offnadir.change import cells as P  # noqa: E402
 from offnadir.change import localise as L  # noqa: E402
@@ -149,8 +151,32 @@ VARIANTS = {
                    "residual on a line of the base) more than 90 % of the run's ground cells do",
     "facade_roof_against": "control: facade_roof with the lean reversed",
     "facade_roof_perp": "control: facade_roof across the lean",
+    "fobj": "first, and the object-level facade test (_facade_object): per target segment the wall rows seen at its "
+            "sensor-side outline, tested against the same count read across the lean (tail false-discovery share); "
+            "passing footprints get p = max(p, 1 - fdr)",
+    "fobj_perp": "control: fobj with the test direction across the lean (its null across that)",
+    "fobj_against": "control: fobj with the lean reversed",
+    "fobj_share": "fobj, the count only where at least half the sensor-side outline is hit",
+    "fobj_share_perp": "control: fobj_share across the lean",
+    "fobj_share_against": "control: fobj_share with the lean reversed",
+    "fobj_wall": "fobj, s3's wall condition on the strips (a neighbour across the lean ending a strip of the same width)",
+    "fobj_wall_perp": "control: fobj_wall across the lean",
+    "fobj_wall_against": "control: fobj_wall with the lean reversed",
+    "fobj_comp": "first, and the object-level facade test on wall components (_facade_object.wall_object_probability): "
+                 "the rows of a connected wall of same-width strips, tested against the walls read across the lean; "
+                 "a passing wall's strips, roof segment and footprint get p = max(p, 1 - fdr)",
+    "fobj_comp_perp": "control: fobj_comp with the test direction across the lean",
+    "fobj_comp_against": "control: fobj_comp with the lean reversed",
+    "fobj_comp_ctr": "fobj_comp, a wall counted only where the fine window's log ratio past its strips (the roof side) "
+                     "exceeds that before them (the ground line's side), in the test and in the null alike",
+    "fobj_comp_ctr_perp": "control: fobj_comp_ctr across the lean",
+    "fobj_comp_ctr_against": "control: fobj_comp_ctr with the lean reversed",
+    "fobj_comp_ctr_rows": "fobj_comp_ctr, the footprint per wall row only: the roof run in its target segment past the "
+                          "strip's end, shifted back by the strip's length, and the strip",
+    "fobj_comp_ctr_rows_perp": "control: fobj_comp_ctr_rows across the lean",
+    "fobj_comp_ctr_rows_against": "control: fobj_comp_ctr_rows with the lean reversed",
 }
-FIRST = ("first", "lean", "facade")
+FIRST = ("first", "lean", "facade", "fobj")
 
 
 def localise_gated(p, gate_llr, fine, coarse_model, fine_model):
@@ -252,6 +278,13 @@ def decide(d, name):
                 with np.errstate(divide="ignore", invalid="ignore"):
                     q = expit(logit(np.clip(p, 0, 1)) + after)
                 p = np.where(g & np.isfinite(q) & (after != 0), q, p)
+    if name.startswith("fobj"):  # the object-level facade test after the localisation (t1, twelfth round)
+        U = unexplained_shadows(d)
+        if U is not None:
+            pc, li = (wall_object_probability if "comp" in name else object_probability)(d, name, U)
+            info.update(li)
+            on = g & (pc > 0) & np.isfinite(p)
+            p = np.where(on, np.maximum(p, pc), p)
     kept = ED.rim_kept(d)
     p, ch = ED.finish(d, p, kept, ED.criteria_score(d, kept), d.get("gone"))
     return p, ch, info
