@@ -25,6 +25,13 @@ and its null comes from the run's own strips read in directions that have no phy
 
 Controls (``_perp`` / ``_against``): the test direction turned a quarter / reversed, its null read across
 it as above.
+
+``fobj_comp*`` (:func:`wall_object_probability`): the object is a wall, the rows of same-width strips joined
+across the lean (:func:`wall_components`), its statistic the rows; ``_ctr`` counts a wall (in the test and in the
+null alike) only where the fine window's log ratio on the roof side exceeds that on the ground line's side
+(:func:`side_contrast`: a new roof differs from the base, the ground before its wall does not; this breaks the
+strip test's symmetry under the reversed lean); ``_rows`` puts the footprint per wall row (:func:`rows_footprint`)
+instead of on the roof segment and its shift. What they found: docs/change_detection.md, t1 twelfth round.
 """
 
 from __future__ import annotations
@@ -75,14 +82,15 @@ def statistic(cn, ch, name):
     return ch
 
 
-def tail_fdr(t_test, t_null, n_draws):
-    """Per test value: the q-value (tail false-discovery share) against ``n_draws`` null draws per candidate."""
+def tail_fdr(t_test, t_null, n_draws, pseudo=0.0):
+    """Per test value: the q-value (tail false-discovery share) against ``n_draws`` null draws per candidate;
+    ``pseudo`` null objects added to every tail count (``_half``: 1/2, the ray tables' counts + 1/2)."""
     vals = np.unique(t_test[t_test >= MIN_HITS])
     q = np.ones(t_test.shape)
     if vals.size == 0:
         return q
     nt = np.array([(t_test >= v).sum() for v in vals], np.float64)
-    nn = np.array([(t_null >= v).sum() for v in vals], np.float64) / n_draws
+    nn = (np.array([(t_null >= v).sum() for v in vals], np.float64) + pseudo) / n_draws
     f = np.minimum(1.0, nn / nt)
     f = np.minimum.accumulate(f)  # q-value: the smallest tail share of a rejection set holding the object
     idx = np.searchsorted(vals, t_test)
@@ -163,7 +171,7 @@ def wall_object_probability(d, name, U):
         nulls = [(lw, np.where(side_contrast(lw, rw, ln, logr, az + side, k) > 0, rw, 0), ln)
                  for (lw, rw, ln), side in zip(nulls, (math.pi / 2, -math.pi / 2))]
     t_null = np.concatenate([x[1][1:] for x in nulls])
-    q = tail_fdr(rows.astype(np.float64), t_null.astype(np.float64), 2)
+    q = tail_fdr(rows.astype(np.float64), t_null.astype(np.float64), 2, 0.5 if "half" in name else 0.0)
     pi = 1.0 - q
     pi[0] = 0.0
     passed = pi >= 0.5
@@ -185,8 +193,8 @@ def wall_object_probability(d, name, U):
     ri, rj = np.clip(ii + a, 0, ny - 1), np.clip(jj + b, 0, nx - 1)
     roof = seg[ri, rj]
     if "rows" in name:  # the footprint per wall row: the roof run in its segment, shifted back by the strip
-        return rows_footprint(seg, ii, jj, length[ii, jj], pi[c], roof, az, k), dict(
-            info, footprint_cells=-1)
+        pc = rows_footprint(seg, ii, jj, length[ii, jj], pi[c], roof, az, k)
+        return pc, dict(info, footprint_cells=int((pc > 0).sum()))
     for ell in np.unique(Lc[c]):
         m = (Lc[c] == ell) & (roof > 0)
         if not m.any():

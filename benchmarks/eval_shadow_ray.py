@@ -58,6 +58,15 @@ footprint lies on and down the lean of its wall), calibrated and added as the re
 (the roof side must differ from the base radiometrically), ``_seg`` (per target SLIC segment: the share of its
 sensor-side outline a strip starts or ends at), ``facade_raise``; controls ``_against`` / ``_perp``.
 
+``fobj*`` (issue 7, t1 twelfth round; measured, not adopted): the facade test as an **object-level decision**
+(:mod:`_facade_object`), its null read across the lean, not calibrated on the decisions. ``fobj`` / ``fobj_share``:
+per target segment the wall rows seen at its sensor-side outline; ``fobj_comp``: per wall (same-width strips
+joined across the lean) the rows it spans; ``_ctr``: a wall counted only where the fine window's log ratio past
+its strips (the roof side) exceeds that before them (the ground line's side); ``_rows``: the footprint per wall
+row (the roof run in its target segment, shifted back by the strip) instead of the roof segment and its shift.
+Per run, the tail false-discovery share of the test against the two across-the-lean draws gives each object
+``pi = 1 - q``; where ``pi >= 1/2`` its footprint gets ``p = max(p, pi)``. Controls ``_perp`` / ``_against``.
+
 ``--hard``: ``benchmarks/eval_hard_sim.py --work DIR [--size N]``; ``--km``:
 ``benchmarks/eval_change_real.py --workdir DIR``. ``first`` is the pipeline as it is and reproduces the stored
 probability (largest difference printed); ``no_ray`` is the maps pass without the shadow ray (the pipeline before h9
@@ -159,9 +168,6 @@ VARIANTS = {
     "fobj_share": "fobj, the count only where at least half the sensor-side outline is hit",
     "fobj_share_perp": "control: fobj_share across the lean",
     "fobj_share_against": "control: fobj_share with the lean reversed",
-    "fobj_wall": "fobj, s3's wall condition on the strips (a neighbour across the lean ending a strip of the same width)",
-    "fobj_wall_perp": "control: fobj_wall across the lean",
-    "fobj_wall_against": "control: fobj_wall with the lean reversed",
     "fobj_comp": "first, and the object-level facade test on wall components (_facade_object.wall_object_probability): "
                  "the rows of a connected wall of same-width strips, tested against the walls read across the lean; "
                  "a passing wall's strips, roof segment and footprint get p = max(p, 1 - fdr)",
@@ -175,6 +181,12 @@ VARIANTS = {
                           "strip's end, shifted back by the strip's length, and the strip",
     "fobj_comp_ctr_rows_perp": "control: fobj_comp_ctr_rows across the lean",
     "fobj_comp_ctr_rows_against": "control: fobj_comp_ctr_rows with the lean reversed",
+    "fobj_comp_ctr_rows_half": "fobj_comp_ctr_rows, half a null wall added to every null tail count (the ray tables' "
+                               "counts + 1/2): no object is certain from a finite null",
+    "fobj_comp_ctr_rows_half_add": "fobj_comp_ctr_rows_half, the object's log odds added to the cell's instead of "
+                                   "p = max(p, pi)",
+    "fobj_comp_ctr_rows_half_add_perp": "control: fobj_comp_ctr_rows_half_add across the lean",
+    "fobj_comp_ctr_rows_half_add_against": "control: fobj_comp_ctr_rows_half_add with the lean reversed",
 }
 FIRST = ("first", "lean", "facade", "fobj")
 
@@ -284,7 +296,12 @@ def decide(d, name):
             pc, li = (wall_object_probability if "comp" in name else object_probability)(d, name, U)
             info.update(li)
             on = g & (pc > 0) & np.isfinite(p)
-            p = np.where(on, np.maximum(p, pc), p)
+            if name.endswith("_add"):  # the object's odds added to the cell's (pi = 1/2: no word)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    q = expit(logit(np.clip(p, 0, 1)) + logit(np.clip(pc, 0, 1)))
+                p = np.where(on & np.isfinite(q), q, p)
+            else:
+                p = np.where(on, np.maximum(p, pc), p)
     kept = ED.rim_kept(d)
     p, ch = ED.finish(d, p, kept, ED.criteria_score(d, kept), d.get("gone"))
     return p, ch, info
