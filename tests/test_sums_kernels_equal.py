@@ -114,13 +114,17 @@ def test_tile_sums_equal_the_window_definition():
     assert whole["rows"]["msh_n"][:, 1].sum() > 50  # casters were found
 
 
-def _reference_patch_sums(lab, elevated, xb, xt, ok, step, core, rowmap, n):
-    out = np.zeros((n, 6))
+def _reference_patch_sums(lab, elevated, xb, xt, ok, step, core, rowmap, n, lit_base=None, lit_target=None):
+    out = np.zeros((n, OL.N_COLUMNS))
     pair, edge, db, dt = OL.cell_steps(lab, elevated, xb, xt, ok, step)
     i0, i1, j0, j1 = core
     sl = (slice(i0, i1), slice(j0, j1))
     rm = rowmap[sl]
-    for col, (m, w) in enumerate(((pair, None), (pair, db), (pair, dt), (edge, None), (edge, db), (edge, dt))):
+    lb, lt = OL.one_light(lit_base, step), OL.one_light(lit_target, step)
+    cols = ((pair, None), (pair, db), (pair, dt), (edge, None), (edge, db), (edge, dt),
+            (pair & lb, None), (pair & lb, db), (edge & lb, None), (edge & lb, db),
+            (pair & lt, None), (pair & lt, dt), (edge & lt, None), (edge & lt, dt))
+    for col, (m, w) in enumerate(cols):
         sel = m[sl] & (rm >= 0)
         out[:, col] = np.bincount(rm[sel], weights=None if w is None else w[sl][sel], minlength=n)[:n]
     return out
@@ -142,6 +146,14 @@ def test_outline_sums_equal_the_numpy_definition(step):
     ref = _reference_patch_sums(lab, elev, xb, xt, ok, step, core, rowmap, len(ids))
     assert new[:, 3].sum() > 20 and new[:, 0].sum() > 500
     assert np.array_equal(new, ref)
+    # with predicted illumination codes (0 shadow, 1..254 lit, 255 unknown): each image's pairs across its own
+    # shadow edge out of its one-light columns
+    codes = [rng.choice(np.array([0, 0, 37, 200, 255], np.uint8), lab.shape) for _ in range(2)]
+    new = OL.patch_sums(lab, elev, xb, xt, ok, step, core, rowmap, len(ids), codes[0], codes[1])
+    ref = _reference_patch_sums(lab, elev, xb, xt, ok, step, core, rowmap, len(ids), codes[0], codes[1])
+    assert np.array_equal(new, ref)
+    assert 20 < new[:, 6].sum() < new[:, 0].sum() and 20 < new[:, 10].sum() < new[:, 0].sum()
+    assert not np.array_equal(new[:, 6], new[:, 10])  # the two images' own pairs
 
 
 @pytest.mark.parametrize("radius", [0, 1, 2, 3])

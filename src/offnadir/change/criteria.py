@@ -113,7 +113,7 @@ class TargetTable:
     ndvi_thresholds: tuple | None = None  # (base, target) NDVI above which a patch is vegetation
     ndvi_base: np.ndarray | None = None
     ndvi_target: np.ndarray | None = None
-    outline: np.ndarray | None = None  # (n, 6) near-sensor rim sums (offnadir.change.outline.patch_sums)
+    outline: np.ndarray | None = None  # (n, 14) near-sensor rim sums (offnadir.change.outline.patch_sums)
     tan_view: float = np.nan  # tan of the target's off-nadir angle (NaN: unknown)
     extra: dict = field(default_factory=dict)
 
@@ -365,7 +365,7 @@ def outline(tb: TargetTable, opts):
     if tb.outline is None:
         return np.zeros(n), np.zeros(n)
     b1, t1 = OL.rim_ratios(tb.outline)
-    value = np.where(tb.elevated, OL.rim_lost(b1, t1), np.nan)
+    value = np.where(tb.elevated, OL.rim_lost_in_one_light(tb.outline), np.nan)  # not the light's steps
     # or gone from the outline and moved inwards: the target's rim missing there, a new edge inside
     went = np.where(tb.elevated, OL.rim_moved(tb), np.nan)
     with np.errstate(invalid="ignore"):

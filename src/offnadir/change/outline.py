@@ -23,6 +23,21 @@ neighbour ``-u`` (both in the patch, both observable in the two images):
 
 ``b1 = mean_edge |d x_base| / mean_all |d x_base|`` and ``t1`` the same for the target; the patch's
 rim vanished when the base has one (``b1 >= 2``) and the target has none (``t1 <= 1/2``).
+
+**Each image in one light** (t2, twelfth round; s2's eleventh-round form, taken back, left a pair out of
+both ratios when it straddled a shadow edge in either image). A pair whose two cells lie on two sides of a
+predicted shadow edge in an image (one without direct sun, the other lit: :mod:`offnadir.change.illumination`'s
+codes) has, *in that image*, the irradiance's step, not the roof's; in the other image its step is the
+roof's (or the raise's). :func:`patch_sums` also sums each image's ratio over the pairs on one side of every
+predicted shadow edge *of that image* (``b1`` over the base's one-light pairs, ``t1`` over the target's), and
+the ``outline`` criterion reads the rim lost only where that reading says so too
+(:func:`rim_lost_in_one_light`). An unchanged roof in a neighbour's shadow whose base rim pairs straddle
+that shadow's edge (hard simulator 1024² seed 1: steps 63-230 against 10-23 for its lit pairs, ``b1`` 8.3)
+no longer reads a base rim; a raised roof whose *base* rim pairs straddle a shadow edge keeps its target
+reading over those pairs (the target's steps there are the raise's facade: nadir geometry seed 1, the
+532-cell +6 m roof that s2's joint filter lost). The conjunction with the all-pairs reading, not the
+filtered one alone: left out, the straddling pairs also lower a roof's mean step and *raise* ``b1`` of
+roofs that had no rim (256² seed 1, a 540-cell unchanged roof, ``b1`` 1.6 -> 3.1).
 """
 
 from __future__ import annotations
@@ -67,6 +82,24 @@ def _shift(a, di: int, dj: int, fill):
     return out
 
 
+def sun_class(codes):
+    """The predicted direct-sun class of illumination codes (:mod:`offnadir.change.illumination`): 0 none
+    (code 0), 1 lit (1..254), 2 unknown (255)."""
+    c = np.asarray(codes)
+    return np.where(c == 0, 0, np.where(c < 255, 1, 2)).astype(np.uint8)
+
+
+def one_light(lit, step):
+    """Cells ``c`` whose pair ``(c, c - step)`` does not cross a predicted shadow edge in the image of the
+    illumination codes ``lit``: both cells without direct sun, or both with it (an unknown code on either
+    side, or ``lit`` None: no prediction, kept)."""
+    if lit is None:
+        return True
+    a = sun_class(lit)
+    b = _shift(a, -step[0], -step[1], 2)
+    return (a == b) | (a == 2) | (b == 2)
+
+
 def cell_steps(lab, elevated, xb, xt, ok, step):
     """Per cell: (pair, edge, |d x_base|, |d x_target|) of the pair (c, c - step): ``pair`` where
     both cells are in the same elevated patch and ``ok``; ``edge`` where moreover ``c + step`` is
@@ -83,28 +116,52 @@ def cell_steps(lab, elevated, xb, xt, ok, step):
     return pair, edge, np.where(pair, db, 0.0), np.where(pair, dt, 0.0)
 
 
-def patch_sums(lab, elevated, xb, xt, ok, step, core, rowmap, n: int):
-    """(n, 6) per-patch sums ``(n_all, sum_all |d x_b|, sum_all |d x_t|, n_edge, sum_edge |d x_b|,
-    sum_edge |d x_t|)`` of the core cells (``core`` = (i0, i1, j0, j1) of the window arrays;
-    ``rowmap``: each window cell's row in the tile's table, -1 outside the core or no patch).
-    Zeros when ``step`` is None. The pairs of :func:`cell_steps`, summed in one pass over the core
+#: columns of :func:`patch_sums`: every pair (0-5), then each image over its own one-light pairs (6-13)
+N_COLUMNS = 14
+
+
+def patch_sums(lab, elevated, xb, xt, ok, step, core, rowmap, n: int, lit_base=None, lit_target=None):
+    """(n, 14) per-patch sums of the core cells (``core`` = (i0, i1, j0, j1) of the window arrays;
+    ``rowmap``: each window cell's row in the tile's table, -1 outside the core or no patch) over the pairs
+    of :func:`cell_steps`: columns 0-5 ``(n_all, sum_all |d x_b|, sum_all |d x_t|, n_edge, sum_edge |d x_b|,
+    sum_edge |d x_t|)`` over every pair; 6-9 ``(n_all, sum_all |d x_b|, n_edge, sum_edge |d x_b|)`` over the
+    pairs on one side of every predicted shadow edge of the base (``lit_base``, its illumination codes:
+    :func:`one_light`), 10-13 the same of the target over the target's (``lit_target``); None where no sun
+    is known: every pair (module docstring). Zeros when ``step`` is None. Summed in one pass over the core
     (:func:`_patch_sums`: the same numbers, added in the same order)."""
-    out = np.zeros((n, 6))
+    out = np.zeros((n, N_COLUMNS))
     if step is None or n == 0:
         return out
     i0, i1, j0, j1 = core
+    unknown = np.full((1, 1), 255, np.uint8)
+    lb = unknown if lit_base is None else np.ascontiguousarray(lit_base, np.uint8)
+    lt = unknown if lit_target is None else np.ascontiguousarray(lit_target, np.uint8)
     _patch_sums(np.ascontiguousarray(lab), np.ascontiguousarray(elevated, np.bool_),
                 np.ascontiguousarray(xb, np.float64), np.ascontiguousarray(xt, np.float64),
-                np.ascontiguousarray(ok, np.bool_), int(step[0]), int(step[1]), int(i0), int(i1), int(j0), int(j1),
-                np.ascontiguousarray(rowmap, np.int64), out)
+                np.ascontiguousarray(ok, np.bool_), lb, lt, int(step[0]), int(step[1]), int(i0), int(i1), int(j0),
+                int(j1), np.ascontiguousarray(rowmap, np.int64), out)
     return out
 
 
 @njit(**_NB)
-def _patch_sums(lab, elevated, xb, xt, ok, si, sj, i0, i1, j0, j1, rowmap, out):
+def _two_lights(c, i, j, pi, pj):
+    """The pair's cells on two sides of a predicted shadow edge (illumination codes: 0 no direct sun,
+    1..254 lit, 255 unknown, as :func:`sun_class`; a 1 x 1 ``c``: no prediction)."""
+    if c.shape[0] == 1:
+        return False
+    a = c[i, j]
+    b = c[pi, pj]
+    if a == 255 or b == 255:
+        return False
+    return (a == 0) != (b == 0)
+
+
+@njit(**_NB)
+def _patch_sums(lab, elevated, xb, xt, ok, lb, lt, si, sj, i0, i1, j0, j1, rowmap, out):
     """:func:`patch_sums` per core cell in row-major order: the pair (c, c - step) of
-    :func:`cell_steps` (same patch, elevated, both ``ok``, finite steps), and an edge where
-    ``c + step`` is outside the window or the patch."""
+    :func:`cell_steps` (same patch, elevated, both ``ok``, finite steps) into columns 0-5, into 6-9 (the
+    base's steps) where it lies on one side of every predicted shadow edge of the base, into 10-13 (the
+    target's) where it does of the target; an edge where ``c + step`` is outside the window or the patch."""
     ny, nx = lab.shape
     for i in range(i0, i1):
         for j in range(j0, j1):
@@ -120,26 +177,55 @@ def _patch_sums(lab, elevated, xb, xt, ok, si, sj, i0, i1, j0, j1, rowmap, out):
             dt = abs(xt[pi, pj] - xt[i, j])
             if not (np.isfinite(db) and np.isfinite(dt)):
                 continue
+            qi = i + si
+            qj = j + sj
+            e = qi < 0 or qi >= ny or qj < 0 or qj >= nx or lab[qi, qj] != v
             out[r, 0] += 1.0
             out[r, 1] += db
             out[r, 2] += dt
-            qi = i + si
-            qj = j + sj
-            if qi < 0 or qi >= ny or qj < 0 or qj >= nx or lab[qi, qj] != v:
+            if e:
                 out[r, 3] += 1.0
                 out[r, 4] += db
                 out[r, 5] += dt
+            if not _two_lights(lb, i, j, pi, pj):
+                out[r, 6] += 1.0
+                out[r, 7] += db
+                if e:
+                    out[r, 8] += 1.0
+                    out[r, 9] += db
+            if not _two_lights(lt, i, j, pi, pj):
+                out[r, 10] += 1.0
+                out[r, 11] += dt
+                if e:
+                    out[r, 12] += 1.0
+                    out[r, 13] += dt
 
 
-def rim_ratios(sums):
+def rim_ratios(sums, one_light: bool = False):
     """``(b1, t1)`` per patch from :func:`patch_sums` (NaN with fewer than
-    :data:`MIN_EDGE_PAIRS` outline pairs or no step at all)."""
+    :data:`MIN_EDGE_PAIRS` outline pairs or no step at all); ``one_light``: each image's ratio over its own
+    one-light pairs (columns 6-9 and 10-13; all NaN where the sums have none)."""
     s = np.asarray(sums, np.float64)
+    if one_light:
+        if s.ndim != 2 or s.shape[1] < N_COLUMNS:
+            return np.full(len(s), np.nan), np.full(len(s), np.nan)
+        return _ratio(s[:, 6], s[:, 7], s[:, 8], s[:, 9]), _ratio(s[:, 10], s[:, 11], s[:, 12], s[:, 13])
+    return _ratio(s[:, 0], s[:, 1], s[:, 3], s[:, 4]), _ratio(s[:, 0], s[:, 2], s[:, 3], s[:, 5])
+
+
+def _ratio(n_all, sum_all, n_edge, sum_edge):
+    """The outline's mean step over the patch's (NaN with fewer than :data:`MIN_EDGE_PAIRS` outline pairs)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        ok = s[:, 3] >= MIN_EDGE_PAIRS
-        b1 = np.where(ok, (s[:, 4] / s[:, 3]) / (s[:, 1] / s[:, 0]), np.nan)
-        t1 = np.where(ok, (s[:, 5] / s[:, 3]) / (s[:, 2] / s[:, 0]), np.nan)
-    return b1, t1
+        return np.where(n_edge >= MIN_EDGE_PAIRS, (sum_edge / n_edge) / (sum_all / n_all), np.nan)
+
+
+def rim_lost_in_one_light(sums):
+    """:func:`rim_lost` of the ratios over every pair, capped by its value over each image's one-light
+    pairs (:func:`rim_ratios` ``one_light``) where that is defined (module docstring): a rim reads lost only
+    if it does without the light's steps too."""
+    v = rim_lost(*rim_ratios(sums))
+    v1 = rim_lost(*rim_ratios(sums, one_light=True))
+    return np.where(np.isfinite(v1), np.fmin(v, v1), v)
 
 
 def rim_lost(b1, t1):

@@ -249,7 +249,8 @@ def patch_tile(io, ctx, tile, models, scales, keep=None):
         target_intensity = EV.intensity(val[t])
         rows[f"outline_{t}"] = OL.patch_sums(lab, elev == 1, base_intensity, target_intensity,
                                              (vis[0] == 1) & (vis[t] == 1), OL.sensor_step(*ctx.shifts[t]),
-                                             (ci0, ci1, cj0, cj1), rowmap, n)
+                                             (ci0, ci1, cj0, cj1), rowmap, n,
+                                             *((lit[0], lit[t]) if ctx.use_sun else ()))
         di, dj, _ = ctx.shifts[t]
         if len(di) and is_el.any():
             prof = np.zeros((int(is_el.sum()), len(di), 6))
