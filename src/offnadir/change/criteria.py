@@ -356,7 +356,9 @@ def outline(tb: TargetTable, opts):
     rim contrast: gone from the target's outline and a new edge inside the roof where the base has
     none (:func:`offnadir.change.outline.rim_moved`), or the strip before that new edge darker in
     the target where the raise's facade would be in the dark, darker or brighter where it would be lit
-    (:func:`offnadir.change.outline.facade_moved`; the largest of the values). No evidence on
+    (:func:`offnadir.change.outline.facade_moved`; the largest of the values). The rim reads lost
+    only where it also does with each image's ratio over its pairs on one side of that image's predicted
+    shadow edges (:func:`offnadir.change.outline.rim_lost_in_one_light`). No evidence on
     ground patches, on patches with fewer than 8 rim pairs, or without the sums (unknown view
     angles)."""
     from offnadir.change import outline as OL
@@ -366,6 +368,11 @@ def outline(tb: TargetTable, opts):
         return np.zeros(n), np.zeros(n)
     b1, t1 = OL.rim_ratios(tb.outline)
     value = np.where(tb.elevated, OL.rim_lost_in_one_light(tb.outline), np.nan)  # not the light's steps
+    with np.errstate(invalid="ignore"):
+        light = tb.elevated & (OL.rim_lost(b1, t1) >= 1.0) & ~(value >= 1.0)
+    if light.any():
+        _LOG.info("outline: %d roofs' rim read lost over every pair but not over each image's pairs on one side of "
+                  "its predicted shadow edges (the light's step, not the roof's)", int(light.sum()))
     # or gone from the outline and moved inwards: the target's rim missing there, a new edge inside
     went = np.where(tb.elevated, OL.rim_moved(tb), np.nan)
     with np.errstate(invalid="ignore"):
