@@ -77,9 +77,7 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
     per-patch table are added to the same store, tile by tile."""
     import zarr
 
-    from offnadir.change import history as H
-    from offnadir.change.dataset import layout
-    from offnadir.store import _quiet_zarr, create_flag_array, encoding, location, open_dataset, zarr_format
+    from offnadir.store import _quiet_zarr, location, open_dataset, zarr_format
 
     opts = options or ChangeOptions()
     path = location(path)  # a URL (s3://...) stays text
@@ -93,32 +91,7 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
     cy, cx = int(enc[-2]), int(enc[-1])
     ny, nx = cube.sizes["y"], cube.sizes["x"]
     chunks_yx = (tuple(min(cy, ny - k) for k in range(0, ny, cy)), tuple(min(cx, nx - k) for k in range(0, nx, cx)))
-    names = _var_names(opts)
-    grid = (len(chunks_yx[0]), len(chunks_yx[1]))
-    with _quiet_zarr():
-        g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-        existing = set(g.array_keys())
-        prior = g.attrs.get("change_options")
-        reuse = (resume and PROGRESS in existing and all(n in existing for n in names)
-                 and prior == json.dumps(opts.as_dict(), default=str))
-        if not reuse:
-            for name in list(existing):
-                if name in names or name in H.NAMES or name == PROGRESS or name.startswith("patch_") \
-                        or name == "patch_id":
-                    del g[name]
-            tmpl = layout(cube, names, chunks_yx)
-            tmpl.attrs = dict(g.attrs)  # xarray's append mode rewrites the group attributes
-            enc = {n: encoding(fmt, tuple(c[0] for c in tmpl[n].chunks), _nodata(n), _fill(n)) for n in names}
-            tmpl.to_zarr(str(path), mode="a", compute=False, zarr_format=fmt, consolidated=False, encoding=enc)
-            g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-            create_flag_array(g, PROGRESS, grid, "change detection progress bits: 1 segmented, 4 maps written")
-            g.attrs["change_options"] = json.dumps(opts.as_dict(), default=str)
-        # the per-cell history over the dates, written by the maps pass (no pass of its own)
-        history = H.dated_images(cube["time"].values, cube["image"].values) if "time" in cube.coords else None
-        if history is not None and not set(H.NAMES) <= set(g.array_keys()):
-            gm = "spatial_ref" if "spatial_ref" in cube.coords or "spatial_ref" in cube else None
-            H.create_arrays(path, (ny, nx), (cy, cx), gm, dict(g.attrs), fmt)
-        done = np.asarray(g[PROGRESS][...])
+    done, history = set_up(path, cube, opts, chunks_yx, resume=resume, zarr_format=fmt)
     io = T.StoreIO(path, run=uuid.uuid4().hex)  # this run's token: its workers cache the cube's chunks
     try:
         runner = Runner(io, cube, opts, chunks_yx, client=client, quiet=quiet)
@@ -144,6 +117,49 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
         g.attrs.update(summary_attrs(run))
         zarr.consolidate_metadata(str(path))
     return path
+
+
+def set_up(path, cube, opts: ChangeOptions, chunks_yx, *, resume: bool, zarr_format: int):
+    """The store's change arrays, history arrays and progress flags before the passes (kept when
+    ``resume`` finds them made with the same options): ``(progress bits per tile, the history's
+    dated images or None)``."""
+    import zarr
+
+    from offnadir.change import history as H
+    from offnadir.change import store_layout as SL
+    from offnadir.store import _quiet_zarr
+
+    fmt = zarr_format
+    names = _var_names(opts)
+    grid = (len(chunks_yx[0]), len(chunks_yx[1]))
+    (ny, nx), (cy, cx) = (sum(chunks_yx[0]), sum(chunks_yx[1])), (chunks_yx[0][0], chunks_yx[1][0])
+    # the per-cell history over the dates, written by the maps pass (no pass of its own)
+    history = H.dated_images(cube["time"].values, cube["image"].values) if "time" in cube.coords else None
+    with _quiet_zarr():
+        g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        existing = set(g.array_keys())
+        prior = g.attrs.get("change_options")
+        reuse = (resume and PROGRESS in existing and all(n in existing for n in names)
+                 and prior == json.dumps(opts.as_dict(), default=str))
+        specs = []
+        if not reuse:
+            for name in list(existing):
+                if name in names or name in H.NAMES or name == PROGRESS or name.startswith("patch_") \
+                        or name == "patch_id":
+                    del g[name]
+                    existing.discard(name)
+            # what xarray's to_zarr of dataset.layout wrote, in one round of zarr calls (store_layout)
+            specs += SL.change_specs(cube, names, chunks_yx, fmt)
+            specs.append(SL.flag_spec(PROGRESS, grid, "change detection progress bits: 1 segmented, 4 maps written",
+                                      fmt))
+        if history is not None and not set(H.NAMES) <= existing:
+            gm = "spatial_ref" if "spatial_ref" in cube.coords or "spatial_ref" in cube else None
+            specs += SL.history_specs((ny, nx), (cy, cx), gm, fmt)
+        SL.create(g, specs)
+        if not reuse:
+            g.attrs["change_options"] = json.dumps(opts.as_dict(), default=str)
+        done = np.asarray(g[PROGRESS][...])
+    return done, history
 
 
 def _forget(token, client):
