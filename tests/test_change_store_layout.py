@@ -119,3 +119,38 @@ def test_set_up_resumed_keeps_the_arrays_and_their_progress(plan, tmp_path):
     assert np.all(g["change"][0, :4, :4] == 1)
     done, _ = stage.set_up(path, cube, opts, chunks, resume=False, zarr_format=2)  # not resumed: made again
     assert not done.any() and np.all(zarr.open_group(str(path), mode="r")["change"][0, :4, :4] == 2)
+
+
+def _table(n, rng):
+    from offnadir.change.dataset import TABLE_KEYS, table_dataset
+
+    ids = np.sort(rng.choice(10**6, n, replace=False)) + 1
+    per = {1: {k: np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n) * 3) for k in TABLE_KEYS.values()}}
+    per[1]["rim_base"] = None  # a criterion that did not run: its column left out
+    static = {"patch_n_cells": rng.integers(1, 500, n), "patch_elevated": (rng.random(n) < 0.3).astype(np.uint8)}
+    return table_dataset(ids, ["base", "target"], per, static, 0.5)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("n", [0, 1, 50_000])
+def test_table_is_what_xarray_wrote(plan, tmp_path, zarr_format, n):
+    import zarr
+
+    tab = _table(n, np.random.default_rng(n))
+    empty = tmp_path / "cube.zarr"
+    create_store(empty, plan, {"dsm": "x"}, zarr_format=zarr_format)
+    ref, new = tmp_path / "ref.zarr", tmp_path / "new.zarr"
+    for p in (ref, new):
+        shutil.copytree(empty, p)
+    with store._quiet_zarr():
+        g = zarr.open_group(str(ref), mode="r+", use_consolidated=False)
+        t = tab.drop_vars("image")
+        t.attrs = dict(g.attrs)
+        t.to_zarr(str(ref), mode="a", zarr_format=zarr_format, consolidated=False)  # the write before
+        stage.write_table(zarr.open_group(str(new), mode="r+", use_consolidated=False), tab, zarr_format)
+    a, b = _files(ref), _files(new)
+    assert sorted(a) == sorted(b) and "patch_probability" in {k.split("/")[0] for k in b}
+    for name in a:
+        assert a[name] == b[name], name
+    with store._quiet_zarr():
+        xr.testing.assert_identical(xr.open_zarr(ref, consolidated=False), xr.open_zarr(new, consolidated=False))

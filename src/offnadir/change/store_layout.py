@@ -53,7 +53,8 @@ def spec(name, dims, shape, chunks, dtype, attrs, nodata, v3_fill, compressors, 
     array's fill value is ``v3_fill`` (the encoding's ``fill_value``: the change variables give it,
     the history's do not, so xarray leaves zarr's 0 there)."""
     attrs = dict(attrs)
-    kwargs = {"shape": tuple(shape), "chunks": tuple(chunks), "dtype": np.dtype(dtype), "compressors": compressors}
+    kwargs = {"shape": tuple(shape), "chunks": chunks if isinstance(chunks, str) else tuple(chunks),
+              "dtype": np.dtype(dtype), "compressors": compressors}
     if v3:
         kwargs["dimension_names"] = tuple(dims)
         if nodata is not None:
@@ -124,3 +125,23 @@ def flag_spec(name, shape, long_name, fmt: int):
 def create(group, specs) -> None:
     """Every entry of ``specs`` created in ``group`` at once (:func:`offnadir.cube.layout.create_arrays`)."""
     create_arrays(group, specs)
+
+
+def table_specs(tab, fmt: int) -> list:
+    """The per-patch table (:func:`offnadir.change.dataset.table_dataset` without its ``image``
+    coordinate; numpy data) as ``to_zarr(mode="a")`` wrote it, cells included: zarr's default codecs
+    and chunking but where the table sets ``chunks`` (one chunk per image row); floats with NaN as
+    ``_FillValue`` (xarray's default for floats), integers without one."""
+    out = []
+    for name, var in tab.variables.items():
+        data = np.asarray(var.values)
+        if data.dtype.kind not in "iuf" or len(var.dims) != data.ndim or \
+                any(d not in ("image", "patch_id") for d in var.dims):  # never in a table: not reproduced here
+            raise ValueError(f"table variable {name!r} ({data.dtype}, dims {var.dims}) has no direct layout")
+        chunks = var.encoding.get("chunks")
+        nodata = np.nan if data.dtype.kind == "f" else None
+        v3_fill = nodata if nodata is not None else 0
+        name, attrs, kwargs, _ = spec(name, var.dims, data.shape, "auto" if chunks is None else chunks, data.dtype,
+                                      var.attrs, nodata, v3_fill, "auto", fmt == 3)
+        out.append((name, attrs, kwargs, data))
+    return out
