@@ -259,11 +259,12 @@ def _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks, given_clien
             clock.lap("plan")
             plan, tie_report = tiepoints.run_for_config(plan, cfg, quiet=quiet)  # relative bias (issue 8)
             clock.lap("tie points")
+        # the tie-point report goes in with the run's attributes: one attribute write and consolidation
+        # after the tiles, not two (tiepoints.record's own)
+        attrs = {"cluster_workers": f"local cluster, {_workers_text(client, processes)}: {why}"} if why else {}
+        attrs.update(tiepoints.report_attrs(tie_report))
         write_cube(plan, out, client=client, overwrite=overwrite, resume=resume, config=cfg, quiet=quiet,
-                   fingerprint=fp, complete=False, clock=clock,
-                   attrs={"cluster_workers": f"local cluster, {_workers_text(client, processes)}: {why}"}
-                   if why else None)
-        tiepoints.record(out, tie_report)
+                   fingerprint=fp, complete=False, clock=clock, attrs=attrs)
         try:
             for hook in stage_hooks:
                 hook(cfg, plan, out, client)
@@ -358,8 +359,10 @@ class _ChangeStage:
     def __call__(self, cfg, plan, out, client):
         from offnadir.change.stage import detect_store
 
-        # also the per-cell history over the dates (first/last change...), as `offnadir append` keeps it
-        detect_store(out, self.opts, client=client, resume=bool(cfg["output"]["resume"]), quiet=self.quiet)
+        # also the per-cell history over the dates (first/last change...), as `offnadir append` keeps it;
+        # the metadata is consolidated once the run is marked complete (store.mark_complete), not also here
+        detect_store(out, self.opts, client=client, resume=bool(cfg["output"]["resume"]), quiet=self.quiet,
+                     consolidate=False)
 
 
 def detect_config(cfg: dict, *, quiet: bool = False, client=None) -> Path:

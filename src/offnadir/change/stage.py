@@ -71,10 +71,12 @@ def detect_dataset(cube, options: ChangeOptions | None = None, *, chunk: int | N
 
 
 def detect_store(path, options: ChangeOptions | None = None, *, client=None, resume: bool = False,
-                 quiet: bool = True) -> Path:
+                 quiet: bool = True, consolidate: bool = True) -> Path:
     """Change detection on a cube written to a Zarr store (``offnadir coregister``): the change
     variables, the per-cell history over the dates (:mod:`offnadir.change.history`) and the
-    per-patch table are added to the same store, tile by tile."""
+    per-patch table are added to the same store, tile by tile. ``consolidate=False``: leave the
+    metadata's consolidation to the caller (the pipeline marks the store complete next, which
+    consolidates it)."""
     import zarr
 
     from offnadir.store import _quiet_zarr, location, open_dataset, zarr_format
@@ -113,7 +115,8 @@ def detect_store(path, options: ChangeOptions | None = None, *, client=None, res
                 table_to_csv(table(run), opts.table_csv)
         g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
         g.attrs.update(summary_attrs(run))
-        zarr.consolidate_metadata(str(path))
+        if consolidate:
+            zarr.consolidate_metadata(str(path))
     return path
 
 

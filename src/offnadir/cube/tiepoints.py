@@ -371,3 +371,10 @@ def record(out, report) -> None:
     from offnadir.cube import tiebias
 
     tiebias.record(out, report)
+
+
+def report_attrs(report) -> dict:
+    """The store attributes :func:`record` writes (for a caller that writes them with others)."""
+    from offnadir.cube import tiebias
+
+    return tiebias.report_attrs(report)
