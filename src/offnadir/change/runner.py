@@ -123,6 +123,7 @@ class Runner(Dispatch):
         from offnadir.change import cells as P
         from offnadir.change import sun_range as SR
         from offnadir.change.context import band_roles, image_band_names, resolve_sun, shadow_errors
+        from offnadir.change.tileio import read_through_cache
         from offnadir.change import missing_shadow as MS
 
         opts = self.opts
@@ -140,7 +141,9 @@ class Runner(Dispatch):
         self.n_visible = st["n"]
         self.sigmas = [P.noise_sigma(st["noise"][k]) for k in range(self.n_images)]
         band_std = np.where(std[0] > 0, std[0], 1.0)
-        sun, self.sun_report = resolve_sun(self.cube, opts, self.log, self.client) if opts.shadows else ((), None)
+        # the sun's reads of the cube through the chunks the statistics' tasks decoded in this process
+        sun, self.sun_report = resolve_sun(read_through_cache(self.cube, self.io), opts, self.log, self.client) \
+            if opts.shadows else ((), None)
         names = image_band_names([im["path"] for im in json.loads(self.cube.attrs.get("images", "[]"))]) \
             if "images" in self.cube.attrs else []
         red, nir = band_roles(names, self.n_bands, opts) if opts.vegetation else (None, None)

@@ -92,6 +92,45 @@ def forget(run: str) -> int:
     return len(gone)
 
 
+def holds(run: str) -> bool:
+    """Whether this process holds decoded chunks of the run ``run``: its tasks ran here (a local
+    cluster of threads, or no cluster), so the client's reads of the cube can share them."""
+    with _CACHE.lock:
+        return any(k[0] == run for k in _CACHE.chunks)
+
+
+class Region:
+    """A store array read through :meth:`StoreIO.read` (the run's chunk cache for the cube's
+    arrays), as the leaf of a dask array (``dask.array.from_array(..., asarray=False)``)."""
+
+    def __init__(self, io, name, shape, dtype):
+        self.io, self.name, self.shape, self.dtype = io, name, tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key):
+        return self.io.read(self.name, key)
+
+
+def read_through_cache(cube, io):
+    """``cube`` for the client's reads (the sun's estimate and classifiers: windows of the DSM and
+    of each image) with its ``dsm``, ``visible`` and ``value`` read through ``io``'s chunk cache when
+    this process holds the run's decoded chunks (:func:`holds`: the context pass's tasks ran here),
+    instead of decoded a second time on the client with both workers idle. The same values, dtypes
+    and dask chunks, so the same operations on them; otherwise ``cube`` itself."""
+    run = getattr(io, "run", None)
+    names = ("dsm", "visible", "value")
+    if run is None or not holds(run) or any(n not in cube or cube[n].chunks is None for n in names):
+        return cube
+    import dask.array as da
+
+    out = cube.copy()
+    for n in names:
+        v = out[n]
+        out[n] = v.copy(data=da.from_array(Region(io, n, v.shape, v.dtype), chunks=v.data.chunks, asarray=False,
+                                           lock=False, name=f"cached-{n}-{run}"))
+    return out
+
+
 def hand_over(io, key, arr) -> bool:
     """Keep ``arr`` in this process for a later task of the same run (:func:`take_over`), under the
     chunk cache's limit (least recently used dropped first). Only for a :class:`StoreIO` with a run
