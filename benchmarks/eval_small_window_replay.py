@@ -7,8 +7,14 @@ the 13² and a smaller window's sweeps (dumps of ``eval_small_window_dump.py``) 
   of coherent beyond-bound answers takes the small window's where HOW: ``any``, ``beyond``, ``nbans``
   (beyond, the neighbours' sign), ``nb`` (within a storey of the neighbours' mean dh), ``nbb`` (beyond and
   ``nb``: the wired rule, :mod:`offnadir.cube.sweep_small`);
-* ``step:HOW``: cells whose 13² window straddles a DSM step of more than B (``zero``: a 13² beyond answer
-  replaced by a small zero); a ``:soft`` suffix floors the sigma at ``|dh_small - dh_13| / 2``; ``+`` joins rules.
+* ``step:HOW[:WHERE[:firm][:lower]]``: cells whose 13² window straddles a DSM step of more than B (``zero``: a
+  13² beyond answer replaced by a small zero); WHERE the step (:func:`step_cells`: ``win`` the 13² window's
+  DSM range, the default; ``own3``, ``win3``, ``lands``, ``minor``: t3 twelfth round); ``firm``: only a small
+  zero that rejects the 13² height by two of its standard errors; ``lower``: only 13² answers below the DSM;
+  a ``:soft`` suffix floors the sigma at ``|dh_small - dh_13| / 2``; ``:sig`` keeps the 13² dh with that floor on
+  its sigma (the sweep's dh unchanged, only its certainty); ``+`` joins rules.
+  ``edge::nbb`` is the wired rule; ``edge::nbans+step:zero:win:firm`` was wired and taken back in the twelfth
+  round (t3: Kahramanmaraş dh vs CARS 1.16 -> 1.23 m; docs/change_detection.md).
 
     python benchmarks/eval_small_window_replay.py --work W --dump D [--small 3] --all-cells --rules base edge::nbb
     python benchmarks/eval_small_window_replay.py --km STORE COPY REFERENCE --dump D --rules base edge::nbb
@@ -47,14 +53,19 @@ def combine_rule(rule, z, h):
         return dh6, s6
     take = np.zeros(dh6.shape, bool)
     soft = np.zeros(dh6.shape, bool)
+    keep = np.zeros(dh6.shape, bool)
     for r in rule.split("+"):
-        t = take_mask(r.replace(":soft", ""), z, h)
+        t = take_mask(r.replace(":soft", "").replace(":sig", ""), z, h)
+        if r.endswith(":sig"):  # the 13² dh stays, uncertain by the two windows' difference / 2
+            keep |= t
+            continue
         take |= t
         if r.endswith(":soft"):
             soft |= t
     sig = np.where(take, s3, s6)
     with np.errstate(invalid="ignore"):
         sig = np.where(soft, np.fmax(sig, np.abs(dh3 - dh6) / 2.0), sig)
+        sig = np.where(keep & ~take, np.fmax(s6, np.abs(dh3 - dh6) / 2.0), sig)
     return np.where(take, dh3, dh6), sig
 
 
@@ -101,9 +112,8 @@ def take_mask(rule, z, h):
             raise KeyError(how)
         if "coh3" in parts[3:]:
             take &= coh3
-    elif parts[0] == "step":  # step:take: the 13² window straddles a DSM step of more than B
-        rng = ndi.maximum_filter(h, 13) - ndi.minimum_filter(h, 13)
-        sus = (rng > B) & fin3
+    elif parts[0] == "step":  # step:take[:where]: the 13² window straddles a DSM step of more than B
+        sus = step_cells(parts[2] if len(parts) > 2 and parts[2] else "win", h, dh6) & fin3
         how = parts[1]
         if how == "any":
             take = sus
@@ -115,11 +125,48 @@ def take_mask(rule, z, h):
             take = sus & (a3 != 0) & (a6 == 0)
         else:
             raise KeyError(how)
-        if "coh3" in parts[2:]:
+        if "coh3" in parts[3:]:
             take &= coh3
+        if "firm" in parts[3:]:  # the small zero rejects the 13² height at the sweep's two standard errors
+            s3 = z[g + f"r{rs}_sigma"].astype(np.float64)
+            with np.errstate(invalid="ignore"):
+                take &= np.abs(dh6 - dh3) > 2.0 * s3
+        if "lower" in parts[3:]:  # only a 13² answer below the DSM (the narrow roof measured at the ground)
+            take &= dh6 < 0
     else:
         raise KeyError(rule)
     return take
+
+
+def step_cells(where, h, dh6):
+    """Cells whose 13² answer a DSM step may have drawn to the other surface (the narrow roof), by ``where``:
+    ``win`` the 13² window's DSM range beyond B (s1); ``own3`` the cell's own 3x3 DSM range beyond B (as the
+    on-level test's ``rim_out``); ``win3`` a 3x3 step beyond B inside the 13² window; ``lands`` the 13²
+    answer lands within a storey of the window's lowest or highest DSM height while that lies beyond B
+    of the cell's; ``minor`` the cell's own DSM surface (within a storey) holds less than half its window."""
+    st = 3.0
+    if where == "win":
+        return ndi.maximum_filter(h, 13) - ndi.minimum_filter(h, 13) > B
+    r3 = ndi.maximum_filter(h, 3, mode="nearest") - ndi.minimum_filter(h, 3, mode="nearest")
+    if where == "own3":
+        return r3 > B
+    if where == "win3":
+        return ndi.maximum_filter((r3 > B).astype(np.uint8), 13) > 0
+    if where == "lands":
+        lo, hi = ndi.minimum_filter(h, 13), ndi.maximum_filter(h, 13)
+        t = h + np.nan_to_num(dh6)
+        with np.errstate(invalid="ignore"):
+            return ((np.abs(t - lo) <= st) & (h - lo > B)) | ((np.abs(t - hi) <= st) & (hi - h > B))
+    if where == "minor":
+        pad = np.pad(h, 6, mode="edge")
+        share = np.zeros(h.shape)
+        for dy in range(13):
+            for dx in range(13):
+                share += np.abs(pad[dy:dy + h.shape[0], dx:dx + h.shape[1]] - h) <= st
+        return share / 169.0 < 0.5
+    if where.startswith("own3&"):
+        return step_cells("own3", h, dh6) & step_cells(where[5:], h, dh6)
+    raise KeyError(where)
 
 
 def sim(seeds, rules, work, off, dump):
