@@ -72,3 +72,41 @@ def test_caster_distances_match_the_per_cell_march(seed, az, el, tol, max_dist):
     dist = np.empty(h.shape)
     SH.cast_distance(h, 0.5, a, e, tol, max_dist, codes, dist)
     np.testing.assert_array_equal(dist, np.where(codes == K.SHADED, want, -1.0))
+
+
+def _roof_edges(seed, shape=(64, 96)):
+    """Wide flat boxes whose north and south edges fall inside the march's 8 x 32 blocks (rows
+    8k + 3 .. 8k + 5), on rough ground: a block over such an edge holds roof rows (nothing above
+    them) and ground rows (shadowed under a sun from the north or the south)."""
+    rng = np.random.default_rng(seed)
+    h = 50.0 + rng.normal(0, 0.05, shape)
+    for k in range(6):
+        i = 8 * rng.integers(0, shape[0] // 8 - 2) + rng.integers(3, 6)
+        j = rng.integers(0, shape[1] - 48)
+        h[i:i + 8 * rng.integers(1, 3), j:j + rng.integers(34, 48)] += rng.uniform(4, 20)
+    h[rng.random(shape) < 0.01] = np.nan
+    return h
+
+
+@pytest.mark.parametrize("seed,az,el", [(5, 0.0, 35.0), (1, 180.0, 30.0), (2, 160.0, 50.0), (3, 20.0, 20.0),
+                                        (4, 200.0, 45.0)])
+def test_rows_of_a_block_on_a_roof_and_on_the_ground_march_as_the_per_cell_march(seed, az, el):
+    """The per-row skip (a row's lowest top against the 8-row band of maxima it samples) leaves the
+    numbers of the per-cell march where a block's rows lie partly on a roof, partly on the ground."""
+    h = _roof_edges(seed)
+    a, e = math.radians(az), math.radians(el)
+    rise, di, dj = math.tan(e) * 0.5, -math.cos(a), math.sin(a)
+    got = np.empty(h.shape)
+    K.caster_distances(h, rise, di, dj, 0.3, 60.0, got)
+    want = _march_twin(h, rise, di, dj, 0.3, 60.0)
+    np.testing.assert_array_equal(got, want)
+    # the case has blocks with a shadowed row and a roof row (no blocker) side by side
+    roof = np.isfinite(h) & (h > 52.0)
+    mixed = 0
+    for r0 in range(0, h.shape[0], 8):
+        for c0 in range(0, h.shape[1], 32):
+            blk = (slice(r0, r0 + 8), slice(c0, c0 + 32))
+            rows_roof = (roof | ~np.isfinite(h))[blk].all(axis=1) & roof[blk].any(axis=1)
+            rows_shadow = (want[blk] > 0).any(axis=1) & ~roof[blk].any(axis=1)
+            mixed += int(rows_roof.any() and rows_shadow.any())
+    assert mixed > 0

@@ -158,3 +158,29 @@ def test_fringe_of_a_core_is_the_window_fringe_restricted_to_it():
             assert np.array_equal(ci, wi[sel]) and np.array_equal(cj, wj[sel]) and np.array_equal(cl, wl[sel])
             found += int(sel.sum())
     assert found > 100  # the scenes have fringes to compare
+
+
+def test_core_distances_at_the_candidates_are_the_whole_window_march():
+    """_core_distances (the blocked passes at a block's candidate cells, skipped per block and per
+    row from the candidates' lowest tops) gives caster_distances' numbers at every candidate, where
+    wide boxes put the north and south edges inside the 8-row blocks (roof rows and ground rows in
+    one block) and candidates lie on roofs and on the ground of the same blocks."""
+    rng = np.random.default_rng(7)
+    n = 96
+    h = rng.normal(0.0, 0.05, (n, n))
+    for _ in range(6):
+        i = 8 * rng.integers(0, n // 8 - 3) + rng.integers(3, 6)
+        j = rng.integers(0, n - 48)
+        h[i:i + 8 * rng.integers(1, 3), j:j + rng.integers(34, 48)] += rng.uniform(4.0, 20.0)
+    h[rng.random((n, n)) < 0.005] = np.nan
+    cand = rng.random((n, n)) < 0.3
+    hits = 0
+    for az_deg in (0.0, 20.0, 160.0, 180.0, 200.0, 270.0):
+        az, el = math.radians(az_deg), math.radians(rng.uniform(25.0, 50.0))
+        rise, di, dj = math.tan(el) * CELL, -math.cos(az), math.sin(az)
+        want = np.empty((n, n))
+        caster_distances(h, rise, di, dj, TOL, 40.0, want)
+        got = LS._core_distances(h, cand, rise, di, dj, TOL, 40.0)
+        np.testing.assert_array_equal(got[cand], want[cand])
+        hits += int((want[cand] > 0).sum())
+    assert hits > 200  # candidates in shadow, not only sunlit ones

@@ -52,7 +52,8 @@ def _blocked_distances(h, cand, rise, tol, hmax, oi, oj, ss, out):
     columns its ``cand`` cells span, and takes its break and skip tests from the lowest finite top
     of its ``cand`` cells (not of all its cells): it leaves the offsets once the ray from that top
     is within ``tol`` of the window's highest top, and skips an offset whose shifted block's maxima
-    are within ``tol`` of the ray from it. Exact at the ``cand`` cells: a higher top's ray is higher
+    are within ``tol`` of the ray from it; a row of it skips the offset when the same holds from the
+    lowest finite top of its ``cand`` cells in that row to the maxima of the 8-row band it samples. Exact at the ``cand`` cells: a higher top's ray is higher
     (float sums and differences are monotone), so no ``cand`` cell can hit where the tests skip.
     The offsets ``oi, oj, ss`` and the cell-by-cell march of the rows and columns whose rounding
     differs are the caller's (:func:`_core_distances`)."""
@@ -64,6 +65,8 @@ def _blocked_distances(h, cand, rise, tol, hmax, oi, oj, ss, out):
             out[i, j] = -1.0
             if np.isfinite(v):
                 bm[i >> 3, j >> 3] = max(bm[i >> 3, j >> 3], v)
+    zlo = np.empty(8)  # the lowest finite top of each row's cand cells in the block (inf: none)
+    mrow = np.empty(2)  # the highest top of each 8-row band the block samples at an offset
     for r0 in range(0, ny, 8):
         r1 = min(ny, r0 + 8)
         for c0 in range(0, nx, 32):
@@ -72,16 +75,19 @@ def _blocked_distances(h, cand, rise, tol, hmax, oi, oj, ss, out):
             zc = np.inf  # the lowest finite top of the block's cand cells, and the rows and columns they span
             ra, rb, ca, cb = r1, r0, c1, c0
             for i in range(r0, r1):
+                zi = np.inf
                 for j in range(c0, c1):
                     zb = min(zb, h[i, j])
                     if cand[i, j]:
                         v = h[i, j]
-                        if v < zc:
-                            zc = v
+                        if v < zi:
+                            zi = v
                         ra = min(ra, i)
                         rb = max(rb, i + 1)
                         ca = min(ca, j)
                         cb = max(cb, j + 1)
+                zlo[i - r0] = zi
+                zc = min(zc, zi)
             if ra >= rb or not zb < np.inf or not zc < np.inf:
                 continue
             for n in range(oi.shape[0]):
@@ -98,12 +104,19 @@ def _blocked_distances(h, cand, rise, tol, hmax, oi, oj, ss, out):
                 if i0 >= i1 or j0 >= j1:
                     continue
                 m = -np.inf
-                for p in range((i0 + a) >> 3, ((i1 - 1 + a) >> 3) + 1):
+                p0 = (i0 + a) >> 3
+                for p in range(p0, ((i1 - 1 + a) >> 3) + 1):
+                    mp = -np.inf
                     for q in range((j0 + b) >> 3, ((j1 - 1 + b) >> 3) + 1):
-                        m = max(m, bm[p, q])
+                        mp = max(mp, bm[p, q])
+                    mrow[p - p0] = mp
+                    m = max(m, mp)
                 if m - (zc + sr) <= tol:
                     continue
                 for i in range(i0, i1):
+                    # the same test per row: its cand cells' lowest top, the band of maxima it samples
+                    if mrow[((i + a) >> 3) - p0] - (zlo[i - r0] + sr) <= tol:
+                        continue
                     hr = h[i + a]
                     zrow = h[i]
                     orow = out[i]

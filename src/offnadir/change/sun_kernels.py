@@ -193,7 +193,9 @@ def caster_distances(h, rise, di, dj, tol, max_dist, out):
     cells per offset (contiguous rows, no per-cell branching), nearest offsets first, each cell
     keeping its first blocker; a block skips an offset when the highest top of the cells it would
     sample (bounded by 8 x 8 block maxima) is within ``tol`` of the ray from the block's lowest
-    cell: no cell of the block can be blocked there. The numbers are those of the per-cell march
+    cell: no cell of the block can be blocked there; and a row of the block skips it when the same
+    holds from the row's lowest top to the maxima of the 8-row band it samples (a block over a roof
+    edge marches only its ground rows; the row's hit test, cell for cell, is unchanged). The numbers are those of the per-cell march
     (:func:`_march`), also in the rows and columns whose rounding differs (marched cell by cell)."""
     ny, nx = h.shape
     hmax = -np.inf
@@ -216,14 +218,19 @@ def caster_distances(h, rise, di, dj, tol, max_dist, out):
     oi, oj, ss = ray_offsets(di, dj, max_dist, rise, climb, ny - 1, nx - 1)
     row_ok = _regular(ny, di, ny - 1, max_dist, rise, climb)
     col_ok = _regular(nx, dj, nx - 1, max_dist, rise, climb)
+    zlo = np.empty(_ROWS)  # the lowest top of each row of the block
+    mrow = np.empty(_ROWS // 8 + 1)  # the highest top per 8-row band a block samples
     for r0 in range(0, ny, _ROWS):
         r1 = min(ny, r0 + _ROWS)
         for c0 in range(0, nx, _COLS):
             c1 = min(nx, c0 + _COLS)
             zb = np.inf  # the block's lowest top (NaN cells never match)
             for i in range(r0, r1):
+                zi = np.inf
                 for j in range(c0, c1):
-                    zb = min(zb, h[i, j])
+                    zi = min(zi, h[i, j])
+                zlo[i - r0] = zi
+                zb = min(zb, zi)
             if not zb < np.inf:
                 continue
             for n in range(oi.shape[0]):
@@ -238,12 +245,19 @@ def caster_distances(h, rise, di, dj, tol, max_dist, out):
                 if i0 >= i1 or j0 >= j1:
                     continue
                 m = -np.inf  # bound of the tops this block samples at this offset
-                for p in range((i0 + a) >> 3, ((i1 - 1 + a) >> 3) + 1):
+                p0 = (i0 + a) >> 3
+                for p in range(p0, ((i1 - 1 + a) >> 3) + 1):
+                    mp = -np.inf
                     for q in range((j0 + b) >> 3, ((j1 - 1 + b) >> 3) + 1):
-                        m = max(m, bm[p, q])
+                        mp = max(mp, bm[p, q])
+                    mrow[p - p0] = mp
+                    m = max(m, mp)
                 if m - (zb + sr) <= tol:  # rounding is monotone: no cell's h - (z + sr) exceeds it
                     continue
                 for i in range(i0, i1):
+                    # the same bound per row: its lowest top, the tops of the block row it samples
+                    if mrow[((i + a) >> 3) - p0] - (zlo[i - r0] + sr) <= tol:
+                        continue
                     hr = h[i + a]
                     zrow = h[i]
                     orow = out[i]
