@@ -61,8 +61,24 @@ def stages(d) -> dict:
     if d.get("fine") is not None:
         fm = C.fit(C.histogram(P.ratio_evidence(d["fine"]), g), anchor=P.ANCHOR["local"])
         loc[g] = L.localise(wide[g], d["fine"][g], m0, fm)
+        # the localisation that may only lower (no wide prior: localise.localise's may_raise is empty)
+        lower = wide.copy()
+        lower[g] = L.localise(wide[g], d["fine"][g], dict(fallback=True), fm)
+    else:
+        lower = loc
     score = P.paint(d["patch"], d["ids"], DO.criteria_score(d, DO.rim_kept(d)))
-    return dict(wide=wide, local=loc, patch=np.nan_to_num(score), model=m0)
+    return dict(wide=wide, local=loc, lower=lower, patch=np.nan_to_num(score), model=m0)
+
+
+def without_raise(d, st, flag):
+    """The stored decisions with the fine window's raising undone (offline estimate): a flagged ground
+    cell whose replayed localisation raised it over ½ (wide < ½, localised >= ½), that only-lowering
+    leaves below ½, and that no later stage holds (patch criteria < ½, not at ½ exactly) is unflagged.
+    The replay leaves out the shadow ray's log-LR (added before the localisation)."""
+    with np.errstate(invalid="ignore"):
+        undo = (flag & ~d["elev"] & (st["wide"] < 0.5) & (st["local"] >= 0.5) & (st["lower"] < 0.5)
+                & (st["patch"] < 0.5) & (d["prob"] != np.float32(0.5)))
+    return flag & ~undo
 
 
 def stage_of(d, st, fa) -> np.ndarray:
@@ -153,6 +169,15 @@ def hard_seed(store, scene, t=1) -> dict:
           f"{np.round(st['model']['mean'], 3).tolist()} sd {np.round(st['model']['sd'], 3).tolist()}")
     print("    all-cells F1 with a stage's ground false alarms removed (upper bound): "
           + ", ".join(f"{s} {f1(tp, fp_all - int((stage == i).sum()), fn):.4f}" for i, s in enumerate(STAGES)))
+    nf = without_raise(d, st, flag)
+    ntp, nfp, nfn = int((scored & changed & nf).sum()), int((scored & (sb == 0) & nf).sum()), \
+        int((scored & changed & ~nf).sum())
+    ev = scored & telev
+    e_old = f1(int((ev & changed & flag).sum()), int((ev & (sb == 0) & flag).sum()), int((ev & changed & ~flag).sum()))
+    e_new = f1(int((ev & changed & nf).sum()), int((ev & (sb == 0) & nf).sum()), int((ev & changed & ~nf).sum()))
+    print(f"    the localisation only lowering (offline): all-cells F1 {f1(tp, fp_all, fn):.4f} -> {f1(ntp, nfp, nfn):.4f}, "
+          f"elevated F1 {e_old:.4f} -> {e_new:.4f}, ground false alarms {int(fa.sum())} -> {int((ground0 & nf).sum())}, "
+          f"changed cells unflagged {tp - ntp} (of them truth-elevated {int((ev & changed & flag & ~nf).sum())})")
     s0, s1 = (shadow & 1) != 0, (shadow & 2) != 0
     table("by the true shadow at each date", {"lit at both": ~s0 & ~s1, "shadow base only": s0 & ~s1,
                                               "shadow target only": ~s0 & s1, "shadow both": s0 & s1},
@@ -235,5 +260,169 @@ def main(argv=None) -> int:
     return 0
 
 
+
+
+def lower_when_pinned(d):
+    """Variant ``lower_pinned`` (offline, exact on a store whose fine mixture falls back): where the
+    fine window's mixture fitted by shape falls back (pinned at the weight cap: one skewed population,
+    the localisation off), fit it censored below its median (as the wide ground stratum,
+    ``cells.FIT``) and let it only *lower* the ground cells (``localise.localise`` with no wide prior):
+    ``logit p' = logit p + min(log LR_f, 0)`` on the stored probability before the patch criteria
+    (recovered: ``max(.., q)`` where the patch score ``q`` >= ½; roofs decided gone stay at ½).
+    Returns (probability, change 0/1/2, the censored fine model) or None where the fit is not pinned."""
+    from scipy.special import expit, logit
+
+    from offnadir.change import calibrate as C
+    from offnadir.change import cells as P
+    from offnadir.change import localise as L
+
+    if d.get("fine") is None:
+        return None
+    g = ~d["elev"]
+    h = C.histogram(P.ratio_evidence(d["fine"]), g)
+    if not C.fit(h, anchor=P.ANCHOR["local"]).get("fallback"):
+        return None
+    fm = C.fit(h, anchor=P.ANCHOR["local"], censor=0.5)
+    tab = L.log_likelihood_ratio(fm)
+    if tab is None:
+        return None
+    r = d["fine"]
+    fin = np.isfinite(r) & g
+    llr = np.zeros(r.shape)
+    llr[fin] = np.minimum(C.interp(C.to_z(r[fin] / (1.0 + r[fin])), C.centres(), tab), 0.0)
+    p, ch = lowered(d, llr)
+    return p, ch, fm
+
+
+def lowered(d, llr):
+    """The stored probability with ``llr`` (<= 0, per cell) added to the logit of the ground cells
+    before the patch criteria (recovered: ``max(.., q)`` where the patch score ``q`` >= ½; roofs
+    decided gone stay at ½) -> (probability, change 0/1/2)."""
+    from scipy.special import expit, logit
+
+    from offnadir.change import cells as P
+
+    fin = np.isfinite(llr) & (llr < 0) & ~d["elev"]
+    prob = d["prob"]
+    q = P.paint(d["patch"], d["ids"], DO.criteria_score(d, DO.rim_kept(d)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(fin, expit(logit(np.clip(prob, 0.0, 1.0)) + np.where(fin, llr, 0.0)), prob)
+        p = np.where(fin & np.isfinite(q) & (q >= 0.5), np.fmax(p, q), p)
+        p = np.where(fin & (prob == np.float32(0.5)), np.fmax(p, 0.5), p)  # (gone: max(p, 1/2))
+    ch = np.full(p.shape, 2, np.uint8)
+    ok = np.isfinite(p)
+    ch[ok] = p[ok] >= 0.5
+    return p, ch
+
+
+def _floored_llr(model):
+    """``localise.log_likelihood_ratio`` before t6's fix (floored densities: 0 where both underflow,
+    lifted by the running maximum)."""
+    from offnadir.change import calibrate as C
+
+    z = C.centres()
+    mu, sd = model["mean"], model["sd"]
+    n0 = C._normal(z, mu[0], sd[0])
+    n1 = np.where(z > mu[1], C._normal(mu[1], mu[1], sd[1]), C._normal(z, mu[1], sd[1]))
+    llr = np.log(np.maximum(n1, 1e-300)) - np.log(np.maximum(n0, 1e-300))
+    return np.maximum.accumulate(np.clip(llr, -20.0, 20.0))
+
+
+def llr_fix(d):
+    """Variant ``llr_fix`` (offline): on a store made before the fix, the fitted fine mixture's
+    closed-form log LR in place of the floored one: the difference (<= 0) added where the old table
+    was lifted (the shadow ray's own calibration, which reads the localised probability, is kept as
+    stored). Returns (probability, change, fine model) or None (no fitted fine mixture)."""
+    from offnadir.change import calibrate as C
+    from offnadir.change import cells as P
+    from offnadir.change import localise as L
+
+    if d.get("fine") is None:
+        return None
+    g = ~d["elev"]
+    fm = C.fit(C.histogram(P.ratio_evidence(d["fine"]), g), anchor=P.ANCHOR["local"])
+    if fm.get("fallback"):
+        return None
+    delta = L.log_likelihood_ratio(fm) - _floored_llr(fm)
+    r = d["fine"]
+    fin = np.isfinite(r) & g
+    llr = np.zeros(r.shape)
+    llr[fin] = np.minimum(C.interp(C.to_z(r[fin] / (1.0 + r[fin])), C.centres(), delta), 0.0)
+    p, ch = lowered(d, llr)
+    return p, ch, fm
+
+
+def variant_main(argv=None, fn=None) -> int:
+    """``--variant lower_pinned``: the stored runs scored before and after (hard: elevated and
+    all-cells F1, AUC on all decided cells, ground false alarms; Kahramanmaraş: F1, AUC)."""
+    import xarray as xr
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hard", type=Path)
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4, 5])
+    ap.add_argument("--km", type=Path)
+    ap.add_argument("--targets", type=int, nargs="*", default=[1, 2])
+    a = ap.parse_args(argv)
+    for s in a.seeds if a.hard else ():
+        store, scene = a.hard / f"hard{s}.zarr", a.hard / f"hard{s}"
+        d = DO.load(store)
+        out = fn(d)
+        if out is None:
+            print(f"hard seed {s}: fine mixture fitted (or none): unchanged")
+            continue
+        p, ch, fm = out
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            chm = np.asarray(xr.open_zarr(store, mask_and_scale=False)["change"].values[1])
+        r0 = EO.score_hard(d, d["prob"], chm, d["ev"], scene)
+        r1 = EO.score_hard(d, p, ch, d["ev"], scene)
+        print(f"hard seed {s}: fine fit pi {np.round(fm['pi'], 3).tolist()} mean "
+              f"{np.round(fm['mean'], 3).tolist()}; " + "; ".join(
+                  f"{k} {r0[k]:.4f} -> {r1[k]:.4f}" for k in ("elevated_f1", "auc", "ground_fa") if k in r0))
+        print("    " + _all_cells(scene, d, chm, ch))
+    for t in a.targets if a.km else ():
+        store = a.km / f"km_post{t}.zarr"
+        d = DO.load(store)
+        out = fn(d)
+        if out is None:
+            print(f"Kahramanmaras img{t}: unchanged")
+            continue
+        p, ch, fm = out
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            chm = np.asarray(xr.open_zarr(store, mask_and_scale=False)["change"].values[1])
+        r0, r1 = EO.score_km(d, d["prob"], chm), EO.score_km(d, p, ch)
+        print(f"Kahramanmaras img{t}: fine fit pi {np.round(fm['pi'], 3).tolist()}; F1 {r0['f1']:.4f} -> "
+              f"{r1['f1']:.4f}, AUC {r0['auc']:.4f} -> {r1['auc']:.4f}, flagged {r0['flagged']:.4f} -> "
+              f"{r1['flagged']:.4f}, objects {r0['objects']} -> {r1['objects']}")
+    return 0
+
+
+def _all_cells(scene, d, chm, ch) -> str:
+    from eval_hard_sim import _read
+    from offnadir.simulate import truth as T
+
+    sb = _read(scene / "truth_structural.tif")
+    occ = _read(scene / "truth_occluded.tif")
+    telev = _read(scene / "truth_elevated.tif") == 1
+    vis = d["vis"]
+    changed = np.isin(sb, (T.LOSS, T.GAIN))
+    out = []
+    for name, c in (("stored", chm), ("variant", ch)):
+        sc = (vis[0] == 1) & (vis[1] == 1) & (occ == 0) & (sb != T.IGNORE) & (c != 2)
+        fl = c == 1
+        tp, fp, fn = (sc & changed & fl).sum(), (sc & (sb == 0) & fl).sum(), (sc & changed & ~fl).sum()
+        gfa = (sc & (sb == 0) & ~telev & fl).sum()
+        out.append(f"{name}: all-cells F1 {f1(tp, fp, fn):.4f}, ground false alarms {gfa}, "
+                   f"misses new {int((sc & ~fl & (_read(scene / 'truth_change_class.tif') == T.CODE['new'])).sum())}")
+    return " | ".join(out)
+
+
 if __name__ == "__main__":
+    if "--variant" in sys.argv:
+        i = sys.argv.index("--variant")
+        fns = {"lower_pinned": lower_when_pinned, "llr_fix": llr_fix}
+        if sys.argv[i + 1] not in fns:
+            sys.exit(f"--variant: one of {', '.join(fns)}")
+        sys.exit(variant_main(sys.argv[1:i] + sys.argv[i + 2:], fns[sys.argv[i + 1]]))
     sys.exit(main())

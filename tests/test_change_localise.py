@@ -95,6 +95,24 @@ def test_log_likelihood_ratio_is_the_density_ratio_and_non_decreasing():
     assert L.log_likelihood_ratio({"fallback": True}) is None
 
 
+def test_log_likelihood_ratio_lowers_when_the_densities_underflow_far_left():
+    # 1024² seed 1's fine mixture (null sd 0.195, changed 0.081): both densities underflow below
+    # z ~ -7.5, which the floored densities read as log LR = 0, and the running maximum then held
+    # every bin up to the crossing at 0 (no cell could be lowered)
+    m = {"fallback": False, "pi": [0.83, 0.17], "mean": [-0.418, -0.145], "sd": [0.195, 0.081]}
+    tab = L.log_likelihood_ratio(m)
+    z = C.centres()
+    assert np.all(np.diff(tab) >= 0)
+    k = np.searchsorted(z, m["mean"][0])  # at the null's mean: the null is the likelier component
+    mu, sd = m["mean"], m["sd"]
+    want = np.log(C._normal(z[k], mu[1], sd[1]) / C._normal(z[k], mu[0], sd[0]))
+    assert want < -1.0
+    assert tab[k] == pytest.approx(want, rel=1e-9)
+    assert tab[0] == -L.LLR_BOUND
+    p = L.localise(np.array([0.6]), np.array([np.exp(mu[0])]), None, m)
+    assert p[0] < 0.3  # an agreeing small neighbourhood lowers a wide window's change
+
+
 def test_localise_raises_only_where_both_scales_call_change():
     coarse = _model(1, pi1=0.08)
     fine = _model(2, pi1=0.12)
