@@ -24,6 +24,12 @@ date, to the nearest changed cell, and to the grid's edge. Kahramanmaraş (``--k
 to the predicted shadow's edge (no true shadows there).
 
     python benchmarks/eval_ground_false_alarms.py --hard W [--seeds 0 1 2] [--km K] [--targets 1 2]
+    python benchmarks/eval_ground_false_alarms.py --variant llr_fix|lower_pinned --hard W [--km K]
+
+``--variant`` scores the stored runs before and after an offline change of the localisation:
+``llr_fix`` (stores made before t6's fix of ``localise.log_likelihood_ratio``: the fixed table's
+difference added) and ``lower_pinned`` (a censored fine fit allowed to lower where the fit by shape is
+pinned; not wired).
 """
 
 from __future__ import annotations
