@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 
-from _shadow_ray_rays import _step, facade_strips, lean_and_bright, shift
+from _shadow_ray_rays import _step, facade_strips, lean_and_bright, shift, wall_ends
 
 MIN_HITS = 2  # a wall is more than one row
 
@@ -49,14 +49,7 @@ def segment_hits(lab, U, bright, az, k, wall=False):
     """Per segment label: (outline cells on the side ``az`` comes from, hits, mean strip length)."""
     strip, end, length = facade_strips(U, bright, az, max(2, k // 2), 2 * k, parts=True)
     if wall:  # the strip's end has a neighbour across the lean ending a strip of the same width (s3's _wall)
-        el = np.where(end, length, -99)
-        keep = np.zeros(end.shape, bool)
-        for side in (math.pi / 2, -math.pi / 2):
-            a, b = _step(az + side, 1)
-            for along in (-1, 0, 1):
-                c, e = _step(az, along)
-                keep |= np.abs(shift(el, a + c, b + e) - el) <= 1
-        end &= keep
+        end = wall_ends(end, length, az)
     n = int(lab.max()) + 1
     di, dj = _step(az, 1)
     near = (lab > 0) & (shift(lab, -di, -dj) != lab)
@@ -142,14 +135,7 @@ def wall_components(U, bright, az, k):
     from scipy import ndimage as ndi
 
     strip, end, length = facade_strips(U, bright, az, max(2, k // 2), 2 * k, parts=True)
-    el = np.where(end, length, -99)
-    keep = np.zeros(end.shape, bool)
-    for side in (math.pi / 2, -math.pi / 2):
-        a, b = _step(az + side, 1)
-        for along in (-1, 0, 1):
-            c, e = _step(az, along)
-            keep |= np.abs(shift(el, a + c, b + e) - el) <= 1
-    lab, n = ndi.label(end & keep, structure=np.ones((3, 3), bool))
+    lab, n = ndi.label(wall_ends(end, length, az), structure=np.ones((3, 3), bool))
     rows = np.bincount(lab.ravel(), minlength=n + 1)
     rows[0] = 0
     return lab, rows, length

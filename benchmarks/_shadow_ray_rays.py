@@ -185,6 +185,19 @@ def facade_strips(U, bright, az, lo, hi, parts=False):
     return (strip, end, length) if parts else strip
 
 
+
+def wall_ends(end, length, az):
+    """The strip ends (``facade_strips(parts=True)``) that have a neighbour across the lean (one cell either
+    side, up to one cell along it) ending a strip of the same width, within one cell: a wall, not a lone run."""
+    el = np.where(end, length, -99)
+    keep = np.zeros(end.shape, bool)
+    for side in (math.pi / 2, -math.pi / 2):
+        a, b = _step(az + side, 1)
+        for along in (-1, 0, 1):
+            c, e = _step(az, along)
+            keep |= np.abs(shift(el, a + c, b + e) - el) <= 1
+    return end & keep
+
 def lean_and_bright(d, name, U):
     """The facade test's set-up: the lean's azimuth on the grid (reversed for ``_against``, turned a quarter
     for ``_perp``), ``K`` (the typical height's relief displacement in cells, at least 2) and the lit
@@ -210,14 +223,7 @@ def facade_ray(d, name, U):
         bright &= roof_differs(d, az, k)
     if "wall" in name:  # a wall: the strip's end has a neighbour across the lean ending a strip of the same width
         strip, end, length = facade_strips(U, bright, az, max(2, k // 2), 2 * k, parts=True)
-        el = np.where(end, length, -99)
-        keep = np.zeros(end.shape, bool)
-        for side in (math.pi / 2, -math.pi / 2):
-            a, b = _step(az + side, 1)
-            for along in (-1, 0, 1):
-                c, e = _step(az, along)
-                keep |= np.abs(shift(el, a + c, b + e) - el) <= 1
-        end &= keep
+        end = wall_ends(end, length, az)
         strip = end.copy()
         for kk in range(1, 2 * k):
             a, b = _step(az, -kk)
@@ -238,7 +244,7 @@ def facade_ray(d, name, U):
         S = np.maximum(S, np.where(acc & ~hit, 0.5 if "any" not in name else 1.0, 0.0))
     info = dict(facade_K=k, strip_cells=int(strip.sum()))
     if "elig" in name:  # where a facade could not be seen (its ray mostly on predicted shadow, roofs, unseen): no word
-        seen = lit & d["ok_t"] & ~d["elev"]
+        seen = (d["ill"] > 0) & (d["ill"] < 255) & d["ok_t"] & ~d["elev"]
         e = (seen.astype(np.float64) + 2 * k * ray_share(seen, az + math.pi, 2 * k)) / (2 * k + 1)
         S = np.where((S > 0) | (e >= 0.5), S, np.nan)
         info["eligible_share"] = round(float(np.mean(e >= 0.5)), 3)

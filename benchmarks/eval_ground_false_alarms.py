@@ -276,8 +276,6 @@ def lower_when_pinned(d):
     ``logit p' = logit p + min(log LR_f, 0)`` on the stored probability before the patch criteria
     (recovered: ``max(.., q)`` where the patch score ``q`` >= ½; roofs decided gone stay at ½).
     Returns (probability, change 0/1/2, the censored fine model) or None where the fit is not pinned."""
-    from scipy.special import expit, logit
-
     from offnadir.change import calibrate as C
     from offnadir.change import cells as P
     from offnadir.change import localise as L
