@@ -110,27 +110,51 @@ def test_images_over_http_range_requests_give_the_local_store(served, local, clu
 
 @pytest.fixture(scope="module")
 def s3():
-    """moto's S3 server on 127.0.0.1 with a bucket; fsspec/s3fs and zarr reach it through the usual
-    AWS environment variables."""
+    """moto's S3 server, a process of its own on 127.0.0.1, with a bucket; fsspec/s3fs and zarr reach it
+    through the usual AWS environment variables. Not moto's in-process threaded server: the run's worker
+    threads hold the GIL in long kernels, and one CI run hung with that server's request thread never
+    started (the same reason the HTTP range server runs in its own process)."""
     pytest.importorskip("s3fs")
-    import fsspec
-    from moto.server import ThreadedMotoServer
+    pytest.importorskip("moto.server")
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
-                     "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-            mp.setenv(k, v)
-        fs = fsspec.filesystem("s3", skip_instance_cache=True)
-        if not fs.exists("bucket"):  # moto keeps its buckets for the whole process
+    import fsspec
+
+    with socket.socket() as sock:  # a free port on loopback for the server to bind
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):  # up to 30 s for the server to answer
+            if server.poll() is not None:
+                pytest.fail(f"moto's server exited with code {server.returncode} before answering on {url}")
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
+                break
+            except urllib.error.HTTPError:  # an HTTP answer, whatever its status: the server is up
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"moto's server did not answer on {url} within 30 s")
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "test",
+                         "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+                mp.setenv(k, v)
+            fs = fsspec.filesystem("s3", skip_instance_cache=True)
             fs.mkdir("bucket")
-        try:
-            yield fs
-        finally:
-            fsspec.filesystem("s3").clear_instance_cache()
-            server.stop()
+            try:
+                yield fs
+            finally:
+                fsspec.filesystem("s3").clear_instance_cache()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_store_on_s3_equals_local_and_evaluate_export_read_it(served, local, cluster, s3, tmp_path, capsys):
