@@ -260,7 +260,7 @@ def _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks, given_clien
             plan, tie_report = tiepoints.run_for_config(plan, cfg, quiet=quiet)  # relative bias (issue 8)
             clock.lap("tie points")
         # the tie-point report goes in with the run's attributes: one attribute write and consolidation
-        # after the tiles, not two (tiepoints.record's own)
+        # after the tiles, not a second finalisation of its own
         attrs = {"cluster_workers": f"local cluster, {_workers_text(client, processes)}: {why}"} if why else {}
         attrs.update(tiepoints.report_attrs(tie_report))
         write_cube(plan, out, client=client, overwrite=overwrite, resume=resume, config=cfg, quiet=quiet,

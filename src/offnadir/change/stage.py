@@ -163,7 +163,6 @@ def set_up(path, cube, opts: ChangeOptions, chunks_yx, *, resume: bool, zarr_for
     return done, history
 
 
-
 def write_table(group, tab, fmt: int) -> None:
     """The per-patch table (``results.table``) into the store's ``group`` as xarray's
     ``to_zarr(mode="a")`` of it without its ``image`` coordinate wrote it, in one round of zarr calls
@@ -172,6 +171,7 @@ def write_table(group, tab, fmt: int) -> None:
     from offnadir.change import store_layout as SL
 
     SL.create(group, SL.table_specs(tab.drop_vars("image"), fmt))
+
 
 def _forget(token, client):
     """Release the run's cached chunks here and on the workers (they hold up to CACHE_BYTES each)."""

@@ -80,13 +80,6 @@ def report_attrs(report) -> dict:
     return {"tie_bias": json.dumps(report, default=float)}
 
 
-def record(out, report) -> None:
-    """Store the report in the store's ``tie_bias`` attribute (and re-consolidate the metadata)."""
-    from offnadir import store
-
-    store.finalize(out, report_attrs(report))
-
-
 def format_report(report) -> str:
     """``offnadir info``-style text of a tie-bias report."""
     lines = ["relative bias from tie points:"]

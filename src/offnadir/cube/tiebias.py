@@ -12,7 +12,7 @@ import numpy as np
 from offnadir.camera.bias_robust import affine_displacement, apply_affine, clustered_displacement_sd, fit_robust
 from offnadir.camera.camera import compose_affine
 from offnadir.cube.tie_report import MIN_POINTS, WEAK_POINTS, WEAK_SD_PX, _image_report
-from offnadir.cube.tie_report import WEAK_MEDIAN_PX, format_report, record, report_attrs  # noqa: F401 (re-exported)
+from offnadir.cube.tie_report import WEAK_MEDIAN_PX, format_report, report_attrs  # noqa: F401 (re-exported)
 from offnadir.cube.tie_tasks import gather, scheduler_threads
 from offnadir.cube.tiepoints import (STEP_PX, BLOCK_WINDOWS, TieOptions, block_tiles, measure_windows,
                                      parallax_sensitivity, plan_suns, stages)

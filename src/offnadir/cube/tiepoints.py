@@ -366,15 +366,8 @@ def run_for_config(plan, cfg: dict, *, quiet: bool = False):
     return tiebias.run_for_config(plan, cfg, quiet=quiet)
 
 
-def record(out, report) -> None:
-    """Store a tie-bias report in the store's ``tie_bias`` attribute."""
-    from offnadir.cube import tiebias
-
-    tiebias.record(out, report)
-
-
 def report_attrs(report) -> dict:
-    """The store attributes :func:`record` writes (for a caller that writes them with others)."""
+    """The store attributes of a tie-point report (``tie_bias``), written with the run's others."""
     from offnadir.cube import tiebias
 
     return tiebias.report_attrs(report)
