@@ -1,0 +1,230 @@
+"""The decisions of ``eval_shadow_cut.py`` (issue 7, u3 thirteenth round): a stored run's arrays with the target's
+shadow log-odds (:func:`arrays`), the "lit where predicted shadow" ray (``cut*``), the unexplained-light blobs with
+their casters' decisions (``blob*``: :func:`first_caster_changed`, :func:`blob_footprint`) and the maps pass replayed
+with them (:func:`decide_cut`, :func:`replay`; ``first`` is the pipeline). What they measure: that script's docstring.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import eval_evidence_offline as EO  # noqa: E402
+from _shadow_ray_rays import load, shift  # noqa: E402
+
+from offnadir.change import shadow_observed as SO  # noqa: E402
+
+
+def arrays(store, scene):
+    """The run's arrays and the scene's truth on the grid."""
+    import xarray as xr
+
+    d = load(store)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(store, mask_and_scale=False)
+        d["change"] = np.asarray(ds["change"].values[d["t"]])
+    for k in ("truth_change_class", "truth_structural", "truth_occluded", "truth_shadow"):
+        d[k] = EO._read(scene / f"{k}.tif")
+    d["h_new"] = (EO._read(scene / "dsm_epoch2.tif").astype(np.float64) - EO._read(scene / "dtm.tif").astype(np.float64))
+    rec = d["sun"].get("shadow_classifier")
+    clf = SO.ShadowClassifier.from_report(rec) if rec else None
+    d["lo"] = SO.log_odds(d["target"], d["ok_t"], clf) if clf is not None else np.full(d["ev"].shape, np.nan)
+    d["clf"] = clf
+    return d
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# decisions offline: the "lit where predicted shadow" ray, replayed with the pipeline's maps pass (`first`)
+
+CUT_VARIANTS = {
+    "first": "the pipeline (eval_shadow_ray's first)",
+    "cut": "first, and the cut-shadow ray before the localisation: the share of ground cells seen lit (the target "
+           "classifier's log-odds of shadow < 0) where the old DSM predicts shadow, at least MARGIN + 1 cells inside "
+           "it, among the ray's cells in such predicted shadow, on the K cells away from the target's sensor (where "
+           "a building standing on the cell shows its roof); no word where the ray holds no such cell",
+    "cut_against": "control: cut with the ray towards the sensor",
+    "cut_perp": "control: cut with the ray across the lean",
+    "cut_raise": "cut, its ratio relative to its lowest bin (may only raise)",
+    "blob": "first, and the unexplained light per object before the localisation: 8-connected blobs of ground cells "
+            "in predicted shadow (>= MARGIN + 1 cells inside it) seen as lit as the run's sure-lit ground on average "
+            "(log-odds of shadow <= the classifier's lit centre), at least (2 MARGIN + 1)^2 cells, whose casters (the "
+            "first old-elevated cell up-sun of each blob cell) are mostly not decided changed; the blob and the cells "
+            "K towards the sensor from it (the roof's footprint, K the typical height's relief displacement) get S = 1, "
+            "its ratio calibrated as the rays' and added before the localisation",
+    "blob_raise": "blob, its ratio relative to S = 0 (may only raise)",
+    "blob_anycaster": "control: blob without the caster test (a missing shadow counted as unexplained light)",
+    "blob_against": "control: blob with the footprint K away from the sensor",
+    "blob_raise_anycaster": "control: blob_raise without the caster test",
+    "blob_raise_against": "control: blob_raise with the footprint K away from the sensor",
+}
+
+
+def cut_input(d, depth_min=3):
+    """(lit, eligible): ground cells seen by the target in predicted shadow at least ``depth_min`` cells inside it
+    (the classifier's own margin + 1: a predicted shadow edge may be off by MARGIN cells), and those seen lit."""
+    psh = d["ill"] == 0
+    depth = ndi.distance_transform_edt(psh)
+    elig = psh & (depth >= depth_min) & ~d["elev"] & d["ok_t"] & np.isfinite(d["lo"])
+    return elig & (d["lo"] < 0), elig
+
+
+def cut_ray(d, name):
+    from _shadow_ray_rays import ray_share, typical_height
+
+    lit, elig = cut_input(d)
+    az = math.radians(d["view_az"] + d["sun"]["grid_north_deg"])
+    if name.endswith("against"):
+        az += math.pi
+    elif name.endswith("perp"):
+        az += math.pi / 2
+    h = typical_height(d)
+    k = int(min(max(2, math.ceil(h * math.tan(math.radians(d["view_off"])) / d["cell"])),
+                int(d["cal"]["window_cells"]) // 2))
+    n = ray_share(elig, az, k)
+    s = ray_share(lit, az, k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        S = np.where(n > 0, s / np.where(n > 0, n, 1.0), np.nan)
+    return S, dict(cut_K=k, cut_lit=int(lit.sum()), cut_elig=int(elig.sum()))
+
+
+def first_caster_changed(d):
+    """Per cell: the stored decision (change 0/1/2) of the first old-elevated cell up-sun of it within the old
+    DSM's longest shadow, -1 where none."""
+    sun = d["sun"]
+    az, el = math.radians(sun["azimuth"] + sun["grid_north_deg"]), math.radians(sun["elevation"])
+    di, dj = math.cos(az), -math.sin(az)
+    relief = float(np.nanmax(d["dsm"]) - np.nanmin(d["dsm"]))
+    kmax = int(min(relief / math.tan(max(el, 0.05)) / d["cell"] + 2, max(d["elev"].shape)))
+    dec = np.full(d["elev"].shape, -1, np.int16)
+    found = np.zeros(d["elev"].shape, bool)
+    chg = d["change"].astype(np.int16)
+    for k in range(1, kmax + 1):
+        a, b = -int(math.floor(k * di + 0.5)), -int(math.floor(k * dj + 0.5))
+        e = shift(d["elev"], a, b)
+        new = e & ~found
+        dec[new] = shift(chg, a, b)[new]
+        found |= e
+        if found.all():
+            break
+    return dec
+
+
+def blob_footprint(d, name):
+    from _shadow_ray_rays import typical_height
+
+    clf = d["clf"]
+    _, elig = cut_input(d)
+    thr = clf.mean_llr_lit + clf.prior
+    lit = elig & (np.nan_to_num(d["lo"], nan=0.0) <= thr)
+    lab, n = ndi.label(lit, structure=np.ones((3, 3)))
+    size = np.bincount(lab.ravel(), minlength=n + 1)
+    keep = size >= (2 * SO.MARGIN + 1) ** 2
+    keep[0] = False
+    if "anycaster" not in name:
+        dec = first_caster_changed(d)
+        on = lab > 0
+        chg_n = np.bincount(lab[on], weights=(dec[on] == 1).astype(np.float64), minlength=n + 1)
+        keep &= chg_n < 0.5 * size
+    b = keep[lab]
+    az = math.radians(d["view_az"] + d["sun"]["grid_north_deg"]) + (0.0 if name.endswith("against") else math.pi)
+    h = typical_height(d)
+    k = int(max(2, math.ceil(h * math.tan(math.radians(d["view_off"])) / d["cell"])))
+    fp = b.copy()
+    di, dj = math.cos(az), -math.sin(az)
+    for s in range(1, k + 1):
+        fp |= shift(b, -int(math.floor(s * di + 0.5)), -int(math.floor(s * dj + 0.5)))
+    fp &= ~d["elev"]
+    return fp.astype(np.float64), dict(blob_thr=round(thr, 2), blobs=int(keep.sum()), blob_cells=int(b.sum()),
+                                       blob_fp=int(fp.sum()), blob_K=k)
+
+
+def decide_cut(d, name):
+    import eval_decision_offline as ED
+    from scipy.special import expit, logit
+    from _shadow_ray_rays import MIN_CHANGED, ray_table, shadow_ray
+
+    from offnadir.change import calibrate as C
+    from offnadir.change import cells as P
+    from offnadir.change import localise as L
+
+    e, el = d["ev"], d["elev"]
+    p = np.full(e.shape, np.nan)
+    models = {}
+    for s, m in ((1, el), (0, ~el)):
+        models[s] = ED.refit(C.histogram(P.ratio_evidence(e), m), s)
+        p[m] = C.probability(P.ratio_evidence(e[m]), models[s])
+    g = ~el
+    pw, fm = p.copy(), None
+    if d.get("fine") is not None:
+        fm = C.fit(C.histogram(P.ratio_evidence(d["fine"]), g), anchor=P.ANCHOR["local"])
+        p[g] = L.localise(p[g], d["fine"][g], models[0], fm)
+    obs = g & np.isfinite(p) & (d["vis"][0] == 1) & (d["vis"][d["t"]] == 1)
+    chg, unc = obs & (p >= 0.5), obs & (p < 0.5)
+    info, add = {}, None
+    S, info0 = shadow_ray(d, "first")
+    info.update(info0)
+    if S is not None and chg.sum() >= MIN_CHANGED:
+        llr, b = ray_table(S, chg, unc, "")
+        add = np.where(g, llr[b], 0.0)
+        if name.startswith("blob") and d["clf"] is not None:
+            Sb, bi = blob_footprint(d, name)
+            lt, lb = ray_table(Sb, chg, unc, "raise" if "raise" in name else "")
+            if "truth_change_class" in d:  # where the footprint lies (hard runs: the scene's truth)
+                fp = Sb > 0
+                bi["fp_new"] = int((fp & (d["truth_change_class"] == 1)).sum())
+                bi["fp_new_missed_before"] = int((fp & (d["truth_change_class"] == 1) & (d["change"] == 0)).sum())
+                bi["fp_unchanged"] = int((fp & (d["truth_change_class"] == 0)).sum())
+            bi["blob_log_lr"] = [round(float(lt[0]), 2), round(float(lt[-1]), 2)]
+            info.update(bi)
+            add = add + np.where(g, lt[lb], 0.0)
+        if name.startswith("cut") and d["clf"] is not None:
+            Sc, ci = cut_ray(d, name)
+            known = np.isfinite(Sc)
+            lt, lb = ray_table(np.nan_to_num(Sc), chg & known, unc & known, "raise" if "raise" in name else "")
+            ci["cut_log_lr"] = np.round(lt, 2).tolist()
+            info.update(ci)
+            add = add + np.where(g & known, lt[lb], 0.0)
+    if add is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = expit(logit(np.clip(pw, 0, 1)) + add)
+        p = np.where(g & np.isfinite(q) & (add != 0), q, pw)
+        if fm is not None:
+            p[g] = L.localise(p[g], d["fine"][g], models[0], fm)
+    kept = ED.rim_kept(d)
+    p, ch = ED.finish(d, p, kept, ED.criteria_score(d, kept), d.get("gone"))
+    return p, ch, info
+
+
+def replay(store, scene, names, km=False):
+    import eval_decision_offline as ED
+    import eval_shadow_ray as ER
+
+    d = arrays(store, scene) if scene is not None else _km_arrays(store)
+    p0, _ = ED.decide(d, "current")
+    with np.errstate(invalid="ignore"):
+        d["gone"] = np.isfinite(d["prob"]) & (d["prob"] == np.float32(0.5)) & (p0 < 0.5)
+    out = {}
+    for n in names:
+        p, ch, info = decide_cut(d, n)
+        r = EO.score_km(d, p, ch) if km else ER.score_hard(d, p, ch, scene)
+        both = np.isfinite(p) & np.isfinite(d["prob"])
+        r["diff"] = float(np.max(np.abs(p[both] - d["prob"][both]), initial=0))
+        r["info"] = info
+        out[n] = r
+    return out
+
+
+def _km_arrays(store):
+    d = load(store)
+    rec = d["sun"].get("shadow_classifier")
+    clf = SO.ShadowClassifier.from_report(rec) if rec else None
+    d["lo"] = SO.log_odds(d["target"], d["ok_t"], clf) if clf is not None else np.full(d["ev"].shape, np.nan)
+    d["clf"] = clf
+    return d
