@@ -63,6 +63,10 @@ CUT_VARIANTS = {
     "blob_against": "control: blob with the footprint K away from the sensor",
     "blob_raise_anycaster": "control: blob_raise without the caster test",
     "blob_raise_against": "control: blob_raise with the footprint K away from the sensor",
+    "veto": "first, with the roofs decided gone by the shadow rules (p = 1/2) left out where their predicted ground "
+            "shadow is cut short, not missing: the half nearer the caster mostly seen shadowed, the farther half "
+            "mostly seen lit",
+    "veto_all": "context: first with no roof decided gone",
 }
 
 
@@ -114,6 +118,56 @@ def first_caster_changed(d):
         if found.all():
             break
     return dec
+
+
+def first_caster(d):
+    """Per cell: (patch id, steps) of the first old-elevated cell up-sun of it within the old DSM's longest
+    shadow (-1, 0 where none)."""
+    sun = d["sun"]
+    az, el = math.radians(sun["azimuth"] + sun["grid_north_deg"]), math.radians(sun["elevation"])
+    di, dj = math.cos(az), -math.sin(az)
+    relief = float(np.nanmax(d["dsm"]) - np.nanmin(d["dsm"]))
+    kmax = int(min(relief / math.tan(max(el, 0.05)) / d["cell"] + 2, max(d["elev"].shape)))
+    pid = np.full(d["elev"].shape, -1, np.int64)
+    dist = np.zeros(d["elev"].shape, np.int32)
+    found = np.zeros(d["elev"].shape, bool)
+    patch = d["patch"].astype(np.int64)
+    for k in range(1, kmax + 1):
+        a, b = -int(math.floor(k * di + 0.5)), -int(math.floor(k * dj + 0.5))
+        e = shift(d["elev"], a, b)
+        new = e & ~found
+        pid[new] = shift(patch, a, b)[new]
+        dist[new] = k
+        found |= e
+        if found.all():
+            break
+    return pid, dist
+
+
+def cut_short_gone(d, name):
+    """The roofs decided gone (``d["gone"]``) whose predicted ground shadow is cut short rather than missing: its
+    cells nearer the caster than their median distance (and beyond the classifier's margin) mostly seen shadowed,
+    the farther ones mostly seen lit (a surface higher than the ground receives the shadow farther out: a new
+    building in it), as a bool mask of their cells; ``veto_all``: every roof decided gone (the rule's worth)."""
+    gone = d["gone"]
+    if "all" in name:
+        return gone.copy(), dict(vetoed=int(np.unique(d["patch"][gone]).size))
+    pid, dist = first_caster(d)
+    lo = d["lo"]
+    sh = (d["ill"] == 0) & ~d["elev"] & d["ok_t"] & np.isfinite(lo) & (dist > SO.MARGIN)
+    out = np.zeros(gone.shape, bool)
+    n = 0
+    for p in np.unique(d["patch"][gone]):
+        m = sh & (pid == p)
+        if m.sum() < 2 * (2 * SO.MARGIN + 1) ** 2:
+            continue
+        k = dist[m]
+        near, far = k <= np.median(k), k > np.median(k)
+        seen_sh = lo[m] >= 0
+        if near.any() and far.any() and seen_sh[near].mean() >= 0.5 and seen_sh[far].mean() < 0.5:
+            out |= gone & (d["patch"] == p)
+            n += 1
+    return out, dict(vetoed=n)
 
 
 def blob_footprint(d, name):
@@ -197,8 +251,13 @@ def decide_cut(d, name):
         p = np.where(g & np.isfinite(q) & (add != 0), q, pw)
         if fm is not None:
             p[g] = L.localise(p[g], d["fine"][g], models[0], fm)
+    gone = d.get("gone")
+    if name.startswith("veto") and gone is not None and d["clf"] is not None:
+        vet, vi = cut_short_gone(d, name)
+        info.update(vi)
+        gone = gone & ~vet
     kept = ED.rim_kept(d)
-    p, ch = ED.finish(d, p, kept, ED.criteria_score(d, kept), d.get("gone"))
+    p, ch = ED.finish(d, p, kept, ED.criteria_score(d, kept), gone)
     return p, ch, info
 
 
@@ -214,6 +273,13 @@ def replay(store, scene, names, km=False):
     for n in names:
         p, ch, info = decide_cut(d, n)
         r = EO.score_km(d, p, ch) if km else ER.score_hard(d, p, ch, scene)
+        if not km:
+            t, cls = d["t"], d["truth_change_class"]
+            cells = ((d["vis"][0] == 1) & (d["vis"][t] == 1) & (d["truth_structural"] != 255)
+                     & (d["truth_occluded"] == 0) & (ch != 2))
+            r["roof_fa"] = int((cells & d["elev"] & (cls == 0) & (ch == 1)).sum())
+            r["demolished_miss"] = int((cells & (cls == 2) & (ch == 0)).sum())
+            r["raised_miss"] = int((cells & (cls == 3) & (ch == 0)).sum())
         both = np.isfinite(p) & np.isfinite(d["prob"])
         r["diff"] = float(np.max(np.abs(p[both] - d["prob"][both]), initial=0))
         r["info"] = info

@@ -36,6 +36,9 @@ decided changed explains the light: its shadow is missing); the blob and the K c
 localised decision, counts + 1/2, pool-adjacent-violators) and added with it before the localisation; controls
 ``_against`` / ``_perp`` (the ray or footprint reversed / across), ``blob_anycaster`` (no caster test); ``_raise``
 the ratio relative to S = 0. Off where the shadow ray is off (the classifier is no witness: Kahramanmaras).
+``veto``: the opposite decision, the roofs decided gone by the roof-wide shadow rules (p = 1/2) left out where
+their predicted ground shadow is cut short rather than missing (its half nearer the caster mostly seen shadowed,
+the farther half mostly seen lit); ``veto_all``: no roof decided gone (what the rule is worth).
 Measured in ``docs/change_detection.md`` (u3 thirteenth round): not adopted.
 """
 
@@ -53,7 +56,7 @@ from scipy import ndimage as ndi
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _shadow_ray_rays import shift  # noqa: E402
 from _shadow_cut_decide import (CUT_VARIANTS, arrays, blob_footprint, cut_input, decide_cut,  # noqa: E402, F401
-                                first_caster_changed, replay)
+                                cut_short_gone, first_caster_changed, replay)
 
 
 DEPTHS = ((1, 2), (3, 5), (6, 10), (11, 10**6))
@@ -197,7 +200,9 @@ def main(argv=None):
                 print(f"  hard elevated F1 {' '.join(f'{x:.3f}' for x in f1)} (mean {np.mean(f1):.4f}); AUC mean "
                       f"{np.mean([r['auc'] for r in rows]):.4f}; all-cells F1 mean {np.mean([r['f1'] for r in rows]):.4f}; "
                       f"ground FA cells {sum(r['ground_fa_cells'] for r in rows)}; new-building misses "
-                      f"{sum(r['new_miss'] for r in rows)} ({' '.join(str(r['new_miss']) for r in rows)})")
+                      f"{sum(r['new_miss'] for r in rows)} ({' '.join(str(r['new_miss']) for r in rows)}); unchanged-roof FA "
+                      f"{sum(r['roof_fa'] for r in rows)}; misses demolished {sum(r['demolished_miss'] for r in rows)}, "
+                      f"raised {sum(r['raised_miss'] for r in rows)}")
                 for s, r in zip(a.seeds, rows):
                     print(f"    seed {s}: {r['info']} (vs stored {r['diff']:.2g})")
             for t in ((1, 2) if a.km else ()):

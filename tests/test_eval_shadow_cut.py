@@ -58,3 +58,18 @@ def test_a_blob_at_the_shadows_edge_or_too_small_is_no_witness():
     d["lo"][34:37, 25:28] = -5.0  # 9 cells < (2 MARGIN + 1)^2
     _, info = E.blob_footprint(d, "blob")
     assert info["blobs"] == 0
+
+
+def test_a_roof_decided_gone_is_left_out_where_its_shadow_is_cut_short_not_missing():
+    import numpy as np
+
+    d = _scene(caster_changed=True)
+    d["patch"] = np.where(d["elev"], 7, 0).astype(np.int64)
+    d["gone"] = d["elev"].copy()
+    d["lo"][20:40, 20:31] = 3.0
+    d["lo"][20:30, 20:31] = -5.0  # the half of its shadow farther from the caster seen lit, the nearer half shadowed
+    vet, info = E.cut_short_gone(d, "veto")
+    assert info["vetoed"] == 1 and vet[45, 25]
+    d["lo"][30:40, 20:31] = -5.0  # all of it lit: the caster's shadow is missing, the decision stands
+    vet, info = E.cut_short_gone(d, "veto")
+    assert info["vetoed"] == 0 and not vet.any()
