@@ -32,7 +32,8 @@ def arrays(store, scene):
         d["change"] = np.asarray(ds["change"].values[d["t"]])
     for k in ("truth_change_class", "truth_structural", "truth_occluded", "truth_shadow"):
         d[k] = EO._read(scene / f"{k}.tif")
-    d["h_new"] = (EO._read(scene / "dsm_epoch2.tif").astype(np.float64) - EO._read(scene / "dtm.tif").astype(np.float64))
+    d["h_new"] = (EO._read(scene / "dsm_epoch2.tif").astype(np.float64)
+                  - EO._read(scene / "dtm.tif").astype(np.float64))
     rec = d["sun"].get("shadow_classifier")
     clf = SO.ShadowClassifier.from_report(rec) if rec else None
     d["lo"] = SO.log_odds(d["target"], d["ok_t"], clf) if clf is not None else np.full(d["ev"].shape, np.nan)
@@ -56,7 +57,8 @@ CUT_VARIANTS = {
             "in predicted shadow (>= MARGIN + 1 cells inside it) seen as lit as the run's sure-lit ground on average "
             "(log-odds of shadow <= the classifier's lit centre), at least (2 MARGIN + 1)^2 cells, whose casters (the "
             "first old-elevated cell up-sun of each blob cell) are mostly not decided changed; the blob and the cells "
-            "K towards the sensor from it (the roof's footprint, K the typical height's relief displacement) get S = 1, "
+            "K towards the sensor from it (the roof's footprint, K the typical height's relief displacement) get "
+            "S = 1, "
             "its ratio calibrated as the rays' and added before the localisation",
     "blob_raise": "blob, its ratio relative to S = 0 (may only raise)",
     "blob_anycaster": "control: blob without the caster test (a missing shadow counted as unexplained light)",
@@ -66,6 +68,9 @@ CUT_VARIANTS = {
     "veto": "first, with the roofs decided gone by the shadow rules (p = 1/2) left out where their predicted ground "
             "shadow is cut short, not missing: the half nearer the caster mostly seen shadowed, the farther half "
             "mostly seen lit",
+    "veto_new": "first, with the roofs decided gone left out where most of their predicted ground shadow seen lit lies "
+                "on ground the run decided changed (the stored change map): a new object found there explains the "
+                "light",
     "veto_all": "context: first with no roof decided gone",
 }
 
@@ -160,6 +165,12 @@ def cut_short_gone(d, name):
     for p in np.unique(d["patch"][gone]):
         m = sh & (pid == p)
         if m.sum() < 2 * (2 * SO.MARGIN + 1) ** 2:
+            continue
+        if "new" in name:  # the light falls on ground the run decided changed (a new object found there)
+            lit = m & (lo < 0)
+            if lit.sum() >= (2 * SO.MARGIN + 1) ** 2 and (d["change"][lit] == 1).mean() >= 0.5:
+                out |= gone & (d["patch"] == p)
+                n += 1
             continue
         k = dist[m]
         near, far = k <= np.median(k), k > np.median(k)

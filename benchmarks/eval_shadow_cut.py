@@ -38,7 +38,8 @@ localised decision, counts + 1/2, pool-adjacent-violators) and added with it bef
 the ratio relative to S = 0. Off where the shadow ray is off (the classifier is no witness: Kahramanmaras).
 ``veto``: the opposite decision, the roofs decided gone by the roof-wide shadow rules (p = 1/2) left out where
 their predicted ground shadow is cut short rather than missing (its half nearer the caster mostly seen shadowed,
-the farther half mostly seen lit); ``veto_all``: no roof decided gone (what the rule is worth).
+the farther half mostly seen lit), ``veto_new`` where most of their shadow seen lit lies on ground the run decided
+changed (a new object found there explains the light); ``veto_all``: no roof decided gone (what the rule is worth).
 Measured in ``docs/change_detection.md`` (u3 thirteenth round): not adopted.
 """
 
@@ -197,12 +198,14 @@ def main(argv=None):
             rows = [res[s][v] for s in (a.seeds if a.hard else [])]
             if rows:
                 f1 = [r["elevated_f1"] for r in rows]
+                tot = {k: sum(r[k] for r in rows) for k in ("ground_fa_cells", "new_miss", "roof_fa", "demolished_miss",
+                                                             "raised_miss")}
                 print(f"  hard elevated F1 {' '.join(f'{x:.3f}' for x in f1)} (mean {np.mean(f1):.4f}); AUC mean "
-                      f"{np.mean([r['auc'] for r in rows]):.4f}; all-cells F1 mean {np.mean([r['f1'] for r in rows]):.4f}; "
-                      f"ground FA cells {sum(r['ground_fa_cells'] for r in rows)}; new-building misses "
-                      f"{sum(r['new_miss'] for r in rows)} ({' '.join(str(r['new_miss']) for r in rows)}); unchanged-roof FA "
-                      f"{sum(r['roof_fa'] for r in rows)}; misses demolished {sum(r['demolished_miss'] for r in rows)}, "
-                      f"raised {sum(r['raised_miss'] for r in rows)}")
+                      f"{np.mean([r['auc'] for r in rows]):.4f}; all-cells F1 mean "
+                      f"{np.mean([r['f1'] for r in rows]):.4f}; ground FA cells {tot['ground_fa_cells']}; "
+                      f"new-building misses {tot['new_miss']} ({' '.join(str(r['new_miss']) for r in rows)}); "
+                      f"unchanged-roof FA {tot['roof_fa']}; misses demolished {tot['demolished_miss']}, "
+                      f"raised {tot['raised_miss']}")
                 for s, r in zip(a.seeds, rows):
                     print(f"    seed {s}: {r['info']} (vs stored {r['diff']:.2g})")
             for t in ((1, 2) if a.km else ()):
