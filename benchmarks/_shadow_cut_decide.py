@@ -299,7 +299,12 @@ def replay(store, scene, names, km=False):
 
 
 def _km_arrays(store):
+    import xarray as xr
+
     d = load(store)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d["change"] = np.asarray(xr.open_zarr(store, mask_and_scale=False)["change"].values[d["t"]])
     rec = d["sun"].get("shadow_classifier")
     clf = SO.ShadowClassifier.from_report(rec) if rec else None
     d["lo"] = SO.log_odds(d["target"], d["ok_t"], clf) if clf is not None else np.full(d["ev"].shape, np.nan)
