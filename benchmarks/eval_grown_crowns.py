@@ -20,6 +20,7 @@ unchanged made of tree cells (>= 0.9, the scene regenerated from its seed), and 
     python benchmarks/eval_grown_crowns.py --hard W [--seeds 0 1 2] [--corr 1] [--model uniform|proportional] [--stereo]
         [--cache DIR] [--apply 3 4]
     python benchmarks/eval_grown_crowns.py --hard W --census
+    python benchmarks/eval_grown_crowns.py --hard WS --stereo --dh
 """
 
 from __future__ import annotations
@@ -202,6 +203,44 @@ def census(path: Path, scene: Path) -> str:
     return "\n".join(out)
 
 
+def dh_crowns(path: Path, scene: Path) -> str:
+    """``--dh`` (stereo stores): per crown the share of its cells with a measured ``dh`` that is not zero, and
+    with ``0.5 < dh <= 4 m`` (a grown crown's range), against the run's crowns (median, robust sd; crowns of
+    8 cells or more): whether the sweep's heights, below the 2.5 m bound, still tell grown crowns apart."""
+    import xarray as xr
+
+    import eval_evidence_offline as OFF
+    import eval_tree_crowns as ETC
+
+    _, _, lab_c, _ = ETC.replay(path)
+    dh = xr.open_zarr(path)["dh"].values[1]
+    sel = (lab_c > 0) & np.isfinite(dh)
+    ids, lab = np.unique(lab_c[sel], return_inverse=True)
+    n = np.bincount(lab, minlength=len(ids))
+
+    def frac(x):
+        return np.bincount(lab, x.astype(np.float64), minlength=len(ids)) / np.maximum(n, 1)
+
+    cls = OFF._read(scene / "truth_change_class.tif")[sel]
+    grown, cut, tree = frac(cls == 6), frac(cls == 5), frac(_trees(scene)[sel])
+    ok = n >= 8
+    unch, gr = ok & (grown < 0.1) & (cut < 0.1), ok & (grown >= 0.5)
+    out = []
+    x = dh[sel]
+    for name, st in (("dh not zero", frac(np.abs(x) > 0.01)), ("0.5 < dh <= 4", frac((x > 0.5) & (x <= 4)))):
+        med = float(np.median(st[ok]))
+        sd = float(1.4826 * np.median(np.abs(st[ok] - med)))
+        line = (f"  {name}: crowns {int(ok.sum())}, grown {int(gr.sum())}, AUC {auc(st[gr], st[unch]):.2f}, "
+                f"median {med:.2f} sd {sd:.2f}")
+        for q in (3, 4):
+            f = ok & (st > med + q * sd)
+            ft = f & unch & (tree >= 0.9)
+            line += (f"; > {q} sd grown {int((f & gr).sum())} ({int((n * grown)[f].sum())} grown cells), unchanged "
+                     f"{int((f & unch).sum())} ({int(n[f & unch].sum())} cells, trees {int(n[ft].sum())})")
+        out.append(line)
+    return "\n".join(out)
+
+
 def _trees(scene: Path):
     """The simulator's tree cells at date 1 (the scene regenerated from its seed: deterministic)."""
     from offnadir.simulate import scene as S
@@ -253,6 +292,7 @@ def main(argv=None) -> int:
     ap.add_argument("--apply", type=float, nargs="*", default=[],
                     help="score the rule flagging crowns beyond these many robust sd of the run's crowns")
     ap.add_argument("--size-quantile", type=float, help="--apply: only crowns up to this quantile of size")
+    ap.add_argument("--dh", action="store_true", help="with --stereo: the sweep's dh per crown, not the texture")
     ap.add_argument("--census", action="store_true", help="only the census of the missed grown cells")
     ap.add_argument("--cache", type=Path, help="a folder keeping each seed's curves (a rerun reads them)")
     a = ap.parse_args(argv)
@@ -266,6 +306,9 @@ def main(argv=None) -> int:
             continue
         if a.census:
             print(f"== seed {s}: " + census(path, scene))
+            continue
+        if a.dh:
+            print(f"== seed {s}: the stereo sweep's dh per crown\n" + dh_crowns(path, scene))
             continue
         cache = a.cache / f"{a.hard.name}_{'st' if a.stereo else ''}{s}_{a.model}.npz" if a.cache else None
         if cache is not None and cache.exists():
