@@ -21,6 +21,7 @@ unchanged made of tree cells (>= 0.9, the scene regenerated from its seed), and 
         [--cache DIR] [--apply 3 4]
     python benchmarks/eval_grown_crowns.py --hard W --census
     python benchmarks/eval_grown_crowns.py --hard WS --stereo --dh
+    python benchmarks/eval_grown_crowns.py --km K --model proportional --apply 3 4 [--size-quantile 0.9]
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def gain_up(Z, dz=DZ, up=1.0, near=0.5):
     return Zf[:, dz >= up - 1e-9].max(1) - z0, z0, Zf.max(1)
 
 
-def scan(path: Path, scene: Path, model: str = "uniform") -> dict:
+def scan(path: Path, scene: Path | None, model: str = "uniform") -> dict:
     """The curves of target 1 per crown of a stored run, with each crown's truth fractions."""
     import rasterio
     import xarray as xr
@@ -107,8 +108,12 @@ def scan(path: Path, scene: Path, model: str = "uniform") -> dict:
     for t in targets:
         row, col = d["row"].values[t].astype(np.float64), d["col"].values[t].astype(np.float64)
         rate = height_rate(row, col, h, a["visible"][t] == 1)
-        name = "target.tif" if t == 1 else f"target{t}.tif"
-        with rasterio.open(scene / name) as src:
+        if scene is not None:
+            name = scene / ("target.tif" if t == 1 else f"target{t}.tif")
+        else:  # a real run: the image the store names
+            name = Path(json.loads(d.attrs["images"])[t]["path"]) if isinstance(d.attrs["images"], str) \
+                else Path(d.attrs["images"][t]["path"])
+        with rasterio.open(name) as src:
             img = src.read(1).astype(np.float64)
         u = a["value"][0, 0][sel]
         v0 = ndi.map_coordinates(img, [row[sel], col[sel]], order=1, mode="nearest")
@@ -122,9 +127,12 @@ def scan(path: Path, scene: Path, model: str = "uniform") -> dict:
         rates.append(rate)
     Z = np.mean(curves, 0)
     rate = rates[0]
+    n = np.bincount(lab, minlength=len(ids))
+    if scene is None:  # no truth: every crown counts as unchanged in the summaries
+        z = np.zeros(len(ids))
+        return dict(Z=Z, n=n, cut=z, grown=z, changed=z, tree=z, rate=rate, ids=ids, lab_c=lab_c)
     cls = OFF._read(scene / "truth_change_class.tif")[sel]
     tree = _trees(scene)[sel]
-    n = np.bincount(lab, minlength=len(ids))
 
     def frac(x):
         return np.bincount(lab, x.astype(np.float64), minlength=len(ids)) / np.maximum(n, 1)
@@ -133,7 +141,7 @@ def scan(path: Path, scene: Path, model: str = "uniform") -> dict:
                 tree=frac(tree), rate=rate, ids=ids, lab_c=lab_c)
 
 
-def apply(r: dict, path: Path, scene: Path, q: float, model: str, size_q: float | None = None) -> str:
+def apply(r: dict, path: Path, scene: Path | None, q: float, model: str, size_q: float | None = None) -> str:
     """``--apply q``: the rule as the pipeline could run it — the crowns whose gain exceeds the run's crowns'
     median by ``q`` robust sd (every crown with a curve: no truth) flagged (``p -> max(p, 3/4)`` on their
     cells) — scored before and after as ``eval_tree_crowns.py`` scores (``eval_missing_shadow.score_hard``).
@@ -154,7 +162,8 @@ def apply(r: dict, path: Path, scene: Path, q: float, model: str, size_q: float 
     p = p0.copy()
     m = np.isin(r["lab_c"], hit)
     p[m] = np.maximum(p[m], 0.75)
-    before, after = EMS.score_hard(run, p0, scene), EMS.score_hard(run, p, scene)
+    score = (lambda q: EMS.score_km(run, q)) if scene is None else (lambda q: EMS.score_hard(run, q, scene))
+    before, after = score(p0), score(p)
     size = "" if size_q is None else f", crowns up to the {size_q:g} quantile of size"
     return (f"  apply > {q:g} sd{size} (null of all {int(fin.sum())} crowns: median {med:+.2f} sd {sd:.2f}): "
             f"{len(hit)} crowns, {int(m.sum())} cells; " + ", ".join(f"{k} {v:.4f}" for k, v in before.items())
@@ -281,7 +290,8 @@ def summary(r: dict, corr: float | None = None, model: str = "uniform") -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--hard", type=Path, required=True)
+    ap.add_argument("--hard", type=Path)
+    ap.add_argument("--km", type=Path, help="eval_change_real.py --workdir K: the rule scored on Kahramanmaras")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(6)))
     ap.add_argument("--corr", type=float, default=None,
                     help="only crowns whose best z is within this many robust sd of the run's median z")
@@ -299,6 +309,21 @@ def main(argv=None) -> int:
     import warnings
 
     warnings.simplefilter("ignore", RuntimeWarning)  # crowns without cells: NaN rows, reported as such
+    if a.km:  # eval_change_real.py --workdir K: km_post1.zarr, km_post2.zarr (no truth of trees: --apply only)
+        for t in (1, 2):
+            path = a.km / f"km_post{t}.zarr"
+            cache = a.cache / f"km{t}_{a.model}.npz" if a.cache else None
+            if cache is not None and cache.exists():
+                r = dict(np.load(cache))
+            else:
+                r = scan(path, None, a.model)
+                if cache is not None:
+                    np.savez(cache, **r)
+            print(f"== Kahramanmaras img{t}: target px per metre of height {np.hypot(*r['rate']):.2f}, "
+                  f"crowns {int(np.isfinite(r['Z']).all(1).sum())}")
+            for q in a.apply:
+                print(apply(r, path, None, q, a.model, a.size_quantile))
+        return 0
     for s in a.seeds:
         stem = "hard_stereo" if a.stereo else "hard"
         path, scene = a.hard / f"{stem}{s}.zarr", a.hard / f"{stem}{s}"
