@@ -80,7 +80,7 @@ def gain_up(Z, dz=DZ, up=1.0, near=0.5):
     return Zf[:, dz >= up - 1e-9].max(1) - z0, z0, Zf.max(1)
 
 
-def scan(path: Path, scene: Path | None, model: str = "uniform") -> dict:
+def scan(path: Path, scene: Path | None, model: str = "uniform", lit_only: bool = True) -> dict:
     """The curves of target 1 per crown of a stored run, with each crown's truth fractions."""
     import rasterio
     import xarray as xr
@@ -99,7 +99,7 @@ def scan(path: Path, scene: Path | None, model: str = "uniform") -> dict:
     targets = range(1, a["visible"].shape[0])  # a stereo run: both same-date targets, curves averaged
     vis = np.all([a["visible"][i] == 1 for i in range(a["visible"].shape[0])], 0)
     lit = np.all([(il[i] > 0) & (il[i] < 255) for i in range(il.shape[0])], 0)
-    sel = CT.inner(a["elevated"] == 1) & vis & lit & (lab_c > 0)
+    sel = CT.inner(a["elevated"] == 1) & vis & (lit if lit_only else True) & (lab_c > 0)
     ids, lab = np.unique(lab_c[sel], return_inverse=True)
     above = None
     if model != "uniform":  # the height above the local ground: the lowest DSM within 30 m (a crown's, a roof's width)
@@ -303,6 +303,8 @@ def main(argv=None) -> int:
                     help="score the rule flagging crowns beyond these many robust sd of the run's crowns")
     ap.add_argument("--size-quantile", type=float, help="--apply: only crowns up to this quantile of size")
     ap.add_argument("--dh", action="store_true", help="with --stereo: the sweep's dh per crown, not the texture")
+    ap.add_argument("--cells", choices=("lit", "visible"), default="lit",
+                    help="a crown's inner cells lit at both dates (crown_texture's) or every visible one")
     ap.add_argument("--census", action="store_true", help="only the census of the missed grown cells")
     ap.add_argument("--cache", type=Path, help="a folder keeping each seed's curves (a rerun reads them)")
     a = ap.parse_args(argv)
@@ -335,11 +337,12 @@ def main(argv=None) -> int:
         if a.dh:
             print(f"== seed {s}: the stereo sweep's dh per crown\n" + dh_crowns(path, scene))
             continue
-        cache = a.cache / f"{a.hard.name}_{'st' if a.stereo else ''}{s}_{a.model}.npz" if a.cache else None
+        tag = f"{a.hard.name}_{'st' if a.stereo else ''}{s}_{a.model}{'' if a.cells == 'lit' else '_vis'}"
+        cache = a.cache / f"{tag}.npz" if a.cache else None
         if cache is not None and cache.exists():
             r = dict(np.load(cache))
         else:
-            r = scan(path, scene, a.model)
+            r = scan(path, scene, a.model, a.cells == "lit")
             if cache is not None:
                 np.savez(cache, **r)
         print(f"== seed {s}: target px per metre of height {np.hypot(*r['rate']):.2f}")
