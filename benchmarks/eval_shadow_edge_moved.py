@@ -50,7 +50,7 @@ def _steps(u, k):
     return np.floor(k * u[0] + 0.5).astype(np.int64), np.floor(k * u[1] + 0.5).astype(np.int64)
 
 
-def edge_rays(h, lab, codes, vis, lx, cell, az, el, tol, max_dh, ref=None, truth=None, other=None):
+def edge_rays(h, lab, codes, vis, lx, cell, az, el, tol, max_dh, ref=None, truth=None, other=None, across=False):
     """Per far-edge cell of image (codes, vis, log intensity lx; sun az, el in the grid's frame,
     radians): (caster, valid length V, k*, s(k*), s(0)). ``ref``: (log intensity, usable mask) of
     another image: the profile is ``lx - ref`` and every cell of the ray (the inside ones too) must be
@@ -164,8 +164,12 @@ def edge_rays(h, lab, codes, vis, lx, cell, az, el, tol, max_dh, ref=None, truth
             ext += run_on
             if not run_on.any():
                 break
-        return c0[keep], V[keep], kstar[keep], sstar[keep], s0all[keep], cont[keep], dR[keep], ext[keep]
-    return c0[keep], V[keep], kstar[keep], sstar[keep], s0all[keep], cont[keep], dR[keep]
+        res = (c0[keep], V[keep], kstar[keep], sstar[keep], s0all[keep], cont[keep], dR[keep], ext[keep])
+    else:
+        res = (c0[keep], V[keep], kstar[keep], sstar[keep], s0all[keep], cont[keep], dR[keep])
+    if across:  # each ray's position across the sun's direction (cells)
+        res = res + ((-u[1] * i0 + u[0] * j0)[keep],)
+    return res
 
 
 def _lx(run, k):
@@ -174,7 +178,7 @@ def _lx(run, k):
         return np.where(np.isfinite(x) & (x > 0), np.log(np.where(x > 0, x, 1.0)), np.nan)
 
 
-def caster_summary(c, V, ks, ss, s0, cont, dR, ext, present: float) -> dict:
+def caster_summary(c, V, ks, ss, s0, cont, dR, ext, present: float, across=None) -> dict:
     """Per caster, from :func:`edge_rays`' rays and the image's ``present`` step (the median ``s(0)`` of
     every caster's rays: the run's own shadow step): ``n`` rays; ``nsig`` whose ``k*`` step is at least
     half a shadow's; ``nmoved`` of those *moved* (``k* >= 1``, the profile up to ``k*`` nearer the inside
@@ -192,6 +196,7 @@ def caster_summary(c, V, ks, ss, s0, cont, dR, ext, present: float) -> dict:
         return out
     order = np.argsort(c, kind="stable")
     c, V, ks, ss, sig, ext, moved = c[order], V[order], ks[order], ss[order], sig[order], ext[order], moved[order]
+    w = np.zeros(len(c)) if across is None else np.asarray(across, np.float64)[order]
     conf, refuted = conf[order], refuted[order]
     ids, start = np.unique(c, return_index=True)
     end = np.append(start[1:], len(c))
@@ -210,6 +215,9 @@ def caster_summary(c, V, ks, ss, s0, cont, dR, ext, present: float) -> dict:
             able = V[a0:b0] >= kc + 2
             near = cf & (np.abs(kk - kc) <= max(2.0, kc / 4))
             row.update(n_able=int(able.sum()), n_near=int((near & able).sum()))
+            wa, wn = w[a0:b0][able], w[a0:b0][near & able]
+            if len(wa) and len(wn):  # the share of the able rays' extent across the sun that the move spans
+                row["span"] = float((wn.max() - wn.min() + 1) / (wa.max() - wa.min() + 1))
         out[int(i)] = row
     return out
 
@@ -230,11 +238,12 @@ def caster_table(run, k, max_dh, tol, ratio=False, truth=None):
     o = 1 - k if a["visible"].shape[0] == 2 else (0 if k else 1)
     other = (_lx(run, o), a["illumination"][o], a["visible"][o] == 1)
     res = edge_rays(h, lab, a["illumination"][k], a["visible"][k] == 1, lx, run["cell"], az, el, tol,
-                    max_dh, ref, truth, other)
+                    max_dh, ref, truth, other, across=True)
     c, V, ks, ss, s0, cont, dR = res[:7]
     ext = res[7] if truth is not None else np.zeros(len(c), np.int64)
+    w = res[-1]
     present = float(np.nanmedian(s0)) if len(s0) else math.nan  # the run's step at the predicted edge
-    out = caster_summary(c, V, ks, ss, s0, cont, dR, ext, present)
+    out = caster_summary(c, V, ks, ss, s0, cont, dR, ext, present, w)
     return dict(casters=out, present=present, tan=math.tan(el), el_deg=math.degrees(el))
 
 
