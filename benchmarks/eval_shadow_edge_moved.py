@@ -50,7 +50,8 @@ def _steps(u, k):
     return np.floor(k * u[0] + 0.5).astype(np.int64), np.floor(k * u[1] + 0.5).astype(np.int64)
 
 
-def edge_rays(h, lab, codes, vis, lx, cell, az, el, tol, max_dh, ref=None, truth=None, other=None, across=False):
+def edge_rays(h, lab, codes, vis, lx, cell, az, el, tol, max_dh, ref=None, truth=None, other=None, across=False,
+              other_step=None):
     """Per far-edge cell of image (codes, vis, log intensity lx; sun az, el in the grid's frame,
     radians): (caster, valid length V, k*, s(k*), s(0)). ``ref``: (log intensity, usable mask) of
     another image: the profile is ``lx - ref`` and every cell of the ray (the inside ones too) must be
@@ -146,7 +147,11 @@ def edge_rays(h, lab, codes, vis, lx, cell, az, el, tol, max_dh, ref=None, truth
             okk = ins & ovis[pi, pj] & (ocodes[pi, pj] < 255)
             Bl[:, k + D] = okk & (ocodes[pi, pj] > 0)
             Bs[:, k + D] = okk & (ocodes[pi, pj] == 0)
-            R[:, k + D] = np.where(okk, L[:, k + D] - olx[pi, pj], 0.0)
+            ol = olx[pi, pj]
+            if other_step is not None:  # the other image's predicted shadow corrected by its own shadow step:
+                ol = ol - other_step * (ocodes[pi, pj] == 0)  # any mix of its light states then reads as lit
+                Bl[:, k + D] |= Bs[:, k + D]
+            R[:, k + D] = np.where(okk, L[:, k + D] - ol, 0.0)
         cl, cs_, cr = np.cumsum(Bl, axis=1), np.cumsum(Bs, axis=1), np.nancumsum(R, axis=1)
         e = np.minimum(kstar + 2 + D, L.shape[1] - 1)
         ln = kstar + 2
@@ -222,7 +227,7 @@ def caster_summary(c, V, ks, ss, s0, cont, dR, ext, present: float, across=None)
     return out
 
 
-def caster_table(run, k, max_dh, tol, ratio=False, truth=None):
+def caster_table(run, k, max_dh, tol, ratio=False, truth=None, other_step=None):
     from offnadir.change import missing_shadow as MS  # noqa: F401
 
     a = run["arr"]
@@ -238,7 +243,7 @@ def caster_table(run, k, max_dh, tol, ratio=False, truth=None):
     o = 1 - k if a["visible"].shape[0] == 2 else (0 if k else 1)
     other = (_lx(run, o), a["illumination"][o], a["visible"][o] == 1)
     res = edge_rays(h, lab, a["illumination"][k], a["visible"][k] == 1, lx, run["cell"], az, el, tol,
-                    max_dh, ref, truth, other, across=True)
+                    max_dh, ref, truth, other, across=True, other_step=other_step)
     c, V, ks, ss, s0, cont, dR = res[:7]
     ext = res[7] if truth is not None else np.zeros(len(c), np.int64)
     w = res[-1]
@@ -260,6 +265,8 @@ def main(argv=None) -> int:
     ap.add_argument("--km", type=Path, nargs="+", help="Kahramanmaras one-image stores: F1/AUC with the rules")
     ap.add_argument("--replay", type=Path, help="rows (a previous --out) to replay: F1 with the moved casters painted")
     ap.add_argument("--truth", action="store_true", help="per caster the truth's shadow extension (diagnostic)")
+    ap.add_argument("--corrected", action="store_true",
+                    help="the base's predicted shadow cells corrected by its own shadow step in the confirmation")
     ap.add_argument("--ratio", action="store_true", help="the target's profile over the base's (base lit cells)")
     a = ap.parse_args(argv)
     from offnadir.change.options import ChangeOptions
@@ -281,8 +288,9 @@ def main(argv=None) -> int:
         max_dh = float(cal["max_height_change_m"])
         cls = OFF._read(scene / "truth_change_class.tif")
         tsh = OFF._read(scene / "truth_shadow.tif")
-        tabs = [caster_table(run, k, max_dh, tol, a.ratio, (tsh & (2 if k else 1)) if a.truth else None)
-                for k in (0, 1)]
+        tabs = [caster_table(run, 0, max_dh, tol, a.ratio, (tsh & 1) if a.truth else None)]
+        step0 = tabs[0]["present"] if a.corrected else None
+        tabs.append(caster_table(run, 1, max_dh, tol, a.ratio, (tsh & 2) if a.truth else None, step0))
         patch = run["arr"]["patch"]
         flagged = np.nan_to_num(run["arr"]["probability"][1].astype(np.float64)) >= 0.5
         ids = sorted(set(tabs[1]["casters"]) | set(tabs[0]["casters"]))
