@@ -220,9 +220,9 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, m
             _no_hugepage_advice(client)
         preload = None
         if not processes:  # the worker threads' kernels, loaded while the client opens the inputs and plans
-            from offnadir.kernel_preload import start
+            from offnadir.kernel_preload import run_modules, start
 
-            preload = start()
+            preload = start(run_modules(o.get("multi_view")))
         try:
             if not quiet:
                 link = _dashboard_link(client, cluster, dash, processes) if dash else "off"

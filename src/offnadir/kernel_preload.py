@@ -35,6 +35,60 @@ RUN_MODULES = ("offnadir.camera.kernels", "offnadir.cube.kernels", "offnadir.cub
                "offnadir.change.crown", "offnadir.change.crown_shadow_kernels", "offnadir.change.reversal",
                "offnadir.change.shadow_ray_kernels",
                "offnadir.change.calibrate")
+#: the height sweep's kernel modules: a run calls them only when a date has two images or more (the sweep
+#: stage and the change stage's height evidence); without such a group the preload leaves them alone
+SWEEP_MODULES = ("offnadir.cube.sweep_kernels", "offnadir.cube.window_sums_kernels",
+                 "offnadir.cube.sweep_level_kernels", "offnadir.cube.sweep_views_kernels")
+
+
+def run_modules(multi_view: bool | None = None) -> tuple[str, ...]:
+    """:data:`RUN_MODULES`, without :data:`SWEEP_MODULES` when the run is known to have no date with
+    two images or more (``multi_view`` False; None: not known, all of them)."""
+    return RUN_MODULES if multi_view is None or multi_view else tuple(m for m in RUN_MODULES
+                                                                      if m not in SWEEP_MODULES)
+
+
+def _names_in(code, out: set) -> None:
+    """Every name code object ``code`` and the code nested in it load (globals, attributes)."""
+    out.update(code.co_names)
+    for c in code.co_consts:
+        if hasattr(c, "co_names"):
+            _names_in(c, out)
+
+
+def _python_names(dispatcher_type) -> set:
+    """Names the Python code (not the kernels) of the imported offnadir modules refers to: the
+    module's functions and its classes' methods (a conservative superset of the kernels it calls)."""
+    import sys
+
+    names: set = set()
+    for modname, mod in list(sys.modules.items()):
+        if mod is None or not (modname == "offnadir" or modname.startswith("offnadir.")):
+            continue
+        for obj in list(vars(mod).values()):
+            if isinstance(obj, dispatcher_type):
+                continue
+            members = list(vars(obj).values()) if isinstance(obj, type) and obj.__module__ == modname else [obj]
+            for f in members:
+                f = getattr(f, "__func__", f)
+                code = getattr(f, "__code__", None)
+                if code is not None and getattr(f, "__module__", None) == modname:
+                    _names_in(code, names)
+    return names
+
+
+def inner_kernels(dispatchers, dispatcher_type) -> set:
+    """Names of the kernels among ``dispatchers`` that only other kernels call: named in another
+    kernel's code and in no Python code of the imported offnadir modules. A cached caller's machine
+    code holds what it calls (measured: after bench_detect's run without the preload, 30 such kernels
+    had no signature loaded), so loading them is work no run needs; a name also used in Python (or
+    one the scan cannot see: a caller module not imported yet) is kept."""
+    in_kernels: set = set()
+    for d in dispatchers:
+        own: set = set()
+        _names_in(d.py_func.__code__, own)
+        in_kernels |= own - {d.py_func.__name__}
+    return {d.py_func.__name__ for d in dispatchers} & in_kernels - _python_names(dispatcher_type)
 
 
 def _cached_here(d) -> list:
@@ -46,15 +100,17 @@ def _cached_here(d) -> list:
         return []
 
 
-def load_cached(modules=RUN_MODULES) -> tuple[int, int]:
+def load_cached(modules=RUN_MODULES, *, inner: bool = True) -> tuple[int, int]:
     """Load every signature the numba cache holds for the kernels of ``modules`` (in order);
     returns (signatures loaded, modules that could not be imported). A module that is gone or
-    fails to import is skipped (the run imports it again and raises what it must)."""
+    fails to import is skipped (the run imports it again and raises what it must). ``inner=False``:
+    not the kernels that only other kernels call (:func:`inner_kernels`)."""
     import importlib
 
     from numba.core.registry import CPUDispatcher
 
     n, missing = 0, 0
+    kernels = []
     for modname in modules:
         try:
             mod = importlib.import_module(modname)
@@ -62,9 +118,11 @@ def load_cached(modules=RUN_MODULES) -> tuple[int, int]:
             log.debug("kernel preload: %s not imported (%s)", modname, e)
             missing += 1
             continue
-        for obj in list(vars(mod).values()):
-            if not isinstance(obj, CPUDispatcher) or obj.py_func.__module__ != modname:
-                continue
+        kernels += [obj for obj in list(vars(mod).values())
+                    if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == modname]
+    skip = set() if inner else inner_kernels(kernels, CPUDispatcher)
+    for obj in kernels:
+        if obj.py_func.__name__ not in skip:
             for sig in _cached_here(obj):
                 if tuple(sig) in obj.overloads:
                     continue
@@ -78,9 +136,11 @@ def load_cached(modules=RUN_MODULES) -> tuple[int, int]:
 
 def _run(modules) -> None:
     t0, c0 = time.perf_counter(), time.thread_time()
-    n, missing = load_cached(modules)
-    log.info("numba kernels: %d cached signatures loaded in the background (%.2f s, %.2f CPU-s)%s", n,
-             time.perf_counter() - t0, time.thread_time() - c0, f"; {missing} modules not found" if missing else "")
+    n, missing = load_cached(modules, inner=False)
+    log.info("numba kernels: %d cached signatures of %d modules loaded in the background (%.2f s, %.2f CPU-s; "
+             "not the kernels only other kernels call%s)%s", n, len(modules), time.perf_counter() - t0,
+             time.thread_time() - c0, "" if len(modules) == len(RUN_MODULES) else
+             ", nor the height sweep's: no date has two images", f"; {missing} modules not found" if missing else "")
 
 
 def start(modules=RUN_MODULES) -> threading.Thread:

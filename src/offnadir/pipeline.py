@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dask
+import numpy as np
 
 from offnadir.cube import graph
 from offnadir.cube.plan import make_plan
@@ -248,7 +249,8 @@ def _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks, given_clien
     clock.lap("open inputs")
     cluster = nullcontext(given_client) if given_client is not None else \
         dask_client(cfg["cluster"]["scheduler"], cfg["cluster"]["n_workers"], quiet=quiet, processes=processes,
-                    options={**cfg["cluster"], "chunk": cfg["tiling"]["chunk"], "n_images": len(cfg["images"])})
+                    options={**cfg["cluster"], "chunk": cfg["tiling"]["chunk"], "n_images": len(cfg["images"]),
+                             "multi_view": _multi_view(images)})
     with cluster as client:
         clock.lap("cluster start")
         for hook in stage_hooks:
@@ -280,6 +282,15 @@ def _run_locked(cfg, out, fp, overwrite, resume, quiet, stage_hooks, given_clien
     _log.info("%s", clock.summary())
     _log.info("%s", clock.cpu_summary())
     return out
+
+
+def _multi_view(images) -> bool:
+    """Whether a date has two images or more (the height sweep's kernels are then needed: the
+    cluster's kernel preload loads them only then)."""
+    from offnadir.cube.dataset import date_groups
+
+    g = date_groups(images, say=False)
+    return bool(len(g)) and int(np.bincount(g).max()) >= 2
 
 
 def _local_workers(cfg, dsm, images, given_client) -> tuple[bool | None, str | None]:
