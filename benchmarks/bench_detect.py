@@ -149,7 +149,7 @@ def run_offnadir(scene: Path, out: Path, workers: int, mode: str = "auto") -> di
         t0 = time.perf_counter()
         size = _dsm_cells(scene / "dsm.tif")
         processes, why = local_workers(mode, workers, size, 2)
-        with dask_client(None, workers, quiet=True, processes=processes) as client:
+        with dask_client(None, workers, quiet=True, processes=processes, options=_run_options(cfg)) as client:
             t_start = time.perf_counter() - t0
             pids = sorted({os.getpid(), *client.run(os.getpid).values()})
             cpu = Cpu(pids)
@@ -288,6 +288,15 @@ def main(argv=None) -> int:
         a.json.write_text(json.dumps({"size": a.size, "offnadir": off, "gdalwarp": gd, "mpx_s": rate,
                                       "ratio_vs_gdalwarp": ratio}, indent=1, default=str))
     return 0 if (ok1 and ok2) else 1
+
+
+def _run_options(cfg) -> dict:
+    """The cluster option `offnadir detect` gives from its opened inputs (before the cluster starts,
+    outside the timed run): whether a date has two images (the kernel preload then loads the height
+    sweep's kernels)."""
+    from offnadir import pipeline
+
+    return {"multi_view": pipeline._multi_view(pipeline.load_images(cfg["images"]))}
 
 
 if __name__ == "__main__":

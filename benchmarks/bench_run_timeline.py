@@ -150,7 +150,7 @@ def run_once(scene: Path, out: Path, workers: int, gap: float) -> dict:
     processes, why = local_workers("auto", workers, size, 2)
     try:
         ts0 = time.time()
-        with dask_client(None, workers, quiet=True, processes=processes) as client:
+        with dask_client(None, workers, quiet=True, processes=processes, options=_run_options(cfg)) as client:
             startup = time.time() - ts0
             nthreads = sum(client.nthreads().values())
             with ThreadSampler() as smp, get_task_stream(client) as ts:
@@ -249,6 +249,15 @@ def main(argv=None) -> int:
     if a.json:
         a.json.write_text(json.dumps(res, indent=1, default=str))
     return 0
+
+
+def _run_options(cfg) -> dict:
+    """The cluster option `offnadir detect` gives from its opened inputs (before the cluster starts,
+    outside the timed run): whether a date has two images (the kernel preload then loads the height
+    sweep's kernels)."""
+    from offnadir import pipeline
+
+    return {"multi_view": pipeline._multi_view(pipeline.load_images(cfg["images"]))}
 
 
 if __name__ == "__main__":
