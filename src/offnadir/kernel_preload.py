@@ -120,7 +120,12 @@ def load_cached(modules=RUN_MODULES, *, inner: bool = True) -> tuple[int, int]:
             continue
         kernels += [obj for obj in list(vars(mod).values())
                     if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == modname]
-    skip = set() if inner else inner_kernels(kernels, CPUDispatcher)
+    skip = set()
+    if not inner:
+        try:
+            skip = inner_kernels(kernels, CPUDispatcher)
+        except Exception as e:  # noqa: BLE001 - an object the scan cannot read: load every kernel as before
+            log.debug("kernel preload: inner kernels not found (%s); loading all", e)
     for obj in kernels:
         if obj.py_func.__name__ not in skip:
             for sig in _cached_here(obj):
