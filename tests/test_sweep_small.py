@@ -33,29 +33,76 @@ def test_suspects_are_the_zeros_beside_a_coherent_change():
     assert not SS.edge_suspects(dh, 2.5, 6)[0][25, 12]  # an unmeasured cell stays unmeasured
 
 
-def test_only_a_beyond_answer_at_the_neighbours_surface_is_taken():
+def test_only_a_beyond_answer_on_the_neighbours_side_is_taken():
     dh = _planted()
     core = (slice(0, 60), slice(0, 60))
     seen = {}
 
     def small(ys, xs):
         seen["n"] = ys.size
-        d = np.full(ys.size, 8.5)  # beyond, within a storey of the neighbours' 9 m
+        d = np.full(ys.size, 8.5)  # beyond, on the neighbours' side (+9 m)
         d[xs == 12] = 1.0  # within: the zero stays
         d[xs == 13] = np.nan  # not measured: the zero stays
         d[xs == 14] = -8.0  # beyond on the other side: the zero stays
-        d[ys == 8] = 4.0  # beyond, but two storeys below the neighbours: another surface, the zero stays
-        d[(ys == 8) & (xs == 30)] = 11.9  # within a storey above them: taken
+        d[ys == 8] = 4.0  # beyond, on the neighbours' side though lower than them: taken
+        d[(ys == 8) & (xs == 30)] = -11.9  # beyond below the DSM: the zero stays
         return d, np.full(ys.size, 0.3), np.full(ys.size, 0.9)
 
     (ys, xs, d, sg, sc), n = SS.at_edges(dh, core, 2.5, 6, 3.0, small)
-    assert n == seen["n"] > 0
+    assert n[0] == seen["n"] > 0 and n[1] == ys.size and n[2] == 0  # no DSM given: no narrow-roof test
     assert set(np.unique(xs[(ys >= 10) & (ys < 40)])) & {12, 13, 14} == set()
-    assert (8, 25) not in set(zip(ys, xs)) and (8, 30) in set(zip(ys, xs))
-    assert np.isin(d, (8.5, 11.9)).all() and (sg == 0.3).all() and (sc == 0.9).all()
+    assert (8, 25) in set(zip(ys, xs)) and (8, 30) not in set(zip(ys, xs))
+    assert np.isin(d, (8.5, 4.0)).all() and (sg == 0.3).all() and (sc == 0.9).all()
     # tile coordinates: the same cells from a block whose core starts at (5, 5)
     (ys2, xs2, *_), _ = SS.at_edges(dh, (slice(5, 60), slice(5, 60)), 2.5, 6, 3.0, small)
     assert set(zip(ys2 + 5, xs2 + 5)) == {(y, x) for y, x in zip(ys, xs) if y >= 5 and x >= 5}
+
+
+def _tower(n=60):
+    """DSM: flat ground at 0 with a 29 m tower (rows 20..27, cols 20..27, narrower than the 13² window) and a
+    30 x 30 flat 20 m block far from it; the large window measured the tower at the ground (-28 m) and the
+    block's west part at -20 m (a demolition) and a flat ground patch at +9 m (a new roof)."""
+    h = np.zeros((n, n))
+    h[20:28, 20:28] = 29.0
+    dh = np.zeros((n, n))
+    dh[20:28, 20:28] = -28.0
+    dh[45:58, 45:58] = 9.0  # far from any DSM step
+    return h, dh
+
+
+def test_narrow_roof_suspects_straddle_a_dsm_step():
+    h, dh = _tower()
+    sus = SS.narrow_suspects(dh, h, 2.5, 6)
+    assert sus[20:28, 20:28].all()  # the tower's beyond answers: its windows hold the ground
+    assert not sus[45:58, 45:58].any()  # beyond answers on flat DSM: no step, no suspicion
+    assert not sus[10, 10] and not sus[18, 24]  # within answers are not narrow-roof suspects
+    h2 = h.copy()
+    h2[20:28, 20:28] = 2.0  # a step within the bound is no step
+    assert not SS.narrow_suspects(dh, h2, 2.5, 6).any()
+    dh[21, 21] = np.nan
+    assert not SS.narrow_suspects(dh, h, 2.5, 6)[21, 21]
+
+
+def test_narrow_roof_takes_only_a_firm_small_zero():
+    h, dh = _tower()
+    core = (slice(0, 60), slice(0, 60))
+
+    def small(ys, xs):
+        d = np.zeros(ys.size)  # within: the tower's own height
+        sg = np.full(ys.size, 0.2)  # firm: rejects -28 m by far
+        sg[ys == 21] = 20.0  # unresolved (sigma reaching the offset): does not reject the large height
+        d[ys == 22] = -27.0  # the small window agrees with the large one: nothing to replace
+        d[ys == 23] = np.nan  # not measured
+        d[ys == 24] = 2.4  # within the bound, firm: taken
+        return d, sg, np.full(ys.size, 0.8)
+
+    (ys, xs, d, sg, sc), n = SS.at_edges(dh, core, 2.5, 6, 3.0, small, h, 2.0)
+    got = set(zip(ys, xs))
+    # rows 20, 24-27 taken; 21 (unresolved), 22 (agrees with the large window), 23 (unmeasured) keep -28 m
+    assert got == {(y, x) for y in (20, 24, 25, 26, 27) for x in range(20, 28)} and n[2] == len(got) and n[1] == 0
+    assert (np.abs(d) <= 2.5).all() and (sg == 0.2).all()
+    (_, n_off) = SS.at_edges(dh, core, 2.5, 6, 3.0, small)
+    assert n_off[2] == 0 and n_off[0] < n[0]  # without the DSM only the edge suspects are swept again
 
 
 def test_halo_and_size():
@@ -91,8 +138,10 @@ def test_small_window_on_a_simulated_pair(radius, tmp_path_factory):
         off = sweep.sweep_tile(plan, t, geom, plan.h_max - plan.h_min)
     finally:
         SS.EDGE_SECOND = True
-    assert off["edge"] == [0, 0] and on["edge"][0] > 0
+    assert off["edge"] == [0, 0, 0] and on["edge"][0] > 0
     moved = np.nan_to_num(on["dh"], nan=-99) != np.nan_to_num(off["dh"], nan=-99)
-    assert moved.sum() == on["edge"][1]
-    assert (np.abs(off["dh"][moved]) <= 2.5).all() and (np.abs(on["dh"][moved]) > 2.5).all()
+    assert moved.sum() == on["edge"][1] + on["edge"][2]
+    up = np.abs(off["dh"][moved]) <= 2.5  # an edge's zero taken beyond, or a narrow roof's beyond taken within
+    assert (np.abs(on["dh"][moved][up]) > 2.5).all() and (np.abs(on["dh"][moved][~up]) <= 2.5).all()
+    assert up.sum() == on["edge"][1]
     assert np.array_equal(np.isnan(on["dh"]), np.isnan(off["dh"]))  # measuredness unchanged

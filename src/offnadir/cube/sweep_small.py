@@ -25,6 +25,21 @@ keep their veto); where it answers beyond the bound *at its neighbours' surface*
 ``STOREY_M``, of the mean of their coherent beyond-bound ``dh``: a jump of a storey is another
 surface, as the region stage's labels), the cell takes the small window's ``dh``, ``dh_sigma`` and
 agreement. Any other answer of the small window is not what the suspicion is about: the zero stays.
+(Measured: the neighbours' side replaced the eleventh round's "within a storey of their mean ``dh``" in
+the twelfth round, together with the narrow roof below; alone it added ground false alarms.)
+
+**The narrow roof** (n6's failure mode (2); t3 twelfth round). The converse suspicion: a roof narrower
+than the large window (seed 5's 7 x 12 m tower on the hard simulator) is measured at the surrounding
+ground's height, coherently over the roof, because the window's majority is the ground. A cell is a
+narrow-roof suspect where the large window answers *beyond* the bound while its window's DSM range
+exceeds the bound (the window straddles a step of the DSM, so it may answer for the other surface).
+The small window measures it too; where it answers "within" the bound **and rejects the large window's
+height** (``|dh_large - dh_small| > se_factor * sigma_small``, the sweep's own two standard errors), the
+two windows disagree: the large window's ``dh`` stays (the sweep's height is not replaced: replacing it
+moved Kahramanmaraş' changed cells from CARS, 1.16 -> 1.23 m) but its ``dh_sigma`` is floored at half
+their difference, so the change stage weighs it as uncertain. A small zero that is itself unresolved (a
+tie or the off-level test, whose sigma reaches the offset) does not reject it: on the hard simulator
+those are the changed cells (median sigma 2.4 m) and the firm ones the unchanged (0.28 m).
 
 **The small window's size.** ``SMALL_RADIUS = 3`` (7² cells), half the large window's radius: the band
 a fronto-parallel window loses at an edge is about its radius wide, so it halves the band, while the
@@ -43,6 +58,7 @@ large window's ``dh`` two window radii around the tile, so the sweep's block is 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from offnadir.change.options import ChangeOptions
 from offnadir.cube import sweep_kernels as swk
@@ -54,6 +70,8 @@ from offnadir.cube import sweep_noise as SN
 SMALL_RADIUS = 3
 #: the second window at a changed object's edge is on (config-free: the sweep's default)
 EDGE_SECOND = True
+#: the second window also re-measures a beyond answer where the large window straddles a DSM step (the narrow roof)
+NARROW_ROOF = True
 #: the dh bound when the run gives none: the change stage's default ``elevated_height`` (m)
 DH_BOUND_M = ChangeOptions.elevated_height
 #: the tests of the DSM height the second window runs with (the window test, and the off-level test)
@@ -88,6 +106,16 @@ def edge_suspects(dh, bound: float, radius: int):
         count = SN.box_sum(beyond.astype(np.float64), radius)
         neighbours = np.where(count > 0, SN.box_sum(np.where(beyond, dh, 0.0), radius) / count, np.nan)
         return (a == 0) & (count / (2 * radius + 1) ** 2 >= quadrant(radius) - 1e-12), neighbours
+
+
+def narrow_suspects(dh, h, bound: float, radius: int):
+    """bool map of the cells whose large window answers beyond ``bound`` while the DSM ``h`` ranges over
+    more than ``bound`` in that window (a step: the answer may be the other surface's; module docstring)."""
+    fin = np.isfinite(h)
+    w = 2 * radius + 1
+    rng = ndi.maximum_filter(np.where(fin, h, -np.inf), w) - ndi.minimum_filter(np.where(fin, h, np.inf), w)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(dh) & (np.abs(dh) > bound) & (rng > bound)
 
 
 def small_window(views, at_dsm, hidden, pairs, h, ys, xs, z0: float, step: float, n: int, n_noise: int,
@@ -155,21 +183,32 @@ def small_window(views, at_dsm, hidden, pairs, h, ys, xs, z0: float, step: float
 
 #: at_edges' answer where no cell takes the small window's measurement
 NO_EDGE = (np.empty(0, np.int64),) * 2 + (np.empty(0),) * 3
+#: at_edges' answer where no narrow-roof cell's sigma is floored
+NO_FLOOR = (np.empty(0, np.int64),) * 2 + (np.empty(0),)
 
 
-def at_edges(dh, core, bound: float, radius: int, storey: float, small):
+def at_edges(dh, core, bound: float, radius: int, storey: float, small, h=None, se_factor: float = 2.0):
     """The rule (module docstring) on one sweep block: ``dh`` the large window's (block, NaN where
     not measured), ``core`` the tile's slices in it, ``small(ys, xs)`` -> :func:`small_window`'s
-    answer at block cells; ``storey``: within it of the neighbours' mean ``dh`` the small window's is
-    their surface. Returns (ys, xs, dh, dh_sigma, dh_score) of the tile's cells that take the small
-    window's measurement (tile coordinates), and the number of suspect cells swept again."""
+    answer at block cells; ``storey``: kept for the callers (the eleventh round's surface test, no longer
+    used: the neighbours' side decides); ``h``: the block's DSM heights (None: no narrow-roof test);
+    ``se_factor``: the standard errors by which a small "within" answer must reject the large window's
+    height. Returns (ys, xs, dh, dh_sigma, dh_score) of the tile's cells that take the small window's
+    measurement, (ys, xs, sigma floor) of the narrow-roof cells whose ``dh_sigma`` is floored (tile
+    coordinates), and [cells swept again, taken at an edge, narrow roofs floored]."""
     sus, neighbours = edge_suspects(dh, bound, radius)
     inner = np.zeros(dh.shape, bool)
     inner[core] = True
-    ys, xs = np.nonzero(sus & inner)
+    narrow = np.zeros(dh.shape, bool) if h is None else narrow_suspects(dh, h, bound, radius)
+    ys, xs = np.nonzero((sus | narrow) & inner)
     if ys.size == 0:
-        return NO_EDGE, 0
+        return NO_EDGE, NO_FLOOR, [0, 0, 0]
     d, sg, sc = small(ys, xs)
+    large = dh[ys, xs]
     with np.errstate(invalid="ignore"):
-        take = np.isfinite(d) & (np.abs(d) > bound) & (np.abs(d - neighbours[ys, xs]) <= storey)
-    return (ys[take] - core[0].start, xs[take] - core[1].start, d[take], sg[take], sc[take]), int(ys.size)
+        at_edge = sus[ys, xs] & np.isfinite(d) & (np.abs(d) > bound) & (np.sign(d) == np.sign(neighbours[ys, xs]))
+        on_narrow = narrow[ys, xs] & np.isfinite(d) & (np.abs(d) <= bound) & (np.abs(large - d) > se_factor * sg)
+    y0, x0 = core[0].start, core[1].start
+    return ((ys[at_edge] - y0, xs[at_edge] - x0, d[at_edge], sg[at_edge], sc[at_edge]),
+            (ys[on_narrow] - y0, xs[on_narrow] - x0, np.abs(large - d)[on_narrow] / 2.0),
+            [int(ys.size), int(at_edge.sum()), int(on_narrow.sum())])

@@ -185,7 +185,7 @@ def sweep_store(path, plan, *, client, quiet: bool = False, dsm_test: str = swee
         "tiles": [{"tile": r["tile"], "images": [names[k] for k in r["members"]], "z_min": r["z0"],
                    "z_max": r["z0"] + (r["n"] - 1) * r["step"] if r["n"] else None,
                    "heights": r["n"], "cells_measured": r["measured"], "regions_tested_kept": r.get("regions"),
-                   "second_window_swept_taken": r.get("edge")}
+                   "second_window_swept_edge_narrow": r.get("edge")}
                   for r in results if isinstance(r, dict)],
     }
     z = [(t["z_min"], t["z_max"]) for t in summary["tiles"] if t["heights"]]
@@ -206,8 +206,12 @@ def _edge_text(dsm_test: str, bound: float) -> str | None:
     r, rs = sweep.WINDOW_RADIUS, sweep_small.SMALL_RADIUS
     return (f"second window: where the {2 * r + 1}x{2 * r + 1} window answers within {bound:g} m (change.elevated_height) "
             f"while >= {sweep_small.quadrant(r):.3f} of it holds coherent answers beyond, the sweep runs again with a "
-            f"{2 * rs + 1}x{2 * rs + 1} window (its own tests at that size); a beyond answer within {sweep.STOREY_M:g} m of "
-            "the neighbours' mean beyond dh replaces the zero, otherwise the zero stays")
+            f"{2 * rs + 1}x{2 * rs + 1} window (its own tests at that size); a beyond answer on the neighbours' side "
+            "replaces the zero, otherwise the zero stays"
+            + (f"; where it answers beyond while the DSM ranges over more than {bound:g} m in it (a narrow roof), "
+               f"a {2 * rs + 1}x{2 * rs + 1} answer within that rejects its height by {sweep.SE_FACTOR:g} standard errors floors its "
+               "dh_sigma at half their difference (dh kept)"
+               if sweep_small.NARROW_ROOF else ""))
 
 
 class SweepStage:
