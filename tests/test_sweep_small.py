@@ -48,13 +48,13 @@ def test_only_a_beyond_answer_on_the_neighbours_side_is_taken():
         d[(ys == 8) & (xs == 30)] = -11.9  # beyond below the DSM: the zero stays
         return d, np.full(ys.size, 0.3), np.full(ys.size, 0.9)
 
-    (ys, xs, d, sg, sc), n = SS.at_edges(dh, core, 2.5, 6, 3.0, small)
-    assert n[0] == seen["n"] > 0 and n[1] == ys.size and n[2] == 0  # no DSM given: no narrow-roof test
+    (ys, xs, d, sg, sc), fl, n = SS.at_edges(dh, core, 2.5, 6, 3.0, small)
+    assert n[0] == seen["n"] > 0 and n[1] == ys.size and n[2] == 0 == fl[0].size  # no DSM given: no narrow-roof test
     assert set(np.unique(xs[(ys >= 10) & (ys < 40)])) & {12, 13, 14} == set()
     assert (8, 25) in set(zip(ys, xs)) and (8, 30) not in set(zip(ys, xs))
     assert np.isin(d, (8.5, 4.0)).all() and (sg == 0.3).all() and (sc == 0.9).all()
     # tile coordinates: the same cells from a block whose core starts at (5, 5)
-    (ys2, xs2, *_), _ = SS.at_edges(dh, (slice(5, 60), slice(5, 60)), 2.5, 6, 3.0, small)
+    (ys2, xs2, *_), _, _ = SS.at_edges(dh, (slice(5, 60), slice(5, 60)), 2.5, 6, 3.0, small)
     assert set(zip(ys2 + 5, xs2 + 5)) == {(y, x) for y, x in zip(ys, xs) if y >= 5 and x >= 5}
 
 
@@ -83,7 +83,7 @@ def test_narrow_roof_suspects_straddle_a_dsm_step():
     assert not SS.narrow_suspects(dh, h, 2.5, 6)[21, 21]
 
 
-def test_narrow_roof_takes_only_a_firm_small_zero():
+def test_narrow_roof_floors_sigma_only_under_a_firm_small_zero():
     h, dh = _tower()
     core = (slice(0, 60), slice(0, 60))
 
@@ -93,15 +93,16 @@ def test_narrow_roof_takes_only_a_firm_small_zero():
         sg[ys == 21] = 20.0  # unresolved (sigma reaching the offset): does not reject the large height
         d[ys == 22] = -27.0  # the small window agrees with the large one: nothing to replace
         d[ys == 23] = np.nan  # not measured
-        d[ys == 24] = 2.4  # within the bound, firm: taken
+        d[ys == 24] = 2.4  # within the bound, firm: floored
         return d, sg, np.full(ys.size, 0.8)
 
-    (ys, xs, d, sg, sc), n = SS.at_edges(dh, core, 2.5, 6, 3.0, small, h, 2.0)
+    edge, (ys, xs, fl), n = SS.at_edges(dh, core, 2.5, 6, 3.0, small, h, 2.0)
     got = set(zip(ys, xs))
-    # rows 20, 24-27 taken; 21 (unresolved), 22 (agrees with the large window), 23 (unmeasured) keep -28 m
+    # rows 20, 24-27 floored; 21 (unresolved), 22 (agrees with the large window), 23 (unmeasured) untouched
     assert got == {(y, x) for y in (20, 24, 25, 26, 27) for x in range(20, 28)} and n[2] == len(got) and n[1] == 0
-    assert (np.abs(d) <= 2.5).all() and (sg == 0.2).all()
-    (_, n_off) = SS.at_edges(dh, core, 2.5, 6, 3.0, small)
+    assert edge[0].size == 0  # the large window's height is not replaced
+    assert np.allclose(fl[ys == 20], 14.0) and np.allclose(fl[ys == 24], (28.0 + 2.4) / 2)  # half the difference
+    (_, _, n_off) = SS.at_edges(dh, core, 2.5, 6, 3.0, small)
     assert n_off[2] == 0 and n_off[0] < n[0]  # without the DSM only the edge suspects are swept again
 
 
@@ -140,8 +141,10 @@ def test_small_window_on_a_simulated_pair(radius, tmp_path_factory):
         SS.EDGE_SECOND = True
     assert off["edge"] == [0, 0, 0] and on["edge"][0] > 0
     moved = np.nan_to_num(on["dh"], nan=-99) != np.nan_to_num(off["dh"], nan=-99)
-    assert moved.sum() == on["edge"][1] + on["edge"][2]
-    up = np.abs(off["dh"][moved]) <= 2.5  # an edge's zero taken beyond, or a narrow roof's beyond taken within
-    assert (np.abs(on["dh"][moved][up]) > 2.5).all() and (np.abs(on["dh"][moved][~up]) <= 2.5).all()
-    assert up.sum() == on["edge"][1]
+    assert moved.sum() == on["edge"][1]  # only the edges' zeros take a height
+    assert (np.abs(off["dh"][moved]) <= 2.5).all() and (np.abs(on["dh"][moved]) > 2.5).all()
+    # a narrow roof keeps its height, its sigma only grows, and only on beyond answers
+    less_sure = ~moved & (np.nan_to_num(on["dh_sigma"], nan=-99) != np.nan_to_num(off["dh_sigma"], nan=-99))
+    assert less_sure.sum() <= on["edge"][2]
+    assert (on["dh_sigma"][less_sure] > off["dh_sigma"][less_sure]).all() and (np.abs(on["dh"][less_sure]) > 2.5).all()
     assert np.array_equal(np.isnan(on["dh"]), np.isnan(off["dh"]))  # measuredness unchanged
