@@ -49,7 +49,7 @@ def test_only_a_beyond_answer_on_the_neighbours_side_is_taken():
         return d, np.full(ys.size, 0.3), np.full(ys.size, 0.9)
 
     (ys, xs, d, sg, sc), fl, n = SS.at_edges(dh, core, 2.5, 6, 3.0, small)
-    assert n[0] == seen["n"] > 0 and n[1] == ys.size and n[2] == 0 == fl[0].size  # no DSM given: no narrow-roof test
+    assert n[0] == seen["n"] > 0 and n[2] == ys.size and n[1] == n[3] == 0 == fl[0].size  # no DSM given: no narrow-roof test
     assert set(np.unique(xs[(ys >= 10) & (ys < 40)])) & {12, 13, 14} == set()
     assert (8, 25) in set(zip(ys, xs)) and (8, 30) not in set(zip(ys, xs))
     assert np.isin(d, (8.5, 4.0)).all() and (sg == 0.3).all() and (sc == 0.9).all()
@@ -83,27 +83,37 @@ def test_narrow_roof_suspects_straddle_a_dsm_step():
     assert not SS.narrow_suspects(dh, h, 2.5, 6)[21, 21]
 
 
-def test_narrow_roof_floors_sigma_only_under_a_firm_small_zero():
+def test_narrow_roof_floors_sigma_only_where_the_small_window_rejects_the_height():
     h, dh = _tower()
     core = (slice(0, 60), slice(0, 60))
+    seen = {}
 
-    def small(ys, xs):
-        d = np.zeros(ys.size)  # within: the tower's own height
-        sg = np.full(ys.size, 0.2)  # firm: rejects -28 m by far
-        sg[ys == 21] = 20.0  # unresolved (sigma reaching the offset): does not reject the large height
-        d[ys == 22] = -27.0  # the small window agrees with the large one: nothing to replace
-        d[ys == 23] = np.nan  # not measured
-        d[ys == 24] = 2.4  # within the bound, firm: floored
-        return d, sg, np.full(ys.size, 0.8)
+    def small(ys, xs):  # the edge suspects' full sweep: nothing taken here
+        seen["small"] = set(zip(ys, xs))
+        return np.full(ys.size, np.nan), np.full(ys.size, np.nan), np.full(ys.size, np.nan)
 
-    edge, (ys, xs, fl), n = SS.at_edges(dh, core, 2.5, 6, 3.0, small, h, 2.0)
-    got = set(zip(ys, xs))
-    # rows 20, 24-27 floored; 21 (unresolved), 22 (agrees with the large window), 23 (unmeasured) untouched
-    assert got == {(y, x) for y in (20, 24, 25, 26, 27) for x in range(20, 28)} and n[2] == len(got) and n[1] == 0
-    assert edge[0].size == 0  # the large window's height is not replaced
-    assert np.allclose(fl[ys == 20], 14.0) and np.allclose(fl[ys == 24], (28.0 + 2.4) / 2)  # half the difference
+    def firm(ys, xs):
+        seen["firm"] = set(zip(ys, xs))
+        return np.isin(ys, (20, 24, 25))  # the small window rejects -28 m on those rows only
+
+    edge, (ys, xs, fl), n = SS.at_edges(dh, core, 2.5, 6, 3.0, small, h, 2.0, firm)
+    tower = {(y, x) for y in range(20, 28) for x in range(20, 28)}
+    assert seen["firm"] == tower and not (seen["small"] & tower)  # the narrow roof is read, not swept again
+    assert set(zip(ys, xs)) == {(y, x) for y in (20, 24, 25) for x in range(20, 28)}
+    assert n == [len(seen["small"]), 64, 0, 24] and edge[0].size == 0  # the large window's height is not replaced
+    assert np.allclose(fl, 14.0)  # |dh| / se_factor
     (_, _, n_off) = SS.at_edges(dh, core, 2.5, 6, 3.0, small)
-    assert n_off[2] == 0 and n_off[0] < n[0]  # without the DSM only the edge suspects are swept again
+    assert n_off[1] == n_off[3] == 0  # without the DSM no narrow-roof test
+
+
+def test_rejects_by_the_window_tests_margin():
+    n = 49
+    peak = 0.47
+    tol = 2.0 * (1.0 - 0.5 ** 2) / 7.0  # two standard errors of a correlation of 0.5 over 49 cells
+    s_at = np.array([0.5, 0.5, 0.5, 0.2, np.nan, 0.5])
+    s_dsm = np.array([0.5 + tol + 0.01, 0.5 + tol - 0.01, 0.9, 0.45, 0.9, np.nan])
+    # beats by the margin; within it (a tie); far better; better but no measurement (below the peak); NaN
+    assert SS.rejects(s_dsm, s_at, n, 2.0, peak).tolist() == [True, False, True, False, False, False]
 
 
 def test_halo_and_size():
@@ -117,10 +127,8 @@ def test_halo_and_size():
     assert noise_peak((2 * sweep.WINDOW_RADIUS + 1) ** 2, 150) < noise_peak(n, 150) < 0.5
 
 
-@pytest.mark.parametrize("radius", [3])
-def test_small_window_on_a_simulated_pair(radius, tmp_path_factory):
-    """On the simulator's epoch-2 scene seen from two sides: the rule fires, the cells it changes are
-    exactly those it lists, each moved beyond the bound; switched off, dh is the large window's."""
+@pytest.fixture(scope="module")
+def pair_plan(tmp_path_factory):
     import dask
 
     from offnadir.pipeline import plan_cube
@@ -130,7 +138,47 @@ def test_small_window_on_a_simulated_pair(radius, tmp_path_factory):
     a = simulate(root / "a", seed=3, size=96, target_view=(20.0, 270.0)).paths
     b = simulate(root / "b", seed=3, size=96, target_view=(20.0, 90.0)).paths
     with dask.config.set(scheduler="synchronous"):
-        plan = plan_cube(a["dsm"], [a["target"], b["target"]], chunk=96, vertical_datum="ellipsoid")
+        return plan_cube(a["dsm"], [a["target"], b["target"]], chunk=96, vertical_datum="ellipsoid")
+
+
+def test_two_heights_equal_the_full_planes_agreement(pair_plan):
+    """The two-height read, plane by plane on the listed cells' windows, equals the small window's
+    correlation on the views sampled over the whole block at those planes and at the DSM."""
+    from offnadir.cube import sweep_kernels as swk
+    from offnadir.cube import sweep_views as SV
+    from offnadir.cube.tile import height_block, lonlat_block
+
+    plan = pair_plan
+    geom = sweep.pair_geometry(plan, [0, 1])
+    t = plan.tiles()[0]
+    i0, i1, j0, j1 = sweep.block_bounds(plan, t, 6)
+    h = np.ascontiguousarray(height_block(plan, i0, i1, j0, j1), dtype=np.float64)
+    z0, n = sweep.height_range(plan.h_min, plan.h_max, geom["step_m"])
+    views = [SV.View(plan, plan.images[k], i0, i1, j0, j1, z0, z0 + (n - 1) * geom["step_m"]) for k in geom["members"]]
+    at_dsm = SV.samples_at(views, *lonlat_block(plan, i0, i1, j0, j1), h, None)
+    rng = np.random.default_rng(0)
+    ys = rng.integers(0, h.shape[0], 300)
+    xs = rng.integers(0, h.shape[1], 300)
+    ks = rng.integers(0, n, 300) // 20 * 20  # a few planes, several cells each
+    s_dsm, s_at = SS.two_heights(views, at_dsm, geom["pairs"], h, ys, xs, ks, z0, geom["step_m"], 3, 0.5)
+    assert np.isfinite(s_at).mean() > 0.9 and np.isfinite(s_dsm).mean() > 0.9
+    out = np.empty(1, np.float32)
+    cnt = np.empty(1)
+    (a, b), = geom["pairs"]
+    for i in range(0, 300, 7):
+        z = z0 + int(ks[i]) * geom["step_m"]
+        full = [v.sample(z).copy() for v in views]
+        swk.ncc_off_level_cells(full[a], full[b], h, ys[i:i + 1], xs[i:i + 1], z, -1.0, 3, 0.5 * 49, out, cnt)
+        assert np.array_equal(np.float64(out[0]), s_at[i], equal_nan=True)
+        swk.ncc_off_level_cells(at_dsm[a], at_dsm[b], h, ys[i:i + 1], xs[i:i + 1], 0.0, -1.0, 3, 0.5 * 49, out, cnt)
+        assert np.array_equal(np.float64(out[0]), s_dsm[i], equal_nan=True)
+
+
+@pytest.mark.parametrize("radius", [3])
+def test_small_window_on_a_simulated_pair(radius, pair_plan):
+    """On the simulator's epoch-2 scene seen from two sides: the rule fires, the cells it changes are
+    exactly those it lists, each moved beyond the bound; switched off, dh is the large window's."""
+    plan = pair_plan
     geom = sweep.pair_geometry(plan, [0, 1])
     t = plan.tiles()[0]
     on = sweep.sweep_tile(plan, t, geom, plan.h_max - plan.h_min)
@@ -139,12 +187,12 @@ def test_small_window_on_a_simulated_pair(radius, tmp_path_factory):
         off = sweep.sweep_tile(plan, t, geom, plan.h_max - plan.h_min)
     finally:
         SS.EDGE_SECOND = True
-    assert off["edge"] == [0, 0, 0] and on["edge"][0] > 0
+    assert off["edge"] == [0, 0, 0, 0] and on["edge"][0] > 0
     moved = np.nan_to_num(on["dh"], nan=-99) != np.nan_to_num(off["dh"], nan=-99)
-    assert moved.sum() == on["edge"][1]  # only the edges' zeros take a height
+    assert moved.sum() == on["edge"][2]  # only the edges' zeros take a height
     assert (np.abs(off["dh"][moved]) <= 2.5).all() and (np.abs(on["dh"][moved]) > 2.5).all()
     # a narrow roof keeps its height, its sigma only grows, and only on beyond answers
     less_sure = ~moved & (np.nan_to_num(on["dh_sigma"], nan=-99) != np.nan_to_num(off["dh_sigma"], nan=-99))
-    assert less_sure.sum() <= on["edge"][2]
+    assert less_sure.sum() <= on["edge"][3] <= on["edge"][1]
     assert (on["dh_sigma"][less_sure] > off["dh_sigma"][less_sure]).all() and (np.abs(on["dh"][less_sure]) > 2.5).all()
     assert np.array_equal(np.isnan(on["dh"]), np.isnan(off["dh"]))  # measuredness unchanged

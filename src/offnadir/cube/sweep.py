@@ -243,7 +243,7 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     h = np.ascontiguousarray(height_block(plan, i0, i1, j0, j1), dtype=np.float64)
     if not np.isfinite(h[core]).any() or not np.isfinite(step):
         return {"dh": nan, "dh_sigma": nan.copy(), "dh_score": nan.copy(), "z0": math.nan, "n": 0, "step": step,
-                "regions": [0, 0], "edge": [0, 0, 0]}
+                "regions": [0, 0], "edge": [0, 0, 0, 0]}
     z0, n = height_range(plan.h_min, plan.h_max, step)
     views = [SV.View(plan, plan.images[k], i0, i1, j0, j1, z0, z0 + (n - 1) * step) for k in geom["members"]]
     shape = h.shape
@@ -321,11 +321,14 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     ok &= best > SN.noise_peak(n_win, n_noise)
     if hidden is not None:
         ok &= ~np.any(hidden, axis=0)
-    edge, floor, n_edge = SS.NO_EDGE, SS.NO_FLOOR, [0, 0, 0]
+    edge, floor, n_edge = SS.NO_EDGE, SS.NO_FLOOR, [0, 0, 0, 0]
     if SS.EDGE_SECOND and dsm_test in SS.TESTS:  # a zero at a changed object's edge, a narrow roof: the smaller window
+        n_small = (2 * SS.SMALL_RADIUS + 1) ** 2
         edge, floor, n_edge = SS.at_edges(np.where(ok, dh, np.nan), core, bound, radius, STOREY_M, lambda ys, xs: SS.small_window(
             views, at_dsm, hidden, geom["pairs"], h, ys, xs, z0, step, n, n_noise, level, SS.SMALL_RADIUS,
-            MIN_WINDOW_FRACTION, SE_FACTOR), h if SS.NARROW_ROOF else None, SE_FACTOR)
+            MIN_WINDOW_FRACTION, SE_FACTOR), h if SS.NARROW_ROOF else None, SE_FACTOR, lambda ys, xs: SS.rejects(
+            *SS.two_heights(views, at_dsm, geom["pairs"], h, ys, xs, best_k[ys, xs], z0, step, SS.SMALL_RADIUS,
+                            MIN_WINDOW_FRACTION), n_small, SE_FACTOR, SN.noise_peak(n_small, n_noise)))
     regions = [0, 0]
     # a kept DSM height that the test cannot tell from the best one (the window test's ties, the
     # off-level test): both stay within reach

@@ -41,6 +41,20 @@ their difference, so the change stage weighs it as uncertain. A small zero that 
 tie or the off-level test, whose sigma reaches the offset) does not reject it: on the hard simulator
 those are the changed cells (median sigma 2.4 m) and the firm ones the unchanged (0.28 m).
 
+**The narrow roof read at two heights** (u1 thirteenth round). The question is only whether the small
+window prefers the DSM's heights to the large window's answer, so the small window is not swept over
+every candidate height on the narrow-roof suspects (that cost the sweep +50 % CPU on Kahramanmaraş,
+where ~18 % of the cells are beyond answers at a DSM step): its agreement is read at two heights only
+(:func:`two_heights`), at the DSM's (its windows following the DSM surface, as the sweep's ``s0``) and
+on the candidate plane where the large window peaked. The small window rejects the large window's
+height (:func:`rejects`) where its DSM agreement is a measurement (above the noise peak of ``N`` cells
+over the candidates, :func:`sweep_noise.noise_peak`, as the sweep asks of its best agreement) and beats
+its agreement at the large window's height by ``se_factor`` standard errors of a correlation,
+``(1 - s²) / sqrt(N)`` (the window test's margin, :func:`sweep_noise.unresolved` read the other way: a
+DSM zero that does not beat the other height by it is a tie, no evidence against it). Then the large
+window's ``dh`` stays with its ``dh_sigma`` floored at ``|dh| / se_factor`` (the unresolved zeros'
+convention: the DSM height within ``se_factor`` sigmas).
+
 **The small window's size.** ``SMALL_RADIUS = 3`` (7² cells), half the large window's radius: the band
 a fronto-parallel window loses at an edge is about its radius wide, so it halves the band, while the
 noise peak a window of N cells reaches over the candidate heights (:func:`sweep_noise.noise_peak`,
@@ -181,34 +195,82 @@ def small_window(views, at_dsm, hidden, pairs, h, ys, xs, z0: float, step: float
     return tuple(np.where(ok, x, np.nan) for x in (dh, sigma, score))
 
 
+def two_heights(views, at_dsm, pairs, h, ys, xs, ks, z0: float, step: float, radius: int, min_fraction: float):
+    """The small window's agreement at the listed block cells ``(ys, xs)`` at two heights only: at the
+    DSM's (``at_dsm``, the views sampled at the DSM heights) and on the candidate plane ``z0 + ks * step``
+    (``ks``: one candidate index per cell, the large window's best). (s_dsm, s_at) float64, NaN where a
+    window has too few cells; equal to the bit to :func:`small_window`'s agreement at those heights. The
+    cells are read plane by plane, each plane's cells' windows sampled once."""
+    m = ys.size
+    min_count = min_fraction * (2 * radius + 1) ** 2
+    ncc = np.empty(m, np.float32)
+    cnt = np.empty(m)
+
+    def agreement(samples, z, yk, xk):
+        acc = np.zeros(yk.size)
+        for a, b in pairs:
+            swk.ncc_off_level_cells(samples[a], samples[b], h, yk, xk, z, -1.0, radius, min_count, ncc, cnt)
+            acc += ncc[:yk.size]
+        return acc / len(pairs)
+
+    s_dsm = agreement(at_dsm, 0.0, ys, xs)
+    s_at = np.full(m, np.nan)
+    stamp = np.zeros(h.shape, np.int64)
+    cy = np.empty(h.size, np.int64)
+    cx = np.empty(h.size, np.int64)
+    smp = [np.full(h.shape, np.nan, np.float32) for _ in views]
+    order = np.argsort(ks, kind="stable")
+    planes, first = np.unique(ks[order], return_index=True)
+    for tag, (k, idx) in enumerate(zip(planes, np.split(order, first[1:])), start=1):
+        yk, xk = ys[idx], xs[idx]
+        c = slk.window_cells(yk, xk, radius, stamp, tag, cy, cx)
+        z = z0 + int(k) * step
+        for v, out in zip(views, smp):
+            v.sample_cells(z, cy[:c], cx[:c], out)
+        s_at[idx] = agreement(smp, z, yk, xk)
+    return s_dsm, s_at
+
+
+def rejects(s_dsm, s_at, n_cells: int, k: float, peak: float):
+    """bool: the small window (``n_cells`` cells) prefers the DSM heights to the other height: its DSM
+    agreement ``s_dsm`` is a measurement (above ``peak``, the noise peak) and beats ``s_at`` by ``k``
+    standard errors of a correlation, ``(1 - s_at²) / sqrt(N)`` (module docstring). NaN rejects nothing."""
+    s_dsm = np.asarray(s_dsm, np.float64)
+    s_at = np.asarray(s_at, np.float64)
+    with np.errstate(invalid="ignore"):
+        return (s_dsm > peak) & (s_dsm > s_at + k * (1.0 - s_at * s_at) / np.sqrt(n_cells))
+
+
 #: at_edges' answer where no cell takes the small window's measurement
 NO_EDGE = (np.empty(0, np.int64),) * 2 + (np.empty(0),) * 3
 #: at_edges' answer where no narrow-roof cell's sigma is floored
 NO_FLOOR = (np.empty(0, np.int64),) * 2 + (np.empty(0),)
 
 
-def at_edges(dh, core, bound: float, radius: int, storey: float, small, h=None, se_factor: float = 2.0):
+def at_edges(dh, core, bound: float, radius: int, storey: float, small, h=None, se_factor: float = 2.0, firm=None):
     """The rule (module docstring) on one sweep block: ``dh`` the large window's (block, NaN where
     not measured), ``core`` the tile's slices in it, ``small(ys, xs)`` -> :func:`small_window`'s
-    answer at block cells; ``storey``: kept for the callers (the eleventh round's surface test, no longer
-    used: the neighbours' side decides); ``h``: the block's DSM heights (None: no narrow-roof test);
-    ``se_factor``: the standard errors by which a small "within" answer must reject the large window's
-    height. Returns (ys, xs, dh, dh_sigma, dh_score) of the tile's cells that take the small window's
-    measurement, (ys, xs, sigma floor) of the narrow-roof cells whose ``dh_sigma`` is floored (tile
-    coordinates), and [cells swept again, taken at an edge, narrow roofs floored]."""
+    answer at block cells (the edge suspects); ``storey``: kept for the callers (the eleventh round's
+    surface test, no longer used: the neighbours' side decides); ``h``: the block's DSM heights (None: no
+    narrow-roof test); ``firm(ys, xs)`` -> bool per narrow-roof suspect, the small window rejects the large
+    window's height (:func:`two_heights` and :func:`rejects`); ``se_factor``: the floor is ``|dh| / se_factor``.
+    Returns (ys, xs, dh, dh_sigma, dh_score) of the tile's cells that take the small window's measurement,
+    (ys, xs, sigma floor) of the narrow-roof cells whose ``dh_sigma`` is floored (tile coordinates), and
+    [edge cells swept again, narrow-roof cells read at two heights, taken at an edge, narrow roofs floored]."""
     sus, neighbours = edge_suspects(dh, bound, radius)
     inner = np.zeros(dh.shape, bool)
     inner[core] = True
-    narrow = np.zeros(dh.shape, bool) if h is None else narrow_suspects(dh, h, bound, radius)
-    ys, xs = np.nonzero((sus | narrow) & inner)
-    if ys.size == 0:
-        return NO_EDGE, NO_FLOOR, [0, 0, 0]
-    d, sg, sc = small(ys, xs)
-    large = dh[ys, xs]
-    with np.errstate(invalid="ignore"):
-        at_edge = sus[ys, xs] & np.isfinite(d) & (np.abs(d) > bound) & (np.sign(d) == np.sign(neighbours[ys, xs]))
-        on_narrow = narrow[ys, xs] & np.isfinite(d) & (np.abs(d) <= bound) & (np.abs(large - d) > se_factor * sg)
     y0, x0 = core[0].start, core[1].start
-    return ((ys[at_edge] - y0, xs[at_edge] - x0, d[at_edge], sg[at_edge], sc[at_edge]),
-            (ys[on_narrow] - y0, xs[on_narrow] - x0, np.abs(large - d)[on_narrow] / 2.0),
-            [int(ys.size), int(at_edge.sum()), int(on_narrow.sum())])
+    edge, floor = NO_EDGE, NO_FLOOR
+    ys, xs = np.nonzero(sus & inner)
+    if ys.size:
+        d, sg, sc = small(ys, xs)
+        with np.errstate(invalid="ignore"):
+            take = np.isfinite(d) & (np.abs(d) > bound) & (np.sign(d) == np.sign(neighbours[ys, xs]))
+        edge = (ys[take] - y0, xs[take] - x0, d[take], sg[take], sc[take])
+    ny, nx = np.nonzero(narrow_suspects(dh, h, bound, radius) & inner) if h is not None and firm is not None else \
+        (np.empty(0, np.int64),) * 2
+    if ny.size:
+        f = np.asarray(firm(ny, nx), bool)
+        floor = (ny[f] - y0, nx[f] - x0, np.abs(dh[ny[f], nx[f]]) / se_factor)
+    return edge, floor, [int(ys.size), int(ny.size), int(edge[0].size), int(floor[0].size)]

@@ -185,7 +185,7 @@ def sweep_store(path, plan, *, client, quiet: bool = False, dsm_test: str = swee
         "tiles": [{"tile": r["tile"], "images": [names[k] for k in r["members"]], "z_min": r["z0"],
                    "z_max": r["z0"] + (r["n"] - 1) * r["step"] if r["n"] else None,
                    "heights": r["n"], "cells_measured": r["measured"], "regions_tested_kept": r.get("regions"),
-                   "second_window_swept_edge_narrow": r.get("edge")}
+                   "second_window_edge_narrow_taken_floored": r.get("edge")}
                   for r in results if isinstance(r, dict)],
     }
     z = [(t["z_min"], t["z_max"]) for t in summary["tiles"] if t["heights"]]
@@ -209,8 +209,8 @@ def _edge_text(dsm_test: str, bound: float) -> str | None:
             f"{2 * rs + 1}x{2 * rs + 1} window (its own tests at that size); a beyond answer on the neighbours' side "
             "replaces the zero, otherwise the zero stays"
             + (f"; where it answers beyond while the DSM ranges over more than {bound:g} m in it (a narrow roof), "
-               f"a {2 * rs + 1}x{2 * rs + 1} answer within that rejects its height by {sweep.SE_FACTOR:g} standard errors floors its "
-               "dh_sigma at half their difference (dh kept)"
+               f"the {2 * rs + 1}x{2 * rs + 1} window's agreement read at two heights (the DSM's, the answer's): where the DSM's beats "
+               f"the answer's by {sweep.SE_FACTOR:g} standard errors of a correlation, dh_sigma is floored at |dh|/{sweep.SE_FACTOR:g} (dh kept)"
                if sweep_small.NARROW_ROOF else ""))
 
 
