@@ -232,7 +232,8 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     module docstring says what each does and costs. Returns float32 (ny, nx) arrays ``dh``, ``dh_sigma``,
     ``dh_score`` of the tile, the range used (``z0``, ``n``, ``step``) and ``regions``: the
     number of regions tested and kept (``[0, 0]`` with ``"window"``); ``edge``: the cells swept again
-    with the second, smaller window and those that took its height (:mod:`offnadir.cube.sweep_small`,
+    with the second, smaller window at an edge, the narrow-roof cells it read at two heights, the edge
+    cells that took its height and the narrow roofs whose dh_sigma it floored (:mod:`offnadir.cube.sweep_small`,
     ``bound`` the change stage's dh bound)."""
     if dsm_test not in DSM_TESTS:
         raise ValueError(f"dsm_test must be one of {', '.join(map(repr, DSM_TESTS))}, not {dsm_test!r}")

@@ -33,27 +33,19 @@ than the large window (seed 5's 7 x 12 m tower on the hard simulator) is measure
 ground's height, coherently over the roof, because the window's majority is the ground. A cell is a
 narrow-roof suspect where the large window answers *beyond* the bound while its window's DSM range
 exceeds the bound (the window straddles a step of the DSM, so it may answer for the other surface).
-The small window measures it too; where it answers "within" the bound **and rejects the large window's
-height** (``|dh_large - dh_small| > se_factor * sigma_small``, the sweep's own two standard errors), the
-two windows disagree: the large window's ``dh`` stays (the sweep's height is not replaced: replacing it
-moved Kahramanmaraş' changed cells from CARS, 1.16 -> 1.23 m) but its ``dh_sigma`` is floored at half
-their difference, so the change stage weighs it as uncertain. A small zero that is itself unresolved (a
-tie or the off-level test, whose sigma reaches the offset) does not reject it: on the hard simulator
-those are the changed cells (median sigma 2.4 m) and the firm ones the unchanged (0.28 m).
-
-**The narrow roof read at two heights** (u1 thirteenth round). The question is only whether the small
-window prefers the DSM's heights to the large window's answer, so the small window is not swept over
-every candidate height on the narrow-roof suspects (that cost the sweep +50 % CPU on Kahramanmaraş,
-where ~18 % of the cells are beyond answers at a DSM step): its agreement is read at two heights only
-(:func:`two_heights`), at the DSM's (its windows following the DSM surface, as the sweep's ``s0``) and
-on the candidate plane where the large window peaked. The small window rejects the large window's
-height (:func:`rejects`) where its DSM agreement is a measurement (above the noise peak of ``N`` cells
-over the candidates, :func:`sweep_noise.noise_peak`, as the sweep asks of its best agreement) and beats
-its agreement at the large window's height by ``se_factor`` standard errors of a correlation,
-``(1 - s²) / sqrt(N)`` (the window test's margin, :func:`sweep_noise.unresolved` read the other way: a
-DSM zero that does not beat the other height by it is a tie, no evidence against it). Then the large
-window's ``dh`` stays with its ``dh_sigma`` floored at ``|dh| / se_factor`` (the unresolved zeros'
-convention: the DSM height within ``se_factor`` sigmas).
+The small window reads it too, at two heights only (u1 thirteenth round; t3's full small sweep on
+these suspects cost the sweep +50 % CPU on Kahramanmaraş, where ~18 % of the cells are beyond answers
+at a DSM step, and the rule only asks which of two heights the small window prefers): its agreement at
+the DSM's heights (its windows following the DSM surface, as the sweep's ``s0``) and on the candidate
+plane where the large window peaked (:func:`two_heights`). Where its DSM agreement is a measurement
+(above the noise peak of its ``N`` cells over the candidates, :func:`sweep_noise.noise_peak`, as the
+sweep asks of its best agreement) and beats its agreement at the large window's height by ``se_factor``
+standard errors of a correlation, ``(1 - s²) / sqrt(N)`` (:func:`rejects`: the window test's margin,
+:func:`sweep_noise.unresolved` read the other way; within it the two heights are a tie, no evidence
+against the large window), the two windows disagree: the large window's ``dh`` stays (the sweep's
+height is not replaced: replacing it moved Kahramanmaraş' changed cells from CARS, 1.16 -> 1.23 m) but
+its ``dh_sigma`` is floored at ``|dh| / se_factor`` (the unresolved zeros' convention: the DSM height
+within ``se_factor`` sigmas), so the change stage weighs it as uncertain.
 
 **The small window's size.** ``SMALL_RADIUS = 3`` (7² cells), half the large window's radius: the band
 a fronto-parallel window loses at an edge is about its radius wide, so it halves the band, while the
@@ -62,7 +54,8 @@ noise peak a window of N cells reaches over the candidate heights (:func:`sweep_
 ~150 candidates, against 0.68 for 5² and 0.24 for 13²). Measured offline
 (docs/change_detection.md): radius 2 and 4 as well.
 
-**Cost.** Only the suspect cells are swept again: the images are sampled at every candidate height on
+**Cost.** Only the edge suspects are swept again (the narrow-roof suspects are read at two heights:
+each candidate plane holding some suspect's answer sampled once on its suspects' windows): the images are sampled at every candidate height on
 the union of their small windows (:meth:`sweep_views.View.sample_cells`) and the correlation taken at
 those cells alone (:func:`sweep_kernels.ncc_off_level_cells` with no level left out). The rule needs the
 large window's ``dh`` two window radii around the tile, so the sweep's block is widened by that
@@ -115,7 +108,7 @@ def edge_suspects(dh, bound: float, radius: int):
     a = answers(dh, bound)
     share = np.empty(dh.shape)
     swk.coherent_share(np.ascontiguousarray(a), radius, 0.5, share)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
         beyond = (share >= quadrant(radius) - 1e-12) & (np.abs(np.nan_to_num(a)) > 0)
         count = SN.box_sum(beyond.astype(np.float64), radius)
         neighbours = np.where(count > 0, SN.box_sum(np.where(beyond, dh, 0.0), radius) / count, np.nan)
