@@ -13,7 +13,9 @@ the 13² and a smaller window's sweeps (dumps of ``eval_small_window_dump.py``) 
   zero that rejects the 13² height by two of its standard errors; ``lower``: only 13² answers below the DSM;
   a ``:soft`` suffix floors the sigma at ``|dh_small - dh_13| / 2``; ``:sig`` keeps the 13² dh with that floor on
   its sigma (the sweep's dh unchanged, only its certainty); ``+`` joins rules.
-  ``edge::nbans+step:zero:win:firm:sig`` is the wired rule (t3 twelfth round; ``edge::nbb`` before);
+  ``edge::nbans+step:zero:win:firm:sig`` is t3's rule (twelfth round; ``edge::nbb`` before); the wired rule
+  (u1 thirteenth round) reads the narrow roof's small window at two heights only (``sweep_small.two_heights``,
+  ``rejects``), which the dumps do not hold: the replay approximates it by ``firm``;
   ``edge::nbans+step:zero:win:firm`` was wired and taken back (Kahramanmaraş dh vs CARS 1.16 -> 1.23 m).
 
     python benchmarks/eval_small_window_replay.py --work W --dump D [--small 3] --all-cells --rules base edge::nbb
