@@ -324,12 +324,9 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
         ok &= ~np.any(hidden, axis=0)
     edge, floor, n_edge = SS.NO_EDGE, SS.NO_FLOOR, [0, 0, 0, 0]
     if SS.EDGE_SECOND and dsm_test in SS.TESTS:  # a zero at a changed object's edge, a narrow roof: the smaller window
-        n_small = (2 * SS.SMALL_RADIUS + 1) ** 2
-        edge, floor, n_edge = SS.at_edges(np.where(ok, dh, np.nan), core, bound, radius, STOREY_M, lambda ys, xs: SS.small_window(
-            views, at_dsm, hidden, geom["pairs"], h, ys, xs, z0, step, n, n_noise, level, SS.SMALL_RADIUS,
-            MIN_WINDOW_FRACTION, SE_FACTOR), h if SS.NARROW_ROOF else None, SE_FACTOR, lambda ys, xs: SS.rejects(
-            *SS.two_heights(views, at_dsm, geom["pairs"], h, ys, xs, best_k[ys, xs], z0, step, SS.SMALL_RADIUS,
-                            MIN_WINDOW_FRACTION), n_small, SE_FACTOR, SN.noise_peak(n_small, n_noise)))
+        edge, floor, n_edge = SS.second_window(views, at_dsm, hidden, geom["pairs"], h, np.where(ok, dh, np.nan), best_k,
+                                               core, bound, radius, STOREY_M, z0, step, n, n_noise, level,
+                                               MIN_WINDOW_FRACTION, SE_FACTOR)
     regions = [0, 0]
     # a kept DSM height that the test cannot tell from the best one (the window test's ties, the
     # off-level test): both stay within reach
@@ -355,10 +352,7 @@ def sweep_tile(plan, tile, geom: dict, relief: float, visible=None, radius: int 
     out = {"dh": np.where(ok, dh, np.nan).astype(np.float32), "dh_sigma": np.where(ok, sigma, np.nan).astype(np.float32),
            "dh_score": np.where(ok, s, np.nan).astype(np.float32), "z0": z0, "n": n, "step": step, "regions": regions,
            "edge": n_edge}
-    for name, v in zip(("dh", "dh_sigma", "dh_score"), edge[2:]):
-        out[name][edge[0], edge[1]] = v
-    fy, fx, fl = (a[np.isfinite(out["dh"][floor[0], floor[1]])] for a in floor)  # a narrow roof: dh kept, less certain
-    out["dh_sigma"][fy, fx] = np.fmax(out["dh_sigma"][fy, fx], fl)
+    SS.apply(out, edge, floor)
     return out
 
 

@@ -267,3 +267,29 @@ def at_edges(dh, core, bound: float, radius: int, storey: float, small, h=None, 
         f = np.asarray(firm(ny, nx), bool)
         floor = (ny[f] - y0, nx[f] - x0, np.abs(dh[ny[f], nx[f]]) / se_factor)
     return edge, floor, [int(ys.size), int(ny.size), int(edge[0].size), int(floor[0].size)]
+
+
+def second_window(views, at_dsm, hidden, pairs, h, dh, best_k, core, bound: float, radius: int, storey: float,
+                  z0: float, step: float, n: int, n_noise: int, level, min_fraction: float, se_factor: float):
+    """:func:`at_edges` on one sweep block with the smaller window's two reads: the edge suspects swept
+    again (:func:`small_window`) and, with :data:`NARROW_ROOF`, the narrow roofs read at two heights
+    (:func:`two_heights`, :func:`rejects`); ``best_k`` the large window's best plane per block cell."""
+    def small(ys, xs):
+        return small_window(views, at_dsm, hidden, pairs, h, ys, xs, z0, step, n, n_noise, level, SMALL_RADIUS,
+                            min_fraction, se_factor)
+
+    def firm(ys, xs):
+        n_small = (2 * SMALL_RADIUS + 1) ** 2
+        return rejects(*two_heights(views, at_dsm, pairs, h, ys, xs, best_k[ys, xs], z0, step, SMALL_RADIUS,
+                                    min_fraction), n_small, se_factor, SN.noise_peak(n_small, n_noise))
+
+    return at_edges(dh, core, bound, radius, storey, small, h if NARROW_ROOF else None, se_factor, firm)
+
+
+def apply(out: dict, edge, floor) -> None:
+    """Writes :func:`second_window`'s answers into a tile's ``dh``, ``dh_sigma``, ``dh_score`` maps: the
+    edge cells' measurement, then the narrow roofs' ``dh_sigma`` floor where ``dh`` is measured."""
+    for name, v in zip(("dh", "dh_sigma", "dh_score"), edge[2:]):
+        out[name][edge[0], edge[1]] = v
+    fy, fx, fl = (a[np.isfinite(out["dh"][floor[0], floor[1]])] for a in floor)  # a narrow roof: dh kept, less certain
+    out["dh_sigma"][fy, fx] = np.fmax(out["dh_sigma"][fy, fx], fl)
