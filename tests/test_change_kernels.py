@@ -452,3 +452,50 @@ def test_bin_values_equals_numpys_search_and_look_up():
     x = np.linspace(-1, 5, 13)
     assert np.array_equal(bin_values(x, e, (1.0, 2.0, 3.0), 0.0),
                           np.array([1.0, 2.0, 3.0])[np.clip(np.searchsorted(e, x, side="right") - 1, 0, 2)])
+
+
+@pytest.mark.parametrize("az", [90.0, 0.0, 33.0, 250.0, 180.0])
+def test_parallax_sums_by_label_runs_equal_the_offset_by_offset_sums(az):
+    """The kernel walks each row of offsets by label runs (parallax_kernels): the sums must be
+    those of the per-offset definition bit for bit (each (patch, offset) sum adds its start cells
+    in raster order), for digital lines east-west, north-south and oblique, reaching out of the
+    window, and for offsets given in any order."""
+    from offnadir.change import parallax_kernels as PK
+    from offnadir.change.tileio import parallax_offsets
+
+    rng = _rng(int(az))
+    lab = ndimage.median_filter(rng.integers(1, 7, size=(60, 70)), 7).astype(np.int64)
+    lab[20:24, :] = 3  # a long run of one patch
+    x = rng.normal(size=lab.shape)
+    y = rng.normal(size=lab.shape)
+    x[rng.random(lab.shape) < 0.05] = np.nan
+    y[rng.random(lab.shape) < 0.05] = np.nan
+    ids = np.unique(lab)
+    row = np.searchsorted(ids, lab)
+    row[lab == 2] = -1
+    di, dj, _ = parallax_offsets(az, 30.0, 12.0, 0.5)
+    perm = rng.permutation(len(di))
+    core = (5, 52, 3, 66)
+    for d_i, d_j in ((di, dj), (di[perm], dj[perm])):
+        out = np.zeros((len(ids), len(d_i), 6))
+        PK.parallax_sums(lab, row, x, y, d_i, d_j, *core, out)
+        ref = np.zeros_like(out)
+        for i in range(core[0], core[1]):
+            for j in range(core[2], core[3]):
+                if row[i, j] < 0 or not np.isfinite(x[i, j]):
+                    continue
+                for k in range(len(d_i)):
+                    a, b = i + d_i[k], j + d_j[k]
+                    if 0 <= a < lab.shape[0] and 0 <= b < lab.shape[1] and lab[a, b] == lab[i, j] and \
+                            np.isfinite(y[a, b]) and np.isfinite(x[a, b]):
+                        xv, yv = x[i, j], y[a, b]
+                        ref[row[i, j], k, 0] += 1.0
+                        ref[row[i, j], k, 1] += xv
+                        ref[row[i, j], k, 2] += yv
+                        ref[row[i, j], k, 3] += xv * xv
+                        ref[row[i, j], k, 4] += yv * yv
+                        ref[row[i, j], k, 5] += xv * yv
+        assert len(d_i) > 20 and (ref[..., 0] > 0).sum() > 40
+        np.testing.assert_array_equal(out, ref)
+    g = PK.offset_rows(di, dj)
+    assert sorted(g[4]) == list(range(len(di)))  # every offset in exactly one row group

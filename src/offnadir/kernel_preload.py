@@ -28,7 +28,7 @@ RUN_MODULES = ("offnadir.camera.kernels", "offnadir.cube.kernels", "offnadir.cub
                "offnadir.cube.sweep_kernels", "offnadir.cube.window_sums_kernels", "offnadir.cube.sweep_level_kernels",
                "offnadir.cube.sweep_views_kernels",
                "offnadir.change.sun_kernels", "offnadir.change.sun_block_sums", "offnadir.change.slic_kernels",
-               "offnadir.change.segment_kernels", "offnadir.change.kernels", "offnadir.change.group_kernels",
+               "offnadir.change.segment_kernels", "offnadir.change.parallax_kernels", "offnadir.change.kernels", "offnadir.change.group_kernels",
                "offnadir.change.census_codes",
                "offnadir.change.census", "offnadir.change.irmad", "offnadir.change.shadow",
                "offnadir.change.outline", "offnadir.change.rim_profile", "offnadir.change.longer_shadow",

@@ -1,7 +1,7 @@
 """numba/numpy kernels of change detection: per-patch accumulations, and (re-exported from
-:mod:`offnadir.change.group_kernels`, :mod:`offnadir.change.sun_kernels` and
-:mod:`offnadir.change.segment_kernels`) grouped sums by patch ID, sun visibility, ground estimate,
-labelling, superpixels. numpy and numba only (no xarray, dask, zarr, scipy).
+:mod:`offnadir.change.group_kernels`, :mod:`offnadir.change.sun_kernels`,
+:mod:`offnadir.change.segment_kernels` and :mod:`offnadir.change.parallax_kernels`) grouped sums by
+patch ID, sun visibility, ground estimate, labelling, superpixels, parallax profiles. numpy and numba only (no xarray, dask, zarr, scipy).
 
 Every kernel works on a *window* of the DSM grid whose first cell has global position
 ``(gi0, gj0)``; results that the stage keeps (the window's core) are functions of global positions
@@ -29,6 +29,7 @@ from offnadir.change.group_kernels import (  # noqa: F401  (re-exported)
     prob_group_sums,
     sorted_lookup,
 )
+from offnadir.change.parallax_kernels import parallax_sums  # noqa: F401  (re-exported)
 from offnadir.change.segment_kernels import (  # noqa: F401  (re-exported)
     ground_estimate,
     label_components,
@@ -49,43 +50,7 @@ from offnadir.change.sun_kernels import (  # noqa: F401  (re-exported)
 _NB = dict(cache=True, nogil=True, error_model="numpy")
 
 
-# ----------------------------------------------------------------------------- patch profiles
-@njit(**_NB)
-def parallax_sums(lab, row, x, y, di, dj, ci0, ci1, cj0, cj1, out):
-    """Correlation sums of base ``x`` at a core cell against target ``y`` shifted along the
-    parallax direction, for every shift k: pairs (c, c + (di[k], dj[k])) whose two cells belong
-    to the same patch (``lab``) and are both usable (``x`` and ``y`` finite).
-
-    ``row[i, j]`` is the table row of the core cell's patch (-1: skip). ``out[row, k, :]`` +=
-    (n, Σx, Σy, Σx², Σy², Σxy). Only core cells (``ci0 <= i < ci1``, ``cj0 <= j < cj1``) start a
-    pair, so each pair is counted by exactly one tile."""
-    nk = di.shape[0]
-    ny, nx = lab.shape
-    for i in range(ci0, ci1):
-        for j in range(cj0, cj1):
-            r = row[i, j]
-            if r < 0:
-                continue
-            xv = x[i, j]
-            if not np.isfinite(xv):
-                continue
-            L = lab[i, j]
-            for k in range(nk):
-                a = i + di[k]
-                b = j + dj[k]
-                if a < 0 or a >= ny or b < 0 or b >= nx or lab[a, b] != L:
-                    continue
-                yv = y[a, b]
-                if not np.isfinite(yv) or not np.isfinite(x[a, b]):
-                    continue
-                out[r, k, 0] += 1.0
-                out[r, k, 1] += xv
-                out[r, k, 2] += yv
-                out[r, k, 3] += xv * xv
-                out[r, k, 4] += yv * yv
-                out[r, k, 5] += xv * yv
-
-
+# ----------------------------------------------------------------------------- patch variates
 @njit(**_NB)
 def canonical_window(x, y, mask, a, ca, b, cb, u, v):
     """First canonical variates of the cells of a window: ``u = x a - ca``, ``v = y b - cb`` where
