@@ -12,9 +12,12 @@ from 5 and 25 degrees on 0.5 m cells) that was most of the change stage. Here:
   base +1, target -1, target +1 -- are population counts of bytes, taken all at once by a SWAR
   byte popcount on two 64-bit words with 16-bit lanes (``n | d | a- | a+`` and ``b- | b+``):
   no table look-ups, so the loop over a row vectorises;
-* their window sums roll down the rows (one row's words in, one out; each row computed once into
-  a ring of ``w + 1`` rows) and along each row (one column in, one out) as lane-wise additions of
-  the packed words: two additions instead of six. Lanes are exact while no sum exceeds 65535:
+* their column sums are differences of prefix sums down the rows (each row's counts computed
+  once, added to the previous row's prefix in the same pass, into a ring of ``w + 1`` rows: the
+  coarse and the fine window's column sums are one subtraction each, modulo 2^64, which is exact
+  since the packed word is linear in its lanes and no lane of a window's sum exceeds 65535), and
+  the window sums slide along each row (one column in, one out) as lane-wise additions of the
+  packed words: two additions instead of six. Lanes are exact while no sum exceeds 65535:
   a column sum holds at most ``8 (w + 1)`` and a window sum ``8 w (w + 1)`` (one in before one
   out: ``w <= 90``); wider windows
   unpack the column sums and slide six integers (:func:`_hslide_wide`);
@@ -55,10 +58,11 @@ def _pop(x):
 
 
 @njit(**_NB)
-def _row(a_row, b_row, lo, hi):
-    """Packed counts of aligned base/target words: ``lo = n | d << 16 | a- << 32 | a+ << 48``,
-    ``hi = b- | b+ << 16 | D << 32`` (valid pairs only; ``D``: pairs whose signs reversed, the
-    sign-reversal ratio's count, :mod:`offnadir.change.reversal`)."""
+def _row_prefix(a_row, b_row, plo, phi, lo, hi):
+    """Packed counts of aligned base/target words added to the previous row's prefix sums
+    ``plo/phi``: ``lo += n | d << 16 | a- << 32 | a+ << 48``, ``hi += b- | b+ << 16 | D << 32``
+    (valid pairs only; ``D``: pairs whose signs reversed, the sign-reversal ratio's count,
+    :mod:`offnadir.change.reversal`)."""
     for t in range(a_row.shape[0]):
         a = _U(a_row[t])
         b = _U(b_row[t])
@@ -69,46 +73,35 @@ def _row(a_row, b_row, lo, hi):
         bp = (b >> _S8) & both
         d = (an ^ bn) | (ap ^ bp)
         rev = (an & bp) | (ap & bn)
-        lo[t] = _pop(both | (d << _S16) | (an << _S32) | (ap << _S48))
-        hi[t] = _pop(bn | (bp << _S16) | (rev << _S32))
+        lo[t] = plo[t] + _pop(both | (d << _S16) | (an << _S32) | (ap << _S48))
+        hi[t] = phi[t] + _pop(bn | (bp << _S16) | (rev << _S32))
 
 
 @njit(**_NB)
-def _row_counts(A, B, i, di, dj, ja, jb, lo, hi):
-    """Packed counts of row ``i`` against the target shifted by (di, dj), columns [ja, jb), into
-    ``lo/hi[0:jb - ja]`` (0 where the shifted target falls outside)."""
+def _prefix_counts(A, B, i, di, dj, ja, jb, plo, phi, lo, hi):
+    """Prefix sums of the packed counts down the rows: ``lo/hi = plo/phi +`` the counts of row ``i``
+    against the target shifted by (di, dj), columns [ja, jb) (none where the shifted target falls
+    outside; modulo 2^64: a difference of two prefixes is the packed sum of the rows
+    between them, exact while no lane of that sum exceeds 65535)."""
     H, W = A.shape
-    lo[:] = 0
-    hi[:] = 0
     ii = i + di
-    if not 0 <= ii < H:
-        return
     j0, j1 = max(ja, -dj), min(jb, W - dj)
-    if j1 > j0:
-        _row(A[i, j0:j1], B[ii, j0 + dj:j1 + dj], lo[j0 - ja:j1 - ja], hi[j0 - ja:j1 - ja])
+    if not 0 <= ii < H or j1 <= j0:
+        lo[:] = plo
+        hi[:] = phi
+        return
+    lo[:j0 - ja] = plo[:j0 - ja]
+    hi[:j0 - ja] = phi[:j0 - ja]
+    _row_prefix(A[i, j0:j1], B[ii, j0 + dj:j1 + dj], plo[j0 - ja:j1 - ja], phi[j0 - ja:j1 - ja],
+                lo[j0 - ja:j1 - ja], hi[j0 - ja:j1 - ja])
+    lo[j1 - ja:] = plo[j1 - ja:]
+    hi[j1 - ja:] = phi[j1 - ja:]
 
 
 @njit(**_NB)
-def _vadd(c, x):
+def _vdiff(c, x, y):
     for t in range(c.shape[0]):
-        c[t] += x[t]
-
-
-@njit(**_NB)
-def _vsub(c, x):
-    for t in range(c.shape[0]):
-        c[t] -= x[t]
-
-
-@njit(**_NB)
-def _roll(cl, ch, rows, f0, nf, add):
-    """Column sums ``cl/ch[:nf]`` +/- the ring's row ``rows`` (lo, hi) from column ``f0``."""
-    if add:
-        _vadd(cl[:nf], rows[0, f0:f0 + nf])
-        _vadd(ch[:nf], rows[1, f0:f0 + nf])
-    else:
-        _vsub(cl[:nf], rows[0, f0:f0 + nf])
-        _vsub(ch[:nf], rows[1, f0:f0 + nf])
+        c[t] = x[t] - y[t]
 
 
 @njit(**_NB, inline="always")
@@ -211,8 +204,8 @@ def _hslide_wide(cl, ch, e0, nw, cj0, cj1, r, ja, o):
 @njit(**_NB)
 def _min_ratio_offset(A, B, di, dj, w, ci0, ci1, cj0, cj1, packed, cl, ch, ring, wl, wh, out, rev, half,
                       min_expected, rout, wf, fl, fh, fout):
-    """``out = fmin(out, R)`` over the core rows/cols for one offset. Column sums roll down the
-    rows (each row's packed counts computed once into a ring of 2r+2 rows: one row in, one out),
+    """``out = fmin(out, R)`` over the core rows/cols for one offset. Column sums are differences
+    of the rows' prefix sums (each row's packed counts computed once, into a ring of 2r+2 rows),
     window sums along each row (one column in, one out). ``rev`` (packed only): also ``rout =
     fmin(rout, S)``, the sign-reversal ratio from the same window sums. ``wf > 0`` (<= w): also
     ``fout = fmin(fout, R)`` over that window, its column sums ``fl/fh`` from the same ring."""
@@ -221,38 +214,47 @@ def _min_ratio_offset(A, B, di, dj, w, ci0, ci1, cj0, cj1, packed, cl, ch, ring,
     m = ring.shape[0]
     ja, jb = max(cj0 - r, 0), min(cj1 + r, W)  # the columns some core window touches
     nw = jb - ja
-    cl[:] = 0
-    ch[:] = 0
     top = max(ci0 - r, 0)
-    for i in range(top, min(ci0 + r, H)):  # the rows of the first core row's window except its last
-        rl, rh = ring[i % m, 0, :nw], ring[i % m, 1, :nw]
-        _row_counts(A, B, i, di, dj, ja, jb, rl, rh)
-        _vadd(cl[:nw], rl)
-        _vadd(ch[:nw], rh)
+    # the ring holds prefix sums of the rows' packed counts from row top: P[t] (t - m, t]; a window's
+    # column sums are P[last row] - P[first row - 1] (P[top - 1] = 0)
+    zl = np.zeros(nw, np.uint64)
+    last = top - 1
+    for t in range(top, min(ci0 + r, H)):  # the rows of the first core row's window except its last
+        pr = ring[(t - 1) % m]
+        _prefix_counts(A, B, t, di, dj, ja, jb, zl if t == top else pr[0, :nw], zl if t == top else pr[1, :nw],
+                       ring[t % m, 0, :nw], ring[t % m, 1, :nw])
+        last = t
     e0 = min(cj0 + r, W) - ja  # the first core window's columns except its last
     rf = wf // 2
     fa = max(cj0 - rf, 0)  # the fine window's columns, [fa, fa + nf), within [ja, jb)
-    f0, nf, ftop = fa - ja, min(cj1 + rf, W) - fa, max(ci0 - rf, 0)
-    fl[:] = 0
-    fh[:] = 0
-    for i in range(ftop, min(ci0 + rf, H) if wf > 0 else ftop):
-        _roll(fl, fh, ring[i % m], f0, nf, True)
+    f0, nf = fa - ja, min(cj1 + rf, W) - fa
     for i in range(ci0, ci1):
         k = i + r
         if k < H:
-            rl, rh = ring[k % m, 0, :nw], ring[k % m, 1, :nw]
-            _row_counts(A, B, k, di, dj, ja, jb, rl, rh)
-            _vadd(cl[:nw], rl)
-            _vadd(ch[:nw], rh)
+            if k == top:
+                _prefix_counts(A, B, k, di, dj, ja, jb, zl, zl, ring[k % m, 0, :nw], ring[k % m, 1, :nw])
+            else:
+                pr = ring[(k - 1) % m]
+                _prefix_counts(A, B, k, di, dj, ja, jb, pr[0, :nw], pr[1, :nw], ring[k % m, 0, :nw],
+                               ring[k % m, 1, :nw])
+            last = k
+        hr = ring[last % m]
         k = i - r - 1
         if k >= top:
-            _vsub(cl[:nw], ring[k % m, 0, :nw])
-            _vsub(ch[:nw], ring[k % m, 1, :nw])
-        if wf > 0:  # rows i - rf - 1 and i + rf are in the ring (it holds i - r - 1 .. i + r)
-            if i + rf < H:
-                _roll(fl, fh, ring[(i + rf) % m], f0, nf, True)
-            if i - rf - 1 >= ftop:
-                _roll(fl, fh, ring[(i - rf - 1) % m], f0, nf, False)
+            _vdiff(cl[:nw], hr[0, :nw], ring[k % m, 0, :nw])
+            _vdiff(ch[:nw], hr[1, :nw], ring[k % m, 1, :nw])
+        else:
+            cl[:nw] = hr[0, :nw]
+            ch[:nw] = hr[1, :nw]
+        if wf > 0:  # rows i - rf - 1 and min(i + rf, H - 1) are in the ring (it holds i - r - 1 .. i + r)
+            fr = ring[min(i + rf, H - 1) % m]
+            k = i - rf - 1
+            if k >= top:
+                _vdiff(fl[:nf], fr[0, f0:f0 + nf], ring[k % m, 0, f0:f0 + nf])
+                _vdiff(fh[:nf], fr[1, f0:f0 + nf], ring[k % m, 1, f0:f0 + nf])
+            else:
+                fl[:nf] = fr[0, f0:f0 + nf]
+                fh[:nf] = fr[1, f0:f0 + nf]
         if packed:
             _hslide_packed(cl, ch, e0, nw, cj0, cj1, r, ja, wl, wh)
             _ratio_packed(wl, wh, out[i - ci0])
