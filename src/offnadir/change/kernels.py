@@ -1,7 +1,8 @@
 """numba/numpy kernels of change detection: per-patch accumulations, and (re-exported from
 :mod:`offnadir.change.group_kernels`, :mod:`offnadir.change.sun_kernels`,
 :mod:`offnadir.change.segment_kernels` and :mod:`offnadir.change.parallax_kernels`) grouped sums by
-patch ID, sun visibility, ground estimate, labelling, superpixels, parallax profiles. numpy and numba only (no xarray, dask, zarr, scipy).
+patch ID, sun visibility, ground estimate, labelling, superpixels, parallax profiles. numpy and
+numba only (no xarray, dask, zarr, scipy).
 
 Every kernel works on a *window* of the DSM grid whose first cell has global position
 ``(gi0, gj0)``; results that the stage keeps (the window's core) are functions of global positions
