@@ -113,15 +113,20 @@ def shadow_classifiers(cube, suns, cell: float, *, tol: float = 0.3, log=None, m
     h = np.ascontiguousarray(cube["dsm"].isel(**win).values, np.float64)
     fin = np.isfinite(h)
     relief = float(np.nanmax(h) - np.nanmin(h)) if fin.any() else 0.0
-    codes = np.empty(h.shape, np.uint8)
+    base = None
     for t, rec in enumerate(suns):
         az, el = math.radians(rec["azimuth"] + rec["grid_north_deg"]), math.radians(rec["elevation"])
         max_dist = min(relief / (math.tan(max(el, 1e-3)) * cell) + 2.0, float(max(h.shape)))
+        codes = np.empty(h.shape, np.uint8)
         K.illumination(h, cell, az, el, float(tol), 1.0, max_dist, codes)
         vis = np.asarray(cube["visible"].isel(image=t, **win).values) == 1
         x = np.asarray(cube["value"].isel(image=t, **win).mean("band").values, np.float64)
         clf = SO.calibrate(x, codes, vis & np.isfinite(x))
         rec["shadow_classifier"] = None if clf is None else clf.report()
+        if t == 0:
+            base = (x, codes, vis)
+        else:
+            ratio_classifier(rec, base, (x, codes, vis), log)
         if clf is None:
             # a warning, like an unknown sun: the roof-wide shadow rules are off for this image (a high sun
             # seen from its own side: both20 seed 5's target sees 46 sure shadow cells)
@@ -134,6 +139,29 @@ def shadow_classifiers(cube, suns, cell: float, *, tol: float = 0.3, log=None, m
                      "cells classified as predicted; lit median %.4g (the missing-shadow rule reads a shadow on a "
                      "roof at this level relative to that roof's own lit cells)", rec.get("image", t), clf.n_shadow,
                      clf.n_lit, clf.threshold, 100 * clf.accuracy_shadow, 100 * clf.accuracy_lit, clf.lit_median)
+
+
+def ratio_classifier(rec, base, target, log):
+    """The cross-date shadow ratio classifier of a target (:func:`offnadir.change.shadow_ratio.calibrate`)
+    on the window's ``(x, codes, visible)`` of the base and the target: stored in ``rec`` as
+    ``shadow_ratio_classifier`` (its report, None without enough cells the sun's move lit) and logged."""
+    from offnadir.change import missing_shadow as MS
+    from offnadir.change import shadow_ratio as SR
+
+    r = SR.log_ratio(base[0], target[0])
+    A, B = SR.classes(r, base[1], target[1], base[2], target[2])
+    clf = SR.calibrate(r, A, B)
+    rec["shadow_ratio_classifier"] = None if clf is None else clf.report()
+    name = rec.get("image", "?")
+    if clf is None:
+        log.info("%s: no cross-date shadow ratio classifier (%d cells shadowed at both dates, %d shadowed at the "
+                 "base and lit here: the sun barely moved): the missing-shadow rule reads this image's intensities "
+                 "only", name, int(A.sum()), int(B.sum()))
+    else:
+        log.info("%s: cross-date shadow ratio classifier (log target / base) on %d cells shadowed at both dates and "
+                 "%d shadowed at the base and lit here (the sun's move): midpoint %.3f; a roof decided gone by its "
+                 "missing shadow is kept where its own shadow cells read below it", name, clf.n_shadow, clf.n_lit,
+                 MS.midpoint(clf))
 
 
 def small_coords_loaded(cube):

@@ -280,6 +280,9 @@ class Runner(Dispatch):
             names = [str(v) for v in self.cube["image"].values]
             self.gone = MS.decide(out["shadow"], self.targets, names, self.sun_report, _LOG,
                                   enabled=self.opts.missing_shadows)
+            from offnadir.change import shadow_ratio as SRT  # gone casters whose shadow's light did not change
+
+            self.gone = SRT.veto(self.gone, self.segmented_io(), self.ctx, self.red, self.sun_report, names, _LOG)
             self.gone_missing = dict(self.gone)  # the missing-shadow rule's own decisions (rim_veto)
             from offnadir.change import longer_shadow as LS  # roofs whose shadow grew: gain evidence
 
