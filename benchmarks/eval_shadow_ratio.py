@@ -18,6 +18,8 @@ Variants of the missing-shadow decision (target 1), beside ``current``:
 * each also ``+rim``: the pipeline's rim veto (``eval_shadow_casters.rim_veto`` ``rim_veto_dark_s``) after it.
 
 ``--casters`` lists every caster decided by ``current`` or a variant with its figures and truth class.
+``--check-crops``: the pipeline's crop form (:mod:`offnadir.change.shadow_ratio`: each candidate's box from
+its plane sums, its crop, its sole cells) gives ``sole_ratio_sums``' whole-grid numbers, caster by caster.
 
     python benchmarks/eval_shadow_ratio.py --hard W --seeds 0 1 2 [--km K] [--casters]
 """
@@ -136,6 +138,39 @@ def sole_ratio_sums(run, ctx, ids, cand, rclf, t: int = 1):
     return n, s
 
 
+def check_crops(run, ctx, ids, cand, rclf, t: int = 1):
+    """(candidates, mismatches, CPU-s of the crops): :func:`sole_ratio_sums` against the pipeline's
+    crops (:func:`offnadir.change.shadow_ratio.roof_box`, ``caster_crop``, ``sole_sums``)."""
+    import time
+
+    from offnadir.change import crown
+    from offnadir.change import shadow_ratio as SRT
+    from offnadir.change.tileio import MemoryIO
+
+    a = run["arr"]
+    ns, Rs = sole_ratio_sums(run, ctx, ids, cand, rclf, t)
+    io = MemoryIO({k: a[k] for k in ("dsm", "visible", "value", "illumination", "patch", "elevated")})
+    lab = np.where(a["elevated"] == 1, a["patch"], 0)
+    pids = np.unique(a["patch"][a["patch"] > 0])
+    plane = crown.plane_sums(a["dsm"], a["patch"], pids)
+    reach = SRT.crop_reach(ctx.h_range[1] - ctx.h_range[0], ctx.sun[t][1], ctx.cell)
+    bad, cpu = 0, 0.0
+    for c in cand:
+        j, k = int(np.searchsorted(ids, c)), int(np.searchsorted(pids, c))
+        ii, jj = np.nonzero(lab == c)
+        t0 = time.process_time()
+        box = SRT.roof_box(io, int(c), plane[k], ctx.shape)
+        n, s = 0, 0.0
+        if box is not None:
+            h, lb, el, r, A, _ = SRT.caster_crop(io, box, reach, ctx.shape, t, ctx.sun[t][0])
+            n, s = SRT.sole_sums(h, lb, el, r, A, int(c), ctx.cell, *ctx.sun[t], float(ChangeOptions().sun_tolerance),
+                                 float(max(ctx.shape)), rclf)
+        cpu += time.process_time() - t0
+        exact = (ii.min(), ii.max() + 1, jj.min(), jj.max() + 1) if len(ii) else None
+        bad += not (box == exact and n == ns[j] and math.isclose(s, Rs[j], rel_tol=1e-12, abs_tol=1e-9))
+    return len(cand), bad, cpu
+
+
 def decide_ratio(sums, suns, nr, R, rclf, variant: str, t: int = 1):
     ids = np.asarray(sums["ids"])
     rows = sums["rows"]
@@ -167,6 +202,7 @@ def main(argv=None) -> int:
     ap.add_argument("--km", type=Path)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--casters", action="store_true")
+    ap.add_argument("--check-crops", action="store_true")
     a = ap.parse_args(argv)
     for name, store, scene in EMS.stored_jobs(a.hard, a.seeds, a.km):
         run = EMS.load(store)
@@ -179,6 +215,10 @@ def main(argv=None) -> int:
             print(f"{name}: ratio classes A {rclf.n_shadow} B {rclf.n_lit}, accuracy {rclf.accuracy_shadow:.3f} / "
                   f"{rclf.accuracy_lit:.3f}, midpoint {MS.midpoint(rclf):.3f}")
         cur = decisions(sums, suns, "current")
+        if a.check_crops and rclf is not None:
+            did, post = cur["missing"]
+            nc, bad, cpu = check_crops(run, ctx, ids, did[post >= 0.5], rclf)
+            print(f"{name}: crops of {nc} candidates: {bad} differ from the whole-grid form ({cpu:.2f} CPU-s)")
         p0 = ESC.pre_rule_probability(store, run, cur)
         cls = OFF._read(scene / "truth_change_class.tif") if scene is not None else None
         listed = {}
