@@ -264,7 +264,8 @@ def veto(gone: dict, io, ctx, patch_table, report, names=None, log=None) -> dict
                 n_veto += 1
         out[t] = (ids, post)
         msh["ratio_vetoed"] = n_veto
-        msh["ratio_midpoint"] = MS.midpoint(clf)
+        mid = MS.midpoint(clf)
+        msh["ratio_midpoint"] = mid if math.isfinite(mid) else None  # JSON: no infinities
         if "casters_gone" in msh:
             msh["casters_gone"] = int((post >= 0.5).sum())
         log.info("%s: %d of the %d roofs decided gone by their missing shadow kept: at least %d of their own shadow "
