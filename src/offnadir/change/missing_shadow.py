@@ -48,6 +48,10 @@ Decision per target ``t`` and patch (:func:`decide`):
   shift — a shadow cast on a surface brighter than the shadows the classifier learnt — into
   certainty: hard simulator seed 2, a 630-cell unchanged roof at 0.03 per cell, midpoint 0.13).
 
+A caster decided gone whose own shadow cells (shadowed by no other object) change light between the dates as
+shadow at both dates does is kept (:func:`offnadir.change.shadow_ratio.veto`, on the client after :func:`decide`:
+the cross-date ratio cancels the ground's albedo, which the one-image reading takes for light).
+
 A patch decided gone marks its cells changed (:func:`raise_gone`: ``p -> max(p, 1/2)``): the test
 says that the caster went, not how likely each of its cells is beyond that (a large patch can be
 partly demolished); ``max(p, P)`` put a 9158-cell Kahramanmaras patch, half of it unchanged, above
