@@ -34,7 +34,8 @@ def _run(tower=False):
     return run, ctx, io, table, ESR.ratio_classifier(r, A, B)
 
 
-def test_veto_keeps_the_roof_whose_shadow_stayed_and_not_the_demolished_one():
+def test_veto_keeps_the_roof_whose_shadow_stayed_and_not_the_demolished_one(caplog):
+    caplog.set_level(logging.INFO)
     run, ctx, io, table, clf = _run()
     assert clf is not None
     ids = np.array([1001, 2002])
@@ -42,6 +43,7 @@ def test_veto_keeps_the_roof_whose_shadow_stayed_and_not_the_demolished_one():
     out = SRT.veto({1: (ids, np.array([0.9, 0.8]))}, io, ctx, table, report, log=logging.getLogger("t"))
     assert out[1][1].tolist() == [0.0, 0.8]  # 1001 stands (its shadow darkens both dates), 2002 went
     assert report[1]["missing_shadows"]["ratio_vetoed"] == 1 and report[1]["missing_shadows"]["casters_gone"] == 1
+    assert "1: 1 of the 2 roofs decided gone by their missing shadow kept" in caplog.text
 
 
 def test_no_veto_without_a_ratio_classifier_or_sole_cells():
@@ -90,7 +92,8 @@ def test_roof_box_grows_from_a_guess_too_small():
     assert SRT.roof_box(io, 7, row, lab.shape) == (20, 180, 10, 190)
 
 
-def test_ratio_classifier_calibrated_beside_the_shadow_classifiers():
+def test_ratio_classifier_calibrated_beside_the_shadow_classifiers(caplog):
+    caplog.set_level(logging.INFO)
     import xarray as xr
 
     from offnadir.change.illumination import shadow_classifiers
@@ -106,5 +109,6 @@ def test_ratio_classifier_calibrated_beside_the_shadow_classifiers():
     assert rc is not None and rc["n_lit"] > 100 and "shadow_ratio_classifier" not in suns[0]
     assert MS.midpoint(SRT.SO.ShadowClassifier.from_report(rc)) > -math.inf
     same = [dict(s, elevation=35.0) for s in suns]  # no sun move: no cells lit by it, no classifier
-    shadow_classifiers(cube, same, 0.5)
+    shadow_classifiers(cube, same, 0.5, log=logging.getLogger("t"))
     assert same[1]["shadow_ratio_classifier"] is None
+    assert "target: no cross-date shadow ratio classifier" in caplog.text
