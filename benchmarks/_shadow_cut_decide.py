@@ -85,17 +85,10 @@ def cut_input(d, depth_min=3):
 
 
 def cut_ray(d, name):
-    from _shadow_ray_rays import ray_share, typical_height
+    from _shadow_ray_rays import lean_reach, ray_share
 
     lit, elig = cut_input(d)
-    az = math.radians(d["view_az"] + d["sun"]["grid_north_deg"])
-    if name.endswith("against"):
-        az += math.pi
-    elif name.endswith("perp"):
-        az += math.pi / 2
-    h = typical_height(d)
-    k = int(min(max(2, math.ceil(h * math.tan(math.radians(d["view_off"])) / d["cell"])),
-                int(d["cal"]["window_cells"]) // 2))
+    az, k = lean_reach(d, name)
     n = ray_share(elig, az, k)
     s = ray_share(lit, az, k)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -213,23 +206,13 @@ def blob_footprint(d, name):
 def decide_cut(d, name):
     import eval_decision_offline as ED
     from scipy.special import expit, logit
-    from _shadow_ray_rays import MIN_CHANGED, ray_table, shadow_ray
+    from _shadow_ray_rays import MIN_CHANGED, first_probabilities, ray_table, shadow_ray
 
-    from offnadir.change import calibrate as C
-    from offnadir.change import cells as P
     from offnadir.change import localise as L
 
-    e, el = d["ev"], d["elev"]
-    p = np.full(e.shape, np.nan)
-    models = {}
-    for s, m in ((1, el), (0, ~el)):
-        models[s] = ED.refit(C.histogram(P.ratio_evidence(e), m), s)
-        p[m] = C.probability(P.ratio_evidence(e[m]), models[s])
+    el = d["elev"]
+    p, pw, fm, models = first_probabilities(d)
     g = ~el
-    pw, fm = p.copy(), None
-    if d.get("fine") is not None:
-        fm = C.fit(C.histogram(P.ratio_evidence(d["fine"]), g), anchor=P.ANCHOR["local"])
-        p[g] = L.localise(p[g], d["fine"][g], models[0], fm)
     obs = g & np.isfinite(p) & (d["vis"][0] == 1) & (d["vis"][d["t"]] == 1)
     chg, unc = obs & (p >= 0.5), obs & (p < 0.5)
     info, add = {}, None

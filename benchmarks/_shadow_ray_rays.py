@@ -75,6 +75,42 @@ def typical_height(d):
     return float(np.median(rel)) if rel.size else math.nan
 
 
+def first_probabilities(d):
+    """A stored run's probabilities replayed up to the fine window's localisation: ``(p, pw, fm, models)``,
+    ``p`` after the localisation on the ground, ``pw`` before it, ``fm`` the fine window's mixture (None
+    without a fine window), ``models`` the coarse mixtures of the ground (0) and the elevated cells (1)."""
+    from offnadir.change import calibrate as C
+    from offnadir.change import cells as P
+    from offnadir.change import localise as L
+
+    e, el = d["ev"], d["elev"]
+    p = np.full(e.shape, np.nan)
+    models = {}
+    for s, m in ((1, el), (0, ~el)):
+        models[s] = ED.refit(C.histogram(P.ratio_evidence(e), m), s)
+        p[m] = C.probability(P.ratio_evidence(e[m]), models[s])
+    g = ~el
+    pw, fm = p.copy(), None
+    if d.get("fine") is not None:
+        fm = C.fit(C.histogram(P.ratio_evidence(d["fine"]), g), anchor=P.ANCHOR["local"])
+        p[g] = L.localise(p[g], d["fine"][g], models[0], fm)
+    return p, pw, fm, models
+
+
+def lean_reach(d, name):
+    """``(az, k)``: the azimuth away from the target's sensor in grid terms (turned by ``against`` /
+    ``perp`` variants) and the ray's length in cells: the relief displacement of the old DSM's typical
+    height, at least 2 and at most half the evidence window."""
+    az = math.radians(d["view_az"] + d["sun"]["grid_north_deg"])
+    if name.endswith("against"):
+        az += math.pi
+    elif name.endswith("perp"):
+        az += math.pi / 2
+    h = typical_height(d)
+    return az, int(min(max(2, math.ceil(h * math.tan(math.radians(d["view_off"])) / d["cell"])),
+                       int(d["cal"]["window_cells"]) // 2))
+
+
 def shadow_ray(d, name):
     """(S, info): the ray share of unexplained seen shadows, or (None, info) where the rule is off."""
     sun = d["sun"]
@@ -106,14 +142,8 @@ def lean_ray(d, name, says):
     """(S, info): the share of ``says`` (ground cells whose fine window calls change, seen) on the ray of K
     cells from each cell away from the target's sensor: where a building standing on the cell would show its
     roof in the target (relief displacement h tan(off-nadir), h the old DSM's typical height)."""
-    az = math.radians(d["view_az"] + d["sun"]["grid_north_deg"])
-    if name.endswith("against"):
-        az += math.pi
-    elif name.endswith("perp"):
-        az += math.pi / 2
+    az, k = lean_reach(d, name)
     h = typical_height(d)
-    k = int(min(max(2, math.ceil(h * math.tan(math.radians(d["view_off"])) / d["cell"])),
-                int(d["cal"]["window_cells"]) // 2))
     m = says & ~d["elev"] & d["ok_t"]
     if name.endswith("lit"):  # only what the fine window says on ground the old DSM predicts lit at the new date
         m &= (d["ill"] > 0) & (d["ill"] < 255)

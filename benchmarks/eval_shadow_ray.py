@@ -91,7 +91,7 @@ import eval_decision_offline as ED  # noqa: E402
 import eval_evidence_offline as EO  # noqa: E402
 from _shadow_ray_census import SIZE_BINS, STOPS, objects, print_objects  # noqa: E402, F401
 from _shadow_ray_rays import (BINS, MIN_CHANGED, facade_ray, facade_segments, facade_strips,  # noqa: E402, F401
-                              lean_ray, load, pav_up, ray_share, ray_table, shadow_ray, shift, typical_height,
+                              first_probabilities, lean_ray, load, pav_up, ray_share, ray_table, shadow_ray, shift, typical_height,
                               unexplained_shadows)
 
 from _facade_object import object_probability, wall_object_probability  # noqa: E402
@@ -216,23 +216,15 @@ def localise_gated(p, gate_llr, fine, coarse_model, fine_model):
 
 def decide(d, name):
     """Probability and change (0/1/2) of one stored run under variant ``name``, and what the rule did."""
-    e, el = d["ev"], d["elev"]
-    p = np.full(e.shape, np.nan)
-    models = {}
-    for s, m in ((1, el), (0, ~el)):
-        models[s] = ED.refit(C.histogram(P.ratio_evidence(e), m), s)
-        p[m] = C.probability(P.ratio_evidence(e[m]), models[s])
+    el = d["elev"]
+    p, pw, fm, models = first_probabilities(d)
     g = ~el
-    pw, fm = p.copy(), None
-    if d.get("fine") is not None:
-        fm = C.fit(C.histogram(P.ratio_evidence(d["fine"]), g), anchor=P.ANCHOR["local"])
-        p[g] = L.localise(p[g], d["fine"][g], models[0], fm)
     info = {}
     lean_add = None
     if name.startswith("lean") and fm is not None and L.log_likelihood_ratio(fm) is not None:
         tab = L.log_likelihood_ratio(fm)
         fin = np.isfinite(d["fine"])
-        llr_f = np.full(e.shape, -np.inf)
+        llr_f = np.full(el.shape, -np.inf)
         llr_f[fin] = C.interp(C.to_z(d["fine"][fin] / (1.0 + d["fine"][fin])), C.centres(), tab)
         says = llr_f >= np.log(fm["pi"][0] / fm["pi"][1])
         Sl, li = lean_ray(d, name, says)
