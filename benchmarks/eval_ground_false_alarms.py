@@ -246,6 +246,21 @@ def km_target(store, t) -> None:
           {k: dist_bin(dc) == i for i, k in enumerate(dist_labels())}, stage, fa, none)
 
 
+
+def _replay(store, fn):
+    """``(d, out, stored change of the first target)`` of a stored run under the replay ``fn`` (``out`` None:
+    the replay leaves the run as it is, and the stored map is not read)."""
+    import xarray as xr
+
+    d = DO.load(store)
+    out = fn(d)
+    if out is None:
+        return d, None, None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chm = np.asarray(xr.open_zarr(store, mask_and_scale=False)["change"].values[1])
+    return d, out, chm
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hard", type=Path, help="eval_hard_sim.py --work")
@@ -359,8 +374,6 @@ def llr_fix(d):
 def variant_main(argv=None, fn=None) -> int:
     """``--variant lower_pinned``: the stored runs scored before and after (hard: elevated and
     all-cells F1, AUC on all decided cells, ground false alarms; Kahramanmaraş: F1, AUC)."""
-    import xarray as xr
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--hard", type=Path)
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4, 5])
@@ -369,15 +382,11 @@ def variant_main(argv=None, fn=None) -> int:
     a = ap.parse_args(argv)
     for s in a.seeds if a.hard else ():
         store, scene = a.hard / f"hard{s}.zarr", a.hard / f"hard{s}"
-        d = DO.load(store)
-        out = fn(d)
+        d, out, chm = _replay(store, fn)
         if out is None:
             print(f"hard seed {s}: fine mixture fitted (or none): unchanged")
             continue
         p, ch, fm = out
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            chm = np.asarray(xr.open_zarr(store, mask_and_scale=False)["change"].values[1])
         r0 = EO.score_hard(d, d["prob"], chm, d["ev"], scene)
         r1 = EO.score_hard(d, p, ch, d["ev"], scene)
         print(f"hard seed {s}: fine fit pi {np.round(fm['pi'], 3).tolist()} mean "
@@ -386,15 +395,11 @@ def variant_main(argv=None, fn=None) -> int:
         print("    " + _all_cells(scene, d, chm, ch))
     for t in a.targets if a.km else ():
         store = a.km / f"km_post{t}.zarr"
-        d = DO.load(store)
-        out = fn(d)
+        d, out, chm = _replay(store, fn)
         if out is None:
             print(f"Kahramanmaras img{t}: unchanged")
             continue
         p, ch, fm = out
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            chm = np.asarray(xr.open_zarr(store, mask_and_scale=False)["change"].values[1])
         r0, r1 = EO.score_km(d, d["prob"], chm), EO.score_km(d, p, ch)
         print(f"Kahramanmaras img{t}: fine fit pi {np.round(fm['pi'], 3).tolist()}; F1 {r0['f1']:.4f} -> "
               f"{r1['f1']:.4f}, AUC {r0['auc']:.4f} -> {r1['auc']:.4f}, flagged {r0['flagged']:.4f} -> "
